@@ -1,0 +1,87 @@
+/**
+ * Loupe's error types. Every failure the service knows about is an {@link AppError} with a stable
+ * `code`, an HTTP `status`, an optional `cause` and structured `context`. SDK and system failures are
+ * turned into one of these at the adapter that meets them; the HTTP layer maps them to one envelope.
+ */
+
+/** Options shared by every {@link AppError} subclass. */
+export interface AppErrorOptions {
+  /** The lower-level error that caused this one, kept for logs. */
+  cause?: unknown;
+  /** Structured facts about the failure (offending value, limits, ids), logged and never secret. */
+  context?: Record<string, unknown>;
+}
+
+/** Base class of every error Loupe raises on purpose. */
+export class AppError extends Error {
+  /** Stable, machine-readable error code (snake_case). */
+  readonly code: string;
+  /** HTTP status the error maps to. */
+  readonly status: number;
+  /** Structured facts about the failure. */
+  readonly context: Record<string, unknown>;
+
+  constructor(code: string, status: number, message: string, options: AppErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.status = status;
+    this.context = options.context ?? {};
+  }
+}
+
+/** A setting is missing or has a value outside what is allowed. Stops start-up. */
+export class ConfigError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super("config_invalid", 500, message, options);
+  }
+}
+
+/** The caller sent something malformed or outside the allowed range. */
+export class ValidationError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super("invalid_request", 400, message, options);
+  }
+}
+
+/** The requested thing does not exist (or is not visible to the caller's tenant). */
+export class NotFoundError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super("not_found", 404, message, options);
+  }
+}
+
+/** The vector store could not be reached, or answered with an error status. */
+export class StoreError extends AppError {
+  constructor(message: string, options: AppErrorOptions & { status?: number; code?: string } = {}) {
+    super(options.code ?? "store_error", options.status ?? 503, message, options);
+  }
+}
+
+/** A dependency the service needs is not ready (Milvus down, collections not loaded). */
+export class NotReadyError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super("not_ready", 503, message, options);
+  }
+}
+
+/** A model pack is missing, corrupt, or does not match the expected layout. */
+export class ModelPackError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super("model_pack_invalid", 500, message, options);
+  }
+}
+
+/** Running a model failed (bad tensor shapes, runtime error). */
+export class InferenceError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super("inference_failed", 500, message, options);
+  }
+}
+
+/** Media bytes could not be decoded or exceed a limit. */
+export class MediaError extends AppError {
+  constructor(message: string, options: AppErrorOptions & { status?: number; code?: string } = {}) {
+    super(options.code ?? "media_invalid", options.status ?? 422, message, options);
+  }
+}
