@@ -1,0 +1,317 @@
+/**
+ * Every setting Loupe reads, in one table: the environment variable that sets it, its default, what
+ * values are allowed and what it means. The table is turned into ONE zod schema ({@link configSchema});
+ * `main.ts` parses the environment with it once and hands the typed {@link Config} down. The README's
+ * configuration table is rendered from the same rows ({@link renderConfigTable}), so the two cannot drift.
+ */
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { z } from "zod";
+import { ConfigError, ModelPackError } from "./errors.ts";
+
+/** One row of the settings table. */
+export interface SettingDefinition {
+  /** Environment variable that sets it. */
+  env: string;
+  /** Validates the raw string and turns it into the typed value. */
+  schema: z.ZodType<unknown, string | undefined>;
+  /** Raw default, parsed like a value from the environment; absent when the setting is optional. */
+  default?: string;
+  /** What is allowed, in words; quoted by error messages and the README. */
+  allowed: string;
+  /** What the setting means. */
+  description: string;
+  /** Never logged or echoed in error messages. */
+  secret?: boolean;
+}
+
+/** An integer in `[min, max]`, written in plain decimal digits (no signs, exponents or hex). */
+function integer(options: { min: number; max: number }) {
+  return z
+    .string()
+    .regex(/^\d{1,10}$/)
+    .transform(Number)
+    .pipe(z.number().int().min(options.min).max(options.max));
+}
+
+const milvusName = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * The settings table. Keys are the property names in {@link Config}. An empty variable (`FOO=`) counts
+ * as unset, so container templates can blank a setting without breaking start-up.
+ */
+export const settings = {
+  port: {
+    env: "PORT",
+    schema: integer({ min: 0, max: 65535 }),
+    default: "8080",
+    allowed: "integer 0–65535 (0 picks a free port)",
+    description: "TCP port the HTTP server listens on.",
+  },
+  host: {
+    env: "HOST",
+    schema: z.string().regex(/^[A-Za-z0-9.:-]{1,253}$/),
+    default: "127.0.0.1",
+    allowed: "hostname, IPv4 or IPv6 address",
+    description:
+      "Interface the HTTP server binds to. The default accepts local connections only; set `0.0.0.0` in a container or behind a proxy.",
+  },
+  dataDir: {
+    env: "LOUPE_DATA_DIR",
+    schema: z.string().min(1),
+    default: "./data",
+    allowed: "directory path",
+    description: "Where Loupe keeps its state; embedded Milvus Lite stores its data in `<dir>/milvus`.",
+  },
+  milvusAddress: {
+    env: "MILVUS_ADDRESS",
+    schema: z
+      .string()
+      .regex(/^(https?:\/\/)?[A-Za-z0-9.-]+(:\d{1,5})?\/?$|^(https?:\/\/)?\[[0-9A-Fa-f:.]+\](:\d{1,5})?\/?$/)
+      .optional(),
+    allowed: "`host:port`, `http://host:port` or `https://host:port` (TLS)",
+    description:
+      "Address of an external Milvus. Unset: Loupe starts an embedded Milvus Lite on 127.0.0.1 and stops it on exit.",
+  },
+  milvusToken: {
+    env: "MILVUS_TOKEN",
+    schema: z.string().optional(),
+    allowed: "`user:password` or an API key",
+    description: "Credentials for an external Milvus with authentication enabled. Never logged.",
+    secret: true,
+  },
+  milvusDatabase: {
+    env: "MILVUS_DATABASE",
+    schema: z.string().max(255).regex(milvusName).optional(),
+    allowed: "letters, digits and `_`, not starting with a digit",
+    description: "Milvus database holding Loupe's collections. Unset: the server's `default` database.",
+  },
+  milvusTimeoutMs: {
+    env: "MILVUS_TIMEOUT_MS",
+    schema: integer({ min: 100, max: 600_000 }),
+    default: "10000",
+    allowed: "integer 100–600000",
+    description: "Deadline of each Milvus call, in milliseconds; also bounds `/readyz`.",
+  },
+  collectionPrefix: {
+    env: "LOUPE_COLLECTION_PREFIX",
+    schema: z.string().max(64).regex(milvusName),
+    default: "loupe",
+    allowed: "letters, digits and `_`, not starting with a digit, at most 64 characters",
+    description: "Prefix of every collection name, so several deployments can share one Milvus database.",
+  },
+  metric: {
+    env: "LOUPE_METRIC",
+    schema: z.enum(["COSINE", "IP"]),
+    default: "COSINE",
+    allowed: "`COSINE` or `IP`",
+    description: "Similarity metric of the vector indexes. Fixed when a collection is created.",
+  },
+  indexType: {
+    env: "LOUPE_INDEX_TYPE",
+    schema: z.enum(["AUTOINDEX", "HNSW"]),
+    default: "AUTOINDEX",
+    allowed: "`AUTOINDEX` or `HNSW`",
+    description: "Vector index type. Fixed when a collection is created.",
+  },
+  venvDir: {
+    env: "LOUPE_VENV_DIR",
+    schema: z.string().min(1),
+    default: "./.venv",
+    allowed: "directory path",
+    description: "Python virtual environment holding `milvus-lite` (made by `npm run setup`).",
+  },
+  defaultTenant: {
+    env: "LOUPE_DEFAULT_TENANT",
+    schema: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+    default: "default",
+    allowed: "1–64 letters, digits, `_` or `-`",
+    description: "Tenant that requests act for until authentication assigns one per caller.",
+  },
+  logLevel: {
+    env: "LOUPE_LOG_LEVEL",
+    schema: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
+    default: "info",
+    allowed: "`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`",
+    description: "Least severe level written to the JSON log on stdout.",
+  },
+  modelPack: {
+    env: "LOUPE_MODEL_PACK",
+    schema: z.string().min(1),
+    default: "models/shapes-world-tiny",
+    allowed: "directory path",
+    description: "Model pack directory (encoders, tokenizer, VQA head, `config.json`).",
+  },
+  modelsDir: {
+    env: "LOUPE_MODELS_DIR",
+    schema: z.string().min(1),
+    default: "models",
+    allowed: "directory path",
+    description: "Directory where model packs are installed and looked up.",
+  },
+  embeddingDim: {
+    env: "LOUPE_EMBEDDING_DIM",
+    schema: integer({ min: 2, max: 32_768 }).optional(),
+    allowed: "integer 2–32768",
+    description:
+      "Embedding dimension of the collections. Unset: `projection_dim` from the model pack's `config.json`.",
+  },
+  shutdownTimeoutMs: {
+    env: "LOUPE_SHUTDOWN_TIMEOUT_MS",
+    schema: integer({ min: 0, max: 600_000 }),
+    default: "10000",
+    allowed: "integer 0–600000",
+    description: "How long shutdown waits for in-flight requests before closing their connections.",
+  },
+  milvusStartTimeoutMs: {
+    env: "LOUPE_MILVUS_START_TIMEOUT_MS",
+    schema: integer({ min: 1000, max: 600_000 }),
+    default: "30000",
+    allowed: "integer 1000–600000",
+    description: "How long start-up waits for embedded Milvus Lite to answer.",
+  },
+} as const satisfies Record<string, SettingDefinition>;
+
+/** Name of a setting, as a property of {@link Config}. */
+export type SettingKey = keyof typeof settings;
+
+type ConfigShape = { [K in SettingKey]: (typeof settings)[K]["schema"] };
+
+/** The one zod schema of Loupe's configuration, built from {@link settings}. Input: raw strings by key. */
+export const configSchema = z.object(
+  Object.fromEntries(Object.entries(settings).map(([key, row]) => [key, row.schema])) as ConfigShape,
+);
+
+/** Loupe's validated configuration. Path settings are absolute. */
+export type Config = z.output<typeof configSchema>;
+
+const pathKeys = ["dataDir", "venvDir", "modelPack", "modelsDir"] as const satisfies readonly SettingKey[];
+
+/** Options of {@link parseConfig}. */
+export interface ParseConfigOptions {
+  /** Environment to read (main.ts passes `process.env`; tests pass a plain object). */
+  env: Record<string, string | undefined>;
+  /** Directory relative paths are resolved against. */
+  cwd?: string;
+}
+
+/**
+ * Validates the environment against {@link configSchema}. Every problem is reported at once, each
+ * naming the variable, the offending value and what is allowed.
+ *
+ * @throws {ConfigError} when any setting is invalid.
+ */
+export function parseConfig({ env, cwd = process.cwd() }: ParseConfigOptions): Config {
+  const rows = Object.entries(settings) as [SettingKey, SettingDefinition][];
+  const raw: Record<string, string | undefined> = {};
+  for (const [key, row] of rows) {
+    const value = env[row.env];
+    raw[key] = value === undefined || value === "" ? row.default : value;
+  }
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const invalid = new Map<SettingKey, SettingDefinition>();
+    for (const issue of result.error.issues) {
+      const key = issue.path[0] as SettingKey;
+      invalid.set(key, settings[key]);
+    }
+    const problems = [...invalid].map(([key, row]) => {
+      const shown = row.secret ? "(hidden)" : JSON.stringify(raw[key]);
+      return `${row.env}=${shown} is not allowed; expected ${row.allowed}.`;
+    });
+    throw new ConfigError(
+      `Invalid configuration (${problems.length} ${problems.length === 1 ? "problem" : "problems"}):\n  ${problems.join("\n  ")}`,
+      { context: { variables: [...invalid.values()].map((row) => row.env) } },
+    );
+  }
+  const config = result.data;
+  for (const key of pathKeys) config[key] = path.resolve(cwd, config[key]);
+  return config;
+}
+
+/** The configuration with secrets replaced, fit for logs. */
+export function redactConfig(config: Config): Record<string, unknown> {
+  const copy: Record<string, unknown> = { ...config };
+  for (const [key, row] of Object.entries(settings) as [SettingKey, SettingDefinition][]) {
+    if (row.secret && copy[key] !== undefined) copy[key] = "(hidden)";
+  }
+  return copy;
+}
+
+/** Where the embedding dimension came from; see {@link resolveEmbeddingDimension}. */
+export interface EmbeddingDimension {
+  dimension: number;
+  source: "LOUPE_EMBEDDING_DIM" | "model pack";
+}
+
+/**
+ * The embedding dimension of the collections: `LOUPE_EMBEDDING_DIM` when set, else `projection_dim`
+ * from `<modelPack>/config.json`.
+ *
+ * @throws {ModelPackError} when neither is available or the pack's value is not a usable integer.
+ */
+export async function resolveEmbeddingDimension({
+  config,
+}: {
+  config: Pick<Config, "embeddingDim" | "modelPack">;
+}): Promise<EmbeddingDimension> {
+  if (config.embeddingDim !== undefined) {
+    return { dimension: config.embeddingDim, source: "LOUPE_EMBEDDING_DIM" };
+  }
+  const file = path.join(config.modelPack, "config.json");
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (error) {
+    throw new ModelPackError(
+      `Cannot read the model pack's config.json at ${file}, so the embedding dimension is unknown. Install the model pack, point LOUPE_MODEL_PACK at it, or set LOUPE_EMBEDDING_DIM.`,
+      { cause: error, context: { file } },
+    );
+  }
+  let dimension: unknown;
+  try {
+    dimension = (JSON.parse(text) as { projection_dim?: unknown }).projection_dim;
+  } catch (error) {
+    throw new ModelPackError(`The model pack's ${file} is not valid JSON.`, {
+      cause: error,
+      context: { file },
+    });
+  }
+  if (typeof dimension !== "number" || !Number.isInteger(dimension) || dimension < 2 || dimension > 32_768) {
+    throw new ModelPackError(
+      `The model pack's ${file} has projection_dim=${JSON.stringify(dimension)}; expected an integer 2–32768.`,
+      { context: { file, projectionDim: dimension } },
+    );
+  }
+  return { dimension, source: "model pack" };
+}
+
+const tableStart = "<!-- config:start (generated by `npm run docs:config` from src/config.ts) -->";
+const tableEnd = "<!-- config:end -->";
+
+/** The settings table as markdown, as the README shows it. */
+export function renderConfigTable(): string {
+  const escapeCell = (text: string) => text.replaceAll("|", "\\|");
+  const lines = ["| Variable | Default | Allowed | Meaning |", "| --- | --- | --- | --- |"];
+  for (const row of Object.values(settings) as SettingDefinition[]) {
+    const shown = row.default === undefined ? "(unset)" : `\`${row.default}\``;
+    lines.push(`| \`${row.env}\` | ${shown} | ${escapeCell(row.allowed)} | ${escapeCell(row.description)} |`);
+  }
+  return lines.join("\n");
+}
+
+/**
+ * Replaces the generated section of a README (between the config markers) with {@link renderConfigTable}.
+ *
+ * @throws {ConfigError} when the markers are missing.
+ */
+export function spliceConfigTable(readme: string): string {
+  const start = readme.indexOf(tableStart);
+  const end = readme.indexOf(tableEnd);
+  if (start === -1 || end === -1 || end < start) {
+    throw new ConfigError(
+      `The README lacks the configuration table markers; add the lines "${tableStart}" and "${tableEnd}" where the table belongs.`,
+    );
+  }
+  return `${readme.slice(0, start + tableStart.length)}\n${renderConfigTable()}\n${readme.slice(end)}`;
+}

@@ -1,0 +1,40 @@
+/**
+ * Loupe's structured logger: pino writing one JSON object per line. Request handlers use a child of it
+ * that carries the request id (see `src/http/context.ts`), so every line of one request can be found.
+ */
+import { type DestinationStream, type Logger, type LoggerOptions, pino } from "pino";
+
+export type { Logger } from "pino";
+
+/** Options of {@link createLogger}. */
+export interface CreateLoggerOptions {
+  /** Least severe level written (pino level name). */
+  level?: LoggerOptions["level"];
+  /** Where lines go; stdout when absent. Tests pass a stream to read them back. */
+  destination?: DestinationStream;
+}
+
+/**
+ * The process-wide logger. Credentials never reach the log: request authorization headers and the
+ * Milvus token are redacted wherever they appear.
+ */
+export function createLogger({ level = "info", destination }: CreateLoggerOptions = {}): Logger {
+  const options: LoggerOptions = {
+    level,
+    base: { service: "loupe" },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    redact: {
+      paths: [
+        "token",
+        "*.token",
+        "milvusToken",
+        "*.milvusToken",
+        "headers.authorization",
+        "*.headers.authorization",
+      ],
+      censor: "(hidden)",
+    },
+    serializers: { err: pino.stdSerializers.errWithCause, error: pino.stdSerializers.errWithCause },
+  };
+  return destination ? pino(options, destination) : pino(options);
+}

@@ -1,0 +1,149 @@
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { parseConfig, renderConfigTable, settings, spliceConfigTable } from "../src/config.ts";
+import { ConfigError } from "../src/errors.ts";
+
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    parseConfig({ env, cwd: "/srv/loupe" });
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error(`parseConfig accepted ${JSON.stringify(env)}`);
+}
+
+describe("parseConfig", () => {
+  it("applies the documented defaults and resolves paths against cwd", () => {
+    const config = parseConfig({ env: {}, cwd: "/srv/loupe" });
+    expect(config).toEqual({
+      port: 8080,
+      host: "127.0.0.1",
+      dataDir: "/srv/loupe/data",
+      milvusAddress: undefined,
+      milvusToken: undefined,
+      milvusDatabase: undefined,
+      milvusTimeoutMs: 10_000,
+      collectionPrefix: "loupe",
+      metric: "COSINE",
+      indexType: "AUTOINDEX",
+      venvDir: "/srv/loupe/.venv",
+      defaultTenant: "default",
+      logLevel: "info",
+      modelPack: "/srv/loupe/models/shapes-world-tiny",
+      modelsDir: "/srv/loupe/models",
+      embeddingDim: undefined,
+      shutdownTimeoutMs: 10_000,
+      milvusStartTimeoutMs: 30_000,
+    });
+  });
+
+  it("reads every variable it documents", () => {
+    const config = parseConfig({
+      cwd: "/srv/loupe",
+      env: {
+        PORT: "0",
+        HOST: "::1",
+        LOUPE_DATA_DIR: "/var/lib/loupe",
+        MILVUS_ADDRESS: "https://milvus.example.com:19530",
+        MILVUS_TOKEN: "root:Milvus",
+        MILVUS_DATABASE: "rag_prod",
+        MILVUS_TIMEOUT_MS: "2500",
+        LOUPE_COLLECTION_PREFIX: "loupe_staging",
+        LOUPE_METRIC: "IP",
+        LOUPE_INDEX_TYPE: "HNSW",
+        LOUPE_VENV_DIR: "venv",
+        LOUPE_DEFAULT_TENANT: "acme-1",
+        LOUPE_LOG_LEVEL: "debug",
+        LOUPE_MODEL_PACK: "/opt/packs/tiny",
+        LOUPE_MODELS_DIR: "/opt/packs",
+        LOUPE_EMBEDDING_DIM: "256",
+        LOUPE_SHUTDOWN_TIMEOUT_MS: "0",
+        LOUPE_MILVUS_START_TIMEOUT_MS: "5000",
+      },
+    });
+    expect(config).toMatchObject({
+      port: 0,
+      host: "::1",
+      dataDir: "/var/lib/loupe",
+      milvusAddress: "https://milvus.example.com:19530",
+      milvusToken: "root:Milvus",
+      milvusDatabase: "rag_prod",
+      milvusTimeoutMs: 2500,
+      collectionPrefix: "loupe_staging",
+      metric: "IP",
+      indexType: "HNSW",
+      venvDir: "/srv/loupe/venv",
+      defaultTenant: "acme-1",
+      logLevel: "debug",
+      modelPack: "/opt/packs/tiny",
+      modelsDir: "/opt/packs",
+      embeddingDim: 256,
+      shutdownTimeoutMs: 0,
+      milvusStartTimeoutMs: 5000,
+    });
+  });
+
+  it("treats an empty variable as unset", () => {
+    const config = parseConfig({ env: { PORT: "", MILVUS_ADDRESS: "", LOUPE_EMBEDDING_DIM: "" } });
+    expect(config.port).toBe(8080);
+    expect(config.milvusAddress).toBeUndefined();
+    expect(config.embeddingDim).toBeUndefined();
+  });
+
+  it.each([
+    ["PORT", "http", "integer 0–65535"],
+    ["PORT", "65536", "integer 0–65535"],
+    ["PORT", "-1", "integer 0–65535"],
+    ["PORT", "8e3", "integer 0–65535"],
+    ["HOST", "local host", "hostname, IPv4 or IPv6 address"],
+    ["MILVUS_ADDRESS", "grpc://milvus:19530", "`host:port`, `http://host:port` or `https://host:port`"],
+    ["MILVUS_ADDRESS", "milvus:19530/x?y", "`host:port`"],
+    ["MILVUS_DATABASE", "prod-db", "letters, digits and `_`"],
+    ["MILVUS_TIMEOUT_MS", "50", "integer 100–600000"],
+    ["LOUPE_COLLECTION_PREFIX", "9loupe", "not starting with a digit"],
+    ["LOUPE_METRIC", "L2", "`COSINE` or `IP`"],
+    ["LOUPE_METRIC", "cosine", "`COSINE` or `IP`"],
+    ["LOUPE_INDEX_TYPE", "IVF_FLAT", "`AUTOINDEX` or `HNSW`"],
+    ["LOUPE_DEFAULT_TENANT", 'x" or true', "1–64 letters, digits, `_` or `-`"],
+    ["LOUPE_LOG_LEVEL", "verbose", "`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`"],
+    ["LOUPE_EMBEDDING_DIM", "1", "integer 2–32768"],
+    ["LOUPE_EMBEDDING_DIM", "512.5", "integer 2–32768"],
+    ["LOUPE_SHUTDOWN_TIMEOUT_MS", "soon", "integer 0–600000"],
+    ["LOUPE_MILVUS_START_TIMEOUT_MS", "10", "integer 1000–600000"],
+  ])("rejects %s=%s, naming the variable, the value and what is allowed", (variable, value, allowed) => {
+    const error = configError({ [variable]: value });
+    expect(error.code).toBe("config_invalid");
+    expect(error.message).toContain(`${variable}=${JSON.stringify(value)} is not allowed`);
+    expect(error.message).toContain(allowed);
+    expect(error.context).toEqual({ variables: [variable] });
+  });
+
+  it("lists every problem at once", () => {
+    const error = configError({ PORT: "x", LOUPE_METRIC: "L2", LOUPE_LOG_LEVEL: "loud" });
+    expect(error.message).toMatch(/^Invalid configuration \(3 problems\):/);
+    expect(error.message).toContain('PORT="x"');
+    expect(error.message).toContain('LOUPE_METRIC="L2"');
+    expect(error.message).toContain('LOUPE_LOG_LEVEL="loud"');
+    expect(error.context).toEqual({ variables: ["PORT", "LOUPE_METRIC", "LOUPE_LOG_LEVEL"] });
+  });
+});
+
+describe("configuration docs", () => {
+  it("renders one table row per setting", () => {
+    const rows = renderConfigTable().split("\n").slice(2);
+    expect(rows.map((row) => row.split(" | ")[0])).toEqual(
+      Object.values(settings).map((row) => `| \`${row.env}\``),
+    );
+  });
+
+  it("the README's configuration table is the one generated from the schema (npm run docs:config)", async () => {
+    const readme = await readFile(path.join(import.meta.dirname, "..", "README.md"), "utf8");
+    expect(readme).toBe(spliceConfigTable(readme));
+  });
+
+  it("refuses a README without the markers", () => {
+    expect(() => spliceConfigTable("# Loupe\n")).toThrow(/config:start/);
+  });
+});
