@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# npm run setup: everything Loupe needs on a development or CI machine. Idempotent: each step checks
+# what is already there and skips it, so rerunning it is cheap.
+#   1. Node packages (npm ci), unless node_modules already matches package-lock.json.
+#   2. A Python virtual environment with the pinned Milvus Lite (scripts/requirements-milvus.txt).
+#   3. Execute permission on the bundled ffprobe/ffmpeg binaries (npm may skip their postinstall).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+venv_dir="${LOUPE_VENV_DIR:-.venv}"
+requirements="scripts/requirements-milvus.txt"
+
+say() { printf 'setup: %s\n' "$*"; }
+fail() {
+  printf 'setup: error: %s\n' "$*" >&2
+  exit 1
+}
+
+# --- Node -----------------------------------------------------------------------------------------
+command -v node >/dev/null || fail "node is not installed. Install Node.js 20.19 or newer (https://nodejs.org)."
+node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' ||
+  fail "Node.js $(node --version) is too old; Loupe needs 20.19 or newer."
+
+# npm's own record of what it installed (node_modules/.package-lock.json) is rewritten by every install;
+# if it is newer than the lock file and `npm ls` finds nothing missing or mismatched, the tree is current.
+if [ -f node_modules/.package-lock.json ] && [ ! package-lock.json -nt node_modules/.package-lock.json ] &&
+  npm ls --depth=0 >/dev/null 2>&1; then
+  say "node_modules matches package-lock.json; skipping npm ci."
+else
+  say "installing Node packages (npm ci)..."
+  # onnxruntime-node would otherwise download GPU binaries at install time; the CPU build ships in the package.
+  ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund || fail "npm ci failed (see above). Check network access to the npm registry."
+fi
+
+# --- Python venv with Milvus Lite ---------------------------------------------------------------------
+# Exit 0 when the interpreter is Python 3.10 or newer.
+python_ok() { "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' >/dev/null 2>&1; }
+
+# Exit 0 when every name==version pin of the requirements file is installed in the venv.
+pins_installed() {
+  "$venv_dir/bin/python" - "$requirements" <<'PY' >/dev/null 2>&1
+import importlib.metadata, re, sys
+for line in open(sys.argv[1]):
+    line = line.split("#", 1)[0].strip()
+    if not line:
+        continue
+    name, version = re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)$", line).groups()
+    if importlib.metadata.version(name) != version:
+        sys.exit(1)
+PY
+}
+
+if [ -x "$venv_dir/bin/python" ] && python_ok "$venv_dir/bin/python" && pins_installed; then
+  say "$venv_dir already has the pinned Milvus Lite; skipping."
+else
+  python=""
+  for candidate in python3.13 python3.12 python3.11 python3.10 python3; do
+    if command -v "$candidate" >/dev/null && python_ok "$candidate"; then
+      python="$candidate"
+      break
+    fi
+  done
+  [ -n "$python" ] || fail "no Python 3.10 or newer found (tried python3.13 … python3.10, python3). Install one, e.g. apt-get install python3 python3-venv."
+  if [ ! -x "$venv_dir/bin/python" ] || ! python_ok "$venv_dir/bin/python"; then
+    say "creating $venv_dir with $($python --version 2>&1)..."
+    rm -rf "$venv_dir"
+    "$python" -m venv "$venv_dir" ||
+      fail "could not create $venv_dir with $python. On Debian/Ubuntu install the venv module: apt-get install python3-venv."
+  fi
+  say "installing Milvus Lite into $venv_dir (pip install -r $requirements)..."
+  "$venv_dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$requirements" ||
+    fail "pip could not install $requirements into $venv_dir. Check network access to PyPI."
+  pins_installed || fail "$venv_dir does not have the versions pinned in $requirements after installing them."
+fi
+"$venv_dir/bin/milvus-lite" --help >/dev/null 2>&1 ||
+  fail "$venv_dir/bin/milvus-lite does not run. Delete $venv_dir and run npm run setup again."
+
+# --- Bundled media binaries -----------------------------------------------------------------------------
+for package in @ffprobe-installer/ffprobe @ffmpeg-installer/ffmpeg; do
+  binary="$(node -e "process.stdout.write(require('$package').path)" 2>/dev/null)" ||
+    fail "$package has no binary for this platform ($(uname -s) $(uname -m))."
+  chmod a+rx "$binary" || fail "could not make $binary executable."
+  "$binary" -version >/dev/null 2>&1 || fail "$binary does not run on this machine."
+done
+say "ffprobe and ffmpeg are executable."
+
+say "done. Start the server with: npm start"
