@@ -100,14 +100,19 @@ export function joinList(items: readonly string[], joiner: ListJoiner): string {
   return `${items.slice(0, -1).join(joiner.sep)}${joiner.last}${items.at(-1)}`;
 }
 
-/** Replaces `{name}` placeholders; an unknown placeholder is a bug in the wording, so it throws. */
+/**
+ * Replaces `{name}` placeholders; an unknown placeholder is a bug in the wording, so it throws. A
+ * template's own `a` becomes `an` before a vowel-initial filled word.
+ */
 export function fillTemplate(template: string, values: Readonly<Record<string, string>>): string {
-  return template.replace(/\{(\w+)\}/g, (_match, name: string) => {
+  const filled = template.replace(/\{(\w+)\}/g, (_match, name: string) => {
     const value = values[name];
     if (value === undefined)
       throw new RangeError(`Template "${template}" needs {${name}}, which was not given.`);
     return value;
   });
+  // "Is there a {color} {shape}?" filled with orange must read "Is there an orange …".
+  return filled.replace(/\b([Aa]) (?=[aeiouAEIOU])/g, "$1n ");
 }
 
 /** Picks a template and fills it. */
