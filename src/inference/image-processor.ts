@@ -1,0 +1,445 @@
+/**
+ * Image preprocessing for the vision tower, following Hugging Face `CLIPImageProcessor` semantics from a
+ * pack's `preprocessor_config.json`: convert to RGB (transparency composited on white), resize the shortest
+ * edge, center crop (zero-padding images smaller than the crop), rescale, normalize, CHW float32.
+ *
+ * Decoding uses sharp with defences for untrusted bytes: byte and pixel limits checked against the header
+ * before decoding, a format allow-list, `failOn: "warning"` (truncated or corrupt files are rejected), the
+ * first frame only of animations, and EXIF orientation applied before resizing.
+ *
+ * sharp's `cubic` kernel (Catmull-Rom) is close to, but not bit-identical with, PIL's bicubic filter that the
+ * Python reference uses; the difference is measured in `test/inference/image-processor.test.ts`.
+ */
+import sharp, { type Metadata, type OutputInfo, type Sharp } from "sharp";
+import { MediaError, ModelPackError, ValidationError } from "../errors.ts";
+import type { PreprocessorConfig } from "./pack-config.ts";
+import { type PilFilter, resizeLikePillow } from "./pil-resize.ts";
+
+/** Limits applied to every encoded image before it is decoded. */
+export interface ImageLimits {
+  /** Largest encoded input in bytes. */
+  maxInputBytes?: number;
+  /** Largest width × height of the (first frame of the) input, read from its header. */
+  maxInputPixels?: number;
+  /** Encoded formats accepted, as sharp names them. */
+  allowedFormats?: readonly string[];
+}
+
+/** Limits used when none are given. */
+export const defaultImageLimits: Required<ImageLimits> = {
+  maxInputBytes: 50 * 1024 * 1024,
+  maxInputPixels: 40_000_000,
+  allowedFormats: ["jpeg", "png", "webp", "gif"],
+};
+
+/** Already-decoded pixels (e.g. a video frame), row-major and interleaved. */
+export interface RawImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  /** 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA). */
+  channels: 1 | 2 | 3 | 4;
+}
+
+/** An image to preprocess: encoded bytes (JPEG, PNG, WebP, GIF) or raw pixels. */
+export type ImageInput = Uint8Array | RawImage;
+
+/** Resized and cropped RGB pixels before rescaling and normalization. */
+export interface RgbImage {
+  /** Row-major interleaved RGB bytes, `height × width × 3`. */
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
+/** A batch of preprocessed images, ready for a `pixel_values` tensor. */
+export interface PixelBatch {
+  /** Row-major `[batch, 3, height, width]`. */
+  data: Float32Array;
+  dims: [number, number, number, number];
+}
+
+type SharpKernel = "nearest" | "linear" | "cubic" | "lanczos3";
+
+const resampleKernels: Record<number, SharpKernel> = { 0: "nearest", 1: "lanczos3", 2: "linear", 3: "cubic" };
+const pillowFilters: Record<number, PilFilter> = { 1: "lanczos", 2: "bilinear", 3: "bicubic" };
+const resampleNames: Record<number, string> = {
+  0: "nearest",
+  1: "lanczos",
+  2: "bilinear",
+  3: "bicubic",
+  4: "box",
+  5: "hamming",
+};
+
+/** Options of {@link ImageProcessor}. */
+export interface ImageProcessorOptions {
+  /** Parsed `preprocessor_config.json`. */
+  config: PreprocessorConfig;
+  /** Input limits; missing fields take {@link defaultImageLimits}. */
+  limits?: ImageLimits;
+  /** How many images of a batch are decoded at once (sharp shares libuv's thread pool). */
+  decodeConcurrency?: number;
+}
+
+function isRawImage(input: ImageInput): input is RawImage {
+  return !(input instanceof Uint8Array);
+}
+
+function formatMegapixels(pixels: number): string {
+  return `${(pixels / 1_000_000).toFixed(1)} MP`;
+}
+
+/**
+ * Output size of Hugging Face's `get_resize_output_image_size` for a `shortest_edge` request with
+ * `default_to_square=False`: the short side becomes `shortestEdge`, the long side keeps the aspect ratio,
+ * truncated to an integer.
+ */
+export function resizeOutputSize({
+  width,
+  height,
+  shortestEdge,
+}: {
+  width: number;
+  height: number;
+  shortestEdge: number;
+}): { width: number; height: number } {
+  const widthIsShort = width <= height;
+  const short = widthIsShort ? width : height;
+  const long = widthIsShort ? height : width;
+  const newLong = Math.trunc((shortestEdge * long) / short);
+  return widthIsShort ? { width: shortestEdge, height: newLong } : { width: newLong, height: shortestEdge };
+}
+
+/**
+ * Center crop of interleaved RGB pixels with Hugging Face's offsets (`(size - crop) // 2`), filling with 0
+ * where the crop extends past the image.
+ */
+export function centerCrop({
+  image,
+  cropWidth,
+  cropHeight,
+}: {
+  image: RgbImage;
+  cropWidth: number;
+  cropHeight: number;
+}): RgbImage {
+  if (image.width === cropWidth && image.height === cropHeight) return image;
+  const top = Math.floor((image.height - cropHeight) / 2);
+  const left = Math.floor((image.width - cropWidth) / 2);
+  const data = new Uint8Array(cropWidth * cropHeight * 3);
+  for (let y = 0; y < cropHeight; y += 1) {
+    const sourceY = y + top;
+    if (sourceY < 0 || sourceY >= image.height) continue;
+    for (let x = 0; x < cropWidth; x += 1) {
+      const sourceX = x + left;
+      if (sourceX < 0 || sourceX >= image.width) continue;
+      const from = (sourceY * image.width + sourceX) * 3;
+      const to = (y * cropWidth + x) * 3;
+      data[to] = image.data[from] ?? 0;
+      data[to + 1] = image.data[from + 1] ?? 0;
+      data[to + 2] = image.data[from + 2] ?? 0;
+    }
+  }
+  return { data, width: cropWidth, height: cropHeight };
+}
+
+async function mapLimited<Item, Result>(
+  items: readonly Item[],
+  limit: number,
+  task: (item: Item, index: number) => Promise<Result>,
+): Promise<Result[]> {
+  const results = new Array<Result>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next;
+      next += 1;
+      results[index] = await task(items[index] as Item, index);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  return results;
+}
+
+/** Turns images into `pixel_values` for the vision tower. */
+export class ImageProcessor {
+  /** Height of the tensor produced for each image. */
+  readonly outputHeight: number;
+  /** Width of the tensor produced for each image. */
+  readonly outputWidth: number;
+  readonly #config: PreprocessorConfig;
+  readonly #limits: Required<ImageLimits>;
+  readonly #kernel: SharpKernel;
+  readonly #decodeConcurrency: number;
+  readonly #scale: Float64Array;
+  readonly #offset: Float64Array;
+
+  /** @throws ModelPackError when the config asks for a resampling filter sharp does not offer. */
+  constructor({ config, limits = {}, decodeConcurrency = 2 }: ImageProcessorOptions) {
+    const kernel = resampleKernels[config.resample];
+    if (kernel === undefined) {
+      throw new ModelPackError(
+        `preprocessor_config.json asks for resample=${config.resample} (${resampleNames[config.resample] ?? "unknown"}); ` +
+          "supported are 0 (nearest), 1 (lanczos), 2 (bilinear) and 3 (bicubic).",
+        { context: { file: "preprocessor_config.json", resample: config.resample } },
+      );
+    }
+    if (!config.do_center_crop && !config.do_resize) {
+      throw new ModelPackError(
+        "preprocessor_config.json disables both resizing and center cropping, so images would not have a fixed size; enable one.",
+        { context: { file: "preprocessor_config.json" } },
+      );
+    }
+    this.#config = config;
+    this.#limits = { ...defaultImageLimits, ...limits };
+    this.#kernel = kernel;
+    this.#decodeConcurrency = Math.max(1, Math.floor(decodeConcurrency));
+    if (config.do_center_crop) {
+      this.outputHeight = config.crop_size.height;
+      this.outputWidth = config.crop_size.width;
+    } else if ("height" in config.size) {
+      this.outputHeight = config.size.height;
+      this.outputWidth = config.size.width;
+    } else {
+      throw new ModelPackError(
+        "preprocessor_config.json resizes by shortest_edge without a center crop, so images would not have a fixed size; " +
+          "set do_center_crop or give size as {height, width}.",
+        { context: { file: "preprocessor_config.json" } },
+      );
+    }
+    // pixel -> ((pixel * rescale) - mean) / std, folded into pixel * scale + offset per channel.
+    const rescale = config.do_rescale ? config.rescale_factor : 1;
+    this.#scale = new Float64Array(3);
+    this.#offset = new Float64Array(3);
+    for (let channel = 0; channel < 3; channel += 1) {
+      const mean = config.do_normalize ? (config.image_mean[channel] ?? 0) : 0;
+      const std = config.do_normalize ? (config.image_std[channel] ?? 1) : 1;
+      this.#scale[channel] = rescale / std;
+      this.#offset[channel] = -mean / std;
+    }
+  }
+
+  /** The preprocessing configuration in force. */
+  get config(): PreprocessorConfig {
+    return this.#config;
+  }
+
+  /** The limits in force. */
+  get limits(): Required<ImageLimits> {
+    return this.#limits;
+  }
+
+  #pipeline(input: ImageInput): Sharp {
+    if (isRawImage(input)) {
+      const { data, width, height, channels } = input;
+      if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
+        throw new ValidationError(`Raw image size must be positive integers, got ${width}x${height}.`);
+      }
+      if (data.length !== width * height * channels) {
+        throw new ValidationError(
+          `Raw image data has ${data.length} bytes; ${width}x${height}x${channels} needs ${width * height * channels}.`,
+        );
+      }
+      if (width * height > this.#limits.maxInputPixels) {
+        throw this.#tooManyPixels(width, height);
+      }
+      return sharp(data, { raw: { width, height, channels }, limitInputPixels: this.#limits.maxInputPixels });
+    }
+    if (input.length > this.#limits.maxInputBytes) {
+      throw new MediaError(
+        `Image is ${input.length} bytes; the limit is ${this.#limits.maxInputBytes} bytes. ` +
+          "Send a smaller file or raise the image byte limit (maxInputBytes).",
+        {
+          code: "media_too_large",
+          status: 413,
+          context: { bytes: input.length, limit: this.#limits.maxInputBytes },
+        },
+      );
+    }
+    return sharp(input, {
+      failOn: "warning",
+      limitInputPixels: this.#limits.maxInputPixels,
+      pages: 1,
+      page: 0,
+      autoOrient: true,
+    });
+  }
+
+  #tooManyPixels(width: number, height: number): MediaError {
+    const pixels = width * height;
+    return new MediaError(
+      `Image is ${width}x${height} (${formatMegapixels(pixels)}); the limit is ${formatMegapixels(this.#limits.maxInputPixels)}. ` +
+        "Resize it or raise the pixel limit (maxInputPixels).",
+      {
+        code: "media_too_large",
+        status: 413,
+        context: { width, height, pixels, limit: this.#limits.maxInputPixels },
+      },
+    );
+  }
+
+  /**
+   * Decodes, orients, converts to RGB, resizes and center-crops one image: the uint8 pixels that are then
+   * rescaled and normalized.
+   *
+   * @throws MediaError when the input is too large, of a refused format, corrupt or truncated.
+   */
+  async resizeAndCrop({ image }: { image: ImageInput }): Promise<RgbImage> {
+    let width: number;
+    let height: number;
+    if (isRawImage(image)) {
+      width = image.width;
+      height = image.height;
+    } else {
+      ({ width, height } = await this.#checkHeader(image));
+    }
+    const config = this.#config;
+    let target = { width, height };
+    if (config.do_resize) {
+      target =
+        "shortest_edge" in config.size
+          ? resizeOutputSize({ width, height, shortestEdge: config.size.shortest_edge })
+          : { width: config.size.width, height: config.size.height };
+    }
+    const resizing = target.width !== width || target.height !== height;
+    const enlarging = target.width > width || target.height > height;
+    const pillowFilter = pillowFilters[config.resample];
+    // libvips and Pillow agree closely when reducing but not when enlarging (different pixel-centre
+    // conventions), so enlargements use the port of Pillow's resize; it is cheap there as the input is small.
+    const resizeInJs = resizing && enlarging && pillowFilter !== undefined;
+    let pipeline = this.#pipeline(image)
+      .flatten({ background: { r: 255, g: 255, b: 255 } })
+      .toColourspace("srgb");
+    if (resizing && !resizeInJs) {
+      pipeline = pipeline.resize({
+        width: target.width,
+        height: target.height,
+        fit: "fill",
+        kernel: this.#kernel,
+        fastShrinkOnLoad: false,
+      });
+    }
+    let raw: { data: Buffer; info: OutputInfo };
+    try {
+      raw = await pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    } catch (error) {
+      throw this.#decodeError(error);
+    }
+    if (raw.info.channels !== 3) {
+      throw new MediaError(`Decoded image has ${raw.info.channels} channels; expected 3 (RGB).`, {
+        context: { channels: raw.info.channels },
+      });
+    }
+    let resized: RgbImage = {
+      data: new Uint8Array(raw.data.buffer, raw.data.byteOffset, raw.data.byteLength),
+      width: raw.info.width,
+      height: raw.info.height,
+    };
+    if (resizeInJs && pillowFilter !== undefined) {
+      resized = {
+        data: resizeLikePillow({
+          data: resized.data,
+          width: resized.width,
+          height: resized.height,
+          targetWidth: target.width,
+          targetHeight: target.height,
+          filter: pillowFilter,
+        }),
+        width: target.width,
+        height: target.height,
+      };
+    }
+    if (!config.do_center_crop) return resized;
+    return centerCrop({ image: resized, cropWidth: this.outputWidth, cropHeight: this.outputHeight });
+  }
+
+  /** Reads the header only: format allow-list, pixel limit, displayed (EXIF-oriented) size. */
+  async #checkHeader(image: Uint8Array): Promise<{ width: number; height: number }> {
+    let metadata: Metadata;
+    try {
+      // The pixel limit is checked below with a clearer message, so the header read does not enforce it.
+      metadata = await sharp(image, { failOn: "warning", pages: 1, limitInputPixels: false }).metadata();
+    } catch (error) {
+      throw this.#decodeError(error);
+    }
+    if (!this.#limits.allowedFormats.includes(metadata.format)) {
+      throw new MediaError(
+        `Image format "${metadata.format}" is not accepted; allowed: ${this.#limits.allowedFormats.join(", ")}.`,
+        { code: "media_unsupported", status: 415, context: { format: metadata.format } },
+      );
+    }
+    const pageHeight = metadata.pageHeight ?? metadata.height;
+    if (metadata.width * pageHeight > this.#limits.maxInputPixels) {
+      throw this.#tooManyPixels(metadata.width, pageHeight);
+    }
+    const swapped = metadata.autoOrient.width !== metadata.width;
+    return swapped
+      ? { width: pageHeight, height: metadata.width }
+      : { width: metadata.width, height: pageHeight };
+  }
+
+  #decodeError(error: unknown): MediaError {
+    const reason = error instanceof Error ? error.message : String(error);
+    if (/pixel limit/i.test(reason)) {
+      return new MediaError(
+        `Image exceeds the pixel limit of ${formatMegapixels(this.#limits.maxInputPixels)}. Resize it or raise the pixel limit (maxInputPixels).`,
+        { cause: error, code: "media_too_large", status: 413 },
+      );
+    }
+    return new MediaError(
+      `Could not decode the image: ${reason}. Send an uncorrupted ${this.#limits.allowedFormats.join(", ")} file.`,
+      { cause: error },
+    );
+  }
+
+  /** Rescales and normalizes cropped RGB pixels into `out` (CHW) starting at `offset`. */
+  #normalizeInto(image: RgbImage, out: Float32Array, offset: number): void {
+    const planeSize = image.width * image.height;
+    for (let channel = 0; channel < 3; channel += 1) {
+      const scale = this.#scale[channel] ?? 1;
+      const shift = this.#offset[channel] ?? 0;
+      const planeOffset = offset + channel * planeSize;
+      for (let index = 0; index < planeSize; index += 1) {
+        out[planeOffset + index] = (image.data[index * 3 + channel] ?? 0) * scale + shift;
+      }
+    }
+  }
+
+  /** Preprocesses one image into a `[3, height, width]` float32 array. */
+  async preprocess({ image }: { image: ImageInput }): Promise<Float32Array> {
+    const cropped = await this.resizeAndCrop({ image });
+    const out = new Float32Array(3 * cropped.width * cropped.height);
+    this.#normalizeInto(cropped, out, 0);
+    return out;
+  }
+
+  /**
+   * Preprocesses a batch into one `[batch, 3, height, width]` array. Decoding runs with bounded concurrency.
+   *
+   * @throws ValidationError when `images` is empty; MediaError naming the index of a bad image.
+   */
+  async preprocessBatch({ images }: { images: readonly ImageInput[] }): Promise<PixelBatch> {
+    if (images.length === 0) throw new ValidationError("Cannot preprocess an empty batch of images.");
+    const planeSize = 3 * this.outputHeight * this.outputWidth;
+    const data = new Float32Array(images.length * planeSize);
+    await mapLimited(images, this.#decodeConcurrency, async (image, index) => {
+      let cropped: RgbImage;
+      try {
+        cropped = await this.resizeAndCrop({ image });
+      } catch (error) {
+        if (error instanceof MediaError && images.length > 1) {
+          throw new MediaError(`Image ${index} of the batch: ${error.message}`, {
+            cause: error,
+            code: error.code,
+            status: error.status,
+            context: { ...error.context, index },
+          });
+        }
+        throw error;
+      }
+      this.#normalizeInto(cropped, data, index * planeSize);
+    });
+    return { data, dims: [images.length, 3, this.outputHeight, this.outputWidth] };
+  }
+}

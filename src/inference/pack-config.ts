@@ -1,0 +1,158 @@
+/**
+ * Schemas of the JSON files of a model pack (Hugging Face CLIP layout plus Loupe's optional `loupe` block),
+ * with the defaults Hugging Face applies when a field is absent, and a reader that turns every problem
+ * into a {@link ModelPackError} naming the file.
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { z } from "zod";
+import { ModelPackError } from "../errors.ts";
+
+const positiveInt = z.number().int().positive();
+
+/** `config.json`: the CLIP configuration, with Loupe's optional extension block. */
+export const clipConfigSchema = z.object({
+  model_type: z.string().optional(),
+  projection_dim: positiveInt.default(512),
+  text_config: z
+    .object({
+      hidden_size: positiveInt.default(512),
+      max_position_embeddings: positiveInt.default(77),
+      vocab_size: positiveInt.optional(),
+    })
+    .prefault({}),
+  vision_config: z
+    .object({
+      hidden_size: positiveInt.default(768),
+      image_size: positiveInt.default(224),
+      patch_size: positiveInt.default(32),
+    })
+    .prefault({}),
+  loupe: z
+    .object({
+      model_id: z.string().min(1),
+      vqa: z.object({ answers: z.string().min(1) }).optional(),
+      video: z
+        .object({
+          num_frames: positiveInt,
+          fps: z.number().positive(),
+          frame_features: z.literal("image_embeds").default("image_embeds"),
+        })
+        .optional(),
+    })
+    .optional(),
+});
+/** Parsed `config.json`. */
+export type ClipConfig = z.infer<typeof clipConfigSchema>;
+
+const OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073];
+const OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
+
+const sizeSchema = z.union([
+  positiveInt.transform((value) => ({ shortest_edge: value })),
+  z.object({ shortest_edge: positiveInt }),
+  z.object({ height: positiveInt, width: positiveInt }),
+]);
+
+const cropSizeSchema = z.union([
+  positiveInt.transform((value) => ({ height: value, width: value })),
+  z.object({ height: positiveInt, width: positiveInt }),
+]);
+
+const channelTriple = z.union([
+  z.number().transform((value) => [value, value, value]),
+  z.array(z.number()).length(3),
+]);
+
+/** `preprocessor_config.json`: Hugging Face `CLIPImageProcessor` fields with their defaults. */
+export const preprocessorConfigSchema = z.object({
+  do_resize: z.boolean().default(true),
+  size: sizeSchema.default({ shortest_edge: 224 }),
+  resample: z.number().int().min(0).max(5).default(3),
+  do_center_crop: z.boolean().default(true),
+  crop_size: cropSizeSchema.default({ height: 224, width: 224 }),
+  do_rescale: z.boolean().default(true),
+  rescale_factor: z
+    .number()
+    .positive()
+    .default(1 / 255),
+  do_normalize: z.boolean().default(true),
+  image_mean: channelTriple.default(OPENAI_CLIP_MEAN),
+  image_std: channelTriple
+    .default(OPENAI_CLIP_STD)
+    .refine((values) => values.every((value) => value > 0), "image_std values must be > 0"),
+  do_convert_rgb: z.boolean().default(true),
+});
+/** Parsed `preprocessor_config.json`. */
+export type PreprocessorConfig = z.infer<typeof preprocessorConfigSchema>;
+
+const tokenSchema = z.union([
+  z.string(),
+  z.object({ content: z.string() }).transform((token) => token.content),
+]);
+
+/** `tokenizer_config.json` (optional file): the fields Loupe reads. */
+export const tokenizerConfigSchema = z.object({
+  model_max_length: z.number().positive().optional(),
+  pad_token: tokenSchema.nullable().optional(),
+});
+/** Parsed `tokenizer_config.json`. */
+export type TokenizerConfig = z.infer<typeof tokenizerConfigSchema>;
+
+/** `manifest.json`: sha256 of every file of the pack except itself. */
+export const manifestSchema = z.object({
+  files: z.record(z.string().min(1), z.string().regex(/^[0-9a-f]{64}$/i, "a sha256 hex digest")),
+});
+/** Parsed `manifest.json`. */
+export type Manifest = z.infer<typeof manifestSchema>;
+
+/** `answers.json`: the VQA answer strings in logit order. */
+export const answersSchema = z.array(z.string().min(1)).min(2);
+
+function formatIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => `${issue.path.length > 0 ? issue.path.join(".") : "(root)"}: ${issue.message}`)
+    .join("; ");
+}
+
+/**
+ * Reads and validates one JSON file of a pack.
+ *
+ * @throws ModelPackError naming the file when it is missing, is not JSON, or does not fit the schema.
+ */
+export async function readPackJson<Schema extends z.ZodType>({
+  dir,
+  file,
+  schema,
+}: {
+  dir: string;
+  file: string;
+  schema: Schema;
+}): Promise<z.output<Schema>> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, file), "utf8");
+  } catch (error) {
+    throw new ModelPackError(
+      `Model pack file ${file} is missing or unreadable in ${dir}. Re-fetch or reinstall the pack.`,
+      { cause: error, context: { dir, file } },
+    );
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new ModelPackError(`Model pack file ${file} is not valid JSON. Re-fetch or reinstall the pack.`, {
+      cause: error,
+      context: { dir, file },
+    });
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    throw new ModelPackError(
+      `Model pack file ${file} has invalid fields: ${formatIssues(parsed.error)}. Re-fetch or reinstall the pack.`,
+      { context: { dir, file } },
+    );
+  }
+  return parsed.data;
+}

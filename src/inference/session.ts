@@ -1,0 +1,223 @@
+/**
+ * The one place ONNX Runtime sessions are created. Every model file of a pack is opened here, checked
+ * against the input and output names its caller needs, run with typed errors, and released.
+ */
+import { basename } from "node:path";
+import * as ort from "onnxruntime-node";
+import { InferenceError, ModelPackError } from "../errors.ts";
+
+export type { TypedTensor } from "onnxruntime-node";
+export { Tensor } from "onnxruntime-node";
+
+/** Graph optimization levels that ONNX Runtime accepts. */
+export type GraphOptimizationLevel = "disabled" | "basic" | "extended" | "all";
+
+/** Settings applied to every session of a pack. */
+export interface SessionSettings {
+  /**
+   * Threads used inside one operator. `0` lets ONNX Runtime choose (one per physical core). On small
+   * shared machines `1` often runs as fast and leaves a core for decoding.
+   */
+  intraOpNumThreads?: number;
+  /** Threads used across independent operators (only matters with parallel execution). `0` = default. */
+  interOpNumThreads?: number;
+  /** How much ONNX Runtime rewrites the graph when it loads it. */
+  graphOptimizationLevel?: GraphOptimizationLevel;
+  /** Execution providers by name, in order of preference; this build ships `cpu`. */
+  executionProviders?: readonly string[];
+}
+
+/** The settings used when none are given. */
+export const defaultSessionSettings: Required<SessionSettings> = {
+  intraOpNumThreads: 0,
+  interOpNumThreads: 0,
+  graphOptimizationLevel: "all",
+  executionProviders: ["cpu"],
+};
+
+/** Names a caller needs a model file to have. */
+export interface SessionContract {
+  /** Inputs the caller always feeds; the model must declare every one. */
+  requiredInputs: readonly string[];
+  /** Inputs the caller feeds only when the model declares them (e.g. `attention_mask`). */
+  optionalInputs?: readonly string[];
+  /** Outputs the caller reads; the model must declare every one. */
+  requiredOutputs: readonly string[];
+}
+
+/** Options of {@link createSession}. */
+export interface CreateSessionOptions {
+  /** Path of the `.onnx` file. */
+  path: string;
+  /** What the caller needs of the model's inputs and outputs. */
+  contract: SessionContract;
+  /** Thread and provider settings; missing fields take {@link defaultSessionSettings}. */
+  settings?: SessionSettings;
+  /** Label used in error messages, e.g. `onnx/vision_model.onnx`. Defaults to the file name. */
+  label?: string;
+}
+
+/**
+ * Checks a model's declared input and output names against a contract.
+ *
+ * @returns a list of human-readable problems; empty when the model fits.
+ */
+export function checkContract({
+  inputNames,
+  outputNames,
+  contract,
+}: {
+  inputNames: readonly string[];
+  outputNames: readonly string[];
+  contract: SessionContract;
+}): string[] {
+  const problems: string[] = [];
+  const allowedInputs = new Set([...contract.requiredInputs, ...(contract.optionalInputs ?? [])]);
+  const missingInputs = contract.requiredInputs.filter((name) => !inputNames.includes(name));
+  const unknownInputs = inputNames.filter((name) => !allowedInputs.has(name));
+  const missingOutputs = contract.requiredOutputs.filter((name) => !outputNames.includes(name));
+  if (missingInputs.length > 0) problems.push(`missing input(s) ${missingInputs.join(", ")}`);
+  if (unknownInputs.length > 0) problems.push(`unexpected input(s) ${unknownInputs.join(", ")}`);
+  if (missingOutputs.length > 0) problems.push(`missing output(s) ${missingOutputs.join(", ")}`);
+  return problems;
+}
+
+function describeNames(names: readonly string[]): string {
+  return names.length === 0 ? "(none)" : `[${names.join(", ")}]`;
+}
+
+/** One loaded ONNX model. Create it with {@link createSession}; call {@link OnnxSession.release} when done. */
+export class OnnxSession {
+  /** Label used in messages, e.g. `onnx/text_model.onnx`. */
+  readonly label: string;
+  /** Names of the inputs the model declares. */
+  readonly inputNames: readonly string[];
+  /** Names of the outputs the model declares. */
+  readonly outputNames: readonly string[];
+  #session: ort.InferenceSession | undefined;
+
+  constructor(session: ort.InferenceSession, label: string) {
+    this.#session = session;
+    this.label = label;
+    this.inputNames = [...session.inputNames];
+    this.outputNames = [...session.outputNames];
+  }
+
+  /** Whether the model declares an input of this name. */
+  hasInput(name: string): boolean {
+    return this.inputNames.includes(name);
+  }
+
+  /**
+   * Runs the model. Feeds the model does not declare are dropped (an optional input such as
+   * `attention_mask`), so callers can always pass everything they have.
+   *
+   * @param feeds tensors by input name.
+   * @param outputs output names to fetch; all outputs when omitted.
+   */
+  async run({
+    feeds,
+    outputs,
+  }: {
+    feeds: Record<string, ort.Tensor>;
+    outputs?: readonly string[];
+  }): Promise<Record<string, ort.Tensor>> {
+    const session = this.#session;
+    if (session === undefined) {
+      throw new InferenceError(`${this.label} was already released; load the model pack again to use it.`);
+    }
+    const declared: Record<string, ort.Tensor> = {};
+    for (const name of this.inputNames) {
+      const tensor = feeds[name];
+      if (tensor === undefined) {
+        throw new InferenceError(
+          `${this.label} needs input "${name}" but it was not given (given: ${describeNames(Object.keys(feeds))}).`,
+          { context: { model: this.label, input: name } },
+        );
+      }
+      declared[name] = tensor;
+    }
+    let result: ort.InferenceSession.ReturnType;
+    try {
+      result =
+        outputs === undefined ? await session.run(declared) : await session.run(declared, [...outputs]);
+    } catch (error) {
+      const shapes = Object.entries(declared)
+        .map(([name, tensor]) => `${name} ${tensor.type}[${tensor.dims.join(",")}]`)
+        .join(", ");
+      throw new InferenceError(
+        `Running ${this.label} failed with inputs ${shapes}: ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error, context: { model: this.label } },
+      );
+    }
+    const tensors: Record<string, ort.Tensor> = {};
+    for (const [name, value] of Object.entries(result)) {
+      if (value instanceof ort.Tensor) tensors[name] = value;
+    }
+    return tensors;
+  }
+
+  /** Frees the native session. Safe to call more than once. */
+  async release(): Promise<void> {
+    const session = this.#session;
+    this.#session = undefined;
+    if (session !== undefined) await session.release();
+  }
+}
+
+/**
+ * Opens an ONNX model and checks its input and output names against what the caller needs.
+ *
+ * @throws ModelPackError when the file is missing, cannot be parsed, or its names do not fit the contract.
+ */
+export async function createSession({
+  path,
+  contract,
+  settings = {},
+  label = basename(path),
+}: CreateSessionOptions): Promise<OnnxSession> {
+  const merged = { ...defaultSessionSettings, ...settings };
+  const sessionOptions: ort.InferenceSession.SessionOptions = {
+    executionProviders: [...merged.executionProviders],
+    graphOptimizationLevel: merged.graphOptimizationLevel,
+    intraOpNumThreads: merged.intraOpNumThreads,
+    interOpNumThreads: merged.interOpNumThreads,
+  };
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(path, sessionOptions);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new ModelPackError(
+      `Could not load the ONNX model ${label}: ${reason}. Re-fetch or reinstall the model pack.`,
+      { cause: error, context: { file: label } },
+    );
+  }
+  const problems = checkContract({
+    inputNames: session.inputNames,
+    outputNames: session.outputNames,
+    contract,
+  });
+  if (problems.length > 0) {
+    await session.release();
+    const expectedInputs = [
+      ...contract.requiredInputs,
+      ...(contract.optionalInputs ?? []).map((name) => `${name} (optional)`),
+    ];
+    throw new ModelPackError(
+      `${label} does not have the expected inputs/outputs: ${problems.join("; ")}. ` +
+        `Expected inputs ${describeNames(expectedInputs)} and outputs ${describeNames(contract.requiredOutputs)}; ` +
+        `found inputs ${describeNames(session.inputNames)} and outputs ${describeNames(session.outputNames)}.`,
+      {
+        context: {
+          file: label,
+          expectedInputs,
+          expectedOutputs: contract.requiredOutputs,
+          foundInputs: session.inputNames,
+          foundOutputs: session.outputNames,
+        },
+      },
+    );
+  }
+  return new OnnxSession(session, label);
+}
