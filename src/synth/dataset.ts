@@ -12,7 +12,13 @@ import { z } from "zod";
 import { ValidationError } from "../errors.ts";
 import { describeClip, sampleVideo, videoSegments } from "./clip.ts";
 import { describeScene, sceneKey } from "./describe.ts";
-import { ANSWER_VOCABULARY, CLIP_FRAMES, type ObjectKind, VIDEO_CLIP_COUNT_RANGE, VIDEO_FPS } from "./domain.ts";
+import {
+  ANSWER_VOCABULARY,
+  CLIP_FRAMES,
+  type ObjectKind,
+  VIDEO_CLIP_COUNT_RANGE,
+  VIDEO_FPS,
+} from "./domain.ts";
 import { type JsonlWriter, openJsonlWriter } from "./jsonl-writer.ts";
 import { type GalleryItem, generatePartialQueries } from "./partial-query.ts";
 import { generateQuestions, paraphraseQuestion, type Question } from "./questions.ts";
@@ -123,7 +129,9 @@ export function resolveDatasetOptions(options: DatasetOptions): ResolvedDatasetO
   const { onProgress: _onProgress, ...rest } = options;
   const parsed = datasetOptionsSchema.safeParse(rest);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.join(".") || "options"}: ${issue.message}`);
+    const problems = parsed.error.issues.map(
+      (issue) => `${issue.path.join(".") || "options"}: ${issue.message}`,
+    );
     throw new ValidationError(`Dataset options are not valid: ${problems.join("; ")}.`, {
       context: { issues: parsed.error.issues },
     });
@@ -145,7 +153,7 @@ async function prepareOutDir(outDir: string, overwrite: boolean): Promise<void> 
   if (entries.length > 0) {
     if (!overwrite) {
       throw new ValidationError(
-        `Output folder ${outDir} is not empty (${entries.length} entries); pick an empty folder or pass overwrite to replace a previous dataset.`,
+        `Output folder ${outDir} is not empty (${entries.length} entries); pick an empty folder, or set overwrite (loupe synth --overwrite) to replace a previous dataset.`,
         { context: { outDir } },
       );
     }
@@ -287,7 +295,11 @@ async function writeImages(
   return gallery;
 }
 
-async function writeQueries(options: ResolvedDatasetOptions, gallery: readonly GalleryEntry[], writer: JsonlWriter) {
+async function writeQueries(
+  options: ResolvedDatasetOptions,
+  gallery: readonly GalleryEntry[],
+  writer: JsonlWriter,
+) {
   const rng = createRng(options.seed).fork("queries");
   let index = 0;
   const partial = generatePartialQueries(rng.fork("partial"), { gallery, count: options.partialQueries });
@@ -304,7 +316,11 @@ async function writeQueries(options: ResolvedDatasetOptions, gallery: readonly G
   const describeRng = rng.fork("descriptions");
   const seen = new Set<string>();
   let descriptionCount = 0;
-  for (let draw = 0; draw < options.descriptionQueries * 10 && descriptionCount < options.descriptionQueries; draw++) {
+  for (
+    let draw = 0;
+    draw < options.descriptionQueries * 10 && descriptionCount < options.descriptionQueries;
+    draw++
+  ) {
     if (gallery.length === 0) break;
     const item = describeRng.pick(gallery);
     const description = describeScene(item, describeRng);

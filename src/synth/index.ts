@@ -3,13 +3,37 @@
  * and a dataset writer. The wording lives in `phrasing.json`, shared with the training scripts.
  */
 
-export type { Clip, ClipDescription, ClipFrame, SampleClipOptions, SampleVideoOptions, Segment, Video } from "./clip.ts";
+export type {
+  Clip,
+  ClipDescription,
+  ClipFrame,
+  SampleClipOptions,
+  SampleVideoOptions,
+  Segment,
+  Video,
+} from "./clip.ts";
 export { clipViolations, describeClip, sampleClip, sampleVideo, videoSegments } from "./clip.ts";
-export type { DatasetManifest, DatasetOptions, DatasetProgress, DatasetSummary, ResolvedDatasetOptions } from "./dataset.ts";
+export type {
+  DatasetManifest,
+  DatasetOptions,
+  DatasetProgress,
+  DatasetSummary,
+  ResolvedDatasetOptions,
+} from "./dataset.ts";
 export { DATASET_SPEC, datasetOptionsSchema, generateDataset, resolveDatasetOptions } from "./dataset.ts";
 export type { DescribeSceneOptions, Description, ObjectGroup } from "./describe.ts";
 export { describeScene, groupObjects, sceneKey } from "./describe.ts";
-export type { Action, Answer, Color, ObjectKind, ObjectSet, Scene, SceneObject, Shape, Size } from "./domain.ts";
+export type {
+  Action,
+  Answer,
+  Color,
+  ObjectKind,
+  ObjectSet,
+  Scene,
+  SceneObject,
+  Shape,
+  Size,
+} from "./domain.ts";
 export {
   ACTIONS,
   ANSWER_VOCABULARY,

@@ -2,8 +2,9 @@
  * A JSON Lines file written as a stream, waiting for the disk when its buffer is full so that memory
  * stays bounded however many lines are written.
  */
-import { createWriteStream } from "node:fs";
+
 import { once } from "node:events";
+import { createWriteStream } from "node:fs";
 
 /** An open JSON Lines file. */
 export interface JsonlWriter {

@@ -1,0 +1,149 @@
+/**
+ * `loupe synth`: writes a seeded Shapes World dataset (images, videos, scenes, queries, VQA, triples)
+ * to a folder. Option values are checked by the dataset writer's schema; this file maps them to flags.
+ */
+import { type Command, InvalidArgumentError, Option } from "commander";
+import { ValidationError } from "../../errors.ts";
+import {
+  type DatasetOptions,
+  type DatasetProgress,
+  generateDataset,
+  IMAGE_FORMATS,
+} from "../../synth/index.ts";
+
+/** Flags as commander parses them. */
+interface SynthFlags {
+  out: string;
+  seed: number;
+  images: number;
+  size: number;
+  format: DatasetOptions["format"];
+  quality: number;
+  videos: number;
+  clipsPerVideo?: number;
+  videoSize?: number;
+  webm: boolean;
+  descriptionsPerImage: number;
+  questionsPerType: number;
+  partialQueries?: number;
+  descriptionQueries?: number;
+  triples?: number;
+  concurrency: number;
+  overwrite: boolean;
+  quiet: boolean;
+}
+
+function integer(flag: string): (value: string) => number {
+  return (value) => {
+    if (!/^\d+$/.test(value.trim())) {
+      throw new InvalidArgumentError(`${flag} takes a whole number; got "${value}".`);
+    }
+    return Number(value);
+  };
+}
+
+function flagName(field: string): string {
+  return `--${field.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)}`;
+}
+
+/** Rewrites the dataset writer's field names (`clipsPerVideo`) as the flags that set them. */
+function asFlagError(error: ValidationError, flags: SynthFlags): ValidationError {
+  const issues = error.context.issues;
+  if (!Array.isArray(issues)) return error;
+  const lines = issues.map((issue: { path?: PropertyKey[]; message?: string }) => {
+    const field = String(issue.path?.[0] ?? "");
+    const flag = field === "outDir" ? "out" : field;
+    const given: unknown = Reflect.get(flags, flag);
+    return `${flagName(flag)}: ${issue.message ?? "invalid"} (got ${JSON.stringify(given)})`;
+  });
+  return new ValidationError(`Invalid options for loupe synth: ${lines.join("; ")}.`, {
+    cause: error,
+    context: error.context,
+  });
+}
+
+function progressReporter(quiet: boolean): (progress: DatasetProgress) => void {
+  let lastTenth = -1;
+  let lastPhase = "";
+  return ({ phase, done, total }) => {
+    if (quiet) return;
+    const tenth = Math.floor((done * 10) / total);
+    if (phase === lastPhase && tenth === lastTenth && done !== total) return;
+    lastPhase = phase;
+    lastTenth = tenth;
+    process.stderr.write(`${phase}: ${done}/${total}\n`);
+  };
+}
+
+/** Adds `synth` to the `loupe` program. */
+export function registerSynthCommand(program: Command): void {
+  program
+    .command("synth")
+    .description("generate a Shapes World dataset: images, videos, scenes, queries, VQA and triples")
+    .requiredOption("--out <dir>", "output folder (created; must be empty unless --overwrite)")
+    .option("--seed <n>", "random seed; equal seeds give identical datasets", integer("--seed"), 0)
+    .option("--images <n>", "images to render", integer("--images"), 100)
+    .option("--size <px>", "image side in pixels, 64-1024", integer("--size"), 256)
+    .addOption(new Option("--format <format>", "image format").choices(IMAGE_FORMATS).default("jpeg"))
+    .option("--quality <q>", "JPEG/WebP quality, 1-100", integer("--quality"), 90)
+    .option("--videos <n>", "long videos to render (MP4, H.264)", integer("--videos"), 0)
+    .option("--clips-per-video <n>", "clips per video, 3-6 (random when unset)", integer("--clips-per-video"))
+    .option(
+      "--video-size <px>",
+      "video side in pixels, even, 64-1024 (default: --size)",
+      integer("--video-size"),
+    )
+    .option("--webm", "also write a WebM (VP9) beside each MP4", false)
+    .option(
+      "--descriptions-per-image <n>",
+      "full descriptions per image, 1-10",
+      integer("--descriptions-per-image"),
+      2,
+    )
+    .option(
+      "--questions-per-type <n>",
+      "VQA questions per type and image, 0-5",
+      integer("--questions-per-type"),
+      1,
+    )
+    .option(
+      "--partial-queries <n>",
+      "partial queries (default: min(images, 100))",
+      integer("--partial-queries"),
+    )
+    .option(
+      "--description-queries <n>",
+      "full-description queries (default: min(images, 100))",
+      integer("--description-queries"),
+    )
+    .option(
+      "--triples <n>",
+      "image-question-answer triples (default: a quarter of the images)",
+      integer("--triples"),
+    )
+    .option("--concurrency <n>", "images rendered at once, 1-16", integer("--concurrency"), 4)
+    .option("--overwrite", "replace a previous dataset in --out", false)
+    .option("--quiet", "no progress lines on stderr", false)
+    .action(async (flags: SynthFlags) => {
+      const { out, quiet, ...rest } = flags;
+      let summary: Awaited<ReturnType<typeof generateDataset>>;
+      try {
+        summary = await generateDataset({ ...rest, outDir: out, onProgress: progressReporter(quiet) });
+      } catch (error) {
+        throw error instanceof ValidationError ? asFlagError(error, flags) : error;
+      }
+      const { counts } = summary.manifest;
+      const imagesPerSecond =
+        counts.images === 0 ? 0 : (counts.images + counts.twins) / (summary.imageMs / 1000);
+      process.stdout.write(
+        [
+          `Wrote a Shapes World dataset to ${out} (seed ${flags.seed}) in ${(summary.totalMs / 1000).toFixed(1)} s:`,
+          `  images ${counts.images} (+${counts.twins} twins), ${imagesPerSecond.toFixed(1)} images/s`,
+          `  queries ${counts.partialQueries} partial + ${counts.descriptionQueries} description`,
+          `  vqa ${counts.vqa}, triples ${counts.triples}`,
+          `  videos ${counts.videos} (${counts.clips} clips) in ${(summary.videoMs / 1000).toFixed(1)} s`,
+          "",
+        ].join("\n"),
+      );
+    });
+}
