@@ -1,0 +1,82 @@
+/**
+ * The Milvus layer: the vector store port and its adapter, the embedded Milvus Lite launcher, the
+ * collection schemas, deterministic record ids and the typed filter builder.
+ */
+export {
+  COLLECTION_PREFIX_PATTERN,
+  collectionFields,
+  collectionName,
+  DEFAULT_COLLECTION_PREFIX,
+  type EnsureCollectionsOptions,
+  type EnsureCollectionsResult,
+  ensureCollections,
+  type IndexType,
+  type MetricType,
+  SCHEMA_VERSION,
+  SCHEMA_VERSION_PROPERTY,
+  VECTOR_FIELDS,
+  type VectorFieldName,
+} from "./collections.ts";
+export {
+  assertValidTenant,
+  type BuildFilterExpressionOptions,
+  buildFilterExpression,
+  FILTER_OPS,
+  FILTERABLE_FIELDS,
+  type FilterCondition,
+  type FilterItem,
+  type FilterOp,
+  type FilterScalar,
+  type FilterSpec,
+  type FilterValue,
+  filterSpecSchema,
+  parseFilterSpec,
+  TENANT_PATTERN,
+} from "./filter.ts";
+export { findFreePort, isPortFree } from "./free-port.ts";
+export {
+  assertOk,
+  callMilvus,
+  createMilvusClient,
+  DEFAULT_MILVUS_TIMEOUT_MS,
+  type MilvusConnectionOptions,
+} from "./milvus-client.ts";
+export { type MilvusLiteProcess, type StartMilvusLiteOptions, startMilvusLite } from "./milvus-lite.ts";
+export {
+  isValidRecordId,
+  RECORD_ID_PATTERN,
+  RECORD_KINDS,
+  type RecordIdInput,
+  type RecordKind,
+  recordId,
+} from "./record-id.ts";
+export {
+  type CountRequest,
+  type CreateVectorStoreOptions,
+  createVectorStore,
+  type DeleteRequest,
+  type DeleteResult,
+  type GetRequest,
+  type ImageRecord,
+  MilvusVectorStore,
+  type MilvusVectorStoreOptions,
+  type QueryRequest,
+  type RecordBase,
+  type RecordByKind,
+  type SearchHit,
+  type SearchRequest,
+  type StoredBase,
+  type StoredByKind,
+  type StoredImage,
+  type StoredRecord,
+  type StoredTriple,
+  type StoredVideoSegment,
+  type StoreHealth,
+  type TripleRecord,
+  type UpsertRequest,
+  type UpsertResult,
+  type Vector,
+  type VectorFieldOf,
+  type VectorStore,
+  type VideoSegmentRecord,
+} from "./vector-store.ts";
