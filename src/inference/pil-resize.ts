@@ -94,7 +94,7 @@ function precomputeCoefficients(inputSize: number, outputSize: number, filter: P
 
 function clip8(accumulator: number): number {
   const value = Math.floor(accumulator / PRECISION_SCALE);
-  return value < 0 ? 0 : value > 255 ? 255 : value;
+  return Math.min(255, Math.max(0, value));
 }
 
 /**

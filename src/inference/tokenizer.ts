@@ -1,15 +1,38 @@
 /**
  * Text tokenization for the text tower: wraps `@huggingface/tokenizers` (pure JS) loaded from a pack's
  * `tokenizer.json`, and adds what that library leaves out — batch padding, truncation that keeps the end
- * token, and the unknown-token fallback for models whose vocabulary lookup returns nothing.
+ * token, and two fixes where the library differs from the Python `tokenizers` library that packs are made
+ * with: WordLevel lookups of out-of-vocabulary words return no id (mapped here to the model's unknown token), and
+ * the `Whitespace` pre-tokenizer splits on ASCII word characters only (replaced here by the Unicode split).
+ * test/inference/tokenizer.test.ts checks the result against Python on BPE, CLIP-style and WordLevel files.
  */
 import { readFile } from "node:fs/promises";
-import { Tokenizer } from "@huggingface/tokenizers";
+import {
+  type PreTokenizer,
+  SequencePreTokenizer,
+  Tokenizer,
+  WhitespacePreTokenizer,
+} from "@huggingface/tokenizers";
 import { z } from "zod";
 import { InferenceError, ModelPackError, ValidationError } from "../errors.ts";
 import type { TokenizerConfig } from "./pack-config.ts";
 
 const END_OF_TEXT = "<|endoftext|>";
+
+/**
+ * Rust's `\w` / `\s` (Unicode) as used by the Python library's `Whitespace` pre-tokenizer. The JS port splits
+ * with ASCII `\w`, which turns every accented or non-Latin word into unknown tokens.
+ */
+const UNICODE_WORDS =
+  /[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]+|[^\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}\s]+/gu;
+
+function alignWhitespacePreTokenizers(preTokenizer: PreTokenizer | null): void {
+  if (preTokenizer instanceof WhitespacePreTokenizer) {
+    preTokenizer.pre_tokenize_text = (text: string): string[] => text.match(UNICODE_WORDS) ?? [];
+  } else if (preTokenizer instanceof SequencePreTokenizer) {
+    for (const inner of preTokenizer.tokenizers) alignWhitespacePreTokenizers(inner);
+  }
+}
 
 /** Padding strategy of {@link TextTokenizer.encodeBatch}. */
 export type PaddingStrategy = "longest" | "max_length";
@@ -169,6 +192,7 @@ export async function loadTokenizer({
     // The second argument carries transformers-style tokenizer_config flags (e.g. remove_space); the
     // Python `tokenizers` library that packs are built with ignores them, so none are passed.
     tokenizer = new Tokenizer(json as object, {});
+    alignWhitespacePreTokenizers(tokenizer.pre_tokenizer);
   } catch (error) {
     throw new ModelPackError(
       `Could not build the tokenizer from ${label}: ${error instanceof Error ? error.message : error}.`,

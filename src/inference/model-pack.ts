@@ -1,0 +1,425 @@
+/**
+ * Loading a model pack: a directory in the Hugging Face CLIP ONNX layout (as `Xenova/clip-vit-base-patch32`),
+ * optionally extended by Loupe's `loupe` block in `config.json` with a METER VQA head and a video head.
+ * See models/README.md for the layout.
+ */
+import { access, stat } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
+import { ModelPackError } from "../errors.ts";
+import { ImageEmbedder, type SessionProvider, TextEmbedder } from "./clip-encoders.ts";
+import { type ImageLimits, ImageProcessor } from "./image-processor.ts";
+import { MANIFEST_FILE, verifyManifest } from "./manifest.ts";
+import {
+  answersSchema,
+  type ClipConfig,
+  clipConfigSchema,
+  type Manifest,
+  manifestSchema,
+  type PreprocessorConfig,
+  preprocessorConfigSchema,
+  readPackJson,
+  type TokenizerConfig,
+  tokenizerConfigSchema,
+} from "./pack-config.ts";
+import { createSession, type OnnxSession, type SessionContract, type SessionSettings } from "./session.ts";
+import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
+import { VideoEmbedder } from "./video-embedder.ts";
+import { VqaHead } from "./vqa-head.ts";
+
+/** Relative paths of the files of a pack. */
+export const packFiles = {
+  config: "config.json",
+  preprocessor: "preprocessor_config.json",
+  tokenizer: "tokenizer.json",
+  tokenizerConfig: "tokenizer_config.json",
+  manifest: MANIFEST_FILE,
+  vision: "onnx/vision_model.onnx",
+  text: "onnx/text_model.onnx",
+  vqa: "onnx/meter_vqa.onnx",
+  video: "onnx/video_model.onnx",
+} as const;
+
+/** What a pack can do beyond embedding images and texts. */
+export interface ModelPackCapabilities {
+  /** Has a METER VQA head and its answer list. */
+  vqa: boolean;
+  /** Has a learned video head (without one, video embeddings average frame embeddings). */
+  video: boolean;
+}
+
+/** What can be known of a pack from its JSON files, without opening models. */
+export interface ModelPackInfo {
+  /** Absolute path of the pack directory. */
+  dir: string;
+  /** `loupe.model_id`, or the directory name for packs without a `loupe` block. */
+  modelId: string;
+  /** Embedding size (`projection_dim`). */
+  dimension: number;
+  /** Side of the square model input in pixels. */
+  imageSize: number;
+  /** Longest token sequence fed to the text tower. */
+  textMaxLength: number;
+  capabilities: ModelPackCapabilities;
+  /** Frames taken by the video head, when there is one. */
+  videoFrames: number | undefined;
+  /** Relative paths of the ONNX files the pack uses. */
+  modelFiles: string[];
+  config: ClipConfig;
+  preprocessorConfig: PreprocessorConfig;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Reads a pack's JSON files and derives its id, dimension, input size and capabilities. Opens no model.
+ *
+ * @throws ModelPackError naming the file that is missing or invalid.
+ */
+export async function readModelPackInfo({ dir }: { dir: string }): Promise<ModelPackInfo> {
+  const absolute = resolve(dir);
+  let directory: Awaited<ReturnType<typeof stat>>;
+  try {
+    directory = await stat(absolute);
+  } catch (error) {
+    throw new ModelPackError(
+      `Model pack directory ${absolute} does not exist. Fetch or install the pack first.`,
+      {
+        cause: error,
+        context: { dir: absolute },
+      },
+    );
+  }
+  if (!directory.isDirectory()) {
+    throw new ModelPackError(`Model pack path ${absolute} is not a directory.`, {
+      context: { dir: absolute },
+    });
+  }
+  const config = await readPackJson({ dir: absolute, file: packFiles.config, schema: clipConfigSchema });
+  const preprocessorConfig = await readPackJson({
+    dir: absolute,
+    file: packFiles.preprocessor,
+    schema: preprocessorConfigSchema,
+  });
+  const loupe = config.loupe;
+  const modelFiles: string[] = [packFiles.vision, packFiles.text];
+  let vqa = false;
+  if (loupe?.vqa !== undefined) {
+    for (const file of [packFiles.vqa, loupe.vqa.answers]) {
+      if (!(await exists(join(absolute, file)))) {
+        throw new ModelPackError(
+          `config.json declares a VQA head but ${file} is missing from ${absolute}. Re-fetch or reinstall the pack.`,
+          { context: { dir: absolute, file } },
+        );
+      }
+    }
+    modelFiles.push(packFiles.vqa);
+    vqa = true;
+  }
+  let video = false;
+  if (loupe?.video !== undefined) {
+    if (!(await exists(join(absolute, packFiles.video)))) {
+      throw new ModelPackError(
+        `config.json declares a video head but ${packFiles.video} is missing from ${absolute}. Re-fetch or reinstall the pack.`,
+        { context: { dir: absolute, file: packFiles.video } },
+      );
+    }
+    modelFiles.push(packFiles.video);
+    video = true;
+  }
+  const processor = new ImageProcessor({ config: preprocessorConfig });
+  const imageSize = processor.outputHeight;
+  if (processor.outputHeight !== processor.outputWidth || imageSize !== config.vision_config.image_size) {
+    throw new ModelPackError(
+      `preprocessor_config.json makes ${processor.outputWidth}x${processor.outputHeight} images but config.json's ` +
+        `vision_config.image_size is ${config.vision_config.image_size}; the two must agree.`,
+      { context: { dir: absolute } },
+    );
+  }
+  return {
+    dir: absolute,
+    modelId: loupe?.model_id ?? basename(absolute),
+    dimension: config.projection_dim,
+    imageSize,
+    textMaxLength: config.text_config.max_position_embeddings,
+    capabilities: { vqa, video },
+    videoFrames: loupe?.video?.num_frames,
+    modelFiles,
+    config,
+    preprocessorConfig,
+  };
+}
+
+/** Input and output names each model file must have. */
+export function sessionContracts({ vqa }: { vqa: boolean }): Record<string, SessionContract> {
+  return {
+    [packFiles.vision]: {
+      requiredInputs: ["pixel_values"],
+      requiredOutputs: vqa ? ["image_embeds", "last_hidden_state"] : ["image_embeds"],
+    },
+    [packFiles.text]: {
+      requiredInputs: ["input_ids"],
+      optionalInputs: ["attention_mask"],
+      requiredOutputs: vqa ? ["text_embeds", "last_hidden_state"] : ["text_embeds"],
+    },
+    [packFiles.vqa]: {
+      requiredInputs: ["image_tokens", "text_tokens", "text_mask"],
+      requiredOutputs: ["logits"],
+    },
+    [packFiles.video]: { requiredInputs: ["frame_features"], requiredOutputs: ["video_embeds"] },
+  };
+}
+
+/** Batch sizes of the model runs. */
+export interface BatchSizes {
+  /** Images per vision run (default 8). */
+  image?: number;
+  /** Texts per text run (default 32). */
+  text?: number;
+  /** Questions per VQA run (default 16). */
+  vqa?: number;
+}
+
+/** Options of {@link loadModelPack}. */
+export interface LoadModelPackOptions {
+  /** Pack directory. */
+  dir: string;
+  /** Check every file against `manifest.json` before use (a missing manifest is then an error). */
+  verifyHashes?: boolean;
+  /** Thread and provider settings of every session. */
+  sessionOptions?: SessionSettings;
+  /**
+   * `eager` (default) opens and checks every model at load, so a broken pack fails at start-up and the first
+   * request pays no load time; `lazy` opens each model on first use (for tools that need one tower only).
+   */
+  sessions?: "eager" | "lazy";
+  /** Limits on images given to the image processor. */
+  imageLimits?: ImageLimits;
+  /** How many images of a batch are decoded at once. */
+  decodeConcurrency?: number;
+  batchSizes?: BatchSizes;
+}
+
+/** A loaded model pack. Create with {@link loadModelPack}; call {@link ModelPack.close} when done. */
+export class ModelPack {
+  readonly info: ModelPackInfo;
+  readonly tokenizer: TextTokenizer;
+  readonly imageProcessor: ImageProcessor;
+  readonly imageEmbedder: ImageEmbedder;
+  readonly textEmbedder: TextEmbedder;
+  readonly videoEmbedder: VideoEmbedder;
+  /** Present when the pack has a VQA head. */
+  readonly vqaHead: VqaHead | undefined;
+  /** VQA answer strings in logit order, when the pack has a VQA head. */
+  readonly answers: readonly string[] | undefined;
+  readonly #sessions: Map<string, Promise<OnnxSession>>;
+  #closed = false;
+
+  constructor(options: {
+    info: ModelPackInfo;
+    tokenizer: TextTokenizer;
+    imageProcessor: ImageProcessor;
+    answers: readonly string[] | undefined;
+    sessionFor: (file: string) => SessionProvider;
+    sessions: Map<string, Promise<OnnxSession>>;
+    batchSizes: BatchSizes;
+  }) {
+    const { info, tokenizer, imageProcessor, answers, sessionFor, sessions, batchSizes } = options;
+    this.info = info;
+    this.tokenizer = tokenizer;
+    this.imageProcessor = imageProcessor;
+    this.answers = answers;
+    this.#sessions = sessions;
+    this.imageEmbedder = new ImageEmbedder({
+      session: sessionFor(packFiles.vision),
+      processor: imageProcessor,
+      dimension: info.dimension,
+      batchSize: batchSizes.image,
+    });
+    this.textEmbedder = new TextEmbedder({
+      session: sessionFor(packFiles.text),
+      tokenizer,
+      dimension: info.dimension,
+      batchSize: batchSizes.text,
+    });
+    this.videoEmbedder = new VideoEmbedder({
+      imageEmbedder: this.imageEmbedder,
+      head:
+        info.capabilities.video && info.videoFrames !== undefined
+          ? { session: sessionFor(packFiles.video), numFrames: info.videoFrames }
+          : undefined,
+    });
+    this.vqaHead =
+      info.capabilities.vqa && answers !== undefined
+        ? new VqaHead({
+            session: sessionFor(packFiles.vqa),
+            imageEmbedder: this.imageEmbedder,
+            textEmbedder: this.textEmbedder,
+            answers,
+            batchSize: batchSizes.vqa,
+          })
+        : undefined;
+  }
+
+  /** `loupe.model_id`, or the directory name. */
+  get modelId(): string {
+    return this.info.modelId;
+  }
+
+  /** Embedding size. */
+  get dimension(): number {
+    return this.info.dimension;
+  }
+
+  /** Side of the square model input in pixels. */
+  get imageSize(): number {
+    return this.info.imageSize;
+  }
+
+  get capabilities(): ModelPackCapabilities {
+    return this.info.capabilities;
+  }
+
+  /** Whether {@link ModelPack.close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Releases every opened session. Safe to call more than once. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const opened = [...this.#sessions.values()];
+    this.#sessions.clear();
+    const settled = await Promise.allSettled(opened);
+    await Promise.all(
+      settled.map((result) => (result.status === "fulfilled" ? result.value.release() : Promise.resolve())),
+    );
+  }
+}
+
+function checkManifestCovers({ manifest, files }: { manifest: Manifest; files: readonly string[] }): void {
+  const missing = files.filter((file) => manifest.files[file] === undefined);
+  if (missing.length > 0) {
+    throw new ModelPackError(
+      `manifest.json does not list ${missing.join(", ")}, so ${missing.length === 1 ? "it" : "they"} cannot be verified. ` +
+        "Re-fetch or reinstall the pack, or regenerate its manifest.",
+      { context: { files: missing } },
+    );
+  }
+}
+
+/**
+ * Loads a model pack: reads and validates its JSON files, verifies every file against `manifest.json`
+ * (unless `verifyHashes` is false), loads the tokenizer and image processor, and opens the ONNX sessions
+ * (eagerly by default), checking their input and output names.
+ *
+ * @throws ModelPackError naming the file and the fix when anything is missing, corrupt or mismatched.
+ */
+export async function loadModelPack({
+  dir,
+  verifyHashes = true,
+  sessionOptions = {},
+  sessions: sessionMode = "eager",
+  imageLimits = {},
+  decodeConcurrency = 2,
+  batchSizes = {},
+}: LoadModelPackOptions): Promise<ModelPack> {
+  const absolute = resolve(dir);
+  if (verifyHashes) {
+    if (!(await exists(join(absolute, packFiles.manifest)))) {
+      throw new ModelPackError(
+        `Model pack ${absolute} has no manifest.json, so its files cannot be verified. Re-fetch or reinstall the pack ` +
+          "(or load it with hash verification turned off).",
+        { context: { dir: absolute, file: packFiles.manifest } },
+      );
+    }
+    const manifest = await readPackJson({ dir: absolute, file: packFiles.manifest, schema: manifestSchema });
+    await verifyManifest({ dir: absolute, manifest });
+    const info = await readModelPackInfo({ dir: absolute });
+    const used: string[] = [
+      packFiles.config,
+      packFiles.preprocessor,
+      packFiles.tokenizer,
+      ...info.modelFiles,
+    ];
+    if (info.config.loupe?.vqa !== undefined) used.push(info.config.loupe.vqa.answers);
+    if (await exists(join(absolute, packFiles.tokenizerConfig))) used.push(packFiles.tokenizerConfig);
+    checkManifestCovers({ manifest, files: used });
+  }
+  const info = await readModelPackInfo({ dir: absolute });
+  let tokenizerConfig: TokenizerConfig = {};
+  if (await exists(join(absolute, packFiles.tokenizerConfig))) {
+    tokenizerConfig = await readPackJson({
+      dir: absolute,
+      file: packFiles.tokenizerConfig,
+      schema: tokenizerConfigSchema,
+    });
+  }
+  const tokenizer = await loadTokenizer({
+    path: join(absolute, packFiles.tokenizer),
+    tokenizerConfig,
+    maxLength: info.textMaxLength,
+  });
+  let answers: string[] | undefined;
+  const vqaConfig = info.config.loupe?.vqa;
+  if (vqaConfig !== undefined) {
+    answers = await readPackJson({ dir: absolute, file: vqaConfig.answers, schema: answersSchema });
+  }
+  const imageProcessor = new ImageProcessor({
+    config: info.preprocessorConfig,
+    limits: imageLimits,
+    decodeConcurrency,
+  });
+
+  const contracts = sessionContracts({ vqa: info.capabilities.vqa });
+  const sessions = new Map<string, Promise<OnnxSession>>();
+  let pack: ModelPack | undefined;
+  const open = (file: string): Promise<OnnxSession> => {
+    if (pack?.closed === true) {
+      return Promise.reject(
+        new ModelPackError(`Model pack ${info.modelId} is closed; load it again to run ${file}.`),
+      );
+    }
+    const existing = sessions.get(file);
+    if (existing !== undefined) return existing;
+    const contract = contracts[file];
+    if (contract === undefined)
+      return Promise.reject(new ModelPackError(`No contract for model file ${file}.`));
+    const created = createSession({
+      path: join(absolute, file),
+      contract,
+      settings: sessionOptions,
+      label: file,
+    });
+    sessions.set(file, created);
+    // A failed open is not cached, so a later call can retry (e.g. after the file was restored).
+    created.catch(() => {
+      if (sessions.get(file) === created) sessions.delete(file);
+    });
+    return created;
+  };
+  pack = new ModelPack({
+    info,
+    tokenizer,
+    imageProcessor,
+    answers,
+    sessionFor: (file) => () => open(file),
+    sessions,
+    batchSizes,
+  });
+  if (sessionMode === "eager") {
+    try {
+      for (const file of info.modelFiles) await open(file);
+    } catch (error) {
+      await pack.close();
+      throw error;
+    }
+  }
+  return pack;
+}
