@@ -7,12 +7,8 @@
  * test/inference/tokenizer.test.ts checks the result against Python on BPE, CLIP-style and WordLevel files.
  */
 import { readFile } from "node:fs/promises";
-import {
-  type PreTokenizer,
-  SequencePreTokenizer,
-  Tokenizer,
-  WhitespacePreTokenizer,
-} from "@huggingface/tokenizers";
+import * as tokenizersLibrary from "@huggingface/tokenizers";
+import { Tokenizer } from "@huggingface/tokenizers";
 import { z } from "zod";
 import { InferenceError, ModelPackError, ValidationError } from "../errors.ts";
 import type { TokenizerConfig } from "./pack-config.ts";
@@ -26,11 +22,24 @@ const END_OF_TEXT = "<|endoftext|>";
 const UNICODE_WORDS =
   /[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]+|[^\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}\s]+/gu;
 
-function alignWhitespacePreTokenizers(preTokenizer: PreTokenizer | null): void {
-  if (preTokenizer instanceof WhitespacePreTokenizer) {
+interface PreTokenizerLike {
+  pre_tokenize_text: (text: string) => string[];
+  tokenizers?: unknown[];
+}
+
+// The package's type declarations re-export its pre-tokenizer classes through paths that NodeNext resolution
+// cannot follow, so the runtime exports are typed here.
+const preTokenizerClasses = tokenizersLibrary as unknown as {
+  WhitespacePreTokenizer?: abstract new (...args: never[]) => PreTokenizerLike;
+  SequencePreTokenizer?: abstract new (...args: never[]) => PreTokenizerLike;
+};
+
+function alignWhitespacePreTokenizers(preTokenizer: unknown): void {
+  const { WhitespacePreTokenizer, SequencePreTokenizer } = preTokenizerClasses;
+  if (WhitespacePreTokenizer !== undefined && preTokenizer instanceof WhitespacePreTokenizer) {
     preTokenizer.pre_tokenize_text = (text: string): string[] => text.match(UNICODE_WORDS) ?? [];
-  } else if (preTokenizer instanceof SequencePreTokenizer) {
-    for (const inner of preTokenizer.tokenizers) alignWhitespacePreTokenizers(inner);
+  } else if (SequencePreTokenizer !== undefined && preTokenizer instanceof SequencePreTokenizer) {
+    for (const inner of preTokenizer.tokenizers ?? []) alignWhitespacePreTokenizers(inner);
   }
 }
 
