@@ -85,3 +85,10 @@ export class MediaError extends AppError {
     super(options.code ?? "media_invalid", options.status ?? 422, message, options);
   }
 }
+
+/** A download from another host failed: unreachable (offline), an HTTP error, or content that fails its checksum. */
+export class DownloadError extends AppError {
+  constructor(message: string, options: AppErrorOptions & { status?: number } = {}) {
+    super("download_failed", options.status ?? 502, message, options);
+  }
+}
