@@ -15,8 +15,9 @@ export interface CreateLoggerOptions {
 }
 
 /**
- * The process-wide logger. Credentials never reach the log: request authorization headers and the
- * Milvus token are redacted wherever they appear.
+ * The process-wide logger. Credentials never reach the log: `token` fields and authorization headers
+ * are redacted wherever they appear (the configuration is logged through `redactConfig`, which hides
+ * every setting marked secret).
  */
 export function createLogger({ level = "info", destination }: CreateLoggerOptions = {}): Logger {
   const options: LoggerOptions = {
@@ -24,14 +25,7 @@ export function createLogger({ level = "info", destination }: CreateLoggerOption
     base: { service: "loupe" },
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: {
-      paths: [
-        "token",
-        "*.token",
-        "milvusToken",
-        "*.milvusToken",
-        "headers.authorization",
-        "*.headers.authorization",
-      ],
+      paths: ["token", "*.token", "headers.authorization", "*.headers.authorization"],
       censor: "(hidden)",
     },
     serializers: { err: pino.stdSerializers.errWithCause, error: pino.stdSerializers.errWithCause },

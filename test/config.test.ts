@@ -106,7 +106,7 @@ describe("parseConfig", () => {
     ["LOUPE_METRIC", "L2", "`COSINE` or `IP`"],
     ["LOUPE_METRIC", "cosine", "`COSINE` or `IP`"],
     ["LOUPE_INDEX_TYPE", "IVF_FLAT", "`AUTOINDEX` or `HNSW`"],
-    ["LOUPE_DEFAULT_TENANT", 'x" or true', "1–64 letters, digits, `_` or `-`"],
+    ["LOUPE_DEFAULT_TENANT", 'x" or true', "1–128 characters from letters, digits and `_.@:-`"],
     ["LOUPE_LOG_LEVEL", "verbose", "`fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`"],
     ["LOUPE_EMBEDDING_DIM", "1", "integer 2–32768"],
     ["LOUPE_EMBEDDING_DIM", "512.5", "integer 2–32768"],

@@ -1,0 +1,59 @@
+/**
+ * `createApp(services)`: Loupe's Hono app. Middleware gives every request an id, a logger bound to it
+ * and a tenant, and writes one access-log line; routes are mounted one file each from `src/http/routes/`;
+ * one `onError` and one `notFound` answer every failure in the same JSON envelope (`src/http/errors.ts`).
+ * The app holds no state of its own: everything it uses comes in through {@link Services}.
+ */
+import { Hono } from "hono";
+import { requestId } from "hono/request-id";
+import type { Config } from "./config.ts";
+import type { AppEnv } from "./http/context.ts";
+import { handleError, handleNotFound } from "./http/errors.ts";
+import { createHealthzRoute } from "./http/routes/healthz.ts";
+import { createReadyzRoute } from "./http/routes/readyz.ts";
+import type { TenantResolver } from "./http/tenant.ts";
+import type { Logger } from "./logger.ts";
+import type { VectorStore } from "./store/index.ts";
+
+/** Everything the HTTP layer uses, built once by `main.ts`. */
+export interface Services {
+  config: Config;
+  logger: Logger;
+  /** The vector store port; the HTTP layer only calls its methods, never Milvus itself. */
+  store: VectorStore;
+  resolveTenant: TenantResolver;
+}
+
+/** Paths polled by orchestrators; their access lines are logged at debug so they do not drown the log. */
+const probePaths = new Set(["/healthz", "/readyz"]);
+
+/** Builds the app. Routes are added here, one `app.route` line per file in `src/http/routes/`. */
+export function createApp(services: Services): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  // Incoming ids are kept only if short and made of [A-Za-z0-9_=-], so they are safe in logs and headers.
+  app.use(requestId({ limitLength: 128 }));
+  app.use(async (c, next) => {
+    const logger = services.logger.child({ requestId: c.get("requestId") });
+    c.set("logger", logger);
+    c.set("tenant", services.resolveTenant(c));
+    const started = performance.now();
+    await next();
+    const level = probePaths.has(c.req.path) && c.res.status < 500 ? "debug" : "info";
+    logger[level](
+      {
+        req: { method: c.req.method, path: c.req.path },
+        res: { status: c.res.status },
+        durationMs: Math.round((performance.now() - started) * 10) / 10,
+      },
+      "request completed",
+    );
+  });
+
+  app.route("/", createHealthzRoute());
+  app.route("/", createReadyzRoute({ store: services.store, timeoutMs: services.config.milvusTimeoutMs }));
+
+  app.onError(handleError);
+  app.notFound(handleNotFound);
+  return app;
+}

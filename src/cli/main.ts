@@ -1,0 +1,34 @@
+/**
+ * The `loupe` command (bin/loupe.js runs this file). Each subcommand lives in `commands/<name>.ts` and
+ * exports `register<Name>Command(program)`; adding one is an import and a register line below.
+ */
+import { readFileSync } from "node:fs";
+import { Command } from "commander";
+import { AppError } from "../errors.ts";
+import { registerServeCommand } from "./commands/serve.ts";
+
+const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+  version: string;
+};
+
+const program = new Command("loupe")
+  .description("Loupe: answers questions about images and videos from an indexed corpus")
+  .version(version)
+  .showHelpAfterError()
+  .enablePositionalOptions();
+
+registerServeCommand(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  // Errors Loupe raises on purpose carry a message written for the operator; a stack would bury it.
+  if (error instanceof AppError) {
+    process.stderr.write(`loupe: ${error.message}\n`);
+  } else {
+    process.stderr.write(
+      `loupe: unexpected error\n${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+  }
+  process.exitCode = 1;
+}

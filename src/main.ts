@@ -1,0 +1,422 @@
+/**
+ * Composition root. The only module that reads `process.env`; it parses the configuration once, builds
+ * every service once (logger, embedded Milvus Lite unless `MILVUS_ADDRESS` is set, vector store, app)
+ * and hands them down. {@link startLoupe} runs the whole service in-process (tests use it);
+ * {@link runLoupe} is what `loupe serve` runs: the same plus signal handling.
+ */
+import { existsSync } from "node:fs";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { createAdaptorServer } from "@hono/node-server";
+import { createApp, type Services } from "./app.ts";
+import { type Config, parseConfig, redactConfig } from "./config.ts";
+import { ConfigError, ModelPackError, NotReadyError } from "./errors.ts";
+import { createDefaultTenantResolver } from "./http/tenant.ts";
+import { clipConfigSchema, readPackJson } from "./inference/pack-config.ts";
+import { createLogger, type Logger } from "./logger.ts";
+import type {
+  CountRequest,
+  DeleteRequest,
+  DeleteResult,
+  GetRequest,
+  QueryRequest,
+  RecordKind,
+  SearchHit,
+  SearchRequest,
+  StoredByKind,
+  StoreHealth,
+  UpsertRequest,
+  UpsertResult,
+  VectorStore,
+} from "./store/index.ts";
+import { createVectorStore } from "./store/index.ts";
+import { type MilvusLiteProcess, startMilvusLite } from "./store/milvus-lite.ts";
+
+/** Options of {@link startLoupe}. */
+export interface StartLoupeOptions {
+  /** Environment to configure from; `runLoupe` passes `process.env`. */
+  env: Record<string, string | undefined>;
+  /** Directory relative paths in the configuration are resolved against. */
+  cwd?: string;
+  /** Logger to use instead of one made from `LOUPE_LOG_LEVEL` (tests pass a quiet one). */
+  logger?: Logger;
+}
+
+/** A running Loupe, as returned by {@link startLoupe}. */
+export interface RunningLoupe {
+  /** Base URL the server answers on, e.g. `http://127.0.0.1:8080`. */
+  url: string;
+  config: Config;
+  logger: Logger;
+  /** Process id of the embedded Milvus Lite; absent when `MILVUS_ADDRESS` points at a server. */
+  milvusLitePid?: number;
+  /**
+   * Graceful shutdown: stops accepting connections, waits for in-flight requests (at most
+   * `LOUPE_SHUTDOWN_TIMEOUT_MS`), closes the store, stops Milvus Lite. Safe to call more than once.
+   */
+  stop(): Promise<void>;
+}
+
+/** Starts Loupe in this process and resolves once it accepts connections. */
+export async function startLoupe({
+  env,
+  cwd,
+  logger: givenLogger,
+}: StartLoupeOptions): Promise<RunningLoupe> {
+  const config = parseConfig({ env, cwd });
+  const logger = givenLogger ?? createLogger({ level: config.logLevel });
+  logger.info({ config: redactConfig(config) }, "starting loupe");
+
+  // Undone in reverse order when a later step fails, so a failed start leaves no process behind.
+  const cleanups: Array<() => Promise<void>> = [];
+  const undo = async () => {
+    for (const cleanup of cleanups.reverse()) {
+      await cleanup().catch((error: unknown) =>
+        logger.error({ err: error }, "cleanup after failed start failed"),
+      );
+    }
+  };
+
+  try {
+    const { store, milvusLite } = await buildStore({ config, logger, cleanups });
+
+    const services: Services = {
+      config,
+      logger,
+      store,
+      resolveTenant: createDefaultTenantResolver({ defaultTenant: config.defaultTenant }),
+    };
+    const app = createApp(services);
+    const http = await listen({ fetch: app.fetch, config });
+    const url = `http://${displayHost(config.host)}:${http.port}`;
+    logger.info({ url }, "loupe is listening");
+
+    let stopping: Promise<void> | undefined;
+    const stop = () => {
+      stopping ??= shutdown({ http, store, milvusLite, config, logger });
+      return stopping;
+    };
+    return { url, config, logger, milvusLitePid: milvusLite?.pid, stop };
+  } catch (error) {
+    await undo();
+    throw error;
+  }
+}
+
+/**
+ * The embedding dimension of the collections: `LOUPE_EMBEDDING_DIM` when set, else `projection_dim`
+ * from the model pack's `config.json`.
+ *
+ * @throws {ModelPackError} when neither is available.
+ */
+async function resolveEmbeddingDimension({ config }: { config: Config }): Promise<number> {
+  if (config.embeddingDim !== undefined) return config.embeddingDim;
+  const file = path.join(config.modelPack, "config.json");
+  if (!existsSync(file)) {
+    throw new ModelPackError(
+      `The embedding dimension is unknown: there is no model pack at ${config.modelPack} (no config.json). Install the model pack, point LOUPE_MODEL_PACK at one, or set LOUPE_EMBEDDING_DIM.`,
+      { context: { modelPack: config.modelPack } },
+    );
+  }
+  const packConfig = await readPackJson({
+    dir: config.modelPack,
+    file: "config.json",
+    schema: clipConfigSchema,
+  });
+  return packConfig.projection_dim;
+}
+
+/**
+ * Builds the vector store the app will use:
+ * - embedded Milvus Lite (no `MILVUS_ADDRESS`): started and connected before start-up completes; any
+ *   failure stops start-up, since the whole service is on this machine;
+ * - an external Milvus: connected in the background with retries, so Loupe starts (and `/readyz`
+ *   reports why it is not ready) while that server is down or still starting;
+ * - no embedding dimension (no model pack and no `LOUPE_EMBEDDING_DIM`): no store at all, only the
+ *   reason, which `/readyz` and every store call report.
+ */
+async function buildStore({
+  config,
+  logger,
+  cleanups,
+}: {
+  config: Config;
+  logger: Logger;
+  cleanups: Array<() => Promise<void>>;
+}): Promise<{ store: VectorStore; milvusLite?: MilvusLiteProcess }> {
+  let dimension: number;
+  try {
+    dimension = await resolveEmbeddingDimension({ config });
+  } catch (error) {
+    if (!(error instanceof ModelPackError)) throw error;
+    logger.warn({ err: error }, "serving without a vector store: the embedding dimension is unknown");
+    return { store: DeferredVectorStore.unavailable(error.message) };
+  }
+  const storeOptions = {
+    token: config.milvusToken,
+    database: config.milvusDatabase,
+    collectionPrefix: config.collectionPrefix,
+    dimension,
+    metric: config.metric,
+    indexType: config.indexType,
+    timeoutMs: config.milvusTimeoutMs,
+    logger: logger.child({ component: "store" }),
+  };
+
+  const external = config.milvusAddress;
+  if (external !== undefined) {
+    const store = DeferredVectorStore.connect({
+      address: external,
+      connect: () => createVectorStore({ address: external, ...storeOptions }),
+      logger,
+    });
+    cleanups.push(() => store.close());
+    return { store };
+  }
+
+  const milvusLite = await startMilvusLite({
+    dataDir: path.join(config.dataDir, "milvus"),
+    venvDir: config.venvDir,
+    host: "127.0.0.1",
+    startTimeoutMs: config.milvusStartTimeoutMs,
+    logger: logger.child({ component: "milvus-lite" }),
+  });
+  cleanups.push(milvusLite.stop);
+  const store = await createVectorStore({ address: milvusLite.address, ...storeOptions });
+  cleanups.push(() => store.close());
+  return { store, milvusLite };
+}
+
+const reconnectFirstDelayMs = 1000;
+const reconnectMaxDelayMs = 30_000;
+
+/**
+ * A {@link VectorStore} that is not connected yet, or cannot be: until a real store is in place, its
+ * health is not ok with the reason, and every call fails with a `NotReadyError` carrying that reason.
+ */
+class DeferredVectorStore implements VectorStore {
+  #store: VectorStore | undefined;
+  #reason: string;
+  #closed = false;
+  #timer: NodeJS.Timeout | undefined;
+  #attempt: Promise<void> | undefined;
+
+  private constructor(reason: string) {
+    this.#reason = reason;
+  }
+
+  /** A store that never becomes available, for the given reason. */
+  static unavailable(reason: string): DeferredVectorStore {
+    return new DeferredVectorStore(reason);
+  }
+
+  /** Calls `connect` now and again with backoff until it succeeds or the store is closed. */
+  static connect({
+    address,
+    connect,
+    logger,
+  }: {
+    address: string;
+    connect: () => Promise<VectorStore>;
+    logger: Logger;
+  }): DeferredVectorStore {
+    const deferred = new DeferredVectorStore(`connecting to Milvus at ${address}`);
+    const attempt = (delayMs: number) => {
+      deferred.#attempt = connect().then(
+        async (store) => {
+          if (deferred.#closed) {
+            await store.close();
+            return;
+          }
+          deferred.#store = store;
+          logger.info({ address }, "connected to Milvus");
+        },
+        (error: unknown) => {
+          deferred.#reason = error instanceof Error ? error.message : String(error);
+          if (deferred.#closed) return;
+          logger.warn({ err: error, address, retryInMs: delayMs }, "Milvus is not available; retrying");
+          deferred.#timer = setTimeout(() => attempt(Math.min(delayMs * 2, reconnectMaxDelayMs)), delayMs);
+        },
+      );
+    };
+    attempt(reconnectFirstDelayMs);
+    return deferred;
+  }
+
+  #ready(): VectorStore {
+    if (this.#store === undefined) {
+      throw new NotReadyError(`The vector store is not available: ${this.#reason.replace(/\.$/, "")}.`, {
+        context: { reason: this.#reason },
+      });
+    }
+    return this.#store;
+  }
+
+  upsert<K extends RecordKind>(request: UpsertRequest<K>): Promise<UpsertResult> {
+    return this.#ready().upsert(request);
+  }
+  search<K extends RecordKind>(request: SearchRequest<K>): Promise<SearchHit<K>[]> {
+    return this.#ready().search(request);
+  }
+  query<K extends RecordKind>(request: QueryRequest<K>): Promise<StoredByKind[K][]> {
+    return this.#ready().query(request);
+  }
+  get<K extends RecordKind>(request: GetRequest<K>): Promise<StoredByKind[K][]> {
+    return this.#ready().get(request);
+  }
+  delete<K extends RecordKind>(request: DeleteRequest<K>): Promise<DeleteResult> {
+    return this.#ready().delete(request);
+  }
+  count(request: CountRequest): Promise<number> {
+    return this.#ready().count(request);
+  }
+  async health(): Promise<StoreHealth> {
+    return this.#store === undefined ? { ok: false, reason: this.#reason } : this.#store.health();
+  }
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    await this.#attempt;
+    await this.#store?.close();
+  }
+}
+
+interface ListeningServer {
+  server: Server;
+  port: number;
+  /** Requests whose responses have not finished yet. */
+  inFlight: Set<ServerResponse>;
+}
+
+async function listen({
+  fetch,
+  config,
+}: {
+  fetch: (request: Request) => Response | Promise<Response>;
+  config: Config;
+}): Promise<ListeningServer> {
+  // createAdaptorServer without http2/https options makes a node:http Server.
+  const server = createAdaptorServer({ fetch }) as Server;
+  const inFlight = new Set<ServerResponse>();
+  server.on("request", (_request: IncomingMessage, response: ServerResponse) => {
+    inFlight.add(response);
+    response.once("close", () => inFlight.delete(response));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (error: NodeJS.ErrnoException) => {
+      if (error.code === "EADDRINUSE") {
+        reject(
+          new ConfigError(
+            `Port ${config.port} on ${config.host} is already in use. Stop the other process or set PORT to a free port (PORT=0 picks one).`,
+            { cause: error, context: { port: config.port, host: config.host } },
+          ),
+        );
+      } else if (error.code === "EADDRNOTAVAIL" || error.code === "ENOTFOUND") {
+        reject(
+          new ConfigError(
+            `HOST=${config.host} is not an address of this machine. Set HOST to 127.0.0.1 or 0.0.0.0.`,
+            {
+              cause: error,
+              context: { host: config.host },
+            },
+          ),
+        );
+      } else {
+        reject(error);
+      }
+    });
+    server.listen(config.port, config.host, () => resolve());
+  });
+  return { server, port: (server.address() as AddressInfo).port, inFlight };
+}
+
+function displayHost(host: string): string {
+  if (host === "0.0.0.0") return "127.0.0.1";
+  if (host === "::") return "[::1]";
+  return host.includes(":") ? `[${host}]` : host;
+}
+
+async function shutdown({
+  http,
+  store,
+  milvusLite,
+  config,
+  logger,
+}: {
+  http: ListeningServer;
+  store: VectorStore;
+  milvusLite: MilvusLiteProcess | undefined;
+  config: Config;
+  logger: Logger;
+}): Promise<void> {
+  logger.info({ inFlight: http.inFlight.size }, "shutting down: no new connections");
+  const closed = new Promise<void>((resolve) => http.server.close(() => resolve()));
+  http.server.closeIdleConnections();
+  const drained = await waitUntilDrained(http.inFlight, config.shutdownTimeoutMs);
+  if (!drained) {
+    logger.warn(
+      { inFlight: http.inFlight.size, timeoutMs: config.shutdownTimeoutMs },
+      "in-flight requests did not finish in time; closing their connections",
+    );
+  }
+  // Keep-alive connections stay open after their last response; close them so `closed` can resolve.
+  http.server.closeAllConnections();
+  await closed;
+
+  await store
+    .close()
+    .catch((error: unknown) => logger.error({ err: error }, "closing the vector store failed"));
+  if (milvusLite !== undefined) {
+    await milvusLite
+      .stop()
+      .catch((error: unknown) => logger.error({ err: error }, "stopping Milvus Lite failed"));
+  }
+  logger.info("loupe stopped");
+}
+
+async function waitUntilDrained(inFlight: Set<ServerResponse>, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  // Polling keeps this independent of how responses end (finish, client abort, socket error).
+  while (inFlight.size > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return inFlight.size === 0;
+}
+
+/**
+ * What `loupe serve` runs: starts Loupe from `process.env` and stops it on SIGINT or SIGTERM. A second
+ * signal while stopping forces the exit; the Milvus Lite launcher kills its server when the process
+ * exits, so none is left behind.
+ */
+export async function runLoupe(): Promise<void> {
+  let running: RunningLoupe | undefined;
+  let signalled = false;
+
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) {
+      running?.logger.warn({ signal }, "second signal: forcing exit");
+      process.exit(130);
+    }
+    signalled = true;
+    // A signal during start-up is handled once start-up settles (below).
+    if (running === undefined) return;
+    running.logger.info({ signal }, "signal received");
+    stopAndExit(running);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  running = await startLoupe({ env: process.env });
+  if (signalled) stopAndExit(running);
+}
+
+function stopAndExit(loupe: RunningLoupe): void {
+  loupe.stop().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      loupe.logger.error({ err: error }, "shutdown failed");
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,152 @@
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AppError } from "../src/errors.ts";
+import { createLogger } from "../src/logger.ts";
+import { type RunningLoupe, startLoupe } from "../src/main.ts";
+import { unreachableAddress } from "./helpers/milvus-lite.ts";
+
+const root = path.join(import.meta.dirname, "..");
+const quiet = createLogger({ level: "silent" });
+
+/** Settings shared by every Loupe these tests start: a free port and no dependence on the model pack. */
+function testEnv(overrides: Record<string, string>): Record<string, string> {
+  return { PORT: "0", LOUPE_EMBEDDING_DIM: "8", LOUPE_VENV_DIR: path.join(root, ".venv"), ...overrides };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Pids of the processes whose command line mentions `text` (Linux /proc). */
+async function processesMentioning(text: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+    if (cmdline.includes(text)) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+async function startFailure(promise: Promise<RunningLoupe>): Promise<AppError> {
+  try {
+    const loupe = await promise;
+    await loupe.stop();
+  } catch (error) {
+    if (error instanceof AppError) return error;
+    throw error;
+  }
+  throw new Error("start-up succeeded but was expected to fail");
+}
+
+describe("Loupe with embedded Milvus Lite", () => {
+  let dataDir: string;
+  let loupe: RunningLoupe;
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), "loupe-main-test-"));
+    loupe = await startLoupe({ env: testEnv({ LOUPE_DATA_DIR: dataDir }), cwd: root, logger: quiet });
+  });
+
+  afterAll(async () => {
+    await loupe?.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it("is live and ready", async () => {
+    expect(loupe.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(loupe.milvusLitePid).toBeGreaterThan(0);
+    const healthz = await fetch(`${loupe.url}/healthz`);
+    expect(healthz.status).toBe(200);
+    const readyz = await fetch(`${loupe.url}/readyz`);
+    expect(readyz.status).toBe(200);
+    expect(await readyz.json()).toEqual({ status: "ready" });
+  });
+
+  it("a second Loupe on the same data dir fails start-up with the lock error and leaves nothing running", async () => {
+    const error = await startFailure(
+      startLoupe({ env: testEnv({ LOUPE_DATA_DIR: dataDir }), cwd: root, logger: quiet }),
+    );
+    expect(error.code).toBe("milvus_lite_locked");
+    expect(error.message).toContain(
+      `Another process is using the Milvus Lite data dir ${path.join(dataDir, "milvus")}`,
+    );
+    expect(await processesMentioning(path.join(dataDir, "milvus"))).toEqual([loupe.milvusLitePid]);
+  });
+
+  it("a Loupe whose port is taken fails start-up naming PORT and stops its Milvus Lite", async () => {
+    const otherDataDir = await mkdtemp(path.join(os.tmpdir(), "loupe-main-test-"));
+    try {
+      const port = new URL(loupe.url).port;
+      const error = await startFailure(
+        startLoupe({ env: testEnv({ LOUPE_DATA_DIR: otherDataDir, PORT: port }), cwd: root, logger: quiet }),
+      );
+      expect(error.code).toBe("config_invalid");
+      expect(error.message).toContain(`Port ${port} on 127.0.0.1 is already in use`);
+      expect(await processesMentioning(otherDataDir)).toEqual([]);
+    } finally {
+      await rm(otherDataDir, { recursive: true, force: true });
+    }
+  });
+
+  it("stop() closes the server and leaves no Milvus Lite process behind", async () => {
+    const pid = loupe.milvusLitePid ?? -1;
+    expect(isAlive(pid)).toBe(true);
+    await loupe.stop();
+    expect(isAlive(pid)).toBe(false);
+    expect(await processesMentioning(dataDir)).toEqual([]);
+    await expect(fetch(`${loupe.url}/healthz`)).rejects.toThrow();
+    await loupe.stop();
+  });
+});
+
+describe("Loupe with an external Milvus", () => {
+  it("starts while Milvus is unreachable and /readyz answers 503 with the reason, within a bounded time", async () => {
+    const address = await unreachableAddress();
+    const started = performance.now();
+    const loupe = await startLoupe({
+      env: testEnv({ MILVUS_ADDRESS: address, MILVUS_TIMEOUT_MS: "1000" }),
+      cwd: root,
+      logger: quiet,
+    });
+    try {
+      expect(loupe.milvusLitePid).toBeUndefined();
+      const response = await fetch(`${loupe.url}/readyz`);
+      expect(performance.now() - started).toBeLessThan(5000);
+      expect(response.status).toBe(503);
+      const body = (await response.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe("not_ready");
+      expect(body.error.message).toMatch(/^Not ready: /);
+      expect(body.error.message).toContain(address);
+    } finally {
+      await loupe.stop();
+    }
+  });
+});
+
+describe("Loupe without an embedding dimension", () => {
+  it("serves, and /readyz says the model pack is missing", async () => {
+    const modelPack = path.join(os.tmpdir(), "loupe-no-such-pack");
+    const env = testEnv({ LOUPE_MODEL_PACK: modelPack });
+    delete env.LOUPE_EMBEDDING_DIM;
+    const loupe = await startLoupe({ env, cwd: root, logger: quiet });
+    try {
+      expect(loupe.milvusLitePid).toBeUndefined();
+      expect((await fetch(`${loupe.url}/healthz`)).status).toBe(200);
+      const response = await fetch(`${loupe.url}/readyz`);
+      expect(response.status).toBe(503);
+      const body = (await response.json()) as { error: { message: string } };
+      expect(body.error.message).toContain(`there is no model pack at ${modelPack}`);
+      expect(body.error.message).toContain("LOUPE_EMBEDDING_DIM");
+    } finally {
+      await loupe.stop();
+    }
+  });
+});
