@@ -2,8 +2,8 @@
  * The dataset writer: renders a seeded Shapes World dataset to a folder of images, videos and JSON Lines
  * files (scenes, queries, VQA, triples, videos) plus a manifest. Every item derives its own random
  * stream from the seed and its index, so output does not depend on concurrency, and lines are streamed
- * to disk so that memory stays bounded (only a few bytes of object kinds per image are kept, for the
- * query relevance sets written at the end).
+ * to disk so that memory stays bounded: only 12 bytes per image (a {@link SceneIndex}) are kept, for
+ * the query relevance sets written at the end.
  */
 import { existsSync } from "node:fs";
 import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
@@ -11,20 +11,15 @@ import { join } from "node:path";
 import { z } from "zod";
 import { ValidationError } from "../errors.ts";
 import { describeClip, sampleVideo, videoSegments } from "./clip.ts";
-import { describeScene, sceneKey } from "./describe.ts";
-import {
-  ANSWER_VOCABULARY,
-  CLIP_FRAMES,
-  type ObjectKind,
-  VIDEO_CLIP_COUNT_RANGE,
-  VIDEO_FPS,
-} from "./domain.ts";
+import { type Description, describeScene, sceneKey } from "./describe.ts";
+import { ANSWER_VOCABULARY, CLIP_FRAMES, VIDEO_CLIP_COUNT_RANGE, VIDEO_FPS } from "./domain.ts";
 import { type JsonlWriter, openJsonlWriter } from "./jsonl-writer.ts";
-import { type GalleryItem, generatePartialQueries } from "./partial-query.ts";
+import { generatePartialQueries } from "./partial-query.ts";
 import { generateQuestions, paraphraseQuestion, type Question } from "./questions.ts";
 import { IMAGE_EXTENSIONS, IMAGE_FORMATS, renderScene } from "./render.ts";
 import { createRng, deriveSeed, type Rng } from "./rng.ts";
-import { objectKinds, sampleScene } from "./scene.ts";
+import { sampleScene } from "./scene.ts";
+import { packedKey, SceneIndex } from "./scene-index.ts";
 import { checkVideoSize, encodeVideo, renderVideoFrames } from "./video.ts";
 
 /** Version tag written to the manifest: the spec the data follows. */
@@ -175,7 +170,6 @@ function itemId(prefix: string, index: number): string {
 }
 
 interface ImageResult {
-  id: string;
   scene: ReturnType<typeof sampleScene>;
   lines: { scene: unknown; vqa: unknown[]; triple?: unknown };
 }
@@ -194,7 +188,7 @@ function vqaLine(id: string, imageId: string, question: Question): Record<string
 }
 
 async function makeImage(index: number, options: ResolvedDatasetOptions, root: Rng): Promise<ImageResult> {
-  const id = itemId("img", index);
+  const id = imageId(index);
   const ext = IMAGE_EXTENSIONS[options.format];
   const file = `images/${id}.${ext}`;
   const itemRng = root.fork("image", index);
@@ -228,7 +222,6 @@ async function makeImage(index: number, options: ResolvedDatasetOptions, root: R
     };
   }
   return {
-    id,
     scene,
     lines: {
       scene: {
@@ -253,59 +246,78 @@ interface Writers {
   triples: JsonlWriter;
 }
 
-interface GalleryEntry extends GalleryItem {
-  key: string;
-  keyWithoutSizes: string;
+function imageId(index: number): string {
+  return itemId("img", index);
 }
 
 async function writeImages(
   options: ResolvedDatasetOptions,
   writers: Writers,
   onProgress: DatasetOptions["onProgress"],
-): Promise<GalleryEntry[]> {
+): Promise<SceneIndex> {
   const root = createRng(options.seed);
-  const gallery: GalleryEntry[] = [];
+  const index = new SceneIndex({ idOf: imageId });
   const inFlight: Array<Promise<ImageResult>> = [];
-  let done = 0;
   const flush = async (): Promise<void> => {
     const next = inFlight.shift();
     if (next === undefined) return;
-    const { id, scene, lines } = await next;
+    const { scene, lines } = await next;
     await writers.scenes.write(lines.scene);
     for (const line of lines.vqa) await writers.vqa.write(line);
     if (lines.triple !== undefined) await writers.triples.write(lines.triple);
-    const objects: ObjectKind[] = objectKinds(scene);
-    gallery.push({
-      id,
-      objects,
-      key: sceneKey({ objects }),
-      keyWithoutSizes: sceneKey({ objects }, { includeSizes: false }),
-    });
-    done++;
-    onProgress?.({ phase: "images", done, total: options.images });
+    index.add(scene.objects);
+    onProgress?.({ phase: "images", done: index.length, total: options.images });
   };
-  for (let index = 0; index < options.images; index++) {
-    const pending = makeImage(index, options, root);
+  for (let position = 0; position < options.images; position++) {
+    const pending = makeImage(position, options, root);
     // Failures surface when the promise is awaited in order; this only keeps later ones from being unhandled.
     pending.catch(() => undefined);
     inFlight.push(pending);
     if (inFlight.length >= options.concurrency) await flush();
   }
   while (inFlight.length > 0) await flush();
-  return gallery;
+  return index;
 }
 
-async function writeQueries(
-  options: ResolvedDatasetOptions,
-  gallery: readonly GalleryEntry[],
-  writer: JsonlWriter,
-) {
+interface DescriptionQuery {
+  description: Description;
+  packed: number;
+  relevant: string[];
+}
+
+/** Distinct full-description queries drawn from random images, with every image of the same meaning. */
+function descriptionQueries(rng: Rng, index: SceneIndex, count: number): DescriptionQuery[] {
+  const queries = new Map<string, DescriptionQuery>();
+  for (let draw = 0; draw < count * 10 && queries.size < count && index.length > 0; draw++) {
+    const item = index.at(rng.int(0, index.length - 1));
+    if (item === undefined) continue;
+    const description = describeScene(item, rng);
+    const id = `${description.includeSizes}:${description.key}`;
+    if (queries.has(id)) continue;
+    const packed = packedKey(item.objects, { includeSizes: description.includeSizes });
+    queries.set(id, { description, packed, relevant: [] });
+  }
+  const all = [...queries.values()];
+  for (let position = 0; position < index.length; position++) {
+    for (const query of all) {
+      if (index.keyAt(position, { includeSizes: query.description.includeSizes }) === query.packed) {
+        query.relevant.push(imageId(position));
+      }
+    }
+  }
+  return all;
+}
+
+async function writeQueries(options: ResolvedDatasetOptions, index: SceneIndex, writer: JsonlWriter) {
   const rng = createRng(options.seed).fork("queries");
-  let index = 0;
-  const partial = generatePartialQueries(rng.fork("partial"), { gallery, count: options.partialQueries });
+  let count = 0;
+  const partial = generatePartialQueries(rng.fork("partial"), {
+    gallery: index,
+    count: options.partialQueries,
+  });
   for (const query of partial) {
     await writer.write({
-      id: itemId("q", index++),
+      id: itemId("q", count++),
       type: "partial",
       text: query.text,
       kind: query.kind,
@@ -313,34 +325,18 @@ async function writeQueries(
       relevant: query.relevantIds,
     });
   }
-  const describeRng = rng.fork("descriptions");
-  const seen = new Set<string>();
-  let descriptionCount = 0;
-  for (
-    let draw = 0;
-    draw < options.descriptionQueries * 10 && descriptionCount < options.descriptionQueries;
-    draw++
-  ) {
-    if (gallery.length === 0) break;
-    const item = describeRng.pick(gallery);
-    const description = describeScene(item, describeRng);
-    const id = `${description.includeSizes}:${description.key}`;
-    if (seen.has(id)) continue;
-    seen.add(id);
-    const relevant = gallery
-      .filter((other) => (description.includeSizes ? other.key : other.keyWithoutSizes) === description.key)
-      .map((other) => other.id);
+  const described = descriptionQueries(rng.fork("descriptions"), index, options.descriptionQueries);
+  for (const { description, relevant } of described) {
     await writer.write({
-      id: itemId("q", index++),
+      id: itemId("q", count++),
       type: "description",
       text: description.text,
       includeSizes: description.includeSizes,
       key: description.key,
       relevant,
     });
-    descriptionCount++;
   }
-  return { partial: partial.length, description: descriptionCount };
+  return { partial: partial.length, description: described.length };
 }
 
 async function writeVideos(
@@ -419,8 +415,8 @@ export async function generateDataset(options: DatasetOptions): Promise<DatasetS
   const videos = openJsonlWriter(path(FILES.videos));
   const all = [...Object.values(writers), queries, videos];
   try {
-    const gallery = await writeImages(resolved, writers, options.onProgress);
-    const queryCounts = await writeQueries(resolved, gallery, queries);
+    const index = await writeImages(resolved, writers, options.onProgress);
+    const queryCounts = await writeQueries(resolved, index, queries);
     const imageMs = performance.now() - started;
     const clips = await writeVideos(resolved, videos, options.onProgress);
     const videoMs = performance.now() - started - imageMs;
@@ -432,7 +428,7 @@ export async function generateDataset(options: DatasetOptions): Promise<DatasetS
       seed: resolved.seed,
       options: recorded,
       counts: {
-        images: gallery.length,
+        images: index.length,
         twins: writers.triples.count,
         partialQueries: queryCounts.partial,
         descriptionQueries: queryCounts.description,

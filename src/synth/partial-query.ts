@@ -184,9 +184,18 @@ export function samplePartialQuery(
   return { query, kind, text: phrasePartialQuery(query, rng) };
 }
 
+/**
+ * A gallery to search: an array of items, or anything else with `length` and `at` (such as a compact
+ * index that decodes items on demand).
+ */
+export interface Gallery {
+  readonly length: number;
+  at(index: number): GalleryItem | undefined;
+}
+
 /** Options of {@link generatePartialQueries}. */
 export interface GeneratePartialQueriesOptions {
-  gallery: readonly GalleryItem[];
+  gallery: Gallery;
   /** How many distinct queries to generate (fewer when the gallery has fewer distinct ones). */
   count: number;
   kinds?: readonly PartialQueryKind[];
@@ -194,24 +203,30 @@ export interface GeneratePartialQueriesOptions {
 
 /**
  * Generates distinct partial queries over a gallery, each with every relevant item id. Each query is
- * drawn from a random gallery item, so every query has at least one relevant item.
+ * drawn from a random gallery item, so every query has at least one relevant item. The gallery is read
+ * once for all relevance sets.
  */
 export function generatePartialQueries(
   rng: Rng,
   options: GeneratePartialQueriesOptions,
 ): GalleryPartialQuery[] {
   const { gallery, count, kinds } = options;
-  const seen = new Set<string>();
   const queries: GalleryPartialQuery[] = [];
   if (gallery.length === 0) return queries;
+  const seen = new Set<string>();
   for (let draw = 0; draw < count * 20 && queries.length < count; draw++) {
-    const sampled = samplePartialQuery(rng, { scene: rng.pick(gallery), ...(kinds ? { kinds } : {}) });
+    const item = gallery.at(rng.int(0, gallery.length - 1));
+    const sampled = item && samplePartialQuery(rng, { scene: item, ...(kinds ? { kinds } : {}) });
     if (sampled === undefined) continue;
     const key = partialQueryKey(sampled.query);
     if (seen.has(key)) continue;
     seen.add(key);
-    const relevantIds = gallery.filter((item) => isRelevant(sampled.query, item)).map((item) => item.id);
-    queries.push({ ...sampled, relevantIds });
+    queries.push({ ...sampled, relevantIds: [] });
+  }
+  for (let index = 0; index < gallery.length; index++) {
+    const item = gallery.at(index);
+    if (item === undefined) continue;
+    for (const query of queries) if (isRelevant(query.query, item)) query.relevantIds.push(item.id);
   }
   return queries;
 }
