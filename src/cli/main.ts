@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { AppError } from "../errors.ts";
+import { registerModelsCommand } from "./commands/models.ts";
 import { registerServeCommand } from "./commands/serve.ts";
 
 const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
@@ -18,6 +19,7 @@ const program = new Command("loupe")
   .enablePositionalOptions();
 
 registerServeCommand(program);
+registerModelsCommand(program);
 
 try {
   await program.parseAsync(process.argv);
