@@ -53,18 +53,20 @@ function selected(spec: QuestionSpec, scene: Pick<Scene, "objects">): Scene["obj
   );
 }
 
+/** The params each variant takes, in the order `color`, `shape`. */
+const PARAMS: Record<QuestionVariant, ReadonlyArray<"shape" | "color">> = {
+  color: ["shape"],
+  shape: ["color"],
+  count_shape: ["shape"],
+  count_color: ["color"],
+  count_all: [],
+  exist: ["color", "shape"],
+  size: ["color", "shape"],
+  position: ["color", "shape"],
+};
+
 function checkParams(spec: QuestionSpec): void {
-  const needs: Record<QuestionVariant, ReadonlyArray<"shape" | "color">> = {
-    color: ["shape"],
-    shape: ["color"],
-    count_shape: ["shape"],
-    count_color: ["color"],
-    count_all: [],
-    exist: ["color", "shape"],
-    size: ["color", "shape"],
-    position: ["color", "shape"],
-  };
-  const wanted = needs[spec.variant];
+  const wanted = PARAMS[spec.variant];
   const given = (["color", "shape"] as const).filter((field) => spec.params[field] !== undefined);
   if (wanted === undefined || given.join() !== wanted.join()) {
     throw new RangeError(

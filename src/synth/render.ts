@@ -167,13 +167,15 @@ function addNoise(data: Buffer, amplitude: number, seed: number): void {
   if (amplitude === 0) return;
   const rng = createRng(seed).fork("pixel-noise");
   const levels = 2 * amplitude + 1;
-  const clamped = new Uint8ClampedArray(data.buffer, data.byteOffset, data.length);
-  let word = 0;
-  for (let index = 0; index < data.length; index++) {
+  let index = 0;
+  while (index < data.length) {
     // Four noise values per 32-bit draw; byte * levels >> 8 spreads 0–255 evenly over the levels.
-    if ((index & 3) === 0) word = rng.uint32();
-    const byte = (word >>> ((index & 3) << 3)) & 0xff;
-    clamped[index] = (clamped[index] as number) + ((byte * levels) >> 8) - amplitude;
+    let word = rng.uint32();
+    for (const end = Math.min(data.length, index + 4); index < end; index++) {
+      const value = (data[index] as number) + (((word & 0xff) * levels) >> 8) - amplitude;
+      data[index] = Math.min(255, Math.max(0, value));
+      word >>>= 8;
+    }
   }
 }
 
