@@ -253,12 +253,7 @@ export function renderConfigTable(): string {
   return lines.join("\n");
 }
 
-/**
- * Replaces the generated section of a README (between the config markers) with {@link renderConfigTable}.
- *
- * @throws {ConfigError} when the markers are missing.
- */
-export function spliceConfigTable(readme: string): string {
+function markerPositions(readme: string): { start: number; end: number } {
   const start = readme.indexOf(tableStart);
   const end = readme.indexOf(tableEnd);
   if (start === -1 || end === -1 || end < start) {
@@ -266,5 +261,42 @@ export function spliceConfigTable(readme: string): string {
       `The README lacks the configuration table markers; add the lines "${tableStart}" and "${tableEnd}" where the table belongs.`,
     );
   }
-  return `${readme.slice(0, start + tableStart.length)}\n${renderConfigTable()}\n${readme.slice(end)}`;
+  return { start: start + tableStart.length, end };
+}
+
+/**
+ * The cells of a markdown table, trimmed, without the separator row. Padding and alignment are
+ * ignored, so a table reflowed by a formatter compares equal to the generated one.
+ */
+export function markdownTableCells(table: string): string[][] {
+  return table
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line.startsWith("|") && !/^\|[\s:|-]+\|$/.test(line))
+    .map((line) =>
+      line
+        .slice(1, -1)
+        .split(/(?<!\\)\|/)
+        .map((cell) => cell.trim()),
+    );
+}
+
+/**
+ * The configuration table of a README (between the config markers).
+ *
+ * @throws {ConfigError} when the markers are missing.
+ */
+export function readmeConfigTable(readme: string): string {
+  const { start, end } = markerPositions(readme);
+  return readme.slice(start, end);
+}
+
+/**
+ * Replaces the configuration table of a README (between the config markers) with {@link renderConfigTable}.
+ *
+ * @throws {ConfigError} when the markers are missing.
+ */
+export function spliceConfigTable(readme: string): string {
+  const { start, end } = markerPositions(readme);
+  return `${readme.slice(0, start)}\n${renderConfigTable()}\n${readme.slice(end)}`;
 }
