@@ -7,6 +7,7 @@ import { Command } from "commander";
 import { AppError } from "../errors.ts";
 import { registerModelsCommand } from "./commands/models.ts";
 import { registerServeCommand } from "./commands/serve.ts";
+import { registerSynthCommand } from "./commands/synth.ts";
 
 const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
   version: string;
@@ -20,6 +21,7 @@ const program = new Command("loupe")
 
 registerServeCommand(program);
 registerModelsCommand(program);
+registerSynthCommand(program);
 
 try {
   await program.parseAsync(process.argv);
