@@ -28,6 +28,11 @@ export type IndexType = "AUTOINDEX" | "HNSW";
 
 /** Default collection name prefix. */
 export const DEFAULT_COLLECTION_PREFIX = "loupe";
+/** The primary key of a record: the tenant and the record id, which contain no `/`. */
+export function primaryKey({ tenant, id }: { tenant: string; id: string }): string {
+  return `${tenant}/${id}`;
+}
+
 /** Collection prefixes: a Milvus name start, short enough for the longest suffix. */
 export const COLLECTION_PREFIX_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 
@@ -52,7 +57,7 @@ export type VectorFieldName = (typeof VECTOR_FIELDS)[RecordKind][number];
  * so an oversized caption is a clear validation error rather than a Milvus rejection.
  */
 export const VARCHAR_MAX_BYTES = {
-  pk: 64,
+  pk: 256,
   id: 64,
   tenant: 128,
   model_id: 256,
@@ -89,9 +94,12 @@ function varchar(name: keyof typeof VARCHAR_MAX_BYTES, extra: Partial<FieldType>
 /** The explicit field list of the collection for `kind`. */
 export function collectionFields({ kind, dimension }: { kind: RecordKind; dimension: number }): FieldType[] {
   const common: FieldType[] = [
-    varchar("pk", { is_primary_key: true, autoID: false, description: "deterministic record id" }),
-    // Search hits from Milvus Lite omit the primary key, so the id is stored twice and always requested.
-    varchar("id", { description: "same value as pk" }),
+    // The key is `<tenant>/<id>`: an upsert can only ever replace a row of its own tenant, whatever id
+    // it carries ("/" occurs in neither part, so the pair is unambiguous).
+    varchar("pk", { is_primary_key: true, autoID: false, description: "<tenant>/<record id>" }),
+    // Search hits from Milvus Lite omit the primary key, so the record id is stored on its own and
+    // always requested.
+    varchar("id", { description: "deterministic record id" }),
     varchar("tenant", { is_partition_key: true }),
     varchar("model_id"),
     varchar("media_ref"),

@@ -12,6 +12,7 @@ export {
   ensureCollections,
   type IndexType,
   type MetricType,
+  primaryKey,
   SCHEMA_VERSION,
   SCHEMA_VERSION_PROPERTY,
   VECTOR_FIELDS,

@@ -42,6 +42,9 @@ export function createMilvusClient({
     // The SDK retries UNAVAILABLE with a fresh deadline per attempt; one retry rides over a blip
     // without multiplying the time an unreachable server takes to fail.
     maxRetries: 1,
+    // The SDK logs through its own console logger, at debug level (request bodies included) whenever
+    // NODE_ENV is "test"; Loupe logs through pino, so only the SDK's warnings are let through.
+    logLevel: "warn",
     // Heartbeats to Milvus's telemetry service: not needed, and Milvus Lite does not implement it.
     telemetry: { enabled: false },
   });

@@ -25,6 +25,11 @@ export interface StartMilvusLiteOptions {
   port?: number;
   /** How long to wait for Lite to answer before giving up. */
   startTimeoutMs?: number;
+  /**
+   * How long stop() waits after SIGINT before escalating to SIGTERM (then SIGKILL). Lite drains
+   * in-flight calls for up to 5 s on SIGINT, so the default leaves it room.
+   */
+  stopGraceMs?: number;
   logger?: Logger;
 }
 
@@ -44,12 +49,8 @@ export interface MilvusLiteProcess {
 const STDERR_TAIL_BYTES = 4096;
 const PROBE_INTERVAL_MS = 100;
 const PROBE_CALL_TIMEOUT_MS = 2000;
-/** Lite drains in-flight calls for up to 5 s on SIGINT before it closes its data. */
-const STOP_WAITS_MS: ReadonlyArray<readonly [NodeJS.Signals, number]> = [
-  ["SIGINT", 8000],
-  ["SIGTERM", 3000],
-  ["SIGKILL", 5000],
-];
+const SIGTERM_WAIT_MS = 3000;
+const SIGKILL_WAIT_MS = 5000;
 const LOOPBACK_HOST = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost)$/;
 
 interface ExitInfo {
@@ -126,6 +127,7 @@ export async function startMilvusLite({
   host = "127.0.0.1",
   port,
   startTimeoutMs = 30_000,
+  stopGraceMs = 8000,
   logger,
 }: StartMilvusLiteOptions): Promise<MilvusLiteProcess> {
   if (!LOOPBACK_HOST.test(host)) {
@@ -186,7 +188,18 @@ export async function startMilvusLite({
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
-    stopping ??= stopChild({ child, exited, isExited: () => exitInfo !== undefined, logger, address });
+    stopping ??= stopChild({
+      child,
+      exited,
+      isExited: () => exitInfo !== undefined,
+      waits: [
+        ["SIGINT", stopGraceMs],
+        ["SIGTERM", SIGTERM_WAIT_MS],
+        ["SIGKILL", SIGKILL_WAIT_MS],
+      ],
+      logger,
+      address,
+    });
     return stopping;
   };
 
@@ -312,14 +325,23 @@ interface StopChildOptions {
   child: ChildProcess;
   exited: Promise<ExitInfo>;
   isExited: () => boolean;
+  /** Signals to send in turn, each with how long to wait for the exit. */
+  waits: ReadonlyArray<readonly [NodeJS.Signals, number]>;
   address: string;
   logger: Logger | undefined;
 }
 
-async function stopChild({ child, exited, isExited, address, logger }: StopChildOptions): Promise<void> {
+async function stopChild({
+  child,
+  exited,
+  isExited,
+  waits,
+  address,
+  logger,
+}: StopChildOptions): Promise<void> {
   // A process that never spawned has nothing to stop.
   if (child.pid === undefined) return;
-  for (const [signal, waitMs] of STOP_WAITS_MS) {
+  for (const [signal, waitMs] of waits) {
     if (isExited()) return;
     child.kill(signal);
     let timer: NodeJS.Timeout | undefined;

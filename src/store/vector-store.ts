@@ -19,6 +19,7 @@ import {
   type IndexType,
   METADATA_MAX_BYTES,
   type MetricType,
+  primaryKey,
   scalarFieldNames,
   VARCHAR_MAX_BYTES,
   VECTOR_FIELDS,
@@ -440,7 +441,7 @@ export class MilvusVectorStore implements VectorStore {
     assertKind(kind);
     const unique = checkIds(ids);
     if (unique.length === 0) return [];
-    const expression = `${buildFilterExpression({ tenant, kind })} and ${idClause(unique)}`;
+    const expression = `${buildFilterExpression({ tenant, kind })} and ${idClause(tenant, unique)}`;
     return this.#queryRows(kind, expression, unique.length);
   }
 
@@ -456,7 +457,7 @@ export class MilvusVectorStore implements VectorStore {
     if (ids !== undefined) {
       const unique = checkIds(ids);
       if (unique.length === 0) return { deleted: 0 };
-      parts.push(idClause(unique));
+      parts.push(idClause(tenant, unique));
     }
     const expression = parts.join(" and ");
     const collection = collectionName({ prefix: this.#prefix, kind });
@@ -622,7 +623,7 @@ export class MilvusVectorStore implements VectorStore {
       );
     }
     const row: Row = {
-      pk: record.id,
+      pk: primaryKey({ tenant, id: record.id }),
       id: record.id,
       tenant,
       model_id: checkString({
@@ -788,9 +789,12 @@ function checkIds(ids: readonly string[]): string[] {
   return [...new Set(ids)];
 }
 
-/** `pk in [...]`, with every id quoted here: the SDK's own id lists are joined without escaping. */
-function idClause(ids: readonly string[]): string {
-  return `pk in [${ids.map(quoteExpressionString).join(", ")}]`;
+/**
+ * `pk in [...]` for the tenant's ids, every key quoted here: the SDK's own id lists are joined without
+ * escaping.
+ */
+function idClause(tenant: string, ids: readonly string[]): string {
+  return `pk in [${ids.map((id) => quoteExpressionString(primaryKey({ tenant, id }))).join(", ")}]`;
 }
 
 function asString(value: unknown): string {
