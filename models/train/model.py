@@ -1,0 +1,268 @@
+"""Loupe's Florence-style model pack: a CLIP-format dual encoder, a METER-style VQA head and a
+temporal video head, small enough to run on two CPU cores.
+
+- Vision: a ViT (patch 8) whose CLS token, layer-normed and projected, is `image_embeds`; its
+  encoder output is `last_hidden_state` (the tokens the VQA head reads), as in HF CLIP.
+- Text: a bidirectional transformer over byte-level BPE tokens; the end-of-text position, layer-normed
+  and projected, is `text_embeds`; the layer-normed tokens are `last_hidden_state`.
+- METER head: stacked co-attention layers (self-attention, cross-attention both ways, feed-forward,
+  on both streams), pooled first tokens of both streams, classified over the 22 answers.
+- Video head: a temporal transformer over per-frame `image_embeds`, pooled and projected to the
+  shared space (mean pooling could not tell "moving left" from "moving right").
+
+Attention is written out with matmul/softmax when `exportable` is set (the ONNX export path) and uses
+PyTorch's fused kernel otherwise; both compute the same function.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class VisionConfig:
+    image_size: int = 128
+    patch_size: int = 8
+    hidden_size: int = 192
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 4
+    intermediate_size: int = 768
+
+
+@dataclass
+class TextConfig:
+    vocab_size: int = 640
+    max_position_embeddings: int = 32
+    hidden_size: int = 192
+    num_hidden_layers: int = 3
+    num_attention_heads: int = 4
+    intermediate_size: int = 768
+
+
+@dataclass
+class MeterConfig:
+    hidden_size: int = 128
+    num_layers: int = 3
+    num_heads: int = 4
+    intermediate_size: int = 256
+    num_answers: int = 22
+
+
+@dataclass
+class VideoConfig:
+    num_frames: int = 16
+    hidden_size: int = 192
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 384
+
+
+@dataclass
+class PackConfig:
+    projection_dim: int = 256
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    meter: MeterConfig = field(default_factory=MeterConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "PackConfig":
+        return PackConfig(
+            projection_dim=d["projection_dim"],
+            vision=VisionConfig(**d["vision"]),
+            text=TextConfig(**d["text"]),
+            meter=MeterConfig(**d["meter"]),
+            video=VideoConfig(**d["video"]),
+        )
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, kv_dim: int | None = None):
+        super().__init__()
+        self.heads = heads
+        self.head_dim = dim // heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(kv_dim or dim, dim)
+        self.v = nn.Linear(kv_dim or dim, dim)
+        self.out = nn.Linear(dim, dim)
+        self.exportable = False
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """key_mask: [B, Lk] bool, True where the key may be attended to."""
+        context = x if context is None else context
+        b, lq, _ = x.shape
+        lk = context.shape[1]
+        q = self.q(x).view(b, lq, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k(context).view(b, lk, self.heads, self.head_dim).transpose(1, 2)
+        v = self.v(context).view(b, lk, self.heads, self.head_dim).transpose(1, 2)
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        if self.exportable:
+            scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))
+            if mask is not None:
+                scores = scores.masked_fill(~mask, -1e4)
+            out = torch.softmax(scores, dim=-1) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.out(out.transpose(1, 2).reshape(b, lq, -1))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block."""
+
+    def __init__(self, dim: int, heads: int, hidden: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), key_mask=key_mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class VisionTower(nn.Module):
+    def __init__(self, cfg: VisionConfig, projection_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        n = (cfg.image_size // cfg.patch_size) ** 2
+        self.patch = nn.Conv2d(3, cfg.hidden_size, cfg.patch_size, cfg.patch_size, bias=False)
+        self.cls = nn.Parameter(torch.zeros(1, 1, cfg.hidden_size))
+        self.pos = nn.Parameter(torch.randn(1, n + 1, cfg.hidden_size) * 0.02)
+        self.pre_norm = nn.LayerNorm(cfg.hidden_size)
+        self.blocks = nn.ModuleList(
+            [Block(cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size) for _ in range(cfg.num_hidden_layers)]
+        )
+        self.post_norm = nn.LayerNorm(cfg.hidden_size)
+        self.projection = nn.Linear(cfg.hidden_size, projection_dim, bias=False)
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.patch(pixel_values).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos
+        x = self.pre_norm(x)
+        for block in self.blocks:
+            x = block(x)
+        image_embeds = self.projection(self.post_norm(x[:, 0]))
+        return image_embeds, x
+
+
+class TextTower(nn.Module):
+    def __init__(self, cfg: TextConfig, projection_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.token = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.pos = nn.Parameter(torch.randn(1, cfg.max_position_embeddings, cfg.hidden_size) * 0.02)
+        self.blocks = nn.ModuleList(
+            [Block(cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size) for _ in range(cfg.num_hidden_layers)]
+        )
+        self.final_norm = nn.LayerNorm(cfg.hidden_size)
+        self.projection = nn.Linear(cfg.hidden_size, projection_dim, bias=False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        length = input_ids.shape[1]
+        x = self.token(input_ids) + self.pos[:, :length]
+        key_mask = attention_mask > 0
+        for block in self.blocks:
+            x = block(x, key_mask=key_mask)
+        x = self.final_norm(x)
+        # The end-of-text token is the last real token.
+        last = (attention_mask.sum(1) - 1).clamp(min=0)
+        pooled = torch.gather(x, 1, last.view(-1, 1, 1).expand(-1, 1, x.shape[-1])).squeeze(1)
+        return self.projection(pooled), x
+
+
+class CoAttentionLayer(nn.Module):
+    """One METER co-attention layer: each stream self-attends, cross-attends to the other, then a feed-forward."""
+
+    def __init__(self, dim: int, heads: int, hidden: int):
+        super().__init__()
+        self.streams = nn.ModuleList()
+        for _ in range(2):
+            self.streams.append(
+                nn.ModuleDict(
+                    {
+                        "norm_self": nn.LayerNorm(dim),
+                        "self_attn": Attention(dim, heads),
+                        "norm_cross": nn.LayerNorm(dim),
+                        "cross_attn": Attention(dim, heads),
+                        "norm_ff": nn.LayerNorm(dim),
+                        "ff": nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)),
+                    }
+                )
+            )
+
+    def forward(self, text: torch.Tensor, image: torch.Tensor, text_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t, i = self.streams
+        text = text + t["self_attn"](t["norm_self"](text), key_mask=text_mask)
+        image = image + i["self_attn"](i["norm_self"](image))
+        text_n, image_n = t["norm_cross"](text), i["norm_cross"](image)
+        text = text + t["cross_attn"](text_n, context=image_n)
+        image = image + i["cross_attn"](image_n, context=text_n, key_mask=text_mask)
+        text = text + t["ff"](t["norm_ff"](text))
+        image = image + i["ff"](i["norm_ff"](image))
+        return text, image
+
+
+class MeterHead(nn.Module):
+    def __init__(self, cfg: MeterConfig, image_width: int, text_width: int, image_tokens: int, text_tokens: int):
+        super().__init__()
+        d = cfg.hidden_size
+        self.image_in = nn.Sequential(nn.LayerNorm(image_width), nn.Linear(image_width, d))
+        self.text_in = nn.Sequential(nn.LayerNorm(text_width), nn.Linear(text_width, d))
+        self.type_embed = nn.Parameter(torch.randn(2, d) * 0.02)
+        self.layers = nn.ModuleList([CoAttentionLayer(d, cfg.num_heads, cfg.intermediate_size) for _ in range(cfg.num_layers)])
+        self.text_pool = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.Tanh())
+        self.image_pool = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.Tanh())
+        self.classifier = nn.Sequential(nn.Linear(2 * d, 2 * d), nn.LayerNorm(2 * d), nn.GELU(), nn.Linear(2 * d, cfg.num_answers))
+
+    def forward(self, image_tokens: torch.Tensor, text_tokens: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        image = self.image_in(image_tokens) + self.type_embed[1]
+        text = self.text_in(text_tokens) + self.type_embed[0]
+        mask = text_mask > 0
+        for layer in self.layers:
+            text, image = layer(text, image, mask)
+        pooled = torch.cat([self.text_pool(text[:, 0]), self.image_pool(image[:, 0])], -1)
+        return self.classifier(pooled)
+
+
+class VideoHead(nn.Module):
+    def __init__(self, cfg: VideoConfig, projection_dim: int):
+        super().__init__()
+        self.inp = nn.Sequential(nn.LayerNorm(projection_dim), nn.Linear(projection_dim, cfg.hidden_size))
+        self.pos = nn.Parameter(torch.randn(1, cfg.num_frames, cfg.hidden_size) * 0.02)
+        self.cls = nn.Parameter(torch.zeros(1, 1, cfg.hidden_size))
+        self.blocks = nn.ModuleList([Block(cfg.hidden_size, cfg.num_heads, cfg.intermediate_size) for _ in range(cfg.num_layers)])
+        self.norm = nn.LayerNorm(cfg.hidden_size)
+        self.projection = nn.Linear(cfg.hidden_size, projection_dim, bias=False)
+
+    def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
+        x = self.inp(frame_features) + self.pos[:, : frame_features.shape[1]]
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1)
+        for block in self.blocks:
+            x = block(x)
+        return self.projection(self.norm(x[:, 0]))
+
+
+class LoupePack(nn.Module):
+    def __init__(self, cfg: PackConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.vision = VisionTower(cfg.vision, cfg.projection_dim)
+        self.text = TextTower(cfg.text, cfg.projection_dim)
+        n_image_tokens = (cfg.vision.image_size // cfg.vision.patch_size) ** 2 + 1
+        self.meter = MeterHead(cfg.meter, cfg.vision.hidden_size, cfg.text.hidden_size, n_image_tokens, cfg.text.max_position_embeddings)
+        self.video = VideoHead(cfg.video, cfg.projection_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def set_exportable(self, value: bool) -> None:
+        for module in self.modules():
+            if isinstance(module, Attention):
+                module.exportable = value

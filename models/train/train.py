@@ -1,0 +1,286 @@
+"""Trains Loupe's shapes-world-tiny pack: contrastive retrieval, VQA and video retrieval, jointly.
+
+One vision tower serves all three objectives (Florence's multi-task idea): the VQA head needs
+shape and position in the tokens, the video head needs position and size in the embeddings, and
+retrieval must bind attributes to objects and understand counts (hard negatives from swapped
+bindings, changed attributes and changed counts).
+
+The schedule is time-based (--minutes), so a run ends on time on any hardware; a checkpoint is
+written every --checkpoint-every seconds and at the end.
+
+    python train.py --out runs/main --minutes 7 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import shapes_world as sw
+from data import Batches, load_tokenizer, objects_from, scene_batch, clip_batch
+from model import LoupePack, PackConfig
+from render import render_augmented
+
+MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+STD = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    return (images - MEAN.to(images.device)) / STD.to(images.device)
+
+
+def full_relevance(text_hist: torch.Tensor, text_sized: torch.Tensor, image_hist: torch.Tensor) -> torch.Tensor:
+    """[T, I] bool: the full description states exactly the image's objects (sizes optional)."""
+    sized = (text_hist[:, None, :] == image_hist[None, :, :]).all(-1)
+    t30 = text_hist.view(-1, 2, 30).sum(1)
+    i30 = image_hist.view(-1, 2, 30).sum(1)
+    unsized = (t30[:, None, :] == i30[None, :, :]).all(-1)
+    return torch.where(text_sized[:, None], sized, unsized)
+
+
+def partial_relevance(size_m, color_m, shape_m, count, image_hist) -> torch.Tensor:
+    h = image_hist.view(-1, 2, 6, 5).float()
+    n = torch.einsum("isch,ts,tc,th->ti", h, size_m, color_m, shape_m)
+    return torch.where(count[:, None] == 0, n >= 1, n == count[:, None].float())
+
+
+def multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor, valid_cols: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over rows with a positive of -log(sum of softmax mass on the positives)."""
+    if valid_cols is not None:
+        logits = logits.masked_fill(~valid_cols[None, :], -1e4)
+        positives = positives & valid_cols[None, :]
+    rows = positives.any(1)
+    if not rows.any():
+        return logits.sum() * 0
+    pos = torch.logsumexp(logits.masked_fill(~positives, -1e4), 1)
+    return (torch.logsumexp(logits, 1) - pos)[rows].mean()
+
+
+def video_relevance(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[T, C] bool: clip c's acting object and action match text t (size word optional)."""
+    same = (
+        (batch["v_color"][:, None] == batch["v_color"][None, :])
+        & (batch["v_shape"][:, None] == batch["v_shape"][None, :])
+        & (batch["v_action"][:, None] == batch["v_action"][None, :])
+    )
+    size_ok = (batch["v_sizeword"][:, None] < 0) | (batch["v_sizeword"][:, None] == batch["v_size"][None, :])
+    return same & size_ok
+
+
+def losses(model: LoupePack, batch: dict[str, torch.Tensor], device: torch.device, image_size: int, augment: bool = True, max_render: int = 384):
+    objects = objects_from(batch, "obj_", device)
+    images = render_augmented(objects, image_size, augment=augment, max_render=max_render)
+    pixel_values = normalize(images)
+    b = pixel_values.shape[0]
+    video = "v_ids" in batch
+    if video:
+        frames = render_augmented(objects_from(batch, "vobj_", device), image_size, augment=augment, max_render=max_render)
+        pixel_values = torch.cat([pixel_values, normalize(frames)], 0)
+
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        image_embeds, image_tokens = model.vision(pixel_values)
+        text_ids = torch.cat([batch["desc_ids"], batch["neg_ids"], batch["part_ids"], batch["q_ids"]], 0).to(device)
+        text_mask = torch.cat([batch["desc_mask"], batch["neg_mask"], batch["part_mask"], batch["q_mask"]], 0).to(device)
+        if video:
+            text_ids = torch.cat([text_ids, batch["v_ids"].to(device)], 0)
+            text_mask = torch.cat([text_mask, batch["v_mask"].to(device)], 0)
+        text_embeds, text_tokens = model.text(text_ids, text_mask)
+        q_tokens = text_tokens[3 * b : 4 * b]
+        logits_vqa = model.meter(image_tokens[:b], q_tokens, batch["q_mask"].to(device))
+        video_embeds = None
+        if video:
+            c = batch["v_ids"].shape[0]
+            frame_features = image_embeds[b:].view(c, -1, image_embeds.shape[-1])
+            video_embeds = model.video(frame_features)
+
+    scale = model.logit_scale.exp().clamp(max=100)
+    img = F.normalize(image_embeds[:b].float(), dim=-1)
+    txt = F.normalize(text_embeds[: 3 * b].float(), dim=-1)
+    hist = batch["hist"].to(device)
+    rel = torch.cat(
+        [
+            full_relevance(batch["desc_hist"].to(device), batch["desc_sized"].to(device), hist),
+            full_relevance(batch["neg_hist"].to(device), batch["neg_sized"].to(device), hist),
+            partial_relevance(
+                batch["part_size"].to(device),
+                batch["part_color"].to(device),
+                batch["part_shape"].to(device),
+                batch["part_count"].to(device),
+                hist,
+            ),
+        ],
+        0,
+    )  # [3B, B]
+    valid_texts = torch.cat([torch.ones(b, dtype=torch.bool), batch["neg_valid"], torch.ones(b, dtype=torch.bool)]).to(device)
+    logits = scale * img @ txt.T  # [B, 3B]
+    loss_i2t = multi_positive_nce(logits, rel.T, valid_texts)
+    loss_t2i = multi_positive_nce(logits.T[valid_texts], rel[valid_texts])
+    loss_clip = 0.5 * (loss_i2t + loss_t2i)
+    loss_vqa = F.cross_entropy(logits_vqa.float(), batch["q_answer"].to(device), label_smoothing=0.05)
+    out = {"clip": loss_clip, "vqa": loss_vqa}
+    if video_embeds is not None:
+        v = F.normalize(video_embeds.float(), dim=-1)
+        vt = F.normalize(text_embeds[4 * b :].float(), dim=-1)
+        vrel = video_relevance({k: t.to(device) for k, t in batch.items() if k.startswith("v_")})
+        vlogits = scale * v @ vt.T  # [C, T]
+        out["video"] = 0.5 * (multi_positive_nce(vlogits, vrel.T) + multi_positive_nce(vlogits.T, vrel))
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: LoupePack, tokenizer_path: str, device: torch.device, image_size: int, n: int = 500, clips: int = 200, render_size: int = 256) -> dict:
+    """Quick held-out figures on the training renderer (seed never used for training batches)."""
+    model.eval()
+    rng = random.Random(424242)
+    tok = load_tokenizer(tokenizer_path)
+    batch = scene_batch(rng, tok, n)
+    objects = objects_from(batch, "obj_", device)
+    images = render_augmented(objects, image_size, augment=False, render_size=render_size, codec="jpeg", quality=85, noise=4)
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        image_embeds, image_tokens = model.vision(normalize(images))
+        d_emb, _ = model.text(batch["desc_ids"].to(device), batch["desc_mask"].to(device))
+        p_emb, _ = model.text(batch["part_ids"].to(device), batch["part_mask"].to(device))
+        _, q_tok = model.text(batch["q_ids"].to(device), batch["q_mask"].to(device))
+        vqa = model.meter(image_tokens, q_tok, batch["q_mask"].to(device)).argmax(-1)
+    img = F.normalize(image_embeds.float(), dim=-1)
+    hist = batch["hist"].to(device)
+    rel = full_relevance(batch["desc_hist"].to(device), batch["desc_sized"].to(device), hist)
+    order = (F.normalize(d_emb.float(), dim=-1) @ img.T).argsort(1, descending=True)
+    hits = torch.gather(rel, 1, order[:, :10])
+    prel = partial_relevance(
+        batch["part_size"].to(device), batch["part_color"].to(device), batch["part_shape"].to(device), batch["part_count"].to(device), hist
+    )
+    porder = (F.normalize(p_emb.float(), dim=-1) @ img.T).argsort(1, descending=True)
+    p_at_10 = torch.gather(prel, 1, porder[:, :10]).float().mean(1)
+    has = prel.sum(1) >= 10
+    correct = (vqa.cpu() == batch["q_answer"]).float()
+    out = {
+        "r@1": hits[:, 0].float().mean().item(),
+        "r@10": hits.any(1).float().mean().item(),
+        "partial_p@10": p_at_10[has].mean().item() if has.any() else float("nan"),
+        "vqa": correct.mean().item(),
+    }
+    for t, name in enumerate(sw.QUESTION_TYPES):
+        m = batch["q_type"] == t
+        out[f"vqa_{name}"] = correct[m].mean().item() if m.any() else float("nan")
+    if clips:
+        vb = clip_batch(rng, tok, clips)
+        frames = render_augmented(objects_from(vb, "vobj_", device), image_size, augment=False, render_size=128, codec="jpeg", quality=85, noise=4)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            fe, _ = model.vision(normalize(frames))
+            ve = model.video(fe.view(clips, -1, fe.shape[-1]))
+            te, _ = model.text(vb["v_ids"].to(device), vb["v_mask"].to(device))
+        vrel = video_relevance({k: t.to(device) for k, t in vb.items()})
+        top = (F.normalize(te.float(), dim=-1) @ F.normalize(ve.float(), dim=-1).T).argmax(1)
+        out["video_r@1"] = vrel[torch.arange(clips, device=device), top].float().mean().item()
+    model.train()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--tokenizer", default=str(Path(__file__).resolve().parents[1] / "shapes-world-tiny" / "tokenizer.json"))
+    parser.add_argument("--minutes", type=float, default=7.0)
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--clips", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--checkpoint-every", type=float, default=60)
+    parser.add_argument("--eval-every", type=float, default=60)
+    parser.add_argument("--max-render", type=int, default=384, help="largest source resolution drawn before resizing")
+    parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--eval-size", type=int, default=500)
+    parser.add_argument("--small", action="store_true", help="a tiny configuration for smoke tests")
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    random.seed(args.seed)
+    device = torch.device(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = load_tokenizer(args.tokenizer)
+    cfg = PackConfig()
+    cfg.text.vocab_size = tok.get_vocab_size()
+    if args.small:
+        cfg.vision.num_hidden_layers, cfg.text.num_hidden_layers, cfg.meter.num_layers, cfg.video.num_layers = 1, 1, 1, 1
+    model = LoupePack(cfg).to(device)
+    params = sum(p.numel() for p in model.parameters())
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n)]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98)
+    )
+    loader = torch.utils.data.DataLoader(
+        Batches(args.tokenizer, args.seed, args.batch, args.clips),
+        batch_size=None,
+        num_workers=args.workers,
+        prefetch_factor=4 if args.workers else None,
+        persistent_workers=bool(args.workers),
+        pin_memory=device.type == "cuda",
+    )
+    log = open(out / "log.txt", "a")
+
+    def say(msg: str) -> None:
+        print(msg, flush=True)
+        log.write(msg + "\n")
+        log.flush()
+
+    say(f"params {params / 1e6:.2f}M device {device} batch {args.batch} clips {args.clips} minutes {args.minutes}")
+    total = args.minutes * 60
+    start = time.time()
+    last_ckpt = last_eval = start
+    step = 0
+
+    def save(tag: str) -> None:
+        # float16 keeps the checkpoint small; the pack stores float16 weights anyway.
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+        state = {"config": cfg.to_dict(), "model": weights, "step": step, "elapsed_s": time.time() - start, "args": vars(args)}
+        torch.save(state, out / "checkpoint.pt.tmp")
+        (out / "checkpoint.pt.tmp").replace(out / "checkpoint.pt")
+        say(f"checkpoint ({tag}) at step {step}")
+
+    for batch in loader:
+        elapsed = time.time() - start
+        if elapsed >= total:
+            break
+        progress = elapsed / total
+        lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        parts = losses(model, batch, device, cfg.vision.image_size, max_render=args.max_render)
+        loss = parts["clip"] + parts["vqa"] + 0.5 * parts.get("video", 0.0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        if step % args.log_every == 0:
+            detail = " ".join(f"{k} {v.item():.3f}" for k, v in parts.items())
+            say(f"step {step} t {elapsed:.0f}s lr {lr:.2e} loss {loss.item():.3f} {detail} scale {model.logit_scale.exp().item():.1f}")
+        now = time.time()
+        if now - last_eval >= args.eval_every:
+            say("eval " + json.dumps({k: round(v, 4) for k, v in evaluate(model, args.tokenizer, device, cfg.vision.image_size, n=args.eval_size, clips=args.eval_size // 3, render_size=min(256, args.max_render)).items()}))
+            last_eval = time.time()
+        if now - last_ckpt >= args.checkpoint_every:
+            save("periodic")
+            last_ckpt = time.time()
+    save("final")
+    say("final eval " + json.dumps({k: round(v, 4) for k, v in evaluate(model, args.tokenizer, device, cfg.vision.image_size, n=args.eval_size, clips=args.eval_size // 3, render_size=min(256, args.max_render)).items()}))
+    say(f"done: {step} steps in {time.time() - start:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
