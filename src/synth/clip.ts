@@ -36,6 +36,7 @@ import {
   sampleRadius,
   sampleRotation,
 } from "./scene.ts";
+import { checkChoices, checkInteger } from "./validate.ts";
 
 /** The objects of one frame. The actor's `size` stays its first-frame size on every frame. */
 export interface ClipFrame {
@@ -196,38 +197,14 @@ export function clipViolations(clip: Clip): string[] {
 
 function checkClipOptions(options: SampleClipOptions): void {
   const { objectCount, background, action } = options;
-  if (
-    objectCount !== undefined &&
-    (!Number.isInteger(objectCount) ||
-      objectCount < CLIP_OBJECT_COUNT_RANGE.min ||
-      objectCount > CLIP_OBJECT_COUNT_RANGE.max)
-  ) {
-    throw new ValidationError(`objectCount is ${objectCount}; a clip has 1 to 3 objects.`, {
-      context: { objectCount },
-    });
-  }
-  if (
-    background !== undefined &&
-    (!Number.isInteger(background) || background < BACKGROUND_RANGE.min || background > BACKGROUND_RANGE.max)
-  ) {
-    throw new ValidationError(`background is ${background}; it must be an integer from 70 to 150.`);
-  }
+  if (objectCount !== undefined)
+    checkInteger("objectCount", objectCount, CLIP_OBJECT_COUNT_RANGE, "A clip has 1 to 3 objects.");
+  if (background !== undefined) checkInteger("background", background, BACKGROUND_RANGE);
   if (action !== undefined && !ACTIONS.includes(action)) {
     throw new ValidationError(`Action "${action}" is unknown; use one of: ${ACTIONS.join(", ")}.`);
   }
-  for (const [name, given, all] of [
-    ["shapes", options.shapes, SHAPES],
-    ["colors", options.colors, COLORS],
-  ] as const) {
-    if (
-      given !== undefined &&
-      (given.length === 0 || given.some((value) => !(all as readonly string[]).includes(value)))
-    ) {
-      throw new ValidationError(
-        `${name} must be a non-empty list of ${all.join(", ")}; got ${JSON.stringify(given)}.`,
-      );
-    }
-  }
+  checkChoices("shapes", options.shapes, SHAPES);
+  checkChoices("colors", options.colors, COLORS);
 }
 
 /**
@@ -341,15 +318,7 @@ export interface SampleVideoOptions extends Omit<SampleClipOptions, "action" | "
 export function sampleVideo(rng: Rng, options: SampleVideoOptions = {}): Video {
   const { clipCount = rng.int(VIDEO_CLIP_COUNT_RANGE.min, VIDEO_CLIP_COUNT_RANGE.max), ...clipOptions } =
     options;
-  if (
-    !Number.isInteger(clipCount) ||
-    clipCount < VIDEO_CLIP_COUNT_RANGE.min ||
-    clipCount > VIDEO_CLIP_COUNT_RANGE.max
-  ) {
-    throw new ValidationError(`clipCount is ${clipCount}; a long video has 3 to 6 clips.`, {
-      context: { clipCount },
-    });
-  }
+  checkInteger("clipCount", clipCount, VIDEO_CLIP_COUNT_RANGE, "A long video has 3 to 6 clips.");
   return {
     clips: Array.from({ length: clipCount }, (_v, index) => sampleClip(rng.fork("clip", index), clipOptions)),
   };

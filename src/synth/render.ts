@@ -14,6 +14,7 @@ import {
   STAR_INNER_RATIO,
 } from "./domain.ts";
 import { createRng } from "./rng.ts";
+import { checkInteger } from "./validate.ts";
 
 /** An sRGB color as three 0–255 channels. */
 export type Rgb = readonly [number, number, number];
@@ -75,17 +76,9 @@ export interface RenderedImage {
   raw?: RawImage;
 }
 
-function checkRange(name: string, value: number, min: number, max: number, fix: string): void {
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new ValidationError(`${name} is ${value}; it must be an integer from ${min} to ${max}. ${fix}`, {
-      context: { [name]: value },
-    });
-  }
-}
-
 /** Checks a canvas size: an integer from 64 to 1024 px. */
 export function checkImageSize(size: number): void {
-  checkRange("size", size, IMAGE_SIZE_RANGE.min, IMAGE_SIZE_RANGE.max, "Pick a canvas side in pixels.");
+  checkInteger("size", size, IMAGE_SIZE_RANGE, "Pick a canvas side in pixels.");
 }
 
 /**
@@ -96,7 +89,7 @@ export function objectColors(
   options: { seed?: number; colorJitter?: number } = {},
 ): Rgb[] {
   const { seed = 0, colorJitter = MAX_COLOR_JITTER } = options;
-  checkRange("colorJitter", colorJitter, 0, MAX_COLOR_JITTER, "The spec allows at most ±15.");
+  checkInteger("colorJitter", colorJitter, { min: 0, max: MAX_COLOR_JITTER }, "The spec allows at most ±15.");
   const rng = createRng(seed).fork("color-jitter");
   return scene.objects.map((object) => {
     const [r, g, b] = COLOR_RGB[object.color];
@@ -183,7 +176,7 @@ function addNoise(data: Buffer, amplitude: number, seed: number): void {
 export async function renderSceneRaw(scene: Scene, options: RenderRawOptions = {}): Promise<RawImage> {
   const { size = 256, seed = 0, colorJitter = MAX_COLOR_JITTER, noise = MAX_PIXEL_NOISE } = options;
   checkImageSize(size);
-  checkRange("noise", noise, 0, MAX_PIXEL_NOISE, "The spec allows at most ±8.");
+  checkInteger("noise", noise, { min: 0, max: MAX_PIXEL_NOISE }, "The spec allows at most ±8.");
   const svg = sceneToSvg(scene, { size, colors: objectColors(scene, { seed, colorJitter }) });
   const { data, info } = await sharp(Buffer.from(svg))
     .removeAlpha()
@@ -202,7 +195,7 @@ export async function renderSceneRaw(scene: Scene, options: RenderRawOptions = {
 /** Encodes raw RGB pixels as PNG, JPEG or WebP. */
 export async function encodeImage(raw: RawImage, options: EncodeImageOptions = {}): Promise<Buffer> {
   const { format = "png", quality = 90 } = options;
-  checkRange("quality", quality, 1, 100, "Use 1 (smallest) to 100 (best).");
+  checkInteger("quality", quality, { min: 1, max: 100 }, "Use 1 (smallest) to 100 (best).");
   const image = sharp(raw.data, { raw: { width: raw.width, height: raw.height, channels: raw.channels } });
   switch (format) {
     case "png":

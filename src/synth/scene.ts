@@ -22,6 +22,7 @@ import {
   type Size,
 } from "./domain.ts";
 import type { Rng } from "./rng.ts";
+import { checkChoices, checkInteger } from "./validate.ts";
 
 /** Tolerance of geometric checks, for values stored with four decimals. */
 export const GEOMETRY_EPSILON = 1e-9;
@@ -158,30 +159,6 @@ export function placeCircle(
   return undefined;
 }
 
-function checkChoices<T extends string>(
-  name: string,
-  given: readonly T[] | undefined,
-  all: readonly T[],
-): T[] {
-  const choices = [...(given ?? all)];
-  const unknown = choices.filter((choice) => !all.includes(choice));
-  if (choices.length === 0 || unknown.length > 0) {
-    throw new ValidationError(
-      `${name} must be a non-empty list of ${all.join(", ")}; got ${JSON.stringify(given)}.`,
-      { context: { [name]: given } },
-    );
-  }
-  return choices;
-}
-
-function checkInteger(name: string, value: number, min: number, max: number): void {
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new ValidationError(`${name} is ${value}; it must be an integer from ${min} to ${max}.`, {
-      context: { [name]: value },
-    });
-  }
-}
-
 function sampleKinds(rng: Rng, options: SampleSceneOptions): ObjectKind[] {
   const shapes = checkChoices("shapes", options.shapes, SHAPES);
   const colors = checkChoices("colors", options.colors, COLORS);
@@ -200,7 +177,7 @@ function sampleKinds(rng: Rng, options: SampleSceneOptions): ObjectKind[] {
     count = options.objects.length;
   }
   count ??= rng.int(OBJECT_COUNT_RANGE.min, OBJECT_COUNT_RANGE.max);
-  checkInteger("objectCount", count, OBJECT_COUNT_RANGE.min, OBJECT_COUNT_RANGE.max);
+  checkInteger("objectCount", count, OBJECT_COUNT_RANGE);
 
   const kinds: ObjectKind[] = [];
   for (let index = 0; index < count; index++) {
@@ -229,7 +206,7 @@ function sampleKinds(rng: Rng, options: SampleSceneOptions): ObjectKind[] {
 export function sampleScene(rng: Rng, options: SampleSceneOptions = {}): Scene {
   const kinds = sampleKinds(rng, options);
   const background = options.background ?? rng.int(BACKGROUND_RANGE.min, BACKGROUND_RANGE.max);
-  checkInteger("background", background, BACKGROUND_RANGE.min, BACKGROUND_RANGE.max);
+  checkInteger("background", background, BACKGROUND_RANGE);
   const maxAttempts = options.maxAttempts ?? 200;
 
   for (let attempt = 0; attempt < maxAttempts; attempt++) {
