@@ -12,7 +12,7 @@ import { z } from "zod";
 import { ValidationError } from "../errors.ts";
 import { describeClip, sampleVideo, videoSegments } from "./clip.ts";
 import { type Description, describeScene, sceneKey } from "./describe.ts";
-import { ANSWER_VOCABULARY, CLIP_FRAMES, VIDEO_CLIP_COUNT_RANGE, VIDEO_FPS } from "./domain.ts";
+import { ANSWER_VOCABULARY, CLIP_FRAMES, type Scene, VIDEO_CLIP_COUNT_RANGE, VIDEO_FPS } from "./domain.ts";
 import { type JsonlWriter, openJsonlWriter } from "./jsonl-writer.ts";
 import { generatePartialQueries } from "./partial-query.ts";
 import { generateQuestions, paraphraseQuestion, type Question } from "./questions.ts";
@@ -170,14 +170,14 @@ function itemId(prefix: string, index: number): string {
 }
 
 interface ImageResult {
-  scene: ReturnType<typeof sampleScene>;
+  scene: Scene;
   lines: { scene: unknown; vqa: unknown[]; triple?: unknown };
 }
 
-function vqaLine(id: string, imageId: string, question: Question): Record<string, unknown> {
+function vqaLine(id: string, image: string, question: Question): Record<string, unknown> {
   return {
     id,
-    image: imageId,
+    image,
     question: question.question,
     answer: question.answer,
     answerIndex: ANSWER_VOCABULARY.indexOf(question.answer),
