@@ -209,7 +209,7 @@ export async function ensureCollections({
     if (has.value) {
       result.existing.push(name);
     } else {
-      await call("createCollection", () =>
+      const created = await call("createCollection", () =>
         client.createCollection({
           collection_name: name,
           description: `Loupe ${COLLECTION_SUFFIX[kind].replace("_", " ")}, schema v${SCHEMA_VERSION}`,
@@ -218,9 +218,20 @@ export async function ensureCollections({
           consistency_level: "Strong",
           timeout: timeoutMs,
         }),
+      ).then(
+        () => true,
+        (error: unknown) => {
+          // Another Loupe sharing this Milvus created it first: check it like any existing collection.
+          if (error instanceof StoreError && /already exist/i.test(error.message)) return false;
+          throw error;
+        },
       );
-      result.created.push(name);
-      logger?.info({ collection: name, dimension, schemaVersion: SCHEMA_VERSION }, "created collection");
+      if (created) {
+        result.created.push(name);
+        logger?.info({ collection: name, dimension, schemaVersion: SCHEMA_VERSION }, "created collection");
+      } else {
+        result.existing.push(name);
+      }
     }
 
     const described = await call("describeCollection", () =>

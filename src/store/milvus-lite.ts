@@ -50,6 +50,7 @@ const STDERR_TAIL_BYTES = 4096;
 const PROBE_INTERVAL_MS = 100;
 const PROBE_CALL_TIMEOUT_MS = 2000;
 const SIGTERM_WAIT_MS = 3000;
+const OUTPUT_DRAIN_MS = 1000;
 const SIGKILL_WAIT_MS = 5000;
 const LOOPBACK_HOST = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost)$/;
 
@@ -179,6 +180,8 @@ export async function startMilvusLite({
     });
   });
   const spawnFailed = new Promise<Error>((resolve) => child.once("error", resolve));
+  // "close" comes after "exit" once stdout and stderr are drained: the error text may arrive late.
+  const outputClosed = new Promise<void>((resolve) => child.once("close", () => resolve()));
   // Last resort when this process exits without calling stop(): never leave a server behind.
   const killOnExit = () => {
     if (exitInfo === undefined) child.kill("SIGKILL");
@@ -228,6 +231,7 @@ export async function startMilvusLite({
   }
 
   await stop().catch(() => undefined);
+  await Promise.race([outputClosed, sleep(OUTPUT_DRAIN_MS)]);
   const stderr = stderrTail.text;
   if (outcome.kind === "spawn-failed") {
     throw new StoreError(

@@ -1,7 +1,8 @@
 /**
  * The vector store port ({@link VectorStore}) and its Milvus adapter ({@link MilvusVectorStore}).
  *
- * Every call is scoped to one tenant: the adapter writes the tenant into each row and ANDs
+ * Every call is scoped to one tenant: the adapter writes the tenant into each row, keys each row by
+ * `<tenant>/<id>` (so an upsert can only replace a row of its own tenant), and ANDs
  * `tenant == "<tenant>"` into every search, query, get, delete and count, so one tenant's ids and
  * filters can never reach another tenant's rows. Writes to each collection go through one queue,
  * since Milvus Lite supports a single writer per collection.
@@ -15,7 +16,6 @@ import {
   collectionName,
   DEFAULT_COLLECTION_PREFIX,
   ensureCollections,
-  HNSW_BUILD_PARAMS,
   type IndexType,
   METADATA_MAX_BYTES,
   type MetricType,
@@ -248,6 +248,8 @@ export const MAX_IDS_PER_CALL = 1000;
 export const MAX_RECORDS_PER_UPSERT = 100_000;
 /** Largest embedding dimension Milvus supports. */
 export const MAX_DIMENSION = 32_768;
+/** Smallest HNSW search breadth; Milvus requires ef >= topK, and a floor keeps recall up for small k. */
+const HNSW_MIN_EF = 64;
 /** Latest `createdAt` accepted (the largest JavaScript date). */
 const MAX_TIMESTAMP_MS = 8.64e15;
 
@@ -355,11 +357,16 @@ export class MilvusVectorStore implements VectorStore {
             );
           }
         } catch (error) {
-          if (error instanceof StoreError && written > 0) {
-            error.context.rowsWrittenBeforeFailure = written;
-            error.message += ` ${written} of ${rows.length} rows were written before the failure; retrying the whole upsert is safe.`;
-          }
-          throw error;
+          if (!(error instanceof StoreError) || written === 0) throw error;
+          throw new StoreError(
+            `${error.message} ${written} of ${rows.length} rows were written before the failure; retrying the whole upsert is safe.`,
+            {
+              code: error.code,
+              status: error.status,
+              cause: error,
+              context: { ...error.context, rowsWrittenBeforeFailure: written },
+            },
+          );
         }
         written += batch.length;
       }
@@ -405,13 +412,13 @@ export class MilvusVectorStore implements VectorStore {
         filter: expression,
         // `id` duplicates the primary key because Lite's hits omit the key itself.
         output_fields: scalarFieldNames(kind),
-        ...(this.#indexType === "HNSW" ? { params: { ef: Math.max(topK, HNSW_BUILD_PARAMS.M * 4) } } : {}),
+        ...(this.#indexType === "HNSW" ? { params: { ef: Math.max(topK, HNSW_MIN_EF) } } : {}),
         timeout: this.#timeoutMs,
       }),
     );
     const hits = (response.results ?? []) as Row[];
     return hits.map((hit) => {
-      const fields = toStored(kind, hit);
+      const fields = toStored(kind, hit, collection);
       return { id: fields.id, score: Number(hit.score), fields };
     });
   }
@@ -562,7 +569,7 @@ export class MilvusVectorStore implements VectorStore {
         timeout: this.#timeoutMs,
       }),
     );
-    return (response.data as Row[]).map((row) => toStored(kind, row));
+    return (response.data as Row[]).map((row) => toStored(kind, row, collection));
   }
 
   #checkVector(vector: unknown, label: string): number[] {
@@ -815,9 +822,17 @@ function asMetadata(value: unknown): Record<string, unknown> {
 }
 
 /** Maps a Milvus row (snake_case, Int64 as string) to the stored record of `kind`. */
-function toStored<K extends RecordKind>(kind: K, row: Row): StoredByKind[K] {
+function toStored<K extends RecordKind>(kind: K, row: Row, collection: string): StoredByKind[K] {
+  if (typeof row.id !== "string" || row.id.length === 0) {
+    // Every call requests `id`; a row without it means the server answered another shape than asked.
+    throw new StoreError(`Milvus returned a row of ${collection} without its id field.`, {
+      code: "store_rejected",
+      status: 500,
+      context: { collection, fields: Object.keys(row) },
+    });
+  }
   const base: StoredBase = {
-    id: asString(row.id),
+    id: row.id,
     tenant: asString(row.tenant),
     modelId: asString(row.model_id),
     mediaRef: asString(row.media_ref),

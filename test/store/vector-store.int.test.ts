@@ -436,6 +436,31 @@ describe("upsert, search, query, get, delete", () => {
     expect(await store.count({ kind: "image", tenant: "concurrent" })).toBe(160);
   });
 
+  it("searches an HNSW index as well", async () => {
+    const hnsw = await createVectorStore({
+      address: lite.address,
+      collectionPrefix: uniquePrefix("hnsw"),
+      dimension: DIM,
+      metric: "IP",
+      indexType: "HNSW",
+      timeoutMs: TIMEOUT_MS,
+    });
+    stores.push(hnsw);
+    await hnsw.upsert({
+      kind: "image",
+      tenant: "acme",
+      records: [
+        image("img_h0", axisVector(0)),
+        image("img_h1", axisVector(0, 1, 0.5)),
+        image("img_h2", axisVector(2)),
+      ],
+    });
+    const hits = await hnsw.search({ kind: "image", tenant: "acme", vector: axisVector(0, 1, 0.5), topK: 2 });
+    expect(hits.map((hit) => hit.id)).toEqual(["img_h1", "img_h0"]);
+    // Inner product of the unnormalized vectors: 1 + 0.25.
+    expect(hits[0]?.score).toBeCloseTo(1.25, 5);
+  });
+
   it("reports healthy while its collections are loaded", async () => {
     expect(await store.health()).toEqual({ ok: true });
   });
