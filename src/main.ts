@@ -13,7 +13,7 @@ import { createApp, type Services } from "./app.ts";
 import { type Config, parseConfig, redactConfig } from "./config.ts";
 import { ConfigError, ModelPackError, NotReadyError } from "./errors.ts";
 import { createDefaultTenantResolver } from "./http/tenant.ts";
-import { clipConfigSchema, readPackJson } from "./inference/pack-config.ts";
+import { readModelPackInfo } from "./inference/model-pack.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import type {
   CountRequest,
@@ -106,9 +106,10 @@ export async function startLoupe({
 
 /**
  * The embedding dimension of the collections: `LOUPE_EMBEDDING_DIM` when set, else `projection_dim`
- * from the model pack's `config.json`.
+ * from the model pack's `config.json` (read and checked with the pack's other JSON files; no model is
+ * opened).
  *
- * @throws {ModelPackError} when neither is available.
+ * @throws {ModelPackError} when neither is available, or the pack's files are invalid.
  */
 async function resolveEmbeddingDimension({ config }: { config: Config }): Promise<number> {
   if (config.embeddingDim !== undefined) return config.embeddingDim;
@@ -119,12 +120,8 @@ async function resolveEmbeddingDimension({ config }: { config: Config }): Promis
       { context: { modelPack: config.modelPack } },
     );
   }
-  const packConfig = await readPackJson({
-    dir: config.modelPack,
-    file: "config.json",
-    schema: clipConfigSchema,
-  });
-  return packConfig.projection_dim;
+  const pack = await readModelPackInfo({ dir: config.modelPack });
+  return pack.dimension;
 }
 
 /**

@@ -52,7 +52,10 @@ describe("Loupe with embedded Milvus Lite", () => {
 
   beforeAll(async () => {
     dataDir = await mkdtemp(path.join(os.tmpdir(), "loupe-main-test-"));
-    loupe = await startLoupe({ env: testEnv({ LOUPE_DATA_DIR: dataDir }), cwd: root, logger: quiet });
+    // The embedding dimension comes from the bundled model pack here, as it does for `npm start`.
+    const env = testEnv({ LOUPE_DATA_DIR: dataDir });
+    delete env.LOUPE_EMBEDDING_DIM;
+    loupe = await startLoupe({ env, cwd: root, logger: quiet });
   });
 
   afterAll(async () => {
