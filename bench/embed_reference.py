@@ -1,11 +1,13 @@
 """Python onnxruntime side of `npm run bench:embed`: runs the same ONNX files on the same inputs and reports
-items per second by batch size, as JSON on stdout.
+items per second. It loads the models once, prints `{"ready": ...}`, then answers each stdin line
+`images <batch>` or `texts <batch>` with one JSON line `{"rate": <items/s>}`, so that the TypeScript side can
+interleave its own measurements with these (on a shared machine, load changes from minute to minute).
 
 Input (a JSON file given as argv[1]):
   {"vision": path, "text": path, "pixels": path of raw float32 [N,3,H,W], "pixel_dims": [N,3,H,W],
    "texts": {"<batch size>": {"input_ids": [[...]], "attention_mask": [[...]]}} (the exact batches the
      TypeScript side runs, padded to their longest row),
-   "batch_sizes": [1, 8, 32], "min_seconds": 1.5, "threads": 1}
+   "min_seconds": 1.5, "threads": 1}
 Needs: onnxruntime, numpy.
 """
 
@@ -44,18 +46,22 @@ def main() -> None:
     vision = session(spec["vision"], threads)
     text = session(spec["text"], threads)
     text_inputs = {i.name for i in text.get_inputs()}
-    result = {"onnxruntime": ort.__version__, "images": {}, "texts": {}}
-    for batch in spec["batch_sizes"]:
-        feed = {"pixel_values": np.ascontiguousarray(np.resize(pixels, (batch, *pixels.shape[1:])))}
-        result["images"][str(batch)] = measure(lambda: vision.run(["image_embeds"], feed), batch, min_seconds)
-        texts = spec["texts"][str(batch)]
-        feeds = {
-            "input_ids": np.array(texts["input_ids"], dtype=np.int64),
-            "attention_mask": np.array(texts["attention_mask"], dtype=np.int64),
-        }
-        feeds = {k: v for k, v in feeds.items() if k in text_inputs}
-        result["texts"][str(batch)] = measure(lambda: text.run(["text_embeds"], feeds), batch, min_seconds)
-    print(json.dumps(result))
+    print(json.dumps({"ready": True, "onnxruntime": ort.__version__}), flush=True)
+    for line in sys.stdin:
+        kind, batch = line.split()
+        batch = int(batch)
+        if kind == "images":
+            feed = {"pixel_values": np.ascontiguousarray(np.resize(pixels, (batch, *pixels.shape[1:])))}
+            rate = measure(lambda: vision.run(["image_embeds"], feed), batch, min_seconds)
+        else:
+            texts = spec["texts"][str(batch)]
+            feeds = {
+                "input_ids": np.array(texts["input_ids"], dtype=np.int64),
+                "attention_mask": np.array(texts["attention_mask"], dtype=np.int64),
+            }
+            feeds = {k: v for k, v in feeds.items() if k in text_inputs}
+            rate = measure(lambda: text.run(["text_embeds"], feeds), batch, min_seconds)
+        print(json.dumps({"rate": rate}), flush=True)
 
 
 if __name__ == "__main__":
