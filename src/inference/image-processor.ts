@@ -21,8 +21,13 @@ export interface ImageLimits {
   maxInputBytes?: number;
   /** Largest width × height of the (first frame of the) input, read from its header. */
   maxInputPixels?: number;
-  /** Encoded formats accepted, as sharp names them. */
+  /**
+   * Encoded formats accepted, as sharp names them. JPEG, PNG, WebP, GIF and TIFF are recognised by their
+   * leading bytes before any decoder sees them; other formats are identified by libvips.
+   */
   allowedFormats?: readonly string[];
+  /** Longest time one image may take to decode and resize, in seconds (0: no limit). */
+  decodeTimeoutSeconds?: number;
 }
 
 /** Limits used when none are given. */
@@ -30,7 +35,24 @@ export const defaultImageLimits: Required<ImageLimits> = {
   maxInputBytes: 50 * 1024 * 1024,
   maxInputPixels: 40_000_000,
   allowedFormats: ["jpeg", "png", "webp", "gif"],
+  decodeTimeoutSeconds: 10,
 };
+
+/** The format of encoded image bytes from their signature, for the formats that have a fixed one. */
+export function sniffImageFormat(bytes: Uint8Array): "jpeg" | "png" | "gif" | "webp" | "tiff" | undefined {
+  const startsWith = (signature: readonly number[], offset = 0): boolean =>
+    signature.every((value, index) => bytes[offset + index] === value);
+  if (startsWith([0xff, 0xd8, 0xff])) return "jpeg";
+  if (startsWith([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return "png";
+  if (startsWith([0x47, 0x49, 0x46, 0x38]) && (bytes[4] === 0x37 || bytes[4] === 0x39) && bytes[5] === 0x61) {
+    return "gif";
+  }
+  if (startsWith([0x52, 0x49, 0x46, 0x46]) && startsWith([0x57, 0x45, 0x42, 0x50], 8)) return "webp";
+  if (startsWith([0x49, 0x49, 0x2a, 0x00]) || startsWith([0x4d, 0x4d, 0x00, 0x2a])) return "tiff";
+  return undefined;
+}
+
+const SNIFFABLE_FORMATS = new Set(["jpeg", "png", "gif", "webp", "tiff"]);
 
 /** Already-decoded pixels (e.g. a video frame), row-major and interleaved. */
 export interface RawImage {
@@ -263,7 +285,7 @@ export class ImageProcessor {
       pages: 1,
       page: 0,
       autoOrient: true,
-    });
+    }).timeout({ seconds: this.#limits.decodeTimeoutSeconds });
   }
 
   #tooManyPixels(width: number, height: number): MediaError {
@@ -356,6 +378,16 @@ export class ImageProcessor {
 
   /** Reads the header only: format allow-list, pixel limit, displayed (EXIF-oriented) size. */
   async #checkHeader(image: Uint8Array): Promise<{ width: number; height: number }> {
+    // Refuse by signature first, so that no parser (SVG, PDF, HEIF...) ever runs on a refused format.
+    const sniffed = sniffImageFormat(image);
+    const unsniffableAllowed = this.#limits.allowedFormats.some((format) => !SNIFFABLE_FORMATS.has(format));
+    if (sniffed === undefined ? !unsniffableAllowed : !this.#limits.allowedFormats.includes(sniffed)) {
+      throw new MediaError(
+        `Image format ${sniffed === undefined ? "is not recognised" : `"${sniffed}" is not accepted`}; ` +
+          `allowed: ${this.#limits.allowedFormats.join(", ")}.`,
+        { code: "media_unsupported", status: 415, context: { format: sniffed ?? "unknown" } },
+      );
+    }
     let metadata: Metadata;
     try {
       // The pixel limit is checked below with a clearer message, so the header read does not enforce it.

@@ -218,6 +218,24 @@ describe("ImageProcessor input handling", () => {
     );
   });
 
+  it("refuses SVG by its bytes before any parser runs, and accepts TIFF when allowed", async () => {
+    const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>');
+    const error = await processor.preprocess({ image: svg }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(MediaError);
+    expect((error as MediaError).status).toBe(415);
+    expect((error as MediaError).message).toMatch(
+      /Image format is not recognised; allowed: jpeg, png, webp, gif/,
+    );
+    const tiff = await sharp({ create: { width: 8, height: 8, channels: 3, background: "#808080" } })
+      .tiff()
+      .toBuffer();
+    const withTiff = new ImageProcessor({
+      config: processor.config,
+      limits: { allowedFormats: ["jpeg", "png", "tiff"] },
+    });
+    expect(await withTiff.preprocess({ image: tiff })).toHaveLength(3 * 128 * 128);
+  });
+
   it("names the failing image of a batch", async () => {
     const good = readFileSync(join(fixtures, "scene-64.png"));
     await expect(processor.preprocessBatch({ images: [good, Buffer.from("garbage"), good] })).rejects.toThrow(
