@@ -4,7 +4,7 @@
  */
 import { basename } from "node:path";
 import * as ort from "onnxruntime-node";
-import { InferenceError, ModelPackError } from "../errors.ts";
+import { ConfigError, InferenceError, ModelPackError } from "../errors.ts";
 
 export type { TypedTensor } from "onnxruntime-node";
 export { Tensor } from "onnxruntime-node";
@@ -95,6 +95,7 @@ export class OnnxSession {
   /** Names of the outputs the model declares. */
   readonly outputNames: readonly string[];
   #session: ort.InferenceSession | undefined;
+  readonly #inFlight = new Set<Promise<unknown>>();
 
   constructor(session: ort.InferenceSession, label: string) {
     this.#session = session;
@@ -138,9 +139,10 @@ export class OnnxSession {
       declared[name] = tensor;
     }
     let result: ort.InferenceSession.ReturnType;
+    const running = outputs === undefined ? session.run(declared) : session.run(declared, [...outputs]);
+    this.#inFlight.add(running);
     try {
-      result =
-        outputs === undefined ? await session.run(declared) : await session.run(declared, [...outputs]);
+      result = await running;
     } catch (error) {
       const shapes = Object.entries(declared)
         .map(([name, tensor]) => `${name} ${tensor.type}[${tensor.dims.join(",")}]`)
@@ -149,6 +151,8 @@ export class OnnxSession {
         `Running ${this.label} failed with inputs ${shapes}: ${error instanceof Error ? error.message : String(error)}`,
         { cause: error, context: { model: this.label } },
       );
+    } finally {
+      this.#inFlight.delete(running);
     }
     const tensors: Record<string, ort.Tensor> = {};
     for (const [name, value] of Object.entries(result)) {
@@ -157,10 +161,11 @@ export class OnnxSession {
     return tensors;
   }
 
-  /** Frees the native session. Safe to call more than once. */
+  /** Frees the native session once runs in progress have finished. Safe to call more than once. */
   async release(): Promise<void> {
     const session = this.#session;
     this.#session = undefined;
+    await Promise.allSettled([...this.#inFlight]);
     if (session !== undefined) await session.release();
   }
 }
@@ -187,7 +192,15 @@ export async function createSession({
   try {
     session = await ort.InferenceSession.create(path, sessionOptions);
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = (error instanceof Error ? error.message : String(error)).replace(/\.+$/, "");
+    const providers = merged.executionProviders;
+    if (providers.some((provider) => provider !== "cpu")) {
+      throw new ConfigError(
+        `Could not open ${label} with execution providers [${providers.join(", ")}]: ${reason}. ` +
+          "Install the provider's ONNX Runtime libraries, or use the bundled cpu provider.",
+        { cause: error, context: { file: label, executionProviders: providers } },
+      );
+    }
     throw new ModelPackError(
       `Could not load the ONNX model ${label}: ${reason}. Re-fetch or reinstall the model pack.`,
       { cause: error, context: { file: label } },

@@ -2,7 +2,7 @@ import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ModelPackError } from "../../src/errors.ts";
+import { ConfigError, ModelPackError } from "../../src/errors.ts";
 import { writeManifest } from "../../src/inference/manifest.ts";
 import { loadModelPack, readModelPackInfo } from "../../src/inference/model-pack.ts";
 import { createSession } from "../../src/inference/session.ts";
@@ -174,6 +174,25 @@ describe("pack validation errors", () => {
 });
 
 describe("createSession", () => {
+  it("reports an unavailable execution provider as a configuration error", async () => {
+    const error = await createSession({
+      path: join(tinyPack, "onnx", "video_model.onnx"),
+      contract: { requiredInputs: ["frame_features"], requiredOutputs: ["video_embeds"] },
+      settings: { executionProviders: ["no-such-provider"] },
+    }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toMatch(
+      /Could not open video_model\.onnx with execution providers \[no-such-provider\].*use the bundled cpu provider/,
+    );
+  });
+
+  it("lets runs in progress finish before releasing", async () => {
+    const pack = await loadModelPack({ dir: tinyPack });
+    const running = pack.textEmbedder.embed({ texts: ["a red circle", "two blue stars"] });
+    await pack.close();
+    expect(await running).toHaveLength(2);
+  });
+
   it("feeds only the inputs a model declares", async () => {
     const session = await createSession({
       path: join(tinyClipPack, "onnx", "text_model.onnx"),
