@@ -5,13 +5,11 @@
  * {@link runLoupe} is what `loupe serve` runs: the same plus signal handling.
  */
 import { existsSync } from "node:fs";
-import type { IncomingMessage, Server, ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import path from "node:path";
-import { createAdaptorServer } from "@hono/node-server";
 import { createApp, type Services } from "./app.ts";
 import { type Config, parseConfig, redactConfig } from "./config.ts";
-import { ConfigError, ModelPackError, NotReadyError } from "./errors.ts";
+import { ModelPackError, NotReadyError } from "./errors.ts";
+import { type HttpServer, startHttpServer } from "./http/server.ts";
 import { createDefaultTenantResolver } from "./http/tenant.ts";
 import { readModelPackInfo } from "./inference/model-pack.ts";
 import { createLogger, type Logger } from "./logger.ts";
@@ -88,16 +86,15 @@ export async function startLoupe({
       resolveTenant: createDefaultTenantResolver({ defaultTenant: config.defaultTenant }),
     };
     const app = createApp(services);
-    const http = await listen({ fetch: app.fetch, config });
-    const url = `http://${displayHost(config.host)}:${http.port}`;
-    logger.info({ url }, "loupe is listening");
+    const http = await startHttpServer({ fetch: app.fetch, host: config.host, port: config.port });
+    logger.info({ url: http.url }, "loupe is listening");
 
     let stopping: Promise<void> | undefined;
     const stop = () => {
       stopping ??= shutdown({ http, store, milvusLite, config, logger });
       return stopping;
     };
-    return { url, config, logger, milvusLitePid: milvusLite?.pid, stop };
+    return { url: http.url, config, logger, milvusLitePid: milvusLite?.pid, stop };
   } catch (error) {
     await undo();
     throw error;
@@ -279,61 +276,6 @@ class DeferredVectorStore implements VectorStore {
   }
 }
 
-interface ListeningServer {
-  server: Server;
-  port: number;
-  /** Requests whose responses have not finished yet. */
-  inFlight: Set<ServerResponse>;
-}
-
-async function listen({
-  fetch,
-  config,
-}: {
-  fetch: (request: Request) => Response | Promise<Response>;
-  config: Config;
-}): Promise<ListeningServer> {
-  // createAdaptorServer without http2/https options makes a node:http Server.
-  const server = createAdaptorServer({ fetch }) as Server;
-  const inFlight = new Set<ServerResponse>();
-  server.on("request", (_request: IncomingMessage, response: ServerResponse) => {
-    inFlight.add(response);
-    response.once("close", () => inFlight.delete(response));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (error: NodeJS.ErrnoException) => {
-      if (error.code === "EADDRINUSE") {
-        reject(
-          new ConfigError(
-            `Port ${config.port} on ${config.host} is already in use. Stop the other process or set PORT to a free port (PORT=0 picks one).`,
-            { cause: error, context: { port: config.port, host: config.host } },
-          ),
-        );
-      } else if (error.code === "EADDRNOTAVAIL" || error.code === "ENOTFOUND") {
-        reject(
-          new ConfigError(
-            `HOST=${config.host} is not an address of this machine. Set HOST to 127.0.0.1 or 0.0.0.0.`,
-            {
-              cause: error,
-              context: { host: config.host },
-            },
-          ),
-        );
-      } else {
-        reject(error);
-      }
-    });
-    server.listen(config.port, config.host, () => resolve());
-  });
-  return { server, port: (server.address() as AddressInfo).port, inFlight };
-}
-
-function displayHost(host: string): string {
-  if (host === "0.0.0.0") return "127.0.0.1";
-  if (host === "::") return "[::1]";
-  return host.includes(":") ? `[${host}]` : host;
-}
-
 async function shutdown({
   http,
   store,
@@ -341,26 +283,20 @@ async function shutdown({
   config,
   logger,
 }: {
-  http: ListeningServer;
+  http: HttpServer;
   store: VectorStore;
   milvusLite: MilvusLiteProcess | undefined;
   config: Config;
   logger: Logger;
 }): Promise<void> {
-  logger.info({ inFlight: http.inFlight.size }, "shutting down: no new connections");
-  const closed = new Promise<void>((resolve) => http.server.close(() => resolve()));
-  http.server.closeIdleConnections();
-  const drained = await waitUntilDrained(http.inFlight, config.shutdownTimeoutMs);
+  logger.info({ inFlight: http.inFlight }, "shutting down: no new connections");
+  const { drained, abandoned } = await http.close({ timeoutMs: config.shutdownTimeoutMs });
   if (!drained) {
     logger.warn(
-      { inFlight: http.inFlight.size, timeoutMs: config.shutdownTimeoutMs },
-      "in-flight requests did not finish in time; closing their connections",
+      { abandoned, timeoutMs: config.shutdownTimeoutMs },
+      "in-flight requests did not finish in time; their connections were closed",
     );
   }
-  // Keep-alive connections stay open after their last response; close them so `closed` can resolve.
-  http.server.closeAllConnections();
-  await closed;
-
   await store
     .close()
     .catch((error: unknown) => logger.error({ err: error }, "closing the vector store failed"));
@@ -370,15 +306,6 @@ async function shutdown({
       .catch((error: unknown) => logger.error({ err: error }, "stopping Milvus Lite failed"));
   }
   logger.info("loupe stopped");
-}
-
-async function waitUntilDrained(inFlight: Set<ServerResponse>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  // Polling keeps this independent of how responses end (finish, client abort, socket error).
-  while (inFlight.size > 0 && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  return inFlight.size === 0;
 }
 
 /**
