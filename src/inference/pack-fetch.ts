@@ -18,6 +18,8 @@ import { writeManifest } from "./manifest.ts";
 export interface PackFile {
   remote: string;
   local: string;
+  /** Skipped when the repository does not have it (HTTP 404). */
+  optional?: boolean;
 }
 
 /** A pack `loupe models fetch` knows how to download. */
@@ -28,17 +30,14 @@ export interface KnownPack {
   files: readonly PackFile[];
 }
 
-const CLIP_JSON_FILES = [
-  "config.json",
-  "preprocessor_config.json",
-  "tokenizer.json",
-  "tokenizer_config.json",
-];
-
 function clipFiles({ quantized }: { quantized: boolean }): PackFile[] {
   const suffix = quantized ? "_quantized" : "";
   return [
-    ...CLIP_JSON_FILES.map((file) => ({ remote: file, local: file })),
+    ...["config.json", "preprocessor_config.json", "tokenizer.json"].map((file) => ({
+      remote: file,
+      local: file,
+    })),
+    { remote: "tokenizer_config.json", local: "tokenizer_config.json", optional: true },
     { remote: `onnx/vision_model${suffix}.onnx`, local: "onnx/vision_model.onnx" },
     { remote: `onnx/text_model${suffix}.onnx`, local: "onnx/text_model.onnx" },
   ];
@@ -346,17 +345,23 @@ export async function fetchPack({
         `${pack.repo.split("/").map(encodeURIComponent).join("/")}/resolve/${encodeURIComponent(revision)}/${file.remote}`,
         base,
       );
-      const result = await downloadFile({
-        url,
-        destination: join(staging, file.local),
-        file: file.local,
-        connectTimeoutMs,
-        idleTimeoutMs,
-        onStart: (totalBytes) =>
-          onProgress({ type: "file-start", file: file.local, index, count: pack.files.length, totalBytes }),
-        onProgress: (receivedBytes, totalBytes) =>
-          onProgress({ type: "file-progress", file: file.local, receivedBytes, totalBytes }),
-      });
+      let result: Awaited<ReturnType<typeof downloadFile>>;
+      try {
+        result = await downloadFile({
+          url,
+          destination: join(staging, file.local),
+          file: file.local,
+          connectTimeoutMs,
+          idleTimeoutMs,
+          onStart: (totalBytes) =>
+            onProgress({ type: "file-start", file: file.local, index, count: pack.files.length, totalBytes }),
+          onProgress: (receivedBytes, totalBytes) =>
+            onProgress({ type: "file-progress", file: file.local, receivedBytes, totalBytes }),
+        });
+      } catch (error) {
+        if (file.optional === true && error instanceof DownloadError && error.status === 404) continue;
+        throw error;
+      }
       files.push({ file: file.local, ...result });
       onProgress({ type: "file-done", file: file.local, ...result });
     }

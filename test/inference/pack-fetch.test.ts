@@ -19,6 +19,8 @@ interface FakeHub {
   requests: string[];
   /** Files served with a wrong declared sha256. */
   corrupt: Set<string>;
+  /** Files answered with 404. */
+  missing: Set<string>;
 }
 
 /**
@@ -28,6 +30,7 @@ interface FakeHub {
 async function startFakeHub(): Promise<FakeHub> {
   const requests: string[] = [];
   const corrupt = new Set<string>();
+  const missing = new Set<string>();
   const server = createServer((request, response) => {
     const url = new URL(request.url ?? "/", "http://localhost");
     requests.push(url.pathname);
@@ -47,6 +50,10 @@ async function startFakeHub(): Promise<FakeHub> {
         return;
       }
       const file = url.pathname.slice(REPO_PREFIX.length).replace("_quantized", "");
+      if (missing.has(file)) {
+        response.writeHead(404).end("Entry not found");
+        return;
+      }
       let body: Buffer;
       try {
         body = await readFile(join(fixturePack, file));
@@ -65,7 +72,7 @@ async function startFakeHub(): Promise<FakeHub> {
   });
   await new Promise<void>((resolveListen) => server.listen(0, "127.0.0.1", resolveListen));
   const { port } = server.address() as AddressInfo;
-  return { server, baseUrl: `http://127.0.0.1:${port}`, requests, corrupt };
+  return { server, baseUrl: `http://127.0.0.1:${port}`, requests, corrupt, missing };
 }
 
 let hub: FakeHub;
@@ -144,6 +151,30 @@ describe("fetchPack against a local hub", () => {
       expect(await readdir(modelsDir)).toEqual([]);
     } finally {
       hub.corrupt.clear();
+    }
+  });
+
+  it("skips an optional file the repository lacks, but not a required one", async () => {
+    hub.missing.add("tokenizer_config.json");
+    try {
+      const result = await fetchPack({
+        name: "clip-vit-base-patch32-quantized",
+        modelsDir: join(scratch, "optional"),
+        baseUrl: hub.baseUrl,
+      });
+      expect(result.files.map((file) => file.file)).not.toContain("tokenizer_config.json");
+      const pack = await loadModelPack({ dir: result.dir });
+      await pack.close();
+      hub.missing.add("preprocessor_config.json");
+      await expect(
+        fetchPack({
+          name: "clip-vit-base-patch32",
+          modelsDir: join(scratch, "required"),
+          baseUrl: hub.baseUrl,
+        }),
+      ).rejects.toThrow(/preprocessor_config\.json .* failed with HTTP 404/);
+    } finally {
+      hub.missing.clear();
     }
   });
 

@@ -207,10 +207,12 @@ export function registerModelsCommand(program: Command): void {
 
   models
     .command("fetch")
-    .description(
-      `download a public CLIP ONNX pack; known: ${Object.entries(knownPacks)
-        .map(([name, pack]) => `${name} (${pack.description})`)
-        .join("; ")}; or a hub repository owner/name in the same layout`,
+    .description("download a public CLIP ONNX pack from the Hugging Face hub (or a mirror)")
+    .addHelpText(
+      "after",
+      `\nKnown packs:\n${Object.entries(knownPacks)
+        .map(([name, pack]) => `  ${name.padEnd(34)}${pack.description}`)
+        .join("\n")}\nAny hub repository owner/name in the same layout works too.`,
     )
     .argument("<name>", "pack name or hub repository")
     .addOption(modelsDirOption())
