@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AppError } from "../src/errors.ts";
 import { createLogger } from "../src/logger.ts";
 import { type RunningLoupe, startLoupe } from "../src/main.ts";
+import { type MilvusLiteProcess, startMilvusLite } from "../src/store/milvus-lite.ts";
 import { unreachableAddress } from "./helpers/milvus-lite.ts";
 
 const root = path.join(import.meta.dirname, "..");
@@ -130,6 +131,33 @@ describe("Loupe with an external Milvus", () => {
       expect(body.error.message).toContain(address);
     } finally {
       await loupe.stop();
+    }
+  });
+
+  it("becomes ready once Milvus comes up after it (retries with backoff)", async () => {
+    const address = await unreachableAddress();
+    const port = Number(address.split(":")[1]);
+    const loupe = await startLoupe({
+      env: testEnv({ MILVUS_ADDRESS: address, MILVUS_TIMEOUT_MS: "2000" }),
+      cwd: root,
+      logger: quiet,
+    });
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), "loupe-main-test-"));
+    let milvus: MilvusLiteProcess | undefined;
+    try {
+      expect((await fetch(`${loupe.url}/readyz`)).status).toBe(503);
+      milvus = await startMilvusLite({ dataDir, venvDir: path.join(root, ".venv"), port });
+      const deadline = Date.now() + 30_000;
+      let status = 503;
+      while (status !== 200 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        status = (await fetch(`${loupe.url}/readyz`)).status;
+      }
+      expect(status).toBe(200);
+    } finally {
+      await loupe.stop();
+      await milvus?.stop();
+      await rm(dataDir, { recursive: true, force: true });
     }
   });
 });
