@@ -1,4 +1,5 @@
-import { readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ValidationError } from "../../src/errors.ts";
@@ -58,6 +59,35 @@ describe.each(["bytelevel-bpe", "clip-bpe", "wordlevel"])("%s tokenizer vs Pytho
       expect(mask).toEqual([...new Array(testCase.ids.length).fill(1), ...new Array(padding).fill(0)]);
     });
   });
+});
+
+describe("the shipped pack's tokenizer vs Python tokenizers", () => {
+  const expected = JSON.parse(
+    readFileSync(join(fixtures, "shapes-world-tiny.expected.json"), "utf8"),
+  ) as Expected & {
+    sha256: string;
+  };
+  const shippedPath = join(import.meta.dirname, "..", "..", expected.tokenizer);
+  const shippedHash = existsSync(shippedPath)
+    ? createHash("sha256").update(readFileSync(shippedPath)).digest("hex")
+    : undefined;
+
+  // The probes were run through the file with this hash; a retrained pack with a new tokenizer needs
+  // make_tokenizer_fixtures.py rerun (its parity fixtures still check the token ids in the meantime).
+  it.skipIf(shippedHash !== expected.sha256)(
+    `encodes the ${expected.cases.length} probe strings to the same ids`,
+    async () => {
+      const tokenizer = await loadTokenizer({ path: shippedPath, maxLength: UNTRUNCATED });
+      const mismatches = expected.cases
+        .map((testCase) => ({
+          text: testCase.text,
+          expected: testCase.ids,
+          actual: tokenizer.encode(testCase),
+        }))
+        .filter((result) => JSON.stringify(result.expected) !== JSON.stringify(result.actual));
+      expect(mismatches).toEqual([]);
+    },
+  );
 });
 
 describe("truncation and padding rules", () => {
