@@ -331,6 +331,7 @@ export async function loadModelPack({
   batchSizes = {},
 }: LoadModelPackOptions): Promise<ModelPack> {
   const absolute = resolve(dir);
+  let manifest: Manifest | undefined;
   if (verifyHashes) {
     if (!(await exists(join(absolute, packFiles.manifest)))) {
       throw new ModelPackError(
@@ -339,9 +340,12 @@ export async function loadModelPack({
         { context: { dir: absolute, file: packFiles.manifest } },
       );
     }
-    const manifest = await readPackJson({ dir: absolute, file: packFiles.manifest, schema: manifestSchema });
+    manifest = await readPackJson({ dir: absolute, file: packFiles.manifest, schema: manifestSchema });
     await verifyManifest({ dir: absolute, manifest });
-    const info = await readModelPackInfo({ dir: absolute });
+  }
+  const info = await readModelPackInfo({ dir: absolute });
+  const hasTokenizerConfig = await exists(join(absolute, packFiles.tokenizerConfig));
+  if (manifest !== undefined) {
     const used: string[] = [
       packFiles.config,
       packFiles.preprocessor,
@@ -349,12 +353,11 @@ export async function loadModelPack({
       ...info.modelFiles,
     ];
     if (info.config.loupe?.vqa !== undefined) used.push(info.config.loupe.vqa.answers);
-    if (await exists(join(absolute, packFiles.tokenizerConfig))) used.push(packFiles.tokenizerConfig);
+    if (hasTokenizerConfig) used.push(packFiles.tokenizerConfig);
     checkManifestCovers({ manifest, files: used });
   }
-  const info = await readModelPackInfo({ dir: absolute });
   let tokenizerConfig: TokenizerConfig = {};
-  if (await exists(join(absolute, packFiles.tokenizerConfig))) {
+  if (hasTokenizerConfig) {
     tokenizerConfig = await readPackJson({
       dir: absolute,
       file: packFiles.tokenizerConfig,
