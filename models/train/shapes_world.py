@@ -107,6 +107,15 @@ def _article(next_word: str) -> str:
     return "an" if next_word[0] in "aeiou" else "a"
 
 
+def fix_articles(text: str) -> str:
+    """'a' becomes 'an' before a vowel-initial word, as the TypeScript generator writes it."""
+    words = text.split(" ")
+    for i in range(len(words) - 1):
+        if words[i].lower() == "a" and words[i + 1][:1].lower() in "aeiou":
+            words[i] = "an" if words[i] == "a" else "An"
+    return " ".join(words)
+
+
 def object_phrase(count: int, size: str | None, color: str | None, shape: str | None) -> str:
     noun = shape or "object"
     words = [w for w in (size, color) if w]
@@ -273,7 +282,7 @@ def question(rng: random.Random, objects: list[Obj], qtype: str | None = None) -
                 o = rng.choice(objects)
                 color, shape = (o.color, rng.randrange(5)) if rng.random() < 0.5 else (rng.randrange(6), o.shape)
             yes = any(x.color == color and x.shape == shape for x in objects)
-            text = rng.choice(templates["exist"]).replace("{color}", COLORS[color]).replace("{shape}", SHAPES[shape])
+            text = fix_articles(rng.choice(templates["exist"]).replace("{color}", COLORS[color]).replace("{shape}", SHAPES[shape]))
             return text, ANSWERS.index("yes" if yes else "no"), 3
         if t in ("size", "position"):
             unique = [o for o in objects if sum(x.color == o.color and x.shape == o.shape for x in objects) == 1]

@@ -199,6 +199,7 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=float, default=60)
     parser.add_argument("--eval-every", type=float, default=60)
     parser.add_argument("--max-render", type=int, default=384, help="largest source resolution drawn before resizing")
+    parser.add_argument("--init", default=None, help="start from this checkpoint's weights")
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--eval-size", type=int, default=500)
     parser.add_argument("--small", action="store_true", help="a tiny configuration for smoke tests")
@@ -216,7 +217,11 @@ def main() -> None:
     cfg.text.vocab_size = tok.get_vocab_size()
     if args.small:
         cfg.vision.num_hidden_layers, cfg.text.num_hidden_layers, cfg.meter.num_layers, cfg.video.num_layers = 1, 1, 1, 1
-    model = LoupePack(cfg).to(device)
+    model = LoupePack(cfg)
+    if args.init:
+        init = torch.load(args.init, map_location="cpu", weights_only=False)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init["model"].items()})
+    model = model.to(device)
     params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n)]
