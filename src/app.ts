@@ -12,7 +12,9 @@ import { handleError, handleNotFound } from "./http/errors.ts";
 import { createHealthzRoute } from "./http/routes/healthz.ts";
 import { createReadyzRoute } from "./http/routes/readyz.ts";
 import type { TenantResolver } from "./http/tenant.ts";
+import type { ModelPack } from "./inference/index.ts";
 import type { Logger } from "./logger.ts";
+import type { BlobStore } from "./media/blob-store.ts";
 import type { VectorStore } from "./store/index.ts";
 
 /** Everything the HTTP layer uses, built once by `main.ts`. */
@@ -21,6 +23,10 @@ export interface Services {
   logger: Logger;
   /** The vector store port; the HTTP layer only calls its methods, never Milvus itself. */
   store: VectorStore;
+  /** The loaded model pack (embedders, VQA head); every call fails with `not_ready` when it is missing. */
+  models: ModelPack;
+  /** Originals and derived files (thumbnails, keyframes), content-addressed under `<LOUPE_DATA_DIR>/blobs`. */
+  blobs: BlobStore;
   resolveTenant: TenantResolver;
 }
 

@@ -11,8 +11,9 @@ import { type Config, parseConfig, redactConfig } from "./config.ts";
 import { ModelPackError, NotReadyError } from "./errors.ts";
 import { type HttpServer, startHttpServer } from "./http/server.ts";
 import { createDefaultTenantResolver } from "./http/tenant.ts";
-import { readModelPackInfo } from "./inference/model-pack.ts";
+import { loadModelPack, ModelPack, readModelPackInfo } from "./inference/model-pack.ts";
 import { createLogger, type Logger } from "./logger.ts";
+import { createFsBlobStore } from "./media/blob-store.ts";
 import type {
   CountRequest,
   DeleteRequest,
@@ -78,11 +79,15 @@ export async function startLoupe({
 
   try {
     const { store, milvusLite } = await buildStore({ config, logger, cleanups });
+    const models = await buildModelPack({ config, logger });
+    cleanups.push(() => models.close());
 
     const services: Services = {
       config,
       logger,
       store,
+      models,
+      blobs: createFsBlobStore({ dir: path.join(config.dataDir, "blobs") }),
       resolveTenant: createDefaultTenantResolver({ defaultTenant: config.defaultTenant }),
     };
     const app = createApp(services);
@@ -91,7 +96,7 @@ export async function startLoupe({
 
     let stopping: Promise<void> | undefined;
     const stop = () => {
-      stopping ??= shutdown({ http, store, milvusLite, config, logger });
+      stopping ??= shutdown({ http, store, models, milvusLite, config, logger });
       return stopping;
     };
     return { url: http.url, config, logger, milvusLitePid: milvusLite?.pid, stop };
@@ -180,6 +185,48 @@ async function buildStore({
   const store = await createVectorStore({ address: milvusLite.address, ...storeOptions });
   cleanups.push(() => store.close());
   return { store, milvusLite };
+}
+
+/**
+ * Loads the model pack once (hashes verified, sessions opened) for every request to share. A pack that
+ * is missing or invalid does not stop start-up, as with the store: Loupe serves, and every use of the
+ * pack fails with a `not_ready` error that carries the reason (see {@link unavailableModelPack}).
+ */
+async function buildModelPack({ config, logger }: { config: Config; logger: Logger }): Promise<ModelPack> {
+  try {
+    const models = await loadModelPack({ dir: config.modelPack });
+    if (config.embeddingDim !== undefined && config.embeddingDim !== models.dimension) {
+      logger.warn(
+        { embeddingDim: config.embeddingDim, packDimension: models.dimension },
+        "LOUPE_EMBEDDING_DIM differs from the model pack's dimension; writes of the pack's embeddings will be refused",
+      );
+    }
+    logger.info({ modelId: models.modelId, dimension: models.dimension }, "model pack loaded");
+    return models;
+  } catch (error) {
+    if (!(error instanceof ModelPackError)) throw error;
+    logger.warn({ err: error }, "serving without a model pack");
+    return unavailableModelPack(error.message);
+  }
+}
+
+/**
+ * A stand-in for a pack that could not be loaded: closing it does nothing, and reading anything else
+ * throws a `NotReadyError` with the reason, so routes need no special case for a missing pack. Tests
+ * of routes that never embed use it too.
+ */
+export function unavailableModelPack(reason: string): ModelPack {
+  const message = `The model pack is not available: ${reason.replace(/\.$/, "")}.`;
+  // The prototype makes `instanceof ModelPack` hold; every property read goes through the trap below.
+  return new Proxy(Object.create(ModelPack.prototype) as ModelPack, {
+    get(_target, property) {
+      if (property === "close") return async () => undefined;
+      if (property === "closed") return true;
+      // Lets the stand-in pass through `await` and promise resolution without throwing.
+      if (property === "then" || typeof property === "symbol") return undefined;
+      throw new NotReadyError(message, { context: { reason } });
+    },
+  });
 }
 
 const reconnectFirstDelayMs = 1000;
@@ -279,12 +326,14 @@ class DeferredVectorStore implements VectorStore {
 async function shutdown({
   http,
   store,
+  models,
   milvusLite,
   config,
   logger,
 }: {
   http: HttpServer;
   store: VectorStore;
+  models: ModelPack;
   milvusLite: MilvusLiteProcess | undefined;
   config: Config;
   logger: Logger;
@@ -300,6 +349,9 @@ async function shutdown({
   await store
     .close()
     .catch((error: unknown) => logger.error({ err: error }, "closing the vector store failed"));
+  await models
+    .close()
+    .catch((error: unknown) => logger.error({ err: error }, "closing the model pack failed"));
   if (milvusLite !== undefined) {
     await milvusLite
       .stop()

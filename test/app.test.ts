@@ -1,3 +1,5 @@
+import os from "node:os";
+import path from "node:path";
 import { Writable } from "node:stream";
 import { HTTPException } from "hono/http-exception";
 import { describe, expect, it } from "vitest";
@@ -7,6 +9,8 @@ import { NotFoundError, StoreError, ValidationError } from "../src/errors.ts";
 import { errorEnvelopeSchema, internalErrorMessage } from "../src/http/errors.ts";
 import { createDefaultTenantResolver } from "../src/http/tenant.ts";
 import { createLogger } from "../src/logger.ts";
+import { unavailableModelPack } from "../src/main.ts";
+import { createFsBlobStore } from "../src/media/blob-store.ts";
 import type { StoreHealth, VectorStore } from "../src/store/index.ts";
 
 /**
@@ -52,6 +56,9 @@ function makeApp({ health = async (): Promise<StoreHealth> => ({ ok: true }), ti
     config,
     logger: createLogger({ level: "debug", destination }),
     store: new HealthOnlyStore(health),
+    models: unavailableModelPack("not used by these tests"),
+    // Never written: no route under test stores media.
+    blobs: createFsBlobStore({ dir: path.join(os.tmpdir(), "loupe-app-test-blobs") }),
     resolveTenant: createDefaultTenantResolver({ defaultTenant: config.defaultTenant }),
   });
   // Routes that fail in each way the error handler distinguishes.

@@ -1,0 +1,338 @@
+/**
+ * The blob store port ({@link BlobStore}) and its filesystem adapter ({@link FsBlobStore}).
+ *
+ * Blobs are content-addressed: the key is the sha256 of the bytes (64 lowercase hex characters), so
+ * storing the same bytes twice keeps one copy, and a key can never name a path outside the store (it is
+ * validated before any path is built). Each blob sits at `<dir>/<aa>/<bb>/<sha256>` with a small JSON
+ * sidecar `<sha256>.json` holding its content type and size. Writes go to a temporary file in the same
+ * directory, are fsynced and renamed into place, so a crash leaves either the whole blob or none.
+ *
+ * The store also keeps a reference index: which record ids (of any tenant) use a blob. Deleting a
+ * record drops its references, and the blob itself is removed only once nothing refers to it. An S3-
+ * compatible adapter can implement the same interface later.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { NotFoundError, ValidationError } from "../errors.ts";
+
+/** Keys of blobs: the sha256 of their bytes, lowercase hex. */
+export const BLOB_KEY_PATTERN = /^[0-9a-f]{64}$/;
+
+/** Prefix of a record's `mediaRef` (and other `*Ref` fields) that names a blob: `blob:<sha256>`. */
+export const BLOB_REF_PREFIX = "blob:";
+
+/** Longest content type recorded for a blob. */
+const MAX_CONTENT_TYPE_LENGTH = 255;
+const CONTENT_TYPE_PATTERN =
+  /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=[A-Za-z0-9!#$&^_.+"-]+)*$/;
+/** Who refers to a blob: an owner label written by the caller, e.g. `<tenant>/<recordId>`. */
+const OWNER_PATTERN = /^[A-Za-z0-9_.@:/-]{1,300}$/;
+
+/** What {@link BlobStore.put} stored. */
+export interface PutBlobResult {
+  /** The blob's key: sha256 of its bytes. */
+  sha256: string;
+  /** Size in bytes. */
+  size: number;
+  /** False when the same bytes were already stored (nothing was written). */
+  created: boolean;
+}
+
+/** A stored blob, as {@link BlobStore.get} returns it. */
+export interface StoredBlob {
+  sha256: string;
+  size: number;
+  contentType: string;
+  /** The bytes as a Web stream, read from storage as the caller consumes it. */
+  stream(): ReadableStream<Uint8Array>;
+  /** All the bytes at once. */
+  bytes(): Promise<Buffer>;
+}
+
+/** Arguments of {@link BlobStore.put}. */
+export interface PutBlobRequest {
+  bytes: Uint8Array;
+  /** MIME type served with the blob, e.g. `image/jpeg`. */
+  contentType: string;
+}
+
+/**
+ * The blob store port: content-addressed bytes with their content type, and the reference index that
+ * decides when a blob may go.
+ */
+export interface BlobStore {
+  /** Stores bytes under their sha256; storing the same bytes again writes nothing. */
+  put(request: PutBlobRequest): Promise<PutBlobResult>;
+  /**
+   * The blob with this key.
+   *
+   * @throws {NotFoundError} when there is none; {@link ValidationError} when the key is not a sha256.
+   */
+  get(sha256: string): Promise<StoredBlob>;
+  /** Whether a blob with this key exists. */
+  has(sha256: string): Promise<boolean>;
+  /** Removes a blob and its references, whoever holds them; true when one was removed. */
+  delete(sha256: string): Promise<boolean>;
+  /** Records that `owner` (e.g. `<tenant>/<recordId>`) uses the blob. Idempotent. */
+  addReference(request: { sha256: string; owner: string }): Promise<void>;
+  /**
+   * Drops `owner`'s reference and, when no reference is left, removes the blob.
+   *
+   * @returns whether the blob was removed.
+   */
+  release(request: { sha256: string; owner: string }): Promise<{ removed: boolean }>;
+  /** Owners referring to the blob, sorted. */
+  references(sha256: string): Promise<string[]>;
+}
+
+/** The sha256 of bytes, lowercase hex. */
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+/** `blob:<sha256>`, the reference to a blob stored on records. */
+export function blobRef(sha256: string): string {
+  assertBlobKey(sha256);
+  return `${BLOB_REF_PREFIX}${sha256}`;
+}
+
+/** The key named by a `blob:<sha256>` reference; undefined for anything else (URLs, empty). */
+export function parseBlobRef(ref: string): string | undefined {
+  if (!ref.startsWith(BLOB_REF_PREFIX)) return undefined;
+  const key = ref.slice(BLOB_REF_PREFIX.length);
+  return BLOB_KEY_PATTERN.test(key) ? key : undefined;
+}
+
+/** @throws {ValidationError} unless `sha256` is 64 lowercase hex characters. */
+export function assertBlobKey(sha256: unknown): asserts sha256 is string {
+  if (typeof sha256 !== "string" || !BLOB_KEY_PATTERN.test(sha256)) {
+    throw new ValidationError(
+      `Invalid blob key ${JSON.stringify(String(sha256).slice(0, 80))}: blob keys are sha256 digests, 64 lowercase hex characters.`,
+      { context: { key: String(sha256).slice(0, 80) } },
+    );
+  }
+}
+
+function assertContentType(contentType: unknown): asserts contentType is string {
+  if (
+    typeof contentType !== "string" ||
+    contentType.length > MAX_CONTENT_TYPE_LENGTH ||
+    !CONTENT_TYPE_PATTERN.test(contentType)
+  ) {
+    throw new ValidationError(
+      `Invalid content type ${JSON.stringify(String(contentType).slice(0, 80))}: expected a MIME type such as image/jpeg.`,
+    );
+  }
+}
+
+function assertOwner(owner: unknown): asserts owner is string {
+  if (typeof owner !== "string" || !OWNER_PATTERN.test(owner)) {
+    throw new ValidationError(
+      `Invalid blob owner ${JSON.stringify(String(owner).slice(0, 80))}: 1–300 characters from letters, digits and _.@:/-.`,
+    );
+  }
+}
+
+interface Sidecar {
+  contentType: string;
+  size: number;
+  /** Owners referring to the blob. */
+  refs: string[];
+}
+
+function isErrno(error: unknown, code: string): boolean {
+  return error instanceof Error && (error as NodeJS.ErrnoException).code === code;
+}
+
+/** Options of {@link FsBlobStore}. */
+export interface FsBlobStoreOptions {
+  /** Root directory, e.g. `<LOUPE_DATA_DIR>/blobs`; created on first write. */
+  dir: string;
+}
+
+/**
+ * The filesystem {@link BlobStore}. Operations on one key are serialized in this process (the sidecar
+ * is read, changed and rewritten), so concurrent puts and releases of the same blob cannot lose a
+ * reference. One process per data directory, like Milvus Lite.
+ */
+export class FsBlobStore implements BlobStore {
+  readonly dir: string;
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  constructor({ dir }: FsBlobStoreOptions) {
+    this.dir = path.resolve(dir);
+  }
+
+  #paths(sha256: string): { folder: string; blob: string; sidecar: string } {
+    assertBlobKey(sha256);
+    const folder = path.join(this.dir, sha256.slice(0, 2), sha256.slice(2, 4));
+    return { folder, blob: path.join(folder, sha256), sidecar: path.join(folder, `${sha256}.json`) };
+  }
+
+  /** Runs `task` after every earlier task on the same key has settled. */
+  #withLock<T>(sha256: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(sha256) ?? Promise.resolve();
+    const next = previous.then(task, task);
+    const settled = next.catch(() => undefined);
+    this.#locks.set(sha256, settled);
+    void settled.then(() => {
+      if (this.#locks.get(sha256) === settled) this.#locks.delete(sha256);
+    });
+    return next;
+  }
+
+  async #readSidecar(file: string): Promise<Sidecar | undefined> {
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (error) {
+      if (isErrno(error, "ENOENT")) return undefined;
+      throw error;
+    }
+    const parsed = JSON.parse(text) as Partial<Sidecar>;
+    return {
+      contentType: typeof parsed.contentType === "string" ? parsed.contentType : "application/octet-stream",
+      size: typeof parsed.size === "number" ? parsed.size : 0,
+      refs: Array.isArray(parsed.refs) ? parsed.refs.filter((ref) => typeof ref === "string") : [],
+    };
+  }
+
+  /** Writes `data` to `file` through a fsynced temporary file and a rename. */
+  async #writeAtomic(folder: string, file: string, data: Uint8Array | string): Promise<void> {
+    await mkdir(folder, { recursive: true });
+    const temporary = path.join(folder, `.tmp-${randomBytes(8).toString("hex")}`);
+    const handle = await open(temporary, "wx", 0o600);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await rename(temporary, file);
+    } catch (error) {
+      await unlink(temporary).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async put({ bytes, contentType }: PutBlobRequest): Promise<PutBlobResult> {
+    if (!(bytes instanceof Uint8Array)) throw new ValidationError("Blob bytes must be a Uint8Array.");
+    assertContentType(contentType);
+    const sha256 = sha256Hex(bytes);
+    const { folder, blob, sidecar } = this.#paths(sha256);
+    return this.#withLock(sha256, async () => {
+      const existing = await this.#readSidecar(sidecar);
+      if (existing !== undefined && (await fileSize(blob)) === bytes.length) {
+        return { sha256, size: bytes.length, created: false };
+      }
+      await this.#writeAtomic(folder, blob, bytes);
+      const record: Sidecar = { contentType, size: bytes.length, refs: existing?.refs ?? [] };
+      await this.#writeAtomic(folder, sidecar, JSON.stringify(record));
+      return { sha256, size: bytes.length, created: true };
+    });
+  }
+
+  async get(sha256: string): Promise<StoredBlob> {
+    const { blob, sidecar } = this.#paths(sha256);
+    const meta = await this.#readSidecar(sidecar);
+    const size = await fileSize(blob);
+    if (meta === undefined || size === undefined) {
+      throw new NotFoundError(`No blob ${sha256} in the blob store.`, { context: { sha256 } });
+    }
+    return {
+      sha256,
+      size,
+      contentType: meta.contentType,
+      stream: () => Readable.toWeb(createReadStream(blob)) as ReadableStream<Uint8Array>,
+      bytes: () => readFile(blob),
+    };
+  }
+
+  async has(sha256: string): Promise<boolean> {
+    const { blob, sidecar } = this.#paths(sha256);
+    return (await fileSize(blob)) !== undefined && (await fileSize(sidecar)) !== undefined;
+  }
+
+  async delete(sha256: string): Promise<boolean> {
+    const { blob, sidecar } = this.#paths(sha256);
+    return this.#withLock(sha256, () => removeBlobFiles(blob, sidecar));
+  }
+
+  async addReference({ sha256, owner }: { sha256: string; owner: string }): Promise<void> {
+    assertOwner(owner);
+    const { folder, sidecar } = this.#paths(sha256);
+    await this.#withLock(sha256, async () => {
+      const meta = await this.#readSidecar(sidecar);
+      if (meta === undefined) {
+        throw new NotFoundError(`No blob ${sha256} to reference; store it first.`, { context: { sha256 } });
+      }
+      if (meta.refs.includes(owner)) return;
+      meta.refs = [...meta.refs, owner].sort();
+      await this.#writeAtomic(folder, sidecar, JSON.stringify(meta));
+    });
+  }
+
+  async release({ sha256, owner }: { sha256: string; owner: string }): Promise<{ removed: boolean }> {
+    assertOwner(owner);
+    const { folder, blob, sidecar } = this.#paths(sha256);
+    return this.#withLock(sha256, async () => {
+      const meta = await this.#readSidecar(sidecar);
+      if (meta === undefined) return { removed: false };
+      const refs = meta.refs.filter((ref) => ref !== owner);
+      if (refs.length > 0) {
+        if (refs.length !== meta.refs.length) {
+          await this.#writeAtomic(folder, sidecar, JSON.stringify({ ...meta, refs }));
+        }
+        return { removed: false };
+      }
+      return { removed: await removeBlobFiles(blob, sidecar) };
+    });
+  }
+
+  async references(sha256: string): Promise<string[]> {
+    const { sidecar } = this.#paths(sha256);
+    return (await this.#readSidecar(sidecar))?.refs ?? [];
+  }
+
+  /** Keys of every stored blob (for tests and maintenance; walks the whole tree). */
+  async keys(): Promise<string[]> {
+    const keys: string[] = [];
+    const level = async (dir: string): Promise<string[]> =>
+      (await readdir(dir).catch(() => [] as string[])).filter((name) => /^[0-9a-f]{2}$/.test(name));
+    for (const first of await level(this.dir)) {
+      for (const second of await level(path.join(this.dir, first))) {
+        for (const name of await readdir(path.join(this.dir, first, second))) {
+          if (BLOB_KEY_PATTERN.test(name)) keys.push(name);
+        }
+      }
+    }
+    return keys.sort();
+  }
+}
+
+async function fileSize(file: string): Promise<number | undefined> {
+  try {
+    return (await stat(file)).size;
+  } catch (error) {
+    if (isErrno(error, "ENOENT")) return undefined;
+    throw error;
+  }
+}
+
+async function removeBlobFiles(blob: string, sidecar: string): Promise<boolean> {
+  const existed = (await fileSize(blob)) !== undefined;
+  // The sidecar goes first: a blob without one is invisible to get/has, so a crash between the two
+  // leaves an orphan file rather than a blob that claims to exist without its bytes.
+  await rm(sidecar, { force: true });
+  await rm(blob, { force: true });
+  return existed;
+}
+
+/** Builds the filesystem blob store under `dir`. */
+export function createFsBlobStore({ dir }: FsBlobStoreOptions): FsBlobStore {
+  return new FsBlobStore({ dir });
+}

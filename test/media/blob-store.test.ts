@@ -1,0 +1,106 @@
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { NotFoundError, ValidationError } from "../../src/errors.ts";
+import {
+  blobRef,
+  createFsBlobStore,
+  type FsBlobStore,
+  parseBlobRef,
+  sha256Hex,
+} from "../../src/media/blob-store.ts";
+
+describe("FsBlobStore", () => {
+  let dir: string;
+  let blobs: FsBlobStore;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "loupe-blob-test-"));
+    blobs = createFsBlobStore({ dir: path.join(dir, "blobs") });
+  });
+
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("stores bytes under their sha256 with the content type, once", async () => {
+    const bytes = Buffer.from("hello blob");
+    const first = await blobs.put({ bytes, contentType: "image/png" });
+    expect(first).toEqual({ sha256: sha256Hex(bytes), size: bytes.length, created: true });
+    const second = await blobs.put({ bytes, contentType: "image/png" });
+    expect(second.created).toBe(false);
+    expect(await blobs.keys()).toEqual([first.sha256]);
+
+    const stored = await blobs.get(first.sha256);
+    expect(stored.contentType).toBe("image/png");
+    expect(stored.size).toBe(bytes.length);
+    expect((await stored.bytes()).toString()).toBe("hello blob");
+    const streamed = Buffer.from(await new Response(stored.stream()).arrayBuffer());
+    expect(streamed.toString()).toBe("hello blob");
+    expect(await blobs.has(first.sha256)).toBe(true);
+  });
+
+  it("leaves no temporary files behind and lays blobs out by key prefix", async () => {
+    const { sha256 } = await blobs.put({ bytes: Buffer.from("x"), contentType: "text/plain" });
+    const folder = path.join(dir, "blobs", sha256.slice(0, 2), sha256.slice(2, 4));
+    expect((await readdir(folder)).sort()).toEqual([sha256, `${sha256}.json`]);
+    expect(JSON.parse(await readFile(path.join(folder, `${sha256}.json`), "utf8"))).toMatchObject({
+      contentType: "text/plain",
+      size: 1,
+    });
+  });
+
+  it("concurrent puts of the same bytes keep one blob", async () => {
+    const bytes = Buffer.alloc(100_000, 7);
+    const results = await Promise.all(
+      Array.from({ length: 8 }, () => blobs.put({ bytes, contentType: "application/octet-stream" })),
+    );
+    expect(results.filter((result) => result.created)).toHaveLength(1);
+    expect(await blobs.keys()).toHaveLength(1);
+  });
+
+  it("refuses keys that are not sha256 digests, so no key can name another path", async () => {
+    for (const key of ["../../etc/passwd", "ABC", `${"a".repeat(63)}/`, "A".repeat(64), ""]) {
+      await expect(blobs.get(key)).rejects.toBeInstanceOf(ValidationError);
+      await expect(blobs.has(key)).rejects.toBeInstanceOf(ValidationError);
+      await expect(blobs.delete(key)).rejects.toBeInstanceOf(ValidationError);
+    }
+    await expect(blobs.get("0".repeat(64))).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it("refuses malformed content types", async () => {
+    await expect(
+      blobs.put({ bytes: Buffer.from("x"), contentType: "text/html\r\nset-cookie: a=b" }),
+    ).rejects.toThrow(/Invalid content type/);
+  });
+
+  it("removes a blob only when its last reference is released", async () => {
+    const { sha256 } = await blobs.put({ bytes: Buffer.from("shared"), contentType: "image/jpeg" });
+    await blobs.addReference({ sha256, owner: "a/img_1" });
+    await blobs.addReference({ sha256, owner: "b/img_2" });
+    await blobs.addReference({ sha256, owner: "a/img_1" });
+    expect(await blobs.references(sha256)).toEqual(["a/img_1", "b/img_2"]);
+
+    expect(await blobs.release({ sha256, owner: "a/img_1" })).toEqual({ removed: false });
+    expect(await blobs.has(sha256)).toBe(true);
+    expect(await blobs.release({ sha256, owner: "b/img_2" })).toEqual({ removed: true });
+    expect(await blobs.has(sha256)).toBe(false);
+    expect(await blobs.keys()).toEqual([]);
+  });
+
+  it("a put after references keeps them", async () => {
+    const bytes = Buffer.from("kept");
+    const { sha256 } = await blobs.put({ bytes, contentType: "image/jpeg" });
+    await blobs.addReference({ sha256, owner: "t/img_1" });
+    await blobs.put({ bytes, contentType: "image/jpeg" });
+    expect(await blobs.references(sha256)).toEqual(["t/img_1"]);
+  });
+
+  it("blob refs round-trip and reject anything else", () => {
+    const key = sha256Hex(Buffer.from("a"));
+    expect(parseBlobRef(blobRef(key))).toBe(key);
+    expect(parseBlobRef("https://example.com/a.jpg")).toBeUndefined();
+    expect(parseBlobRef("blob:../x")).toBeUndefined();
+  });
+});
