@@ -7,6 +7,7 @@
 import path from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
+import { parseAllowHosts } from "./media/ip-ranges.ts";
 import { COLLECTION_PREFIX_PATTERN } from "./store/collections.ts";
 import { TENANT_PATTERN } from "./store/filter.ts";
 
@@ -170,6 +171,53 @@ export const settings = {
     default: "30000",
     allowed: "integer 1000–600000",
     description: "How long start-up waits for embedded Milvus Lite to answer.",
+  },
+  urlAllowHosts: {
+    env: "LOUPE_URL_ALLOW_HOSTS",
+    schema: z
+      .string()
+      .optional()
+      .transform((text) =>
+        (text ?? "")
+          .split(",")
+          .map((entry) => entry.trim())
+          .filter((entry) => entry !== ""),
+      )
+      .refine((entries) => {
+        try {
+          parseAllowHosts(entries);
+          return true;
+        } catch {
+          return false;
+        }
+      }),
+    allowed:
+      "comma-separated host names, IP addresses and CIDR ranges, e.g. `127.0.0.1,localhost,10.0.0.0/8`",
+    description:
+      "Hosts that media URLs may reach although they are not public. Unset: only global unicast addresses are fetched; loopback, private, link-local (cloud metadata) and other special ranges are refused. A name opens that name whatever it resolves to; an address or range opens those addresses whatever name leads there.",
+  },
+  urlMaxBytes: {
+    env: "LOUPE_URL_MAX_BYTES",
+    schema: integer({ min: 1, max: 4_294_967_295 }),
+    default: "104857600",
+    allowed: "integer 1–4294967295",
+    description:
+      "Largest body downloaded from a media URL, in bytes; longer downloads are cut off and refused (413).",
+  },
+  urlTimeoutMs: {
+    env: "LOUPE_URL_TIMEOUT_MS",
+    schema: integer({ min: 100, max: 600_000 }),
+    default: "30000",
+    allowed: "integer 100–600000",
+    description:
+      "Deadline of one media URL download (connect, redirects, headers and body together), in milliseconds.",
+  },
+  urlMaxRedirects: {
+    env: "LOUPE_URL_MAX_REDIRECTS",
+    schema: integer({ min: 0, max: 10 }),
+    default: "3",
+    allowed: "integer 0–10",
+    description: "Redirects a media URL download follows at most; every hop is checked like the first URL.",
   },
 } as const satisfies Record<string, SettingDefinition>;
 

@@ -92,3 +92,14 @@ export class DownloadError extends AppError {
     super("download_failed", options.status ?? 502, message, options);
   }
 }
+
+/**
+ * A URL the caller gave could not be fetched, or was refused before any connection: a scheme other
+ * than http/https, credentials in the URL, an address that is not public, too many redirects, a body
+ * over the byte limit (413), a content type outside the allow-list (415), a timeout or an upstream error.
+ */
+export class UrlFetchError extends AppError {
+  constructor(message: string, options: AppErrorOptions & { status?: number; code?: string } = {}) {
+    super(options.code ?? "url_fetch_failed", options.status ?? 422, message, options);
+  }
+}
