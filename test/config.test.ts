@@ -43,6 +43,10 @@ describe("parseConfig", () => {
       embeddingDim: undefined,
       shutdownTimeoutMs: 10_000,
       milvusStartTimeoutMs: 30_000,
+      urlAllowHosts: [],
+      urlMaxBytes: 104_857_600,
+      urlTimeoutMs: 30_000,
+      urlMaxRedirects: 3,
     });
   });
 
@@ -68,6 +72,10 @@ describe("parseConfig", () => {
         LOUPE_EMBEDDING_DIM: "256",
         LOUPE_SHUTDOWN_TIMEOUT_MS: "0",
         LOUPE_MILVUS_START_TIMEOUT_MS: "5000",
+        LOUPE_URL_ALLOW_HOSTS: " 127.0.0.1, localhost,10.0.0.0/8 ,fd00::/8",
+        LOUPE_URL_MAX_BYTES: "1048576",
+        LOUPE_URL_TIMEOUT_MS: "2000",
+        LOUPE_URL_MAX_REDIRECTS: "0",
       },
     });
     expect(config).toMatchObject({
@@ -89,6 +97,10 @@ describe("parseConfig", () => {
       embeddingDim: 256,
       shutdownTimeoutMs: 0,
       milvusStartTimeoutMs: 5000,
+      urlAllowHosts: ["127.0.0.1", "localhost", "10.0.0.0/8", "fd00::/8"],
+      urlMaxBytes: 1_048_576,
+      urlTimeoutMs: 2000,
+      urlMaxRedirects: 0,
     });
   });
 
@@ -119,6 +131,11 @@ describe("parseConfig", () => {
     ["LOUPE_EMBEDDING_DIM", "512.5", "integer 2–32768"],
     ["LOUPE_SHUTDOWN_TIMEOUT_MS", "soon", "integer 0–600000"],
     ["LOUPE_MILVUS_START_TIMEOUT_MS", "10", "integer 1000–600000"],
+    ["LOUPE_URL_ALLOW_HOSTS", "127.0.0.0/33", "comma-separated host names, IP addresses and CIDR ranges"],
+    ["LOUPE_URL_ALLOW_HOSTS", "localhost,http://10.0.0.1/", "comma-separated host names"],
+    ["LOUPE_URL_MAX_BYTES", "0", "integer 1–4294967295"],
+    ["LOUPE_URL_TIMEOUT_MS", "50", "integer 100–600000"],
+    ["LOUPE_URL_MAX_REDIRECTS", "11", "integer 0–10"],
   ])("rejects %s=%s, naming the variable, the value and what is allowed", (variable, value, allowed) => {
     const error = configError({ [variable]: value });
     expect(error.code).toBe("config_invalid");
