@@ -142,7 +142,11 @@ def main() -> None:
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     cfg = PackConfig.from_dict(state["config"])
     model = LoupePack(cfg)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
+    missing, unexpected = model.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}, strict=False
+    )
+    if unexpected or any(not k.endswith("image_pos") for k in missing):
+        raise SystemExit(f"checkpoint does not fit the model: missing {missing}, unexpected {unexpected}")
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(p.half().float())

@@ -218,13 +218,16 @@ class MeterHead(nn.Module):
         self.image_in = nn.Sequential(nn.LayerNorm(image_width), nn.Linear(image_width, d))
         self.text_in = nn.Sequential(nn.LayerNorm(text_width), nn.Linear(text_width, d))
         self.type_embed = nn.Parameter(torch.randn(2, d) * 0.02)
+        # The head's own positions for image tokens: "left or right?" needs where a token is, and the
+        # tower's positional signal fades through its layers. Zero at start, so older heads load as they were.
+        self.image_pos = nn.Parameter(torch.zeros(1, image_tokens, d))
         self.layers = nn.ModuleList([CoAttentionLayer(d, cfg.num_heads, cfg.intermediate_size) for _ in range(cfg.num_layers)])
         self.text_pool = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.Tanh())
         self.image_pool = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.Tanh())
         self.classifier = nn.Sequential(nn.Linear(2 * d, 2 * d), nn.LayerNorm(2 * d), nn.GELU(), nn.Linear(2 * d, cfg.num_answers))
 
     def forward(self, image_tokens: torch.Tensor, text_tokens: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-        image = self.image_in(image_tokens) + self.type_embed[1]
+        image = self.image_in(image_tokens) + self.type_embed[1] + self.image_pos
         text = self.text_in(text_tokens) + self.type_embed[0]
         mask = text_mask > 0
         for layer in self.layers:

@@ -220,7 +220,11 @@ def main() -> None:
     model = LoupePack(cfg)
     if args.init:
         init = torch.load(args.init, map_location="cpu", weights_only=False)
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init["model"].items()})
+        missing, unexpected = model.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in init["model"].items()}, strict=False
+        )
+        if unexpected or any(not k.endswith("image_pos") for k in missing):
+            raise SystemExit(f"checkpoint does not fit the model: missing {missing}, unexpected {unexpected}")
     model = model.to(device)
     params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n]
