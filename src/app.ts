@@ -10,9 +10,11 @@ import type { Config } from "./config.ts";
 import type { AppEnv } from "./http/context.ts";
 import { handleError, handleNotFound } from "./http/errors.ts";
 import { createHealthzRoute } from "./http/routes/healthz.ts";
+import { createJobsRoute } from "./http/routes/jobs.ts";
 import { createReadyzRoute } from "./http/routes/readyz.ts";
 import type { TenantResolver } from "./http/tenant.ts";
 import type { ModelPack } from "./inference/index.ts";
+import type { JobRegistry } from "./ingest/jobs.ts";
 import type { Logger } from "./logger.ts";
 import type { BlobStore } from "./media/blob-store.ts";
 import type { VectorStore } from "./store/index.ts";
@@ -27,6 +29,8 @@ export interface Services {
   models: ModelPack;
   /** Originals and derived files (thumbnails, keyframes), content-addressed under `<LOUPE_DATA_DIR>/blobs`. */
   blobs: BlobStore;
+  /** Ingest jobs run in this process, with their progress. */
+  jobs: JobRegistry;
   resolveTenant: TenantResolver;
 }
 
@@ -58,6 +62,7 @@ export function createApp(services: Services): Hono<AppEnv> {
 
   app.route("/", createHealthzRoute());
   app.route("/", createReadyzRoute({ store: services.store, timeoutMs: services.config.milvusTimeoutMs }));
+  app.route("/", createJobsRoute({ jobs: services.jobs }));
 
   app.onError(handleError);
   app.notFound(handleNotFound);

@@ -103,3 +103,10 @@ export class UrlFetchError extends AppError {
     super(options.code ?? "url_fetch_failed", options.status ?? 422, message, options);
   }
 }
+
+/** The request conflicts with the current state of what it names (e.g. resuming a job that is running). */
+export class ConflictError extends AppError {
+  constructor(message: string, options: AppErrorOptions = {}) {
+    super("conflict", 409, message, options);
+  }
+}

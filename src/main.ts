@@ -12,6 +12,7 @@ import { ModelPackError, NotReadyError } from "./errors.ts";
 import { type HttpServer, startHttpServer } from "./http/server.ts";
 import { createDefaultTenantResolver } from "./http/tenant.ts";
 import { loadModelPack, ModelPack, readModelPackInfo } from "./inference/model-pack.ts";
+import { createJobRegistry, type JobRegistry } from "./ingest/jobs.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createFsBlobStore } from "./media/blob-store.ts";
 import type {
@@ -81,6 +82,7 @@ export async function startLoupe({
     const { store, milvusLite } = await buildStore({ config, logger, cleanups });
     const models = await buildModelPack({ config, logger });
     cleanups.push(() => models.close());
+    const jobs = createJobRegistry({ logger: logger.child({ component: "jobs" }) });
 
     const services: Services = {
       config,
@@ -88,6 +90,7 @@ export async function startLoupe({
       store,
       models,
       blobs: createFsBlobStore({ dir: path.join(config.dataDir, "blobs") }),
+      jobs,
       resolveTenant: createDefaultTenantResolver({ defaultTenant: config.defaultTenant }),
     };
     const app = createApp(services);
@@ -96,7 +99,7 @@ export async function startLoupe({
 
     let stopping: Promise<void> | undefined;
     const stop = () => {
-      stopping ??= shutdown({ http, store, models, milvusLite, config, logger });
+      stopping ??= shutdown({ http, store, models, jobs, milvusLite, config, logger });
       return stopping;
     };
     return { url: http.url, config, logger, milvusLitePid: milvusLite?.pid, stop };
@@ -327,6 +330,7 @@ async function shutdown({
   http,
   store,
   models,
+  jobs,
   milvusLite,
   config,
   logger,
@@ -334,6 +338,7 @@ async function shutdown({
   http: HttpServer;
   store: VectorStore;
   models: ModelPack;
+  jobs: JobRegistry;
   milvusLite: MilvusLiteProcess | undefined;
   config: Config;
   logger: Logger;
@@ -346,6 +351,8 @@ async function shutdown({
       "in-flight requests did not finish in time; their connections were closed",
     );
   }
+  // Running jobs stop between items; their unfinished items stay pending, and re-sending them skips what was stored.
+  await jobs.close().catch((error: unknown) => logger.error({ err: error }, "stopping jobs failed"));
   await store
     .close()
     .catch((error: unknown) => logger.error({ err: error }, "closing the vector store failed"));

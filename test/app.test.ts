@@ -8,6 +8,7 @@ import { parseConfig } from "../src/config.ts";
 import { NotFoundError, StoreError, ValidationError } from "../src/errors.ts";
 import { errorEnvelopeSchema, internalErrorMessage } from "../src/http/errors.ts";
 import { createDefaultTenantResolver } from "../src/http/tenant.ts";
+import { createJobRegistry } from "../src/ingest/jobs.ts";
 import { createLogger } from "../src/logger.ts";
 import { unavailableModelPack } from "../src/main.ts";
 import { createFsBlobStore } from "../src/media/blob-store.ts";
@@ -59,6 +60,7 @@ function makeApp({ health = async (): Promise<StoreHealth> => ({ ok: true }), ti
     models: unavailableModelPack("not used by these tests"),
     // Never written: no route under test stores media.
     blobs: createFsBlobStore({ dir: path.join(os.tmpdir(), "loupe-app-test-blobs") }),
+    jobs: createJobRegistry(),
     resolveTenant: createDefaultTenantResolver({ defaultTenant: config.defaultTenant }),
   });
   // Routes that fail in each way the error handler distinguishes.

@@ -1,0 +1,98 @@
+/**
+ * Server-sent events over a Web `ReadableStream`. Every event is named (`event:` line) and carries
+ * one JSON document (`data:` line); a comment line is sent at an interval so proxies do not close an
+ * idle stream. When the client goes away the source iterator is closed, which unsubscribes it.
+ */
+
+/** One named event. */
+export interface SseEvent {
+  /** Event name, e.g. `progress`, `item`, `done`, `error`. */
+  event: string;
+  /** Serialized as JSON on one `data:` line. */
+  data: unknown;
+  /** Optional `id:` line. */
+  id?: string;
+}
+
+const EVENT_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
+
+/** One event in the wire format: `event: <name>\ndata: <json>\n\n`. */
+export function formatSseEvent({ event, data, id }: SseEvent): string {
+  if (!EVENT_NAME.test(event)) throw new Error(`Invalid SSE event name ${JSON.stringify(event)}.`);
+  // JSON.stringify escapes newlines inside strings, so the document always fits on one data line.
+  const lines = [`event: ${event}`];
+  if (id !== undefined) lines.push(`id: ${id.replace(/[\r\n]/g, "")}`);
+  lines.push(`data: ${JSON.stringify(data)}`);
+  return `${lines.join("\n")}\n\n`;
+}
+
+/** Options of {@link sseResponse}. */
+export interface SseResponseOptions {
+  /**
+   * Makes the events to send, in order; the stream ends when they do. `signal` aborts when the client
+   * goes away, so a source waiting for its next event can stop at once.
+   */
+  events: (signal: AbortSignal) => AsyncIterable<SseEvent>;
+  /** Interval of keep-alive comments, in milliseconds (0: none). */
+  keepAliveMs?: number;
+  /** Response headers besides the SSE ones. */
+  headers?: Record<string, string>;
+}
+
+/**
+ * A `text/event-stream` response streaming `events`. An error thrown by the source ends the stream
+ * after an `error` event with a fixed message; the source is responsible for its own detailed events.
+ */
+export function sseResponse({ events, keepAliveMs = 15_000, headers = {} }: SseResponseOptions): Response {
+  const encoder = new TextEncoder();
+  const abort = new AbortController();
+  const iterator = events(abort.signal)[Symbol.asyncIterator]();
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+  const stream = new ReadableStream<Uint8Array>({
+    start(controller) {
+      const send = (text: string) => {
+        if (!closed) controller.enqueue(encoder.encode(text));
+      };
+      if (keepAliveMs > 0) timer = setInterval(() => send(": keep-alive\n\n"), keepAliveMs);
+      send(": stream open\n\n");
+      void (async () => {
+        try {
+          while (!closed) {
+            const next = await iterator.next();
+            if (next.done === true) break;
+            send(formatSseEvent(next.value));
+          }
+        } catch {
+          send(
+            formatSseEvent({
+              event: "error",
+              data: { error: { code: "internal_error", message: "The event stream failed." } },
+            }),
+          );
+        } finally {
+          clearInterval(timer);
+          if (!closed) {
+            closed = true;
+            controller.close();
+          }
+        }
+      })();
+    },
+    async cancel() {
+      closed = true;
+      clearInterval(timer);
+      abort.abort();
+      await iterator.return?.();
+    },
+  });
+  return new Response(stream, {
+    status: 200,
+    headers: {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache, no-transform",
+      "x-accel-buffering": "no",
+      ...headers,
+    },
+  });
+}
