@@ -1,0 +1,501 @@
+/**
+ * The video pipeline: bytes → temp file under the data dir → probe (limits, container allow-list) →
+ * frames sampled at a fixed rate and embedded as they stream out of ffmpeg → segments (shot changes and
+ * fixed windows) → one embedding per segment from the pack's video embedder → the original and one
+ * keyframe per segment as blobs → `video_segment` records upserted with deterministic ids.
+ *
+ * A video has its own id (`vid_…`, from the tenant, the sha256 of its bytes and the model id) stored on
+ * every segment as `videoId`. Ingesting the same bytes again finds the complete set of segments and
+ * does nothing; an interrupted ingest (some segments missing) is redone, and upserts replace rows.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import sharp from "sharp";
+import { MediaError, NotFoundError, ValidationError } from "../errors.ts";
+import type { ModelPack } from "../inference/index.ts";
+import { l2Normalize, resampleIndices } from "../inference/index.ts";
+import type { Logger } from "../logger.ts";
+import { type BlobStore, blobRef, parseBlobRef, sha256Hex } from "../media/blob-store.ts";
+import { defaultVideoLimits, type VideoLimits } from "../media/ffmpeg.ts";
+import { sampleVideoFrames } from "../media/video-frames.ts";
+import { probeVideo, type VideoProbe } from "../media/video-probe.ts";
+import type { StoredVideoSegment, VectorStore, VideoSegmentRecord } from "../store/index.ts";
+import { recordId } from "../store/index.ts";
+import { segmentVideo, type VideoSegmentSpan } from "./segmenter.ts";
+
+/** Prefix of video ids. */
+export const VIDEO_ID_PREFIX = "vid_";
+/** Video ids: `vid_` and 32 hex characters. */
+export const VIDEO_ID_PATTERN = /^vid_[0-9a-f]{32}$/;
+
+/** Content types accepted for videos, by upload or URL. */
+export const VIDEO_CONTENT_TYPES = [
+  "video/mp4",
+  "video/webm",
+  "video/quicktime",
+  "video/x-matroska",
+  "video/x-msvideo",
+] as const;
+
+/** Most segments one video may have (the store's query limit bounds how many can be read back). */
+const MAX_SEGMENTS = 4096;
+
+/**
+ * The id of a video: `vid_` and the start of a sha256 over the tenant, the video's content hash and the
+ * model id, hashed like the store's `recordId()` ids.
+ */
+export function videoId({
+  tenant,
+  contentSha256,
+  modelId,
+}: {
+  tenant: string;
+  contentSha256: string;
+  modelId: string;
+}): string {
+  const parts = ["loupe-record-id-v1", "video", tenant, contentSha256.toLowerCase(), modelId];
+  const digest = createHash("sha256").update(JSON.stringify(parts), "utf8").digest("hex");
+  return `${VIDEO_ID_PREFIX}${digest.slice(0, 32)}`;
+}
+
+/** Settings of the video pipeline. */
+export interface VideoIngestSettings {
+  /** Frames sampled per second (`LOUPE_VIDEO_SAMPLE_FPS`). */
+  sampleFps: number;
+  /** Longest segment, seconds (`LOUPE_VIDEO_SEGMENT_SECONDS`). */
+  segmentSeconds: number;
+  /** Cosine distance between consecutive frames that starts a new shot (`LOUPE_VIDEO_SHOT_THRESHOLD`). */
+  shotThreshold: number;
+  /** Largest video accepted, bytes (`LOUPE_VIDEO_MAX_BYTES`). */
+  maxBytes: number;
+  limits: VideoLimits;
+  /** Where uploads are written before ffmpeg reads them (under the data dir). */
+  tempDir: string;
+}
+
+/** Settings used when none are given, apart from `tempDir`. */
+export const defaultVideoIngestSettings: Omit<VideoIngestSettings, "tempDir"> = {
+  sampleFps: 2,
+  segmentSeconds: 2,
+  shotThreshold: 0.27,
+  maxBytes: 500 * 1024 * 1024,
+  limits: defaultVideoLimits,
+};
+
+/** Arguments of {@link VideoIngester.ingest}. */
+export interface IngestVideoRequest {
+  /** The caller's tenant, from the server's identity of the caller. */
+  tenant: string;
+  bytes: Uint8Array;
+  /** Original file name or URL, kept in metadata (never used as a path). */
+  filename?: string;
+  /** How the video arrived: `upload`, `url`, `cli`, or a caller-given source. */
+  source: string;
+  /** Caller metadata (already validated), stored on every segment. */
+  metadata?: Record<string, unknown>;
+  /** Searchable text (tags, title) stored on every segment. */
+  text?: string;
+  signal?: AbortSignal;
+  /** Frames sampled so far, and about how many there will be. */
+  onProgress?: (progress: { framesDone: number; framesExpected: number }) => void;
+}
+
+/** One stored segment, as reported to the caller. */
+export interface IngestedSegment {
+  id: string;
+  startS: number;
+  endS: number;
+  keyframeRef: string;
+}
+
+/** Outcome of {@link VideoIngester.ingest}. */
+export interface IngestedVideo {
+  /** The video's id, `vid_…`. */
+  id: string;
+  /** `stored`: written now; `skipped`: every segment was stored already. */
+  status: "stored" | "skipped";
+  filename?: string;
+  mediaRef: string;
+  durationSeconds: number;
+  width: number;
+  height: number;
+  /** Frames sampled (0 when skipped). */
+  frames: number;
+  segments: IngestedSegment[];
+  /** Time spent, ms: total and model inference (frames and segments). */
+  timings: { totalMs: number; embedMs: number };
+}
+
+/** Options of {@link VideoIngester}. */
+export interface VideoIngesterOptions {
+  store: VectorStore;
+  models: ModelPack;
+  blobs: BlobStore;
+  settings: VideoIngestSettings;
+  logger?: Logger;
+}
+
+/** Frame embedding batches waiting for the vision tower at once while ffmpeg keeps decoding. */
+const EMBED_BATCH = 16;
+
+/** Turns videos into `video_segment` records; also deletes them. */
+export class VideoIngester {
+  readonly #store: VectorStore;
+  readonly #models: ModelPack;
+  readonly #blobs: BlobStore;
+  readonly #settings: VideoIngestSettings;
+  readonly #logger: Logger | undefined;
+
+  constructor({ store, models, blobs, settings, logger }: VideoIngesterOptions) {
+    this.#store = store;
+    this.#models = models;
+    this.#blobs = blobs;
+    this.#settings = settings;
+    this.#logger = logger;
+  }
+
+  /** The settings in force. */
+  get settings(): VideoIngestSettings {
+    return this.#settings;
+  }
+
+  /**
+   * Ingests one video. Nothing is stored unless the whole video was probed, decoded and embedded.
+   *
+   * @throws MediaError (4xx) for a refused, corrupt or oversized video, naming the limit and its setting.
+   */
+  async ingest(request: IngestVideoRequest): Promise<IngestedVideo> {
+    const started = performance.now();
+    const { tenant, bytes, filename, source, metadata = {}, text = "", signal, onProgress } = request;
+    const settings = this.#settings;
+    if (bytes.length > settings.maxBytes) {
+      throw new MediaError(
+        `The video is ${bytes.length} bytes; the limit is ${settings.maxBytes} bytes. Send a smaller file or raise LOUPE_VIDEO_MAX_BYTES.`,
+        { code: "video_too_large", status: 413, context: { bytes: bytes.length, limit: settings.maxBytes } },
+      );
+    }
+    const models = this.#models;
+    const contentSha256 = sha256Hex(bytes);
+    const id = videoId({ tenant, contentSha256, modelId: models.modelId });
+    const mediaRef = blobRef(contentSha256);
+
+    const existing = await this.#segmentsOf({ tenant, videoId: id });
+    const expected = existing[0]?.metadata.video as { segmentCount?: unknown } | undefined;
+    if (existing.length > 0 && expected?.segmentCount === existing.length) {
+      const video = existing[0]?.metadata.video as Record<string, unknown>;
+      return {
+        id,
+        status: "skipped",
+        ...(filename === undefined ? {} : { filename }),
+        mediaRef,
+        durationSeconds: Number(video.durationSeconds ?? 0),
+        width: Number(video.width ?? 0),
+        height: Number(video.height ?? 0),
+        frames: 0,
+        segments: existing
+          .sort((a, b) => a.startS - b.startS)
+          .map((segment) => ({
+            id: segment.id,
+            startS: segment.startS,
+            endS: segment.endS,
+            keyframeRef: segment.keyframeRef,
+          })),
+        timings: { totalMs: performance.now() - started, embedMs: 0 },
+      };
+    }
+
+    await mkdir(settings.tempDir, { recursive: true });
+    const tempPath = path.join(settings.tempDir, `video-${randomBytes(12).toString("hex")}.upload`);
+    try {
+      await writeFile(tempPath, bytes, { mode: 0o600 });
+      const probe = await probeVideo({ path: tempPath, limits: settings.limits, signal });
+      const analysed = await this.#analyse({ path: tempPath, probe, signal, onProgress });
+      const { spans, segmentEmbeddings, keyframes, frames } = analysed;
+
+      await this.#blobs.put({ bytes, contentType: contentTypeOf(probe) });
+      const videoFacts = {
+        ...(filename === undefined ? {} : { filename: filename.slice(0, 255) }),
+        durationSeconds: round3(probe.durationSeconds),
+        width: probe.width,
+        height: probe.height,
+        codec: probe.codec,
+        container: probe.container.name,
+        sampleFps: settings.sampleFps,
+        segmentCount: spans.length,
+      };
+      const records: VideoSegmentRecord[] = [];
+      const segments: IngestedSegment[] = [];
+      for (const [index, span] of spans.entries()) {
+        const keyframe = keyframes[index] as Buffer;
+        const { sha256: keyframeSha } = await this.#blobs.put({ bytes: keyframe, contentType: "image/webp" });
+        const segmentId = recordId({
+          kind: "video_segment",
+          tenant,
+          contentSha256,
+          modelId: models.modelId,
+          startS: span.startSeconds,
+          endS: span.endSeconds,
+        });
+        const keyframeRef = blobRef(keyframeSha);
+        await this.#blobs.addReference({ sha256: keyframeSha, owner: `${tenant}/${segmentId}` });
+        records.push({
+          id: segmentId,
+          modelId: models.modelId,
+          mediaRef,
+          source,
+          text,
+          metadata: {
+            ...metadata,
+            video: { ...videoFacts, segmentIndex: index, startsShot: span.startsShot },
+          },
+          vector: segmentEmbeddings[index] as Float32Array,
+          videoId: id,
+          startS: span.startSeconds,
+          endS: span.endSeconds,
+          keyframeRef,
+        });
+        segments.push({ id: segmentId, startS: span.startSeconds, endS: span.endSeconds, keyframeRef });
+      }
+      await this.#blobs.addReference({ sha256: contentSha256, owner: `${tenant}/${id}` });
+      await this.#store.upsert({ kind: "video_segment", tenant, records });
+      // Segments of an earlier, interrupted or differently segmented ingest of the same bytes go.
+      const stale = existing.filter((segment) => !records.some((record) => record.id === segment.id));
+      if (stale.length > 0) await this.#deleteSegments({ tenant, segments: stale, videoBlob: false });
+      const totalMs = performance.now() - started;
+      this.#logger?.info(
+        { videoId: id, segments: segments.length, frames, durationSeconds: probe.durationSeconds, totalMs },
+        "video ingested",
+      );
+      return {
+        id,
+        status: "stored",
+        ...(filename === undefined ? {} : { filename }),
+        mediaRef,
+        durationSeconds: probe.durationSeconds,
+        width: probe.width,
+        height: probe.height,
+        frames,
+        segments,
+        timings: { totalMs, embedMs: analysed.embedMs },
+      };
+    } finally {
+      await rm(tempPath, { force: true });
+    }
+  }
+
+  /** Samples and embeds frames, segments them, embeds the segments and makes their keyframes. */
+  async #analyse({
+    path: videoPath,
+    probe,
+    signal,
+    onProgress,
+  }: {
+    path: string;
+    probe: VideoProbe;
+    signal?: AbortSignal;
+    onProgress?: IngestVideoRequest["onProgress"];
+  }): Promise<{
+    spans: VideoSegmentSpan[];
+    segmentEmbeddings: Float32Array[];
+    keyframes: Buffer[];
+    frames: number;
+    embedMs: number;
+  }> {
+    const settings = this.#settings;
+    const models = this.#models;
+    const processorConfig = models.imageProcessor.config;
+    const cropSize = models.imageProcessor.outputWidth;
+    const shortestEdge =
+      processorConfig.do_resize && "shortest_edge" in processorConfig.size
+        ? processorConfig.size.shortest_edge
+        : cropSize;
+    const framesExpected = Math.max(1, Math.ceil(probe.durationSeconds * settings.sampleFps));
+    const rawFeatures: Float32Array[] = [];
+    // Frames are kept as small WebP images (a few kB each at model size), for the keyframes.
+    const encodedFrames: Promise<Buffer>[] = [];
+    let embedMs = 0;
+    let batch: Array<{ data: Uint8Array; width: number; height: number; channels: 3 }> = [];
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const images = batch;
+      batch = [];
+      const started = performance.now();
+      const { embeddings } = await models.imageEmbedder.encode({ images, normalize: false });
+      embedMs += performance.now() - started;
+      rawFeatures.push(...embeddings);
+      onProgress?.({ framesDone: rawFeatures.length, framesExpected });
+    };
+    const frames = await sampleVideoFrames({
+      path: videoPath,
+      probe,
+      fps: settings.sampleFps,
+      shortestEdge,
+      cropSize,
+      limits: settings.limits,
+      signal,
+      onFrame: async (frame) => {
+        const image = { data: frame.data, width: frame.width, height: frame.height, channels: 3 as const };
+        encodedFrames.push(
+          sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: 3 } })
+            .webp({ quality: 80 })
+            .toBuffer(),
+        );
+        batch.push(image);
+        if (batch.length >= EMBED_BATCH) await flush();
+      },
+    });
+    await flush();
+    const encoded = await Promise.all(encodedFrames);
+
+    const spans = segmentVideo({
+      frameEmbeddings: rawFeatures.map(l2Normalize),
+      fps: settings.sampleFps,
+      durationSeconds: probe.durationSeconds,
+      windowSeconds: settings.segmentSeconds,
+      shotThreshold: settings.shotThreshold,
+    });
+    if (spans.length > MAX_SEGMENTS) {
+      throw new MediaError(
+        `The video makes ${spans.length} segments; at most ${MAX_SEGMENTS} are stored per video. ` +
+          "Send a shorter video or raise LOUPE_VIDEO_SEGMENT_SECONDS.",
+        { code: "video_too_large", status: 413, context: { segments: spans.length, limit: MAX_SEGMENTS } },
+      );
+    }
+    const started = performance.now();
+    const segmentEmbeddings = await this.#embedSegments({ spans, rawFeatures });
+    embedMs += performance.now() - started;
+    const keyframes = spans.map(
+      (span) => encoded[Math.floor((span.startFrame + span.endFrame - 1) / 2)] as Buffer,
+    );
+    return { spans, segmentEmbeddings, keyframes, frames, embedMs };
+  }
+
+  /** One embedding per segment: its frames' raw image embeddings, resampled to the head's frame count. */
+  async #embedSegments({
+    spans,
+    rawFeatures,
+  }: {
+    spans: readonly VideoSegmentSpan[];
+    rawFeatures: readonly Float32Array[];
+  }): Promise<Float32Array[]> {
+    const embedder = this.#models.videoEmbedder;
+    const numFrames = embedder.numFrames;
+    const videos = spans.map((span) => {
+      const own = rawFeatures.slice(span.startFrame, span.endFrame);
+      if (numFrames === undefined) return own;
+      return resampleIndices({ count: own.length, frames: numFrames }).map(
+        (index) => own[index] as Float32Array,
+      );
+    });
+    const embeddings: Float32Array[] = [];
+    for (let start = 0; start < videos.length; start += 64) {
+      embeddings.push(...(await embedder.embedFrameFeatures({ videos: videos.slice(start, start + 64) })));
+    }
+    return embeddings;
+  }
+
+  /** The stored segments of a video (any order). */
+  async #segmentsOf({
+    tenant,
+    videoId: id,
+  }: {
+    tenant: string;
+    videoId: string;
+  }): Promise<StoredVideoSegment[]> {
+    return this.#store.query({
+      kind: "video_segment",
+      tenant,
+      filter: [{ field: "video_id", op: "eq", value: id }],
+      limit: MAX_SEGMENTS,
+    });
+  }
+
+  /** The stored segments of a video, in time order. */
+  async segments({
+    tenant,
+    videoId: id,
+  }: {
+    tenant: string;
+    videoId: string;
+  }): Promise<StoredVideoSegment[]> {
+    assertVideoId(id);
+    return (await this.#segmentsOf({ tenant, videoId: id })).sort((a, b) => a.startS - b.startS);
+  }
+
+  /**
+   * Deletes a video: its segments, and the original and keyframes once nothing else refers to them.
+   *
+   * @throws NotFoundError when the tenant has no video with this id.
+   */
+  async deleteVideo({
+    tenant,
+    videoId: id,
+  }: {
+    tenant: string;
+    videoId: string;
+  }): Promise<{ id: string; deleted: number; blobsRemoved: number }> {
+    assertVideoId(id);
+    const segments = await this.#segmentsOf({ tenant, videoId: id });
+    if (segments.length === 0) {
+      throw new NotFoundError(`No video ${id} in this tenant.`, { context: { videoId: id } });
+    }
+    const result = await this.#deleteSegments({ tenant, segments, videoBlob: true });
+    return { id, ...result };
+  }
+
+  async #deleteSegments({
+    tenant,
+    segments,
+    videoBlob,
+  }: {
+    tenant: string;
+    segments: readonly StoredVideoSegment[];
+    videoBlob: boolean;
+  }): Promise<{ deleted: number; blobsRemoved: number }> {
+    let deleted = 0;
+    for (let start = 0; start < segments.length; start += 1000) {
+      const ids = segments.slice(start, start + 1000).map((segment) => segment.id);
+      deleted += (await this.#store.delete({ kind: "video_segment", tenant, ids })).deleted;
+    }
+    let blobsRemoved = 0;
+    for (const segment of segments) {
+      const keyframe = parseBlobRef(segment.keyframeRef);
+      if (keyframe === undefined) continue;
+      const { removed } = await this.#blobs.release({ sha256: keyframe, owner: `${tenant}/${segment.id}` });
+      if (removed) blobsRemoved += 1;
+    }
+    const first = segments[0];
+    const original = first === undefined ? undefined : parseBlobRef(first.mediaRef);
+    if (videoBlob && first !== undefined && original !== undefined) {
+      const { removed } = await this.#blobs.release({
+        sha256: original,
+        owner: `${tenant}/${first.videoId}`,
+      });
+      if (removed) blobsRemoved += 1;
+    }
+    return { deleted, blobsRemoved };
+  }
+}
+
+/** @throws ValidationError unless `id` looks like a video id. */
+export function assertVideoId(id: string): void {
+  if (!VIDEO_ID_PATTERN.test(id)) {
+    throw new ValidationError(
+      `${JSON.stringify(id.slice(0, 80))} is not a video id; video ids are "vid_" and 32 hex characters.`,
+      { context: { id: id.slice(0, 80) } },
+    );
+  }
+}
+
+function contentTypeOf(probe: VideoProbe): string {
+  if (probe.container.name === "mp4") return "video/mp4";
+  if (probe.container.name === "avi") return "video/x-msvideo";
+  return probe.codec === "vp8" || probe.codec === "vp9" || probe.codec === "av1"
+    ? "video/webm"
+    : "video/x-matroska";
+}
+
+function round3(value: number): number {
+  return Math.round(value * 1000) / 1000;
+}

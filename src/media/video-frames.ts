@@ -1,0 +1,167 @@
+/**
+ * Frame sampling: ffmpeg decodes a probed video at a fixed rate, resizes the short side and center-crops
+ * to the model's input size (the same geometry as the pack's image processor), and streams raw RGB frames
+ * from its stdout. Frames are handed to the caller one at a time and stdout is read only as fast as the
+ * caller takes them, so memory stays bounded whatever the video's length.
+ */
+import { availableParallelism } from "node:os";
+import { MediaError, ValidationError } from "../errors.ts";
+import {
+  runMediaTool,
+  safeInputArgs,
+  serverFileInput,
+  type VideoLimits,
+  videoLimitSettings,
+} from "./ffmpeg.ts";
+import type { VideoProbe } from "./video-probe.ts";
+
+/** One sampled frame: `size × size` RGB, row-major interleaved. */
+export interface VideoFrame {
+  /** 0-based position among the sampled frames. */
+  index: number;
+  /** Presentation time, seconds (`index / fps`). */
+  timeSeconds: number;
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: 3;
+}
+
+/** Options of {@link sampleVideoFrames}. */
+export interface SampleVideoFramesOptions {
+  /** A server-made path to a file {@link probeVideo} accepted. */
+  path: string;
+  probe: VideoProbe;
+  /** Frames per second to sample. */
+  fps: number;
+  /** Short side after resizing (the pack's `shortest_edge`). */
+  shortestEdge: number;
+  /** Side of the square center crop (the pack's crop size). */
+  cropSize: number;
+  limits: VideoLimits;
+  /** Receives each frame; the next one is read only after the returned promise settles. */
+  onFrame: (frame: VideoFrame) => void | Promise<void>;
+  signal?: AbortSignal;
+  /** ffmpeg decoding threads. Default: up to 2. */
+  threads?: number;
+}
+
+/** Size of a `width × height` frame after resizing its short side to `shortestEdge` (Hugging Face rule). */
+export function shortEdgeSize({
+  width,
+  height,
+  shortestEdge,
+}: {
+  width: number;
+  height: number;
+  shortestEdge: number;
+}): { width: number; height: number } {
+  if (width <= height) return { width: shortestEdge, height: Math.trunc((shortestEdge * height) / width) };
+  return { width: Math.trunc((shortestEdge * width) / height), height: shortestEdge };
+}
+
+/**
+ * Decodes frames at `fps`, resized and center-cropped to `cropSize`, and passes them to `onFrame` in
+ * order. ffmpeg is forced to the probed demuxer, reads at most the probed duration (capped by the limit)
+ * and stops after `limits.maxFrames` frames.
+ *
+ * @returns the number of frames sampled.
+ * @throws MediaError when decoding fails, times out, yields no frame, or would exceed the frame cap.
+ */
+export async function sampleVideoFrames({
+  path,
+  probe,
+  fps,
+  shortestEdge,
+  cropSize,
+  limits,
+  onFrame,
+  signal,
+  threads = Math.min(2, availableParallelism()),
+}: SampleVideoFramesOptions): Promise<number> {
+  const input = serverFileInput(path);
+  if (!(fps > 0 && fps <= 60)) throw new ValidationError(`Sampling rate must be in (0, 60] fps; got ${fps}.`);
+  const expected = Math.ceil(Math.min(probe.durationSeconds, limits.maxDurationSeconds) * fps) + 1;
+  if (expected > limits.maxFrames + 1) {
+    throw new MediaError(
+      `Sampling ${probe.durationSeconds.toFixed(1)} s at ${fps} fps makes about ${expected} frames; the limit is ${limits.maxFrames}. ` +
+        `Send a shorter video, lower LOUPE_VIDEO_SAMPLE_FPS or raise ${videoLimitSettings.maxFrames}.`,
+      { code: "video_too_large", status: 413, context: { expected, limit: limits.maxFrames, fps } },
+    );
+  }
+  const scaled = shortEdgeSize({ width: probe.width, height: probe.height, shortestEdge });
+  const filters = [
+    `fps=${fps}`,
+    `scale=${scaled.width}:${scaled.height}:flags=bicubic`,
+    `crop=${cropSize}:${cropSize}:${Math.floor((scaled.width - cropSize) / 2)}:${Math.floor((scaled.height - cropSize) / 2)}`,
+  ];
+  if (scaled.width < cropSize || scaled.height < cropSize) {
+    // Hugging Face pads with zeros when the crop is larger than the image; pad keeps that geometry.
+    filters[2] = `pad=${Math.max(cropSize, scaled.width)}:${Math.max(cropSize, scaled.height)}:(ow-iw)/2:(oh-ih)/2:black,crop=${cropSize}:${cropSize}`;
+  }
+  const frameBytes = cropSize * cropSize * 3;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let index = 0;
+  const takeFrames = async (chunk: Buffer) => {
+    pending.push(chunk);
+    pendingBytes += chunk.length;
+    while (pendingBytes >= frameBytes) {
+      const joined = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending);
+      const data = new Uint8Array(joined.subarray(0, frameBytes));
+      const rest = joined.subarray(frameBytes);
+      pending = rest.length > 0 ? [rest] : [];
+      pendingBytes = rest.length;
+      await onFrame({
+        index,
+        timeSeconds: index / fps,
+        data,
+        width: cropSize,
+        height: cropSize,
+        channels: 3,
+      });
+      index += 1;
+    }
+  };
+  await runMediaTool({
+    tool: "ffmpeg",
+    args: [
+      "-nostdin",
+      "-hide_banner",
+      "-v",
+      "error",
+      "-threads",
+      String(threads),
+      ...safeInputArgs({ limits, demuxer: probe.container.demuxer }),
+      "-i",
+      input,
+      "-map",
+      "0:v:0",
+      "-an",
+      "-sn",
+      "-dn",
+      "-t",
+      String(Math.min(probe.durationSeconds, limits.maxDurationSeconds)),
+      "-vf",
+      filters.join(","),
+      "-frames:v",
+      String(limits.maxFrames),
+      "-f",
+      "rawvideo",
+      "-pix_fmt",
+      "rgb24",
+      "pipe:1",
+    ],
+    timeoutMs: limits.timeoutMs,
+    maxStdoutBytes: (limits.maxFrames + 1) * frameBytes,
+    onStdout: takeFrames,
+    signal,
+  });
+  if (index === 0) {
+    throw new MediaError("No frame could be decoded from the video; send an uncorrupted video.", {
+      code: "video_invalid",
+      status: 422,
+    });
+  }
+  return index;
+}
