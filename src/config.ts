@@ -36,6 +36,15 @@ function integer(options: { min: number; max: number }) {
     .pipe(z.number().int().min(options.min).max(options.max));
 }
 
+/** A decimal number in `[min, max]`, written as digits with an optional fraction (no signs or exponents). */
+function decimal(options: { min: number; max: number }) {
+  return z
+    .string()
+    .regex(/^\d{1,10}(\.\d{1,6})?$/)
+    .transform(Number)
+    .pipe(z.number().min(options.min).max(options.max));
+}
+
 const milvusName = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
@@ -218,6 +227,130 @@ export const settings = {
     default: "3",
     allowed: "integer 0–10",
     description: "Redirects a media URL download follows at most; every hop is checked like the first URL.",
+  },
+  maxImageBytes: {
+    env: "LOUPE_MAX_IMAGE_BYTES",
+    schema: integer({ min: 1, max: 1_073_741_824 }),
+    default: "20971520",
+    allowed: "integer 1–1073741824",
+    description: "Largest encoded image accepted, in bytes (uploads, URLs and files alike); larger ones fail with 413.",
+  },
+  maxImagePixels: {
+    env: "LOUPE_MAX_IMAGE_PIXELS",
+    schema: integer({ min: 1, max: 268_402_689 }),
+    default: "40000000",
+    allowed: "integer 1–268402689",
+    description:
+      "Largest width × height of an image (its first frame), read from the header before decoding; larger ones fail with 413.",
+  },
+  maxUploadBytes: {
+    env: "LOUPE_MAX_UPLOAD_BYTES",
+    schema: integer({ min: 1024, max: 4_294_967_295 }),
+    default: "104857600",
+    allowed: "integer 1024–4294967295",
+    description: "Largest request body of `POST /v1/images`, in bytes (all files together); larger bodies get 413.",
+  },
+  maxItemsPerRequest: {
+    env: "LOUPE_MAX_ITEMS_PER_REQUEST",
+    schema: integer({ min: 1, max: 100_000 }),
+    default: "1000",
+    allowed: "integer 1–100000",
+    description: "Most files or URLs one ingest request may carry.",
+  },
+  ingestSyncMaxItems: {
+    env: "LOUPE_INGEST_SYNC_MAX_ITEMS",
+    schema: integer({ min: 0, max: 100_000 }),
+    default: "64",
+    allowed: "integer 0–100000",
+    description:
+      "Ingest requests with more items than this run as a job (202 with the job); smaller ones answer when done unless `?async=true`.",
+  },
+  maxMetadataBytes: {
+    env: "LOUPE_MAX_METADATA_BYTES",
+    schema: integer({ min: 2, max: 32_768 }),
+    default: "16384",
+    allowed: "integer 2–32768",
+    description: "Largest caller metadata of one item (tags, title, source and free-form JSON), in bytes of JSON.",
+  },
+  thumbnailSize: {
+    env: "LOUPE_THUMBNAIL_SIZE",
+    schema: integer({ min: 16, max: 1024 }),
+    default: "256",
+    allowed: "integer 16–1024",
+    description: "Longest side of the WebP thumbnails stored for images, in pixels (smaller images are not enlarged).",
+  },
+  videoSampleFps: {
+    env: "LOUPE_VIDEO_SAMPLE_FPS",
+    schema: decimal({ min: 0.1, max: 30 }),
+    default: "2",
+    allowed: "number 0.1–30",
+    description:
+      "Frames per second sampled from a video for embedding and shot detection; a segment's embedding comes from its sampled frames.",
+  },
+  videoSegmentSeconds: {
+    env: "LOUPE_VIDEO_SEGMENT_SECONDS",
+    schema: decimal({ min: 0.5, max: 600 }),
+    default: "2",
+    allowed: "number 0.5–600",
+    description: "Longest video segment, in seconds: each shot is cut into windows of this length from its start.",
+  },
+  videoShotThreshold: {
+    env: "LOUPE_VIDEO_SHOT_THRESHOLD",
+    schema: decimal({ min: 0, max: 2 }),
+    default: "0.27",
+    allowed: "number 0–2 (2 turns shot detection off)",
+    description:
+      "Cosine distance between the embeddings of consecutive sampled frames above which a new shot (and segment) starts.",
+  },
+  videoMaxBytes: {
+    env: "LOUPE_VIDEO_MAX_BYTES",
+    schema: integer({ min: 1024, max: 4_294_967_295 }),
+    default: "524288000",
+    allowed: "integer 1024–4294967295",
+    description: "Largest video accepted, in bytes (uploads, URLs and files alike), and largest body of `POST /v1/videos`.",
+  },
+  videoMaxDurationS: {
+    env: "LOUPE_VIDEO_MAX_DURATION_S",
+    schema: integer({ min: 1, max: 86_400 }),
+    default: "1800",
+    allowed: "integer 1–86400",
+    description: "Longest video accepted, in seconds, from the container's header; longer ones fail with 413.",
+  },
+  videoMaxPixels: {
+    env: "LOUPE_VIDEO_MAX_PIXELS",
+    schema: integer({ min: 1, max: 67_108_864 }),
+    default: "8294400",
+    allowed: "integer 1–67108864",
+    description: "Largest width × height of a video stream (default 3840×2160); larger ones fail with 413.",
+  },
+  videoMaxStreams: {
+    env: "LOUPE_VIDEO_MAX_STREAMS",
+    schema: integer({ min: 1, max: 64 }),
+    default: "8",
+    allowed: "integer 1–64",
+    description: "Most streams (video, audio, subtitle, data) a video container may hold.",
+  },
+  videoMaxFrames: {
+    env: "LOUPE_VIDEO_MAX_FRAMES",
+    schema: integer({ min: 1, max: 1_000_000 }),
+    default: "7200",
+    allowed: "integer 1–1000000",
+    description: "Most frames sampled from one video (duration × `LOUPE_VIDEO_SAMPLE_FPS`); ffmpeg also stops there.",
+  },
+  videoTimeoutMs: {
+    env: "LOUPE_VIDEO_TIMEOUT_MS",
+    schema: integer({ min: 100, max: 3_600_000 }),
+    default: "300000",
+    allowed: "integer 100–3600000",
+    description: "Wall-clock limit of one ffprobe or ffmpeg run on a video, in milliseconds; the process is then killed.",
+  },
+  videoSyncMaxSeconds: {
+    env: "LOUPE_VIDEO_SYNC_MAX_SECONDS",
+    schema: integer({ min: 0, max: 86_400 }),
+    default: "60",
+    allowed: "integer 0–86400",
+    description:
+      "Uploads to `POST /v1/videos` lasting longer than this in total run as a job (202 with the job); shorter ones answer when done unless `?async=true`. URLs always run as a job.",
   },
 } as const satisfies Record<string, SettingDefinition>;
 

@@ -197,7 +197,10 @@ async function buildStore({
  */
 async function buildModelPack({ config, logger }: { config: Config; logger: Logger }): Promise<ModelPack> {
   try {
-    const models = await loadModelPack({ dir: config.modelPack });
+    const models = await loadModelPack({
+      dir: config.modelPack,
+      imageLimits: { maxInputBytes: config.maxImageBytes, maxInputPixels: config.maxImagePixels },
+    });
     if (config.embeddingDim !== undefined && config.embeddingDim !== models.dimension) {
       logger.warn(
         { embeddingDim: config.embeddingDim, packDimension: models.dimension },
