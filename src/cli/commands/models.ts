@@ -1,6 +1,7 @@
 /**
- * `loupe models`: list installed model packs, verify one (hashes and model input/output names), and fetch a
- * public CLIP ONNX pack from the Hugging Face hub (or a mirror with the same URL layout).
+ * `loupe models`: list installed model packs, verify one (hashes and model input/output names), fetch a
+ * public CLIP ONNX pack from the Hugging Face hub (or a mirror with the same URL layout), and evaluate one
+ * (`eval`, in models-eval.ts).
  */
 import { readdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -15,6 +16,7 @@ import {
 } from "../../inference/model-pack.ts";
 import { manifestSchema, readPackJson } from "../../inference/pack-config.ts";
 import { type FetchProgress, fetchPack, knownPacks } from "../../inference/pack-fetch.ts";
+import { registerModelsEvalCommand } from "./models-eval.ts";
 
 const DEFAULT_MODELS_DIR = "models";
 const DEFAULT_MODEL_PACK = "models/shapes-world-tiny";
@@ -173,9 +175,9 @@ function progressReporter(): { onProgress: (event: FetchProgress) => void; stop:
   return { onProgress, stop };
 }
 
-/** Adds `models list|verify|fetch` to the `loupe` program. */
+/** Adds `models list|verify|fetch|eval` to the `loupe` program. */
 export function registerModelsCommand(program: Command): void {
-  const models = program.command("models").description("list, verify and fetch model packs");
+  const models = program.command("models").description("list, verify, fetch and evaluate model packs");
   const modelsDirOption = (): Option =>
     new Option("--models-dir <dir>", "directory holding model packs")
       .env("LOUPE_MODELS_DIR")
@@ -261,4 +263,6 @@ export function registerModelsCommand(program: Command): void {
         }
       },
     );
+
+  registerModelsEvalCommand(models);
 }
