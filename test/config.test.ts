@@ -47,6 +47,23 @@ describe("parseConfig", () => {
       urlMaxBytes: 104_857_600,
       urlTimeoutMs: 30_000,
       urlMaxRedirects: 3,
+      maxImageBytes: 20_971_520,
+      maxImagePixels: 40_000_000,
+      maxUploadBytes: 104_857_600,
+      maxItemsPerRequest: 1000,
+      ingestSyncMaxItems: 64,
+      maxMetadataBytes: 16_384,
+      thumbnailSize: 256,
+      videoSampleFps: 2,
+      videoSegmentSeconds: 2,
+      videoShotThreshold: 0.27,
+      videoMaxBytes: 524_288_000,
+      videoMaxDurationS: 1800,
+      videoMaxPixels: 8_294_400,
+      videoMaxStreams: 8,
+      videoMaxFrames: 7200,
+      videoTimeoutMs: 300_000,
+      videoSyncMaxSeconds: 60,
     });
   });
 
