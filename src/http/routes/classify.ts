@@ -1,0 +1,92 @@
+/**
+ * POST /v1/classify — zero-shot labels for an image from the caller's label list (softmax over the
+ * image's similarity to each label put in a prompt, "a photo of {label}" by default), and auto-tags voted
+ * by the nearest tagged images and segments. JSON `{ image, labels?, template?, autoTag?: { k? } }` or
+ * multipart with an `image` file (`labels` comma-separated or repeated, `autoTag` as JSON).
+ */
+import { Hono } from "hono";
+import { z } from "zod";
+import { ValidationError } from "../../errors.ts";
+import {
+  DEFAULT_AUTO_TAG_K,
+  DEFAULT_LABEL_TEMPLATE,
+  MAX_CLASSIFY_LABELS,
+  MAX_LABEL_LENGTH,
+  MAX_SEARCH_TOP_K,
+  type SearchService,
+} from "../../search/index.ts";
+import type { AppEnv } from "../context.ts";
+import {
+  coerceFormFields,
+  imageFieldSchema,
+  parseRequest,
+  queryBodyLimit,
+  readRequestFields,
+  requestImage,
+} from "./search.ts";
+
+/** Body of POST /v1/classify. */
+export const classifyRequestSchema = z
+  .object({
+    image: imageFieldSchema.optional().describe("The image (or upload it as the multipart file `image`)."),
+    labels: z
+      .array(z.string().min(1).max(MAX_LABEL_LENGTH))
+      .max(MAX_CLASSIFY_LABELS)
+      .optional()
+      .describe(`Candidate labels for zero-shot classification, at most ${MAX_CLASSIFY_LABELS}.`),
+    template: z
+      .string()
+      .max(200)
+      .optional()
+      .describe(`Prompt each label is put into; must contain {label}. Default "${DEFAULT_LABEL_TEMPLATE}".`),
+    autoTag: z
+      .object({
+        k: z
+          .number()
+          .int()
+          .min(1)
+          .max(MAX_SEARCH_TOP_K)
+          .optional()
+          .describe(`Tagged neighbours that vote (default ${DEFAULT_AUTO_TAG_K}).`),
+      })
+      .strict()
+      .optional()
+      .describe("Auto-tags from the metadata tags of the nearest tagged items."),
+  })
+  .strict();
+
+/** Body of a 200 from /v1/classify. */
+export const classifyResponseSchema = z.object({
+  labels: z.array(z.object({ label: z.string(), score: z.number().describe("softmax probability") })),
+  tags: z.array(
+    z.object({
+      tag: z.string(),
+      score: z.number().describe("similarity-weighted share of the voting neighbours that carry the tag"),
+      support: z.number().int().describe("neighbours carrying the tag"),
+    }),
+  ),
+});
+
+/** The /v1/classify route. */
+export function createClassifyRoute({ search }: { search: SearchService }): Hono<AppEnv> {
+  return new Hono<AppEnv>().post("/v1/classify", queryBodyLimit, async (c) => {
+    const request = await readRequestFields(c);
+    const fields = request.multipart ? coerceFormFields(request.fields) : request.fields;
+    if (request.files.has("image")) delete fields.image;
+    const body = parseRequest(classifyRequestSchema, fields);
+    const image = requestImage(request, body.image);
+    if (image === undefined) {
+      throw new ValidationError(
+        "classify needs an image: base64, a data URL, a stored item's id or an uploaded file.",
+      );
+    }
+    const result = await search.classify({
+      tenant: c.get("tenant"),
+      image,
+      labels: body.labels,
+      template: body.template,
+      autoTag: body.autoTag,
+    });
+    return c.json(result satisfies z.infer<typeof classifyResponseSchema>, 200);
+  });
+}

@@ -1,0 +1,183 @@
+/**
+ * POST /v1/triples — ingests image-question-answer triples as retrievable evidence. Bodies:
+ * - JSON `{ items: [{ image, question, answer, metadata? }] }`;
+ * - JSONL (`application/x-ndjson` or `application/jsonl`), one item per line;
+ * - multipart: an `items` field holding the JSON list or JSONL, and image files whose field names the
+ *   items' `image` values name.
+ * `image` is base64, a data URL, an http(s) URL (fetched with the server's URL limits) or a stored
+ * image's id. Each item is answered in order with `stored`, `skipped` (already stored) or `failed` with
+ * its reason; one bad item never fails the others.
+ */
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { z } from "zod";
+import { AppError, MediaError, ValidationError } from "../../errors.ts";
+import {
+  MAX_ANSWER_LENGTH,
+  MAX_QUESTION_LENGTH,
+  MAX_TRIPLES_PER_REQUEST,
+  type TripleIngester,
+  type TripleInput,
+  type TripleItemResult,
+} from "../../ingest/triple-ingest.ts";
+import { parseImageReference } from "../../search/index.ts";
+import type { AppContext, AppEnv } from "../context.ts";
+import { MAX_QUERY_IMAGE_BYTES, parseRequest, readRequestFields } from "./search.ts";
+
+/** Largest body of a triples request. */
+export const MAX_TRIPLES_BODY_BYTES = 64 * 1024 * 1024;
+
+/** One triple in a request. */
+export const tripleItemSchema = z
+  .object({
+    image: z
+      .string()
+      .min(1)
+      .describe(
+        "base64, a data URL, an http(s) URL, a stored image's id (img_…), or (multipart) the field name of an uploaded file",
+      ),
+    question: z.string().min(1).max(MAX_QUESTION_LENGTH),
+    answer: z.string().min(1).max(MAX_ANSWER_LENGTH),
+    metadata: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe("tags (strings), title, source, and any other JSON"),
+  })
+  .strict();
+
+/** JSON body of POST /v1/triples. */
+export const triplesRequestSchema = z
+  .object({
+    items: z.array(z.unknown()).min(1).max(MAX_TRIPLES_PER_REQUEST).describe("Triples (each a tripleItem)."),
+  })
+  .strict();
+
+/** One item's outcome. */
+export const tripleItemResultSchema = z.object({
+  index: z.number().int(),
+  status: z.enum(["stored", "skipped", "failed"]),
+  id: z.string().optional(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+});
+
+/** Body of a 200 from /v1/triples. */
+export const triplesResponseSchema = z.object({
+  items: z.array(tripleItemResultSchema),
+  counts: z.object({ stored: z.number().int(), skipped: z.number().int(), failed: z.number().int() }),
+});
+
+function parseJsonl(text: string): unknown[] {
+  const items: unknown[] = [];
+  for (const [lineIndex, line] of text.split(/\r?\n/).entries()) {
+    if (line.trim().length === 0) continue;
+    try {
+      items.push(JSON.parse(line));
+    } catch {
+      throw new ValidationError(`Line ${lineIndex + 1} of the JSONL body is not valid JSON.`);
+    }
+  }
+  return items;
+}
+
+async function readItems(c: AppContext): Promise<{ items: unknown[]; files: Map<string, Uint8Array> }> {
+  const contentType = (c.req.header("content-type") ?? "").toLowerCase();
+  if (/^application\/(x-ndjson|jsonl|x-jsonlines|jsonlines)/.test(contentType)) {
+    return { items: parseJsonl(await c.req.text()), files: new Map() };
+  }
+  const request = await readRequestFields(c);
+  if (request.multipart) {
+    const raw = request.fields.items;
+    if (typeof raw !== "string") {
+      throw new ValidationError(
+        "A multipart triples request needs an `items` field holding a JSON list or JSONL.",
+      );
+    }
+    const items = raw.trim().startsWith("[") ? (JSON.parse(raw) as unknown) : parseJsonl(raw);
+    if (!Array.isArray(items)) throw new ValidationError("The `items` field must be a JSON list or JSONL.");
+    return { items, files: request.files };
+  }
+  return { items: parseRequest(triplesRequestSchema, request.fields).items, files: new Map() };
+}
+
+function failure(index: number, error: unknown): TripleItemResult {
+  const { code, message, status } =
+    error instanceof AppError
+      ? error
+      : { code: "internal_error", message: "The item failed unexpectedly.", status: 500 };
+  return { index, status: "failed", error: { code, message, status } };
+}
+
+/** The /v1/triples route. */
+export function createTriplesRoute({ triples }: { triples: TripleIngester }): Hono<AppEnv> {
+  return new Hono<AppEnv>().post(
+    "/v1/triples",
+    bodyLimit({
+      maxSize: MAX_TRIPLES_BODY_BYTES,
+      onError: () => {
+        throw new MediaError(
+          `The request body is over ${MAX_TRIPLES_BODY_BYTES} bytes; split the triples over several requests.`,
+          { status: 413, code: "payload_too_large", context: { limit: MAX_TRIPLES_BODY_BYTES } },
+        );
+      },
+    }),
+    async (c) => {
+      const { items, files } = await readItems(c);
+      if (items.length === 0) throw new ValidationError("The request holds no triples.");
+      if (items.length > MAX_TRIPLES_PER_REQUEST) {
+        throw new ValidationError(
+          `A request takes at most ${MAX_TRIPLES_PER_REQUEST} triples; got ${items.length}. Split it.`,
+        );
+      }
+      const results: TripleItemResult[] = [];
+      const valid: { index: number; input: TripleInput }[] = [];
+      for (const [index, raw] of items.entries()) {
+        try {
+          const item = parseRequest(tripleItemSchema, raw);
+          const file = files.get(item.image);
+          const image =
+            file !== undefined
+              ? { bytes: file }
+              : parseImageReference({
+                  value: item.image,
+                  field: `items[${index}].image`,
+                  allowUrl: true,
+                  maxBytes: MAX_QUERY_IMAGE_BYTES,
+                });
+          valid.push({
+            index,
+            input: { image, question: item.question, answer: item.answer, metadata: item.metadata },
+          });
+        } catch (error) {
+          results[index] = failure(index, error);
+        }
+      }
+      const outcome = await triples.ingest({
+        tenant: c.get("tenant"),
+        items: valid.map((entry) => entry.input),
+        source: "upload",
+      });
+      outcome.items.forEach((result, position) => {
+        const index = valid[position]?.index ?? position;
+        results[index] = { ...result, index };
+      });
+      const counts = { stored: 0, skipped: 0, failed: 0 };
+      for (const result of results) counts[result.status] += 1;
+      // A request whose every item failed is an error (in the one envelope) with the first failure's
+      // status, so a single bad triple gets its 4xx; mixed outcomes are a 200 with each item's reason.
+      const first = results[0]?.error;
+      if (counts.failed === results.length && first !== undefined) {
+        const prefix = results.length === 1 ? "" : `All ${results.length} triples failed; item 0: `;
+        throw new AppError(first.code, first.status, `${prefix}${first.message}`, {
+          context: { failed: results.length },
+        });
+      }
+      const body = {
+        items: results.map(({ error, ...rest }) =>
+          error === undefined ? rest : { ...rest, error: { code: error.code, message: error.message } },
+        ),
+        counts,
+      } satisfies z.infer<typeof triplesResponseSchema>;
+      return c.json(body, 200);
+    },
+  );
+}

@@ -1,0 +1,336 @@
+/**
+ * Ingest of image-question-answer triples: each image (bytes, a URL, or a stored image's id) and each
+ * question are embedded, the image is stored as a blob, and the triple is upserted with its
+ * deterministic id (tenant, image sha256, model id, question). Ingesting the same triple again adds
+ * nothing: existing ids are skipped before any embedding. One bad item never fails the batch; it is
+ * reported with its reason.
+ */
+import { createHash } from "node:crypto";
+import { AppError, MediaError, ValidationError } from "../errors.ts";
+import type { ModelPack } from "../inference/index.ts";
+import { sniffImageFormat } from "../inference/index.ts";
+import type { ImageReference } from "../search/image-input.ts";
+import type { MediaReader, MediaWriter } from "../search/media-port.ts";
+import { METADATA_MAX_BYTES } from "../store/collections.ts";
+import { recordId, type TripleRecord, type VectorStore } from "../store/index.ts";
+
+/** Longest question, in characters. */
+export const MAX_QUESTION_LENGTH = 500;
+/** Longest answer, in characters. */
+export const MAX_ANSWER_LENGTH = 2000;
+/** Most triples one request takes. */
+export const MAX_TRIPLES_PER_REQUEST = 1000;
+
+/** One triple to ingest. */
+export interface TripleInput {
+  image: ImageReference;
+  question: string;
+  answer: string;
+  /** Caller metadata: `tags` (strings), `title`, `source`, anything else as JSON. */
+  metadata?: Record<string, unknown>;
+}
+
+/** Outcome of one triple, in input order. */
+export interface TripleItemResult {
+  index: number;
+  /** `stored`: written now; `skipped`: the same triple was already stored; `failed`: see `error`. */
+  status: "stored" | "skipped" | "failed";
+  id?: string;
+  /** Why the item failed; `status` is the HTTP status the failure maps to. */
+  error?: { code: string; message: string; status: number };
+}
+
+/** Outcome of {@link TripleIngester.ingest}. */
+export interface TripleIngestResult {
+  items: TripleItemResult[];
+  counts: { stored: number; skipped: number; failed: number };
+}
+
+/** Fetches an image URL (through `fetchUrl`, with the server's limits and allow-list). */
+export type ImageUrlFetcher = (options: { url: string }) => Promise<{ bytes: Uint8Array }>;
+
+/** Options of {@link TripleIngester}. */
+export interface TripleIngesterOptions {
+  store: VectorStore;
+  models: Pick<ModelPack, "modelId" | "textEmbedder" | "imageEmbedder">;
+  media: MediaReader & MediaWriter;
+  /** Without it, URL images fail with a message saying URLs are not enabled. */
+  fetchImage?: ImageUrlFetcher;
+}
+
+const CONTENT_TYPES: Record<string, string> = {
+  jpeg: "image/jpeg",
+  png: "image/png",
+  gif: "image/gif",
+  webp: "image/webp",
+};
+
+interface Prepared {
+  index: number;
+  id: string;
+  bytes: Uint8Array;
+  contentType: string;
+  input: TripleInput;
+  question: string;
+  answer: string;
+  source: string;
+}
+
+function errorOf(error: unknown): { code: string; message: string; status: number } {
+  if (error instanceof AppError) return { code: error.code, message: error.message, status: error.status };
+  return {
+    code: "internal_error",
+    message: "The item failed unexpectedly; see the server log.",
+    status: 500,
+  };
+}
+
+function checkText(value: unknown, name: string, limit: number): string {
+  const text = typeof value === "string" ? value.trim() : "";
+  if (text.length === 0) throw new ValidationError(`${name} must be a non-empty string.`);
+  if (text.length > limit) {
+    throw new ValidationError(`${name} is ${text.length} characters; the limit is ${limit}. Shorten it.`);
+  }
+  return text;
+}
+
+function checkMetadata(metadata: unknown): Record<string, unknown> {
+  if (metadata === undefined) return {};
+  if (typeof metadata !== "object" || metadata === null || Array.isArray(metadata)) {
+    throw new ValidationError("metadata must be a JSON object.");
+  }
+  const record = metadata as Record<string, unknown>;
+  if (record.tags !== undefined) {
+    if (!Array.isArray(record.tags) || !record.tags.every((tag) => typeof tag === "string")) {
+      throw new ValidationError("metadata.tags must be a list of strings.");
+    }
+  }
+  for (const key of ["title", "source"] as const) {
+    if (record[key] !== undefined && typeof record[key] !== "string") {
+      throw new ValidationError(`metadata.${key} must be a string.`);
+    }
+  }
+  const bytes = Buffer.byteLength(JSON.stringify(record), "utf8");
+  if (bytes > METADATA_MAX_BYTES) {
+    throw new ValidationError(`metadata is ${bytes} bytes of JSON; the limit is ${METADATA_MAX_BYTES}.`);
+  }
+  return record;
+}
+
+/** Searchable text of a triple: its question and answer, then the caller's title and tags. */
+function tripleText(question: string, answer: string, metadata: Record<string, unknown>): string {
+  const parts = [question, answer];
+  if (typeof metadata.title === "string") parts.push(metadata.title);
+  if (Array.isArray(metadata.tags)) parts.push(...metadata.tags.filter((tag) => typeof tag === "string"));
+  // The store caps text at 8 KiB; cut on a character boundary well below it.
+  return parts.join(" ").slice(0, 2000);
+}
+
+/** Embeds and stores image-question-answer triples. */
+export class TripleIngester {
+  readonly #store: VectorStore;
+  readonly #models: TripleIngesterOptions["models"];
+  readonly #media: MediaReader & MediaWriter;
+  readonly #fetchImage: ImageUrlFetcher | undefined;
+
+  constructor({ store, models, media, fetchImage }: TripleIngesterOptions) {
+    this.#store = store;
+    this.#models = models;
+    this.#media = media;
+    this.#fetchImage = fetchImage;
+  }
+
+  /**
+   * Ingests triples for `tenant`. Items are checked, their images read, hashed and checked for an
+   * existing record; new ones are embedded (images in batches, falling back to one at a time when a
+   * batch holds an undecodable image), their images stored, and all upserted at once.
+   *
+   * @param source the record source when an item's metadata names none (`upload`, `jsonl`, `cli`).
+   */
+  async ingest({
+    tenant,
+    items,
+    source = "upload",
+  }: {
+    tenant: string;
+    items: readonly TripleInput[];
+    source?: string;
+  }): Promise<TripleIngestResult> {
+    if (items.length > MAX_TRIPLES_PER_REQUEST) {
+      throw new ValidationError(
+        `A request takes at most ${MAX_TRIPLES_PER_REQUEST} triples; got ${items.length}. Split it.`,
+      );
+    }
+    const results: TripleItemResult[] = items.map((_, index) => ({ index, status: "failed" }));
+    const fail = (index: number, error: unknown) => {
+      results[index] = { ...results[index], index, status: "failed", error: errorOf(error) };
+    };
+
+    const prepared: Prepared[] = [];
+    for (const [index, input] of items.entries()) {
+      try {
+        prepared.push(await this.#prepare({ tenant, index, input, source }));
+      } catch (error) {
+        fail(index, error);
+      }
+    }
+
+    // Existing ids are skipped, and a triple repeated within the request is written once.
+    const existing = new Set<string>();
+    for (let start = 0; start < prepared.length; start += 1000) {
+      const ids = prepared.slice(start, start + 1000).map((item) => item.id);
+      for (const record of await this.#store.get({ kind: "triple", tenant, ids })) existing.add(record.id);
+    }
+    const pending: Prepared[] = [];
+    const seen = new Set<string>();
+    for (const item of prepared) {
+      if (existing.has(item.id) || seen.has(item.id)) {
+        results[item.index] = { index: item.index, status: "skipped", id: item.id };
+      } else {
+        seen.add(item.id);
+        pending.push(item);
+      }
+    }
+
+    const imageVectors = await this.#embedImages(pending, fail);
+    const embeddable = pending.filter((item) => imageVectors.has(item.index));
+    const questionVectors = await this.#models.textEmbedder.embed({
+      texts: embeddable.map((item) => item.question),
+    });
+
+    const records: TripleRecord[] = [];
+    const written: Prepared[] = [];
+    for (const [position, item] of embeddable.entries()) {
+      try {
+        const { ref } = await this.#media.write({
+          bytes: item.bytes,
+          contentType: item.contentType,
+          owner: `${tenant}/${item.id}`,
+        });
+        const metadata = checkMetadata(item.input.metadata);
+        records.push({
+          id: item.id,
+          modelId: this.#models.modelId,
+          mediaRef: ref,
+          source: item.source,
+          text: tripleText(item.question, item.answer, metadata),
+          metadata,
+          question: item.question,
+          answer: item.answer,
+          imageVector: imageVectors.get(item.index) as Float32Array,
+          questionVector: questionVectors[position] as Float32Array,
+        });
+        written.push(item);
+      } catch (error) {
+        fail(item.index, error);
+      }
+    }
+    if (records.length > 0) {
+      try {
+        await this.#store.upsert({ kind: "triple", tenant, records });
+        for (const item of written)
+          results[item.index] = { index: item.index, status: "stored", id: item.id };
+      } catch (error) {
+        for (const item of written) fail(item.index, error);
+      }
+    }
+    const counts = { stored: 0, skipped: 0, failed: 0 };
+    for (const result of results) counts[result.status] += 1;
+    return { items: results, counts };
+  }
+
+  async #prepare({
+    tenant,
+    index,
+    input,
+    source,
+  }: {
+    tenant: string;
+    index: number;
+    input: TripleInput;
+    source: string;
+  }): Promise<Prepared> {
+    const question = checkText(input.question, "question", MAX_QUESTION_LENGTH);
+    const answer = checkText(input.answer, "answer", MAX_ANSWER_LENGTH);
+    const metadata = checkMetadata(input.metadata);
+    let bytes: Uint8Array;
+    let itemSource = source;
+    if ("bytes" in input.image) {
+      bytes = input.image.bytes;
+    } else if ("url" in input.image) {
+      if (this.#fetchImage === undefined) {
+        throw new ValidationError("Image URLs are not enabled on this server; send the image bytes.");
+      }
+      bytes = (await this.#fetchImage({ url: input.image.url })).bytes;
+      itemSource = "url";
+    } else {
+      bytes = await this.#readStoredImage({ tenant, id: input.image.id });
+    }
+    const format = sniffImageFormat(bytes);
+    const contentType = format === undefined ? undefined : CONTENT_TYPES[format];
+    if (contentType === undefined) {
+      throw new MediaError(
+        `The image is not JPEG, PNG, WebP or GIF (its first bytes are ${Buffer.from(bytes.subarray(0, 8)).toString("hex") || "empty"}).`,
+        { status: 415, code: "unsupported_media_type" },
+      );
+    }
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    const id = recordId({
+      kind: "triple",
+      tenant,
+      contentSha256: sha256,
+      modelId: this.#models.modelId,
+      question,
+    });
+    return {
+      index,
+      id,
+      bytes,
+      contentType,
+      input,
+      question,
+      answer,
+      source:
+        typeof metadata.source === "string" && metadata.source.length > 0 ? metadata.source : itemSource,
+    };
+  }
+
+  async #readStoredImage({ tenant, id }: { tenant: string; id: string }): Promise<Uint8Array> {
+    if (!id.startsWith("img_")) {
+      throw new ValidationError(`A triple's image id must name a stored image (img_…); got ${id}.`);
+    }
+    const [record] = await this.#store.get({ kind: "image", tenant, ids: [id] });
+    if (record === undefined) {
+      throw new ValidationError(`No stored image with id ${id}; ingest it first or send the image itself.`);
+    }
+    return this.#media.read({ ref: record.mediaRef });
+  }
+
+  async #embedImages(
+    items: readonly Prepared[],
+    fail: (index: number, error: unknown) => void,
+  ): Promise<Map<number, Float32Array>> {
+    const vectors = new Map<number, Float32Array>();
+    const embedder = this.#models.imageEmbedder;
+    for (let start = 0; start < items.length; start += embedder.batchSize) {
+      const group = items.slice(start, start + embedder.batchSize);
+      try {
+        const embedded = await embedder.embed({ images: group.map((item) => item.bytes) });
+        for (const [position, item] of group.entries()) {
+          vectors.set(item.index, embedded[position] as Float32Array);
+        }
+      } catch {
+        // One undecodable image fails its whole batch; redo the batch one by one to find it.
+        for (const item of group) {
+          try {
+            const [vector] = await embedder.embed({ images: [item.bytes] });
+            vectors.set(item.index, vector as Float32Array);
+          } catch (error) {
+            fail(item.index, error);
+          }
+        }
+      }
+    }
+    return vectors;
+  }
+}
