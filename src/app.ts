@@ -10,6 +10,7 @@ import type { Config } from "./config.ts";
 import type { AppEnv } from "./http/context.ts";
 import { handleError, handleNotFound } from "./http/errors.ts";
 import { createHealthzRoute } from "./http/routes/healthz.ts";
+import { createImagesRoute } from "./http/routes/images.ts";
 import { createJobsRoute } from "./http/routes/jobs.ts";
 import { createReadyzRoute } from "./http/routes/readyz.ts";
 import type { TenantResolver } from "./http/tenant.ts";
@@ -63,6 +64,7 @@ export function createApp(services: Services): Hono<AppEnv> {
   app.route("/", createHealthzRoute());
   app.route("/", createReadyzRoute({ store: services.store, timeoutMs: services.config.milvusTimeoutMs }));
   app.route("/", createJobsRoute({ jobs: services.jobs }));
+  app.route("/", createImagesRoute(services));
 
   app.onError(handleError);
   app.notFound(handleNotFound);

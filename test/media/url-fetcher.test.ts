@@ -1,5 +1,10 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
+import type { AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { UrlFetchError } from "../../src/errors.ts";
 import {
@@ -493,4 +498,69 @@ describe("fetchUrl: content checks", () => {
     expect(sniffMediaType(Buffer.from("#EXTM3U\n#EXT-X-TARGETDURATION:10\n"))).toBeUndefined();
     expect(sniffMediaType(Buffer.from("ffconcat version 1.0\nfile /etc/passwd\n"))).toBeUndefined();
   });
+});
+
+function hasOpenssl(): boolean {
+  try {
+    execFileSync("openssl", ["version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe("fetchUrl: https", () => {
+  it.skipIf(!hasOpenssl())(
+    "keeps the host name for TLS (SNI) on a pinned connection and verifies the certificate",
+    async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), "loupe-tls-"));
+      try {
+        execFileSync(
+          "openssl",
+          ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=media.test"].concat([
+            "-keyout",
+            path.join(dir, "key.pem"),
+            "-out",
+            path.join(dir, "cert.pem"),
+          ]),
+          { stdio: "ignore" },
+        );
+        const serverNames: Array<string | false | null> = [];
+        const server = https.createServer(
+          { key: readFileSync(path.join(dir, "key.pem")), cert: readFileSync(path.join(dir, "cert.pem")) },
+          (_request, response) => {
+            response.writeHead(200, { "Content-Type": "image/png" });
+            response.end("x");
+          },
+        );
+        server.on("secureConnection", (socket) => serverNames.push(socket.servername));
+        // The client refuses the certificate, so the handshake ends here; the server still saw the SNI name.
+        const sniSeen = new Promise<string>((resolve) => {
+          server.on("tlsClientError", (_error, socket) =>
+            resolve(String((socket as { servername?: string }).servername)),
+          );
+        });
+        await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+        const { port } = server.address() as AddressInfo;
+        try {
+          const error = await refusal(
+            fetchImage({
+              url: `https://media.test:${port}/a.png`,
+              allowHosts: ["media.test"],
+              lookup: fixedLookup({ "media.test": ["127.0.0.1"] }),
+            }),
+          );
+          expect(error.code).toBe("url_unreachable");
+          expect(error.message).toMatch(/self-signed|certificate/i);
+          expect(await sniSeen).toBe("media.test");
+          expect(serverNames).toEqual([]);
+        } finally {
+          server.closeAllConnections();
+          await new Promise<void>((resolve) => server.close(() => resolve()));
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });
