@@ -230,6 +230,33 @@ export async function endlessVideo({
   return readFile(file);
 }
 
+/** A 16×16 gray MP4 of `seconds` seconds at 1 fps whose header states its duration. */
+export async function longVideo({ dir, seconds }: { dir: string; seconds: number }): Promise<Buffer> {
+  const file = path.join(dir, `long-${seconds}.mp4`);
+  await run(
+    ffmpegPath(),
+    [
+      "-nostdin",
+      "-loglevel",
+      "error",
+      "-y",
+      "-f",
+      "lavfi",
+      "-i",
+      `color=c=gray:s=16x16:r=1:d=${seconds}`,
+      "-c:v",
+      "mpeg4",
+      "-g",
+      "600",
+      "-q:v",
+      "31",
+      file,
+    ],
+    { timeout: 60_000 },
+  );
+  return readFile(file);
+}
+
 /** A valid 2-second 32×32 MP4, for the "normal request still works" check. */
 export async function validVideo({ dir }: { dir: string }): Promise<Buffer> {
   const file = path.join(dir, "valid.mp4");

@@ -161,6 +161,11 @@ export async function startHostileWorld(): Promise<HostileWorld> {
 export interface RefusalExpectation {
   /** Allowed statuses (all 4xx); any 4xx when absent. */
   status?: number | readonly number[];
+  /**
+   * Error code of the refusal: the envelope's, or, for batch endpoints that answer a request whose every
+   * item failed with one envelope (`all_items_failed`), the first item's.
+   */
+  code?: string;
   /** Patterns the message must match: what was wrong, and what is allowed or how to fix it. */
   says: readonly RegExp[];
 }
@@ -178,7 +183,10 @@ export async function expectRefused(
   const before = await world.holdings();
   const response = await send();
   const text = await response.text();
-  let body: { error?: { code?: unknown; message?: unknown; requestId?: unknown } } = {};
+  let body: {
+    error?: { code?: unknown; message?: unknown; requestId?: unknown };
+    items?: Array<{ error?: { code?: unknown } }>;
+  } = {};
   try {
     body = JSON.parse(text) as typeof body;
   } catch {
@@ -193,6 +201,9 @@ export async function expectRefused(
   }
   expect(typeof body.error?.code, summary).toBe("string");
   expect(typeof body.error?.requestId, summary).toBe("string");
+  if (expectation.code !== undefined) {
+    expect([body.error?.code, body.items?.[0]?.error?.code], summary).toContain(expectation.code);
+  }
   const message = String(body.error?.message ?? "");
   for (const pattern of expectation.says) expect(message, summary).toMatch(pattern);
   expect(await world.holdings(), "nothing may be stored").toEqual(before);
