@@ -1,0 +1,498 @@
+/**
+ * Image ingestion: from uploaded bytes, URLs or local files to stored, searchable image records.
+ *
+ * Each item is loaded under the byte limit, hashed (sha256 of the original bytes) and given its
+ * deterministic record id, so an image already stored for the tenant is skipped without decoding it,
+ * and the same image twice in one request is one record. New images are decoded and validated by the
+ * model pack's image processor (format allow-list, pixel limit, first frame, EXIF orientation, truncated
+ * data refused), thumbnailed, embedded in batches, their original and thumbnail put in the blob store
+ * (referenced by the record), and upserted. A bad item fails alone with a message for the caller; a
+ * failure of the store stops the run (the job is then resumable, and a re-run skips what was stored).
+ */
+import { readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import { z } from "zod";
+import { AppError, MediaError, ValidationError } from "../errors.ts";
+import type { ModelPack, PixelBatch } from "../inference/index.ts";
+import type { Logger } from "../logger.ts";
+import { type BlobStore, blobRef, sha256Hex } from "../media/blob-store.ts";
+import { makeThumbnail } from "../media/thumbnail.ts";
+import { fetchUrl } from "../media/url-fetcher.ts";
+import { METADATA_KEY_PATTERN } from "../store/filter.ts";
+import { type ImageRecord, recordId, type VectorStore } from "../store/index.ts";
+import { type JobError, type JobItemOutcome, type JobWorkItem, toJobError } from "./jobs.ts";
+
+/** Media types fetched for image URLs. */
+export const IMAGE_URL_CONTENT_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"] as const;
+
+/** Metadata keys Loupe writes itself; caller metadata may not use them. */
+export const RESERVED_METADATA_KEYS = [
+  "sha256",
+  "contentType",
+  "bytes",
+  "width",
+  "height",
+  "format",
+  "filename",
+  "url",
+  "thumbnailRef",
+] as const;
+
+/** Most tags per item. */
+export const MAX_TAGS = 32;
+/** Longest tag, in characters. */
+export const MAX_TAG_LENGTH = 128;
+/** Longest title, in characters. */
+export const MAX_TITLE_LENGTH = 512;
+
+/**
+ * Caller metadata of an item: `tags`, `title` and `source` have meaning (tags and title become the
+ * record's searchable `text`; `source` its source field); any other key is kept as given.
+ */
+export const imageMetadataSchema = z
+  .object({
+    tags: z.array(z.string().trim().min(1).max(MAX_TAG_LENGTH)).max(MAX_TAGS).optional(),
+    title: z.string().trim().min(1).max(MAX_TITLE_LENGTH).optional(),
+    source: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}$/)
+      .optional()
+      .describe("how the item arrived; default `upload`, `url` or `cli`"),
+  })
+  .catchall(z.unknown());
+
+/** Caller metadata, validated. */
+export type ImageMetadata = z.infer<typeof imageMetadataSchema>;
+
+/**
+ * Validates caller metadata: an object with identifier keys (so each is filterable as
+ * `metadata.<key>`), none of Loupe's own keys, typed `tags`/`title`/`source`, within `maxBytes` as JSON.
+ *
+ * @throws {ValidationError} naming what is wrong and what is allowed.
+ */
+export function parseImageMetadata({ value, maxBytes }: { value: unknown; maxBytes: number }): ImageMetadata {
+  if (value === undefined || value === null) return {};
+  if (typeof value !== "object" || Array.isArray(value)) {
+    throw new ValidationError(
+      `metadata must be a JSON object such as {"tags":["beach"],"title":"Dunes"}; got ${Array.isArray(value) ? "an array" : typeof value}.`,
+    );
+  }
+  let json: string;
+  try {
+    json = JSON.stringify(value);
+  } catch (error) {
+    throw new ValidationError("metadata is not serializable as JSON.", { cause: error });
+  }
+  const bytes = Buffer.byteLength(json, "utf8");
+  if (bytes > maxBytes) {
+    throw new ValidationError(
+      `metadata is ${bytes} bytes as JSON; the limit is ${maxBytes}. Shorten it or raise LOUPE_MAX_METADATA_BYTES.`,
+      { context: { bytes, limit: maxBytes } },
+    );
+  }
+  for (const key of Object.keys(value)) {
+    if (!METADATA_KEY_PATTERN.test(key)) {
+      throw new ValidationError(
+        `metadata key ${JSON.stringify(key.slice(0, 80))} is not allowed: keys are letters, digits and _, not starting with a digit, at most 64 characters.`,
+        { context: { key: key.slice(0, 80) } },
+      );
+    }
+    if ((RESERVED_METADATA_KEYS as readonly string[]).includes(key)) {
+      throw new ValidationError(
+        `metadata key "${key}" is reserved: Loupe sets ${RESERVED_METADATA_KEYS.join(", ")} itself. Rename it.`,
+        { context: { key } },
+      );
+    }
+  }
+  const parsed = imageMetadataSchema.safeParse(JSON.parse(json));
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.join(".") || "metadata";
+    throw new ValidationError(
+      `metadata.${where} is invalid: ${issue?.message ?? "invalid"}. Allowed: tags (up to ${MAX_TAGS} strings of at most ${MAX_TAG_LENGTH} characters), title (at most ${MAX_TITLE_LENGTH} characters), source (1–128 of letters, digits and _.:@/+-) and other JSON values.`,
+      { context: { issues: parsed.error.issues } },
+    );
+  }
+  const text = imageText(parsed.data);
+  if (Buffer.byteLength(text, "utf8") > MAX_TEXT_BYTES) {
+    throw new ValidationError(
+      `metadata title and tags together are ${Buffer.byteLength(text, "utf8")} bytes of UTF-8; the limit is ${MAX_TEXT_BYTES}. Use fewer or shorter tags.`,
+    );
+  }
+  return parsed.data;
+}
+
+/** Longest searchable text (title and tags) of a record, in bytes (the store's limit). */
+const MAX_TEXT_BYTES = 8192;
+
+/** The record's searchable text: the title, then one tag per line. */
+export function imageText({ title, tags }: Pick<ImageMetadata, "title" | "tags">): string {
+  return [title, ...(tags ?? [])].filter((part) => part !== undefined).join("\n");
+}
+
+/** Where an image comes from. */
+export type ImageSource =
+  | { type: "bytes"; bytes: Uint8Array; filename: string }
+  | { type: "url"; url: string }
+  | { type: "file"; path: string };
+
+/** One image to ingest. */
+export interface ImageIngestItem {
+  source: ImageSource;
+  metadata?: ImageMetadata;
+}
+
+/** How an item is named in results: `{ filename }`, `{ url }` or `{ file }`. */
+export function describeImageItem(item: ImageIngestItem): Record<string, string> {
+  const { source } = item;
+  if (source.type === "bytes") return { filename: source.filename };
+  if (source.type === "url") return { url: source.url };
+  return { file: source.path };
+}
+
+/** Settings of URL downloads. */
+export interface ImageFetchSettings {
+  maxBytes: number;
+  timeoutMs: number;
+  allowHosts?: readonly string[];
+  maxRedirects?: number;
+}
+
+/** Options of {@link ImageIngester}. */
+export interface ImageIngesterOptions {
+  store: VectorStore;
+  models: ModelPack;
+  blobs: BlobStore;
+  /** Largest encoded image, in bytes. */
+  maxImageBytes: number;
+  /** Largest width × height decoded for thumbnails (the image processor has its own, equal, limit). */
+  maxImagePixels?: number;
+  /** Longest thumbnail side, in pixels. */
+  thumbnailSize?: number;
+  fetch: ImageFetchSettings;
+  /** Items loaded, checked and embedded together; each group is upserted at once. */
+  chunkSize?: number;
+  /** Images decoded at once (sharp shares libuv's thread pool with file and DNS work). */
+  decodeConcurrency?: number;
+  /** URLs downloaded at once. */
+  fetchConcurrency?: number;
+  logger?: Logger;
+}
+
+/** Arguments of {@link ImageIngester.ingest}. */
+export interface IngestImagesRequest {
+  /** The caller's tenant. */
+  tenant: string;
+  items: readonly JobWorkItem<ImageIngestItem>[];
+  /** Record source when the item's metadata names none (`upload`, `url`, `cli`…). */
+  defaultSource?: string;
+  signal?: AbortSignal;
+  /** Called once per item with its outcome. */
+  report(index: number, outcome: JobItemOutcome): void;
+}
+
+interface Loaded {
+  index: number;
+  item: ImageIngestItem;
+  bytes: Uint8Array;
+  sha256: string;
+  id: string;
+}
+
+interface Prepared extends Loaded {
+  pixels: Float32Array;
+  thumb: Awaited<ReturnType<typeof makeThumbnail>>;
+}
+
+async function mapLimited<Item, Result>(
+  items: readonly Item[],
+  limit: number,
+  task: (item: Item) => Promise<Result>,
+): Promise<Result[]> {
+  const results = new Array<Result>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next;
+      next += 1;
+      results[index] = await task(items[index] as Item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  return results;
+}
+
+/** Errors that concern one item (its bytes, URL or metadata); anything else stops the run. */
+function isItemError(error: unknown): error is AppError {
+  return (
+    error instanceof AppError &&
+    (error.status < 500 || error.code === "media_invalid" || error.code === "inference_failed")
+  );
+}
+
+function failed(error: JobError): JobItemOutcome {
+  return { status: "failed", error: { code: error.code, message: error.message } };
+}
+
+/** Turns images into stored image records. Build one and reuse it. */
+export class ImageIngester {
+  readonly #options: Required<Omit<ImageIngesterOptions, "logger">> & { logger?: Logger };
+
+  constructor({
+    chunkSize = 32,
+    decodeConcurrency = 2,
+    fetchConcurrency = 4,
+    thumbnailSize = 256,
+    maxImagePixels = 40_000_000,
+    ...rest
+  }: ImageIngesterOptions) {
+    this.#options = {
+      chunkSize,
+      decodeConcurrency,
+      fetchConcurrency,
+      thumbnailSize,
+      maxImagePixels,
+      ...rest,
+    };
+  }
+
+  /**
+   * Ingests the items, reporting each outcome: `stored` (written now), `skipped` (already stored for
+   * the tenant, or an earlier item of this call had the same bytes) or `failed` with the reason.
+   *
+   * @throws StoreError (or another server-side error) when the store or the pack fails as a whole;
+   * items not reported by then are left for a later run.
+   */
+  async ingest({
+    tenant,
+    items,
+    defaultSource = "upload",
+    signal,
+    report,
+  }: IngestImagesRequest): Promise<void> {
+    const firstIndexById = new Map<string, number>();
+    const outcomes = new Map<number, JobItemOutcome>();
+    const settle = (index: number, outcome: JobItemOutcome) => {
+      outcomes.set(index, outcome);
+      report(index, outcome);
+    };
+    for (let start = 0; start < items.length; start += this.#options.chunkSize) {
+      if (signal?.aborted === true) return;
+      const chunk = items.slice(start, start + this.#options.chunkSize);
+      const duplicates: Array<{ index: number; of: number; id: string }> = [];
+
+      const loaded: Loaded[] = [];
+      const attempts = await mapLimited(chunk, this.#options.fetchConcurrency, async ({ index, input }) => {
+        try {
+          return { index, item: input, ...(await this.#load(input, tenant, signal)) };
+        } catch (error) {
+          if (!isItemError(error)) throw error;
+          settle(index, failed(toJobError(error)));
+          return undefined;
+        }
+      });
+      for (const attempt of attempts) {
+        if (attempt === undefined) continue;
+        const first = firstIndexById.get(attempt.id);
+        if (first !== undefined) {
+          duplicates.push({ index: attempt.index, of: first, id: attempt.id });
+          continue;
+        }
+        firstIndexById.set(attempt.id, attempt.index);
+        loaded.push(attempt);
+      }
+
+      const existing = new Set(
+        loaded.length === 0
+          ? []
+          : (
+              await this.#options.store.get({ kind: "image", tenant, ids: loaded.map((item) => item.id) })
+            ).map((record) => record.id),
+      );
+      const fresh: Loaded[] = [];
+      for (const item of loaded) {
+        if (existing.has(item.id)) settle(item.index, { status: "skipped", id: item.id });
+        else fresh.push(item);
+      }
+
+      const prepared: Prepared[] = [];
+      const preparations = await mapLimited(fresh, this.#options.decodeConcurrency, async (item) => {
+        try {
+          const pixels = await this.#options.models.imageProcessor.preprocess({ image: item.bytes });
+          const thumb = await makeThumbnail({
+            bytes: item.bytes,
+            size: this.#options.thumbnailSize,
+            maxInputPixels: this.#options.maxImagePixels,
+          });
+          return { ...item, pixels, thumb };
+        } catch (error) {
+          if (!isItemError(error)) throw error;
+          settle(item.index, { ...failed(toJobError(error)), id: item.id });
+          return undefined;
+        }
+      });
+      for (const preparation of preparations) if (preparation !== undefined) prepared.push(preparation);
+
+      const embedded = await this.#embed(prepared, settle);
+      if (embedded.length > 0) await this.#store({ tenant, defaultSource, embedded, settle });
+
+      for (const duplicate of duplicates) {
+        const original = outcomes.get(duplicate.of);
+        settle(
+          duplicate.index,
+          original === undefined || original.status !== "failed"
+            ? { status: "skipped", id: duplicate.id }
+            : { ...failed(original.error), id: duplicate.id },
+        );
+      }
+    }
+  }
+
+  /** Reads the item's bytes under the byte limit and derives its hash and id. */
+  async #load(
+    item: ImageIngestItem,
+    tenant: string,
+    signal: AbortSignal | undefined,
+  ): Promise<{ bytes: Uint8Array; sha256: string; id: string }> {
+    const { maxImageBytes } = this.#options;
+    const tooLarge = (size: number, what: string) =>
+      new MediaError(
+        `${what} is ${size} bytes; the limit is ${maxImageBytes} bytes. Send a smaller image or raise LOUPE_MAX_IMAGE_BYTES.`,
+        { code: "media_too_large", status: 413, context: { bytes: size, limit: maxImageBytes } },
+      );
+    let bytes: Uint8Array;
+    const { source } = item;
+    if (source.type === "bytes") {
+      bytes = source.bytes;
+    } else if (source.type === "url") {
+      const fetched = await fetchUrl({
+        url: source.url,
+        maxBytes: Math.min(this.#options.fetch.maxBytes, maxImageBytes),
+        timeoutMs: this.#options.fetch.timeoutMs,
+        allowedContentTypes: IMAGE_URL_CONTENT_TYPES,
+        allowHosts: this.#options.fetch.allowHosts,
+        maxRedirects: this.#options.fetch.maxRedirects,
+        signal,
+      });
+      bytes = fetched.bytes;
+    } else {
+      let size: number;
+      try {
+        const info = await stat(source.path);
+        if (!info.isFile()) throw new Error("not a regular file");
+        size = info.size;
+      } catch (error) {
+        throw new ValidationError(
+          `Cannot read ${source.path}: ${error instanceof Error ? error.message : String(error)}. Give a path to an image file.`,
+          { cause: error },
+        );
+      }
+      if (size > maxImageBytes) throw tooLarge(size, `File ${path.basename(source.path)}`);
+      bytes = await readFile(source.path);
+    }
+    if (bytes.length === 0) {
+      throw new MediaError("The image is empty (0 bytes). Send a JPEG, PNG, WebP or GIF file.", {
+        code: "media_empty",
+        context: { bytes: 0 },
+      });
+    }
+    if (bytes.length > maxImageBytes) throw tooLarge(bytes.length, "The image");
+    const sha256 = sha256Hex(bytes);
+    const id = recordId({
+      kind: "image",
+      tenant,
+      contentSha256: sha256,
+      modelId: this.#options.models.modelId,
+    });
+    return { bytes, sha256, id };
+  }
+
+  /** Embeds prepared images in the embedder's batch size; a batch that fails fails its items only. */
+  async #embed(
+    prepared: readonly Prepared[],
+    settle: (index: number, outcome: JobItemOutcome) => void,
+  ): Promise<Array<Prepared & { vector: Float32Array }>> {
+    const { imageEmbedder, imageProcessor } = this.#options.models;
+    const height = imageProcessor.outputHeight;
+    const width = imageProcessor.outputWidth;
+    const plane = 3 * height * width;
+    const result: Array<Prepared & { vector: Float32Array }> = [];
+    for (let start = 0; start < prepared.length; start += imageEmbedder.batchSize) {
+      const batch = prepared.slice(start, start + imageEmbedder.batchSize);
+      const data = new Float32Array(batch.length * plane);
+      batch.forEach((item, position) => {
+        data.set(item.pixels, position * plane);
+      });
+      const pixels: PixelBatch = { data, dims: [batch.length, 3, height, width] };
+      try {
+        const { embeddings } = await imageEmbedder.encodePixels({ pixels });
+        batch.forEach((item, position) => {
+          const vector = embeddings[position];
+          if (vector !== undefined) result.push({ ...item, vector });
+        });
+      } catch (error) {
+        if (!isItemError(error)) throw error;
+        for (const item of batch) settle(item.index, { ...failed(toJobError(error)), id: item.id });
+      }
+    }
+    return result;
+  }
+
+  /** Puts originals and thumbnails in the blob store, references them, then upserts the records. */
+  async #store({
+    tenant,
+    defaultSource,
+    embedded,
+    settle,
+  }: {
+    tenant: string;
+    defaultSource: string;
+    embedded: ReadonlyArray<Prepared & { vector: Float32Array }>;
+    settle: (index: number, outcome: JobItemOutcome) => void;
+  }): Promise<void> {
+    const { blobs, store, models } = this.#options;
+    const records: ImageRecord[] = [];
+    for (const item of embedded) {
+      const original = await blobs.put({ bytes: item.bytes, contentType: item.thumb.contentType });
+      const thumbnail = await blobs.put({
+        bytes: item.thumb.thumbnail.bytes,
+        contentType: item.thumb.thumbnail.contentType,
+      });
+      // References go in before the record, so no record ever points at a blob another delete could remove.
+      const owner = `${tenant}/${item.id}`;
+      await blobs.addReference({ sha256: original.sha256, owner });
+      await blobs.addReference({ sha256: thumbnail.sha256, owner });
+      const { tags, title, source, ...extra } = item.item.metadata ?? {};
+      const { source: from } = item.item;
+      const origin =
+        from.type === "bytes"
+          ? { filename: from.filename }
+          : from.type === "url"
+            ? { url: from.url }
+            : { filename: path.basename(from.path) };
+      records.push({
+        id: item.id,
+        modelId: models.modelId,
+        mediaRef: blobRef(original.sha256),
+        source: source ?? defaultSource,
+        text: imageText({ title, tags }),
+        metadata: {
+          ...extra,
+          ...(tags === undefined ? {} : { tags }),
+          ...(title === undefined ? {} : { title }),
+          ...origin,
+          sha256: item.sha256,
+          contentType: item.thumb.contentType,
+          bytes: item.bytes.length,
+          width: item.thumb.width,
+          height: item.thumb.height,
+          format: item.thumb.format,
+          thumbnailRef: blobRef(thumbnail.sha256),
+        },
+        vector: item.vector,
+      });
+    }
+    await store.upsert({ kind: "image", tenant, records });
+    for (const item of embedded) settle(item.index, { status: "stored", id: item.id });
+  }
+}
