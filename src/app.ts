@@ -9,15 +9,23 @@ import { requestId } from "hono/request-id";
 import type { Config } from "./config.ts";
 import type { AppEnv } from "./http/context.ts";
 import { handleError, handleNotFound } from "./http/errors.ts";
+import { createClassifyRoute } from "./http/routes/classify.ts";
 import { createHealthzRoute } from "./http/routes/healthz.ts";
 import { createImagesRoute } from "./http/routes/images.ts";
 import { createJobsRoute } from "./http/routes/jobs.ts";
+import { createOpenApiRoute } from "./http/routes/openapi.ts";
 import { createReadyzRoute } from "./http/routes/readyz.ts";
+import { createSearchRoute } from "./http/routes/search.ts";
+import { createSimilarRoute } from "./http/routes/similar.ts";
+import { createTriplesRoute } from "./http/routes/triples.ts";
+import { createVideosRoute } from "./http/routes/videos.ts";
 import type { TenantResolver } from "./http/tenant.ts";
 import type { ModelPack } from "./inference/index.ts";
 import type { JobRegistry } from "./ingest/jobs.ts";
+import { createVideoIngester } from "./ingest/video-ingest.ts";
 import type { Logger } from "./logger.ts";
 import type { BlobStore } from "./media/blob-store.ts";
+import { createSearchServices } from "./search/index.ts";
 import type { VectorStore } from "./store/index.ts";
 
 /** Everything the HTTP layer uses, built once by `main.ts`. */
@@ -65,6 +73,14 @@ export function createApp(services: Services): Hono<AppEnv> {
   app.route("/", createReadyzRoute({ store: services.store, timeoutMs: services.config.milvusTimeoutMs }));
   app.route("/", createJobsRoute({ jobs: services.jobs }));
   app.route("/", createImagesRoute(services));
+  const { search, triples } = createSearchServices(services);
+  app.route("/", createSearchRoute({ search }));
+  app.route("/", createSimilarRoute({ search }));
+  app.route("/", createClassifyRoute({ search }));
+  app.route("/", createTriplesRoute({ triples }));
+  const videos = createVideoIngester({ ...services, logger: services.logger.child({ component: "videos" }) });
+  app.route("/", createVideosRoute({ videos, jobs: services.jobs, config: services.config }));
+  app.route("/", createOpenApiRoute());
 
   app.onError(handleError);
   app.notFound(handleNotFound);

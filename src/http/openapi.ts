@@ -10,10 +10,23 @@ import { z } from "zod";
 import { errorEnvelopeSchema } from "./errors.ts";
 import { classifyRequestSchema, classifyResponseSchema } from "./routes/classify.ts";
 import { healthzResponseSchema } from "./routes/healthz.ts";
+import {
+  imagesAcceptedSchema,
+  imagesAllFailedSchema,
+  imagesJsonRequestSchema,
+  imagesResponseSchema,
+} from "./routes/images.ts";
+import { jobResponseSchema } from "./routes/jobs.ts";
 import { readyzResponseSchema } from "./routes/readyz.ts";
 import { searchRequestSchema, searchResponseSchema } from "./routes/search.ts";
 import { similarRequestSchema } from "./routes/similar.ts";
-import { tripleItemSchema, triplesRequestSchema, triplesResponseSchema } from "./routes/triples.ts";
+import {
+  tripleItemSchema,
+  triplesAllFailedSchema,
+  triplesRequestSchema,
+  triplesResponseSchema,
+} from "./routes/triples.ts";
+import { videosJobResponseSchema, videosJsonRequestSchema, videosResponseSchema } from "./routes/videos.ts";
 
 /** A request body of one content type. */
 export interface ApiBody {
@@ -63,7 +76,24 @@ const components: Record<string, z.ZodType> = {
   TriplesRequest: triplesRequestSchema,
   TripleItem: tripleItemSchema,
   TriplesResponse: triplesResponseSchema,
+  ImagesRequest: imagesJsonRequestSchema,
+  ImagesResponse: imagesResponseSchema,
+  VideosRequest: videosJsonRequestSchema,
+  VideosResponse: videosResponseSchema,
+  JobResponse: jobResponseSchema,
 };
+
+const asyncParam = {
+  name: "async",
+  description: "true: answer 202 with a job at once and ingest in the background (follow /v1/jobs/{id}).",
+  schema: { type: "string", enum: ["true", "false"] },
+};
+
+const fileUpload = (description: string) => ({
+  type: "string",
+  contentMediaType: "application/octet-stream",
+  description,
+});
 
 /** Every described operation. */
 export const apiOperations: ApiOperation[] = [
@@ -191,7 +221,99 @@ export const apiOperations: ApiOperation[] = [
     responses: {
       "200": { description: "Per-item outcomes and counts.", schema: triplesResponseSchema },
       "413": errorResponse("The body is over the limit."),
+      "422": { description: "Every item failed; each says why.", schema: triplesAllFailedSchema },
       ...commonErrors,
+    },
+  },
+  {
+    method: "post",
+    path: "/v1/images",
+    summary: "Ingest images",
+    description:
+      "Multipart uploads (repeatable field `files`) or JSON `urls`. Each image is validated, embedded and stored with its deterministic id: the same image twice is one record.",
+    tags: ["ingest"],
+    queryParams: [asyncParam],
+    requestBodies: [
+      { contentType: "application/json", schema: imagesJsonRequestSchema },
+      {
+        contentType: "multipart/form-data",
+        jsonSchema: {
+          type: "object",
+          properties: {
+            files: { type: "array", items: fileUpload("an image file") },
+            metadata: { type: "string", description: "caller metadata as JSON, applied to every file" },
+          },
+        },
+      },
+    ],
+    responses: {
+      "200": { description: "One item per file or URL, in order.", schema: imagesResponseSchema },
+      "202": { description: "Started as a job.", schema: imagesAcceptedSchema },
+      "422": { description: "Every item failed; each says why.", schema: imagesAllFailedSchema },
+      ...commonErrors,
+    },
+  },
+  {
+    method: "post",
+    path: "/v1/videos",
+    summary: "Ingest videos",
+    description:
+      "Upload or URL. Each video is probed under limits, sampled, split into segments (fixed windows and shot changes) and each segment embedded and stored with its start, end and keyframe.",
+    tags: ["ingest"],
+    queryParams: [asyncParam],
+    requestBodies: [
+      { contentType: "application/json", schema: videosJsonRequestSchema },
+      {
+        contentType: "multipart/form-data",
+        jsonSchema: {
+          type: "object",
+          properties: {
+            files: { type: "array", items: fileUpload("a video file") },
+            metadata: { type: "string", description: "caller metadata as JSON" },
+          },
+        },
+      },
+    ],
+    responses: {
+      "200": { description: "One item per video, with its segments.", schema: videosResponseSchema },
+      "202": { description: "Started as a job.", schema: videosJobResponseSchema },
+      ...commonErrors,
+    },
+  },
+  {
+    method: "get",
+    path: "/v1/jobs/{id}",
+    summary: "A job's status, counts and items",
+    tags: ["jobs"],
+    pathParams: [{ name: "id", description: "The job id from a 202." }],
+    responses: {
+      "200": { description: "The job.", schema: jobResponseSchema },
+      "404": errorResponse("No such job for the caller."),
+    },
+  },
+  {
+    method: "get",
+    path: "/v1/jobs/{id}/events",
+    summary: "A job's progress as server-sent events",
+    description:
+      "Named events with the job's counts and item outcomes, ending when the job is done or failed.",
+    tags: ["jobs"],
+    pathParams: [{ name: "id", description: "The job id from a 202." }],
+    responses: {
+      "200": { description: "An event stream (text/event-stream)." },
+      "404": errorResponse("No such job for the caller."),
+    },
+  },
+  {
+    method: "post",
+    path: "/v1/jobs/{id}/resume",
+    summary: "Resume a job",
+    description: "Runs the items that are not done again; stored items are skipped.",
+    tags: ["jobs"],
+    pathParams: [{ name: "id", description: "The job id." }],
+    responses: {
+      "200": { description: "The job.", schema: jobResponseSchema },
+      "404": errorResponse("No such job for the caller."),
     },
   },
 ];

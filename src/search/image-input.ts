@@ -62,17 +62,17 @@ export function parseImageReference({
     );
   }
   payload = payload.replace(/\s+/g, "");
-  // Decoded size is 3/4 of the text; refuse before decoding a body that is over the limit.
-  if (Math.floor((payload.length * 3) / 4) > maxBytes + 2) {
-    throw new ValidationError(
-      `${field} holds about ${Math.floor((payload.length * 3) / 4)} bytes; the limit is ${maxBytes} bytes.`,
-      { context: { field, limit: maxBytes } },
-    );
-  }
   if (!(BASE64.test(payload) || BASE64_URL.test(payload)) || payload.length % 4 === 1) {
     throw new ValidationError(
       `${field} is not valid base64 and not an item id (starts ${JSON.stringify(text.slice(0, 24))}); send ${forms}.`,
       { context: { field } },
+    );
+  }
+  // Decoded size is 3/4 of the text; refuse before decoding a payload that is over the limit.
+  if (Math.floor((payload.length * 3) / 4) > maxBytes + 2) {
+    throw new ValidationError(
+      `${field} holds about ${Math.floor((payload.length * 3) / 4)} bytes; the limit is ${maxBytes} bytes.`,
+      { context: { field, limit: maxBytes } },
     );
   }
   const bytes = Buffer.from(payload, BASE64.test(payload) ? "base64" : "base64url");

@@ -209,14 +209,12 @@ describe("search over a Shapes World corpus", () => {
     const jsonResponse = await post("/v1/triples", { items: jsonItems });
     expect(jsonResponse.status).toBe(200);
     const jsonlLines = await Promise.all(
-      triples
-        .slice(half)
-        .map(async (line) =>
-          JSON.stringify({
-            ...toItem(line),
-            image: (await readFile(path.join(dataset, line.file))).toString("base64"),
-          }),
-        ),
+      triples.slice(half).map(async (line) =>
+        JSON.stringify({
+          ...toItem(line),
+          image: (await readFile(path.join(dataset, line.file))).toString("base64"),
+        }),
+      ),
     );
     const jsonlResponse = await app.request("/v1/triples", {
       method: "POST",
@@ -227,15 +225,15 @@ describe("search over a Shapes World corpus", () => {
     const bodies = [(await jsonResponse.json()) as TriplesBody, (await jsonlResponse.json()) as TriplesBody];
     tripleIds = bodies.flatMap((body) => body.items.map((item) => item.id as string));
     expect(bodies.map((body) => body.counts)).toEqual([
-      { stored: half, skipped: 0, failed: 0 },
-      { stored: triples.length - half, skipped: 0, failed: 0 },
+      { total: half, pending: 0, done: half, skipped: 0, failed: 0 },
+      { total: triples.length - half, pending: 0, done: triples.length - half, skipped: 0, failed: 0 },
     ]);
     datasetDir = dataset;
   }, 240_000);
 
   interface TriplesBody {
     items: { index: number; status: string; id?: string; error?: { code: string; message: string } }[];
-    counts: { stored: number; skipped: number; failed: number };
+    counts: { total: number; pending: number; done: number; skipped: number; failed: number };
   }
   let tripleIds: string[] = [];
   let datasetDir: string;
@@ -494,7 +492,13 @@ describe("search over a Shapes World corpus", () => {
     const again = await post("/v1/triples", { items });
     expect(again.status).toBe(200);
     const body = (await again.json()) as TriplesBody;
-    expect(body.counts).toEqual({ stored: 0, skipped: triples.length, failed: 0 });
+    expect(body.counts).toEqual({
+      total: triples.length,
+      pending: 0,
+      done: 0,
+      skipped: triples.length,
+      failed: 0,
+    });
     expect(body.items.map((item) => item.id)).toEqual(tripleIds);
     expect(await store.count({ kind: "triple", tenant: "default" })).toBe(before);
 
@@ -524,15 +528,18 @@ describe("search over a Shapes World corpus", () => {
     });
     expect(mixed.status).toBe(200);
     const body = (await mixed.json()) as TriplesBody;
-    expect(body.counts).toEqual({ stored: 1, skipped: 0, failed: 4 });
+    expect(body.counts).toEqual({ total: 5, pending: 0, done: 1, skipped: 0, failed: 4 });
     expect(body.items.map((item) => item.status)).toEqual(["stored", "failed", "failed", "failed", "failed"]);
     expect(body.items[1]?.error?.message).toMatch(/question/);
     expect(body.items[3]?.error?.message).toMatch(/not JPEG, PNG, WebP or GIF/);
     expect(body.items[4]?.error?.message).toMatch(/No stored image/);
 
     const onlyBad = await post("/v1/triples", { items: [{ image, question: "", answer: "x" }] });
-    expect(onlyBad.status).toBe(400);
-    expect(((await onlyBad.json()) as { error: { message: string } }).error.message).toMatch(/question/);
+    expect(onlyBad.status).toBe(422);
+    const onlyBadBody = (await onlyBad.json()) as TriplesBody & { error: { code: string; message: string } };
+    expect(onlyBadBody.error.code).toBe("all_items_failed");
+    expect(onlyBadBody.error.message).toMatch(/question/);
+    expect(onlyBadBody.items[0]?.status).toBe("failed");
     const empty = await post("/v1/triples", { items: [] });
     expect(empty.status).toBe(400);
     const jsonl = await app.request("/v1/triples", {
@@ -558,7 +565,7 @@ describe("search over a Shapes World corpus", () => {
     const response = await app.request("/v1/triples", { method: "POST", body: form });
     expect(response.status).toBe(200);
     const body = (await response.json()) as TriplesBody;
-    expect(body.counts.stored).toBe(1);
+    expect(body.counts.done).toBe(1);
     const similar = await post(`/v1/similar/${body.items[0]?.id}`, { kinds: ["image"], topK: 1 });
     expect(((await similar.json()) as { items: ResultItem[] }).items[0]?.id).toBe(recordIds.get(line.id));
   });

@@ -22,6 +22,8 @@ import {
 } from "../../ingest/triple-ingest.ts";
 import { parseImageReference } from "../../search/index.ts";
 import type { AppContext, AppEnv } from "../context.ts";
+import { errorEnvelopeSchema } from "../errors.ts";
+import { jobCountsSchema } from "./jobs.ts";
 import { MAX_QUERY_IMAGE_BYTES, parseRequest, readRequestFields } from "./search.ts";
 
 /** Largest body of a triples request. */
@@ -60,10 +62,16 @@ export const tripleItemResultSchema = z.object({
   error: z.object({ code: z.string(), message: z.string() }).optional(),
 });
 
-/** Body of a 200 from /v1/triples. */
+/** Body of a 200 from /v1/triples (the counters are those of jobs: `done` counts stored triples). */
 export const triplesResponseSchema = z.object({
   items: z.array(tripleItemResultSchema),
-  counts: z.object({ stored: z.number().int(), skipped: z.number().int(), failed: z.number().int() }),
+  counts: jobCountsSchema,
+});
+
+/** Body of a 422 from /v1/triples: every item failed (the error envelope, with each item's reason). */
+export const triplesAllFailedSchema = errorEnvelopeSchema.extend({
+  items: z.array(tripleItemResultSchema),
+  counts: jobCountsSchema,
 });
 
 function parseJsonl(text: string): unknown[] {
@@ -160,24 +168,34 @@ export function createTriplesRoute({ triples }: { triples: TripleIngester }): Ho
         const index = valid[position]?.index ?? position;
         results[index] = { ...result, index };
       });
-      const counts = { stored: 0, skipped: 0, failed: 0 };
-      for (const result of results) counts[result.status] += 1;
-      // A request whose every item failed is an error (in the one envelope) with the first failure's
-      // status, so a single bad triple gets its 4xx; mixed outcomes are a 200 with each item's reason.
-      const first = results[0]?.error;
-      if (counts.failed === results.length && first !== undefined) {
-        const prefix = results.length === 1 ? "" : `All ${results.length} triples failed; item 0: `;
-        throw new AppError(first.code, first.status, `${prefix}${first.message}`, {
-          context: { failed: results.length },
-        });
+      const answer = results.map(({ error, ...rest }) =>
+        error === undefined ? rest : { ...rest, error: { code: error.code, message: error.message } },
+      );
+      const counts = {
+        total: results.length,
+        pending: 0,
+        done: results.filter((result) => result.status === "stored").length,
+        skipped: results.filter((result) => result.status === "skipped").length,
+        failed: results.filter((result) => result.status === "failed").length,
+      };
+      // As for images: a request whose every item failed is a 422 in the error envelope, with each
+      // item's reason; mixed outcomes are a 200.
+      if (counts.failed === counts.total) {
+        const first = results[0]?.error?.message ?? "";
+        const message =
+          counts.total === 1
+            ? `The triple was not ingested: ${first}`
+            : `None of the ${counts.total} triples was ingested; each item says why (the first: ${first})`;
+        return c.json(
+          {
+            error: { code: "all_items_failed", message, requestId: c.get("requestId") },
+            items: answer,
+            counts,
+          } satisfies z.infer<typeof triplesAllFailedSchema>,
+          422,
+        );
       }
-      const body = {
-        items: results.map(({ error, ...rest }) =>
-          error === undefined ? rest : { ...rest, error: { code: error.code, message: error.message } },
-        ),
-        counts,
-      } satisfies z.infer<typeof triplesResponseSchema>;
-      return c.json(body, 200);
+      return c.json({ items: answer, counts } satisfies z.infer<typeof triplesResponseSchema>, 200);
     },
   );
 }

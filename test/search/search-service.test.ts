@@ -1,0 +1,91 @@
+import { describe, expect, it } from "vitest";
+import { ValidationError } from "../../src/errors.ts";
+import {
+  DEFAULT_LOGIT_SCALE,
+  kindOfId,
+  resolveKinds,
+  resolveLogitScale,
+  resolveTopK,
+  voteTags,
+} from "../../src/search/index.ts";
+import type { SearchHit } from "../../src/store/index.ts";
+
+function hit(id: string, score: number, tags?: unknown): SearchHit {
+  return {
+    id,
+    score,
+    fields: {
+      kind: "image",
+      id,
+      tenant: "t",
+      modelId: "m",
+      mediaRef: "blob:x",
+      source: "test",
+      createdAt: 0,
+      text: "",
+      metadata: tags === undefined ? {} : { tags },
+    },
+  };
+}
+
+describe("resolveKinds", () => {
+  it("defaults to every kind and drops duplicates", () => {
+    expect(resolveKinds(undefined)).toEqual(["image", "video_segment", "triple"]);
+    expect(resolveKinds(["triple", "triple", "image"])).toEqual(["triple", "image"]);
+  });
+  it("names the unknown kind and the allowed ones", () => {
+    expect(() => resolveKinds(["image", "audio"])).toThrow(
+      /Unknown kind "audio"; allowed kinds: image, video_segment, triple/,
+    );
+    expect(() => resolveKinds([])).toThrow(ValidationError);
+  });
+});
+
+describe("resolveTopK", () => {
+  it("accepts 1–100 and defaults to 10", () => {
+    expect(resolveTopK(undefined)).toBe(10);
+    expect(resolveTopK(1)).toBe(1);
+    expect(resolveTopK(100)).toBe(100);
+  });
+  it.each([0, 101, 2.5, Number.NaN, -3])("refuses %s with the range", (value) => {
+    expect(() => resolveTopK(value)).toThrow(/topK must be an integer from 1 to 100/);
+  });
+});
+
+describe("resolveLogitScale", () => {
+  it("exponentiates a Hugging Face log-space value, keeps a trained scale, caps at 100", () => {
+    expect(resolveLogitScale(2.6592)).toBeCloseTo(14.285, 2);
+    expect(resolveLogitScale(30.987804412841797)).toBeCloseTo(30.9878, 4);
+    expect(resolveLogitScale(500)).toBe(100);
+    expect(resolveLogitScale(undefined)).toBe(DEFAULT_LOGIT_SCALE);
+    expect(resolveLogitScale(-1)).toBe(DEFAULT_LOGIT_SCALE);
+  });
+});
+
+describe("kindOfId", () => {
+  it("reads the kind from the id prefix", () => {
+    expect(kindOfId("img_0123")).toBe("image");
+    expect(kindOfId("seg_0123")).toBe("video_segment");
+    expect(kindOfId("tri_0123")).toBe("triple");
+    expect(kindOfId("vid_0123")).toBeUndefined();
+    expect(kindOfId("imgx")).toBeUndefined();
+  });
+});
+
+describe("voteTags", () => {
+  it("weights each neighbour's tags by its similarity and counts support", () => {
+    const tags = voteTags([
+      hit("a", 0.9, ["red", "circle"]),
+      hit("b", 0.6, ["red", "star", "red"]),
+      hit("c", 0.5, ["blue"]),
+      hit("d", 0.4, "not a list"),
+    ]);
+    const total = 0.9 + 0.6 + 0.5 + 0.4;
+    expect(tags[0]).toEqual({ tag: "red", score: expect.closeTo(1.5 / total, 6), support: 2 });
+    expect(tags.map((tag) => tag.tag)).toEqual(["red", "circle", "star", "blue"]);
+  });
+  it("gives no weight to negative similarities", () => {
+    expect(voteTags([hit("a", -0.2, ["x"])])).toEqual([{ tag: "x", score: 0, support: 1 }]);
+    expect(voteTags([])).toEqual([]);
+  });
+});
