@@ -30,8 +30,10 @@ export interface SegmentVideoOptions {
   durationSeconds?: number;
   /** Longest segment, seconds. Default 2. */
   windowSeconds?: number;
-  /** Cosine distance between consecutive frames that starts a new shot; `Infinity` turns detection off. Default 0.25. */
+  /** Cosine distance between consecutive frames that always starts a new shot; `Infinity` turns detection off. Default 0.27. */
   shotThreshold?: number;
+  /** See {@link DetectShotChangesOptions.relativeFactor}. */
+  relativeFactor?: number;
   /** Shortest segment, seconds; shorter pieces are merged into a neighbour. Default: half a window, at most 1 s. */
   minSegmentSeconds?: number;
 }
@@ -43,23 +45,63 @@ export function cosineDistance(a: Float32Array, b: Float32Array): number {
   return 1 - dot;
 }
 
-/** Frames where a new shot starts: `i` such that the distance from frame `i − 1` exceeds the threshold. */
+/** Options of {@link detectShotChanges}. */
+export interface DetectShotChangesOptions {
+  /** L2-normalized frame embeddings in time order. */
+  frameEmbeddings: readonly Float32Array[];
+  /** A distance above this always starts a new shot. */
+  threshold: number;
+  /**
+   * A distance this many times the typical distance around it (the median of the two on each side) also
+   * starts a shot, so a cut between two similar-looking shots is found in a steady video. Default 4;
+   * `Infinity` turns the relative rule off.
+   */
+  relativeFactor?: number;
+  /** Smallest distance the relative rule accepts as a cut. Default 0.1. */
+  relativeFloor?: number;
+}
+
+/** Distances around a cut that count as typical: two frames on each side. */
+const CONTEXT_FRAMES = 2;
+/** Added to the typical distance so that a perfectly still shot does not make every flicker a cut. */
+const TYPICAL_EPSILON = 0.01;
+
+/**
+ * Frames where a new shot starts: `i` such that the cosine distance from frame `i − 1` is above
+ * `threshold`, or above `relativeFloor` and `relativeFactor` times the median distance of the
+ * neighbouring frame pairs. Motion within a shot changes the embedding a little at every step; a cut
+ * changes it at one step.
+ */
 export function detectShotChanges({
   frameEmbeddings,
   threshold,
-}: {
-  frameEmbeddings: readonly Float32Array[];
-  threshold: number;
-}): number[] {
+  relativeFactor = 4,
+  relativeFloor = 0.1,
+}: DetectShotChangesOptions): number[] {
+  const distances = frameEmbeddings
+    .slice(1)
+    .map((embedding, index) => cosineDistance(frameEmbeddings[index] as Float32Array, embedding));
   const changes: number[] = [];
-  for (let index = 1; index < frameEmbeddings.length; index += 1) {
-    const distance = cosineDistance(
-      frameEmbeddings[index - 1] as Float32Array,
-      frameEmbeddings[index] as Float32Array,
-    );
-    if (distance > threshold) changes.push(index);
+  for (const [index, distance] of distances.entries()) {
+    let cut = distance > threshold;
+    if (!cut && distance > relativeFloor && Number.isFinite(relativeFactor)) {
+      const around = [
+        ...distances.slice(Math.max(0, index - CONTEXT_FRAMES), index),
+        ...distances.slice(index + 1, index + 1 + CONTEXT_FRAMES),
+      ];
+      cut = around.length > 0 && distance > relativeFactor * (median(around) + TYPICAL_EPSILON);
+    }
+    if (cut) changes.push(index + 1);
   }
   return changes;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
 /**
@@ -75,7 +117,8 @@ export function segmentVideo({
   fps,
   durationSeconds,
   windowSeconds = 2,
-  shotThreshold = 0.25,
+  shotThreshold = 0.27,
+  relativeFactor = 4,
   minSegmentSeconds = Math.min(windowSeconds / 2, 1),
 }: SegmentVideoOptions): VideoSegmentSpan[] {
   const count = frameEmbeddings.length;
@@ -94,7 +137,12 @@ export function segmentVideo({
   const minFrames = Math.max(1, Math.ceil(minSegmentSeconds * fps - 1e-9));
 
   // Shots, then shots too short to stand alone folded into a neighbour.
-  const starts = [0, ...detectShotChanges({ frameEmbeddings, threshold: shotThreshold })];
+  const starts = [
+    0,
+    ...(Number.isFinite(shotThreshold)
+      ? detectShotChanges({ frameEmbeddings, threshold: shotThreshold, relativeFactor })
+      : []),
+  ];
   let shots = starts.map((start, index) => ({ start, end: starts[index + 1] ?? count }));
   while (shots.length > 1) {
     const shortIndex = shots.findIndex((shot) => shot.end - shot.start < minFrames);

@@ -12,6 +12,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import sharp from "sharp";
+import type { Config } from "../config.ts";
 import { MediaError, NotFoundError, ValidationError } from "../errors.ts";
 import type { ModelPack } from "../inference/index.ts";
 import { l2Normalize, resampleIndices } from "../inference/index.ts";
@@ -82,6 +83,42 @@ export const defaultVideoIngestSettings: Omit<VideoIngestSettings, "tempDir"> = 
   maxBytes: 500 * 1024 * 1024,
   limits: defaultVideoLimits,
 };
+
+/** The video settings of a configuration; uploads are written to `<LOUPE_DATA_DIR>/tmp`. */
+export function videoIngestSettings({
+  config,
+}: {
+  config: Pick<
+    Config,
+    | "dataDir"
+    | "videoSampleFps"
+    | "videoSegmentSeconds"
+    | "videoShotThreshold"
+    | "videoMaxBytes"
+    | "videoMaxDurationS"
+    | "videoMaxPixels"
+    | "videoMaxStreams"
+    | "videoMaxFrames"
+    | "videoTimeoutMs"
+  >;
+}): VideoIngestSettings {
+  return {
+    sampleFps: config.videoSampleFps,
+    segmentSeconds: config.videoSegmentSeconds,
+    // 2 is the largest cosine distance, so nothing exceeds it: detection off.
+    shotThreshold: config.videoShotThreshold >= 2 ? Number.POSITIVE_INFINITY : config.videoShotThreshold,
+    maxBytes: config.videoMaxBytes,
+    limits: {
+      ...defaultVideoLimits,
+      maxDurationSeconds: config.videoMaxDurationS,
+      maxPixels: config.videoMaxPixels,
+      maxStreams: config.videoMaxStreams,
+      maxFrames: config.videoMaxFrames,
+      timeoutMs: config.videoTimeoutMs,
+    },
+    tempDir: path.join(config.dataDir, "tmp"),
+  };
+}
 
 /** Arguments of {@link VideoIngester.ingest}. */
 export interface IngestVideoRequest {
@@ -169,18 +206,13 @@ export class VideoIngester {
     const started = performance.now();
     const { tenant, bytes, filename, source, metadata = {}, text = "", signal, onProgress } = request;
     const settings = this.#settings;
-    if (bytes.length > settings.maxBytes) {
-      throw new MediaError(
-        `The video is ${bytes.length} bytes; the limit is ${settings.maxBytes} bytes. Send a smaller file or raise LOUPE_VIDEO_MAX_BYTES.`,
-        { code: "video_too_large", status: 413, context: { bytes: bytes.length, limit: settings.maxBytes } },
-      );
-    }
+    this.#checkSize(bytes);
     const models = this.#models;
     const contentSha256 = sha256Hex(bytes);
     const id = videoId({ tenant, contentSha256, modelId: models.modelId });
     const mediaRef = blobRef(contentSha256);
 
-    const existing = await this.#segmentsOf({ tenant, videoId: id });
+    const existing = await videoSegmentsOf({ store: this.#store, tenant, videoId: id });
     const expected = existing[0]?.metadata.video as { segmentCount?: unknown } | undefined;
     if (existing.length > 0 && expected?.segmentCount === existing.length) {
       const video = existing[0]?.metadata.video as Record<string, unknown>;
@@ -193,22 +225,17 @@ export class VideoIngester {
         width: Number(video.width ?? 0),
         height: Number(video.height ?? 0),
         frames: 0,
-        segments: existing
-          .sort((a, b) => a.startS - b.startS)
-          .map((segment) => ({
-            id: segment.id,
-            startS: segment.startS,
-            endS: segment.endS,
-            keyframeRef: segment.keyframeRef,
-          })),
+        segments: existing.map((segment) => ({
+          id: segment.id,
+          startS: segment.startS,
+          endS: segment.endS,
+          keyframeRef: segment.keyframeRef,
+        })),
         timings: { totalMs: performance.now() - started, embedMs: 0 },
       };
     }
 
-    await mkdir(settings.tempDir, { recursive: true });
-    const tempPath = path.join(settings.tempDir, `video-${randomBytes(12).toString("hex")}.upload`);
-    try {
-      await writeFile(tempPath, bytes, { mode: 0o600 });
+    return this.#withTempFile(bytes, async (tempPath) => {
       const probe = await probeVideo({ path: tempPath, limits: settings.limits, signal });
       const analysed = await this.#analyse({ path: tempPath, probe, signal, onProgress });
       const { spans, segmentEmbeddings, keyframes, frames } = analysed;
@@ -261,7 +288,15 @@ export class VideoIngester {
       await this.#store.upsert({ kind: "video_segment", tenant, records });
       // Segments of an earlier, interrupted or differently segmented ingest of the same bytes go.
       const stale = existing.filter((segment) => !records.some((record) => record.id === segment.id));
-      if (stale.length > 0) await this.#deleteSegments({ tenant, segments: stale, videoBlob: false });
+      if (stale.length > 0) {
+        await deleteSegments({
+          store: this.#store,
+          blobs: this.#blobs,
+          tenant,
+          segments: stale,
+          videoBlob: false,
+        });
+      }
       const totalMs = performance.now() - started;
       this.#logger?.info(
         { videoId: id, segments: segments.length, frames, durationSeconds: probe.durationSeconds, totalMs },
@@ -279,6 +314,38 @@ export class VideoIngester {
         segments,
         timings: { totalMs, embedMs: analysed.embedMs },
       };
+    });
+  }
+
+  /**
+   * Probes a video without storing anything (to decide whether an ingest should run as a job).
+   *
+   * @throws MediaError as {@link VideoIngester.ingest} does for a refused or oversized video.
+   */
+  async inspect({ bytes, signal }: { bytes: Uint8Array; signal?: AbortSignal }): Promise<VideoProbe> {
+    this.#checkSize(bytes);
+    return this.#withTempFile(bytes, (tempPath) =>
+      probeVideo({ path: tempPath, limits: this.#settings.limits, signal }),
+    );
+  }
+
+  #checkSize(bytes: Uint8Array): void {
+    const { maxBytes } = this.#settings;
+    if (bytes.length > maxBytes) {
+      throw new MediaError(
+        `The video is ${bytes.length} bytes; the limit is ${maxBytes} bytes. Send a smaller file or raise LOUPE_VIDEO_MAX_BYTES.`,
+        { code: "video_too_large", status: 413, context: { bytes: bytes.length, limit: maxBytes } },
+      );
+    }
+  }
+
+  /** Writes the bytes to a fresh server-named file under the temp dir, runs `task`, removes the file. */
+  async #withTempFile<T>(bytes: Uint8Array, task: (tempPath: string) => Promise<T>): Promise<T> {
+    await mkdir(this.#settings.tempDir, { recursive: true });
+    const tempPath = path.join(this.#settings.tempDir, `video-${randomBytes(12).toString("hex")}.upload`);
+    try {
+      await writeFile(tempPath, bytes, { mode: 0o600, flag: "wx" });
+      return await task(tempPath);
     } finally {
       await rm(tempPath, { force: true });
     }
@@ -395,22 +462,6 @@ export class VideoIngester {
     return embeddings;
   }
 
-  /** The stored segments of a video (any order). */
-  async #segmentsOf({
-    tenant,
-    videoId: id,
-  }: {
-    tenant: string;
-    videoId: string;
-  }): Promise<StoredVideoSegment[]> {
-    return this.#store.query({
-      kind: "video_segment",
-      tenant,
-      filter: [{ field: "video_id", op: "eq", value: id }],
-      limit: MAX_SEGMENTS,
-    });
-  }
-
   /** The stored segments of a video, in time order. */
   async segments({
     tenant,
@@ -420,7 +471,7 @@ export class VideoIngester {
     videoId: string;
   }): Promise<StoredVideoSegment[]> {
     assertVideoId(id);
-    return (await this.#segmentsOf({ tenant, videoId: id })).sort((a, b) => a.startS - b.startS);
+    return videoSegmentsOf({ store: this.#store, tenant, videoId: id });
   }
 
   /**
@@ -428,54 +479,116 @@ export class VideoIngester {
    *
    * @throws NotFoundError when the tenant has no video with this id.
    */
-  async deleteVideo({
-    tenant,
-    videoId: id,
-  }: {
-    tenant: string;
-    videoId: string;
-  }): Promise<{ id: string; deleted: number; blobsRemoved: number }> {
-    assertVideoId(id);
-    const segments = await this.#segmentsOf({ tenant, videoId: id });
-    if (segments.length === 0) {
-      throw new NotFoundError(`No video ${id} in this tenant.`, { context: { videoId: id } });
-    }
-    const result = await this.#deleteSegments({ tenant, segments, videoBlob: true });
-    return { id, ...result };
+  deleteVideo({ tenant, videoId: id }: { tenant: string; videoId: string }): Promise<DeletedVideo> {
+    return deleteVideo({ store: this.#store, blobs: this.#blobs, tenant, videoId: id });
   }
+}
 
-  async #deleteSegments({
+/** The stored segments of a video, in time order (none when the tenant has no such video). */
+export async function videoSegmentsOf({
+  store,
+  tenant,
+  videoId: id,
+}: {
+  store: VectorStore;
+  tenant: string;
+  videoId: string;
+}): Promise<StoredVideoSegment[]> {
+  const segments = await store.query({
+    kind: "video_segment",
     tenant,
-    segments,
-    videoBlob,
-  }: {
-    tenant: string;
-    segments: readonly StoredVideoSegment[];
-    videoBlob: boolean;
-  }): Promise<{ deleted: number; blobsRemoved: number }> {
-    let deleted = 0;
-    for (let start = 0; start < segments.length; start += 1000) {
-      const ids = segments.slice(start, start + 1000).map((segment) => segment.id);
-      deleted += (await this.#store.delete({ kind: "video_segment", tenant, ids })).deleted;
-    }
-    let blobsRemoved = 0;
-    for (const segment of segments) {
-      const keyframe = parseBlobRef(segment.keyframeRef);
-      if (keyframe === undefined) continue;
-      const { removed } = await this.#blobs.release({ sha256: keyframe, owner: `${tenant}/${segment.id}` });
-      if (removed) blobsRemoved += 1;
-    }
-    const first = segments[0];
-    const original = first === undefined ? undefined : parseBlobRef(first.mediaRef);
-    if (videoBlob && first !== undefined && original !== undefined) {
-      const { removed } = await this.#blobs.release({
-        sha256: original,
-        owner: `${tenant}/${first.videoId}`,
-      });
-      if (removed) blobsRemoved += 1;
-    }
-    return { deleted, blobsRemoved };
+    filter: [{ field: "video_id", op: "eq", value: id }],
+    limit: MAX_SEGMENTS,
+  });
+  return segments.sort((a, b) => a.startS - b.startS);
+}
+
+/** Outcome of {@link deleteVideo}. */
+export interface DeletedVideo {
+  id: string;
+  /** Segment rows deleted. */
+  deleted: number;
+  /** Blobs (original, keyframes) removed because nothing referred to them any more. */
+  blobsRemoved: number;
+}
+
+/**
+ * Deletes a video (`DELETE /v1/items/vid_…`): its segments, then its keyframes and original from the
+ * blob store once no other record refers to them.
+ *
+ * @throws ValidationError for a malformed id; NotFoundError when the tenant has no video with this id.
+ */
+export async function deleteVideo({
+  store,
+  blobs,
+  tenant,
+  videoId: id,
+}: {
+  store: VectorStore;
+  blobs: BlobStore;
+  tenant: string;
+  videoId: string;
+}): Promise<DeletedVideo> {
+  assertVideoId(id);
+  const segments = await videoSegmentsOf({ store, tenant, videoId: id });
+  if (segments.length === 0) {
+    throw new NotFoundError(`No video ${id} in this tenant.`, { context: { videoId: id } });
   }
+  return { id, ...(await deleteSegments({ store, blobs, tenant, segments, videoBlob: true })) };
+}
+
+async function deleteSegments({
+  store,
+  blobs,
+  tenant,
+  segments,
+  videoBlob,
+}: {
+  store: VectorStore;
+  blobs: BlobStore;
+  tenant: string;
+  segments: readonly StoredVideoSegment[];
+  videoBlob: boolean;
+}): Promise<{ deleted: number; blobsRemoved: number }> {
+  let deleted = 0;
+  for (let start = 0; start < segments.length; start += 1000) {
+    const ids = segments.slice(start, start + 1000).map((segment) => segment.id);
+    deleted += (await store.delete({ kind: "video_segment", tenant, ids })).deleted;
+  }
+  let blobsRemoved = 0;
+  for (const segment of segments) {
+    const keyframe = parseBlobRef(segment.keyframeRef);
+    if (keyframe === undefined) continue;
+    const { removed } = await blobs.release({ sha256: keyframe, owner: `${tenant}/${segment.id}` });
+    if (removed) blobsRemoved += 1;
+  }
+  const first = segments[0];
+  const original = first === undefined ? undefined : parseBlobRef(first.mediaRef);
+  if (videoBlob && first !== undefined && original !== undefined) {
+    const { removed } = await blobs.release({ sha256: original, owner: `${tenant}/${first.videoId}` });
+    if (removed) blobsRemoved += 1;
+  }
+  return { deleted, blobsRemoved };
+}
+
+/** Options of {@link createVideoIngester}: the services it uses and the configuration its settings come from. */
+export interface CreateVideoIngesterOptions {
+  store: VectorStore;
+  models: ModelPack;
+  blobs: BlobStore;
+  config: Parameters<typeof videoIngestSettings>[0]["config"];
+  logger?: Logger;
+}
+
+/** Builds a {@link VideoIngester} with the settings of `config`. */
+export function createVideoIngester({
+  store,
+  models,
+  blobs,
+  config,
+  logger,
+}: CreateVideoIngesterOptions): VideoIngester {
+  return new VideoIngester({ store, models, blobs, settings: videoIngestSettings({ config }), logger });
 }
 
 /** @throws ValidationError unless `id` looks like a video id. */

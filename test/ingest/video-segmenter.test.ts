@@ -31,6 +31,38 @@ describe("detectShotChanges", () => {
   });
 });
 
+/** Unit vectors in a plane whose consecutive cosine distances are `steps`. */
+function walk(steps: readonly number[]): Float32Array[] {
+  let angle = 0;
+  const vectors = [Float32Array.of(1, 0)];
+  for (const step of steps) {
+    angle += Math.acos(1 - step);
+    vectors.push(Float32Array.of(Math.cos(angle), Math.sin(angle)));
+  }
+  return vectors;
+}
+
+describe("detectShotChanges, relative rule", () => {
+  it("finds a cut between similar shots of a still video, below the absolute threshold", () => {
+    const frames = walk([0, 0.01, 0.04, 0.19, 0, 0, 0, 0.03]);
+    expect(detectShotChanges({ frameEmbeddings: frames, threshold: 0.27 })).toEqual([4]);
+    expect(
+      detectShotChanges({
+        frameEmbeddings: frames,
+        threshold: 0.27,
+        relativeFactor: Number.POSITIVE_INFINITY,
+      }),
+    ).toEqual([]);
+  });
+
+  it("does not cut steady motion that speeds up, nor small flickers", () => {
+    expect(detectShotChanges({ frameEmbeddings: walk([0.05, 0.06, 0.07, 0.21]), threshold: 0.27 })).toEqual(
+      [],
+    );
+    expect(detectShotChanges({ frameEmbeddings: walk([0, 0, 0.08, 0, 0]), threshold: 0.27 })).toEqual([]);
+  });
+});
+
 describe("segmentVideo", () => {
   it("cuts at shot changes, then into fixed windows from each shot's start", () => {
     // 2 fps: shots of 2 s, 3 s and 1.5 s.

@@ -1,0 +1,367 @@
+/**
+ * POST /v1/videos — ingests videos as time segments. Bodies:
+ * - multipart: one or more `file` fields (MP4/MOV, WebM/Matroska, AVI) and an optional `metadata`
+ *   field holding a JSON object applied to every video;
+ * - JSON `{ urls: [...], metadata? }`: each URL is fetched with the server's URL limits and allow-list.
+ *
+ * Each video is probed first; when they last longer than `LOUPE_VIDEO_SYNC_MAX_SECONDS` together, or
+ * with `?async=true`, the ingest runs as a job and the answer is 202 `{ job: { id, status } }`;
+ * otherwise the answer is 200 with one item per video, in order: its id (`vid_…`), `stored` or
+ * `skipped` (already stored), its segments, or `failed` with the reason. One bad video never fails the
+ * others; a request whose every video failed is answered with the first failure's status.
+ */
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { z } from "zod";
+import type { Config } from "../../config.ts";
+import { AppError, MediaError, ValidationError } from "../../errors.ts";
+import type { JobItemOutcome, JobRegistry } from "../../ingest/jobs.ts";
+import { type IngestedVideo, VIDEO_CONTENT_TYPES, type VideoIngester } from "../../ingest/video-ingest.ts";
+import { fetchUrl } from "../../media/url-fetcher.ts";
+import type { AppContext, AppEnv } from "../context.ts";
+
+/** Keys of caller metadata: identifiers, so each is filterable as `metadata.<key>`. */
+const METADATA_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+
+/** Caller metadata of a video. `video` is reserved for what Loupe records about the file. */
+export const videoMetadataSchema = z
+  .looseObject({
+    tags: z.array(z.string().min(1).max(128)).max(64).optional(),
+    title: z.string().max(512).optional(),
+    source: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,64}$/)
+      .optional()
+      .describe("how the video arrived; default `upload` or `url`"),
+  })
+  .refine((metadata) => Object.keys(metadata).every((key) => METADATA_KEY.test(key) && key !== "video"), {
+    message:
+      'metadata keys must be letters, digits and _ (not starting with a digit, at most 64 characters); "video" is reserved',
+  })
+  .describe("tags (strings), title, source, and any other JSON; stored on every segment");
+
+/** JSON body of POST /v1/videos. */
+export const videosJsonRequestSchema = z
+  .object({
+    urls: z.array(z.string().min(1).max(2048)).min(1).describe("http(s) URLs of videos"),
+    metadata: videoMetadataSchema.optional(),
+  })
+  .strict();
+
+/** A stored segment in a response. */
+export const videoSegmentResultSchema = z.object({
+  id: z.string().describe("segment id (seg_…)"),
+  startS: z.number(),
+  endS: z.number(),
+  keyframeRef: z.string(),
+});
+
+/** One video's outcome. */
+export const videoItemResultSchema = z.object({
+  index: z.number().int(),
+  filename: z.string().optional(),
+  url: z.string().optional(),
+  status: z.enum(["stored", "skipped", "failed"]),
+  id: z.string().optional().describe("video id (vid_…)"),
+  durationSeconds: z.number().optional(),
+  segments: z.array(videoSegmentResultSchema).optional(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+});
+
+/** Body of a 200 from POST /v1/videos. */
+export const videosResponseSchema = z.object({
+  items: z.array(videoItemResultSchema),
+  counts: z.object({ stored: z.number().int(), skipped: z.number().int(), failed: z.number().int() }),
+});
+
+/** Body of a 202 from POST /v1/videos. */
+export const videosJobResponseSchema = z.object({
+  job: z.object({ id: z.string(), status: z.string() }),
+});
+
+type VideoItemResult = z.infer<typeof videoItemResultSchema>;
+
+/** A video of the request, read (and for URLs fetched) before any processing. */
+interface VideoInput {
+  describe: { filename: string } | { url: string };
+  source: string;
+  bytes?: Uint8Array;
+  durationSeconds?: number;
+  error?: AppError;
+}
+
+/** Settings the route reads. */
+export type VideosRouteConfig = Pick<
+  Config,
+  | "videoMaxBytes"
+  | "videoSyncMaxSeconds"
+  | "maxItemsPerRequest"
+  | "maxMetadataBytes"
+  | "urlAllowHosts"
+  | "urlTimeoutMs"
+  | "urlMaxRedirects"
+>;
+
+function parseMetadata(raw: unknown, maxBytes: number): z.infer<typeof videoMetadataSchema> {
+  let value = raw;
+  if (typeof raw === "string") {
+    if (Buffer.byteLength(raw) > maxBytes) throw metadataTooLarge(Buffer.byteLength(raw), maxBytes);
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      throw new ValidationError("The `metadata` field is not valid JSON; send a JSON object.");
+    }
+  }
+  const size = Buffer.byteLength(JSON.stringify(value ?? {}));
+  if (size > maxBytes) throw metadataTooLarge(size, maxBytes);
+  const parsed = videoMetadataSchema.safeParse(value ?? {});
+  if (!parsed.success) {
+    throw new ValidationError(
+      `Invalid metadata: ${parsed.error.issues.map((issue) => `${issue.path.join(".") || "metadata"}: ${issue.message}`).join("; ")}.`,
+    );
+  }
+  return parsed.data;
+}
+
+function metadataTooLarge(size: number, limit: number): ValidationError {
+  return new ValidationError(
+    `The metadata is ${size} bytes of JSON; the limit is ${limit}. Shorten it or raise LOUPE_MAX_METADATA_BYTES.`,
+    { context: { size, limit } },
+  );
+}
+
+function asAppError(error: unknown): AppError {
+  return error instanceof AppError
+    ? error
+    : new AppError("internal_error", 500, "The video failed unexpectedly; the server log has the details.");
+}
+
+async function readInputs(
+  c: AppContext,
+  config: VideosRouteConfig,
+): Promise<{ inputs: VideoInput[]; metadata: z.infer<typeof videoMetadataSchema> }> {
+  const contentType = (c.req.header("content-type") ?? "").toLowerCase();
+  if (contentType.startsWith("multipart/form-data")) {
+    const body = await c.req.parseBody({ all: true });
+    const unknown = Object.keys(body).filter((key) => key !== "file" && key !== "metadata");
+    if (unknown.length > 0) {
+      throw new ValidationError(
+        `Unknown multipart field ${JSON.stringify(unknown[0])}; send videos as \`file\` fields and an optional \`metadata\` JSON field.`,
+      );
+    }
+    const files = ([] as unknown[]).concat(body.file ?? []);
+    if (files.length === 0)
+      throw new ValidationError("The request holds no `file` field; attach one or more videos.");
+    const metadataField = Array.isArray(body.metadata) ? body.metadata[0] : body.metadata;
+    const metadata = parseMetadata(
+      typeof metadataField === "string" ? metadataField : undefined,
+      config.maxMetadataBytes,
+    );
+    const inputs: VideoInput[] = [];
+    for (const [index, file] of files.entries()) {
+      if (!(file instanceof File)) {
+        throw new ValidationError(
+          `Field \`file\` number ${index} is text, not a file; upload the video as a file.`,
+        );
+      }
+      const filename = file.name.slice(0, 255) || `video-${index}`;
+      const type = file.type.split(";")[0]?.trim().toLowerCase() ?? "";
+      const allowed: readonly string[] = VIDEO_CONTENT_TYPES;
+      if (type !== "" && type !== "application/octet-stream" && !allowed.includes(type)) {
+        inputs.push({
+          describe: { filename },
+          source: "upload",
+          error: new MediaError(
+            `File ${JSON.stringify(filename)} has content type ${JSON.stringify(type)}; allowed: ${VIDEO_CONTENT_TYPES.join(", ")}.`,
+            { code: "video_unsupported", status: 415, context: { contentType: type } },
+          ),
+        });
+        continue;
+      }
+      inputs.push({
+        describe: { filename },
+        source: metadata.source ?? "upload",
+        bytes: new Uint8Array(await file.arrayBuffer()),
+      });
+    }
+    return { inputs, metadata };
+  }
+  if (!contentType.startsWith("application/json")) {
+    throw new ValidationError(
+      `Content type ${JSON.stringify(contentType || "(none)")} is not accepted; send multipart/form-data with \`file\` fields or JSON { "urls": [...] }.`,
+    );
+  }
+  let json: unknown;
+  try {
+    json = await c.req.json();
+  } catch {
+    throw new ValidationError("The body is not valid JSON.");
+  }
+  const parsed = videosJsonRequestSchema.safeParse(json);
+  if (!parsed.success) {
+    throw new ValidationError(
+      `Invalid request: ${parsed.error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`).join("; ")}. Send { "urls": ["https://…"], "metadata"?: {…} }.`,
+    );
+  }
+  const metadata = parseMetadata(parsed.data.metadata ?? {}, config.maxMetadataBytes);
+  const inputs: VideoInput[] = [];
+  for (const url of parsed.data.urls) {
+    try {
+      const fetched = await fetchUrl({
+        url,
+        maxBytes: config.videoMaxBytes,
+        timeoutMs: config.urlTimeoutMs,
+        allowedContentTypes: VIDEO_CONTENT_TYPES,
+        allowHosts: config.urlAllowHosts,
+        maxRedirects: config.urlMaxRedirects,
+        signal: c.req.raw.signal,
+      });
+      inputs.push({ describe: { url }, source: metadata.source ?? "url", bytes: fetched.bytes });
+    } catch (error) {
+      inputs.push({ describe: { url }, source: "url", error: asAppError(error) });
+    }
+  }
+  return { inputs, metadata };
+}
+
+function resultOf(index: number, input: VideoInput, video: IngestedVideo): VideoItemResult {
+  return {
+    index,
+    ...input.describe,
+    status: video.status,
+    id: video.id,
+    durationSeconds: Math.round(video.durationSeconds * 1000) / 1000,
+    segments: video.segments,
+  };
+}
+
+function failureOf(index: number, input: VideoInput, error: AppError): VideoItemResult {
+  return { index, ...input.describe, status: "failed", error: { code: error.code, message: error.message } };
+}
+
+/** The /v1/videos route. */
+export function createVideosRoute({
+  videos,
+  jobs,
+  config,
+}: {
+  videos: VideoIngester;
+  jobs: JobRegistry;
+  config: VideosRouteConfig;
+}): Hono<AppEnv> {
+  const maxBody = config.videoMaxBytes + 1024 * 1024;
+  return new Hono<AppEnv>().post(
+    "/v1/videos",
+    bodyLimit({
+      maxSize: maxBody,
+      onError: () => {
+        throw new MediaError(
+          `The request body is over ${maxBody} bytes; send fewer or smaller videos, or raise LOUPE_VIDEO_MAX_BYTES.`,
+          { status: 413, code: "payload_too_large", context: { limit: maxBody } },
+        );
+      },
+    }),
+    async (c) => {
+      const tenant = c.get("tenant");
+      const { inputs, metadata } = await readInputs(c, config);
+      if (inputs.length > config.maxItemsPerRequest) {
+        throw new ValidationError(
+          `A request takes at most ${config.maxItemsPerRequest} videos; got ${inputs.length}. Split it or raise LOUPE_MAX_ITEMS_PER_REQUEST.`,
+        );
+      }
+      const { source: _source, ...stored } = metadata;
+      const text = [metadata.title, ...(metadata.tags ?? [])].filter((part) => part !== undefined).join(" ");
+      // Probing is quick and decides how the request is answered; a video it refuses fails here.
+      let totalSeconds = 0;
+      for (const input of inputs) {
+        if (input.bytes === undefined) continue;
+        try {
+          input.durationSeconds = (await videos.inspect({ bytes: input.bytes })).durationSeconds;
+          totalSeconds += input.durationSeconds;
+        } catch (error) {
+          input.error = asAppError(error);
+          input.bytes = undefined;
+        }
+      }
+      const ingestOne = (input: VideoInput, signal?: AbortSignal) =>
+        videos.ingest({
+          tenant,
+          bytes: input.bytes as Uint8Array,
+          ...("filename" in input.describe
+            ? { filename: input.describe.filename }
+            : { filename: input.describe.url }),
+          source: input.source,
+          metadata: stored,
+          text,
+          signal,
+        });
+
+      const runAsJob = c.req.query("async") === "true" || totalSeconds > config.videoSyncMaxSeconds;
+      if (runAsJob) {
+        const job = jobs.create<VideoInput>({
+          tenant,
+          kind: "videos",
+          items: inputs.map((input) => ({ describe: input.describe, input })),
+          run: async ({ items, signal, report }) => {
+            for (const { index, input } of items) {
+              if (signal.aborted) return;
+              if (input.error !== undefined || input.bytes === undefined) {
+                const error =
+                  input.error ??
+                  new ValidationError("The video's bytes are no longer available; send it again.");
+                report(index, { status: "failed", error: { code: error.code, message: error.message } });
+                continue;
+              }
+              let outcome: JobItemOutcome;
+              try {
+                const video = await ingestOne(input, signal);
+                outcome = {
+                  status: video.status,
+                  id: video.id,
+                  detail: { segments: video.segments.length, durationSeconds: video.durationSeconds },
+                };
+              } catch (error) {
+                const appError = asAppError(error);
+                outcome = { status: "failed", error: { code: appError.code, message: appError.message } };
+              }
+              report(index, outcome);
+            }
+          },
+        });
+        return c.json(
+          { job: { id: job.id, status: job.status } } satisfies z.infer<typeof videosJobResponseSchema>,
+          202,
+        );
+      }
+
+      const results: VideoItemResult[] = [];
+      const errors: AppError[] = [];
+      for (const [index, input] of inputs.entries()) {
+        if (input.error !== undefined || input.bytes === undefined) {
+          const error = input.error ?? new ValidationError("The video could not be read.");
+          errors.push(error);
+          results.push(failureOf(index, input, error));
+          continue;
+        }
+        try {
+          results.push(resultOf(index, input, await ingestOne(input, c.req.raw.signal)));
+        } catch (error) {
+          const appError = asAppError(error);
+          if (appError.status >= 500) c.get("logger").error({ err: error, index }, "video ingest failed");
+          errors.push(appError);
+          results.push(failureOf(index, input, appError));
+        }
+      }
+      const counts = { stored: 0, skipped: 0, failed: 0 };
+      for (const result of results) counts[result.status] += 1;
+      const first = errors[0];
+      if (counts.failed === results.length && first !== undefined) {
+        const prefix = results.length === 1 ? "" : `All ${results.length} videos failed; the first: `;
+        throw new AppError(first.code, first.status, `${prefix}${first.message}`, {
+          context: { failed: results.length },
+        });
+      }
+      return c.json({ items: results, counts } satisfies z.infer<typeof videosResponseSchema>, 200);
+    },
+  );
+}
