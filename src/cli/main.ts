@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { AppError } from "../errors.ts";
 import { registerModelsCommand } from "./commands/models.ts";
+import { registerSearchCommand } from "./commands/search.ts";
 import { registerServeCommand } from "./commands/serve.ts";
 import { registerSynthCommand } from "./commands/synth.ts";
 
@@ -22,6 +23,7 @@ const program = new Command("loupe")
 registerServeCommand(program);
 registerModelsCommand(program);
 registerSynthCommand(program);
+registerSearchCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,194 @@
+/**
+ * `loupe search "a red circle" [--image file] [--kinds image,triple] [--top-k 10] [--filter json]
+ * [--url http://127.0.0.1:8080] [--json]`: asks a running Loupe (`POST /v1/search`) and prints the
+ * results as a table (rank, id, kind, score, segment span, tags or the triple's question).
+ */
+import { readFile } from "node:fs/promises";
+import { basename } from "node:path";
+import { type Command, InvalidArgumentError } from "commander";
+import { AppError, ValidationError } from "../../errors.ts";
+
+/** Where the CLI looks for the server when `--url` is not given (`loupe serve`'s default address). */
+export const DEFAULT_SERVER_URL = "http://127.0.0.1:8080";
+
+/** A result as the server returns it (the fields the table shows). */
+export interface SearchResultRow {
+  kind: string;
+  id: string;
+  score: number;
+  start?: number;
+  end?: number;
+  question?: string;
+  answer?: string;
+  metadata?: Record<string, unknown>;
+}
+
+/** Options of {@link runSearch}. */
+export interface RunSearchOptions {
+  url?: string;
+  text?: string;
+  /** Path of an image file to search with. */
+  imagePath?: string;
+  kinds?: string[];
+  topK?: number;
+  /** The filter, as JSON text. */
+  filter?: string;
+  /** The fetch to use (tests pass the app's own). */
+  fetch?: (input: string, init: RequestInit) => Promise<Response>;
+}
+
+/**
+ * Sends the search to the server and returns its items.
+ *
+ * @throws ValidationError for a missing query, unreadable image or malformed filter; AppError carrying the
+ *   server's code and message when it answers with an error, or `server_unreachable` when it cannot be
+ *   reached.
+ */
+export async function runSearch({
+  url = DEFAULT_SERVER_URL,
+  text,
+  imagePath,
+  kinds,
+  topK,
+  filter,
+  fetch: send = (input, init) => fetch(input, init),
+}: RunSearchOptions): Promise<SearchResultRow[]> {
+  if ((text === undefined || text.trim() === "") && imagePath === undefined) {
+    throw new ValidationError(
+      'loupe search needs a text query, --image <file>, or both: loupe search "a red circle".',
+    );
+  }
+  let parsedFilter: unknown;
+  if (filter !== undefined) {
+    try {
+      parsedFilter = JSON.parse(filter);
+    } catch {
+      throw new ValidationError(
+        `--filter must be JSON, e.g. '[{"field":"metadata.tags","op":"contains","value":"red"}]'; got ${JSON.stringify(filter.slice(0, 80))}.`,
+      );
+    }
+  }
+  let init: RequestInit;
+  if (imagePath !== undefined) {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(imagePath);
+    } catch (error) {
+      throw new ValidationError(`Cannot read the image ${imagePath}: ${(error as Error).message}.`, {
+        cause: error,
+      });
+    }
+    const form = new FormData();
+    form.set("image", new Blob([new Uint8Array(bytes)]), basename(imagePath));
+    if (text !== undefined && text.trim() !== "") form.set("text", text);
+    if (kinds !== undefined) form.set("kinds", kinds.join(","));
+    if (topK !== undefined) form.set("topK", String(topK));
+    if (parsedFilter !== undefined) form.set("filter", JSON.stringify(parsedFilter));
+    init = { method: "POST", body: form };
+  } else {
+    init = {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ text, kinds, topK, filter: parsedFilter }),
+    };
+  }
+  const endpoint = `${url.replace(/\/+$/, "")}/v1/search`;
+  let response: Response;
+  try {
+    response = await send(endpoint, init);
+  } catch (error) {
+    throw new AppError(
+      "server_unreachable",
+      503,
+      `Cannot reach Loupe at ${url} (${(error as Error).message}). Start it with \`loupe serve\` or pass --url.`,
+      { cause: error },
+    );
+  }
+  const body = (await response.json().catch(() => undefined)) as
+    | { items?: SearchResultRow[]; error?: { code: string; message: string } }
+    | undefined;
+  if (!response.ok || body?.items === undefined) {
+    const code = body?.error?.code ?? "search_failed";
+    const message = body?.error?.message ?? `The server answered HTTP ${response.status}.`;
+    throw new AppError(code, response.status, `Search failed (${response.status} ${code}): ${message}`);
+  }
+  return body.items;
+}
+
+function formatSpan(row: SearchResultRow): string {
+  if (row.start === undefined || row.end === undefined) return "";
+  return `${row.start.toFixed(1)}–${row.end.toFixed(1)}s`;
+}
+
+function formatDetail(row: SearchResultRow): string {
+  if (row.question !== undefined) return `Q: ${row.question} A: ${row.answer ?? ""}`;
+  const tags = row.metadata?.tags;
+  return Array.isArray(tags) ? tags.filter((tag) => typeof tag === "string").join(", ") : "";
+}
+
+/** The results as an aligned text table, one line per result, best first. */
+export function formatSearchTable(rows: readonly SearchResultRow[]): string {
+  if (rows.length === 0) return "No results.\n";
+  const header = ["#", "id", "kind", "score", "start–end", "tags / question"];
+  const lines = rows.map((row, index) => [
+    String(index + 1),
+    row.id,
+    row.kind,
+    row.score.toFixed(4),
+    formatSpan(row),
+    formatDetail(row),
+  ]);
+  const widths = header.map((title, column) =>
+    Math.max(title.length, ...lines.map((line) => (line[column] ?? "").length)),
+  );
+  const render = (cells: string[]) =>
+    cells
+      .map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column] ?? 0)))
+      .join("  ")
+      .trimEnd();
+  return `${[render(header), ...lines.map(render)].join("\n")}\n`;
+}
+
+function positiveInteger(value: string): number {
+  if (!/^\d+$/.test(value.trim()))
+    throw new InvalidArgumentError(`--top-k takes a whole number; got "${value}".`);
+  return Number(value);
+}
+
+/** Registers `loupe search`. */
+export function registerSearchCommand(program: Command): void {
+  program
+    .command("search")
+    .description("search a running Loupe by text, image or both, and print the results as a table")
+    .argument("[text]", 'text query, e.g. "a red circle"')
+    .option("--image <file>", "an image file to search with (with text: both are combined)")
+    .option("--kinds <list>", "comma-separated kinds: image, video_segment, triple (default: all)")
+    .option("--top-k <n>", "results wanted, 1–100 (default 10)", positiveInteger)
+    .option(
+      "--filter <json>",
+      'typed filter as JSON, e.g. \'[{"field":"metadata.tags","op":"contains","value":"red"}]\'',
+    )
+    .option("--url <url>", "base URL of the Loupe server", DEFAULT_SERVER_URL)
+    .option("--json", "print the server's JSON instead of a table", false)
+    .action(
+      async (
+        text: string | undefined,
+        flags: { image?: string; kinds?: string; topK?: number; filter?: string; url: string; json: boolean },
+      ) => {
+        const items = await runSearch({
+          url: flags.url,
+          text,
+          imagePath: flags.image,
+          kinds: flags.kinds
+            ?.split(",")
+            .map((kind) => kind.trim())
+            .filter((kind) => kind !== ""),
+          topK: flags.topK,
+          filter: flags.filter,
+        });
+        process.stdout.write(
+          flags.json ? `${JSON.stringify({ items }, null, 2)}\n` : formatSearchTable(items),
+        );
+      },
+    );
+}
