@@ -12,7 +12,9 @@ import { handleError, handleNotFound } from "./http/errors.ts";
 import { createClassifyRoute } from "./http/routes/classify.ts";
 import { createHealthzRoute } from "./http/routes/healthz.ts";
 import { createImagesRoute } from "./http/routes/images.ts";
+import { createItemsRoute } from "./http/routes/items.ts";
 import { createJobsRoute } from "./http/routes/jobs.ts";
+import { createMediaRoute } from "./http/routes/media.ts";
 import { createOpenApiRoute } from "./http/routes/openapi.ts";
 import { createReadyzRoute } from "./http/routes/readyz.ts";
 import { createSearchRoute } from "./http/routes/search.ts";
@@ -73,6 +75,8 @@ export function createApp(services: Services): Hono<AppEnv> {
   app.route("/", createReadyzRoute({ store: services.store, timeoutMs: services.config.milvusTimeoutMs }));
   app.route("/", createJobsRoute({ jobs: services.jobs }));
   app.route("/", createImagesRoute(services));
+  app.route("/", createMediaRoute(services));
+  app.route("/", createItemsRoute(services));
   const { search, triples } = createSearchServices(services);
   app.route("/", createSearchRoute({ search }));
   app.route("/", createSimilarRoute({ search }));
