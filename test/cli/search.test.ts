@@ -43,7 +43,7 @@ function recordingServer() {
     }
     return c.json({ items: rows });
   });
-  return { seen, fetch: (input: string, init: RequestInit) => app.request(input, init) };
+  return { seen, fetch: async (input: string, init: RequestInit) => app.request(input, init) };
 }
 
 describe("loupe search", () => {
