@@ -6,6 +6,7 @@
  */
 import dns from "node:dns/promises";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { expect } from "vitest";
@@ -50,6 +51,15 @@ export interface HostileWorld {
       files: Array<{ bytes: Buffer; name: string; type: string }>;
       fields?: Record<string, string>;
     },
+  ): Promise<Response>;
+  /**
+   * Sends request headers that announce `declaredBytes` of body, then only `sentBytes`, and resolves
+   * with the answer: a server that trusts the body to arrive, or reads it before checking its size,
+   * hangs here until the deadline.
+   */
+  postDeclaringHugeBody(
+    pathname: string,
+    options: { declaredBytes: number; sentBytes: number; contentType: string; timeoutMs?: number },
   ): Promise<Response>;
   stop(): Promise<void>;
 }
@@ -147,6 +157,28 @@ export async function startHostileWorld(): Promise<HostileWorld> {
       for (const file of files)
         form.append(field, new Blob([new Uint8Array(file.bytes)], { type: file.type }), file.name);
       return fetch(`${running.url}${pathname}`, { method: "POST", body: form });
+    },
+    postDeclaringHugeBody(pathname, { declaredBytes, sentBytes, contentType, timeoutMs = 10_000 }) {
+      return new Promise<Response>((resolve, reject) => {
+        const request = http.request(`${running.url}${pathname}`, {
+          method: "POST",
+          headers: { "content-type": contentType, "content-length": String(declaredBytes) },
+          timeout: timeoutMs,
+        });
+        request.on("response", (response) => {
+          const chunks: Buffer[] = [];
+          response.on("data", (chunk: Buffer) => chunks.push(chunk));
+          response.on("end", () => {
+            request.destroy();
+            resolve(
+              new Response(Buffer.concat(chunks).toString("utf8"), { status: response.statusCode ?? 0 }),
+            );
+          });
+        });
+        request.on("timeout", () => request.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+        request.on("error", reject);
+        request.write(Buffer.alloc(sentBytes, 0x61));
+      });
     },
     async stop() {
       await store.close();

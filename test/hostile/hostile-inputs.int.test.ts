@@ -489,6 +489,26 @@ describe("hostile triples (POST /v1/triples)", () => {
   });
 });
 
+describe("bodies far over the limits", () => {
+  it.each([
+    ["/v1/images", "multipart/form-data; boundary=x"],
+    ["/v1/videos", "multipart/form-data; boundary=x"],
+    ["/v1/search", "application/json"],
+    ["/v1/triples", "application/json"],
+  ])("%s announcing a 10 GiB body is answered before the body is read", async (pathname, contentType) => {
+    await expectRefused(
+      world,
+      () =>
+        world.postDeclaringHugeBody(pathname, {
+          declaredBytes: 10 * 1024 ** 3,
+          sentBytes: 1024,
+          contentType,
+        }),
+      { status: 413, says: [/larger than|over|limit|too large/i, /\d+ bytes|bytes/] },
+    );
+  });
+});
+
 describe("after the hostile cases", () => {
   it("the server is healthy and ordinary requests work", async () => {
     expect((await fetch(`${world.loupe.url}/healthz`)).status).toBe(200);
