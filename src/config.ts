@@ -350,7 +350,7 @@ export const settings = {
     default: "60",
     allowed: "integer 0–86400",
     description:
-      "Uploads to `POST /v1/videos` lasting longer than this in total run as a job (202 with the job); shorter ones answer when done unless `?async=true`. URLs always run as a job.",
+      "Videos of one `POST /v1/videos` lasting longer than this in total run as a job (202 with the job); shorter ones answer when done unless `?async=true`.",
   },
 } as const satisfies Record<string, SettingDefinition>;
 
