@@ -383,15 +383,25 @@ export class VideoIngester {
     const encodedFrames: Promise<Buffer>[] = [];
     let embedMs = 0;
     let batch: Array<{ data: Uint8Array; width: number; height: number; channels: 3 }> = [];
-    const flush = async () => {
+    // Batches are embedded in order on one chain while ffmpeg keeps decoding; at most two wait, so
+    // memory stays bounded and a slow model holds ffmpeg back (through the pipe) instead of piling up frames.
+    let embedding: Promise<void> = Promise.resolve();
+    let waiting = 0;
+    const flush = () => {
       if (batch.length === 0) return;
       const images = batch;
       batch = [];
-      const started = performance.now();
-      const { embeddings } = await models.imageEmbedder.encode({ images, normalize: false });
-      embedMs += performance.now() - started;
-      rawFeatures.push(...embeddings);
-      onProgress?.({ framesDone: rawFeatures.length, framesExpected });
+      waiting += 1;
+      embedding = embedding.then(async () => {
+        const started = performance.now();
+        const { embeddings } = await models.imageEmbedder.encode({ images, normalize: false });
+        embedMs += performance.now() - started;
+        rawFeatures.push(...embeddings);
+        waiting -= 1;
+        onProgress?.({ framesDone: rawFeatures.length, framesExpected });
+      });
+      // Observed below or by the next wait; this keeps a failure during decoding from going unhandled.
+      embedding.catch(() => undefined);
     };
     const frames = await sampleVideoFrames({
       path: videoPath,
@@ -403,16 +413,18 @@ export class VideoIngester {
       signal,
       onFrame: async (frame) => {
         const image = { data: frame.data, width: frame.width, height: frame.height, channels: 3 as const };
-        encodedFrames.push(
-          sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: 3 } })
-            .webp({ quality: 80 })
-            .toBuffer(),
-        );
+        const keyframe = sharp(frame.data, { raw: { width: frame.width, height: frame.height, channels: 3 } })
+          .webp({ quality: 80 })
+          .toBuffer();
+        keyframe.catch(() => undefined);
+        encodedFrames.push(keyframe);
         batch.push(image);
-        if (batch.length >= EMBED_BATCH) await flush();
+        if (batch.length >= EMBED_BATCH) flush();
+        if (waiting >= 2) await embedding;
       },
     });
-    await flush();
+    flush();
+    await embedding;
     const encoded = await Promise.all(encodedFrames);
 
     const spans = segmentVideo({
