@@ -9,11 +9,11 @@
  * does nothing; an interrupted ingest (some segments missing) is redone, and upserts replace rows.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import sharp from "sharp";
 import type { Config } from "../config.ts";
-import { MediaError, NotFoundError, ValidationError } from "../errors.ts";
+import { AppError, MediaError, NotFoundError, ValidationError } from "../errors.ts";
 import type { ModelPack } from "../inference/index.ts";
 import { l2Normalize, resampleIndices } from "../inference/index.ts";
 import type { Logger } from "../logger.ts";
@@ -581,6 +581,80 @@ async function deleteSegments({
     if (removed) blobsRemoved += 1;
   }
   return { deleted, blobsRemoved };
+}
+
+/** What {@link ingestVideoFiles} reports per file (the shape of a job item's outcome). */
+export type VideoFileOutcome =
+  | { status: "stored" | "skipped"; id: string; detail?: Record<string, unknown> }
+  | { status: "failed"; error: { code: string; message: string } };
+
+/**
+ * Ingests video files from disk one after another (the `loupe ingest` video branch), reporting each
+ * file's outcome; a bad file fails alone. Caller metadata's `tags` and `title` become the searchable
+ * text and its `source`, when given, the record source.
+ */
+export async function ingestVideoFiles({
+  ingester,
+  tenant,
+  files,
+  metadata = {},
+  source = "cli",
+  report,
+  signal,
+}: {
+  ingester: VideoIngester;
+  tenant: string;
+  files: readonly string[];
+  metadata?: Record<string, unknown>;
+  source?: string;
+  report: (index: number, outcome: VideoFileOutcome) => void;
+  signal?: AbortSignal;
+}): Promise<void> {
+  const { source: givenSource, ...stored } = metadata;
+  const tags = Array.isArray(stored.tags) ? stored.tags.filter((tag) => typeof tag === "string") : [];
+  const text = [typeof stored.title === "string" ? stored.title : undefined, ...tags]
+    .filter((part) => part !== undefined)
+    .join(" ");
+  for (const [index, file] of files.entries()) {
+    if (signal?.aborted) return;
+    try {
+      const { size } = await stat(file);
+      if (size > ingester.settings.maxBytes) {
+        throw new MediaError(
+          `${file} is ${size} bytes; the limit is ${ingester.settings.maxBytes} bytes. Raise LOUPE_VIDEO_MAX_BYTES to ingest it.`,
+          {
+            code: "video_too_large",
+            status: 413,
+            context: { bytes: size, limit: ingester.settings.maxBytes },
+          },
+        );
+      }
+      const video = await ingester.ingest({
+        tenant,
+        bytes: await readFile(file),
+        filename: path.basename(file),
+        source: typeof givenSource === "string" ? givenSource : source,
+        metadata: stored,
+        text,
+        signal,
+      });
+      report(index, {
+        status: video.status,
+        id: video.id,
+        detail: { segments: video.segments.length, durationSeconds: video.durationSeconds },
+      });
+    } catch (error) {
+      const known =
+        error instanceof AppError
+          ? error
+          : new AppError(
+              "video_failed",
+              500,
+              `${file}: ${error instanceof Error ? error.message : String(error)}`,
+            );
+      report(index, { status: "failed", error: { code: known.code, message: known.message } });
+    }
+  }
 }
 
 /** Options of {@link createVideoIngester}: the services it uses and the configuration its settings come from. */

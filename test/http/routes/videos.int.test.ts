@@ -12,7 +12,13 @@ import { type Config, parseConfig } from "../../../src/config.ts";
 import { NotFoundError } from "../../../src/errors.ts";
 import { loadModelPack, type ModelPack } from "../../../src/inference/index.ts";
 import { createJobRegistry, type JobRegistry } from "../../../src/ingest/jobs.ts";
-import { createVideoIngester, deleteVideo, videoSegmentsOf } from "../../../src/ingest/video-ingest.ts";
+import {
+  createVideoIngester,
+  deleteVideo,
+  ingestVideoFiles,
+  type VideoFileOutcome,
+  videoSegmentsOf,
+} from "../../../src/ingest/video-ingest.ts";
 import { createLogger } from "../../../src/logger.ts";
 import { createFsBlobStore, type FsBlobStore, parseBlobRef } from "../../../src/media/blob-store.ts";
 import { createVectorStore, type MilvusVectorStore } from "../../../src/store/index.ts";
@@ -297,6 +303,32 @@ describe("POST /v1/videos", () => {
     expect(done.items[0]?.id).not.toBe(firstItems[1]?.id);
     expect(done.items[0]?.detail).toMatchObject({
       segments: (videos[1] as { video: Video }).video.clips.length,
+    });
+  });
+
+  it("ingests video files from disk one by one, a bad file failing alone (loupe ingest)", async () => {
+    const ingester = createVideoIngester({ store, models: pack, blobs, config });
+    const outcomes: VideoFileOutcome[] = [];
+    await ingestVideoFiles({
+      ingester,
+      tenant: "cli",
+      files: [hostile["concat.mp4"] as string, (videos[0] as { file: string }).file],
+      metadata: { tags: ["disk"], source: "nightly" },
+      report: (index, outcome) => {
+        outcomes[index] = outcome;
+      },
+    });
+    expect(outcomes[0]).toMatchObject({ status: "failed", error: { code: "video_unsupported" } });
+    expect(outcomes[1]).toMatchObject({
+      status: "stored",
+      detail: { segments: (videos[0] as { video: Video }).video.clips.length },
+    });
+    const id = (outcomes[1] as { id: string }).id;
+    const [first] = await videoSegmentsOf({ store, tenant: "cli", videoId: id });
+    expect(first).toMatchObject({
+      source: "nightly",
+      text: "disk",
+      metadata: { tags: ["disk"], video: { filename: "video-31.mp4" } },
     });
   });
 
