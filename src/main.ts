@@ -109,6 +109,57 @@ export async function startLoupe({
   }
 }
 
+/** Loupe's services without the HTTP server, as returned by {@link openServices}. */
+export interface OpenedServices {
+  services: Services;
+  /** Process id of the embedded Milvus Lite; absent when `MILVUS_ADDRESS` points at a server. */
+  milvusLitePid?: number;
+  /** Stops jobs, closes the store and the model pack, stops Milvus Lite. Safe to call more than once. */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the same services as {@link startLoupe} (configuration, store with embedded Milvus Lite unless
+ * `MILVUS_ADDRESS` is set, model pack, blob store, jobs) without serving HTTP, for commands that work
+ * in-process such as `loupe ingest`. The embedded Milvus Lite takes the data dir's lock, so this fails
+ * while a `loupe serve` uses the same `LOUPE_DATA_DIR`.
+ */
+export async function openServices({ env, cwd, logger: givenLogger }: StartLoupeOptions): Promise<OpenedServices> {
+  const config = parseConfig({ env, cwd });
+  const logger = givenLogger ?? createLogger({ level: config.logLevel });
+  const cleanups: Array<() => Promise<void>> = [];
+  const closeAll = async () => {
+    for (const cleanup of cleanups.reverse()) {
+      await cleanup().catch((error: unknown) => logger.error({ err: error }, "closing a service failed"));
+    }
+  };
+  try {
+    const { store, milvusLite } = await buildStore({ config, logger, cleanups });
+    const models = await buildModelPack({ config, logger });
+    cleanups.push(() => models.close());
+    const jobs = createJobRegistry({ logger: logger.child({ component: "jobs" }) });
+    cleanups.push(() => jobs.close());
+    const services: Services = {
+      config,
+      logger,
+      store,
+      models,
+      blobs: createFsBlobStore({ dir: path.join(config.dataDir, "blobs") }),
+      jobs,
+      resolveTenant: createDefaultTenantResolver({ defaultTenant: config.defaultTenant }),
+    };
+    let closing: Promise<void> | undefined;
+    const close = () => {
+      closing ??= closeAll();
+      return closing;
+    };
+    return { services, milvusLitePid: milvusLite?.pid, close };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}
+
 /**
  * The embedding dimension of the collections: `LOUPE_EMBEDDING_DIM` when set, else `projection_dim`
  * from the model pack's `config.json` (read and checked with the pack's other JSON files; no model is

@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { AppError } from "../errors.ts";
+import { registerIngestCommand } from "./commands/ingest.ts";
 import { registerModelsCommand } from "./commands/models.ts";
 import { registerSearchCommand } from "./commands/search.ts";
 import { registerServeCommand } from "./commands/serve.ts";
@@ -24,6 +25,7 @@ registerServeCommand(program);
 registerModelsCommand(program);
 registerSynthCommand(program);
 registerSearchCommand(program);
+registerIngestCommand(program);
 
 try {
   await program.parseAsync(process.argv);
