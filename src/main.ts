@@ -124,7 +124,11 @@ export interface OpenedServices {
  * in-process such as `loupe ingest`. The embedded Milvus Lite takes the data dir's lock, so this fails
  * while a `loupe serve` uses the same `LOUPE_DATA_DIR`.
  */
-export async function openServices({ env, cwd, logger: givenLogger }: StartLoupeOptions): Promise<OpenedServices> {
+export async function openServices({
+  env,
+  cwd,
+  logger: givenLogger,
+}: StartLoupeOptions): Promise<OpenedServices> {
   const config = parseConfig({ env, cwd });
   const logger = givenLogger ?? createLogger({ level: config.logLevel });
   const cleanups: Array<() => Promise<void>> = [];
