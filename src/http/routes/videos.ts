@@ -1,6 +1,6 @@
 /**
  * POST /v1/videos — ingests videos as time segments. Bodies:
- * - multipart: one or more `file` fields (MP4/MOV, WebM/Matroska, AVI) and an optional `metadata`
+ * - multipart: one or more `file` (or `files`) fields (MP4/MOV, WebM/Matroska, AVI) and an optional `metadata`
  *   field holding a JSON object applied to every video;
  * - JSON `{ urls: [...], metadata? }`: each URL is fetched with the server's URL limits and allow-list.
  *
@@ -143,13 +143,14 @@ async function readInputs(
   const contentType = (c.req.header("content-type") ?? "").toLowerCase();
   if (contentType.startsWith("multipart/form-data")) {
     const body = await c.req.parseBody({ all: true });
-    const unknown = Object.keys(body).filter((key) => key !== "file" && key !== "metadata");
+    const unknown = Object.keys(body).filter((key) => !["file", "files", "metadata"].includes(key));
     if (unknown.length > 0) {
       throw new ValidationError(
-        `Unknown multipart field ${JSON.stringify(unknown[0])}; send videos as \`file\` fields and an optional \`metadata\` JSON field.`,
+        `Unknown multipart field ${JSON.stringify(unknown[0])}; send videos as \`file\` (or \`files\`) fields and an optional \`metadata\` JSON field.`,
       );
     }
-    const files = ([] as unknown[]).concat(body.file ?? []);
+    // `file` as the video API names it, `files` as the image API does; both are accepted, in that order.
+    const files = ([] as unknown[]).concat(body.file ?? [], body.files ?? []);
     if (files.length === 0)
       throw new ValidationError("The request holds no `file` field; attach one or more videos.");
     const metadataField = Array.isArray(body.metadata) ? body.metadata[0] : body.metadata;

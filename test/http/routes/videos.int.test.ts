@@ -224,6 +224,17 @@ describe("POST /v1/videos", () => {
     expect(body.counts).toEqual({ stored: 0, skipped: SEEDS.length, failed: 0 });
     expect(body.items.map((item) => item.id)).toEqual(firstItems.map((item) => item.id));
     expect(body.items[0]?.segments).toEqual(firstItems[0]?.segments);
+    // The image API's field name works too.
+    const form = new FormData();
+    form.append(
+      "files",
+      new File([await readFile((videos[0] as { file: string }).file)], "again.mp4", { type: "video/mp4" }),
+    );
+    const viaFiles = await app.request("/v1/videos", { method: "POST", body: form });
+    expect(((await viaFiles.json()) as { items: VideoItem[] }).items[0]).toMatchObject({
+      status: "skipped",
+      filename: "again.mp4",
+    });
     expect(await segmentCount()).toBe(before);
   });
 
