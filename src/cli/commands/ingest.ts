@@ -665,12 +665,16 @@ async function runLocal({
         maxRedirects: config.urlMaxRedirects,
       },
     });
+    const { createVideoIngester, ingestVideoFiles } = await import("../../ingest/video-ingest.ts");
+    const videoIngester = createVideoIngester({ store, models, blobs, config });
     return await runIngest({
       inputs,
       target: { kind: "local", ingester, tenant, maxMetadataBytes: config.maxMetadataBytes },
       metadata,
       source: flags.source,
       recursive: flags.recursive,
+      videos: (request) =>
+        ingestVideoFiles({ ingester: videoIngester, tenant, source: flags.source, signal, ...request }),
       onProgress,
       signal,
     });
