@@ -1,0 +1,181 @@
+/**
+ * `npm run bench:search [-- options]`: search latency (p50 / p95) at 1k and 10k indexed items, in one
+ * run, on an embedded Milvus Lite started for the bench in a temporary directory.
+ *
+ * The corpus is made of real embeddings: `--real` Shapes World scenes (128 px) are rendered and embedded
+ * once with the pack, and the rest of each corpus is those vectors with small Gaussian jitter
+ * (σ = `--jitter` per dimension, then re-normalized), so 10k items do not cost 10k image embeddings.
+ * Each corpus lives in its own collections (its own prefix) so the sizes do not mix.
+ *
+ * Two latencies per size, each over `--queries` text queries (full Shapes World descriptions):
+ * - `store`: one vector search of the image collection (topK 10), query vector precomputed;
+ * - `service`: `SearchService.search` as `POST /v1/search` runs it — text embedding, then the three kinds
+ *   searched in parallel and merged (topK 10).
+ *
+ * Options: --pack <dir>, --real <n> (default 500), --jitter <σ> (default 0.02), --queries <n> (default 200),
+ * --index AUTOINDEX|HNSW (default AUTOINDEX).
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { loadModelPack } from "../src/inference/index.ts";
+import { SearchService } from "../src/search/index.ts";
+import {
+  createVectorStore,
+  type ImageRecord,
+  type IndexType,
+  type MilvusVectorStore,
+  type TripleRecord,
+} from "../src/store/index.ts";
+import { startMilvusLite } from "../src/store/milvus-lite.ts";
+import { createRng, describeScene, renderScene, sampleScene } from "../src/synth/index.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    pack: { type: "string" },
+    real: { type: "string", default: "500" },
+    jitter: { type: "string", default: "0.02" },
+    queries: { type: "string", default: "200" },
+    index: { type: "string", default: "AUTOINDEX" },
+  },
+});
+
+const packDir = resolve(args.pack ?? "models/shapes-world-tiny");
+const realCount = Number.parseInt(args.real ?? "500", 10);
+const jitter = Number.parseFloat(args.jitter ?? "0.02");
+const queryCount = Number.parseInt(args.queries ?? "200", 10);
+const indexType = (args.index ?? "AUTOINDEX") as IndexType;
+if (!(realCount >= 1) || !(jitter >= 0) || !(queryCount >= 1) || !["AUTOINDEX", "HNSW"].includes(indexType)) {
+  throw new Error("--real ≥ 1, --jitter ≥ 0, --queries ≥ 1, --index AUTOINDEX or HNSW.");
+}
+const SIZES = [1000, 10_000];
+const TENANT = "bench";
+
+function percentile(sorted: readonly number[], fraction: number): number {
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1));
+  return sorted[index] ?? Number.NaN;
+}
+
+function summarize(samples: number[]): { p50: number; p95: number; mean: number } {
+  const sorted = [...samples].sort((left, right) => left - right);
+  const mean = samples.reduce((sum, value) => sum + value, 0) / samples.length;
+  return { p50: percentile(sorted, 0.5), p95: percentile(sorted, 0.95), mean };
+}
+
+/** A unit vector near `base`: Gaussian noise of σ per dimension (Box–Muller), then normalized. */
+function jittered(base: Float32Array, rng: () => number): Float32Array {
+  const out = new Float32Array(base.length);
+  let norm = 0;
+  for (let index = 0; index < base.length; index += 1) {
+    const gaussian = Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
+    const value = (base[index] ?? 0) + jitter * gaussian;
+    out[index] = value;
+    norm += value * value;
+  }
+  const scale = 1 / Math.sqrt(norm);
+  for (let index = 0; index < out.length; index += 1) out[index] = (out[index] ?? 0) * scale;
+  return out;
+}
+
+const dataDir = await mkdtemp(join(tmpdir(), "loupe-bench-search-"));
+const milvus = await startMilvusLite({ dataDir: join(dataDir, "milvus"), venvDir: resolve(".venv") });
+const pack = await loadModelPack({ dir: packDir });
+const stores: MilvusVectorStore[] = [];
+try {
+  const rng = createRng(2024);
+  const scenes = Array.from({ length: realCount }, () => sampleScene(rng));
+  let started = performance.now();
+  const images = await Promise.all(
+    scenes.map((scene, index) => renderScene(scene, { size: 128, format: "png", seed: index })),
+  );
+  const renderSeconds = (performance.now() - started) / 1000;
+  started = performance.now();
+  const vectors = await pack.imageEmbedder.embed({ images: images.map((image) => image.data) });
+  const embedSeconds = (performance.now() - started) / 1000;
+  const queryTexts = Array.from(
+    { length: queryCount },
+    (_, index) => describeScene(scenes[index % scenes.length] ?? sampleScene(rng), rng).text,
+  );
+  const questionVectors = await pack.textEmbedder.embed({ texts: queryTexts.slice(0, realCount) });
+  const queryVectors = await pack.textEmbedder.embed({ texts: queryTexts });
+
+  console.log(
+    `corpus: ${realCount} Shapes World images rendered (${renderSeconds.toFixed(1)} s) and embedded ` +
+      `(${embedSeconds.toFixed(1)} s, ${(realCount / embedSeconds).toFixed(0)} img/s); larger corpora reuse them ` +
+      `with jitter σ=${jitter}. Index ${indexType}, metric COSINE, dimension ${pack.dimension}, Milvus Lite.`,
+  );
+  console.log(`queries: ${queryCount} full descriptions; topK 10; latencies in ms.\n`);
+  console.log("items   | store p50 | store p95 | service p50 | service p95 | insert s");
+  console.log("------- | --------- | --------- | ----------- | ----------- | --------");
+
+  for (const size of SIZES) {
+    const store = await createVectorStore({
+      address: milvus.address,
+      dimension: pack.dimension,
+      indexType,
+      collectionPrefix: `bench_${size}`,
+    });
+    stores.push(store);
+    const jitterRng = createRng(size);
+    const random = () => jitterRng.next();
+    const vectorAt = (index: number) => {
+      const base = vectors[index % vectors.length] as Float32Array;
+      return index < vectors.length ? base : jittered(base, random);
+    };
+    const records: ImageRecord[] = Array.from({ length: size }, (_, index) => ({
+      id: `img_${index.toString(16).padStart(32, "0")}`,
+      modelId: pack.modelId,
+      mediaRef: "bench",
+      source: "bench",
+      metadata: { tags: [index % 2 === 0 ? "even" : "odd"] },
+      vector: vectorAt(index),
+    }));
+    // A tenth as many triples, so the service's three-kind search has something in each collection.
+    const triples: TripleRecord[] = Array.from({ length: size / 10 }, (_, index) => ({
+      id: `tri_${index.toString(16).padStart(32, "0")}`,
+      modelId: pack.modelId,
+      mediaRef: "bench",
+      source: "bench",
+      question: queryTexts[index % queryTexts.length] ?? "",
+      answer: "yes",
+      imageVector: vectorAt(index),
+      questionVector: questionVectors[index % questionVectors.length] as Float32Array,
+    }));
+    started = performance.now();
+    await store.upsert({ kind: "image", tenant: TENANT, records });
+    await store.upsert({ kind: "triple", tenant: TENANT, records: triples });
+    const insertSeconds = (performance.now() - started) / 1000;
+    const counted = await store.count({ kind: "image", tenant: TENANT });
+    if (counted !== size) throw new Error(`expected ${size} images in the store, counted ${counted}`);
+
+    const service = new SearchService({ store, models: pack });
+    // Warm-up: the first searches load segments and compile paths.
+    for (const vector of queryVectors.slice(0, 5)) {
+      await store.search({ kind: "image", tenant: TENANT, vector: vector as Float32Array, topK: 10 });
+    }
+    const storeSamples: number[] = [];
+    for (const vector of queryVectors) {
+      const start = performance.now();
+      await store.search({ kind: "image", tenant: TENANT, vector: vector as Float32Array, topK: 10 });
+      storeSamples.push(performance.now() - start);
+    }
+    const serviceSamples: number[] = [];
+    for (const text of queryTexts) {
+      const start = performance.now();
+      await service.search({ tenant: TENANT, text, topK: 10 });
+      serviceSamples.push(performance.now() - start);
+    }
+    const storeStats = summarize(storeSamples);
+    const serviceStats = summarize(serviceSamples);
+    console.log(
+      `${String(size).padEnd(7)} | ${storeStats.p50.toFixed(2).padStart(9)} | ${storeStats.p95.toFixed(2).padStart(9)} | ` +
+        `${serviceStats.p50.toFixed(2).padStart(11)} | ${serviceStats.p95.toFixed(2).padStart(11)} | ${insertSeconds.toFixed(1).padStart(8)}`,
+    );
+  }
+} finally {
+  for (const store of stores) await store.close();
+  await pack.close();
+  await milvus.stop();
+  await rm(dataDir, { recursive: true, force: true });
+}
