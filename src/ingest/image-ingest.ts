@@ -451,8 +451,8 @@ export class ImageIngester {
     settle: (index: number, outcome: JobItemOutcome) => void;
   }): Promise<void> {
     const { blobs, store, models } = this.#options;
-    const records: ImageRecord[] = [];
-    for (const item of embedded) {
+    // Blob writes are fsynced; several at once overlap their waits.
+    const records = await mapLimited(embedded, 4, async (item): Promise<ImageRecord> => {
       const original = await blobs.put({ bytes: item.bytes, contentType: item.thumb.contentType });
       const thumbnail = await blobs.put({
         bytes: item.thumb.thumbnail.bytes,
@@ -470,7 +470,7 @@ export class ImageIngester {
           : from.type === "url"
             ? { url: from.url }
             : { filename: path.basename(from.path) };
-      records.push({
+      return {
         id: item.id,
         modelId: models.modelId,
         mediaRef: blobRef(original.sha256),
@@ -490,8 +490,8 @@ export class ImageIngester {
           thumbnailRef: blobRef(thumbnail.sha256),
         },
         vector: item.vector,
-      });
-    }
+      };
+    });
     await store.upsert({ kind: "image", tenant, records });
     for (const item of embedded) settle(item.index, { status: "stored", id: item.id });
   }
