@@ -24,7 +24,7 @@ import { createVideosRoute } from "./http/routes/videos.ts";
 import type { TenantResolver } from "./http/tenant.ts";
 import type { ModelPack } from "./inference/index.ts";
 import type { JobRegistry } from "./ingest/jobs.ts";
-import { createVideoIngester } from "./ingest/video-ingest.ts";
+import { createVideoIngester, deleteVideo } from "./ingest/video-ingest.ts";
 import type { Logger } from "./logger.ts";
 import type { BlobStore } from "./media/blob-store.ts";
 import { createSearchServices } from "./search/index.ts";
@@ -76,7 +76,7 @@ export function createApp(services: Services): Hono<AppEnv> {
   app.route("/", createJobsRoute({ jobs: services.jobs }));
   app.route("/", createImagesRoute(services));
   app.route("/", createMediaRoute(services));
-  app.route("/", createItemsRoute(services));
+  app.route("/", createItemsRoute({ ...services, deleteVideo }));
   const { search, triples } = createSearchServices(services);
   app.route("/", createSearchRoute({ search }));
   app.route("/", createSimilarRoute({ search }));

@@ -352,8 +352,14 @@ describe("POST /v1/videos", () => {
     await expect(deleteVideo({ store, blobs, tenant: "other", videoId: item.id as string })).rejects.toThrow(
       NotFoundError,
     );
-    const deleted = await deleteVideo({ store, blobs, tenant: "default", videoId: item.id as string });
-    expect(deleted).toEqual({ id: item.id, deleted: segments.length, blobsRemoved: segments.length + 1 });
+    const response = await app.request(`/v1/items/${item.id}`, { method: "DELETE" });
+    expect(response.status).toBe(200);
+    expect(((await response.json()) as { deleted: unknown }).deleted).toEqual({
+      id: item.id,
+      kind: "video",
+      records: segments.length,
+      blobsRemoved: segments.length + 1,
+    });
     expect(await segmentCount()).toBe(before - segments.length);
     for (const key of [...keyframes, original]) expect(await blobs.has(key)).toBe(false);
     await expect(
