@@ -9,8 +9,10 @@ import { join } from "node:path";
 import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { registerModelsCommand } from "../../src/cli/commands/models.ts";
+import { MediaError } from "../../src/errors.ts";
 import {
   checkTargets,
+  decodeVideoFrames,
   evaluatePack,
   heldOutClips,
   heldOutImages,
@@ -65,6 +67,17 @@ describe("held-out set", () => {
       expect(keys.withSize).toBe(`${actor?.size} ${keys.withoutSize}`);
       expect(description.key).toBe(index % 2 === 0 ? keys.withSize : keys.withoutSize);
     });
+  });
+});
+
+describe("decodeVideoFrames", () => {
+  it("names the file ffmpeg could not decode", async () => {
+    const missing = join(tmpdir(), "loupe-no-such-clip.mp4");
+    const failure = decodeVideoFrames({ path: missing, size: 64 });
+    await expect(failure).rejects.toBeInstanceOf(MediaError);
+    await expect(failure).rejects.toThrow(
+      /ffmpeg could not decode .*loupe-no-such-clip\.mp4: exited with code/,
+    );
   });
 });
 
