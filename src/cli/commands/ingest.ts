@@ -329,7 +329,10 @@ export async function runIngest({
           status: "failed",
           error: {
             code: "unsupported_media_type",
-            message: "Videos are not ingested by this command in this build; send them to POST /v1/videos.",
+            message:
+              target.kind === "remote"
+                ? "With --url only images are sent; ingest videos without --url, or send them to POST /v1/videos."
+                : "No video pipeline was given to this ingest; send videos to POST /v1/videos.",
           },
         });
       }
