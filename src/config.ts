@@ -233,7 +233,8 @@ export const settings = {
     schema: integer({ min: 1, max: 1_073_741_824 }),
     default: "20971520",
     allowed: "integer 1–1073741824",
-    description: "Largest encoded image accepted, in bytes (uploads, URLs and files alike); larger ones fail with 413.",
+    description:
+      "Largest encoded image accepted, in bytes (uploads, URLs and files alike); larger ones fail with 413.",
   },
   maxImagePixels: {
     env: "LOUPE_MAX_IMAGE_PIXELS",
@@ -243,12 +244,21 @@ export const settings = {
     description:
       "Largest width × height of an image (its first frame), read from the header before decoding; larger ones fail with 413.",
   },
+  maxImageFrames: {
+    env: "LOUPE_MAX_IMAGE_FRAMES",
+    schema: integer({ min: 1, max: 100_000 }),
+    default: "100",
+    allowed: "integer 1–100000",
+    description:
+      "Most frames (pages) an animated image may have; only the first is used, but a file with more is refused with 413.",
+  },
   maxUploadBytes: {
     env: "LOUPE_MAX_UPLOAD_BYTES",
     schema: integer({ min: 1024, max: 4_294_967_295 }),
     default: "104857600",
     allowed: "integer 1024–4294967295",
-    description: "Largest request body of `POST /v1/images`, in bytes (all files together); larger bodies get 413.",
+    description:
+      "Largest request body of `POST /v1/images`, in bytes (all files together); larger bodies get 413.",
   },
   maxItemsPerRequest: {
     env: "LOUPE_MAX_ITEMS_PER_REQUEST",
@@ -270,14 +280,16 @@ export const settings = {
     schema: integer({ min: 2, max: 32_768 }),
     default: "16384",
     allowed: "integer 2–32768",
-    description: "Largest caller metadata of one item (tags, title, source and free-form JSON), in bytes of JSON.",
+    description:
+      "Largest caller metadata of one item (tags, title, source and free-form JSON), in bytes of JSON.",
   },
   thumbnailSize: {
     env: "LOUPE_THUMBNAIL_SIZE",
     schema: integer({ min: 16, max: 1024 }),
     default: "256",
     allowed: "integer 16–1024",
-    description: "Longest side of the WebP thumbnails stored for images, in pixels (smaller images are not enlarged).",
+    description:
+      "Longest side of the WebP thumbnails stored for images, in pixels (smaller images are not enlarged).",
   },
   videoSampleFps: {
     env: "LOUPE_VIDEO_SAMPLE_FPS",
@@ -292,7 +304,8 @@ export const settings = {
     schema: decimal({ min: 0.5, max: 600 }),
     default: "2",
     allowed: "number 0.5–600",
-    description: "Longest video segment, in seconds: each shot is cut into windows of this length from its start.",
+    description:
+      "Longest video segment, in seconds: each shot is cut into windows of this length from its start.",
   },
   videoShotThreshold: {
     env: "LOUPE_VIDEO_SHOT_THRESHOLD",
@@ -307,14 +320,16 @@ export const settings = {
     schema: integer({ min: 1024, max: 4_294_967_295 }),
     default: "524288000",
     allowed: "integer 1024–4294967295",
-    description: "Largest video accepted, in bytes (uploads, URLs and files alike), and largest body of `POST /v1/videos`.",
+    description:
+      "Largest video accepted, in bytes (uploads, URLs and files alike), and largest body of `POST /v1/videos`.",
   },
   videoMaxDurationS: {
     env: "LOUPE_VIDEO_MAX_DURATION_S",
     schema: integer({ min: 1, max: 86_400 }),
     default: "1800",
     allowed: "integer 1–86400",
-    description: "Longest video accepted, in seconds, from the container's header; longer ones fail with 413.",
+    description:
+      "Longest video accepted, in seconds, from the container's header; longer ones fail with 413.",
   },
   videoMaxPixels: {
     env: "LOUPE_VIDEO_MAX_PIXELS",
@@ -335,14 +350,16 @@ export const settings = {
     schema: integer({ min: 1, max: 1_000_000 }),
     default: "7200",
     allowed: "integer 1–1000000",
-    description: "Most frames sampled from one video (duration × `LOUPE_VIDEO_SAMPLE_FPS`); ffmpeg also stops there.",
+    description:
+      "Most frames sampled from one video (duration × `LOUPE_VIDEO_SAMPLE_FPS`); ffmpeg also stops there.",
   },
   videoTimeoutMs: {
     env: "LOUPE_VIDEO_TIMEOUT_MS",
     schema: integer({ min: 100, max: 3_600_000 }),
     default: "300000",
     allowed: "integer 100–3600000",
-    description: "Wall-clock limit of one ffprobe or ffmpeg run on a video, in milliseconds; the process is then killed.",
+    description:
+      "Wall-clock limit of one ffprobe or ffmpeg run on a video, in milliseconds; the process is then killed.",
   },
   videoSyncMaxSeconds: {
     env: "LOUPE_VIDEO_SYNC_MAX_SECONDS",

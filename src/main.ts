@@ -254,7 +254,11 @@ async function buildModelPack({ config, logger }: { config: Config; logger: Logg
   try {
     const models = await loadModelPack({
       dir: config.modelPack,
-      imageLimits: { maxInputBytes: config.maxImageBytes, maxInputPixels: config.maxImagePixels },
+      imageLimits: {
+        maxInputBytes: config.maxImageBytes,
+        maxInputPixels: config.maxImagePixels,
+        maxFrames: config.maxImageFrames,
+      },
     });
     if (config.embeddingDim !== undefined && config.embeddingDim !== models.dimension) {
       logger.warn(

@@ -49,6 +49,7 @@ describe("parseConfig", () => {
       urlMaxRedirects: 3,
       maxImageBytes: 20_971_520,
       maxImagePixels: 40_000_000,
+      maxImageFrames: 100,
       maxUploadBytes: 104_857_600,
       maxItemsPerRequest: 1000,
       ingestSyncMaxItems: 64,

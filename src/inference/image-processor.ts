@@ -28,6 +28,8 @@ export interface ImageLimits {
   allowedFormats?: readonly string[];
   /** Longest time one image may take to decode and resize, in seconds (0: no limit). */
   decodeTimeoutSeconds?: number;
+  /** Most frames (pages) an animated input may have; only the first is decoded. */
+  maxFrames?: number;
 }
 
 /** Limits used when none are given. */
@@ -36,6 +38,7 @@ export const defaultImageLimits: Required<ImageLimits> = {
   maxInputPixels: 40_000_000,
   allowedFormats: ["jpeg", "png", "webp", "gif"],
   decodeTimeoutSeconds: 10,
+  maxFrames: 100,
 };
 
 /** The format of encoded image bytes from their signature, for the formats that have a fixed one. */
@@ -399,6 +402,14 @@ export class ImageProcessor {
       throw new MediaError(
         `Image format "${metadata.format}" is not accepted; allowed: ${this.#limits.allowedFormats.join(", ")}.`,
         { code: "media_unsupported", status: 415, context: { format: metadata.format } },
+      );
+    }
+    const frames = metadata.pages ?? 1;
+    if (frames > this.#limits.maxFrames) {
+      throw new MediaError(
+        `Image has ${frames} frames; the limit is ${this.#limits.maxFrames} (only the first frame is used). ` +
+          "Send a still image or raise the frame limit (maxFrames, LOUPE_MAX_IMAGE_FRAMES).",
+        { code: "media_too_large", status: 413, context: { frames, limit: this.#limits.maxFrames } },
       );
     }
     const pageHeight = metadata.pageHeight ?? metadata.height;

@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { MediaError } from "../../src/errors.ts";
 import { centerCrop, ImageProcessor, resizeOutputSize } from "../../src/inference/image-processor.ts";
 import { preprocessorConfigSchema } from "../../src/inference/pack-config.ts";
+import { manyFrameGif } from "../hostile/fixtures.ts";
 
 const fixtures = join(import.meta.dirname, "fixtures", "images");
 
@@ -248,5 +249,25 @@ describe("ImageProcessor input handling", () => {
     const values = await processor.resizeAndCrop({ image: { data, width: 4, height: 4, channels: 4 } });
     expect(values.width).toBe(128);
     expect(Math.min(...values.data)).toBe(255);
+  });
+});
+
+describe("animated inputs", () => {
+  it("refuses an animation with more frames than the limit, naming the count and the limit", async () => {
+    const frames = 12;
+    const gif = manyFrameGif(frames);
+    const config = preprocessorConfigSchema.parse(
+      JSON.parse(
+        readFileSync(
+          join(import.meta.dirname, "../../models/shapes-world-tiny/preprocessor_config.json"),
+          "utf8",
+        ),
+      ),
+    );
+    const strict = new ImageProcessor({ config, limits: { maxFrames: 5 } });
+    await expect(strict.preprocess({ image: gif })).rejects.toThrow(/12 frames; the limit is 5/);
+    const lenient = new ImageProcessor({ config, limits: { maxFrames: 20 } });
+    const pixels = await lenient.preprocess({ image: gif });
+    expect(pixels.length).toBe(3 * 128 * 128);
   });
 });
