@@ -131,11 +131,15 @@ def pil_pixel_values(path: Path, size: int) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint")
     parser.add_argument("--out", required=True)
     parser.add_argument("--tokenizer", default=None)
     parser.add_argument("--model-id", default="shapes-world-tiny@1")
+    parser.add_argument("--manifest-only", action="store_true", help="only rewrite manifest.json (after editing the model card)")
     args = parser.parse_args()
+    if args.manifest_only:
+        write_manifest(Path(args.out), args.model_id)
+        return
     out = Path(args.out)
     tokenizer_path = Path(args.tokenizer) if args.tokenizer else out / "tokenizer.json"
 
@@ -230,7 +234,7 @@ def main() -> None:
             "domain": "shapes-world-v1",
             "vqa": {"answers": "answers.json", "hidden_size": cfg.meter.hidden_size, "num_layers": cfg.meter.num_layers},
             "video": {"num_frames": frames, "fps": 8, "frame_features": "image_embeds"},
-            "training": {"steps": state["step"], "seconds": round(state["elapsed_s"]), "args": state["args"]},
+            "training": {"steps": state["step"], "seconds": round(state["elapsed_s"]), "args": training_args(state["args"])},
             "pack_config": cfg.to_dict(),
         },
     }
@@ -340,11 +344,21 @@ def main() -> None:
     # ---- check the ONNX files against the reference before writing the manifest
     check_onnx(out, records, size)
 
-    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("manifest.json",) and "fixtures" not in p.parts)
-    manifest = {"model_id": args.model_id, "files": {str(p.relative_to(out)): sha256(p) for p in files}}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    total = sum(p.stat().st_size for p in files)
+    total = write_manifest(out, args.model_id)
     print(f"pack written to {out}: {total / 1e6:.1f} MB")
+
+
+def training_args(args: dict) -> dict:
+    """The hyperparameters worth keeping in config.json: no paths of the machine that trained."""
+    return {k: v for k, v in args.items() if k not in ("out", "tokenizer", "init", "checkpoint_every", "eval_every", "log_every", "eval_size", "workers")}
+
+
+def write_manifest(out: Path, model_id: str) -> int:
+    """sha256 of every pack file except the manifest itself and fixtures/; returns the pack's size in bytes."""
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json" and "fixtures" not in p.relative_to(out).parts)
+    manifest = {"model_id": model_id, "files": {str(p.relative_to(out)): sha256(p) for p in files}}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return sum(p.stat().st_size for p in files)
 
 
 def check_onnx(out: Path, records: dict, size: int) -> None:
