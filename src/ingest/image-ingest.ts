@@ -230,6 +230,20 @@ function isItemError(error: unknown): error is AppError {
   );
 }
 
+/**
+ * The caller-facing error of an item. The image processor names its own options as the fix
+ * (`maxInputPixels`); a caller of the service changes the setting instead, so that is named.
+ */
+function itemError(error: unknown): JobError {
+  const { code, message } = toJobError(error);
+  return {
+    code,
+    message: message
+      .replace("raise the pixel limit (maxInputPixels)", "raise LOUPE_MAX_IMAGE_PIXELS")
+      .replace("raise the image byte limit (maxInputBytes)", "raise LOUPE_MAX_IMAGE_BYTES"),
+  };
+}
+
 function failed(error: JobError): JobItemOutcome {
   return { status: "failed", error: { code: error.code, message: error.message } };
 }
@@ -287,7 +301,7 @@ export class ImageIngester {
           return { index, item: input, ...(await this.#load(input, tenant, signal)) };
         } catch (error) {
           if (!isItemError(error)) throw error;
-          settle(index, failed(toJobError(error)));
+          settle(index, failed(itemError(error)));
           return undefined;
         }
       });
@@ -327,7 +341,7 @@ export class ImageIngester {
           return { ...item, pixels, thumb };
         } catch (error) {
           if (!isItemError(error)) throw error;
-          settle(item.index, { ...failed(toJobError(error)), id: item.id });
+          settle(item.index, { ...failed(itemError(error)), id: item.id });
           return undefined;
         }
       });
@@ -432,7 +446,7 @@ export class ImageIngester {
         });
       } catch (error) {
         if (!isItemError(error)) throw error;
-        for (const item of batch) settle(item.index, { ...failed(toJobError(error)), id: item.id });
+        for (const item of batch) settle(item.index, { ...failed(itemError(error)), id: item.id });
       }
     }
     return result;

@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { crc32 } from "node:zlib";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jobResponseSchema } from "../../../src/http/routes/jobs.ts";
@@ -24,6 +25,20 @@ interface ImagesBody {
   items: ItemBody[];
   counts: { total: number; done: number; skipped: number; failed: number };
   error?: { code: string; message: string };
+}
+
+/** A PNG whose header claims `width` x `height` while its data is a 1x1 image: a decompression bomb's shape. */
+async function pngClaiming(width: number, height: number): Promise<Buffer> {
+  const png = Buffer.from(
+    await sharp({ create: { width: 1, height: 1, channels: 3, background: "#fff" } })
+      .png()
+      .toBuffer(),
+  );
+  // IHDR starts at byte 8: length (4), "IHDR" (4), width (4), height (4), 5 more bytes, then its CRC.
+  png.writeUInt32BE(width, 16);
+  png.writeUInt32BE(height, 20);
+  png.writeUInt32BE(crc32(png.subarray(12, 29)), 29);
+  return png;
 }
 
 describe("POST /v1/images", () => {
@@ -151,11 +166,12 @@ describe("POST /v1/images", () => {
       { name: "truncated.jpg", bytes: truncated },
       { name: "empty.jpg", bytes: Buffer.alloc(0) },
       { name: "text.jpg", bytes: Buffer.from("this is not an image at all") },
+      { name: "bomb.png", bytes: await pngClaiming(50_000, 50_000) },
     ];
     const response = await post(multipart({ files }));
     expect(response.status).toBe(200);
     const body = (await response.json()) as ImagesBody;
-    expect(body.items.map((item) => item.status)).toEqual(["stored", "failed", "failed", "failed"]);
+    expect(body.items.map((item) => item.status)).toEqual(["stored", "failed", "failed", "failed", "failed"]);
     expect(body.items[1]?.error?.message).toMatch(/Could not decode the image/);
     expect(body.items[2]?.error).toEqual({
       code: "media_empty",
@@ -163,7 +179,12 @@ describe("POST /v1/images", () => {
     });
     expect(body.items[3]?.error?.code).toBe("media_unsupported");
     expect(body.items[3]?.error?.message).toMatch(/allowed: jpeg, png, webp, gif/);
-    expect(body.counts).toMatchObject({ total: 4, done: 1, failed: 3 });
+    expect(body.items[4]?.error).toEqual({
+      code: "media_too_large",
+      message:
+        "Image is 50000x50000 (2500.0 MP); the limit is 40.0 MP. Resize it or raise LOUPE_MAX_IMAGE_PIXELS.",
+    });
+    expect(body.counts).toMatchObject({ total: 5, done: 1, failed: 4 });
   });
 
   it("answers 422 with every item's error when all fail", async () => {
