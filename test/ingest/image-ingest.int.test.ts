@@ -2,6 +2,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jobResponseSchema } from "../../src/http/routes/jobs.ts";
+import { startHttpServer } from "../../src/http/server.ts";
 import { type IngestHarness, multipart, renderShapes, startIngestHarness, TENANT_HEADER } from "./harness.ts";
 
 interface ImagesBody {
@@ -132,6 +133,43 @@ describe("image ingestion end to end (real Milvus Lite, real pack)", () => {
     expect(
       (await harness.app.request(`/v1/jobs/${job.id}`, { headers: { [TENANT_HEADER]: "other" } })).status,
     ).toBe(404);
+  });
+
+  it("over a real HTTP server: uploads answer, and SSE streams while the job runs and stops when the client leaves", async () => {
+    const http = await startHttpServer({ fetch: harness.app.fetch, host: "127.0.0.1", port: 0 });
+    try {
+      const files = images.slice(10, 30).map((bytes, index) => ({ name: `net-${index}.jpg`, bytes }));
+      const headers = { [TENANT_HEADER]: "network" };
+      const sync = await fetch(`${http.url}/v1/images`, {
+        method: "POST",
+        headers,
+        body: multipart({ files: files.slice(0, 2) }),
+      });
+      expect(sync.status).toBe(200);
+      expect(((await sync.json()) as ImagesBody).counts).toMatchObject({ done: 2 });
+
+      const accepted = await fetch(`${http.url}/v1/images?async=true`, {
+        method: "POST",
+        headers,
+        body: multipart({ files }),
+      });
+      const { job } = (await accepted.json()) as { job: { id: string } };
+      // A client that reads the first event and leaves.
+      const leaving = new AbortController();
+      const early = await fetch(`${http.url}/v1/jobs/${job.id}/events`, { headers, signal: leaving.signal });
+      const reader = early.body?.getReader();
+      const first = new TextDecoder().decode((await reader?.read())?.value);
+      expect(first).toMatch(/^: stream open|event: progress/);
+      leaving.abort();
+
+      const full = await fetch(`${http.url}/v1/jobs/${job.id}/events`, { headers });
+      const events = parseSse(await full.text());
+      expect(events.at(-1)?.[0]).toBe("done");
+      expect(events.at(-1)?.[1]).toMatchObject({ counts: { total: 20, done: 18, skipped: 2, failed: 0 } });
+      expect((await fetch(`${http.url}/readyz`)).status).toBe(200);
+    } finally {
+      await http.close({ timeoutMs: 1000 });
+    }
   });
 
   describe("resume", () => {
