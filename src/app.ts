@@ -78,10 +78,10 @@ export function createApp(services: Services): Hono<AppEnv> {
   app.route("/", createMediaRoute(services));
   app.route("/", createItemsRoute({ ...services, deleteVideo }));
   const { search, triples } = createSearchServices(services);
-  app.route("/", createSearchRoute({ search }));
+  app.route("/", createSearchRoute({ search, config: services.config }));
   app.route("/", createSimilarRoute({ search }));
-  app.route("/", createClassifyRoute({ search }));
-  app.route("/", createTriplesRoute({ triples }));
+  app.route("/", createClassifyRoute({ search, config: services.config }));
+  app.route("/", createTriplesRoute({ triples, config: services.config }));
   const videos = createVideoIngester({ ...services, logger: services.logger.child({ component: "videos" }) });
   app.route("/", createVideosRoute({ videos, jobs: services.jobs, config: services.config }));
   app.route("/", createOpenApiRoute());

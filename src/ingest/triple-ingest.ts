@@ -9,17 +9,18 @@ import { createHash } from "node:crypto";
 import { AppError, MediaError, ValidationError } from "../errors.ts";
 import type { ModelPack } from "../inference/index.ts";
 import { sniffImageFormat } from "../inference/index.ts";
+import { makeThumbnail } from "../media/thumbnail.ts";
 import type { ImageReference } from "../search/image-input.ts";
 import type { MediaReader, MediaWriter } from "../search/media-port.ts";
-import { METADATA_MAX_BYTES } from "../store/collections.ts";
 import { recordId, type TripleRecord, type VectorStore } from "../store/index.ts";
+import { type ImageMetadata, imageText, parseImageMetadata } from "./image-ingest.ts";
 
 /** Longest question, in characters. */
 export const MAX_QUESTION_LENGTH = 500;
 /** Longest answer, in characters. */
 export const MAX_ANSWER_LENGTH = 2000;
-/** Most triples one request takes. */
-export const MAX_TRIPLES_PER_REQUEST = 1000;
+/** Most triples one call takes (the HTTP route applies the lower `LOUPE_MAX_ITEMS_PER_REQUEST`). */
+export const MAX_TRIPLES_PER_CALL = 100_000;
 
 /** One triple to ingest. */
 export interface TripleInput {
@@ -56,6 +57,12 @@ export interface TripleIngesterOptions {
   media: MediaReader & MediaWriter;
   /** Without it, URL images fail with a message saying URLs are not enabled. */
   fetchImage?: ImageUrlFetcher;
+  /** Largest caller metadata, as JSON bytes (`LOUPE_MAX_METADATA_BYTES`). */
+  maxMetadataBytes?: number;
+  /** Longest side of the WebP thumbnail kept beside each image (`LOUPE_THUMBNAIL_SIZE`). */
+  thumbnailSize?: number;
+  /** Largest width × height decoded for the thumbnail (`LOUPE_MAX_IMAGE_PIXELS`). */
+  maxImagePixels?: number;
 }
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -70,7 +77,7 @@ interface Prepared {
   id: string;
   bytes: Uint8Array;
   contentType: string;
-  input: TripleInput;
+  metadata: ImageMetadata;
   question: string;
   answer: string;
   source: string;
@@ -94,36 +101,11 @@ function checkText(value: unknown, name: string, limit: number): string {
   return text;
 }
 
-function checkMetadata(metadata: unknown): Record<string, unknown> {
-  if (metadata === undefined) return {};
-  if (typeof metadata !== "object" || metadata === null || Array.isArray(metadata)) {
-    throw new ValidationError("metadata must be a JSON object.");
-  }
-  const record = metadata as Record<string, unknown>;
-  if (record.tags !== undefined) {
-    if (!Array.isArray(record.tags) || !record.tags.every((tag) => typeof tag === "string")) {
-      throw new ValidationError("metadata.tags must be a list of strings.");
-    }
-  }
-  for (const key of ["title", "source"] as const) {
-    if (record[key] !== undefined && typeof record[key] !== "string") {
-      throw new ValidationError(`metadata.${key} must be a string.`);
-    }
-  }
-  const bytes = Buffer.byteLength(JSON.stringify(record), "utf8");
-  if (bytes > METADATA_MAX_BYTES) {
-    throw new ValidationError(`metadata is ${bytes} bytes of JSON; the limit is ${METADATA_MAX_BYTES}.`);
-  }
-  return record;
-}
-
 /** Searchable text of a triple: its question and answer, then the caller's title and tags. */
-function tripleText(question: string, answer: string, metadata: Record<string, unknown>): string {
-  const parts = [question, answer];
-  if (typeof metadata.title === "string") parts.push(metadata.title);
-  if (Array.isArray(metadata.tags)) parts.push(...metadata.tags.filter((tag) => typeof tag === "string"));
-  // The store caps text at 8 KiB; cut on a character boundary well below it.
-  return parts.join(" ").slice(0, 2000);
+function tripleText(question: string, answer: string, metadata: ImageMetadata): string {
+  // Question and answer are capped at 500 + 2000 characters and tags and title by the metadata rules, so
+  // the text stays under the store's 8 KiB.
+  return [question, answer, imageText(metadata)].filter((part) => part.length > 0).join("\n");
 }
 
 /** Embeds and stores image-question-answer triples. */
@@ -132,12 +114,26 @@ export class TripleIngester {
   readonly #models: TripleIngesterOptions["models"];
   readonly #media: MediaReader & MediaWriter;
   readonly #fetchImage: ImageUrlFetcher | undefined;
+  readonly #maxMetadataBytes: number;
+  readonly #thumbnailSize: number;
+  readonly #maxImagePixels: number;
 
-  constructor({ store, models, media, fetchImage }: TripleIngesterOptions) {
+  constructor({
+    store,
+    models,
+    media,
+    fetchImage,
+    maxMetadataBytes = 16_384,
+    thumbnailSize = 256,
+    maxImagePixels = 40_000_000,
+  }: TripleIngesterOptions) {
     this.#store = store;
     this.#models = models;
     this.#media = media;
     this.#fetchImage = fetchImage;
+    this.#maxMetadataBytes = maxMetadataBytes;
+    this.#thumbnailSize = thumbnailSize;
+    this.#maxImagePixels = maxImagePixels;
   }
 
   /**
@@ -156,9 +152,9 @@ export class TripleIngester {
     items: readonly TripleInput[];
     source?: string;
   }): Promise<TripleIngestResult> {
-    if (items.length > MAX_TRIPLES_PER_REQUEST) {
+    if (items.length > MAX_TRIPLES_PER_CALL) {
       throw new ValidationError(
-        `A request takes at most ${MAX_TRIPLES_PER_REQUEST} triples; got ${items.length}. Split it.`,
+        `One ingest takes at most ${MAX_TRIPLES_PER_CALL} triples; got ${items.length}. Split it.`,
       );
     }
     const results: TripleItemResult[] = items.map((_, index) => ({ index, status: "failed" }));
@@ -202,19 +198,22 @@ export class TripleIngester {
     const written: Prepared[] = [];
     for (const [position, item] of embeddable.entries()) {
       try {
-        const { ref } = await this.#media.write({
+        const { thumbnail } = await makeThumbnail({
           bytes: item.bytes,
-          contentType: item.contentType,
-          owner: `${tenant}/${item.id}`,
+          size: this.#thumbnailSize,
+          maxInputPixels: this.#maxImagePixels,
         });
-        const metadata = checkMetadata(item.input.metadata);
+        const owner = `${tenant}/${item.id}`;
+        const { ref } = await this.#media.write({ bytes: item.bytes, contentType: item.contentType, owner });
+        const thumbnailRef = (await this.#media.write({ ...thumbnail, owner })).ref;
+        const { source: _source, ...metadata } = item.metadata;
         records.push({
           id: item.id,
           modelId: this.#models.modelId,
           mediaRef: ref,
           source: item.source,
-          text: tripleText(item.question, item.answer, metadata),
-          metadata,
+          text: tripleText(item.question, item.answer, item.metadata),
+          metadata: { ...metadata, thumbnailRef },
           question: item.question,
           answer: item.answer,
           imageVector: imageVectors.get(item.index) as Float32Array,
@@ -252,7 +251,7 @@ export class TripleIngester {
   }): Promise<Prepared> {
     const question = checkText(input.question, "question", MAX_QUESTION_LENGTH);
     const answer = checkText(input.answer, "answer", MAX_ANSWER_LENGTH);
-    const metadata = checkMetadata(input.metadata);
+    const metadata = parseImageMetadata({ value: input.metadata, maxBytes: this.#maxMetadataBytes });
     let bytes: Uint8Array;
     let itemSource = source;
     if ("bytes" in input.image) {
@@ -287,7 +286,7 @@ export class TripleIngester {
       id,
       bytes,
       contentType,
-      input,
+      metadata,
       question,
       answer,
       source:

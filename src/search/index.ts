@@ -53,7 +53,18 @@ export function createSearchServices({
   store: VectorStore;
   models: ModelPack;
   blobs: BlobStore;
-  config: Pick<Config, "modelPack" | "urlAllowHosts" | "urlMaxBytes" | "urlTimeoutMs" | "urlMaxRedirects">;
+  config: Pick<
+    Config,
+    | "modelPack"
+    | "urlAllowHosts"
+    | "urlMaxBytes"
+    | "urlTimeoutMs"
+    | "urlMaxRedirects"
+    | "maxImageBytes"
+    | "maxImagePixels"
+    | "maxMetadataBytes"
+    | "thumbnailSize"
+  >;
 }): SearchServices {
   const media = blobMedia(blobs);
   const search = new SearchService({
@@ -66,10 +77,13 @@ export function createSearchServices({
     store,
     models,
     media,
+    maxMetadataBytes: config.maxMetadataBytes,
+    thumbnailSize: config.thumbnailSize,
+    maxImagePixels: config.maxImagePixels,
     fetchImage: ({ url }) =>
       fetchUrl({
         url,
-        maxBytes: config.urlMaxBytes,
+        maxBytes: Math.min(config.urlMaxBytes, config.maxImageBytes),
         timeoutMs: config.urlTimeoutMs,
         maxRedirects: config.urlMaxRedirects,
         allowHosts: config.urlAllowHosts,

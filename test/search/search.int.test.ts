@@ -1,8 +1,7 @@
 /**
  * Search, recommendation, zero-shot classification and triples through the HTTP API, against a real
  * Milvus Lite and the bundled model pack, on a generated Shapes World corpus (60 images at 128 px).
- * Images are indexed through the store with the pack's embeddings and their blobs stored, as the image
- * ingest does; triples go in through POST /v1/triples.
+ * Images go in through POST /v1/images and triples through POST /v1/triples.
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
@@ -14,8 +13,8 @@ import { parseConfig } from "../../src/config.ts";
 import { loadModelPack, type ModelPack } from "../../src/inference/index.ts";
 import { createJobRegistry } from "../../src/ingest/jobs.ts";
 import { createLogger } from "../../src/logger.ts";
-import { blobRef, createFsBlobStore, type FsBlobStore, sha256Hex } from "../../src/media/blob-store.ts";
-import { createVectorStore, type MilvusVectorStore, recordId } from "../../src/store/index.ts";
+import { createFsBlobStore, type FsBlobStore } from "../../src/media/blob-store.ts";
+import { createVectorStore, type MilvusVectorStore } from "../../src/store/index.ts";
 import {
   COLORS,
   createRng,
@@ -98,38 +97,39 @@ describe("search over a Shapes World corpus", () => {
       body: JSON.stringify(body),
     });
 
-  async function indexImage({
+  /** Ingests images through POST /v1/images (multipart, one metadata field per file); returns their ids. */
+  async function ingestImages({
     tenant,
-    bytes,
-    tags,
-    title,
+    images,
   }: {
     tenant: string;
-    bytes: Uint8Array;
-    tags: string[];
-    title: string;
-  }): Promise<string> {
-    const sha256 = sha256Hex(bytes);
-    const id = recordId({ kind: "image", tenant, contentSha256: sha256, modelId: pack.modelId });
-    await blobs.put({ bytes, contentType: "image/jpeg" });
-    await blobs.addReference({ sha256, owner: `${tenant}/${id}` });
-    const [vector] = await pack.imageEmbedder.embed({ images: [bytes] });
-    await store.upsert({
-      kind: "image",
-      tenant,
-      records: [
-        {
-          id,
-          modelId: pack.modelId,
-          mediaRef: blobRef(sha256),
-          source: "test",
-          text: [title, ...tags].join(" "),
-          metadata: { tags, title },
-          vector: vector as Float32Array,
-        },
-      ],
-    });
-    return id;
+    images: { bytes: Uint8Array; tags: string[]; title: string }[];
+  }): Promise<string[]> {
+    const ids: string[] = [];
+    // Batches stay under LOUPE_INGEST_SYNC_MAX_ITEMS, so each request answers when its images are stored.
+    for (let start = 0; start < images.length; start += 20) {
+      const form = new FormData();
+      for (const [index, image] of images.slice(start, start + 20).entries()) {
+        form.append(
+          "files",
+          new Blob([new Uint8Array(image.bytes)], { type: "image/jpeg" }),
+          `${start + index}.jpg`,
+        );
+        form.append("metadata", JSON.stringify({ tags: image.tags, title: image.title, source: "synth" }));
+      }
+      const response = await app.request("/v1/images", {
+        method: "POST",
+        body: form,
+        headers: { "x-test-tenant": tenant },
+      });
+      const body = (await response.json()) as { items: { status: string; id: string }[] };
+      expect(response.status, JSON.stringify(body)).toBe(200);
+      for (const item of body.items) {
+        expect(item.status).toBe("stored");
+        ids.push(item.id);
+      }
+    }
+    return ids;
   }
 
   beforeAll(async () => {
@@ -169,28 +169,28 @@ describe("search over a Shapes World corpus", () => {
       resolveTenant: (c) => c.req.header("x-test-tenant") ?? "default",
     });
 
-    for (const line of scenes) {
-      const bytes = await readFile(path.join(dataset, line.file));
-      recordIds.set(
-        line.id,
-        await indexImage({ tenant: "default", bytes, tags: tagsOf(line.scene), title: line.id }),
-      );
-    }
+    const corpus = await Promise.all(
+      scenes.map(async (line) => ({
+        bytes: await readFile(path.join(dataset, line.file)),
+        tags: tagsOf(line.scene),
+        title: line.id,
+      })),
+    );
     // The twin of the first triple's image: the same scene rendered again (other jitter and noise).
     const first = triples[0] as TripleLine;
-    twinOf = recordIds.get(first.image) as string;
-    twinRecordId = await indexImage({
-      tenant: "default",
+    corpus.push({
       bytes: await readFile(path.join(dataset, first.probe.file)),
       tags: ["twin"],
       title: "twin",
     });
-    otherTenantId = await indexImage({
+    const ids = await ingestImages({ tenant: "default", images: corpus });
+    for (const [index, line] of scenes.entries()) recordIds.set(line.id, ids[index] as string);
+    twinOf = recordIds.get(first.image) as string;
+    twinRecordId = ids[scenes.length] as string;
+    [otherTenantId] = (await ingestImages({
       tenant: "other",
-      bytes: await readFile(path.join(dataset, (scenes[0] as SceneLine).file)),
-      tags: ["secret"],
-      title: "other tenant",
-    });
+      images: [{ bytes: corpus[0]?.bytes as Uint8Array, tags: ["secret"], title: "other tenant" }],
+    })) as [string];
 
     // Triples go in through the API, half as JSON and half as JSONL.
     const toItem = (line: TripleLine) => ({
@@ -524,15 +524,24 @@ describe("search over a Shapes World corpus", () => {
           answer: "star",
         },
         { image: "img_00000000000000000000000000000000", question: "Which shape?", answer: "star" },
+        { image, question: "Which color?", answer: "red", metadata: { thumbnailRef: "blob:0000" } },
       ],
     });
     expect(mixed.status).toBe(200);
     const body = (await mixed.json()) as TriplesBody;
-    expect(body.counts).toEqual({ total: 5, pending: 0, done: 1, skipped: 0, failed: 4 });
-    expect(body.items.map((item) => item.status)).toEqual(["stored", "failed", "failed", "failed", "failed"]);
+    expect(body.counts).toEqual({ total: 6, pending: 0, done: 1, skipped: 0, failed: 5 });
+    expect(body.items.map((item) => item.status)).toEqual([
+      "stored",
+      "failed",
+      "failed",
+      "failed",
+      "failed",
+      "failed",
+    ]);
     expect(body.items[1]?.error?.message).toMatch(/question/);
     expect(body.items[3]?.error?.message).toMatch(/not JPEG, PNG, WebP or GIF/);
     expect(body.items[4]?.error?.message).toMatch(/No stored image/);
+    expect(body.items[5]?.error?.message).toMatch(/"thumbnailRef" is reserved/);
 
     const onlyBad = await post("/v1/triples", { items: [{ image, question: "", answer: "x" }] });
     expect(onlyBad.status).toBe(422);
@@ -566,6 +575,12 @@ describe("search over a Shapes World corpus", () => {
     expect(response.status).toBe(200);
     const body = (await response.json()) as TriplesBody;
     expect(body.counts.done).toBe(1);
+    const thumbnail = await app.request(`/v1/media/${body.items[0]?.id}/thumbnail`);
+    expect(thumbnail.status).toBe(200);
+    expect(thumbnail.headers.get("content-type")).toBe("image/webp");
+    const original = await app.request(`/v1/media/${body.items[0]?.id}`);
+    const stored = Buffer.from(await original.arrayBuffer());
+    expect(stored.equals(await readFile(path.join(datasetDir, line.file)))).toBe(true);
     const similar = await post(`/v1/similar/${body.items[0]?.id}`, { kinds: ["image"], topK: 1 });
     expect(((await similar.json()) as { items: ResultItem[] }).items[0]?.id).toBe(recordIds.get(line.id));
   });

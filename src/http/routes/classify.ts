@@ -20,6 +20,7 @@ import {
   coerceFormFields,
   imageFieldSchema,
   parseRequest,
+  type QueryLimits,
   queryBodyLimit,
   readRequestFields,
   requestImage,
@@ -68,13 +69,19 @@ export const classifyResponseSchema = z.object({
 });
 
 /** The /v1/classify route. */
-export function createClassifyRoute({ search }: { search: SearchService }): Hono<AppEnv> {
-  return new Hono<AppEnv>().post("/v1/classify", queryBodyLimit, async (c) => {
+export function createClassifyRoute({
+  search,
+  config,
+}: {
+  search: SearchService;
+  config: QueryLimits;
+}): Hono<AppEnv> {
+  return new Hono<AppEnv>().post("/v1/classify", queryBodyLimit(config), async (c) => {
     const request = await readRequestFields(c);
     const fields = request.multipart ? coerceFormFields(request.fields) : request.fields;
     if (request.files.has("image")) delete fields.image;
     const body = parseRequest(classifyRequestSchema, fields);
-    const image = requestImage(request, body.image);
+    const image = requestImage(request, body.image, config);
     if (image === undefined) {
       throw new ValidationError(
         "classify needs an image: base64, a data URL, a stored item's id or an uploaded file.",

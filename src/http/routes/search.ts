@@ -10,7 +10,6 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
 import { MediaError, ValidationError } from "../../errors.ts";
-import { defaultImageLimits } from "../../inference/index.ts";
 import {
   type ImageQuery,
   MAX_SEARCH_TOP_K,
@@ -21,10 +20,16 @@ import {
 import { filterSpecSchema } from "../../store/index.ts";
 import type { AppContext, AppEnv } from "../context.ts";
 
-/** Largest body of a search, similar or classify request (an image inline as base64 is ~4/3 its size). */
-export const MAX_QUERY_BODY_BYTES = 16 * 1024 * 1024;
-/** Largest decoded query image. */
-export const MAX_QUERY_IMAGE_BYTES = Math.min(defaultImageLimits.maxInputBytes, 10 * 1024 * 1024);
+/** Query routes' limits, from the configuration. */
+export interface QueryLimits {
+  /** Largest image, in bytes (`LOUPE_MAX_IMAGE_BYTES`). */
+  maxImageBytes: number;
+}
+
+/** Largest body of a search, similar or classify request: one image inline as base64 (~4/3 its size). */
+export function maxQueryBodyBytes({ maxImageBytes }: QueryLimits): number {
+  return Math.ceil((maxImageBytes * 4) / 3) + 64 * 1024;
+}
 /** Longest text query, in characters. */
 export const MAX_QUERY_TEXT_LENGTH = 1000;
 
@@ -202,42 +207,56 @@ export function parseRequest<Schema extends z.ZodType>(schema: Schema, input: un
 }
 
 /** The query image of a request: an uploaded `image` file, or the `image` string. */
-export function requestImage(request: RequestFields, value: string | undefined): ImageQuery | undefined {
+export function requestImage(
+  request: RequestFields,
+  value: string | undefined,
+  { maxImageBytes }: QueryLimits,
+): ImageQuery | undefined {
   const file = request.files.get("image");
   if (file !== undefined) {
     if (file.length === 0) throw new ValidationError("The uploaded image file is empty.");
-    if (file.length > MAX_QUERY_IMAGE_BYTES) {
-      throw new ValidationError(
-        `The uploaded image is ${file.length} bytes; the limit is ${MAX_QUERY_IMAGE_BYTES} bytes.`,
+    if (file.length > maxImageBytes) {
+      throw new MediaError(
+        `The uploaded image is ${file.length} bytes; the limit is ${maxImageBytes} bytes (LOUPE_MAX_IMAGE_BYTES).`,
+        { status: 413, code: "payload_too_large" },
       );
     }
     return { bytes: file };
   }
   if (value === undefined) return undefined;
-  const reference = parseImageReference({ value, maxBytes: MAX_QUERY_IMAGE_BYTES });
+  const reference = parseImageReference({ value, maxBytes: maxImageBytes });
   if ("url" in reference) throw new Error("unreachable: URLs are refused when allowUrl is false");
   return reference;
 }
 
 /** Body limit of the query routes, answered in the error envelope. */
-export const queryBodyLimit = bodyLimit({
-  maxSize: MAX_QUERY_BODY_BYTES,
-  onError: () => {
-    throw new MediaError(
-      `The request body is over ${MAX_QUERY_BODY_BYTES} bytes; send a smaller image (or its id).`,
-      { status: 413, code: "payload_too_large", context: { limit: MAX_QUERY_BODY_BYTES } },
-    );
-  },
-});
+export function queryBodyLimit(limits: QueryLimits) {
+  const maxSize = maxQueryBodyBytes(limits);
+  return bodyLimit({
+    maxSize,
+    onError: () => {
+      throw new MediaError(
+        `The request body is over ${maxSize} bytes; send a smaller image (LOUPE_MAX_IMAGE_BYTES), or its id.`,
+        { status: 413, code: "payload_too_large", context: { limit: maxSize } },
+      );
+    },
+  });
+}
 
 /** The /v1/search route. */
-export function createSearchRoute({ search }: { search: SearchService }): Hono<AppEnv> {
-  return new Hono<AppEnv>().post("/v1/search", queryBodyLimit, async (c) => {
+export function createSearchRoute({
+  search,
+  config,
+}: {
+  search: SearchService;
+  config: QueryLimits;
+}): Hono<AppEnv> {
+  return new Hono<AppEnv>().post("/v1/search", queryBodyLimit(config), async (c) => {
     const request = await readRequestFields(c);
     const fields = request.multipart ? coerceFormFields(request.fields) : request.fields;
     if (request.files.has("image")) delete fields.image;
     const body = parseRequest(searchRequestSchema, fields);
-    const image = requestImage(request, body.image);
+    const image = requestImage(request, body.image, config);
     const result = await search.search({
       tenant: c.get("tenant"),
       text: body.text,

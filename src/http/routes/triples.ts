@@ -15,7 +15,6 @@ import { AppError, MediaError, ValidationError } from "../../errors.ts";
 import {
   MAX_ANSWER_LENGTH,
   MAX_QUESTION_LENGTH,
-  MAX_TRIPLES_PER_REQUEST,
   type TripleIngester,
   type TripleInput,
   type TripleItemResult,
@@ -24,10 +23,17 @@ import { parseImageReference } from "../../search/index.ts";
 import type { AppContext, AppEnv } from "../context.ts";
 import { errorEnvelopeSchema } from "../errors.ts";
 import { jobCountsSchema } from "./jobs.ts";
-import { MAX_QUERY_IMAGE_BYTES, parseRequest, readRequestFields } from "./search.ts";
+import { parseRequest, readRequestFields } from "./search.ts";
 
-/** Largest body of a triples request. */
-export const MAX_TRIPLES_BODY_BYTES = 64 * 1024 * 1024;
+/** The triples route's limits, from the configuration. */
+export interface TriplesLimits {
+  /** Largest request body (`LOUPE_MAX_UPLOAD_BYTES`). */
+  maxUploadBytes: number;
+  /** Most triples per request (`LOUPE_MAX_ITEMS_PER_REQUEST`). */
+  maxItemsPerRequest: number;
+  /** Largest image (`LOUPE_MAX_IMAGE_BYTES`). */
+  maxImageBytes: number;
+}
 
 /** One triple in a request. */
 export const tripleItemSchema = z
@@ -50,7 +56,10 @@ export const tripleItemSchema = z
 /** JSON body of POST /v1/triples. */
 export const triplesRequestSchema = z
   .object({
-    items: z.array(z.unknown()).min(1).max(MAX_TRIPLES_PER_REQUEST).describe("Triples (each a tripleItem)."),
+    items: z
+      .array(z.unknown())
+      .min(1)
+      .describe("Triples (each a TripleItem), at most LOUPE_MAX_ITEMS_PER_REQUEST."),
   })
   .strict();
 
@@ -116,24 +125,30 @@ function failure(index: number, error: unknown): TripleItemResult {
 }
 
 /** The /v1/triples route. */
-export function createTriplesRoute({ triples }: { triples: TripleIngester }): Hono<AppEnv> {
+export function createTriplesRoute({
+  triples,
+  config,
+}: {
+  triples: TripleIngester;
+  config: TriplesLimits;
+}): Hono<AppEnv> {
   return new Hono<AppEnv>().post(
     "/v1/triples",
     bodyLimit({
-      maxSize: MAX_TRIPLES_BODY_BYTES,
+      maxSize: config.maxUploadBytes,
       onError: () => {
         throw new MediaError(
-          `The request body is over ${MAX_TRIPLES_BODY_BYTES} bytes; split the triples over several requests.`,
-          { status: 413, code: "payload_too_large", context: { limit: MAX_TRIPLES_BODY_BYTES } },
+          `The request body is over ${config.maxUploadBytes} bytes; split the triples over several requests, or raise LOUPE_MAX_UPLOAD_BYTES.`,
+          { status: 413, code: "payload_too_large", context: { limit: config.maxUploadBytes } },
         );
       },
     }),
     async (c) => {
       const { items, files } = await readItems(c);
       if (items.length === 0) throw new ValidationError("The request holds no triples.");
-      if (items.length > MAX_TRIPLES_PER_REQUEST) {
+      if (items.length > config.maxItemsPerRequest) {
         throw new ValidationError(
-          `A request takes at most ${MAX_TRIPLES_PER_REQUEST} triples; got ${items.length}. Split it.`,
+          `A request takes at most ${config.maxItemsPerRequest} triples (LOUPE_MAX_ITEMS_PER_REQUEST); got ${items.length}. Split it.`,
         );
       }
       const results: TripleItemResult[] = [];
@@ -149,7 +164,7 @@ export function createTriplesRoute({ triples }: { triples: TripleIngester }): Ho
                   value: item.image,
                   field: `items[${index}].image`,
                   allowUrl: true,
-                  maxBytes: MAX_QUERY_IMAGE_BYTES,
+                  maxBytes: config.maxImageBytes,
                 });
           valid.push({
             index,
