@@ -138,7 +138,8 @@ class Job<Input> {
   status: JobStatus = "queued";
   error: JobError | undefined;
   readonly items: JobItem[];
-  readonly inputs: Input[];
+  /** Inputs of the items still to do; those of stored and skipped items are dropped (never re-run). */
+  readonly inputs: Map<number, Input>;
   readonly run: JobRunner<Input>;
   readonly #listeners = new Set<(event: JobEvent) => void>();
   /** Settles when the current run ends. */
@@ -156,7 +157,7 @@ class Job<Input> {
       describe: { ...item.describe },
       status: "pending",
     }));
-    this.inputs = request.items.map((item) => item.input);
+    this.inputs = new Map(request.items.map((item, index) => [index, item.input]));
   }
 
   get terminal(): boolean {
@@ -395,8 +396,8 @@ export class JobRegistry {
     job.startedAt = new Date();
     job.emit(job.progressEvent());
     const work = job.items
-      .filter((item) => item.status === "pending")
-      .map((item) => ({ index: item.index, input: job.inputs[item.index] }));
+      .filter((item) => item.status === "pending" && job.inputs.has(item.index))
+      .map((item) => ({ index: item.index, input: job.inputs.get(item.index) }));
     const reported = new Set<number>();
     const report = (index: number, outcome: JobItemOutcome) => {
       const item = job.items[index];
@@ -407,6 +408,8 @@ export class JobRegistry {
       if (outcome.status === "failed")
         item.error = { code: outcome.error.code, message: outcome.error.message };
       if (outcome.detail !== undefined) item.detail = outcome.detail;
+      // Uploaded bytes can be large; keep them only while the item may still run again.
+      if (outcome.status !== "failed") job.inputs.delete(index);
       job.emit({ type: "item", data: { id: job.id, item: { ...item } } });
       job.emit(job.progressEvent());
     };
