@@ -109,6 +109,8 @@ export function safeInputArgs({ limits, demuxer }: { limits: VideoLimits; demuxe
     "-analyzeduration",
     String(limits.analyzeDurationUs),
     ...(demuxer === undefined ? [] : ["-f", demuxer]),
+    // MOV "data references" can name other files; off by default in both builds, and kept off here.
+    ...(demuxer === "mov" ? ["-enable_drefs", "0"] : []),
   ];
 }
 
