@@ -81,7 +81,7 @@ export function createApp(services: Services): Hono<AppEnv> {
   app.route("/", createSearchRoute({ search, config: services.config }));
   app.route("/", createSimilarRoute({ search }));
   app.route("/", createClassifyRoute({ search, config: services.config }));
-  app.route("/", createTriplesRoute({ triples, config: services.config }));
+  app.route("/", createTriplesRoute({ triples, config: services.config, jobs: services.jobs }));
   const videos = createVideoIngester({ ...services, logger: services.logger.child({ component: "videos" }) });
   app.route("/", createVideosRoute({ videos, jobs: services.jobs, config: services.config }));
   app.route("/", createOpenApiRoute());

@@ -16,7 +16,7 @@ import {
   imagesJsonRequestSchema,
   imagesResponseSchema,
 } from "./routes/images.ts";
-import { jobResponseSchema } from "./routes/jobs.ts";
+import { jobAcceptedSchema, jobResponseSchema } from "./routes/jobs.ts";
 import { readyzResponseSchema } from "./routes/readyz.ts";
 import { searchRequestSchema, searchResponseSchema } from "./routes/search.ts";
 import { similarRequestSchema } from "./routes/similar.ts";
@@ -197,6 +197,7 @@ export const apiOperations: ApiOperation[] = [
     description:
       "Each image and question is embedded and the triple stored with a deterministic id (re-ingest adds nothing). Items are answered in order; when every item fails, the first failure is the error.",
     tags: ["ingest"],
+    queryParams: [asyncParam],
     requestBodies: [
       { contentType: "application/json", schema: triplesRequestSchema },
       {
@@ -220,6 +221,7 @@ export const apiOperations: ApiOperation[] = [
     ],
     responses: {
       "200": { description: "Per-item outcomes and counts.", schema: triplesResponseSchema },
+      "202": { description: "Started as a job.", schema: jobAcceptedSchema },
       "413": errorResponse("The body is over the limit."),
       "422": { description: "Every item failed; each says why.", schema: triplesAllFailedSchema },
       ...commonErrors,

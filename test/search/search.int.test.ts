@@ -511,6 +511,32 @@ describe("search over a Shapes World corpus", () => {
     expect(byIdBody.items[0]).toMatchObject({ status: "skipped", id: tripleIds[0] });
   });
 
+  it("runs triples as a job with ?async=true", async () => {
+    const items = await Promise.all(
+      triples.slice(0, 3).map(async (line) => ({
+        image: dataUrl(await readFile(path.join(datasetDir, line.file))),
+        question: line.question,
+        answer: line.answer,
+        metadata: { tags: ["triple"], source: "synth" },
+      })),
+    );
+    items.push({ ...(items[0] as (typeof items)[number]), question: "" });
+    const accepted = await post("/v1/triples?async=true", { items });
+    expect(accepted.status).toBe(202);
+    const { job } = (await accepted.json()) as { job: { id: string } };
+    expect(accepted.headers.get("location")).toBe(`/v1/jobs/${job.id}`);
+    let snapshot: { status: string; counts: TriplesBody["counts"]; items: { status: string; id?: string }[] };
+    for (;;) {
+      const response = await app.request(`/v1/jobs/${job.id}`);
+      snapshot = ((await response.json()) as { job: typeof snapshot }).job;
+      if (snapshot.status === "done" || snapshot.status === "failed") break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(snapshot.status).toBe("done");
+    expect(snapshot.counts).toMatchObject({ total: 4, skipped: 3, failed: 1, pending: 0 });
+    expect(snapshot.items.slice(0, 3).map((item) => item.id)).toEqual(tripleIds.slice(0, 3));
+  });
+
   it("reports bad triples per item, and a request of only bad triples as a 4xx", async () => {
     const image = dataUrl(await readFile(path.join(datasetDir, (scenes[5] as SceneLine).file)));
     const mixed = await post("/v1/triples", {

@@ -12,6 +12,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
 import { AppError, MediaError, ValidationError } from "../../errors.ts";
+import type { JobItemOutcome, JobRegistry } from "../../ingest/jobs.ts";
 import {
   MAX_ANSWER_LENGTH,
   MAX_QUESTION_LENGTH,
@@ -22,7 +23,7 @@ import {
 import { parseImageReference } from "../../search/index.ts";
 import type { AppContext, AppEnv } from "../context.ts";
 import { errorEnvelopeSchema } from "../errors.ts";
-import { jobCountsSchema } from "./jobs.ts";
+import { type jobAcceptedSchema, jobCountsSchema } from "./jobs.ts";
 import { parseRequest, readRequestFields } from "./search.ts";
 
 /** The triples route's limits, from the configuration. */
@@ -33,6 +34,17 @@ export interface TriplesLimits {
   maxItemsPerRequest: number;
   /** Largest image (`LOUPE_MAX_IMAGE_BYTES`). */
   maxImageBytes: number;
+  /** Requests with more triples run as a job (`LOUPE_INGEST_SYNC_MAX_ITEMS`). */
+  ingestSyncMaxItems: number;
+}
+
+/** Triples handed to a job at a time, so its progress moves as they are stored. */
+const JOB_CHUNK = 32;
+
+function parseAsyncFlag(value: string | undefined): boolean {
+  if (value === undefined || value === "" || value === "false" || value === "0") return false;
+  if (value === "true" || value === "1") return true;
+  throw new ValidationError(`async must be true or false; got ${JSON.stringify(value.slice(0, 40))}.`);
 }
 
 /** One triple in a request. */
@@ -124,13 +136,27 @@ function failure(index: number, error: unknown): TripleItemResult {
   return { index, status: "failed", error: { code, message, status } };
 }
 
+function toOutcome(result: TripleItemResult): JobItemOutcome {
+  if (result.status === "failed") {
+    const { code, message } = result.error ?? { code: "internal_error", message: "The item failed." };
+    return {
+      status: "failed",
+      error: { code, message },
+      ...(result.id === undefined ? {} : { id: result.id }),
+    };
+  }
+  return { status: result.status, id: result.id ?? "" };
+}
+
 /** The /v1/triples route. */
 export function createTriplesRoute({
   triples,
   config,
+  jobs,
 }: {
   triples: TripleIngester;
   config: TriplesLimits;
+  jobs: JobRegistry;
 }): Hono<AppEnv> {
   return new Hono<AppEnv>().post(
     "/v1/triples",
@@ -144,6 +170,8 @@ export function createTriplesRoute({
       },
     }),
     async (c) => {
+      const runAsync = parseAsyncFlag(c.req.query("async"));
+      const tenant = c.get("tenant");
       const { items, files } = await readItems(c);
       if (items.length === 0) throw new ValidationError("The request holds no triples.");
       if (items.length > config.maxItemsPerRequest) {
@@ -174,8 +202,38 @@ export function createTriplesRoute({
           results[index] = failure(index, error);
         }
       }
+      if (runAsync || items.length > config.ingestSyncMaxItems) {
+        const inputs = new Map(valid.map((entry) => [entry.index, entry.input]));
+        const job = jobs.create<TripleInput | TripleItemResult>({
+          tenant,
+          kind: "triples",
+          items: items.map((_, index) => ({
+            describe: { item: String(index) },
+            input: inputs.get(index) ?? (results[index] as TripleItemResult),
+          })),
+          run: async ({ items: work, signal, report }) => {
+            const pending: { index: number; input: TripleInput }[] = [];
+            for (const { index, input } of work) {
+              if ("question" in input) pending.push({ index, input });
+              else report(index, toOutcome(input));
+            }
+            for (let start = 0; start < pending.length && !signal.aborted; start += JOB_CHUNK) {
+              const chunk = pending.slice(start, start + JOB_CHUNK);
+              const outcome = await triples.ingest({ tenant, items: chunk.map((entry) => entry.input) });
+              for (const [position, result] of outcome.items.entries()) {
+                report(chunk[position]?.index ?? position, toOutcome(result));
+              }
+            }
+          },
+        });
+        c.header("location", `/v1/jobs/${job.id}`);
+        return c.json(
+          { job: { id: job.id, status: job.status } } satisfies z.infer<typeof jobAcceptedSchema>,
+          202,
+        );
+      }
       const outcome = await triples.ingest({
-        tenant: c.get("tenant"),
+        tenant,
         items: valid.map((entry) => entry.input),
         source: "upload",
       });
