@@ -114,7 +114,7 @@ function blobKeysOf(record: StoredRecord): { media?: string; thumbnail?: string 
 
 /**
  * The stored file of an item for the tenant: its original, or its thumbnail (for a video segment or a
- * video, the keyframe).
+ * video, the keyframe; for a triple without one, its image).
  *
  * @throws {NotFoundError} when the tenant has no such item, or the item has no such stored file.
  */
@@ -133,7 +133,11 @@ export async function findMedia({
 }): Promise<StoredBlob> {
   const record = await findItem({ store, tenant, id });
   const keys = blobKeysOf(record);
-  const key = variant === "original" ? keys.media : keys.thumbnail;
+  // A triple's image is small enough to stand in for a thumbnail when none was made.
+  const key =
+    variant === "original"
+      ? keys.media
+      : (keys.thumbnail ?? (record.kind === "triple" ? keys.media : undefined));
   if (key === undefined) {
     throw new NotFoundError(
       `Item ${id} has no stored ${variant === "original" ? "media" : "thumbnail"}${record.mediaRef.startsWith("blob:") ? "" : " (its media lives elsewhere)"}.`,

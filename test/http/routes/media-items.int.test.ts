@@ -118,6 +118,44 @@ describe("GET /v1/media/{id} and DELETE /v1/items/{id}", () => {
     );
   });
 
+  it("serves a triple's image, also as its thumbnail, and deleting the triple releases it", async () => {
+    const tenant = "alpha";
+    const { sha256 } = await harness.blobs.put({ bytes: images[2] as Buffer, contentType: "image/jpeg" });
+    const id = recordId({
+      kind: "triple",
+      tenant,
+      contentSha256: sha256,
+      modelId: harness.models.modelId,
+      question: "What color is the circle?",
+    });
+    await harness.blobs.addReference({ sha256, owner: `${tenant}/${id}` });
+    const vector = new Float32Array(harness.models.dimension).fill(0.1);
+    await harness.store.upsert({
+      kind: "triple",
+      tenant,
+      records: [
+        {
+          id,
+          modelId: harness.models.modelId,
+          mediaRef: blobRef(sha256),
+          source: "upload",
+          imageVector: vector,
+          questionVector: vector,
+          question: "What color is the circle?",
+          answer: "red",
+        },
+      ],
+    });
+    for (const path of [`/v1/media/${id}`, `/v1/media/${id}/thumbnail`]) {
+      const response = await harness.app.request(path, as(tenant));
+      expect(response.status).toBe(200);
+      expect(Buffer.from(await response.arrayBuffer())).toEqual(images[2]);
+    }
+    const deleted = await harness.app.request(`/v1/items/${id}`, as(tenant, { method: "DELETE" }));
+    expect(await deleted.json()).toEqual({ deleted: { id, kind: "triple", records: 1, blobsRemoved: 1 } });
+    expect(await harness.blobs.has(sha256)).toBe(false);
+  });
+
   it("deleting a video removes all its segments and their blobs", async () => {
     const tenant = "alpha";
     const video = Buffer.from("not really a video, but bytes to store");
