@@ -16,6 +16,7 @@ import {
   imagesJsonRequestSchema,
   imagesResponseSchema,
 } from "./routes/images.ts";
+import { deleteItemResponseSchema } from "./routes/items.ts";
 import { jobAcceptedSchema, jobResponseSchema } from "./routes/jobs.ts";
 import { readyzResponseSchema } from "./routes/readyz.ts";
 import { searchRequestSchema, searchResponseSchema } from "./routes/search.ts";
@@ -279,6 +280,46 @@ export const apiOperations: ApiOperation[] = [
     responses: {
       "200": { description: "One item per video, with its segments.", schema: videosResponseSchema },
       "202": { description: "Started as a job.", schema: videosJobResponseSchema },
+      ...commonErrors,
+    },
+  },
+  {
+    method: "get",
+    path: "/v1/media/{id}",
+    summary: "An item's stored original",
+    description:
+      "Streamed with its content type; a segment's original is its video. Only the owning tenant sees it (404 otherwise). The sha256 is the ETag.",
+    tags: ["media"],
+    pathParams: [{ name: "id", description: "An item id (img_…, seg_…, tri_…)." }],
+    responses: {
+      "200": { description: "The bytes, with their content type." },
+      "304": { description: "Not modified (If-None-Match)." },
+      "404": errorResponse("No such item for the caller, or it has no stored media."),
+    },
+  },
+  {
+    method: "get",
+    path: "/v1/media/{id}/thumbnail",
+    summary: "An item's thumbnail (a segment's keyframe)",
+    tags: ["media"],
+    pathParams: [{ name: "id", description: "An item id (img_…, seg_…, tri_…)." }],
+    responses: {
+      "200": { description: "The thumbnail, WebP." },
+      "304": { description: "Not modified (If-None-Match)." },
+      "404": errorResponse("No such item for the caller, or it has no thumbnail."),
+    },
+  },
+  {
+    method: "delete",
+    path: "/v1/items/{id}",
+    summary: "Delete an item",
+    description:
+      "Removes the vectors and, once nothing refers to them, the blobs; a video id (vid_…) removes all its segments.",
+    tags: ["items"],
+    pathParams: [{ name: "id", description: "An item id (img_…, seg_…, tri_…) or a video id (vid_…)." }],
+    responses: {
+      "200": { description: "What was removed.", schema: deleteItemResponseSchema },
+      "404": errorResponse("No such item for the caller."),
       ...commonErrors,
     },
   },

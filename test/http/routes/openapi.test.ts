@@ -68,6 +68,9 @@ describe("GET /openapi.json", () => {
       ["/v1/videos", "post"],
       ["/v1/jobs/{id}", "get"],
       ["/v1/jobs/{id}/events", "get"],
+      ["/v1/media/{id}", "get"],
+      ["/v1/media/{id}/thumbnail", "get"],
+      ["/v1/items/{id}", "delete"],
     ] as const) {
       const operation = paths[route]?.[method];
       expect(operation, `${method} ${route}`).toBeDefined();
