@@ -108,6 +108,12 @@ function tripleText(question: string, answer: string, metadata: ImageMetadata): 
   return [question, answer, imageText(metadata)].filter((part) => part.length > 0).join("\n");
 }
 
+function summarize(results: TripleItemResult[]): TripleIngestResult {
+  const counts = { stored: 0, skipped: 0, failed: 0 };
+  for (const result of results) counts[result.status] += 1;
+  return { items: results, counts };
+}
+
 /** Embeds and stores image-question-answer triples. */
 export class TripleIngester {
   readonly #store: VectorStore;
@@ -188,6 +194,7 @@ export class TripleIngester {
       }
     }
 
+    if (pending.length === 0) return summarize(results);
     const imageVectors = await this.#embedImages(pending, fail);
     const embeddable = pending.filter((item) => imageVectors.has(item.index));
     const questionVectors = await this.#models.textEmbedder.embed({
@@ -233,9 +240,7 @@ export class TripleIngester {
         for (const item of written) fail(item.index, error);
       }
     }
-    const counts = { stored: 0, skipped: 0, failed: 0 };
-    for (const result of results) counts[result.status] += 1;
-    return { items: results, counts };
+    return summarize(results);
   }
 
   async #prepare({
