@@ -54,7 +54,11 @@ export async function startIngestHarness({
   const logger = createLogger({ level: "silent" });
   const models = await loadModelPack({
     dir: config.modelPack,
-    imageLimits: { maxInputBytes: config.maxImageBytes, maxInputPixels: config.maxImagePixels },
+    imageLimits: {
+      maxInputBytes: config.maxImageBytes,
+      maxInputPixels: config.maxImagePixels,
+      maxFrames: config.maxImageFrames,
+    },
   });
   const store = await createVectorStore({
     address: milvus.address,
