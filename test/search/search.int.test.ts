@@ -4,6 +4,8 @@
  * Images go in through POST /v1/images and triples through POST /v1/triples.
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import sharp from "sharp";
@@ -157,7 +159,11 @@ describe("search over a Shapes World corpus", () => {
       collectionPrefix: uniquePrefix("search"),
     });
     blobs = createFsBlobStore({ dir: path.join(workDir, "blobs") });
-    const config = parseConfig({ env: { LOUPE_MODEL_PACK: packDir, LOUPE_DATA_DIR: workDir }, cwd: root });
+    // Loopback is opened explicitly for the one URL test; every other private range stays refused.
+    const config = parseConfig({
+      env: { LOUPE_MODEL_PACK: packDir, LOUPE_DATA_DIR: workDir, LOUPE_URL_ALLOW_HOSTS: "127.0.0.1" },
+      cwd: root,
+    });
     app = createApp({
       config,
       logger: createLogger({ level: "silent" }),
@@ -583,6 +589,37 @@ describe("search over a Shapes World corpus", () => {
       body: '{"image": "x"\n',
     });
     expect(jsonl.status).toBe(400);
+  });
+
+  it("fetches triple images from URLs through the URL fetcher, refusing private addresses", async () => {
+    const bytes = await readFile(path.join(datasetDir, (scenes[9] as SceneLine).file));
+    const server = createServer((_request, response) => {
+      response.writeHead(200, { "content-type": "image/jpeg" });
+      response.end(bytes);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const response = await post("/v1/triples", {
+        items: [
+          { image: `http://127.0.0.1:${port}/scene.jpg`, question: "Is there a star?", answer: "no" },
+          { image: "http://169.254.169.254/latest/meta-data", question: "Is there a star?", answer: "no" },
+        ],
+      });
+      expect(response.status).toBe(200);
+      const body = (await response.json()) as TriplesBody;
+      expect(body.items[0]?.status).toBe("stored");
+      expect(body.items[1]?.status).toBe("failed");
+      expect(body.items[1]?.error?.message).toMatch(/169\.254\.169\.254/);
+      const [stored] = await store.get({
+        kind: "triple",
+        tenant: "default",
+        ids: [body.items[0]?.id as string],
+      });
+      expect(stored?.source).toBe("url");
+    } finally {
+      server.close();
+    }
   });
 
   it("multipart triples reference uploaded files by field name", async () => {
