@@ -264,9 +264,10 @@ function toResultItem(kind: RecordKind, hit: SearchHit): SearchResultItem {
  * mean of its two scores; a triple found by one search only gets the lowest score the other search
  * returned in place of the missing one (its true score there is no higher).
  */
-function fuseTripleHits(lists: readonly SearchHit[][]): SearchHit[] {
+export function fuseTripleHits(lists: readonly SearchHit[][]): SearchHit[] {
   if (lists.length === 1) return lists[0] ?? [];
-  const floors = lists.map((list) => Math.min(...list.map((hit) => hit.score)));
+  // An empty list says nothing of the missing score; 0 (orthogonal) stands in for it.
+  const floors = lists.map((list) => (list.length === 0 ? 0 : Math.min(...list.map((hit) => hit.score))));
   const byId = new Map<string, { hit: SearchHit; scores: (number | undefined)[] }>();
   lists.forEach((list, listIndex) => {
     for (const hit of list) {

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { ValidationError } from "../../src/errors.ts";
 import {
   DEFAULT_LOGIT_SCALE,
+  fuseTripleHits,
   kindOfId,
   resolveKinds,
   resolveLogitScale,
@@ -87,5 +88,22 @@ describe("voteTags", () => {
   it("gives no weight to negative similarities", () => {
     expect(voteTags([hit("a", -0.2, ["x"])])).toEqual([{ tag: "x", score: 0, support: 1 }]);
     expect(voteTags([])).toEqual([]);
+  });
+});
+
+describe("fuseTripleHits", () => {
+  it("averages a triple's two scores and fills a missing one with that list's lowest", () => {
+    const fused = fuseTripleHits([
+      [hit("a", 0.9), hit("b", 0.5)],
+      [hit("b", 0.8), hit("c", 0.6)],
+    ]);
+    const byId = Object.fromEntries(fused.map((entry) => [entry.id, entry.score]));
+    expect(byId.a).toBeCloseTo((0.9 + 0.6) / 2, 6);
+    expect(byId.b).toBeCloseTo((0.5 + 0.8) / 2, 6);
+    expect(byId.c).toBeCloseTo((0.5 + 0.6) / 2, 6);
+  });
+  it("keeps one list as it is, and stays finite when the other is empty", () => {
+    expect(fuseTripleHits([[hit("a", 0.7)]]).map((entry) => entry.score)).toEqual([0.7]);
+    expect(fuseTripleHits([[hit("a", 0.7)], []]).map((entry) => entry.score)).toEqual([0.35]);
   });
 });
