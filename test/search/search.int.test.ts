@@ -267,7 +267,9 @@ describe("search over a Shapes World corpus", () => {
     }
     const rate = hits / scenes.length;
     console.info(`text search: described image in top 10 for ${hits}/${scenes.length} (${rate.toFixed(3)})`);
-    expect(rate).toBeGreaterThanOrEqual(0.9);
+    // The model card promises text→image R@10 ≥ 0.99 over a larger gallery; 60 images make it easier, and
+    // the bound leaves room for three misses.
+    expect(rate).toBeGreaterThanOrEqual(0.95);
   });
 
   it("results carry kind, score, media URLs and metadata, best first", async () => {
