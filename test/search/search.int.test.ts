@@ -283,6 +283,10 @@ describe("search over a Shapes World corpus", () => {
     }
     const scores = items.map((item) => item.score);
     expect(scores).toEqual([...scores].sort((left, right) => right - left));
+    const kinds = items.map((item) => item.kind);
+    console.info(
+      `mixed kinds, top 20 for a text query: ${kinds.filter((kind) => kind === "image").length} images, ${kinds.filter((kind) => kind === "triple").length} triples (first: ${kinds[0]})`,
+    );
   });
 
   it("image search by base64 finds the re-encoded original first", async () => {
