@@ -37,8 +37,8 @@ export interface TripleItemResult {
   /** `stored`: written now; `skipped`: the same triple was already stored; `failed`: see `error`. */
   status: "stored" | "skipped" | "failed";
   id?: string;
-  /** Why the item failed; `status` is the HTTP status the failure maps to. */
-  error?: { code: string; message: string; status: number };
+  /** Why the item failed. */
+  error?: { code: string; message: string };
 }
 
 /** Outcome of {@link TripleIngester.ingest}. */
@@ -83,13 +83,10 @@ interface Prepared {
   source: string;
 }
 
-function errorOf(error: unknown): { code: string; message: string; status: number } {
-  if (error instanceof AppError) return { code: error.code, message: error.message, status: error.status };
-  return {
-    code: "internal_error",
-    message: "The item failed unexpectedly; see the server log.",
-    status: 500,
-  };
+/** The reason shown for a failed item; unexpected errors get a fixed message (details are logged). */
+export function itemError(error: unknown): { code: string; message: string } {
+  if (error instanceof AppError) return { code: error.code, message: error.message };
+  return { code: "internal_error", message: "The item failed unexpectedly; see the server log." };
 }
 
 function checkText(value: unknown, name: string, limit: number): string {
@@ -165,7 +162,7 @@ export class TripleIngester {
     }
     const results: TripleItemResult[] = items.map((_, index) => ({ index, status: "failed" }));
     const fail = (index: number, error: unknown) => {
-      results[index] = { ...results[index], index, status: "failed", error: errorOf(error) };
+      results[index] = { ...results[index], index, status: "failed", error: itemError(error) };
     };
 
     const prepared: Prepared[] = [];

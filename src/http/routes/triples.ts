@@ -11,9 +11,10 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
-import { AppError, MediaError, ValidationError } from "../../errors.ts";
+import { MediaError, ValidationError } from "../../errors.ts";
 import type { JobItemOutcome, JobRegistry } from "../../ingest/jobs.ts";
 import {
+  itemError,
   MAX_ANSWER_LENGTH,
   MAX_QUESTION_LENGTH,
   type TripleIngester,
@@ -129,11 +130,7 @@ async function readItems(c: AppContext): Promise<{ items: unknown[]; files: Map<
 }
 
 function failure(index: number, error: unknown): TripleItemResult {
-  const { code, message, status } =
-    error instanceof AppError
-      ? error
-      : { code: "internal_error", message: "The item failed unexpectedly.", status: 500 };
-  return { index, status: "failed", error: { code, message, status } };
+  return { index, status: "failed", error: itemError(error) };
 }
 
 function toOutcome(result: TripleItemResult): JobItemOutcome {
@@ -241,9 +238,6 @@ export function createTriplesRoute({
         const index = valid[position]?.index ?? position;
         results[index] = { ...result, index };
       });
-      const answer = results.map(({ error, ...rest }) =>
-        error === undefined ? rest : { ...rest, error: { code: error.code, message: error.message } },
-      );
       const counts = {
         total: results.length,
         pending: 0,
@@ -262,13 +256,13 @@ export function createTriplesRoute({
         return c.json(
           {
             error: { code: "all_items_failed", message, requestId: c.get("requestId") },
-            items: answer,
+            items: results,
             counts,
           } satisfies z.infer<typeof triplesAllFailedSchema>,
           422,
         );
       }
-      return c.json({ items: answer, counts } satisfies z.infer<typeof triplesResponseSchema>, 200);
+      return c.json({ items: results, counts } satisfies z.infer<typeof triplesResponseSchema>, 200);
     },
   );
 }
