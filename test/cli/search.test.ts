@@ -78,16 +78,26 @@ describe("loupe search", () => {
     const server = recordingServer();
     const file = path.join(dir, "query.png");
     await writeFile(file, Buffer.alloc(123, 1));
-    await runSearch({ text: "red", imagePath: file, kinds: ["image"], topK: 3, fetch: server.fetch });
+    await runSearch({
+      url: "http://loupe.test",
+      text: "red",
+      imagePath: file,
+      kinds: ["image"],
+      topK: 3,
+      fetch: server.fetch,
+    });
     expect(server.seen[0]?.contentType).toMatch(/^multipart\/form-data/);
     expect(server.seen[0]?.form).toEqual({ image: 123, text: "red", kinds: "image", topK: "3" });
   });
 
   it("reports the server's error code and message", async () => {
     const server = recordingServer();
-    const error = await runSearch({ text: "x", topK: 500, fetch: server.fetch }).catch(
-      (caught: unknown) => caught,
-    );
+    const error = await runSearch({
+      url: "http://loupe.test",
+      text: "x",
+      topK: 500,
+      fetch: server.fetch,
+    }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(AppError);
     expect((error as AppError).message).toBe(
       "Search failed (400 invalid_request): topK must be an integer from 1 to 100; got 500.",
@@ -102,6 +112,9 @@ describe("loupe search", () => {
     );
     const url = `http://127.0.0.1:${await findFreePort()}`;
     await expect(runSearch({ url, text: "x" })).rejects.toThrow(/Cannot reach Loupe at .*loupe serve/);
+    await expect(runSearch({ url, text: "x", tenant: "t" })).rejects.toThrow(
+      /--tenant applies in-process only/,
+    );
   });
 
   it("prints an aligned table with spans, tags and triple questions", () => {

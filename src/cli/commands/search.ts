@@ -1,15 +1,14 @@
 /**
  * `loupe search "a red circle" [--image file] [--kinds image,triple] [--top-k 10] [--filter json]
- * [--url http://127.0.0.1:8080] [--json]`: asks a running Loupe (`POST /v1/search`) and prints the
- * results as a table (rank, id, kind, score, segment span, tags or the triple's question).
+ * [--url http://127.0.0.1:8080] [--tenant t] [--json]`: searches and prints the results as a table (rank,
+ * id, kind, score, segment span, tags or the triple's question). Like `loupe ingest`, it works in-process
+ * against the configured store by default (the embedded Milvus Lite under `LOUPE_DATA_DIR`, so not while
+ * a `loupe serve` holds that directory), or asks a running Loupe (`POST /v1/search`) with `--url`.
  */
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { type Command, InvalidArgumentError } from "commander";
 import { AppError, ValidationError } from "../../errors.ts";
-
-/** Where the CLI looks for the server when `--url` is not given (`loupe serve`'s default address). */
-export const DEFAULT_SERVER_URL = "http://127.0.0.1:8080";
 
 /** A result as the server returns it (the fields the table shows). */
 export interface SearchResultRow {
@@ -25,7 +24,12 @@ export interface SearchResultRow {
 
 /** Options of {@link runSearch}. */
 export interface RunSearchOptions {
+  /** Base URL of a running Loupe; absent: search in-process. */
   url?: string;
+  /** In-process only: the tenant to search (default `LOUPE_DEFAULT_TENANT`). */
+  tenant?: string;
+  /** In-process only: the environment to configure from (default `process.env`). */
+  env?: Record<string, string | undefined>;
   text?: string;
   /** Path of an image file to search with. */
   imagePath?: string;
@@ -38,14 +42,16 @@ export interface RunSearchOptions {
 }
 
 /**
- * Sends the search to the server and returns its items.
+ * Runs the search in-process (no `url`) or on the server at `url`, and returns its items.
  *
- * @throws ValidationError for a missing query, unreadable image or malformed filter; AppError carrying the
- *   server's code and message when it answers with an error, or `server_unreachable` when it cannot be
- *   reached.
+ * @throws ValidationError for a missing query, unreadable image or malformed filter; in-process, the
+ *   search's own errors; with `url`, an AppError carrying the server's code and message when it answers
+ *   with an error, or `server_unreachable` when it cannot be reached.
  */
 export async function runSearch({
-  url = DEFAULT_SERVER_URL,
+  url,
+  tenant,
+  env = process.env,
   text,
   imagePath,
   kinds,
@@ -68,9 +74,8 @@ export async function runSearch({
       );
     }
   }
-  let init: RequestInit;
+  let bytes: Buffer | undefined;
   if (imagePath !== undefined) {
-    let bytes: Buffer;
     try {
       bytes = await readFile(imagePath);
     } catch (error) {
@@ -78,6 +83,15 @@ export async function runSearch({
         cause: error,
       });
     }
+  }
+  if (url === undefined) {
+    return searchInProcess({ env, tenant, text, bytes, kinds, topK, filter: parsedFilter });
+  }
+  if (tenant !== undefined) {
+    throw new ValidationError("--tenant applies in-process only; with --url the server decides the tenant.");
+  }
+  let init: RequestInit;
+  if (bytes !== undefined && imagePath !== undefined) {
     const form = new FormData();
     form.set("image", new Blob([new Uint8Array(bytes)]), basename(imagePath));
     if (text !== undefined && text.trim() !== "") form.set("text", text);
@@ -100,7 +114,7 @@ export async function runSearch({
     throw new AppError(
       "server_unreachable",
       503,
-      `Cannot reach Loupe at ${url} (${(error as Error).message}). Start it with \`loupe serve\` or pass --url.`,
+      `Cannot reach Loupe at ${url} (${(error as Error).message}). Start it with \`loupe serve\`, or drop --url to search in-process.`,
       { cause: error },
     );
   }
@@ -113,6 +127,48 @@ export async function runSearch({
     throw new AppError(code, response.status, `Search failed (${response.status} ${code}): ${message}`);
   }
   return body.items;
+}
+
+/** Opens the configured store and model pack in this process, searches, and closes them. */
+async function searchInProcess({
+  env,
+  tenant,
+  text,
+  bytes,
+  kinds,
+  topK,
+  filter,
+}: {
+  env: Record<string, string | undefined>;
+  tenant: string | undefined;
+  text: string | undefined;
+  bytes: Buffer | undefined;
+  kinds: string[] | undefined;
+  topK: number | undefined;
+  filter: unknown;
+}): Promise<SearchResultRow[]> {
+  // Imported on use, like `serve` and `ingest`: the store pulls in the Milvus SDK.
+  const { openServices } = await import("../../main.ts");
+  const { createLogger } = await import("../../logger.ts");
+  const { createSearchServices } = await import("../../search/index.ts");
+  const { pino } = await import("pino");
+  // Warnings go to stderr, so stdout carries the results alone.
+  const logger = createLogger({ level: "warn", destination: pino.destination(2) });
+  const opened = await openServices({ env, logger });
+  try {
+    const { search } = createSearchServices(opened.services);
+    const { items } = await search.search({
+      tenant: tenant ?? opened.services.config.defaultTenant,
+      text,
+      image: bytes === undefined ? undefined : { bytes: new Uint8Array(bytes) },
+      kinds,
+      topK,
+      filter,
+    });
+    return items;
+  } finally {
+    await opened.close();
+  }
 }
 
 function formatSpan(row: SearchResultRow): string {
@@ -168,15 +224,28 @@ export function registerSearchCommand(program: Command): void {
       "--filter <json>",
       'typed filter as JSON, e.g. \'[{"field":"metadata.tags","op":"contains","value":"red"}]\'',
     )
-    .option("--url <url>", "base URL of the Loupe server", DEFAULT_SERVER_URL)
+    .option(
+      "--url <base>",
+      "ask a running Loupe (e.g. http://127.0.0.1:8080) instead of searching in-process",
+    )
+    .option("--tenant <tenant>", "tenant to search, in-process only (default: LOUPE_DEFAULT_TENANT)")
     .option("--json", "print the server's JSON instead of a table", false)
     .action(
       async (
         text: string | undefined,
-        flags: { image?: string; kinds?: string; topK?: number; filter?: string; url: string; json: boolean },
+        flags: {
+          image?: string;
+          kinds?: string;
+          topK?: number;
+          filter?: string;
+          url?: string;
+          tenant?: string;
+          json: boolean;
+        },
       ) => {
         const items = await runSearch({
           url: flags.url,
+          tenant: flags.tenant,
           text,
           imagePath: flags.image,
           kinds: flags.kinds
