@@ -108,7 +108,11 @@ describe("GET /openapi.json", () => {
     };
     expect(search.additionalProperties).toBe(false);
     expect(search.properties.topK).toMatchObject({ type: "integer", minimum: 1, maximum: 100 });
-    expect((search.properties.kinds?.items as Json).enum).toEqual(["image", "video_segment", "triple"]);
+    expect((search.properties.kinds?.items as Json | undefined)?.enum).toEqual([
+      "image",
+      "video_segment",
+      "triple",
+    ]);
     expect(search.properties.filter?.type).toBe("array");
     const searchBody = paths["/v1/search"]?.post?.requestBody as { content: Record<string, Json> };
     expect(Object.keys(searchBody.content).sort()).toEqual(["application/json", "multipart/form-data"]);
