@@ -183,7 +183,9 @@ function describeIssues(error: z.ZodError): string {
     .slice(0, 5)
     .map((issue) => {
       const where = issue.path.map(String).join(".");
-      if (issue.code === "unrecognized_keys") {
+      // Top-level unknown keys get a short message; nested ones (inside filters) keep the schema's own,
+      // which names the allowed shape and limits.
+      if (issue.code === "unrecognized_keys" && issue.path.length === 0) {
         return `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((key) => JSON.stringify(key)).join(", ")}`;
       }
       return where.length > 0 ? `${where}: ${issue.message}` : issue.message;
