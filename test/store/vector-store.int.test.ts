@@ -2,6 +2,7 @@
  * The Milvus vector store against a real Milvus Lite: schema set-up, upsert, search, query, get,
  * delete, count, and tenant isolation under hostile filters.
  */
+import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StoreError, ValidationError } from "../../src/errors.ts";
 import {
@@ -459,6 +460,36 @@ describe("upsert, search, query, get, delete", () => {
     expect(hits.map((hit) => hit.id)).toEqual(["img_h1", "img_h0"]);
     // Inner product of the unnormalized vectors: 1 + 0.25.
     expect(hits[0]?.score).toBeCloseTo(1.25, 5);
+  });
+
+  it("flushes a collection once enough rows have been written, and its rows stay searchable", async () => {
+    const logged: string[] = [];
+    const logger = pino({ level: "debug" }, { write: (line: string) => logged.push(JSON.parse(line).msg) });
+    const flushing = await createVectorStore({
+      address: lite.address,
+      collectionPrefix: uniquePrefix("flush"),
+      dimension: DIM,
+      timeoutMs: TIMEOUT_MS,
+      flushEveryRows: 10,
+      logger,
+    });
+    stores.push(flushing);
+    const write = (from: number, count: number) =>
+      flushing.upsert({
+        kind: "image",
+        tenant: "acme",
+        records: Array.from({ length: count }, (_, i) =>
+          image(`img_f${from + i}`, axisVector((from + i) % DIM)),
+        ),
+      });
+    await write(0, 6);
+    expect(logged.filter((msg) => msg === "flushed collection")).toHaveLength(0);
+    await write(6, 6);
+    expect(logged.filter((msg) => msg === "flushed collection")).toHaveLength(1);
+    expect(logged).not.toContain("flush after upserts failed; searches stay slower until the next one");
+    expect(await flushing.count({ kind: "image", tenant: "acme" })).toBe(12);
+    const hits = await flushing.search({ kind: "image", tenant: "acme", vector: axisVector(3), topK: 1 });
+    expect(hits[0]?.score).toBeCloseTo(1, 5);
   });
 
   it("reports healthy while its collections are loaded", async () => {
