@@ -244,6 +244,30 @@ export const settings = {
     description:
       "Largest width × height of an image (its first frame), read from the header before decoding; larger ones fail with 413.",
   },
+  inferenceThreads: {
+    env: "LOUPE_INFERENCE_THREADS",
+    schema: integer({ min: 0, max: 256 }),
+    default: "1",
+    allowed: "integer 0–256 (0: one per physical core)",
+    description:
+      "Threads each ONNX Runtime session uses inside one operator. 1 leaves cores for decoding and concurrent requests; on a 2-core machine under load it ran twice as fast per frame as the default.",
+  },
+  executionProviders: {
+    env: "LOUPE_EXECUTION_PROVIDERS",
+    schema: z
+      .string()
+      .transform((value) =>
+        value
+          .split(",")
+          .map((part) => part.trim())
+          .filter((part) => part.length > 0),
+      )
+      .pipe(z.array(z.enum(["cpu", "cuda", "dml", "coreml", "webgpu"])).min(1)),
+    default: "cpu",
+    allowed: "comma-separated list of cpu, cuda, dml, coreml, webgpu (in order of preference)",
+    description:
+      "ONNX Runtime execution providers for the model pack. The bundled onnxruntime-node build runs cpu; others need a build that ships them.",
+  },
   maxImageFrames: {
     env: "LOUPE_MAX_IMAGE_FRAMES",
     schema: integer({ min: 1, max: 100_000 }),

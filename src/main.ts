@@ -254,6 +254,10 @@ async function buildModelPack({ config, logger }: { config: Config; logger: Logg
   try {
     const models = await loadModelPack({
       dir: config.modelPack,
+      sessionOptions: {
+        intraOpNumThreads: config.inferenceThreads,
+        executionProviders: config.executionProviders,
+      },
       imageLimits: {
         maxInputBytes: config.maxImageBytes,
         maxInputPixels: config.maxImagePixels,

@@ -49,6 +49,8 @@ describe("parseConfig", () => {
       urlMaxRedirects: 3,
       maxImageBytes: 20_971_520,
       maxImagePixels: 40_000_000,
+      inferenceThreads: 1,
+      executionProviders: ["cpu"],
       maxImageFrames: 100,
       maxUploadBytes: 104_857_600,
       maxItemsPerRequest: 1000,
@@ -154,6 +156,9 @@ describe("parseConfig", () => {
     ["LOUPE_URL_MAX_BYTES", "0", "integer 1–4294967295"],
     ["LOUPE_URL_TIMEOUT_MS", "50", "integer 100–600000"],
     ["LOUPE_URL_MAX_REDIRECTS", "11", "integer 0–10"],
+    ["LOUPE_INFERENCE_THREADS", "-1", "integer 0–256"],
+    ["LOUPE_EXECUTION_PROVIDERS", "tpu", "comma-separated list of cpu, cuda"],
+    ["LOUPE_MAX_IMAGE_FRAMES", "0", "integer 1–100000"],
   ])("rejects %s=%s, naming the variable, the value and what is allowed", (variable, value, allowed) => {
     const error = configError({ [variable]: value });
     expect(error.code).toBe("config_invalid");
