@@ -49,7 +49,7 @@ describe("parseConfig", () => {
       urlMaxRedirects: 3,
       maxImageBytes: 20_971_520,
       maxImagePixels: 40_000_000,
-      inferenceThreads: 1,
+      inferenceThreads: 0,
       executionProviders: ["cpu"],
       maxImageFrames: 100,
       maxUploadBytes: 104_857_600,
