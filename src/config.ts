@@ -250,7 +250,7 @@ export const settings = {
     default: "0",
     allowed: "integer 0–256 (0: one per physical core)",
     description:
-      "Threads each ONNX Runtime session uses inside one operator; 0 lets ONNX Runtime choose. On a quiet 2-core machine 0 was fastest for one stream (video ingest 18.5× real time against 14.1× with 1); under load from other processes 1 ran twice as fast per frame.",
+      "Threads each ONNX Runtime session uses inside one operator; 0 lets ONNX Runtime choose. On a quiet 2-core machine 0 was about 1.3× faster for one stream than 1; under load from other processes 1 ran twice as fast per frame.",
   },
   executionProviders: {
     env: "LOUPE_EXECUTION_PROVIDERS",
