@@ -30,6 +30,7 @@ import {
 import type { JobItemOutcome, JobRegistry } from "../../ingest/jobs.ts";
 import type { BlobStore } from "../../media/blob-store.ts";
 import type { VectorStore } from "../../store/index.ts";
+import { answerBatch } from "../batch-outcome.ts";
 import type { AppEnv } from "../context.ts";
 import { errorEnvelopeSchema } from "../errors.ts";
 import { jobAcceptedSchema, jobCountsSchema, jobErrorSchema } from "./jobs.ts";
@@ -289,28 +290,6 @@ export function createImagesRoute({ config, store, models, blobs, jobs }: Images
         ...(outcome.status === "failed" ? { error: outcome.error } : {}),
       };
     });
-    const counts = {
-      total: answer.length,
-      pending: 0,
-      done: answer.filter((item) => item.status === "stored").length,
-      skipped: answer.filter((item) => item.status === "skipped").length,
-      failed: answer.filter((item) => item.status === "failed").length,
-    };
-    if (counts.failed === counts.total) {
-      const first = answer[0]?.error?.message ?? "";
-      const message =
-        counts.total === 1
-          ? `The image was not ingested: ${first}`
-          : `None of the ${counts.total} images was ingested; each item says why (the first: ${first})`;
-      return c.json(
-        {
-          error: { code: "all_items_failed", message, requestId: c.get("requestId") },
-          items: answer,
-          counts,
-        } satisfies z.infer<typeof imagesAllFailedSchema>,
-        422,
-      );
-    }
-    return c.json({ items: answer, counts } satisfies z.infer<typeof imagesResponseSchema>, 200);
+    return answerBatch(c, { items: answer, noun: "image" });
   });
 }

@@ -22,6 +22,7 @@ import {
   type TripleItemResult,
 } from "../../ingest/triple-ingest.ts";
 import { parseImageReference } from "../../search/index.ts";
+import { answerBatch } from "../batch-outcome.ts";
 import type { AppContext, AppEnv } from "../context.ts";
 import { errorEnvelopeSchema } from "../errors.ts";
 import { type jobAcceptedSchema, jobCountsSchema } from "./jobs.ts";
@@ -238,31 +239,7 @@ export function createTriplesRoute({
         const index = valid[position]?.index ?? position;
         results[index] = { ...result, index };
       });
-      const counts = {
-        total: results.length,
-        pending: 0,
-        done: results.filter((result) => result.status === "stored").length,
-        skipped: results.filter((result) => result.status === "skipped").length,
-        failed: results.filter((result) => result.status === "failed").length,
-      };
-      // As for images: a request whose every item failed is a 422 in the error envelope, with each
-      // item's reason; mixed outcomes are a 200.
-      if (counts.failed === counts.total) {
-        const first = results[0]?.error?.message ?? "";
-        const message =
-          counts.total === 1
-            ? `The triple was not ingested: ${first}`
-            : `None of the ${counts.total} triples was ingested; each item says why (the first: ${first})`;
-        return c.json(
-          {
-            error: { code: "all_items_failed", message, requestId: c.get("requestId") },
-            items: results,
-            counts,
-          } satisfies z.infer<typeof triplesAllFailedSchema>,
-          422,
-        );
-      }
-      return c.json({ items: results, counts } satisfies z.infer<typeof triplesResponseSchema>, 200);
+      return answerBatch(c, { items: results, noun: "triple" });
     },
   );
 }
