@@ -324,20 +324,17 @@ def sample_clip(rng: random.Random) -> tuple[int, list[list[Obj]], int, int]:
             dx, dy = {"moving left": (-1, 0), "moving right": (1, 0), "moving up": (0, -1), "moving down": (0, 1)}[name]
             x1, y1 = x0 + dx * travel, y0 + dy * travel
         elif name == "growing":
-            r1 = min(r0 * rng.uniform(1.8, 3.0), 0.24)
-            if r1 < r0 * 1.8:
-                continue
+            # Ends at a large radius, at least 1.8 times the small one it started from.
+            r1 = rng.uniform(max(r0 * 1.8, SIZE_RANGE["large"][0]), SIZE_RANGE["large"][1])
         else:
-            r1 = r0 / rng.uniform(1.8, 3.0)
-            r1 = max(r1, 0.04)
-            if r1 > r0 / 1.8:
-                continue
+            # Ends at a small radius, at most 1/1.8 of the large one it started from.
+            r1 = rng.uniform(SIZE_RANGE["small"][0], min(r0 / 1.8, SIZE_RANGE["small"][1]))
         frames: list[list[Obj]] = []
         ok = True
         for f in range(FRAMES):
             t = f / (FRAMES - 1)
             a = Obj(actor.shape, actor.color, actor.size, x0 + (x1 - x0) * t, y0 + (y1 - y0) * t, r0 + (r1 - r0) * t, actor.rotation)
-            if a.x - a.r < 0 or a.x + a.r > 1 or a.y - a.r < 0 or a.y + a.r > 1:
+            if a.x - a.r < MARGIN or a.x + a.r > 1 - MARGIN or a.y - a.r < MARGIN or a.y + a.r > 1 - MARGIN:
                 ok = False
                 break
             if any(math.hypot(a.x - o.x, a.y - o.y) < a.r + o.r + GAP for o in still):
