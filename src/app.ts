@@ -21,6 +21,7 @@ import { createSearchRoute } from "./http/routes/search.ts";
 import { createSimilarRoute } from "./http/routes/similar.ts";
 import { createTriplesRoute } from "./http/routes/triples.ts";
 import { createVideosRoute } from "./http/routes/videos.ts";
+import { createVqaRoute } from "./http/routes/vqa.ts";
 import type { TenantResolver } from "./http/tenant.ts";
 import type { ModelPack } from "./inference/index.ts";
 import type { JobRegistry } from "./ingest/jobs.ts";
@@ -81,6 +82,7 @@ export function createApp(services: Services): Hono<AppEnv> {
   app.route("/", createSearchRoute({ search, config: services.config }));
   app.route("/", createSimilarRoute({ search }));
   app.route("/", createClassifyRoute({ search, config: services.config }));
+  app.route("/", createVqaRoute({ search, models: services.models, config: services.config }));
   app.route("/", createTriplesRoute({ triples, config: services.config, jobs: services.jobs }));
   const videos = createVideoIngester({ ...services, logger: services.logger.child({ component: "videos" }) });
   app.route("/", createVideosRoute({ videos, jobs: services.jobs, config: services.config }));

@@ -28,6 +28,7 @@ import {
   triplesResponseSchema,
 } from "./routes/triples.ts";
 import { videosJobResponseSchema, videosJsonRequestSchema, videosResponseSchema } from "./routes/videos.ts";
+import { vqaRequestSchema, vqaResponseSchema } from "./routes/vqa.ts";
 
 /** A request body of one content type. */
 export interface ApiBody {
@@ -74,6 +75,8 @@ const components: Record<string, z.ZodType> = {
   SimilarRequest: similarRequestSchema,
   ClassifyRequest: classifyRequestSchema,
   ClassifyResponse: classifyResponseSchema,
+  VqaRequest: vqaRequestSchema,
+  VqaResponse: vqaResponseSchema,
   TriplesRequest: triplesRequestSchema,
   TripleItem: tripleItemSchema,
   TriplesResponse: triplesResponseSchema,
@@ -188,6 +191,34 @@ export const apiOperations: ApiOperation[] = [
     ],
     responses: {
       "200": { description: "Labels and tags.", schema: classifyResponseSchema },
+      ...commonErrors,
+    },
+  },
+  {
+    method: "post",
+    path: "/v1/vqa",
+    summary: "Answer a question about one image",
+    description:
+      "The model pack's VQA head on one image (base64, data URL, a stored item's id, or an uploaded file): the top answers with their probabilities, without retrieval.",
+    tags: ["search"],
+    requestBodies: [
+      { contentType: "application/json", schema: vqaRequestSchema },
+      {
+        contentType: "multipart/form-data",
+        jsonSchema: {
+          type: "object",
+          properties: {
+            image: { type: "string", contentMediaType: "application/octet-stream" },
+            question: { type: "string" },
+            topK: { type: "string", description: "an integer 1–22" },
+          },
+          required: ["question"],
+        },
+      },
+    ],
+    responses: {
+      "200": { description: "Answers, most probable first.", schema: vqaResponseSchema },
+      "404": errorResponse("No item with that id for the caller."),
       ...commonErrors,
     },
   },

@@ -438,8 +438,13 @@ export class SearchService {
    *
    * @throws NotFoundError when the id names no item of the caller's tenant.
    */
+  /** The encoded bytes of a query image: as sent, or a stored item's image (a segment's keyframe) of the caller's tenant. */
+  async imageBytes({ tenant, image }: { tenant: string; image: ImageQuery }): Promise<Uint8Array> {
+    return "bytes" in image ? image.bytes : await this.#readItemImage({ tenant, id: image.id });
+  }
+
   async embedImage({ tenant, image }: { tenant: string; image: ImageQuery }): Promise<Float32Array> {
-    const bytes = "bytes" in image ? image.bytes : await this.#readItemImage({ tenant, id: image.id });
+    const bytes = await this.imageBytes({ tenant, image });
     const [vector] = await this.#models.imageEmbedder.embed({ images: [bytes] });
     if (vector === undefined) throw new Error("unreachable: the image embedder returned no vector");
     return vector;

@@ -1,0 +1,88 @@
+/**
+ * POST /v1/vqa — the pack's VQA head on one image: JSON `{ image, question, topK? }` (image as base64, a
+ * data URL or a stored item's id) or multipart with an `image` file. Answers the top answers with their
+ * probabilities and the time the model took. No retrieval: this is the grounding step on its own.
+ */
+import { Hono } from "hono";
+import { z } from "zod";
+import { NotReadyError, ValidationError } from "../../errors.ts";
+import type { ModelPack } from "../../inference/index.ts";
+import type { SearchService } from "../../search/index.ts";
+import type { AppEnv } from "../context.ts";
+import {
+  coerceFormFields,
+  imageFieldSchema,
+  parseRequest,
+  type QueryLimits,
+  queryBodyLimit,
+  readRequestFields,
+  requestImage,
+} from "./search.ts";
+
+/** Longest question accepted, in characters. */
+export const MAX_QUESTION_LENGTH = 500;
+/** Most answers returned. */
+export const MAX_VQA_TOP_K = 22;
+
+/** Body of POST /v1/vqa. */
+export const vqaRequestSchema = z
+  .object({
+    image: imageFieldSchema.optional().describe("The image (or upload it as the multipart file `image`)."),
+    question: z.string().trim().min(1).max(MAX_QUESTION_LENGTH).describe("A question about the image."),
+    topK: z.number().int().min(1).max(MAX_VQA_TOP_K).optional().describe("Answers returned (default 3)."),
+  })
+  .strict();
+
+/** Body of a 200 from /v1/vqa. */
+export const vqaResponseSchema = z.object({
+  answer: z.string().describe("The most probable answer."),
+  probability: z.number().describe("Its softmax probability."),
+  alternatives: z
+    .array(z.object({ answer: z.string(), probability: z.number() }))
+    .describe("The next most probable answers."),
+  modelId: z.string(),
+  ms: z.number().describe("Time spent decoding the image and running the models, in milliseconds."),
+});
+
+/** The /v1/vqa route. */
+export function createVqaRoute({
+  search,
+  models,
+  config,
+}: {
+  search: SearchService;
+  models: Pick<ModelPack, "vqaHead" | "modelId">;
+  config: QueryLimits;
+}): Hono<AppEnv> {
+  return new Hono<AppEnv>().post("/v1/vqa", queryBodyLimit(config), async (c) => {
+    const request = await readRequestFields(c);
+    const fields = request.multipart ? coerceFormFields(request.fields) : request.fields;
+    if (request.files.has("image")) delete fields.image;
+    const body = parseRequest(vqaRequestSchema, fields);
+    const image = requestImage(request, body.image, config);
+    if (image === undefined) {
+      throw new ValidationError(
+        "vqa needs an image: base64, a data URL, a stored item's id or an uploaded file `image`.",
+      );
+    }
+    const head = models.vqaHead;
+    if (head === undefined) {
+      throw new NotReadyError(
+        `The model pack ${models.modelId} has no VQA head (onnx/meter_vqa.onnx); use a Loupe pack such as shapes-world-tiny.`,
+      );
+    }
+    const bytes = await search.imageBytes({ tenant: c.get("tenant"), image });
+    const started = performance.now();
+    const [best, ...alternatives] = await head.answer({
+      image: bytes,
+      question: body.question,
+      topK: body.topK ?? 3,
+    });
+    if (best === undefined) throw new Error("unreachable: the VQA head returned no answer");
+    const ms = Math.round((performance.now() - started) * 10) / 10;
+    return c.json(
+      { ...best, alternatives, modelId: models.modelId, ms } satisfies z.infer<typeof vqaResponseSchema>,
+      200,
+    );
+  });
+}
