@@ -16,15 +16,7 @@ import {
   type SearchService,
 } from "../../search/index.ts";
 import type { AppEnv } from "../context.ts";
-import {
-  coerceFormFields,
-  imageFieldSchema,
-  parseRequest,
-  type QueryLimits,
-  queryBodyLimit,
-  readRequestFields,
-  requestImage,
-} from "./search.ts";
+import { imageFieldSchema, type QueryLimits, queryBodyLimit, readImageQuery } from "./search.ts";
 
 /** Body of POST /v1/classify. */
 export const classifyRequestSchema = z
@@ -77,11 +69,7 @@ export function createClassifyRoute({
   config: QueryLimits;
 }): Hono<AppEnv> {
   return new Hono<AppEnv>().post("/v1/classify", queryBodyLimit(config), async (c) => {
-    const request = await readRequestFields(c);
-    const fields = request.multipart ? coerceFormFields(request.fields) : request.fields;
-    if (request.files.has("image")) delete fields.image;
-    const body = parseRequest(classifyRequestSchema, fields);
-    const image = requestImage(request, body.image, config);
+    const { body, image } = await readImageQuery(c, classifyRequestSchema, config);
     if (image === undefined) {
       throw new ValidationError(
         "classify needs an image: base64, a data URL, a stored item's id or an uploaded file.",

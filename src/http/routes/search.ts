@@ -231,6 +231,22 @@ export function requestImage(
   return reference;
 }
 
+/**
+ * Reads a query request (JSON, or multipart with an optional `image` file), validates it with `schema`
+ * and resolves its query image: the uploaded file wins over an `image` field.
+ */
+export async function readImageQuery<Schema extends z.ZodType<{ image?: string | undefined }>>(
+  c: AppContext,
+  schema: Schema,
+  config: QueryLimits,
+): Promise<{ body: z.output<Schema>; image: ImageQuery | undefined }> {
+  const request = await readRequestFields(c);
+  const fields = request.multipart ? coerceFormFields(request.fields) : request.fields;
+  if (request.files.has("image")) delete fields.image;
+  const body = parseRequest(schema, fields);
+  return { body, image: requestImage(request, body.image, config) };
+}
+
 /** Body limit of the query routes, answered in the error envelope. */
 export function queryBodyLimit(limits: QueryLimits) {
   const maxSize = maxQueryBodyBytes(limits);
@@ -254,11 +270,7 @@ export function createSearchRoute({
   config: QueryLimits;
 }): Hono<AppEnv> {
   return new Hono<AppEnv>().post("/v1/search", queryBodyLimit(config), async (c) => {
-    const request = await readRequestFields(c);
-    const fields = request.multipart ? coerceFormFields(request.fields) : request.fields;
-    if (request.files.has("image")) delete fields.image;
-    const body = parseRequest(searchRequestSchema, fields);
-    const image = requestImage(request, body.image, config);
+    const { body, image } = await readImageQuery(c, searchRequestSchema, config);
     const result = await search.search({
       tenant: c.get("tenant"),
       text: body.text,

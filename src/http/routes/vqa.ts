@@ -9,15 +9,7 @@ import { NotReadyError, ValidationError } from "../../errors.ts";
 import type { ModelPack } from "../../inference/index.ts";
 import type { SearchService } from "../../search/index.ts";
 import type { AppEnv } from "../context.ts";
-import {
-  coerceFormFields,
-  imageFieldSchema,
-  parseRequest,
-  type QueryLimits,
-  queryBodyLimit,
-  readRequestFields,
-  requestImage,
-} from "./search.ts";
+import { imageFieldSchema, type QueryLimits, queryBodyLimit, readImageQuery } from "./search.ts";
 
 /** Longest question accepted, in characters. */
 export const MAX_QUESTION_LENGTH = 500;
@@ -55,11 +47,7 @@ export function createVqaRoute({
   config: QueryLimits;
 }): Hono<AppEnv> {
   return new Hono<AppEnv>().post("/v1/vqa", queryBodyLimit(config), async (c) => {
-    const request = await readRequestFields(c);
-    const fields = request.multipart ? coerceFormFields(request.fields) : request.fields;
-    if (request.files.has("image")) delete fields.image;
-    const body = parseRequest(vqaRequestSchema, fields);
-    const image = requestImage(request, body.image, config);
+    const { body, image } = await readImageQuery(c, vqaRequestSchema, config);
     if (image === undefined) {
       throw new ValidationError(
         "vqa needs an image: base64, a data URL, a stored item's id or an uploaded file `image`.",
