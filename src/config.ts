@@ -393,6 +393,89 @@ export const settings = {
     description:
       "Videos of one `POST /v1/videos` lasting longer than this in total run as a job (202 with the job); shorter ones answer when done unless `?async=true`.",
   },
+  promptsDir: {
+    env: "LOUPE_PROMPTS_DIR",
+    schema: z.string().min(1),
+    default: "prompts",
+    allowed: "directory path",
+    description:
+      "Directory of the versioned prompt files the LLM composer uses; they are loaded and checked at start-up.",
+  },
+  llmModel: {
+    env: "LOUPE_LLM_MODEL",
+    schema: z.string().trim().min(1).max(200).optional(),
+    allowed: "model name, up to 200 characters",
+    description:
+      "Chat model of the OpenAI-compatible endpoint that writes answers (e.g. `gpt-4o-mini`, `llama3.1`). Unset: the offline composer writes them.",
+  },
+  openaiBaseUrl: {
+    env: "OPENAI_BASE_URL",
+    schema: z
+      .string()
+      .url()
+      .regex(/^https?:\/\//)
+      .optional(),
+    allowed: "http(s) URL of an OpenAI-compatible API, e.g. `http://localhost:11434/v1`",
+    description: "Base URL of the LLM endpoint (OpenAI, Azure OpenAI's `/openai/v1`, Ollama, vLLM). Unset: OpenAI's.",
+  },
+  openaiApiKey: {
+    env: "OPENAI_API_KEY",
+    schema: z.string().min(1).max(4096).optional(),
+    allowed: "API key",
+    description: "Key sent to the LLM endpoint as a bearer token (local servers usually accept any value).",
+    secret: true,
+  },
+  llmTimeoutMs: {
+    env: "LOUPE_LLM_TIMEOUT_MS",
+    schema: integer({ min: 100, max: 600_000 }),
+    default: "30000",
+    allowed: "integer 100–600000",
+    description:
+      "Time one LLM call may take, in milliseconds; after the last retry the offline composer answers and the response says so.",
+  },
+  llmMaxRetries: {
+    env: "LOUPE_LLM_MAX_RETRIES",
+    schema: integer({ min: 0, max: 10 }),
+    default: "2",
+    allowed: "integer 0–10",
+    description: "Retries of a failed LLM call (connection errors, 408, 429, 5xx), with backoff.",
+  },
+  llmTemperature: {
+    env: "LOUPE_LLM_TEMPERATURE",
+    schema: decimal({ min: 0, max: 2 }),
+    default: "0.2",
+    allowed: "number 0–2",
+    description: "Sampling temperature of the LLM composer, unless a request sets its own.",
+  },
+  llmMaxTokens: {
+    env: "LOUPE_LLM_MAX_TOKENS",
+    schema: integer({ min: 16, max: 32_768 }),
+    default: "512",
+    allowed: "integer 16–32768",
+    description: "Most tokens the LLM composer writes for one answer, unless a request sets fewer.",
+  },
+  llmVision: {
+    env: "LOUPE_LLM_VISION",
+    schema: z.enum(["true", "false"]).transform((value) => value === "true"),
+    default: "false",
+    allowed: "`true` or `false`",
+    description:
+      "Whether the LLM accepts images: when `true` the prompt also carries the attached images and the top retrieved ones.",
+  },
+  chatMaxTurns: {
+    env: "LOUPE_CHAT_MAX_TURNS",
+    schema: integer({ min: 1, max: 200 }),
+    default: "20",
+    allowed: "integer 1–200",
+    description: "Most earlier turns of a conversation a chat request may carry; older ones must be dropped by the client.",
+  },
+  chatMaxImages: {
+    env: "LOUPE_CHAT_MAX_IMAGES",
+    schema: integer({ min: 1, max: 32 }),
+    default: "4",
+    allowed: "integer 1–32",
+    description: "Most images attached to one chat request, over all of its messages.",
+  },
 } as const satisfies Record<string, SettingDefinition>;
 
 /** Name of a setting, as a property of {@link Config}. */
@@ -408,7 +491,7 @@ export const configSchema = z.object(
 /** Loupe's validated configuration. Path settings are absolute. */
 export type Config = z.output<typeof configSchema>;
 
-const pathKeys = ["dataDir", "venvDir", "modelPack", "modelsDir"] as const satisfies readonly SettingKey[];
+const pathKeys = ["dataDir", "venvDir", "modelPack", "modelsDir", "promptsDir"] as const satisfies readonly SettingKey[];
 
 /** Options of {@link parseConfig}. */
 export interface ParseConfigOptions {

@@ -110,3 +110,13 @@ export class ConflictError extends AppError {
     super("conflict", 409, message, options);
   }
 }
+
+/**
+ * The LLM endpoint failed: unreachable, timed out, refused the key, or answered with an error status or
+ * something that is not a chat completion. The chain answers with the offline composer instead and says so.
+ */
+export class LlmError extends AppError {
+  constructor(message: string, options: AppErrorOptions & { status?: number; code?: string } = {}) {
+    super(options.code ?? "llm_failed", options.status ?? 502, message, options);
+  }
+}

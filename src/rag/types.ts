@@ -1,0 +1,199 @@
+/**
+ * The types the retrieval chain speaks: what a chat turn asks ({@link ChatRequest}), the evidence it
+ * gathers ({@link Evidence}), the events it streams ({@link ChatEvent}) and the answer it ends with
+ * ({@link ChatResult}). The HTTP routes, the composers and library users all meet here.
+ */
+import type { ImageQuery } from "../search/index.ts";
+
+/** Kinds of evidence a citation can point at. */
+export type CitationKind = "image" | "video_segment" | "triple";
+
+/**
+ * One cited piece of evidence, the same shape for every kind. Fields that do not apply to a kind are
+ * `null` (an image has no `start`; an attached image has no stored media, so no URLs).
+ */
+export interface Citation {
+  /** Stored item id (`img_…`, `seg_…`, `tri_…`) or `att_<n>` for the n-th image attached to the conversation. */
+  id: string;
+  kind: CitationKind;
+  mediaUrl: string | null;
+  thumbnailUrl: string | null;
+  /** Video segments: start, in seconds. */
+  start: number | null;
+  /** Video segments: end, in seconds. */
+  end: number | null;
+  /** Triples: the stored question. */
+  question: string | null;
+  /** Triples: the stored answer. */
+  answer: string | null;
+  /** Relevance to the question, 0–1 (fused retrieval score; 1 for attached images). */
+  score: number;
+}
+
+/** An answer the VQA head gave about one piece of evidence, or a stored triple's answer reused for it. */
+export interface Finding {
+  /** The question put to the head (the user's, or one derived from a claim). */
+  question: string;
+  answer: string;
+  /** Softmax probability of `answer` (a reused triple answer counts as its triple's match score). */
+  probability: number;
+  /** The next most probable answers. */
+  alternatives: Array<{ answer: string; probability: number }>;
+  /** `vqa`: the head's own answer; `triple`: a stored triple's answer for a near-identical image. */
+  source: "vqa" | "triple";
+  /** For `source: "triple"`: the triple that supplied the answer. */
+  tripleId?: string;
+}
+
+/** One piece of evidence gathered for a question, with what grounding found about it. */
+export interface Evidence {
+  citation: Citation;
+  /** True for images attached to the conversation (never stored). */
+  attachment: boolean;
+  /** The stored caption or description (untrusted: it comes from whoever ingested the item). */
+  text: string;
+  /** Video segments: the video's id. */
+  videoId?: string;
+  /** Grounding results on this evidence, most relevant first. */
+  findings: Finding[];
+}
+
+/** One earlier turn of the conversation. */
+export interface ChatTurn {
+  role: "user" | "assistant";
+  content: string;
+  /** Images the user attached to that turn. */
+  images?: ImageQuery[];
+  /** Ids the assistant cited in that turn (from an earlier {@link ChatResult}). */
+  citations?: string[];
+}
+
+/** What one chat turn asks. */
+export interface ChatRequest {
+  /** The caller's tenant: retrieval never leaves it. */
+  tenant: string;
+  /** The user's message of this turn. */
+  question: string;
+  /** Images attached to this turn (bytes, or ids of stored items). */
+  images?: ImageQuery[];
+  /** Earlier turns, oldest first. */
+  history?: ChatTurn[];
+  /** Metadata filter applied to every retrieval (same language as `/v1/search`). */
+  filter?: unknown;
+  /** Kinds to retrieve (default: all). */
+  kinds?: readonly string[];
+  /** Retrieved items per kind before fusion. */
+  topK?: number;
+  /** `offline` forces the offline composer even when an LLM is configured. */
+  composer?: "auto" | "offline";
+  temperature?: number;
+  maxTokens?: number;
+  /** Aborts the turn (the client went away). */
+  signal?: AbortSignal;
+}
+
+/** What the verify step found. */
+export interface Verification {
+  /** Visual claims of the answer the VQA head could judge. */
+  checked: number;
+  confirmed: number;
+  /** Claims the head confidently contradicted. */
+  contradictions: Array<{
+    claim: string;
+    evidenceId: string;
+    /** What the answer said. */
+    stated: string;
+    /** What the head sees, with its probability. */
+    observed: string;
+    probability: number;
+  }>;
+  /** True when a correction note was appended to the answer. */
+  corrected: boolean;
+}
+
+/** Time spent in each step of a turn, in milliseconds. */
+export interface ChatTimings {
+  embed: number;
+  retrieve: number;
+  ground: number;
+  compose: number;
+  verify: number;
+  total: number;
+}
+
+/** The answer to one chat turn. */
+export interface ChatResult {
+  /** The final answer text, with citations written as `[id]`. */
+  answer: string;
+  /** False when the corpus and the images do not answer the question and the answer says so. */
+  answered: boolean;
+  /** 0–1: how far the evidence supports the answer (lowered by contradictions). */
+  confidence: number;
+  /** Evidence the answer cites, in order of first citation. */
+  citations: Citation[];
+  /** Every piece of evidence considered, cited or not, with its grounding. */
+  evidence: Evidence[];
+  /** The question as retrieval understood it (follow-ups rewritten to stand alone). */
+  standaloneQuestion: string;
+  /** Which composer wrote the answer. */
+  composer: "llm" | "offline";
+  /** The model name the answer came from (`loupe-offline` for the offline composer). */
+  model: string;
+  /** Set when the LLM failed and the offline composer answered instead. */
+  fallback?: { reason: string; code: string };
+  verification: Verification;
+  timings: ChatTimings;
+  /** LLM token counts, when an LLM wrote the answer and reported them. */
+  usage?: { promptTokens: number; completionTokens: number };
+}
+
+/** Events of a streamed turn, in this order: retrieval, grounding, citation…, answer-delta…, done. */
+export type ChatEvent =
+  | { type: "retrieval"; data: { standaloneQuestion: string; items: Citation[]; ms: number } }
+  | { type: "grounding"; data: { findings: Array<{ evidenceId: string } & Finding>; ms: number } }
+  | { type: "citation"; data: Citation }
+  | { type: "answer-delta"; data: { text: string } }
+  | { type: "done"; data: ChatResult };
+
+/** The chain as a library: one turn in, the answer (or its events) out. */
+export interface LoupeChain {
+  invoke(request: ChatRequest): Promise<ChatResult>;
+  stream(request: ChatRequest): AsyncIterable<ChatEvent>;
+  /** Model names the chain answers to (`loupe`, `loupe-offline`). */
+  readonly modelNames: readonly string[];
+}
+
+/** What a composer gets to write an answer from. */
+export interface ComposeInput {
+  /** The user's message of this turn, as written. */
+  question: string;
+  /** The question with follow-up references resolved. */
+  standaloneQuestion: string;
+  history: readonly ChatTurn[];
+  /** Evidence, most relevant first, with grounding findings. */
+  evidence: readonly Evidence[];
+  /** Encoded images for vision-capable models, keyed by evidence id (attachments and top retrieved images). */
+  images: ReadonlyArray<{ evidenceId: string; bytes: Uint8Array; contentType: string }>;
+  temperature?: number;
+  maxTokens?: number;
+  signal?: AbortSignal;
+}
+
+/** What a composer returns. */
+export interface ComposeOutput {
+  text: string;
+  model: string;
+  usage?: { promptTokens: number; completionTokens: number };
+}
+
+/**
+ * Writes the answer text from the evidence. The LLM composer streams its text through `onDelta` as it
+ * arrives; it throws `LlmError` when the endpoint fails, and the chain then falls back to the offline one.
+ */
+export interface AnswerComposer {
+  readonly kind: "llm" | "offline";
+  readonly model: string;
+  /** Whether the model accepts image parts. */
+  readonly vision: boolean;
+  compose(input: ComposeInput, onDelta: (text: string) => void): Promise<ComposeOutput>;
+}
