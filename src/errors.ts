@@ -46,8 +46,8 @@ export class ValidationError extends AppError {
 
 /** The requested thing does not exist (or is not visible to the caller's tenant). */
 export class NotFoundError extends AppError {
-  constructor(message: string, options: AppErrorOptions = {}) {
-    super("not_found", 404, message, options);
+  constructor(message: string, options: AppErrorOptions & { code?: string } = {}) {
+    super(options.code ?? "not_found", 404, message, options);
   }
 }
 
