@@ -1,6 +1,7 @@
 /**
  * Retrieval and classification metrics of the evals: ranking by cosine similarity, Recall@k, Precision@k,
- * accuracy per question type, and the chance levels they are compared with.
+ * MRR, nDCG@k, accuracy per question type, and the chance levels they are compared with. Rankings hold
+ * gallery indices (the pack eval) or item ids (suites run against the server): any value compared by `===`.
  */
 import { ValidationError } from "../errors.ts";
 
@@ -60,14 +61,30 @@ export function rankGallery({
   });
 }
 
-/** Relevance of gallery items to one query. */
-export type Relevance = ReadonlySet<number> | ((galleryIndex: number) => boolean);
+/** Relevance of gallery items (indices or ids) to one query: a set, or a test. */
+export type Relevance<Item = number> = ReadonlySet<Item> | ((item: Item) => boolean);
 
-function isRelevant(relevance: Relevance, index: number): boolean {
-  return typeof relevance === "function" ? relevance(index) : relevance.has(index);
+/**
+ * Graded relevance of items to one query for nDCG: a set (every member has gain 1) or a map from item to
+ * gain (items absent or with gain ≤ 0 are not relevant).
+ */
+export type GradedRelevance<Item = number> = ReadonlySet<Item> | ReadonlyMap<Item, number>;
+
+function isGradeMap<Item>(relevance: GradedRelevance<Item>): relevance is ReadonlyMap<Item, number> {
+  return relevance instanceof Map;
 }
 
-function checkLengths(ranked: readonly (readonly number[])[], relevant: readonly Relevance[]): void {
+/** Graded relevance as a yes/no test: an item is relevant when its gain is above 0. */
+export function binaryRelevance<Item>(relevance: GradedRelevance<Item>): Relevance<Item> {
+  if (!isGradeMap(relevance)) return relevance;
+  return (item: Item) => (relevance.get(item) ?? 0) > 0;
+}
+
+function isRelevant<Item>(relevance: Relevance<Item>, item: Item): boolean {
+  return typeof relevance === "function" ? relevance(item) : relevance.has(item);
+}
+
+function checkLengths(ranked: readonly (readonly unknown[])[], relevant: readonly unknown[]): void {
   if (ranked.length !== relevant.length) {
     throw new ValidationError(
       `Got ${ranked.length} rankings but ${relevant.length} relevance sets; give one of each per query.`,
@@ -79,13 +96,13 @@ function checkLengths(ranked: readonly (readonly number[])[], relevant: readonly
  * Recall@k as retrieval evals use it with one or more relevant items per query: the share of queries with
  * at least one relevant item among their first `k` results. 0 for no queries.
  */
-export function recallAtK({
+export function recallAtK<Item = number>({
   ranked,
   relevant,
   k,
 }: {
-  ranked: readonly (readonly number[])[];
-  relevant: readonly Relevance[];
+  ranked: readonly (readonly Item[])[];
+  relevant: readonly Relevance<Item>[];
   k: number;
 }): number {
   checkK(k);
@@ -93,7 +110,7 @@ export function recallAtK({
   if (ranked.length === 0) return 0;
   let hits = 0;
   ranked.forEach((row, query) => {
-    const relevance = relevant[query] as Relevance;
+    const relevance = relevant[query] as Relevance<Item>;
     if (row.slice(0, k).some((index) => isRelevant(relevance, index))) hits += 1;
   });
   return hits / ranked.length;
@@ -103,13 +120,13 @@ export function recallAtK({
  * Mean Precision@k: per query, the share of its first `k` results that are relevant (missing results
  * count as not relevant), averaged over queries. 0 for no queries.
  */
-export function precisionAtK({
+export function precisionAtK<Item = number>({
   ranked,
   relevant,
   k,
 }: {
-  ranked: readonly (readonly number[])[];
-  relevant: readonly Relevance[];
+  ranked: readonly (readonly Item[])[];
+  relevant: readonly Relevance<Item>[];
   k: number;
 }): number {
   checkK(k);
@@ -117,8 +134,98 @@ export function precisionAtK({
   if (ranked.length === 0) return 0;
   let sum = 0;
   ranked.forEach((row, query) => {
-    const relevance = relevant[query] as Relevance;
+    const relevance = relevant[query] as Relevance<Item>;
     sum += row.slice(0, k).filter((index) => isRelevant(relevance, index)).length / k;
+  });
+  return sum / ranked.length;
+}
+
+/**
+ * Mean reciprocal rank: per query, 1 / the rank of its first relevant result (0 when none is within the
+ * first `k`, or anywhere when `k` is not given), averaged over queries. 0 for no queries.
+ */
+export function meanReciprocalRank<Item = number>({
+  ranked,
+  relevant,
+  k,
+}: {
+  ranked: readonly (readonly Item[])[];
+  relevant: readonly Relevance<Item>[];
+  k?: number;
+}): number {
+  if (k !== undefined) checkK(k);
+  checkLengths(ranked, relevant);
+  if (ranked.length === 0) return 0;
+  let sum = 0;
+  ranked.forEach((row, query) => {
+    const relevance = relevant[query] as Relevance<Item>;
+    const position = (k === undefined ? row : row.slice(0, k)).findIndex((item) =>
+      isRelevant(relevance, item),
+    );
+    if (position >= 0) sum += 1 / (position + 1);
+  });
+  return sum / ranked.length;
+}
+
+function gainOf<Item>(relevance: GradedRelevance<Item>, item: Item): number {
+  if (isGradeMap(relevance)) return Math.max(0, relevance.get(item) ?? 0);
+  return relevance.has(item) ? 1 : 0;
+}
+
+function idealGains<Item>(relevance: GradedRelevance<Item>): number[] {
+  const gains = isGradeMap(relevance) ? [...relevance.values()] : [...relevance].map(() => 1);
+  return gains.filter((gain) => gain > 0).sort((left, right) => right - left);
+}
+
+/** Σ gain / log2(rank + 1) over the first `k` gains. */
+function discountedGain(gains: readonly number[], k: number): number {
+  let sum = 0;
+  gains.slice(0, k).forEach((gain, position) => {
+    sum += gain / Math.log2(position + 2);
+  });
+  return sum;
+}
+
+/**
+ * Mean nDCG@k with linear gains: per query, DCG@k = Σ gain(item at rank i) / log2(i + 1) over the first `k`
+ * results, divided by the DCG@k of the ideal ordering of every relevant item; averaged over queries. An
+ * item listed twice gains only at its first rank, so a query never exceeds 1. A query with no relevant
+ * item scores 0. 0 for no queries.
+ */
+export function ndcgAtK<Item = number>({
+  ranked,
+  relevant,
+  k,
+}: {
+  ranked: readonly (readonly Item[])[];
+  relevant: readonly GradedRelevance<Item>[];
+  k: number;
+}): number {
+  checkK(k);
+  checkLengths(ranked, relevant);
+  if (ranked.length === 0) return 0;
+  let sum = 0;
+  ranked.forEach((row, query) => {
+    const relevance = relevant[query] as GradedRelevance<Item>;
+    for (const gain of isGradeMap(relevance) ? relevance.values() : []) {
+      if (!Number.isFinite(gain)) {
+        throw new ValidationError(
+          `Relevance grades must be finite numbers, got ${gain} for query ${query}.`,
+          {
+            context: { query, gain },
+          },
+        );
+      }
+    }
+    const ideal = discountedGain(idealGains(relevance), k);
+    if (ideal === 0) return;
+    const seen = new Set<Item>();
+    const gains = row.slice(0, k).map((item) => {
+      if (seen.has(item)) return 0;
+      seen.add(item);
+      return gainOf(relevance, item);
+    });
+    sum += discountedGain(gains, k) / ideal;
   });
   return sum / ranked.length;
 }
