@@ -1,0 +1,494 @@
+/**
+ * POST /v1/chat — a grounded answer to one turn of a conversation over the caller's corpus and the
+ * images attached to it. JSON `{ question, images?, history?, filter?, kinds?, topK?, stream?, composer?,
+ * temperature?, maxTokens? }`, or multipart with a `question` field, image uploads under `files` and the
+ * other fields as one JSON `payload` field. `stream: true` answers server-sent events `retrieval`,
+ * `grounding`, `citation`…, `answer-delta`…, `done` (or `error`); otherwise the same result as one JSON.
+ *
+ * Also home of the pieces /v1/chat/completions shares: the response schemas, the request limits, and
+ * opening a chain stream so that a failure before the first event still answers with its HTTP status.
+ */
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { z } from "zod";
+import type { Config } from "../../config.ts";
+import { AppError, MediaError, ValidationError } from "../../errors.ts";
+import type { Logger } from "../../logger.ts";
+import type { ChatEvent, ChatRequest, ChatTurn, LoupeChain } from "../../rag/types.ts";
+import { type ImageQuery, parseImageReference } from "../../search/index.ts";
+import { filterSpecSchema } from "../../store/index.ts";
+import type { AppContext, AppEnv } from "../context.ts";
+import { type ErrorEnvelope, errorEnvelope, internalErrorMessage } from "../errors.ts";
+import { sseResponse } from "../sse.ts";
+import { imageFieldSchema, parseRequest, searchOptionsShape } from "./search.ts";
+
+/** Longest question of one turn, in characters. */
+export const MAX_CHAT_QUESTION_LENGTH = 4000;
+/** Longest content of an earlier turn, in characters (an assistant's answer with its citations). */
+export const MAX_CHAT_TURN_LENGTH = 20_000;
+/** Most citation ids one earlier turn may carry. */
+export const MAX_TURN_CITATIONS = 100;
+/** Most tokens a request may ask the LLM composer for (the ceiling of `LOUPE_LLM_MAX_TOKENS`). */
+export const MAX_CHAT_MAX_TOKENS = 32_768;
+/** Room for everything but the images in a chat body: question, history texts, options. */
+const CHAT_TEXT_ALLOWANCE_BYTES = 1024 * 1024;
+
+/** The settings a chat request is checked against. */
+export type ChatLimits = Pick<Config, "chatMaxTurns" | "chatMaxImages" | "maxImageBytes" | "maxUploadBytes">;
+
+/**
+ * Largest chat body: every allowed image inline as base64 (~4/3 its size), capped by
+ * `LOUPE_MAX_UPLOAD_BYTES`, plus room for the texts.
+ */
+export function maxChatBodyBytes({ chatMaxImages, maxImageBytes, maxUploadBytes }: ChatLimits): number {
+  return (
+    Math.min(maxUploadBytes, chatMaxImages * Math.ceil((maxImageBytes * 4) / 3)) + CHAT_TEXT_ALLOWANCE_BYTES
+  );
+}
+
+/** Body limit of the chat routes, answered in the error envelope. */
+export function chatBodyLimit(limits: ChatLimits) {
+  const maxSize = maxChatBodyBytes(limits);
+  return bodyLimit({
+    maxSize,
+    onError: () => {
+      throw new MediaError(
+        `The request body is over ${maxSize} bytes; attach fewer or smaller images (LOUPE_MAX_IMAGE_BYTES, LOUPE_CHAT_MAX_IMAGES, LOUPE_MAX_UPLOAD_BYTES), or stored items' ids.`,
+        { status: 413, code: "payload_too_large", context: { limit: maxSize } },
+      );
+    },
+  });
+}
+
+const temperatureSchema = z
+  .number({ error: "temperature must be a number from 0 to 2" })
+  .min(0, "temperature must be a number from 0 to 2")
+  .max(2, "temperature must be a number from 0 to 2");
+
+const maxTokensSchema = z
+  .number({ error: `maxTokens must be an integer from 1 to ${MAX_CHAT_MAX_TOKENS}` })
+  .int(`maxTokens must be an integer from 1 to ${MAX_CHAT_MAX_TOKENS}`)
+  .min(1, `maxTokens must be an integer from 1 to ${MAX_CHAT_MAX_TOKENS}`)
+  .max(MAX_CHAT_MAX_TOKENS, `maxTokens must be an integer from 1 to ${MAX_CHAT_MAX_TOKENS}`);
+
+/** One earlier turn in a /v1/chat request. */
+export const chatTurnSchema = z
+  .object({
+    role: z.enum(["user", "assistant"], {
+      error: (issue) => `role ${JSON.stringify(issue.input)} is not allowed; use "user" or "assistant"`,
+    }),
+    content: z
+      .string()
+      .max(MAX_CHAT_TURN_LENGTH, `content must be at most ${MAX_CHAT_TURN_LENGTH} characters`),
+    images: z.array(imageFieldSchema).optional().describe("Images the user attached to that turn."),
+    citations: z
+      .array(z.string().min(1).max(200))
+      .max(MAX_TURN_CITATIONS)
+      .optional()
+      .describe("Ids the assistant cited in that turn (the `citations[].id` of its answer)."),
+  })
+  .strict();
+
+/** Body of POST /v1/chat (for multipart: `question`, `files`, and the rest as the JSON field `payload`). */
+export const chatRequestSchema = z
+  .object({
+    question: z
+      .string({ error: "question is required: the user's message of this turn" })
+      .trim()
+      .min(1, "question is empty; send the user's message of this turn")
+      .max(MAX_CHAT_QUESTION_LENGTH, `question must be at most ${MAX_CHAT_QUESTION_LENGTH} characters`)
+      .describe("The user's message of this turn."),
+    images: z
+      .array(imageFieldSchema)
+      .optional()
+      .describe(
+        "Images attached to this turn: base64, data URLs or stored items' ids (or upload them as `files`).",
+      ),
+    history: z
+      .array(chatTurnSchema)
+      .optional()
+      .describe("Earlier turns, oldest first (at most LOUPE_CHAT_MAX_TURNS)."),
+    filter: filterSpecSchema
+      .optional()
+      .describe("Metadata filter applied to every retrieval (the language of /v1/search)."),
+    kinds: searchOptionsShape.kinds.describe("Kinds to retrieve; all when absent."),
+    topK: searchOptionsShape.topK.describe("Items retrieved per kind before fusion."),
+    stream: z
+      .boolean({ error: "stream must be true or false" })
+      .optional()
+      .describe("true: answer server-sent events instead of one JSON."),
+    composer: z
+      .enum(["auto", "offline"], {
+        error: (issue) => `composer ${JSON.stringify(issue.input)} is not allowed; use "auto" or "offline"`,
+      })
+      .optional()
+      .describe("offline: the offline composer writes the answer even when an LLM is configured."),
+    temperature: temperatureSchema.optional().describe("Sampling temperature of the LLM composer, 0–2."),
+    maxTokens: maxTokensSchema.optional().describe("Most tokens the LLM composer writes."),
+  })
+  .strict();
+
+/** One cited piece of evidence; the same shape for every kind, `null` where a field does not apply. */
+export const citationSchema = z.object({
+  id: z.string().describe("Stored item id (img_…, seg_…, tri_…) or att_<n> for the n-th attached image."),
+  kind: z.enum(["image", "video_segment", "triple"]),
+  mediaUrl: z.string().nullable().describe("/v1/media/{id}; null for attached images."),
+  thumbnailUrl: z.string().nullable().describe("/v1/media/{id}/thumbnail; null for attached images."),
+  start: z.number().nullable().describe("Video segments: start, in seconds."),
+  end: z.number().nullable().describe("Video segments: end, in seconds."),
+  question: z.string().nullable().describe("Triples: the stored question."),
+  answer: z.string().nullable().describe("Triples: the stored answer."),
+  score: z.number().describe("Relevance to the question, 0–1 (1 for attached images)."),
+});
+
+const findingSchema = z.object({
+  question: z.string(),
+  answer: z.string(),
+  probability: z.number(),
+  alternatives: z.array(z.object({ answer: z.string(), probability: z.number() })),
+  source: z.enum(["vqa", "triple"]),
+  tripleId: z.string().optional(),
+});
+
+const evidenceSchema = z.object({
+  citation: citationSchema,
+  attachment: z.boolean(),
+  text: z.string().describe("The stored caption or description."),
+  videoId: z.string().optional(),
+  findings: z.array(findingSchema).describe("What the VQA head found on this evidence."),
+});
+
+/** What the verify step found. */
+export const verificationSchema = z.object({
+  checked: z.number().int(),
+  confirmed: z.number().int(),
+  contradictions: z.array(
+    z.object({
+      claim: z.string(),
+      evidenceId: z.string(),
+      stated: z.string(),
+      observed: z.string(),
+      probability: z.number(),
+    }),
+  ),
+  corrected: z.boolean(),
+});
+
+/** Set when the LLM failed and the offline composer answered instead. */
+export const fallbackSchema = z.object({ reason: z.string(), code: z.string() });
+
+/** Time spent in each step, in milliseconds. */
+export const chatTimingsSchema = z.object({
+  embed: z.number(),
+  retrieve: z.number(),
+  ground: z.number(),
+  compose: z.number(),
+  verify: z.number(),
+  total: z.number(),
+});
+
+/** Body of a 200 from /v1/chat, and the data of its `done` event. */
+export const chatResponseSchema = z.object({
+  answer: z.string().describe("The answer, with citations written as [id]."),
+  answered: z.boolean().describe("false when the corpus and the images do not answer the question."),
+  confidence: z.number().describe("0–1: how far the evidence supports the answer."),
+  citations: z.array(citationSchema).describe("Evidence the answer cites, in order of first citation."),
+  evidence: z.array(evidenceSchema).describe("Every piece of evidence considered, with its grounding."),
+  standaloneQuestion: z.string(),
+  composer: z.enum(["llm", "offline"]),
+  model: z.string(),
+  fallback: fallbackSchema.optional(),
+  verification: verificationSchema,
+  timings: chatTimingsSchema,
+  usage: z.object({ promptTokens: z.number(), completionTokens: z.number() }).optional(),
+});
+
+/** Counts images and turns against the configured limits. */
+export function checkChatLimits({
+  turns,
+  images,
+  limits,
+}: {
+  turns: number;
+  images: number;
+  limits: Pick<ChatLimits, "chatMaxTurns" | "chatMaxImages">;
+}): void {
+  if (turns > limits.chatMaxTurns) {
+    throw new ValidationError(
+      `The conversation has ${turns} earlier turns; the limit is ${limits.chatMaxTurns} (LOUPE_CHAT_MAX_TURNS). Drop the oldest turns.`,
+      { context: { turns, limit: limits.chatMaxTurns } },
+    );
+  }
+  if (images > limits.chatMaxImages) {
+    throw new ValidationError(
+      `The conversation attaches ${images} images; the limit is ${limits.chatMaxImages} over all turns (LOUPE_CHAT_MAX_IMAGES).`,
+      { context: { images, limit: limits.chatMaxImages } },
+    );
+  }
+}
+
+/** An image string of a chat request as bytes or a stored id (URLs are refused here). */
+function chatImage(value: string, field: string, maxImageBytes: number): ImageQuery {
+  const reference = parseImageReference({ value, field, maxBytes: maxImageBytes });
+  if ("url" in reference) throw new Error("unreachable: URLs are refused when allowUrl is false");
+  return reference;
+}
+
+/** An uploaded image file, checked against the image size limit. */
+function uploadedImage(bytes: Uint8Array, name: string, maxImageBytes: number): ImageQuery {
+  if (bytes.length === 0) throw new ValidationError(`The uploaded file ${JSON.stringify(name)} is empty.`);
+  if (bytes.length > maxImageBytes) {
+    throw new MediaError(
+      `The uploaded file ${JSON.stringify(name)} is ${bytes.length} bytes; the limit is ${maxImageBytes} bytes (LOUPE_MAX_IMAGE_BYTES).`,
+      { status: 413, code: "payload_too_large" },
+    );
+  }
+  return { bytes };
+}
+
+const MULTIPART_FIELDS = ["question", "payload", "stream"];
+
+/** A /v1/chat body, JSON or multipart, with the uploads of a multipart body. */
+async function readChatBody(
+  c: AppContext,
+  maxImageBytes: number,
+): Promise<{ fields: unknown; uploads: ImageQuery[] }> {
+  const contentType = (c.req.header("content-type") ?? "").toLowerCase();
+  if (contentType.startsWith("multipart/form-data")) {
+    const form = await c.req.parseBody({ all: true });
+    const strings: Record<string, string> = {};
+    const uploads: ImageQuery[] = [];
+    for (const [name, value] of Object.entries(form)) {
+      const entries = Array.isArray(value) ? value : [value];
+      for (const entry of entries) {
+        if (typeof entry === "string") {
+          if (!MULTIPART_FIELDS.includes(name)) {
+            throw new ValidationError(
+              `Unknown form field ${JSON.stringify(name.slice(0, 80))}; allowed: question, files (uploads), payload (JSON of the other fields), stream.`,
+            );
+          }
+          if (strings[name] !== undefined) {
+            throw new ValidationError(`Form field ${name} is given more than once.`);
+          }
+          strings[name] = entry;
+        } else {
+          if (name !== "files") {
+            throw new ValidationError(
+              `Uploaded file under ${JSON.stringify(name.slice(0, 80))}; upload images under the field "files".`,
+            );
+          }
+          uploads.push(uploadedImage(new Uint8Array(await entry.arrayBuffer()), entry.name, maxImageBytes));
+        }
+      }
+    }
+    let payload: unknown = {};
+    if (strings.payload !== undefined) {
+      try {
+        payload = JSON.parse(strings.payload);
+      } catch {
+        throw new ValidationError(
+          `Form field payload must be JSON; got ${JSON.stringify(strings.payload.slice(0, 80))}.`,
+        );
+      }
+      if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
+        throw new ValidationError("Form field payload must be a JSON object of the request's other fields.");
+      }
+    }
+    const fields: Record<string, unknown> = { ...(payload as Record<string, unknown>) };
+    if (strings.question !== undefined) {
+      if (fields.question !== undefined) {
+        throw new ValidationError("question is given both as a form field and inside payload; send it once.");
+      }
+      fields.question = strings.question;
+    }
+    if (strings.stream !== undefined) {
+      const stream = strings.stream.trim().toLowerCase();
+      if (stream !== "true" && stream !== "false") {
+        throw new ValidationError(
+          `Form field stream must be true or false; got ${JSON.stringify(strings.stream.slice(0, 20))}.`,
+        );
+      }
+      fields.stream = stream === "true";
+    }
+    return { fields, uploads };
+  }
+  if (contentType.startsWith("application/json") || contentType === "") {
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      throw new ValidationError("The request body is not valid JSON.");
+    }
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      throw new ValidationError("The request body must be a JSON object.");
+    }
+    return { fields: body, uploads: [] };
+  }
+  throw new ValidationError(
+    `Unsupported content type ${JSON.stringify(contentType.slice(0, 80))}; send application/json or multipart/form-data.`,
+  );
+}
+
+/**
+ * Reads and checks a /v1/chat request into the chain's {@link ChatRequest} (without tenant and signal)
+ * and whether it asks for a stream.
+ */
+export async function readChatRequest(
+  c: AppContext,
+  limits: ChatLimits,
+): Promise<{ request: Omit<ChatRequest, "tenant" | "signal">; stream: boolean }> {
+  const { fields, uploads } = await readChatBody(c, limits.maxImageBytes);
+  const body = parseRequest(chatRequestSchema, fields);
+  const history = body.history ?? [];
+  const imageCount =
+    (body.images?.length ?? 0) +
+    uploads.length +
+    history.reduce((sum, turn) => sum + (turn.images?.length ?? 0), 0);
+  checkChatLimits({ turns: history.length, images: imageCount, limits });
+  const turns: ChatTurn[] = history.map((turn, index) => {
+    if (turn.role === "assistant" && turn.images !== undefined && turn.images.length > 0) {
+      throw new ValidationError(
+        `history[${index}] is an assistant turn with images; only user turns carry attached images.`,
+      );
+    }
+    return {
+      role: turn.role,
+      content: turn.content,
+      ...(turn.images === undefined
+        ? {}
+        : {
+            images: turn.images.map((value, imageIndex) =>
+              chatImage(value, `history[${index}].images[${imageIndex}]`, limits.maxImageBytes),
+            ),
+          }),
+      ...(turn.citations === undefined ? {} : { citations: turn.citations }),
+    };
+  });
+  const images = [
+    ...(body.images ?? []).map((value, index) => chatImage(value, `images[${index}]`, limits.maxImageBytes)),
+    ...uploads,
+  ];
+  return {
+    stream: body.stream === true,
+    request: {
+      question: body.question,
+      ...(images.length > 0 ? { images } : {}),
+      ...(turns.length > 0 ? { history: turns } : {}),
+      ...(body.filter === undefined ? {} : { filter: body.filter }),
+      ...(body.kinds === undefined ? {} : { kinds: body.kinds }),
+      ...(body.topK === undefined ? {} : { topK: body.topK }),
+      ...(body.composer === undefined ? {} : { composer: body.composer }),
+      ...(body.temperature === undefined ? {} : { temperature: body.temperature }),
+      ...(body.maxTokens === undefined ? {} : { maxTokens: body.maxTokens }),
+    },
+  };
+}
+
+/**
+ * The error envelope of a failure after a stream has begun: an {@link AppError} keeps its code and
+ * message; anything else is logged whole and answered with the fixed internal message.
+ */
+export function streamErrorEnvelope({
+  error,
+  requestId,
+  logger,
+}: {
+  error: unknown;
+  requestId: string;
+  logger: Logger;
+}): ErrorEnvelope {
+  if (error instanceof AppError) {
+    logger[error.status >= 500 ? "error" : "info"]({ err: error }, "chat stream failed");
+    return errorEnvelope({ code: error.code, message: error.message, requestId });
+  }
+  logger.error({ err: error }, "chat stream failed with an unexpected error");
+  return errorEnvelope({ code: "internal_error", message: internalErrorMessage, requestId });
+}
+
+/** A chain stream whose first event has arrived. */
+export interface OpenedChatStream {
+  /** The first event. */
+  first: ChatEvent;
+  /** The events after it. */
+  rest: AsyncIterator<ChatEvent>;
+  /** Aborts the turn (the client went away). */
+  abort: () => void;
+  /** Whether the turn was aborted. */
+  readonly aborted: boolean;
+}
+
+/**
+ * Starts a streamed turn and waits for its first event, so that a request the chain refuses (an
+ * unknown item id, a bad filter, a missing model pack) is answered with its HTTP status and envelope
+ * rather than as a 200 stream holding one error. The turn aborts when `signal` does.
+ */
+export async function openChatStream({
+  chain,
+  request,
+  signal,
+}: {
+  chain: LoupeChain;
+  request: ChatRequest;
+  signal: AbortSignal;
+}): Promise<OpenedChatStream> {
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  if (signal.aborted) abort();
+  else signal.addEventListener("abort", abort, { once: true });
+  const iterator = chain.stream({ ...request, signal: controller.signal })[Symbol.asyncIterator]();
+  let first: IteratorResult<ChatEvent>;
+  try {
+    first = await iterator.next();
+  } catch (error) {
+    signal.removeEventListener("abort", abort);
+    throw error;
+  }
+  if (first.done === true) {
+    throw new Error("The chat chain's stream ended before its first event.");
+  }
+  return {
+    first: first.value,
+    rest: iterator,
+    abort,
+    get aborted() {
+      return controller.signal.aborted;
+    },
+  };
+}
+
+/** The /v1/chat route. */
+export function createChatRoute({ chain, config }: { chain: LoupeChain; config: ChatLimits }): Hono<AppEnv> {
+  return new Hono<AppEnv>().post("/v1/chat", chatBodyLimit(config), async (c) => {
+    const { request: fields, stream } = await readChatRequest(c, config);
+    const request: ChatRequest = { ...fields, tenant: c.get("tenant") };
+    if (!stream) {
+      const result = await chain.invoke({ ...request, signal: c.req.raw.signal });
+      return c.json(result satisfies z.infer<typeof chatResponseSchema>, 200);
+    }
+    const opened = await openChatStream({ chain, request, signal: c.req.raw.signal });
+    const requestId = c.get("requestId");
+    const logger = c.get("logger");
+    return sseResponse({
+      events: async function* (signal) {
+        signal.addEventListener("abort", opened.abort, { once: true });
+        let finished = false;
+        try {
+          yield { event: opened.first.type, data: opened.first.data };
+          finished = opened.first.type === "done";
+          while (!finished) {
+            const next = await opened.rest.next();
+            if (next.done === true) break;
+            yield { event: next.value.type, data: next.value.data };
+            finished = next.value.type === "done";
+          }
+          if (!finished) throw new Error("The chat chain's stream ended without a done event.");
+        } catch (error) {
+          if (opened.aborted) return;
+          yield { event: "error", data: streamErrorEnvelope({ error, requestId, logger }) };
+        } finally {
+          if (!finished) await opened.rest.return?.();
+        }
+      },
+    });
+  });
+}
