@@ -28,6 +28,7 @@ import type { JobRegistry } from "./ingest/jobs.ts";
 import { createVideoIngester, deleteVideo } from "./ingest/video-ingest.ts";
 import type { Logger } from "./logger.ts";
 import type { BlobStore } from "./media/blob-store.ts";
+import type { AnswerComposer } from "./rag/types.ts";
 import { createSearchServices } from "./search/index.ts";
 import type { VectorStore } from "./store/index.ts";
 
@@ -44,6 +45,11 @@ export interface Services {
   /** Ingest jobs run in this process, with their progress. */
   jobs: JobRegistry;
   resolveTenant: TenantResolver;
+  /**
+   * The LLM composer, built when `LOUPE_LLM_MODEL` is set (OpenAI-compatible endpoint, prompts from
+   * `LOUPE_PROMPTS_DIR`). Absent: the offline composer writes every chat answer.
+   */
+  llm?: AnswerComposer;
 }
 
 /** Paths polled by orchestrators; their access lines are logged at debug so they do not drown the log. */
