@@ -13,8 +13,12 @@ import { type HttpServer, startHttpServer } from "./http/server.ts";
 import { createDefaultTenantResolver } from "./http/tenant.ts";
 import { loadModelPack, ModelPack, readModelPackInfo } from "./inference/model-pack.ts";
 import { createJobRegistry, type JobRegistry } from "./ingest/jobs.ts";
+import { createChatModel } from "./llm/chat-model.ts";
+import { loadPrompts } from "./llm/prompts.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createFsBlobStore } from "./media/blob-store.ts";
+import { ANSWER_PROMPT_ID, ANSWER_PROMPT_VARIABLES, createLlmComposer } from "./rag/llm-composer.ts";
+import type { AnswerComposer } from "./rag/types.ts";
 import type {
   CountRequest,
   DeleteRequest,
@@ -79,6 +83,8 @@ export async function startLoupe({
   };
 
   try {
+    // First, so that a broken prompt stops start-up before Milvus Lite is started.
+    const llm = await buildLlmComposer({ config, logger });
     const { store, milvusLite } = await buildStore({ config, logger, cleanups });
     const models = await buildModelPack({ config, logger });
     cleanups.push(() => models.close());
@@ -92,6 +98,7 @@ export async function startLoupe({
       blobs: createFsBlobStore({ dir: path.join(config.dataDir, "blobs") }),
       jobs,
       resolveTenant: createDefaultTenantResolver({ defaultTenant: config.defaultTenant }),
+      llm,
     };
     const app = createApp(services);
     const http = await startHttpServer({ fetch: app.fetch, host: config.host, port: config.port });
@@ -138,6 +145,7 @@ export async function openServices({
     }
   };
   try {
+    const llm = await buildLlmComposer({ config, logger });
     const { store, milvusLite } = await buildStore({ config, logger, cleanups });
     const models = await buildModelPack({ config, logger });
     cleanups.push(() => models.close());
@@ -151,6 +159,7 @@ export async function openServices({
       blobs: createFsBlobStore({ dir: path.join(config.dataDir, "blobs") }),
       jobs,
       resolveTenant: createDefaultTenantResolver({ defaultTenant: config.defaultTenant }),
+      llm,
     };
     let closing: Promise<void> | undefined;
     const close = () => {
@@ -243,6 +252,50 @@ async function buildStore({
   const store = await createVectorStore({ address: milvusLite.address, ...storeOptions });
   cleanups.push(() => store.close());
   return { store, milvusLite };
+}
+
+/**
+ * Loads and checks the prompts once (a broken prompt file stops start-up with a `ConfigError` naming
+ * the file and the fix, whether or not an LLM is configured, so a bad prompt is found before it is
+ * needed), then builds the LLM composer when `LOUPE_LLM_MODEL` is set. Nothing is sent to the endpoint
+ * here: an endpoint that is down makes each answer fall back to the offline composer, not start-up fail.
+ */
+async function buildLlmComposer({
+  config,
+  logger,
+}: {
+  config: Config;
+  logger: Logger;
+}): Promise<AnswerComposer | undefined> {
+  const prompts = await loadPrompts({
+    dir: config.promptsDir,
+    required: { [ANSWER_PROMPT_ID]: ANSWER_PROMPT_VARIABLES },
+  });
+  const answer = prompts.get(ANSWER_PROMPT_ID);
+  logger.info(
+    { promptsDir: config.promptsDir, answerPrompt: `${answer.id}.v${answer.version}` },
+    "prompts loaded",
+  );
+  if (config.llmModel === undefined) {
+    logger.info("LOUPE_LLM_MODEL is not set: the offline composer writes chat answers");
+    return undefined;
+  }
+  const llmLogger = logger.child({ component: "llm" });
+  const chatModel = createChatModel({
+    model: config.llmModel,
+    baseUrl: config.openaiBaseUrl,
+    apiKey: config.openaiApiKey,
+    timeoutMs: config.llmTimeoutMs,
+    maxRetries: config.llmMaxRetries,
+    temperature: config.llmTemperature,
+    maxTokens: config.llmMaxTokens,
+    logger: llmLogger,
+  });
+  logger.info(
+    { model: chatModel.model, endpoint: chatModel.endpoint, vision: config.llmVision },
+    "LLM composer configured",
+  );
+  return createLlmComposer({ chatModel, prompts, vision: config.llmVision, logger: llmLogger });
 }
 
 /**
