@@ -1,0 +1,554 @@
+/**
+ * POST /v1/chat/completions — the chat endpoint in OpenAI's format, so OpenAI clients and chat UIs can
+ * talk to Loupe unchanged. Messages carry string content or `text` and `image_url` parts (data URLs, a
+ * stored item's id, or http(s) URLs fetched like ingestion's); the last user message is the question and
+ * earlier turns are its history. `stream: true` answers `chat.completion.chunk` data events ending with
+ * `data: [DONE]`. Citations, confidence, verification and fallback ride in the extra top-level field
+ * `loupe`, which OpenAI clients ignore. Errors keep Loupe's envelope, whose `error.message` OpenAI
+ * clients read.
+ */
+import { randomUUID } from "node:crypto";
+import { Hono } from "hono";
+import { z } from "zod";
+import type { Config } from "../../config.ts";
+import { ValidationError } from "../../errors.ts";
+import { fetchUrl } from "../../media/url-fetcher.ts";
+import type { ChatEvent, ChatRequest, ChatResult, ChatTurn, LoupeChain } from "../../rag/types.ts";
+import { type ImageQuery, parseImageReference } from "../../search/index.ts";
+import { filterSpecSchema } from "../../store/index.ts";
+import type { AppContext, AppEnv } from "../context.ts";
+import {
+  type ChatLimits,
+  chatBodyLimit,
+  chatTimingsSchema,
+  checkChatLimits,
+  citationSchema,
+  fallbackSchema,
+  MAX_CHAT_MAX_TOKENS,
+  MAX_CHAT_QUESTION_LENGTH,
+  MAX_CHAT_TURN_LENGTH,
+  openChatStream,
+  streamErrorEnvelope,
+  verificationSchema,
+} from "./chat.ts";
+import { composerForModel } from "./models.ts";
+import { parseRequest, searchOptionsShape } from "./search.ts";
+
+/** The settings the route reads: chat limits and the URL fetcher's limits. */
+export type ChatCompletionsConfig = ChatLimits &
+  Pick<Config, "urlAllowHosts" | "urlMaxBytes" | "urlTimeoutMs" | "urlMaxRedirects">;
+
+/** Image types accepted from an http(s) `image_url` (as for ingestion by URL). */
+const URL_IMAGE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
+
+/** A `text` content part. */
+export const textPartSchema = z.object({ type: z.literal("text"), text: z.string() });
+
+/** An `image_url` content part. */
+export const imageUrlPartSchema = z.object({
+  type: z.literal("image_url"),
+  image_url: z.object({
+    url: z
+      .string()
+      .min(1)
+      .describe("A data URL (data:image/png;base64,…), an http(s) URL, or a stored item's id (img_…)."),
+    detail: z.enum(["auto", "low", "high"]).optional().describe("Accepted and ignored."),
+  }),
+});
+
+const contentPartSchema = z.discriminatedUnion("type", [textPartSchema, imageUrlPartSchema]);
+
+/** Says what is wrong with a message's `content` (zod's union message alone says only "Invalid input"). */
+function describeBadContent(input: unknown): string {
+  if (!Array.isArray(input)) return "content must be a string or a list of text and image_url parts";
+  const bad = input.find(
+    (part: unknown) =>
+      typeof part !== "object" ||
+      part === null ||
+      !["text", "image_url"].includes(String((part as { type?: unknown }).type)),
+  ) as { type?: unknown } | undefined;
+  if (bad !== undefined) {
+    return `content part type ${JSON.stringify(typeof bad === "object" && bad !== null ? bad.type : bad)} is not supported; use "text" or "image_url"`;
+  }
+  return 'content parts are { "type": "text", "text": "…" } or { "type": "image_url", "image_url": { "url": "…" } }';
+}
+
+/** One message. Fields other than `role` and `content` (e.g. `name`) are accepted and ignored. */
+export const chatCompletionMessageSchema = z.looseObject({
+  role: z.enum(["system", "developer", "user", "assistant"], {
+    error: (issue) =>
+      `role ${JSON.stringify(issue.input)} is not supported; use system, developer, user or assistant (Loupe calls no tools)`,
+  }),
+  content: z
+    .union([z.string(), z.array(contentPartSchema)], { error: (issue) => describeBadContent(issue.input) })
+    .nullable()
+    .optional()
+    .describe("A string, or a list of text and image_url parts."),
+});
+
+function tokenLimitSchema(name: string) {
+  const message = `${name} must be an integer from 1 to ${MAX_CHAT_MAX_TOKENS}`;
+  return z.number({ error: message }).int(message).min(1, message).max(MAX_CHAT_MAX_TOKENS, message);
+}
+
+const nullableOptional = <Schema extends z.ZodType>(schema: Schema) => schema.nullable().optional();
+
+/**
+ * Body of POST /v1/chat/completions. Other OpenAI parameters (`top_p`, `seed`, `user`, …) are accepted
+ * and ignored; `n` must be 1.
+ */
+export const chatCompletionRequestSchema = z.looseObject({
+  model: z
+    .string({ error: "model is required: a name from GET /v1/models (loupe or loupe-offline)" })
+    .min(1, "model is empty: send a name from GET /v1/models (loupe or loupe-offline)")
+    .max(200, "model must be at most 200 characters")
+    .describe("A name from GET /v1/models: loupe or loupe-offline."),
+  messages: z
+    .array(chatCompletionMessageSchema)
+    .min(1, "messages must hold at least one user message")
+    .describe("The conversation, oldest first; the last one is the user's question."),
+  stream: nullableOptional(z.boolean()).describe("true: answer chat.completion.chunk events."),
+  stream_options: nullableOptional(z.looseObject({ include_usage: z.boolean().optional() })).describe(
+    "include_usage: one more chunk with the token usage before [DONE].",
+  ),
+  temperature: nullableOptional(
+    z.number().min(0, "temperature must be 0–2").max(2, "temperature must be 0–2"),
+  ),
+  max_tokens: nullableOptional(tokenLimitSchema("max_tokens")),
+  max_completion_tokens: nullableOptional(tokenLimitSchema("max_completion_tokens")),
+  n: nullableOptional(z.literal(1, { error: "n must be 1: Loupe writes one answer per request" })),
+  loupe: z
+    .strictObject(
+      {
+        filter: filterSpecSchema.optional(),
+        kinds: searchOptionsShape.kinds,
+        topK: searchOptionsShape.topK,
+      },
+      {
+        error: (issue) =>
+          issue.code === "unrecognized_keys"
+            ? `unknown field ${issue.keys.map((key) => JSON.stringify(key.slice(0, 40))).join(", ")}; loupe takes only filter, kinds and topK`
+            : undefined,
+      },
+    )
+    .optional()
+    .describe("Loupe's own options: a metadata filter, the kinds to retrieve, items per kind."),
+});
+
+type CompletionRequest = z.output<typeof chatCompletionRequestSchema>;
+type CompletionMessage = z.output<typeof chatCompletionMessageSchema>;
+
+/** What Loupe adds to a completion: the grounding of the answer. */
+export const loupeExtraSchema = z.object({
+  citations: z.array(citationSchema).describe("Evidence the answer cites, in order of first citation."),
+  confidence: z.number().describe("0–1: how far the evidence supports the answer."),
+  answered: z.boolean().describe("false when the corpus and the images do not answer the question."),
+  verification: verificationSchema,
+  fallback: fallbackSchema.optional().describe("Set when the LLM failed and the offline composer answered."),
+  composer: z.enum(["llm", "offline"]),
+  model: z.string().describe("The model that wrote the answer (loupe-offline for the offline composer)."),
+  standaloneQuestion: z.string(),
+  timings: chatTimingsSchema,
+  answer: z
+    .string()
+    .optional()
+    .describe("Streams only: the final answer, when it differs from the streamed text."),
+});
+
+const usageSchema = z.object({
+  prompt_tokens: z.number().int(),
+  completion_tokens: z.number().int(),
+  total_tokens: z.number().int(),
+});
+
+/** Body of a 200 from POST /v1/chat/completions without `stream`. */
+export const chatCompletionSchema = z.object({
+  id: z.string(),
+  object: z.literal("chat.completion"),
+  created: z.number().int(),
+  model: z.string(),
+  choices: z.array(
+    z.object({
+      index: z.number().int(),
+      message: z.object({
+        role: z.literal("assistant"),
+        content: z.string(),
+        refusal: z.null(),
+      }),
+      finish_reason: z.literal("stop"),
+      logprobs: z.null(),
+    }),
+  ),
+  usage: usageSchema.describe("LLM token counts; 0 when the offline composer answered."),
+  loupe: loupeExtraSchema,
+});
+
+/** One `data:` event of a streamed completion. */
+export const chatCompletionChunkSchema = z.object({
+  id: z.string(),
+  object: z.literal("chat.completion.chunk"),
+  created: z.number().int(),
+  model: z.string(),
+  choices: z.array(
+    z.object({
+      index: z.number().int(),
+      delta: z.object({ role: z.literal("assistant").optional(), content: z.string().optional() }),
+      finish_reason: z.literal("stop").nullable(),
+      logprobs: z.null(),
+    }),
+  ),
+  usage: usageSchema.nullable().optional(),
+  loupe: loupeExtraSchema.optional().describe("On the chunk with finish_reason stop."),
+});
+
+type Chunk = z.infer<typeof chatCompletionChunkSchema>;
+
+function loupeExtra(result: ChatResult): z.infer<typeof loupeExtraSchema> {
+  return {
+    citations: result.citations,
+    confidence: result.confidence,
+    answered: result.answered,
+    verification: result.verification,
+    ...(result.fallback === undefined ? {} : { fallback: result.fallback }),
+    composer: result.composer,
+    model: result.model,
+    standaloneQuestion: result.standaloneQuestion,
+    timings: result.timings,
+  };
+}
+
+function usageOf(result: ChatResult): z.infer<typeof usageSchema> {
+  const prompt = result.usage?.promptTokens ?? 0;
+  const completion = result.usage?.completionTokens ?? 0;
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+/** A message's text: the string, or its text parts joined by newlines. */
+function messageText(message: CompletionMessage): string {
+  const content = message.content;
+  if (content === null || content === undefined) return "";
+  if (typeof content === "string") return content;
+  return content
+    .flatMap((part) => (part.type === "text" ? [part.text] : []))
+    .join("\n")
+    .trim();
+}
+
+function imageUrls(message: CompletionMessage): string[] {
+  const content = message.content;
+  if (content === null || content === undefined || typeof content === "string") return [];
+  return content.flatMap((part) => (part.type === "image_url" ? [part.image_url.url] : []));
+}
+
+/** Ids an assistant's answer cites as `[id]`, so follow-ups can refer to them. */
+const CITED_ID = /\[((?:img|seg|tri)_[A-Za-z0-9_.:-]{1,60}|att_\d{1,3})\]/g;
+
+function citedIds(text: string): string[] {
+  return [...new Set([...text.matchAll(CITED_ID)].map((match) => match[1] ?? ""))];
+}
+
+/**
+ * Turns an `image_url` into an image query: data URLs and base64 are decoded under the image size
+ * limit, ids kept, http(s) URLs fetched through the SSRF-safe fetcher with ingestion's limits.
+ */
+async function resolveImage({
+  url,
+  field,
+  config,
+  signal,
+}: {
+  url: string;
+  field: string;
+  config: ChatCompletionsConfig;
+  signal: AbortSignal;
+}): Promise<ImageQuery> {
+  const reference = parseImageReference({
+    value: url,
+    field,
+    allowUrl: true,
+    maxBytes: config.maxImageBytes,
+  });
+  if (!("url" in reference)) return reference;
+  const fetched = await fetchUrl({
+    url: reference.url,
+    maxBytes: Math.min(config.urlMaxBytes, config.maxImageBytes),
+    timeoutMs: config.urlTimeoutMs,
+    maxRedirects: config.urlMaxRedirects,
+    allowHosts: config.urlAllowHosts,
+    allowedContentTypes: URL_IMAGE_TYPES,
+    signal,
+  });
+  return { bytes: new Uint8Array(fetched.bytes.buffer, fetched.bytes.byteOffset, fetched.bytes.length) };
+}
+
+/**
+ * The chain request of a completion request: the last message is the question (it must be the user's),
+ * earlier user and assistant messages are the history, system and developer messages are left out
+ * (Loupe answers with its own instructions). Counts are checked before any image is fetched.
+ */
+export async function toChatRequest({
+  body,
+  config,
+  signal,
+}: {
+  body: CompletionRequest;
+  config: ChatCompletionsConfig;
+  signal: AbortSignal;
+}): Promise<Omit<ChatRequest, "tenant" | "signal" | "composer">> {
+  const indexed = body.messages
+    .map((message, index) => ({ message, index }))
+    .filter(({ message }) => message.role === "user" || message.role === "assistant");
+  const last = indexed.at(-1);
+  if (last === undefined || last.index !== body.messages.length - 1 || last.message.role !== "user") {
+    throw new ValidationError(
+      `The last message must be the user's question; got ${body.messages.length === 0 ? "none" : `role ${JSON.stringify(body.messages.at(-1)?.role)}`}.`,
+    );
+  }
+  const question = messageText(last.message);
+  if (question.length === 0) {
+    throw new ValidationError(
+      `messages[${last.index}] has no text; the last user message must ask a question (an image alone is not one).`,
+    );
+  }
+  if (question.length > MAX_CHAT_QUESTION_LENGTH) {
+    throw new ValidationError(
+      `messages[${last.index}] is ${question.length} characters; the question may be at most ${MAX_CHAT_QUESTION_LENGTH}.`,
+    );
+  }
+  const earlier = indexed.slice(0, -1);
+  for (const { message, index } of earlier) {
+    if (message.role === "assistant" && imageUrls(message).length > 0) {
+      throw new ValidationError(
+        `messages[${index}] is an assistant message with images; only users attach images.`,
+      );
+    }
+    const length = messageText(message).length;
+    if (length > MAX_CHAT_TURN_LENGTH) {
+      throw new ValidationError(
+        `messages[${index}] is ${length} characters; earlier messages may be at most ${MAX_CHAT_TURN_LENGTH}.`,
+      );
+    }
+  }
+  checkChatLimits({
+    turns: earlier.length,
+    images: indexed.reduce((sum, { message }) => sum + imageUrls(message).length, 0),
+    limits: config,
+  });
+  const imagesOf = async ({ message, index }: { message: CompletionMessage; index: number }) => {
+    const images: ImageQuery[] = [];
+    for (const [partIndex, url] of imageUrls(message).entries()) {
+      images.push(
+        await resolveImage({ url, field: `messages[${index}] image ${partIndex}`, config, signal }),
+      );
+    }
+    return images;
+  };
+  const history: ChatTurn[] = [];
+  for (const entry of earlier) {
+    const content = messageText(entry.message);
+    if (entry.message.role === "user") {
+      const images = await imagesOf(entry);
+      history.push({ role: "user", content, ...(images.length > 0 ? { images } : {}) });
+    } else {
+      const citations = citedIds(content);
+      history.push({ role: "assistant", content, ...(citations.length > 0 ? { citations } : {}) });
+    }
+  }
+  const images = await imagesOf(last);
+  const maxTokens = body.max_completion_tokens ?? body.max_tokens;
+  return {
+    question,
+    ...(images.length > 0 ? { images } : {}),
+    ...(history.length > 0 ? { history } : {}),
+    ...(body.loupe?.filter === undefined ? {} : { filter: body.loupe.filter }),
+    ...(body.loupe?.kinds === undefined ? {} : { kinds: body.loupe.kinds }),
+    ...(body.loupe?.topK === undefined ? {} : { topK: body.loupe.topK }),
+    ...(body.temperature === null || body.temperature === undefined ? {} : { temperature: body.temperature }),
+    ...(maxTokens === null || maxTokens === undefined ? {} : { maxTokens }),
+  };
+}
+
+async function readCompletionRequest(c: AppContext): Promise<CompletionRequest> {
+  const contentType = (c.req.header("content-type") ?? "").toLowerCase();
+  if (!(contentType.startsWith("application/json") || contentType === "")) {
+    throw new ValidationError(
+      `Unsupported content type ${JSON.stringify(contentType.slice(0, 80))}; send application/json.`,
+    );
+  }
+  let body: unknown;
+  try {
+    body = await c.req.json();
+  } catch {
+    throw new ValidationError("The request body is not valid JSON.");
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new ValidationError("The request body must be a JSON object.");
+  }
+  return parseRequest(chatCompletionRequestSchema, body);
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * A `text/event-stream` of unnamed `data:` events, OpenAI's streaming format: each chunk as JSON, then
+ * `data: [DONE]` when the chunks end. Keep-alive comments keep proxies from closing a quiet stream;
+ * `signal` aborts when the client goes away.
+ */
+function dataStreamResponse({
+  chunks,
+  keepAliveMs = 15_000,
+}: {
+  /** Yields the chunks; returns `done` to end with `data: [DONE]`, `error` after an error chunk. */
+  chunks: (signal: AbortSignal) => AsyncGenerator<unknown, "done" | "error">;
+  keepAliveMs?: number;
+}): Response {
+  const abort = new AbortController();
+  const iterator = chunks(abort.signal);
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+  const stream = new ReadableStream<Uint8Array>({
+    start(controller) {
+      const send = (text: string) => {
+        if (!closed) controller.enqueue(encoder.encode(text));
+      };
+      if (keepAliveMs > 0) timer = setInterval(() => send(": keep-alive\n\n"), keepAliveMs);
+      void (async () => {
+        try {
+          while (!closed) {
+            const next = await iterator.next();
+            if (next.done === true) {
+              if (next.value === "done") send("data: [DONE]\n\n");
+              break;
+            }
+            send(`data: ${JSON.stringify(next.value)}\n\n`);
+          }
+        } finally {
+          clearInterval(timer);
+          if (!closed) {
+            closed = true;
+            controller.close();
+          }
+        }
+      })();
+    },
+    async cancel() {
+      closed = true;
+      clearInterval(timer);
+      abort.abort();
+      await iterator.return("error");
+    },
+  });
+  return new Response(stream, {
+    status: 200,
+    headers: {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache, no-transform",
+      "x-accel-buffering": "no",
+    },
+  });
+}
+
+/** The /v1/chat/completions route. */
+export function createChatCompletionsRoute({
+  chain,
+  config,
+}: {
+  chain: LoupeChain;
+  config: ChatCompletionsConfig;
+}): Hono<AppEnv> {
+  return new Hono<AppEnv>().post("/v1/chat/completions", chatBodyLimit(config), async (c) => {
+    const body = await readCompletionRequest(c);
+    const composer = composerForModel({ chain, model: body.model });
+    const signal = c.req.raw.signal;
+    const request: ChatRequest = {
+      ...(await toChatRequest({ body, config, signal })),
+      composer,
+      tenant: c.get("tenant"),
+    };
+    const id = `chatcmpl-${randomUUID()}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = body.model;
+    if (body.stream !== true) {
+      const result = await chain.invoke({ ...request, signal });
+      return c.json(
+        {
+          id,
+          object: "chat.completion",
+          created,
+          model,
+          choices: [
+            {
+              index: 0,
+              message: { role: "assistant", content: result.answer, refusal: null },
+              finish_reason: "stop",
+              logprobs: null,
+            },
+          ],
+          usage: usageOf(result),
+          loupe: loupeExtra(result),
+        } satisfies z.infer<typeof chatCompletionSchema>,
+        200,
+      );
+    }
+    const includeUsage = body.stream_options?.include_usage === true;
+    const opened = await openChatStream({ chain, request, signal });
+    const requestId = c.get("requestId");
+    const logger = c.get("logger");
+    const chunk = (delta: Chunk["choices"][number]["delta"]): Chunk => ({
+      id,
+      object: "chat.completion.chunk",
+      created,
+      model,
+      choices: [{ index: 0, delta, finish_reason: null, logprobs: null }],
+    });
+    return dataStreamResponse({
+      chunks: async function* (streamSignal): AsyncGenerator<unknown, "done" | "error"> {
+        streamSignal.addEventListener("abort", opened.abort, { once: true });
+        let finished = false;
+        try {
+          yield chunk({ role: "assistant", content: "" });
+          let streamed = "";
+          let event: ChatEvent | undefined = opened.first;
+          while (event !== undefined) {
+            if (event.type === "answer-delta" && event.data.text.length > 0) {
+              streamed += event.data.text;
+              yield chunk({ content: event.data.text });
+            } else if (event.type === "done") {
+              finished = true;
+              const result = event.data;
+              // The streamed text must add up to the final answer; a note the chain adds at the end
+              // without streaming it (a correction after verification) is sent as one last delta.
+              if (result.answer.startsWith(streamed) && result.answer.length > streamed.length) {
+                yield chunk({ content: result.answer.slice(streamed.length) });
+              } else if (!result.answer.startsWith(streamed)) {
+                logger.warn(
+                  { streamedLength: streamed.length, answerLength: result.answer.length },
+                  "the streamed answer differs from the final answer; loupe.answer holds the final one",
+                );
+              }
+              yield {
+                ...chunk({}),
+                choices: [{ index: 0, delta: {}, finish_reason: "stop", logprobs: null }],
+                loupe: {
+                  ...loupeExtra(result),
+                  ...(result.answer.startsWith(streamed) ? {} : { answer: result.answer }),
+                },
+              };
+              if (includeUsage) yield { ...chunk({}), choices: [], usage: usageOf(result) };
+              return "done";
+            }
+            const next: IteratorResult<ChatEvent> = await opened.rest.next();
+            event = next.done === true ? undefined : next.value;
+          }
+          throw new Error("The chat chain's stream ended without a done event.");
+        } catch (error) {
+          if (opened.aborted) return "error";
+          yield streamErrorEnvelope({ error, requestId, logger });
+          return "error";
+        } finally {
+          if (!finished) await opened.rest.return?.();
+        }
+      },
+    });
+  });
+}
