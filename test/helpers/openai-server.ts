@@ -42,8 +42,8 @@ export interface ScriptedReply {
    * Streamed requests get a usage chunk only when they ask with `stream_options.include_usage`.
    */
   usage?: { promptTokens: number; completionTokens: number } | null;
-  /** `finish_reason` of the last chunk or choice (default `"stop"`). */
-  finishReason?: string;
+  /** `finish_reason` of the last chunk or choice (default `"stop"`); `null` ends a stream without one. */
+  finishReason?: string | null;
   /** Model name in the response (default: the requested one). */
   model?: string;
 }
@@ -339,7 +339,7 @@ async function answer({
   const model = script.model ?? body.model ?? "loupe-test-model";
   const id = `chatcmpl-test-${Math.random().toString(36).slice(2, 10)}`;
   const created = Math.floor(Date.now() / 1000);
-  const finishReason = script.finishReason ?? "stop";
+  const finishReason = script.finishReason === undefined ? "stop" : script.finishReason;
   const usage =
     script.usage === null
       ? undefined
@@ -416,7 +416,7 @@ async function answer({
     response.socket?.destroy();
     return;
   }
-  await send(chunk({}, finishReason));
+  if (finishReason !== null) await send(chunk({}, finishReason));
   if (usage !== undefined && body.stream_options?.include_usage === true) {
     await send(
       `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices: [], usage })}\n\n`,

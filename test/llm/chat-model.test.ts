@@ -239,6 +239,36 @@ describe("OpenAI-compatible chat model against a local server", () => {
     expect(llm.chatRequests).toHaveLength(1);
   });
 
+  it("rejects a stream that closes before the model finished", async () => {
+    llm.reply({ deltas: ["cut ", "short"], finishReason: null });
+    const error = await failure(model().complete({ messages: [{ role: "user", content: "Hi" }] }));
+    expect(error.code).toBe("llm_bad_response");
+    expect(error.message).toContain("no finish_reason");
+  });
+
+  it("the test server also answers unstreamed completions and lists its models", async () => {
+    llm.reply({ text: "Plain answer.", usage: { promptTokens: 5, completionTokens: 2 } });
+    const headers = { authorization: `Bearer ${apiKey}`, "content-type": "application/json" };
+    const completion = await fetch(`${llm.url}/chat/completions`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "Hi" }] }),
+    });
+    expect(await completion.json()).toMatchObject({
+      object: "chat.completion",
+      model: "m",
+      choices: [{ message: { role: "assistant", content: "Plain answer." }, finish_reason: "stop" }],
+      usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 },
+    });
+    const models = await fetch(`${llm.url}/models`, { headers });
+    expect(await models.json()).toMatchObject({ object: "list", data: [{ id: "loupe-test-model" }] });
+    expect(llm.requests.map((request) => `${request.method} ${request.path}`)).toEqual([
+      "POST /v1/chat/completions",
+      "GET /v1/models",
+    ]);
+    expect(llm.requests[0]?.headers.authorization).toBe("(hidden)");
+  });
+
   it("stops at once when the caller aborts", async () => {
     llm.reply({ delayMs: 10_000 });
     const controller = new AbortController();
