@@ -137,60 +137,37 @@ export const jsonlTripleSchema = z.strictObject({
   metadata: metadataSchema,
 });
 
-const LINE_TYPES = ["case", "image", "video", "triple"] as const;
+const LINE_SCHEMAS = {
+  case: jsonlCaseSchema,
+  image: jsonlImageSchema,
+  video: jsonlVideoSchema,
+  triple: jsonlTripleSchema,
+} as const;
+type LineType = keyof typeof LINE_SCHEMAS;
 
-function fieldsOf(schema: { shape: Record<string, unknown> }): string[] {
-  return Object.keys(schema.shape);
+type ParsedLine = {
+  [Type in LineType]: { type: Type; place: Place; value: z.output<(typeof LINE_SCHEMAS)[Type]> };
+}[LineType];
+
+function isLineType(type: unknown): type is LineType {
+  return typeof type === "string" && Object.hasOwn(LINE_SCHEMAS, type);
 }
-
-type ParsedLine =
-  | { type: "case"; place: Place; value: z.output<typeof jsonlCaseSchema> }
-  | { type: "image"; place: Place; value: z.output<typeof jsonlImageSchema> }
-  | { type: "video"; place: Place; value: z.output<typeof jsonlVideoSchema> }
-  | { type: "triple"; place: Place; value: z.output<typeof jsonlTripleSchema> };
 
 function parseLine(value: unknown, place: Place): ParsedLine {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     failAt(place, "each line must be a JSON object (a case, or a corpus image, video or triple).");
   }
   const type = (value as { type?: unknown }).type ?? "case";
-  switch (type) {
-    case "case":
-      return {
-        type: "case",
-        place,
-        value: parseAt({ schema: jsonlCaseSchema, value, place, allowedFields: fieldsOf(jsonlCaseSchema) }),
-      };
-    case "image":
-      return {
-        type: "image",
-        place,
-        value: parseAt({ schema: jsonlImageSchema, value, place, allowedFields: fieldsOf(jsonlImageSchema) }),
-      };
-    case "video":
-      return {
-        type: "video",
-        place,
-        value: parseAt({ schema: jsonlVideoSchema, value, place, allowedFields: fieldsOf(jsonlVideoSchema) }),
-      };
-    case "triple":
-      return {
-        type: "triple",
-        place,
-        value: parseAt({
-          schema: jsonlTripleSchema,
-          value,
-          place,
-          allowedFields: fieldsOf(jsonlTripleSchema),
-        }),
-      };
-    default:
-      return failAt(
-        place,
-        `field "type": ${JSON.stringify(type)} is not a line type; allowed: ${LINE_TYPES.join(", ")} (no type means case).`,
-        { type },
-      );
+  if (!isLineType(type)) {
+    return failAt(
+      place,
+      `field "type": ${JSON.stringify(type)} is not a line type; allowed: ${Object.keys(LINE_SCHEMAS).join(", ")} (no type means case).`,
+      { type },
+    );
   }
+  const schema = LINE_SCHEMAS[type];
+  const parsed = parseAt({ schema, value, place, allowedFields: Object.keys(schema.shape) });
+  return { type, place, value: parsed } as ParsedLine;
 }
 
 /** Options of {@link loadJsonlSuite}. */
