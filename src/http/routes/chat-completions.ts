@@ -38,6 +38,9 @@ import { parseRequest, searchOptionsShape } from "./search.ts";
 export type ChatCompletionsConfig = ChatLimits &
   Pick<Config, "urlAllowHosts" | "urlMaxBytes" | "urlTimeoutMs" | "urlMaxRedirects">;
 
+/** Streamed when the LLM fails after part of its answer and the offline composer's answer follows. */
+export const ANSWER_RESET_NOTE = "\n\n(The language model failed; Loupe's offline answer follows.)\n\n";
+
 /** Image types accepted from an http(s) `image_url` (as for ingestion by URL). */
 const URL_IMAGE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
 
@@ -152,7 +155,9 @@ export const loupeExtraSchema = z.object({
   answer: z
     .string()
     .optional()
-    .describe("Streams only: the final answer, when it differs from the streamed text."),
+    .describe(
+      "Streams only: the final answer, when the streamed text differs from it (the LLM failed mid-answer and the offline answer followed).",
+    ),
 });
 
 const usageSchema = z.object({
@@ -507,20 +512,31 @@ export function createChatCompletionsRoute({
         let finished = false;
         try {
           yield chunk({ role: "assistant", content: "" });
+          // Text sent since the answer last (re)started, and whether an earlier start was abandoned.
           let streamed = "";
+          let restarted = false;
           let event: ChatEvent | undefined = opened.first;
           while (event !== undefined) {
             if (event.type === "answer-delta" && event.data.text.length > 0) {
               streamed += event.data.text;
               yield chunk({ content: event.data.text });
+            } else if (event.type === "answer-reset") {
+              // Sent text cannot be taken back in this format: say why another answer follows, and
+              // give the final answer in loupe.answer.
+              if (streamed.length > 0) {
+                restarted = true;
+                yield chunk({ content: ANSWER_RESET_NOTE });
+              }
+              streamed = "";
             } else if (event.type === "done") {
               finished = true;
               const result = event.data;
-              // The streamed text must add up to the final answer; a note the chain adds at the end
-              // without streaming it (a correction after verification) is sent as one last delta.
-              if (result.answer.startsWith(streamed) && result.answer.length > streamed.length) {
+              const continues = result.answer.startsWith(streamed);
+              // The streamed text must add up to the final answer; a tail the chain did not stream is
+              // sent as one last delta.
+              if (continues && result.answer.length > streamed.length) {
                 yield chunk({ content: result.answer.slice(streamed.length) });
-              } else if (!result.answer.startsWith(streamed)) {
+              } else if (!continues) {
                 logger.warn(
                   { streamedLength: streamed.length, answerLength: result.answer.length },
                   "the streamed answer differs from the final answer; loupe.answer holds the final one",
@@ -531,7 +547,7 @@ export function createChatCompletionsRoute({
                 choices: [{ index: 0, delta: {}, finish_reason: "stop", logprobs: null }],
                 loupe: {
                   ...loupeExtra(result),
-                  ...(result.answer.startsWith(streamed) ? {} : { answer: result.answer }),
+                  ...(continues && !restarted ? {} : { answer: result.answer }),
                 },
               };
               if (includeUsage) yield { ...chunk({}), choices: [], usage: usageOf(result) };

@@ -10,7 +10,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MediaError } from "../../../src/errors.ts";
 import type { AppEnv } from "../../../src/http/context.ts";
-import { createChatCompletionsRoute } from "../../../src/http/routes/chat-completions.ts";
+import { ANSWER_RESET_NOTE, createChatCompletionsRoute } from "../../../src/http/routes/chat-completions.ts";
 import { createModelsRoute } from "../../../src/http/routes/models.ts";
 import type { ChatResult } from "../../../src/rag/types.ts";
 import { type HostileServer, startHostileServer } from "../../helpers/hostile-servers.ts";
@@ -449,6 +449,35 @@ describe("POST /v1/chat/completions: answers", () => {
     ).text();
     const chunks = dataLines(text).slice(0, -1) as ChunkShape[];
     expect(chunks.map((chunk) => chunk.choices[0]?.delta.content ?? "").join("")).toBe(corrected.answer);
+  });
+
+  it("an answer reset (the LLM failed mid-answer) says so, streams the offline answer and puts the final one in loupe.answer", async () => {
+    const fallback: ChatResult = {
+      ...result,
+      fallback: { reason: "The LLM endpoint timed out.", code: "llm_timeout" },
+    };
+    const events = sampleEvents(fallback, [result.answer]);
+    events.splice(
+      3,
+      0,
+      { type: "answer-delta", data: { text: "The circle is" } },
+      { type: "answer-reset", data: { reason: "timeout" } },
+    );
+    const chain = new ScriptedChain({ events });
+    const text = await (
+      await post(completionsApp(chain), {
+        model: "loupe",
+        messages: [{ role: "user", content: "q" }],
+        stream: true,
+      })
+    ).text();
+    const chunks = dataLines(text).slice(0, -1) as ChunkShape[];
+    expect(chunks.map((chunk) => chunk.choices[0]?.delta.content ?? "").join("")).toBe(
+      `The circle is${ANSWER_RESET_NOTE}${result.answer}`,
+    );
+    const last = chunks.at(-1) as ChunkShape & { loupe: { fallback: unknown } };
+    expect(last.loupe.answer).toBe(result.answer);
+    expect(last.loupe.fallback).toEqual(fallback.fallback);
   });
 
   it("stream_options.include_usage adds a usage chunk with no choices before [DONE]", async () => {

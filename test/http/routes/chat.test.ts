@@ -378,6 +378,28 @@ describe("POST /v1/chat with stream: true", () => {
     expect(events.at(-1)?.data).toEqual(JSON.parse(JSON.stringify(result)));
   });
 
+  it("passes an answer reset through as its own event", async () => {
+    const events = sampleEvents(sampleResult(), ["offline answer"]);
+    events.splice(
+      3,
+      0,
+      { type: "answer-delta", data: { text: "partial" } },
+      { type: "answer-reset", data: { reason: "timeout" } },
+    );
+    const chain = new ScriptedChain({ events });
+    const parsed = parseSse(await (await postJson(chatApp(chain), { question: "q", stream: true })).text());
+    expect(parsed.map((event) => event.event)).toEqual([
+      "retrieval",
+      "grounding",
+      "citation",
+      "answer-delta",
+      "answer-reset",
+      "answer-delta",
+      "done",
+    ]);
+    expect(parsed[4]?.data).toEqual({ reason: "timeout" });
+  });
+
   it("a failure before the first event answers with its HTTP status, not a stream", async () => {
     const chain = new ScriptedChain({
       events: sampleEvents(sampleResult(), ["x"]),
