@@ -56,6 +56,13 @@ export interface Evidence {
   videoId?: string;
   /** Grounding results on this evidence, most relevant first. */
   findings: Finding[];
+  /**
+   * For questions that look for objects in the corpus: the VQA head's probability that this image shows
+   * every object the question names.
+   */
+  match?: number;
+  /** Ids of lower-ranked candidates dropped as near-duplicates of this one. */
+  duplicates?: string[];
 }
 
 /** One earlier turn of the conversation. */
@@ -153,6 +160,11 @@ export type ChatEvent =
   | { type: "grounding"; data: { findings: Array<{ evidenceId: string } & Finding>; ms: number } }
   | { type: "citation"; data: Citation }
   | { type: "answer-delta"; data: { text: string } }
+  /**
+   * The LLM failed after it had streamed part of its answer: discard the deltas so far; the offline
+   * composer's answer follows as new deltas (and `done` carries `fallback`).
+   */
+  | { type: "answer-reset"; data: { reason: string } }
   | { type: "done"; data: ChatResult };
 
 /** The chain as a library: one turn in, the answer (or its events) out. */

@@ -1,0 +1,495 @@
+/**
+ * Loupe's retrieval chain, built from LangChain.js Runnables: understand the turn → embed the question
+ * and the images → retrieve images, segments and triples in parallel and fuse them → ground with the
+ * VQA head → compose (LLM when configured, offline otherwise, offline again when the LLM fails) →
+ * verify the answer's visual claims. `invoke` returns the answer; `stream` yields the steps' events as
+ * they happen; `runnable` is the same chain as a LangChain `Runnable` for library users.
+ */
+import { type Runnable, RunnableLambda, RunnableSequence } from "@langchain/core/runnables";
+import type { Config } from "../config.ts";
+import { AppError, ValidationError } from "../errors.ts";
+import { type ModelPack, sniffImageFormat } from "../inference/index.ts";
+import type { Logger } from "../logger.ts";
+import {
+  type ImageQuery,
+  type MediaReader,
+  resolveKinds,
+  resolveTopK,
+  type SearchService,
+} from "../search/index.ts";
+import {
+  type FilterSpec,
+  parseFilterSpec,
+  type RecordKind,
+  type StoredRecord,
+  type VectorStore,
+} from "../store/index.ts";
+import {
+  citationOf,
+  DEFAULT_GROUNDING_SETTINGS,
+  type GroundingSettings,
+  groundEvidence,
+  VisualCache,
+} from "./ground.ts";
+import { composeOffline, OFFLINE_MODEL_NAME, type OfflineAnswer } from "./offline-composer.ts";
+import { type QueryVector, type RetrievalResult, retrieveCandidates } from "./retrieve.ts";
+import type {
+  AnswerComposer,
+  ChatEvent,
+  ChatRequest,
+  ChatResult,
+  ChatTimings,
+  Citation,
+  ComposeOutput,
+  Evidence,
+  LoupeChain,
+} from "./types.ts";
+import { type UnderstoodTurn, understandTurn } from "./understand.ts";
+import { extractClaims, verifyClaims } from "./verify.ts";
+
+/** The model name that uses the configured LLM (or the offline composer when there is none). */
+export const DEFAULT_MODEL_NAME = "loupe";
+/** Longest question accepted, in characters. */
+export const MAX_CHAT_QUESTION_LENGTH = 2000;
+/** Longest earlier turn accepted, in characters. */
+export const MAX_CHAT_TURN_LENGTH = 8000;
+/** Hits per retrieval list when the request names no `topK`. */
+export const DEFAULT_CHAT_TOP_K = 10;
+
+const DECLINE_PATTERN =
+  /\b(does not answer|doesn't answer|cannot answer|can't answer|can not answer|no evidence|not enough evidence|unable to answer|do not know|don't know)\b/i;
+const CITATION_MARK = /\[((?:img|seg|tri)_[A-Za-z0-9]{6,64}|att_\d{1,3})\]/g;
+
+/** Options of {@link createLoupeChain}. */
+export interface LoupeChainOptions {
+  search: Pick<SearchService, "embedText" | "imageBytes" | "getItem">;
+  store: Pick<VectorStore, "search">;
+  models: Pick<ModelPack, "modelId" | "imageEmbedder" | "textEmbedder" | "vqaHead">;
+  media: MediaReader;
+  /** The LLM composer; without it the offline composer writes every answer. */
+  llm?: AnswerComposer;
+  logger: Logger;
+  config: Pick<Config, "chatMaxTurns" | "chatMaxImages">;
+  grounding?: Partial<GroundingSettings>;
+}
+
+/** The chain, with the LangChain Runnable it is built from. */
+export interface LoupeChainWithRunnable extends LoupeChain {
+  /** The whole turn as one Runnable (`ChatRequest` in, `ChatResult` out), composable with LangChain. */
+  readonly runnable: Runnable<ChatRequest, ChatResult>;
+}
+
+interface TurnState {
+  request: ChatRequest;
+  emit: (event: ChatEvent) => void;
+  started: number;
+  timings: ChatTimings;
+  cache: VisualCache;
+  kinds: RecordKind[];
+  topK: number;
+  filter?: FilterSpec;
+  turn?: UnderstoodTurn;
+  queries?: QueryVector[];
+  namedRecords?: Map<string, StoredRecord>;
+  retrieval?: RetrievalResult;
+  evidence?: Evidence[];
+  offline?: OfflineAnswer;
+  composed?: ComposeOutput & { composer: "llm" | "offline"; fallback?: { reason: string; code: string } };
+  result?: ChatResult;
+}
+
+const elapsed = (since: number) => Math.round((performance.now() - since) * 10) / 10;
+
+function checkAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted)
+    throw new AppError("request_aborted", 499, "The client went away; the chat turn was stopped.");
+}
+
+/** Checks a request's sizes and shapes before any work, with messages that name the limit. */
+export function validateChatRequest(
+  request: ChatRequest,
+  limits: Pick<Config, "chatMaxTurns" | "chatMaxImages">,
+): { kinds: RecordKind[]; topK: number; filter?: FilterSpec } {
+  const question = request.question?.trim() ?? "";
+  if (question.length === 0)
+    throw new ValidationError("The question is empty; send the text of the question.");
+  if (question.length > MAX_CHAT_QUESTION_LENGTH) {
+    throw new ValidationError(
+      `The question is ${question.length} characters long; the limit is ${MAX_CHAT_QUESTION_LENGTH}.`,
+    );
+  }
+  const history = request.history ?? [];
+  if (history.length > limits.chatMaxTurns) {
+    throw new ValidationError(
+      `The conversation carries ${history.length} earlier turns; the limit is ${limits.chatMaxTurns} (LOUPE_CHAT_MAX_TURNS). Drop the oldest turns.`,
+    );
+  }
+  for (const [index, turn] of history.entries()) {
+    if (turn.content.length > MAX_CHAT_TURN_LENGTH) {
+      throw new ValidationError(
+        `Earlier turn ${index + 1} is ${turn.content.length} characters long; the limit is ${MAX_CHAT_TURN_LENGTH}.`,
+      );
+    }
+  }
+  const imageCount =
+    (request.images?.length ?? 0) + history.reduce((sum, turn) => sum + (turn.images?.length ?? 0), 0);
+  if (imageCount > limits.chatMaxImages) {
+    throw new ValidationError(
+      `The conversation carries ${imageCount} images; the limit is ${limits.chatMaxImages} (LOUPE_CHAT_MAX_IMAGES).`,
+    );
+  }
+  const filter = request.filter === undefined ? undefined : parseFilterSpec(request.filter);
+  return {
+    kinds: resolveKinds(request.kinds),
+    topK: request.topK === undefined ? DEFAULT_CHAT_TOP_K : resolveTopK(request.topK),
+    ...(filter === undefined ? {} : { filter }),
+  };
+}
+
+/** The evidence ids an answer cites, in order of first citation. */
+export function citedIds(text: string): string[] {
+  return [...new Set([...text.matchAll(CITATION_MARK)].map((match) => match[1] as string))];
+}
+
+/** Splits text into deltas of about a sentence, so the offline answer streams like a model's. */
+function deltasOf(text: string): string[] {
+  return text.match(/[^.!?]+[.!?]*\s*/g) ?? [text];
+}
+
+/** Builds the chain once; it is stateless across turns and safe to call concurrently. */
+export function createLoupeChain({
+  search,
+  store,
+  models,
+  media,
+  llm,
+  logger,
+  config,
+  grounding = {},
+}: LoupeChainOptions): LoupeChainWithRunnable {
+  const groundingSettings = { ...DEFAULT_GROUNDING_SETTINGS, ...grounding };
+
+  const understand = RunnableLambda.from(async (state: TurnState): Promise<TurnState> => {
+    const { request } = state;
+    const turn = understandTurn({
+      question: request.question,
+      images: request.images ?? [],
+      history: request.history ?? [],
+    });
+    return { ...state, turn };
+  }).withConfig({ runName: "understand" });
+
+  const embed = RunnableLambda.from(async (state: TurnState): Promise<TurnState> => {
+    const started = performance.now();
+    const { request, cache } = state;
+    const turn = state.turn as UnderstoodTurn;
+    checkAborted(request.signal);
+    const namedRecords = new Map<string, StoredRecord>();
+    await Promise.all(
+      turn.images.map(async (turnImage) => {
+        const image: ImageQuery = turnImage.image;
+        if ("id" in image)
+          namedRecords.set(image.id, await search.getItem({ tenant: request.tenant, id: image.id }));
+        cache.register(turnImage.evidenceId, () => search.imageBytes({ tenant: request.tenant, image }));
+      }),
+    );
+    const [textVector] = await Promise.all([
+      search.embedText(turn.retrievalText),
+      cache.encodeMany(turn.images.map((image) => image.evidenceId)),
+    ]);
+    const queries: QueryVector[] = [{ name: "text", vector: textVector, modality: "text" }];
+    for (const turnImage of turn.images) {
+      queries.push({
+        name: turnImage.evidenceId,
+        vector: (await cache.encoded(turnImage.evidenceId)).embedding,
+        modality: "image",
+      });
+    }
+    state.timings.embed = elapsed(started);
+    return { ...state, queries, namedRecords };
+  }).withConfig({ runName: "embed" });
+
+  const retrieve = RunnableLambda.from(async (state: TurnState): Promise<TurnState> => {
+    const started = performance.now();
+    const { request } = state;
+    const turn = state.turn as UnderstoodTurn;
+    checkAborted(request.signal);
+    const retrieval = await retrieveCandidates({
+      store,
+      tenant: request.tenant,
+      queries: state.queries ?? [],
+      kinds: state.kinds,
+      topK: state.topK,
+      ...(state.filter === undefined ? {} : { filter: state.filter }),
+      videoIds: turn.intent.ids.filter((id) => id.startsWith("vid_")),
+    });
+    state.timings.retrieve = elapsed(started);
+    state.emit({
+      type: "retrieval",
+      data: {
+        standaloneQuestion: turn.standaloneQuestion,
+        items: retrieval.fused
+          .slice(0, groundingSettings.maxEvidence)
+          .map((item) => citationOf(item.value, item.bestScore)),
+        ms: state.timings.retrieve,
+      },
+    });
+    return { ...state, retrieval };
+  }).withConfig({ runName: "retrieve" });
+
+  const ground = RunnableLambda.from(async (state: TurnState): Promise<TurnState> => {
+    const started = performance.now();
+    const turn = state.turn as UnderstoodTurn;
+    const retrieval = state.retrieval as RetrievalResult;
+    checkAborted(state.request.signal);
+    const evidence = await groundEvidence({
+      models,
+      media,
+      cache: state.cache,
+      intent: turn.intent,
+      standaloneQuestion: turn.standaloneQuestion,
+      images: turn.images,
+      candidates: retrieval.fused,
+      lists: retrieval.lists,
+      namedRecords: state.namedRecords ?? new Map(),
+      inspectCandidates: llm !== undefined && state.request.composer !== "offline",
+      settings: groundingSettings,
+    });
+    state.timings.ground = elapsed(started);
+    state.emit({
+      type: "grounding",
+      data: {
+        findings: evidence.flatMap((entry) =>
+          entry.findings.map((finding) => ({ evidenceId: entry.citation.id, ...finding })),
+        ),
+        ms: state.timings.ground,
+      },
+    });
+    return { ...state, evidence };
+  }).withConfig({ runName: "ground" });
+
+  const compose = RunnableLambda.from(async (state: TurnState): Promise<TurnState> => {
+    const started = performance.now();
+    const { request } = state;
+    const turn = state.turn as UnderstoodTurn;
+    const evidence = state.evidence ?? [];
+    checkAborted(request.signal);
+    const offline = composeOffline({
+      intent: turn.intent,
+      standaloneQuestion: turn.standaloneQuestion,
+      evidence,
+      turnImageIds: turn.images.map((image) => image.evidenceId),
+    });
+    const byId = new Map(evidence.map((entry) => [entry.citation.id, entry.citation]));
+    const emitted = new Set<string>();
+    const emitCitations = (text: string) => {
+      for (const id of citedIds(text)) {
+        const citation = byId.get(id);
+        if (citation === undefined || emitted.has(id)) continue;
+        emitted.add(id);
+        state.emit({ type: "citation", data: citation });
+      }
+    };
+
+    const writeOffline = (fallback?: { reason: string; code: string }) => {
+      emitCitations(offline.text);
+      for (const delta of deltasOf(offline.text)) state.emit({ type: "answer-delta", data: { text: delta } });
+      return {
+        text: offline.text,
+        model: OFFLINE_MODEL_NAME,
+        composer: "offline" as const,
+        ...(fallback === undefined ? {} : { fallback }),
+      };
+    };
+
+    let composed: NonNullable<TurnState["composed"]>;
+    if (llm === undefined || request.composer === "offline") {
+      composed = writeOffline();
+    } else {
+      let streamed = "";
+      try {
+        const images = await imagesForLlm({ llm, state, evidence });
+        const output = await llm.compose(
+          {
+            question: request.question,
+            standaloneQuestion: turn.standaloneQuestion,
+            history: request.history ?? [],
+            evidence,
+            images,
+            ...(request.temperature === undefined ? {} : { temperature: request.temperature }),
+            ...(request.maxTokens === undefined ? {} : { maxTokens: request.maxTokens }),
+            ...(request.signal === undefined ? {} : { signal: request.signal }),
+          },
+          (text) => {
+            streamed += text;
+            emitCitations(streamed);
+            state.emit({ type: "answer-delta", data: { text } });
+          },
+        );
+        composed = { ...output, composer: "llm" };
+      } catch (error) {
+        checkAborted(request.signal);
+        const code = error instanceof AppError ? error.code : "llm_failed";
+        const reason = error instanceof Error ? error.message : String(error);
+        logger.warn({ err: error }, "LLM composer failed; answering with the offline composer");
+        if (streamed.length > 0) {
+          state.emit({ type: "answer-reset", data: { reason } });
+        }
+        composed = writeOffline({ reason, code });
+      }
+    }
+    state.timings.compose = elapsed(started);
+    return { ...state, offline, composed };
+  }).withConfig({ runName: "compose" });
+
+  const verify = RunnableLambda.from(async (state: TurnState): Promise<TurnState> => {
+    const started = performance.now();
+    const turn = state.turn as UnderstoodTurn;
+    const composed = state.composed as NonNullable<TurnState["composed"]>;
+    const offline = state.offline as OfflineAnswer;
+    const evidence = state.evidence ?? [];
+    const turnImageIds = turn.images.map((image) => image.evidenceId);
+    const claims = extractClaims({
+      answer: composed.text,
+      defaultEvidenceIds: turnImageIds.length === 1 ? turnImageIds : [],
+    });
+    const checked = await verifyClaims({ claims, cache: state.cache });
+    let text = composed.text;
+    if (checked.note.length > 0) {
+      const addition = `\n\n${checked.note}`;
+      text += addition;
+      state.emit({ type: "answer-delta", data: { text: addition } });
+    }
+    state.timings.verify = elapsed(started);
+
+    const answered =
+      composed.composer === "llm"
+        ? offline.answered && !DECLINE_PATTERN.test(composed.text)
+        : offline.answered;
+    let confidence = answered ? offline.confidence : 0;
+    if (checked.verification.contradictions.length > 0) {
+      confidence = Math.min(confidence, Math.round((1 - checked.strongestContradiction) * 1000) / 1000);
+    }
+    const byId = new Map(evidence.map((entry) => [entry.citation.id, entry.citation]));
+    const citations = citedIds(text)
+      .map((id) => byId.get(id))
+      .filter((citation): citation is Citation => citation !== undefined);
+    state.timings.total = elapsed(state.started);
+    const result: ChatResult = {
+      answer: text,
+      answered,
+      confidence,
+      citations,
+      evidence,
+      standaloneQuestion: turn.standaloneQuestion,
+      composer: composed.composer,
+      model: composed.model,
+      ...(composed.fallback === undefined ? {} : { fallback: composed.fallback }),
+      verification: checked.verification,
+      timings: state.timings,
+      ...(composed.usage === undefined ? {} : { usage: composed.usage }),
+    };
+    return { ...state, result };
+  }).withConfig({ runName: "verify" });
+
+  const pipeline = RunnableSequence.from<TurnState, TurnState>([
+    understand,
+    embed,
+    retrieve,
+    ground,
+    compose,
+    verify,
+  ]);
+
+  async function run(request: ChatRequest, emit: (event: ChatEvent) => void): Promise<ChatResult> {
+    const started = performance.now();
+    const { kinds, topK, filter } = validateChatRequest(request, config);
+    const state: TurnState = {
+      request,
+      emit,
+      started,
+      timings: { embed: 0, retrieve: 0, ground: 0, compose: 0, verify: 0, total: 0 },
+      cache: new VisualCache({ models }),
+      kinds,
+      topK,
+      ...(filter === undefined ? {} : { filter }),
+    };
+    const final = await pipeline.invoke(
+      state,
+      request.signal === undefined ? {} : { signal: request.signal },
+    );
+    const result = final.result;
+    if (result === undefined) throw new Error("unreachable: the chain ended without a result");
+    return result;
+  }
+
+  const modelNames = [DEFAULT_MODEL_NAME, OFFLINE_MODEL_NAME] as const;
+  return {
+    modelNames,
+    invoke: (request) => run(request, () => {}),
+    async *stream(request) {
+      const queue: ChatEvent[] = [];
+      let wake: (() => void) | undefined;
+      let finished = false;
+      let failure: unknown;
+      const push = (event: ChatEvent) => {
+        queue.push(event);
+        wake?.();
+      };
+      const running = run(request, push).then(
+        (result) => push({ type: "done", data: result }),
+        (error: unknown) => {
+          failure = error;
+        },
+      );
+      void running.finally(() => {
+        finished = true;
+        wake?.();
+      });
+      while (true) {
+        const event = queue.shift();
+        if (event !== undefined) {
+          yield event;
+          continue;
+        }
+        if (finished) break;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = undefined;
+      }
+      if (failure !== undefined) throw failure;
+    },
+    runnable: RunnableLambda.from((request: ChatRequest) => run(request, () => {})).withConfig({
+      runName: "loupe-chain",
+    }),
+  };
+}
+
+/** Images a vision-capable LLM gets: the turn's images, then the top retrieved images. */
+async function imagesForLlm({
+  llm,
+  state,
+  evidence,
+}: {
+  llm: AnswerComposer;
+  state: TurnState;
+  evidence: readonly Evidence[];
+}): Promise<Array<{ evidenceId: string; bytes: Uint8Array; contentType: string }>> {
+  if (!llm.vision) return [];
+  const ids = evidence
+    .filter((entry) => entry.citation.kind === "image" && state.cache.has(entry.citation.id))
+    .slice(0, 4)
+    .map((entry) => entry.citation.id);
+  return Promise.all(
+    ids.map(async (evidenceId) => {
+      const bytes = await state.cache.bytes(evidenceId);
+      return { evidenceId, bytes, contentType: sniffContentType(bytes) };
+    }),
+  );
+}
+
+function sniffContentType(bytes: Uint8Array): string {
+  const format = sniffImageFormat(bytes);
+  return format === undefined ? "application/octet-stream" : `image/${format}`;
+}

@@ -1,0 +1,471 @@
+/**
+ * The grounding step: turns retrieved candidates and the turn's images into evidence with what the VQA
+ * head sees in them. Each image is decoded and run through the vision tower once per turn
+ * ({@link VisualCache}); its embedding drops near-duplicate candidates, its token states feed the VQA
+ * head. A stored triple whose image is a near-copy of an attached image and whose question means the
+ * same supplies its stored answer.
+ */
+import type { ImageTokens, ModelPack, VqaAnswer } from "../inference/index.ts";
+import { cosineSimilarity } from "../inference/index.ts";
+import type { MediaReader } from "../search/index.ts";
+import type { SearchHit, StoredRecord, StoredTriple } from "../store/index.ts";
+import type { FusedItem } from "./fusion.ts";
+import {
+  COLORS_AND_SHAPES,
+  type Intent,
+  type ObjectMention,
+  questionMeaningKey,
+  VQA_INTENT_TYPES,
+  vqaQuestionsFor,
+} from "./question-parser.ts";
+import type { Citation, Evidence, Finding } from "./types.ts";
+import type { TurnImage } from "./understand.ts";
+
+/** Thresholds and sizes of grounding; the defaults suit Loupe's packs. */
+export interface GroundingSettings {
+  /** Retrieved images the VQA head looks at for corpus questions. */
+  imagesToGround: number;
+  /** Evidence kept after fusion (besides the turn's images). */
+  maxEvidence: number;
+  /** Cosine of two image embeddings above which the lower-ranked one is a near-duplicate. */
+  duplicateCosine: number;
+  /** Cosine between an attached image and a triple's image above which the two are the same picture. */
+  tripleImageCosine: number;
+  /** Cosine between two question embeddings above which they mean the same (when parsing cannot tell). */
+  tripleQuestionCosine: number;
+  /** Alternatives kept per finding. */
+  alternatives: number;
+}
+
+export const DEFAULT_GROUNDING_SETTINGS: GroundingSettings = {
+  imagesToGround: 6,
+  maxEvidence: 8,
+  duplicateCosine: 0.985,
+  tripleImageCosine: 0.95,
+  tripleQuestionCosine: 0.95,
+  alternatives: 3,
+};
+
+/** What grounding needs of the model pack. */
+export type GroundingModels = Pick<ModelPack, "imageEmbedder" | "textEmbedder" | "vqaHead">;
+
+interface Encoded {
+  embedding: Float32Array;
+  tokens: ImageTokens;
+}
+
+/**
+ * Encoded images of one turn, by evidence id: each image is read and run through the vision tower at most
+ * once, whether grounding or verification asks first.
+ */
+export class VisualCache {
+  readonly #models: GroundingModels;
+  readonly #loaders = new Map<string, () => Promise<Uint8Array>>();
+  readonly #bytes = new Map<string, Promise<Uint8Array>>();
+  readonly #encoded = new Map<string, Promise<Encoded>>();
+
+  constructor({ models }: { models: GroundingModels }) {
+    this.#models = models;
+  }
+
+  /** Registers how to read an evidence's image; nothing is read until asked. */
+  register(evidenceId: string, load: () => Promise<Uint8Array>): void {
+    if (!this.#loaders.has(evidenceId)) this.#loaders.set(evidenceId, load);
+  }
+
+  has(evidenceId: string): boolean {
+    return this.#loaders.has(evidenceId);
+  }
+
+  /** The encoded bytes of an evidence's image. */
+  bytes(evidenceId: string): Promise<Uint8Array> {
+    let bytes = this.#bytes.get(evidenceId);
+    if (bytes === undefined) {
+      const load = this.#loaders.get(evidenceId);
+      if (load === undefined) throw new Error(`unreachable: no image registered for ${evidenceId}`);
+      bytes = load();
+      this.#bytes.set(evidenceId, bytes);
+    }
+    return bytes;
+  }
+
+  /** Encodes several evidences' images in one batch (those not encoded yet). */
+  async encodeMany(evidenceIds: readonly string[]): Promise<void> {
+    const missing = [...new Set(evidenceIds)].filter((id) => !this.#encoded.has(id) && this.#loaders.has(id));
+    if (missing.length === 0) return;
+    const batch = (async () => {
+      const images = await Promise.all(missing.map((id) => this.bytes(id)));
+      const encoded = await this.#models.imageEmbedder.encode({ images, withTokens: true });
+      return encoded;
+    })();
+    missing.forEach((id, index) => {
+      this.#encoded.set(
+        id,
+        batch.then((encoded) => {
+          const embedding = encoded.embeddings[index];
+          const tokens = encoded.tokens?.[index];
+          if (embedding === undefined || tokens === undefined) {
+            throw new Error("unreachable: the vision tower returned fewer outputs than images");
+          }
+          return { embedding, tokens };
+        }),
+      );
+    });
+    await batch;
+  }
+
+  async encoded(evidenceId: string): Promise<Encoded> {
+    await this.encodeMany([evidenceId]);
+    const encoded = this.#encoded.get(evidenceId);
+    if (encoded === undefined) throw new Error(`unreachable: no image registered for ${evidenceId}`);
+    return encoded;
+  }
+
+  /** Full answer distributions (every answer, most probable first) for questions about one image. */
+  async ask(evidenceId: string, questions: readonly string[]): Promise<VqaAnswer[][]> {
+    const head = this.#models.vqaHead;
+    if (head === undefined || questions.length === 0) return questions.map(() => []);
+    const { tokens } = await this.encoded(evidenceId);
+    return head.answerMany({ image: tokens, questions, topK: head.answers.length });
+  }
+}
+
+/** The probability a full answer distribution gives `answer`. */
+export function probabilityOf(distribution: readonly VqaAnswer[], answer: string): number {
+  return distribution.find((entry) => entry.answer === answer)?.probability ?? 0;
+}
+
+function toFinding({
+  question,
+  distribution,
+  alternatives,
+}: {
+  question: string;
+  distribution: readonly VqaAnswer[];
+  alternatives: number;
+}): Finding | undefined {
+  const [best, ...rest] = distribution;
+  if (best === undefined) return undefined;
+  return {
+    question,
+    answer: best.answer,
+    probability: best.probability,
+    alternatives: rest.slice(0, alternatives).map(({ answer, probability }) => ({ answer, probability })),
+    source: "vqa",
+  };
+}
+
+/**
+ * The question that checks one named object in an image and how to read its answer: a colored shape is
+ * checked with "Is there a …?", a bare shape or color with "How many …?" (any but `0`, or exactly the
+ * count named).
+ */
+export function objectCheck(
+  object: ObjectMention,
+): { question: string; score: (distribution: readonly VqaAnswer[]) => number } | undefined {
+  if (object.color !== undefined && object.shape !== undefined && (object.count ?? 1) === 1) {
+    return { question: `Is there a ${object.color} ${object.shape}?`, score: (d) => probabilityOf(d, "yes") };
+  }
+  const question =
+    object.shape !== undefined && object.color === undefined
+      ? `How many ${object.shape}s are there?`
+      : object.color !== undefined && object.shape === undefined
+        ? `How many ${object.color} objects are there?`
+        : object.color !== undefined && object.shape !== undefined
+          ? `Is there a ${object.color} ${object.shape}?`
+          : undefined;
+  if (question === undefined) return undefined;
+  if (question.startsWith("Is there")) return { question, score: (d) => probabilityOf(d, "yes") };
+  const count = object.count;
+  return {
+    question,
+    score: (d) => (count === undefined ? 1 - probabilityOf(d, "0") : probabilityOf(d, String(count))),
+  };
+}
+
+/** The citation of a stored record. */
+export function citationOf(record: StoredRecord, score: number): Citation {
+  return {
+    id: record.id,
+    kind: record.kind,
+    mediaUrl: `/v1/media/${record.id}`,
+    thumbnailUrl: `/v1/media/${record.id}/thumbnail`,
+    start: record.kind === "video_segment" ? record.startS : null,
+    end: record.kind === "video_segment" ? record.endS : null,
+    question: record.kind === "triple" ? record.question : null,
+    answer: record.kind === "triple" ? record.answer : null,
+    score: Math.round(Math.max(0, Math.min(1, score)) * 1000) / 1000,
+  };
+}
+
+/** The citation of an image the user sent. */
+export function attachmentCitation(evidenceId: string): Citation {
+  return {
+    id: evidenceId,
+    kind: "image",
+    mediaUrl: null,
+    thumbnailUrl: null,
+    start: null,
+    end: null,
+    question: null,
+    answer: null,
+    score: 1,
+  };
+}
+
+/** Options of {@link groundEvidence}. */
+export interface GroundOptions {
+  models: GroundingModels;
+  media: MediaReader;
+  cache: VisualCache;
+  intent: Intent;
+  standaloneQuestion: string;
+  /** The turn's images; their loaders are already registered in `cache`. */
+  images: readonly TurnImage[];
+  /** Retrieved candidates, best first. */
+  candidates: readonly FusedItem<StoredRecord>[];
+  /** Stored items the question names by id, read from the store. */
+  namedRecords?: ReadonlyMap<string, StoredRecord>;
+  /** Raw retrieval lists, to find triples matching each attached image. */
+  lists: Record<string, SearchHit[]>;
+  /** Encode the top candidate images even when no VQA question is asked of them (an LLM reads them). */
+  inspectCandidates?: boolean;
+  settings?: Partial<GroundingSettings>;
+}
+
+function imageRefOf(record: StoredRecord): string {
+  return record.kind === "video_segment" ? record.keyframeRef : record.mediaRef;
+}
+
+/** Builds the turn's evidence with what the VQA head finds in it. */
+export async function groundEvidence({
+  models,
+  media,
+  cache,
+  intent,
+  standaloneQuestion,
+  images,
+  candidates,
+  lists,
+  namedRecords = new Map(),
+  inspectCandidates = false,
+  settings: given = {},
+}: GroundOptions): Promise<Evidence[]> {
+  const settings = { ...DEFAULT_GROUNDING_SETTINGS, ...given };
+  const turnIds = new Set(images.map((image) => image.evidenceId));
+
+  // Candidates with an image are registered so later steps can look at them; exact copies (same blob)
+  // collapse at once, near-copies after encoding.
+  const kept: Array<{ item: FusedItem<StoredRecord>; duplicates: string[] }> = [];
+  const seenRefs = new Map<string, { duplicates: string[] }>();
+  for (const item of candidates) {
+    if (turnIds.has(item.id)) continue;
+    const ref = imageRefOf(item.value);
+    const sameBlob = item.value.kind === "image" && ref.length > 0 ? seenRefs.get(ref) : undefined;
+    if (sameBlob !== undefined) {
+      sameBlob.duplicates.push(item.id);
+      continue;
+    }
+    const entry = { item, duplicates: [] as string[] };
+    if (item.value.kind === "image" && ref.length > 0) seenRefs.set(ref, entry);
+    kept.push(entry);
+    if (ref.length > 0) cache.register(item.id, () => media.read({ ref }));
+  }
+
+  // Candidate images are encoded (for near-duplicates and the VQA head) only where someone looks at
+  // them: corpus questions about objects, and an LLM that reads the evidence list.
+  const checkCorpus = (intent.type === "exist" || intent.type === "find") && intent.corpusScope;
+  const imageCandidates = kept.filter((entry) => entry.item.value.kind === "image");
+  const toEncode =
+    checkCorpus || inspectCandidates
+      ? imageCandidates.slice(0, settings.imagesToGround + 2).map((entry) => entry.item.id)
+      : [];
+  await cache.encodeMany([...images.map((image) => image.evidenceId), ...toEncode]);
+
+  // Near-duplicate images: the lower-ranked copy goes, its id noted on the one kept.
+  const dropped = new Set<string>();
+  const encodedKept: Array<{ entry: (typeof kept)[number]; embedding: Float32Array }> = [];
+  for (const entry of imageCandidates) {
+    if (!toEncode.includes(entry.item.id)) continue;
+    const { embedding } = await cache.encoded(entry.item.id);
+    const original = encodedKept.find(
+      (other) => cosineSimilarity(other.embedding, embedding) >= settings.duplicateCosine,
+    );
+    if (original === undefined) encodedKept.push({ entry, embedding });
+    else {
+      original.entry.duplicates.push(entry.item.id, ...entry.duplicates);
+      dropped.add(entry.item.id);
+    }
+  }
+  const remaining = kept.filter((entry) => !dropped.has(entry.item.id));
+  // For corpus questions about objects the images to check come first, whatever their fused rank
+  // among segments and triples.
+  const checkedImages = checkCorpus
+    ? remaining.filter((entry) => entry.item.value.kind === "image").slice(0, settings.imagesToGround)
+    : [];
+  const retrieved = [...checkedImages, ...remaining.filter((entry) => !checkedImages.includes(entry))].slice(
+    0,
+    Math.max(settings.maxEvidence, checkedImages.length),
+  );
+
+  const evidence: Evidence[] = [];
+  const questions = vqaQuestionsFor(intent);
+  const askAboutTurnImages =
+    VQA_INTENT_TYPES.includes(intent.type) || intent.type === "describe" || intent.type === "find";
+
+  for (const turnImage of images) {
+    const findings: Finding[] = [];
+    let citation = attachmentCitation(turnImage.evidenceId);
+    let text = "";
+    if (!turnImage.attached) {
+      const record = namedRecords.get(turnImage.evidenceId);
+      if (record !== undefined) {
+        citation = citationOf(record, 1);
+        text = record.text;
+      } else
+        citation = {
+          ...citation,
+          mediaUrl: `/v1/media/${turnImage.evidenceId}`,
+          thumbnailUrl: `/v1/media/${turnImage.evidenceId}/thumbnail`,
+        };
+    }
+    if (askAboutTurnImages) {
+      const asked = intent.type === "describe" ? describeQuestions() : questions;
+      const distributions = await cache.ask(turnImage.evidenceId, asked);
+      asked.forEach((question, index) => {
+        const finding = toFinding({
+          question,
+          distribution: distributions[index] ?? [],
+          alternatives: settings.alternatives,
+        });
+        if (finding !== undefined) findings.push(finding);
+      });
+      if (intent.type === "exist" || intent.type === "find") {
+        evidence.push({
+          citation,
+          attachment: turnImage.attached,
+          text,
+          findings,
+          match: await matchOf(cache, turnImage.evidenceId, intent.objects),
+        });
+        continue;
+      }
+    }
+    evidence.push({ citation, attachment: turnImage.attached, text, findings });
+  }
+
+  // Stored answers for near-copies of an attached image, asked with a question of the same meaning.
+  const questionKey = questionMeaningKey(standaloneQuestion);
+  for (const turnImage of images) {
+    const hits = (lists[`${turnImage.evidenceId}:triple`] ?? []) as SearchHit<"triple">[];
+    for (const hit of hits) {
+      if (hit.score < settings.tripleImageCosine) continue;
+      const triple = hit.fields as StoredTriple;
+      if (
+        !(await sameMeaning({
+          models,
+          left: standaloneQuestion,
+          right: triple.question,
+          leftKey: questionKey,
+          threshold: settings.tripleQuestionCosine,
+        }))
+      ) {
+        continue;
+      }
+      const target = evidence.find((entry) => entry.citation.id === turnImage.evidenceId);
+      target?.findings.unshift({
+        question: triple.question,
+        answer: triple.answer,
+        probability: Math.round(hit.score * 1000) / 1000,
+        alternatives: [],
+        source: "triple",
+        tripleId: triple.id,
+      });
+      if (!evidence.some((entry) => entry.citation.id === triple.id)) {
+        evidence.push({
+          citation: citationOf(triple, hit.score),
+          attachment: false,
+          text: triple.text,
+          findings: [],
+        });
+      }
+      break;
+    }
+  }
+
+  // Corpus questions about objects: the top retrieved images are checked for every object named.
+  for (const { item, duplicates } of retrieved) {
+    if (evidence.some((entry) => entry.citation.id === item.id)) continue;
+    const record = item.value;
+    const entry: Evidence = {
+      citation: citationOf(record, item.bestScore),
+      attachment: false,
+      text: record.text,
+      findings: [],
+      ...(record.kind === "video_segment" ? { videoId: record.videoId } : {}),
+      ...(duplicates.length > 0 ? { duplicates } : {}),
+    };
+    if (checkedImages.some((checked) => checked.item.id === item.id)) {
+      const checks = intent.objects.map(objectCheck).filter((check) => check !== undefined);
+      const distributions = await cache.ask(
+        item.id,
+        checks.map((check) => check.question),
+      );
+      checks.forEach((check, index) => {
+        const finding = toFinding({
+          question: check.question,
+          distribution: distributions[index] ?? [],
+          alternatives: settings.alternatives,
+        });
+        if (finding !== undefined) entry.findings.push(finding);
+      });
+      entry.match = checks.reduce(
+        (product, check, index) => product * check.score(distributions[index] ?? []),
+        1,
+      );
+    }
+    evidence.push(entry);
+  }
+  return evidence;
+}
+
+async function matchOf(
+  cache: VisualCache,
+  evidenceId: string,
+  objects: readonly ObjectMention[],
+): Promise<number> {
+  const checks = objects.map(objectCheck).filter((check) => check !== undefined);
+  if (checks.length === 0) return 0;
+  const distributions = await cache.ask(
+    evidenceId,
+    checks.map((check) => check.question),
+  );
+  return checks.reduce((product, check, index) => product * check.score(distributions[index] ?? []), 1);
+}
+
+/** The questions that describe an image: how many objects, and which colored shapes are there. */
+export function describeQuestions(): string[] {
+  return [
+    "How many objects are there?",
+    ...COLORS_AND_SHAPES.map(({ color, shape }) => `Is there a ${color} ${shape}?`),
+  ];
+}
+
+async function sameMeaning({
+  models,
+  left,
+  right,
+  leftKey,
+  threshold,
+}: {
+  models: GroundingModels;
+  left: string;
+  right: string;
+  leftKey: string | undefined;
+  threshold: number;
+}): Promise<boolean> {
+  const rightKey = questionMeaningKey(right);
+  if (leftKey !== undefined || rightKey !== undefined) return leftKey === rightKey;
+  const [a, b] = await models.textEmbedder.embed({ texts: [left, right] });
+  return a !== undefined && b !== undefined && cosineSimilarity(a, b) >= threshold;
+}

@@ -1,0 +1,383 @@
+/**
+ * Reads a question (or a sentence of an answer) in the visual vocabulary of the model pack: which kind of
+ * visual fact it asks about (the six VQA types, a search for objects, or when an action happens in a
+ * video) and which objects it names. The chain uses the result to put canonical questions to the VQA
+ * head (worded like the ones it was trained on), to recognise follow-ups, to tell whether two questions
+ * mean the same, and to decline questions outside what the corpus and the models can answer.
+ *
+ * The vocabulary is Shapes World's (the spec's colors, shapes, sizes, actions). A question that names
+ * none of it parses as `unknown`, and the chain then relies on retrieval scores alone.
+ */
+import {
+  ACTIONS,
+  type Action,
+  COLORS,
+  type Color,
+  SHAPES,
+  type Shape,
+  SIZES,
+  type Size,
+} from "../synth/domain.ts";
+
+/** One object a question names: any of its attributes may be missing (`a blue object`, `two stars`). */
+export interface ObjectMention {
+  color?: Color;
+  shape?: Shape;
+  size?: Size;
+  /** A count word or digit in front of it (`two stars`). */
+  count?: number;
+}
+
+/** The kinds of question the parser recognises. */
+export type IntentType =
+  | "color"
+  | "shape"
+  | "count"
+  | "exist"
+  | "size"
+  | "position"
+  | "find"
+  | "when"
+  | "describe"
+  | "unknown";
+
+/** What a question asks, in the pack's vocabulary. */
+export interface Intent {
+  type: IntentType;
+  /** The objects named, in order (one for color/shape/size/position/count, any number for exist/find). */
+  objects: ObjectMention[];
+  /** For `when`: the action asked about. */
+  action?: Action;
+  /** Ids of stored items or videos the question names (`img_…`, `seg_…`, `tri_…`, `vid_…`). */
+  ids: string[];
+  /** True when the question asks about the corpus ("is there an image with…", "which video…"). */
+  corpusScope: boolean;
+  /** True when the question leans on an earlier turn ("and how many are blue?", "what about the star?"). */
+  followUp: boolean;
+  /** True when the question uses any of the pack's visual vocabulary. */
+  inVocabulary: boolean;
+}
+
+/** Types the VQA head answers directly. */
+export const VQA_INTENT_TYPES: readonly IntentType[] = [
+  "color",
+  "shape",
+  "count",
+  "exist",
+  "size",
+  "position",
+];
+
+const COUNT_WORDS: Record<string, number> = {
+  no: 0,
+  zero: 0,
+  one: 1,
+  single: 1,
+  two: 2,
+  three: 3,
+  four: 4,
+  "0": 0,
+  "1": 1,
+  "2": 2,
+  "3": 3,
+  "4": 4,
+};
+
+const SIZE_SYNONYMS: Record<string, Size> = {
+  small: "small",
+  little: "small",
+  tiny: "small",
+  large: "large",
+  big: "large",
+};
+const GENERIC_NOUNS = new Set([
+  "object",
+  "objects",
+  "thing",
+  "things",
+  "shape",
+  "shapes",
+  "one",
+  "ones",
+  "item",
+  "items",
+]);
+
+const ACTION_PATTERNS: ReadonlyArray<{ action: Action; pattern: RegExp }> = [
+  {
+    action: "moving left",
+    pattern:
+      /\b(mov(?:e|es|ing)|go(?:es|ing)?|travel(?:s|ling|ing)?|slid(?:e|es|ing))\s+(to the\s+)?left(wards?)?\b/,
+  },
+  {
+    action: "moving right",
+    pattern:
+      /\b(mov(?:e|es|ing)|go(?:es|ing)?|travel(?:s|ling|ing)?|slid(?:e|es|ing))\s+(to the\s+)?right(wards?)?\b/,
+  },
+  {
+    action: "moving up",
+    pattern: /\b(mov(?:e|es|ing)|go(?:es|ing)?|travel(?:s|ling|ing)?|ris(?:e|es|ing))\s+up(wards?)?\b/,
+  },
+  {
+    action: "moving down",
+    pattern:
+      /\b(mov(?:e|es|ing)|go(?:es|ing)?|travel(?:s|ling|ing)?|fall(?:s|ing)?|dro(?:p|ps|pping))\s+down(wards?)?\b/,
+  },
+  { action: "growing", pattern: /\b(grow(?:s|ing|n)?|expand(?:s|ing)?|get(?:s|ting)? (bigger|larger))\b/ },
+  { action: "shrinking", pattern: /\b(shrink(?:s|ing)?|shrunk|contract(?:s|ing)?|get(?:s|ting)? smaller)\b/ },
+];
+
+const ID_PATTERN = /\b(?:img|seg|tri)_[A-Za-z0-9]{6,64}\b|\bvid_[0-9a-f]{32}\b/g;
+
+const CORPUS_PATTERN =
+  /\b(any|an|which|what|some)\s+(images?|pictures?|photos?|videos?|clips?|segments?|items?)\b|\b(images|pictures|photos|videos|clips)\b|\b(corpus|collection|library|database|gallery|stored)\b|\bin (the )?video\b|\bshow me\b|\bfind\b|\bsearch\b/;
+const ATTACHED_PATTERN =
+  /\b(this|the attached|my|that|attached)\s+(image|picture|photo|one)\b|\bin it\b|\bhere\b/;
+const FOLLOW_UP_PATTERN =
+  /^(and|also|what about|how about|and what about|then|ok(ay)?,? and)\b|\b(it|they|them|those|these|that one|this one)\b/;
+
+/** Lower-cases, spells `colour` as `color`, and reduces punctuation to spaces (ids are kept). */
+export function normalizeQuestion(text: string): string {
+  return text
+    .toLowerCase()
+    .replace(/colou?rs?\b/g, (word) => (word.endsWith("s") ? "colors" : "color"))
+    .replace(/\bgrey\b/g, "gray")
+    .replace(/[^a-z0-9_\s]/g, " ")
+    .replace(/\s+/g, " ")
+    .trim();
+}
+
+function singularShape(word: string): Shape | undefined {
+  if ((SHAPES as readonly string[]).includes(word)) return word as Shape;
+  if (word.endsWith("es") && (SHAPES as readonly string[]).includes(word.slice(0, -1))) {
+    return word.slice(0, -1) as Shape;
+  }
+  if (word.endsWith("s") && (SHAPES as readonly string[]).includes(word.slice(0, -1)))
+    return word.slice(0, -1) as Shape;
+  return undefined;
+}
+
+/**
+ * The objects a text names, read left to right: modifiers (count, size, color) gather until a noun (a
+ * shape, or `object`/`thing`/`one`) closes the mention. A color with no noun after it (`how many are
+ * blue`) is a mention of its own.
+ */
+export function extractObjects(normalized: string): ObjectMention[] {
+  const words = normalized.split(" ");
+  const mentions: ObjectMention[] = [];
+  let pending: ObjectMention = {};
+  const hasAny = (mention: ObjectMention) =>
+    mention.color !== undefined || mention.shape !== undefined || mention.size !== undefined;
+  const flush = () => {
+    if (hasAny(pending)) mentions.push(pending);
+    pending = {};
+  };
+  for (const word of words) {
+    const shape = singularShape(word);
+    if (shape !== undefined) {
+      if (pending.shape !== undefined) flush();
+      pending.shape = shape;
+      flush();
+      continue;
+    }
+    if ((COLORS as readonly string[]).includes(word)) {
+      if (pending.color !== undefined) flush();
+      pending.color = word as Color;
+      continue;
+    }
+    const size = SIZE_SYNONYMS[word];
+    if (size !== undefined) {
+      pending.size = size;
+      continue;
+    }
+    const count = COUNT_WORDS[word];
+    if (count !== undefined && word !== "no" && word !== "one") {
+      flush();
+      pending.count = count;
+      continue;
+    }
+    if (GENERIC_NOUNS.has(word)) {
+      flush();
+      continue;
+    }
+    if (word === "and" || word === "with" || word === "plus" || word === "or" || word === "next") flush();
+  }
+  flush();
+  return mentions;
+}
+
+function detectAction(normalized: string): Action | undefined {
+  for (const { action, pattern } of ACTION_PATTERNS) if (pattern.test(normalized)) return action;
+  if (/\bmov(e|es|ing)\b/.test(normalized)) {
+    for (const direction of ["left", "right", "up", "down"] as const) {
+      if (new RegExp(`\\b${direction}\\b`).test(normalized)) return `moving ${direction}` as Action;
+    }
+  }
+  return undefined;
+}
+
+function classify(
+  normalized: string,
+  objects: readonly ObjectMention[],
+  action: Action | undefined,
+): IntentType {
+  const first = objects[0];
+  if (action !== undefined) return "when";
+  if (/\b(how many|count|number of)\b/.test(normalized)) return "count";
+  if (/\b(left or (the )?right|right or (the )?left|which side|what side)\b/.test(normalized))
+    return "position";
+  if (
+    /\b(small or large|large or small|big or small|small or big|what size|which size|how big|how large)\b/.test(
+      normalized,
+    )
+  ) {
+    return "size";
+  }
+  if (/\bcolor\b/.test(normalized) && first?.shape !== undefined && first.color === undefined) return "color";
+  if (
+    /\b(what|which|name the|kind of)\b.*\bshape\b|\bshape (is|of)\b/.test(normalized) &&
+    first?.color !== undefined
+  ) {
+    return "shape";
+  }
+  if (/\b(describe|what is in|what s in|what do you see|what does .* show|caption)\b/.test(normalized))
+    return "describe";
+  if (
+    /\b(is there|are there|is a|are any|can you see|do you see|does (the|this|it|that) (image|picture|photo)? ?(contain|show|have)|contain|present|any)\b/.test(
+      normalized,
+    ) &&
+    objects.length > 0
+  ) {
+    return "exist";
+  }
+  if (
+    /\b(show me|find|search|look for|images? (with|of)|pictures? (with|of)|photos? (with|of)|which (image|picture|photo)s?)\b/.test(
+      normalized,
+    ) &&
+    objects.length > 0
+  ) {
+    return "find";
+  }
+  return "unknown";
+}
+
+/** Parses a question. Pure and fast: safe to run on every turn and on every sentence of an answer. */
+export function parseQuestion(text: string): Intent {
+  const ids = [...new Set(text.match(ID_PATTERN) ?? [])];
+  const normalized = normalizeQuestion(text.replace(ID_PATTERN, " "));
+  // The alternatives a size question offers ("small or large", "how big") name no object's size.
+  const withoutChoices = normalized
+    .replace(/\b(small|large|big|little) or (small|large|big|little)\b/g, " ")
+    .replace(/\bhow (big|large|small)\b/g, "how_size");
+  let objects = extractObjects(withoutChoices);
+  const action = detectAction(normalized);
+  const type = classify(normalized, objects, action);
+  if (type === "size") objects = objects.map(({ size: _size, ...rest }) => rest);
+  objects = objects.filter(
+    (object) => object.color !== undefined || object.shape !== undefined || object.count !== undefined,
+  );
+  const inVocabulary =
+    objects.length > 0 ||
+    action !== undefined ||
+    /\b(color|shape|objects?|left|right|small|large|how many)\b/.test(normalized);
+  return {
+    type,
+    objects,
+    ...(action === undefined ? {} : { action }),
+    ids,
+    corpusScope: (CORPUS_PATTERN.test(normalized) && !ATTACHED_PATTERN.test(normalized)) || type === "when",
+    followUp: FOLLOW_UP_PATTERN.test(normalized),
+    inVocabulary,
+  };
+}
+
+/** `a red star`, `two blue objects`, `a small circle`: a mention in words. */
+export function describeObject(
+  object: ObjectMention,
+  { article = true }: { article?: boolean } = {},
+): string {
+  const count = object.count;
+  const plural = count !== undefined && count !== 1;
+  const noun = object.shape ?? "object";
+  const nounWord = plural ? `${noun}s` : noun;
+  const words = [object.size, object.color, nounWord].filter((word) => word !== undefined);
+  if (count !== undefined && count !== 1) return [String(count), ...words].join(" ");
+  if (!article) return words.join(" ");
+  const phrase = words.join(" ");
+  return `${/^[aeiou]/.test(phrase) ? "an" : "a"} ${phrase}`;
+}
+
+/** `the red star`: the definite form of a mention. */
+export function theObject(object: ObjectMention): string {
+  return `the ${[object.size, object.color, object.shape ?? "object"].filter((word) => word !== undefined).join(" ")}`;
+}
+
+/**
+ * The question in the wording the VQA head was trained on, or `undefined` when the intent is not one
+ * the head answers or lacks what its type needs (a color question without a shape).
+ */
+export function canonicalQuestion(
+  intent: Pick<Intent, "type" | "objects">,
+  objectIndex = 0,
+): string | undefined {
+  const object = intent.objects[objectIndex];
+  switch (intent.type) {
+    case "color":
+      return object?.shape === undefined ? undefined : `What color is the ${object.shape}?`;
+    case "shape":
+      return object?.color === undefined ? undefined : `What shape is the ${object.color} object?`;
+    case "count":
+      if (object?.shape !== undefined && object.color === undefined)
+        return `How many ${object.shape}s are there?`;
+      if (object?.color !== undefined && object.shape === undefined)
+        return `How many ${object.color} objects are there?`;
+      if (object === undefined) return "How many objects are there?";
+      return undefined;
+    case "exist":
+    case "find":
+      if (object?.color !== undefined && object.shape !== undefined)
+        return `Is there a ${object.color} ${object.shape}?`;
+      return undefined;
+    case "size":
+      return object?.color !== undefined && object.shape !== undefined
+        ? `Is the ${object.color} ${object.shape} small or large?`
+        : undefined;
+    case "position":
+      return object?.color !== undefined && object.shape !== undefined
+        ? `Is the ${object.color} ${object.shape} on the left or the right?`
+        : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * A key equal for two questions that mean the same (`color|star` for "What colour is the star?" and
+ * "Tell me the color of the star."), or `undefined` when the question is not one the parser can pin down.
+ */
+export function questionMeaningKey(text: string): string | undefined {
+  const intent = parseQuestion(text);
+  if (!VQA_INTENT_TYPES.includes(intent.type)) return undefined;
+  const canonical = canonicalQuestion(intent);
+  if (canonical === undefined || intent.objects.length > 1) return undefined;
+  return canonical.toLowerCase();
+}
+
+/** The questions put to the VQA head for an intent: one per object it can judge. */
+export function vqaQuestionsFor(intent: Pick<Intent, "type" | "objects">): string[] {
+  if (intent.type === "exist" || intent.type === "find") {
+    return intent.objects
+      .map((_, index) => canonicalQuestion({ type: "exist", objects: intent.objects }, index))
+      .filter((question) => question !== undefined);
+  }
+  const question = canonicalQuestion(intent);
+  return question === undefined ? [] : [question];
+}
+
+/** All colors, shapes, sizes and actions, for callers that list what Loupe's pack understands. */
+export const VISUAL_VOCABULARY = { colors: COLORS, shapes: SHAPES, sizes: SIZES, actions: ACTIONS } as const;
+
+/** Every color-shape pair, colors outer. */
+export const COLORS_AND_SHAPES: ReadonlyArray<{ color: Color; shape: Shape }> = COLORS.flatMap((color) =>
+  SHAPES.map((shape) => ({ color, shape })),
+);

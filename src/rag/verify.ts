@@ -1,0 +1,225 @@
+/**
+ * The verify step: reads the visual claims a composed answer makes (colors, shapes, counts, presence,
+ * sizes, positions), asks the VQA head each one as a question about the images the sentence cites, and
+ * reports the claims the head confidently contradicts. The chain then appends a correction to the
+ * answer and lowers its confidence. Claims about video segments are not judged (a keyframe cannot show
+ * motion), and neither are claims the head is unsure about.
+ */
+import { COLORS, SHAPES } from "../synth/domain.ts";
+import { probabilityOf, type VisualCache } from "./ground.ts";
+import type { Verification } from "./types.ts";
+
+/** One visual claim of an answer, as a question to the VQA head and the answer the claim implies. */
+export interface VisualClaim {
+  /** The words of the answer that make the claim. */
+  claim: string;
+  /** Evidence ids the claim is about. */
+  evidenceIds: string[];
+  /** Canonical question the head is asked. */
+  question: string;
+  /** The answer the claim states. */
+  stated: string;
+}
+
+/** Thresholds of verification. */
+export interface VerifySettings {
+  /** The head must give its own answer at least this probability to contradict a claim… */
+  contradictAbove: number;
+  /** …and the stated answer at most this one. */
+  statedBelow: number;
+}
+
+export const DEFAULT_VERIFY_SETTINGS: VerifySettings = { contradictAbove: 0.75, statedBelow: 0.15 };
+
+const COLOR = `(${COLORS.join("|")})`;
+const SHAPE = `(${SHAPES.join("|")})`;
+const NUMBER_WORDS: Record<string, string> = {
+  no: "0",
+  zero: "0",
+  one: "1",
+  two: "2",
+  three: "3",
+  four: "4",
+};
+const CITATION = /\[((?:img|seg|tri)_[A-Za-z0-9]{6,64}|att_\d{1,3})\]/g;
+const HEDGE = "(?:probably |likely |clearly |definitely )?";
+
+function sentencesOf(text: string): string[] {
+  return text
+    .split(/(?<=[.!?])\s+|\n+/)
+    .map((sentence) => sentence.trim())
+    .filter((sentence) => sentence.length > 0);
+}
+
+/**
+ * The claims of an answer. A sentence's claims are about the ids it cites; a sentence that cites nothing
+ * is about `defaultEvidenceIds` (the turn's one image, when there is exactly one).
+ */
+export function extractClaims({
+  answer,
+  defaultEvidenceIds = [],
+}: {
+  answer: string;
+  defaultEvidenceIds?: readonly string[];
+}): VisualClaim[] {
+  const claims: VisualClaim[] = [];
+  const seen = new Set<string>();
+  for (const sentence of sentencesOf(answer)) {
+    const cited = [...sentence.matchAll(CITATION)].map((match) => match[1] as string);
+    const evidenceIds = cited.length > 0 ? [...new Set(cited)] : [...defaultEvidenceIds];
+    if (evidenceIds.length === 0) continue;
+    const text = sentence
+      .replace(CITATION, " ")
+      .toLowerCase()
+      .replace(/colou?r(ed)?/g, (word) => (word.endsWith("ed") ? "colored" : "color"))
+      .replace(/[^a-z0-9\s]/g, " ")
+      .replace(/\s+/g, " ")
+      .trim();
+    const add = (claim: string, question: string, stated: string) => {
+      const key = `${question}|${evidenceIds.join(",")}`;
+      if (seen.has(key)) return;
+      seen.add(key);
+      claims.push({ claim, evidenceIds, question, stated });
+    };
+    const covered: Array<[number, number]> = [];
+    const mark = (match: RegExpExecArray) => covered.push([match.index, match.index + match[0].length]);
+    const isCovered = (index: number) => covered.some(([start, end]) => index >= start && index < end);
+
+    for (const match of text.matchAll(
+      new RegExp(
+        `\\bthe (?:(?:small|large) )?(?:${COLOR} )?${SHAPE} (?:is|looks|appears|seems)(?: to be)? ${HEDGE}(?:colored )?${COLOR}\\b`,
+        "g",
+      ),
+    )) {
+      const [, ownColor, shape, color] = match;
+      if (ownColor !== undefined) continue;
+      mark(match as RegExpExecArray);
+      add(match[0], `What color is the ${shape}?`, color as string);
+    }
+    for (const match of text.matchAll(
+      new RegExp(`\\bthe ${COLOR} (?:object|shape|thing|one) is ${HEDGE}(?:an? )?${SHAPE}\\b`, "g"),
+    )) {
+      mark(match as RegExpExecArray);
+      add(match[0], `What shape is the ${match[1]} object?`, match[2] as string);
+    }
+    for (const match of text.matchAll(
+      new RegExp(
+        `\\bthe (?:(?:small|large) )?${COLOR} ${SHAPE} is ${HEDGE}(small|large|big|little|tiny)\\b`,
+        "g",
+      ),
+    )) {
+      mark(match as RegExpExecArray);
+      const size =
+        match[3] === "big" ? "large" : match[3] === "little" || match[3] === "tiny" ? "small" : match[3];
+      add(match[0], `Is the ${match[1]} ${match[2]} small or large?`, size as string);
+    }
+    for (const match of text.matchAll(
+      new RegExp(
+        `\\bthe (?:(?:small|large) )?${COLOR} ${SHAPE} is ${HEDGE}(?:on the |to the )?(left|right)\\b`,
+        "g",
+      ),
+    )) {
+      mark(match as RegExpExecArray);
+      add(match[0], `Is the ${match[1]} ${match[2]} on the left or the right?`, match[3] as string);
+    }
+    for (const match of text.matchAll(
+      new RegExp(
+        `\\bthere (?:is|are) ${HEDGE}(\\d|no|zero|one|two|three|four) (?:(?:small|large) )?(?:${COLOR} )?(?:${SHAPE}s?|objects?|shapes?|things?)\\b`,
+        "g",
+      ),
+    )) {
+      const [, number, color, shape] = match;
+      mark(match as RegExpExecArray);
+      const count = NUMBER_WORDS[number as string] ?? (number as string);
+      if (color !== undefined && shape !== undefined) {
+        add(match[0], `Is there a ${color} ${shape}?`, count === "0" ? "no" : "yes");
+      } else if (shape !== undefined) {
+        add(match[0], `How many ${shape}s are there?`, count);
+      } else if (color !== undefined) {
+        add(match[0], `How many ${color} objects are there?`, count);
+      } else {
+        add(match[0], "How many objects are there?", count);
+      }
+    }
+    // Any other "a red star" is a claim of presence, "no red star" one of absence (as is a mention in a
+    // sentence that denies something before it: "none of them shows a red star").
+    for (const match of text.matchAll(
+      new RegExp(`\\b(an?|no|any) (?:(?:small|large) )?${COLOR} ${SHAPE}\\b`, "g"),
+    )) {
+      if (isCovered(match.index)) continue;
+      const before = text.slice(0, match.index);
+      const negated = match[1] === "no" || /\b(no|not|none|never|without|neither|nor)\b/.test(before);
+      add(match[0], `Is there a ${match[2]} ${match[3]}?`, negated ? "no" : "yes");
+    }
+  }
+  return claims;
+}
+
+/** Result of {@link verifyClaims}. */
+export interface VerifyResult {
+  verification: Verification;
+  /** A note to append to the answer when a claim was contradicted; empty otherwise. */
+  note: string;
+  /** The highest probability with which the head contradicted a claim (0 when none). */
+  strongestContradiction: number;
+}
+
+/** Asks the head every claim about every cited image it can see. */
+export async function verifyClaims({
+  claims,
+  cache,
+  settings: given = {},
+}: {
+  claims: readonly VisualClaim[];
+  cache: VisualCache;
+  settings?: Partial<VerifySettings>;
+}): Promise<VerifyResult> {
+  const settings = { ...DEFAULT_VERIFY_SETTINGS, ...given };
+  const verification: Verification = { checked: 0, confirmed: 0, contradictions: [], corrected: false };
+  let strongest = 0;
+  const byEvidence = new Map<string, VisualClaim[]>();
+  for (const claim of claims) {
+    for (const id of claim.evidenceIds) {
+      if (id.startsWith("seg_") || !cache.has(id)) continue;
+      byEvidence.set(id, [...(byEvidence.get(id) ?? []), claim]);
+    }
+  }
+  for (const [evidenceId, evidenceClaims] of byEvidence) {
+    const distributions = await cache.ask(
+      evidenceId,
+      evidenceClaims.map((claim) => claim.question),
+    );
+    evidenceClaims.forEach((claim, index) => {
+      const distribution = distributions[index] ?? [];
+      const [observed] = distribution;
+      if (observed === undefined) return;
+      verification.checked += 1;
+      if (observed.answer === claim.stated) {
+        verification.confirmed += 1;
+        return;
+      }
+      const statedProbability = probabilityOf(distribution, claim.stated);
+      if (observed.probability >= settings.contradictAbove && statedProbability <= settings.statedBelow) {
+        verification.contradictions.push({
+          claim: claim.claim,
+          evidenceId,
+          stated: claim.stated,
+          observed: observed.answer,
+          probability: Math.round(observed.probability * 1000) / 1000,
+        });
+        strongest = Math.max(strongest, observed.probability);
+      }
+    });
+  }
+  const note =
+    verification.contradictions.length === 0
+      ? ""
+      : `Correction: ${verification.contradictions
+          .map(
+            (item) =>
+              `"${item.claim}" does not match [${item.evidenceId}], where the image shows ${item.observed} rather than ${item.stated} (${Math.round(item.probability * 100)}% sure).`,
+          )
+          .join(" ")}`;
+  verification.corrected = note.length > 0;
+  return { verification, note, strongestContradiction: strongest };
+}
