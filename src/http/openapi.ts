@@ -8,6 +8,12 @@
  */
 import { z } from "zod";
 import { errorEnvelopeSchema } from "./errors.ts";
+import { chatRequestSchema, chatResponseSchema } from "./routes/chat.ts";
+import {
+  chatCompletionChunkSchema,
+  chatCompletionRequestSchema,
+  chatCompletionSchema,
+} from "./routes/chat-completions.ts";
 import { classifyRequestSchema, classifyResponseSchema } from "./routes/classify.ts";
 import { healthzResponseSchema } from "./routes/healthz.ts";
 import {
@@ -18,6 +24,7 @@ import {
 } from "./routes/images.ts";
 import { deleteItemResponseSchema } from "./routes/items.ts";
 import { jobAcceptedSchema, jobResponseSchema } from "./routes/jobs.ts";
+import { modelListSchema, modelSchema } from "./routes/models.ts";
 import { readyzResponseSchema } from "./routes/readyz.ts";
 import { searchRequestSchema, searchResponseSchema } from "./routes/search.ts";
 import { similarRequestSchema } from "./routes/similar.ts";
@@ -85,6 +92,13 @@ const components: Record<string, z.ZodType> = {
   VideosRequest: videosJsonRequestSchema,
   VideosResponse: videosResponseSchema,
   JobResponse: jobResponseSchema,
+  ChatRequest: chatRequestSchema,
+  ChatResponse: chatResponseSchema,
+  ChatCompletionRequest: chatCompletionRequestSchema,
+  ChatCompletionResponse: chatCompletionSchema,
+  ChatCompletionChunk: chatCompletionChunkSchema,
+  ModelList: modelListSchema,
+  Model: modelSchema,
 };
 
 const asyncParam = {
@@ -220,6 +234,84 @@ export const apiOperations: ApiOperation[] = [
       "200": { description: "Answers, most probable first.", schema: vqaResponseSchema },
       "404": errorResponse("No item with that id for the caller."),
       ...commonErrors,
+    },
+  },
+  {
+    method: "post",
+    path: "/v1/chat",
+    summary: "Ask a question (grounded answer)",
+    description:
+      "Retrieves evidence from the caller's images, video segments and triples and the attached images, grounds it with the VQA head, and writes an answer that cites it as [id] (with the configured LLM, or offline). `stream: true` answers server-sent events: `retrieval`, `grounding`, `citation`…, `answer-delta`…, `done` with the ChatResponse; `answer-reset` when the LLM failed mid-answer (discard the deltas so far; the offline answer follows); `error` with the error envelope when the turn fails after the stream began. A failure before the first event is answered with its HTTP status.",
+    tags: ["chat"],
+    requestBodies: [
+      { contentType: "application/json", schema: chatRequestSchema },
+      {
+        contentType: "multipart/form-data",
+        jsonSchema: {
+          type: "object",
+          properties: {
+            question: { type: "string" },
+            files: { type: "array", items: fileUpload("an image attached to this turn") },
+            payload: {
+              type: "string",
+              description: "the other fields of ChatRequest as JSON (history, filter, kinds, topK, …)",
+            },
+            stream: { type: "string", enum: ["true", "false"] },
+          },
+          required: ["question"],
+        },
+      },
+    ],
+    responses: {
+      "200": {
+        description:
+          "The answer (application/json), or its events (text/event-stream) when `stream` is true.",
+        schema: chatResponseSchema,
+      },
+      "404": errorResponse("An attached item id is not one of the caller's items."),
+      "413": errorResponse("The body or an image is over the limit."),
+      ...commonErrors,
+    },
+  },
+  {
+    method: "post",
+    path: "/v1/chat/completions",
+    summary: "OpenAI-compatible chat",
+    description:
+      "The chat endpoint in OpenAI's format for OpenAI clients and chat UIs. The last user message is the question; earlier user and assistant messages are the history; system messages are ignored (Loupe answers with its own instructions). `image_url` parts take data URLs, stored items' ids, or http(s) URLs fetched under the same rules as ingestion by URL. `stream: true` answers `chat.completion.chunk` data events and `data: [DONE]`. Citations, confidence, verification and fallback are in the extra field `loupe` (on the final chunk when streaming). Other OpenAI parameters are accepted and ignored.",
+    tags: ["chat"],
+    requestBodies: [{ contentType: "application/json", schema: chatCompletionRequestSchema }],
+    responses: {
+      "200": {
+        description:
+          "A chat.completion (application/json), or chat.completion.chunk events (text/event-stream, see ChatCompletionChunk) when `stream` is true.",
+        schema: chatCompletionSchema,
+      },
+      "404": errorResponse(
+        "`model` is not one of GET /v1/models (code model_not_found), or an item id is unknown.",
+      ),
+      "413": errorResponse("The body or an image is over the limit."),
+      ...commonErrors,
+    },
+  },
+  {
+    method: "get",
+    path: "/v1/models",
+    summary: "Model names of the chat endpoints",
+    description:
+      "OpenAI's list format. `loupe`: the configured LLM writes answers (offline when none is configured); `loupe-offline`: always offline.",
+    tags: ["chat"],
+    responses: { "200": { description: "The models.", schema: modelListSchema } },
+  },
+  {
+    method: "get",
+    path: "/v1/models/{model}",
+    summary: "One model name",
+    tags: ["chat"],
+    pathParams: [{ name: "model", description: "A model name from GET /v1/models." }],
+    responses: {
+      "200": { description: "The model.", schema: modelSchema },
+      "404": errorResponse("Not a model name of this server (code model_not_found)."),
     },
   },
   {
