@@ -9,12 +9,15 @@ import { requestId } from "hono/request-id";
 import type { Config } from "./config.ts";
 import type { AppEnv } from "./http/context.ts";
 import { handleError, handleNotFound } from "./http/errors.ts";
+import { createChatRoute } from "./http/routes/chat.ts";
+import { createChatCompletionsRoute } from "./http/routes/chat-completions.ts";
 import { createClassifyRoute } from "./http/routes/classify.ts";
 import { createHealthzRoute } from "./http/routes/healthz.ts";
 import { createImagesRoute } from "./http/routes/images.ts";
 import { createItemsRoute } from "./http/routes/items.ts";
 import { createJobsRoute } from "./http/routes/jobs.ts";
 import { createMediaRoute } from "./http/routes/media.ts";
+import { createModelsRoute } from "./http/routes/models.ts";
 import { createOpenApiRoute } from "./http/routes/openapi.ts";
 import { createReadyzRoute } from "./http/routes/readyz.ts";
 import { createSearchRoute } from "./http/routes/search.ts";
@@ -28,8 +31,9 @@ import type { JobRegistry } from "./ingest/jobs.ts";
 import { createVideoIngester, deleteVideo } from "./ingest/video-ingest.ts";
 import type { Logger } from "./logger.ts";
 import type { BlobStore } from "./media/blob-store.ts";
+import { createLoupeChain } from "./rag/chain.ts";
 import type { AnswerComposer } from "./rag/types.ts";
-import { createSearchServices } from "./search/index.ts";
+import { blobMedia, createSearchServices } from "./search/index.ts";
 import type { VectorStore } from "./store/index.ts";
 
 /** Everything the HTTP layer uses, built once by `main.ts`. */
@@ -92,6 +96,18 @@ export function createApp(services: Services): Hono<AppEnv> {
   app.route("/", createTriplesRoute({ triples, config: services.config, jobs: services.jobs }));
   const videos = createVideoIngester({ ...services, logger: services.logger.child({ component: "videos" }) });
   app.route("/", createVideosRoute({ videos, jobs: services.jobs, config: services.config }));
+  const chain = createLoupeChain({
+    search,
+    store: services.store,
+    models: services.models,
+    media: blobMedia(services.blobs),
+    llm: services.llm,
+    logger: services.logger.child({ component: "chat" }),
+    config: services.config,
+  });
+  app.route("/", createChatRoute({ chain, config: services.config }));
+  app.route("/", createChatCompletionsRoute({ chain, config: services.config }));
+  app.route("/", createModelsRoute({ chain }));
   app.route("/", createOpenApiRoute());
 
   app.onError(handleError);
