@@ -1,0 +1,275 @@
+/**
+ * The chat endpoints over real HTTP against a real Loupe (embedded Milvus Lite, the bundled model pack,
+ * no LLM configured, so `loupe` answers offline) holding a few generated Shapes World images: the
+ * official `openai` client lists the models, gets an answer, streams an answer about an attached image
+ * whose chunks add up to the answer with citations in the `loupe` field, and reads Loupe's error
+ * messages; POST /v1/chat streams its events in order.
+ */
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLogger } from "../../src/logger.ts";
+import { type RunningLoupe, startLoupe } from "../../src/main.ts";
+import type { ChatResult, Citation } from "../../src/rag/types.ts";
+import { generateDataset } from "../../src/synth/index.ts";
+
+const root = path.join(import.meta.dirname, "..", "..");
+const IMAGE_COUNT = 12;
+
+interface VqaLine {
+  image: string;
+  question: string;
+  answer: string;
+  type: string;
+}
+interface SceneLine {
+  id: string;
+  file: string;
+}
+
+interface LoupeExtra {
+  citations: Citation[];
+  confidence: number;
+  answered: boolean;
+  composer: string;
+  model: string;
+  verification: { checked: number };
+  answer?: string;
+}
+
+const CITATION_KEYS = [
+  "answer",
+  "end",
+  "id",
+  "kind",
+  "mediaUrl",
+  "question",
+  "score",
+  "start",
+  "thumbnailUrl",
+];
+
+async function readJsonl<T>(file: string): Promise<T[]> {
+  return (await readFile(file, "utf8"))
+    .split("\n")
+    .filter((line) => line.trim().length > 0)
+    .map((line) => JSON.parse(line) as T);
+}
+
+/** Named SSE events of a response body, in order (comments skipped). */
+function parseSse(text: string): Array<{ event: string; data: unknown }> {
+  return text
+    .split("\n\n")
+    .filter((block) => block.trim().length > 0 && !block.startsWith(":"))
+    .map((block) => {
+      const lines = block.split("\n");
+      return {
+        event: lines.find((line) => line.startsWith("event: "))?.slice(7) ?? "",
+        data: JSON.parse(lines.find((line) => line.startsWith("data: "))?.slice(6) ?? "null") as unknown,
+      };
+    });
+}
+
+function expectCitationShape(citation: Citation): void {
+  expect(Object.keys(citation).sort()).toEqual(CITATION_KEYS);
+  expect(["image", "video_segment", "triple"]).toContain(citation.kind);
+  expect(citation.score).toBeGreaterThanOrEqual(0);
+  expect(citation.score).toBeLessThanOrEqual(1);
+}
+
+describe("chat endpoints on a running Loupe", () => {
+  let workDir: string;
+  let loupe: RunningLoupe;
+  let client: OpenAI;
+  let storedIds: Set<string>;
+  let attached: { dataUrl: string; question: string };
+
+  beforeAll(async () => {
+    workDir = await mkdtemp(path.join(os.tmpdir(), "loupe-chat-int-"));
+    const dataset = path.join(workDir, "synth");
+    await generateDataset({
+      outDir: dataset,
+      seed: 2718,
+      images: IMAGE_COUNT,
+      size: 256,
+      format: "png",
+      questionsPerType: 1,
+      triples: 0,
+    });
+    loupe = await startLoupe({
+      env: {
+        PORT: "0",
+        LOUPE_DATA_DIR: path.join(workDir, "data"),
+        LOUPE_VENV_DIR: path.join(root, ".venv"),
+      },
+      cwd: root,
+      logger: createLogger({ level: "silent" }),
+    });
+    const scenes = await readJsonl<SceneLine>(path.join(dataset, "scenes.jsonl"));
+    const form = new FormData();
+    for (const scene of scenes) {
+      form.append(
+        "files",
+        new File([await readFile(path.join(dataset, scene.file))], `${scene.id}.png`, { type: "image/png" }),
+      );
+    }
+    const ingested = await fetch(`${loupe.url}/v1/images`, { method: "POST", body: form });
+    const body = (await ingested.json()) as { items: Array<{ id: string }> };
+    expect(ingested.status, JSON.stringify(body).slice(0, 300)).toBe(200);
+    storedIds = new Set(body.items.map((item) => item.id));
+    expect(storedIds.size).toBe(IMAGE_COUNT);
+
+    const vqa = await readJsonl<VqaLine>(path.join(dataset, "vqa.jsonl"));
+    const colorQuestion = vqa.find((line) => line.type === "color");
+    if (colorQuestion === undefined) throw new Error("the dataset has a color question");
+    const scene = scenes.find((line) => line.id === colorQuestion.image);
+    if (scene === undefined) throw new Error(`no scene ${colorQuestion.image}`);
+    const bytes = await readFile(path.join(dataset, scene.file));
+    attached = {
+      dataUrl: `data:image/png;base64,${bytes.toString("base64")}`,
+      question: colorQuestion.question,
+    };
+
+    client = new OpenAI({ apiKey: "unused", baseURL: `${loupe.url}/v1`, maxRetries: 0 });
+  }, 300_000);
+
+  afterAll(async () => {
+    await loupe?.stop();
+    if (workDir !== undefined) await rm(workDir, { recursive: true, force: true });
+  });
+
+  it("the openai client lists the model names", async () => {
+    const ids: string[] = [];
+    for await (const model of client.models.list()) ids.push(model.id);
+    expect(ids).toEqual(["loupe", "loupe-offline"]);
+  });
+
+  it("the openai client gets an answer about the corpus that cites stored images", async () => {
+    const completion = await client.chat.completions.create({
+      model: "loupe",
+      messages: [
+        { role: "system", content: "Answer briefly." },
+        { role: "user", content: "Which images show a circle?" },
+      ],
+    });
+    const answer = completion.choices[0]?.message.content ?? "";
+    expect(answer.length).toBeGreaterThan(0);
+    expect(completion.choices[0]?.finish_reason).toBe("stop");
+    expect(completion.model).toBe("loupe");
+    const extra = (completion as unknown as { loupe: LoupeExtra }).loupe;
+    expect(extra.composer).toBe("offline");
+    expect(extra.model).toBe("loupe-offline");
+    expect(extra.citations.length).toBeGreaterThan(0);
+    for (const citation of extra.citations) {
+      expectCitationShape(citation);
+      expect(storedIds.has(citation.id)).toBe(true);
+      expect(answer).toContain(`[${citation.id}]`);
+      expect(citation.mediaUrl).toBe(`/v1/media/${citation.id}`);
+    }
+  });
+
+  it("the openai client streams an answer about an attached image: chunks add up to the answer, citations in loupe", async () => {
+    const messages: OpenAI.ChatCompletionMessageParam[] = [
+      {
+        role: "user",
+        content: [
+          { type: "text", text: attached.question },
+          { type: "image_url", image_url: { url: attached.dataUrl } },
+        ],
+      },
+    ];
+    const stream = await client.chat.completions.create({ model: "loupe", stream: true, messages });
+    let text = "";
+    let chunks = 0;
+    let extra: LoupeExtra | undefined;
+    let finish: string | null | undefined;
+    for await (const chunk of stream) {
+      chunks += 1;
+      expect(chunk.object).toBe("chat.completion.chunk");
+      text += chunk.choices[0]?.delta.content ?? "";
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+      const found = (chunk as unknown as { loupe?: LoupeExtra }).loupe;
+      if (found !== undefined) extra = found;
+    }
+    expect(chunks).toBeGreaterThan(2);
+    expect(finish).toBe("stop");
+    if (extra === undefined) throw new Error("no chunk carried the loupe field");
+    expect(extra.answer).toBeUndefined();
+    expect(text.length).toBeGreaterThan(0);
+    for (const citation of extra.citations) expectCitationShape(citation);
+    const attachment = extra.citations.find((citation) => citation.id === "att_1");
+    expect(attachment, JSON.stringify(extra.citations)).toMatchObject({
+      kind: "image",
+      mediaUrl: null,
+      score: 1,
+    });
+    expect(text).toContain("[att_1]");
+
+    // The same turn without streaming gives the same text (the offline composer is deterministic).
+    const whole = await client.chat.completions.create({ model: "loupe-offline", messages });
+    expect(text).toBe(whole.choices[0]?.message.content);
+  });
+
+  it("the openai client reads Loupe's error messages", async () => {
+    const refused = client.chat.completions.create({
+      model: "gpt-4o",
+      messages: [{ role: "user", content: "q" }],
+    });
+    await expect(refused).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(refused).rejects.toThrow(
+      /Model "gpt-4o" is not served here; allowed models: loupe, loupe-offline/,
+    );
+    const noText = client.chat.completions.create({
+      model: "loupe",
+      messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: attached.dataUrl } }] }],
+    });
+    await expect(noText).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+    await expect(noText).rejects.toThrow(/has no text/);
+  });
+
+  it("POST /v1/chat with stream: true sends retrieval → grounding → citation* → answer-delta+ → done", async () => {
+    const response = await fetch(`${loupe.url}/v1/chat`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ question: attached.question, images: [attached.dataUrl], stream: true }),
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const events = parseSse(await response.text());
+    const names = events.map((event) => event.event).join(" ");
+    expect(names).toMatch(/^retrieval grounding( citation)*( answer-delta)+ done$/);
+    const done = events.at(-1)?.data as ChatResult;
+    const deltas = events
+      .filter((event) => event.event === "answer-delta")
+      .map((event) => (event.data as { text: string }).text)
+      .join("");
+    expect(deltas).toBe(done.answer);
+    const cited = events
+      .filter((event) => event.event === "citation")
+      .map((event) => (event.data as Citation).id);
+    expect(cited.sort()).toEqual(done.citations.map((citation) => citation.id).sort());
+    for (const citation of done.citations) expectCitationShape(citation);
+  });
+
+  it("POST /v1/chat as multipart with an uploaded image answers one JSON", async () => {
+    const form = new FormData();
+    form.append("question", attached.question);
+    const bytes = Buffer.from(attached.dataUrl.slice("data:image/png;base64,".length), "base64");
+    form.append("files", new File([bytes], "attached.png", { type: "image/png" }));
+    form.append("payload", JSON.stringify({ kinds: ["image"], topK: 3 }));
+    const response = await fetch(`${loupe.url}/v1/chat`, { method: "POST", body: form });
+    const result = (await response.json()) as ChatResult;
+    expect(response.status, JSON.stringify(result).slice(0, 300)).toBe(200);
+    expect(result.answer.length).toBeGreaterThan(0);
+    expect(result.evidence.some((evidence) => evidence.attachment && evidence.citation.id === "att_1")).toBe(
+      true,
+    );
+    expect(
+      result.evidence
+        .filter((evidence) => !evidence.attachment)
+        .every((evidence) => evidence.citation.kind === "image"),
+    ).toBe(true);
+  });
+});
