@@ -1,22 +1,26 @@
 /**
- * The chat endpoints over real HTTP against a real Loupe (embedded Milvus Lite, the bundled model pack,
- * no LLM configured, so `loupe` answers offline) holding a few generated Shapes World images: the
- * official `openai` client lists the models, gets an answer, streams an answer about an attached image
- * whose chunks add up to the answer with citations in the `loupe` field, and reads Loupe's error
- * messages; POST /v1/chat streams its events in order.
+ * The chat endpoints over real HTTP against a real Loupe (embedded Milvus Lite, the bundled model pack)
+ * holding a few generated Shapes World images, its LLM being a local OpenAI-compatible test server: the
+ * official `openai` client lists the models, gets an offline answer citing stored images, streams an
+ * answer about an attached image (from the LLM, and offline) whose chunks add up to the answer with
+ * citations in the `loupe` field, sees the fallback when the LLM fails before or during its answer, and
+ * reads Loupe's error messages; POST /v1/chat streams its events in order.
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ANSWER_RESET_NOTE } from "../../src/http/routes/chat-completions.ts";
 import { createLogger } from "../../src/logger.ts";
 import { type RunningLoupe, startLoupe } from "../../src/main.ts";
 import type { ChatResult, Citation } from "../../src/rag/types.ts";
 import { generateDataset } from "../../src/synth/index.ts";
+import { messageText, type OpenAiTestServer, startOpenAiTestServer } from "../helpers/openai-server.ts";
 
 const root = path.join(import.meta.dirname, "..", "..");
 const IMAGE_COUNT = 12;
+const LLM_MODEL = "test-llm";
 
 interface VqaLine {
   image: string;
@@ -37,6 +41,7 @@ interface LoupeExtra {
   model: string;
   verification: { checked: number };
   answer?: string;
+  fallback?: { reason: string; code: string };
 }
 
 const CITATION_KEYS = [
@@ -82,6 +87,7 @@ function expectCitationShape(citation: Citation): void {
 describe("chat endpoints on a running Loupe", () => {
   let workDir: string;
   let loupe: RunningLoupe;
+  let llm: OpenAiTestServer;
   let client: OpenAI;
   let storedIds: Set<string>;
   let attached: { dataUrl: string; question: string };
@@ -98,11 +104,16 @@ describe("chat endpoints on a running Loupe", () => {
       questionsPerType: 1,
       triples: 0,
     });
+    llm = await startOpenAiTestServer({ models: [LLM_MODEL] });
     loupe = await startLoupe({
       env: {
         PORT: "0",
         LOUPE_DATA_DIR: path.join(workDir, "data"),
         LOUPE_VENV_DIR: path.join(root, ".venv"),
+        LOUPE_LLM_MODEL: LLM_MODEL,
+        OPENAI_BASE_URL: llm.url,
+        OPENAI_API_KEY: "test-key",
+        LOUPE_LLM_MAX_RETRIES: "0",
       },
       cwd: root,
       logger: createLogger({ level: "silent" }),
@@ -137,6 +148,7 @@ describe("chat endpoints on a running Loupe", () => {
 
   afterAll(async () => {
     await loupe?.stop();
+    await llm?.close();
     if (workDir !== undefined) await rm(workDir, { recursive: true, force: true });
   });
 
@@ -146,9 +158,9 @@ describe("chat endpoints on a running Loupe", () => {
     expect(ids).toEqual(["loupe", "loupe-offline"]);
   });
 
-  it("the openai client gets an answer about the corpus that cites stored images", async () => {
+  it("the openai client gets an offline answer about the corpus that cites stored images", async () => {
     const completion = await client.chat.completions.create({
-      model: "loupe",
+      model: "loupe-offline",
       messages: [
         { role: "system", content: "Answer briefly." },
         { role: "user", content: "Which images show a circle?" },
@@ -157,7 +169,7 @@ describe("chat endpoints on a running Loupe", () => {
     const answer = completion.choices[0]?.message.content ?? "";
     expect(answer.length).toBeGreaterThan(0);
     expect(completion.choices[0]?.finish_reason).toBe("stop");
-    expect(completion.model).toBe("loupe");
+    expect(completion.model).toBe("loupe-offline");
     const extra = (completion as unknown as { loupe: LoupeExtra }).loupe;
     expect(extra.composer).toBe("offline");
     expect(extra.model).toBe("loupe-offline");
@@ -170,46 +182,106 @@ describe("chat endpoints on a running Loupe", () => {
     }
   });
 
-  it("the openai client streams an answer about an attached image: chunks add up to the answer, citations in loupe", async () => {
-    const messages: OpenAI.ChatCompletionMessageParam[] = [
-      {
-        role: "user",
-        content: [
-          { type: "text", text: attached.question },
-          { type: "image_url", image_url: { url: attached.dataUrl } },
-        ],
-      },
-    ];
-    const stream = await client.chat.completions.create({ model: "loupe", stream: true, messages });
+  const attachedMessages = (): OpenAI.ChatCompletionMessageParam[] => [
+    {
+      role: "user",
+      content: [
+        { type: "text", text: attached.question },
+        { type: "image_url", image_url: { url: attached.dataUrl } },
+      ],
+    },
+  ];
+
+  /** Streams a completion with the openai client; returns the text, the chunk count and the loupe field. */
+  async function streamCompletion(model: string, extra: { include_usage?: boolean } = {}) {
+    const stream = await client.chat.completions.create({
+      model,
+      stream: true,
+      messages: attachedMessages(),
+      ...(extra.include_usage === true ? { stream_options: { include_usage: true } } : {}),
+    });
     let text = "";
     let chunks = 0;
-    let extra: LoupeExtra | undefined;
+    let loupeField: LoupeExtra | undefined;
     let finish: string | null | undefined;
+    let usage: OpenAI.CompletionUsage | undefined;
     for await (const chunk of stream) {
       chunks += 1;
       expect(chunk.object).toBe("chat.completion.chunk");
+      expect(chunk.model).toBe(model);
       text += chunk.choices[0]?.delta.content ?? "";
       finish = chunk.choices[0]?.finish_reason ?? finish;
+      usage = chunk.usage ?? usage;
       const found = (chunk as unknown as { loupe?: LoupeExtra }).loupe;
-      if (found !== undefined) extra = found;
+      if (found !== undefined) loupeField = found;
     }
-    expect(chunks).toBeGreaterThan(2);
     expect(finish).toBe("stop");
-    if (extra === undefined) throw new Error("no chunk carried the loupe field");
-    expect(extra.answer).toBeUndefined();
-    expect(text.length).toBeGreaterThan(0);
-    for (const citation of extra.citations) expectCitationShape(citation);
-    const attachment = extra.citations.find((citation) => citation.id === "att_1");
-    expect(attachment, JSON.stringify(extra.citations)).toMatchObject({
+    if (loupeField === undefined) throw new Error("no chunk carried the loupe field");
+    for (const citation of loupeField.citations) expectCitationShape(citation);
+    return { text, chunks, loupe: loupeField, usage };
+  }
+
+  it("the openai client streams the LLM's answer about an attached image, citations in loupe", async () => {
+    llm.reset();
+    const deltas = ["The hexagon ", "in the image ", "is shown [att_1]."];
+    llm.reply({ deltas, usage: { promptTokens: 120, completionTokens: 9 } });
+    const streamed = await streamCompletion("loupe", { include_usage: true });
+    expect(streamed.chunks).toBeGreaterThanOrEqual(deltas.length + 2);
+    // The LLM's deltas arrive as they are; a note the verify step appends follows them.
+    expect(streamed.text.startsWith(deltas.join(""))).toBe(true);
+    expect(streamed.loupe.answer).toBeUndefined();
+    expect(streamed.loupe.composer).toBe("llm");
+    expect(streamed.loupe.model).toBe(LLM_MODEL);
+    expect(streamed.loupe.citations.find((citation) => citation.id === "att_1")).toMatchObject({
       kind: "image",
       mediaUrl: null,
       score: 1,
     });
-    expect(text).toContain("[att_1]");
+    expect(streamed.usage).toEqual({ prompt_tokens: 120, completion_tokens: 9, total_tokens: 129 });
+    const sent = llm.chatRequests.at(-1)?.body?.messages ?? [];
+    expect(sent.map((message) => messageText(message)).join("\n")).toContain(attached.question);
+  });
 
+  it("the openai client streams an offline answer about an attached image that adds up to the whole answer", async () => {
+    const streamed = await streamCompletion("loupe-offline");
+    expect(streamed.loupe.composer).toBe("offline");
+    expect(streamed.loupe.answer).toBeUndefined();
+    expect(streamed.text).toContain("[att_1]");
     // The same turn without streaming gives the same text (the offline composer is deterministic).
-    const whole = await client.chat.completions.create({ model: "loupe-offline", messages });
-    expect(text).toBe(whole.choices[0]?.message.content);
+    const whole = await client.chat.completions.create({
+      model: "loupe-offline",
+      messages: attachedMessages(),
+    });
+    expect(streamed.text).toBe(whole.choices[0]?.message.content);
+  });
+
+  it("an LLM failure before its answer: the offline answer, with the fallback in loupe", async () => {
+    llm.reset();
+    llm.reply({ status: 500, errorMessage: "the model is overloaded" });
+    const completion = await client.chat.completions.create({ model: "loupe", messages: attachedMessages() });
+    const extra = (completion as unknown as { loupe: LoupeExtra }).loupe;
+    expect(extra.composer).toBe("offline");
+    expect(extra.fallback?.code).toMatch(/^llm_/);
+    const offline = await client.chat.completions.create({
+      model: "loupe-offline",
+      messages: attachedMessages(),
+    });
+    expect(completion.choices[0]?.message.content).toBe(offline.choices[0]?.message.content);
+  });
+
+  it("an LLM failure mid-answer: the stream says so, the offline answer follows, loupe.answer holds it", async () => {
+    llm.reset();
+    llm.reply({ deltas: ["The hexagon ", "is ", "never finished"], dropAfterDeltas: 2 });
+    const streamed = await streamCompletion("loupe");
+    const offline = await client.chat.completions.create({
+      model: "loupe-offline",
+      messages: attachedMessages(),
+    });
+    const offlineText = offline.choices[0]?.message.content ?? "";
+    expect(streamed.loupe.composer).toBe("offline");
+    expect(streamed.loupe.fallback).toBeDefined();
+    expect(streamed.loupe.answer).toBe(offlineText);
+    expect(streamed.text).toBe(`The hexagon is ${ANSWER_RESET_NOTE}${offlineText}`);
   });
 
   it("the openai client reads Loupe's error messages", async () => {
@@ -233,7 +305,12 @@ describe("chat endpoints on a running Loupe", () => {
     const response = await fetch(`${loupe.url}/v1/chat`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ question: attached.question, images: [attached.dataUrl], stream: true }),
+      body: JSON.stringify({
+        question: attached.question,
+        images: [attached.dataUrl],
+        stream: true,
+        composer: "offline",
+      }),
     });
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
@@ -258,7 +335,7 @@ describe("chat endpoints on a running Loupe", () => {
     form.append("question", attached.question);
     const bytes = Buffer.from(attached.dataUrl.slice("data:image/png;base64,".length), "base64");
     form.append("files", new File([bytes], "attached.png", { type: "image/png" }));
-    form.append("payload", JSON.stringify({ kinds: ["image"], topK: 3 }));
+    form.append("payload", JSON.stringify({ kinds: ["image"], topK: 3, composer: "offline" }));
     const response = await fetch(`${loupe.url}/v1/chat`, { method: "POST", body: form });
     const result = (await response.json()) as ChatResult;
     expect(response.status, JSON.stringify(result).slice(0, 300)).toBe(200);
