@@ -416,7 +416,8 @@ export const settings = {
       .regex(/^https?:\/\//)
       .optional(),
     allowed: "http(s) URL of an OpenAI-compatible API, e.g. `http://localhost:11434/v1`",
-    description: "Base URL of the LLM endpoint (OpenAI, Azure OpenAI's `/openai/v1`, Ollama, vLLM). Unset: OpenAI's.",
+    description:
+      "Base URL of the LLM endpoint (OpenAI, Azure OpenAI's `/openai/v1`, Ollama, vLLM). Unset: OpenAI's.",
   },
   openaiApiKey: {
     env: "OPENAI_API_KEY",
@@ -467,7 +468,8 @@ export const settings = {
     schema: integer({ min: 1, max: 200 }),
     default: "20",
     allowed: "integer 1–200",
-    description: "Most earlier turns of a conversation a chat request may carry; older ones must be dropped by the client.",
+    description:
+      "Most earlier turns of a conversation a chat request may carry; older ones must be dropped by the client.",
   },
   chatMaxImages: {
     env: "LOUPE_CHAT_MAX_IMAGES",
@@ -491,7 +493,13 @@ export const configSchema = z.object(
 /** Loupe's validated configuration. Path settings are absolute. */
 export type Config = z.output<typeof configSchema>;
 
-const pathKeys = ["dataDir", "venvDir", "modelPack", "modelsDir", "promptsDir"] as const satisfies readonly SettingKey[];
+const pathKeys = [
+  "dataDir",
+  "venvDir",
+  "modelPack",
+  "modelsDir",
+  "promptsDir",
+] as const satisfies readonly SettingKey[];
 
 /** Options of {@link parseConfig}. */
 export interface ParseConfigOptions {

@@ -50,9 +50,9 @@ import { extractClaims, verifyClaims } from "./verify.ts";
 /** The model name that uses the configured LLM (or the offline composer when there is none). */
 export const DEFAULT_MODEL_NAME = "loupe";
 /** Longest question accepted, in characters. */
-export const MAX_CHAT_QUESTION_LENGTH = 2000;
+export const MAX_CHAT_QUESTION_LENGTH = 4000;
 /** Longest earlier turn accepted, in characters. */
-export const MAX_CHAT_TURN_LENGTH = 8000;
+export const MAX_CHAT_TURN_LENGTH = 20_000;
 /** Hits per retrieval list when the request names no `topK`. */
 export const DEFAULT_CHAT_TOP_K = 10;
 
@@ -62,7 +62,7 @@ const CITATION_MARK = /\[((?:img|seg|tri)_[A-Za-z0-9]{6,64}|att_\d{1,3})\]/g;
 
 /** Options of {@link createLoupeChain}. */
 export interface LoupeChainOptions {
-  search: Pick<SearchService, "embedText" | "imageBytes" | "getItem">;
+  search: Pick<SearchService, "embedText" | "imageBytes" | "getItem" | "logitScale">;
   store: Pick<VectorStore, "search">;
   models: Pick<ModelPack, "modelId" | "imageEmbedder" | "textEmbedder" | "vqaHead">;
   media: MediaReader;
@@ -253,6 +253,7 @@ export function createLoupeChain({
       lists: retrieval.lists,
       namedRecords: state.namedRecords ?? new Map(),
       inspectCandidates: llm !== undefined && state.request.composer !== "offline",
+      logitScale: await search.logitScale(),
       settings: groundingSettings,
     });
     state.timings.ground = elapsed(started);

@@ -12,6 +12,7 @@ import type { SearchHit, StoredRecord, StoredTriple } from "../store/index.ts";
 import type { FusedItem } from "./fusion.ts";
 import {
   COLORS_AND_SHAPES,
+  describeObject,
   type Intent,
   type ObjectMention,
   questionMeaningKey,
@@ -230,6 +231,8 @@ export interface GroundOptions {
   lists: Record<string, SearchHit[]>;
   /** Encode the top candidate images even when no VQA question is asked of them (an LLM reads them). */
   inspectCandidates?: boolean;
+  /** Softmax scale of the pack's image-text similarities (its trained logit scale). */
+  logitScale?: number;
   settings?: Partial<GroundingSettings>;
 }
 
@@ -249,6 +252,7 @@ export async function groundEvidence({
   lists,
   namedRecords = new Map(),
   inspectCandidates = false,
+  logitScale = 100,
   settings: given = {},
 }: GroundOptions): Promise<Evidence[]> {
   const settings = { ...DEFAULT_GROUNDING_SETTINGS, ...given };
@@ -394,6 +398,8 @@ export async function groundEvidence({
   }
 
   // Corpus questions about objects: the top retrieved images are checked for every object named.
+  let contrastive: Array<((imageEmbedding: Float32Array) => number) | undefined> | undefined;
+  const rankOf = new Map<Evidence, number>();
   for (const { item, duplicates } of retrieved) {
     if (evidence.some((entry) => entry.citation.id === item.id)) continue;
     const record = item.value;
@@ -407,6 +413,11 @@ export async function groundEvidence({
     };
     if (checkedImages.some((checked) => checked.item.id === item.id)) {
       const checks = intent.objects.map(objectCheck).filter((check) => check !== undefined);
+      contrastive ??= await contrastiveChecks({
+        models,
+        objects: intent.objects.filter((object) => objectCheck(object) !== undefined),
+        logitScale,
+      });
       const distributions = await cache.ask(
         item.id,
         checks.map((check) => check.question),
@@ -419,14 +430,63 @@ export async function groundEvidence({
         });
         if (finding !== undefined) entry.findings.push(finding);
       });
+      const { embedding } = await cache.encoded(item.id);
       entry.match = checks.reduce(
         (product, check, index) => product * check.score(distributions[index] ?? []),
         1,
       );
+      rankOf.set(
+        entry,
+        checks.reduce((product, check, index) => {
+          const vqa = check.score(distributions[index] ?? []);
+          const second = contrastive?.[index]?.(embedding);
+          return product * (second === undefined ? vqa : Math.sqrt(vqa * second));
+        }, 1),
+      );
     }
     evidence.push(entry);
   }
-  return evidence;
+  // Checked images in order of the combined judgement, so the first one that matches is the best.
+  const checkedEntries = evidence.filter((entry) => rankOf.has(entry));
+  checkedEntries.sort((left, right) => (rankOf.get(right) ?? 0) - (rankOf.get(left) ?? 0));
+  let next = 0;
+  return evidence.map((entry) => (rankOf.has(entry) ? (checkedEntries[next++] as Evidence) : entry));
+}
+
+/**
+ * A second opinion from the dual encoder on each colored shape a question names: the softmax, over the
+ * object and its nine one-attribute-off variants ("a yellow circle" against "a yellow hexagon", "an
+ * orange circle", …), of the image embedding's similarity to each. The VQA head and the contrastive
+ * towers err differently, so their geometric mean rejects more look-alikes than either alone.
+ */
+export async function contrastiveChecks({
+  models,
+  objects,
+  logitScale,
+}: {
+  models: Pick<GroundingModels, "textEmbedder">;
+  objects: readonly ObjectMention[];
+  logitScale: number;
+}): Promise<Array<((imageEmbedding: Float32Array) => number) | undefined>> {
+  return Promise.all(
+    objects.map(async (object) => {
+      const { color, shape } = object;
+      if (color === undefined || shape === undefined || (object.count ?? 1) !== 1) return undefined;
+      const variants = [
+        { color, shape },
+        ...COLORS_AND_SHAPES.filter((pair) => (pair.color === color) !== (pair.shape === shape)),
+      ];
+      const texts = variants.map((pair) => describeObject(pair));
+      const vectors = await models.textEmbedder.embed({ texts });
+      return (imageEmbedding: Float32Array) => {
+        const logits = vectors.map((vector) => cosineSimilarity(vector, imageEmbedding) * logitScale);
+        const max = Math.max(...logits);
+        const weights = logits.map((logit) => Math.exp(logit - max));
+        const total = weights.reduce((sum, weight) => sum + weight, 0);
+        return (weights[0] ?? 0) / total;
+      };
+    }),
+  );
 }
 
 async function matchOf(

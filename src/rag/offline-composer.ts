@@ -184,9 +184,8 @@ export function composeOffline({
         `No image in the corpus comes close to ${named}, so the corpus does not answer this question.`,
       );
     }
-    const matches = checked
-      .filter((entry) => (entry.match ?? 0) >= settings.matchThreshold)
-      .sort((left, right) => (right.match ?? 0) - (left.match ?? 0));
+    const matches = checked.filter((entry) => (entry.match ?? 0) >= settings.matchThreshold);
+    // Grounding put the checked images in order of its combined judgement; the first match is the best.
     const best = Math.max(...checked.map((entry) => entry.match ?? 0));
     if (matches.length === 0) {
       // Worded without "a <color> <shape>" so the sentence claims nothing about any single object.

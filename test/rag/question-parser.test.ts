@@ -29,7 +29,8 @@ describe("parseQuestion on every wording the generator uses", () => {
   cases.push({ variant: "count_all", type: "count", params: {} });
   for (const color of COLORS) {
     for (const shape of SHAPES) {
-      for (const variant of ["exist", "size", "position"]) cases.push({ variant, type: variant, params: { color, shape } });
+      for (const variant of ["exist", "size", "position"])
+        cases.push({ variant, type: variant, params: { color, shape } });
     }
   }
 
@@ -51,8 +52,12 @@ describe("parseQuestion on every wording the generator uses", () => {
   });
 
   it("gives reworded questions the same meaning key and different questions different keys", () => {
-    expect(questionMeaningKey("Which colour is the star?")).toBe(questionMeaningKey("Tell me the color of the star."));
-    expect(questionMeaningKey("What color is the star?")).not.toBe(questionMeaningKey("What color is the circle?"));
+    expect(questionMeaningKey("Which colour is the star?")).toBe(
+      questionMeaningKey("Tell me the color of the star."),
+    );
+    expect(questionMeaningKey("What color is the star?")).not.toBe(
+      questionMeaningKey("What color is the circle?"),
+    );
     expect(questionMeaningKey("Is the red star on the left or the right?")).toBe(
       questionMeaningKey("On which side is the red star?"),
     );

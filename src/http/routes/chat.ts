@@ -14,6 +14,7 @@ import { z } from "zod";
 import type { Config } from "../../config.ts";
 import { AppError, MediaError, ValidationError } from "../../errors.ts";
 import type { Logger } from "../../logger.ts";
+import { MAX_CHAT_QUESTION_LENGTH, MAX_CHAT_TURN_LENGTH } from "../../rag/chain.ts";
 import type { ChatEvent, ChatRequest, ChatTurn, LoupeChain } from "../../rag/types.ts";
 import { type ImageQuery, parseImageReference } from "../../search/index.ts";
 import { filterSpecSchema } from "../../store/index.ts";
@@ -22,10 +23,8 @@ import { type ErrorEnvelope, errorEnvelope, internalErrorMessage } from "../erro
 import { sseResponse } from "../sse.ts";
 import { imageFieldSchema, parseRequest, searchOptionsShape } from "./search.ts";
 
-/** Longest question of one turn, in characters. */
-export const MAX_CHAT_QUESTION_LENGTH = 4000;
-/** Longest content of an earlier turn, in characters (an assistant's answer with its citations). */
-export const MAX_CHAT_TURN_LENGTH = 20_000;
+// The chain owns the limits of a turn; the routes check them early to answer with a precise field.
+export { MAX_CHAT_QUESTION_LENGTH, MAX_CHAT_TURN_LENGTH } from "../../rag/chain.ts";
 /** Most citation ids one earlier turn may carry. */
 export const MAX_TURN_CITATIONS = 100;
 /** Most tokens a request may ask the LLM composer for (the ceiling of `LOUPE_LLM_MAX_TOKENS`). */
