@@ -5,6 +5,7 @@ import {
   markdownTableCells,
   parseConfig,
   readmeConfigTable,
+  redactConfig,
   renderConfigTable,
   settings,
   spliceConfigTable,
@@ -67,6 +68,17 @@ describe("parseConfig", () => {
       videoMaxFrames: 7200,
       videoTimeoutMs: 300_000,
       videoSyncMaxSeconds: 60,
+      promptsDir: "/srv/loupe/prompts",
+      llmModel: undefined,
+      openaiBaseUrl: undefined,
+      openaiApiKey: undefined,
+      llmTimeoutMs: 30_000,
+      llmMaxRetries: 2,
+      llmTemperature: 0.2,
+      llmMaxTokens: 512,
+      llmVision: false,
+      chatMaxTurns: 20,
+      chatMaxImages: 4,
     });
   });
 
@@ -159,12 +171,28 @@ describe("parseConfig", () => {
     ["LOUPE_INFERENCE_THREADS", "-1", "integer 0–256"],
     ["LOUPE_EXECUTION_PROVIDERS", "tpu", "comma-separated list of cpu, cuda"],
     ["LOUPE_MAX_IMAGE_FRAMES", "0", "integer 1–100000"],
+    ["OPENAI_BASE_URL", "localhost:11434/v1", "http(s) URL of an OpenAI-compatible API"],
+    ["OPENAI_BASE_URL", "file:///etc/passwd", "http(s) URL of an OpenAI-compatible API"],
+    ["LOUPE_LLM_TIMEOUT_MS", "5", "integer 100–600000"],
+    ["LOUPE_LLM_MAX_RETRIES", "11", "integer 0–10"],
+    ["LOUPE_LLM_TEMPERATURE", "2.5", "number 0–2"],
+    ["LOUPE_LLM_VISION", "yes", "`true` or `false`"],
+    ["LOUPE_CHAT_MAX_IMAGES", "0", "integer 1–32"],
   ])("rejects %s=%s, naming the variable, the value and what is allowed", (variable, value, allowed) => {
     const error = configError({ [variable]: value });
     expect(error.code).toBe("config_invalid");
     expect(error.message).toContain(`${variable}=${JSON.stringify(value)} is not allowed`);
     expect(error.message).toContain(allowed);
     expect(error.context).toEqual({ variables: [variable] });
+  });
+
+  it("never shows the LLM key, even when it is the invalid value", () => {
+    const key = "sk-".padEnd(5000, "x");
+    const error = configError({ OPENAI_API_KEY: key });
+    expect(error.message).toContain("OPENAI_API_KEY=(hidden)");
+    expect(error.message).not.toContain("sk-xx");
+    const config = parseConfig({ env: { OPENAI_API_KEY: "sk-secret" }, cwd: "/srv/loupe" });
+    expect(redactConfig(config).openaiApiKey).toBe("(hidden)");
   });
 
   it("lists every problem at once", () => {
