@@ -32,6 +32,7 @@ import {
   VisualCache,
 } from "./ground.ts";
 import { composeOffline, OFFLINE_MODEL_NAME, type OfflineAnswer } from "./offline-composer.ts";
+import { AnswerGuard, neutralize } from "./output-guard.ts";
 import { type QueryVector, type RetrievalResult, retrieveCandidates } from "./retrieve.ts";
 import type {
   AnswerComposer,
@@ -308,6 +309,13 @@ export function createLoupeChain({
       composed = writeOffline();
     } else {
       let streamed = "";
+      const guard = new AnswerGuard();
+      const relay = (text: string) => {
+        if (text.length === 0) return;
+        streamed += text;
+        emitCitations(streamed);
+        state.emit({ type: "answer-delta", data: { text } });
+      };
       try {
         const images = await imagesForLlm({ llm, state, evidence });
         const output = await llm.compose(
@@ -321,13 +329,12 @@ export function createLoupeChain({
             ...(request.maxTokens === undefined ? {} : { maxTokens: request.maxTokens }),
             ...(request.signal === undefined ? {} : { signal: request.signal }),
           },
-          (text) => {
-            streamed += text;
-            emitCitations(streamed);
-            state.emit({ type: "answer-delta", data: { text } });
-          },
+          (text) => relay(guard.push(text)),
         );
-        composed = { ...output, composer: "llm" };
+        relay(guard.flush());
+        if (streamed.length === 0) relay(neutralize(output.text));
+        // The answer is what was streamed, neutralised the same way.
+        composed = { ...output, text: streamed, composer: "llm" };
       } catch (error) {
         checkAborted(request.signal);
         const code = error instanceof AppError ? error.code : "llm_failed";

