@@ -489,12 +489,121 @@ describe("hostile triples (POST /v1/triples)", () => {
   });
 });
 
+describe("hostile chat requests (POST /v1/chat, /v1/chat/completions)", () => {
+  const chat = (body: unknown) => () => world.postJson("/v1/chat", body);
+  const completions = (body: unknown) => () => world.postJson("/v1/chat/completions", body);
+  const dataUrl = (bytes: Buffer, type = "image/png") => `data:${type};base64,${bytes.toString("base64")}`;
+
+  it("a question over the length limit", async () => {
+    await expectRefused(world, chat({ question: "a".repeat(4001) }), { status: 400, says: [/4000/] });
+  });
+
+  it("more images than LOUPE_CHAT_MAX_IMAGES", async () => {
+    const image = dataUrl(images.png);
+    await expectRefused(
+      world,
+      chat({ question: "what is this?", images: [image, image, image, image, image] }),
+      {
+        status: 400,
+        says: [/5/, /4/],
+      },
+    );
+  });
+
+  it("more earlier turns than LOUPE_CHAT_MAX_TURNS", async () => {
+    const history = Array.from({ length: 21 }, (_, index) => ({
+      role: index % 2 === 0 ? "user" : "assistant",
+      content: "hello",
+    }));
+    await expectRefused(world, chat({ question: "and then?", history }), { status: 400, says: [/21/, /20/] });
+  });
+
+  it("a corrupt attached image", async () => {
+    await expectRefused(
+      world,
+      chat({ question: "what color is the star?", images: [dataUrl(truncated(images.png))] }),
+      {
+        status: [400, 415, 422],
+        says: [/decode|read error|corrupt/i, allowedImageFormats],
+      },
+    );
+  });
+
+  it("a decompression bomb attached", async () => {
+    await expectRefused(world, chat({ question: "what color is the star?", images: [dataUrl(pngBomb())] }), {
+      status: [400, 413, 422],
+      says: [/pixels|MP|GP/i, /LOUPE_MAX_IMAGE_PIXELS|limit/],
+    });
+  });
+
+  it("a filter given as an expression string", async () => {
+    await expectRefused(world, chat({ question: "a red circle", filter: 'tenant != "" or true' }), {
+      status: 400,
+      says: [/expression strings are not accepted/, /field, op, value/],
+    });
+  });
+
+  it("an image URL to the metadata service", async () => {
+    await expectRefused(
+      world,
+      completions({
+        model: "loupe",
+        messages: [
+          {
+            role: "user",
+            content: [
+              { type: "text", text: "what is this?" },
+              { type: "image_url", image_url: { url: "http://169.254.169.254/latest/meta-data/" } },
+            ],
+          },
+        ],
+      }),
+      { status: [400, 422], says: [/169\.254\.169\.254/, /public|not allowed|refused/i] },
+    );
+  });
+
+  it("an unknown model", async () => {
+    await expectRefused(
+      world,
+      completions({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] }),
+      { status: 404, code: "model_not_found", says: [/gpt-4o/, /loupe-offline/] },
+    );
+  });
+
+  it("a conversation that ends with the assistant", async () => {
+    await expectRefused(
+      world,
+      completions({
+        model: "loupe",
+        messages: [
+          { role: "user", content: "hi" },
+          { role: "assistant", content: "hello" },
+        ],
+      }),
+      { status: 400, says: [/last message/i, /user/] },
+    );
+  });
+
+  it("an attached item id that does not exist", async () => {
+    await expectRefused(
+      world,
+      chat({ question: "what color is the star?", images: ["img_0123456789abcdef0123456789abcdef"] }),
+      {
+        status: 404,
+        says: [/img_0123456789abcdef0123456789abcdef/],
+      },
+    );
+  });
+});
+
 describe("bodies far over the limits", () => {
   it.each([
     ["/v1/images", "multipart/form-data; boundary=x"],
     ["/v1/videos", "multipart/form-data; boundary=x"],
     ["/v1/search", "application/json"],
     ["/v1/triples", "application/json"],
+    ["/v1/chat", "application/json"],
+    ["/v1/chat/completions", "application/json"],
   ])("%s announcing a 10 GiB body is answered before the body is read", async (pathname, contentType) => {
     await expectRefused(
       world,
@@ -533,5 +642,12 @@ describe("after the hostile cases", () => {
       files: [{ bytes: await validVideo({ dir: scratch }), name: "ok.mp4", type: "video/mp4" }],
     });
     expect(video.status, await video.clone().text()).toBeLessThan(300);
+
+    const answer = await world.postJson("/v1/chat", {
+      question: "What color is the circle?",
+      images: [images.png.toString("base64")],
+    });
+    expect(answer.status, await answer.clone().text()).toBe(200);
+    expect(((await answer.json()) as { citations: Array<{ id: string }> }).citations[0]?.id).toBe("att_1");
   });
 });
