@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { AppError } from "../errors.ts";
+import { registerEvalCommand } from "./commands/eval.ts";
 import { registerIngestCommand } from "./commands/ingest.ts";
 import { registerModelsCommand } from "./commands/models.ts";
 import { registerSearchCommand } from "./commands/search.ts";
@@ -26,6 +27,7 @@ registerModelsCommand(program);
 registerSynthCommand(program);
 registerSearchCommand(program);
 registerIngestCommand(program);
+registerEvalCommand(program);
 
 try {
   await program.parseAsync(process.argv);
