@@ -70,7 +70,7 @@ export interface LoupeChainOptions {
   /** The LLM composer; without it the offline composer writes every answer. */
   llm?: AnswerComposer;
   logger: Logger;
-  config: Pick<Config, "chatMaxTurns" | "chatMaxImages">;
+  config: Pick<Config, "chatMaxTurns" | "chatMaxImages" | "maxImagePixels">;
   grounding?: Partial<GroundingSettings>;
 }
 
@@ -417,7 +417,7 @@ export function createLoupeChain({
       emit,
       started,
       timings: { embed: 0, retrieve: 0, ground: 0, compose: 0, verify: 0, total: 0 },
-      cache: new VisualCache({ models }),
+      cache: new VisualCache({ models, maxImagePixels: config.maxImagePixels }),
       kinds,
       topK,
       ...(filter === undefined ? {} : { filter }),

@@ -7,6 +7,7 @@
  */
 import type { ImageTokens, ModelPack, VqaAnswer } from "../inference/index.ts";
 import { cosineSimilarity } from "../inference/index.ts";
+import { type HalfMasks, maskHalves } from "../media/half-mask.ts";
 import type { MediaReader } from "../search/index.ts";
 import type { SearchHit, StoredRecord, StoredTriple } from "../store/index.ts";
 import type { FusedItem } from "./fusion.ts";
@@ -64,9 +65,13 @@ export class VisualCache {
   readonly #loaders = new Map<string, () => Promise<Uint8Array>>();
   readonly #bytes = new Map<string, Promise<Uint8Array>>();
   readonly #encoded = new Map<string, Promise<Encoded>>();
+  readonly #halves = new Map<string, Promise<HalfMasks>>();
 
-  constructor({ models }: { models: GroundingModels }) {
+  readonly #maxImagePixels: number;
+
+  constructor({ models, maxImagePixels = 40_000_000 }: { models: GroundingModels; maxImagePixels?: number }) {
     this.#models = models;
+    this.#maxImagePixels = maxImagePixels;
   }
 
   /** Registers how to read an evidence's image; nothing is read until asked. */
@@ -122,14 +127,65 @@ export class VisualCache {
     return encoded;
   }
 
-  /** Full answer distributions (every answer, most probable first) for questions about one image. */
+  /**
+   * Full answer distributions (every answer, most probable first) for questions about one image. Position
+   * questions ("Is the red star on the left or the right?") are answered by {@link VisualCache.askPosition}.
+   */
   async ask(evidenceId: string, questions: readonly string[]): Promise<VqaAnswer[][]> {
     const head = this.#models.vqaHead;
     if (head === undefined || questions.length === 0) return questions.map(() => []);
     const { tokens } = await this.encoded(evidenceId);
-    return head.answerMany({ image: tokens, questions, topK: head.answers.length });
+    const answers = await head.answerMany({ image: tokens, questions, topK: head.answers.length });
+    return Promise.all(
+      questions.map(async (question, index) => {
+        const position = POSITION_QUESTION.exec(question);
+        if (position === null) return answers[index] ?? [];
+        return this.askPosition(evidenceId, `Is there a ${position[1]} ${position[2]}?`);
+      }),
+    );
+  }
+
+  /**
+   * Which side an object is on, from two presence questions: the image with its right half painted over
+   * and the image with its left half painted over are each asked `presence` ("Is there a red star?"),
+   * and the side whose copy answers "yes" more surely wins. The head's own left/right answer is far less
+   * reliable than its presence answers, and this keeps the answer in the head's vocabulary.
+   */
+  async askPosition(evidenceId: string, presence: string): Promise<VqaAnswer[]> {
+    const head = this.#models.vqaHead;
+    if (head === undefined) return [];
+    let halves = this.#halves.get(evidenceId);
+    if (halves === undefined) {
+      halves = this.bytes(evidenceId).then((bytes) => maskHalves({ bytes, maxPixels: this.#maxImagePixels }));
+      this.#halves.set(evidenceId, halves);
+      const shared = halves;
+      this.register(`${evidenceId}#left`, async () => (await shared).left);
+      this.register(`${evidenceId}#right`, async () => (await shared).right);
+    }
+    await halves;
+    await this.encodeMany([`${evidenceId}#left`, `${evidenceId}#right`]);
+    const [left, right] = await Promise.all(
+      (["left", "right"] as const).map(async (side) => {
+        const { tokens } = await this.encoded(`${evidenceId}#${side}`);
+        const [distribution] = await head.answerMany({
+          image: tokens,
+          questions: [presence],
+          topK: head.answers.length,
+        });
+        return probabilityOf(distribution ?? [], "yes");
+      }),
+    );
+    const total = (left ?? 0) + (right ?? 0);
+    const pLeft = total === 0 ? 0.5 : (left ?? 0) / total;
+    const sides = [
+      { answer: "left", probability: pLeft },
+      { answer: "right", probability: 1 - pLeft },
+    ];
+    return sides.sort((a, b) => b.probability - a.probability);
   }
 }
+
+const POSITION_QUESTION = /^Is the (\w+) (\w+) on the left or the right\?$/;
 
 /** The probability a full answer distribution gives `answer`. */
 export function probabilityOf(distribution: readonly VqaAnswer[], answer: string): number {
