@@ -27,6 +27,8 @@ import type { TurnImage } from "./understand.ts";
 export interface GroundingSettings {
   /** Retrieved images the VQA head looks at for corpus questions. */
   imagesToGround: number;
+  /** Retrieved images a question about one image is put to when the turn has no image. */
+  imagesForImageQuestions: number;
   /** Evidence kept after fusion (besides the turn's images). */
   maxEvidence: number;
   /** Cosine of two image embeddings above which the lower-ranked one is a near-duplicate. */
@@ -41,6 +43,7 @@ export interface GroundingSettings {
 
 export const DEFAULT_GROUNDING_SETTINGS: GroundingSettings = {
   imagesToGround: 6,
+  imagesForImageQuestions: 3,
   maxEvidence: 8,
   duplicateCosine: 0.985,
   tripleImageCosine: 0.95,
@@ -335,9 +338,14 @@ export async function groundEvidence({
   // Candidate images are encoded (for near-duplicates and the VQA head) only where someone looks at
   // them: corpus questions about objects, and an LLM that reads the evidence list.
   const checkCorpus = (intent.type === "exist" || intent.type === "find") && intent.corpusScope;
+  // A question about one image with no image in the turn is put to the closest retrieved images.
+  const askRetrieved =
+    images.length === 0 &&
+    ["color", "shape", "count", "size", "position"].includes(intent.type) &&
+    vqaQuestionsFor(intent).length > 0;
   const imageCandidates = kept.filter((entry) => entry.item.value.kind === "image");
   const toEncode =
-    checkCorpus || inspectCandidates
+    checkCorpus || askRetrieved || inspectCandidates
       ? imageCandidates.slice(0, settings.imagesToGround + 2).map((entry) => entry.item.id)
       : [];
   await cache.encodeMany([...images.map((image) => image.evidenceId), ...toEncode]);
@@ -360,9 +368,12 @@ export async function groundEvidence({
   const remaining = kept.filter((entry) => !dropped.has(entry.item.id));
   // For corpus questions about objects the images to check come first, whatever their fused rank
   // among segments and triples.
-  const checkedImages = checkCorpus
-    ? remaining.filter((entry) => entry.item.value.kind === "image").slice(0, settings.imagesToGround)
-    : [];
+  const checkedImages =
+    checkCorpus || askRetrieved
+      ? remaining
+          .filter((entry) => entry.item.value.kind === "image")
+          .slice(0, checkCorpus ? settings.imagesToGround : settings.imagesForImageQuestions)
+      : [];
   const retrieved = [...checkedImages, ...remaining.filter((entry) => !checkedImages.includes(entry))].slice(
     0,
     Math.max(settings.maxEvidence, checkedImages.length),
@@ -467,7 +478,17 @@ export async function groundEvidence({
       ...(record.kind === "video_segment" ? { videoId: record.videoId } : {}),
       ...(duplicates.length > 0 ? { duplicates } : {}),
     };
-    if (checkedImages.some((checked) => checked.item.id === item.id)) {
+    if (askRetrieved && checkedImages.some((checked) => checked.item.id === item.id)) {
+      const distributions = await cache.ask(item.id, questions);
+      questions.forEach((question, index) => {
+        const finding = toFinding({
+          question,
+          distribution: distributions[index] ?? [],
+          alternatives: settings.alternatives,
+        });
+        if (finding !== undefined) entry.findings.push(finding);
+      });
+    } else if (checkedImages.some((checked) => checked.item.id === item.id)) {
       const checks = intent.objects.map(objectCheck).filter((check) => check !== undefined);
       contrastive ??= await contrastiveChecks({
         models,

@@ -210,6 +210,32 @@ export function composeOffline({
   }
 
   if (["color", "shape", "count", "size", "position"].includes(intent.type)) {
+    // No image in the turn: what the head says about the closest matches, clearly marked as such.
+    const about = evidence.filter(
+      (entry) => entry.findings.length > 0 && !turnImageIds.includes(entry.citation.id),
+    );
+    if (about.length > 0) {
+      const sentences = about.flatMap((entry) => {
+        const finding = entry.findings[0];
+        return finding === undefined
+          ? []
+          : [
+              sentenceFor({
+                intent,
+                object: intent.objects[0],
+                finding,
+                evidenceId: entry.citation.id,
+                settings,
+              }),
+            ];
+      });
+      const confidence = Math.min(...about.map((entry) => entry.findings[0]?.probability ?? 0)) / 2;
+      return {
+        text: `No image is attached or named, so this is about the closest matches in the corpus: ${sentences.join(" ")}`,
+        answered: true,
+        confidence: round(confidence),
+      };
+    }
     return decline(
       `This question is about one image, and none is attached or named. Attach the image, or name a stored item by its id (img_…), and ask again.`,
     );

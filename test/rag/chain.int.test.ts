@@ -301,6 +301,20 @@ describe("the retrieval chain on a Shapes World corpus (offline composer)", () =
     expect(followUp.answer).toMatch(/^There (is|are) (probably )?\d blue object/);
   }, 120_000);
 
+  it("puts a question about one image, asked without one, to the closest matches and says so", async () => {
+    const result = await ask("What color is the star?");
+    expect(result.answered).toBe(true);
+    expect(result.answer).toMatch(/^No image is attached or named, so this is about the closest matches/);
+    const cited = result.citations.filter((citation) => citation.kind === "image");
+    expect(cited.length).toBeGreaterThanOrEqual(1);
+    for (const citation of cited) {
+      const finding = result.evidence.find((entry) => entry.citation.id === citation.id)?.findings[0];
+      expect(finding?.question).toBe("What color is the star?");
+      expect(result.answer).toContain(`${finding?.answer} [${citation.id}]`);
+    }
+    expect(result.confidence).toBeLessThanOrEqual(0.5);
+  }, 60_000);
+
   it("declines questions the corpus does not answer", async () => {
     for (const question of [
       "Who painted the Mona Lisa?",
