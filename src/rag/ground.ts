@@ -108,17 +108,18 @@ export class VisualCache {
       return encoded;
     })();
     missing.forEach((id, index) => {
-      this.#encoded.set(
-        id,
-        batch.then((encoded) => {
-          const embedding = encoded.embeddings[index];
-          const tokens = encoded.tokens?.[index];
-          if (embedding === undefined || tokens === undefined) {
-            throw new Error("unreachable: the vision tower returned fewer outputs than images");
-          }
-          return { embedding, tokens };
-        }),
-      );
+      const one = batch.then((encoded) => {
+        const embedding = encoded.embeddings[index];
+        const tokens = encoded.tokens?.[index];
+        if (embedding === undefined || tokens === undefined) {
+          throw new Error("unreachable: the vision tower returned fewer outputs than images");
+        }
+        return { embedding, tokens };
+      });
+      // The failure reaches the caller through `await batch`; whoever asks for this image later gets it
+      // again from the stored promise. Without a handler here it would also surface as unhandled.
+      one.catch(() => undefined);
+      this.#encoded.set(id, one);
     });
     await batch;
   }
