@@ -39,14 +39,35 @@ export interface SseResponseOptions {
   headers?: Record<string, string>;
 }
 
+/** Options of {@link eventStreamResponse}. */
+export interface EventStreamOptions {
+  /** Makes the wire frames to send, in order (each ends with a blank line); `signal` aborts when the client goes away. */
+  frames: (signal: AbortSignal) => AsyncIterator<string>;
+  /** Frame sent when the source throws, before the stream ends. */
+  failureFrame?: string;
+  /** Comment sent first, so proxies and clients see the stream open at once. */
+  openComment?: boolean;
+  /** Interval of keep-alive comments, in milliseconds (0: none). */
+  keepAliveMs?: number;
+  /** Response headers besides the SSE ones. */
+  headers?: Record<string, string>;
+}
+
 /**
- * A `text/event-stream` response streaming `events`. An error thrown by the source ends the stream
- * after an `error` event with a fixed message; the source is responsible for its own detailed events.
+ * A `text/event-stream` response of wire frames: keep-alive comments at an interval, the source closed
+ * (its `return` called) when the client goes away, the stream closed once the source ends. Both Loupe's
+ * named events ({@link sseResponse}) and OpenAI's `data:` chunks are written through it.
  */
-export function sseResponse({ events, keepAliveMs = 15_000, headers = {} }: SseResponseOptions): Response {
+export function eventStreamResponse({
+  frames,
+  failureFrame,
+  openComment = false,
+  keepAliveMs = 15_000,
+  headers = {},
+}: EventStreamOptions): Response {
   const encoder = new TextEncoder();
   const abort = new AbortController();
-  const iterator = events(abort.signal)[Symbol.asyncIterator]();
+  const iterator = frames(abort.signal);
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
   const stream = new ReadableStream<Uint8Array>({
@@ -55,21 +76,16 @@ export function sseResponse({ events, keepAliveMs = 15_000, headers = {} }: SseR
         if (!closed) controller.enqueue(encoder.encode(text));
       };
       if (keepAliveMs > 0) timer = setInterval(() => send(": keep-alive\n\n"), keepAliveMs);
-      send(": stream open\n\n");
+      if (openComment) send(": stream open\n\n");
       void (async () => {
         try {
           while (!closed) {
             const next = await iterator.next();
             if (next.done === true) break;
-            send(formatSseEvent(next.value));
+            send(next.value);
           }
         } catch {
-          send(
-            formatSseEvent({
-              event: "error",
-              data: { error: { code: "internal_error", message: "The event stream failed." } },
-            }),
-          );
+          if (failureFrame !== undefined) send(failureFrame);
         } finally {
           clearInterval(timer);
           if (!closed) {
@@ -94,5 +110,36 @@ export function sseResponse({ events, keepAliveMs = 15_000, headers = {} }: SseR
       "x-accel-buffering": "no",
       ...headers,
     },
+  });
+}
+
+/**
+ * A `text/event-stream` response streaming `events`. An error thrown by the source ends the stream
+ * after an `error` event with a fixed message; the source is responsible for its own detailed events.
+ */
+export function sseResponse({ events, keepAliveMs = 15_000, headers = {} }: SseResponseOptions): Response {
+  return eventStreamResponse({
+    frames: (signal) => {
+      const source = events(signal)[Symbol.asyncIterator]();
+      return {
+        next: async () => {
+          const next = await source.next();
+          return next.done === true
+            ? { done: true, value: undefined }
+            : { done: false, value: formatSseEvent(next.value) };
+        },
+        return: async () => {
+          await source.return?.();
+          return { done: true, value: undefined };
+        },
+      };
+    },
+    failureFrame: formatSseEvent({
+      event: "error",
+      data: { error: { code: "internal_error", message: "The event stream failed." } },
+    }),
+    openComment: true,
+    keepAliveMs,
+    headers,
   });
 }

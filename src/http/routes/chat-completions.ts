@@ -17,6 +17,7 @@ import type { ChatEvent, ChatRequest, ChatResult, ChatTurn, LoupeChain } from ".
 import { type ImageQuery, parseImageReference } from "../../search/index.ts";
 import { filterSpecSchema } from "../../store/index.ts";
 import type { AppContext, AppEnv } from "../context.ts";
+import { eventStreamResponse } from "../sse.ts";
 import {
   type ChatLimits,
   chatBodyLimit,
@@ -392,63 +393,35 @@ async function readCompletionRequest(c: AppContext): Promise<CompletionRequest> 
   return parseRequest(chatCompletionRequestSchema, body);
 }
 
-const encoder = new TextEncoder();
-
 /**
  * A `text/event-stream` of unnamed `data:` events, OpenAI's streaming format: each chunk as JSON, then
- * `data: [DONE]` when the chunks end. Keep-alive comments keep proxies from closing a quiet stream;
- * `signal` aborts when the client goes away.
+ * `data: [DONE]` when the chunks end. `signal` aborts when the client goes away.
  */
 function dataStreamResponse({
   chunks,
-  keepAliveMs = 15_000,
 }: {
   /** Yields the chunks; returns `done` to end with `data: [DONE]`, `error` after an error chunk. */
   chunks: (signal: AbortSignal) => AsyncGenerator<unknown, "done" | "error">;
-  keepAliveMs?: number;
 }): Response {
-  const abort = new AbortController();
-  const iterator = chunks(abort.signal);
-  let timer: NodeJS.Timeout | undefined;
-  let closed = false;
-  const stream = new ReadableStream<Uint8Array>({
-    start(controller) {
-      const send = (text: string) => {
-        if (!closed) controller.enqueue(encoder.encode(text));
+  return eventStreamResponse({
+    frames: (signal) => {
+      const source = chunks(signal);
+      let ended = false;
+      return {
+        next: async () => {
+          if (ended) return { done: true, value: undefined };
+          const next = await source.next();
+          if (next.done !== true) return { done: false, value: `data: ${JSON.stringify(next.value)}\n\n` };
+          ended = true;
+          return next.value === "done"
+            ? { done: false, value: "data: [DONE]\n\n" }
+            : { done: true, value: undefined };
+        },
+        return: async () => {
+          await source.return("error");
+          return { done: true, value: undefined };
+        },
       };
-      if (keepAliveMs > 0) timer = setInterval(() => send(": keep-alive\n\n"), keepAliveMs);
-      void (async () => {
-        try {
-          while (!closed) {
-            const next = await iterator.next();
-            if (next.done === true) {
-              if (next.value === "done") send("data: [DONE]\n\n");
-              break;
-            }
-            send(`data: ${JSON.stringify(next.value)}\n\n`);
-          }
-        } finally {
-          clearInterval(timer);
-          if (!closed) {
-            closed = true;
-            controller.close();
-          }
-        }
-      })();
-    },
-    async cancel() {
-      closed = true;
-      clearInterval(timer);
-      abort.abort();
-      await iterator.return("error");
-    },
-  });
-  return new Response(stream, {
-    status: 200,
-    headers: {
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache, no-transform",
-      "x-accel-buffering": "no",
     },
   });
 }
