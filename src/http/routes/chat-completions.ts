@@ -17,6 +17,7 @@ import type { ChatEvent, ChatRequest, ChatResult, ChatTurn, LoupeChain } from ".
 import { type ImageQuery, parseImageReference } from "../../search/index.ts";
 import { filterSpecSchema } from "../../store/index.ts";
 import type { AppContext, AppEnv } from "../context.ts";
+import { readJsonObject } from "../json-body.ts";
 import { eventStreamResponse } from "../sse.ts";
 import {
   type ChatLimits,
@@ -381,15 +382,7 @@ async function readCompletionRequest(c: AppContext): Promise<CompletionRequest> 
       `Unsupported content type ${JSON.stringify(contentType.slice(0, 80))}; send application/json.`,
     );
   }
-  let body: unknown;
-  try {
-    body = await c.req.json();
-  } catch {
-    throw new ValidationError("The request body is not valid JSON.");
-  }
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    throw new ValidationError("The request body must be a JSON object.");
-  }
+  const body = await readJsonObject(c);
   return parseRequest(chatCompletionRequestSchema, body);
 }
 

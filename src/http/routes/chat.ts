@@ -20,6 +20,7 @@ import { type ImageQuery, parseImageReference } from "../../search/index.ts";
 import { filterSpecSchema } from "../../store/index.ts";
 import type { AppContext, AppEnv } from "../context.ts";
 import { type ErrorEnvelope, errorEnvelope, internalErrorMessage } from "../errors.ts";
+import { readJsonObject } from "../json-body.ts";
 import { sseResponse } from "../sse.ts";
 import { imageFieldSchema, parseRequest, searchOptionsShape } from "./search.ts";
 
@@ -312,15 +313,7 @@ async function readChatBody(
     return { fields, uploads };
   }
   if (contentType.startsWith("application/json") || contentType === "") {
-    let body: unknown;
-    try {
-      body = await c.req.json();
-    } catch {
-      throw new ValidationError("The request body is not valid JSON.");
-    }
-    if (typeof body !== "object" || body === null || Array.isArray(body)) {
-      throw new ValidationError("The request body must be a JSON object.");
-    }
+    const body = await readJsonObject(c);
     return { fields: body, uploads: [] };
   }
   throw new ValidationError(

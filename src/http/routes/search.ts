@@ -19,6 +19,7 @@ import {
 } from "../../search/index.ts";
 import { filterSpecSchema } from "../../store/index.ts";
 import type { AppContext, AppEnv } from "../context.ts";
+import { readJsonObject } from "../json-body.ts";
 
 /** Query routes' limits, from the configuration. */
 export interface QueryLimits {
@@ -130,16 +131,8 @@ export async function readRequestFields(c: AppContext): Promise<RequestFields> {
     return { fields, files, multipart: true };
   }
   if (contentType.startsWith("application/json") || contentType === "") {
-    let body: unknown;
-    try {
-      body = await c.req.json();
-    } catch {
-      throw new ValidationError("The request body is not valid JSON.");
-    }
-    if (typeof body !== "object" || body === null || Array.isArray(body)) {
-      throw new ValidationError("The request body must be a JSON object.");
-    }
-    return { fields: body as Record<string, unknown>, files: new Map(), multipart: false };
+    const body = await readJsonObject(c);
+    return { fields: body, files: new Map(), multipart: false };
   }
   throw new ValidationError(
     `Unsupported content type ${JSON.stringify(contentType.slice(0, 80))}; send application/json or multipart/form-data.`,
