@@ -389,7 +389,7 @@ export async function groundEvidence({
     const findings: Finding[] = [];
     let citation = attachmentCitation(turnImage.evidenceId);
     let text = "";
-    if (!turnImage.attached) {
+    if ("id" in turnImage.image) {
       const record = namedRecords.get(turnImage.evidenceId);
       if (record !== undefined) {
         citation = citationOf(record, 1);
@@ -415,7 +415,7 @@ export async function groundEvidence({
       if (intent.type === "exist" || intent.type === "find") {
         evidence.push({
           citation,
-          attachment: turnImage.attached,
+          attachment: turnImage.attached && !("id" in turnImage.image),
           text,
           findings,
           match: await matchOf(cache, turnImage.evidenceId, intent.objects),
@@ -423,7 +423,7 @@ export async function groundEvidence({
         continue;
       }
     }
-    evidence.push({ citation, attachment: turnImage.attached, text, findings });
+    evidence.push({ citation, attachment: turnImage.attached && !("id" in turnImage.image), text, findings });
   }
 
   // Stored answers for near-copies of an attached image, asked with a question of the same meaning.

@@ -17,7 +17,7 @@ import type { ChatTurn } from "./types.ts";
 
 /** An image the turn is about, with the evidence id it is cited by. */
 export interface TurnImage {
-  /** `att_<n>` for images sent in the conversation, the item id for stored items named by id. */
+  /** `att_<n>` for image bytes sent in the conversation, the item id for stored items (sent or named by id). */
   evidenceId: string;
   image: ImageQuery;
   /** True for images sent by the user (bytes or ids in `images`); false for items named in the text. */
@@ -114,15 +114,21 @@ export function understandTurn({
 
   let selected: number[] = current;
   if (selected.length === 0 && !intent.corpusScope && lastTurnImages.length > 0) selected = lastTurnImages;
-  const turnImages: TurnImage[] = selected.map((index) => ({
-    evidenceId: `att_${index + 1}`,
-    image: sent[index] as ImageQuery,
-    attached: true,
-  }));
+  // A stored item sent by id is cited by its own id (with its media URLs); sent bytes are `att_<n>`.
+  const turnImages: TurnImage[] = [];
+  for (const index of selected) {
+    const image = sent[index] as ImageQuery;
+    const evidenceId = "id" in image ? image.id : `att_${index + 1}`;
+    if (!turnImages.some((entry) => entry.evidenceId === evidenceId)) {
+      turnImages.push({ evidenceId, image, attached: true });
+    }
+  }
 
   // Stored images named in the question ("how many stars are in img_…?") are looked at like attachments.
   for (const id of intent.ids) {
-    if (STORED_IMAGE_ID.test(id)) turnImages.push({ evidenceId: id, image: { id }, attached: false });
+    if (STORED_IMAGE_ID.test(id) && !turnImages.some((entry) => entry.evidenceId === id)) {
+      turnImages.push({ evidenceId: id, image: { id }, attached: false });
+    }
   }
   // "and in that image?" after an answer that cited stored images: the first cited image.
   if (turnImages.length === 0 && !intent.corpusScope && parsed.followUp) {
