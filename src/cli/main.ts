@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { AppError } from "../errors.ts";
+import { registerAskCommand } from "./commands/ask.ts";
 import { registerEvalCommand } from "./commands/eval.ts";
 import { registerIngestCommand } from "./commands/ingest.ts";
 import { registerModelsCommand } from "./commands/models.ts";
@@ -26,6 +27,7 @@ registerServeCommand(program);
 registerModelsCommand(program);
 registerSynthCommand(program);
 registerSearchCommand(program);
+registerAskCommand(program);
 registerIngestCommand(program);
 registerEvalCommand(program);
 
