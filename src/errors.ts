@@ -120,3 +120,13 @@ export class LlmError extends AppError {
     super(options.code ?? "llm_failed", options.status ?? 502, message, options);
   }
 }
+
+/**
+ * ` (got "…")` for a scalar value a caller sent, cut to 60 characters, for messages that must show the
+ * offending value; empty for anything else (objects, lists and absent values are not shown).
+ */
+export function shownValue(value: unknown): string {
+  if (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean") return "";
+  const text = typeof value === "string" && value.length > 60 ? `${value.slice(0, 60)}…` : value;
+  return ` (got ${JSON.stringify(text)})`;
+}

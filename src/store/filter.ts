@@ -11,7 +11,7 @@
  * and no LIKE escapes (Lite ignores them once a JSON path is in the same expression).
  */
 import { z } from "zod";
-import { ValidationError } from "../errors.ts";
+import { shownValue, ValidationError } from "../errors.ts";
 import type { RecordKind } from "./record-id.ts";
 
 /** Filter operators. */
@@ -346,7 +346,7 @@ function describeIssues(error: z.ZodError): string {
     .slice(0, 5)
     .map(
       (issue) =>
-        `${issue.path.length > 0 ? `filter${issue.path.map((part) => `[${String(part)}]`).join("")}` : "filter"}: ${issue.message}`,
+        `${issue.path.length > 0 ? `filter${issue.path.map((part) => `[${String(part)}]`).join("")}` : "filter"}: ${issue.message}${shownValue((issue as { input?: unknown }).input)}`,
     )
     .join("; ");
 }
@@ -357,10 +357,10 @@ function describeIssues(error: z.ZodError): string {
  * @throws ValidationError naming each problem and what is allowed.
  */
 export function parseFilterSpec(input: unknown): FilterSpec {
-  const result = filterSpecSchema.safeParse(input);
+  const result = filterSpecSchema.safeParse(input, { reportInput: true });
   if (!result.success) {
     throw new ValidationError(`Invalid filter: ${describeIssues(result.error)}.`, {
-      context: { issues: result.error.issues.slice(0, 10) },
+      context: { issues: result.error.issues.slice(0, 10).map(({ input: _input, ...issue }) => issue) },
     });
   }
   return result.data;

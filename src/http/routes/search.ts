@@ -9,7 +9,7 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
-import { MediaError, ValidationError } from "../../errors.ts";
+import { MediaError, shownValue, ValidationError } from "../../errors.ts";
 import {
   type ImageQuery,
   MAX_SEARCH_TOP_K,
@@ -181,7 +181,9 @@ function describeIssues(error: z.ZodError): string {
       if (issue.code === "unrecognized_keys" && issue.path.length === 0) {
         return `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((key) => JSON.stringify(key)).join(", ")}`;
       }
-      return where.length > 0 ? `${where}: ${issue.message}` : issue.message;
+      return where.length > 0
+        ? `${where}: ${issue.message}${shownValue((issue as { input?: unknown }).input)}`
+        : `${issue.message}${shownValue((issue as { input?: unknown }).input)}`;
     })
     .join("; ");
 }
@@ -192,10 +194,11 @@ function describeIssues(error: z.ZodError): string {
  * @throws ValidationError listing each problem with its field.
  */
 export function parseRequest<Schema extends z.ZodType>(schema: Schema, input: unknown): z.output<Schema> {
-  const result = schema.safeParse(input);
+  const result = schema.safeParse(input, { reportInput: true });
   if (!result.success) {
     throw new ValidationError(`Invalid request: ${describeIssues(result.error)}.`, {
-      context: { issues: result.error.issues.slice(0, 10) },
+      // Without the inputs: one may be megabytes of base64.
+      context: { issues: result.error.issues.slice(0, 10).map(({ input: _input, ...issue }) => issue) },
     });
   }
   return result.data;
