@@ -191,6 +191,12 @@ describe("hostile filters", () => {
       /filter\[0\]: field "tenant" is not filterable; allowed: id, source/,
     );
     expect(() => parseFilterSpec("true")).toThrow(/expression strings are not accepted/);
+    expect(() => parseFilterSpec([{ field: "source", op: "resembles", value: "x" }])).toThrow(
+      /filter\[0\]\[op\].*\(got "resembles"\)/,
+    );
+    expect(() => parseFilterSpec([{ field: "source", op: "x".repeat(500), value: "x" }])).toThrow(
+      /\(got "x{60}…"\)/,
+    );
     expect(() => parseFilterSpec(nest(4))).toThrow(/groups nest at most 3 deep/);
     expect(() => parseFilterSpec(hostile.find(([name]) => name === "too many conditions")?.[1])).toThrow(
       new RegExp(`limit is ${MAX_FILTER_CONDITIONS}`),
