@@ -6,10 +6,10 @@
  * `loupe serve` holds `LOUPE_DATA_DIR`), or asks a running Loupe (`POST /v1/chat`, server-sent events)
  * with `--url`.
  */
-import { readFile } from "node:fs/promises";
 import { type Command, InvalidArgumentError } from "commander";
 import { AppError, ValidationError } from "../../errors.ts";
 import type { ChatEvent, ChatRequest, ChatResult } from "../../rag/types.ts";
+import { parseFilterOption, readImageFile, serverUnreachable } from "../command-inputs.ts";
 
 /** Options of {@link runAsk}. */
 export interface RunAskOptions {
@@ -152,26 +152,9 @@ export async function runAsk({
       'loupe ask needs a question: loupe ask "What color is the circle?" [--image photo.png].',
     );
   }
-  let parsedFilter: unknown;
-  if (filter !== undefined) {
-    try {
-      parsedFilter = JSON.parse(filter);
-    } catch {
-      throw new ValidationError(
-        `--filter must be JSON, e.g. '[{"field":"metadata.tags","op":"contains","value":"red"}]'; got ${JSON.stringify(filter.slice(0, 80))}.`,
-      );
-    }
-  }
+  const parsedFilter = parseFilterOption(filter);
   const images: Uint8Array[] = [];
-  for (const imagePath of imagePaths) {
-    try {
-      images.push(new Uint8Array(await readFile(imagePath)));
-    } catch (error) {
-      throw new ValidationError(`Cannot read the image ${imagePath}: ${(error as Error).message}.`, {
-        cause: error,
-      });
-    }
-  }
+  for (const imagePath of imagePaths) images.push(new Uint8Array(await readImageFile(imagePath)));
   const request: Omit<ChatRequest, "tenant"> = {
     question,
     ...(images.length > 0 ? { images: images.map((bytes) => ({ bytes })) } : {}),
@@ -206,12 +189,7 @@ export async function runAsk({
       }),
     });
   } catch (error) {
-    throw new AppError(
-      "server_unreachable",
-      503,
-      `Cannot reach Loupe at ${url} (${(error as Error).message}). Start it with \`loupe serve\`, or drop --url to ask in-process.`,
-      { cause: error },
-    );
+    throw serverUnreachable({ url, error, doing: "ask" });
   }
   if (!response.ok || response.body === null) {
     throw serverError(response.status, await response.json().catch(() => undefined));

@@ -21,6 +21,7 @@ import {
 } from "../../ingest/image-ingest.ts";
 import type { JobItemOutcome } from "../../ingest/jobs.ts";
 import { assertValidTenant } from "../../store/filter.ts";
+import { serverUnreachable } from "../command-inputs.ts";
 
 /** File extensions taken as images. */
 export const IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp", ".gif"] as const;
@@ -393,12 +394,7 @@ async function ingestRemote({
     try {
       response = await send(`${base}/v1/images`, { ...init, method: "POST", signal });
     } catch (error) {
-      throw new AppError(
-        "server_unreachable",
-        503,
-        `Could not reach Loupe at ${base}: ${error instanceof Error ? error.message : String(error)}. Start it with loupe serve, or drop --url to ingest in-process.`,
-        { cause: error },
-      );
+      throw serverUnreachable({ url: base, error, doing: "ingest" });
     }
     const body = (await response.json().catch(() => ({}))) as {
       items?: RemoteItem[];

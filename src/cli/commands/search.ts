@@ -5,10 +5,10 @@
  * against the configured store by default (the embedded Milvus Lite under `LOUPE_DATA_DIR`, so not while
  * a `loupe serve` holds that directory), or asks a running Loupe (`POST /v1/search`) with `--url`.
  */
-import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { type Command, InvalidArgumentError } from "commander";
 import { AppError, ValidationError } from "../../errors.ts";
+import { parseFilterOption, readImageFile, serverUnreachable } from "../command-inputs.ts";
 
 /** A result as the server returns it (the fields the table shows). */
 export interface SearchResultRow {
@@ -64,26 +64,9 @@ export async function runSearch({
       'loupe search needs a text query, --image <file>, or both: loupe search "a red circle".',
     );
   }
-  let parsedFilter: unknown;
-  if (filter !== undefined) {
-    try {
-      parsedFilter = JSON.parse(filter);
-    } catch {
-      throw new ValidationError(
-        `--filter must be JSON, e.g. '[{"field":"metadata.tags","op":"contains","value":"red"}]'; got ${JSON.stringify(filter.slice(0, 80))}.`,
-      );
-    }
-  }
+  const parsedFilter = parseFilterOption(filter);
   let bytes: Buffer | undefined;
-  if (imagePath !== undefined) {
-    try {
-      bytes = await readFile(imagePath);
-    } catch (error) {
-      throw new ValidationError(`Cannot read the image ${imagePath}: ${(error as Error).message}.`, {
-        cause: error,
-      });
-    }
-  }
+  if (imagePath !== undefined) bytes = await readImageFile(imagePath);
   if (url === undefined) {
     return searchInProcess({ env, tenant, text, bytes, kinds, topK, filter: parsedFilter });
   }
@@ -111,12 +94,7 @@ export async function runSearch({
   try {
     response = await send(endpoint, init);
   } catch (error) {
-    throw new AppError(
-      "server_unreachable",
-      503,
-      `Cannot reach Loupe at ${url} (${(error as Error).message}). Start it with \`loupe serve\`, or drop --url to search in-process.`,
-      { cause: error },
-    );
+    throw serverUnreachable({ url, error, doing: "search" });
   }
   const body = (await response.json().catch(() => undefined)) as
     | { items?: SearchResultRow[]; error?: { code: string; message: string } }

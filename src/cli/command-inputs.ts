@@ -1,0 +1,55 @@
+/**
+ * Inputs the `loupe` subcommands share: the `--filter` JSON, image files given by path, and the error
+ * for a server that `--url` names but that cannot be reached. One wording for every command.
+ */
+import { readFile } from "node:fs/promises";
+import { AppError, ValidationError } from "../errors.ts";
+
+/**
+ * Parses `--filter` (JSON text); `undefined` when the option was not given.
+ *
+ * @throws ValidationError with an example when the text is not JSON.
+ */
+export function parseFilterOption(filter: string | undefined): unknown {
+  if (filter === undefined) return undefined;
+  try {
+    return JSON.parse(filter);
+  } catch {
+    throw new ValidationError(
+      `--filter must be JSON, e.g. '[{"field":"metadata.tags","op":"contains","value":"red"}]'; got ${JSON.stringify(filter.slice(0, 80))}.`,
+    );
+  }
+}
+
+/**
+ * Reads an image file given on the command line.
+ *
+ * @throws ValidationError naming the path and why it could not be read.
+ */
+export async function readImageFile(imagePath: string): Promise<Buffer> {
+  try {
+    return await readFile(imagePath);
+  } catch (error) {
+    throw new ValidationError(`Cannot read the image ${imagePath}: ${(error as Error).message}.`, {
+      cause: error,
+    });
+  }
+}
+
+/** The error for a `--url` server that could not be reached; `doing` completes "drop --url to … in-process". */
+export function serverUnreachable({
+  url,
+  error,
+  doing,
+}: {
+  url: string;
+  error: unknown;
+  doing: string;
+}): AppError {
+  return new AppError(
+    "server_unreachable",
+    503,
+    `Cannot reach Loupe at ${url} (${error instanceof Error ? error.message : String(error)}). Start it with \`loupe serve\`, or drop --url to ${doing} in-process.`,
+    { cause: error },
+  );
+}
