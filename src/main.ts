@@ -83,23 +83,8 @@ export async function startLoupe({
   };
 
   try {
-    // First, so that a broken prompt stops start-up before Milvus Lite is started.
-    const llm = await buildLlmComposer({ config, logger });
-    const { store, milvusLite } = await buildStore({ config, logger, cleanups });
-    const models = await buildModelPack({ config, logger });
-    cleanups.push(() => models.close());
-    const jobs = createJobRegistry({ logger: logger.child({ component: "jobs" }) });
-
-    const services: Services = {
-      config,
-      logger,
-      store,
-      models,
-      blobs: createFsBlobStore({ dir: path.join(config.dataDir, "blobs") }),
-      jobs,
-      resolveTenant: createDefaultTenantResolver({ defaultTenant: config.defaultTenant }),
-      llm,
-    };
+    const { services, milvusLite } = await buildServices({ config, logger, cleanups });
+    const { store, models, jobs } = services;
     const app = createApp(services);
     const http = await startHttpServer({ fetch: app.fetch, host: config.host, port: config.port });
     logger.info({ url: http.url }, "loupe is listening");
@@ -145,22 +130,9 @@ export async function openServices({
     }
   };
   try {
-    const llm = await buildLlmComposer({ config, logger });
-    const { store, milvusLite } = await buildStore({ config, logger, cleanups });
-    const models = await buildModelPack({ config, logger });
-    cleanups.push(() => models.close());
-    const jobs = createJobRegistry({ logger: logger.child({ component: "jobs" }) });
+    const { services, milvusLite } = await buildServices({ config, logger, cleanups });
+    const { jobs } = services;
     cleanups.push(() => jobs.close());
-    const services: Services = {
-      config,
-      logger,
-      store,
-      models,
-      blobs: createFsBlobStore({ dir: path.join(config.dataDir, "blobs") }),
-      jobs,
-      resolveTenant: createDefaultTenantResolver({ defaultTenant: config.defaultTenant }),
-      llm,
-    };
     let closing: Promise<void> | undefined;
     const close = () => {
       closing ??= closeAll();
@@ -171,6 +143,38 @@ export async function openServices({
     await closeAll();
     throw error;
   }
+}
+
+/**
+ * Builds every service once, in the order start-up needs: the prompts and LLM composer first (a broken
+ * prompt stops start-up before Milvus Lite is started), then the store (embedded Milvus Lite unless
+ * `MILVUS_ADDRESS` is set), the model pack, the blob store and the job registry. What needs undoing is
+ * pushed onto `cleanups`.
+ */
+async function buildServices({
+  config,
+  logger,
+  cleanups,
+}: {
+  config: Config;
+  logger: Logger;
+  cleanups: Array<() => Promise<void>>;
+}): Promise<{ services: Services; milvusLite: MilvusLiteProcess | undefined }> {
+  const llm = await buildLlmComposer({ config, logger });
+  const { store, milvusLite } = await buildStore({ config, logger, cleanups });
+  const models = await buildModelPack({ config, logger });
+  cleanups.push(() => models.close());
+  const services: Services = {
+    config,
+    logger,
+    store,
+    models,
+    blobs: createFsBlobStore({ dir: path.join(config.dataDir, "blobs") }),
+    jobs: createJobRegistry({ logger: logger.child({ component: "jobs" }) }),
+    resolveTenant: createDefaultTenantResolver({ defaultTenant: config.defaultTenant }),
+    llm,
+  };
+  return { services, milvusLite };
 }
 
 /**
