@@ -92,6 +92,21 @@ function checkLengths(ranked: readonly (readonly unknown[])[], relevant: readonl
   }
 }
 
+/** The mean over queries of `score(row, relevance, query)`, after checking the inputs agree; 0 for no queries. */
+function meanPerQuery<Item, R>(
+  ranked: readonly (readonly Item[])[],
+  relevant: readonly R[],
+  score: (row: readonly Item[], relevance: R, query: number) => number,
+): number {
+  checkLengths(ranked, relevant);
+  if (ranked.length === 0) return 0;
+  let sum = 0;
+  ranked.forEach((row, query) => {
+    sum += score(row, relevant[query] as R, query);
+  });
+  return sum / ranked.length;
+}
+
 /**
  * Recall@k as retrieval evals use it with one or more relevant items per query: the share of queries with
  * at least one relevant item among their first `k` results. 0 for no queries.
@@ -106,14 +121,9 @@ export function recallAtK<Item = number>({
   k: number;
 }): number {
   checkK(k);
-  checkLengths(ranked, relevant);
-  if (ranked.length === 0) return 0;
-  let hits = 0;
-  ranked.forEach((row, query) => {
-    const relevance = relevant[query] as Relevance<Item>;
-    if (row.slice(0, k).some((index) => isRelevant(relevance, index))) hits += 1;
-  });
-  return hits / ranked.length;
+  return meanPerQuery(ranked, relevant, (row, relevance) =>
+    row.slice(0, k).some((item) => isRelevant(relevance, item)) ? 1 : 0,
+  );
 }
 
 /**
@@ -130,14 +140,11 @@ export function precisionAtK<Item = number>({
   k: number;
 }): number {
   checkK(k);
-  checkLengths(ranked, relevant);
-  if (ranked.length === 0) return 0;
-  let sum = 0;
-  ranked.forEach((row, query) => {
-    const relevance = relevant[query] as Relevance<Item>;
-    sum += row.slice(0, k).filter((index) => isRelevant(relevance, index)).length / k;
-  });
-  return sum / ranked.length;
+  return meanPerQuery(
+    ranked,
+    relevant,
+    (row, relevance) => row.slice(0, k).filter((item) => isRelevant(relevance, item)).length / k,
+  );
 }
 
 /**
@@ -154,17 +161,12 @@ export function meanReciprocalRank<Item = number>({
   k?: number;
 }): number {
   if (k !== undefined) checkK(k);
-  checkLengths(ranked, relevant);
-  if (ranked.length === 0) return 0;
-  let sum = 0;
-  ranked.forEach((row, query) => {
-    const relevance = relevant[query] as Relevance<Item>;
+  return meanPerQuery(ranked, relevant, (row, relevance) => {
     const position = (k === undefined ? row : row.slice(0, k)).findIndex((item) =>
       isRelevant(relevance, item),
     );
-    if (position >= 0) sum += 1 / (position + 1);
+    return position >= 0 ? 1 / (position + 1) : 0;
   });
-  return sum / ranked.length;
 }
 
 function gainOf<Item>(relevance: GradedRelevance<Item>, item: Item): number {
@@ -202,11 +204,7 @@ export function ndcgAtK<Item = number>({
   k: number;
 }): number {
   checkK(k);
-  checkLengths(ranked, relevant);
-  if (ranked.length === 0) return 0;
-  let sum = 0;
-  ranked.forEach((row, query) => {
-    const relevance = relevant[query] as GradedRelevance<Item>;
+  return meanPerQuery(ranked, relevant, (row, relevance, query) => {
     for (const gain of isGradeMap(relevance) ? relevance.values() : []) {
       if (!Number.isFinite(gain)) {
         throw new ValidationError(
@@ -218,16 +216,15 @@ export function ndcgAtK<Item = number>({
       }
     }
     const ideal = discountedGain(idealGains(relevance), k);
-    if (ideal === 0) return;
+    if (ideal === 0) return 0;
     const seen = new Set<Item>();
     const gains = row.slice(0, k).map((item) => {
       if (seen.has(item)) return 0;
       seen.add(item);
       return gainOf(relevance, item);
     });
-    sum += discountedGain(gains, k) / ideal;
+    return discountedGain(gains, k) / ideal;
   });
-  return sum / ranked.length;
 }
 
 /** Accuracy of one group of answers. */
