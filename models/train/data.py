@@ -59,7 +59,10 @@ def pack_objects(scenes: list[tuple[int, list[sw.Obj]]]) -> dict[str, torch.Tens
     return out
 
 
-def scene_batch(rng: random.Random, tok: Tokenizer, n: int) -> dict[str, torch.Tensor]:
+def scene_batch(rng: random.Random, tok: Tokenizer, n: int, extra_question_weights: list[float] | None = None) -> dict[str, torch.Tensor]:
+    """n scenes with a description, a hard negative, a partial query and a question each; with
+    extra_question_weights (one weight per question type) a second question per scene whose type is
+    drawn with those weights, so that the types the head finds hardest can be asked more often."""
     scenes = [sw.sample_scene(rng) for _ in range(n)]
     batch: dict[str, torch.Tensor] = {f"obj_{k}": v for k, v in pack_objects(scenes).items()}
     batch["hist"] = torch.tensor([sw.histogram(objs) for _, objs in scenes], dtype=torch.long)
@@ -87,10 +90,16 @@ def scene_batch(rng: random.Random, tok: Tokenizer, n: int) -> dict[str, torch.T
     batch["q_ids"], batch["q_mask"] = encode(tok, [q[0] for q in questions])
     batch["q_answer"] = torch.tensor([q[1] for q in questions], dtype=torch.long)
     batch["q_type"] = torch.tensor([q[2] for q in questions], dtype=torch.long)
+    if extra_question_weights:
+        extra = [sw.question(rng, objs, rng.choices(sw.QUESTION_TYPES, extra_question_weights)[0]) for _, objs in scenes]
+        batch["q2_ids"], batch["q2_mask"] = encode(tok, [q[0] for q in extra])
+        batch["q2_answer"] = torch.tensor([q[1] for q in extra], dtype=torch.long)
     return batch
 
 
-def clip_batch(rng: random.Random, tok: Tokenizer, n: int) -> dict[str, torch.Tensor]:
+def clip_batch(rng: random.Random, tok: Tokenizer, n: int, negatives: bool = False) -> dict[str, torch.Tensor]:
+    """n clips with a description each; with negatives, also a description false of each clip (the
+    opposite action half the time) with its meaning, as extra texts for the video contrastive loss."""
     clips = [sw.sample_clip(rng) for _ in range(n)]
     frames = [(bg, objs) for bg, fr, _, _ in clips for objs in fr]
     batch: dict[str, torch.Tensor] = {f"vobj_{k}": v for k, v in pack_objects(frames).items()}
@@ -101,12 +110,28 @@ def clip_batch(rng: random.Random, tok: Tokenizer, n: int) -> dict[str, torch.Te
     batch["v_shape"] = torch.tensor([fr[0][a].shape for _, fr, a, _ in clips], dtype=torch.long)
     batch["v_size"] = torch.tensor([fr[0][a].size for _, fr, a, _ in clips], dtype=torch.long)
     batch["v_action"] = torch.tensor([action for _, _, _, action in clips], dtype=torch.long)
+    if negatives:
+        negs = [sw.clip_negative(rng, fr[0][actor], action) for _, fr, actor, action in clips]
+        batch["vn_ids"], batch["vn_mask"] = encode(tok, [x[0] for x in negs])
+        batch["vn_sizeword"] = torch.tensor([x[1] for x in negs], dtype=torch.long)
+        batch["vn_color"] = torch.tensor([x[2] for x in negs], dtype=torch.long)
+        batch["vn_shape"] = torch.tensor([x[3] for x in negs], dtype=torch.long)
+        batch["vn_action"] = torch.tensor([x[4] for x in negs], dtype=torch.long)
     return batch
 
 
 class Batches(torch.utils.data.IterableDataset):
-    def __init__(self, tokenizer_path: str, seed: int, scenes: int, clips: int):
+    def __init__(
+        self,
+        tokenizer_path: str,
+        seed: int,
+        scenes: int,
+        clips: int,
+        extra_question_weights: list[float] | None = None,
+        clip_negatives: bool = False,
+    ):
         self.tokenizer_path, self.seed, self.scenes, self.clips = tokenizer_path, seed, scenes, clips
+        self.extra_question_weights, self.clip_negatives = extra_question_weights, clip_negatives
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -114,9 +139,9 @@ class Batches(torch.utils.data.IterableDataset):
         rng = random.Random(self.seed * 1000 + worker)
         tok = load_tokenizer(self.tokenizer_path)
         while True:
-            batch = scene_batch(rng, tok, self.scenes)
+            batch = scene_batch(rng, tok, self.scenes, self.extra_question_weights)
             if self.clips:
-                batch.update(clip_batch(rng, tok, self.clips))
+                batch.update(clip_batch(rng, tok, self.clips, self.clip_negatives))
             yield batch
 
 

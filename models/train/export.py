@@ -234,7 +234,13 @@ def main() -> None:
             "domain": "shapes-world-v1",
             "vqa": {"answers": "answers.json", "hidden_size": cfg.meter.hidden_size, "num_layers": cfg.meter.num_layers},
             "video": {"num_frames": frames, "fps": 8, "frame_features": "image_embeds"},
-            "training": {"steps": state["step"], "seconds": round(state["elapsed_s"]), "args": training_args(state["args"])},
+            "training": {
+                "steps": state["step"],
+                "seconds": round(state["elapsed_s"]),
+                "args": training_args(state["args"]),
+                # Every run the weights went through, oldest first (train.py --init carries them forward).
+                "phases": [{**phase, "args": training_args(phase["args"])} for phase in state.get("phases", [])],
+            },
             "pack_config": cfg.to_dict(),
         },
     }

@@ -33,6 +33,8 @@ def load(checkpoint: str) -> tuple[LoupePack, dict]:
     )
     if unexpected or any(not k.endswith("image_pos") for k in missing):
         raise SystemExit(f"checkpoint does not fit the model: missing {missing}, unexpected {unexpected}")
+    if "meter.image_pos" not in state["model"]:
+        model.meter.init_image_pos()
     return model, state
 
 

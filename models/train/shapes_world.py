@@ -302,20 +302,29 @@ FRAMES = 16
 
 
 def sample_clip(rng: random.Random) -> tuple[int, list[list[Obj]], int, int]:
-    """A 16-frame clip: (background, frames of objects, index of the acting object, action index)."""
+    """A 16-frame clip: (background, frames of objects, index of the acting object, action index).
+
+    The action, the number of objects and their kinds are drawn once and only the layout is retried, as
+    the TypeScript generator does: retrying the whole draw would favour the actions and object counts
+    that are easiest to lay out (shrinking, one object) over the others."""
+    n = rng.randint(1, 3)
+    action = rng.randrange(6)
+    bg = rng.randint(70, 150)
+    actor_size = 0 if ACTIONS[action] == "growing" else 1 if ACTIONS[action] == "shrinking" else rng.randrange(2)
+    actor_kind = (rng.randrange(5), rng.randrange(6))
+    other_kinds = [(rng.randrange(5), rng.randrange(6), rng.randrange(2)) for _ in range(n - 1)]
     while True:
-        n = rng.randint(1, 3)
-        action = rng.randrange(6)
-        bg = rng.randint(70, 150)
-        actor_size = 0 if ACTIONS[action] == "growing" else 1 if ACTIONS[action] == "shrinking" else rng.randrange(2)
-        actor = place_object(rng, rng.randrange(5), rng.randrange(6), actor_size, [])
+        actor = place_object(rng, *actor_kind, actor_size, [])
         if actor is None:
             continue
         still: list[Obj] = []
-        for _ in range(n - 1):
-            o = place_object(rng, rng.randrange(5), rng.randrange(6), rng.randrange(2), [actor, *still])
-            if o is not None:
-                still.append(o)
+        for shape, color, size in other_kinds:
+            o = place_object(rng, shape, color, size, [actor, *still])
+            if o is None:
+                break
+            still.append(o)
+        if len(still) != len(other_kinds):
+            continue
         name = ACTIONS[action]
         x0, y0, r0 = actor.x, actor.y, actor.r
         x1, y1, r1 = x0, y0, r0
@@ -343,6 +352,32 @@ def sample_clip(rng: random.Random) -> tuple[int, list[list[Obj]], int, int]:
             frames.append([a, *still])
         if ok:
             return bg, frames, 0, action
+
+
+OPPOSITE_ACTION = {"moving left": "moving right", "moving right": "moving left", "moving up": "moving down", "moving down": "moving up", "growing": "shrinking", "shrinking": "growing"}
+
+
+def clip_negative(rng: random.Random, actor: Obj, action: int) -> tuple[str, int, int, int, int]:
+    """A description that is false of the clip: the opposite action (45%), another direction of movement
+    (25%), another color (10%) or shape (20%). Returns (text, size index or -1, color, shape, action)."""
+    color, shape, act = actor.color, actor.shape, action
+    name = ACTIONS[action]
+    roll = rng.random()
+    if roll < 0.45:
+        act = ACTIONS.index(OPPOSITE_ACTION[name])
+    elif roll < 0.7:
+        # Moving objects are most often mistaken for moving another way; growth for a movement.
+        others = [a for a in ACTIONS if a.startswith("moving") and a not in (name, OPPOSITE_ACTION[name])]
+        act = ACTIONS.index(rng.choice(others))
+    elif roll < 0.8:
+        color = rng.choice([c for c in range(len(COLORS)) if c != actor.color])
+    else:
+        shape = rng.choice([s for s in range(len(SHAPES)) if s != actor.shape])
+    sized = rng.random() < 0.5
+    phrase = object_phrase(1, SIZES[actor.size] if sized else None, COLORS[color], SHAPES[shape])
+    template = rng.choice(PHRASING["videoTemplates"])
+    text = template.replace("{object}", phrase).replace("{action}", ACTIONS[act])
+    return text, actor.size if sized else -1, color, shape, act
 
 
 def describe_clip(rng: random.Random, actor: Obj, action: int) -> tuple[str, int]:

@@ -63,15 +63,21 @@ def multi_positive_nce(logits: torch.Tensor, positives: torch.Tensor, valid_cols
     return (torch.logsumexp(logits, 1) - pos)[rows].mean()
 
 
-def video_relevance(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """[T, C] bool: clip c's acting object and action match text t (size word optional)."""
+def video_relevance(texts: dict[str, torch.Tensor], clips: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[T, C] bool: clip c's acting object and action match text t (size word optional).
+
+    texts: color, shape, action, sizeword (-1 when the text names no size); clips: color, shape, action, size."""
     same = (
-        (batch["v_color"][:, None] == batch["v_color"][None, :])
-        & (batch["v_shape"][:, None] == batch["v_shape"][None, :])
-        & (batch["v_action"][:, None] == batch["v_action"][None, :])
+        (texts["color"][:, None] == clips["color"][None, :])
+        & (texts["shape"][:, None] == clips["shape"][None, :])
+        & (texts["action"][:, None] == clips["action"][None, :])
     )
-    size_ok = (batch["v_sizeword"][:, None] < 0) | (batch["v_sizeword"][:, None] == batch["v_size"][None, :])
+    size_ok = (texts["sizeword"][:, None] < 0) | (texts["sizeword"][:, None] == clips["size"][None, :])
     return same & size_ok
+
+
+def _fields(batch: dict[str, torch.Tensor], prefix: str, device: torch.device) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v.to(device) for k, v in batch.items() if k.startswith(prefix)}
 
 
 def losses(model: LoupePack, batch: dict[str, torch.Tensor], device: torch.device, image_size: int, augment: bool = True, max_render: int = 384):
@@ -84,16 +90,23 @@ def losses(model: LoupePack, batch: dict[str, torch.Tensor], device: torch.devic
         frames = render_augmented(objects_from(batch, "vobj_", device), image_size, augment=augment, max_render=max_render)
         pixel_values = torch.cat([pixel_values, normalize(frames)], 0)
 
+    # Every text of the step goes through the text tower in one batch; spans name each group's rows.
+    groups = ["desc", "neg", "part", "q"] + (["q2"] if "q2_ids" in batch else []) + (["v"] if video else []) + (["vn"] if "vn_ids" in batch else [])
+    spans: dict[str, slice] = {}
+    start = 0
+    for g in groups:
+        spans[g] = slice(start, start + batch[f"{g}_ids"].shape[0])
+        start = spans[g].stop
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
         image_embeds, image_tokens = model.vision(pixel_values)
-        text_ids = torch.cat([batch["desc_ids"], batch["neg_ids"], batch["part_ids"], batch["q_ids"]], 0).to(device)
-        text_mask = torch.cat([batch["desc_mask"], batch["neg_mask"], batch["part_mask"], batch["q_mask"]], 0).to(device)
-        if video:
-            text_ids = torch.cat([text_ids, batch["v_ids"].to(device)], 0)
-            text_mask = torch.cat([text_mask, batch["v_mask"].to(device)], 0)
+        text_ids = torch.cat([batch[f"{g}_ids"] for g in groups], 0).to(device)
+        text_mask = torch.cat([batch[f"{g}_mask"] for g in groups], 0).to(device)
         text_embeds, text_tokens = model.text(text_ids, text_mask)
-        q_tokens = text_tokens[3 * b : 4 * b]
-        logits_vqa = model.meter(image_tokens[:b], q_tokens, batch["q_mask"].to(device))
+        q_groups = ["q"] + (["q2"] if "q2" in spans else [])
+        q_tokens = torch.cat([text_tokens[spans[g]] for g in q_groups], 0)
+        q_mask = torch.cat([batch[f"{g}_mask"] for g in q_groups], 0).to(device)
+        q_images = image_tokens[:b].repeat(len(q_groups), 1, 1)
+        logits_vqa = model.meter(q_images, q_tokens, q_mask)
         video_embeds = None
         if video:
             c = batch["v_ids"].shape[0]
@@ -102,7 +115,7 @@ def losses(model: LoupePack, batch: dict[str, torch.Tensor], device: torch.devic
 
     scale = model.logit_scale.exp().clamp(max=100)
     img = F.normalize(image_embeds[:b].float(), dim=-1)
-    txt = F.normalize(text_embeds[: 3 * b].float(), dim=-1)
+    txt = F.normalize(text_embeds[: spans["part"].stop].float(), dim=-1)
     hist = batch["hist"].to(device)
     rel = torch.cat(
         [
@@ -123,14 +136,23 @@ def losses(model: LoupePack, batch: dict[str, torch.Tensor], device: torch.devic
     loss_i2t = multi_positive_nce(logits, rel.T, valid_texts)
     loss_t2i = multi_positive_nce(logits.T[valid_texts], rel[valid_texts])
     loss_clip = 0.5 * (loss_i2t + loss_t2i)
-    loss_vqa = F.cross_entropy(logits_vqa.float(), batch["q_answer"].to(device), label_smoothing=0.05)
+    answers = torch.cat([batch[f"{g}_answer"] for g in q_groups], 0).to(device)
+    loss_vqa = F.cross_entropy(logits_vqa.float(), answers, label_smoothing=0.05)
     out = {"clip": loss_clip, "vqa": loss_vqa}
     if video_embeds is not None:
+        clips = _fields(batch, "v_", device)
         v = F.normalize(video_embeds.float(), dim=-1)
-        vt = F.normalize(text_embeds[4 * b :].float(), dim=-1)
-        vrel = video_relevance({k: t.to(device) for k, t in batch.items() if k.startswith("v_")})
+        vt = F.normalize(text_embeds[spans["v"]].float(), dim=-1)
+        vrel = video_relevance(clips, clips)
         vlogits = scale * v @ vt.T  # [C, T]
-        out["video"] = 0.5 * (multi_positive_nce(vlogits, vrel.T) + multi_positive_nce(vlogits.T, vrel))
+        loss_c2t = multi_positive_nce(vlogits, vrel.T)
+        if "vn" in spans:
+            # Descriptions false of their own clip (the opposite action, most often) are extra texts a
+            # clip must rank below its own; they may still be true of another clip in the batch.
+            vn = F.normalize(text_embeds[spans["vn"]].float(), dim=-1)
+            nrel = video_relevance(_fields(batch, "vn_", device), clips)
+            loss_c2t = multi_positive_nce(scale * v @ torch.cat([vt, vn]).T, torch.cat([vrel, nrel]).T)
+        out["video"] = 0.5 * (loss_c2t + multi_positive_nce(vlogits.T, vrel))
     return out
 
 
@@ -177,7 +199,8 @@ def evaluate(model: LoupePack, tokenizer_path: str, device: torch.device, image_
             fe, _ = model.vision(normalize(frames))
             ve = model.video(fe.view(clips, -1, fe.shape[-1]))
             te, _ = model.text(vb["v_ids"].to(device), vb["v_mask"].to(device))
-        vrel = video_relevance({k: t.to(device) for k, t in vb.items()})
+        clips_truth = _fields(vb, "v_", device)
+        vrel = video_relevance(clips_truth, clips_truth)
         top = (F.normalize(te.float(), dim=-1) @ F.normalize(ve.float(), dim=-1).T).argmax(1)
         out["video_r@1"] = vrel[torch.arange(clips, device=device), top].float().mean().item()
     model.train()
@@ -203,6 +226,18 @@ def main() -> None:
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--eval-size", type=int, default=500)
     parser.add_argument("--small", action="store_true", help="a tiny configuration for smoke tests")
+    parser.add_argument(
+        "--extra-questions",
+        default="shape=5,position=2,color=2,count=2,exist=1",
+        help="a second VQA question per scene, its type drawn with these weights ('' for none)",
+    )
+    parser.add_argument("--video-weight", type=float, default=1.0, help="weight of the video contrastive loss")
+    parser.add_argument(
+        "--clip-negatives",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a false description per clip (the opposite action most often) as an extra video text",
+    )
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
@@ -218,8 +253,11 @@ def main() -> None:
     if args.small:
         cfg.vision.num_hidden_layers, cfg.text.num_hidden_layers, cfg.meter.num_layers, cfg.video.num_layers = 1, 1, 1, 1
     model = LoupePack(cfg)
+    model.meter.init_image_pos()
+    phases: list[dict] = []  # the training history this run continues, kept in every checkpoint
     if args.init:
         init = torch.load(args.init, map_location="cpu", weights_only=False)
+        phases = list(init.get("phases", []))
         missing, unexpected = model.load_state_dict(
             {k: v.float() if v.is_floating_point() else v for k, v in init["model"].items()}, strict=False
         )
@@ -232,8 +270,15 @@ def main() -> None:
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98)
     )
+    extra_weights = None
+    if args.extra_questions:
+        given = dict(item.split("=") for item in args.extra_questions.split(","))
+        unknown = set(given) - set(sw.QUESTION_TYPES)
+        if unknown:
+            raise SystemExit(f"--extra-questions: unknown question types {sorted(unknown)}; use {sw.QUESTION_TYPES}")
+        extra_weights = [float(given.get(t, 0)) for t in sw.QUESTION_TYPES]
     loader = torch.utils.data.DataLoader(
-        Batches(args.tokenizer, args.seed, args.batch, args.clips),
+        Batches(args.tokenizer, args.seed, args.batch, args.clips, extra_weights, args.clip_negatives),
         batch_size=None,
         num_workers=args.workers,
         prefetch_factor=4 if args.workers else None,
@@ -252,16 +297,21 @@ def main() -> None:
     start = time.time()
     last_ckpt = last_eval = start
     step = 0
+    waited = 0.0  # seconds spent waiting for batches from the loader since the last log line
+    fetch_start = time.time()
 
     def save(tag: str) -> None:
         # float16 keeps the checkpoint small; the pack stores float16 weights anyway.
         weights = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-        state = {"config": cfg.to_dict(), "model": weights, "step": step, "elapsed_s": time.time() - start, "args": vars(args)}
+        seconds = time.time() - start
+        phase = {"from": "checkpoint" if args.init else "scratch", "steps": step, "seconds": round(seconds), "args": vars(args)}
+        state = {"config": cfg.to_dict(), "model": weights, "step": step, "elapsed_s": seconds, "args": vars(args), "phases": [*phases, phase]}
         torch.save(state, out / "checkpoint.pt.tmp")
         (out / "checkpoint.pt.tmp").replace(out / "checkpoint.pt")
         say(f"checkpoint ({tag}) at step {step}")
 
     for batch in loader:
+        waited += time.time() - fetch_start
         elapsed = time.time() - start
         if elapsed >= total:
             break
@@ -270,7 +320,7 @@ def main() -> None:
         for group in optimizer.param_groups:
             group["lr"] = lr
         parts = losses(model, batch, device, cfg.vision.image_size, max_render=args.max_render)
-        loss = parts["clip"] + parts["vqa"] + 0.5 * parts.get("video", 0.0)
+        loss = parts["clip"] + parts["vqa"] + args.video_weight * parts.get("video", 0.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -278,7 +328,11 @@ def main() -> None:
         step += 1
         if step % args.log_every == 0:
             detail = " ".join(f"{k} {v.item():.3f}" for k, v in parts.items())
-            say(f"step {step} t {elapsed:.0f}s lr {lr:.2e} loss {loss.item():.3f} {detail} scale {model.logit_scale.exp().item():.1f}")
+            say(
+                f"step {step} t {elapsed:.0f}s lr {lr:.2e} loss {loss.item():.3f} {detail} "
+                f"scale {model.logit_scale.exp().item():.1f} data-wait {waited / args.log_every * 1000:.0f}ms/step"
+            )
+            waited = 0.0
         now = time.time()
         if now - last_eval >= args.eval_every:
             say("eval " + json.dumps({k: round(v, 4) for k, v in evaluate(model, args.tokenizer, device, cfg.vision.image_size, n=args.eval_size, clips=args.eval_size // 3, render_size=min(256, args.max_render)).items()}))
@@ -286,6 +340,7 @@ def main() -> None:
         if now - last_ckpt >= args.checkpoint_every:
             save("periodic")
             last_ckpt = time.time()
+        fetch_start = time.time()
     save("final")
     say("final eval " + json.dumps({k: round(v, 4) for k, v in evaluate(model, args.tokenizer, device, cfg.vision.image_size, n=args.eval_size, clips=args.eval_size // 3, render_size=min(256, args.max_render)).items()}))
     say(f"done: {step} steps in {time.time() - start:.0f}s")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Trains the shapes-world-tiny pack from scratch and exports it (npm run models:train).
-#   MINUTES   training time budget (default 7; the committed pack used 7 on one GPU)
+#   MINUTES   training time budget (default 7; the committed pack trained in three runs, 20 minutes
+#             in all on one GPU: see its model card)
 #   DEVICE    cuda or cpu (default: cuda when available)
 #   OUT       the pack directory to write (default models/shapes-world-tiny)
 set -euo pipefail
