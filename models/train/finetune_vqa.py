@@ -1,8 +1,10 @@
 """Fine-tunes the METER VQA head alone on frozen towers, cheaply enough for a CPU.
 
 The towers' token outputs for a pool of rendered scenes are computed once and cached; the head then
-trains on fresh questions about those scenes (position questions oversampled, since the head's own
-image positions start at zero). The towers, and so every embedding in the pack, stay unchanged.
+trains on fresh questions about those scenes (position questions oversampled with --position-share;
+a checkpoint without the head's own image positions starts them as 2D sine-cosine positions, from which
+a head learns left/right within a few hundred steps). The towers, and so every embedding in the pack,
+stay unchanged.
 
     python finetune_vqa.py --checkpoint runs/gpu/checkpoint.pt --out runs/vqa --minutes 40
 """

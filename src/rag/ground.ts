@@ -152,8 +152,8 @@ export class VisualCache {
   /**
    * Which side an object is on, from two presence questions: the image with its right half painted over
    * and the image with its left half painted over are each asked `presence` ("Is there a red star?"),
-   * and the side whose copy answers "yes" more surely wins. The head's own left/right answer is far less
-   * reliable than its presence answers, and this keeps the answer in the head's vocabulary.
+   * and the side whose copy answers "yes" more surely wins. Presence is what a VQA head answers best (it
+   * learns it before left/right), and this keeps the answer in the head's vocabulary.
    */
   async askPosition(evidenceId: string, presence: string): Promise<VqaAnswer[]> {
     const head = this.#models.vqaHead;

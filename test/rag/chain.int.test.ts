@@ -196,7 +196,7 @@ describe("the retrieval chain on a Shapes World corpus (offline composer)", () =
       perType.set(line.type, tally);
     }
     // The head answers five types directly; left/right comes from two presence questions on the image
-    // with one half painted over (the head's own left/right answer is at chance on the card).
+    // with one half painted over, so it is held to its own bar rather than the card's figure.
     const headTypes = ["color", "shape", "count", "exist", "size"];
     let right = 0;
     let total = 0;
@@ -245,7 +245,7 @@ describe("the retrieval chain on a Shapes World corpus (offline composer)", () =
       );
     }
     // Each "yes" rests on two VQA presence checks per image over look-alike candidates, so the pack's
-    // shape accuracy (0.64 on its card: circles read as hexagons, squares as stars) bounds this rate.
+    // shape accuracy (0.83 on its card, the weakest question type) bounds this rate.
     console.info(`chain: ${right}/12 corpus questions cite an image that shows both objects`);
     expect(right, asked.join("\n")).toBeGreaterThanOrEqual(5);
   }, 300_000);
