@@ -5,6 +5,7 @@
  * configuration table is rendered from the same rows ({@link renderConfigTable}), so the two cannot drift.
  */
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
 import { parseAllowHosts } from "./media/ip-ranges.ts";
@@ -25,7 +26,18 @@ export interface SettingDefinition {
   description: string;
   /** Never logged or echoed in error messages. */
   secret?: boolean;
+  /**
+   * The default names something Loupe ships or its set-up creates, so when the variable is unset it is
+   * resolved against Loupe's install directory rather than the working directory.
+   */
+  installRelative?: boolean;
 }
+
+/** Loupe's install directory (the checkout or package root), which bundled files are found under. */
+export const INSTALL_DIR = fileURLToPath(new URL("..", import.meta.url));
+
+/** The bundled model pack, as an absolute path. */
+export const BUNDLED_MODEL_PACK = path.join(INSTALL_DIR, "models", "shapes-world-tiny");
 
 /** An integer in `[min, max]`, written in plain decimal digits (no signs, exponents or hex). */
 function integer(options: { min: number; max: number }) {
@@ -129,8 +141,10 @@ export const settings = {
     env: "LOUPE_VENV_DIR",
     schema: z.string().min(1),
     default: "./.venv",
+    installRelative: true,
     allowed: "directory path",
-    description: "Python virtual environment holding `milvus-lite` (made by `npm run setup`).",
+    description:
+      "Python virtual environment holding `milvus-lite` (made by `npm run setup`). Unset: the one in Loupe's install directory.",
   },
   defaultTenant: {
     env: "LOUPE_DEFAULT_TENANT",
@@ -150,8 +164,10 @@ export const settings = {
     env: "LOUPE_MODEL_PACK",
     schema: z.string().min(1),
     default: "models/shapes-world-tiny",
+    installRelative: true,
     allowed: "directory path",
-    description: "Model pack directory (encoders, tokenizer, VQA head, `config.json`).",
+    description:
+      "Model pack directory (encoders, tokenizer, VQA head, `config.json`). Unset: the bundled pack in Loupe's install directory.",
   },
   modelsDir: {
     env: "LOUPE_MODELS_DIR",
@@ -397,9 +413,10 @@ export const settings = {
     env: "LOUPE_PROMPTS_DIR",
     schema: z.string().min(1),
     default: "prompts",
+    installRelative: true,
     allowed: "directory path",
     description:
-      "Directory of the versioned prompt files the LLM composer uses; they are loaded and checked at start-up.",
+      "Directory of the versioned prompt files the LLM composer uses; they are loaded and checked at start-up. Unset: the bundled `prompts/` in Loupe's install directory.",
   },
   llmModel: {
     env: "LOUPE_LLM_MODEL",
@@ -507,6 +524,8 @@ export interface ParseConfigOptions {
   env: Record<string, string | undefined>;
   /** Directory relative paths are resolved against. */
   cwd?: string;
+  /** Directory that unset install-relative settings resolve against (default {@link INSTALL_DIR}). */
+  installDir?: string;
 }
 
 /**
@@ -515,7 +534,11 @@ export interface ParseConfigOptions {
  *
  * @throws {ConfigError} when any setting is invalid.
  */
-export function parseConfig({ env, cwd = process.cwd() }: ParseConfigOptions): Config {
+export function parseConfig({
+  env,
+  cwd = process.cwd(),
+  installDir = INSTALL_DIR,
+}: ParseConfigOptions): Config {
   const rows = Object.entries(settings) as [SettingKey, SettingDefinition][];
   const raw: Record<string, string | undefined> = {};
   for (const [key, row] of rows) {
@@ -539,7 +562,12 @@ export function parseConfig({ env, cwd = process.cwd() }: ParseConfigOptions): C
     );
   }
   const config = result.data;
-  for (const key of pathKeys) config[key] = path.resolve(cwd, config[key]);
+  for (const key of pathKeys) {
+    const row: SettingDefinition = settings[key];
+    const unset = env[row.env] === undefined || env[row.env] === "";
+    const base = unset && row.installRelative === true ? installDir : cwd;
+    config[key] = path.resolve(base, config[key]);
+  }
   return config;
 }
 

@@ -1,7 +1,10 @@
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import {
+  BUNDLED_MODEL_PACK,
   markdownTableCells,
   parseConfig,
   readmeConfigTable,
@@ -23,8 +26,8 @@ function configError(env: Record<string, string>): ConfigError {
 }
 
 describe("parseConfig", () => {
-  it("applies the documented defaults and resolves paths against cwd", () => {
-    const config = parseConfig({ env: {}, cwd: "/srv/loupe" });
+  it("applies the documented defaults: data paths against cwd, bundled files against the install directory", () => {
+    const config = parseConfig({ env: {}, cwd: "/srv/loupe", installDir: "/opt/loupe" });
     expect(config).toEqual({
       port: 8080,
       host: "127.0.0.1",
@@ -36,10 +39,10 @@ describe("parseConfig", () => {
       collectionPrefix: "loupe",
       metric: "COSINE",
       indexType: "AUTOINDEX",
-      venvDir: "/srv/loupe/.venv",
+      venvDir: "/opt/loupe/.venv",
       defaultTenant: "default",
       logLevel: "info",
-      modelPack: "/srv/loupe/models/shapes-world-tiny",
+      modelPack: "/opt/loupe/models/shapes-world-tiny",
       modelsDir: "/srv/loupe/models",
       embeddingDim: undefined,
       shutdownTimeoutMs: 10_000,
@@ -68,7 +71,7 @@ describe("parseConfig", () => {
       videoMaxFrames: 7200,
       videoTimeoutMs: 300_000,
       videoSyncMaxSeconds: 60,
-      promptsDir: "/srv/loupe/prompts",
+      promptsDir: "/opt/loupe/prompts",
       llmModel: undefined,
       openaiBaseUrl: undefined,
       openaiApiKey: undefined,
@@ -80,6 +83,25 @@ describe("parseConfig", () => {
       chatMaxTurns: 20,
       chatMaxImages: 4,
     });
+  });
+
+  it("resolves a bundled-file path the caller sets against cwd, and an empty one as unset", () => {
+    const set = parseConfig({
+      env: { LOUPE_MODEL_PACK: "packs/mine", LOUPE_PROMPTS_DIR: "my-prompts", LOUPE_VENV_DIR: "" },
+      cwd: "/srv/loupe",
+      installDir: "/opt/loupe",
+    });
+    expect(set.modelPack).toBe("/srv/loupe/packs/mine");
+    expect(set.promptsDir).toBe("/srv/loupe/my-prompts");
+    expect(set.venvDir).toBe("/opt/loupe/.venv");
+    expect(set.dataDir).toBe("/srv/loupe/data");
+  });
+
+  it("finds the bundled pack and prompts from any working directory", () => {
+    const config = parseConfig({ env: {}, cwd: os.tmpdir() });
+    expect(config.modelPack).toBe(BUNDLED_MODEL_PACK);
+    expect(existsSync(path.join(config.modelPack, "manifest.json"))).toBe(true);
+    expect(existsSync(path.join(config.promptsDir, "answer.v1.md"))).toBe(true);
   });
 
   it("reads every variable it documents", () => {

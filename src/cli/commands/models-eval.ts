@@ -6,6 +6,7 @@
 import { writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { BUNDLED_MODEL_PACK } from "../../config.ts";
 import {
   BASELINE_VARIANT,
   DEFAULT_EVAL_SEED,
@@ -21,8 +22,6 @@ import {
 import { loadModelPack } from "../../inference/model-pack.ts";
 import { QUESTION_TYPES } from "../../synth/questions.ts";
 import { IMAGE_FORMATS, type ImageFormat } from "../../synth/render.ts";
-
-const DEFAULT_MODEL_PACK = "models/shapes-world-tiny";
 
 function integer(flag: string, min: number, max: number): (value: string) => number {
   return (value) => {
@@ -218,7 +217,9 @@ export function registerModelsEvalCommand(models: Command): void {
     .command("eval")
     .description("measure a pack's retrieval, VQA and video quality on a held-out generated Shapes World set")
     .addOption(
-      new Option("--pack <dir>", "pack directory").env("LOUPE_MODEL_PACK").default(DEFAULT_MODEL_PACK),
+      new Option("--pack <dir>", "pack directory")
+        .env("LOUPE_MODEL_PACK")
+        .default(BUNDLED_MODEL_PACK, "the bundled shapes-world-tiny"),
     )
     .addOption(
       new Option("--seed <n>", "seed of the held-out set")

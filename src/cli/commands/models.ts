@@ -7,6 +7,7 @@ import { readdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import cliProgress from "cli-progress";
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { BUNDLED_MODEL_PACK } from "../../config.ts";
 import { verifyManifest } from "../../inference/manifest.ts";
 import {
   loadModelPack,
@@ -19,7 +20,6 @@ import { type FetchProgress, fetchPack, knownPacks } from "../../inference/pack-
 import { registerModelsEvalCommand } from "./models-eval.ts";
 
 const DEFAULT_MODELS_DIR = "models";
-const DEFAULT_MODEL_PACK = "models/shapes-world-tiny";
 
 function positiveInteger(flag: string): (value: string) => number {
   return (value) => {
@@ -202,7 +202,12 @@ export function registerModelsCommand(program: Command): void {
         .default(1),
     )
     // Carries the default of [dir]: commander reads LOUPE_MODEL_PACK for it.
-    .addOption(new Option("--pack <dir>").env("LOUPE_MODEL_PACK").default(DEFAULT_MODEL_PACK).hideHelp())
+    .addOption(
+      new Option("--pack <dir>")
+        .env("LOUPE_MODEL_PACK")
+        .default(BUNDLED_MODEL_PACK, "the bundled shapes-world-tiny")
+        .hideHelp(),
+    )
     .action(async (dir: string | undefined, flags: { threads: number; pack: string }) => {
       await verifyPack({ dir: dir ?? flags.pack, threads: flags.threads });
     });
