@@ -3,6 +3,7 @@
  * for a server that `--url` names but that cannot be reached. One wording for every command.
  */
 import { readFile } from "node:fs/promises";
+import { InvalidArgumentError } from "commander";
 import { AppError, ValidationError } from "../errors.ts";
 
 /**
@@ -52,4 +53,20 @@ export function serverUnreachable({
     `Cannot reach Loupe at ${url} (${error instanceof Error ? error.message : String(error)}). Start it with \`loupe serve\`, or drop --url to ${doing} in-process.`,
     { cause: error },
   );
+}
+
+/**
+ * A commander argument parser for a whole-number flag: plain decimal digits, a safe integer within
+ * `[min, max]`; anything else is refused with a message naming the flag, the range and the value given.
+ */
+export function wholeNumber(flag: string, { min = 0, max }: { min?: number; max?: number } = {}) {
+  const range = max !== undefined ? ` from ${min} to ${max}` : min > 0 ? ` of at least ${min}` : "";
+  return (value: string): number => {
+    const parsed = Number(value.trim());
+    const inRange = parsed >= min && (max === undefined || parsed <= max);
+    if (!/^\d{1,16}$/.test(value.trim()) || !Number.isSafeInteger(parsed) || !inRange) {
+      throw new InvalidArgumentError(`${flag} takes a whole number${range}; got "${value}".`);
+    }
+    return parsed;
+  };
 }

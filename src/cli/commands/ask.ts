@@ -6,10 +6,10 @@
  * `loupe serve` holds `LOUPE_DATA_DIR`), or asks a running Loupe (`POST /v1/chat`, server-sent events)
  * with `--url`.
  */
-import { type Command, InvalidArgumentError } from "commander";
+import type { Command } from "commander";
 import { AppError, ValidationError } from "../../errors.ts";
 import type { ChatEvent, ChatRequest, ChatResult } from "../../rag/types.ts";
-import { parseFilterOption, readImageFile, serverUnreachable } from "../command-inputs.ts";
+import { parseFilterOption, readImageFile, serverUnreachable, wholeNumber } from "../command-inputs.ts";
 
 /** Options of {@link runAsk}. */
 export interface RunAskOptions {
@@ -303,12 +303,6 @@ export function createAnswerPrinter(write: (text: string) => void): (event: Chat
   };
 }
 
-function positiveInteger(value: string): number {
-  if (!/^\d+$/.test(value.trim()))
-    throw new InvalidArgumentError(`--top-k takes a whole number; got "${value}".`);
-  return Number(value);
-}
-
 /** Registers `loupe ask`. */
 export function registerAskCommand(program: Command): void {
   program
@@ -322,7 +316,7 @@ export function registerAskCommand(program: Command): void {
       [] as string[],
     )
     .option("--kinds <list>", "comma-separated kinds: image, video_segment, triple (default: all)")
-    .option("--top-k <n>", "items retrieved per kind, 1–100 (default 10)", positiveInteger)
+    .option("--top-k <n>", "items retrieved per kind, 1–100 (default 10)", wholeNumber("--top-k"))
     .option(
       "--filter <json>",
       'typed filter as JSON, e.g. \'[{"field":"metadata.tags","op":"contains","value":"red"}]\'',

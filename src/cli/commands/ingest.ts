@@ -21,7 +21,7 @@ import {
 } from "../../ingest/image-ingest.ts";
 import type { JobItemOutcome } from "../../ingest/jobs.ts";
 import { assertValidTenant } from "../../store/filter.ts";
-import { serverUnreachable } from "../command-inputs.ts";
+import { serverUnreachable, wholeNumber } from "../command-inputs.ts";
 
 /** File extensions taken as images. */
 export const IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp", ".gif"] as const;
@@ -516,15 +516,6 @@ function jsonObject(value: string): ImageMetadata {
   }
 }
 
-function positiveInteger(flag: string): (value: string) => number {
-  return (value) => {
-    if (!/^\d+$/.test(value) || Number(value) < 1) {
-      throw new InvalidArgumentError(`${flag} takes a whole number of at least 1; got "${value}".`);
-    }
-    return Number(value);
-  };
-}
-
 function progressBar(enabled: boolean): { update(progress: IngestProgress): void; stop(): void } {
   if (!enabled || process.stderr.isTTY !== true) return { update: () => undefined, stop: () => undefined };
   const bar = new SingleBar({
@@ -582,7 +573,7 @@ export function registerIngestCommand(program: Command): void {
     .option("--no-recursive", "do not descend into subdirectories")
     .option("--no-progress", "no progress bar")
     .option("--json", "print the summary as JSON", false)
-    .option("--batch <n>", "files per request with --url", positiveInteger("--batch"), 16)
+    .option("--batch <n>", "files per request with --url", wholeNumber("--batch", { min: 1 }), 16)
     .action(async (inputs: string[], flags: IngestFlags) => {
       const extra: ImageMetadata = {
         ...flags.metadata,

@@ -5,7 +5,7 @@
  */
 import { writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
-import { type Command, InvalidArgumentError, Option } from "commander";
+import { type Command, Option } from "commander";
 import { BUNDLED_MODEL_PACK } from "../../config.ts";
 import {
   BASELINE_VARIANT,
@@ -22,16 +22,7 @@ import {
 import { loadModelPack } from "../../inference/model-pack.ts";
 import { QUESTION_TYPES } from "../../synth/questions.ts";
 import { IMAGE_FORMATS, type ImageFormat } from "../../synth/render.ts";
-
-function integer(flag: string, min: number, max: number): (value: string) => number {
-  return (value) => {
-    const parsed = Number(value);
-    if (!/^\d{1,9}$/.test(value.trim()) || parsed < min || parsed > max) {
-      throw new InvalidArgumentError(`${flag} takes a whole number from ${min} to ${max}; got "${value}".`);
-    }
-    return parsed;
-  };
-}
+import { wholeNumber } from "../command-inputs.ts";
 
 /** Flags of `loupe models eval`. */
 interface EvalFlags {
@@ -223,15 +214,17 @@ export function registerModelsEvalCommand(models: Command): void {
     )
     .addOption(
       new Option("--seed <n>", "seed of the held-out set")
-        .argParser(integer("--seed", 0, 999_999_999))
+        .argParser(wholeNumber("--seed", { min: 0, max: 999_999_999 }))
         .default(DEFAULT_EVAL_SEED),
     )
     .addOption(
-      new Option("--images <n>", "gallery size").argParser(integer("--images", 10, 100_000)).default(1000),
+      new Option("--images <n>", "gallery size")
+        .argParser(wholeNumber("--images", { min: 10, max: 100_000 }))
+        .default(1000),
     )
     .addOption(
       new Option("--size <px>", "baseline image side")
-        .argParser(integer("--size", 64, 1024))
+        .argParser(wholeNumber("--size", { min: 64, max: 1024 }))
         .default(BASELINE_VARIANT.size),
     )
     .addOption(
@@ -241,23 +234,23 @@ export function registerModelsEvalCommand(models: Command): void {
     )
     .addOption(
       new Option("--quality <q>", "JPEG/WebP quality")
-        .argParser(integer("--quality", 1, 100))
+        .argParser(wholeNumber("--quality", { min: 1, max: 100 }))
         .default(BASELINE_VARIANT.quality),
     )
     .option("--variants", "also evaluate PNG and WebP at 128 and 512 px against the baseline", false)
     .addOption(
       new Option("--questions <n>", "VQA questions per image, of different types")
-        .argParser(integer("--questions", 0, QUESTION_TYPES.length))
+        .argParser(wholeNumber("--questions", { min: 0, max: QUESTION_TYPES.length }))
         .default(3),
     )
     .addOption(
       new Option("--clips <n>", "video clips (0 skips the video eval)")
-        .argParser(integer("--clips", 0, 100_000))
+        .argParser(wholeNumber("--clips", { min: 0, max: 100_000 }))
         .default(200),
     )
     .addOption(
       new Option("--video-size <px>", "video frame side (even)")
-        .argParser(integer("--video-size", 64, 1024))
+        .argParser(wholeNumber("--video-size", { min: 64, max: 1024 }))
         .default(128),
     )
     .addOption(
@@ -267,11 +260,13 @@ export function registerModelsEvalCommand(models: Command): void {
     )
     .addOption(
       new Option("--threads <n>", "ONNX Runtime intra-op threads")
-        .argParser(integer("--threads", 1, 64))
+        .argParser(wholeNumber("--threads", { min: 1, max: 64 }))
         .default(1),
     )
     .addOption(
-      new Option("--batch <n>", "images per vision run").argParser(integer("--batch", 1, 1024)).default(32),
+      new Option("--batch <n>", "images per vision run")
+        .argParser(wholeNumber("--batch", { min: 1, max: 1024 }))
+        .default(32),
     )
     .option("--json <file>", "also write the report as JSON")
     .action(async (flags: EvalFlags) => {

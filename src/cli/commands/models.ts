@@ -6,7 +6,7 @@
 import { readdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import cliProgress from "cli-progress";
-import { type Command, InvalidArgumentError, Option } from "commander";
+import { type Command, Option } from "commander";
 import { BUNDLED_MODEL_PACK } from "../../config.ts";
 import { verifyManifest } from "../../inference/manifest.ts";
 import {
@@ -17,18 +17,10 @@ import {
 } from "../../inference/model-pack.ts";
 import { manifestSchema, readPackJson } from "../../inference/pack-config.ts";
 import { type FetchProgress, fetchPack, knownPacks } from "../../inference/pack-fetch.ts";
+import { wholeNumber } from "../command-inputs.ts";
 import { registerModelsEvalCommand } from "./models-eval.ts";
 
 const DEFAULT_MODELS_DIR = "models";
-
-function positiveInteger(flag: string): (value: string) => number {
-  return (value) => {
-    if (!/^\d{1,9}$/.test(value.trim()) || Number(value) < 1) {
-      throw new InvalidArgumentError(`${flag} takes a positive whole number; got "${value}".`);
-    }
-    return Number(value);
-  };
-}
 
 function capabilityList(info: ModelPackInfo): string {
   const parts = ["image", "text"];
@@ -198,7 +190,7 @@ export function registerModelsCommand(program: Command): void {
     .argument("[dir]", "pack directory (default: $LOUPE_MODEL_PACK or models/shapes-world-tiny)")
     .addOption(
       new Option("--threads <n>", "ONNX Runtime intra-op threads")
-        .argParser(positiveInteger("--threads"))
+        .argParser(wholeNumber("--threads", { min: 1 }))
         .default(1),
     )
     // Carries the default of [dir]: commander reads LOUPE_MODEL_PACK for it.
@@ -231,7 +223,7 @@ export function registerModelsCommand(program: Command): void {
     .option("--revision <rev>", "branch, tag or commit", "main")
     .addOption(
       new Option("--connect-timeout-ms <ms>", "time allowed to connect and get response headers")
-        .argParser(positiveInteger("--connect-timeout-ms"))
+        .argParser(wholeNumber("--connect-timeout-ms", { min: 1 }))
         .default(5000),
     )
     .option("--force", "replace an installed pack of the same name", false)

@@ -6,9 +6,9 @@
  * a `loupe serve` holds that directory), or asks a running Loupe (`POST /v1/search`) with `--url`.
  */
 import { basename } from "node:path";
-import { type Command, InvalidArgumentError } from "commander";
+import type { Command } from "commander";
 import { AppError, ValidationError } from "../../errors.ts";
-import { parseFilterOption, readImageFile, serverUnreachable } from "../command-inputs.ts";
+import { parseFilterOption, readImageFile, serverUnreachable, wholeNumber } from "../command-inputs.ts";
 
 /** A result as the server returns it (the fields the table shows). */
 export interface SearchResultRow {
@@ -183,12 +183,6 @@ export function formatSearchTable(rows: readonly SearchResultRow[]): string {
   return `${[render(header), ...lines.map(render)].join("\n")}\n`;
 }
 
-function positiveInteger(value: string): number {
-  if (!/^\d+$/.test(value.trim()))
-    throw new InvalidArgumentError(`--top-k takes a whole number; got "${value}".`);
-  return Number(value);
-}
-
 /** Registers `loupe search`. */
 export function registerSearchCommand(program: Command): void {
   program
@@ -197,7 +191,7 @@ export function registerSearchCommand(program: Command): void {
     .argument("[text]", 'text query, e.g. "a red circle"')
     .option("--image <file>", "an image file to search with (with text: both are combined)")
     .option("--kinds <list>", "comma-separated kinds: image, video_segment, triple (default: all)")
-    .option("--top-k <n>", "results wanted, 1–100 (default 10)", positiveInteger)
+    .option("--top-k <n>", "results wanted, 1–100 (default 10)", wholeNumber("--top-k"))
     .option(
       "--filter <json>",
       'typed filter as JSON, e.g. \'[{"field":"metadata.tags","op":"contains","value":"red"}]\'',

@@ -2,7 +2,7 @@
  * `loupe synth`: writes a seeded Shapes World dataset (images, videos, scenes, queries, VQA, triples)
  * to a folder. Option values are checked by the dataset writer's schema; this file maps them to flags.
  */
-import { type Command, InvalidArgumentError, Option } from "commander";
+import { type Command, Option } from "commander";
 import { ValidationError } from "../../errors.ts";
 import {
   type DatasetOptions,
@@ -10,6 +10,7 @@ import {
   generateDataset,
   IMAGE_FORMATS,
 } from "../../synth/index.ts";
+import { wholeNumber } from "../command-inputs.ts";
 
 /** Flags as commander parses them. */
 interface SynthFlags {
@@ -31,15 +32,6 @@ interface SynthFlags {
   concurrency: number;
   overwrite: boolean;
   quiet: boolean;
-}
-
-function integer(flag: string): (value: string) => number {
-  return (value) => {
-    if (!/^\d+$/.test(value.trim())) {
-      throw new InvalidArgumentError(`${flag} takes a whole number; got "${value}".`);
-    }
-    return Number(value);
-  };
 }
 
 function flagName(field: string): string {
@@ -81,47 +73,51 @@ export function registerSynthCommand(program: Command): void {
     .command("synth")
     .description("generate a Shapes World dataset: images, videos, scenes, queries, VQA and triples")
     .requiredOption("--out <dir>", "output folder (created; must be empty unless --overwrite)")
-    .option("--seed <n>", "random seed; equal seeds give identical datasets", integer("--seed"), 0)
-    .option("--images <n>", "images to render", integer("--images"), 100)
-    .option("--size <px>", "image side in pixels, 64-1024", integer("--size"), 256)
+    .option("--seed <n>", "random seed; equal seeds give identical datasets", wholeNumber("--seed"), 0)
+    .option("--images <n>", "images to render", wholeNumber("--images"), 100)
+    .option("--size <px>", "image side in pixels, 64-1024", wholeNumber("--size"), 256)
     .addOption(new Option("--format <format>", "image format").choices(IMAGE_FORMATS).default("jpeg"))
-    .option("--quality <q>", "JPEG/WebP quality, 1-100", integer("--quality"), 90)
-    .option("--videos <n>", "long videos to render (MP4, H.264)", integer("--videos"), 0)
-    .option("--clips-per-video <n>", "clips per video, 3-6 (random when unset)", integer("--clips-per-video"))
+    .option("--quality <q>", "JPEG/WebP quality, 1-100", wholeNumber("--quality"), 90)
+    .option("--videos <n>", "long videos to render (MP4, H.264)", wholeNumber("--videos"), 0)
+    .option(
+      "--clips-per-video <n>",
+      "clips per video, 3-6 (random when unset)",
+      wholeNumber("--clips-per-video"),
+    )
     .option(
       "--video-size <px>",
       "video side in pixels, even, 64-1024 (default: --size)",
-      integer("--video-size"),
+      wholeNumber("--video-size"),
     )
     .option("--webm", "also write a WebM (VP9) beside each MP4", false)
     .option(
       "--descriptions-per-image <n>",
       "full descriptions per image, 1-10",
-      integer("--descriptions-per-image"),
+      wholeNumber("--descriptions-per-image"),
       2,
     )
     .option(
       "--questions-per-type <n>",
       "VQA questions per type and image, 0-5",
-      integer("--questions-per-type"),
+      wholeNumber("--questions-per-type"),
       1,
     )
     .option(
       "--partial-queries <n>",
       "partial queries (default: min(images, 100))",
-      integer("--partial-queries"),
+      wholeNumber("--partial-queries"),
     )
     .option(
       "--description-queries <n>",
       "full-description queries (default: min(images, 100))",
-      integer("--description-queries"),
+      wholeNumber("--description-queries"),
     )
     .option(
       "--triples <n>",
       "image-question-answer triples (default: a quarter of the images)",
-      integer("--triples"),
+      wholeNumber("--triples"),
     )
-    .option("--concurrency <n>", "images rendered at once, 1-16", integer("--concurrency"), 4)
+    .option("--concurrency <n>", "images rendered at once, 1-16", wholeNumber("--concurrency"), 4)
     .option("--overwrite", "replace a previous dataset in --out", false)
     .option("--quiet", "no progress lines on stderr", false)
     .action(async (flags: SynthFlags) => {
