@@ -60,6 +60,7 @@ import {
 } from "../src/store/index.ts";
 import { startMilvusLite } from "../src/store/milvus-lite.ts";
 import {
+  ACTION_VERBS,
   type Clip,
   createRng,
   deriveSeed,
@@ -120,14 +121,6 @@ const CLIP_SECONDS = 2;
 const KINDS = ["vqa", "corpus", "video", "off-domain"] as const;
 type QuestionKind = (typeof KINDS)[number];
 const STEPS = ["embed", "retrieve", "ground", "compose", "verify", "total"] as const;
-const VERBS: Record<string, string> = {
-  "moving left": "move left",
-  "moving right": "move right",
-  "moving up": "move up",
-  "moving down": "move down",
-  growing: "grow",
-  shrinking: "shrink",
-};
 const OFF_DOMAIN = [
   "Who painted the Mona Lisa?",
   "What is the capital of France?",
@@ -361,7 +354,7 @@ try {
         const clipIndex = index % clipCount;
         const clip = clips[clipIndex] as Clip;
         const actor = clip.frames[0]?.objects[clip.actor];
-        const subject = `the ${actor?.color} ${actor?.shape} ${VERBS[clip.action]}`;
+        const subject = `the ${actor?.color} ${actor?.shape} ${ACTION_VERBS[clip.action]}`;
         const video = benchId("vid", Math.floor(clipIndex / CLIPS_PER_VIDEO));
         return {
           kind,

@@ -14,11 +14,11 @@
  * Everything is deterministic for a seed: the split, the case selection and their order.
  */
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { extname, join, resolve } from "node:path";
 import { ValidationError } from "../src/errors.ts";
-import { generateDataset } from "../src/synth/index.ts";
+import { ACTION_VERBS, type Action, generateDataset, readJsonl } from "../src/synth/index.ts";
 import { loadJsonlSuite } from "./loaders/jsonl-cases.ts";
 import { loadKarpathySuite } from "./loaders/karpathy.ts";
 import { loadShapesWorldSuite } from "./loaders/shapes-world.ts";
@@ -75,15 +75,6 @@ export const OFF_DOMAIN_QUESTIONS = [
   "Who is the author of Pride and Prejudice?",
 ] as const;
 
-const VERB_OF_ACTION: Record<string, string> = {
-  "moving left": "move left",
-  "moving right": "move right",
-  "moving up": "move up",
-  "moving down": "move down",
-  growing: "grow",
-  shrinking: "shrink",
-};
-
 interface SceneObject {
   shape: string;
   color: string;
@@ -97,16 +88,9 @@ interface RawVideo {
   segments: Array<{
     start: number;
     end: number;
-    action: string;
+    action: Action;
     clip: { actor: number; frames: Array<{ objects: SceneObject[] }> };
   }>;
-}
-
-async function readJsonl<T>(file: string): Promise<T[]> {
-  return (await readFile(file, "utf8"))
-    .split("\n")
-    .filter((line) => line.trim().length > 0)
-    .map((line) => JSON.parse(line) as T);
 }
 
 /** The first `count` cases that pass `test`, in suite order. */
@@ -206,7 +190,7 @@ export async function selectShapesCases({
   for (const video of await readJsonl<RawVideo>(join(dir, "videos.jsonl"))) {
     video.segments.forEach((segment, index) => {
       const actor = segment.clip.frames[0]?.objects[segment.clip.actor];
-      const verb = VERB_OF_ACTION[segment.action];
+      const verb = ACTION_VERBS[segment.action];
       if (actor === undefined || verb === undefined) return;
       answers.push({
         kind: "answer",

@@ -29,6 +29,16 @@ export type Size = (typeof SIZES)[number];
 /** One of the six clip actions. */
 export type Action = (typeof ACTIONS)[number];
 
+/** Each action as the verb of a question about it: "When does the red circle `move left`?" */
+export const ACTION_VERBS: Readonly<Record<Action, string>> = {
+  "moving left": "move left",
+  "moving right": "move right",
+  "moving up": "move up",
+  "moving down": "move down",
+  growing: "grow",
+  shrinking: "shrink",
+};
+
 /** Reference sRGB of each color; a renderer may jitter each channel by {@link MAX_COLOR_JITTER}. */
 export const COLOR_RGB: Readonly<Record<Color, readonly [number, number, number]>> = {
   red: [220, 40, 40],

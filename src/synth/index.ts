@@ -35,6 +35,7 @@ export type {
   Size,
 } from "./domain.ts";
 export {
+  ACTION_VERBS,
   ACTIONS,
   ANSWER_VOCABULARY,
   BACKGROUND_RANGE,
@@ -61,6 +62,7 @@ export {
   VIDEO_CLIP_COUNT_RANGE,
   VIDEO_FPS,
 } from "./domain.ts";
+export { readJsonl } from "./jsonl-reader.ts";
 export type {
   GalleryItem,
   GalleryPartialQuery,

@@ -14,7 +14,7 @@ import { readModelPackInfo } from "../../src/inference/model-pack.ts";
 import { createLogger } from "../../src/logger.ts";
 import { type RunningLoupe, startLoupe } from "../../src/main.ts";
 import { createVectorStore, type RecordKind, type VectorStore } from "../../src/store/index.ts";
-import { generateDataset } from "../../src/synth/index.ts";
+import { generateDataset, readJsonl } from "../../src/synth/index.ts";
 
 const root = path.join(import.meta.dirname, "..", "..");
 const IMAGE_COUNT = 300;
@@ -78,13 +78,6 @@ interface ResultItem {
   videoId?: string;
   start?: number;
   end?: number;
-}
-
-async function readJsonl<T>(file: string): Promise<T[]> {
-  return (await readFile(file, "utf8"))
-    .split("\n")
-    .filter((line) => line.trim().length > 0)
-    .map((line) => JSON.parse(line) as T);
 }
 
 /** The port of the embedded Milvus Lite, from its command line (Linux /proc), to count records directly. */

@@ -13,7 +13,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baselineOf, type EvalOutcome, runEval } from "../../evals/cli.ts";
 import type { RunResults } from "../../evals/run.ts";
-import { generateDataset } from "../../src/synth/index.ts";
+import { generateDataset, readJsonl } from "../../src/synth/index.ts";
 
 const ROOT = path.join(import.meta.dirname, "..", "..");
 const HOSTILE_CAPTION = `<script>alert("caption")</script><img src=x onerror=alert(2)>`;
@@ -27,13 +27,6 @@ interface VqaLine {
   image: string;
   question: string;
   answer: string;
-}
-
-async function readJsonl<T>(file: string): Promise<T[]> {
-  return (await readFile(file, "utf8"))
-    .split("\n")
-    .filter((line) => line.trim() !== "")
-    .map((line) => JSON.parse(line) as T);
 }
 
 describe("eval runner, in-process end to end", () => {

@@ -15,7 +15,7 @@ import { ANSWER_RESET_NOTE } from "../../src/http/routes/chat-completions.ts";
 import { createLogger } from "../../src/logger.ts";
 import { type RunningLoupe, startLoupe } from "../../src/main.ts";
 import type { ChatResult, Citation } from "../../src/rag/types.ts";
-import { generateDataset } from "../../src/synth/index.ts";
+import { generateDataset, readJsonl } from "../../src/synth/index.ts";
 import { messageText, type OpenAiTestServer, startOpenAiTestServer } from "../helpers/openai-server.ts";
 
 const root = path.join(import.meta.dirname, "..", "..");
@@ -55,13 +55,6 @@ const CITATION_KEYS = [
   "start",
   "thumbnailUrl",
 ];
-
-async function readJsonl<T>(file: string): Promise<T[]> {
-  return (await readFile(file, "utf8"))
-    .split("\n")
-    .filter((line) => line.trim().length > 0)
-    .map((line) => JSON.parse(line) as T);
-}
 
 /** Named SSE events of a response body, in order (comments skipped). */
 function parseSse(text: string): Array<{ event: string; data: unknown }> {

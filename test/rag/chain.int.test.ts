@@ -13,7 +13,7 @@ import { createLogger } from "../../src/logger.ts";
 import { createLoupeChain, type LoupeChainWithRunnable } from "../../src/rag/chain.ts";
 import type { ChatResult } from "../../src/rag/types.ts";
 import { blobMedia, createSearchServices } from "../../src/search/index.ts";
-import { generateDataset } from "../../src/synth/index.ts";
+import { ACTION_VERBS, type Action, generateDataset, readJsonl } from "../../src/synth/index.ts";
 import { type IngestHarness, startIngestHarness } from "../ingest/harness.ts";
 
 const ROOT = path.join(import.meta.dirname, "..", "..");
@@ -54,16 +54,9 @@ interface VideoLine {
   segments: Array<{
     start: number;
     end: number;
-    action: string;
+    action: Action;
     clip: { actor: number; frames: Array<{ objects: SceneObject[] }> };
   }>;
-}
-
-async function readJsonl<T>(file: string): Promise<T[]> {
-  return (await readFile(file, "utf8"))
-    .split("\n")
-    .filter((line) => line.trim().length > 0)
-    .map((line) => JSON.parse(line) as T);
 }
 
 /** VQA accuracy per type from the model card's table (`| VQA color | 0.770 | …`). */
@@ -253,20 +246,12 @@ describe("the retrieval chain on a Shapes World corpus (offline composer)", () =
   it("answers 'when does … in video X' by citing the segment where it happens", async () => {
     let right = 0;
     let total = 0;
-    const verbs: Record<string, string> = {
-      "moving left": "move left",
-      "moving right": "move right",
-      "moving up": "move up",
-      "moving down": "move down",
-      growing: "grow",
-      shrinking: "shrink",
-    };
     for (const [videoIndex, video] of videos.entries()) {
       const id = videoIds[videoIndex] as string;
       for (const segment of video.segments) {
         const actor = segment.clip.frames[0]?.objects[segment.clip.actor] as SceneObject;
         const result = await ask(
-          `When does the ${actor.color} ${actor.shape} ${verbs[segment.action]} in video ${id}?`,
+          `When does the ${actor.color} ${actor.shape} ${ACTION_VERBS[segment.action]} in video ${id}?`,
         );
         total += 1;
         const cited = result.citations[0];

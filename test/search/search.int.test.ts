@@ -22,6 +22,7 @@ import {
   createRng,
   generateDataset,
   generateQuestions,
+  readJsonl,
   renderScene,
   type Scene,
   SHAPES,
@@ -66,13 +67,6 @@ function tagsOf(scene: Scene): string[] {
 
 function dataUrl(bytes: Uint8Array, type = "image/jpeg"): string {
   return `data:${type};base64,${Buffer.from(bytes).toString("base64")}`;
-}
-
-async function readJsonl<T>(file: string): Promise<T[]> {
-  return (await readFile(file, "utf8"))
-    .split("\n")
-    .filter((line) => line.trim().length > 0)
-    .map((line) => JSON.parse(line) as T);
 }
 
 describe("search over a Shapes World corpus", () => {
