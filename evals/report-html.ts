@@ -8,7 +8,7 @@
 import sharp from "sharp";
 import { barChart, escapeHtml, histogramChart, lineChart } from "./charts.ts";
 import { formatDelta, type GateOutcome } from "./gate.ts";
-import { describeFailure } from "./report-md.ts";
+import { describeFailure, runDetails } from "./report-md.ts";
 import type { CaseRecord, RunResults } from "./run.ts";
 
 const value = (figure: number | null | undefined, digits = 3) =>
@@ -73,24 +73,7 @@ export function renderHtmlReport({
   sections.push(
     table(
       ["run", ""],
-      [
-        ["suite", `${escapeHtml(meta.suite)} (${escapeHtml(meta.format)})`],
-        ["seed", meta.seed === undefined ? "–" : String(meta.seed)],
-        ["target", escapeHtml(meta.target)],
-        ["composer", escapeHtml(meta.composer)],
-        ["model pack", escapeHtml(meta.modelPack ?? "–")],
-        ["git commit", escapeHtml(meta.gitCommit ?? "–")],
-        ["date", escapeHtml(meta.date)],
-        [
-          "corpus",
-          `${meta.corpus.images} images, ${meta.corpus.videos} videos, ${meta.corpus.triples} triples`,
-        ],
-        ["cases", `${summary.cases} (${summary.errors} errors)`],
-        [
-          "durations",
-          `ingest ${meta.durations.ingestSeconds} s, cases ${meta.durations.casesSeconds} s, total ${meta.durations.totalSeconds} s`,
-        ],
-      ],
+      runDetails(results).map(([label, value]) => [label, escapeHtml(value)]),
     ),
   );
   if (meta.ingestFailures.length > 0) {

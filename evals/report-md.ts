@@ -16,6 +16,25 @@ export function markdownCell(text: string, max = 160): string {
   return clipped.replace(/[\\`*_[\]<>|]/gu, (character) => `\\${character}`);
 }
 
+/** The rows of a report's "run" table, as plain text: what ran, on what, when, and how long it took. */
+export function runDetails({ meta, summary }: RunResults): Array<[string, string]> {
+  return [
+    ["suite", `${meta.suite} (${meta.format})`],
+    ["seed", meta.seed === undefined ? "–" : String(meta.seed)],
+    ["target", meta.target],
+    ["composer", meta.composer],
+    ["model pack", meta.modelPack ?? "–"],
+    ["git commit", meta.gitCommit ?? "–"],
+    ["date", meta.date],
+    ["corpus", `${meta.corpus.images} images, ${meta.corpus.videos} videos, ${meta.corpus.triples} triples`],
+    ["cases", `${summary.cases} (${summary.errors} errors)`],
+    [
+      "durations",
+      `ingest ${meta.durations.ingestSeconds} s, cases ${meta.durations.casesSeconds} s, total ${meta.durations.totalSeconds} s`,
+    ],
+  ];
+}
+
 function table(header: string[], rows: string[][]): string {
   return [
     `| ${header.join(" | ")} |`,
@@ -58,24 +77,7 @@ export function renderMarkdownReport({
   parts.push(
     table(
       ["run", ""],
-      [
-        ["suite", `${markdownCell(meta.suite)} (${meta.format})`],
-        ["seed", meta.seed === undefined ? "–" : String(meta.seed)],
-        ["target", markdownCell(meta.target)],
-        ["composer", meta.composer],
-        ["model pack", markdownCell(meta.modelPack ?? "–")],
-        ["git commit", meta.gitCommit ?? "–"],
-        ["date", meta.date],
-        [
-          "corpus",
-          `${meta.corpus.images} images, ${meta.corpus.videos} videos, ${meta.corpus.triples} triples`,
-        ],
-        ["cases", `${summary.cases} (${summary.errors} errors)`],
-        [
-          "durations",
-          `ingest ${meta.durations.ingestSeconds} s, cases ${meta.durations.casesSeconds} s, total ${meta.durations.totalSeconds} s`,
-        ],
-      ],
+      runDetails(results).map(([label, value]) => [label, markdownCell(value)]),
     ),
   );
   if (meta.ingestFailures.length > 0) {
