@@ -70,3 +70,11 @@ export function wholeNumber(flag: string, { min = 0, max }: { min?: number; max?
     return parsed;
   };
 }
+
+/** A comma-separated flag value as its non-empty, trimmed items (`"image, segment"` → two items). */
+export function listOption(value: string | undefined): string[] | undefined {
+  return value
+    ?.split(",")
+    .map((item) => item.trim())
+    .filter((item) => item !== "");
+}

@@ -9,7 +9,13 @@
 import type { Command } from "commander";
 import { AppError, ValidationError } from "../../errors.ts";
 import type { ChatEvent, ChatRequest, ChatResult } from "../../rag/types.ts";
-import { parseFilterOption, readImageFile, serverUnreachable, wholeNumber } from "../command-inputs.ts";
+import {
+  listOption,
+  parseFilterOption,
+  readImageFile,
+  serverUnreachable,
+  wholeNumber,
+} from "../command-inputs.ts";
 
 /** Options of {@link runAsk}. */
 export interface RunAskOptions {
@@ -344,10 +350,7 @@ export function registerAskCommand(program: Command): void {
           tenant: flags.tenant,
           question,
           imagePaths: flags.image,
-          kinds: flags.kinds
-            ?.split(",")
-            .map((kind) => kind.trim())
-            .filter((kind) => kind !== ""),
+          kinds: listOption(flags.kinds),
           topK: flags.topK,
           filter: flags.filter,
           offline: flags.offline,

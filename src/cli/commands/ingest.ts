@@ -21,7 +21,7 @@ import {
 } from "../../ingest/image-ingest.ts";
 import type { JobItemOutcome } from "../../ingest/jobs.ts";
 import { assertValidTenant } from "../../store/filter.ts";
-import { serverUnreachable, wholeNumber } from "../command-inputs.ts";
+import { listOption, serverUnreachable, wholeNumber } from "../command-inputs.ts";
 
 /** File extensions taken as images. */
 export const IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp", ".gif"] as const;
@@ -562,12 +562,7 @@ export function registerIngestCommand(program: Command): void {
     )
     .option("--tenant <tenant>", "tenant to ingest for, in-process only (default: LOUPE_DEFAULT_TENANT)")
     .option("--metadata <json>", "metadata of every item without its own (JSON object)", jsonObject)
-    .option("--tags <tags>", "comma-separated tags of every item", (value) =>
-      value
-        .split(",")
-        .map((tag) => tag.trim())
-        .filter((tag) => tag !== ""),
-    )
+    .option("--tags <tags>", "comma-separated tags of every item", listOption)
     .option("--title <title>", "title of every item")
     .option("--source <source>", "record source of items whose metadata names none", "cli")
     .option("--no-recursive", "do not descend into subdirectories")

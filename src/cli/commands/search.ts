@@ -8,7 +8,13 @@
 import { basename } from "node:path";
 import type { Command } from "commander";
 import { AppError, ValidationError } from "../../errors.ts";
-import { parseFilterOption, readImageFile, serverUnreachable, wholeNumber } from "../command-inputs.ts";
+import {
+  listOption,
+  parseFilterOption,
+  readImageFile,
+  serverUnreachable,
+  wholeNumber,
+} from "../command-inputs.ts";
 
 /** A result as the server returns it (the fields the table shows). */
 export interface SearchResultRow {
@@ -220,10 +226,7 @@ export function registerSearchCommand(program: Command): void {
           tenant: flags.tenant,
           text,
           imagePath: flags.image,
-          kinds: flags.kinds
-            ?.split(",")
-            .map((kind) => kind.trim())
-            .filter((kind) => kind !== ""),
+          kinds: listOption(flags.kinds),
           topK: flags.topK,
           filter: flags.filter,
         });
