@@ -133,7 +133,7 @@ try {
   let embedOnlyMs = Number.POSITIVE_INFINITY;
   for (let round = 0; round < rounds; round += 1) {
     started = performance.now();
-    const { embeddings } = await pack.imageEmbedder.encode({ images: frames, normalize: false });
+    const { embeddings, features } = await pack.videoEmbedder.encodeFrames({ images: frames });
     const spans = segmentVideo({
       frameEmbeddings: embeddings.map(l2Normalize),
       fps,
@@ -141,7 +141,7 @@ try {
     });
     const numFrames = pack.videoEmbedder.numFrames;
     const videos = spans.map((span) => {
-      const own = embeddings.slice(span.startFrame, span.endFrame);
+      const own = features.slice(span.startFrame, span.endFrame);
       return numFrames === undefined
         ? own
         : resampleIndices({ count: own.length, frames: numFrames }).map(

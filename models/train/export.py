@@ -26,7 +26,7 @@ from PIL import Image
 
 import shapes_world as sw
 from data import load_tokenizer, objects_from, pack_objects
-from model import LoupePack, PackConfig
+from model import LoupePack, PackConfig, grid_tokens
 from render import render_augmented
 from train import MEAN, STD
 
@@ -195,9 +195,11 @@ def main() -> None:
             ["logits"],
             {"image_tokens": {0: "batch"}, "text_tokens": {0: "batch", 1: "sequence"}, "text_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}},
         )
+        grid = cfg.video.token_grid
+        frame_shape = (1 + grid * grid, cfg.vision.hidden_size) if grid else (cfg.projection_dim,)
         export(
             VideoExport(model),
-            (torch.randn(2, frames, cfg.projection_dim),),
+            (torch.randn(2, frames, *frame_shape),),
             out / "onnx" / "video_model.onnx",
             ["frame_features"],
             ["video_embeds"],
@@ -233,7 +235,9 @@ def main() -> None:
             "model_id": args.model_id,
             "domain": "shapes-world-v1",
             "vqa": {"answers": "answers.json", "hidden_size": cfg.meter.hidden_size, "num_layers": cfg.meter.num_layers},
-            "video": {"num_frames": frames, "fps": 8, "frame_features": "image_embeds"},
+            "video": {"num_frames": frames, "fps": 8, "frame_features": "image_embeds"}
+            if not grid
+            else {"num_frames": frames, "fps": 8, "frame_features": "token_grid", "token_grid": grid},
             "training": {
                 "steps": state["step"],
                 "seconds": round(state["elapsed_s"]),
@@ -333,8 +337,9 @@ def main() -> None:
             Image.fromarray((image.permute(1, 2, 0) * 255).round().byte().numpy()).save(fixtures / name)
             names.append(name)
         frame_pixels = torch.cat([torch.from_numpy(pil_pixel_values(fixtures / n, size)) for n in names])
-        frame_embeds, _ = model.vision(frame_pixels)
-        video_embeds = model.video(frame_embeds[None])[0]
+        frame_embeds, frame_tokens = model.vision(frame_pixels)
+        frame_features = grid_tokens(frame_tokens, grid) if grid else frame_embeds
+        video_embeds = model.video(frame_features[None])[0]
         records["video"].append(
             {"frames": names, "description": sw.describe_clip(clip_rng, clip_frames[0][actor], action)[0], "action": sw.ACTIONS[action], "video_embeds": video_embeds.tolist()}
         )

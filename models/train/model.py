@@ -8,7 +8,8 @@ temporal video head, small enough to run on two CPU cores.
 - METER head: stacked co-attention layers (self-attention, cross-attention both ways, feed-forward,
   on both streams), pooled first tokens of both streams, classified over the 22 answers.
 - Video head: a temporal transformer over per-frame `image_embeds`, pooled and projected to the
-  shared space (mean pooling could not tell "moving left" from "moving right").
+  shared space (mean pooling could not tell "moving left" from "moving right"); with a token grid, also
+  a motion branch over per-frame grids of tower tokens (an image embedding hardly says where things are).
 
 Attention is written out with matmul/softmax when `exportable` is set (the ONNX export path) and uses
 PyTorch's fused kernel otherwise; both compute the same function.
@@ -60,6 +61,11 @@ class VideoConfig:
     num_layers: int = 2
     num_heads: int = 4
     intermediate_size: int = 384
+    # 0: the head reads per-frame `image_embeds`. G > 0: it reads per-frame tower tokens, the raw CLS token
+    # and the patch tokens averaged over a G x G grid, and adds a motion branch over the grid.
+    token_grid: int = 0
+    motion_hidden_size: int = 128
+    motion_layers: int = 2
 
 
 @dataclass
@@ -258,22 +264,76 @@ class MeterHead(nn.Module):
             self.image_pos.copy_(sincos_2d(grid, self.image_pos.shape[2], amplitude))
 
 
+def grid_tokens(tokens: torch.Tensor, grid: int) -> torch.Tensor:
+    """[N, 1 + P*P, W] tower tokens -> [N, 1 + grid*grid, W]: the CLS token, then the patch tokens averaged
+    over a grid x grid grid (row-major), as a token-grid video head reads them (the TypeScript runtime pools the same way)."""
+    n, length, width = tokens.shape
+    side = int(round((length - 1) ** 0.5))
+    patches = tokens[:, 1:].transpose(1, 2).reshape(n, width, side, side)
+    pooled = F.avg_pool2d(patches, side // grid).flatten(2).transpose(1, 2)
+    return torch.cat([tokens[:, :1], pooled], 1)
+
+
 class VideoHead(nn.Module):
-    def __init__(self, cfg: VideoConfig, projection_dim: int):
+    """A temporal transformer over per-frame image embeddings, pooled and projected to the shared space.
+
+    With `token_grid` set, frame features are tower tokens ([B, T, 1 + G*G, W]: the raw CLS token, then the
+    patch tokens averaged over a G x G grid): the CLS token goes through copies of the tower's final norm and
+    projection to give the image embeddings above, and a motion branch attends over the grid tokens of all
+    frames (with 2D and time positions) and adds its pooled state to the temporal one. An image embedding
+    says what a frame shows but hardly where; the grid says where, so "moving left" differs from "moving
+    right". The branch's output layer starts at zero, so a head that read embeddings alone starts as it was.
+    """
+
+    def __init__(self, cfg: VideoConfig, projection_dim: int, vision_width: int = 0):
         super().__init__()
+        self.cfg = cfg
         self.inp = nn.Sequential(nn.LayerNorm(projection_dim), nn.Linear(projection_dim, cfg.hidden_size))
         self.pos = nn.Parameter(torch.randn(1, cfg.num_frames, cfg.hidden_size) * 0.02)
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.hidden_size))
         self.blocks = nn.ModuleList([Block(cfg.hidden_size, cfg.num_heads, cfg.intermediate_size) for _ in range(cfg.num_layers)])
         self.norm = nn.LayerNorm(cfg.hidden_size)
         self.projection = nn.Linear(cfg.hidden_size, projection_dim, bias=False)
+        if cfg.token_grid:
+            if not vision_width:
+                raise ValueError("a token-reading video head needs the vision tower's width")
+            m, g = cfg.motion_hidden_size, cfg.token_grid
+            self.frame_norm = nn.LayerNorm(vision_width)
+            self.frame_projection = nn.Linear(vision_width, projection_dim, bias=False)
+            self.grid_in = nn.Sequential(nn.LayerNorm(vision_width), nn.Linear(vision_width, m))
+            self.grid_pos = nn.Parameter(sincos_2d(g, m)[:, 1:].unsqueeze(1).clone())  # [1, 1, G*G, m]
+            self.grid_time = nn.Parameter(torch.randn(1, cfg.num_frames, 1, m) * 0.02)
+            self.motion_cls = nn.Parameter(torch.zeros(1, 1, m))
+            self.motion_blocks = nn.ModuleList([Block(m, cfg.num_heads, 2 * m) for _ in range(cfg.motion_layers)])
+            self.motion_norm = nn.LayerNorm(m)
+            self.motion_out = nn.Linear(m, cfg.hidden_size)
+            nn.init.zeros_(self.motion_out.weight)
+            nn.init.zeros_(self.motion_out.bias)
+
+    def copy_frame_projection(self, vision: "VisionTower") -> None:
+        """Starts the CLS path from the tower's own final norm and projection (so it gives image_embeds)."""
+        with torch.no_grad():
+            self.frame_norm.load_state_dict(vision.post_norm.state_dict())
+            self.frame_projection.load_state_dict(vision.projection.state_dict())
 
     def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
-        x = self.inp(frame_features) + self.pos[:, : frame_features.shape[1]]
+        frames = frame_features.shape[1]
+        embeds = frame_features
+        if self.cfg.token_grid:
+            embeds = self.frame_projection(self.frame_norm(frame_features[:, :, 0]))
+        x = self.inp(embeds) + self.pos[:, :frames]
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1)
         for block in self.blocks:
             x = block(x)
-        return self.projection(self.norm(x[:, 0]))
+        state = x[:, 0]
+        if self.cfg.token_grid:
+            g = self.grid_in(frame_features[:, :, 1:]) + self.grid_pos + self.grid_time[:, :frames]
+            g = g.flatten(1, 2)
+            g = torch.cat([self.motion_cls.expand(g.shape[0], -1, -1), g], 1)
+            for block in self.motion_blocks:
+                g = block(g)
+            state = state + self.motion_out(self.motion_norm(g[:, 0]))
+        return self.projection(self.norm(state))
 
 
 class LoupePack(nn.Module):
@@ -284,7 +344,7 @@ class LoupePack(nn.Module):
         self.text = TextTower(cfg.text, cfg.projection_dim)
         n_image_tokens = (cfg.vision.image_size // cfg.vision.patch_size) ** 2 + 1
         self.meter = MeterHead(cfg.meter, cfg.vision.hidden_size, cfg.text.hidden_size, n_image_tokens, cfg.text.max_position_embeddings)
-        self.video = VideoHead(cfg.video, cfg.projection_dim)
+        self.video = VideoHead(cfg.video, cfg.projection_dim, cfg.vision.hidden_size)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def set_exportable(self, value: bool) -> None:

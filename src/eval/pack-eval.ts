@@ -636,9 +636,9 @@ async function evaluateVideo({
             (index) => frames[index] as RawImage,
           ),
         );
-        const encoded = await pack.imageEmbedder.encode({ images: picked.flat(), normalize: false });
+        const encoded = await embedder.encodeFrames({ images: picked.flat() });
         const videos = picked.map((_frames, clip) =>
-          encoded.embeddings.slice(clip * frameCount, (clip + 1) * frameCount),
+          encoded.features.slice(clip * frameCount, (clip + 1) * frameCount),
         );
         embeddings.push(...(await embedder.embedFrameFeatures({ videos })));
       }

@@ -62,6 +62,8 @@ export interface ModelPackInfo {
   capabilities: ModelPackCapabilities;
   /** Frames taken by the video head, when there is one. */
   videoFrames: number | undefined;
+  /** Grid side of the token features the video head reads per frame; undefined when it reads image embeddings. */
+  videoTokenGrid: number | undefined;
   /** Relative paths of the ONNX files the pack uses. */
   modelFiles: string[];
   config: ClipConfig;
@@ -133,6 +135,18 @@ export async function readModelPackInfo({ dir }: { dir: string }): Promise<Model
     modelFiles.push(packFiles.video);
     video = true;
   }
+  const videoTokenGrid = loupe?.video?.frame_features === "token_grid" ? loupe.video.token_grid : undefined;
+  if (videoTokenGrid !== undefined) {
+    const { image_size: size, patch_size: patch } = config.vision_config;
+    const patches = size / patch;
+    if (!Number.isInteger(patches) || patches % videoTokenGrid !== 0) {
+      throw new ModelPackError(
+        `config.json's loupe.video.token_grid is ${videoTokenGrid}, which does not divide the vision tower's ` +
+          `${size}/${patch} patch grid; it must be a divisor of ${Number.isInteger(patches) ? patches : "a whole patch grid"}.`,
+        { context: { dir: absolute, file: "config.json" } },
+      );
+    }
+  }
   const processor = new ImageProcessor({ config: preprocessorConfig });
   const imageSize = processor.outputHeight;
   if (processor.outputHeight !== processor.outputWidth || imageSize !== config.vision_config.image_size) {
@@ -150,6 +164,7 @@ export async function readModelPackInfo({ dir }: { dir: string }): Promise<Model
     textMaxLength: config.text_config.max_position_embeddings,
     capabilities: { vqa, video },
     videoFrames: loupe?.video?.num_frames,
+    videoTokenGrid,
     modelFiles,
     config,
     preprocessorConfig,
@@ -252,7 +267,12 @@ export class ModelPack {
       imageEmbedder: this.imageEmbedder,
       head:
         info.capabilities.video && info.videoFrames !== undefined
-          ? { session: sessionFor(packFiles.video), numFrames: info.videoFrames }
+          ? {
+              session: sessionFor(packFiles.video),
+              numFrames: info.videoFrames,
+              tokenGrid: info.videoTokenGrid,
+              visionWidth: info.config.vision_config.hidden_size,
+            }
           : undefined,
     });
     this.vqaHead =

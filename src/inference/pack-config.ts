@@ -36,7 +36,17 @@ export const clipConfigSchema = z.object({
         .object({
           num_frames: positiveInt,
           fps: z.number().positive(),
-          frame_features: z.literal("image_embeds").default("image_embeds"),
+          /**
+           * What the head reads per frame: `image_embeds` ([frames, projection_dim]), or `token_grid`
+           * ([frames, 1 + G·G, vision width]: the vision tower's raw CLS token, then its patch tokens
+           * averaged over a G × G grid, G being `token_grid`).
+           */
+          frame_features: z.enum(["image_embeds", "token_grid"]).default("image_embeds"),
+          token_grid: positiveInt.optional(),
+        })
+        .refine((video) => video.frame_features !== "token_grid" || video.token_grid !== undefined, {
+          message: 'frame_features "token_grid" needs token_grid (the grid side, e.g. 4)',
+          path: ["token_grid"],
         })
         .optional(),
     })

@@ -1,10 +1,12 @@
 /**
  * Video segment embeddings in the image-text space. With a pack's video head, the given frames are resampled
- * to the head's frame count and their raw image embeddings fed to it; without one (public CLIP packs), the
- * embedding is the mean of the L2-normalized frame embeddings. The result is always L2-normalized.
+ * to the head's frame count and their features fed to it: raw image embeddings, or (a token-grid head)
+ * the vision tower's CLS token and its patch tokens averaged over a small grid, which say where things are.
+ * Without a head (public CLIP packs), the embedding is the mean of the L2-normalized frame embeddings. The
+ * result is always L2-normalized.
  */
 import { ValidationError } from "../errors.ts";
-import type { ImageEmbedder, SessionProvider } from "./clip-encoders.ts";
+import type { ImageEmbedder, ImageTokens, SessionProvider } from "./clip-encoders.ts";
 import { readFloatOutput } from "./clip-encoders.ts";
 import type { ImageInput } from "./image-processor.ts";
 import { Tensor } from "./session.ts";
@@ -21,11 +23,53 @@ export function resampleIndices({ count, frames }: { count: number; frames: numb
   return Array.from({ length: frames }, (_, index) => Math.floor((index * (count - 1)) / (frames - 1) + 0.5));
 }
 
+/**
+ * One frame's vision tower tokens as a token-grid video head reads them: the CLS token, then the patch tokens
+ * averaged over a `grid` × `grid` grid in row-major order; `[1 + grid², width]` row-major.
+ *
+ * @throws ValidationError when the tokens are not a CLS token and a square patch grid that `grid` divides.
+ */
+export function poolTokenGrid({ tokens, grid }: { tokens: ImageTokens; grid: number }): Float32Array {
+  const { data, length, width } = tokens;
+  const side = Math.round(Math.sqrt(length - 1));
+  if (side * side !== length - 1 || side % grid !== 0 || data.length !== length * width) {
+    throw new ValidationError(
+      `Frame tokens of length ${length} are not a class token and a square patch grid divisible by ${grid}.`,
+    );
+  }
+  const cell = side / grid;
+  const out = new Float32Array((1 + grid * grid) * width);
+  out.set(data.subarray(0, width), 0);
+  const scale = 1 / (cell * cell);
+  for (let row = 0; row < side; row += 1) {
+    for (let col = 0; col < side; col += 1) {
+      const source = (1 + row * side + col) * width;
+      const target = (1 + Math.floor(row / cell) * grid + Math.floor(col / cell)) * width;
+      for (let channel = 0; channel < width; channel += 1) {
+        out[target + channel] = (out[target + channel] ?? 0) + (data[source + channel] ?? 0) * scale;
+      }
+    }
+  }
+  return out;
+}
+
 /** The pack's video head, when it has one. */
 export interface VideoHeadSpec {
   session: SessionProvider;
   /** Frames the head takes (`loupe.video.num_frames`). */
   numFrames: number;
+  /** Grid side when the head reads pooled tower tokens (`loupe.video.token_grid`); absent: image embeddings. */
+  tokenGrid?: number;
+  /** Width of the vision tower's tokens (`vision_config.hidden_size`); needed with `tokenGrid`. */
+  visionWidth?: number;
+}
+
+/** Frames through the vision tower once: their raw image embeddings and what the video head reads of each. */
+export interface EncodedFrames {
+  /** Raw (unnormalized) image embeddings, one per frame. */
+  embeddings: Float32Array[];
+  /** The head's per-frame features (the same arrays as `embeddings` unless the head reads tokens). */
+  features: Float32Array[];
 }
 
 /** Options of {@link VideoEmbedder}. */
@@ -41,6 +85,11 @@ export class VideoEmbedder {
   readonly #head: VideoHeadSpec | undefined;
 
   constructor({ imageEmbedder, head }: VideoEmbedderOptions) {
+    if (head?.tokenGrid !== undefined && head.visionWidth === undefined) {
+      throw new ValidationError(
+        "A video head that reads token grids needs visionWidth (the vision tower's width).",
+      );
+    }
     this.#imageEmbedder = imageEmbedder;
     this.#head = head;
   }
@@ -70,20 +119,45 @@ export class VideoEmbedder {
     }
     const indices = resampleIndices({ count: frames.length, frames: head.numFrames });
     const unique = [...new Set(indices)];
-    const encoded = await this.#imageEmbedder.encode({
-      images: unique.map((index) => frames[index] as ImageInput),
-      normalize: false,
-    });
-    const byIndex = new Map(unique.map((frameIndex, position) => [frameIndex, encoded.embeddings[position]]));
+    const encoded = await this.encodeFrames({ images: unique.map((index) => frames[index] as ImageInput) });
+    const byIndex = new Map(unique.map((frameIndex, position) => [frameIndex, encoded.features[position]]));
     const features = indices.map((index) => byIndex.get(index) as Float32Array);
     const [embedding] = await this.embedFrameFeatures({ videos: [features] });
     return embedding as Float32Array;
   }
 
+  /** Length of one frame's features as {@link VideoEmbedder.embedFrameFeatures} takes them. */
+  get frameFeatureLength(): number {
+    const grid = this.#head?.tokenGrid;
+    if (grid === undefined) return this.#imageEmbedder.dimension;
+    return (1 + grid * grid) * this.#visionWidth();
+  }
+
   /**
-   * Embeds segments from per-frame raw (unnormalized) image embeddings that were computed already. With a
+   * Runs frames through the vision tower once, in batches, returning their raw image embeddings (for shot
+   * detection) and the per-frame features {@link VideoEmbedder.embedFrameFeatures} takes.
+   */
+  async encodeFrames({ images }: { images: readonly ImageInput[] }): Promise<EncodedFrames> {
+    const grid = this.#head?.tokenGrid;
+    if (grid === undefined) {
+      const { embeddings } = await this.#imageEmbedder.encode({ images, normalize: false });
+      return { embeddings, features: embeddings };
+    }
+    const { embeddings, tokens = [] } = await this.#imageEmbedder.encode({
+      images,
+      normalize: false,
+      withTokens: true,
+    });
+    return {
+      embeddings,
+      features: tokens.map((frameTokens) => poolTokenGrid({ tokens: frameTokens, grid })),
+    };
+  }
+
+  /**
+   * Embeds segments from per-frame features computed already by {@link VideoEmbedder.encodeFrames}. With a
    * head, each video must have exactly {@link VideoEmbedder.numFrames} rows (resample first); without one,
-   * the rows are normalized and averaged.
+   * the rows (raw image embeddings) are normalized and averaged.
    */
   async embedFrameFeatures({
     videos,
@@ -91,12 +165,13 @@ export class VideoEmbedder {
     videos: readonly (readonly Float32Array[])[];
   }): Promise<Float32Array[]> {
     const dimension = this.#imageEmbedder.dimension;
+    const rowLength = this.frameFeatureLength;
     for (const [videoIndex, features] of videos.entries()) {
       if (features.length === 0) throw new ValidationError(`Video ${videoIndex} has no frame features.`);
       for (const row of features) {
-        if (row.length !== dimension) {
+        if (row.length !== rowLength) {
           throw new ValidationError(
-            `Video ${videoIndex} has a frame feature of length ${row.length}; the pack's dimension is ${dimension}.`,
+            `Video ${videoIndex} has a frame feature of length ${row.length}; the pack's video features have length ${rowLength}.`,
           );
         }
       }
@@ -113,14 +188,16 @@ export class VideoEmbedder {
       }
     }
     const session = await head.session();
-    const data = new Float32Array(videos.length * head.numFrames * dimension);
+    const data = new Float32Array(videos.length * head.numFrames * rowLength);
     videos.forEach((features, videoIndex) => {
       features.forEach((row, frameIndex) => {
-        data.set(row, (videoIndex * head.numFrames + frameIndex) * dimension);
+        data.set(row, (videoIndex * head.numFrames + frameIndex) * rowLength);
       });
     });
+    const grid = head.tokenGrid;
+    const frameDims = grid === undefined ? [dimension] : [1 + grid * grid, this.#visionWidth()];
     const outputs = await session.run({
-      feeds: { frame_features: new Tensor("float32", data, [videos.length, head.numFrames, dimension]) },
+      feeds: { frame_features: new Tensor("float32", data, [videos.length, head.numFrames, ...frameDims]) },
       outputs: ["video_embeds"],
     });
     const embeds = readFloatOutput({
@@ -133,6 +210,10 @@ export class VideoEmbedder {
     return videos.map((_, index) =>
       l2Normalize(embeds.data.slice(index * dimension, (index + 1) * dimension)),
     );
+  }
+
+  #visionWidth(): number {
+    return this.#head?.visionWidth ?? 0;
   }
 
   #meanOfNormalized(embeddings: readonly Float32Array[]): Float32Array {

@@ -379,6 +379,8 @@ export class VideoIngester {
         : cropSize;
     const framesExpected = Math.max(1, Math.ceil(probe.durationSeconds * settings.sampleFps));
     const rawFeatures: Float32Array[] = [];
+    // What the video head reads of each frame: the raw embeddings themselves, or small token grids.
+    const headFeatures: Float32Array[] = [];
     // Frames are kept as small WebP images (a few kB each at model size), for the keyframes.
     const encodedFrames: Promise<Buffer>[] = [];
     let embedMs = 0;
@@ -394,9 +396,10 @@ export class VideoIngester {
       waiting += 1;
       embedding = embedding.then(async () => {
         const started = performance.now();
-        const { embeddings } = await models.imageEmbedder.encode({ images, normalize: false });
+        const { embeddings, features } = await models.videoEmbedder.encodeFrames({ images });
         embedMs += performance.now() - started;
         rawFeatures.push(...embeddings);
+        headFeatures.push(...features);
         waiting -= 1;
         onProgress?.({ framesDone: rawFeatures.length, framesExpected });
       });
@@ -443,7 +446,7 @@ export class VideoIngester {
       );
     }
     const started = performance.now();
-    const segmentEmbeddings = await this.#embedSegments({ spans, rawFeatures });
+    const segmentEmbeddings = await this.#embedSegments({ spans, frameFeatures: headFeatures });
     embedMs += performance.now() - started;
     const keyframes = spans.map(
       (span) => encoded[Math.floor((span.startFrame + span.endFrame - 1) / 2)] as Buffer,
@@ -451,18 +454,18 @@ export class VideoIngester {
     return { spans, segmentEmbeddings, keyframes, frames, embedMs };
   }
 
-  /** One embedding per segment: its frames' raw image embeddings, resampled to the head's frame count. */
+  /** One embedding per segment: its frames' features, resampled to the head's frame count. */
   async #embedSegments({
     spans,
-    rawFeatures,
+    frameFeatures,
   }: {
     spans: readonly VideoSegmentSpan[];
-    rawFeatures: readonly Float32Array[];
+    frameFeatures: readonly Float32Array[];
   }): Promise<Float32Array[]> {
     const embedder = this.#models.videoEmbedder;
     const numFrames = embedder.numFrames;
     const videos = spans.map((span) => {
-      const own = rawFeatures.slice(span.startFrame, span.endFrame);
+      const own = frameFeatures.slice(span.startFrame, span.endFrame);
       if (numFrames === undefined) return own;
       return resampleIndices({ count: own.length, frames: numFrames }).map(
         (index) => own[index] as Float32Array,

@@ -1,0 +1,208 @@
+"""Trains the video head alone on cached frame features (clip_features.py), the towers frozen.
+
+The head becomes a token-reading one (model.VideoHead with `token_grid`): its temporal part starts from
+the checkpoint's head, its motion branch from zero, so step 0 scores as the old head did. Every step
+draws fresh descriptions (and false descriptions, as in train.py) for cached clips, and plays half of the
+clips backwards with the opposite action (left <-> right, up <-> down, growing <-> shrinking). Only the
+video head changes: image, text and VQA figures stay as they were.
+
+    python3 train_video.py --init checkpoints/shapes-world-tiny.pt --cache cache/clips \
+        --tokenizer ../shapes-world-tiny/tokenizer.json --out checkpoints/shapes-world-tiny.pt --minutes 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import random
+import time
+
+import torch
+import torch.nn.functional as F
+
+import shapes_world as sw
+from data import encode, load_tokenizer
+from model import LoupePack, PackConfig
+from train import multi_positive_nce, video_relevance
+
+REVERSED = [sw.ACTIONS.index(sw.OPPOSITE_ACTION[name]) for name in sw.ACTIONS]
+
+
+def load_shards(paths: list[str]) -> dict[str, torch.Tensor]:
+    shards = [torch.load(p, weights_only=True) for p in paths]
+    return {k: torch.cat([s[k] for s in shards]) for k in ("features", "actor", "action")}
+
+
+def texts_for(rng: random.Random, tok, actor: torch.Tensor, action: torch.Tensor, negatives: bool):
+    """Descriptions of the clips (and false ones) with the fields video_relevance compares."""
+    objs = [sw.Obj(int(s), int(c), int(z), 0.0, 0.0, 0.0, 0.0) for s, c, z in actor.tolist()]
+    acts = action.tolist()
+    descs = [sw.describe_clip(rng, o, a) for o, a in zip(objs, acts)]
+    ids, mask = encode(tok, [d[0] for d in descs])
+    fields = {
+        "color": actor[:, 1],
+        "shape": actor[:, 0],
+        "action": action,
+        "sizeword": torch.tensor([d[1] for d in descs]),
+    }
+    out = {"ids": ids, "mask": mask, "fields": fields}
+    if negatives:
+        negs = [sw.clip_negative(rng, o, a) for o, a in zip(objs, acts)]
+        out["neg_ids"], out["neg_mask"] = encode(tok, [x[0] for x in negs])
+        out["neg_fields"] = {
+            "sizeword": torch.tensor([x[1] for x in negs]),
+            "color": torch.tensor([x[2] for x in negs]),
+            "shape": torch.tensor([x[3] for x in negs]),
+            "action": torch.tensor([x[4] for x in negs]),
+        }
+    return out
+
+
+def clip_truth(actor: torch.Tensor, action: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"color": actor[:, 1], "shape": actor[:, 0], "size": actor[:, 2], "action": action}
+
+
+@torch.no_grad()
+def evaluate(model: LoupePack, tok, data: dict[str, torch.Tensor], seed: int = 5) -> dict[str, float]:
+    """Text->clip R@1 over the held-out clips, one description each (a size word on every other)."""
+    model.eval()
+    rng = random.Random(seed)
+    embeds = torch.cat([model.video(data["features"][i : i + 64].float()) for i in range(0, len(data["action"]), 64)])
+    texts = texts_for(rng, tok, data["actor"], data["action"], negatives=False)
+    text_embeds, _ = model.text(texts["ids"], texts["mask"])
+    truth = clip_truth(data["actor"], data["action"])
+    rel = video_relevance(texts["fields"], truth)
+    sims = F.normalize(text_embeds, dim=-1) @ F.normalize(embeds, dim=-1).T
+    top = sims.topk(5, dim=1).indices
+    hits = torch.gather(rel, 1, top)
+    model.train()
+    return {"r@1": hits[:, 0].float().mean().item(), "r@5": hits.any(1).float().mean().item()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--init", required=True, help="the pack checkpoint whose video head is trained")
+    parser.add_argument("--cache", required=True, help="directory of clip_features.py shards")
+    parser.add_argument("--tokenizer", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate of the motion branch")
+    parser.add_argument("--base-lr", type=float, default=2e-4, help="learning rate of the rest of the head")
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--validation", type=int, default=1, help="shards held out for validation")
+    parser.add_argument("--eval-every", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reverse", type=float, default=0.5, help="share of clips played backwards")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    tok = load_tokenizer(args.tokenizer)
+
+    paths = sorted(glob.glob(f"{args.cache}/*.pt"))
+    if len(paths) <= args.validation:
+        raise SystemExit(f"{args.cache} has {len(paths)} shards; need more than the {args.validation} held out.")
+    held_out, train_paths = paths[: args.validation], paths[args.validation :]
+    grid = torch.load(paths[0], weights_only=True)["grid"]
+    validation = load_shards(held_out)
+    data = load_shards(train_paths)
+
+    init = torch.load(args.init, map_location="cpu", weights_only=False)
+    cfg_dict = json.loads(json.dumps(init["config"]))
+    fresh_head = not cfg_dict["video"].get("token_grid")
+    cfg_dict["video"]["token_grid"] = grid
+    cfg = PackConfig.from_dict(cfg_dict)
+    model = LoupePack(cfg)
+    missing, _ = model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init["model"].items()}, strict=False)
+    if fresh_head:
+        model.video.copy_frame_projection(model.vision)
+    elif missing:
+        raise SystemExit(f"the checkpoint lacks {missing[:3]}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    motion = [p for n, p in model.video.named_parameters() if n.startswith(("grid_", "motion_"))]
+    base = [p for n, p in model.video.named_parameters() if not n.startswith(("grid_", "motion_", "frame_"))]
+    for p in motion + base:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(
+        [{"params": motion, "lr": args.lr}, {"params": base, "lr": args.base_lr}], weight_decay=0.05
+    )
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    scale = model.logit_scale.exp().clamp(max=100).item()
+    n_clips = len(data["action"])
+    print(
+        f"train clips {n_clips} held out {len(validation['action'])} grid {grid} trainable "
+        f"{sum(p.numel() for p in motion + base) / 1e6:.2f}M",
+        flush=True,
+    )
+    print("step 0 held-out " + json.dumps({k: round(v, 4) for k, v in evaluate(model, tok, validation).items()}), flush=True)
+
+    started = time.time()
+    budget = args.minutes * 60
+    step = 0
+    while time.time() - started < budget:
+        progress = (time.time() - started) / budget
+        for g, lr in zip(optimizer.param_groups, base_lrs):
+            warm = min(1.0, (step + 1) / args.warmup)
+            g["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * progress))
+        idx = torch.tensor(rng.sample(range(n_clips), args.batch))
+        features = data["features"][idx].float()
+        actor, action = data["actor"][idx], data["action"][idx].clone()
+        backwards = torch.rand(args.batch) < args.reverse
+        features[backwards] = features[backwards].flip(1)
+        action[backwards] = torch.tensor(REVERSED)[action[backwards]]
+        # Renderer differences between clips: a little feature noise.
+        features = features + torch.randn_like(features) * 0.02 * features.std()
+        texts = texts_for(rng, tok, actor, action, negatives=True)
+        with torch.no_grad():
+            all_ids = torch.cat([texts["ids"], texts["neg_ids"]])
+            all_mask = torch.cat([texts["mask"], texts["neg_mask"]])
+            text_embeds, _ = model.text(all_ids, all_mask)
+            text_embeds = F.normalize(text_embeds, dim=-1)
+        vt, vn = text_embeds[: args.batch], text_embeds[args.batch :]
+        v = F.normalize(model.video(features), dim=-1)
+        truth = clip_truth(actor, action)
+        vrel = video_relevance(texts["fields"], truth)
+        nrel = video_relevance(texts["neg_fields"], truth)
+        loss_c2t = multi_positive_nce(scale * v @ torch.cat([vt, vn]).T, torch.cat([vrel, nrel]).T)
+        loss_t2c = multi_positive_nce(scale * vt @ v.T, vrel)
+        loss = 0.5 * (loss_c2t + loss_t2c)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(motion + base, 1.0)
+        optimizer.step()
+        step += 1
+        if step % 20 == 0:
+            print(f"step {step} loss {loss.item():.4f} {time.time() - started:.0f}s", flush=True)
+        if step % args.eval_every == 0:
+            print(f"step {step} held-out " + json.dumps({k: round(v, 4) for k, v in evaluate(model, tok, validation).items()}), flush=True)
+
+    seconds = time.time() - started
+    final = evaluate(model, tok, validation)
+    print(f"final step {step} held-out " + json.dumps({k: round(v, 4) for k, v in final.items()}), flush=True)
+    phase = {
+        "from": "checkpoint",
+        "part": "video head",
+        "steps": step,
+        "seconds": round(seconds),
+        "clips": n_clips,
+        "args": {k: v for k, v in vars(args).items() if k not in ("init", "cache", "tokenizer", "out")},
+    }
+    state = {
+        "config": cfg.to_dict(),
+        "model": {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
+        "step": step,
+        "elapsed_s": seconds,
+        "args": {**init.get("args", {}), "video_head": phase["args"]},
+        "phases": [*init.get("phases", []), phase],
+    }
+    torch.save(state, args.out)
+    print(f"saved {args.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
