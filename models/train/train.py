@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 import shapes_world as sw
 from data import Batches, load_tokenizer, objects_from, scene_batch, clip_batch
-from model import LoupePack, PackConfig
+from model import LoupePack, PackConfig, grid_tokens
 from render import render_augmented
 
 MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
@@ -80,6 +80,14 @@ def _fields(batch: dict[str, torch.Tensor], prefix: str, device: torch.device) -
     return {k[len(prefix) :]: v.to(device) for k, v in batch.items() if k.startswith(prefix)}
 
 
+def frame_features_of(model: LoupePack, image_embeds: torch.Tensor, image_tokens: torch.Tensor, clips: int) -> torch.Tensor:
+    """What the video head reads of `clips` clips' frames (in order): per-frame image embeddings, or grids
+    of tower tokens for a token-grid head."""
+    grid = model.cfg.video.token_grid
+    features = grid_tokens(image_tokens, grid) if grid else image_embeds
+    return features.view(clips, -1, *features.shape[1:])
+
+
 def losses(model: LoupePack, batch: dict[str, torch.Tensor], device: torch.device, image_size: int, augment: bool = True, max_render: int = 384):
     objects = objects_from(batch, "obj_", device)
     images = render_augmented(objects, image_size, augment=augment, max_render=max_render)
@@ -110,8 +118,7 @@ def losses(model: LoupePack, batch: dict[str, torch.Tensor], device: torch.devic
         video_embeds = None
         if video:
             c = batch["v_ids"].shape[0]
-            frame_features = image_embeds[b:].view(c, -1, image_embeds.shape[-1])
-            video_embeds = model.video(frame_features)
+            video_embeds = model.video(frame_features_of(model, image_embeds[b:], image_tokens[b:], c))
 
     scale = model.logit_scale.exp().clamp(max=100)
     img = F.normalize(image_embeds[:b].float(), dim=-1)
@@ -196,8 +203,8 @@ def evaluate(model: LoupePack, tokenizer_path: str, device: torch.device, image_
         vb = clip_batch(rng, tok, clips)
         frames = render_augmented(objects_from(vb, "vobj_", device), image_size, augment=False, render_size=128, codec="jpeg", quality=85, noise=4)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            fe, _ = model.vision(normalize(frames))
-            ve = model.video(fe.view(clips, -1, fe.shape[-1]))
+            fe, ft = model.vision(normalize(frames))
+            ve = model.video(frame_features_of(model, fe, ft, clips))
             te, _ = model.text(vb["v_ids"].to(device), vb["v_mask"].to(device))
         clips_truth = _fields(vb, "v_", device)
         vrel = video_relevance(clips_truth, clips_truth)
@@ -231,6 +238,12 @@ def main() -> None:
         default="shape=5,position=2,color=2,count=2,exist=1",
         help="a second VQA question per scene, its type drawn with these weights ('' for none)",
     )
+    parser.add_argument(
+        "--video-token-grid",
+        type=int,
+        default=4,
+        help="from scratch: the video head reads per-frame tower tokens pooled over this grid (0: image_embeds)",
+    )
     parser.add_argument("--video-weight", type=float, default=1.0, help="weight of the video contrastive loss")
     parser.add_argument(
         "--clip-negatives",
@@ -248,15 +261,20 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tok = load_tokenizer(args.tokenizer)
-    cfg = PackConfig()
+    init = torch.load(args.init, map_location="cpu", weights_only=False) if args.init else None
+    if init is not None:
+        # A checkpoint keeps its own architecture (its video head may read token grids or embeddings).
+        cfg = PackConfig.from_dict(init["config"])
+    else:
+        cfg = PackConfig()
+        cfg.video.token_grid = args.video_token_grid
+        if args.small:
+            cfg.vision.num_hidden_layers, cfg.text.num_hidden_layers, cfg.meter.num_layers, cfg.video.num_layers = 1, 1, 1, 1
     cfg.text.vocab_size = tok.get_vocab_size()
-    if args.small:
-        cfg.vision.num_hidden_layers, cfg.text.num_hidden_layers, cfg.meter.num_layers, cfg.video.num_layers = 1, 1, 1, 1
     model = LoupePack(cfg)
     model.meter.init_image_pos()
     phases: list[dict] = []  # the training history this run continues, kept in every checkpoint
-    if args.init:
-        init = torch.load(args.init, map_location="cpu", weights_only=False)
+    if init is not None:
         phases = list(init.get("phases", []))
         missing, unexpected = model.load_state_dict(
             {k: v.float() if v.is_floating_point() else v for k, v in init["model"].items()}, strict=False
