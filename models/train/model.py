@@ -64,8 +64,8 @@ class VideoConfig:
     # 0: the head reads per-frame `image_embeds`. G > 0: it reads per-frame tower tokens, the raw CLS token
     # and the patch tokens averaged over a G x G grid, and adds a motion branch over the grid.
     token_grid: int = 0
-    motion_hidden_size: int = 128
-    motion_layers: int = 2
+    motion_channels: int = 8
+    motion_hidden_size: int = 256
 
 
 @dataclass
@@ -279,10 +279,12 @@ class VideoHead(nn.Module):
 
     With `token_grid` set, frame features are tower tokens ([B, T, 1 + G*G, W]: the raw CLS token, then the
     patch tokens averaged over a G x G grid): the CLS token goes through copies of the tower's final norm and
-    projection to give the image embeddings above, and a motion branch attends over the grid tokens of all
-    frames (with 2D and time positions) and adds its pooled state to the temporal one. An image embedding
-    says what a frame shows but hardly where; the grid says where, so "moving left" differs from "moving
-    right". The branch's output layer starts at zero, so a head that read embeddings alone starts as it was.
+    projection to give the image embeddings above, and a motion branch reads the grid tokens of all frames:
+    each token is narrowed to a few channels, and the whole [T, G*G, channels] block goes through an MLP, so
+    every weight knows which frame and which cell it reads. Its output is added to the temporal state. An
+    image embedding says what a frame shows but hardly where (a probe tells the action from per-frame CLS
+    tokens 48% of the time, from the grids 98%). The branch's output layer starts at zero, so a head that
+    read embeddings alone starts as it was.
     """
 
     def __init__(self, cfg: VideoConfig, projection_dim: int, vision_width: int = 0):
@@ -297,16 +299,17 @@ class VideoHead(nn.Module):
         if cfg.token_grid:
             if not vision_width:
                 raise ValueError("a token-reading video head needs the vision tower's width")
-            m, g = cfg.motion_hidden_size, cfg.token_grid
+            cells = cfg.num_frames * cfg.token_grid * cfg.token_grid
             self.frame_norm = nn.LayerNorm(vision_width)
             self.frame_projection = nn.Linear(vision_width, projection_dim, bias=False)
-            self.grid_in = nn.Sequential(nn.LayerNorm(vision_width), nn.Linear(vision_width, m))
-            self.grid_pos = nn.Parameter(sincos_2d(g, m)[:, 1:].unsqueeze(1).clone())  # [1, 1, G*G, m]
-            self.grid_time = nn.Parameter(torch.randn(1, cfg.num_frames, 1, m) * 0.02)
-            self.motion_cls = nn.Parameter(torch.zeros(1, 1, m))
-            self.motion_blocks = nn.ModuleList([Block(m, cfg.num_heads, 2 * m) for _ in range(cfg.motion_layers)])
-            self.motion_norm = nn.LayerNorm(m)
-            self.motion_out = nn.Linear(m, cfg.hidden_size)
+            self.grid_in = nn.Sequential(nn.LayerNorm(vision_width), nn.Linear(vision_width, cfg.motion_channels))
+            self.motion = nn.Sequential(
+                nn.Dropout(0.1),
+                nn.Linear(cells * cfg.motion_channels, cfg.motion_hidden_size),
+                nn.GELU(),
+                nn.LayerNorm(cfg.motion_hidden_size),
+            )
+            self.motion_out = nn.Linear(cfg.motion_hidden_size, cfg.hidden_size)
             nn.init.zeros_(self.motion_out.weight)
             nn.init.zeros_(self.motion_out.bias)
 
@@ -315,6 +318,10 @@ class VideoHead(nn.Module):
         with torch.no_grad():
             self.frame_norm.load_state_dict(vision.post_norm.state_dict())
             self.frame_projection.load_state_dict(vision.projection.state_dict())
+
+    def motion_state(self, frame_features: torch.Tensor) -> torch.Tensor:
+        """[B, motion_hidden_size]: the motion branch's reading of a token-grid clip."""
+        return self.motion(self.grid_in(frame_features[:, :, 1:]).flatten(1))
 
     def forward(self, frame_features: torch.Tensor) -> torch.Tensor:
         frames = frame_features.shape[1]
@@ -327,12 +334,7 @@ class VideoHead(nn.Module):
             x = block(x)
         state = x[:, 0]
         if self.cfg.token_grid:
-            g = self.grid_in(frame_features[:, :, 1:]) + self.grid_pos + self.grid_time[:, :frames]
-            g = g.flatten(1, 2)
-            g = torch.cat([self.motion_cls.expand(g.shape[0], -1, -1), g], 1)
-            for block in self.motion_blocks:
-                g = block(g)
-            state = state + self.motion_out(self.motion_norm(g[:, 0]))
+            state = state + self.motion_out(self.motion_state(frame_features))
         return self.projection(self.norm(state))
 
 
