@@ -171,8 +171,18 @@ export async function readModelPackInfo({ dir }: { dir: string }): Promise<Model
   };
 }
 
-/** Input and output names each model file must have. */
-export function sessionContracts({ vqa }: { vqa: boolean }): Record<string, SessionContract> {
+/**
+ * Input and output names each model file must have, and the shape the video head is fed: `[batch, frames,
+ * dimension]` of image embeddings, or `[batch, frames, 1 + G², vision width]` of token grids.
+ */
+export function sessionContracts({
+  vqa,
+  videoFrameShape,
+}: {
+  vqa: boolean;
+  /** Per-frame shape of the video head's input; absent: not checked. */
+  videoFrameShape?: readonly number[];
+}): Record<string, SessionContract> {
   return {
     [packFiles.vision]: {
       requiredInputs: ["pixel_values"],
@@ -187,7 +197,13 @@ export function sessionContracts({ vqa }: { vqa: boolean }): Record<string, Sess
       requiredInputs: ["image_tokens", "text_tokens", "text_mask"],
       requiredOutputs: ["logits"],
     },
-    [packFiles.video]: { requiredInputs: ["frame_features"], requiredOutputs: ["video_embeds"] },
+    [packFiles.video]: {
+      requiredInputs: ["frame_features"],
+      requiredOutputs: ["video_embeds"],
+      ...(videoFrameShape === undefined
+        ? {}
+        : { inputShapes: { frame_features: [null, null, ...videoFrameShape] } }),
+    },
   };
 }
 
@@ -400,7 +416,12 @@ export async function loadModelPack({
     decodeConcurrency,
   });
 
-  const contracts = sessionContracts({ vqa: info.capabilities.vqa });
+  const grid = info.videoTokenGrid;
+  const contracts = sessionContracts({
+    vqa: info.capabilities.vqa,
+    videoFrameShape:
+      grid === undefined ? [info.dimension] : [1 + grid * grid, info.config.vision_config.hidden_size],
+  });
   const sessions = new Map<string, Promise<OnnxSession>>();
   let pack: ModelPack | undefined;
   const open = (file: string): Promise<OnnxSession> => {

@@ -43,6 +43,18 @@ export interface SessionContract {
   optionalInputs?: readonly string[];
   /** Outputs the caller reads; the model must declare every one. */
   requiredOutputs: readonly string[];
+  /**
+   * Shapes the caller feeds, by input name: a size per axis, `null` where any size goes. A model that declares
+   * another number of axes, or another fixed size, does not fit (symbolic sizes fit anything).
+   */
+  inputShapes?: Readonly<Record<string, readonly (number | null)[]>>;
+}
+
+/** What a model declares of one input: its shape, when it is a tensor with a known shape. */
+export interface InputDeclaration {
+  name: string;
+  /** Per axis a fixed size or a symbolic name; absent when the model does not say. */
+  shape?: readonly (number | string)[];
 }
 
 /** Options of {@link createSession}. */
@@ -66,10 +78,13 @@ export function checkContract({
   inputNames,
   outputNames,
   contract,
+  inputs = [],
 }: {
   inputNames: readonly string[];
   outputNames: readonly string[];
   contract: SessionContract;
+  /** The model's input declarations, for {@link SessionContract.inputShapes}. */
+  inputs?: readonly InputDeclaration[];
 }): string[] {
   const problems: string[] = [];
   const allowedInputs = new Set([...contract.requiredInputs, ...(contract.optionalInputs ?? [])]);
@@ -79,6 +94,19 @@ export function checkContract({
   if (missingInputs.length > 0) problems.push(`missing input(s) ${missingInputs.join(", ")}`);
   if (unknownInputs.length > 0) problems.push(`unexpected input(s) ${unknownInputs.join(", ")}`);
   if (missingOutputs.length > 0) problems.push(`missing output(s) ${missingOutputs.join(", ")}`);
+  for (const [name, expected] of Object.entries(contract.inputShapes ?? {})) {
+    const shape = inputs.find((input) => input.name === name)?.shape;
+    if (shape === undefined || shape.length === 0) continue;
+    const fits =
+      shape.length === expected.length &&
+      expected.every(
+        (size, axis) => size === null || typeof shape[axis] !== "number" || shape[axis] === size,
+      );
+    if (!fits) {
+      const wanted = expected.map((size) => (size === null ? "any" : String(size))).join(", ");
+      problems.push(`input ${name} has shape [${shape.join(", ")}] where [${wanted}] is fed`);
+    }
+  }
   return problems;
 }
 
@@ -210,6 +238,10 @@ export async function createSession({
     inputNames: session.inputNames,
     outputNames: session.outputNames,
     contract,
+    inputs: session.inputMetadata.map((meta) => ({
+      name: meta.name,
+      ...(meta.isTensor ? { shape: meta.shape } : {}),
+    })),
   });
   if (problems.length > 0) {
     await session.release();

@@ -63,7 +63,8 @@ describe("token-grid video heads in config.json", () => {
       token_grid: 2,
     });
     expect((await readModelPackInfo({ dir })).videoTokenGrid).toBe(2);
-    const pack = await loadModelPack({ dir, verifyHashes: false });
+    // Lazily: the fixture's video model reads embeddings, which the next test shows is refused at opening.
+    const pack = await loadModelPack({ dir, verifyHashes: false, sessions: "lazy" });
     try {
       // 1 class token + 2 × 2 cells, each of the tower's width (8).
       expect(pack.videoEmbedder.frameFeatureLength).toBe(40);
@@ -75,6 +76,18 @@ describe("token-grid video heads in config.json", () => {
     } finally {
       await pack.close();
     }
+  });
+
+  it("refuses a video model whose input shape is not what the config says it reads", async () => {
+    const dir = await packWithVideo("grid-vs-onnx", {
+      num_frames: 4,
+      fps: 8,
+      frame_features: "token_grid",
+      token_grid: 2,
+    });
+    await expect(loadModelPack({ dir, verifyHashes: false })).rejects.toThrow(
+      /onnx\/video_model\.onnx does not have the expected inputs\/outputs: input frame_features has shape \[\w+, \w+, 16\] where \[any, any, 5, 8\] is fed/,
+    );
   });
 
   it("says when token_grid is missing", async () => {
