@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 import shapes_world as sw
 from data import pack_objects
-from model import LoupePack, PackConfig, grid_tokens
+from model import LoupePack, PackConfig, float_weights, grid_tokens
 from render import gaussian_blur, lossy_codec, render
 from train import normalize
 
@@ -30,7 +30,7 @@ from train import normalize
 def load_pack(path: str) -> LoupePack:
     state = torch.load(path, map_location="cpu", weights_only=False)
     model = LoupePack(PackConfig.from_dict(state["config"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}, strict=False)
+    model.load_state_dict(float_weights(state["model"]), strict=False)
     return model.eval()
 
 

@@ -26,7 +26,7 @@ from PIL import Image
 
 import shapes_world as sw
 from data import load_tokenizer, objects_from, pack_objects
-from model import LoupePack, PackConfig, grid_tokens
+from model import LoupePack, PackConfig, float_weights, grid_tokens
 from render import render_augmented
 from train import MEAN, STD
 
@@ -71,6 +71,9 @@ class VideoExport(torch.nn.Module):
 
 def export(module, args, path: Path, inputs: list[str], outputs: list[str], dynamic: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    # The exporter puts the module back in the mode it found it in; a wrapper fresh from its constructor is in
+    # training mode, which would leave the pack's dropout on for the parity fixtures computed next.
+    module.eval()
     torch.onnx.export(
         module,
         args,
@@ -147,7 +150,7 @@ def main() -> None:
     cfg = PackConfig.from_dict(state["config"])
     model = LoupePack(cfg)
     missing, unexpected = model.load_state_dict(
-        {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}, strict=False
+        float_weights(state["model"]), strict=False
     )
     if unexpected or any(not k.endswith("image_pos") for k in missing):
         raise SystemExit(f"checkpoint does not fit the model: missing {missing}, unexpected {unexpected}")

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 import shapes_world as sw
 from data import encode, load_tokenizer, objects_from, pack_objects
-from model import LoupePack, PackConfig
+from model import LoupePack, PackConfig, float_weights
 from render import render_augmented
 from train import normalize
 
@@ -31,7 +31,7 @@ def load(checkpoint: str) -> tuple[LoupePack, dict]:
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model = LoupePack(PackConfig.from_dict(state["config"]))
     missing, unexpected = model.load_state_dict(
-        {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}, strict=False
+        float_weights(state["model"]), strict=False
     )
     if unexpected or any(not k.endswith("image_pos") for k in missing):
         raise SystemExit(f"checkpoint does not fit the model: missing {missing}, unexpected {unexpected}")

@@ -338,6 +338,11 @@ class VideoHead(nn.Module):
         return self.projection(self.norm(state))
 
 
+def float_weights(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights (stored in float16) as float32 for loading into a model."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+
+
 class LoupePack(nn.Module):
     def __init__(self, cfg: PackConfig):
         super().__init__()

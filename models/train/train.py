@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 import shapes_world as sw
 from data import Batches, load_tokenizer, objects_from, scene_batch, clip_batch
-from model import LoupePack, PackConfig, grid_tokens
+from model import LoupePack, PackConfig, float_weights, grid_tokens
 from render import render_augmented
 
 MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
@@ -277,7 +277,7 @@ def main() -> None:
     if init is not None:
         phases = list(init.get("phases", []))
         missing, unexpected = model.load_state_dict(
-            {k: v.float() if v.is_floating_point() else v for k, v in init["model"].items()}, strict=False
+            float_weights(init["model"]), strict=False
         )
         if unexpected or any(not k.endswith("image_pos") for k in missing):
             raise SystemExit(f"checkpoint does not fit the model: missing {missing}, unexpected {unexpected}")

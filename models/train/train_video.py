@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 import shapes_world as sw
 from data import encode, load_tokenizer
-from model import LoupePack, PackConfig
+from model import LoupePack, PackConfig, float_weights
 from train import multi_positive_nce, video_relevance
 
 REVERSED = [sw.ACTIONS.index(sw.OPPOSITE_ACTION[name]) for name in sw.ACTIONS]
@@ -167,7 +167,7 @@ def main() -> None:
         cfg_dict["video"]["motion_channels"] = args.motion_channels
     cfg = PackConfig.from_dict(cfg_dict)
     model = LoupePack(cfg)
-    missing, _ = model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init["model"].items()}, strict=False)
+    missing, _ = model.load_state_dict(float_weights(init["model"]), strict=False)
     if fresh_head:
         model.video.copy_frame_projection(model.vision)
     elif missing:

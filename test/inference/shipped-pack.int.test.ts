@@ -142,7 +142,9 @@ describe.skipIf(parity === undefined)("shipped pack vs the PyTorch reference (fi
     }
   });
 
-  it("embeds videos with cosine ≥ 0.999 to the reference", async () => {
+  // The clip's frames are at the model's size (no resizing), so both runtimes compute the same function; the
+  // spec's 0.999 once let through a reference computed with the video head's dropout on (cosine 0.9995).
+  it("embeds videos with cosine ≥ 0.9999 to the reference", async () => {
     for (const item of reference.video) {
       const embedding =
         item.frames !== undefined
@@ -152,7 +154,9 @@ describe.skipIf(parity === undefined)("shipped pack vs the PyTorch reference (fi
                 videos: [(item.frame_features ?? []).map((row) => Float32Array.from(row))],
               })
             )[0];
-      expect(cosineSimilarity(embedding ?? [], item.video_embeds)).toBeGreaterThanOrEqual(0.999);
+      const cosine = cosineSimilarity(embedding ?? [], item.video_embeds);
+      console.log(`video parity: cosine ${cosine.toFixed(6)}`);
+      expect(cosine).toBeGreaterThanOrEqual(0.9999);
     }
   });
 });
