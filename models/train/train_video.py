@@ -1,4 +1,5 @@
-"""Trains the video head alone on cached frame features (clip_features.py), the towers frozen.
+"""Trains the video head and the text tower on cached frame features (clip_features.py); the vision tower
+and the VQA head stay frozen.
 
 The head becomes a token-reading one (model.VideoHead with `token_grid`): its temporal part starts from
 the checkpoint's head, its motion branch from zero, so step 0 scores as the old head did. Every step
@@ -85,14 +86,16 @@ def keep_loss(text: torch.nn.Module, reference: torch.nn.Module, batch) -> torch
     scene texts (what image search compares), and the relative squared change of the question tokens (what
     the VQA head reads)."""
     ids, mask, q_ids, q_mask = batch
+    n = ids.shape[0]
+    # One pass per tower: every text is padded to the same length.
+    all_ids, all_mask = torch.cat([ids, q_ids]), torch.cat([mask, q_mask])
     with torch.no_grad():
-        old_embeds, _ = reference(ids, mask)
-        _, old_tokens = reference(q_ids, q_mask)
-    new_embeds, _ = text(ids, mask)
-    _, new_tokens = text(q_ids, q_mask)
-    embed_drift = (1 - F.cosine_similarity(new_embeds, old_embeds, dim=-1)).mean()
+        old_embeds, old_tokens = reference(all_ids, all_mask)
+    new_embeds, new_tokens = text(all_ids, all_mask)
+    embed_drift = (1 - F.cosine_similarity(new_embeds[:n], old_embeds[:n], dim=-1)).mean()
     real = q_mask.bool()
-    token_drift = ((new_tokens - old_tokens)[real].pow(2).sum(-1) / old_tokens[real].pow(2).sum(-1)).mean()
+    old_q, new_q = old_tokens[n:][real], new_tokens[n:][real]
+    token_drift = ((new_q - old_q).pow(2).sum(-1) / old_q.pow(2).sum(-1)).mean()
     return embed_drift + token_drift
 
 

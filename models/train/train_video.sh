@@ -6,6 +6,8 @@
 #   INIT             the checkpoint to start from (default checkpoints/shapes-world-tiny.pt)
 #   SEED             seed of the cached clips (default 11)
 #   OUT              the pack directory to write (default models/shapes-world-tiny)
+#   TRAIN_ARGS       more train_video.py options, e.g. "--text-lr 0 --motion-channels 8"
+#   RUN_DIR          where the clip cache, checkpoint and log go (default models/train/runs/video-<time>)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

@@ -64,6 +64,8 @@ export interface ModelPackInfo {
   videoFrames: number | undefined;
   /** Grid side of the token features the video head reads per frame; undefined when it reads image embeddings. */
   videoTokenGrid: number | undefined;
+  /** What the video head is fed per frame: `[dimension]`, or `[1 + grid², vision width]` for token grids. */
+  videoFrameShape: number[];
   /** Relative paths of the ONNX files the pack uses. */
   modelFiles: string[];
   config: ClipConfig;
@@ -165,6 +167,10 @@ export async function readModelPackInfo({ dir }: { dir: string }): Promise<Model
     capabilities: { vqa, video },
     videoFrames: loupe?.video?.num_frames,
     videoTokenGrid,
+    videoFrameShape:
+      videoTokenGrid === undefined
+        ? [config.projection_dim]
+        : [1 + videoTokenGrid * videoTokenGrid, config.vision_config.hidden_size],
     modelFiles,
     config,
     preprocessorConfig,
@@ -287,7 +293,7 @@ export class ModelPack {
               session: sessionFor(packFiles.video),
               numFrames: info.videoFrames,
               tokenGrid: info.videoTokenGrid,
-              visionWidth: info.config.vision_config.hidden_size,
+              frameShape: info.videoFrameShape,
             }
           : undefined,
     });
@@ -416,12 +422,7 @@ export async function loadModelPack({
     decodeConcurrency,
   });
 
-  const grid = info.videoTokenGrid;
-  const contracts = sessionContracts({
-    vqa: info.capabilities.vqa,
-    videoFrameShape:
-      grid === undefined ? [info.dimension] : [1 + grid * grid, info.config.vision_config.hidden_size],
-  });
+  const contracts = sessionContracts({ vqa: info.capabilities.vqa, videoFrameShape: info.videoFrameShape });
   const sessions = new Map<string, Promise<OnnxSession>>();
   let pack: ModelPack | undefined;
   const open = (file: string): Promise<OnnxSession> => {

@@ -60,8 +60,8 @@ export interface VideoHeadSpec {
   numFrames: number;
   /** Grid side when the head reads pooled tower tokens (`loupe.video.token_grid`); absent: image embeddings. */
   tokenGrid?: number;
-  /** Width of the vision tower's tokens (`vision_config.hidden_size`); needed with `tokenGrid`. */
-  visionWidth?: number;
+  /** What the head is fed per frame: `[dimension]`, or `[1 + tokenGrid², vision width]` (see ModelPackInfo). */
+  frameShape: readonly number[];
 }
 
 /** Frames through the vision tower once: their raw image embeddings and what the video head reads of each. */
@@ -85,11 +85,6 @@ export class VideoEmbedder {
   readonly #head: VideoHeadSpec | undefined;
 
   constructor({ imageEmbedder, head }: VideoEmbedderOptions) {
-    if (head?.tokenGrid !== undefined && head.visionWidth === undefined) {
-      throw new ValidationError(
-        "A video head that reads token grids needs visionWidth (the vision tower's width).",
-      );
-    }
     this.#imageEmbedder = imageEmbedder;
     this.#head = head;
   }
@@ -128,9 +123,8 @@ export class VideoEmbedder {
 
   /** Length of one frame's features as {@link VideoEmbedder.embedFrameFeatures} takes them. */
   get frameFeatureLength(): number {
-    const grid = this.#head?.tokenGrid;
-    if (grid === undefined) return this.#imageEmbedder.dimension;
-    return (1 + grid * grid) * this.#visionWidth();
+    const shape = this.#head?.frameShape ?? [this.#imageEmbedder.dimension];
+    return shape.reduce((product, size) => product * size, 1);
   }
 
   /**
@@ -194,10 +188,10 @@ export class VideoEmbedder {
         data.set(row, (videoIndex * head.numFrames + frameIndex) * rowLength);
       });
     });
-    const grid = head.tokenGrid;
-    const frameDims = grid === undefined ? [dimension] : [1 + grid * grid, this.#visionWidth()];
     const outputs = await session.run({
-      feeds: { frame_features: new Tensor("float32", data, [videos.length, head.numFrames, ...frameDims]) },
+      feeds: {
+        frame_features: new Tensor("float32", data, [videos.length, head.numFrames, ...head.frameShape]),
+      },
       outputs: ["video_embeds"],
     });
     const embeds = readFloatOutput({
@@ -210,10 +204,6 @@ export class VideoEmbedder {
     return videos.map((_, index) =>
       l2Normalize(embeds.data.slice(index * dimension, (index + 1) * dimension)),
     );
-  }
-
-  #visionWidth(): number {
-    return this.#head?.visionWidth ?? 0;
   }
 
   #meanOfNormalized(embeddings: readonly Float32Array[]): Float32Array {

@@ -45,23 +45,19 @@ describe("token-grid video heads in config.json", () => {
     await rm(scratch, { recursive: true, force: true });
   });
 
+  /** A copy of the tiny pack whose `loupe.video` reads token grids, with `video` laid over that. */
   async function packWithVideo(name: string, video: Record<string, unknown>): Promise<string> {
     const dir = join(scratch, name);
     await cp(tinyPack, dir, { recursive: true });
     const path = join(dir, "config.json");
     const config = JSON.parse(await readFile(path, "utf8")) as { loupe: { video: unknown } };
-    config.loupe.video = video;
+    config.loupe.video = { num_frames: 4, fps: 8, frame_features: "token_grid", ...video };
     await writeFile(path, JSON.stringify(config));
     return dir;
   }
 
   it("reads the grid and sizes the frame features from it and the tower width", async () => {
-    const dir = await packWithVideo("grid-2", {
-      num_frames: 4,
-      fps: 8,
-      frame_features: "token_grid",
-      token_grid: 2,
-    });
+    const dir = await packWithVideo("grid-2", { token_grid: 2 });
     expect((await readModelPackInfo({ dir })).videoTokenGrid).toBe(2);
     // Lazily: the fixture's video model reads embeddings, which the next test shows is refused at opening.
     const pack = await loadModelPack({ dir, verifyHashes: false, sessions: "lazy" });
@@ -79,36 +75,26 @@ describe("token-grid video heads in config.json", () => {
   });
 
   it("refuses a video model whose input shape is not what the config says it reads", async () => {
-    const dir = await packWithVideo("grid-vs-onnx", {
-      num_frames: 4,
-      fps: 8,
-      frame_features: "token_grid",
-      token_grid: 2,
-    });
+    const dir = await packWithVideo("grid-vs-onnx", { token_grid: 2 });
     await expect(loadModelPack({ dir, verifyHashes: false })).rejects.toThrow(
       /onnx\/video_model\.onnx does not have the expected inputs\/outputs: input frame_features has shape \[\w+, \w+, 16\] where \[any, any, 5, 8\] is fed/,
     );
   });
 
   it("says when token_grid is missing", async () => {
-    const dir = await packWithVideo("no-grid", { num_frames: 4, fps: 8, frame_features: "token_grid" });
+    const dir = await packWithVideo("no-grid", {});
     await expect(readModelPackInfo({ dir })).rejects.toThrow(/frame_features "token_grid" needs token_grid/);
   });
 
   it("says when the grid does not divide the patch grid", async () => {
-    const dir = await packWithVideo("grid-3", {
-      num_frames: 4,
-      fps: 8,
-      frame_features: "token_grid",
-      token_grid: 3,
-    });
+    const dir = await packWithVideo("grid-3", { token_grid: 3 });
     await expect(readModelPackInfo({ dir })).rejects.toThrow(
       /token_grid is 3, which does not divide the vision tower's 32\/8 patch grid; it must be a divisor of 4/,
     );
   });
 
   it("refuses frame features it does not know, naming the allowed ones", async () => {
-    const dir = await packWithVideo("unknown", { num_frames: 4, fps: 8, frame_features: "optical_flow" });
+    const dir = await packWithVideo("unknown", { frame_features: "optical_flow" });
     await expect(readModelPackInfo({ dir })).rejects.toThrow(
       /loupe\.video\.frame_features: Invalid option: expected one of "image_embeds"\|"token_grid"/,
     );
