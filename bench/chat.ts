@@ -40,13 +40,14 @@ import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parseConfig } from "../src/config.ts";
-import { summarizeLatency } from "../src/eval/latency.ts";
+import { summarizeLatency } from "../src/eval/metrics/latency.ts";
 import { loadModelPack } from "../src/inference/index.ts";
+import { createJobRegistry } from "../src/ingest/jobs.ts";
 import { createLogger } from "../src/logger.ts";
 import { blobRef, createFsBlobStore } from "../src/media/blob-store.ts";
-import { createLoupeChain, type LoupeChainWithRunnable } from "../src/rag/chain.ts";
+import type { LoupeChainWithRunnable } from "../src/rag/chain.ts";
 import type { ChatRequest, ChatResult, ChatTimings } from "../src/rag/types.ts";
-import { blobMedia, readLogitScale, SearchService } from "../src/search/index.ts";
+import { assembleServices } from "../src/services.ts";
 import {
   collectionName,
   createMilvusClient,
@@ -177,7 +178,6 @@ const work = await mkdtemp(join(tmpdir(), "loupe-bench-chat-"));
 const milvus = await startMilvusLite({ dataDir: join(work, "milvus"), venvDir: join(root, ".venv") });
 const pack = await loadModelPack({ dir: packDir, sessionOptions: { intraOpNumThreads: threads } });
 const blobs = createFsBlobStore({ dir: join(work, "blobs") });
-const media = blobMedia(blobs);
 const stores: MilvusVectorStore[] = [];
 try {
   const config = parseConfig({ env: { LOUPE_MODEL_PACK: packDir } });
@@ -314,13 +314,15 @@ try {
       if (counted !== expected)
         throw new Error(`expected ${expected} ${kind} records at ${size}, counted ${counted}`);
     }
-    const search = new SearchService({
+    const { chain } = assembleServices({
+      config,
+      logger,
       store,
       models: pack,
-      media,
-      logitScale: () => readLogitScale({ packDir }),
+      blobs,
+      jobs: createJobRegistry(),
     });
-    chains.set(size, createLoupeChain({ search, store, models: pack, media, logger, config }));
+    chains.set(size, chain);
   }
 
   // The questions: warm-up turns first, then the measured ones, kinds interleaved.

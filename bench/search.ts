@@ -22,6 +22,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { mediaRouteUrls } from "../src/http/media-urls.ts";
 import { loadModelPack } from "../src/inference/index.ts";
 import { SearchService } from "../src/search/index.ts";
 import {
@@ -155,7 +156,7 @@ try {
     const counted = await store.count({ kind: "image", tenant: TENANT });
     if (counted !== size) throw new Error(`expected ${size} images in the store, counted ${counted}`);
 
-    const service = new SearchService({ store, models: pack });
+    const service = new SearchService({ store, models: pack, urls: mediaRouteUrls });
     const unflushedSamples: number[] = [];
     for (const vector of queryVectors.slice(0, 20)) {
       const start = performance.now();

@@ -1,18 +1,11 @@
-import os from "node:os";
-import path from "node:path";
 import { Writable } from "node:stream";
 import { HTTPException } from "hono/http-exception";
 import { describe, expect, it } from "vitest";
-import { createApp } from "../src/app.ts";
-import { parseConfig } from "../src/config.ts";
 import { NotFoundError, StoreError, ValidationError } from "../src/errors.ts";
 import { errorEnvelopeSchema, internalErrorMessage } from "../src/http/errors.ts";
-import { createDefaultTenantResolver } from "../src/http/tenant.ts";
-import { createJobRegistry } from "../src/ingest/jobs.ts";
 import { createLogger } from "../src/logger.ts";
-import { unavailableModelPack } from "../src/main.ts";
-import { createFsBlobStore } from "../src/media/blob-store.ts";
 import type { StoreHealth, VectorStore } from "../src/store/index.ts";
+import { makeTestApp } from "./helpers/app.ts";
 
 /**
  * Stands in for the store in these HTTP-only tests: only `health()` is reachable from the routes under
@@ -52,16 +45,10 @@ function makeApp({ health = async (): Promise<StoreHealth> => ({ ok: true }), ti
       done();
     },
   });
-  const config = parseConfig({ env: { MILVUS_TIMEOUT_MS: timeoutMs } });
-  const app = createApp({
-    config,
+  const app = makeTestApp({
+    env: { MILVUS_TIMEOUT_MS: timeoutMs },
     logger: createLogger({ level: "debug", destination }),
     store: new HealthOnlyStore(health),
-    models: unavailableModelPack("not used by these tests"),
-    // Never written: no route under test stores media.
-    blobs: createFsBlobStore({ dir: path.join(os.tmpdir(), "loupe-app-test-blobs") }),
-    jobs: createJobRegistry(),
-    resolveTenant: createDefaultTenantResolver({ defaultTenant: config.defaultTenant }),
   });
   // Routes that fail in each way the error handler distinguishes.
   app.get("/test/validation", () => {

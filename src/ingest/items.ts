@@ -8,13 +8,8 @@
  */
 import { NotFoundError, ValidationError } from "../errors.ts";
 import { type BlobStore, parseBlobRef, type StoredBlob } from "../media/blob-store.ts";
-import {
-  isValidRecordId,
-  type RecordKind,
-  type StoredRecord,
-  type StoredVideoSegment,
-  type VectorStore,
-} from "../store/index.ts";
+import { isValidRecordId, type RecordKind, type StoredRecord, type VectorStore } from "../store/index.ts";
+import { deleteVideo, videoSegmentsOf } from "./video-ingest.ts";
 
 /** What an id names: a record of a kind, or a whole video. */
 export type ItemKind = RecordKind | "video";
@@ -25,9 +20,6 @@ const PREFIXES: ReadonlyArray<[string, ItemKind]> = [
   ["tri_", "triple"],
   ["vid_", "video"],
 ];
-
-/** Most segments of one video handled by a delete or lookup. */
-const MAX_SEGMENTS_PER_VIDEO = 16_384;
 
 /**
  * The kind an item id names.
@@ -55,26 +47,6 @@ function notFound(id: string): NotFoundError {
   return new NotFoundError(`No item ${id}.`, { context: { id } });
 }
 
-/** The segments of a video, for the tenant. */
-async function segmentsOf({
-  store,
-  tenant,
-  videoId,
-  limit = MAX_SEGMENTS_PER_VIDEO,
-}: {
-  store: VectorStore;
-  tenant: string;
-  videoId: string;
-  limit?: number;
-}): Promise<StoredVideoSegment[]> {
-  return store.query({
-    kind: "video_segment",
-    tenant,
-    filter: [{ field: "video_id", op: "eq", value: videoId }],
-    limit,
-  });
-}
-
 /**
  * The record an id names, for the tenant (a video: its first segment found).
  *
@@ -92,7 +64,7 @@ export async function findItem({
   const kind = itemKindOf(id);
   const [record] =
     kind === "video"
-      ? await segmentsOf({ store, tenant, videoId: id, limit: 1 })
+      ? await videoSegmentsOf({ store, tenant, videoId: id, limit: 1 })
       : await store.get({ kind, tenant, ids: [id] });
   if (record === undefined) throw notFound(id);
   return record;
@@ -167,14 +139,6 @@ export interface DeletedItem {
   blobsRemoved: number;
 }
 
-/** Deletes a whole video (its segments and their blobs); supplied by the video pipeline. */
-export type VideoDeleter = (request: {
-  store: VectorStore;
-  blobs: BlobStore;
-  tenant: string;
-  videoId: string;
-}) => Promise<{ deleted: number; blobsRemoved: number }>;
-
 async function releaseAll({
   blobs,
   keys,
@@ -193,28 +157,6 @@ async function releaseAll({
 }
 
 /**
- * The generic video delete: removes every segment of the video, then drops each segment's references
- * and the video's reference to its original, removing blobs left unreferenced.
- */
-export const deleteVideoSegments: VideoDeleter = async ({ store, blobs, tenant, videoId }) => {
-  const segments = await segmentsOf({ store, tenant, videoId });
-  if (segments.length === 0) throw notFound(videoId);
-  let deleted = 0;
-  for (let start = 0; start < segments.length; start += 1000) {
-    const ids = segments.slice(start, start + 1000).map((segment) => segment.id);
-    deleted += (await store.delete({ kind: "video_segment", tenant, ids })).deleted;
-  }
-  let blobsRemoved = 0;
-  for (const segment of segments) {
-    const { media, thumbnail } = blobKeysOf(segment);
-    blobsRemoved += await releaseAll({ blobs, keys: [media, thumbnail], owner: `${tenant}/${segment.id}` });
-  }
-  const original = segments[0] === undefined ? undefined : blobKeysOf(segments[0]).media;
-  blobsRemoved += await releaseAll({ blobs, keys: [original], owner: `${tenant}/${videoId}` });
-  return { deleted, blobsRemoved };
-};
-
-/**
  * Deletes an item for the tenant: the record (a video: all its segments) first, then its blob
  * references, removing each blob no other record of any tenant refers to. Removing the record first
  * means a crash in between leaves an unreferenced blob, never a record without its media.
@@ -226,14 +168,11 @@ export async function deleteItem({
   blobs,
   tenant,
   id,
-  deleteVideo = deleteVideoSegments,
 }: {
   store: VectorStore;
   blobs: BlobStore;
   tenant: string;
   id: string;
-  /** How a whole video is deleted; defaults to {@link deleteVideoSegments}. */
-  deleteVideo?: VideoDeleter;
 }): Promise<DeletedItem> {
   const kind = itemKindOf(id);
   if (kind === "video") {

@@ -9,9 +9,8 @@ import { createHash } from "node:crypto";
 import { AppError, MediaError, ValidationError } from "../errors.ts";
 import type { ModelPack } from "../inference/index.ts";
 import { sniffImageFormat } from "../inference/index.ts";
+import type { ImageReference, MediaReader, MediaWriter } from "../media/media-port.ts";
 import { makeThumbnail } from "../media/thumbnail.ts";
-import type { ImageReference } from "../search/image-input.ts";
-import type { MediaReader, MediaWriter } from "../search/media-port.ts";
 import { recordId, type TripleRecord, type VectorStore } from "../store/index.ts";
 import { type ImageMetadata, imageText, parseImageMetadata } from "./image-ingest.ts";
 

@@ -40,7 +40,7 @@ export const VIDEO_CONTENT_TYPES = [
 ] as const;
 
 /** Most segments one video may have (the store's query limit bounds how many can be read back). */
-const MAX_SEGMENTS = 4096;
+export const MAX_SEGMENTS_PER_VIDEO = 4096;
 
 /**
  * The id of a video: `vid_` and the start of a sha256 over the tenant, the video's content hash and the
@@ -438,11 +438,15 @@ export class VideoIngester {
       windowSeconds: settings.segmentSeconds,
       shotThreshold: settings.shotThreshold,
     });
-    if (spans.length > MAX_SEGMENTS) {
+    if (spans.length > MAX_SEGMENTS_PER_VIDEO) {
       throw new MediaError(
-        `The video makes ${spans.length} segments; at most ${MAX_SEGMENTS} are stored per video. ` +
+        `The video makes ${spans.length} segments; at most ${MAX_SEGMENTS_PER_VIDEO} are stored per video. ` +
           "Send a shorter video or raise LOUPE_VIDEO_SEGMENT_SECONDS.",
-        { code: "video_too_large", status: 413, context: { segments: spans.length, limit: MAX_SEGMENTS } },
+        {
+          code: "video_too_large",
+          status: 413,
+          context: { segments: spans.length, limit: MAX_SEGMENTS_PER_VIDEO },
+        },
       );
     }
     const started = performance.now();
@@ -500,21 +504,26 @@ export class VideoIngester {
   }
 }
 
-/** The stored segments of a video, in time order (none when the tenant has no such video). */
+/**
+ * The stored segments of a video, in time order (none when the tenant has no such video); `limit` reads
+ * fewer (1: does the video exist).
+ */
 export async function videoSegmentsOf({
   store,
   tenant,
   videoId: id,
+  limit = MAX_SEGMENTS_PER_VIDEO,
 }: {
   store: VectorStore;
   tenant: string;
   videoId: string;
+  limit?: number;
 }): Promise<StoredVideoSegment[]> {
   const segments = await store.query({
     kind: "video_segment",
     tenant,
     filter: [{ field: "video_id", op: "eq", value: id }],
-    limit: MAX_SEGMENTS,
+    limit,
   });
   return segments.sort((a, b) => a.startS - b.startS);
 }

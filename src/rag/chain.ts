@@ -10,13 +10,8 @@ import type { Config } from "../config.ts";
 import { AppError, ValidationError } from "../errors.ts";
 import { type ModelPack, sniffImageFormat } from "../inference/index.ts";
 import type { Logger } from "../logger.ts";
-import {
-  type ImageQuery,
-  type MediaReader,
-  resolveKinds,
-  resolveTopK,
-  type SearchService,
-} from "../search/index.ts";
+import type { MediaReader, MediaUrls } from "../media/media-port.ts";
+import { type ImageQuery, resolveKinds, resolveTopK, type SearchService } from "../search/index.ts";
 import {
   type FilterSpec,
   parseFilterSpec,
@@ -67,6 +62,8 @@ export interface LoupeChainOptions {
   store: Pick<VectorStore, "search">;
   models: Pick<ModelPack, "modelId" | "imageEmbedder" | "textEmbedder" | "vqaHead">;
   media: MediaReader;
+  /** Where cited items' media is served (the HTTP layer's routes). */
+  urls: MediaUrls;
   /** The LLM composer; without it the offline composer writes every answer. */
   llm?: AnswerComposer;
   logger: Logger;
@@ -163,6 +160,7 @@ export function createLoupeChain({
   store,
   models,
   media,
+  urls,
   llm,
   logger,
   config,
@@ -231,7 +229,7 @@ export function createLoupeChain({
         standaloneQuestion: turn.standaloneQuestion,
         items: retrieval.fused
           .slice(0, groundingSettings.maxEvidence)
-          .map((item) => citationOf(item.value, item.bestScore)),
+          .map((item) => citationOf(item.value, item.bestScore, urls)),
         ms: state.timings.retrieve,
       },
     });
@@ -246,6 +244,7 @@ export function createLoupeChain({
     const evidence = await groundEvidence({
       models,
       media,
+      urls,
       cache: state.cache,
       intent: turn.intent,
       standaloneQuestion: turn.standaloneQuestion,

@@ -8,7 +8,7 @@
 import type { ImageTokens, ModelPack, VqaAnswer } from "../inference/index.ts";
 import { cosineSimilarity } from "../inference/index.ts";
 import { type HalfMasks, maskHalves } from "../media/half-mask.ts";
-import type { MediaReader } from "../search/index.ts";
+import type { MediaReader, MediaUrls } from "../media/media-port.ts";
 import type { SearchHit, StoredRecord, StoredTriple } from "../store/index.ts";
 import type { FusedItem } from "./fusion.ts";
 import {
@@ -244,13 +244,13 @@ export function objectCheck(
   };
 }
 
-/** The citation of a stored record. */
-export function citationOf(record: StoredRecord, score: number): Citation {
+/** The citation of a stored record, with the URLs its media is served under. */
+export function citationOf(record: StoredRecord, score: number, urls: MediaUrls): Citation {
   return {
     id: record.id,
     kind: record.kind,
-    mediaUrl: `/v1/media/${record.id}`,
-    thumbnailUrl: `/v1/media/${record.id}/thumbnail`,
+    mediaUrl: urls.media(record.id),
+    thumbnailUrl: urls.thumbnail(record.id),
     start: record.kind === "video_segment" ? record.startS : null,
     end: record.kind === "video_segment" ? record.endS : null,
     question: record.kind === "triple" ? record.question : null,
@@ -278,6 +278,8 @@ export function attachmentCitation(evidenceId: string): Citation {
 export interface GroundOptions {
   models: GroundingModels;
   media: MediaReader;
+  /** Where cited items' media is served. */
+  urls: MediaUrls;
   cache: VisualCache;
   intent: Intent;
   standaloneQuestion: string;
@@ -304,6 +306,7 @@ function imageRefOf(record: StoredRecord): string {
 export async function groundEvidence({
   models,
   media,
+  urls,
   cache,
   intent,
   standaloneQuestion,
@@ -392,13 +395,13 @@ export async function groundEvidence({
     if ("id" in turnImage.image) {
       const record = namedRecords.get(turnImage.evidenceId);
       if (record !== undefined) {
-        citation = citationOf(record, 1);
+        citation = citationOf(record, 1, urls);
         text = record.text;
       } else
         citation = {
           ...citation,
-          mediaUrl: `/v1/media/${turnImage.evidenceId}`,
-          thumbnailUrl: `/v1/media/${turnImage.evidenceId}/thumbnail`,
+          mediaUrl: urls.media(turnImage.evidenceId),
+          thumbnailUrl: urls.thumbnail(turnImage.evidenceId),
         };
     }
     if (askAboutTurnImages) {
@@ -455,7 +458,7 @@ export async function groundEvidence({
       });
       if (!evidence.some((entry) => entry.citation.id === triple.id)) {
         evidence.push({
-          citation: citationOf(triple, hit.score),
+          citation: citationOf(triple, hit.score, urls),
           attachment: false,
           text: triple.text,
           findings: [],
@@ -472,7 +475,7 @@ export async function groundEvidence({
     if (evidence.some((entry) => entry.citation.id === item.id)) continue;
     const record = item.value;
     const entry: Evidence = {
-      citation: citationOf(record, item.bestScore),
+      citation: citationOf(record, item.bestScore, urls),
       attachment: false,
       text: record.text,
       findings: [],

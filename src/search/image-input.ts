@@ -4,11 +4,11 @@
  * that lists the accepted forms, before any decoder sees the bytes.
  */
 import { ValidationError } from "../errors.ts";
+import type { ImageReference } from "../media/media-port.ts";
 import { isValidRecordId } from "../store/index.ts";
 import { kindOfId } from "./search-service.ts";
 
-/** An image named in a request. */
-export type ImageReference = { bytes: Uint8Array } | { id: string } | { url: string };
+export type { ImageReference };
 
 const DATA_URL = /^data:([a-z0-9.+-]+\/[a-z0-9.+-]+)?((?:;[a-z0-9-]+=[^;,]*)*);base64,/i;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;

@@ -13,6 +13,7 @@ import path from "node:path";
 import { NotFoundError, ValidationError } from "../errors.ts";
 import type { ModelPack } from "../inference/index.ts";
 import { l2Normalize, softmax } from "../inference/index.ts";
+import type { MediaReader, MediaUrls } from "../media/media-port.ts";
 import {
   buildFilterExpression,
   type FilterSpec,
@@ -24,7 +25,6 @@ import {
   type StoredRecord,
   type VectorStore,
 } from "../store/index.ts";
-import type { MediaReader } from "./media-port.ts";
 
 /** Kinds a search may cover, in the order they are listed in messages. */
 export const SEARCH_KINDS: readonly RecordKind[] = RECORD_KINDS;
@@ -55,6 +55,8 @@ export interface SearchServiceOptions {
   models: SearchModels;
   /** Reads stored media, to embed an item given by id. Without it, id queries answer 503. */
   media?: MediaReader;
+  /** Where result items' media is served (the HTTP layer's routes). */
+  urls: MediaUrls;
   /**
    * Softmax scale of zero-shot classification (see {@link resolveLogitScale}), or a function that reads it
    * on first use (from the pack's `config.json`, with {@link readLogitScale}).
@@ -235,14 +237,14 @@ function combine(vectors: readonly Float32Array[]): Float32Array {
   return l2Normalize(sum);
 }
 
-function toResultItem(kind: RecordKind, hit: SearchHit): SearchResultItem {
+function toResultItem(kind: RecordKind, hit: SearchHit, urls: MediaUrls): SearchResultItem {
   const fields: StoredRecord = hit.fields;
   const item: SearchResultItem = {
     kind,
     id: hit.id,
     score: hit.score,
-    mediaUrl: `/v1/media/${hit.id}`,
-    thumbnailUrl: `/v1/media/${hit.id}/thumbnail`,
+    mediaUrl: urls.media(hit.id),
+    thumbnailUrl: urls.thumbnail(hit.id),
     source: fields.source,
     createdAt: fields.createdAt,
     text: fields.text,
@@ -288,11 +290,13 @@ export class SearchService {
   readonly #store: VectorStore;
   readonly #models: SearchModels;
   readonly #media: MediaReader | undefined;
+  readonly #urls: MediaUrls;
   readonly #logitScale: number | (() => Promise<number>);
   #resolvedLogitScale: Promise<number> | undefined;
 
-  constructor({ store, models, media, logitScale = DEFAULT_LOGIT_SCALE }: SearchServiceOptions) {
+  constructor({ store, models, media, urls, logitScale = DEFAULT_LOGIT_SCALE }: SearchServiceOptions) {
     this.#store = store;
+    this.#urls = urls;
     this.#models = models;
     this.#media = media;
     this.#logitScale = logitScale;
@@ -553,7 +557,7 @@ export class SearchService {
         } else {
           hits = await this.#store.search({ kind, tenant, vector: combined, topK: limit, filter });
         }
-        return hits.map((hit) => toResultItem(kind, hit));
+        return hits.map((hit) => toResultItem(kind, hit, this.#urls));
       }),
     );
     const items = perKind

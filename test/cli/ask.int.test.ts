@@ -11,9 +11,9 @@ import { createApp } from "../../src/app.ts";
 import { createAnswerPrinter, runAsk } from "../../src/cli/commands/ask.ts";
 import { AppError } from "../../src/errors.ts";
 import { createLogger } from "../../src/logger.ts";
-import { openServices } from "../../src/main.ts";
 import type { ChatEvent } from "../../src/rag/types.ts";
 import { createRng, generateQuestions, renderScene, sampleScene } from "../../src/synth/index.ts";
+import { openTestServices } from "../helpers/app.ts";
 
 const root = path.join(import.meta.dirname, "..", "..");
 
@@ -60,9 +60,9 @@ describe("loupe ask", () => {
     }
     // Indexed through the API of an in-process Loupe, which is then closed so the command can take the
     // data dir's lock.
-    const opened = await openServices({ env, logger: createLogger({ level: "silent" }) });
+    const opened = await openTestServices({ env, logger: createLogger({ level: "silent" }) });
     try {
-      const response = await createApp(opened.services).request("/v1/images", { method: "POST", body: form });
+      const response = await createApp(opened).request("/v1/images", { method: "POST", body: form });
       expect(response.status).toBe(200);
       for (const item of ((await response.json()) as { items: { id: string }[] }).items) ids.push(item.id);
     } finally {
@@ -104,9 +104,9 @@ describe("loupe ask", () => {
   }, 180_000);
 
   it("streams the same answer with --url from a running app, and relays its errors", async () => {
-    const opened = await openServices({ env, logger: createLogger({ level: "silent" }) });
+    const opened = await openTestServices({ env, logger: createLogger({ level: "silent" }) });
     try {
-      const app = createApp(opened.services);
+      const app = createApp(opened);
       const send = async (input: string, init: RequestInit) => app.request(input, init);
       const events: ChatEvent[] = [];
       const result = await runAsk({

@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
 import { formatSearchTable, runSearch } from "../../src/cli/commands/search.ts";
 import { createLogger } from "../../src/logger.ts";
-import { openServices } from "../../src/main.ts";
 import { createRng, describeScene, renderScene, sampleScene } from "../../src/synth/index.ts";
+import { openTestServices } from "../helpers/app.ts";
 
 const root = path.join(import.meta.dirname, "..", "..");
 
@@ -31,9 +31,9 @@ describe("loupe search in-process", () => {
     };
     // Indexed through the API of an in-process Loupe, which is then closed so the command can take the
     // data dir's lock.
-    const opened = await openServices({ env, logger: createLogger({ level: "silent" }) });
+    const opened = await openTestServices({ env, logger: createLogger({ level: "silent" }) });
     try {
-      const app = createApp(opened.services);
+      const app = createApp(opened);
       const rng = createRng(5);
       const form = new FormData();
       for (let index = 0; index < 6; index += 1) {

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Hono } from "hono";
-import { createApp, type Services } from "../../src/app.ts";
+import { createApp } from "../../src/app.ts";
 import { type Config, parseConfig } from "../../src/config.ts";
 import type { AppEnv } from "../../src/http/context.ts";
 import type { TenantResolver } from "../../src/http/tenant.ts";
@@ -14,6 +14,7 @@ import { loadModelPack, type ModelPack } from "../../src/inference/index.ts";
 import { createJobRegistry, type JobRegistry } from "../../src/ingest/jobs.ts";
 import { createLogger } from "../../src/logger.ts";
 import { createFsBlobStore, type FsBlobStore } from "../../src/media/blob-store.ts";
+import { assembleServices, type LoupeServices } from "../../src/services.ts";
 import { createVectorStore, type MilvusVectorStore } from "../../src/store/index.ts";
 import { createRng, deriveSeed, renderScene, sampleScene } from "../../src/synth/index.ts";
 import { startTestMilvusLite, type TestMilvusLite, uniquePrefix } from "../helpers/milvus-lite.ts";
@@ -31,7 +32,7 @@ export interface IngestHarness {
   models: ModelPack;
   blobs: FsBlobStore;
   jobs: JobRegistry;
-  services: Services;
+  services: LoupeServices;
   milvus: TestMilvusLite;
   dataDir: string;
   dispose(): Promise<void>;
@@ -68,7 +69,7 @@ export async function startIngestHarness({
   const blobs = createFsBlobStore({ dir: path.join(dataDir, "blobs") });
   const jobs = createJobRegistry();
   const resolveTenant: TenantResolver = (c) => c.req.header(TENANT_HEADER) ?? config.defaultTenant;
-  const services: Services = { config, logger, store, models, blobs, jobs, resolveTenant };
+  const services = assembleServices({ config, logger, store, models, blobs, jobs, resolveTenant });
   const app = createApp(services);
   return {
     app,

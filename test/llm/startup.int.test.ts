@@ -4,8 +4,9 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError } from "../../src/errors.ts";
 import { createLogger } from "../../src/logger.ts";
-import { openServices, startLoupe } from "../../src/main.ts";
+import { startLoupe } from "../../src/main.ts";
 import type { Evidence } from "../../src/rag/types.ts";
+import { openTestServices as openServices } from "../helpers/app.ts";
 import { messageText, type OpenAiTestServer, startOpenAiTestServer } from "../helpers/openai-server.ts";
 
 const root = path.join(import.meta.dirname, "..", "..");
@@ -91,7 +92,7 @@ describe("Loupe start-up and the LLM layer", () => {
       cwd: root,
       logger: quiet,
     }).then(
-      async (opened) => {
+      async (opened: { close(): Promise<void> }) => {
         await opened.close();
         throw new Error("start-up succeeded with a broken prompt");
       },
@@ -116,7 +117,7 @@ describe("Loupe start-up and the LLM layer", () => {
       logger: quiet,
     });
     try {
-      const composer = opened.services.llm;
+      const composer = opened.llm;
       expect(composer).toMatchObject({ kind: "llm", model: "local-vision", vision: true });
       llm.reply({ text: "The circle is red [img_1]." });
       const evidence: Evidence = {
@@ -158,7 +159,7 @@ describe("Loupe start-up and the LLM layer", () => {
   it("has no LLM composer without LOUPE_LLM_MODEL", async () => {
     const opened = await openServices({ env: env({}), cwd: root, logger: quiet });
     try {
-      expect(opened.services.llm).toBeUndefined();
+      expect(opened.llm).toBeUndefined();
     } finally {
       await opened.close();
     }

@@ -9,10 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createChatModel } from "../../src/llm/chat-model.ts";
 import { loadPrompts } from "../../src/llm/prompts.ts";
 import { createLogger } from "../../src/logger.ts";
-import { createLoupeChain, type LoupeChainWithRunnable } from "../../src/rag/chain.ts";
+import type { LoupeChainWithRunnable } from "../../src/rag/chain.ts";
 import { ANSWER_PROMPT_ID, ANSWER_PROMPT_VARIABLES, createLlmComposer } from "../../src/rag/llm-composer.ts";
 import type { ChatEvent } from "../../src/rag/types.ts";
-import { blobMedia, createSearchServices } from "../../src/search/index.ts";
+import { assembleServices } from "../../src/services.ts";
 import { COLORS } from "../../src/synth/domain.ts";
 import { createRng, deriveSeed, renderScene, type Scene, sampleScene } from "../../src/synth/index.ts";
 import { messageText, type OpenAiTestServer, startOpenAiTestServer } from "../helpers/openai-server.ts";
@@ -46,16 +46,7 @@ describe("the chain with an LLM composer", () => {
       logger,
     });
     const llm = createLlmComposer({ chatModel, prompts, vision: true, logger });
-    const { search } = createSearchServices(harness.services);
-    chain = createLoupeChain({
-      search,
-      store: harness.store,
-      models: harness.models,
-      media: blobMedia(harness.blobs),
-      llm,
-      logger,
-      config: harness.config,
-    });
+    chain = assembleServices({ ...harness.services, llm, logger }).chain;
 
     const files: Array<{ name: string; bytes: Uint8Array }> = [];
     const scenes: Scene[] = [];

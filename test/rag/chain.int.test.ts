@@ -9,10 +9,8 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "../../src/logger.ts";
-import { createLoupeChain, type LoupeChainWithRunnable } from "../../src/rag/chain.ts";
+import type { LoupeChainWithRunnable } from "../../src/rag/chain.ts";
 import type { ChatResult } from "../../src/rag/types.ts";
-import { blobMedia, createSearchServices } from "../../src/search/index.ts";
 import { ACTION_VERBS, type Action, generateDataset, readJsonl } from "../../src/synth/index.ts";
 import { type IngestHarness, startIngestHarness } from "../ingest/harness.ts";
 
@@ -158,15 +156,7 @@ describe("the retrieval chain on a Shapes World corpus (offline composer)", () =
     expect(tripleResponse.status, JSON.stringify(tripleBody).slice(0, 400)).toBe(200);
     tripleIds = tripleBody.items.map((item) => item.id);
 
-    const { search } = createSearchServices(harness.services);
-    chain = createLoupeChain({
-      search,
-      store: harness.store,
-      models: harness.models,
-      media: blobMedia(harness.blobs),
-      logger: createLogger({ level: "silent" }),
-      config: harness.config,
-    });
+    chain = harness.services.chain;
   }, 300_000);
 
   afterAll(async () => {

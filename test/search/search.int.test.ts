@@ -16,6 +16,7 @@ import { loadModelPack, type ModelPack } from "../../src/inference/index.ts";
 import { createJobRegistry } from "../../src/ingest/jobs.ts";
 import { createLogger } from "../../src/logger.ts";
 import { createFsBlobStore, type FsBlobStore } from "../../src/media/blob-store.ts";
+import { assembleServices } from "../../src/services.ts";
 import { createVectorStore, type MilvusVectorStore } from "../../src/store/index.ts";
 import {
   COLORS,
@@ -159,16 +160,18 @@ describe("search over a Shapes World corpus", () => {
       env: { LOUPE_MODEL_PACK: packDir, LOUPE_DATA_DIR: workDir, LOUPE_URL_ALLOW_HOSTS: "127.0.0.1" },
       cwd: root,
     });
-    app = createApp({
-      config,
-      logger: createLogger({ level: "silent" }),
-      store,
-      models: pack,
-      blobs,
-      jobs: createJobRegistry(),
-      // Tests act for a second tenant through a header; the real resolver never reads the request.
-      resolveTenant: (c) => c.req.header("x-test-tenant") ?? "default",
-    });
+    app = createApp(
+      assembleServices({
+        config,
+        logger: createLogger({ level: "silent" }),
+        store,
+        models: pack,
+        blobs,
+        jobs: createJobRegistry(),
+        // Tests act for a second tenant through a header; the real resolver never reads the request.
+        resolveTenant: (c) => c.req.header("x-test-tenant") ?? "default",
+      }),
+    );
 
     const corpus = await Promise.all(
       scenes.map(async (line) => ({

@@ -238,32 +238,17 @@ async function askInProcess({
   onEvent: (event: ChatEvent) => void;
 }): Promise<ChatResult> {
   // Imported on use, like `search`: the store pulls in the Milvus SDK and the chain LangChain.
-  const { openServices } = await import("../../main.ts");
-  const { createLogger } = await import("../../logger.ts");
-  const { blobMedia, createSearchServices } = await import("../../search/index.ts");
-  const { createLoupeChain } = await import("../../rag/chain.ts");
-  const { pino } = await import("pino");
-  // Warnings go to stderr, so stdout carries the answer alone.
-  const logger = createLogger({ level: "warn", destination: pino.destination(2) });
-  const opened = await openServices({ env, logger });
+  const { openLocalServices } = await import("../local-services.ts");
+  const services = await openLocalServices({ env });
   try {
-    const { services } = opened;
-    const chain = createLoupeChain({
-      search: createSearchServices(services).search,
-      store: services.store,
-      models: services.models,
-      media: blobMedia(services.blobs),
-      llm: services.llm,
-      logger: services.logger.child({ component: "chat" }),
-      config: services.config,
-    });
+    const { chain } = services;
     for await (const event of chain.stream({ ...request, tenant: tenant ?? services.config.defaultTenant })) {
       onEvent(event);
       if (event.type === "done") return event.data;
     }
     throw new Error("The chat chain's stream ended without a done event.");
   } finally {
-    await opened.close();
+    await services.close();
   }
 }
 

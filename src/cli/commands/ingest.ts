@@ -14,7 +14,7 @@ import { SingleBar } from "cli-progress";
 import { type Command, InvalidArgumentError } from "commander";
 import { AppError, ValidationError } from "../../errors.ts";
 import {
-  ImageIngester,
+  type ImageIngester,
   type ImageIngestItem,
   type ImageMetadata,
   parseImageMetadata,
@@ -626,32 +626,13 @@ async function runLocal({
   signal: AbortSignal;
 }): Promise<IngestSummary> {
   // Imported on use, like `serve`: the store pulls in the Milvus SDK.
-  const { openServices } = await import("../../main.ts");
-  const { createLogger } = await import("../../logger.ts");
-  const { pino } = await import("pino");
-  // The log goes to stderr, warnings only, so stdout carries the summary alone.
-  const logger = createLogger({ level: "warn", destination: pino.destination(2) });
-  const opened = await openServices({ env: process.env, logger });
+  const { openLocalServices } = await import("../local-services.ts");
+  const services = await openLocalServices({ env: process.env });
   try {
-    const { config, store, models, blobs } = opened.services;
+    const { config, images: ingester, videos: videoIngester } = services;
     const tenant = flags.tenant ?? config.defaultTenant;
     assertValidTenant(tenant);
-    const ingester = new ImageIngester({
-      store,
-      models,
-      blobs,
-      maxImageBytes: config.maxImageBytes,
-      maxImagePixels: config.maxImagePixels,
-      thumbnailSize: config.thumbnailSize,
-      fetch: {
-        maxBytes: config.urlMaxBytes,
-        timeoutMs: config.urlTimeoutMs,
-        allowHosts: config.urlAllowHosts,
-        maxRedirects: config.urlMaxRedirects,
-      },
-    });
-    const { createVideoIngester, ingestVideoFiles } = await import("../../ingest/video-ingest.ts");
-    const videoIngester = createVideoIngester({ store, models, blobs, config });
+    const { ingestVideoFiles } = await import("../../ingest/video-ingest.ts");
     return await runIngest({
       inputs,
       target: { kind: "local", ingester, tenant, maxMetadataBytes: config.maxMetadataBytes },
@@ -664,6 +645,6 @@ async function runLocal({
       signal,
     });
   } finally {
-    await opened.close();
+    await services.close();
   }
 }

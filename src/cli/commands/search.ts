@@ -132,17 +132,11 @@ async function searchInProcess({
   filter: unknown;
 }): Promise<SearchResultRow[]> {
   // Imported on use, like `serve` and `ingest`: the store pulls in the Milvus SDK.
-  const { openServices } = await import("../../main.ts");
-  const { createLogger } = await import("../../logger.ts");
-  const { createSearchServices } = await import("../../search/index.ts");
-  const { pino } = await import("pino");
-  // Warnings go to stderr, so stdout carries the results alone.
-  const logger = createLogger({ level: "warn", destination: pino.destination(2) });
-  const opened = await openServices({ env, logger });
+  const { openLocalServices } = await import("../local-services.ts");
+  const services = await openLocalServices({ env });
   try {
-    const { search } = createSearchServices(opened.services);
-    const { items } = await search.search({
-      tenant: tenant ?? opened.services.config.defaultTenant,
+    const { items } = await services.search.search({
+      tenant: tenant ?? services.config.defaultTenant,
       text,
       image: bytes === undefined ? undefined : { bytes: new Uint8Array(bytes) },
       kinds,
@@ -151,7 +145,7 @@ async function searchInProcess({
     });
     return items;
   } finally {
-    await opened.close();
+    await services.close();
   }
 }
 

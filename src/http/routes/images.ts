@@ -19,17 +19,14 @@ import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
 import type { Config } from "../../config.ts";
 import { AppError, MediaError, ValidationError } from "../../errors.ts";
-import type { ModelPack } from "../../inference/index.ts";
 import {
   describeImageItem,
-  ImageIngester,
+  type ImageIngester,
   type ImageIngestItem,
   type ImageMetadata,
   parseImageMetadata,
 } from "../../ingest/image-ingest.ts";
 import type { JobItemOutcome, JobRegistry } from "../../ingest/jobs.ts";
-import type { BlobStore } from "../../media/blob-store.ts";
-import type { VectorStore } from "../../store/index.ts";
 import { answerBatch } from "../batch-outcome.ts";
 import type { AppEnv } from "../context.ts";
 import { errorEnvelopeSchema } from "../errors.ts";
@@ -80,11 +77,9 @@ export const imagesAcceptedSchema = jobAcceptedSchema;
 
 /** What the route uses. */
 export interface ImagesRouteOptions {
-  config: Config;
-  store: VectorStore;
-  models: ModelPack;
-  blobs: BlobStore;
+  images: ImageIngester;
   jobs: JobRegistry;
+  config: Pick<Config, "maxUploadBytes" | "maxItemsPerRequest" | "maxMetadataBytes" | "ingestSyncMaxItems">;
 }
 
 /** A file name fit to echo and store: its last path part, without control characters, at most 255 characters. */
@@ -200,21 +195,7 @@ async function readJson(
 }
 
 /** The /v1/images route. */
-export function createImagesRoute({ config, store, models, blobs, jobs }: ImagesRouteOptions): Hono<AppEnv> {
-  const ingester = new ImageIngester({
-    store,
-    models,
-    blobs,
-    maxImageBytes: config.maxImageBytes,
-    maxImagePixels: config.maxImagePixels,
-    thumbnailSize: config.thumbnailSize,
-    fetch: {
-      maxBytes: config.urlMaxBytes,
-      timeoutMs: config.urlTimeoutMs,
-      allowHosts: config.urlAllowHosts,
-      maxRedirects: config.urlMaxRedirects,
-    },
-  });
+export function createImagesRoute({ images: ingester, jobs, config }: ImagesRouteOptions): Hono<AppEnv> {
   const limit = bodyLimit({
     maxSize: config.maxUploadBytes,
     onError: () => {

@@ -6,7 +6,7 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import { deleteItem, type VideoDeleter } from "../../ingest/items.ts";
+import { deleteItem } from "../../ingest/items.ts";
 import type { BlobStore } from "../../media/blob-store.ts";
 import type { VectorStore } from "../../store/index.ts";
 import type { AppEnv } from "../context.ts";
@@ -25,19 +25,16 @@ export const deleteItemResponseSchema = z.object({
 export interface ItemsRouteOptions {
   store: VectorStore;
   blobs: BlobStore;
-  /** How a whole video is deleted; the generic segment delete when absent. */
-  deleteVideo?: VideoDeleter;
 }
 
 /** The /v1/items routes. */
-export function createItemsRoute({ store, blobs, deleteVideo }: ItemsRouteOptions): Hono<AppEnv> {
+export function createItemsRoute({ store, blobs }: ItemsRouteOptions): Hono<AppEnv> {
   return new Hono<AppEnv>().delete("/v1/items/:id", async (c) => {
     const deleted = await deleteItem({
       store,
       blobs,
       tenant: c.get("tenant"),
       id: c.req.param("id"),
-      deleteVideo,
     });
     c.get("logger").info({ deleted }, "item deleted");
     return c.json({ deleted } satisfies z.infer<typeof deleteItemResponseSchema>, 200);

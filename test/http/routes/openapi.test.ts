@@ -1,34 +1,7 @@
-import os from "node:os";
-import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { createApp } from "../../../src/app.ts";
-import { parseConfig } from "../../../src/config.ts";
-import { createDefaultTenantResolver } from "../../../src/http/tenant.ts";
-import { createJobRegistry } from "../../../src/ingest/jobs.ts";
-import { createLogger } from "../../../src/logger.ts";
-import { unavailableModelPack } from "../../../src/main.ts";
-import { createFsBlobStore } from "../../../src/media/blob-store.ts";
-import type { VectorStore } from "../../../src/store/index.ts";
+import { makeTestApp as makeApp } from "../../helpers/app.ts";
 
 /** No route under test touches the store: the description is built from schemas alone. */
-const unusedStore = new Proxy({} as VectorStore, {
-  get() {
-    throw new Error("the store is not used by these tests");
-  },
-});
-
-function makeApp() {
-  const config = parseConfig({ env: {} });
-  return createApp({
-    config,
-    logger: createLogger({ level: "silent" }),
-    store: unusedStore,
-    models: unavailableModelPack("not used by these tests"),
-    blobs: createFsBlobStore({ dir: path.join(os.tmpdir(), "loupe-openapi-test-blobs") }),
-    jobs: createJobRegistry(),
-    resolveTenant: createDefaultTenantResolver({ defaultTenant: config.defaultTenant }),
-  });
-}
 
 type Json = Record<string, unknown>;
 

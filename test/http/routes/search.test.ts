@@ -3,36 +3,12 @@
  * or store call: the store and the model pack here fail on any use, so a 4xx proves the request was
  * refused up front. Behaviour with the real store and pack is in test/search/search.int.test.ts.
  */
-import os from "node:os";
-import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { createApp } from "../../../src/app.ts";
-import { parseConfig } from "../../../src/config.ts";
-import { createDefaultTenantResolver } from "../../../src/http/tenant.ts";
-import { createJobRegistry } from "../../../src/ingest/jobs.ts";
-import { createLogger } from "../../../src/logger.ts";
-import { unavailableModelPack } from "../../../src/main.ts";
-import { createFsBlobStore } from "../../../src/media/blob-store.ts";
-import type { VectorStore } from "../../../src/store/index.ts";
-
-const failingStore = new Proxy({} as VectorStore, {
-  get() {
-    throw new Error("the store must not be reached by a refused request");
-  },
-});
+import { makeTestApp } from "../../helpers/app.ts";
 
 function makeApp() {
-  const config = parseConfig({
+  return makeTestApp({
     env: { LOUPE_MAX_IMAGE_BYTES: "3000", LOUPE_MAX_UPLOAD_BYTES: "20000", LOUPE_MAX_ITEMS_PER_REQUEST: "3" },
-  });
-  return createApp({
-    config,
-    logger: createLogger({ level: "silent" }),
-    store: failingStore,
-    models: unavailableModelPack("no pack in these tests"),
-    blobs: createFsBlobStore({ dir: path.join(os.tmpdir(), "loupe-search-route-test-blobs") }),
-    jobs: createJobRegistry(),
-    resolveTenant: createDefaultTenantResolver({ defaultTenant: config.defaultTenant }),
   });
 }
 

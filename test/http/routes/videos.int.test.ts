@@ -21,6 +21,7 @@ import {
 } from "../../../src/ingest/video-ingest.ts";
 import { createLogger } from "../../../src/logger.ts";
 import { createFsBlobStore, type FsBlobStore, parseBlobRef } from "../../../src/media/blob-store.ts";
+import { assembleServices } from "../../../src/services.ts";
 import { createVectorStore, type MilvusVectorStore } from "../../../src/store/index.ts";
 import {
   createRng,
@@ -108,15 +109,17 @@ describe("POST /v1/videos", () => {
       },
       cwd: root,
     });
-    app = createApp({
-      config,
-      logger: createLogger({ level: "silent" }),
-      store,
-      models: pack,
-      blobs,
-      jobs,
-      resolveTenant: (c) => c.req.header("x-test-tenant") ?? "default",
-    });
+    app = createApp(
+      assembleServices({
+        config,
+        logger: createLogger({ level: "silent" }),
+        store,
+        models: pack,
+        blobs,
+        jobs,
+        resolveTenant: (c) => c.req.header("x-test-tenant") ?? "default",
+      }),
+    );
     const response = await upload(
       videos.map(({ file }) => ({ file })),
       "",

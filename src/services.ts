@@ -1,0 +1,358 @@
+/**
+ * The one place Loupe's services are built. {@link createLoupeServices} starts what needs starting (the
+ * embedded Milvus Lite unless `MILVUS_ADDRESS` is set, the vector store, the model pack, the prompts and
+ * the LLM composer) and {@link assembleServices} wires the layers over them once: search, the three
+ * ingesters, the chat chain. The server (`main.ts`), every CLI command, the evals, the benchmarks and
+ * library users get their services from here; none builds its own.
+ */
+import { existsSync } from "node:fs";
+import path from "node:path";
+import type { Config } from "./config.ts";
+import { ModelPackError } from "./errors.ts";
+import { mediaRouteUrls } from "./http/media-urls.ts";
+import { createDefaultTenantResolver, type TenantResolver } from "./http/tenant.ts";
+import { loadModelPack, type ModelPack, readModelPackInfo } from "./inference/model-pack.ts";
+import { unavailableModelPack } from "./inference/unavailable-model-pack.ts";
+import { IMAGE_URL_CONTENT_TYPES, ImageIngester } from "./ingest/image-ingest.ts";
+import { createJobRegistry, type JobRegistry } from "./ingest/jobs.ts";
+import { TripleIngester } from "./ingest/triple-ingest.ts";
+import { createVideoIngester, type VideoIngester } from "./ingest/video-ingest.ts";
+import { createChatModel } from "./llm/chat-model.ts";
+import { loadPrompts } from "./llm/prompts.ts";
+import type { Logger } from "./logger.ts";
+import { blobMedia } from "./media/blob-media.ts";
+import { type BlobStore, createFsBlobStore } from "./media/blob-store.ts";
+import type { MediaReader, MediaUrls, MediaWriter } from "./media/media-port.ts";
+import { fetchUrl } from "./media/url-fetcher.ts";
+import { createLoupeChain, type LoupeChainWithRunnable } from "./rag/chain.ts";
+import { ANSWER_PROMPT_ID, ANSWER_PROMPT_VARIABLES, createLlmComposer } from "./rag/llm-composer.ts";
+import type { AnswerComposer } from "./rag/types.ts";
+import { readLogitScale, SearchService } from "./search/search-service.ts";
+import { DeferredVectorStore } from "./store/deferred-vector-store.ts";
+import { type MilvusLiteProcess, startMilvusLite } from "./store/milvus-lite.ts";
+import { createVectorStore, type VectorStore } from "./store/vector-store.ts";
+
+/** The adapters the layers are wired over: configuration, logger and the I/O ports. */
+export interface ServiceParts {
+  config: Config;
+  logger: Logger;
+  /** The vector store port; the HTTP layer only calls its methods, never Milvus itself. */
+  store: VectorStore;
+  /** The loaded model pack (embedders, VQA head); every call fails with `not_ready` when it is missing. */
+  models: ModelPack;
+  /** Originals and derived files (thumbnails, keyframes), content-addressed under `<LOUPE_DATA_DIR>/blobs`. */
+  blobs: BlobStore;
+  /** Ingest jobs run in this process, with their progress. */
+  jobs: JobRegistry;
+  /** How a request's tenant is decided; the configured default tenant when absent. */
+  resolveTenant?: TenantResolver;
+  /**
+   * The LLM composer, built when `LOUPE_LLM_MODEL` is set (OpenAI-compatible endpoint, prompts from
+   * `LOUPE_PROMPTS_DIR`). Absent: the offline composer writes every chat answer.
+   */
+  llm?: AnswerComposer;
+  /** Where items' media is served; the HTTP routes' paths when absent. */
+  urls?: MediaUrls;
+}
+
+/** Everything the HTTP layer, the CLI, the evals and library users work with, each built once. */
+export interface LoupeServices extends ServiceParts {
+  resolveTenant: TenantResolver;
+  urls: MediaUrls;
+  /** Stored media read and written through the blob store. */
+  media: MediaReader & MediaWriter;
+  /** Search, recommendation, zero-shot classification and auto-tags. */
+  search: SearchService;
+  /** Images from uploads, URLs and files. */
+  images: ImageIngester;
+  /** Videos from uploads, URLs and files, cut into segments. */
+  videos: VideoIngester;
+  /** Image-question-answer triples. */
+  triples: TripleIngester;
+  /** The retrieval chain that answers chat turns (a LangChain Runnable inside). */
+  chain: LoupeChainWithRunnable;
+}
+
+/** Services that own running resources, as returned by {@link createLoupeServices}. */
+export interface OpenLoupeServices extends LoupeServices {
+  /** Process id of the embedded Milvus Lite; absent when `MILVUS_ADDRESS` points at a server. */
+  milvusLitePid?: number;
+  /** Stops jobs, closes the model pack and the store, stops Milvus Lite. Safe to call more than once. */
+  close(): Promise<void>;
+}
+
+/**
+ * Wires the layers over the given adapters: the search service, the image, video and triple ingesters
+ * (URL fetches through the SSRF-safe fetcher, with the configured limits) and the chat chain. Builds no
+ * I/O of its own, so tests wire it over a real store and pack they made.
+ */
+export function assembleServices(parts: ServiceParts): LoupeServices {
+  const { config, logger, store, models, blobs, llm } = parts;
+  const resolveTenant =
+    parts.resolveTenant ?? createDefaultTenantResolver({ defaultTenant: config.defaultTenant });
+  const urls = parts.urls ?? mediaRouteUrls;
+  const media = blobMedia(blobs);
+  const urlSettings = {
+    timeoutMs: config.urlTimeoutMs,
+    allowHosts: config.urlAllowHosts,
+    maxRedirects: config.urlMaxRedirects,
+  };
+  const search = new SearchService({
+    store,
+    models,
+    media,
+    urls,
+    // Read on first use, so a missing pack fails only the requests that need it.
+    logitScale: () => readLogitScale({ packDir: config.modelPack }),
+  });
+  const images = new ImageIngester({
+    store,
+    models,
+    blobs,
+    maxImageBytes: config.maxImageBytes,
+    maxImagePixels: config.maxImagePixels,
+    thumbnailSize: config.thumbnailSize,
+    fetch: { maxBytes: config.urlMaxBytes, ...urlSettings },
+  });
+  const triples = new TripleIngester({
+    store,
+    models,
+    media,
+    maxMetadataBytes: config.maxMetadataBytes,
+    thumbnailSize: config.thumbnailSize,
+    maxImagePixels: config.maxImagePixels,
+    fetchImage: ({ url }) =>
+      fetchUrl({
+        url,
+        maxBytes: Math.min(config.urlMaxBytes, config.maxImageBytes),
+        allowedContentTypes: [...IMAGE_URL_CONTENT_TYPES],
+        ...urlSettings,
+      }),
+  });
+  const videos = createVideoIngester({
+    store,
+    models,
+    blobs,
+    config,
+    logger: logger.child({ component: "videos" }),
+  });
+  const chain = createLoupeChain({
+    search,
+    store,
+    models,
+    media,
+    urls,
+    llm,
+    logger: logger.child({ component: "chat" }),
+    config,
+  });
+  return { ...parts, resolveTenant, urls, media, search, images, videos, triples, chain };
+}
+
+/**
+ * Builds every service once, in the order start-up needs: the prompts and LLM composer first (a broken
+ * prompt stops start-up before Milvus Lite is started), then the store (embedded Milvus Lite unless
+ * `MILVUS_ADDRESS` is set), the model pack, the blob store and the job registry, then
+ * {@link assembleServices}. A failure undoes the steps already done, in reverse order, so a failed
+ * start leaves no Milvus Lite behind.
+ */
+export async function createLoupeServices({
+  config,
+  logger,
+}: {
+  config: Config;
+  logger: Logger;
+}): Promise<OpenLoupeServices> {
+  const cleanups: Array<() => Promise<void>> = [];
+  const closeAll = async () => {
+    for (const cleanup of cleanups.reverse()) {
+      await cleanup().catch((error: unknown) => logger.error({ err: error }, "closing a service failed"));
+    }
+  };
+  try {
+    const llm = await buildLlmComposer({ config, logger });
+    const { store, milvusLite } = await buildStore({ config, logger, cleanups });
+    const models = await buildModelPack({ config, logger });
+    cleanups.push(() => models.close());
+    const jobs = createJobRegistry({ logger: logger.child({ component: "jobs" }) });
+    // Running jobs stop between items; their unfinished items stay pending, and re-sending them skips what was stored.
+    cleanups.push(() => jobs.close());
+    const services = assembleServices({
+      config,
+      logger,
+      store,
+      models,
+      blobs: createFsBlobStore({ dir: path.join(config.dataDir, "blobs") }),
+      jobs,
+      llm,
+    });
+    let closing: Promise<void> | undefined;
+    const close = () => {
+      closing ??= closeAll();
+      return closing;
+    };
+    return { ...services, milvusLitePid: milvusLite?.pid, close };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}
+
+/**
+ * The embedding dimension of the collections: `LOUPE_EMBEDDING_DIM` when set, else `projection_dim`
+ * from the model pack's `config.json` (read and checked with the pack's other JSON files; no model is
+ * opened).
+ *
+ * @throws {ModelPackError} when neither is available, or the pack's files are invalid.
+ */
+async function resolveEmbeddingDimension({ config }: { config: Config }): Promise<number> {
+  if (config.embeddingDim !== undefined) return config.embeddingDim;
+  const file = path.join(config.modelPack, "config.json");
+  if (!existsSync(file)) {
+    throw new ModelPackError(
+      `The embedding dimension is unknown: there is no model pack at ${config.modelPack} (no config.json). Install the model pack, point LOUPE_MODEL_PACK at one, or set LOUPE_EMBEDDING_DIM.`,
+      { context: { modelPack: config.modelPack } },
+    );
+  }
+  const pack = await readModelPackInfo({ dir: config.modelPack });
+  return pack.dimension;
+}
+
+/**
+ * Builds the vector store the app will use:
+ * - embedded Milvus Lite (no `MILVUS_ADDRESS`): started and connected before start-up completes; any
+ *   failure stops start-up, since the whole service is on this machine;
+ * - an external Milvus: connected in the background with retries, so Loupe starts (and `/readyz`
+ *   reports why it is not ready) while that server is down or still starting;
+ * - no embedding dimension (no model pack and no `LOUPE_EMBEDDING_DIM`): no store at all, only the
+ *   reason, which `/readyz` and every store call report.
+ */
+async function buildStore({
+  config,
+  logger,
+  cleanups,
+}: {
+  config: Config;
+  logger: Logger;
+  cleanups: Array<() => Promise<void>>;
+}): Promise<{ store: VectorStore; milvusLite?: MilvusLiteProcess }> {
+  let dimension: number;
+  try {
+    dimension = await resolveEmbeddingDimension({ config });
+  } catch (error) {
+    if (!(error instanceof ModelPackError)) throw error;
+    logger.warn({ err: error }, "serving without a vector store: the embedding dimension is unknown");
+    return { store: DeferredVectorStore.unavailable(error.message) };
+  }
+  const storeOptions = {
+    token: config.milvusToken,
+    database: config.milvusDatabase,
+    collectionPrefix: config.collectionPrefix,
+    dimension,
+    metric: config.metric,
+    indexType: config.indexType,
+    timeoutMs: config.milvusTimeoutMs,
+    logger: logger.child({ component: "store" }),
+  };
+
+  const external = config.milvusAddress;
+  if (external !== undefined) {
+    const store = DeferredVectorStore.connect({
+      address: external,
+      connect: () => createVectorStore({ address: external, ...storeOptions }),
+      logger,
+    });
+    cleanups.push(() => store.close());
+    return { store };
+  }
+
+  const milvusLite = await startMilvusLite({
+    dataDir: path.join(config.dataDir, "milvus"),
+    venvDir: config.venvDir,
+    host: "127.0.0.1",
+    startTimeoutMs: config.milvusStartTimeoutMs,
+    logger: logger.child({ component: "milvus-lite" }),
+  });
+  cleanups.push(milvusLite.stop);
+  const store = await createVectorStore({ address: milvusLite.address, ...storeOptions });
+  cleanups.push(() => store.close());
+  return { store, milvusLite };
+}
+
+/**
+ * Loads and checks the prompts once (a broken prompt file stops start-up with a `ConfigError` naming
+ * the file and the fix, whether or not an LLM is configured, so a bad prompt is found before it is
+ * needed), then builds the LLM composer when `LOUPE_LLM_MODEL` is set. Nothing is sent to the endpoint
+ * here: an endpoint that is down makes each answer fall back to the offline composer, not start-up fail.
+ */
+async function buildLlmComposer({
+  config,
+  logger,
+}: {
+  config: Config;
+  logger: Logger;
+}): Promise<AnswerComposer | undefined> {
+  const prompts = await loadPrompts({
+    dir: config.promptsDir,
+    required: { [ANSWER_PROMPT_ID]: ANSWER_PROMPT_VARIABLES },
+  });
+  const answer = prompts.get(ANSWER_PROMPT_ID);
+  logger.info(
+    { promptsDir: config.promptsDir, answerPrompt: `${answer.id}.v${answer.version}` },
+    "prompts loaded",
+  );
+  if (config.llmModel === undefined) {
+    logger.info("LOUPE_LLM_MODEL is not set: the offline composer writes chat answers");
+    return undefined;
+  }
+  const llmLogger = logger.child({ component: "llm" });
+  const chatModel = createChatModel({
+    model: config.llmModel,
+    baseUrl: config.openaiBaseUrl,
+    apiKey: config.openaiApiKey,
+    timeoutMs: config.llmTimeoutMs,
+    maxRetries: config.llmMaxRetries,
+    temperature: config.llmTemperature,
+    maxTokens: config.llmMaxTokens,
+    logger: llmLogger,
+  });
+  logger.info(
+    { model: chatModel.model, endpoint: chatModel.endpoint, vision: config.llmVision },
+    "LLM composer configured",
+  );
+  return createLlmComposer({ chatModel, prompts, vision: config.llmVision, logger: llmLogger });
+}
+
+/**
+ * Loads the model pack once (hashes verified, sessions opened) for every request to share. A pack that
+ * is missing or invalid does not stop start-up, as with the store: Loupe serves, and every use of the
+ * pack fails with a `not_ready` error that carries the reason (see {@link unavailableModelPack}).
+ */
+async function buildModelPack({ config, logger }: { config: Config; logger: Logger }): Promise<ModelPack> {
+  try {
+    const models = await loadModelPack({
+      dir: config.modelPack,
+      sessionOptions: {
+        intraOpNumThreads: config.inferenceThreads,
+        executionProviders: config.executionProviders,
+      },
+      imageLimits: {
+        maxInputBytes: config.maxImageBytes,
+        maxInputPixels: config.maxImagePixels,
+        maxFrames: config.maxImageFrames,
+      },
+    });
+    if (config.embeddingDim !== undefined && config.embeddingDim !== models.dimension) {
+      logger.warn(
+        { embeddingDim: config.embeddingDim, packDimension: models.dimension },
+        "LOUPE_EMBEDDING_DIM differs from the model pack's dimension; writes of the pack's embeddings will be refused",
+      );
+    }
+    logger.info({ modelId: models.modelId, dimension: models.dimension }, "model pack loaded");
+    return models;
+  } catch (error) {
+    if (!(error instanceof ModelPackError)) throw error;
+    logger.warn({ err: error }, "serving without a model pack");
+    return unavailableModelPack(error.message);
+  }
+}
