@@ -18,7 +18,7 @@ import {
   type PackEvalReport,
   type VariantFigures,
   type VideoDecode,
-} from "../../eval/pack-eval.ts";
+} from "../../eval/pack/pack-eval.ts";
 import { loadModelPack } from "../../inference/model-pack.ts";
 import { QUESTION_TYPES } from "../../synth/questions.ts";
 import { IMAGE_FORMATS, type ImageFormat } from "../../synth/render.ts";

@@ -1,0 +1,125 @@
+/**
+ * What a run of the eval runner produces: one record per case (input, output with suite ids, metric
+ * values, timings), a summary of the whole run, and the facts of the run. `results.json` holds one
+ * {@link RunResults}; reports and the baseline gate read it.
+ */
+import type { TokenUsageSummary } from "../metrics/answer-metrics.ts";
+import type { LatencyFigures } from "../metrics/latency.ts";
+import type { RetrievalSummary, TripleReuse } from "../metrics/retrieval-metrics.ts";
+import type { RetrievalTask, SegmentRef, Suite, SuiteCase } from "./suite.ts";
+
+/** The version tag of `results.json`. */
+export const RESULTS_FORMAT = "loupe-eval-results/v1";
+
+/** Ranks of the recall@k curves. */
+export const CURVE_KS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] as const;
+
+/** Progress of a run, for a progress bar. */
+export interface RunProgress {
+  phase: "ingest" | "cases";
+  done: number;
+  total: number;
+}
+
+/** A metric value of one case: a number, a yes/no, or null where the case gives nothing to compare. */
+export type CaseMetric = number | boolean | null;
+
+/** One case as it ran. */
+export interface CaseRecord {
+  id: string;
+  kind: SuiteCase["kind"];
+  task?: RetrievalTask;
+  tags: string[];
+  /** What was asked. Images are named (`file:…`, `corpus:…`, `stored:…`), never inlined. */
+  input: { question?: string; text?: string; images?: string[]; history?: number };
+  /** What the case expects (suite ids). */
+  expected: {
+    answers?: string[];
+    relevant?: string[];
+    segments?: SegmentRef[];
+    evidence?: string[];
+    unanswerable?: boolean;
+    tripleId?: string;
+  };
+  /** What Loupe gave back, ids mapped to the suite's. */
+  output: {
+    answer?: string;
+    /** VQA: the head's short answer on the attached image. */
+    shortAnswer?: string;
+    answered?: boolean;
+    /** Retrieval: ranked ids (images) or `videoId@start-end` (segments), best first. */
+    ranked?: string[];
+    citations?: string[];
+    evidence?: Array<{ id: string; kind: string; score: number; text?: string }>;
+    reusedTriples?: string[];
+    composer?: string;
+    fallback?: string;
+  };
+  metrics: Record<string, CaseMetric>;
+  /** False when the case missed (shown in the report's failures). */
+  passed: boolean;
+  /** Milliseconds: chain steps for chat cases, `search` for retrieval. */
+  timings: Record<string, number>;
+  usage?: { promptTokens: number; completionTokens: number };
+  /** The image the case is about (absolute path), for thumbnails. */
+  imagePath?: string;
+  error?: { code: string; message: string };
+}
+
+/** Retrieval figures of one task, with its recall@k curve. */
+export interface TaskSummary extends RetrievalSummary {
+  curve: Array<{ k: number; recall: number }>;
+}
+
+/** Figures of a run. */
+export interface RunSummary {
+  cases: number;
+  errors: number;
+  retrieval: Partial<Record<RetrievalTask, TaskSummary>>;
+  vqa: {
+    overall: { accuracy: number; count: number };
+    byType: Record<string, { accuracy: number; count: number }>;
+    /** Share of answers whose text states a reference answer. */
+    answerContains: number | null;
+  } | null;
+  answers: {
+    count: number;
+    exactMatch: number | null;
+    contains: number | null;
+    citationPrecision: number | null;
+    citationRecall: number | null;
+    groundedness: number | null;
+    abstention: { precision: number | null; recall: number | null; f1: number | null };
+    byTag: Record<string, { count: number; passed: number }>;
+  } | null;
+  triples: TripleReuse | null;
+  latency: Record<string, LatencyFigures>;
+  tokens: TokenUsageSummary;
+  /** Every headline figure under one flat name (`vqa.accuracy`, `retrieval.text-to-image.recallAt10`, …). */
+  figures: Record<string, number | null>;
+}
+
+/** Facts about a run. */
+export interface RunMeta {
+  suite: string;
+  format: Suite["format"];
+  source: string;
+  seed?: number;
+  target: string;
+  composer: "offline" | "auto";
+  modelPack?: string;
+  gitCommit?: string;
+  date: string;
+  limit?: number;
+  corpus: { images: number; videos: number; triples: number };
+  ingestFailures: Array<{ kind: string; id: string; message: string }>;
+  durations: { ingestSeconds: number; casesSeconds: number; totalSeconds: number };
+}
+
+/** What `results.json` holds. */
+export interface RunResults {
+  format: typeof RESULTS_FORMAT;
+  meta: RunMeta;
+  summary: RunSummary;
+  cases: CaseRecord[];
+}

@@ -1,0 +1,363 @@
+/**
+ * The run step: every case of a suite against Loupe, one at a time and in suite order, so latencies are
+ * those of a lone client and a run is reproducible for a seed. Retrieval cases go through `/v1/search`;
+ * VQA, answer and triple-probe cases through `/v1/chat`. Stored ids in the answers are mapped back to the
+ * suite's ids, and each case gets its own metric values; a case whose request fails is recorded with its
+ * error and counts as a miss.
+ */
+
+import type { ChatResult } from "../../rag/types.ts";
+import { containsAnswer, scoreAnswer } from "../metrics/answer-metrics.ts";
+import { segmentRanking } from "../metrics/retrieval-metrics.ts";
+import { answerAccuracy } from "../metrics/vqa-accuracy.ts";
+import type { ChatBody, LoupeClient } from "./client.ts";
+import type { IdMap } from "./id-map.ts";
+import { describeImage, imagePath, imageValue } from "./image-refs.ts";
+import type { CaseRecord, RunProgress } from "./results.ts";
+import { retrievalCaseMetrics } from "./score.ts";
+import type {
+  AnswerCase,
+  CorpusImage,
+  ImageRef,
+  RetrievalCase,
+  SegmentRef,
+  SuiteCase,
+  TripleProbeCase,
+  VqaCase,
+} from "./suite.ts";
+
+/** Results wanted per search. */
+const SEARCH_TOP_K = 10;
+
+/** Options of {@link runCases}. */
+export interface RunCasesOptions {
+  cases: readonly SuiteCase[];
+  client: LoupeClient;
+  /** Stored ids ↔ the suite's ids, from the ingest step. */
+  ids: IdMap;
+  /** The suite's corpus images, which cases may refer to. */
+  images: readonly CorpusImage[];
+  composer?: "offline" | "auto";
+  onProgress?: (progress: RunProgress) => void;
+}
+
+/** What {@link runCases} gives back. */
+export interface RanCases {
+  records: CaseRecord[];
+  /** Every chat result as Loupe returned it (for token usage). */
+  chatResults: ChatResult[];
+  /** Wall-clock seconds, unrounded. */
+  seconds: number;
+}
+
+/** What a case needs besides itself. */
+interface CaseContext {
+  client: LoupeClient;
+  ids: IdMap;
+  images: readonly CorpusImage[];
+  imageValue(ref: ImageRef): Promise<string>;
+  imagePath(ref: ImageRef): string | undefined;
+  /** A chat turn with the run's composer; the result's ids are the suite's. */
+  chat(body: ChatBody): Promise<{ result: ChatResult; wallMs: number }>;
+}
+
+const round = (value: number) => Math.round(value * 10) / 10;
+
+/** Runs the cases (see the module comment); only a client that cannot be used at all makes it throw. */
+export async function runCases({
+  cases,
+  client,
+  ids,
+  images,
+  composer = "offline",
+  onProgress,
+}: RunCasesOptions): Promise<RanCases> {
+  const started = performance.now();
+  const records: CaseRecord[] = [];
+  const chatResults: ChatResult[] = [];
+  const context: CaseContext = {
+    client,
+    ids,
+    images,
+    imageValue: (ref) => imageValue({ ref, images }),
+    imagePath: (ref) => imagePath({ ref, images }),
+    chat: async (body) => {
+      const sent = performance.now();
+      const result = await client.chat({ ...body, composer });
+      chatResults.push(result);
+      return { result: mapChatIds(result, ids), wallMs: round(performance.now() - sent) };
+    },
+  };
+  onProgress?.({ phase: "cases", done: 0, total: cases.length });
+  for (const item of cases) {
+    const record: CaseRecord = {
+      id: item.id,
+      kind: item.kind,
+      tags: item.tags,
+      input: {},
+      expected: {},
+      output: {},
+      metrics: {},
+      passed: false,
+      timings: {},
+    };
+    try {
+      if (item.kind === "retrieval") await runRetrievalCase(item, record, context);
+      else if (item.kind === "vqa") await runVqaCase(item, record, context);
+      else if (item.kind === "answer") await runAnswerCase(item, record, context);
+      else await runTripleProbe(item, record, context);
+    } catch (error) {
+      record.error = errorOf(error);
+      record.passed = false;
+    }
+    records.push(record);
+    onProgress?.({ phase: "cases", done: records.length, total: cases.length });
+  }
+  return { records, chatResults, seconds: (performance.now() - started) / 1000 };
+}
+
+async function runRetrievalCase(
+  item: RetrievalCase,
+  record: CaseRecord,
+  context: CaseContext,
+): Promise<void> {
+  const { client, ids } = context;
+  record.task = item.task;
+  record.input = {
+    ...(item.query.text === undefined ? {} : { text: item.query.text }),
+    ...(item.query.image === undefined ? {} : { images: [describeImage(item.query.image)] }),
+  };
+  const image = item.query.image;
+  if (image !== undefined) {
+    const path = context.imagePath(image);
+    if (path !== undefined) record.imagePath = path;
+  }
+  const isVideo = item.task === "text-to-video-segment";
+  const sent = performance.now();
+  const hits = await client.search({
+    ...(item.query.text === undefined ? {} : { text: item.query.text }),
+    ...(image === undefined ? {} : { image: await context.imageValue(image) }),
+    kinds: [isVideo ? "video_segment" : "image"],
+    topK: SEARCH_TOP_K,
+  });
+  record.timings = { search: round(performance.now() - sent) };
+  if (isVideo) {
+    const ranked: SegmentRef[] = hits.map((hit) => ({
+      videoId: ids.suite(hit.videoId ?? ""),
+      start: hit.start ?? 0,
+      end: hit.end ?? 0,
+    }));
+    record.expected = { segments: item.segments };
+    record.output = {
+      ranked: ranked.map((segment) => `${segment.videoId}@${segment.start}-${segment.end}`),
+    };
+    const ranking = segmentRanking({ ranked, expected: item.segments });
+    Object.assign(record.metrics, retrievalCaseMetrics(ranking.ranked, ranking.relevant));
+  } else {
+    const ranked = hits.map((hit) => ids.canonical(ids.suite(hit.id)));
+    const relevant = new Set(item.relevant.map((id) => ids.canonical(id)));
+    record.expected = { relevant: item.relevant };
+    record.output = { ranked };
+    Object.assign(record.metrics, retrievalCaseMetrics(ranked, relevant));
+  }
+  record.passed = record.metrics.hitAt10 === true;
+}
+
+async function runVqaCase(item: VqaCase, record: CaseRecord, context: CaseContext): Promise<void> {
+  record.input = { question: item.question, images: [describeImage(item.image)] };
+  const path = context.imagePath(item.image);
+  if (path !== undefined) record.imagePath = path;
+  record.expected = { answers: item.answers };
+  const { result, wallMs } = await context.chat({
+    question: item.question,
+    images: [await context.imageValue(item.image)],
+  });
+  const attached = result.evidence.find((evidence) => evidence.citation.id === "att_1");
+  const shortAnswer = attached?.findings[0]?.answer ?? "";
+  record.output = chatOutput(result, { shortAnswer });
+  record.timings = timingsOf(result, wallMs);
+  if (result.usage !== undefined) record.usage = result.usage;
+  const accuracy = answerAccuracy({ prediction: shortAnswer, references: item.answers });
+  record.metrics = {
+    accuracy,
+    answerContains: containsAnswer({ answer: result.answer, references: item.answers }),
+  };
+  record.passed = accuracy >= 0.5;
+}
+
+async function runAnswerCase(item: AnswerCase, record: CaseRecord, context: CaseContext): Promise<void> {
+  const { ids, images } = context;
+  const attachedImages = [...item.history.flatMap((turn) => turn.images), ...item.images];
+  record.input = {
+    question: item.question,
+    ...(item.images.length > 0 ? { images: item.images.map(describeImage) } : {}),
+    ...(item.history.length > 0 ? { history: item.history.length } : {}),
+  };
+  const first = attachedImages[0];
+  if (first !== undefined) {
+    const path = context.imagePath(first);
+    if (path !== undefined) record.imagePath = path;
+  } else {
+    const firstEvidence = item.evidence.map((id) => images.find((image) => image.id === id)).find(Boolean);
+    if (firstEvidence !== undefined) record.imagePath = firstEvidence.path;
+  }
+  record.expected = {
+    ...(item.answers.length > 0 ? { answers: item.answers } : {}),
+    ...(item.evidence.length > 0 ? { evidence: item.evidence } : {}),
+    ...(item.segments.length > 0 ? { segments: item.segments } : {}),
+    unanswerable: item.unanswerable,
+  };
+  let result: ChatResult;
+  let wallMs = 0;
+  try {
+    ({ result, wallMs } = await context.chat({
+      question: item.question,
+      ...(item.images.length > 0 ? { images: await Promise.all(item.images.map(context.imageValue)) } : {}),
+      ...(item.history.length > 0
+        ? {
+            history: await Promise.all(
+              item.history.map(async (turn) => ({
+                role: turn.role,
+                content: turn.content,
+                ...(turn.images.length > 0
+                  ? { images: await Promise.all(turn.images.map(context.imageValue)) }
+                  : {}),
+              })),
+            ),
+          }
+        : {}),
+    }));
+  } catch (error) {
+    record.error = errorOf(error);
+    result = emptyChatResult();
+  }
+  const scores = scoreAnswer({
+    result,
+    expectation: {
+      references: item.answers,
+      expectedIds: item.evidence.map((id) => ids.canonical(id)),
+      expectedSegments: item.segments.map((segment) => ({
+        ...segment,
+        videoId: ids.canonical(segment.videoId),
+      })),
+      unanswerable: item.unanswerable,
+    },
+  });
+  record.output = chatOutput(result, {});
+  record.timings = record.error === undefined ? timingsOf(result, wallMs) : {};
+  if (result.usage !== undefined) record.usage = result.usage;
+  record.metrics = {
+    exactMatch: scores.exactMatch,
+    contains: scores.containsAnswer,
+    citationPrecision: scores.citations.precision,
+    citationRecall: scores.citations.recall,
+    groundedness: scores.groundedness,
+    checkedClaims: result.verification.checked,
+    confirmedClaims: result.verification.confirmed,
+    abstained: scores.abstained,
+    abstentionCorrect: scores.abstentionCorrect,
+  };
+  record.passed =
+    record.error === undefined &&
+    scores.abstentionCorrect &&
+    scores.containsAnswer !== false &&
+    (scores.citations.recall === null || scores.citations.recall > 0);
+}
+
+async function runTripleProbe(
+  item: TripleProbeCase,
+  record: CaseRecord,
+  context: CaseContext,
+): Promise<void> {
+  record.input = { question: item.question, images: [describeImage(item.image)] };
+  const path = context.imagePath(item.image);
+  if (path !== undefined) record.imagePath = path;
+  record.expected = { tripleId: item.tripleId, answers: [item.answer] };
+  const { result, wallMs } = await context.chat({
+    question: item.question,
+    images: [await context.imageValue(item.image)],
+  });
+  const reused = [
+    ...new Set(
+      result.evidence.flatMap((evidence) =>
+        evidence.findings
+          .filter((finding) => finding.source === "triple" && finding.tripleId !== undefined)
+          .map((finding) => finding.tripleId as string),
+      ),
+    ),
+  ];
+  record.output = chatOutput(result, { reusedTriples: reused });
+  record.timings = timingsOf(result, wallMs);
+  if (result.usage !== undefined) record.usage = result.usage;
+  record.metrics = {
+    reused: reused.includes(item.tripleId),
+    contains: containsAnswer({ answer: result.answer, references: [item.answer] }),
+  };
+  record.passed = record.metrics.reused === true;
+}
+
+function timingsOf(result: ChatResult, wallMs: number): Record<string, number> {
+  return { ...result.timings, request: wallMs };
+}
+
+function errorOf(error: unknown): { code: string; message: string } {
+  const code = (error as { code?: unknown }).code;
+  return {
+    code: typeof code === "string" ? code : "error",
+    message: error instanceof Error ? error.message : String(error),
+  };
+}
+
+/** A chat result that stands for a turn that failed: no answer, nothing cited, not an abstention. */
+function emptyChatResult(): ChatResult {
+  return {
+    answer: "",
+    answered: true,
+    confidence: 0,
+    citations: [],
+    evidence: [],
+    standaloneQuestion: "",
+    composer: "offline",
+    model: "none",
+    verification: { checked: 0, confirmed: 0, contradictions: [], corrected: false },
+    timings: { embed: 0, retrieve: 0, ground: 0, compose: 0, verify: 0, total: 0 },
+  };
+}
+
+/** The chat result with every stored id it carries replaced by the suite's id. */
+function mapChatIds(result: ChatResult, ids: IdMap): ChatResult {
+  const mapCitation = <Citation extends { id: string }>(citation: Citation): Citation => ({
+    ...citation,
+    id: ids.suite(citation.id),
+  });
+  return {
+    ...result,
+    citations: result.citations.map(mapCitation),
+    evidence: result.evidence.map((evidence) => ({
+      ...evidence,
+      citation: mapCitation(evidence.citation),
+      ...(evidence.videoId === undefined ? {} : { videoId: ids.suite(evidence.videoId) }),
+      findings: evidence.findings.map((finding) => ({
+        ...finding,
+        ...(finding.tripleId === undefined ? {} : { tripleId: ids.suite(finding.tripleId) }),
+      })),
+    })),
+  };
+}
+
+function chatOutput(result: ChatResult, extra: Partial<CaseRecord["output"]>): CaseRecord["output"] {
+  return {
+    answer: result.answer,
+    answered: result.answered,
+    citations: result.citations.map((citation) => citation.id),
+    evidence: result.evidence.slice(0, 10).map((evidence) => ({
+      id: evidence.citation.id,
+      kind: evidence.citation.kind,
+      score: Math.round(evidence.citation.score * 1000) / 1000,
+      ...(evidence.text === "" ? {} : { text: evidence.text.slice(0, 300) }),
+    })),
+    composer: result.composer,
+    ...(result.fallback === undefined ? {} : { fallback: result.fallback.code }),
+    ...extra,
+  };
+}

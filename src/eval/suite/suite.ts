@@ -1,0 +1,163 @@
+/**
+ * An eval suite: a corpus (images, videos, triples) that a runner ingests into Loupe, and the cases it
+ * then runs against the chain or `/v1/search` and scores with the metrics of `../metrics/`. Every loader in
+ * `loaders/` returns a {@link Suite}; paths in it are absolute, ids are the suite's own (a runner
+ * maps them to the stored `img_…`/`seg_…`/`tri_…` ids it gets back from ingestion).
+ */
+import type { SegmentRef } from "../metrics/retrieval-metrics.ts";
+
+export type { SegmentRef } from "../metrics/retrieval-metrics.ts";
+
+/** Where a suite came from. */
+export type SuiteFormat = "loupe-jsonl" | "shapes-world" | "karpathy" | "vqav2";
+
+/**
+ * An image a case uses: a file, an image of the suite's corpus (by suite id), or an item already stored
+ * in Loupe (by its `img_…` id).
+ */
+export type ImageRef =
+  | { kind: "file"; path: string }
+  | { kind: "corpus"; id: string }
+  | { kind: "stored"; id: string };
+
+/** An image of the corpus. */
+export interface CorpusImage {
+  /** Suite id, unique across the corpus. */
+  id: string;
+  /** Absolute path. */
+  path: string;
+  /** Caption to ingest with the image (absent where it would give the answers away). */
+  caption?: string;
+  /** Metadata to ingest with the image, and facts about it for reports. */
+  metadata: Record<string, unknown>;
+}
+
+/** A ground-truth span of a corpus video. */
+export interface VideoSpan {
+  start: number;
+  end: number;
+  /** What happens in it (an action, a description). */
+  label?: string;
+}
+
+/** A video of the corpus. */
+export interface CorpusVideo {
+  id: string;
+  /** Absolute path. */
+  path: string;
+  metadata: Record<string, unknown>;
+  /** Ground-truth spans, when the source has them (for reports; cases carry their own expectations). */
+  segments: VideoSpan[];
+}
+
+/** A stored image-question-answer triple of the corpus. */
+export interface CorpusTriple {
+  id: string;
+  image: ImageRef;
+  question: string;
+  answer: string;
+  metadata: Record<string, unknown>;
+}
+
+/** What a runner ingests before running the cases. */
+export interface Corpus {
+  images: CorpusImage[];
+  videos: CorpusVideo[];
+  triples: CorpusTriple[];
+}
+
+/** Retrieval tasks: what the query is and what is retrieved. */
+export const RETRIEVAL_TASKS = ["text-to-image", "image-to-image", "text-to-video-segment"] as const;
+export type RetrievalTask = (typeof RETRIEVAL_TASKS)[number];
+
+interface CaseBase {
+  /** Unique within the suite. */
+  id: string;
+  /** Labels to break figures down by (question type, query kind, …). */
+  tags: string[];
+}
+
+/**
+ * A retrieval query. Images: the corpus ids that are relevant (Recall@k, MRR, nDCG@10). Video segments:
+ * the expected spans, hit with temporal IoU ≥ 0.5 (`summarizeSegmentRetrieval`).
+ */
+export interface RetrievalCase extends CaseBase {
+  kind: "retrieval";
+  task: RetrievalTask;
+  query: { text?: string; image?: ImageRef };
+  /** Relevant corpus ids (image tasks). */
+  relevant: string[];
+  /** Expected segments (video task); `videoId` is a corpus video id. */
+  segments: SegmentRef[];
+}
+
+/** A visual question about one image, scored with the VQAv2 accuracy (`answerAccuracy`). */
+export interface VqaCase extends CaseBase {
+  kind: "vqa";
+  image: ImageRef;
+  question: string;
+  /** Human answers (10 for VQAv2) or the one ground-truth answer. */
+  answers: string[];
+  questionType?: string;
+  answerType?: string;
+}
+
+/** An earlier turn of a conversation case. */
+export interface SuiteTurn {
+  role: "user" | "assistant";
+  content: string;
+  images: ImageRef[];
+}
+
+/** A chat question, scored on its answer, citations, groundedness and abstention (`scoreAnswer`). */
+export interface AnswerCase extends CaseBase {
+  kind: "answer";
+  question: string;
+  /** Images attached to the question. */
+  images: ImageRef[];
+  history: SuiteTurn[];
+  /** Accepted answers; empty when only the evidence is checked or the case is unanswerable. */
+  answers: string[];
+  /** Evidence the answer should cite: corpus ids, stored ids or `att_<n>`. */
+  evidence: string[];
+  /** Video spans the answer should cite; `videoId` is a corpus video id or a stored `vid_…` id. */
+  segments: SegmentRef[];
+  /** The corpus and images do not answer the question: the system should say so. */
+  unanswerable: boolean;
+}
+
+/**
+ * A probe of a stored triple: a near-identical image and a paraphrased question that the triple should
+ * answer (`tripleReuseRate`).
+ */
+export interface TripleProbeCase extends CaseBase {
+  kind: "triple-probe";
+  image: ImageRef;
+  question: string;
+  /** The corpus triple that should be reused. */
+  tripleId: string;
+  answer: string;
+}
+
+/** Any case of a suite. */
+export type SuiteCase = RetrievalCase | VqaCase | AnswerCase | TripleProbeCase;
+
+/** A corpus and the cases run against it. */
+export interface Suite {
+  name: string;
+  format: SuiteFormat;
+  /** The file or folder the suite was loaded from (absolute). */
+  source: string;
+  corpus: Corpus;
+  cases: SuiteCase[];
+}
+
+/** How many cases of each kind (and retrieval task) a suite holds, for logs and reports. */
+export function countCases(suite: Pick<Suite, "cases">): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const item of suite.cases) {
+    const key = item.kind === "retrieval" ? `retrieval:${item.task}` : item.kind;
+    counts[key] = (counts[key] ?? 0) + 1;
+  }
+  return counts;
+}
