@@ -5,9 +5,10 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   BUNDLED_MODEL_PACK,
+  CONFIG_TABLE_DOC,
+  documentConfigTable,
   markdownTableCells,
   parseConfig,
-  readmeConfigTable,
   redactConfig,
   renderConfigTable,
   settings,
@@ -241,9 +242,9 @@ describe("configuration docs", () => {
     expect(rows.find((row) => row[0] === "`MILVUS_ADDRESS`")?.[1]).toBe("(unset)");
   });
 
-  it("the README's configuration table is the one generated from the schema (npm run docs:config)", async () => {
-    const readme = await readFile(path.join(import.meta.dirname, "..", "README.md"), "utf8");
-    expect(markdownTableCells(readmeConfigTable(readme))).toEqual(markdownTableCells(renderConfigTable()));
+  it("docs/configuration.md has the table generated from the schema (npm run docs:config)", async () => {
+    const doc = await readFile(path.join(import.meta.dirname, "..", CONFIG_TABLE_DOC), "utf8");
+    expect(markdownTableCells(documentConfigTable(doc))).toEqual(markdownTableCells(renderConfigTable()));
   });
 
   it("compares tables cell by cell, whatever their padding", () => {
@@ -255,6 +256,6 @@ describe("configuration docs", () => {
 
   it("refuses a README without the markers", () => {
     expect(() => spliceConfigTable("# Loupe\n")).toThrow(/config:start/);
-    expect(() => readmeConfigTable("# Loupe\n")).toThrow(/config:start/);
+    expect(() => documentConfigTable("# Loupe\n")).toThrow(/config:start/);
   });
 });

@@ -43,7 +43,10 @@ function clipFiles({ quantized }: { quantized: boolean }): PackFile[] {
   ];
 }
 
-/** Packs known by name. Names ending in `-quantized` take the dynamic INT8 exports (about 3× faster on CPU). */
+/**
+ * Packs known by name. Names ending in `-quantized` take the dynamic INT8 exports, faster on CPU (see
+ * models/README.md, Using packs).
+ */
 export const knownPacks: Record<string, KnownPack> = {
   "clip-vit-base-patch32": {
     repo: "Xenova/clip-vit-base-patch32",

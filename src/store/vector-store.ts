@@ -265,7 +265,8 @@ export interface MilvusVectorStoreOptions {
   batchSize?: number;
   /**
    * Rows written to a collection after which the store flushes it. Milvus Lite searches unflushed rows
-   * by brute force (845 ms p50 at 10k rows against 23 ms once flushed), so bulk ingests are flushed as they go.
+   * by brute force, far slower than once flushed (see bench/README.md, Search), so bulk ingests are flushed
+   * as they go.
    */
   flushEveryRows?: number;
   /** For error messages. */
