@@ -45,7 +45,7 @@ import { loadModelPack } from "../src/inference/index.ts";
 import { createJobRegistry } from "../src/ingest/jobs.ts";
 import { createLogger } from "../src/logger.ts";
 import { blobRef, createFsBlobStore } from "../src/media/blob-store.ts";
-import type { LoupeChainWithRunnable } from "../src/rag/chain.ts";
+import type { LoupeChainRunnable } from "../src/rag/chain.ts";
 import type { ChatRequest, ChatResult, ChatTimings } from "../src/rag/types.ts";
 import { assembleServices } from "../src/services.ts";
 import {
@@ -232,7 +232,7 @@ try {
   });
 
   // The corpora, one collection prefix per size, flushed before anything is measured.
-  const chains = new Map<number, LoupeChainWithRunnable>();
+  const chains = new Map<number, LoupeChainRunnable>();
   const insertSeconds = new Map<number, number>();
   for (const size of SIZES) {
     const prefix = `benchchat_${size}`;
@@ -377,7 +377,7 @@ try {
   ).flat();
 
   const ask = (size: number, turn: Turn): Promise<ChatResult> =>
-    (chains.get(size) as LoupeChainWithRunnable).invoke({
+    (chains.get(size) as LoupeChainRunnable).invoke({
       tenant: TENANT,
       composer: "offline",
       ...turn.request,

@@ -24,7 +24,7 @@ import { blobMedia } from "./media/blob-media.ts";
 import { type BlobStore, createFsBlobStore } from "./media/blob-store.ts";
 import type { MediaReader, MediaUrls, MediaWriter } from "./media/media-port.ts";
 import { fetchUrl } from "./media/url-fetcher.ts";
-import { createLoupeChain, type LoupeChainWithRunnable } from "./rag/chain.ts";
+import { createLoupeChain, type LoupeChainRunnable } from "./rag/chain.ts";
 import { ANSWER_PROMPT_ID, ANSWER_PROMPT_VARIABLES, createLlmComposer } from "./rag/llm-composer.ts";
 import type { AnswerComposer } from "./rag/types.ts";
 import { readLogitScale, SearchService } from "./search/search-service.ts";
@@ -70,7 +70,7 @@ export interface LoupeServices extends ServiceParts {
   /** Image-question-answer triples. */
   triples: TripleIngester;
   /** The retrieval chain that answers chat turns (a LangChain Runnable inside). */
-  chain: LoupeChainWithRunnable;
+  chain: LoupeChainRunnable;
 }
 
 /** Services that own running resources, as returned by {@link createLoupeServices}. */

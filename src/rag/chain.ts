@@ -5,10 +5,16 @@
  * verify the answer's visual claims. `invoke` returns the answer; `stream` yields the steps' events as
  * they happen; `runnable` is the same chain as a LangChain `Runnable` for library users.
  */
-import { type Runnable, RunnableLambda, RunnableSequence } from "@langchain/core/runnables";
+import { dispatchCustomEvent } from "@langchain/core/callbacks/dispatch";
+import { type RunnableConfig, RunnableLambda, RunnableSequence } from "@langchain/core/runnables";
 import type { Config } from "../config.ts";
 import { AppError, ValidationError } from "../errors.ts";
-import { type ModelPack, sniffImageFormat } from "../inference/index.ts";
+import {
+  EMPTY_VOCABULARY,
+  type ModelPack,
+  type PackVocabulary,
+  sniffImageFormat,
+} from "../inference/index.ts";
 import type { Logger } from "../logger.ts";
 import type { MediaReader, MediaUrls } from "../media/media-port.ts";
 import { type ImageQuery, resolveKinds, resolveTopK, type SearchService } from "../search/index.ts";
@@ -60,7 +66,12 @@ const CITATION_MARK = /\[((?:img|seg|tri)_[A-Za-z0-9]{6,64}|att_\d{1,3})\]/g;
 export interface LoupeChainOptions {
   search: Pick<SearchService, "embedText" | "imageBytes" | "getItem" | "logitScale">;
   store: Pick<VectorStore, "search">;
-  models: Pick<ModelPack, "modelId" | "imageEmbedder" | "textEmbedder" | "vqaHead">;
+  models: Pick<ModelPack, "modelId" | "imageEmbedder" | "textEmbedder" | "vqaHead" | "vocabulary">;
+  /**
+   * The words questions and answers are read in; defaults to the pack's (`models.vocabulary`). Without
+   * either, no question names anything the chain can read, and it answers from retrieval alone.
+   */
+  vocabulary?: PackVocabulary;
   media: MediaReader;
   /** Where cited items' media is served (the HTTP layer's routes). */
   urls: MediaUrls;
@@ -71,15 +82,19 @@ export interface LoupeChainOptions {
   grounding?: Partial<GroundingSettings>;
 }
 
-/** The chain, with the LangChain Runnable it is built from. */
-export interface LoupeChainWithRunnable extends LoupeChain {
-  /** The whole turn as one Runnable (`ChatRequest` in, `ChatResult` out), composable with LangChain. */
-  readonly runnable: Runnable<ChatRequest, ChatResult>;
-}
+/**
+ * The chain as built: a LangChain `RunnableSequence` (`ChatRequest` in, `ChatResult` out; its steps are
+ * named `prepare`, `understand`, `embed`, `retrieve`, `ground`, `compose`, `verify`, `answer`) whose steps
+ * report progress with `dispatchCustomEvent`, so `invoke`, `stream`, `streamEvents` and callbacks work as
+ * for any Runnable; plus {@link LoupeChain.events}, the same events as Loupe's routes send them.
+ */
+export type LoupeChainRunnable = RunnableSequence<ChatRequest, ChatResult> & LoupeChain;
+
+/** The run name of the whole chain in LangChain's callbacks and event streams. */
+export const CHAIN_RUN_NAME = "loupe-chain";
 
 interface TurnState {
   request: ChatRequest;
-  emit: (event: ChatEvent) => void;
   started: number;
   timings: ChatTimings;
   cache: VisualCache;
@@ -165,20 +180,24 @@ export function createLoupeChain({
   logger,
   config,
   grounding = {},
-}: LoupeChainOptions): LoupeChainWithRunnable {
+  vocabulary,
+}: LoupeChainOptions): LoupeChainRunnable {
   const groundingSettings = { ...DEFAULT_GROUNDING_SETTINGS, ...grounding };
+  // Read per turn, not here: a pack that failed to load answers every read with its error.
+  const turnVocabulary = () => vocabulary ?? models.vocabulary ?? EMPTY_VOCABULARY;
 
-  const understand = RunnableLambda.from(async (state: TurnState): Promise<TurnState> => {
+  const understand = step("understand", async (state, emit) => {
     const { request } = state;
     const turn = understandTurn({
       question: request.question,
       images: request.images ?? [],
       history: request.history ?? [],
+      vocabulary: turnVocabulary(),
     });
     return { ...state, turn };
-  }).withConfig({ runName: "understand" });
+  });
 
-  const embed = RunnableLambda.from(async (state: TurnState): Promise<TurnState> => {
+  const embed = step("embed", async (state, emit) => {
     const started = performance.now();
     const { request, cache } = state;
     const turn = state.turn as UnderstoodTurn;
@@ -206,9 +225,9 @@ export function createLoupeChain({
     }
     state.timings.embed = elapsed(started);
     return { ...state, queries, namedRecords };
-  }).withConfig({ runName: "embed" });
+  });
 
-  const retrieve = RunnableLambda.from(async (state: TurnState): Promise<TurnState> => {
+  const retrieve = step("retrieve", async (state, emit) => {
     const started = performance.now();
     const { request } = state;
     const turn = state.turn as UnderstoodTurn;
@@ -223,7 +242,7 @@ export function createLoupeChain({
       videoIds: turn.intent.ids.filter((id) => id.startsWith("vid_")),
     });
     state.timings.retrieve = elapsed(started);
-    state.emit({
+    emit({
       type: "retrieval",
       data: {
         standaloneQuestion: turn.standaloneQuestion,
@@ -234,9 +253,9 @@ export function createLoupeChain({
       },
     });
     return { ...state, retrieval };
-  }).withConfig({ runName: "retrieve" });
+  });
 
-  const ground = RunnableLambda.from(async (state: TurnState): Promise<TurnState> => {
+  const ground = step("ground", async (state, emit) => {
     const started = performance.now();
     const turn = state.turn as UnderstoodTurn;
     const retrieval = state.retrieval as RetrievalResult;
@@ -247,6 +266,7 @@ export function createLoupeChain({
       urls,
       cache: state.cache,
       intent: turn.intent,
+      vocabulary: turnVocabulary(),
       standaloneQuestion: turn.standaloneQuestion,
       images: turn.images,
       candidates: retrieval.fused,
@@ -257,7 +277,7 @@ export function createLoupeChain({
       settings: groundingSettings,
     });
     state.timings.ground = elapsed(started);
-    state.emit({
+    emit({
       type: "grounding",
       data: {
         findings: evidence.flatMap((entry) =>
@@ -267,9 +287,9 @@ export function createLoupeChain({
       },
     });
     return { ...state, evidence };
-  }).withConfig({ runName: "ground" });
+  });
 
-  const compose = RunnableLambda.from(async (state: TurnState): Promise<TurnState> => {
+  const compose = step("compose", async (state, emit) => {
     const started = performance.now();
     const { request } = state;
     const turn = state.turn as UnderstoodTurn;
@@ -288,13 +308,13 @@ export function createLoupeChain({
         const citation = byId.get(id);
         if (citation === undefined || emitted.has(id)) continue;
         emitted.add(id);
-        state.emit({ type: "citation", data: citation });
+        emit({ type: "citation", data: citation });
       }
     };
 
     const writeOffline = (fallback?: { reason: string; code: string }) => {
       emitCitations(offline.text);
-      for (const delta of deltasOf(offline.text)) state.emit({ type: "answer-delta", data: { text: delta } });
+      for (const delta of deltasOf(offline.text)) emit({ type: "answer-delta", data: { text: delta } });
       return {
         text: offline.text,
         model: OFFLINE_MODEL_NAME,
@@ -313,7 +333,7 @@ export function createLoupeChain({
         if (text.length === 0) return;
         streamed += text;
         emitCitations(streamed);
-        state.emit({ type: "answer-delta", data: { text } });
+        emit({ type: "answer-delta", data: { text } });
       };
       try {
         const images = await imagesForLlm({ llm, state, evidence });
@@ -340,16 +360,16 @@ export function createLoupeChain({
         const reason = error instanceof Error ? error.message : String(error);
         logger.warn({ err: error }, "LLM composer failed; answering with the offline composer");
         if (streamed.length > 0) {
-          state.emit({ type: "answer-reset", data: { reason } });
+          emit({ type: "answer-reset", data: { reason } });
         }
         composed = writeOffline({ reason, code });
       }
     }
     state.timings.compose = elapsed(started);
     return { ...state, offline, composed };
-  }).withConfig({ runName: "compose" });
+  });
 
-  const verify = RunnableLambda.from(async (state: TurnState): Promise<TurnState> => {
+  const verify = step("verify", async (state, emit) => {
     const started = performance.now();
     const turn = state.turn as UnderstoodTurn;
     const composed = state.composed as NonNullable<TurnState["composed"]>;
@@ -359,13 +379,14 @@ export function createLoupeChain({
     const claims = extractClaims({
       answer: composed.text,
       defaultEvidenceIds: turnImageIds.length === 1 ? turnImageIds : [],
+      vocabulary: turnVocabulary(),
     });
     const checked = await verifyClaims({ claims, cache: state.cache });
     let text = composed.text;
     if (checked.note.length > 0) {
       const addition = `\n\n${checked.note}`;
       text += addition;
-      state.emit({ type: "answer-delta", data: { text: addition } });
+      emit({ type: "answer-delta", data: { text: addition } });
     }
     state.timings.verify = elapsed(started);
 
@@ -397,80 +418,90 @@ export function createLoupeChain({
       ...(composed.usage === undefined ? {} : { usage: composed.usage }),
     };
     return { ...state, result };
-  }).withConfig({ runName: "verify" });
+  });
 
-  const pipeline = RunnableSequence.from<TurnState, TurnState>([
-    understand,
-    embed,
-    retrieve,
-    ground,
-    compose,
-    verify,
-  ]);
-
-  async function run(request: ChatRequest, emit: (event: ChatEvent) => void): Promise<ChatResult> {
-    const started = performance.now();
+  // The request is checked before any work, with messages that name the limit.
+  const prepare = RunnableLambda.from((request: ChatRequest): TurnState => {
     const { kinds, topK, filter } = validateChatRequest(request, config);
-    const state: TurnState = {
+    return {
       request,
-      emit,
-      started,
+      started: performance.now(),
       timings: { embed: 0, retrieve: 0, ground: 0, compose: 0, verify: 0, total: 0 },
       cache: new VisualCache({ models, maxImagePixels: config.maxImagePixels }),
       kinds,
       topK,
       ...(filter === undefined ? {} : { filter }),
     };
-    const final = await pipeline.invoke(
-      state,
-      request.signal === undefined ? {} : { signal: request.signal },
-    );
-    const result = final.result;
-    if (result === undefined) throw new Error("unreachable: the chain ended without a result");
-    return result;
+  }).withConfig({ runName: "prepare" });
+
+  const answer = RunnableLambda.from((state: TurnState): ChatResult => {
+    if (state.result === undefined) throw new Error("unreachable: the chain ended without a result");
+    return state.result;
+  }).withConfig({ runName: "answer" });
+
+  const sequence = RunnableSequence.from<ChatRequest, ChatResult>(
+    [prepare, understand, embed, retrieve, ground, compose, verify, answer],
+    CHAIN_RUN_NAME,
+  );
+
+  /** The turn's events, read off LangChain's event stream: the steps' custom events, then `done`. */
+  async function* events(request: ChatRequest): AsyncGenerator<ChatEvent> {
+    let rootRunId: string | undefined;
+    const stream = sequence.streamEvents(request, {
+      version: "v2",
+      ...(request.signal === undefined ? {} : { signal: request.signal }),
+    });
+    for await (const event of stream) {
+      rootRunId ??= event.run_id;
+      if (event.event === "on_custom_event" && isChatEventType(event.name)) {
+        yield { type: event.name, data: event.data } as ChatEvent;
+      } else if (event.event === "on_chain_end" && event.run_id === rootRunId) {
+        yield { type: "done", data: event.data.output as ChatResult };
+      }
+    }
   }
 
-  const modelNames = [DEFAULT_MODEL_NAME, OFFLINE_MODEL_NAME] as const;
-  return {
-    modelNames,
-    invoke: (request) => run(request, () => {}),
-    async *stream(request) {
-      const queue: ChatEvent[] = [];
-      let wake: (() => void) | undefined;
-      let finished = false;
-      let failure: unknown;
-      const push = (event: ChatEvent) => {
-        queue.push(event);
-        wake?.();
-      };
-      const running = run(request, push).then(
-        (result) => push({ type: "done", data: result }),
-        (error: unknown) => {
-          failure = error;
-        },
-      );
-      void running.finally(() => {
-        finished = true;
-        wake?.();
-      });
-      while (true) {
-        const event = queue.shift();
-        if (event !== undefined) {
-          yield event;
-          continue;
-        }
-        if (finished) break;
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-        wake = undefined;
-      }
-      if (failure !== undefined) throw failure;
-    },
-    runnable: RunnableLambda.from((request: ChatRequest) => run(request, () => {})).withConfig({
-      runName: "loupe-chain",
-    }),
-  };
+  return Object.assign(sequence, {
+    modelNames: [DEFAULT_MODEL_NAME, OFFLINE_MODEL_NAME] as const,
+    events,
+  });
+}
+
+/** The events the steps dispatch, by name (`done` is the chain's own end). */
+const STEP_EVENT_TYPES = new Set<string>([
+  "retrieval",
+  "grounding",
+  "citation",
+  "answer-delta",
+  "answer-reset",
+]);
+
+function isChatEventType(name: string): name is Exclude<ChatEvent["type"], "done"> {
+  return STEP_EVENT_TYPES.has(name);
+}
+
+/** Sends one of the turn's events through LangChain's callbacks, as a custom event named after its type. */
+type Emit = (event: Exclude<ChatEvent, { type: "done" }>) => void;
+
+/**
+ * One step of the chain: a named `RunnableLambda` whose events go out with `dispatchCustomEvent`, in the
+ * order they are emitted, and have all been delivered when the step ends.
+ */
+function step(
+  runName: string,
+  body: (state: TurnState, emit: Emit) => Promise<TurnState>,
+): RunnableLambda<TurnState, TurnState> {
+  return RunnableLambda.from(async (state: TurnState, config?: RunnableConfig): Promise<TurnState> => {
+    let delivered: Promise<void> = Promise.resolve();
+    const emit: Emit = (event) => {
+      delivered = delivered.then(() => dispatchCustomEvent(event.type, event.data, config));
+    };
+    try {
+      return await body(state, emit);
+    } finally {
+      await delivered;
+    }
+  }).withConfig({ runName }) as RunnableLambda<TurnState, TurnState>;
 }
 
 /** Images a vision-capable LLM gets: the turn's images, then the top retrieved images. */

@@ -167,10 +167,14 @@ export type ChatEvent =
   | { type: "answer-reset"; data: { reason: string } }
   | { type: "done"; data: ChatResult };
 
-/** The chain as a library: one turn in, the answer (or its events) out. */
+/** What Loupe's routes and commands need of the chain: one turn in, the answer or its events out. */
 export interface LoupeChain {
   invoke(request: ChatRequest): Promise<ChatResult>;
-  stream(request: ChatRequest): AsyncIterable<ChatEvent>;
+  /**
+   * The turn's events as they happen (`retrieval`, `grounding`, `citation`, `answer-delta`,
+   * `answer-reset`), then `done` with the result; a failure is thrown from the iterator.
+   */
+  events(request: ChatRequest): AsyncIterable<ChatEvent>;
   /** Model names the chain answers to (`loupe`, `loupe-offline`). */
   readonly modelNames: readonly string[];
 }

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createChatModel } from "../../src/llm/chat-model.ts";
 import { loadPrompts } from "../../src/llm/prompts.ts";
 import { createLogger } from "../../src/logger.ts";
-import type { LoupeChainWithRunnable } from "../../src/rag/chain.ts";
+import type { LoupeChainRunnable } from "../../src/rag/chain.ts";
 import { ANSWER_PROMPT_ID, ANSWER_PROMPT_VARIABLES, createLlmComposer } from "../../src/rag/llm-composer.ts";
 import type { ChatEvent } from "../../src/rag/types.ts";
 import { assembleServices } from "../../src/services.ts";
@@ -23,7 +23,7 @@ const ROOT = path.join(import.meta.dirname, "..", "..");
 describe("the chain with an LLM composer", () => {
   let harness: IngestHarness;
   let llmServer: OpenAiTestServer;
-  let chain: LoupeChainWithRunnable;
+  let chain: LoupeChainRunnable;
   /** An image with exactly one object of some shape whose color the head reads with ≥ 0.9. */
   let confident: { bytes: Uint8Array; shape: string; color: string; probability: number };
 
@@ -93,7 +93,7 @@ describe("the chain with an LLM composer", () => {
     const wrong = COLORS.find((color) => color !== confident.color) as string;
     llmServer.reply({ text: `The ${confident.shape} is ${wrong} [att_1].` });
     const events: ChatEvent[] = [];
-    for await (const event of chain.stream({
+    for await (const event of chain.events({
       tenant: "default",
       question: `What color is the ${confident.shape}?`,
       images: [{ bytes: confident.bytes }],
@@ -155,7 +155,7 @@ describe("the chain with an LLM composer", () => {
       ],
     });
     const events: ChatEvent[] = [];
-    for await (const event of chain.stream({
+    for await (const event of chain.events({
       tenant: "default",
       question: `What color is the ${confident.shape}?`,
       images: [{ bytes: confident.bytes }],

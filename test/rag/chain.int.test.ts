@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { LoupeChainWithRunnable } from "../../src/rag/chain.ts";
+import type { LoupeChainRunnable } from "../../src/rag/chain.ts";
 import type { ChatResult } from "../../src/rag/types.ts";
 import { ACTION_VERBS, type Action, generateDataset, readJsonl } from "../../src/synth/index.ts";
 import { type IngestHarness, startIngestHarness } from "../ingest/harness.ts";
@@ -78,7 +78,7 @@ describe("the retrieval chain on a Shapes World corpus (offline composer)", () =
   let workDir: string;
   let dataset: string;
   let harness: IngestHarness;
-  let chain: LoupeChainWithRunnable;
+  let chain: LoupeChainRunnable;
   let scenes: SceneLine[];
   const imageIds = new Map<string, string>();
   const sceneOfRecord = new Map<string, SceneLine>();

@@ -242,7 +242,7 @@ async function askInProcess({
   const services = await openLocalServices({ env });
   try {
     const { chain } = services;
-    for await (const event of chain.stream({ ...request, tenant: tenant ?? services.config.defaultTenant })) {
+    for await (const event of chain.events({ ...request, tenant: tenant ?? services.config.defaultTenant })) {
       onEvent(event);
       if (event.type === "done") return event.data;
     }

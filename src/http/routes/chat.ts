@@ -427,7 +427,7 @@ export async function openChatStream({
   const abort = () => controller.abort();
   if (signal.aborted) abort();
   else signal.addEventListener("abort", abort, { once: true });
-  const iterator = chain.stream({ ...request, signal: controller.signal })[Symbol.asyncIterator]();
+  const iterator = chain.events({ ...request, signal: controller.signal })[Symbol.asyncIterator]();
   let first: IteratorResult<ChatEvent>;
   try {
     first = await iterator.next();

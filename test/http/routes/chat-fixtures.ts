@@ -73,11 +73,12 @@ export function sampleEvents(result: ChatResult, deltas: string[]): ChatEvent[] 
   ];
 }
 
-/** A chain that records its requests and plays `events`; `failAt` throws `failWith` before that event. */
+/** A chain that records its requests and plays its script (`events`); `failAt` throws `failWith` before that event. */
 export class ScriptedChain implements LoupeChain {
   readonly modelNames = ["loupe", "loupe-offline"] as const;
   readonly requests: ChatRequest[] = [];
-  events: ChatEvent[];
+  /** The events it plays, in order, ending with `done`. */
+  script: ChatEvent[];
   failAt: number | undefined;
   failWith: unknown;
   /** Set when a stream's consumer stops it early. */
@@ -86,7 +87,7 @@ export class ScriptedChain implements LoupeChain {
   gate: Promise<void> | undefined;
 
   constructor({ events, failAt, failWith }: { events: ChatEvent[]; failAt?: number; failWith?: unknown }) {
-    this.events = events;
+    this.script = events;
     this.failAt = failAt;
     this.failWith = failWith;
   }
@@ -94,16 +95,16 @@ export class ScriptedChain implements LoupeChain {
   async invoke(request: ChatRequest): Promise<ChatResult> {
     this.requests.push(request);
     if (this.failAt !== undefined) throw this.failWith;
-    const done = this.events.at(-1);
+    const done = this.script.at(-1);
     if (done?.type !== "done") throw new Error("the script ends with done");
     return done.data;
   }
 
-  async *stream(request: ChatRequest): AsyncIterable<ChatEvent> {
+  async *events(request: ChatRequest): AsyncIterable<ChatEvent> {
     this.requests.push(request);
     let finished = false;
     try {
-      for (const [index, event] of this.events.entries()) {
+      for (const [index, event] of this.script.entries()) {
         if (index > 0 && this.gate !== undefined) {
           const signal = request.signal;
           // A chain waiting on its next step stops when the turn is aborted.
