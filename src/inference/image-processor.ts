@@ -11,7 +11,9 @@
  * Python reference uses; the difference is measured in `test/inference/image-processor.test.ts`.
  */
 import sharp, { type Metadata, type OutputInfo, type Sharp } from "sharp";
+import { mapWithConcurrency } from "../concurrency.ts";
 import { MediaError, ModelPackError, ValidationError } from "../errors.ts";
+import { shortEdgeSize } from "../media/short-edge-size.ts";
 import type { PreprocessorConfig } from "./pack-config.ts";
 import { type PilFilter, resizeLikePillow } from "./pil-resize.ts";
 
@@ -116,27 +118,6 @@ function formatMegapixels(pixels: number): string {
 }
 
 /**
- * Output size of Hugging Face's `get_resize_output_image_size` for a `shortest_edge` request with
- * `default_to_square=False`: the short side becomes `shortestEdge`, the long side keeps the aspect ratio,
- * truncated to an integer.
- */
-export function resizeOutputSize({
-  width,
-  height,
-  shortestEdge,
-}: {
-  width: number;
-  height: number;
-  shortestEdge: number;
-}): { width: number; height: number } {
-  const widthIsShort = width <= height;
-  const short = widthIsShort ? width : height;
-  const long = widthIsShort ? height : width;
-  const newLong = Math.trunc((shortestEdge * long) / short);
-  return widthIsShort ? { width: shortestEdge, height: newLong } : { width: newLong, height: shortestEdge };
-}
-
-/**
  * Center crop of interleaved RGB pixels with Hugging Face's offsets (`(size - crop) // 2`), filling with 0
  * where the crop extends past the image.
  */
@@ -167,24 +148,6 @@ export function centerCrop({
     }
   }
   return { data, width: cropWidth, height: cropHeight };
-}
-
-async function mapLimited<Item, Result>(
-  items: readonly Item[],
-  limit: number,
-  task: (item: Item, index: number) => Promise<Result>,
-): Promise<Result[]> {
-  const results = new Array<Result>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next;
-      next += 1;
-      results[index] = await task(items[index] as Item, index);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  return results;
 }
 
 /** Turns images into `pixel_values` for the vision tower. */
@@ -324,7 +287,7 @@ export class ImageProcessor {
     if (config.do_resize) {
       target =
         "shortest_edge" in config.size
-          ? resizeOutputSize({ width, height, shortestEdge: config.size.shortest_edge })
+          ? shortEdgeSize({ width, height, shortestEdge: config.size.shortest_edge })
           : { width: config.size.width, height: config.size.height };
     }
     const resizing = target.width !== width || target.height !== height;
@@ -466,22 +429,26 @@ export class ImageProcessor {
     if (images.length === 0) throw new ValidationError("Cannot preprocess an empty batch of images.");
     const planeSize = 3 * this.outputHeight * this.outputWidth;
     const data = new Float32Array(images.length * planeSize);
-    await mapLimited(images, this.#decodeConcurrency, async (image, index) => {
-      let cropped: RgbImage;
-      try {
-        cropped = await this.resizeAndCrop({ image });
-      } catch (error) {
-        if (error instanceof MediaError && images.length > 1) {
-          throw new MediaError(`Image ${index} of the batch: ${error.message}`, {
-            cause: error,
-            code: error.code,
-            status: error.status,
-            context: { ...error.context, index },
-          });
+    await mapWithConcurrency({
+      items: images,
+      limit: this.#decodeConcurrency,
+      task: async (image, index) => {
+        let cropped: RgbImage;
+        try {
+          cropped = await this.resizeAndCrop({ image });
+        } catch (error) {
+          if (error instanceof MediaError && images.length > 1) {
+            throw new MediaError(`Image ${index} of the batch: ${error.message}`, {
+              cause: error,
+              code: error.code,
+              status: error.status,
+              context: { ...error.context, index },
+            });
+          }
+          throw error;
         }
-        throw error;
-      }
-      this.#normalizeInto(cropped, data, index * planeSize);
+        this.#normalizeInto(cropped, data, index * planeSize);
+      },
     });
     return { data, dims: [images.length, 3, this.outputHeight, this.outputWidth] };
   }

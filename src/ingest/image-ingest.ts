@@ -12,6 +12,7 @@
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
+import { mapWithConcurrency } from "../concurrency.ts";
 import { AppError, MediaError, ValidationError } from "../errors.ts";
 import type { ModelPack, PixelBatch } from "../inference/index.ts";
 import type { Logger } from "../logger.ts";
@@ -204,24 +205,6 @@ interface Prepared extends Loaded {
   thumb: Awaited<ReturnType<typeof makeThumbnail>>;
 }
 
-async function mapLimited<Item, Result>(
-  items: readonly Item[],
-  limit: number,
-  task: (item: Item) => Promise<Result>,
-): Promise<Result[]> {
-  const results = new Array<Result>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next;
-      next += 1;
-      results[index] = await task(items[index] as Item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  return results;
-}
-
 /** Errors that concern one item (its bytes, URL or metadata); anything else stops the run. */
 function isItemError(error: unknown): error is AppError {
   return (
@@ -296,14 +279,18 @@ export class ImageIngester {
       const duplicates: Array<{ index: number; of: number; id: string }> = [];
 
       const loaded: Loaded[] = [];
-      const attempts = await mapLimited(chunk, this.#options.fetchConcurrency, async ({ index, input }) => {
-        try {
-          return { index, item: input, ...(await this.#load(input, tenant, signal)) };
-        } catch (error) {
-          if (!isItemError(error)) throw error;
-          settle(index, failed(itemError(error)));
-          return undefined;
-        }
+      const attempts = await mapWithConcurrency({
+        items: chunk,
+        limit: this.#options.fetchConcurrency,
+        task: async ({ index, input }) => {
+          try {
+            return { index, item: input, ...(await this.#load(input, tenant, signal)) };
+          } catch (error) {
+            if (!isItemError(error)) throw error;
+            settle(index, failed(itemError(error)));
+            return undefined;
+          }
+        },
       });
       for (const attempt of attempts) {
         if (attempt === undefined) continue;
@@ -330,20 +317,24 @@ export class ImageIngester {
       }
 
       const prepared: Prepared[] = [];
-      const preparations = await mapLimited(fresh, this.#options.decodeConcurrency, async (item) => {
-        try {
-          const pixels = await this.#options.models.imageProcessor.preprocess({ image: item.bytes });
-          const thumb = await makeThumbnail({
-            bytes: item.bytes,
-            size: this.#options.thumbnailSize,
-            maxInputPixels: this.#options.maxImagePixels,
-          });
-          return { ...item, pixels, thumb };
-        } catch (error) {
-          if (!isItemError(error)) throw error;
-          settle(item.index, { ...failed(itemError(error)), id: item.id });
-          return undefined;
-        }
+      const preparations = await mapWithConcurrency({
+        items: fresh,
+        limit: this.#options.decodeConcurrency,
+        task: async (item) => {
+          try {
+            const pixels = await this.#options.models.imageProcessor.preprocess({ image: item.bytes });
+            const thumb = await makeThumbnail({
+              bytes: item.bytes,
+              size: this.#options.thumbnailSize,
+              maxInputPixels: this.#options.maxImagePixels,
+            });
+            return { ...item, pixels, thumb };
+          } catch (error) {
+            if (!isItemError(error)) throw error;
+            settle(item.index, { ...failed(itemError(error)), id: item.id });
+            return undefined;
+          }
+        },
       });
       for (const preparation of preparations) if (preparation !== undefined) prepared.push(preparation);
 
@@ -466,45 +457,49 @@ export class ImageIngester {
   }): Promise<void> {
     const { blobs, store, models } = this.#options;
     // Blob writes are fsynced; several at once overlap their waits.
-    const records = await mapLimited(embedded, 4, async (item): Promise<ImageRecord> => {
-      const original = await blobs.put({ bytes: item.bytes, contentType: item.thumb.contentType });
-      const thumbnail = await blobs.put({
-        bytes: item.thumb.thumbnail.bytes,
-        contentType: item.thumb.thumbnail.contentType,
-      });
-      // References go in before the record, so no record ever points at a blob another delete could remove.
-      const owner = `${tenant}/${item.id}`;
-      await blobs.addReference({ sha256: original.sha256, owner });
-      await blobs.addReference({ sha256: thumbnail.sha256, owner });
-      const { tags, title, source, ...extra } = item.item.metadata ?? {};
-      const { source: from } = item.item;
-      const origin =
-        from.type === "bytes"
-          ? { filename: from.filename }
-          : from.type === "url"
-            ? { url: from.url }
-            : { filename: path.basename(from.path) };
-      return {
-        id: item.id,
-        modelId: models.modelId,
-        mediaRef: blobRef(original.sha256),
-        source: source ?? defaultSource,
-        text: imageText({ title, tags }),
-        metadata: {
-          ...extra,
-          ...(tags === undefined ? {} : { tags }),
-          ...(title === undefined ? {} : { title }),
-          ...origin,
-          sha256: item.sha256,
-          contentType: item.thumb.contentType,
-          bytes: item.bytes.length,
-          width: item.thumb.width,
-          height: item.thumb.height,
-          format: item.thumb.format,
-          thumbnailRef: blobRef(thumbnail.sha256),
-        },
-        vector: item.vector,
-      };
+    const records = await mapWithConcurrency({
+      items: embedded,
+      limit: 4,
+      task: async (item): Promise<ImageRecord> => {
+        const original = await blobs.put({ bytes: item.bytes, contentType: item.thumb.contentType });
+        const thumbnail = await blobs.put({
+          bytes: item.thumb.thumbnail.bytes,
+          contentType: item.thumb.thumbnail.contentType,
+        });
+        // References go in before the record, so no record ever points at a blob another delete could remove.
+        const owner = `${tenant}/${item.id}`;
+        await blobs.addReference({ sha256: original.sha256, owner });
+        await blobs.addReference({ sha256: thumbnail.sha256, owner });
+        const { tags, title, source, ...extra } = item.item.metadata ?? {};
+        const { source: from } = item.item;
+        const origin =
+          from.type === "bytes"
+            ? { filename: from.filename }
+            : from.type === "url"
+              ? { url: from.url }
+              : { filename: path.basename(from.path) };
+        return {
+          id: item.id,
+          modelId: models.modelId,
+          mediaRef: blobRef(original.sha256),
+          source: source ?? defaultSource,
+          text: imageText({ title, tags }),
+          metadata: {
+            ...extra,
+            ...(tags === undefined ? {} : { tags }),
+            ...(title === undefined ? {} : { title }),
+            ...origin,
+            sha256: item.sha256,
+            contentType: item.thumb.contentType,
+            bytes: item.bytes.length,
+            width: item.thumb.width,
+            height: item.thumb.height,
+            format: item.thumb.format,
+            thumbnailRef: blobRef(thumbnail.sha256),
+          },
+          vector: item.vector,
+        };
+      },
     });
     await store.upsert({ kind: "image", tenant, records });
     for (const item of embedded) settle(item.index, { status: "stored", id: item.id });

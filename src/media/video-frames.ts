@@ -13,6 +13,7 @@ import {
   type VideoLimits,
   videoLimitSettings,
 } from "./ffmpeg.ts";
+import { shortEdgeSize } from "./short-edge-size.ts";
 import type { VideoProbe } from "./video-probe.ts";
 
 /** One sampled frame: `size × size` RGB, row-major interleaved. */
@@ -44,20 +45,6 @@ export interface SampleVideoFramesOptions {
   signal?: AbortSignal;
   /** ffmpeg decoding threads. Default: up to 2. */
   threads?: number;
-}
-
-/** Size of a `width × height` frame after resizing its short side to `shortestEdge` (Hugging Face rule). */
-export function shortEdgeSize({
-  width,
-  height,
-  shortestEdge,
-}: {
-  width: number;
-  height: number;
-  shortestEdge: number;
-}): { width: number; height: number } {
-  if (width <= height) return { width: shortestEdge, height: Math.trunc((shortestEdge * height) / width) };
-  return { width: Math.trunc((shortestEdge * width) / height), height: shortestEdge };
 }
 
 /**

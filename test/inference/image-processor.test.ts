@@ -3,7 +3,7 @@ import { join } from "node:path";
 import sharp from "sharp";
 import { describe, expect, it } from "vitest";
 import { MediaError } from "../../src/errors.ts";
-import { centerCrop, ImageProcessor, resizeOutputSize } from "../../src/inference/image-processor.ts";
+import { centerCrop, ImageProcessor } from "../../src/inference/image-processor.ts";
 import { preprocessorConfigSchema } from "../../src/inference/pack-config.ts";
 import { manyFrameGif } from "../hostile/fixtures.ts";
 
@@ -65,23 +65,6 @@ function isEnlargement(testCase: ExpectedCase): boolean {
   const shortSide = sizes[testCase.input];
   return shortSide !== undefined && shortSide < testCase.shape[1];
 }
-
-describe("resizeOutputSize (Hugging Face shortest_edge)", () => {
-  it("keeps the aspect ratio and truncates the long side", () => {
-    expect(resizeOutputSize({ width: 300, height: 200, shortestEdge: 128 })).toEqual({
-      width: 192,
-      height: 128,
-    });
-    expect(resizeOutputSize({ width: 97, height: 151, shortestEdge: 128 })).toEqual({
-      width: 128,
-      height: 199,
-    });
-    expect(resizeOutputSize({ width: 256, height: 256, shortestEdge: 224 })).toEqual({
-      width: 224,
-      height: 224,
-    });
-  });
-});
 
 describe("centerCrop", () => {
   it("pads with zeros when the image is smaller than the crop", () => {

@@ -4,7 +4,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MediaError } from "../../src/errors.ts";
 import { defaultVideoLimits, type VideoLimits } from "../../src/media/ffmpeg.ts";
-import { sampleVideoFrames, shortEdgeSize, type VideoFrame } from "../../src/media/video-frames.ts";
+import { sampleVideoFrames, type VideoFrame } from "../../src/media/video-frames.ts";
 import { probeVideo } from "../../src/media/video-probe.ts";
 import { makeTestVideo } from "../helpers/video-fixtures.ts";
 
@@ -67,11 +67,6 @@ describe("sampleVideoFrames", () => {
     // Red before 1.5 s, blue from 1.5 s on (H.264 colours are close, not exact).
     for (const frame of frames.slice(0, 3)) expect(centre(frame)[0]).toBeGreaterThan(200);
     for (const frame of frames.slice(3)) expect(centre(frame)[2]).toBeGreaterThan(200);
-  });
-
-  it("computes the short-edge size like the image processor", () => {
-    expect(shortEdgeSize({ width: 200, height: 100, shortestEdge: 32 })).toEqual({ width: 64, height: 32 });
-    expect(shortEdgeSize({ width: 99, height: 151, shortestEdge: 128 })).toEqual({ width: 128, height: 195 });
   });
 
   it("refuses, before decoding, a video that would exceed the frame cap", async () => {
