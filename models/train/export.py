@@ -29,6 +29,7 @@ from data import load_tokenizer, objects_from, pack_objects
 from model import LoupePack, PackConfig, float_weights, grid_tokens
 from render import render_augmented
 from train import MEAN, STD
+from vocabulary import write_vocabulary
 
 OPSET = 17
 
@@ -280,6 +281,7 @@ def main() -> None:
         shutil.copy(tokenizer_path, out / "tokenizer.json")
     (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
     (out / "answers.json").write_text(json.dumps(sw.ANSWERS) + "\n")
+    write_vocabulary(out)
 
     # ---- parity fixtures from the PyTorch reference
     fixtures = out / "fixtures"

@@ -29,5 +29,13 @@ export type { EncodedBatch, PaddingStrategy } from "./tokenizer.ts";
 export { loadTokenizer, TextTokenizer } from "./tokenizer.ts";
 export { cosineSimilarity, l2Normalize, softmax } from "./vector-math.ts";
 export { resampleIndices, VideoEmbedder } from "./video-embedder.ts";
+export type { PackVocabulary, VocabularyAction } from "./vocabulary.ts";
+export {
+  EMPTY_VOCABULARY,
+  isEmptyVocabulary,
+  readPackVocabulary,
+  VOCABULARY_FILE,
+  vocabularySchema,
+} from "./vocabulary.ts";
 export type { VqaAnswer } from "./vqa-head.ts";
 export { VqaHead } from "./vqa-head.ts";

@@ -1,7 +1,8 @@
 /**
  * Loading a model pack: a directory in the Hugging Face CLIP ONNX layout (as `Xenova/clip-vit-base-patch32`),
- * optionally extended by Loupe's `loupe` block in `config.json` with a METER VQA head and a video head.
- * See models/README.md for the layout.
+ * optionally extended by Loupe's `loupe` block in `config.json` with a METER VQA head and a video head, and
+ * by `vocabulary.json` with the words those heads and the chain understand. models/README.md describes the
+ * layout.
  */
 import { access, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
@@ -24,6 +25,7 @@ import {
 import { createSession, type OnnxSession, type SessionContract, type SessionSettings } from "./session.ts";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
 import { VideoEmbedder } from "./video-embedder.ts";
+import { type PackVocabulary, readPackVocabulary, VOCABULARY_FILE } from "./vocabulary.ts";
 import { VqaHead } from "./vqa-head.ts";
 
 /** Relative paths of the files of a pack. */
@@ -33,6 +35,7 @@ export const packFiles = {
   tokenizer: "tokenizer.json",
   tokenizerConfig: "tokenizer_config.json",
   manifest: MANIFEST_FILE,
+  vocabulary: VOCABULARY_FILE,
   vision: "onnx/vision_model.onnx",
   text: "onnx/text_model.onnx",
   vqa: "onnx/meter_vqa.onnx",
@@ -68,6 +71,8 @@ export interface ModelPackInfo {
   videoFrameShape: number[];
   /** Relative paths of the ONNX files the pack uses. */
   modelFiles: string[];
+  /** The colors, shapes, sizes and actions the pack declares in `vocabulary.json`; undefined without one. */
+  vocabulary: PackVocabulary | undefined;
   config: ClipConfig;
   preprocessorConfig: PreprocessorConfig;
 }
@@ -149,6 +154,7 @@ export async function readModelPackInfo({ dir }: { dir: string }): Promise<Model
       );
     }
   }
+  const vocabulary = await readPackVocabulary({ dir: absolute });
   const processor = new ImageProcessor({ config: preprocessorConfig });
   const imageSize = processor.outputHeight;
   if (processor.outputHeight !== processor.outputWidth || imageSize !== config.vision_config.image_size) {
@@ -172,6 +178,7 @@ export async function readModelPackInfo({ dir }: { dir: string }): Promise<Model
         ? [config.projection_dim]
         : [1 + videoTokenGrid * videoTokenGrid, config.vision_config.hidden_size],
     modelFiles,
+    vocabulary,
     config,
     preprocessorConfig,
   };
@@ -328,6 +335,11 @@ export class ModelPack {
     return this.info.capabilities;
   }
 
+  /** The visual vocabulary the pack declares (`vocabulary.json`); undefined when it declares none. */
+  get vocabulary(): PackVocabulary | undefined {
+    return this.info.vocabulary;
+  }
+
   /** Whether {@link ModelPack.close} was called. */
   get closed(): boolean {
     return this.#closed;
@@ -396,6 +408,7 @@ export async function loadModelPack({
     ];
     if (info.config.loupe?.vqa !== undefined) used.push(info.config.loupe.vqa.answers);
     if (hasTokenizerConfig) used.push(packFiles.tokenizerConfig);
+    if (info.vocabulary !== undefined) used.push(packFiles.vocabulary);
     checkManifestCovers({ manifest, files: used });
   }
   let tokenizerConfig: TokenizerConfig = {};

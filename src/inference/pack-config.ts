@@ -134,25 +134,29 @@ export async function readPackJson<Schema extends z.ZodType>({
   dir,
   file,
   schema,
+  fix = "Re-fetch or reinstall the pack.",
 }: {
   dir: string;
   file: string;
   schema: Schema;
+  /** The sentence that ends every message: what to do about the file. */
+  fix?: string;
 }): Promise<z.output<Schema>> {
   let text: string;
   try {
     text = await readFile(join(dir, file), "utf8");
   } catch (error) {
-    throw new ModelPackError(
-      `Model pack file ${file} is missing or unreadable in ${dir}. Re-fetch or reinstall the pack.`,
-      { cause: error, context: { dir, file } },
-    );
+    throw new ModelPackError(`Model pack file ${file} is missing or unreadable in ${dir}. ${fix}`, {
+      cause: error,
+      context: { dir, file },
+    });
   }
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new ModelPackError(`Model pack file ${file} is not valid JSON. Re-fetch or reinstall the pack.`, {
+    const detail = error instanceof Error ? ` (${error.message})` : "";
+    throw new ModelPackError(`Model pack file ${file} is not valid JSON${detail}. ${fix}`, {
       cause: error,
       context: { dir, file },
     });
@@ -160,7 +164,7 @@ export async function readPackJson<Schema extends z.ZodType>({
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     throw new ModelPackError(
-      `Model pack file ${file} has invalid fields: ${formatIssues(parsed.error)}. Re-fetch or reinstall the pack.`,
+      `Model pack file ${file} has invalid fields: ${formatIssues(parsed.error)}. ${fix}`,
       { context: { dir, file } },
     );
   }

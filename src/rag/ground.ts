@@ -5,17 +5,18 @@
  * head. A stored triple whose image is a near-copy of an attached image and whose question means the
  * same supplies its stored answer.
  */
-import type { ImageTokens, ModelPack, VqaAnswer } from "../inference/index.ts";
+import type { ImageTokens, ModelPack, PackVocabulary, VqaAnswer } from "../inference/index.ts";
 import { cosineSimilarity } from "../inference/index.ts";
 import { type HalfMasks, maskHalves } from "../media/half-mask.ts";
 import type { MediaReader, MediaUrls } from "../media/media-port.ts";
 import type { SearchHit, StoredRecord, StoredTriple } from "../store/index.ts";
 import type { FusedItem } from "./fusion.ts";
 import {
-  COLORS_AND_SHAPES,
+  colorsAndShapes,
   describeObject,
   type Intent,
   type ObjectMention,
+  pluralOf,
   questionMeaningKey,
   VQA_INTENT_TYPES,
   vqaQuestionsFor,
@@ -219,17 +220,18 @@ function toFinding({
 /**
  * The question that checks one named object in an image and how to read its answer: a colored shape is
  * checked with "Is there a …?", a bare shape or color with "How many …?" (any but `0`, or exactly the
- * count named).
+ * count named). Plurals are the vocabulary's.
  */
 export function objectCheck(
   object: ObjectMention,
+  vocabulary?: PackVocabulary,
 ): { question: string; score: (distribution: readonly VqaAnswer[]) => number } | undefined {
   if (object.color !== undefined && object.shape !== undefined && (object.count ?? 1) === 1) {
     return { question: `Is there a ${object.color} ${object.shape}?`, score: (d) => probabilityOf(d, "yes") };
   }
   const question =
     object.shape !== undefined && object.color === undefined
-      ? `How many ${object.shape}s are there?`
+      ? `How many ${pluralOf(object.shape, vocabulary)} are there?`
       : object.color !== undefined && object.shape === undefined
         ? `How many ${object.color} objects are there?`
         : object.color !== undefined && object.shape !== undefined
@@ -282,6 +284,8 @@ export interface GroundOptions {
   urls: MediaUrls;
   cache: VisualCache;
   intent: Intent;
+  /** The pack's vocabulary, which `intent` was parsed in. */
+  vocabulary: PackVocabulary;
   standaloneQuestion: string;
   /** The turn's images; their loaders are already registered in `cache`. */
   images: readonly TurnImage[];
@@ -309,6 +313,7 @@ export async function groundEvidence({
   urls,
   cache,
   intent,
+  vocabulary,
   standaloneQuestion,
   images,
   candidates,
@@ -346,7 +351,7 @@ export async function groundEvidence({
   const askRetrieved =
     images.length === 0 &&
     ["color", "shape", "count", "size", "position"].includes(intent.type) &&
-    vqaQuestionsFor(intent).length > 0;
+    vqaQuestionsFor(intent, { vocabulary }).length > 0;
   const imageCandidates = kept.filter((entry) => entry.item.value.kind === "image");
   const toEncode =
     checkCorpus || askRetrieved || inspectCandidates
@@ -384,7 +389,7 @@ export async function groundEvidence({
   );
 
   const evidence: Evidence[] = [];
-  const questions = vqaQuestionsFor(intent);
+  const questions = vqaQuestionsFor(intent, { vocabulary });
   const askAboutTurnImages =
     VQA_INTENT_TYPES.includes(intent.type) || intent.type === "describe" || intent.type === "find";
 
@@ -405,7 +410,7 @@ export async function groundEvidence({
         };
     }
     if (askAboutTurnImages) {
-      const asked = intent.type === "describe" ? describeQuestions() : questions;
+      const asked = intent.type === "describe" ? describeQuestions(vocabulary) : questions;
       const distributions = await cache.ask(turnImage.evidenceId, asked);
       asked.forEach((question, index) => {
         const finding = toFinding({
@@ -421,7 +426,7 @@ export async function groundEvidence({
           attachment: turnImage.attached && !("id" in turnImage.image),
           text,
           findings,
-          match: await matchOf(cache, turnImage.evidenceId, intent.objects),
+          match: await matchOf(cache, turnImage.evidenceId, intent.objects, vocabulary),
         });
         continue;
       }
@@ -430,7 +435,7 @@ export async function groundEvidence({
   }
 
   // Stored answers for near-copies of an attached image, asked with a question of the same meaning.
-  const questionKey = questionMeaningKey(standaloneQuestion);
+  const questionKey = questionMeaningKey(standaloneQuestion, vocabulary);
   for (const turnImage of images) {
     const hits = (lists[`${turnImage.evidenceId}:triple`] ?? []) as SearchHit<"triple">[];
     for (const hit of hits) {
@@ -439,6 +444,7 @@ export async function groundEvidence({
       if (
         !(await sameMeaning({
           models,
+          vocabulary,
           left: standaloneQuestion,
           right: triple.question,
           leftKey: questionKey,
@@ -493,10 +499,13 @@ export async function groundEvidence({
         if (finding !== undefined) entry.findings.push(finding);
       });
     } else if (checkedImages.some((checked) => checked.item.id === item.id)) {
-      const checks = intent.objects.map(objectCheck).filter((check) => check !== undefined);
+      const checks = intent.objects
+        .map((object) => objectCheck(object, vocabulary))
+        .filter((check) => check !== undefined);
       contrastive ??= await contrastiveChecks({
         models,
-        objects: intent.objects.filter((object) => objectCheck(object) !== undefined),
+        objects: intent.objects.filter((object) => objectCheck(object, vocabulary) !== undefined),
+        vocabulary,
         logitScale,
       });
       const distributions = await cache.ask(
@@ -536,17 +545,19 @@ export async function groundEvidence({
 
 /**
  * A second opinion from the dual encoder on each colored shape a question names: the softmax, over the
- * object and its nine one-attribute-off variants ("a yellow circle" against "a yellow hexagon", "an
- * orange circle", …), of the image embedding's similarity to each. The VQA head and the contrastive
- * towers err differently, so their geometric mean rejects more look-alikes than either alone.
+ * object and its one-attribute-off variants in the vocabulary ("a yellow circle" against "a yellow
+ * hexagon", "an orange circle", …), of the image embedding's similarity to each. The VQA head and the
+ * contrastive towers err differently, so their geometric mean rejects more look-alikes than either alone.
  */
 export async function contrastiveChecks({
   models,
   objects,
+  vocabulary,
   logitScale,
 }: {
   models: Pick<GroundingModels, "textEmbedder">;
   objects: readonly ObjectMention[];
+  vocabulary: PackVocabulary;
   logitScale: number;
 }): Promise<Array<((imageEmbedding: Float32Array) => number) | undefined>> {
   return Promise.all(
@@ -555,7 +566,7 @@ export async function contrastiveChecks({
       if (color === undefined || shape === undefined || (object.count ?? 1) !== 1) return undefined;
       const variants = [
         { color, shape },
-        ...COLORS_AND_SHAPES.filter((pair) => (pair.color === color) !== (pair.shape === shape)),
+        ...colorsAndShapes(vocabulary).filter((pair) => (pair.color === color) !== (pair.shape === shape)),
       ];
       const texts = variants.map((pair) => describeObject(pair));
       const vectors = await models.textEmbedder.embed({ texts });
@@ -574,8 +585,11 @@ async function matchOf(
   cache: VisualCache,
   evidenceId: string,
   objects: readonly ObjectMention[],
+  vocabulary: PackVocabulary,
 ): Promise<number> {
-  const checks = objects.map(objectCheck).filter((check) => check !== undefined);
+  const checks = objects
+    .map((object) => objectCheck(object, vocabulary))
+    .filter((check) => check !== undefined);
   if (checks.length === 0) return 0;
   const distributions = await cache.ask(
     evidenceId,
@@ -584,28 +598,30 @@ async function matchOf(
   return checks.reduce((product, check, index) => product * check.score(distributions[index] ?? []), 1);
 }
 
-/** The questions that describe an image: how many objects, and which colored shapes are there. */
-export function describeQuestions(): string[] {
+/** The questions that describe an image: how many objects, and which of the vocabulary's colored shapes. */
+export function describeQuestions(vocabulary: PackVocabulary): string[] {
   return [
     "How many objects are there?",
-    ...COLORS_AND_SHAPES.map(({ color, shape }) => `Is there a ${color} ${shape}?`),
+    ...colorsAndShapes(vocabulary).map(({ color, shape }) => `Is there a ${color} ${shape}?`),
   ];
 }
 
 async function sameMeaning({
   models,
+  vocabulary,
   left,
   right,
   leftKey,
   threshold,
 }: {
   models: GroundingModels;
+  vocabulary: PackVocabulary;
   left: string;
   right: string;
   leftKey: string | undefined;
   threshold: number;
 }): Promise<boolean> {
-  const rightKey = questionMeaningKey(right);
+  const rightKey = questionMeaningKey(right, vocabulary);
   if (leftKey !== undefined || rightKey !== undefined) return leftKey === rightKey;
   const [a, b] = await models.textEmbedder.embed({ texts: [left, right] });
   return a !== undefined && b !== undefined && cosineSimilarity(a, b) >= threshold;

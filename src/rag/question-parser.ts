@@ -5,25 +5,21 @@
  * head (worded like the ones it was trained on), to recognise follow-ups, to tell whether two questions
  * mean the same, and to decline questions outside what the corpus and the models can answer.
  *
- * The vocabulary is Shapes World's (the spec's colors, shapes, sizes, actions). A question that names
- * none of it parses as `unknown`, and the chain then relies on retrieval scores alone.
+ * The vocabulary (colors, shapes, sizes, actions and the words for them) is the pack's own
+ * (`vocabulary.json`); the question grammar around it ("how many", "what color", "is there") is
+ * English. A question that names none of the vocabulary parses as `unknown`, as does every question
+ * when the pack declares none, and the chain then relies on retrieval scores alone.
  */
-import {
-  ACTIONS,
-  type Action,
-  COLORS,
-  type Color,
-  SHAPES,
-  type Shape,
-  SIZES,
-  type Size,
-} from "../synth/domain.ts";
+import { isEmptyVocabulary, type PackVocabulary } from "../inference/index.ts";
 
 /** One object a question names: any of its attributes may be missing (`a blue object`, `two stars`). */
 export interface ObjectMention {
-  color?: Color;
-  shape?: Shape;
-  size?: Size;
+  /** One of the vocabulary's colors. */
+  color?: string;
+  /** One of the vocabulary's shape names (singular). */
+  shape?: string;
+  /** One of the vocabulary's size names. */
+  size?: string;
   /** A count word or digit in front of it (`two stars`). */
   count?: number;
 }
@@ -46,8 +42,8 @@ export interface Intent {
   type: IntentType;
   /** The objects named, in order (one for color/shape/size/position/count, any number for exist/find). */
   objects: ObjectMention[];
-  /** For `when`: the action asked about. */
-  action?: Action;
+  /** For `when`: the action asked about (its name in the vocabulary). */
+  action?: string;
   /** Ids of stored items or videos the question names (`img_…`, `seg_…`, `tri_…`, `vid_…`). */
   ids: string[];
   /** True when the question asks about the corpus ("is there an image with…", "which video…"). */
@@ -83,13 +79,6 @@ const COUNT_WORDS: Record<string, number> = {
   "4": 4,
 };
 
-const SIZE_SYNONYMS: Record<string, Size> = {
-  small: "small",
-  little: "small",
-  tiny: "small",
-  large: "large",
-  big: "large",
-};
 const GENERIC_NOUNS = new Set([
   "object",
   "objects",
@@ -102,30 +91,6 @@ const GENERIC_NOUNS = new Set([
   "item",
   "items",
 ]);
-
-const ACTION_PATTERNS: ReadonlyArray<{ action: Action; pattern: RegExp }> = [
-  {
-    action: "moving left",
-    pattern:
-      /\b(mov(?:e|es|ing)|go(?:es|ing)?|travel(?:s|ling|ing)?|slid(?:e|es|ing))\s+(to the\s+)?left(wards?)?\b/,
-  },
-  {
-    action: "moving right",
-    pattern:
-      /\b(mov(?:e|es|ing)|go(?:es|ing)?|travel(?:s|ling|ing)?|slid(?:e|es|ing))\s+(to the\s+)?right(wards?)?\b/,
-  },
-  {
-    action: "moving up",
-    pattern: /\b(mov(?:e|es|ing)|go(?:es|ing)?|travel(?:s|ling|ing)?|ris(?:e|es|ing))\s+up(wards?)?\b/,
-  },
-  {
-    action: "moving down",
-    pattern:
-      /\b(mov(?:e|es|ing)|go(?:es|ing)?|travel(?:s|ling|ing)?|fall(?:s|ing)?|dro(?:p|ps|pping))\s+down(wards?)?\b/,
-  },
-  { action: "growing", pattern: /\b(grow(?:s|ing|n)?|expand(?:s|ing)?|get(?:s|ting)? (bigger|larger))\b/ },
-  { action: "shrinking", pattern: /\b(shrink(?:s|ing)?|shrunk|contract(?:s|ing)?|get(?:s|ting)? smaller)\b/ },
-];
 
 const ID_PATTERN = /\b(?:img|seg|tri)_[A-Za-z0-9]{6,64}\b|\bvid_[0-9a-f]{32}\b/g;
 
@@ -147,22 +112,70 @@ export function normalizeQuestion(text: string): string {
     .trim();
 }
 
-function singularShape(word: string): Shape | undefined {
-  if ((SHAPES as readonly string[]).includes(word)) return word as Shape;
-  if (word.endsWith("es") && (SHAPES as readonly string[]).includes(word.slice(0, -1))) {
-    return word.slice(0, -1) as Shape;
+/** A vocabulary turned into the lookups the parser runs on every word. */
+interface VocabularyIndex {
+  empty: boolean;
+  colors: ReadonlySet<string>;
+  /** Shape names and plurals → the shape name. */
+  shapes: ReadonlyMap<string, string>;
+  /** Shape names → their plurals. */
+  plurals: ReadonlyMap<string, string>;
+  /** Size names and synonyms → the size name. */
+  sizes: ReadonlyMap<string, string>;
+  actions: ReadonlyArray<{ name: string; patterns: RegExp[]; cues: ReadonlyArray<ReadonlySet<string>> }>;
+}
+
+const indexes = new WeakMap<PackVocabulary, VocabularyIndex>();
+
+function indexOf(vocabulary: PackVocabulary): VocabularyIndex {
+  let index = indexes.get(vocabulary);
+  if (index === undefined) {
+    const shapes = new Map<string, string>();
+    const plurals = new Map<string, string>();
+    for (const { name, plural } of vocabulary.shapes) {
+      shapes.set(name, name);
+      shapes.set(plural, name);
+      plurals.set(name, plural);
+    }
+    const sizes = new Map<string, string>();
+    for (const { name, synonyms } of vocabulary.sizes) {
+      sizes.set(name, name);
+      for (const synonym of synonyms) sizes.set(synonym, name);
+    }
+    index = {
+      empty: isEmptyVocabulary(vocabulary),
+      colors: new Set(vocabulary.colors),
+      shapes,
+      plurals,
+      sizes,
+      actions: vocabulary.actions.map((action) => ({
+        name: action.name,
+        patterns: action.patterns.map((pattern) => new RegExp(pattern)),
+        cues: action.cues.map((group) => new Set(group)),
+      })),
+    };
+    indexes.set(vocabulary, index);
   }
-  if (word.endsWith("s") && (SHAPES as readonly string[]).includes(word.slice(0, -1)))
-    return word.slice(0, -1) as Shape;
-  return undefined;
+  return index;
+}
+
+/** The shape a word names in a vocabulary (a shape's name or its plural), as the shape's name. */
+export function shapeNamed(word: string, vocabulary: PackVocabulary): string | undefined {
+  return indexOf(vocabulary).shapes.get(word);
+}
+
+/** The size a word names in a vocabulary (a size's name or a synonym), as the size's name. */
+export function sizeNamed(word: string, vocabulary: PackVocabulary): string | undefined {
+  return indexOf(vocabulary).sizes.get(word);
 }
 
 /**
  * The objects a text names, read left to right: modifiers (count, size, color) gather until a noun (a
  * shape, or `object`/`thing`/`one`) closes the mention. A color with no noun after it (`how many are
- * blue`) is a mention of its own.
+ * blue`) is a mention of its own. Colors, shapes and sizes are the vocabulary's.
  */
-export function extractObjects(normalized: string): ObjectMention[] {
+export function extractObjects(normalized: string, vocabulary: PackVocabulary): ObjectMention[] {
+  const index = indexOf(vocabulary);
   const words = normalized.split(" ");
   const mentions: ObjectMention[] = [];
   let pending: ObjectMention = {};
@@ -173,24 +186,25 @@ export function extractObjects(normalized: string): ObjectMention[] {
     pending = {};
   };
   for (const word of words) {
-    const shape = singularShape(word);
+    const shape = index.shapes.get(word);
     if (shape !== undefined) {
       if (pending.shape !== undefined) flush();
       pending.shape = shape;
       flush();
       continue;
     }
-    if ((COLORS as readonly string[]).includes(word)) {
+    if (index.colors.has(word)) {
       if (pending.color !== undefined) flush();
-      pending.color = word as Color;
+      pending.color = word;
       continue;
     }
-    const size = SIZE_SYNONYMS[word];
+    const size = index.sizes.get(word);
     if (size !== undefined) {
       pending.size = size;
       continue;
     }
-    const count = COUNT_WORDS[word];
+    // An own key only: `constructor` and the like are no count.
+    const count = Object.hasOwn(COUNT_WORDS, word) ? COUNT_WORDS[word] : undefined;
     if (count !== undefined && word !== "no" && word !== "one") {
       flush();
       pending.count = count;
@@ -206,12 +220,15 @@ export function extractObjects(normalized: string): ObjectMention[] {
   return mentions;
 }
 
-function detectAction(normalized: string): Action | undefined {
-  for (const { action, pattern } of ACTION_PATTERNS) if (pattern.test(normalized)) return action;
-  if (/\bmov(e|es|ing)\b/.test(normalized)) {
-    for (const direction of ["left", "right", "up", "down"] as const) {
-      if (new RegExp(`\\b${direction}\\b`).test(normalized)) return `moving ${direction}` as Action;
-    }
+/** The first action whose pattern matches; failing that, the first whose cues all appear. */
+function detectAction(normalized: string, index: VocabularyIndex): string | undefined {
+  for (const action of index.actions) {
+    if (action.patterns.some((pattern) => pattern.test(normalized))) return action.name;
+  }
+  const words = new Set(normalized.split(" "));
+  for (const action of index.actions) {
+    if (action.cues.length === 0) continue;
+    if (action.cues.every((group) => [...group].some((word) => words.has(word)))) return action.name;
   }
   return undefined;
 }
@@ -219,7 +236,7 @@ function detectAction(normalized: string): Action | undefined {
 function classify(
   normalized: string,
   objects: readonly ObjectMention[],
-  action: Action | undefined,
+  action: string | undefined,
 ): IntentType {
   const first = objects[0];
   if (action !== undefined) return "when";
@@ -261,16 +278,26 @@ function classify(
   return "unknown";
 }
 
-/** Parses a question. Pure and fast: safe to run on every turn and on every sentence of an answer. */
-export function parseQuestion(text: string): Intent {
+/**
+ * Parses a question in a pack's vocabulary. Pure and fast: safe to run on every turn and on every
+ * sentence of an answer. With a vocabulary that declares nothing, only the ids a question names, whether
+ * it is about the corpus and whether it follows up are read; its type is `unknown`.
+ */
+export function parseQuestion(text: string, vocabulary: PackVocabulary): Intent {
+  const index = indexOf(vocabulary);
   const ids = [...new Set(text.match(ID_PATTERN) ?? [])];
   const normalized = normalizeQuestion(text.replace(ID_PATTERN, " "));
+  const followUp = FOLLOW_UP_PATTERN.test(normalized);
+  if (index.empty) {
+    const corpusScope = CORPUS_PATTERN.test(normalized) && !ATTACHED_PATTERN.test(normalized);
+    return { type: "unknown", objects: [], ids, corpusScope, followUp, inVocabulary: false };
+  }
   // The alternatives a size question offers ("small or large", "how big") name no object's size.
   const withoutChoices = normalized
     .replace(/\b(small|large|big|little) or (small|large|big|little)\b/g, " ")
     .replace(/\bhow (big|large|small)\b/g, "how_size");
-  let objects = extractObjects(withoutChoices);
-  const action = detectAction(normalized);
+  let objects = extractObjects(withoutChoices, vocabulary);
+  const action = detectAction(normalized, index);
   const type = classify(normalized, objects, action);
   if (type === "size") objects = objects.map(({ size: _size, ...rest }) => rest);
   objects = objects.filter(
@@ -286,20 +313,35 @@ export function parseQuestion(text: string): Intent {
     ...(action === undefined ? {} : { action }),
     ids,
     corpusScope: (CORPUS_PATTERN.test(normalized) && !ATTACHED_PATTERN.test(normalized)) || type === "when",
-    followUp: FOLLOW_UP_PATTERN.test(normalized),
+    followUp,
     inVocabulary,
   };
+}
+
+/**
+ * The plural of a shape: the one the vocabulary declares, else the noun with an `s` (`objects`, and
+ * every shape when no vocabulary is given).
+ */
+export function pluralOf(noun: string, vocabulary?: PackVocabulary): string {
+  return (vocabulary === undefined ? undefined : indexOf(vocabulary).plurals.get(noun)) ?? `${noun}s`;
 }
 
 /** `a red star`, `two blue objects`, `a small circle`: a mention in words. */
 export function describeObject(
   object: ObjectMention,
-  { article = true }: { article?: boolean } = {},
+  {
+    article = true,
+    vocabulary,
+  }: {
+    article?: boolean;
+    /** Where the plurals of shapes come from (see {@link pluralOf}). */
+    vocabulary?: PackVocabulary;
+  } = {},
 ): string {
   const count = object.count;
   const plural = count !== undefined && count !== 1;
   const noun = object.shape ?? "object";
-  const nounWord = plural ? `${noun}s` : noun;
+  const nounWord = plural ? pluralOf(noun, vocabulary) : noun;
   const words = [object.size, object.color, nounWord].filter((word) => word !== undefined);
   if (count !== undefined && count !== 1) return [String(count), ...words].join(" ");
   if (!article) return words.join(" ");
@@ -318,7 +360,15 @@ export function theObject(object: ObjectMention): string {
  */
 export function canonicalQuestion(
   intent: Pick<Intent, "type" | "objects">,
-  objectIndex = 0,
+  {
+    objectIndex = 0,
+    vocabulary,
+  }: {
+    /** Which of the intent's objects the question is about. */
+    objectIndex?: number;
+    /** Where the plurals of shapes come from (see {@link pluralOf}). */
+    vocabulary?: PackVocabulary;
+  } = {},
 ): string | undefined {
   const object = intent.objects[objectIndex];
   switch (intent.type) {
@@ -328,7 +378,7 @@ export function canonicalQuestion(
       return object?.color === undefined ? undefined : `What shape is the ${object.color} object?`;
     case "count":
       if (object?.shape !== undefined && object.color === undefined)
-        return `How many ${object.shape}s are there?`;
+        return `How many ${pluralOf(object.shape, vocabulary)} are there?`;
       if (object?.color !== undefined && object.shape === undefined)
         return `How many ${object.color} objects are there?`;
       if (object === undefined) return "How many objects are there?";
@@ -355,29 +405,31 @@ export function canonicalQuestion(
  * A key equal for two questions that mean the same (`color|star` for "What colour is the star?" and
  * "Tell me the color of the star."), or `undefined` when the question is not one the parser can pin down.
  */
-export function questionMeaningKey(text: string): string | undefined {
-  const intent = parseQuestion(text);
+export function questionMeaningKey(text: string, vocabulary: PackVocabulary): string | undefined {
+  const intent = parseQuestion(text, vocabulary);
   if (!VQA_INTENT_TYPES.includes(intent.type)) return undefined;
-  const canonical = canonicalQuestion(intent);
+  const canonical = canonicalQuestion(intent, { vocabulary });
   if (canonical === undefined || intent.objects.length > 1) return undefined;
   return canonical.toLowerCase();
 }
 
 /** The questions put to the VQA head for an intent: one per object it can judge. */
-export function vqaQuestionsFor(intent: Pick<Intent, "type" | "objects">): string[] {
+export function vqaQuestionsFor(
+  intent: Pick<Intent, "type" | "objects">,
+  { vocabulary }: { vocabulary?: PackVocabulary } = {},
+): string[] {
   if (intent.type === "exist" || intent.type === "find") {
     return intent.objects
-      .map((_, index) => canonicalQuestion({ type: "exist", objects: intent.objects }, index))
+      .map((_, objectIndex) =>
+        canonicalQuestion({ type: "exist", objects: intent.objects }, { objectIndex, vocabulary }),
+      )
       .filter((question) => question !== undefined);
   }
-  const question = canonicalQuestion(intent);
+  const question = canonicalQuestion(intent, { vocabulary });
   return question === undefined ? [] : [question];
 }
 
-/** All colors, shapes, sizes and actions, for callers that list what Loupe's pack understands. */
-export const VISUAL_VOCABULARY = { colors: COLORS, shapes: SHAPES, sizes: SIZES, actions: ACTIONS } as const;
-
-/** Every color-shape pair, colors outer. */
-export const COLORS_AND_SHAPES: ReadonlyArray<{ color: Color; shape: Shape }> = COLORS.flatMap((color) =>
-  SHAPES.map((shape) => ({ color, shape })),
-);
+/** Every color-shape pair of a vocabulary, colors outer. */
+export function colorsAndShapes(vocabulary: PackVocabulary): Array<{ color: string; shape: string }> {
+  return vocabulary.colors.flatMap((color) => vocabulary.shapes.map(({ name: shape }) => ({ color, shape })));
+}

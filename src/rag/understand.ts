@@ -4,6 +4,7 @@
  * objects are there?"), and a turn without images that is not about the corpus keeps talking about the
  * images of the last turn that had some, or about the item the last answer cited.
  */
+import type { PackVocabulary } from "../inference/index.ts";
 import type { ImageQuery } from "../search/index.ts";
 import {
   canonicalQuestion,
@@ -70,36 +71,43 @@ export function resolveFollowUp(current: Intent, previous: Intent | undefined): 
   return current;
 }
 
-/** The text retrieval embeds for an intent: a description of the objects or action, else the question. */
-export function retrievalTextFor(intent: Intent, question: string): string {
+/**
+ * The text retrieval embeds for an intent: a description of the objects or action, else the question.
+ * Plurals of shapes are the vocabulary's.
+ */
+export function retrievalTextFor(intent: Intent, question: string, vocabulary?: PackVocabulary): string {
   if (intent.type === "when" && intent.action !== undefined) {
     const [object] = intent.objects;
     return `${object === undefined ? "an object" : describeObject({ ...object, count: undefined })} ${intent.action}`;
   }
   if ((intent.type === "exist" || intent.type === "find") && intent.objects.length > 0) {
-    return intent.objects.map((object) => describeObject(object)).join(" and ");
+    return intent.objects.map((object) => describeObject(object, { vocabulary })).join(" and ");
   }
   return question;
 }
 
-/** Reads one turn in the light of the conversation before it. */
+/** Reads one turn, in the pack's vocabulary, in the light of the conversation before it. */
 export function understandTurn({
   question,
   images = [],
   history = [],
+  vocabulary,
 }: {
   question: string;
   images?: readonly ImageQuery[];
   history?: readonly ChatTurn[];
+  vocabulary: PackVocabulary;
 }): UnderstoodTurn {
   let previous: Intent | undefined;
   for (const turn of history) {
     if (turn.role !== "user") continue;
-    previous = resolveFollowUp(parseQuestion(turn.content), previous);
+    previous = resolveFollowUp(parseQuestion(turn.content, vocabulary), previous);
   }
-  const parsed = parseQuestion(question);
+  const parsed = parseQuestion(question, vocabulary);
   const intent = parsed.followUp || parsed.type === "unknown" ? resolveFollowUp(parsed, previous) : parsed;
-  const canonical = VQA_INTENT_TYPES.includes(intent.type) ? canonicalQuestion(intent) : undefined;
+  const canonical = VQA_INTENT_TYPES.includes(intent.type)
+    ? canonicalQuestion(intent, { vocabulary })
+    : undefined;
   const standaloneQuestion =
     intent.objects.length <= 1 && canonical !== undefined ? canonical : question.trim();
 
@@ -140,7 +148,7 @@ export function understandTurn({
   return {
     intent,
     standaloneQuestion,
-    retrievalText: retrievalTextFor(intent, standaloneQuestion),
+    retrievalText: retrievalTextFor(intent, standaloneQuestion, vocabulary),
     images: turnImages,
   };
 }

@@ -3,10 +3,12 @@
  * sizes, positions), asks the VQA head each one as a question about the images the sentence cites, and
  * reports the claims the head confidently contradicts. The chain then appends a correction to the
  * answer and lowers its confidence. Claims about video segments are not judged (a keyframe cannot show
- * motion), and neither are claims the head is unsure about.
+ * motion), and neither are claims the head is unsure about. Claims are read in the pack's vocabulary
+ * (its colors, shapes with their plurals, sizes with their synonyms); with none, no claim is read.
  */
-import { COLORS, SHAPES } from "../synth/domain.ts";
+import { isEmptyVocabulary, type PackVocabulary } from "../inference/index.ts";
 import { probabilityOf, type VisualCache } from "./ground.ts";
+import { pluralOf, shapeNamed, sizeNamed } from "./question-parser.ts";
 import type { Verification } from "./types.ts";
 
 /** One visual claim of an answer, as a question to the VQA head and the answer the claim implies. */
@@ -31,8 +33,6 @@ export interface VerifySettings {
 
 export const DEFAULT_VERIFY_SETTINGS: VerifySettings = { contradictAbove: 0.75, statedBelow: 0.15 };
 
-const COLOR = `(${COLORS.join("|")})`;
-const SHAPE = `(${SHAPES.join("|")})`;
 const NUMBER_WORDS: Record<string, string> = {
   no: "0",
   zero: "0",
@@ -43,6 +43,48 @@ const NUMBER_WORDS: Record<string, string> = {
 };
 const CITATION = /\[((?:img|seg|tri)_[A-Za-z0-9]{6,64}|att_\d{1,3})\]/g;
 const HEDGE = "(?:probably |likely |clearly |definitely )?";
+
+/** The vocabulary as regular-expression alternatives. */
+interface ClaimTerms {
+  /** `(red|green|…)`. */
+  color: string;
+  /** `(circle|square|…)`: shape names. */
+  shape: string;
+  /** `(circle|circles|…)`: shape names and plurals. */
+  shapeForm: string;
+  /** `(?:small|large)`: size names. */
+  sizeName: string;
+  /** `(small|little|…)`: size names and synonyms. */
+  sizeWord: string;
+}
+
+const claimTerms = new WeakMap<PackVocabulary, ClaimTerms>();
+
+/** `(a|b)`, or a group that never matches when there is nothing to list. */
+function alternatives(words: readonly string[], { capture = true }: { capture?: boolean } = {}): string {
+  const body =
+    words.length === 0 ? "(?!)" : words.map((word) => word.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|");
+  return capture ? `(${body})` : `(?:${body})`;
+}
+
+function termsOf(vocabulary: PackVocabulary): ClaimTerms {
+  let terms = claimTerms.get(vocabulary);
+  if (terms === undefined) {
+    const { colors, shapes, sizes } = vocabulary;
+    terms = {
+      color: alternatives(colors),
+      shape: alternatives(shapes.map((shape) => shape.name)),
+      shapeForm: alternatives(shapes.flatMap((shape) => [shape.name, shape.plural])),
+      sizeName: alternatives(
+        sizes.map((size) => size.name),
+        { capture: false },
+      ),
+      sizeWord: alternatives(sizes.flatMap((size) => [size.name, ...size.synonyms])),
+    };
+    claimTerms.set(vocabulary, terms);
+  }
+  return terms;
+}
 
 function sentencesOf(text: string): string[] {
   return text
@@ -58,10 +100,16 @@ function sentencesOf(text: string): string[] {
 export function extractClaims({
   answer,
   defaultEvidenceIds = [],
+  vocabulary,
 }: {
   answer: string;
   defaultEvidenceIds?: readonly string[];
+  /** The pack's vocabulary: the colors, shapes and sizes a claim can name. */
+  vocabulary: PackVocabulary;
 }): VisualClaim[] {
+  if (isEmptyVocabulary(vocabulary)) return [];
+  const terms = termsOf(vocabulary);
+  const { color: anyColor, shape: anyShape, sizeName: anySize } = terms;
   const claims: VisualClaim[] = [];
   const seen = new Set<string>();
   for (const sentence of sentencesOf(answer)) {
@@ -87,7 +135,7 @@ export function extractClaims({
 
     for (const match of text.matchAll(
       new RegExp(
-        `\\bthe (?:(?:small|large) )?(?:${COLOR} )?${SHAPE} (?:is|looks|appears|seems)(?: to be)? ${HEDGE}(?:colored )?${COLOR}\\b`,
+        `\\bthe (?:${anySize} )?(?:${anyColor} )?${anyShape} (?:is|looks|appears|seems)(?: to be)? ${HEDGE}(?:colored )?${anyColor}\\b`,
         "g",
       ),
     )) {
@@ -97,25 +145,21 @@ export function extractClaims({
       add(match[0], `What color is the ${shape}?`, color as string);
     }
     for (const match of text.matchAll(
-      new RegExp(`\\bthe ${COLOR} (?:object|shape|thing|one) is ${HEDGE}(?:an? )?${SHAPE}\\b`, "g"),
+      new RegExp(`\\bthe ${anyColor} (?:object|shape|thing|one) is ${HEDGE}(?:an? )?${anyShape}\\b`, "g"),
     )) {
       mark(match as RegExpExecArray);
       add(match[0], `What shape is the ${match[1]} object?`, match[2] as string);
     }
     for (const match of text.matchAll(
-      new RegExp(
-        `\\bthe (?:(?:small|large) )?${COLOR} ${SHAPE} is ${HEDGE}(small|large|big|little|tiny)\\b`,
-        "g",
-      ),
+      new RegExp(`\\bthe (?:${anySize} )?${anyColor} ${anyShape} is ${HEDGE}${terms.sizeWord}\\b`, "g"),
     )) {
       mark(match as RegExpExecArray);
-      const size =
-        match[3] === "big" ? "large" : match[3] === "little" || match[3] === "tiny" ? "small" : match[3];
-      add(match[0], `Is the ${match[1]} ${match[2]} small or large?`, size as string);
+      const size = sizeNamed(match[3] as string, vocabulary) as string;
+      add(match[0], `Is the ${match[1]} ${match[2]} small or large?`, size);
     }
     for (const match of text.matchAll(
       new RegExp(
-        `\\bthe (?:(?:small|large) )?${COLOR} ${SHAPE} is ${HEDGE}(?:on the |to the )?(left|right)\\b`,
+        `\\bthe (?:${anySize} )?${anyColor} ${anyShape} is ${HEDGE}(?:on the |to the )?(left|right)\\b`,
         "g",
       ),
     )) {
@@ -124,17 +168,18 @@ export function extractClaims({
     }
     for (const match of text.matchAll(
       new RegExp(
-        `\\bthere (?:is|are) ${HEDGE}(\\d|no|zero|one|two|three|four) (?:(?:small|large) )?(?:${COLOR} )?(?:${SHAPE}s?|objects?|shapes?|things?)\\b`,
+        `\\bthere (?:is|are) ${HEDGE}(\\d|no|zero|one|two|three|four) (?:${anySize} )?(?:${anyColor} )?(?:${terms.shapeForm}|objects?|shapes?|things?)\\b`,
         "g",
       ),
     )) {
-      const [, number, color, shape] = match;
+      const [, number, color, shapeForm] = match;
+      const shape = shapeForm === undefined ? undefined : shapeNamed(shapeForm, vocabulary);
       mark(match as RegExpExecArray);
       const count = NUMBER_WORDS[number as string] ?? (number as string);
       if (color !== undefined && shape !== undefined) {
         add(match[0], `Is there a ${color} ${shape}?`, count === "0" ? "no" : "yes");
       } else if (shape !== undefined) {
-        add(match[0], `How many ${shape}s are there?`, count);
+        add(match[0], `How many ${pluralOf(shape, vocabulary)} are there?`, count);
       } else if (color !== undefined) {
         add(match[0], `How many ${color} objects are there?`, count);
       } else {
@@ -144,7 +189,7 @@ export function extractClaims({
     // Any other "a red star" is a claim of presence, "no red star" one of absence (as is a mention in a
     // sentence that denies something before it: "none of them shows a red star").
     for (const match of text.matchAll(
-      new RegExp(`\\b(an?|no|any) (?:(?:small|large) )?${COLOR} ${SHAPE}\\b`, "g"),
+      new RegExp(`\\b(an?|no|any) (?:${anySize} )?${anyColor} ${anyShape}\\b`, "g"),
     )) {
       if (isCovered(match.index)) continue;
       const before = text.slice(0, match.index);

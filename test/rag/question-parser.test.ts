@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { EMPTY_VOCABULARY, type PackVocabulary, vocabularySchema } from "../../src/inference/index.ts";
 import {
   canonicalQuestion,
   describeObject,
@@ -10,6 +11,9 @@ import {
 } from "../../src/rag/question-parser.ts";
 import { COLORS, SHAPES } from "../../src/synth/domain.ts";
 import { PHRASING } from "../../src/synth/phrasing.ts";
+import { shippedVocabulary } from "./pack-vocabulary.ts";
+
+const vocabulary = await shippedVocabulary();
 
 const templates = PHRASING.questionTemplates as Record<string, string[]>;
 
@@ -41,9 +45,9 @@ describe("parseQuestion on every wording the generator uses", () => {
       const expected = fill(canonicalTemplate, params);
       for (const template of templates[variant] ?? []) {
         const question = fill(template, params);
-        const intent = parseQuestion(question);
+        const intent = parseQuestion(question, vocabulary);
         expect(intent.type, question).toBe(type);
-        expect(canonicalQuestion(intent), question).toBe(expected);
+        expect(canonicalQuestion(intent, { vocabulary }), question).toBe(expected);
         expect(intent.corpusScope, question).toBe(false);
         checked += 1;
       }
@@ -52,25 +56,25 @@ describe("parseQuestion on every wording the generator uses", () => {
   });
 
   it("gives reworded questions the same meaning key and different questions different keys", () => {
-    expect(questionMeaningKey("Which colour is the star?")).toBe(
-      questionMeaningKey("Tell me the color of the star."),
+    expect(questionMeaningKey("Which colour is the star?", vocabulary)).toBe(
+      questionMeaningKey("Tell me the color of the star.", vocabulary),
     );
-    expect(questionMeaningKey("What color is the star?")).not.toBe(
-      questionMeaningKey("What color is the circle?"),
+    expect(questionMeaningKey("What color is the star?", vocabulary)).not.toBe(
+      questionMeaningKey("What color is the circle?", vocabulary),
     );
-    expect(questionMeaningKey("Is the red star on the left or the right?")).toBe(
-      questionMeaningKey("On which side is the red star?"),
+    expect(questionMeaningKey("Is the red star on the left or the right?", vocabulary)).toBe(
+      questionMeaningKey("On which side is the red star?", vocabulary),
     );
-    expect(questionMeaningKey("Is the red star small or large?")).not.toBe(
-      questionMeaningKey("Is the red star on the left or the right?"),
+    expect(questionMeaningKey("Is the red star small or large?", vocabulary)).not.toBe(
+      questionMeaningKey("Is the red star on the left or the right?", vocabulary),
     );
-    expect(questionMeaningKey("What is the capital of France?")).toBeUndefined();
+    expect(questionMeaningKey("What is the capital of France?", vocabulary)).toBeUndefined();
   });
 });
 
 describe("parseQuestion on corpus and video questions", () => {
   it("reads a corpus existence question with two objects", () => {
-    const intent = parseQuestion("Is there an image with a red star and a blue circle?");
+    const intent = parseQuestion("Is there an image with a red star and a blue circle?", vocabulary);
     expect(intent.type).toBe("exist");
     expect(intent.corpusScope).toBe(true);
     expect(intent.objects).toEqual([
@@ -82,30 +86,32 @@ describe("parseQuestion on corpus and video questions", () => {
 
   it("reads when an action happens in a named video", () => {
     const id = `vid_${"ab12".repeat(8)}`;
-    const intent = parseQuestion(`When does the green square move left in video ${id}?`);
+    const intent = parseQuestion(`When does the green square move left in video ${id}?`, vocabulary);
     expect(intent.type).toBe("when");
     expect(intent.action).toBe("moving left");
     expect(intent.ids).toEqual([id]);
     expect(intent.objects).toEqual([{ color: "green", shape: "square" }]);
-    expect(parseQuestion("when is the small red circle growing?").action).toBe("growing");
-    expect(parseQuestion("at what time does a star shrink").action).toBe("shrinking");
-    expect(parseQuestion("when does the hexagon go up").action).toBe("moving up");
+    expect(parseQuestion("when is the small red circle growing?", vocabulary).action).toBe("growing");
+    expect(parseQuestion("at what time does a star shrink", vocabulary).action).toBe("shrinking");
+    expect(parseQuestion("when does the hexagon go up", vocabulary).action).toBe("moving up");
   });
 
   it("reads counts, sizes and follow-ups", () => {
-    expect(extractObjects(normalizeQuestion("two large green triangles and a yellow hexagon"))).toEqual([
+    expect(
+      extractObjects(normalizeQuestion("two large green triangles and a yellow hexagon"), vocabulary),
+    ).toEqual([
       { count: 2, size: "large", color: "green", shape: "triangle" },
       { color: "yellow", shape: "hexagon" },
     ]);
-    const followUp = parseQuestion("and how many are blue?");
+    const followUp = parseQuestion("and how many are blue?", vocabulary);
     expect(followUp.followUp).toBe(true);
     expect(canonicalQuestion(followUp)).toBe("How many blue objects are there?");
-    expect(parseQuestion("What about the star?").followUp).toBe(true);
-    expect(parseQuestion("How many circles are there?").followUp).toBe(false);
+    expect(parseQuestion("What about the star?", vocabulary).followUp).toBe(true);
+    expect(parseQuestion("How many circles are there?", vocabulary).followUp).toBe(false);
   });
 
   it("marks questions outside the visual vocabulary", () => {
-    const intent = parseQuestion("Who painted the Mona Lisa?");
+    const intent = parseQuestion("Who painted the Mona Lisa?", vocabulary);
     expect(intent.type).toBe("unknown");
     expect(intent.inVocabulary).toBe(false);
   });
@@ -113,5 +119,61 @@ describe("parseQuestion on corpus and video questions", () => {
   it("words objects for answers", () => {
     expect(describeObject({ color: "red", shape: "star" })).toBe("a red star");
     expect(describeObject({ count: 3, color: "blue" })).toBe("3 blue objects");
+  });
+});
+
+describe("parsing with another pack's vocabulary", () => {
+  const other: PackVocabulary = vocabularySchema.parse({
+    version: 1,
+    colors: ["teal"],
+    shapes: [{ name: "box", plural: "boxes" }],
+    sizes: [{ name: "tall", synonyms: ["high"] }],
+    actions: [{ name: "spinning", verb: "spin", patterns: ["\\bspin(s|ning)?\\b"] }],
+  });
+
+  it("reads that pack's words, plurals and synonyms, and only those", () => {
+    const count = parseQuestion("How many boxes are there?", other);
+    expect(count.type).toBe("count");
+    expect(count.objects).toEqual([{ shape: "box" }]);
+    expect(canonicalQuestion(count, { vocabulary: other })).toBe("How many boxes are there?");
+    expect(parseQuestion("Is there a high teal box?", other).objects).toEqual([
+      { size: "tall", color: "teal", shape: "box" },
+    ]);
+    expect(parseQuestion("When does the teal box spin?", other)).toMatchObject({
+      type: "when",
+      action: "spinning",
+    });
+    expect(parseQuestion("Is there a red star?", other).objects).toEqual([]);
+    expect(describeObject({ count: 2, shape: "box" }, { vocabulary: other })).toBe("2 boxes");
+  });
+});
+
+describe("parsing with a pack that declares no vocabulary", () => {
+  const questions = [
+    "What color is the star?",
+    "How many objects are there?",
+    "Is there an image with a red star and a blue circle?",
+    "When does the green square move left?",
+    "Is the red star on the left or the right?",
+    "Describe the image.",
+    "and how many are blue?",
+  ];
+
+  it("finds no type, object, action or vocabulary in any question", () => {
+    for (const question of questions) {
+      const intent = parseQuestion(question, EMPTY_VOCABULARY);
+      expect(intent, question).toMatchObject({ type: "unknown", objects: [], inVocabulary: false });
+      expect(intent.action, question).toBeUndefined();
+      expect(questionMeaningKey(question, EMPTY_VOCABULARY), question).toBeUndefined();
+      expect(vqaQuestionsFor(intent), question).toEqual([]);
+      expect(extractObjects(normalizeQuestion(question), EMPTY_VOCABULARY), question).toEqual([]);
+    }
+  });
+
+  it("still reads the ids a question names, corpus scope and follow-ups", () => {
+    const intent = parseQuestion("Which images look like img_0123456789abcdef?", EMPTY_VOCABULARY);
+    expect(intent.ids).toEqual(["img_0123456789abcdef"]);
+    expect(intent.corpusScope).toBe(true);
+    expect(parseQuestion("and what about that one?", EMPTY_VOCABULARY).followUp).toBe(true);
   });
 });

@@ -7,6 +7,9 @@ import { parseQuestion } from "../../src/rag/question-parser.ts";
 import type { Citation, Evidence } from "../../src/rag/types.ts";
 import { understandTurn } from "../../src/rag/understand.ts";
 import { extractClaims } from "../../src/rag/verify.ts";
+import { shippedVocabulary } from "./pack-vocabulary.ts";
+
+const vocabulary = await shippedVocabulary();
 
 function citation(id: string, overrides: Partial<Citation> = {}): Citation {
   return {
@@ -56,6 +59,7 @@ describe("understandTurn", () => {
   it("turns 'what about the star?' into the earlier question about the star, on the earlier image", () => {
     const image = { bytes: new Uint8Array([1, 2, 3]) };
     const turn = understandTurn({
+      vocabulary,
       question: "What about the star?",
       history: [
         { role: "user", content: "What color is the circle?", images: [image] },
@@ -70,6 +74,7 @@ describe("understandTurn", () => {
     const first = { bytes: new Uint8Array([1]) };
     const second = { bytes: new Uint8Array([2]) };
     const turn = understandTurn({
+      vocabulary,
       question: "How many stars are there?",
       images: [second],
       history: [{ role: "user", content: "Is there a red circle?", images: [first] }],
@@ -79,6 +84,7 @@ describe("understandTurn", () => {
 
   it("keeps corpus questions off the earlier image and retrieves by description", () => {
     const turn = understandTurn({
+      vocabulary,
       question: "Is there an image with a red star and a blue circle?",
       history: [{ role: "user", content: "How many stars?", images: [{ bytes: new Uint8Array([1]) }] }],
     });
@@ -87,7 +93,10 @@ describe("understandTurn", () => {
   });
 
   it("looks at a stored item the question names", () => {
-    const turn = understandTurn({ question: "How many circles are in img_0123456789abcdef?" });
+    const turn = understandTurn({
+      vocabulary,
+      question: "How many circles are in img_0123456789abcdef?",
+    });
     expect(turn.images).toEqual([
       { evidenceId: "img_0123456789abcdef", image: { id: "img_0123456789abcdef" }, attached: false },
     ]);
@@ -103,7 +112,7 @@ describe("objectCheck", () => {
   it("checks a colored shape by presence and a bare shape by count", () => {
     expect(objectCheck({ color: "red", shape: "star" })?.question).toBe("Is there a red star?");
     expect(objectCheck({ color: "red", shape: "star" })?.score(distribution)).toBe(0.1);
-    expect(objectCheck({ shape: "star" })?.question).toBe("How many stars are there?");
+    expect(objectCheck({ shape: "star" }, vocabulary)?.question).toBe("How many stars are there?");
     expect(objectCheck({ shape: "star" })?.score(distribution)).toBeCloseTo(0.7);
     expect(objectCheck({ shape: "star", count: 2 })?.score(distribution)).toBe(0.6);
     expect(objectCheck({ size: "small" })).toBeUndefined();
@@ -129,7 +138,7 @@ describe("composeOffline", () => {
 
   it("hedges a low-probability VQA answer and cites the image", () => {
     const answer = composeOffline({
-      intent: parseQuestion("How many red objects are there?"),
+      intent: parseQuestion("How many red objects are there?", vocabulary),
       standaloneQuestion: "How many red objects are there?",
       evidence: [attachment],
       turnImageIds: ["att_1"],
@@ -143,7 +152,7 @@ describe("composeOffline", () => {
 
   it("prefers a stored triple's answer and cites the triple", () => {
     const answer = composeOffline({
-      intent: parseQuestion("What color is the star?"),
+      intent: parseQuestion("What color is the star?", vocabulary),
       standaloneQuestion: "What color is the star?",
       evidence: [
         {
@@ -176,7 +185,7 @@ describe("composeOffline", () => {
 
   it("names the segment and its times for a when-question", () => {
     const answer = composeOffline({
-      intent: parseQuestion("When does the green square move left?"),
+      intent: parseQuestion("When does the green square move left?", vocabulary),
       standaloneQuestion: "When does the green square move left?",
       evidence: [
         {
@@ -204,7 +213,7 @@ describe("composeOffline", () => {
 
   it("declines off-domain questions whatever the retrieval returned", () => {
     const answer = composeOffline({
-      intent: parseQuestion("Who painted the Mona Lisa?"),
+      intent: parseQuestion("Who painted the Mona Lisa?", vocabulary),
       standaloneQuestion: "Who painted the Mona Lisa?",
       evidence: [
         { citation: citation("img_aaaaaa111111", { score: 0.9 }), attachment: false, text: "", findings: [] },
@@ -222,6 +231,7 @@ describe("extractClaims", () => {
       answer:
         "The star is blue [att_1]. There are 2 red objects [img_abcdef123456]. It also shows a green circle and no yellow square. The red star is on the left [att_1]. The blue circle is large.",
       defaultEvidenceIds: ["att_1"],
+      vocabulary,
     });
     expect(
       claims.map(({ question, stated, evidenceIds }) => [question, stated, evidenceIds.join(",")]),
@@ -236,7 +246,7 @@ describe("extractClaims", () => {
   });
 
   it("makes no claim from a sentence that cites nothing when the turn has no single image", () => {
-    expect(extractClaims({ answer: "The star is blue." })).toEqual([]);
+    expect(extractClaims({ answer: "The star is blue.", vocabulary })).toEqual([]);
   });
 });
 
