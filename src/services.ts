@@ -30,7 +30,8 @@ import type { AnswerComposer } from "./rag/types.ts";
 import { readLogitScale, SearchService } from "./search/search-service.ts";
 import { DeferredVectorStore } from "./store/deferred-vector-store.ts";
 import { type MilvusLiteProcess, startMilvusLite } from "./store/milvus-lite.ts";
-import { createVectorStore, type VectorStore } from "./store/vector-store.ts";
+import { createVectorStore } from "./store/milvus-vector-store.ts";
+import type { VectorStore } from "./store/vector-store.ts";
 
 /** The adapters the layers are wired over: configuration, logger and the I/O ports. */
 export interface ServiceParts {

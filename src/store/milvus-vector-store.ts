@@ -1,0 +1,775 @@
+/**
+ * The Milvus adapter of the vector store port: {@link MilvusVectorStore}, built by {@link createVectorStore}.
+ *
+ * Every call is scoped to one tenant: the adapter writes the tenant into each row, keys each row by
+ * `<tenant>/<id>` (so an upsert can only replace a row of its own tenant), and ANDs
+ * `tenant == "<tenant>"` into every search, query, get, delete and count, so one tenant's ids and
+ * filters can never reach another tenant's rows. Writes to each collection go through one queue,
+ * since Milvus Lite supports a single writer per collection.
+ */
+import type { MilvusClient, RowData } from "@zilliz/milvus2-sdk-node";
+import { LoadState } from "@zilliz/milvus2-sdk-node";
+import { StoreError, ValidationError } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+import {
+  COLLECTION_PREFIX_PATTERN,
+  collectionName,
+  DEFAULT_COLLECTION_PREFIX,
+  ensureCollections,
+  type IndexType,
+  METADATA_MAX_BYTES,
+  type MetricType,
+  primaryKey,
+  scalarFieldNames,
+  VARCHAR_MAX_BYTES,
+  VECTOR_FIELDS,
+} from "./collections.ts";
+import { assertValidTenant, buildFilterExpression, quoteExpressionString } from "./filter.ts";
+import {
+  callMilvus,
+  createMilvusClient,
+  DEFAULT_MILVUS_TIMEOUT_MS,
+  type MilvusConnectionOptions,
+} from "./milvus-client.ts";
+import { isValidRecordId, RECORD_ID_PATTERN, RECORD_KINDS, type RecordKind } from "./record-id.ts";
+import { SerialQueue } from "./serial-queue.ts";
+import {
+  type CountRequest,
+  type DeleteRequest,
+  type DeleteResult,
+  type GetRequest,
+  type ImageRecord,
+  MAX_IDS_PER_CALL,
+  MAX_QUERY_LIMIT,
+  MAX_RECORDS_PER_UPSERT,
+  MAX_TOP_K,
+  type QueryRequest,
+  type RecordByKind,
+  type SearchHit,
+  type SearchRequest,
+  type StoredBase,
+  type StoredByKind,
+  type StoredRecord,
+  type StoreHealth,
+  type TripleRecord,
+  type UpsertRequest,
+  type UpsertResult,
+  type VectorStore,
+  type VideoSegmentRecord,
+} from "./vector-store.ts";
+
+/** Rows per upsert call. */
+export const DEFAULT_UPSERT_BATCH_SIZE = 256;
+/** Largest embedding dimension Milvus supports. */
+export const MAX_DIMENSION = 32_768;
+/** Smallest HNSW search breadth; Milvus requires ef >= topK, and a floor keeps recall up for small k. */
+const HNSW_MIN_EF = 64;
+/** Latest `createdAt` accepted (the largest JavaScript date). */
+const MAX_TIMESTAMP_MS = 8.64e15;
+
+/** Options of {@link MilvusVectorStore}. */
+export interface MilvusVectorStoreOptions {
+  client: MilvusClient;
+  collectionPrefix?: string;
+  dimension: number;
+  metric?: MetricType;
+  indexType?: IndexType;
+  timeoutMs?: number;
+  /** Rows per upsert call. */
+  batchSize?: number;
+  /**
+   * Rows written to a collection after which the store flushes it. Milvus Lite searches unflushed rows
+   * by brute force, far slower than once flushed (see bench/README.md, Search), so bulk ingests are flushed
+   * as they go.
+   */
+  flushEveryRows?: number;
+  /** For error messages. */
+  address?: string;
+  logger?: Logger;
+}
+
+type Row = Record<string, unknown>;
+type VarcharColumn = keyof typeof VARCHAR_MAX_BYTES;
+
+function byteLength(value: string): number {
+  return Buffer.byteLength(value, "utf8");
+}
+
+function recordLabel(index: number, record: { id?: unknown }): string {
+  return `Record ${index} (id ${JSON.stringify(String(record.id).slice(0, 80))})`;
+}
+
+/** Default of {@link MilvusVectorStoreOptions.flushEveryRows}. */
+export const DEFAULT_FLUSH_EVERY_ROWS = 2048;
+
+/** The {@link VectorStore} backed by Milvus or Milvus Lite. Build it with {@link createVectorStore}. */
+export class MilvusVectorStore implements VectorStore {
+  readonly #client: MilvusClient;
+  readonly #prefix: string;
+  readonly #dimension: number;
+  readonly #metric: MetricType;
+  readonly #indexType: IndexType;
+  readonly #timeoutMs: number;
+  readonly #batchSize: number;
+  readonly #address: string | undefined;
+  readonly #logger: Logger | undefined;
+  readonly #writeQueues = new Map<string, SerialQueue>();
+  readonly #flushEveryRows: number;
+  readonly #unflushedRows = new Map<string, number>();
+  #closing: Promise<void> | undefined;
+
+  constructor({
+    client,
+    collectionPrefix = DEFAULT_COLLECTION_PREFIX,
+    dimension,
+    metric = "COSINE",
+    indexType = "AUTOINDEX",
+    timeoutMs = DEFAULT_MILVUS_TIMEOUT_MS,
+    batchSize = DEFAULT_UPSERT_BATCH_SIZE,
+    flushEveryRows = DEFAULT_FLUSH_EVERY_ROWS,
+    address,
+    logger,
+  }: MilvusVectorStoreOptions) {
+    this.#flushEveryRows = flushEveryRows;
+    this.#client = client;
+    this.#prefix = collectionPrefix;
+    this.#dimension = dimension;
+    this.#metric = metric;
+    this.#indexType = indexType;
+    this.#timeoutMs = timeoutMs;
+    this.#batchSize = batchSize;
+    this.#address = address;
+    this.#logger = logger;
+  }
+
+  /**
+   * Counts rows written to a collection and flushes it once {@link MilvusVectorStoreOptions.flushEveryRows}
+   * have gathered. Runs inside the collection's write queue. A failed flush is logged, not thrown: the rows
+   * are written either way, only searches over them stay slower until the next flush.
+   */
+  async #flushWhenDue(collection: string, written: number): Promise<void> {
+    const pending = (this.#unflushedRows.get(collection) ?? 0) + written;
+    if (pending < this.#flushEveryRows) {
+      this.#unflushedRows.set(collection, pending);
+      return;
+    }
+    this.#unflushedRows.set(collection, 0);
+    try {
+      await this.#call(`flush ${collection}`, () =>
+        this.#client.flushSync({ collection_names: [collection], timeout: this.#timeoutMs }),
+      );
+      this.#logger?.debug({ collection, rows: pending }, "flushed collection");
+    } catch (error) {
+      this.#logger?.warn(
+        { err: error, collection },
+        "flush after upserts failed; searches stay slower until the next one",
+      );
+    }
+  }
+
+  async upsert<K extends RecordKind>({ kind, tenant, records }: UpsertRequest<K>): Promise<UpsertResult> {
+    this.#assertOpen();
+    assertKind(kind);
+    assertValidTenant(tenant);
+    if (records.length > MAX_RECORDS_PER_UPSERT) {
+      throw new ValidationError(
+        `An upsert takes at most ${MAX_RECORDS_PER_UPSERT} records; got ${records.length}. Split the request.`,
+        { context: { count: records.length } },
+      );
+    }
+    const now = Date.now();
+    const rowsById = new Map<string, Row>();
+    records.forEach((record, index) => {
+      rowsById.set(record.id, this.#toRow({ kind, tenant, record, index, now }));
+    });
+    const rows = [...rowsById.values()];
+    if (rows.length === 0) return { upserted: 0 };
+
+    const collection = collectionName({ prefix: this.#prefix, kind });
+    return this.#queueFor(collection).run(async () => {
+      let written = 0;
+      for (let start = 0; start < rows.length; start += this.#batchSize) {
+        const batch = rows.slice(start, start + this.#batchSize);
+        try {
+          const response = await this.#call(`upsert into ${collection}`, () =>
+            // Values were checked in #toRow; the SDK's row type cannot express a free-form JSON object.
+            this.#client.upsert({
+              collection_name: collection,
+              data: batch as RowData[],
+              timeout: this.#timeoutMs,
+            }),
+          );
+          if (response.err_index.length > 0) {
+            throw new StoreError(
+              `Milvus rejected ${response.err_index.length} of ${batch.length} rows upserted into ${collection}.`,
+              {
+                code: "store_rejected",
+                status: 500,
+                context: { collection, errIndex: response.err_index.slice(0, 20) },
+              },
+            );
+          }
+        } catch (error) {
+          if (!(error instanceof StoreError) || written === 0) throw error;
+          throw new StoreError(
+            `${error.message} ${written} of ${rows.length} rows were written before the failure; retrying the whole upsert is safe.`,
+            {
+              code: error.code,
+              status: error.status,
+              cause: error,
+              context: { ...error.context, rowsWrittenBeforeFailure: written },
+            },
+          );
+        }
+        written += batch.length;
+      }
+      this.#logger?.debug({ collection, tenant, rows: written }, "upserted records");
+      await this.#flushWhenDue(collection, written);
+      return { upserted: written };
+    });
+  }
+
+  async search<K extends RecordKind>({
+    kind,
+    tenant,
+    vector,
+    topK,
+    filter,
+    vectorField,
+  }: SearchRequest<K>): Promise<SearchHit<K>[]> {
+    this.#assertOpen();
+    assertKind(kind);
+    if (!Number.isInteger(topK) || topK < 1 || topK > MAX_TOP_K) {
+      throw new ValidationError(`topK must be an integer from 1 to ${MAX_TOP_K}; got ${String(topK)}.`, {
+        context: { topK },
+      });
+    }
+    const allowedFields: readonly string[] = VECTOR_FIELDS[kind];
+    const field = vectorField ?? allowedFields[0];
+    if (field === undefined || !allowedFields.includes(field)) {
+      throw new ValidationError(
+        `Vector field ${JSON.stringify(vectorField)} does not exist on ${kind} records; use ${allowedFields.join(" or ")}.`,
+        { context: { kind, vectorField } },
+      );
+    }
+    const queryVector = this.#checkVector(vector, "The query vector");
+    const expression = buildFilterExpression({ tenant, filter, kind });
+    const collection = collectionName({ prefix: this.#prefix, kind });
+    const response = await this.#call(`search ${collection}`, () =>
+      this.#client.search({
+        collection_name: collection,
+        data: queryVector,
+        anns_field: field,
+        limit: topK,
+        // Always explicit: Milvus Lite fails on unflushed data without it, and uses whatever it is given.
+        metric_type: this.#metric,
+        filter: expression,
+        // `id` duplicates the primary key because Lite's hits omit the key itself.
+        output_fields: scalarFieldNames(kind),
+        ...(this.#indexType === "HNSW" ? { params: { ef: Math.max(topK, HNSW_MIN_EF) } } : {}),
+        timeout: this.#timeoutMs,
+      }),
+    );
+    const hits = (response.results ?? []) as Row[];
+    return hits.map((hit) => {
+      const fields = toStored(kind, hit, collection);
+      return { id: fields.id, score: Number(hit.score), fields };
+    });
+  }
+
+  async query<K extends RecordKind>({
+    kind,
+    tenant,
+    filter,
+    limit,
+  }: QueryRequest<K>): Promise<StoredByKind[K][]> {
+    this.#assertOpen();
+    assertKind(kind);
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_QUERY_LIMIT) {
+      throw new ValidationError(
+        `limit must be an integer from 1 to ${MAX_QUERY_LIMIT}; got ${String(limit)}.`,
+        {
+          context: { limit },
+        },
+      );
+    }
+    const expression = buildFilterExpression({ tenant, filter, kind });
+    return this.#queryRows(kind, expression, limit);
+  }
+
+  async get<K extends RecordKind>({ kind, tenant, ids }: GetRequest<K>): Promise<StoredByKind[K][]> {
+    this.#assertOpen();
+    assertKind(kind);
+    const unique = checkIds(ids);
+    if (unique.length === 0) return [];
+    const expression = `${buildFilterExpression({ tenant, kind })} and ${idClause(tenant, unique)}`;
+    return this.#queryRows(kind, expression, unique.length);
+  }
+
+  async delete<K extends RecordKind>({ kind, tenant, ids, filter }: DeleteRequest<K>): Promise<DeleteResult> {
+    this.#assertOpen();
+    assertKind(kind);
+    if (ids === undefined && filter === undefined) {
+      throw new ValidationError(
+        "A delete needs ids, a filter or both; deleting everything at once is not supported.",
+      );
+    }
+    const parts = [buildFilterExpression({ tenant, filter, kind })];
+    if (ids !== undefined) {
+      const unique = checkIds(ids);
+      if (unique.length === 0) return { deleted: 0 };
+      parts.push(idClause(tenant, unique));
+    }
+    const expression = parts.join(" and ");
+    const collection = collectionName({ prefix: this.#prefix, kind });
+    return this.#queueFor(collection).run(async () => {
+      const response = await this.#call(`delete from ${collection}`, () =>
+        this.#client.delete({ collection_name: collection, filter: expression, timeout: this.#timeoutMs }),
+      );
+      const deleted = Number(response.delete_cnt ?? 0);
+      this.#logger?.debug({ collection, tenant, deleted }, "deleted records");
+      return { deleted: Number.isFinite(deleted) ? deleted : 0 };
+    });
+  }
+
+  async count({ kind, tenant }: CountRequest): Promise<number> {
+    this.#assertOpen();
+    assertKind(kind);
+    const collection = collectionName({ prefix: this.#prefix, kind });
+    const expression = buildFilterExpression({ tenant, kind });
+    // The SDK's count() reads its result before checking the status; this checks first.
+    const response = await this.#call(`count ${collection}`, () =>
+      this.#client.query({
+        collection_name: collection,
+        filter: expression,
+        output_fields: ["count(*)"],
+        timeout: this.#timeoutMs,
+      }),
+    );
+    const value = Number(response.data[0]?.["count(*)"]);
+    if (!Number.isFinite(value)) {
+      throw new StoreError(`Milvus answered count ${collection} without a count.`, {
+        code: "store_rejected",
+        status: 500,
+        context: { collection },
+      });
+    }
+    return value;
+  }
+
+  async health(): Promise<StoreHealth> {
+    if (this.#closing !== undefined) return { ok: false, reason: "the vector store is closed" };
+    try {
+      const states = await Promise.all(
+        RECORD_KINDS.map(async (kind) => {
+          const collection = collectionName({ prefix: this.#prefix, kind });
+          const response = await this.#call(`getLoadState ${collection}`, () =>
+            this.#client.getLoadState({ collection_name: collection, timeout: this.#timeoutMs }),
+          );
+          return { collection, state: response.state };
+        }),
+      );
+      const notLoaded = states.find(({ state }) => state !== LoadState.LoadStateLoaded);
+      if (notLoaded !== undefined) {
+        return { ok: false, reason: `collection ${notLoaded.collection} is not loaded (${notLoaded.state})` };
+      }
+      return { ok: true };
+    } catch (error) {
+      return { ok: false, reason: error instanceof Error ? error.message : String(error) };
+    }
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.all([...this.#writeQueues.values()].map((queue) => queue.idle()));
+      await this.#client.closeConnection().catch((error: unknown) => {
+        this.#logger?.warn({ err: error }, "closing the Milvus connection failed");
+      });
+    })();
+    return this.#closing;
+  }
+
+  #assertOpen(): void {
+    if (this.#closing !== undefined) {
+      throw new StoreError("The vector store is closed.", { code: "store_closed" });
+    }
+  }
+
+  #queueFor(collection: string): SerialQueue {
+    let queue = this.#writeQueues.get(collection);
+    if (queue === undefined) {
+      queue = new SerialQueue();
+      this.#writeQueues.set(collection, queue);
+    }
+    return queue;
+  }
+
+  #call<T>(what: string, call: () => Promise<T>): Promise<T> {
+    return callMilvus({ what, timeoutMs: this.#timeoutMs, address: this.#address, call });
+  }
+
+  async #queryRows<K extends RecordKind>(
+    kind: K,
+    expression: string,
+    limit: number,
+  ): Promise<StoredByKind[K][]> {
+    const collection = collectionName({ prefix: this.#prefix, kind });
+    const response = await this.#call(`query ${collection}`, () =>
+      this.#client.query({
+        collection_name: collection,
+        filter: expression,
+        output_fields: scalarFieldNames(kind),
+        limit,
+        timeout: this.#timeoutMs,
+      }),
+    );
+    return (response.data as Row[]).map((row) => toStored(kind, row, collection));
+  }
+
+  #checkVector(vector: unknown, label: string): number[] {
+    if (!Array.isArray(vector) && !(vector instanceof Float32Array)) {
+      throw new ValidationError(`${label} must be an array of ${this.#dimension} numbers.`);
+    }
+    if (vector.length !== this.#dimension) {
+      throw new ValidationError(
+        `${label} has ${vector.length} values; the collections hold ${this.#dimension}-dimensional vectors. Use the model pack the collections were built with.`,
+        { context: { length: vector.length, dimension: this.#dimension } },
+      );
+    }
+    const values = Array.from(vector as ArrayLike<unknown>, Number);
+    if (
+      !values.every(
+        (value, index) => typeof (vector as ArrayLike<unknown>)[index] === "number" && Number.isFinite(value),
+      )
+    ) {
+      throw new ValidationError(
+        `${label} holds a value that is not a finite number (NaN, Infinity or not a number).`,
+      );
+    }
+    if (this.#metric === "COSINE" && values.every((value) => value === 0)) {
+      throw new ValidationError(`${label} is all zeros, which has no direction for COSINE similarity.`);
+    }
+    return values;
+  }
+
+  #toRow<K extends RecordKind>({
+    kind,
+    tenant,
+    record,
+    index,
+    now,
+  }: {
+    kind: K;
+    tenant: string;
+    record: RecordByKind[K];
+    index: number;
+    now: number;
+  }): Row {
+    const label = recordLabel(index, record);
+    if (!isValidRecordId(record.id)) {
+      throw new ValidationError(
+        `${label}: the id must match ${RECORD_ID_PATTERN}; compute it with recordId().`,
+        {
+          context: { index, id: String(record.id).slice(0, 80) },
+        },
+      );
+    }
+    const createdAt = record.createdAt ?? now;
+    if (!Number.isInteger(createdAt) || createdAt < 0 || createdAt > MAX_TIMESTAMP_MS) {
+      throw new ValidationError(
+        `${label}: createdAt must be a whole number of ms since 1970; got ${String(createdAt)}.`,
+        {
+          context: { index, createdAt },
+        },
+      );
+    }
+    const requiredString = (field: string, column: VarcharColumn, value: unknown): string =>
+      checkString({ label, field, column, value, required: true });
+    const row: Row = {
+      pk: primaryKey({ tenant, id: record.id }),
+      id: record.id,
+      tenant,
+      model_id: requiredString("modelId", "model_id", record.modelId),
+      media_ref: requiredString("mediaRef", "media_ref", record.mediaRef),
+      source: requiredString("source", "source", record.source),
+      created_at: createdAt,
+      text: checkString({ label, field: "text", column: "text", value: record.text ?? "" }),
+      metadata: checkMetadata(label, record.metadata ?? {}),
+    };
+    if (kind === "triple") {
+      const triple = record as TripleRecord;
+      row.question = requiredString("question", "question", triple.question);
+      row.answer = requiredString("answer", "answer", triple.answer);
+      row.image_vector = this.#checkVector(triple.imageVector, `${label}: imageVector`);
+      row.question_vector = this.#checkVector(triple.questionVector, `${label}: questionVector`);
+      return row;
+    }
+    const withVector = record as ImageRecord | VideoSegmentRecord;
+    row.vector = this.#checkVector(withVector.vector, `${label}: vector`);
+    if (kind === "video_segment") {
+      const segment = record as VideoSegmentRecord;
+      row.video_id = requiredString("videoId", "video_id", segment.videoId);
+      row.keyframe_ref = checkString({
+        label,
+        field: "keyframeRef",
+        column: "keyframe_ref",
+        value: segment.keyframeRef ?? "",
+      });
+      const { startS, endS } = segment;
+      if (!Number.isFinite(startS) || !Number.isFinite(endS) || startS < 0 || endS < startS) {
+        throw new ValidationError(
+          `${label}: a segment needs 0 <= startS <= endS, both finite; got ${startS}–${endS}.`,
+          {
+            context: { index, startS, endS },
+          },
+        );
+      }
+      row.start_s = startS;
+      row.end_s = endS;
+    }
+    return row;
+  }
+}
+
+function assertKind(kind: unknown): asserts kind is RecordKind {
+  if (!RECORD_KINDS.includes(kind as RecordKind)) {
+    throw new ValidationError(
+      `Unknown record kind ${JSON.stringify(kind)}; use ${RECORD_KINDS.join(", ")}.`,
+      {
+        context: { kind },
+      },
+    );
+  }
+}
+
+function checkString({
+  label,
+  field,
+  column,
+  value,
+  required = false,
+}: {
+  label: string;
+  field: string;
+  column: VarcharColumn;
+  value: unknown;
+  required?: boolean;
+}): string {
+  if (typeof value !== "string" || (required && value.length === 0)) {
+    throw new ValidationError(
+      `${label}: ${field} must be a${required ? " non-empty" : ""} string; got ${JSON.stringify(value)}.`,
+      {
+        context: { field },
+      },
+    );
+  }
+  const limit = VARCHAR_MAX_BYTES[column];
+  const bytes = byteLength(value);
+  if (bytes > limit) {
+    throw new ValidationError(
+      `${label}: ${field} is ${bytes} bytes of UTF-8; the limit is ${limit}. Shorten it.`,
+      {
+        context: { field, bytes, limit },
+      },
+    );
+  }
+  return value;
+}
+
+function checkMetadata(label: string, metadata: unknown): Record<string, unknown> {
+  if (typeof metadata !== "object" || metadata === null || Array.isArray(metadata)) {
+    throw new ValidationError(`${label}: metadata must be a JSON object.`);
+  }
+  let json: string;
+  try {
+    json = JSON.stringify(metadata);
+  } catch (error) {
+    throw new ValidationError(
+      `${label}: metadata is not serializable as JSON: ${(error as Error).message}.`,
+      { cause: error },
+    );
+  }
+  const bytes = byteLength(json);
+  if (bytes > METADATA_MAX_BYTES) {
+    throw new ValidationError(
+      `${label}: metadata is ${bytes} bytes as JSON; the limit is ${METADATA_MAX_BYTES}.`,
+      {
+        context: { bytes, limit: METADATA_MAX_BYTES },
+      },
+    );
+  }
+  // The round trip drops what JSON cannot hold (undefined, functions), so Milvus stores what was checked.
+  return JSON.parse(json) as Record<string, unknown>;
+}
+
+function checkIds(ids: readonly string[]): string[] {
+  if (!Array.isArray(ids)) throw new ValidationError("ids must be a list of record ids.");
+  if (ids.length > MAX_IDS_PER_CALL) {
+    throw new ValidationError(
+      `At most ${MAX_IDS_PER_CALL} ids per call; got ${ids.length}. Split the request.`,
+      {
+        context: { count: ids.length },
+      },
+    );
+  }
+  const bad = ids.find((id) => !isValidRecordId(id));
+  if (bad !== undefined) {
+    throw new ValidationError(
+      `Invalid record id ${JSON.stringify(String(bad).slice(0, 80))}: ids match ${RECORD_ID_PATTERN}.`,
+      { context: { id: String(bad).slice(0, 80) } },
+    );
+  }
+  return [...new Set(ids)];
+}
+
+/**
+ * `pk in [...]` for the tenant's ids, every key quoted here: the SDK's own id lists are joined without
+ * escaping.
+ */
+function idClause(tenant: string, ids: readonly string[]): string {
+  return `pk in [${ids.map((id) => quoteExpressionString(primaryKey({ tenant, id }))).join(", ")}]`;
+}
+
+function asString(value: unknown): string {
+  return typeof value === "string" ? value : value === undefined || value === null ? "" : String(value);
+}
+
+function asMetadata(value: unknown): Record<string, unknown> {
+  if (typeof value === "string") {
+    try {
+      return asMetadata(JSON.parse(value));
+    } catch {
+      return {};
+    }
+  }
+  return typeof value === "object" && value !== null && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : {};
+}
+
+/** Maps a Milvus row (snake_case, Int64 as string) to the stored record of `kind`. */
+function toStored<K extends RecordKind>(kind: K, row: Row, collection: string): StoredByKind[K] {
+  if (typeof row.id !== "string" || row.id.length === 0) {
+    // Every call requests `id`; a row without it means the server answered another shape than asked.
+    throw new StoreError(`Milvus returned a row of ${collection} without its id field.`, {
+      code: "store_rejected",
+      status: 500,
+      context: { collection, fields: Object.keys(row) },
+    });
+  }
+  const base: StoredBase = {
+    id: row.id,
+    tenant: asString(row.tenant),
+    modelId: asString(row.model_id),
+    mediaRef: asString(row.media_ref),
+    source: asString(row.source),
+    createdAt: Number(row.created_at),
+    text: asString(row.text),
+    metadata: asMetadata(row.metadata),
+  };
+  const stored: StoredRecord =
+    kind === "video_segment"
+      ? {
+          ...base,
+          kind: "video_segment",
+          videoId: asString(row.video_id),
+          startS: Number(row.start_s),
+          endS: Number(row.end_s),
+          keyframeRef: asString(row.keyframe_ref),
+        }
+      : kind === "triple"
+        ? { ...base, kind: "triple", question: asString(row.question), answer: asString(row.answer) }
+        : { ...base, kind: "image" };
+  return stored as StoredByKind[K];
+}
+
+/** Options of {@link createVectorStore}. */
+export interface CreateVectorStoreOptions extends MilvusConnectionOptions {
+  /** Prefix of the collection names. */
+  collectionPrefix?: string;
+  /** Embedding dimension, from the model pack. */
+  dimension: number;
+  metric?: MetricType;
+  indexType?: IndexType;
+  /** Rows per upsert call. */
+  batchSize?: number;
+  /** See {@link MilvusVectorStoreOptions.flushEveryRows}. */
+  flushEveryRows?: number;
+  logger?: Logger;
+}
+
+/**
+ * Connects to Milvus, makes sure the collections exist with the expected schema, indexes and load
+ * state, and returns the store. Fails fast (within the call deadline) when Milvus is unreachable.
+ *
+ * @throws StoreError when Milvus is unreachable or a collection does not match the expected layout.
+ */
+export async function createVectorStore({
+  address,
+  token,
+  database,
+  tls,
+  timeoutMs = DEFAULT_MILVUS_TIMEOUT_MS,
+  collectionPrefix = DEFAULT_COLLECTION_PREFIX,
+  dimension,
+  metric = "COSINE",
+  indexType = "AUTOINDEX",
+  batchSize = DEFAULT_UPSERT_BATCH_SIZE,
+  flushEveryRows = DEFAULT_FLUSH_EVERY_ROWS,
+  logger,
+}: CreateVectorStoreOptions): Promise<MilvusVectorStore> {
+  if (!Number.isInteger(dimension) || dimension < 1 || dimension > MAX_DIMENSION) {
+    throw new StoreError(
+      `The embedding dimension must be an integer from 1 to ${MAX_DIMENSION}; got ${String(dimension)}.`,
+      {
+        code: "store_config_invalid",
+        status: 500,
+        context: { dimension },
+      },
+    );
+  }
+  if (!COLLECTION_PREFIX_PATTERN.test(collectionPrefix)) {
+    throw new StoreError(
+      `Invalid collection prefix ${JSON.stringify(collectionPrefix)}: use letters, digits and _, not starting with a digit, at most 64 characters.`,
+      { code: "store_config_invalid", status: 500, context: { collectionPrefix } },
+    );
+  }
+  if (!Number.isInteger(batchSize) || batchSize < 1) {
+    throw new StoreError(`batchSize must be a positive integer; got ${String(batchSize)}.`, {
+      code: "store_config_invalid",
+      status: 500,
+    });
+  }
+  const client = createMilvusClient({ address, token, database, tls, timeoutMs });
+  try {
+    const ensured = await ensureCollections({
+      client,
+      prefix: collectionPrefix,
+      dimension,
+      metric,
+      indexType,
+      timeoutMs,
+      address,
+      logger,
+    });
+    logger?.info(
+      { address, collectionPrefix, dimension, metric, indexType, ...ensured },
+      "vector store ready",
+    );
+  } catch (error) {
+    await client.closeConnection().catch(() => undefined);
+    throw error;
+  }
+  return new MilvusVectorStore({
+    client,
+    collectionPrefix,
+    dimension,
+    metric,
+    indexType,
+    timeoutMs,
+    batchSize,
+    flushEveryRows,
+    address,
+    logger,
+  });
+}
