@@ -69,7 +69,7 @@ export interface LoupeChainOptions {
   models: Pick<ModelPack, "modelId" | "imageEmbedder" | "textEmbedder" | "vqaHead" | "vocabulary">;
   /**
    * The words questions and answers are read in; defaults to the pack's (`models.vocabulary`). Without
-   * either, no question names anything the chain can read, and it answers from retrieval alone.
+   * either, no question names anything the chain can read, and it answers from retrieval and the LLM.
    */
   vocabulary?: PackVocabulary;
   media: MediaReader;

@@ -7,8 +7,8 @@
  *
  * The vocabulary (colors, shapes, sizes, actions and the words for them) is the pack's own
  * (`vocabulary.json`); the question grammar around it ("how many", "what color", "is there") is
- * English. A question that names none of the vocabulary parses as `unknown`, as does every question
- * when the pack declares none, and the chain then relies on retrieval scores alone.
+ * English. A question that names none of the vocabulary parses as `unknown`. Over a pack that declares
+ * no vocabulary every question does, and the chain then relies on retrieval scores and the LLM alone.
  */
 import { isEmptyVocabulary, type PackVocabulary } from "../inference/index.ts";
 
@@ -50,7 +50,11 @@ export interface Intent {
   corpusScope: boolean;
   /** True when the question leans on an earlier turn ("and how many are blue?", "what about the star?"). */
   followUp: boolean;
-  /** True when the question uses any of the pack's visual vocabulary. */
+  /**
+   * True when the question uses any of the pack's visual vocabulary, and for every question when the
+   * pack declares none (nothing rules a question out then). A question outside the vocabulary is one
+   * the corpus cannot answer: the offline composer declines it whatever retrieval found.
+   */
   inVocabulary: boolean;
 }
 
@@ -281,7 +285,8 @@ function classify(
 /**
  * Parses a question in a pack's vocabulary. Pure and fast: safe to run on every turn and on every
  * sentence of an answer. With a vocabulary that declares nothing, only the ids a question names, whether
- * it is about the corpus and whether it follows up are read; its type is `unknown`.
+ * it is about the corpus and whether it follows up are read; its type is `unknown`, and it is not ruled
+ * out of the vocabulary, so the chain answers it from retrieval.
  */
 export function parseQuestion(text: string, vocabulary: PackVocabulary): Intent {
   const index = indexOf(vocabulary);
@@ -290,7 +295,7 @@ export function parseQuestion(text: string, vocabulary: PackVocabulary): Intent 
   const followUp = FOLLOW_UP_PATTERN.test(normalized);
   if (index.empty) {
     const corpusScope = CORPUS_PATTERN.test(normalized) && !ATTACHED_PATTERN.test(normalized);
-    return { type: "unknown", objects: [], ids, corpusScope, followUp, inVocabulary: false };
+    return { type: "unknown", objects: [], ids, corpusScope, followUp, inVocabulary: true };
   }
   // The alternatives a size question offers ("small or large", "how big") name no object's size.
   const withoutChoices = normalized

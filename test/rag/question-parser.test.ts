@@ -159,10 +159,10 @@ describe("parsing with a pack that declares no vocabulary", () => {
     "and how many are blue?",
   ];
 
-  it("finds no type, object, action or vocabulary in any question", () => {
+  it("finds no type, object or action in any question, and rules none out", () => {
     for (const question of questions) {
       const intent = parseQuestion(question, EMPTY_VOCABULARY);
-      expect(intent, question).toMatchObject({ type: "unknown", objects: [], inVocabulary: false });
+      expect(intent, question).toMatchObject({ type: "unknown", objects: [], inVocabulary: true });
       expect(intent.action, question).toBeUndefined();
       expect(questionMeaningKey(question, EMPTY_VOCABULARY), question).toBeUndefined();
       expect(vqaQuestionsFor(intent), question).toEqual([]);
