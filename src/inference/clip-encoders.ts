@@ -66,6 +66,27 @@ function rows(data: Float32Array, count: number, width: number): Float32Array[] 
   return Array.from({ length: count }, (_, index) => data.slice(index * width, (index + 1) * width));
 }
 
+/** Rows of a `[batch, dimension]` projection output, L2-normalized when asked. */
+function readEmbeddings({
+  outputs,
+  name,
+  model,
+  batch,
+  dimension,
+  normalize,
+}: {
+  outputs: Record<string, Tensor>;
+  name: string;
+  model: string;
+  batch: number;
+  dimension: number;
+  normalize: boolean;
+}): Float32Array[] {
+  const embeds = readFloatOutput({ outputs, name, model, rank: 2, trailing: [dimension] });
+  const raw = rows(embeds.data, batch, dimension);
+  return normalize ? raw.map(l2Normalize) : raw;
+}
+
 function checkBatchSize(batchSize: number, name: string): number {
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new ValidationError(`${name} must be a positive integer, got ${batchSize}.`);
@@ -151,15 +172,14 @@ export class ImageEmbedder {
       feeds: { pixel_values: new Tensor("float32", pixels.data, pixels.dims) },
       outputs: outputNames,
     });
-    const embeds = readFloatOutput({
+    const embeddings = readEmbeddings({
       outputs,
       name: "image_embeds",
       model: session.label,
-      rank: 2,
-      trailing: [this.dimension],
+      batch,
+      dimension: this.dimension,
+      normalize,
     });
-    const raw = rows(embeds.data, batch, this.dimension);
-    const embeddings = normalize ? raw.map(l2Normalize) : raw;
     if (!withTokens) return { embeddings };
     const hidden = readFloatOutput({ outputs, name: "last_hidden_state", model: session.label, rank: 3 });
     const [, length = 0, width = 0] = hidden.dims;
@@ -230,15 +250,16 @@ export class TextEmbedder {
         },
         outputs: withTokens ? ["text_embeds", "last_hidden_state"] : ["text_embeds"],
       });
-      const embeds = readFloatOutput({
-        outputs,
-        name: "text_embeds",
-        model: session.label,
-        rank: 2,
-        trailing: [this.dimension],
-      });
-      const raw = rows(embeds.data, encoded.batchSize, this.dimension);
-      embeddings.push(...(normalize ? raw.map(l2Normalize) : raw));
+      embeddings.push(
+        ...readEmbeddings({
+          outputs,
+          name: "text_embeds",
+          model: session.label,
+          batch: encoded.batchSize,
+          dimension: this.dimension,
+          normalize,
+        }),
+      );
       if (withTokens) {
         const hidden = readFloatOutput({ outputs, name: "last_hidden_state", model: session.label, rank: 3 });
         const [batch = 0, length = 0, width = 0] = hidden.dims;

@@ -36,6 +36,16 @@ export function primaryKey({ tenant, id }: { tenant: string; id: string }): stri
 /** Collection prefixes: a Milvus name start, short enough for the longest suffix. */
 export const COLLECTION_PREFIX_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 
+/** @throws StoreError when `prefix` does not match {@link COLLECTION_PREFIX_PATTERN}. */
+export function assertValidCollectionPrefix(prefix: string): void {
+  if (!COLLECTION_PREFIX_PATTERN.test(prefix)) {
+    throw new StoreError(
+      `Invalid collection prefix ${JSON.stringify(prefix)}: use letters, digits and _, not starting with a digit, at most 64 characters.`,
+      { code: "store_config_invalid", status: 500, context: { collectionPrefix: prefix } },
+    );
+  }
+}
+
 const COLLECTION_SUFFIX: Record<RecordKind, string> = {
   image: "images",
   video_segment: "video_segments",
@@ -191,12 +201,7 @@ export async function ensureCollections({
   address,
   logger,
 }: EnsureCollectionsOptions): Promise<EnsureCollectionsResult> {
-  if (!COLLECTION_PREFIX_PATTERN.test(prefix)) {
-    throw new StoreError(
-      `Invalid collection prefix ${JSON.stringify(prefix)}: use letters, digits and _, not starting with a digit, at most 64 characters.`,
-      { code: "store_config_invalid", status: 500, context: { prefix } },
-    );
-  }
+  assertValidCollectionPrefix(prefix);
   const result: EnsureCollectionsResult = { created: [], existing: [], indexesCreated: [] };
   for (const kind of RECORD_KINDS) {
     const name = collectionName({ prefix, kind });

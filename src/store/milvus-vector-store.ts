@@ -12,7 +12,7 @@ import { LoadState } from "@zilliz/milvus2-sdk-node";
 import { StoreError, ValidationError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import {
-  COLLECTION_PREFIX_PATTERN,
+  assertValidCollectionPrefix,
   collectionName,
   DEFAULT_COLLECTION_PREFIX,
   ensureCollections,
@@ -728,12 +728,7 @@ export async function createVectorStore({
       },
     );
   }
-  if (!COLLECTION_PREFIX_PATTERN.test(collectionPrefix)) {
-    throw new StoreError(
-      `Invalid collection prefix ${JSON.stringify(collectionPrefix)}: use letters, digits and _, not starting with a digit, at most 64 characters.`,
-      { code: "store_config_invalid", status: 500, context: { collectionPrefix } },
-    );
-  }
+  assertValidCollectionPrefix(collectionPrefix);
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new StoreError(`batchSize must be a positive integer; got ${String(batchSize)}.`, {
       code: "store_config_invalid",
