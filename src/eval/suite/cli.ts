@@ -14,7 +14,6 @@ import { AppError } from "../../errors.ts";
 import { createRemoteClient } from "./client.ts";
 import { RUNS_DIR } from "./data-dirs.ts";
 import { compareToBaseline, formatGateReport, type GateOutcome, readResults } from "./gate.ts";
-import { openInProcessLoupe } from "./in-process.ts";
 import { NAMED_SUITES, resolveSuite, SUITE_FORMATS, type SuiteFormatOption } from "./named-suites.ts";
 import { makeThumbnails, renderHtmlReport } from "./report-html.ts";
 import { renderMarkdownReport } from "./report-md.ts";
@@ -116,7 +115,9 @@ export async function runEval({
     ...(images === undefined ? {} : { imagesDir: images }),
   });
   try {
-    const local = url === undefined ? await openInProcessLoupe({ env }) : undefined;
+    // Loaded on use: `--help` and runs against a server (`--url`) do not load the server's modules.
+    const local =
+      url === undefined ? await (await import("./in-process.ts")).openInProcessLoupe({ env }) : undefined;
     let results: RunResults;
     try {
       const client = local?.client ?? createRemoteClient({ url: url as string });
