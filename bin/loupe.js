@@ -1,5 +1,10 @@
 #!/usr/bin/env node
-// Entry point of the `loupe` command: runs the TypeScript sources through tsx.
-import { tsImport } from "tsx/esm/api";
+// Entry point of the `loupe` command: runs the compiled CLI in dist/ (`npm run build`; `npm run setup` builds it).
+import { existsSync } from "node:fs";
 
-await tsImport("../src/cli/main.ts", import.meta.url);
+const entry = new URL("../dist/cli/main.js", import.meta.url);
+if (!existsSync(entry)) {
+  process.stderr.write("loupe: the compiled code (dist/) is missing. Run `npm run build` (`npm run setup` builds it).\n");
+  process.exit(1);
+}
+await import(entry.href);

@@ -4,6 +4,7 @@
 #   1. Node packages (npm ci), unless node_modules already matches package-lock.json.
 #   2. A Python virtual environment with the pinned Milvus Lite (scripts/requirements-milvus.txt).
 #   3. Execute permission on the bundled ffprobe/ffmpeg binaries (npm may skip their postinstall).
+#   4. The compiled code in dist/ (scripts/build.sh; skipped when dist/ is newer than every source).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -83,5 +84,9 @@ for package in @ffprobe-installer/ffprobe @ffmpeg-installer/ffmpeg; do
   "$binary" -version >/dev/null 2>&1 || fail "$binary does not run on this machine."
 done
 say "ffprobe and ffmpeg are executable."
+
+# --- Build -------------------------------------------------------------------------------------------------
+# bin/loupe.js runs the compiled code in dist/; no TypeScript compiler runs when Loupe does.
+bash scripts/build.sh || fail "the TypeScript build failed (see above)."
 
 say "done. Start the server with: npm start"

@@ -5,8 +5,10 @@
  * verify the answer's visual claims. `invoke` returns the answer; `stream` yields the steps' events as
  * they happen; `runnable` is the same chain as a LangChain `Runnable` for library users.
  */
+import { randomUUID } from "node:crypto";
 import { dispatchCustomEvent } from "@langchain/core/callbacks/dispatch";
 import { type RunnableConfig, RunnableLambda, RunnableSequence } from "@langchain/core/runnables";
+import type { IterableReadableStream } from "@langchain/core/utils/stream";
 import type { Config } from "../config.ts";
 import { AppError, ValidationError } from "../errors.ts";
 import {
@@ -186,7 +188,7 @@ export function createLoupeChain({
   // Read per turn, not here: a pack that failed to load answers every read with its error.
   const turnVocabulary = () => vocabulary ?? models.vocabulary ?? EMPTY_VOCABULARY;
 
-  const understand = step("understand", async (state, emit) => {
+  const understand = step("understand", async (state) => {
     const { request } = state;
     const turn = understandTurn({
       question: request.question,
@@ -197,7 +199,7 @@ export function createLoupeChain({
     return { ...state, turn };
   });
 
-  const embed = step("embed", async (state, emit) => {
+  const embed = step("embed", async (state) => {
     const started = performance.now();
     const { request, cache } = state;
     const turn = state.turn as UnderstoodTurn;
@@ -439,20 +441,22 @@ export function createLoupeChain({
     return state.result;
   }).withConfig({ runName: "answer" });
 
-  const sequence = RunnableSequence.from<ChatRequest, ChatResult>(
-    [prepare, understand, embed, retrieve, ground, compose, verify, answer],
-    CHAIN_RUN_NAME,
-  );
+  const sequence = new LoupeChainSequence({
+    first: prepare,
+    middle: [understand, embed, retrieve, ground, compose, verify],
+    last: answer,
+    name: CHAIN_RUN_NAME,
+  });
 
   /** The turn's events, read off LangChain's event stream: the steps' custom events, then `done`. */
   async function* events(request: ChatRequest): AsyncGenerator<ChatEvent> {
-    let rootRunId: string | undefined;
+    const rootRunId = randomUUID();
     const stream = sequence.streamEvents(request, {
       version: "v2",
+      runId: rootRunId,
       ...(request.signal === undefined ? {} : { signal: request.signal }),
     });
     for await (const event of stream) {
-      rootRunId ??= event.run_id;
       if (event.event === "on_custom_event" && isChatEventType(event.name)) {
         yield { type: event.name, data: event.data } as ChatEvent;
       } else if (event.event === "on_chain_end" && event.run_id === rootRunId) {
@@ -465,6 +469,24 @@ export function createLoupeChain({
     modelNames: [DEFAULT_MODEL_NAME, OFFLINE_MODEL_NAME] as const,
     events,
   });
+}
+
+/**
+ * The chain's sequence. LangChain names a sequence's own run after its class unless the call says
+ * otherwise, so `invoke` and `stream` (and through it `streamEvents`) default the run name to
+ * {@link CHAIN_RUN_NAME}: callbacks and event streams show the chain as `loupe-chain`.
+ */
+class LoupeChainSequence extends RunnableSequence<ChatRequest, ChatResult> {
+  override invoke(input: ChatRequest, options?: Partial<RunnableConfig>): Promise<ChatResult> {
+    return super.invoke(input, { runName: CHAIN_RUN_NAME, ...options });
+  }
+
+  override stream(
+    input: ChatRequest,
+    options?: Partial<RunnableConfig>,
+  ): Promise<IterableReadableStream<ChatResult>> {
+    return super.stream(input, { runName: CHAIN_RUN_NAME, ...options });
+  }
 }
 
 /** The events the steps dispatch, by name (`done` is the chain's own end). */

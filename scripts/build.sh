@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Compiles src/ into dist/ (what bin/loupe.js and the package run) unless dist/ is newer than every
+# source: `npm run setup` and `npm test` call it, `npm run build` always rebuilds.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+stamp=dist/.built
+if [ "${1:-}" != "--force" ] && [ -f "$stamp" ] &&
+  [ -z "$(find src tsconfig.json tsconfig.build.json package.json -newer "$stamp" -print -quit)" ]; then
+  echo "build: dist/ is up to date."
+  exit 0
+fi
+rm -rf dist
+node_modules/.bin/tsc -p tsconfig.build.json
+touch "$stamp"
+echo "build: compiled src/ into dist/."
