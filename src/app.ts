@@ -1,14 +1,17 @@
 /**
  * `createApp(services)`: Loupe's Hono app. Middleware gives every request an id, a logger bound to it
- * and a tenant, and writes one access-log line; routes are mounted one file each from `src/http/routes/`;
- * one `onError` and one `notFound` answer every failure in the same JSON envelope (`src/http/errors.ts`).
+ * and a tenant, and writes one access-log line; routes are mounted one file each from `src/http/routes/`,
+ * each declared with its schemas (`src/http/openapi.ts`), and the OpenAPI document at /openapi.json is
+ * generated from those declarations; one `onError` and one `notFound` answer every failure in the same
+ * JSON envelope (`src/http/errors.ts`).
  * The app holds no state of its own: everything it uses comes in through {@link LoupeServices}, built
  * once by `services.ts`.
  */
-import { Hono } from "hono";
+import type { OpenAPIHono } from "@hono/zod-openapi";
 import { requestId } from "hono/request-id";
 import type { AppEnv } from "./http/context.ts";
 import { handleError, handleNotFound } from "./http/errors.ts";
+import { buildOpenApiDocument, createRouter } from "./http/openapi.ts";
 import { createChatRoute } from "./http/routes/chat.ts";
 import { createChatCompletionsRoute } from "./http/routes/chat-completions.ts";
 import { createClassifyRoute } from "./http/routes/classify.ts";
@@ -31,8 +34,8 @@ import type { LoupeServices } from "./services.ts";
 const probePaths = new Set(["/healthz", "/readyz"]);
 
 /** Builds the app. Routes are added here, one `app.route` line per file in `src/http/routes/`. */
-export function createApp(services: LoupeServices): Hono<AppEnv> {
-  const app = new Hono<AppEnv>();
+export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
+  const app = createRouter();
 
   // Incoming ids are kept only if short and made of [A-Za-z0-9_=-], so they are safe in logs and headers.
   app.use(requestId({ limitLength: 128 }));
@@ -72,7 +75,8 @@ export function createApp(services: LoupeServices): Hono<AppEnv> {
   app.route("/", createChatRoute({ chain, config: services.config }));
   app.route("/", createChatCompletionsRoute({ chain, config: services.config }));
   app.route("/", createModelsRoute({ chain }));
-  app.route("/", createOpenApiRoute());
+  // Last, so that the document holds every route above.
+  app.route("/", createOpenApiRoute({ document: () => buildOpenApiDocument({ router: app }) }));
 
   app.onError(handleError);
   app.notFound(handleNotFound);

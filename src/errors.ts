@@ -2,7 +2,9 @@
  * Loupe's error types. Every failure the service knows about is an {@link AppError} with a stable
  * `code`, an HTTP `status`, an optional `cause` and structured `context`. SDK and system failures are
  * turned into one of these at the adapter that meets them; the HTTP layer maps them to one envelope.
+ * {@link invalidInput} is the one place a zod failure becomes a message for the caller.
  */
+import type { z } from "zod";
 
 /** Options shared by every {@link AppError} subclass. */
 export interface AppErrorOptions {
@@ -129,4 +131,67 @@ export function shownValue(value: unknown): string {
   if (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean") return "";
   const text = typeof value === "string" && value.length > 60 ? `${value.slice(0, 60)}…` : value;
   return ` (got ${JSON.stringify(text)})`;
+}
+
+/** Where an issue sits: `topK`, `history[0][role]`, `filter[1][any][0][value]` (`root` goes first when given). */
+function issuePath(path: readonly PropertyKey[], root: string | undefined): string {
+  let where = root ?? "";
+  for (const part of path) where += where === "" ? String(part) : `[${String(part)}]`;
+  return where;
+}
+
+/** The value at `path` inside `input`, when there is one. */
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let value = input;
+  for (const part of path) {
+    if (typeof value !== "object" || value === null) return undefined;
+    value = (value as Record<PropertyKey, unknown>)[part];
+  }
+  return value;
+}
+
+/** zod's own wording of unknown keys, replaced by a shorter one; a schema's custom message is kept. */
+const ZOD_UNKNOWN_KEYS_MESSAGE = /^Unrecognized keys?: /;
+
+/** Options of {@link describeZodIssues} and {@link invalidInput}. */
+export interface ZodIssueOptions {
+  /** What was validated, so that issues can show the offending value when zod did not record it. */
+  input?: unknown;
+  /** Name the paths start from (`filter`, `metadata`); issues at the root are then named by it. */
+  root?: string;
+}
+
+/**
+ * The issues of a failed zod parse as one line for the caller, the first five of them:
+ * `topK: topK must be an integer from 1 to 100 (got 0); unknown field "model"`. Each names where it
+ * is, what is wrong (the schema's own message, which names what is allowed) and the offending scalar.
+ */
+export function describeZodIssues(error: z.ZodError, { input, root }: ZodIssueOptions = {}): string {
+  return error.issues
+    .slice(0, 5)
+    .map((issue) => {
+      const where = issuePath(issue.path, root);
+      if (issue.code === "unrecognized_keys" && ZOD_UNKNOWN_KEYS_MESSAGE.test(issue.message)) {
+        const keys = issue.keys.map((key) => JSON.stringify(key.slice(0, 80))).join(", ");
+        const unknown = `unknown field${issue.keys.length > 1 ? "s" : ""} ${keys}`;
+        return where === "" ? unknown : `${where}: ${unknown}`;
+      }
+      const offending = (issue as { input?: unknown }).input ?? valueAt(input, issue.path);
+      const shown = issue.code === "unrecognized_keys" ? "" : shownValue(offending);
+      return where === "" ? `${issue.message}${shown}` : `${where}: ${issue.message}${shown}`;
+    })
+    .join("; ");
+}
+
+/**
+ * The {@link ValidationError} of a failed zod parse: `Invalid <subject>: <issues>.` with the issues
+ * (without their inputs, which may be megabytes of base64) in its context for the log.
+ */
+export function invalidInput(
+  error: z.ZodError,
+  { subject = "request", ...options }: ZodIssueOptions & { subject?: string } = {},
+): ValidationError {
+  return new ValidationError(`Invalid ${subject}: ${describeZodIssues(error, options)}.`, {
+    context: { issues: error.issues.slice(0, 10).map(({ input: _input, ...issue }) => issue) },
+  });
 }

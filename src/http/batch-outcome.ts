@@ -3,7 +3,7 @@
  * outcome: per-item results with counts; a request whose every item failed is a 422 in the error
  * envelope (code `all_items_failed`) that still carries each item's reason.
  */
-import type { AppContext } from "./context.ts";
+import { type ErrorEnvelope, errorEnvelope } from "./errors.ts";
 
 /** Counts of a finished batch, in the shape of a job's counters. */
 export interface BatchCounts {
@@ -26,23 +26,33 @@ export function countOutcomes(items: readonly { status: string }[]): BatchCounts
   };
 }
 
+/** The answer to a finished batch: 200 with the items and counts, or 422 when nothing was ingested. */
+export type BatchAnswer<Item> =
+  | { status: 200; body: { items: Item[]; counts: BatchCounts } }
+  | { status: 422; body: ErrorEnvelope & { items: Item[]; counts: BatchCounts } };
+
 /**
  * Answers a finished batch: 200 with the items and counts, or 422 `all_items_failed` when nothing could
  * be ingested. `noun` names one item ("image", "triple") in the message.
  */
-export function answerBatch<Item extends { status: string; error?: { message: string } }>(
-  c: AppContext,
-  { items, noun }: { items: Item[]; noun: string },
-): Response {
+export function answerBatch<Item extends { status: string; error?: { message: string } }>({
+  items,
+  noun,
+  requestId,
+}: {
+  items: Item[];
+  noun: string;
+  requestId: string;
+}): BatchAnswer<Item> {
   const counts = countOutcomes(items);
-  if (counts.failed !== counts.total) return c.json({ items, counts }, 200);
+  if (counts.failed !== counts.total) return { status: 200, body: { items, counts } };
   const first = items[0]?.error?.message ?? "";
   const message =
     counts.total === 1
       ? `The ${noun} was not ingested: ${first}`
       : `None of the ${counts.total} ${noun}s was ingested; each item says why (the first: ${first})`;
-  return c.json(
-    { error: { code: "all_items_failed", message, requestId: c.get("requestId") }, items, counts },
-    422,
-  );
+  return {
+    status: 422,
+    body: { ...errorEnvelope({ code: "all_items_failed", message, requestId }), items, counts },
+  };
 }

@@ -1,25 +1,34 @@
 /**
- * The one JSON error envelope of the HTTP API, and the handlers that produce it for thrown errors
- * and unknown routes: `{ "error": { "code", "message", "requestId" } }`.
+ * The one JSON error envelope of the HTTP API, `{ "error": { "code", "message", "requestId" } }`, and
+ * the one builder of it: thrown errors (the app's `onError`), unknown routes, failures in the middle of
+ * an event stream and batches whose every item failed all answer through {@link errorEnvelope}.
  */
+import { z } from "@hono/zod-openapi";
 import type { ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { z } from "zod";
 import { AppError } from "../errors.ts";
+import type { Logger } from "../logger.ts";
 import type { AppEnv } from "./context.ts";
 
-/** Schema of every error response body. */
-export const errorEnvelopeSchema = z.object({
-  error: z.object({
-    /** Stable, machine-readable code (snake_case), e.g. `not_found`, `not_ready`, `internal_error`. */
-    code: z.string(),
-    /** What failed, for people. */
-    message: z.string(),
-    /** Id of the request, also in the `x-request-id` response header; quote it when reporting a problem. */
-    requestId: z.string(),
-  }),
-});
+/** Schema of every error response body (`Error` in the OpenAPI document). */
+export const errorEnvelopeSchema = z
+  .object({
+    error: z.object({
+      code: z
+        .string()
+        .describe(
+          "Stable, machine-readable code (snake_case), e.g. `not_found`, `not_ready`, `internal_error`.",
+        ),
+      message: z.string().describe("What failed and what is allowed, for people."),
+      requestId: z
+        .string()
+        .describe(
+          "Id of the request, also in the `x-request-id` response header; quote it when reporting a problem.",
+        ),
+    }),
+  })
+  .meta({ id: "Error" });
 
 /** Body of every error response. */
 export type ErrorEnvelope = z.infer<typeof errorEnvelopeSchema>;
@@ -42,37 +51,63 @@ const codeByStatus: Record<number, string> = {
   503: "not_ready",
 };
 
-/** Builds an error envelope. */
+/** Builds an error envelope: the one place an error body is made. */
 export function errorEnvelope(options: { code: string; message: string; requestId: string }): ErrorEnvelope {
   return { error: { code: options.code, message: options.message, requestId: options.requestId } };
 }
 
+/** What a failure answers: its status, code and caller-facing message. */
+export interface FailureAnswer {
+  status: ContentfulStatusCode;
+  code: string;
+  message: string;
+}
+
 /**
- * The app's one `onError`. An {@link AppError} keeps its status, code and message (they are written
- * for the caller); Hono's `HTTPException` (body limits, malformed input) keeps its status; anything
+ * How a failure is answered, logged on the way. An {@link AppError} keeps its status, code and message
+ * (they are written for the caller); Hono's `HTTPException` (malformed input) keeps its status; anything
  * else is logged whole and answered 500 with {@link internalErrorMessage}.
  */
-export const handleError: ErrorHandler<AppEnv> = (error, c) => {
-  const requestId = c.get("requestId") ?? "unknown";
-  const logger = c.get("logger");
-  let status: ContentfulStatusCode = 500;
-  let code = "internal_error";
-  let message = internalErrorMessage;
+export function describeFailure(error: unknown, logger: Logger | undefined): FailureAnswer {
   if (error instanceof AppError) {
-    status = error.status as ContentfulStatusCode;
-    code = error.code;
-    message = error.message;
-    const level = status >= 500 ? "error" : "info";
-    logger?.[level]({ err: error }, "request failed");
-  } else if (error instanceof HTTPException) {
-    status = error.status;
-    code = codeByStatus[status] ?? (status >= 500 ? "internal_error" : "invalid_request");
-    message = error.message || `Request failed with HTTP ${status}.`;
+    const status = error.status as ContentfulStatusCode;
     logger?.[status >= 500 ? "error" : "info"]({ err: error }, "request failed");
-  } else {
-    logger?.error({ err: error }, "unexpected error");
+    return { status, code: error.code, message: error.message };
   }
-  return c.json(errorEnvelope({ code, message, requestId }), status);
+  if (error instanceof HTTPException) {
+    const status = error.status;
+    logger?.[status >= 500 ? "error" : "info"]({ err: error }, "request failed");
+    return {
+      status,
+      code: codeByStatus[status] ?? (status >= 500 ? "internal_error" : "invalid_request"),
+      message: error.message || `Request failed with HTTP ${status}.`,
+    };
+  }
+  logger?.error({ err: error }, "unexpected error");
+  return { status: 500, code: "internal_error", message: internalErrorMessage };
+}
+
+/**
+ * The envelope of a failure that cannot change the status any more: an `error` event of a stream that
+ * has begun, answered with the same code and message an HTTP error would carry.
+ */
+export function failureEnvelope({
+  error,
+  requestId,
+  logger,
+}: {
+  error: unknown;
+  requestId: string;
+  logger: Logger | undefined;
+}): ErrorEnvelope {
+  const { code, message } = describeFailure(error, logger);
+  return errorEnvelope({ code, message, requestId });
+}
+
+/** The app's one `onError`: every thrown error becomes the envelope with its status. */
+export const handleError: ErrorHandler<AppEnv> = (error, c) => {
+  const { status, code, message } = describeFailure(error, c.get("logger"));
+  return c.json(errorEnvelope({ code, message, requestId: c.get("requestId") ?? "unknown" }), status);
 };
 
 /** The app's 404 for unknown routes, in the same envelope. */

@@ -3,6 +3,8 @@
  * one JSON document (`data:` line); a comment line is sent at an interval so proxies do not close an
  * idle stream. When the client goes away the source iterator is closed, which unsubscribes it.
  */
+import type { Logger } from "../logger.ts";
+import { failureEnvelope } from "./errors.ts";
 
 /** One named event. */
 export interface SseEvent {
@@ -37,6 +39,10 @@ export interface SseResponseOptions {
   keepAliveMs?: number;
   /** Response headers besides the SSE ones. */
   headers?: Record<string, string>;
+  /** Id of the request, carried by the `error` event sent when the source throws. */
+  requestId: string;
+  /** Logs a failure of the source. */
+  logger?: Logger;
 }
 
 /** Options of {@link eventStreamResponse}. */
@@ -44,7 +50,7 @@ export interface EventStreamOptions {
   /** Makes the wire frames to send, in order (each ends with a blank line); `signal` aborts when the client goes away. */
   frames: (signal: AbortSignal) => AsyncIterator<string>;
   /** Frame sent when the source throws, before the stream ends. */
-  failureFrame?: string;
+  failureFrame?: (error: unknown) => string;
   /** Comment sent first, so proxies and clients see the stream open at once. */
   openComment?: boolean;
   /** Interval of keep-alive comments, in milliseconds (0: none). */
@@ -84,8 +90,8 @@ export function eventStreamResponse({
             if (next.done === true) break;
             send(next.value);
           }
-        } catch {
-          if (failureFrame !== undefined) send(failureFrame);
+        } catch (error) {
+          if (failureFrame !== undefined) send(failureFrame(error));
         } finally {
           clearInterval(timer);
           if (!closed) {
@@ -115,9 +121,16 @@ export function eventStreamResponse({
 
 /**
  * A `text/event-stream` response streaming `events`. An error thrown by the source ends the stream
- * after an `error` event with a fixed message; the source is responsible for its own detailed events.
+ * after an `error` event holding the error envelope (an unexpected error is logged and answered with
+ * the fixed internal message).
  */
-export function sseResponse({ events, keepAliveMs = 15_000, headers = {} }: SseResponseOptions): Response {
+export function sseResponse({
+  events,
+  keepAliveMs = 15_000,
+  headers = {},
+  requestId,
+  logger,
+}: SseResponseOptions): Response {
   return eventStreamResponse({
     frames: (signal) => {
       const source = events(signal)[Symbol.asyncIterator]();
@@ -134,10 +147,8 @@ export function sseResponse({ events, keepAliveMs = 15_000, headers = {} }: SseR
         },
       };
     },
-    failureFrame: formatSseEvent({
-      event: "error",
-      data: { error: { code: "internal_error", message: "The event stream failed." } },
-    }),
+    failureFrame: (error) =>
+      formatSseEvent({ event: "error", data: failureEnvelope({ error, requestId, logger }) }),
     openComment: true,
     keepAliveMs,
     headers,

@@ -11,7 +11,7 @@
  * and no LIKE escapes (Lite ignores them once a JSON path is in the same expression).
  */
 import { z } from "zod";
-import { shownValue, ValidationError } from "../errors.ts";
+import { invalidInput, ValidationError } from "../errors.ts";
 import type { RecordKind } from "./record-id.ts";
 
 /** Filter operators. */
@@ -341,16 +341,6 @@ function itemExpression(item: FilterItem, kind: RecordKind | undefined): string 
   return `(${conditionExpression(item)})`;
 }
 
-function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .slice(0, 5)
-    .map(
-      (issue) =>
-        `${issue.path.length > 0 ? `filter${issue.path.map((part) => `[${String(part)}]`).join("")}` : "filter"}: ${issue.message}${shownValue((issue as { input?: unknown }).input)}`,
-    )
-    .join("; ");
-}
-
 /**
  * Validates untrusted input as a {@link FilterSpec}.
  *
@@ -358,11 +348,7 @@ function describeIssues(error: z.ZodError): string {
  */
 export function parseFilterSpec(input: unknown): FilterSpec {
   const result = filterSpecSchema.safeParse(input, { reportInput: true });
-  if (!result.success) {
-    throw new ValidationError(`Invalid filter: ${describeIssues(result.error)}.`, {
-      context: { issues: result.error.issues.slice(0, 10).map(({ input: _input, ...issue }) => issue) },
-    });
-  }
+  if (!result.success) throw invalidInput(result.error, { subject: "filter", root: "filter" });
   return result.data;
 }
 

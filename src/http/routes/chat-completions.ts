@@ -8,20 +8,19 @@
  * clients read.
  */
 import { randomUUID } from "node:crypto";
-import { Hono } from "hono";
-import { z } from "zod";
+import { z } from "@hono/zod-openapi";
 import type { Config } from "../../config.ts";
 import { ValidationError } from "../../errors.ts";
 import { fetchUrl } from "../../media/url-fetcher.ts";
 import type { ChatEvent, ChatRequest, ChatResult, ChatTurn, LoupeChain } from "../../rag/types.ts";
 import { type ImageQuery, parseImageReference } from "../../search/index.ts";
-import { filterSpecSchema } from "../../store/index.ts";
-import type { AppContext, AppEnv } from "../context.ts";
-import { readJsonObject } from "../json-body.ts";
+import { failureEnvelope } from "../errors.ts";
+import { createRouter, defineRoute, errorResponse } from "../openapi.ts";
 import { eventStreamResponse } from "../sse.ts";
 import {
   type ChatLimits,
   chatBodyLimit,
+  chatErrorResponses,
   chatTimingsSchema,
   checkChatLimits,
   citationSchema,
@@ -30,11 +29,10 @@ import {
   MAX_CHAT_QUESTION_LENGTH,
   MAX_CHAT_TURN_LENGTH,
   openChatStream,
-  streamErrorEnvelope,
   verificationSchema,
 } from "./chat.ts";
 import { composerForModel } from "./models.ts";
-import { parseRequest, searchOptionsShape } from "./search.ts";
+import { filterSchema, searchOptionsShape } from "./search.ts";
 
 /** The settings the route reads: chat limits and the URL fetcher's limits. */
 export type ChatCompletionsConfig = ChatLimits &
@@ -102,43 +100,45 @@ const nullableOptional = <Schema extends z.ZodType>(schema: Schema) => schema.nu
  * Body of POST /v1/chat/completions. Other OpenAI parameters (`top_p`, `seed`, `user`, …) are accepted
  * and ignored; `n` must be 1.
  */
-export const chatCompletionRequestSchema = z.looseObject({
-  model: z
-    .string({ error: "model is required: a name from GET /v1/models (loupe or loupe-offline)" })
-    .min(1, "model is empty: send a name from GET /v1/models (loupe or loupe-offline)")
-    .max(200, "model must be at most 200 characters")
-    .describe("A name from GET /v1/models: loupe or loupe-offline."),
-  messages: z
-    .array(chatCompletionMessageSchema)
-    .min(1, "messages must hold at least one user message")
-    .describe("The conversation, oldest first; the last one is the user's question."),
-  stream: nullableOptional(z.boolean()).describe("true: answer chat.completion.chunk events."),
-  stream_options: nullableOptional(z.looseObject({ include_usage: z.boolean().optional() })).describe(
-    "include_usage: one more chunk with the token usage before [DONE].",
-  ),
-  temperature: nullableOptional(
-    z.number().min(0, "temperature must be 0–2").max(2, "temperature must be 0–2"),
-  ),
-  max_tokens: nullableOptional(tokenLimitSchema("max_tokens")),
-  max_completion_tokens: nullableOptional(tokenLimitSchema("max_completion_tokens")),
-  n: nullableOptional(z.literal(1, { error: "n must be 1: Loupe writes one answer per request" })),
-  loupe: z
-    .strictObject(
-      {
-        filter: filterSpecSchema.optional(),
-        kinds: searchOptionsShape.kinds,
-        topK: searchOptionsShape.topK,
-      },
-      {
-        error: (issue) =>
-          issue.code === "unrecognized_keys"
-            ? `unknown field ${issue.keys.map((key) => JSON.stringify(key.slice(0, 40))).join(", ")}; loupe takes only filter, kinds and topK`
-            : undefined,
-      },
-    )
-    .optional()
-    .describe("Loupe's own options: a metadata filter, the kinds to retrieve, items per kind."),
-});
+export const chatCompletionRequestSchema = z
+  .looseObject({
+    model: z
+      .string({ error: "model is required: a name from GET /v1/models (loupe or loupe-offline)" })
+      .min(1, "model is empty: send a name from GET /v1/models (loupe or loupe-offline)")
+      .max(200, "model must be at most 200 characters")
+      .describe("A name from GET /v1/models: loupe or loupe-offline."),
+    messages: z
+      .array(chatCompletionMessageSchema)
+      .min(1, "messages must hold at least one user message")
+      .describe("The conversation, oldest first; the last one is the user's question."),
+    stream: nullableOptional(z.boolean()).describe("true: answer chat.completion.chunk events."),
+    stream_options: nullableOptional(z.looseObject({ include_usage: z.boolean().optional() })).describe(
+      "include_usage: one more chunk with the token usage before [DONE].",
+    ),
+    temperature: nullableOptional(
+      z.number().min(0, "temperature must be 0–2").max(2, "temperature must be 0–2"),
+    ),
+    max_tokens: nullableOptional(tokenLimitSchema("max_tokens")),
+    max_completion_tokens: nullableOptional(tokenLimitSchema("max_completion_tokens")),
+    n: nullableOptional(z.literal(1, { error: "n must be 1: Loupe writes one answer per request" })),
+    loupe: z
+      .strictObject(
+        {
+          filter: filterSchema.optional(),
+          kinds: searchOptionsShape.kinds,
+          topK: searchOptionsShape.topK,
+        },
+        {
+          error: (issue) =>
+            issue.code === "unrecognized_keys"
+              ? `unknown field ${issue.keys.map((key) => JSON.stringify(key.slice(0, 40))).join(", ")}; loupe takes only filter, kinds and topK`
+              : undefined,
+        },
+      )
+      .optional()
+      .describe("Loupe's own options: a metadata filter, the kinds to retrieve, items per kind."),
+  })
+  .meta({ id: "ChatCompletionRequest" });
 
 type CompletionRequest = z.output<typeof chatCompletionRequestSchema>;
 type CompletionMessage = z.output<typeof chatCompletionMessageSchema>;
@@ -169,26 +169,28 @@ const usageSchema = z.object({
 });
 
 /** Body of a 200 from POST /v1/chat/completions without `stream`. */
-export const chatCompletionSchema = z.object({
-  id: z.string(),
-  object: z.literal("chat.completion"),
-  created: z.number().int(),
-  model: z.string(),
-  choices: z.array(
-    z.object({
-      index: z.number().int(),
-      message: z.object({
-        role: z.literal("assistant"),
-        content: z.string(),
-        refusal: z.null(),
+export const chatCompletionSchema = z
+  .object({
+    id: z.string(),
+    object: z.literal("chat.completion"),
+    created: z.number().int(),
+    model: z.string(),
+    choices: z.array(
+      z.object({
+        index: z.number().int(),
+        message: z.object({
+          role: z.literal("assistant"),
+          content: z.string(),
+          refusal: z.null(),
+        }),
+        finish_reason: z.literal("stop"),
+        logprobs: z.null(),
       }),
-      finish_reason: z.literal("stop"),
-      logprobs: z.null(),
-    }),
-  ),
-  usage: usageSchema.describe("LLM token counts; 0 when the offline composer answered."),
-  loupe: loupeExtraSchema,
-});
+    ),
+    usage: usageSchema.describe("LLM token counts; 0 when the offline composer answered."),
+    loupe: loupeExtraSchema,
+  })
+  .meta({ id: "ChatCompletion" });
 
 /** One `data:` event of a streamed completion. */
 export const chatCompletionChunkSchema = z.object({
@@ -375,17 +377,6 @@ export async function toChatRequest({
   };
 }
 
-async function readCompletionRequest(c: AppContext): Promise<CompletionRequest> {
-  const contentType = (c.req.header("content-type") ?? "").toLowerCase();
-  if (!(contentType.startsWith("application/json") || contentType === "")) {
-    throw new ValidationError(
-      `Unsupported content type ${JSON.stringify(contentType.slice(0, 80))}; send application/json.`,
-    );
-  }
-  const body = await readJsonObject(c);
-  return parseRequest(chatCompletionRequestSchema, body);
-}
-
 /**
  * A `text/event-stream` of unnamed `data:` events, OpenAI's streaming format: each chunk as JSON, then
  * `data: [DONE]` when the chunks end. `signal` aborts when the client goes away.
@@ -426,9 +417,39 @@ export function createChatCompletionsRoute({
 }: {
   chain: LoupeChain;
   config: ChatCompletionsConfig;
-}): Hono<AppEnv> {
-  return new Hono<AppEnv>().post("/v1/chat/completions", chatBodyLimit(config), async (c) => {
-    const body = await readCompletionRequest(c);
+}) {
+  const route = defineRoute({
+    method: "post",
+    path: "/v1/chat/completions",
+    operationId: "createChatCompletion",
+    tags: ["chat"],
+    summary: "OpenAI-compatible chat",
+    description:
+      "The chat endpoint in OpenAI's format for OpenAI clients and chat UIs. The last user message is the question; earlier user and assistant messages are the history; system messages are ignored (Loupe answers with its own instructions). `image_url` parts take data URLs, stored items' ids, or http(s) URLs fetched under the same rules as ingestion by URL. `stream: true` answers `chat.completion.chunk` data events (ChatCompletionChunk) and `data: [DONE]`; a failure after the stream began is one data event holding the error envelope, without `[DONE]`. Citations, confidence, verification and fallback are in the extra field `loupe` (on the final chunk when streaming). Other OpenAI parameters are accepted and ignored. Errors are Loupe's envelope, whose `error.message` OpenAI clients show.",
+    middleware: [chatBodyLimit(config)],
+    request: {
+      body: { required: true, content: { "application/json": { schema: chatCompletionRequestSchema } } },
+    },
+    responses: {
+      200: {
+        description:
+          "A chat.completion (application/json), or chat.completion.chunk data events (text/event-stream) when `stream` is true.",
+        content: {
+          "application/json": { schema: chatCompletionSchema },
+          "text/event-stream": { schema: z.string() },
+        },
+      },
+      ...chatErrorResponses,
+      404: errorResponse(
+        "`model` is not one of GET /v1/models (code model_not_found), or an item id is not one of the caller's.",
+      ),
+    },
+  });
+  const router = createRouter();
+  // Chunks are data events of the stream, not a response body: the document lists their schema on its own.
+  router.openAPIRegistry.register("ChatCompletionChunk", chatCompletionChunkSchema);
+  return router.openapi(route, async (c) => {
+    const body = c.req.valid("json");
     const composer = composerForModel({ chain, model: body.model });
     const signal = c.req.raw.signal;
     const request: ChatRequest = {
@@ -525,7 +546,7 @@ export function createChatCompletionsRoute({
           throw new Error("The chat chain's stream ended without a done event.");
         } catch (error) {
           if (opened.aborted) return "error";
-          yield streamErrorEnvelope({ error, requestId, logger });
+          yield failureEnvelope({ error, requestId, logger });
           return "error";
         } finally {
           if (!finished) await opened.rest.return?.();

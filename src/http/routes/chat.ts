@@ -8,21 +8,27 @@
  * Also home of the pieces /v1/chat/completions shares: the response schemas, the request limits, and
  * opening a chain stream so that a failure before the first event still answers with its HTTP status.
  */
-import { Hono } from "hono";
+import { z } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
-import { z } from "zod";
 import type { Config } from "../../config.ts";
-import { AppError, MediaError, ValidationError } from "../../errors.ts";
-import type { Logger } from "../../logger.ts";
+import { MediaError, ValidationError } from "../../errors.ts";
 import { MAX_CHAT_QUESTION_LENGTH, MAX_CHAT_TURN_LENGTH } from "../../rag/chain.ts";
 import type { ChatEvent, ChatRequest, ChatTurn, LoupeChain } from "../../rag/types.ts";
 import { type ImageQuery, parseImageReference } from "../../search/index.ts";
-import { filterSpecSchema } from "../../store/index.ts";
-import type { AppContext, AppEnv } from "../context.ts";
-import { type ErrorEnvelope, errorEnvelope, internalErrorMessage } from "../errors.ts";
-import { readJsonObject } from "../json-body.ts";
+import { failureEnvelope } from "../errors.ts";
+import {
+  asList,
+  createRouter,
+  defineRoute,
+  errorResponse,
+  invalidRequestResponse,
+  notReadyResponse,
+  payloadTooLargeResponse,
+  repeatable,
+  uploadSchema,
+} from "../openapi.ts";
 import { sseResponse } from "../sse.ts";
-import { imageFieldSchema, parseRequest, searchOptionsShape } from "./search.ts";
+import { filterSchema, imageFieldSchema, isMultipart, parseRequest, searchOptionsShape } from "./search.ts";
 
 // The chain owns the limits of a turn; the routes check them early to answer with a precise field.
 export { MAX_CHAT_QUESTION_LENGTH, MAX_CHAT_TURN_LENGTH } from "../../rag/chain.ts";
@@ -108,9 +114,7 @@ export const chatRequestSchema = z
       .array(chatTurnSchema)
       .optional()
       .describe("Earlier turns, oldest first (at most LOUPE_CHAT_MAX_TURNS)."),
-    filter: filterSpecSchema
-      .optional()
-      .describe("Metadata filter applied to every retrieval (the language of /v1/search)."),
+    filter: filterSchema.optional(),
     kinds: searchOptionsShape.kinds.describe("Kinds to retrieve; all when absent."),
     topK: searchOptionsShape.topK.describe("Items retrieved per kind before fusion."),
     stream: z
@@ -126,20 +130,23 @@ export const chatRequestSchema = z
     temperature: temperatureSchema.optional().describe("Sampling temperature of the LLM composer, 0–2."),
     maxTokens: maxTokensSchema.optional().describe("Most tokens the LLM composer writes."),
   })
-  .strict();
+  .strict()
+  .meta({ id: "ChatRequest" });
 
 /** One cited piece of evidence; the same shape for every kind, `null` where a field does not apply. */
-export const citationSchema = z.object({
-  id: z.string().describe("Stored item id (img_…, seg_…, tri_…) or att_<n> for the n-th attached image."),
-  kind: z.enum(["image", "video_segment", "triple"]),
-  mediaUrl: z.string().nullable().describe("/v1/media/{id}; null for attached images."),
-  thumbnailUrl: z.string().nullable().describe("/v1/media/{id}/thumbnail; null for attached images."),
-  start: z.number().nullable().describe("Video segments: start, in seconds."),
-  end: z.number().nullable().describe("Video segments: end, in seconds."),
-  question: z.string().nullable().describe("Triples: the stored question."),
-  answer: z.string().nullable().describe("Triples: the stored answer."),
-  score: z.number().describe("Relevance to the question, 0–1 (1 for attached images)."),
-});
+export const citationSchema = z
+  .object({
+    id: z.string().describe("Stored item id (img_…, seg_…, tri_…) or att_<n> for the n-th attached image."),
+    kind: z.enum(["image", "video_segment", "triple"]),
+    mediaUrl: z.string().nullable().describe("/v1/media/{id}; null for attached images."),
+    thumbnailUrl: z.string().nullable().describe("/v1/media/{id}/thumbnail; null for attached images."),
+    start: z.number().nullable().describe("Video segments: start, in seconds."),
+    end: z.number().nullable().describe("Video segments: end, in seconds."),
+    question: z.string().nullable().describe("Triples: the stored question."),
+    answer: z.string().nullable().describe("Triples: the stored answer."),
+    score: z.number().describe("Relevance to the question, 0–1 (1 for attached images)."),
+  })
+  .meta({ id: "Citation" });
 
 const findingSchema = z.object({
   question: z.string(),
@@ -188,20 +195,22 @@ export const chatTimingsSchema = z.object({
 });
 
 /** Body of a 200 from /v1/chat, and the data of its `done` event. */
-export const chatResponseSchema = z.object({
-  answer: z.string().describe("The answer, with citations written as [id]."),
-  answered: z.boolean().describe("false when the corpus and the images do not answer the question."),
-  confidence: z.number().describe("0–1: how far the evidence supports the answer."),
-  citations: z.array(citationSchema).describe("Evidence the answer cites, in order of first citation."),
-  evidence: z.array(evidenceSchema).describe("Every piece of evidence considered, with its grounding."),
-  standaloneQuestion: z.string(),
-  composer: z.enum(["llm", "offline"]),
-  model: z.string(),
-  fallback: fallbackSchema.optional(),
-  verification: verificationSchema,
-  timings: chatTimingsSchema,
-  usage: z.object({ promptTokens: z.number(), completionTokens: z.number() }).optional(),
-});
+export const chatResponseSchema = z
+  .object({
+    answer: z.string().describe("The answer, with citations written as [id]."),
+    answered: z.boolean().describe("false when the corpus and the images do not answer the question."),
+    confidence: z.number().describe("0–1: how far the evidence supports the answer."),
+    citations: z.array(citationSchema).describe("Evidence the answer cites, in order of first citation."),
+    evidence: z.array(evidenceSchema).describe("Every piece of evidence considered, with its grounding."),
+    standaloneQuestion: z.string(),
+    composer: z.enum(["llm", "offline"]),
+    model: z.string(),
+    fallback: fallbackSchema.optional(),
+    verification: verificationSchema,
+    timings: chatTimingsSchema,
+    usage: z.object({ promptTokens: z.number(), completionTokens: z.number() }).optional(),
+  })
+  .meta({ id: "ChatResponse" });
 
 /** Counts images and turns against the configured limits. */
 export function checkChatLimits({
@@ -246,91 +255,99 @@ function uploadedImage(bytes: Uint8Array, name: string, maxImageBytes: number): 
   return { bytes };
 }
 
-const MULTIPART_FIELDS = ["question", "payload", "stream"];
+const FORM_FIELDS_TEXT = "question, files (uploads), payload (JSON of the other fields), stream";
 
-/** A /v1/chat body, JSON or multipart, with the uploads of a multipart body. */
-async function readChatBody(
-  c: AppContext,
+/** A text field of the multipart form, given once. */
+const formText = (name: string) =>
+  z.string({ error: `form field ${name} must be text, given once; upload images under the field "files"` });
+
+/** The multipart form of POST /v1/chat. */
+export const chatFormSchema = z.strictObject(
+  {
+    question: formText("question")
+      .optional()
+      .describe("The user's message of this turn (or inside payload)."),
+    files: repeatable(uploadSchema("An image attached to this turn.", "files must be uploaded image files"))
+      .optional()
+      .describe("Images attached to this turn; repeat the field for more."),
+    payload: formText("payload")
+      .optional()
+      .describe("The other fields of ChatRequest as one JSON object (history, filter, kinds, topK, …)."),
+    stream: z
+      .enum(["true", "false"], { error: "stream must be true or false" })
+      .optional()
+      .describe("true: answer server-sent events."),
+  },
+  {
+    error: (issue) => {
+      if (issue.code !== "unrecognized_keys") return undefined;
+      const form = (issue.input ?? {}) as Record<string, unknown>;
+      const [key = ""] = issue.keys;
+      return asList(form[key]).some((value) => value instanceof File)
+        ? `Uploaded file under ${JSON.stringify(key.slice(0, 80))}; upload images under the field "files"`
+        : `Unknown form field ${JSON.stringify(key.slice(0, 80))}; allowed: ${FORM_FIELDS_TEXT}`;
+    },
+  },
+);
+
+/** The JSON shape of a multipart /v1/chat request, and its uploads. */
+async function fromForm(
+  form: z.output<typeof chatFormSchema>,
   maxImageBytes: number,
-): Promise<{ fields: unknown; uploads: ImageQuery[] }> {
-  const contentType = (c.req.header("content-type") ?? "").toLowerCase();
-  if (contentType.startsWith("multipart/form-data")) {
-    const form = await c.req.parseBody({ all: true });
-    const strings: Record<string, string> = {};
-    const uploads: ImageQuery[] = [];
-    for (const [name, value] of Object.entries(form)) {
-      const entries = Array.isArray(value) ? value : [value];
-      for (const entry of entries) {
-        if (typeof entry === "string") {
-          if (!MULTIPART_FIELDS.includes(name)) {
-            throw new ValidationError(
-              `Unknown form field ${JSON.stringify(name.slice(0, 80))}; allowed: question, files (uploads), payload (JSON of the other fields), stream.`,
-            );
-          }
-          if (strings[name] !== undefined) {
-            throw new ValidationError(`Form field ${name} is given more than once.`);
-          }
-          strings[name] = entry;
-        } else {
-          if (name !== "files") {
-            throw new ValidationError(
-              `Uploaded file under ${JSON.stringify(name.slice(0, 80))}; upload images under the field "files".`,
-            );
-          }
-          uploads.push(uploadedImage(new Uint8Array(await entry.arrayBuffer()), entry.name, maxImageBytes));
-        }
-      }
-    }
-    let payload: unknown = {};
-    if (strings.payload !== undefined) {
-      try {
-        payload = JSON.parse(strings.payload);
-      } catch {
-        throw new ValidationError(
-          `Form field payload must be JSON; got ${JSON.stringify(strings.payload.slice(0, 80))}.`,
-        );
-      }
-      if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
-        throw new ValidationError("Form field payload must be a JSON object of the request's other fields.");
-      }
-    }
-    const fields: Record<string, unknown> = { ...(payload as Record<string, unknown>) };
-    if (strings.question !== undefined) {
-      if (fields.question !== undefined) {
-        throw new ValidationError("question is given both as a form field and inside payload; send it once.");
-      }
-      fields.question = strings.question;
-    }
-    if (strings.stream !== undefined) {
-      const stream = strings.stream.trim().toLowerCase();
-      if (stream !== "true" && stream !== "false") {
-        throw new ValidationError(
-          `Form field stream must be true or false; got ${JSON.stringify(strings.stream.slice(0, 20))}.`,
-        );
-      }
-      fields.stream = stream === "true";
-    }
-    return { fields, uploads };
+): Promise<{ fields: Record<string, unknown>; uploads: ImageQuery[] }> {
+  const uploads: ImageQuery[] = [];
+  for (const file of asList(form.files)) {
+    uploads.push(uploadedImage(new Uint8Array(await file.arrayBuffer()), file.name, maxImageBytes));
   }
-  if (contentType.startsWith("application/json") || contentType === "") {
-    const body = await readJsonObject(c);
-    return { fields: body, uploads: [] };
+  let payload: unknown = {};
+  if (form.payload !== undefined) {
+    try {
+      payload = JSON.parse(form.payload);
+    } catch {
+      throw new ValidationError(
+        `Form field payload must be JSON; got ${JSON.stringify(form.payload.slice(0, 80))}.`,
+      );
+    }
+    if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
+      throw new ValidationError("Form field payload must be a JSON object of the request's other fields.");
+    }
   }
-  throw new ValidationError(
-    `Unsupported content type ${JSON.stringify(contentType.slice(0, 80))}; send application/json or multipart/form-data.`,
-  );
+  const fields: Record<string, unknown> = { ...(payload as Record<string, unknown>) };
+  if (form.question !== undefined) {
+    if (fields.question !== undefined) {
+      throw new ValidationError("question is given both as a form field and inside payload; send it once.");
+    }
+    fields.question = form.question;
+  }
+  if (form.stream !== undefined) fields.stream = form.stream === "true";
+  return { fields, uploads };
 }
 
 /**
- * Reads and checks a /v1/chat request into the chain's {@link ChatRequest} (without tenant and signal)
- * and whether it asks for a stream.
+ * Checks a /v1/chat request, JSON (validated by the declaration) or multipart (its form validated by
+ * the declaration, then turned into the JSON shape and validated with {@link chatRequestSchema}), into
+ * the chain's {@link ChatRequest} (without tenant and signal) and whether it asks for a stream.
  */
-export async function readChatRequest(
-  c: AppContext,
-  limits: ChatLimits,
-): Promise<{ request: Omit<ChatRequest, "tenant" | "signal">; stream: boolean }> {
-  const { fields, uploads } = await readChatBody(c, limits.maxImageBytes);
-  const body = parseRequest(chatRequestSchema, fields);
+export async function readChatRequest({
+  json,
+  form,
+  limits,
+}: {
+  json?: z.output<typeof chatRequestSchema>;
+  form?: z.output<typeof chatFormSchema>;
+  limits: ChatLimits;
+}): Promise<{ request: Omit<ChatRequest, "tenant" | "signal">; stream: boolean }> {
+  let body: z.output<typeof chatRequestSchema>;
+  let uploads: ImageQuery[] = [];
+  if (form !== undefined) {
+    const read = await fromForm(form, limits.maxImageBytes);
+    body = parseRequest(chatRequestSchema, read.fields);
+    uploads = read.uploads;
+  } else if (json !== undefined) {
+    body = json;
+  } else {
+    throw new Error("unreachable: a chat request is JSON or multipart");
+  }
   const history = body.history ?? [];
   const imageCount =
     (body.images?.length ?? 0) +
@@ -374,27 +391,6 @@ export async function readChatRequest(
       ...(body.maxTokens === undefined ? {} : { maxTokens: body.maxTokens }),
     },
   };
-}
-
-/**
- * The error envelope of a failure after a stream has begun: an {@link AppError} keeps its code and
- * message; anything else is logged whole and answered with the fixed internal message.
- */
-export function streamErrorEnvelope({
-  error,
-  requestId,
-  logger,
-}: {
-  error: unknown;
-  requestId: string;
-  logger: Logger;
-}): ErrorEnvelope {
-  if (error instanceof AppError) {
-    logger[error.status >= 500 ? "error" : "info"]({ err: error }, "chat stream failed");
-    return errorEnvelope({ code: error.code, message: error.message, requestId });
-  }
-  logger.error({ err: error }, "chat stream failed with an unexpected error");
-  return errorEnvelope({ code: "internal_error", message: internalErrorMessage, requestId });
 }
 
 /** A chain stream whose first event has arrived. */
@@ -448,19 +444,68 @@ export async function openChatStream({
   };
 }
 
+/** The responses of the chat routes besides their 200. */
+export const chatErrorResponses = {
+  400: invalidRequestResponse,
+  404: errorResponse("An attached item id is not one of the caller's items."),
+  413: payloadTooLargeResponse(
+    "the images allowed inline, LOUPE_MAX_UPLOAD_BYTES at most, and 1 MiB of text",
+  ),
+  503: notReadyResponse,
+};
+
 /** The /v1/chat route. */
-export function createChatRoute({ chain, config }: { chain: LoupeChain; config: ChatLimits }): Hono<AppEnv> {
-  return new Hono<AppEnv>().post("/v1/chat", chatBodyLimit(config), async (c) => {
-    const { request: fields, stream } = await readChatRequest(c, config);
+export function createChatRoute({ chain, config }: { chain: LoupeChain; config: ChatLimits }) {
+  const route = defineRoute({
+    method: "post",
+    path: "/v1/chat",
+    operationId: "chat",
+    tags: ["chat"],
+    summary: "Ask a question (grounded answer)",
+    description:
+      "Retrieves evidence from the caller's images, video segments and triples and the attached images, grounds it with the VQA head, and writes an answer that cites it as [id] (with the configured LLM, or offline). `stream: true` answers server-sent events: `retrieval`, `grounding`, `citation`…, `answer-delta`…, `done` with the ChatResponse; `answer-reset` when the LLM failed mid-answer (discard the deltas so far; the offline answer follows); `error` with the error envelope when the turn fails after the stream began. A failure before the first event is answered with its HTTP status.",
+    middleware: [chatBodyLimit(config)],
+    request: {
+      body: {
+        description:
+          "JSON, or multipart with the question, uploads under `files`, and the rest as `payload`.",
+        content: {
+          "application/json": { schema: chatRequestSchema },
+          "multipart/form-data": { schema: chatFormSchema },
+        },
+      },
+    },
+    responses: {
+      200: {
+        description:
+          "The answer (application/json), or its named events (text/event-stream) when `stream` is true; the `done` event carries the ChatResponse.",
+        content: {
+          "application/json": { schema: chatResponseSchema },
+          "text/event-stream": { schema: z.string() },
+        },
+      },
+      ...chatErrorResponses,
+    },
+  });
+  return createRouter().openapi(route, async (c) => {
+    // The declaration types each body target as either content type; the content type tells which.
+    const { request: fields, stream } = await readChatRequest({
+      ...(isMultipart(c)
+        ? { form: c.req.valid("form") as z.output<typeof chatFormSchema> }
+        : { json: c.req.valid("json") as z.output<typeof chatRequestSchema> }),
+      limits: config,
+    });
     const request: ChatRequest = { ...fields, tenant: c.get("tenant") };
     if (!stream) {
       const result = await chain.invoke({ ...request, signal: c.req.raw.signal });
-      return c.json(result satisfies z.infer<typeof chatResponseSchema>, 200);
+      return c.json(result, 200);
     }
     const opened = await openChatStream({ chain, request, signal: c.req.raw.signal });
     const requestId = c.get("requestId");
     const logger = c.get("logger");
     return sseResponse({
+      requestId,
+      logger,
       events: async function* (signal) {
         signal.addEventListener("abort", opened.abort, { once: true });
         let finished = false;
@@ -476,7 +521,7 @@ export function createChatRoute({ chain, config }: { chain: LoupeChain; config: 
           if (!finished) throw new Error("The chat chain's stream ended without a done event.");
         } catch (error) {
           if (opened.aborted) return;
-          yield { event: "error", data: streamErrorEnvelope({ error, requestId, logger }) };
+          yield { event: "error", data: failureEnvelope({ error, requestId, logger }) };
         } finally {
           if (!finished) await opened.rest.return?.();
         }

@@ -4,8 +4,7 @@
  * by the nearest tagged images and segments. JSON `{ image, labels?, template?, autoTag?: { k? } }` or
  * multipart with an `image` file (`labels` comma-separated or repeated, `autoTag` as JSON).
  */
-import { Hono } from "hono";
-import { z } from "zod";
+import { z } from "@hono/zod-openapi";
 import { ValidationError } from "../../errors.ts";
 import {
   DEFAULT_AUTO_TAG_K,
@@ -15,8 +14,23 @@ import {
   MAX_SEARCH_TOP_K,
   type SearchService,
 } from "../../search/index.ts";
-import type { AppEnv } from "../context.ts";
-import { imageFieldSchema, type QueryLimits, queryBodyLimit, readImageQuery } from "./search.ts";
+import {
+  createRouter,
+  defineRoute,
+  errorResponse,
+  invalidRequestResponse,
+  jsonResponse,
+  notReadyResponse,
+  payloadTooLargeResponse,
+} from "../openapi.ts";
+import {
+  imageFieldSchema,
+  isMultipart,
+  type QueryLimits,
+  queryBodyLimit,
+  queryFormShape,
+  readImageQuery,
+} from "./search.ts";
 
 /** Body of POST /v1/classify. */
 export const classifyRequestSchema = z
@@ -46,30 +60,71 @@ export const classifyRequestSchema = z
       .optional()
       .describe("Auto-tags from the metadata tags of the nearest tagged items."),
   })
-  .strict();
+  .strict()
+  .meta({ id: "ClassifyRequest" });
 
 /** Body of a 200 from /v1/classify. */
-export const classifyResponseSchema = z.object({
-  labels: z.array(z.object({ label: z.string(), score: z.number().describe("softmax probability") })),
-  tags: z.array(
-    z.object({
-      tag: z.string(),
-      score: z.number().describe("similarity-weighted share of the voting neighbours that carry the tag"),
-      support: z.number().int().describe("neighbours carrying the tag"),
-    }),
-  ),
-});
+export const classifyResponseSchema = z
+  .object({
+    labels: z.array(z.object({ label: z.string(), score: z.number().describe("softmax probability") })),
+    tags: z.array(
+      z.object({
+        tag: z.string(),
+        score: z.number().describe("similarity-weighted share of the voting neighbours that carry the tag"),
+        support: z.number().int().describe("neighbours carrying the tag"),
+      }),
+    ),
+  })
+  .meta({ id: "ClassifyResponse" });
 
 /** The /v1/classify route. */
-export function createClassifyRoute({
-  search,
-  config,
-}: {
-  search: SearchService;
-  config: QueryLimits;
-}): Hono<AppEnv> {
-  return new Hono<AppEnv>().post("/v1/classify", queryBodyLimit(config), async (c) => {
-    const { body, image } = await readImageQuery(c, classifyRequestSchema, config);
+export function createClassifyRoute({ search, config }: { search: SearchService; config: QueryLimits }) {
+  const route = defineRoute({
+    method: "post",
+    path: "/v1/classify",
+    operationId: "classify",
+    tags: ["search"],
+    summary: "Zero-shot labels and auto-tags",
+    description:
+      "Softmax over the image's similarity to each label prompt (scaled by the pack's logit scale), and tags voted by the nearest tagged items, weighted by similarity. JSON, or multipart with an `image` file.",
+    middleware: [queryBodyLimit(config)],
+    request: {
+      body: {
+        description: "An image, with labels, autoTag, or both.",
+        content: {
+          "application/json": { schema: classifyRequestSchema },
+          "multipart/form-data": {
+            schema: z.strictObject({
+              image: queryFormShape.image,
+              labels: queryFormShape.kinds.describe(
+                "Candidate labels: comma-separated, a JSON list, or the field repeated.",
+              ),
+              template: z
+                .string()
+                .optional()
+                .describe("Prompt each label is put into; must contain {label}."),
+              autoTag: z.string().optional().describe('Auto-tag options as JSON, e.g. {"k":10}.'),
+            }),
+          },
+        },
+      },
+    },
+    responses: {
+      200: jsonResponse("Labels and tags.", classifyResponseSchema),
+      400: invalidRequestResponse,
+      404: errorResponse("No item with that id for the caller."),
+      413: payloadTooLargeResponse("about 4/3 of LOUPE_MAX_IMAGE_BYTES"),
+      503: notReadyResponse,
+    },
+  });
+  return createRouter().openapi(route, async (c) => {
+    const { body, image } = await readImageQuery({
+      multipart: isMultipart(c),
+      json: c.req.valid("json"),
+      form: c.req.valid("form"),
+      schema: classifyRequestSchema,
+      limits: config,
+    });
     if (image === undefined) {
       throw new ValidationError(
         "classify needs an image: base64, a data URL, a stored item's id or an uploaded file.",
@@ -82,6 +137,6 @@ export function createClassifyRoute({
       template: body.template,
       autoTag: body.autoTag,
     });
-    return c.json(result satisfies z.infer<typeof classifyResponseSchema>, 200);
+    return c.json(result, 200);
   });
 }

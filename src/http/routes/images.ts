@@ -14,11 +14,10 @@
  *   (`?async=true`, or more items than `LOUPE_INGEST_SYNC_MAX_ITEMS`); follow it at `/v1/jobs/{id}`.
  * A body over `LOUPE_MAX_UPLOAD_BYTES` gets 413 before any of it is processed.
  */
-import { Hono } from "hono";
+import { z } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
-import { z } from "zod";
 import type { Config } from "../../config.ts";
-import { AppError, MediaError, ValidationError } from "../../errors.ts";
+import { MediaError, ValidationError } from "../../errors.ts";
 import {
   describeImageItem,
   type ImageIngester,
@@ -28,9 +27,20 @@ import {
 } from "../../ingest/image-ingest.ts";
 import type { JobItemOutcome, JobRegistry } from "../../ingest/jobs.ts";
 import { answerBatch } from "../batch-outcome.ts";
-import type { AppEnv } from "../context.ts";
 import { errorEnvelopeSchema } from "../errors.ts";
-import { jobAcceptedSchema, jobCountsSchema, jobErrorSchema } from "./jobs.ts";
+import {
+  asList,
+  createRouter,
+  defineRoute,
+  errorResponse,
+  invalidRequestResponse,
+  jsonResponse,
+  notReadyResponse,
+  payloadTooLargeResponse,
+  repeatable,
+  uploadSchema,
+} from "../openapi.ts";
+import { asyncQuerySchema, jobAcceptedSchema, jobCountsSchema, jobErrorSchema, wantsJob } from "./jobs.ts";
 
 /** Longest URL accepted. */
 export const MAX_URL_LENGTH = 2048;
@@ -38,17 +48,38 @@ export const MAX_URL_LENGTH = 2048;
 const metadataObject = z.record(z.string(), z.unknown());
 
 /** JSON body of `POST /v1/images`. */
-export const imagesJsonRequestSchema = z.strictObject({
-  urls: z
-    .array(
-      z.union([
-        z.string().min(1).max(MAX_URL_LENGTH),
-        z.strictObject({ url: z.string().min(1).max(MAX_URL_LENGTH), metadata: metadataObject.optional() }),
-      ]),
-    )
-    .min(1),
-  metadata: metadataObject.optional().describe("applies to every URL without its own metadata"),
-});
+export const imagesJsonRequestSchema = z
+  .strictObject({
+    urls: z
+      .array(
+        z.union([
+          z.string().min(1).max(MAX_URL_LENGTH),
+          z.strictObject({ url: z.string().min(1).max(MAX_URL_LENGTH), metadata: metadataObject.optional() }),
+        ]),
+      )
+      .min(1),
+    metadata: metadataObject.optional().describe("applies to every URL without its own metadata"),
+  })
+  .meta({ id: "ImagesRequest" });
+
+/** Multipart body of `POST /v1/images`. */
+export const imagesFormSchema = z.strictObject(
+  {
+    files: repeatable(
+      uploadSchema("An image file; repeat the field for more."),
+      'add one or more image files under the field "files"',
+    ),
+    metadata: repeatable(z.string())
+      .optional()
+      .describe("Caller metadata as a JSON object: one for every file, or one per file in order."),
+  },
+  {
+    error: (issue) =>
+      issue.code === "unrecognized_keys"
+        ? `Unknown multipart field ${JSON.stringify(issue.keys[0]?.slice(0, 80))}; allowed fields are "files" (repeatable) and "metadata"`
+        : undefined,
+  },
+);
 
 /** One item of the answer. */
 export const imageIngestItemSchema = z.object({
@@ -61,19 +92,15 @@ export const imageIngestItemSchema = z.object({
 });
 
 /** Body of a 200 from `POST /v1/images`. */
-export const imagesResponseSchema = z.object({
-  items: z.array(imageIngestItemSchema),
-  counts: jobCountsSchema,
-});
+export const imagesResponseSchema = z
+  .object({ items: z.array(imageIngestItemSchema), counts: jobCountsSchema })
+  .meta({ id: "ImagesResponse" });
 
 /** Body of a 422 from `POST /v1/images`: every item failed. */
 export const imagesAllFailedSchema = errorEnvelopeSchema.extend({
   items: z.array(imageIngestItemSchema),
   counts: jobCountsSchema,
 });
-
-/** Body of a 202 from `POST /v1/images`. */
-export const imagesAcceptedSchema = jobAcceptedSchema;
 
 /** What the route uses. */
 export interface ImagesRouteOptions {
@@ -91,56 +118,19 @@ export function cleanFilename(name: string, index: number): string {
   return base === "" ? `file-${index}` : base;
 }
 
-function parseAsyncFlag(value: string | undefined): boolean {
-  if (value === undefined || value === "" || value === "false" || value === "0") return false;
-  if (value === "true" || value === "1") return true;
-  throw new ValidationError(`async must be true or false; got ${JSON.stringify(value.slice(0, 40))}.`);
-}
-
-function zodMessage(error: z.ZodError): string {
-  return error.issues
-    .slice(0, 5)
-    .map((issue) => `${issue.path.length > 0 ? issue.path.join(".") : "body"}: ${issue.message}`)
-    .join("; ");
-}
-
-async function readMultipart(
-  request: { parseBody(options: { all: true }): Promise<Record<string, unknown>> },
+/** The items of a multipart request, its metadata checked. */
+async function fromForm(
+  form: z.output<typeof imagesFormSchema>,
   maxMetadataBytes: number,
 ): Promise<ImageIngestItem[]> {
-  let body: Record<string, unknown>;
-  try {
-    body = await request.parseBody({ all: true });
-  } catch (error) {
-    throw new ValidationError(
-      `The multipart body could not be read: ${error instanceof Error ? error.message : String(error)}. Send multipart/form-data with file fields named "files".`,
-      { cause: error },
-    );
-  }
-  const unknown = Object.keys(body).filter((key) => key !== "files" && key !== "metadata");
-  if (unknown.length > 0) {
-    throw new ValidationError(
-      `Unknown multipart field ${JSON.stringify(unknown[0]?.slice(0, 80))}; allowed fields are "files" (repeatable) and "metadata".`,
-    );
-  }
-  const asList = (value: unknown): unknown[] =>
-    value === undefined ? [] : Array.isArray(value) ? value : [value];
-  const files = asList(body.files);
-  if (files.length === 0) {
-    throw new ValidationError('No files in the request: add one or more file fields named "files".');
-  }
-  const notFile = files.findIndex((file) => !(file instanceof File));
-  if (notFile !== -1) {
-    throw new ValidationError(`Field "files" #${notFile} is not a file; send each image as a file part.`);
-  }
-  const metadataFields = asList(body.metadata);
+  const files = asList(form.files);
+  const metadataFields = asList(form.metadata);
   if (metadataFields.length > 1 && metadataFields.length !== files.length) {
     throw new ValidationError(
       `Got ${metadataFields.length} "metadata" fields for ${files.length} files; send one for every file, or one for all.`,
     );
   }
   const metadata = metadataFields.map((field, index) => {
-    if (typeof field !== "string") throw new ValidationError(`Field "metadata" #${index} must be JSON text.`);
     let value: unknown;
     try {
       value = JSON.parse(field);
@@ -150,7 +140,7 @@ async function readMultipart(
     return parseImageMetadata({ value, maxBytes: maxMetadataBytes });
   });
   return Promise.all(
-    (files as File[]).map(async (file, index) => ({
+    files.map(async (file, index) => ({
       source: {
         type: "bytes" as const,
         bytes: new Uint8Array(await file.arrayBuffer()),
@@ -161,27 +151,16 @@ async function readMultipart(
   );
 }
 
-async function readJson(
-  request: { json(): Promise<unknown> },
+/** The items of a JSON request, its metadata checked. */
+function fromJson(
+  body: z.output<typeof imagesJsonRequestSchema>,
   maxMetadataBytes: number,
-): Promise<ImageIngestItem[]> {
-  let raw: unknown;
-  try {
-    raw = await request.json();
-  } catch {
-    throw new ValidationError('The body is not valid JSON; send {"urls": ["https://…"], "metadata": {…}}.');
-  }
-  const parsed = imagesJsonRequestSchema.safeParse(raw);
-  if (!parsed.success) {
-    throw new ValidationError(
-      `Invalid request: ${zodMessage(parsed.error)}. Send {"urls": ["https://…" or {"url", "metadata"}], "metadata"?: {…}}.`,
-    );
-  }
+): ImageIngestItem[] {
   const shared: ImageMetadata | undefined =
-    parsed.data.metadata === undefined
+    body.metadata === undefined
       ? undefined
-      : parseImageMetadata({ value: parsed.data.metadata, maxBytes: maxMetadataBytes });
-  return parsed.data.urls.map((entry) =>
+      : parseImageMetadata({ value: body.metadata, maxBytes: maxMetadataBytes });
+  return body.urls.map((entry) =>
     typeof entry === "string"
       ? { source: { type: "url", url: entry }, metadata: shared }
       : {
@@ -195,36 +174,59 @@ async function readJson(
 }
 
 /** The /v1/images route. */
-export function createImagesRoute({ images: ingester, jobs, config }: ImagesRouteOptions): Hono<AppEnv> {
-  const limit = bodyLimit({
-    maxSize: config.maxUploadBytes,
-    onError: () => {
-      throw new MediaError(
-        `The request body is larger than ${config.maxUploadBytes} bytes. Send fewer or smaller files per request, or raise LOUPE_MAX_UPLOAD_BYTES.`,
-        { code: "payload_too_large", status: 413, context: { limit: config.maxUploadBytes } },
-      );
+export function createImagesRoute({ images: ingester, jobs, config }: ImagesRouteOptions) {
+  const route = defineRoute(
+    {
+      method: "post",
+      path: "/v1/images",
+      operationId: "ingestImages",
+      tags: ["ingest"],
+      summary: "Ingest images",
+      description:
+        "Multipart uploads (repeatable field `files`) or JSON `urls`. Each image is validated, embedded and stored with its deterministic id: the same image twice is one record. More items than LOUPE_INGEST_SYNC_MAX_ITEMS, or `async=true`, run as a job.",
+      middleware: [
+        bodyLimit({
+          maxSize: config.maxUploadBytes,
+          onError: () => {
+            throw new MediaError(
+              `The request body is larger than ${config.maxUploadBytes} bytes. Send fewer or smaller files per request, or raise LOUPE_MAX_UPLOAD_BYTES.`,
+              { code: "payload_too_large", status: 413, context: { limit: config.maxUploadBytes } },
+            );
+          },
+        }),
+      ],
+      request: {
+        query: asyncQuerySchema,
+        body: {
+          description: "Files to upload, or URLs to fetch.",
+          content: {
+            "application/json": { schema: imagesJsonRequestSchema },
+            "multipart/form-data": { schema: imagesFormSchema },
+          },
+        },
+      },
+      responses: {
+        200: jsonResponse("One item per file or URL, in order.", imagesResponseSchema),
+        202: jsonResponse("Started as a job; the Location header names it.", jobAcceptedSchema),
+        400: invalidRequestResponse,
+        413: payloadTooLargeResponse("LOUPE_MAX_UPLOAD_BYTES"),
+        415: errorResponse("The body is neither multipart/form-data nor application/json."),
+        422: jsonResponse("Every item failed (code all_items_failed); each says why.", imagesAllFailedSchema),
+        503: notReadyResponse,
+      },
     },
-  });
+    { unsupportedStatus: 415 },
+  );
 
-  return new Hono<AppEnv>().post("/v1/images", limit, async (c) => {
+  return createRouter().openapi(route, async (c) => {
     const tenant = c.get("tenant");
-    const runAsync = parseAsyncFlag(c.req.query("async"));
-    const contentType = (c.req.header("content-type") ?? "").toLowerCase();
-    let items: ImageIngestItem[];
-    let defaultSource: string;
-    if (contentType.startsWith("multipart/form-data")) {
-      items = await readMultipart(c.req, config.maxMetadataBytes);
-      defaultSource = "upload";
-    } else if (contentType.startsWith("application/json")) {
-      items = await readJson(c.req, config.maxMetadataBytes);
-      defaultSource = "url";
-    } else {
-      throw new AppError(
-        "unsupported_media_type",
-        415,
-        `Content type ${JSON.stringify(contentType.slice(0, 80) || "(none)")} is not accepted; send multipart/form-data (files) or application/json (urls).`,
-      );
-    }
+    const runAsync = wantsJob(c.req.valid("query"));
+    const multipart = (c.req.header("content-type") ?? "").toLowerCase().startsWith("multipart/form-data");
+    // The declaration types each body target as either content type; the content type tells which.
+    const items = multipart
+      ? await fromForm(c.req.valid("form") as z.output<typeof imagesFormSchema>, config.maxMetadataBytes)
+      : fromJson(c.req.valid("json") as z.output<typeof imagesJsonRequestSchema>, config.maxMetadataBytes);
+    const defaultSource = multipart ? "upload" : "url";
     if (items.length > config.maxItemsPerRequest) {
       throw new ValidationError(
         `The request has ${items.length} items; the limit is ${config.maxItemsPerRequest}. Split it, or raise LOUPE_MAX_ITEMS_PER_REQUEST.`,
@@ -242,10 +244,7 @@ export function createImagesRoute({ images: ingester, jobs, config }: ImagesRout
           ingester.ingest({ tenant, items: work, defaultSource, signal, report }),
       });
       c.header("location", `/v1/jobs/${job.id}`);
-      return c.json(
-        { job: { id: job.id, status: job.status } } satisfies z.infer<typeof imagesAcceptedSchema>,
-        202,
-      );
+      return c.json({ job: { id: job.id, status: job.status } }, 202);
     }
 
     const outcomes: JobItemOutcome[] = [];
@@ -271,6 +270,7 @@ export function createImagesRoute({ images: ingester, jobs, config }: ImagesRout
         ...(outcome.status === "failed" ? { error: outcome.error } : {}),
       };
     });
-    return answerBatch(c, { items: answer, noun: "image" });
+    const batch = answerBatch({ items: answer, noun: "image", requestId: c.get("requestId") });
+    return batch.status === 200 ? c.json(batch.body, 200) : c.json(batch.body, 422);
   });
 }

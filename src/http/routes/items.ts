@@ -4,12 +4,18 @@
  * blob it used goes too unless another record (of any tenant) still refers to it. 200 with what was
  * removed; 404 when the tenant has no such item.
  */
-import { Hono } from "hono";
-import { z } from "zod";
+import { z } from "@hono/zod-openapi";
 import { deleteItem } from "../../ingest/items.ts";
 import type { BlobStore } from "../../media/blob-store.ts";
 import type { VectorStore } from "../../store/index.ts";
-import type { AppEnv } from "../context.ts";
+import {
+  createRouter,
+  defineRoute,
+  errorResponse,
+  invalidRequestResponse,
+  jsonResponse,
+  notReadyResponse,
+} from "../openapi.ts";
 
 /** Body of a 200 from `DELETE /v1/items/{id}`. */
 export const deleteItemResponseSchema = z.object({
@@ -27,16 +33,33 @@ export interface ItemsRouteOptions {
   blobs: BlobStore;
 }
 
+/** DELETE /v1/items/{id}. */
+export const deleteItemRoute = defineRoute({
+  method: "delete",
+  path: "/v1/items/{id}",
+  operationId: "deleteItem",
+  tags: ["items"],
+  summary: "Delete an item",
+  description:
+    "Removes the vectors and, once nothing refers to them, the blobs; a video id (vid_…) removes all its segments.",
+  request: {
+    params: z.object({
+      id: z.string().min(1).max(200).describe("An item id (img_…, seg_…, tri_…) or a video id (vid_…)."),
+    }),
+  },
+  responses: {
+    200: jsonResponse("What was removed.", deleteItemResponseSchema),
+    400: invalidRequestResponse,
+    404: errorResponse("No such item for the caller."),
+    503: notReadyResponse,
+  },
+});
+
 /** The /v1/items routes. */
-export function createItemsRoute({ store, blobs }: ItemsRouteOptions): Hono<AppEnv> {
-  return new Hono<AppEnv>().delete("/v1/items/:id", async (c) => {
-    const deleted = await deleteItem({
-      store,
-      blobs,
-      tenant: c.get("tenant"),
-      id: c.req.param("id"),
-    });
+export function createItemsRoute({ store, blobs }: ItemsRouteOptions) {
+  return createRouter().openapi(deleteItemRoute, async (c) => {
+    const deleted = await deleteItem({ store, blobs, tenant: c.get("tenant"), id: c.req.valid("param").id });
     c.get("logger").info({ deleted }, "item deleted");
-    return c.json({ deleted } satisfies z.infer<typeof deleteItemResponseSchema>, 200);
+    return c.json({ deleted }, 200);
   });
 }

@@ -5,10 +5,16 @@
  *   the job failed as a whole); a job that has ended sends `progress` and its final event at once;
  * - `POST /v1/jobs/{id}/resume`: runs the items that are pending or failed again (409 while running).
  */
-import { Hono } from "hono";
-import { z } from "zod";
+import { z } from "@hono/zod-openapi";
 import type { JobItem, JobRegistry, JobSnapshot } from "../../ingest/jobs.ts";
-import type { AppEnv } from "../context.ts";
+import { errorEnvelope } from "../errors.ts";
+import {
+  createRouter,
+  defineRoute,
+  errorResponse,
+  invalidRequestResponse,
+  jsonResponse,
+} from "../openapi.ts";
 import { sseResponse } from "../sse.ts";
 
 /** Why an item or a job failed. */
@@ -38,11 +44,13 @@ export const jobCountsSchema = z.object({
   failed: z.number().int(),
 });
 
+const jobStatusSchema = z.enum(["queued", "running", "done", "failed"]);
+
 /** A job as `GET /v1/jobs/{id}` returns it. */
 export const jobSchema = z.object({
   id: z.string(),
   kind: z.string(),
-  status: z.enum(["queued", "running", "done", "failed"]),
+  status: jobStatusSchema,
   createdAt: z.string(),
   startedAt: z.string().optional(),
   finishedAt: z.string().optional(),
@@ -52,11 +60,83 @@ export const jobSchema = z.object({
 });
 
 /** Body of `GET /v1/jobs/{id}` and `POST /v1/jobs/{id}/resume`. */
-export const jobResponseSchema = z.object({ job: jobSchema });
+export const jobResponseSchema = z.object({ job: jobSchema }).meta({ id: "JobResponse" });
 
-/** Body of a 202 from an ingest endpoint that started a job. */
-export const jobAcceptedSchema = z.object({
-  job: z.object({ id: z.string(), status: z.enum(["queued", "running", "done", "failed"]) }),
+/** Body of a 202 from an ingest endpoint that started a job (its `Location` header names the job). */
+export const jobAcceptedSchema = z
+  .object({ job: z.object({ id: z.string(), status: jobStatusSchema }) })
+  .meta({ id: "JobAccepted" });
+
+/** The `async` query parameter of the ingest routes. */
+export const asyncQuerySchema = z.object({
+  async: z
+    .enum(["true", "false", "1", "0", ""], { error: "async must be true or false" })
+    .optional()
+    .describe("true: answer 202 with a job at once and ingest in the background (follow /v1/jobs/{id})."),
+});
+
+/** Whether the `async` query parameter asks for a job. */
+export function wantsJob(query: z.infer<typeof asyncQuerySchema>): boolean {
+  return query.async === "true" || query.async === "1";
+}
+
+/** The path parameter of the jobs routes. */
+const jobParamsSchema = z.object({
+  id: z.string().min(1).max(200).describe("The job id from a 202."),
+});
+
+const noSuchJob = errorResponse("No such job for the caller.");
+
+/** GET /v1/jobs/{id}. */
+export const getJobRoute = defineRoute({
+  method: "get",
+  path: "/v1/jobs/{id}",
+  operationId: "getJob",
+  tags: ["jobs"],
+  summary: "A job's status, counts and items",
+  request: { params: jobParamsSchema },
+  responses: {
+    200: jsonResponse("The job.", jobResponseSchema),
+    400: invalidRequestResponse,
+    404: noSuchJob,
+  },
+});
+
+/** GET /v1/jobs/{id}/events. */
+export const jobEventsRoute = defineRoute({
+  method: "get",
+  path: "/v1/jobs/{id}/events",
+  operationId: "getJobEvents",
+  tags: ["jobs"],
+  summary: "A job's progress as server-sent events",
+  description:
+    "Named events: `progress` with the job's status and counts, `item` with each item's outcome, then `done`, or `error` (the counts and the error envelope) when the job failed as a whole.",
+  request: { params: jobParamsSchema },
+  responses: {
+    200: {
+      description: "An event stream, ending when the job is done or failed.",
+      content: { "text/event-stream": { schema: z.string() } },
+    },
+    400: invalidRequestResponse,
+    404: noSuchJob,
+  },
+});
+
+/** POST /v1/jobs/{id}/resume. */
+export const resumeJobRoute = defineRoute({
+  method: "post",
+  path: "/v1/jobs/{id}/resume",
+  operationId: "resumeJob",
+  tags: ["jobs"],
+  summary: "Resume a job",
+  description: "Runs the items that are pending or failed again; stored items are skipped.",
+  request: { params: jobParamsSchema },
+  responses: {
+    202: jsonResponse("Resumed; follow it at /v1/jobs/{id}.", jobResponseSchema),
+    400: invalidRequestResponse,
+    404: noSuchJob,
+    409: errorResponse("The job is still running (code conflict)."),
+  },
 });
 
 /** An item in the API's shape: its description (`filename`, `url`…) flattened into it. */
@@ -75,30 +155,38 @@ export interface JobsRouteOptions {
 }
 
 /** The /v1/jobs routes. */
-export function createJobsRoute({ jobs }: JobsRouteOptions): Hono<AppEnv> {
-  return new Hono<AppEnv>()
-    .get("/v1/jobs/:id", (c) => {
-      const job = jobs.get({ id: c.req.param("id"), tenant: c.get("tenant") });
+export function createJobsRoute({ jobs }: JobsRouteOptions) {
+  return createRouter()
+    .openapi(getJobRoute, (c) => {
+      const job = jobs.get({ id: c.req.valid("param").id, tenant: c.get("tenant") });
       c.header("cache-control", "no-store");
-      return c.json({ job: jobToJson(job) } satisfies z.infer<typeof jobResponseSchema>, 200);
+      return c.json({ job: jobToJson(job) }, 200);
     })
-    .get("/v1/jobs/:id/events", (c) => {
-      const id = c.req.param("id");
+    .openapi(jobEventsRoute, (c) => {
+      const { id } = c.req.valid("param");
       const tenant = c.get("tenant");
+      const requestId = c.get("requestId");
       // Looked up now, so an unknown job answers 404 rather than an empty stream.
       jobs.get({ id, tenant });
       return sseResponse({
+        requestId,
+        logger: c.get("logger"),
         events: async function* (signal) {
           for await (const event of jobs.events({ id, tenant, signal })) {
-            const data =
-              event.type === "item" ? { ...event.data, item: jobItemToJson(event.data.item) } : event.data;
-            yield { event: event.type, data };
+            if (event.type === "item") {
+              yield { event: event.type, data: { ...event.data, item: jobItemToJson(event.data.item) } };
+            } else if (event.type === "error") {
+              const { error, ...rest } = event.data;
+              yield { event: event.type, data: { ...rest, ...errorEnvelope({ ...error, requestId }) } };
+            } else {
+              yield { event: event.type, data: event.data };
+            }
           }
         },
       });
     })
-    .post("/v1/jobs/:id/resume", (c) => {
-      const job = jobs.resume({ id: c.req.param("id"), tenant: c.get("tenant") });
-      return c.json({ job: jobToJson(job) } satisfies z.infer<typeof jobResponseSchema>, 202);
+    .openapi(resumeJobRoute, (c) => {
+      const job = jobs.resume({ id: c.req.valid("param").id, tenant: c.get("tenant") });
+      return c.json({ job: jobToJson(job) }, 202);
     });
 }

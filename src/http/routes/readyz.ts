@@ -3,10 +3,9 @@
  * else 503 in the error envelope with code `not_ready` and the reason as the message. The check is
  * bounded, so a Milvus that hangs makes the probe fail rather than wait.
  */
-import { Hono } from "hono";
-import { z } from "zod";
+import { z } from "@hono/zod-openapi";
 import { NotReadyError } from "../../errors.ts";
-import type { AppEnv } from "../context.ts";
+import { createRouter, defineRoute, errorResponse, jsonResponse } from "../openapi.ts";
 
 /** Body of a 200 from /readyz. */
 export const readyzResponseSchema = z.object({ status: z.literal("ready") });
@@ -22,6 +21,20 @@ export interface ReadyzRouteOptions {
   /** Longest wait for the health check, in milliseconds. */
   timeoutMs: number;
 }
+
+/** GET /readyz. */
+export const readyzRoute = defineRoute({
+  method: "get",
+  path: "/readyz",
+  operationId: "getReadyz",
+  tags: ["probes"],
+  summary: "Readiness",
+  description: "200 when the vector store answers its health check, else 503 with the reason.",
+  responses: {
+    200: jsonResponse("Ready.", readyzResponseSchema),
+    503: errorResponse("Not ready (code not_ready); the message says why."),
+  },
+});
 
 async function checkStore({ store, timeoutMs }: ReadyzRouteOptions): Promise<string | undefined> {
   let timer: NodeJS.Timeout | undefined;
@@ -44,12 +57,12 @@ async function checkStore({ store, timeoutMs }: ReadyzRouteOptions): Promise<str
 }
 
 /** The /readyz route. */
-export function createReadyzRoute(options: ReadyzRouteOptions): Hono<AppEnv> {
-  return new Hono<AppEnv>().get("/readyz", async (c) => {
+export function createReadyzRoute(options: ReadyzRouteOptions) {
+  return createRouter().openapi(readyzRoute, async (c) => {
     c.header("cache-control", "no-store");
     const reason = await checkStore(options);
     if (reason !== undefined)
       throw new NotReadyError(`Not ready: ${reason.replace(/\.$/, "")}.`, { context: { reason } });
-    return c.json({ status: "ready" } satisfies z.infer<typeof readyzResponseSchema>, 200);
+    return c.json({ status: "ready" as const }, 200);
   });
 }

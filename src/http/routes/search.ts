@@ -4,12 +4,11 @@
  * multipart with an `image` file and the other fields as form fields (`kinds` comma-separated, `filter`
  * as JSON). Answers `{ items: [...] }`, best first.
  *
- * Also home of the schemas and request readers that /v1/similar and /v1/classify share.
+ * Also home of the schemas and request readers that /v1/similar, /v1/classify and /v1/vqa share.
  */
-import { Hono } from "hono";
+import { z } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
-import { z } from "zod";
-import { MediaError, shownValue, ValidationError } from "../../errors.ts";
+import { invalidInput, MediaError, ValidationError } from "../../errors.ts";
 import {
   type ImageQuery,
   MAX_SEARCH_TOP_K,
@@ -17,9 +16,18 @@ import {
   SEARCH_KINDS,
   type SearchService,
 } from "../../search/index.ts";
-import { filterSpecSchema } from "../../store/index.ts";
-import type { AppContext, AppEnv } from "../context.ts";
-import { readJsonObject } from "../json-body.ts";
+import { FILTERABLE_FIELDS, filterSpecSchema } from "../../store/index.ts";
+import type { AppContext } from "../context.ts";
+import {
+  createRouter,
+  defineRoute,
+  invalidRequestResponse,
+  jsonResponse,
+  notReadyResponse,
+  payloadTooLargeResponse,
+  repeatable,
+  uploadSchema,
+} from "../openapi.ts";
 
 /** Query routes' limits, from the configuration. */
 export interface QueryLimits {
@@ -49,6 +57,12 @@ export const imageFieldSchema = z
     "The image: base64 bytes, a data URL (data:image/png;base64,…) or a stored item's id (img_…, seg_…, tri_…).",
   );
 
+/** The filter language, one component of the document (so uses add no description of their own). */
+export const filterSchema = filterSpecSchema.meta({
+  id: "Filter",
+  description: `Typed conditions { field, op, value } and { any } / { all } groups, all of which must hold. Fields: ${FILTERABLE_FIELDS.join(", ")}, or metadata.<key>.`,
+});
+
 /** Options shared by search and similar. */
 export const searchOptionsShape = {
   kinds: z
@@ -63,9 +77,7 @@ export const searchOptionsShape = {
     .max(MAX_SEARCH_TOP_K, `topK must be an integer from 1 to ${MAX_SEARCH_TOP_K}`)
     .optional()
     .describe(`Results wanted, 1–${MAX_SEARCH_TOP_K} (default 10).`),
-  filter: filterSpecSchema
-    .optional()
-    .describe("Typed conditions { field, op, value } and { any } / { all } groups, all of which must hold."),
+  filter: filterSchema.optional(),
 };
 
 /** Body of POST /v1/search. */
@@ -75,7 +87,8 @@ export const searchRequestSchema = z
     image: imageFieldSchema.optional(),
     ...searchOptionsShape,
   })
-  .strict();
+  .strict()
+  .meta({ id: "SearchRequest" });
 
 /** One result of a search. */
 export const searchResultItemSchema = z.object({
@@ -96,60 +109,13 @@ export const searchResultItemSchema = z.object({
 });
 
 /** Body of a 200 from /v1/search and /v1/similar/{id}. */
-export const searchResponseSchema = z.object({ items: z.array(searchResultItemSchema) });
-
-/** A request body read from JSON or multipart: its fields and, for multipart, its files. */
-export interface RequestFields {
-  fields: Record<string, unknown>;
-  files: Map<string, Uint8Array>;
-  multipart: boolean;
-}
-
-/**
- * Reads a JSON or multipart body. Multipart fields are strings; `files` holds each uploaded file's bytes
- * by field name (the first file of a repeated field).
- *
- * @throws ValidationError for another content type or malformed JSON.
- */
-export async function readRequestFields(c: AppContext): Promise<RequestFields> {
-  const contentType = (c.req.header("content-type") ?? "").toLowerCase();
-  if (contentType.startsWith("multipart/form-data")) {
-    const form = await c.req.parseBody({ all: true });
-    const fields: Record<string, unknown> = {};
-    const files = new Map<string, Uint8Array>();
-    for (const [name, value] of Object.entries(form)) {
-      const values = Array.isArray(value) ? value : [value];
-      for (const entry of values) {
-        if (typeof entry === "string") {
-          if (fields[name] === undefined) fields[name] = entry;
-          else fields[name] = [...(Array.isArray(fields[name]) ? fields[name] : [fields[name]]), entry];
-        } else if (!files.has(name)) {
-          files.set(name, new Uint8Array(await entry.arrayBuffer()));
-        }
-      }
-    }
-    return { fields, files, multipart: true };
-  }
-  if (contentType.startsWith("application/json") || contentType === "") {
-    const body = await readJsonObject(c);
-    return { fields: body, files: new Map(), multipart: false };
-  }
-  throw new ValidationError(
-    `Unsupported content type ${JSON.stringify(contentType.slice(0, 80))}; send application/json or multipart/form-data.`,
-  );
-}
-
-function parseJsonField(name: string, value: string): unknown {
-  try {
-    return JSON.parse(value);
-  } catch {
-    throw new ValidationError(`Form field ${name} must be JSON; got ${JSON.stringify(value.slice(0, 80))}.`);
-  }
-}
+export const searchResponseSchema = z
+  .object({ items: z.array(searchResultItemSchema) })
+  .meta({ id: "SearchResponse" });
 
 /**
  * Turns multipart string fields into the types of the JSON body: `kinds` and `labels` from repeated
- * fields, comma lists or JSON arrays; `topK` and `k` as numbers; `filter` and `autoTag` as JSON.
+ * fields, comma lists or JSON arrays; `topK` as a number; `filter` and `autoTag` as JSON.
  */
 export function coerceFormFields(fields: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...fields };
@@ -171,55 +137,44 @@ export function coerceFormFields(fields: Record<string, unknown>): Record<string
   return out;
 }
 
-function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .slice(0, 5)
-    .map((issue) => {
-      const where = issue.path.map(String).join(".");
-      // Top-level unknown keys get a short message; nested ones (inside filters) keep the schema's own,
-      // which names the allowed shape and limits.
-      if (issue.code === "unrecognized_keys" && issue.path.length === 0) {
-        return `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((key) => JSON.stringify(key)).join(", ")}`;
-      }
-      return where.length > 0
-        ? `${where}: ${issue.message}${shownValue((issue as { input?: unknown }).input)}`
-        : `${issue.message}${shownValue((issue as { input?: unknown }).input)}`;
-    })
-    .join("; ");
+function parseJsonField(name: string, value: string): unknown {
+  try {
+    return JSON.parse(value);
+  } catch {
+    throw new ValidationError(`Form field ${name} must be JSON; got ${JSON.stringify(value.slice(0, 80))}.`);
+  }
 }
 
 /**
- * Validates a request body with its zod schema.
+ * Validates a value with its zod schema (the JSON shape a multipart form was turned into).
  *
  * @throws ValidationError listing each problem with its field.
  */
 export function parseRequest<Schema extends z.ZodType>(schema: Schema, input: unknown): z.output<Schema> {
   const result = schema.safeParse(input, { reportInput: true });
-  if (!result.success) {
-    throw new ValidationError(`Invalid request: ${describeIssues(result.error)}.`, {
-      // Without the inputs: one may be megabytes of base64.
-      context: { issues: result.error.issues.slice(0, 10).map(({ input: _input, ...issue }) => issue) },
-    });
-  }
+  if (!result.success) throw invalidInput(result.error, { input });
   return result.data;
 }
 
+/** Whether the request's body is multipart (else it is JSON, validated by the route's declaration). */
+export function isMultipart(c: AppContext): boolean {
+  return (c.req.header("content-type") ?? "").toLowerCase().startsWith("multipart/form-data");
+}
+
 /** The query image of a request: an uploaded `image` file, or the `image` string. */
-export function requestImage(
-  request: RequestFields,
-  value: string | undefined,
+export async function requestImage(
+  { upload, value }: { upload: File | undefined; value: string | undefined },
   { maxImageBytes }: QueryLimits,
-): ImageQuery | undefined {
-  const file = request.files.get("image");
-  if (file !== undefined) {
-    if (file.length === 0) throw new ValidationError("The uploaded image file is empty.");
-    if (file.length > maxImageBytes) {
+): Promise<ImageQuery | undefined> {
+  if (upload !== undefined) {
+    if (upload.size === 0) throw new ValidationError("The uploaded image file is empty.");
+    if (upload.size > maxImageBytes) {
       throw new MediaError(
-        `The uploaded image is ${file.length} bytes; the limit is ${maxImageBytes} bytes (LOUPE_MAX_IMAGE_BYTES).`,
+        `The uploaded image is ${upload.size} bytes; the limit is ${maxImageBytes} bytes (LOUPE_MAX_IMAGE_BYTES).`,
         { status: 413, code: "payload_too_large" },
       );
     }
-    return { bytes: file };
+    return { bytes: new Uint8Array(await upload.arrayBuffer()) };
   }
   if (value === undefined) return undefined;
   const reference = parseImageReference({ value, maxBytes: maxImageBytes });
@@ -228,20 +183,43 @@ export function requestImage(
 }
 
 /**
- * Reads a query request (JSON, or multipart with an optional `image` file), validates it with `schema`
- * and resolves its query image: the uploaded file wins over an `image` field.
+ * A query request (search, classify, vqa) as its JSON shape and its query image. A multipart form,
+ * validated by the declaration as form fields, is turned into the JSON shape and validated with
+ * `schema`; its uploaded `image` file wins over an `image` field.
  */
-export async function readImageQuery<Schema extends z.ZodType<{ image?: string | undefined }>>(
-  c: AppContext,
-  schema: Schema,
-  config: QueryLimits,
-): Promise<{ body: z.output<Schema>; image: ImageQuery | undefined }> {
-  const request = await readRequestFields(c);
-  const fields = request.multipart ? coerceFormFields(request.fields) : request.fields;
-  if (request.files.has("image")) delete fields.image;
-  const body = parseRequest(schema, fields);
-  return { body, image: requestImage(request, body.image, config) };
+export async function readImageQuery<Schema extends z.ZodType<{ image?: string | undefined }>>({
+  multipart,
+  json,
+  form,
+  schema,
+  limits,
+}: {
+  multipart: boolean;
+  /** The JSON body, validated with `schema` by the route's declaration (ignored for multipart). */
+  json: unknown;
+  /** The form fields, validated by the route's declaration (ignored for JSON). */
+  form: object;
+  schema: Schema;
+  limits: QueryLimits;
+}): Promise<{ body: z.output<Schema>; image: ImageQuery | undefined }> {
+  if (!multipart) {
+    const body = json as z.output<Schema>;
+    return { body, image: await requestImage({ upload: undefined, value: body.image }, limits) };
+  }
+  const { image: upload, ...fields } = form as { image?: File } & Record<string, unknown>;
+  const body = parseRequest(schema, coerceFormFields(fields));
+  return { body, image: await requestImage({ upload, value: body.image }, limits) };
 }
+
+/** Multipart fields of the query routes, besides their own. */
+export const queryFormShape = {
+  image: uploadSchema("The query image.").optional(),
+  kinds: repeatable(z.string())
+    .optional()
+    .describe(`Kinds to search: comma-separated, a JSON list, or the field repeated (${kindsText}).`),
+  topK: z.string().optional().describe(`Results wanted, an integer 1–${MAX_SEARCH_TOP_K}.`),
+  filter: z.string().optional().describe("The filter as JSON (see SearchRequest.filter)."),
+};
 
 /** Body limit of the query routes, answered in the error envelope. */
 export function queryBodyLimit(limits: QueryLimits) {
@@ -258,15 +236,45 @@ export function queryBodyLimit(limits: QueryLimits) {
 }
 
 /** The /v1/search route. */
-export function createSearchRoute({
-  search,
-  config,
-}: {
-  search: SearchService;
-  config: QueryLimits;
-}): Hono<AppEnv> {
-  return new Hono<AppEnv>().post("/v1/search", queryBodyLimit(config), async (c) => {
-    const { body, image } = await readImageQuery(c, searchRequestSchema, config);
+export function createSearchRoute({ search, config }: { search: SearchService; config: QueryLimits }) {
+  const route = defineRoute({
+    method: "post",
+    path: "/v1/search",
+    operationId: "search",
+    tags: ["search"],
+    summary: "Search by text, image or both",
+    description:
+      "Searches the caller's images, video segments and triples. With text and image, the query is the normalized sum of both embeddings. Scores share one scale across kinds (one embedding space, one metric). JSON, or multipart with an `image` file and the other fields as form fields.",
+    middleware: [queryBodyLimit(config)],
+    request: {
+      body: {
+        description: "A text, an image, or both.",
+        content: {
+          "application/json": { schema: searchRequestSchema },
+          "multipart/form-data": {
+            schema: z.strictObject({
+              text: z.string().optional().describe("A text query."),
+              ...queryFormShape,
+            }),
+          },
+        },
+      },
+    },
+    responses: {
+      200: jsonResponse("Results, best first.", searchResponseSchema),
+      400: invalidRequestResponse,
+      413: payloadTooLargeResponse("about 4/3 of LOUPE_MAX_IMAGE_BYTES"),
+      503: notReadyResponse,
+    },
+  });
+  return createRouter().openapi(route, async (c) => {
+    const { body, image } = await readImageQuery({
+      multipart: isMultipart(c),
+      json: c.req.valid("json"),
+      form: c.req.valid("form"),
+      schema: searchRequestSchema,
+      limits: config,
+    });
     const result = await search.search({
       tenant: c.get("tenant"),
       text: body.text,
@@ -275,6 +283,6 @@ export function createSearchRoute({
       topK: body.topK,
       filter: body.filter,
     });
-    return c.json(result satisfies z.infer<typeof searchResponseSchema>, 200);
+    return c.json(result, 200);
   });
 }

@@ -8,9 +8,8 @@
  * image's id. Each item is answered in order with `stored`, `skipped` (already stored) or `failed` with
  * its reason; one bad item never fails the others.
  */
-import { Hono } from "hono";
+import { z } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
-import { z } from "zod";
 import { MediaError, ValidationError } from "../../errors.ts";
 import type { JobItemOutcome, JobRegistry } from "../../ingest/jobs.ts";
 import {
@@ -23,10 +22,19 @@ import {
 } from "../../ingest/triple-ingest.ts";
 import { parseImageReference } from "../../search/index.ts";
 import { answerBatch } from "../batch-outcome.ts";
-import type { AppContext, AppEnv } from "../context.ts";
+import type { AppContext } from "../context.ts";
 import { errorEnvelopeSchema } from "../errors.ts";
-import { type jobAcceptedSchema, jobCountsSchema } from "./jobs.ts";
-import { parseRequest, readRequestFields } from "./search.ts";
+import {
+  createRouter,
+  defineRoute,
+  invalidRequestResponse,
+  jsonResponse,
+  notReadyResponse,
+  payloadTooLargeResponse,
+  uploadSchema,
+} from "../openapi.ts";
+import { asyncQuerySchema, jobAcceptedSchema, jobCountsSchema, wantsJob } from "./jobs.ts";
+import { isMultipart, parseRequest } from "./search.ts";
 
 /** The triples route's limits, from the configuration. */
 export interface TriplesLimits {
@@ -42,12 +50,6 @@ export interface TriplesLimits {
 
 /** Triples handed to a job at a time, so its progress moves as they are stored. */
 const JOB_CHUNK = 32;
-
-function parseAsyncFlag(value: string | undefined): boolean {
-  if (value === undefined || value === "" || value === "false" || value === "0") return false;
-  if (value === "true" || value === "1") return true;
-  throw new ValidationError(`async must be true or false; got ${JSON.stringify(value.slice(0, 40))}.`);
-}
 
 /** One triple in a request. */
 export const tripleItemSchema = z
@@ -65,7 +67,8 @@ export const tripleItemSchema = z
       .optional()
       .describe("tags (strings), title, source, and any other JSON"),
   })
-  .strict();
+  .strict()
+  .meta({ id: "TripleItem" });
 
 /** JSON body of POST /v1/triples. */
 export const triplesRequestSchema = z
@@ -73,9 +76,29 @@ export const triplesRequestSchema = z
     items: z
       .array(z.unknown())
       .min(1)
-      .describe("Triples (each a TripleItem), at most LOUPE_MAX_ITEMS_PER_REQUEST."),
+      .describe(
+        "Triples (each a TripleItem), at most LOUPE_MAX_ITEMS_PER_REQUEST; each is checked on its own, so one bad item fails alone.",
+      ),
   })
-  .strict();
+  .strict()
+  .meta({ id: "TriplesRequest" });
+
+/** Multipart body of POST /v1/triples: the items, and the image files they name. */
+export const triplesFormSchema = z
+  .object({
+    items: z
+      .string({ error: "a multipart triples request needs an `items` field holding a JSON list or JSONL" })
+      .describe("The items as a JSON list or JSONL."),
+  })
+  .catchall(
+    uploadSchema("An image file, named by an item's image field.", "image fields must be uploaded files"),
+  );
+
+/**
+ * JSONL: one TripleItem per line. A plain JSON Schema, not zod: the route parses the lines itself, and a
+ * zod schema here would make the JSON validator check JSON bodies against it too.
+ */
+const jsonlSchema = { type: "string" as const, description: "One TripleItem JSON object per line." };
 
 /** One item's outcome. */
 export const tripleItemResultSchema = z.object({
@@ -86,10 +109,9 @@ export const tripleItemResultSchema = z.object({
 });
 
 /** Body of a 200 from /v1/triples (the counters are those of jobs: `done` counts stored triples). */
-export const triplesResponseSchema = z.object({
-  items: z.array(tripleItemResultSchema),
-  counts: jobCountsSchema,
-});
+export const triplesResponseSchema = z
+  .object({ items: z.array(tripleItemResultSchema), counts: jobCountsSchema })
+  .meta({ id: "TriplesResponse" });
 
 /** Body of a 422 from /v1/triples: every item failed (the error envelope, with each item's reason). */
 export const triplesAllFailedSchema = errorEnvelopeSchema.extend({
@@ -110,24 +132,39 @@ function parseJsonl(text: string): unknown[] {
   return items;
 }
 
-async function readItems(c: AppContext): Promise<{ items: unknown[]; files: Map<string, Uint8Array> }> {
-  const contentType = (c.req.header("content-type") ?? "").toLowerCase();
-  if (/^application\/(x-ndjson|jsonl|x-jsonlines|jsonlines)/.test(contentType)) {
-    return { items: parseJsonl(await c.req.text()), files: new Map() };
+function parseJsonList(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ValidationError("The `items` field starts with [ but is not a valid JSON list.");
   }
-  const request = await readRequestFields(c);
-  if (request.multipart) {
-    const raw = request.fields.items;
-    if (typeof raw !== "string") {
-      throw new ValidationError(
-        "A multipart triples request needs an `items` field holding a JSON list or JSONL.",
-      );
-    }
-    const items = raw.trim().startsWith("[") ? (JSON.parse(raw) as unknown) : parseJsonl(raw);
+}
+
+/** JSONL content types: `application/x-ndjson` and the other names it goes by. */
+const JSONL_TYPES = [
+  "application/x-ndjson",
+  "application/jsonl",
+  "application/x-jsonlines",
+  "application/jsonlines",
+];
+
+async function readItems(
+  c: AppContext,
+  { json, form }: { json: unknown; form: unknown },
+): Promise<{ items: unknown[]; files: Map<string, Uint8Array> }> {
+  const contentType = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+  if (JSONL_TYPES.includes(contentType)) return { items: parseJsonl(await c.req.text()), files: new Map() };
+  if (isMultipart(c)) {
+    // The declaration types each body target as either content type; the content type tells which.
+    const { items: raw, ...uploads } = form as z.output<typeof triplesFormSchema>;
+    const items = raw.trim().startsWith("[") ? parseJsonList(raw) : parseJsonl(raw);
     if (!Array.isArray(items)) throw new ValidationError("The `items` field must be a JSON list or JSONL.");
-    return { items, files: request.files };
+    const files = new Map<string, Uint8Array>();
+    for (const [name, file] of Object.entries(uploads))
+      files.set(name, new Uint8Array(await file.arrayBuffer()));
+    return { items, files };
   }
-  return { items: parseRequest(triplesRequestSchema, request.fields).items, files: new Map() };
+  return { items: (json as z.output<typeof triplesRequestSchema>).items, files: new Map() };
 }
 
 function failure(index: number, error: unknown): TripleItemResult {
@@ -155,91 +192,116 @@ export function createTriplesRoute({
   triples: TripleIngester;
   config: TriplesLimits;
   jobs: JobRegistry;
-}): Hono<AppEnv> {
-  return new Hono<AppEnv>().post(
-    "/v1/triples",
-    bodyLimit({
-      maxSize: config.maxUploadBytes,
-      onError: () => {
-        throw new MediaError(
-          `The request body is over ${config.maxUploadBytes} bytes; split the triples over several requests, or raise LOUPE_MAX_UPLOAD_BYTES.`,
-          { status: 413, code: "payload_too_large", context: { limit: config.maxUploadBytes } },
-        );
+}) {
+  const route = defineRoute({
+    method: "post",
+    path: "/v1/triples",
+    operationId: "ingestTriples",
+    tags: ["ingest"],
+    summary: "Ingest image-question-answer triples",
+    description:
+      "Each image and question is embedded and the triple stored with a deterministic id (re-ingest adds nothing). Items are answered in order; one bad item fails alone, and when every item fails the answer is 422. More items than LOUPE_INGEST_SYNC_MAX_ITEMS, or `async=true`, run as a job.",
+    middleware: [
+      bodyLimit({
+        maxSize: config.maxUploadBytes,
+        onError: () => {
+          throw new MediaError(
+            `The request body is over ${config.maxUploadBytes} bytes; split the triples over several requests, or raise LOUPE_MAX_UPLOAD_BYTES.`,
+            { status: 413, code: "payload_too_large", context: { limit: config.maxUploadBytes } },
+          );
+        },
+      }),
+    ],
+    request: {
+      query: asyncQuerySchema,
+      body: {
+        description: "JSON, JSONL, or multipart with the items and the image files they name.",
+        content: {
+          "application/json": { schema: triplesRequestSchema },
+          ...Object.fromEntries(JSONL_TYPES.map((type) => [type, { schema: jsonlSchema }])),
+          "multipart/form-data": { schema: triplesFormSchema },
+        },
       },
-    }),
-    async (c) => {
-      const runAsync = parseAsyncFlag(c.req.query("async"));
-      const tenant = c.get("tenant");
-      const { items, files } = await readItems(c);
-      if (items.length === 0) throw new ValidationError("The request holds no triples.");
-      if (items.length > config.maxItemsPerRequest) {
-        throw new ValidationError(
-          `A request takes at most ${config.maxItemsPerRequest} triples (LOUPE_MAX_ITEMS_PER_REQUEST); got ${items.length}. Split it.`,
-        );
-      }
-      const results: TripleItemResult[] = [];
-      const valid: { index: number; input: TripleInput }[] = [];
-      for (const [index, raw] of items.entries()) {
-        try {
-          const item = parseRequest(tripleItemSchema, raw);
-          const file = files.get(item.image);
-          const image =
-            file !== undefined
-              ? { bytes: file }
-              : parseImageReference({
-                  value: item.image,
-                  field: `items[${index}].image`,
-                  allowUrl: true,
-                  maxBytes: config.maxImageBytes,
-                });
-          valid.push({
-            index,
-            input: { image, question: item.question, answer: item.answer, metadata: item.metadata },
-          });
-        } catch (error) {
-          results[index] = failure(index, error);
-        }
-      }
-      if (runAsync || items.length > config.ingestSyncMaxItems) {
-        const inputs = new Map(valid.map((entry) => [entry.index, entry.input]));
-        const job = jobs.create<TripleInput | TripleItemResult>({
-          tenant,
-          kind: "triples",
-          items: items.map((_, index) => ({
-            describe: { item: String(index) },
-            input: inputs.get(index) ?? (results[index] as TripleItemResult),
-          })),
-          run: async ({ items: work, signal, report }) => {
-            const pending: { index: number; input: TripleInput }[] = [];
-            for (const { index, input } of work) {
-              if ("question" in input) pending.push({ index, input });
-              else report(index, toOutcome(input));
-            }
-            for (let start = 0; start < pending.length && !signal.aborted; start += JOB_CHUNK) {
-              const chunk = pending.slice(start, start + JOB_CHUNK);
-              const outcome = await triples.ingest({ tenant, items: chunk.map((entry) => entry.input) });
-              for (const [position, result] of outcome.items.entries()) {
-                report(chunk[position]?.index ?? position, toOutcome(result));
-              }
-            }
-          },
-        });
-        c.header("location", `/v1/jobs/${job.id}`);
-        return c.json(
-          { job: { id: job.id, status: job.status } } satisfies z.infer<typeof jobAcceptedSchema>,
-          202,
-        );
-      }
-      const outcome = await triples.ingest({
-        tenant,
-        items: valid.map((entry) => entry.input),
-        source: "upload",
-      });
-      outcome.items.forEach((result, position) => {
-        const index = valid[position]?.index ?? position;
-        results[index] = { ...result, index };
-      });
-      return answerBatch(c, { items: results, noun: "triple" });
     },
-  );
+    responses: {
+      200: jsonResponse("Per-item outcomes and counts.", triplesResponseSchema),
+      202: jsonResponse("Started as a job; the Location header names it.", jobAcceptedSchema),
+      400: invalidRequestResponse,
+      413: payloadTooLargeResponse("LOUPE_MAX_UPLOAD_BYTES"),
+      422: jsonResponse("Every item failed (code all_items_failed); each says why.", triplesAllFailedSchema),
+      503: notReadyResponse,
+    },
+  });
+  return createRouter().openapi(route, async (c) => {
+    const runAsync = wantsJob(c.req.valid("query"));
+    const tenant = c.get("tenant");
+    const { items, files } = await readItems(c, { json: c.req.valid("json"), form: c.req.valid("form") });
+    if (items.length === 0) throw new ValidationError("The request holds no triples.");
+    if (items.length > config.maxItemsPerRequest) {
+      throw new ValidationError(
+        `A request takes at most ${config.maxItemsPerRequest} triples (LOUPE_MAX_ITEMS_PER_REQUEST); got ${items.length}. Split it.`,
+      );
+    }
+    const results: TripleItemResult[] = [];
+    const valid: { index: number; input: TripleInput }[] = [];
+    for (const [index, raw] of items.entries()) {
+      try {
+        const item = parseRequest(tripleItemSchema, raw);
+        const file = files.get(item.image);
+        const image =
+          file !== undefined
+            ? { bytes: file }
+            : parseImageReference({
+                value: item.image,
+                field: `items[${index}].image`,
+                allowUrl: true,
+                maxBytes: config.maxImageBytes,
+              });
+        valid.push({
+          index,
+          input: { image, question: item.question, answer: item.answer, metadata: item.metadata },
+        });
+      } catch (error) {
+        results[index] = failure(index, error);
+      }
+    }
+    if (runAsync || items.length > config.ingestSyncMaxItems) {
+      const inputs = new Map(valid.map((entry) => [entry.index, entry.input]));
+      const job = jobs.create<TripleInput | TripleItemResult>({
+        tenant,
+        kind: "triples",
+        items: items.map((_, index) => ({
+          describe: { item: String(index) },
+          input: inputs.get(index) ?? (results[index] as TripleItemResult),
+        })),
+        run: async ({ items: work, signal, report }) => {
+          const pending: { index: number; input: TripleInput }[] = [];
+          for (const { index, input } of work) {
+            if ("question" in input) pending.push({ index, input });
+            else report(index, toOutcome(input));
+          }
+          for (let start = 0; start < pending.length && !signal.aborted; start += JOB_CHUNK) {
+            const chunk = pending.slice(start, start + JOB_CHUNK);
+            const outcome = await triples.ingest({ tenant, items: chunk.map((entry) => entry.input) });
+            for (const [position, result] of outcome.items.entries()) {
+              report(chunk[position]?.index ?? position, toOutcome(result));
+            }
+          }
+        },
+      });
+      c.header("location", `/v1/jobs/${job.id}`);
+      return c.json({ job: { id: job.id, status: job.status } }, 202);
+    }
+    const outcome = await triples.ingest({
+      tenant,
+      items: valid.map((entry) => entry.input),
+      source: "upload",
+    });
+    outcome.items.forEach((result, position) => {
+      const index = valid[position]?.index ?? position;
+      results[index] = { ...result, index };
+    });
+    const batch = answerBatch({ items: results, noun: "triple", requestId: c.get("requestId") });
+    return batch.status === 200 ? c.json(batch.body, 200) : c.json(batch.body, 422);
+  });
 }

@@ -10,15 +10,27 @@
  * `skipped` (already stored), its segments, or `failed` with the reason. One bad video never fails the
  * others; a request whose every video failed is answered with the first failure's status.
  */
-import { Hono } from "hono";
+import { z } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
-import { z } from "zod";
 import type { Config } from "../../config.ts";
-import { AppError, MediaError, ValidationError } from "../../errors.ts";
+import { AppError, invalidInput, MediaError, ValidationError } from "../../errors.ts";
 import type { JobItemOutcome, JobRegistry } from "../../ingest/jobs.ts";
 import { type IngestedVideo, VIDEO_CONTENT_TYPES, type VideoIngester } from "../../ingest/video-ingest.ts";
 import { fetchUrl } from "../../media/url-fetcher.ts";
-import type { AppContext, AppEnv } from "../context.ts";
+import type { AppContext } from "../context.ts";
+import {
+  asList,
+  createRouter,
+  defineRoute,
+  errorResponse,
+  invalidRequestResponse,
+  jsonResponse,
+  notReadyResponse,
+  payloadTooLargeResponse,
+  repeatable,
+  uploadSchema,
+} from "../openapi.ts";
+import { asyncQuerySchema, jobAcceptedSchema, wantsJob } from "./jobs.ts";
 
 /** Keys of caller metadata: identifiers, so each is filterable as `metadata.<key>`. */
 const METADATA_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
@@ -46,7 +58,31 @@ export const videosJsonRequestSchema = z
     urls: z.array(z.string().min(1).max(2048)).min(1).describe("http(s) URLs of videos"),
     metadata: videoMetadataSchema.optional(),
   })
-  .strict();
+  .strict()
+  .meta({ id: "VideosRequest" });
+
+const videoUpload = repeatable(
+  uploadSchema("A video file (MP4/MOV, WebM/Matroska, AVI); repeat the field for more."),
+  "upload each video as a file",
+).optional();
+
+/** Multipart body of POST /v1/videos. */
+export const videosFormSchema = z.strictObject(
+  {
+    file: videoUpload,
+    files: videoUpload.describe("Accepted as well as `file`, as the image API names it."),
+    metadata: z
+      .string({ error: "metadata must be one text field holding a JSON object" })
+      .optional()
+      .describe("Caller metadata as a JSON object, applied to every video (see VideosRequest.metadata)."),
+  },
+  {
+    error: (issue) =>
+      issue.code === "unrecognized_keys"
+        ? `Unknown multipart field ${JSON.stringify(issue.keys[0]?.slice(0, 80))}; send videos as \`file\` (or \`files\`) fields and an optional \`metadata\` JSON field`
+        : undefined,
+  },
+);
 
 /** A stored segment in a response. */
 export const videoSegmentResultSchema = z.object({
@@ -69,15 +105,12 @@ export const videoItemResultSchema = z.object({
 });
 
 /** Body of a 200 from POST /v1/videos. */
-export const videosResponseSchema = z.object({
-  items: z.array(videoItemResultSchema),
-  counts: z.object({ stored: z.number().int(), skipped: z.number().int(), failed: z.number().int() }),
-});
-
-/** Body of a 202 from POST /v1/videos. */
-export const videosJobResponseSchema = z.object({
-  job: z.object({ id: z.string(), status: z.string() }),
-});
+export const videosResponseSchema = z
+  .object({
+    items: z.array(videoItemResultSchema),
+    counts: z.object({ stored: z.number().int(), skipped: z.number().int(), failed: z.number().int() }),
+  })
+  .meta({ id: "VideosResponse" });
 
 type VideoItemResult = z.infer<typeof videoItemResultSchema>;
 
@@ -114,12 +147,8 @@ function parseMetadata(raw: unknown, maxBytes: number): z.infer<typeof videoMeta
   }
   const size = Buffer.byteLength(JSON.stringify(value ?? {}));
   if (size > maxBytes) throw metadataTooLarge(size, maxBytes);
-  const parsed = videoMetadataSchema.safeParse(value ?? {});
-  if (!parsed.success) {
-    throw new ValidationError(
-      `Invalid metadata: ${parsed.error.issues.map((issue) => `${issue.path.join(".") || "metadata"}: ${issue.message}`).join("; ")}.`,
-    );
-  }
+  const parsed = videoMetadataSchema.safeParse(value ?? {}, { reportInput: true });
+  if (!parsed.success) throw invalidInput(parsed.error, { subject: "metadata", root: "metadata" });
   return parsed.data;
 }
 
@@ -136,77 +165,50 @@ function asAppError(error: unknown): AppError {
     : new AppError("internal_error", 500, "The video failed unexpectedly; the server log has the details.");
 }
 
-async function readInputs(
-  c: AppContext,
+/** The videos of a multipart request, read before any processing. */
+async function fromForm(
+  form: z.output<typeof videosFormSchema>,
   config: VideosRouteConfig,
 ): Promise<{ inputs: VideoInput[]; metadata: z.infer<typeof videoMetadataSchema> }> {
-  const contentType = (c.req.header("content-type") ?? "").toLowerCase();
-  if (contentType.startsWith("multipart/form-data")) {
-    const body = await c.req.parseBody({ all: true });
-    const unknown = Object.keys(body).filter((key) => !["file", "files", "metadata"].includes(key));
-    if (unknown.length > 0) {
-      throw new ValidationError(
-        `Unknown multipart field ${JSON.stringify(unknown[0])}; send videos as \`file\` (or \`files\`) fields and an optional \`metadata\` JSON field.`,
-      );
-    }
-    // `file` as the video API names it, `files` as the image API does; both are accepted, in that order.
-    const files = ([] as unknown[]).concat(body.file ?? [], body.files ?? []);
-    if (files.length === 0)
-      throw new ValidationError("The request holds no `file` field; attach one or more videos.");
-    const metadataField = Array.isArray(body.metadata) ? body.metadata[0] : body.metadata;
-    const metadata = parseMetadata(
-      typeof metadataField === "string" ? metadataField : undefined,
-      config.maxMetadataBytes,
-    );
-    const inputs: VideoInput[] = [];
-    for (const [index, file] of files.entries()) {
-      if (!(file instanceof File)) {
-        throw new ValidationError(
-          `Field \`file\` number ${index} is text, not a file; upload the video as a file.`,
-        );
-      }
-      const filename = file.name.slice(0, 255) || `video-${index}`;
-      const type = file.type.split(";")[0]?.trim().toLowerCase() ?? "";
-      const allowed: readonly string[] = VIDEO_CONTENT_TYPES;
-      if (type !== "" && type !== "application/octet-stream" && !allowed.includes(type)) {
-        inputs.push({
-          describe: { filename },
-          source: "upload",
-          error: new MediaError(
-            `File ${JSON.stringify(filename)} has content type ${JSON.stringify(type)}; allowed: ${VIDEO_CONTENT_TYPES.join(", ")}.`,
-            { code: "video_unsupported", status: 415, context: { contentType: type } },
-          ),
-        });
-        continue;
-      }
+  // `file` as the video API names it, `files` as the image API does; both are accepted, in that order.
+  const files = [...asList(form.file), ...asList(form.files)];
+  if (files.length === 0)
+    throw new ValidationError("The request holds no `file` field; attach one or more videos.");
+  const metadata = parseMetadata(form.metadata, config.maxMetadataBytes);
+  const inputs: VideoInput[] = [];
+  for (const [index, file] of files.entries()) {
+    const filename = file.name.slice(0, 255) || `video-${index}`;
+    const type = file.type.split(";")[0]?.trim().toLowerCase() ?? "";
+    const allowed: readonly string[] = VIDEO_CONTENT_TYPES;
+    if (type !== "" && type !== "application/octet-stream" && !allowed.includes(type)) {
       inputs.push({
         describe: { filename },
-        source: metadata.source ?? "upload",
-        bytes: new Uint8Array(await file.arrayBuffer()),
+        source: "upload",
+        error: new MediaError(
+          `File ${JSON.stringify(filename)} has content type ${JSON.stringify(type)}; allowed: ${VIDEO_CONTENT_TYPES.join(", ")}.`,
+          { code: "video_unsupported", status: 415, context: { contentType: type } },
+        ),
       });
+      continue;
     }
-    return { inputs, metadata };
+    inputs.push({
+      describe: { filename },
+      source: metadata.source ?? "upload",
+      bytes: new Uint8Array(await file.arrayBuffer()),
+    });
   }
-  if (!contentType.startsWith("application/json")) {
-    throw new ValidationError(
-      `Content type ${JSON.stringify(contentType || "(none)")} is not accepted; send multipart/form-data with \`file\` fields or JSON { "urls": [...] }.`,
-    );
-  }
-  let json: unknown;
-  try {
-    json = await c.req.json();
-  } catch {
-    throw new ValidationError("The body is not valid JSON.");
-  }
-  const parsed = videosJsonRequestSchema.safeParse(json);
-  if (!parsed.success) {
-    throw new ValidationError(
-      `Invalid request: ${parsed.error.issues.map((issue) => `${issue.path.join(".") || "body"}: ${issue.message}`).join("; ")}. Send { "urls": ["https://…"], "metadata"?: {…} }.`,
-    );
-  }
-  const metadata = parseMetadata(parsed.data.metadata ?? {}, config.maxMetadataBytes);
+  return { inputs, metadata };
+}
+
+/** The videos of a JSON request, each URL fetched with the server's URL limits. */
+async function fromJson(
+  c: AppContext,
+  body: z.output<typeof videosJsonRequestSchema>,
+  config: VideosRouteConfig,
+): Promise<{ inputs: VideoInput[]; metadata: z.infer<typeof videoMetadataSchema> }> {
+  const metadata = parseMetadata(body.metadata ?? {}, config.maxMetadataBytes);
   const inputs: VideoInput[] = [];
-  for (const url of parsed.data.urls) {
+  for (const url of body.urls) {
     try {
       const fetched = await fetchUrl({
         url,
@@ -249,120 +251,150 @@ export function createVideosRoute({
   videos: VideoIngester;
   jobs: JobRegistry;
   config: VideosRouteConfig;
-}): Hono<AppEnv> {
+}) {
   const maxBody = config.videoMaxBytes + 1024 * 1024;
-  return new Hono<AppEnv>().post(
-    "/v1/videos",
-    bodyLimit({
-      maxSize: maxBody,
-      onError: () => {
-        throw new MediaError(
-          `The request body is over ${maxBody} bytes; send fewer or smaller videos, or raise LOUPE_VIDEO_MAX_BYTES.`,
-          { status: 413, code: "payload_too_large", context: { limit: maxBody } },
-        );
+  const route = defineRoute({
+    method: "post",
+    path: "/v1/videos",
+    operationId: "ingestVideos",
+    tags: ["ingest"],
+    summary: "Ingest videos as time segments",
+    description:
+      "Multipart uploads (`file` or `files`, repeatable) or JSON `urls`. Each video is probed, cut into segments at scene changes, and each segment's keyframes embedded; the video's id is deterministic, so the same video twice is stored once. Videos longer than LOUPE_VIDEO_SYNC_MAX_SECONDS together, or `async=true`, run as a job. When every video fails, the first failure is the error.",
+    middleware: [
+      bodyLimit({
+        maxSize: maxBody,
+        onError: () => {
+          throw new MediaError(
+            `The request body is over ${maxBody} bytes; send fewer or smaller videos, or raise LOUPE_VIDEO_MAX_BYTES.`,
+            { status: 413, code: "payload_too_large", context: { limit: maxBody } },
+          );
+        },
+      }),
+    ],
+    request: {
+      query: asyncQuerySchema,
+      body: {
+        description: "Files to upload, or URLs to fetch.",
+        content: {
+          "application/json": { schema: videosJsonRequestSchema },
+          "multipart/form-data": { schema: videosFormSchema },
+        },
       },
-    }),
-    async (c) => {
-      const tenant = c.get("tenant");
-      const { inputs, metadata } = await readInputs(c, config);
-      if (inputs.length > config.maxItemsPerRequest) {
-        throw new ValidationError(
-          `A request takes at most ${config.maxItemsPerRequest} videos; got ${inputs.length}. Split it or raise LOUPE_MAX_ITEMS_PER_REQUEST.`,
-        );
-      }
-      const { source: _source, ...stored } = metadata;
-      const text = [metadata.title, ...(metadata.tags ?? [])].filter((part) => part !== undefined).join(" ");
-      // Probing is quick and decides how the request is answered; a video it refuses fails here.
-      let totalSeconds = 0;
-      for (const input of inputs) {
-        if (input.bytes === undefined) continue;
-        try {
-          input.durationSeconds = (await videos.inspect({ bytes: input.bytes })).durationSeconds;
-          totalSeconds += input.durationSeconds;
-        } catch (error) {
-          input.error = asAppError(error);
-          input.bytes = undefined;
-        }
-      }
-      const ingestOne = (input: VideoInput, signal?: AbortSignal) =>
-        videos.ingest({
-          tenant,
-          bytes: input.bytes as Uint8Array,
-          ...("filename" in input.describe
-            ? { filename: input.describe.filename }
-            : { filename: input.describe.url }),
-          source: input.source,
-          metadata: stored,
-          text,
-          signal,
-        });
-
-      const runAsJob = c.req.query("async") === "true" || totalSeconds > config.videoSyncMaxSeconds;
-      if (runAsJob) {
-        const job = jobs.create<VideoInput>({
-          tenant,
-          kind: "videos",
-          items: inputs.map((input) => ({ describe: input.describe, input })),
-          run: async ({ items, signal, report }) => {
-            for (const { index, input } of items) {
-              if (signal.aborted) return;
-              if (input.error !== undefined || input.bytes === undefined) {
-                const error =
-                  input.error ??
-                  new ValidationError("The video's bytes are no longer available; send it again.");
-                report(index, { status: "failed", error: { code: error.code, message: error.message } });
-                continue;
-              }
-              let outcome: JobItemOutcome;
-              try {
-                const video = await ingestOne(input, signal);
-                outcome = {
-                  status: video.status,
-                  id: video.id,
-                  detail: { segments: video.segments.length, durationSeconds: video.durationSeconds },
-                };
-              } catch (error) {
-                const appError = asAppError(error);
-                outcome = { status: "failed", error: { code: appError.code, message: appError.message } };
-              }
-              report(index, outcome);
-            }
-          },
-        });
-        return c.json(
-          { job: { id: job.id, status: job.status } } satisfies z.infer<typeof videosJobResponseSchema>,
-          202,
-        );
-      }
-
-      const results: VideoItemResult[] = [];
-      const errors: AppError[] = [];
-      for (const [index, input] of inputs.entries()) {
-        if (input.error !== undefined || input.bytes === undefined) {
-          const error = input.error ?? new ValidationError("The video could not be read.");
-          errors.push(error);
-          results.push(failureOf(index, input, error));
-          continue;
-        }
-        try {
-          results.push(resultOf(index, input, await ingestOne(input, c.req.raw.signal)));
-        } catch (error) {
-          const appError = asAppError(error);
-          if (appError.status >= 500) c.get("logger").error({ err: error, index }, "video ingest failed");
-          errors.push(appError);
-          results.push(failureOf(index, input, appError));
-        }
-      }
-      const counts = { stored: 0, skipped: 0, failed: 0 };
-      for (const result of results) counts[result.status] += 1;
-      const first = errors[0];
-      if (counts.failed === results.length && first !== undefined) {
-        const prefix = results.length === 1 ? "" : `All ${results.length} videos failed; the first: `;
-        throw new AppError(first.code, first.status, `${prefix}${first.message}`, {
-          context: { failed: results.length },
-        });
-      }
-      return c.json({ items: results, counts } satisfies z.infer<typeof videosResponseSchema>, 200);
     },
-  );
+    responses: {
+      200: jsonResponse("One item per video, in order.", videosResponseSchema),
+      202: jsonResponse("Started as a job.", jobAcceptedSchema),
+      400: invalidRequestResponse,
+      413: payloadTooLargeResponse("LOUPE_VIDEO_MAX_BYTES plus 1 MiB"),
+      415: errorResponse("Every video is of a type that is not accepted (code video_unsupported)."),
+      422: errorResponse("Every video failed; the first failure's code and message."),
+      503: notReadyResponse,
+    },
+  });
+  return createRouter().openapi(route, async (c) => {
+    const tenant = c.get("tenant");
+    // The declaration types each body target as either content type; the content type tells which.
+    const { inputs, metadata } = (c.req.header("content-type") ?? "")
+      .toLowerCase()
+      .startsWith("multipart/form-data")
+      ? await fromForm(c.req.valid("form") as z.output<typeof videosFormSchema>, config)
+      : await fromJson(c, c.req.valid("json") as z.output<typeof videosJsonRequestSchema>, config);
+    if (inputs.length > config.maxItemsPerRequest) {
+      throw new ValidationError(
+        `A request takes at most ${config.maxItemsPerRequest} videos; got ${inputs.length}. Split it or raise LOUPE_MAX_ITEMS_PER_REQUEST.`,
+      );
+    }
+    const { source: _source, ...stored } = metadata;
+    const text = [metadata.title, ...(metadata.tags ?? [])].filter((part) => part !== undefined).join(" ");
+    // Probing is quick and decides how the request is answered; a video it refuses fails here.
+    let totalSeconds = 0;
+    for (const input of inputs) {
+      if (input.bytes === undefined) continue;
+      try {
+        input.durationSeconds = (await videos.inspect({ bytes: input.bytes })).durationSeconds;
+        totalSeconds += input.durationSeconds;
+      } catch (error) {
+        input.error = asAppError(error);
+        input.bytes = undefined;
+      }
+    }
+    const ingestOne = (input: VideoInput, signal?: AbortSignal) =>
+      videos.ingest({
+        tenant,
+        bytes: input.bytes as Uint8Array,
+        ...("filename" in input.describe
+          ? { filename: input.describe.filename }
+          : { filename: input.describe.url }),
+        source: input.source,
+        metadata: stored,
+        text,
+        signal,
+      });
+
+    const runAsJob = wantsJob(c.req.valid("query")) || totalSeconds > config.videoSyncMaxSeconds;
+    if (runAsJob) {
+      const job = jobs.create<VideoInput>({
+        tenant,
+        kind: "videos",
+        items: inputs.map((input) => ({ describe: input.describe, input })),
+        run: async ({ items, signal, report }) => {
+          for (const { index, input } of items) {
+            if (signal.aborted) return;
+            if (input.error !== undefined || input.bytes === undefined) {
+              const error =
+                input.error ??
+                new ValidationError("The video's bytes are no longer available; send it again.");
+              report(index, { status: "failed", error: { code: error.code, message: error.message } });
+              continue;
+            }
+            let outcome: JobItemOutcome;
+            try {
+              const video = await ingestOne(input, signal);
+              outcome = {
+                status: video.status,
+                id: video.id,
+                detail: { segments: video.segments.length, durationSeconds: video.durationSeconds },
+              };
+            } catch (error) {
+              const appError = asAppError(error);
+              outcome = { status: "failed", error: { code: appError.code, message: appError.message } };
+            }
+            report(index, outcome);
+          }
+        },
+      });
+      c.header("location", `/v1/jobs/${job.id}`);
+      return c.json({ job: { id: job.id, status: job.status } }, 202);
+    }
+
+    const results: VideoItemResult[] = [];
+    const errors: AppError[] = [];
+    for (const [index, input] of inputs.entries()) {
+      if (input.error !== undefined || input.bytes === undefined) {
+        const error = input.error ?? new ValidationError("The video could not be read.");
+        errors.push(error);
+        results.push(failureOf(index, input, error));
+        continue;
+      }
+      try {
+        results.push(resultOf(index, input, await ingestOne(input, c.req.raw.signal)));
+      } catch (error) {
+        const appError = asAppError(error);
+        if (appError.status >= 500) c.get("logger").error({ err: error, index }, "video ingest failed");
+        errors.push(appError);
+        results.push(failureOf(index, input, appError));
+      }
+    }
+    const counts = { stored: 0, skipped: 0, failed: 0 };
+    for (const result of results) counts[result.status] += 1;
+    const first = errors[0];
+    if (counts.failed === results.length && first !== undefined) {
+      const prefix = results.length === 1 ? "" : `All ${results.length} videos failed; the first: `;
+      throw new AppError(first.code, first.status, `${prefix}${first.message}`, {
+        context: { failed: results.length },
+      });
+    }
+    return c.json({ items: results, counts }, 200);
+  });
 }

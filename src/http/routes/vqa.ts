@@ -3,13 +3,27 @@
  * data URL or a stored item's id) or multipart with an `image` file. Answers the top answers with their
  * probabilities and the time the model took. No retrieval: this is the grounding step on its own.
  */
-import { Hono } from "hono";
-import { z } from "zod";
+import { z } from "@hono/zod-openapi";
 import { NotReadyError, ValidationError } from "../../errors.ts";
 import type { ModelPack } from "../../inference/index.ts";
 import type { SearchService } from "../../search/index.ts";
-import type { AppEnv } from "../context.ts";
-import { imageFieldSchema, type QueryLimits, queryBodyLimit, readImageQuery } from "./search.ts";
+import {
+  createRouter,
+  defineRoute,
+  errorResponse,
+  invalidRequestResponse,
+  jsonResponse,
+  notReadyResponse,
+  payloadTooLargeResponse,
+} from "../openapi.ts";
+import {
+  imageFieldSchema,
+  isMultipart,
+  type QueryLimits,
+  queryBodyLimit,
+  queryFormShape,
+  readImageQuery,
+} from "./search.ts";
 
 /** Longest question accepted, in characters. */
 export const MAX_QUESTION_LENGTH = 500;
@@ -23,18 +37,21 @@ export const vqaRequestSchema = z
     question: z.string().trim().min(1).max(MAX_QUESTION_LENGTH).describe("A question about the image."),
     topK: z.number().int().min(1).max(MAX_VQA_TOP_K).optional().describe("Answers returned (default 3)."),
   })
-  .strict();
+  .strict()
+  .meta({ id: "VqaRequest" });
 
 /** Body of a 200 from /v1/vqa. */
-export const vqaResponseSchema = z.object({
-  answer: z.string().describe("The most probable answer."),
-  probability: z.number().describe("Its softmax probability."),
-  alternatives: z
-    .array(z.object({ answer: z.string(), probability: z.number() }))
-    .describe("The next most probable answers."),
-  modelId: z.string(),
-  ms: z.number().describe("Time spent decoding the image and running the models, in milliseconds."),
-});
+export const vqaResponseSchema = z
+  .object({
+    answer: z.string().describe("The most probable answer."),
+    probability: z.number().describe("Its softmax probability."),
+    alternatives: z
+      .array(z.object({ answer: z.string(), probability: z.number() }))
+      .describe("The next most probable answers."),
+    modelId: z.string(),
+    ms: z.number().describe("Time spent decoding the image and running the models, in milliseconds."),
+  })
+  .meta({ id: "VqaResponse" });
 
 /** The /v1/vqa route. */
 export function createVqaRoute({
@@ -45,9 +62,47 @@ export function createVqaRoute({
   search: SearchService;
   models: Pick<ModelPack, "vqaHead" | "modelId">;
   config: QueryLimits;
-}): Hono<AppEnv> {
-  return new Hono<AppEnv>().post("/v1/vqa", queryBodyLimit(config), async (c) => {
-    const { body, image } = await readImageQuery(c, vqaRequestSchema, config);
+}) {
+  const route = defineRoute({
+    method: "post",
+    path: "/v1/vqa",
+    operationId: "vqa",
+    tags: ["search"],
+    summary: "Answer a question about one image",
+    description:
+      "The model pack's VQA head on one image (base64, data URL, a stored item's id, or an uploaded file): the top answers with their probabilities, without retrieval.",
+    middleware: [queryBodyLimit(config)],
+    request: {
+      body: {
+        description: "An image and a question.",
+        content: {
+          "application/json": { schema: vqaRequestSchema },
+          "multipart/form-data": {
+            schema: z.strictObject({
+              image: queryFormShape.image,
+              question: z.string().describe("A question about the image."),
+              topK: z.string().optional().describe(`Answers returned, an integer 1–${MAX_VQA_TOP_K}.`),
+            }),
+          },
+        },
+      },
+    },
+    responses: {
+      200: jsonResponse("Answers, most probable first.", vqaResponseSchema),
+      400: invalidRequestResponse,
+      404: errorResponse("No item with that id for the caller."),
+      413: payloadTooLargeResponse("about 4/3 of LOUPE_MAX_IMAGE_BYTES"),
+      503: notReadyResponse,
+    },
+  });
+  return createRouter().openapi(route, async (c) => {
+    const { body, image } = await readImageQuery({
+      multipart: isMultipart(c),
+      json: c.req.valid("json"),
+      form: c.req.valid("form"),
+      schema: vqaRequestSchema,
+      limits: config,
+    });
     if (image === undefined) {
       throw new ValidationError(
         "vqa needs an image: base64, a data URL, a stored item's id or an uploaded file `image`.",
@@ -68,9 +123,6 @@ export function createVqaRoute({
     });
     if (best === undefined) throw new Error("unreachable: the VQA head returned no answer");
     const ms = Math.round((performance.now() - started) * 10) / 10;
-    return c.json(
-      { ...best, alternatives, modelId: models.modelId, ms } satisfies z.infer<typeof vqaResponseSchema>,
-      200,
-    );
+    return c.json({ ...best, alternatives, modelId: models.modelId, ms }, 200);
   });
 }

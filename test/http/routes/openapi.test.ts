@@ -1,7 +1,8 @@
+import { Validator } from "@seriousme/openapi-schema-validator";
 import { describe, expect, it } from "vitest";
 import { makeTestApp as makeApp } from "../../helpers/app.ts";
 
-/** No route under test touches the store: the description is built from schemas alone. */
+/** No route under test touches the store: the document is generated from the route declarations. */
 
 type Json = Record<string, unknown>;
 
@@ -18,12 +19,25 @@ function refsIn(value: unknown, found: string[] = []): string[] {
   return found;
 }
 
+async function loadDocument(): Promise<Json> {
+  const response = await makeApp().request("/openapi.json");
+  expect(response.status).toBe(200);
+  expect(response.headers.get("content-type")).toMatch(/application\/json/);
+  return (await response.json()) as Json;
+}
+
 describe("GET /openapi.json", () => {
-  it("is an OpenAPI 3.1 document describing every route with resolvable schemas", async () => {
-    const response = await makeApp().request("/openapi.json");
-    expect(response.status).toBe(200);
-    expect(response.headers.get("content-type")).toMatch(/application\/json/);
-    const document = (await response.json()) as Json;
+  it("validates as OpenAPI 3.1", async () => {
+    const document = await loadDocument();
+    const validator = new Validator();
+    const result = await validator.validate(document);
+    expect(result.errors).toBeUndefined();
+    expect(result.valid).toBe(true);
+    expect(validator.version).toBe("3.1");
+  });
+
+  it("describes every route with unique operation ids, path parameters and resolvable schemas", async () => {
+    const document = await loadDocument();
     expect(document.openapi).toBe("3.1.0");
     const info = document.info as Json;
     expect(info.title).toBe("Loupe API");
@@ -36,14 +50,22 @@ describe("GET /openapi.json", () => {
       ["/v1/search", "post"],
       ["/v1/similar/{id}", "post"],
       ["/v1/classify", "post"],
+      ["/v1/vqa", "post"],
+      ["/v1/chat", "post"],
+      ["/v1/chat/completions", "post"],
+      ["/v1/models", "get"],
+      ["/v1/models/{model}", "get"],
       ["/v1/triples", "post"],
       ["/v1/images", "post"],
       ["/v1/videos", "post"],
       ["/v1/jobs/{id}", "get"],
       ["/v1/jobs/{id}/events", "get"],
+      ["/v1/jobs/{id}/resume", "post"],
       ["/v1/media/{id}", "get"],
       ["/v1/media/{id}/thumbnail", "get"],
       ["/v1/items/{id}", "delete"],
+      ["/openapi.json", "get"],
+      ["/docs", "get"],
     ] as const) {
       const operation = paths[route]?.[method];
       expect(operation, `${method} ${route}`).toBeDefined();
@@ -66,7 +88,16 @@ describe("GET /openapi.json", () => {
     }
 
     const schemas = (document.components as { schemas: Record<string, Json> }).schemas;
-    for (const name of ["SearchRequest", "SearchResponse", "ClassifyRequest", "TriplesRequest", "Error"]) {
+    for (const name of [
+      "SearchRequest",
+      "SearchResponse",
+      "ClassifyRequest",
+      "TriplesRequest",
+      "ChatRequest",
+      "ChatCompletionChunk",
+      "Filter",
+      "Error",
+    ]) {
       expect(schemas[name], name).toBeDefined();
       expect(schemas[name]?.$schema).toBeUndefined();
     }
@@ -86,25 +117,43 @@ describe("GET /openapi.json", () => {
       "video_segment",
       "triple",
     ]);
-    expect(search.properties.filter?.type).toBe("array");
+    expect(search.properties.filter?.$ref).toBe("#/components/schemas/Filter");
+    expect(schemas.Filter?.type).toBe("array");
     const searchBody = paths["/v1/search"]?.post?.requestBody as { content: Record<string, Json> };
     expect(Object.keys(searchBody.content).sort()).toEqual(["application/json", "multipart/form-data"]);
+    // The envelope of every error carries the request id.
+    expect((schemas.Error?.properties as Record<string, Json> | undefined)?.error).toMatchObject({
+      required: ["code", "message", "requestId"],
+    });
   });
 });
 
 describe("GET /docs", () => {
-  it("is a self-contained HTML page listing every operation", async () => {
+  it("is the API reference page, its script served by Loupe, nothing loaded from elsewhere", async () => {
     const app = makeApp();
     const response = await app.request("/docs");
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toMatch(/text\/html/);
-    expect(response.headers.get("content-security-policy")).toMatch(/default-src 'none'/);
+    const policy = response.headers.get("content-security-policy") ?? "";
+    expect(policy).toMatch(/default-src 'self'/);
+    expect(policy).toMatch(/script-src 'self' 'sha256-[A-Za-z0-9+/=]+'(;|$)/);
+    expect(policy).toMatch(/connect-src 'self'/);
+    // Every source the policy allows is this server, an inline script's hash, or data/blob URLs.
+    for (const source of policy.split(/[;\s]+/).filter((part) => /^(https?:|\*|[\w-]+\.)/.test(part))) {
+      throw new Error(`The policy allows another origin: ${source}`);
+    }
     const html = await response.text();
-    const document = (await (await app.request("/openapi.json")).json()) as { paths: Record<string, Json> };
-    for (const route of Object.keys(document.paths)) expect(html).toContain(route);
-    expect(html).not.toMatch(/<script/i);
+    expect(html).toContain('src="/docs/assets/api-reference.js"');
+    expect(html).toContain('"url": "/openapi.json"');
+    expect(html).toContain('"withDefaultFonts": false');
     // Nothing is loaded from elsewhere: no external src or href.
     expect(html).not.toMatch(/(src|href)="(https?:)?\/\//i);
-    expect(html).toContain('href="/openapi.json"');
+
+    const script = await app.request("/docs/assets/api-reference.js");
+    expect(script.status).toBe(200);
+    expect(script.headers.get("content-type")).toMatch(/^text\/javascript/);
+    const source = await script.text();
+    expect(source.length).toBeGreaterThan(100_000);
+    expect(source).toContain("createApiReference");
   });
 });

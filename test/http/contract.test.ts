@@ -1,0 +1,144 @@
+/**
+ * The generated OpenAPI document against the routes, in-process, with Milvus down and no model pack:
+ * every documented operation is called with a request its documented schema accepts and one it
+ * rejects, and every answer (mostly 503s and 4xx here) must be documented, status, content type and
+ * body. The same walk with the real store and pack, where the routes answer 200, is in
+ * contract.int.test.ts.
+ */
+import { describe, expect, it } from "vitest";
+import { StoreError } from "../../src/errors.ts";
+import type { VectorStore } from "../../src/store/index.ts";
+import { makeTestApp } from "../helpers/app.ts";
+import { type WalkCase, walkDocument } from "./contract-walk.ts";
+
+/** A vector store that answers every call as Milvus down would. */
+const downStore = new Proxy({} as VectorStore, {
+  get(_target, property) {
+    // Not a thenable: awaiting the store itself must not call it.
+    if (property === "then") return undefined;
+    return async () => {
+      throw new StoreError("Milvus at 127.0.0.1:19530 is unreachable.");
+    };
+  },
+});
+
+const PNG_BYTES = new Uint8Array(
+  Buffer.from(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC",
+    "base64",
+  ),
+);
+const IMAGE_ID = "img_0123456789abcdef0123456789abcdef";
+const LONG_ID = "x".repeat(201);
+
+const notReady = [503];
+
+/** One case per documented operation. */
+const cases: Record<string, WalkCase> = {
+  "GET /healthz": { valid: { expect: [200] } },
+  "GET /readyz": { valid: { expect: [503] } },
+  "GET /v1/jobs/{id}": {
+    valid: { path: "/v1/jobs/job_unknown", expect: [404] },
+    invalid: { path: `/v1/jobs/${LONG_ID}`, expect: [400] },
+  },
+  "GET /v1/jobs/{id}/events": {
+    valid: { path: "/v1/jobs/job_unknown/events", expect: [404] },
+    invalid: { path: `/v1/jobs/${LONG_ID}/events`, expect: [400] },
+  },
+  "POST /v1/jobs/{id}/resume": {
+    valid: { path: "/v1/jobs/job_unknown/resume", expect: [404] },
+    invalid: { path: `/v1/jobs/${LONG_ID}/resume`, expect: [400] },
+  },
+  "POST /v1/images": {
+    valid: {
+      form: {
+        files: { bytes: PNG_BYTES, filename: "dot.png", type: "image/png" },
+        metadata: '{"tags":["dot"]}',
+      },
+      expect: [422, 503],
+    },
+    invalid: { json: { urls: [] }, expect: [400] },
+  },
+  "GET /v1/media/{id}": {
+    valid: { path: `/v1/media/${IMAGE_ID}`, expect: notReady },
+    invalid: { path: `/v1/media/${LONG_ID}`, expect: [400] },
+  },
+  "GET /v1/media/{id}/thumbnail": {
+    valid: { path: `/v1/media/${IMAGE_ID}/thumbnail`, expect: notReady },
+    invalid: { path: `/v1/media/${LONG_ID}/thumbnail`, expect: [400] },
+  },
+  "DELETE /v1/items/{id}": {
+    valid: { path: `/v1/items/${IMAGE_ID}`, expect: notReady },
+    invalid: { path: `/v1/items/${LONG_ID}`, expect: [400] },
+  },
+  "POST /v1/search": {
+    valid: {
+      json: {
+        text: "a red circle",
+        kinds: ["image"],
+        topK: 5,
+        filter: [{ field: "source", op: "eq", value: "x" }],
+      },
+      expect: notReady,
+    },
+    invalid: { json: { text: "a", topK: 0 }, expect: [400] },
+  },
+  "POST /v1/similar/{id}": {
+    valid: { path: `/v1/similar/${IMAGE_ID}`, json: { topK: 5 }, expect: notReady },
+    invalid: { path: `/v1/similar/${IMAGE_ID}`, json: { topK: 101 }, expect: [400] },
+  },
+  "POST /v1/classify": {
+    valid: { json: { image: IMAGE_ID, labels: ["red", "blue"] }, expect: notReady },
+    invalid: { json: { image: IMAGE_ID, labels: "red" }, expect: [400] },
+  },
+  "POST /v1/vqa": {
+    valid: {
+      form: { image: { bytes: PNG_BYTES, filename: "dot.png", type: "image/png" }, question: "what color?" },
+      expect: notReady,
+    },
+    invalid: { json: { image: IMAGE_ID, question: "q", topK: 23 }, expect: [400] },
+  },
+  "POST /v1/triples": {
+    valid: {
+      json: {
+        items: [{ image: Buffer.from(PNG_BYTES).toString("base64"), question: "what color?", answer: "red" }],
+      },
+      expect: [422, 503],
+    },
+    invalid: { json: { items: [] }, expect: [400] },
+  },
+  "POST /v1/videos": {
+    // A private address is refused before any connection: every video fails, with the refusal's status.
+    valid: { json: { urls: ["http://127.0.0.1:9/clip.mp4"] }, expect: [400, 422] },
+    invalid: { json: { urls: ["http://127.0.0.1:9/clip.mp4"], tenant: "other" }, expect: [400] },
+  },
+  "POST /v1/chat": {
+    valid: { json: { question: "what color is the circle?" }, expect: notReady },
+    invalid: { json: { question: "q", topK: 0 }, expect: [400] },
+  },
+  "POST /v1/chat/completions": {
+    valid: {
+      json: { model: "loupe", messages: [{ role: "user", content: "what color?" }] },
+      expect: notReady,
+    },
+    invalid: { json: { model: "loupe", messages: [] }, expect: [400] },
+  },
+  "GET /v1/models": { valid: { expect: [200] } },
+  "GET /v1/models/{model}": {
+    valid: { path: "/v1/models/loupe-offline", expect: [200] },
+    invalid: { path: "/v1/models/gpt-4o", expect: [404] },
+  },
+  "GET /openapi.json": { valid: { expect: [200] } },
+  "GET /docs": { valid: { expect: [200] } },
+};
+
+describe("the OpenAPI document against the routes (store down, no model pack)", () => {
+  it("documents every status, content type and body each route answers", async () => {
+    const app = makeTestApp({ store: downStore, env: { LOUPE_CHAT_MAX_IMAGES: "2" } });
+    const counts = await walkDocument({ app, cases });
+    expect(counts.operations).toBe(Object.keys(cases).length);
+    console.info(
+      `contract walk: ${counts.operations} operations, ${counts.requests} requests, ${counts.bodiesValidated} bodies validated`,
+    );
+  });
+});
