@@ -1,10 +1,10 @@
 /**
- * Inputs the `loupe` subcommands share: the `--filter` JSON, image files given by path, and the error
- * for a server that `--url` names but that cannot be reached. One wording for every command.
+ * Inputs the `loupe` subcommands share: the `--filter` JSON, image files given by path, whole-number
+ * and list flags. One wording for every command.
  */
-import { readFile } from "node:fs/promises";
 import { InvalidArgumentError } from "commander";
-import { AppError, ValidationError } from "../errors.ts";
+import { readUpload, type Upload } from "../client/index.ts";
+import { ValidationError } from "../errors.ts";
 
 /**
  * Parses `--filter` (JSON text); `undefined` when the option was not given.
@@ -23,36 +23,18 @@ export function parseFilterOption(filter: string | undefined): unknown {
 }
 
 /**
- * Reads an image file given on the command line.
+ * Reads an image file given on the command line, as an upload named after the file.
  *
  * @throws ValidationError naming the path and why it could not be read.
  */
-export async function readImageFile(imagePath: string): Promise<Buffer> {
+export async function readImageFile(imagePath: string): Promise<Upload> {
   try {
-    return await readFile(imagePath);
+    return await readUpload(imagePath);
   } catch (error) {
     throw new ValidationError(`Cannot read the image ${imagePath}: ${(error as Error).message}.`, {
       cause: error,
     });
   }
-}
-
-/** The error for a `--url` server that could not be reached; `doing` completes "drop --url to … in-process". */
-export function serverUnreachable({
-  url,
-  error,
-  doing,
-}: {
-  url: string;
-  error: unknown;
-  doing: string;
-}): AppError {
-  return new AppError(
-    "server_unreachable",
-    503,
-    `Cannot reach Loupe at ${url} (${error instanceof Error ? error.message : String(error)}). Start it with \`loupe serve\`, or drop --url to ${doing} in-process.`,
-    { cause: error },
-  );
 }
 
 /**

@@ -4,7 +4,8 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { formatSummary, type IngestProgress, runIngest } from "../../src/cli/commands/ingest.ts";
+import { formatSummary, runIngest } from "../../src/cli/commands/ingest.ts";
+import type { IngestProgress } from "../../src/cli/ingest/progress-bar.ts";
 import { ImageIngester } from "../../src/ingest/image-ingest.ts";
 import { REPO_VENV_DIR } from "../helpers/milvus-lite.ts";
 import {

@@ -7,15 +7,11 @@
  * with `--url`.
  */
 import type { Command } from "commander";
-import { AppError, ValidationError } from "../../errors.ts";
+import type { FetchLike, Upload } from "../../client/index.ts";
+import { ValidationError } from "../../errors.ts";
 import type { ChatEvent, ChatRequest, ChatResult } from "../../rag/types.ts";
-import {
-  listOption,
-  parseFilterOption,
-  readImageFile,
-  serverUnreachable,
-  wholeNumber,
-} from "../command-inputs.ts";
+import { callServer } from "../call-server.ts";
+import { listOption, parseFilterOption, readImageFile, wholeNumber } from "../command-inputs.ts";
 
 /** Options of {@link runAsk}. */
 export interface RunAskOptions {
@@ -37,99 +33,7 @@ export interface RunAskOptions {
   /** Called with each event of the turn as it arrives, `done` last. */
   onEvent?: (event: ChatEvent) => void;
   /** The fetch to use (tests pass the app's own). */
-  fetch?: (input: string, init: RequestInit) => Promise<Response>;
-}
-
-/** One server-sent event as read off the wire: its name and its data lines joined by newlines. */
-export interface SseMessage {
-  event: string;
-  data: string;
-}
-
-/**
- * An incremental parser of `text/event-stream`: feed it text as it arrives, get back the events it
- * completes. `event:` names the event (default `message`), `data:` lines accumulate, a blank line ends
- * the event, lines starting with `:` are comments (keep-alives) and are dropped.
- */
-export function createSseParser(): { push(text: string): SseMessage[]; end(): SseMessage[] } {
-  let buffer = "";
-  let event = "";
-  let data: string[] = [];
-  const take = (line: string, out: SseMessage[]) => {
-    if (line === "") {
-      if (data.length > 0) out.push({ event: event === "" ? "message" : event, data: data.join("\n") });
-      event = "";
-      data = [];
-      return;
-    }
-    if (line.startsWith(":")) return;
-    const colon = line.indexOf(":");
-    const field = colon === -1 ? line : line.slice(0, colon);
-    let value = colon === -1 ? "" : line.slice(colon + 1);
-    if (value.startsWith(" ")) value = value.slice(1);
-    if (field === "event") event = value;
-    else if (field === "data") data.push(value);
-  };
-  return {
-    push(text) {
-      buffer += text;
-      const out: SseMessage[] = [];
-      for (;;) {
-        const match = /\r\n|\r|\n/.exec(buffer);
-        // A lone `\r` at the end may be the first half of `\r\n`: wait for the next chunk.
-        if (match === null || (match[0] === "\r" && match.index === buffer.length - 1)) break;
-        take(buffer.slice(0, match.index), out);
-        buffer = buffer.slice(match.index + match[0].length);
-      }
-      return out;
-    },
-    end() {
-      const out: SseMessage[] = [];
-      if (buffer !== "") take(buffer.replace(/\r$/, ""), out);
-      buffer = "";
-      // An event the stream cut off before its blank line is incomplete and is dropped, as browsers do.
-      return out;
-    },
-  };
-}
-
-/** Reads a byte stream of server-sent events, yielding each event as it completes. */
-export async function* readSseMessages(body: ReadableStream<Uint8Array>): AsyncGenerator<SseMessage> {
-  const parser = createSseParser();
-  const decoder = new TextDecoder();
-  const reader = body.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      yield* parser.push(decoder.decode(value, { stream: true }));
-    }
-    yield* parser.push(decoder.decode());
-    yield* parser.end();
-  } finally {
-    await reader.cancel().catch(() => undefined);
-  }
-}
-
-const KNOWN_EVENTS = new Set(["retrieval", "grounding", "citation", "answer-delta", "answer-reset", "done"]);
-
-/** An `error` event's or error response's envelope as an AppError with the server's code and message. */
-function serverError(status: number, body: unknown): AppError {
-  const envelope = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
-  const code = typeof envelope?.code === "string" ? envelope.code : "chat_failed";
-  const message =
-    typeof envelope?.message === "string" ? envelope.message : `The server answered HTTP ${status}.`;
-  return new AppError(code, status, `Ask failed (${status} ${code}): ${message}`);
-}
-
-/** The image's media type from its first bytes, for the data URL (the server sniffs the bytes anyway). */
-function imageMediaType(bytes: Uint8Array): string {
-  const ascii = (start: number, end: number) => String.fromCharCode(...bytes.subarray(start, end));
-  if (bytes[0] === 0x89 && ascii(1, 4) === "PNG") return "image/png";
-  if (bytes[0] === 0xff && bytes[1] === 0xd8) return "image/jpeg";
-  if (ascii(0, 4) === "RIFF" && ascii(8, 12) === "WEBP") return "image/webp";
-  if (ascii(0, 4) === "GIF8") return "image/gif";
-  return "application/octet-stream";
+  fetch?: FetchLike;
 }
 
 /**
@@ -151,7 +55,7 @@ export async function runAsk({
   filter,
   offline = false,
   onEvent = () => undefined,
-  fetch: send = (input, init) => fetch(input, init),
+  fetch,
 }: RunAskOptions): Promise<ChatResult> {
   if (question === undefined || question.trim() === "") {
     throw new ValidationError(
@@ -159,70 +63,36 @@ export async function runAsk({
     );
   }
   const parsedFilter = parseFilterOption(filter);
-  const images: Uint8Array[] = [];
-  for (const imagePath of imagePaths) images.push(new Uint8Array(await readImageFile(imagePath)));
-  const request: Omit<ChatRequest, "tenant"> = {
+  const images: Upload[] = [];
+  for (const imagePath of imagePaths) images.push(await readImageFile(imagePath));
+  const turn = {
     question,
-    ...(images.length > 0 ? { images: images.map((bytes) => ({ bytes })) } : {}),
     ...(parsedFilter === undefined ? {} : { filter: parsedFilter }),
     ...(kinds === undefined ? {} : { kinds }),
     ...(topK === undefined ? {} : { topK }),
     ...(offline ? { composer: "offline" as const } : {}),
   };
-  if (url === undefined) return askInProcess({ env, tenant, request, onEvent });
-  if (tenant !== undefined) {
-    throw new ValidationError("--tenant applies in-process only; with --url the server decides the tenant.");
+  if (url === undefined) {
+    const attached = images.map(({ bytes }) => ({ bytes }));
+    const request = { ...turn, ...(attached.length > 0 ? { images: attached } : {}) };
+    return askInProcess({ env, tenant, request, onEvent });
   }
-  const endpoint = `${url.replace(/\/+$/, "")}/v1/chat`;
-  let response: Response;
-  try {
-    response = await send(endpoint, {
-      method: "POST",
-      headers: { "content-type": "application/json", accept: "text/event-stream" },
-      body: JSON.stringify({
-        question,
-        images:
-          images.length > 0
-            ? images.map(
-                (bytes) => `data:${imageMediaType(bytes)};base64,${Buffer.from(bytes).toString("base64")}`,
-              )
-            : undefined,
-        filter: parsedFilter,
-        kinds,
-        topK,
-        composer: offline ? "offline" : undefined,
-        stream: true,
-      }),
-    });
-  } catch (error) {
-    throw serverUnreachable({ url, error, doing: "ask" });
-  }
-  if (!response.ok || response.body === null) {
-    throw serverError(response.status, await response.json().catch(() => undefined));
-  }
-  for await (const message of readSseMessages(response.body)) {
-    let data: unknown;
-    try {
-      data = JSON.parse(message.data);
-    } catch {
-      throw new AppError(
-        "bad_server_response",
-        502,
-        `The server sent a ${message.event} event whose data is not JSON: ${JSON.stringify(message.data.slice(0, 80))}.`,
-      );
-    }
-    if (message.event === "error") throw serverError(response.status, data);
-    // Events this client does not know (a newer server's) are skipped rather than fatal.
-    if (!KNOWN_EVENTS.has(message.event)) continue;
-    const event = { type: message.event, data } as ChatEvent;
+  const body = { ...turn, ...(images.length > 0 ? { images } : {}) };
+  return callServer({ url, tenant, fetch, action: "Ask", doing: "ask" }, (client) =>
+    lastResult(client.chatEvents(body), onEvent),
+  );
+}
+
+/** Passes each event of a turn to `onEvent` and returns the result that `done` carries. */
+async function lastResult(
+  events: AsyncIterable<ChatEvent>,
+  onEvent: (event: ChatEvent) => void,
+): Promise<ChatResult> {
+  for await (const event of events) {
     onEvent(event);
     if (event.type === "done") return event.data;
   }
-  throw new AppError(
-    "bad_server_response",
-    502,
-    `The server at ${url} ended the answer stream without a done event; the answer is incomplete.`,
-  );
+  throw new Error("The chat stream ended without a done event.");
 }
 
 /** Opens the configured store, model pack and LLM in this process, runs one turn, and closes them. */
@@ -241,12 +111,8 @@ async function askInProcess({
   const { openLocalServices } = await import("../local-services.ts");
   const services = await openLocalServices({ env });
   try {
-    const { chain } = services;
-    for await (const event of chain.events({ ...request, tenant: tenant ?? services.config.defaultTenant })) {
-      onEvent(event);
-      if (event.type === "done") return event.data;
-    }
-    throw new Error("The chat chain's stream ended without a done event.");
+    const tenantAsked = tenant ?? services.config.defaultTenant;
+    return await lastResult(services.chain.events({ ...request, tenant: tenantAsked }), onEvent);
   } finally {
     await services.close();
   }

@@ -8,11 +8,8 @@
  * interrupted ingest resumes. A progress bar (rate, ETA) goes to stderr; a summary with every failure
  * goes to stdout, and the exit code is 1 when any item failed.
  */
-import { readdir, readFile, stat } from "node:fs/promises";
-import path from "node:path";
-import { SingleBar } from "cli-progress";
 import { type Command, InvalidArgumentError } from "commander";
-import { AppError, ValidationError } from "../../errors.ts";
+import type { FetchLike } from "../../client/index.ts";
 import {
   type ImageIngester,
   type ImageIngestItem,
@@ -21,22 +18,11 @@ import {
 } from "../../ingest/image-ingest.ts";
 import type { JobItemOutcome } from "../../ingest/jobs.ts";
 import { assertValidTenant } from "../../store/filter.ts";
-import { listOption, serverUnreachable, wholeNumber } from "../command-inputs.ts";
-
-/** File extensions taken as images. */
-export const IMAGE_EXTENSIONS = [".jpg", ".jpeg", ".png", ".webp", ".gif"] as const;
-/** File extensions taken as videos (handed to the video hook). */
-export const VIDEO_EXTENSIONS = [".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi"] as const;
-
-const DEFAULT_METADATA_BYTES = 16_384;
-
-/** A failed item in the summary. */
-export interface IngestFailure {
-  /** The file, URL or manifest line. */
-  name: string;
-  code: string;
-  message: string;
-}
+import { callServer, refuseTenantWithUrl } from "../call-server.ts";
+import { listOption, wholeNumber } from "../command-inputs.ts";
+import { collectInputs, DEFAULT_METADATA_BYTES, type IngestFailure } from "../ingest/collect-inputs.ts";
+import { createIngestProgressBar, type IngestProgress } from "../ingest/progress-bar.ts";
+import { ingestRemote } from "../ingest/remote-ingest.ts";
 
 /** What {@link runIngest} did. */
 export interface IngestSummary {
@@ -50,15 +36,6 @@ export interface IngestSummary {
   /** Ids of the images, by input name, in input order. */
   ids: Array<{ name: string; id: string }>;
   seconds: number;
-}
-
-/** Progress after each item. */
-export interface IngestProgress {
-  done: number;
-  total: number;
-  stored: number;
-  skipped: number;
-  failed: number;
 }
 
 /** A way to ingest video files; the video pipeline plugs in here. */
@@ -82,7 +59,7 @@ export type IngestTarget =
       /** Base URL of a running Loupe, e.g. `http://127.0.0.1:8080`. */
       url: string;
       /** Stand-in for `fetch` (tests). */
-      fetch?: (input: string, init: RequestInit) => Promise<Response>;
+      fetch?: FetchLike;
       /** Files per request. */
       batchSize?: number;
     };
@@ -101,145 +78,6 @@ export interface RunIngestOptions {
   videos?: VideoInputHandler;
   onProgress?: (progress: IngestProgress) => void;
   signal?: AbortSignal;
-}
-
-interface CollectedItem {
-  name: string;
-  item?: ImageIngestItem;
-  /** A problem found while collecting (bad manifest line); the item then fails with it. */
-  problem?: IngestFailure;
-}
-
-interface Collected {
-  images: CollectedItem[];
-  videos: Array<{ file: string; metadata?: ImageMetadata }>;
-}
-
-function isUrl(text: string): boolean {
-  return /^https?:\/\//i.test(text);
-}
-
-function hasExtension(file: string, extensions: readonly string[]): boolean {
-  return extensions.includes(path.extname(file).toLowerCase());
-}
-
-async function walk(dir: string, recursive: boolean): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true });
-  const files: string[] = [];
-  for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory() && recursive && !entry.name.startsWith("."))
-      files.push(...(await walk(full, recursive)));
-    else if (entry.isFile()) files.push(full);
-  }
-  return files;
-}
-
-/**
- * Turns the command's inputs into items: directories are walked (images and videos by extension,
- * other files ignored), `.jsonl` files read as manifests, URLs and other files taken as they are.
- *
- * @throws {ValidationError} when an input does not exist.
- */
-export async function collectInputs({
-  inputs,
-  metadata,
-  recursive = true,
-  maxMetadataBytes = DEFAULT_METADATA_BYTES,
-}: {
-  inputs: readonly string[];
-  metadata?: ImageMetadata;
-  recursive?: boolean;
-  maxMetadataBytes?: number;
-}): Promise<Collected> {
-  const collected: Collected = { images: [], videos: [] };
-  const addFile = (file: string, itemMetadata: ImageMetadata | undefined) => {
-    if (hasExtension(file, VIDEO_EXTENSIONS)) collected.videos.push({ file, metadata: itemMetadata });
-    else
-      collected.images.push({
-        name: file,
-        item: { source: { type: "file", path: file }, metadata: itemMetadata },
-      });
-  };
-  for (const input of inputs) {
-    if (isUrl(input)) {
-      collected.images.push({ name: input, item: { source: { type: "url", url: input }, metadata } });
-      continue;
-    }
-    let info: Awaited<ReturnType<typeof stat>>;
-    try {
-      info = await stat(input);
-    } catch {
-      throw new ValidationError(
-        `${input} does not exist. Give image files, directories, http(s) URLs or .jsonl manifests.`,
-        { context: { input } },
-      );
-    }
-    if (info.isDirectory()) {
-      for (const file of await walk(input, recursive)) {
-        if (hasExtension(file, IMAGE_EXTENSIONS) || hasExtension(file, VIDEO_EXTENSIONS))
-          addFile(file, metadata);
-      }
-    } else if (path.extname(input).toLowerCase() === ".jsonl") {
-      await readManifest({ file: input, metadata, maxMetadataBytes, collected, addFile });
-    } else {
-      addFile(input, metadata);
-    }
-  }
-  return collected;
-}
-
-async function readManifest({
-  file,
-  metadata,
-  maxMetadataBytes,
-  collected,
-  addFile,
-}: {
-  file: string;
-  metadata: ImageMetadata | undefined;
-  maxMetadataBytes: number;
-  collected: Collected;
-  addFile: (file: string, metadata: ImageMetadata | undefined) => void;
-}): Promise<void> {
-  const base = path.dirname(file);
-  const lines = (await readFile(file, "utf8")).split("\n");
-  lines.forEach((line, position) => {
-    if (line.trim() === "") return;
-    const name = `${file}:${position + 1}`;
-    const fail = (message: string) =>
-      collected.images.push({ name, problem: { name, code: "invalid_request", message } });
-    let entry: unknown;
-    try {
-      entry = JSON.parse(line);
-    } catch {
-      fail('Not valid JSON; each line is {"file": "…"} or {"url": "…"}, with optional "metadata".');
-      return;
-    }
-    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
-      fail('Each line must be a JSON object: {"file": "…"} or {"url": "…"}.');
-      return;
-    }
-    const { file: target, url, metadata: own } = entry as Record<string, unknown>;
-    let itemMetadata = metadata;
-    if (own !== undefined) {
-      try {
-        itemMetadata = parseImageMetadata({ value: own, maxBytes: maxMetadataBytes });
-      } catch (error) {
-        fail(error instanceof Error ? error.message : String(error));
-        return;
-      }
-    }
-    if (typeof url === "string" && typeof target !== "string" && isUrl(url)) {
-      collected.images.push({ name: url, item: { source: { type: "url", url }, metadata: itemMetadata } });
-    } else if (typeof target === "string" && url === undefined && target !== "") {
-      addFile(path.resolve(base, target), itemMetadata);
-    } else {
-      fail(
-        'Each line needs exactly one of "file" (a path, relative to the manifest) or "url" (http or https).',
-      );
-    }
-  });
 }
 
 function failureOf(name: string, outcome: JobItemOutcome): IngestFailure | undefined {
@@ -318,7 +156,10 @@ export async function runIngest({
       report,
     });
   } else {
-    await ingestRemote({ target, work, source, report, signal });
+    const { url, fetch, batchSize = 16 } = target;
+    await callServer({ url, fetch, action: "Ingest", doing: "ingest" }, (client) =>
+      ingestRemote({ client, work, source, batchSize, report, signal }),
+    );
   }
 
   if (collected.videos.length > 0) {
@@ -348,128 +189,6 @@ export async function runIngest({
   summary.ids = ids.filter((entry) => entry !== undefined);
   summary.seconds = (performance.now() - started) / 1000;
   return summary;
-}
-
-interface RemoteItem {
-  index?: number;
-  id?: string;
-  status: "stored" | "skipped" | "failed";
-  error?: { code: string; message: string };
-}
-
-function remoteOutcome(item: RemoteItem | undefined): JobItemOutcome {
-  if (item === undefined) {
-    return {
-      status: "failed",
-      error: { code: "bad_response", message: "The server did not answer for this item." },
-    };
-  }
-  if (item.status === "failed") {
-    return { status: "failed", error: item.error ?? { code: "failed", message: "failed" }, id: item.id };
-  }
-  return { status: item.status, id: item.id ?? "" };
-}
-
-/** Sends the items to a running Loupe in batches, files as multipart and URLs as JSON. */
-async function ingestRemote({
-  target,
-  work,
-  source,
-  report,
-  signal,
-}: {
-  target: Extract<IngestTarget, { kind: "remote" }>;
-  work: ReadonlyArray<{ index: number; input: ImageIngestItem }>;
-  source: string;
-  report: (index: number, outcome: JobItemOutcome) => void;
-  signal?: AbortSignal;
-}): Promise<void> {
-  const send = target.fetch ?? ((input: string, init: RequestInit) => fetch(input, init));
-  const base = target.url.replace(/\/+$/, "");
-  const batchSize = target.batchSize ?? 16;
-  const withSource = (metadata: ImageMetadata | undefined): ImageMetadata => ({ source, ...metadata });
-
-  const call = async (init: RequestInit): Promise<RemoteItem[]> => {
-    let response: Response;
-    try {
-      response = await send(`${base}/v1/images`, { ...init, method: "POST", signal });
-    } catch (error) {
-      throw serverUnreachable({ url: base, error, doing: "ingest" });
-    }
-    const body = (await response.json().catch(() => ({}))) as {
-      items?: RemoteItem[];
-      job?: { id: string };
-      error?: { code?: string; message?: string };
-    };
-    if (response.status === 202 && body.job !== undefined) return waitForJob(body.job.id);
-    if (Array.isArray(body.items)) return body.items;
-    throw new AppError(
-      body.error?.code ?? "server_error",
-      response.status,
-      `Loupe at ${base} answered ${response.status}: ${body.error?.message ?? "no details"}`,
-    );
-  };
-
-  const waitForJob = async (id: string): Promise<RemoteItem[]> => {
-    for (;;) {
-      const response = await send(`${base}/v1/jobs/${id}`, { method: "GET", signal });
-      const body = (await response.json()) as { job?: { status: string; items: RemoteItem[] } };
-      if (body.job === undefined)
-        throw new AppError("server_error", response.status, `Job ${id} could not be read.`);
-      if (body.job.status === "done" || body.job.status === "failed") return body.job.items;
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
-  };
-
-  const files = work.filter(({ input }) => input.source.type === "file");
-  const urls = work.filter(({ input }) => input.source.type === "url");
-  for (let start = 0; start < files.length; start += batchSize) {
-    if (signal?.aborted === true) return;
-    const batch = files.slice(start, start + batchSize);
-    const form = new FormData();
-    const loaded = await Promise.all(
-      batch.map(async ({ index, input }) => {
-        if (input.source.type !== "file") return { index, error: undefined, bytes: undefined };
-        try {
-          return { index, bytes: await readFile(input.source.path), error: undefined };
-        } catch (error) {
-          return { index, bytes: undefined, error: error instanceof Error ? error.message : String(error) };
-        }
-      }),
-    );
-    const sent: number[] = [];
-    loaded.forEach(({ index, bytes, error }, position) => {
-      const input = batch[position]?.input;
-      if (bytes === undefined || input === undefined || input.source.type !== "file") {
-        report(index, {
-          status: "failed",
-          error: { code: "invalid_request", message: `Cannot read the file: ${error}.` },
-        });
-        return;
-      }
-      form.append("files", new File([new Uint8Array(bytes)], path.basename(input.source.path)));
-      form.append("metadata", JSON.stringify(withSource(input.metadata)));
-      sent.push(index);
-    });
-    if (sent.length === 0) continue;
-    const answer = await call({ body: form });
-    for (const [position, index] of sent.entries()) report(index, remoteOutcome(answer[position]));
-  }
-  for (let start = 0; start < urls.length; start += batchSize) {
-    if (signal?.aborted === true) return;
-    const batch = urls.slice(start, start + batchSize);
-    const body = {
-      urls: batch.map(({ input }) => ({
-        url: input.source.type === "url" ? input.source.url : "",
-        metadata: withSource(input.metadata),
-      })),
-    };
-    const answer = await call({
-      body: JSON.stringify(body),
-      headers: { "content-type": "application/json" },
-    });
-    for (const [position, { index }] of batch.entries()) report(index, remoteOutcome(answer[position]));
-  }
 }
 
 /** The summary as printed: counts and rate, then every failure. */
@@ -516,38 +235,6 @@ function jsonObject(value: string): ImageMetadata {
   }
 }
 
-function progressBar(enabled: boolean): { update(progress: IngestProgress): void; stop(): void } {
-  if (!enabled || process.stderr.isTTY !== true) return { update: () => undefined, stop: () => undefined };
-  const bar = new SingleBar({
-    stream: process.stderr,
-    format:
-      "ingest [{bar}] {value}/{total} | {rate} items/s | ETA {eta_formatted} | stored {stored} skipped {skipped} failed {failed}",
-    hideCursor: true,
-    etaBuffer: 50,
-  });
-  const started = performance.now();
-  let running = false;
-  return {
-    update(progress) {
-      const payload = {
-        rate: (progress.done / Math.max(0.001, (performance.now() - started) / 1000)).toFixed(1),
-        stored: progress.stored,
-        skipped: progress.skipped,
-        failed: progress.failed,
-      };
-      if (!running) {
-        bar.start(progress.total, progress.done, payload);
-        running = true;
-      } else {
-        bar.update(progress.done, payload);
-      }
-    },
-    stop() {
-      if (running) bar.stop();
-    },
-  };
-}
-
 /** Adds `ingest` to the `loupe` program. */
 export function registerIngestCommand(program: Command): void {
   program
@@ -576,18 +263,14 @@ export function registerIngestCommand(program: Command): void {
         ...(flags.title === undefined ? {} : { title: flags.title }),
       };
       const metadata = Object.keys(extra).length === 0 ? undefined : jsonObject(JSON.stringify(extra));
-      const bar = progressBar(flags.progress && !flags.json);
+      const bar = createIngestProgressBar({ enabled: flags.progress && !flags.json });
       const abort = new AbortController();
       const onSignal = () => abort.abort();
       process.once("SIGINT", onSignal);
       let summary: IngestSummary;
       try {
         if (flags.url !== undefined) {
-          if (flags.tenant !== undefined) {
-            throw new ValidationError(
-              "--tenant applies in-process only; with --url the server decides the tenant.",
-            );
-          }
+          refuseTenantWithUrl(flags.tenant);
           summary = await runIngest({
             inputs,
             target: { kind: "remote", url: flags.url, batchSize: flags.batch },

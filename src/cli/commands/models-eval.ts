@@ -23,6 +23,7 @@ import { loadModelPack } from "../../inference/model-pack.ts";
 import { QUESTION_TYPES } from "../../synth/questions.ts";
 import { IMAGE_FORMATS, type ImageFormat } from "../../synth/render.ts";
 import { wholeNumber } from "../command-inputs.ts";
+import { formatTable as table } from "../table.ts";
 
 /** Flags of `loupe models eval`. */
 interface EvalFlags {
@@ -45,18 +46,6 @@ interface EvalFlags {
 const fixed = (value: number, digits = 3): string => value.toFixed(digits);
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 const signed = (value: number): string => `${value >= 0 ? "+" : "−"}${Math.abs(value).toFixed(3)}`;
-
-function table(rows: string[][]): string {
-  const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0))) ?? [];
-  return rows
-    .map((row) =>
-      row
-        .map((cell, column) => cell.padEnd(widths[column] ?? 0))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
-}
 
 function imageRow(figures: ImageFigures | VariantFigures): string[] {
   const delta = "delta" in figures ? figures.delta : undefined;

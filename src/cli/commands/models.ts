@@ -18,6 +18,7 @@ import {
 import { manifestSchema, readPackJson } from "../../inference/pack-config.ts";
 import { type FetchProgress, fetchPack, knownPacks } from "../../inference/pack-fetch.ts";
 import { wholeNumber } from "../command-inputs.ts";
+import { formatTable } from "../table.ts";
 import { registerModelsEvalCommand } from "./models-eval.ts";
 
 const DEFAULT_MODELS_DIR = "models";
@@ -27,18 +28,6 @@ function capabilityList(info: ModelPackInfo): string {
   if (info.capabilities.vqa) parts.push("vqa");
   parts.push(info.capabilities.video ? `video(${info.videoFrames} frames)` : "video(mean)");
   return parts.join(",");
-}
-
-function formatTable(rows: string[][]): string {
-  const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0))) ?? [];
-  return rows
-    .map((row) =>
-      row
-        .map((cell, column) => cell.padEnd(widths[column] ?? 0))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
 }
 
 function formatMegabytes(bytes: number): string {

@@ -5,16 +5,12 @@
  * against the configured store by default (the embedded Milvus Lite under `LOUPE_DATA_DIR`, so not while
  * a `loupe serve` holds that directory), or asks a running Loupe (`POST /v1/search`) with `--url`.
  */
-import { basename } from "node:path";
 import type { Command } from "commander";
-import { AppError, ValidationError } from "../../errors.ts";
-import {
-  listOption,
-  parseFilterOption,
-  readImageFile,
-  serverUnreachable,
-  wholeNumber,
-} from "../command-inputs.ts";
+import type { FetchLike, Upload } from "../../client/index.ts";
+import { ValidationError } from "../../errors.ts";
+import { callServer } from "../call-server.ts";
+import { listOption, parseFilterOption, readImageFile, wholeNumber } from "../command-inputs.ts";
+import { formatTable } from "../table.ts";
 
 /** A result as the server returns it (the fields the table shows). */
 export interface SearchResultRow {
@@ -44,7 +40,7 @@ export interface RunSearchOptions {
   /** The filter, as JSON text. */
   filter?: string;
   /** The fetch to use (tests pass the app's own). */
-  fetch?: (input: string, init: RequestInit) => Promise<Response>;
+  fetch?: FetchLike;
 }
 
 /**
@@ -63,7 +59,7 @@ export async function runSearch({
   kinds,
   topK,
   filter,
-  fetch: send = (input, init) => fetch(input, init),
+  fetch,
 }: RunSearchOptions): Promise<SearchResultRow[]> {
   if ((text === undefined || text.trim() === "") && imagePath === undefined) {
     throw new ValidationError(
@@ -71,46 +67,12 @@ export async function runSearch({
     );
   }
   const parsedFilter = parseFilterOption(filter);
-  let bytes: Buffer | undefined;
-  if (imagePath !== undefined) bytes = await readImageFile(imagePath);
-  if (url === undefined) {
-    return searchInProcess({ env, tenant, text, bytes, kinds, topK, filter: parsedFilter });
-  }
-  if (tenant !== undefined) {
-    throw new ValidationError("--tenant applies in-process only; with --url the server decides the tenant.");
-  }
-  let init: RequestInit;
-  if (bytes !== undefined && imagePath !== undefined) {
-    const form = new FormData();
-    form.set("image", new Blob([new Uint8Array(bytes)]), basename(imagePath));
-    if (text !== undefined && text.trim() !== "") form.set("text", text);
-    if (kinds !== undefined) form.set("kinds", kinds.join(","));
-    if (topK !== undefined) form.set("topK", String(topK));
-    if (parsedFilter !== undefined) form.set("filter", JSON.stringify(parsedFilter));
-    init = { method: "POST", body: form };
-  } else {
-    init = {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ text, kinds, topK, filter: parsedFilter }),
-    };
-  }
-  const endpoint = `${url.replace(/\/+$/, "")}/v1/search`;
-  let response: Response;
-  try {
-    response = await send(endpoint, init);
-  } catch (error) {
-    throw serverUnreachable({ url, error, doing: "search" });
-  }
-  const body = (await response.json().catch(() => undefined)) as
-    | { items?: SearchResultRow[]; error?: { code: string; message: string } }
-    | undefined;
-  if (!response.ok || body?.items === undefined) {
-    const code = body?.error?.code ?? "search_failed";
-    const message = body?.error?.message ?? `The server answered HTTP ${response.status}.`;
-    throw new AppError(code, response.status, `Search failed (${response.status} ${code}): ${message}`);
-  }
-  return body.items;
+  const image = imagePath === undefined ? undefined : await readImageFile(imagePath);
+  const query = { text, image, kinds, topK, filter: parsedFilter };
+  if (url === undefined) return searchInProcess({ env, tenant, ...query });
+  return callServer({ url, tenant, fetch, action: "Search", doing: "search" }, (client) =>
+    client.search(query),
+  );
 }
 
 /** Opens the configured store and model pack in this process, searches, and closes them. */
@@ -118,7 +80,7 @@ async function searchInProcess({
   env,
   tenant,
   text,
-  bytes,
+  image,
   kinds,
   topK,
   filter,
@@ -126,7 +88,7 @@ async function searchInProcess({
   env: Record<string, string | undefined>;
   tenant: string | undefined;
   text: string | undefined;
-  bytes: Buffer | undefined;
+  image: Upload | undefined;
   kinds: string[] | undefined;
   topK: number | undefined;
   filter: unknown;
@@ -138,7 +100,7 @@ async function searchInProcess({
     const { items } = await services.search.search({
       tenant: tenant ?? services.config.defaultTenant,
       text,
-      image: bytes === undefined ? undefined : { bytes: new Uint8Array(bytes) },
+      image: image === undefined ? undefined : { bytes: image.bytes },
       kinds,
       topK,
       filter,
@@ -172,15 +134,7 @@ export function formatSearchTable(rows: readonly SearchResultRow[]): string {
     formatSpan(row),
     formatDetail(row),
   ]);
-  const widths = header.map((title, column) =>
-    Math.max(title.length, ...lines.map((line) => (line[column] ?? "").length)),
-  );
-  const render = (cells: string[]) =>
-    cells
-      .map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column] ?? 0)))
-      .join("  ")
-      .trimEnd();
-  return `${[render(header), ...lines.map(render)].join("\n")}\n`;
+  return `${formatTable([header, ...lines])}\n`;
 }
 
 /** Registers `loupe search`. */

@@ -1,0 +1,36 @@
+/**
+ * The client of Loupe's HTTP API: only the exports of this file are its public surface. It imports
+ * nothing of the server (types aside), so a program can talk to Loupe without loading it.
+ *
+ * @module
+ */
+
+export { apiErrorOf, LoupeApiError } from "./loupe-api-error.ts";
+export {
+  createLoupeClient,
+  type FetchLike,
+  type LoupeClient,
+  type LoupeClientOptions,
+  type RequestLike,
+} from "./loupe-client.ts";
+export { createSseParser, readSseMessages, type SseMessage } from "./sse.ts";
+export type {
+  CallOptions,
+  ChatBody,
+  ChatTurnBody,
+  ImagesRequest,
+  IngestAnswer,
+  IngestItemResult,
+  IngestOptions,
+  ItemError,
+  Job,
+  JobItem,
+  JobStatus,
+  Metadata,
+  SearchRequest,
+  TripleItem,
+  VideoIngestResult,
+  VideoSegmentResult,
+  VideosRequest,
+} from "./types.ts";
+export { dataUrlOf, mediaTypeOf, readUpload, type Upload } from "./uploads.ts";

@@ -1,0 +1,66 @@
+/**
+ * The error of a request Loupe refused or failed: the JSON error envelope
+ * `{ "error": { "code", "message", "requestId" } }` (of an error response, or of an `error` event in a
+ * stream) as an {@link AppError} with the server's code, status and message.
+ */
+import { AppError, type AppErrorOptions } from "../errors.ts";
+
+/** Loupe answered with its error envelope; `code`, `status` and `message` are the server's. */
+export class LoupeApiError extends AppError {
+  /** The request's id on the server (also in its log), when the envelope carried one. */
+  readonly requestId: string | undefined;
+  /** The request that failed, e.g. `POST /v1/search`. */
+  readonly request: string;
+
+  constructor({
+    code,
+    status,
+    message,
+    requestId,
+    request,
+    ...options
+  }: AppErrorOptions & {
+    code: string;
+    status: number;
+    message: string;
+    requestId?: string;
+    request: string;
+  }) {
+    super(code, status, message, { ...options, context: { requestId, request, ...options.context } });
+    this.requestId = requestId;
+    this.request = request;
+  }
+}
+
+/** The envelope's fields, when `body` is Loupe's error envelope. */
+function envelopeOf(body: unknown): { code: string; message: string; requestId?: string } | undefined {
+  const error = (body as { error?: unknown } | null | undefined)?.error;
+  if (typeof error !== "object" || error === null) return undefined;
+  const { code, message, requestId } = error as Record<string, unknown>;
+  if (typeof code !== "string" || typeof message !== "string") return undefined;
+  return { code, message, ...(typeof requestId === "string" ? { requestId } : {}) };
+}
+
+/**
+ * The error for a failed answer: the envelope's code and message with the response's status, or, for
+ * a body that is not the envelope (a proxy's page, an older server), `unexpected_response` quoting it.
+ */
+export function apiErrorOf({
+  status,
+  body,
+  request,
+}: {
+  status: number;
+  body: unknown;
+  request: string;
+}): LoupeApiError {
+  const envelope = envelopeOf(body);
+  if (envelope !== undefined) return new LoupeApiError({ ...envelope, status, request });
+  const shown = typeof body === "string" ? body : JSON.stringify(body);
+  return new LoupeApiError({
+    code: "unexpected_response",
+    status,
+    message: `${request} answered HTTP ${status} without Loupe's error envelope: ${(shown ?? "").slice(0, 200)}`,
+    request,
+  });
+}

@@ -1,0 +1,129 @@
+/**
+ * What Loupe's HTTP API takes and answers, as the client speaks it. Search results and chat turns are
+ * the server's own types (`SearchResultItem`, `ChatResult`, `ChatEvent`); the ingest and job shapes are
+ * written out here, as the routes' JSON has them.
+ */
+import type { ChatRequest, ChatTurn } from "../rag/types.ts";
+import type { SearchOptions } from "../search/index.ts";
+import type { Upload } from "./uploads.ts";
+
+/** Metadata of an ingested item: `tags`, `title`, `source` and any other JSON. */
+export type Metadata = Record<string, unknown>;
+
+/** Why an item or a job failed. */
+export interface ItemError {
+  code: string;
+  message: string;
+}
+
+/** One item's outcome in an ingest answer, in request order (`index`). */
+export interface IngestItemResult {
+  index: number;
+  status: "stored" | "skipped" | "failed";
+  /** The stored id (`img_…`, `vid_…`, `tri_…`); also on skipped items. */
+  id?: string;
+  error?: ItemError;
+  /** The uploaded file's name, for uploads. */
+  filename?: string;
+  /** The URL the item came from, for URLs. */
+  url?: string;
+}
+
+/** A stored segment of an ingested video. */
+export interface VideoSegmentResult {
+  id: string;
+  startS: number;
+  endS: number;
+  keyframeRef: string;
+}
+
+/** One video's outcome, with its segments. */
+export interface VideoIngestResult extends IngestItemResult {
+  durationSeconds?: number;
+  segments?: VideoSegmentResult[];
+}
+
+/** State of an ingest job. */
+export type JobStatus = "queued" | "running" | "done" | "failed";
+
+/** One item of a job: as in an ingest answer, or `pending` while the job has not reached it. */
+export interface JobItem extends Omit<IngestItemResult, "status"> {
+  status: IngestItemResult["status"] | "pending";
+  /** The path a CLI gave for the item. */
+  file?: string;
+  detail?: Record<string, unknown>;
+}
+
+/** A job as `GET /v1/jobs/{id}` answers it. */
+export interface Job {
+  id: string;
+  kind: string;
+  status: JobStatus;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  counts: { total: number; pending: number; done: number; skipped: number; failed: number };
+  items: JobItem[];
+  error?: ItemError;
+}
+
+/**
+ * What an ingest endpoint answered: the items at once (200, or 422 when every item failed, the items
+ * then carrying their errors), or a job to follow (202, for `async` requests and large batches).
+ */
+export type IngestAnswer<Item extends IngestItemResult> =
+  | { kind: "items"; items: Item[] }
+  | { kind: "job"; job: { id: string; status: JobStatus } };
+
+/** Images for `POST /v1/images`: uploads (multipart), or URLs (JSON) the server fetches. */
+export type ImagesRequest =
+  | { files: ReadonlyArray<{ file: Upload; metadata?: Metadata }> }
+  | {
+      urls: ReadonlyArray<string | { url: string; metadata?: Metadata }>;
+      /** Metadata of every URL without its own. */
+      metadata?: Metadata;
+    };
+
+/** Videos for `POST /v1/videos`: uploads (multipart) or URLs (JSON), with metadata for all of them. */
+export type VideosRequest =
+  | { files: readonly Upload[]; metadata?: Metadata }
+  | { urls: readonly string[]; metadata?: Metadata };
+
+/** One image-question-answer triple for `POST /v1/triples`. */
+export interface TripleItem {
+  /** Base64, a data URL, an http(s) URL or a stored image's id. */
+  image: string;
+  question: string;
+  answer: string;
+  metadata?: Metadata;
+}
+
+/** Options of the ingest calls. */
+export interface IngestOptions {
+  /** Ask for a job (202) even for a small batch. */
+  async?: boolean;
+  signal?: AbortSignal;
+}
+
+/** A search: text, an image, or both, with the options of `SearchService.search`. */
+export interface SearchRequest extends Omit<SearchOptions, "tenant" | "image"> {
+  /** An upload (sent as multipart), or base64, a data URL or a stored item's id (sent as JSON). */
+  image?: string | Upload;
+}
+
+/** An earlier turn of a conversation, its images as in {@link ChatBody}. */
+export interface ChatTurnBody extends Omit<ChatTurn, "images"> {
+  images?: ReadonlyArray<string | Upload>;
+}
+
+/** One chat turn as `POST /v1/chat` takes it: the chain's request without the tenant (the server decides it). */
+export interface ChatBody extends Omit<ChatRequest, "tenant" | "signal" | "images" | "history"> {
+  /** Attached images: uploads (sent as data URLs), or base64, data URLs or stored items' ids. */
+  images?: ReadonlyArray<string | Upload>;
+  history?: readonly ChatTurnBody[];
+}
+
+/** Options of a call. */
+export interface CallOptions {
+  signal?: AbortSignal;
+}
