@@ -47,16 +47,21 @@ export interface WalkRequest {
   form?: Record<string, string | FilePart | FilePart[]>;
   /** Statuses this request may get; each must be documented. */
   expect: number[];
+  /** Checks the answer further (its parsed body and response), e.g. to keep an id for later cases. */
+  check?: (answer: WalkAnswer) => void | Promise<void>;
 }
+
+/** A request, or a function making it when its turn comes (from what earlier cases kept). */
+export type WalkRequestSource = WalkRequest | (() => WalkRequest);
 
 /** What the walk does for one operation. */
 export interface WalkCase {
   /** A request the documented schema accepts. */
-  valid: WalkRequest;
+  valid: WalkRequestSource;
+  /** More requests the documented schemas accept (another content type, a stream, a job). */
+  also?: WalkRequestSource[];
   /** A request the documented schema (or, for path parameters, the route) rejects, answered 4xx. */
-  invalid?: WalkRequest;
-  /** Checks the valid request's answer further (its parsed body and response). */
-  check?: (answer: WalkAnswer) => void | Promise<void>;
+  invalid?: WalkRequestSource;
 }
 
 /** A response of the walk, with its body read. */
@@ -259,11 +264,15 @@ export async function walkDocument({
     const walkCase = cases[key] as WalkCase;
     const [method = "", path = ""] = key.split(" ");
     const common = { app, document, schemaAt, method: method.toLowerCase(), path, counts };
-    const answer = await walkRequest({ ...common, request: walkCase.valid, accepted: true });
-    counts.requests += 1;
-    await walkCase.check?.(answer);
+    const make = (source: WalkRequestSource) => (typeof source === "function" ? source() : source);
+    for (const source of [walkCase.valid, ...(walkCase.also ?? [])]) {
+      const request = make(source);
+      const answer = await walkRequest({ ...common, request, accepted: true });
+      counts.requests += 1;
+      await request.check?.(answer);
+    }
     if (walkCase.invalid !== undefined) {
-      await walkRequest({ ...common, request: walkCase.invalid, accepted: false });
+      await walkRequest({ ...common, request: make(walkCase.invalid), accepted: false });
       counts.requests += 1;
     }
     counts.operations += 1;

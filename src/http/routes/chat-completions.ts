@@ -120,7 +120,10 @@ export const chatCompletionRequestSchema = z
     ),
     max_tokens: nullableOptional(tokenLimitSchema("max_tokens")),
     max_completion_tokens: nullableOptional(tokenLimitSchema("max_completion_tokens")),
-    n: nullableOptional(z.literal(1, { error: "n must be 1: Loupe writes one answer per request" })),
+    // A union rather than .nullable(): the document generator drops null from a nullable literal's enum.
+    n: z
+      .union([z.literal(1), z.null()], { error: "n must be 1: Loupe writes one answer per request" })
+      .optional(),
     loupe: z
       .strictObject(
         {
@@ -202,7 +205,8 @@ export const chatCompletionChunkSchema = z.object({
     z.object({
       index: z.number().int(),
       delta: z.object({ role: z.literal("assistant").optional(), content: z.string().optional() }),
-      finish_reason: z.literal("stop").nullable(),
+      // A union rather than .nullable(): the document generator drops null from a nullable literal's enum.
+      finish_reason: z.union([z.literal("stop"), z.null()]),
       logprobs: z.null(),
     }),
   ),
