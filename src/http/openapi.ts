@@ -113,8 +113,8 @@ function bodyGate(types: readonly string[], options: BodyGateOptions): Middlewar
   return async (c, next) => {
     const type = mediaTypeOf(c.req.header("content-type"));
     if (type === "") {
-      // No content type: only an empty body passes (it is validated as `{}`).
-      if ((await c.req.text()).length > 0) throw refuse(type);
+      // No content type: no validator runs, so only a route whose body may be left out takes none.
+      if (options.emptyJsonIsObject !== true || (await c.req.text()).length > 0) throw refuse(type);
       return next();
     }
     if (!types.includes(type) && !(declaresJson && JSON_TYPE.test(type))) throw refuse(type);

@@ -9,7 +9,7 @@ import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { z } from "@hono/zod-openapi";
 import { Scalar } from "@scalar/hono-api-reference";
-import type { Context } from "hono";
+import type { AppEnv } from "../context.ts";
 import { createRouter, defineRoute, type OpenApiDocument } from "../openapi.ts";
 
 /** Where the page loads the reference's script from: this server. */
@@ -89,7 +89,7 @@ export function createOpenApiRoute({ document }: OpenApiRouteOptions) {
   let cached: OpenApiDocument | undefined;
   let page: { html: string; policy: string } | undefined;
   let bundle: Promise<Buffer> | undefined;
-  const reference = Scalar({
+  const reference = Scalar<AppEnv>({
     url: "/openapi.json",
     cdn: API_REFERENCE_SCRIPT_PATH,
     pageTitle: "Loupe API reference",
@@ -105,7 +105,7 @@ export function createOpenApiRoute({ document }: OpenApiRouteOptions) {
     })
     .openapi(docsRoute, async (c) => {
       if (page === undefined) {
-        const rendered = await reference(c as unknown as Context, async () => {});
+        const rendered = await reference(c, async () => {});
         if (!(rendered instanceof Response)) throw new Error("unreachable: the reference answers its page");
         const html = await rendered.text();
         page = { html, policy: contentSecurityPolicy(html) };

@@ -57,6 +57,20 @@ describe("POST /v1/search refuses bad requests before embedding", () => {
     expect(result.message).toMatch(/application\/json or multipart\/form-data/);
   });
 
+  it("no body and no content type → 400; bytes without a content type → 400", async () => {
+    const app = makeApp();
+    const empty = await app.request("/v1/search", { method: "POST" });
+    expect(empty.status).toBe(400);
+    expect(((await empty.json()) as { error: { message: string } }).error.message).toMatch(
+      /Unsupported content type "\(none\)"; send application\/json or multipart\/form-data/,
+    );
+    const bytes = await app.request("/v1/search", {
+      method: "POST",
+      body: new TextEncoder().encode('{"text":"a"}'),
+    });
+    expect(bytes.status).toBe(400);
+  });
+
   it("an inline image over LOUPE_MAX_IMAGE_BYTES → 400 with the limit", async () => {
     const result = await call("/v1/search", JSON.stringify({ image: Buffer.alloc(3500).toString("base64") }));
     expect(result.status).toBe(400);
@@ -85,6 +99,14 @@ describe("POST /v1/search refuses bad requests before embedding", () => {
 });
 
 describe("POST /v1/similar/{id}, /v1/classify, /v1/triples refuse bad requests", () => {
+  it("similar: no body at all means the defaults", async () => {
+    const response = await makeApp().request("/v1/similar/vid_00", { method: "POST" });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: { message: string } }).error.message).toMatch(
+      /not an item id/,
+    );
+  });
+
   it("similar: malformed JSON, bad options and non-ids → 400", async () => {
     expect((await call("/v1/similar/img_00", "{")).message).toMatch(/not valid JSON/);
     expect((await call("/v1/similar/img_00", '{"topK":101}')).message).toMatch(/from 1 to 100/);
