@@ -35,31 +35,20 @@
  * --index AUTOINDEX|HNSW (default AUTOINDEX).
  */
 import { createHash } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
+import { availableParallelism, cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { parseConfig } from "../src/config.ts";
 import { summarizeLatency } from "../src/eval/metrics/latency.ts";
-import { loadModelPack } from "../src/inference/index.ts";
-import { createJobRegistry } from "../src/ingest/jobs.ts";
-import { createLogger } from "../src/logger.ts";
 import { blobRef, createFsBlobStore } from "../src/media/blob-store.ts";
 import type { LoupeChainRunnable } from "../src/rag/chain.ts";
 import type { ChatRequest, ChatResult, ChatTimings } from "../src/rag/types.ts";
-import { assembleServices } from "../src/services.ts";
 import {
-  collectionName,
-  createMilvusClient,
-  createVectorStore,
   type ImageRecord,
   type IndexType,
-  type MilvusVectorStore,
   RECORD_KINDS,
   type TripleRecord,
   type VideoSegmentRecord,
 } from "../src/store/index.ts";
-import { startMilvusLite } from "../src/store/milvus-lite.ts";
 import {
   ACTION_VERBS,
   type Clip,
@@ -76,6 +65,7 @@ import {
   sampleClip,
   sampleScene,
 } from "../src/synth/index.ts";
+import { jittered, openBenchLoupe, ROOT } from "./bench-loupe.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -90,9 +80,8 @@ const { values: args } = parseArgs({
   },
 });
 
-const root = resolve(import.meta.dirname, "..");
 const packDir = resolve(
-  args.pack ?? process.env.LOUPE_MODEL_PACK ?? join(root, "models", "shapes-world-tiny"),
+  args.pack ?? process.env.LOUPE_MODEL_PACK ?? join(ROOT, "models", "shapes-world-tiny"),
 );
 const realCount = Number.parseInt(args.real ?? "500", 10);
 const clipCount = Number.parseInt(args.clips ?? "24", 10);
@@ -133,21 +122,6 @@ const OFF_DOMAIN = [
   "When was the printing press invented?",
 ];
 
-/** A unit vector near `base`: Gaussian noise of σ per dimension (Box–Muller), then normalized. */
-function jittered(base: Float32Array, rng: () => number): Float32Array {
-  const out = new Float32Array(base.length);
-  let norm = 0;
-  for (let index = 0; index < base.length; index += 1) {
-    const gaussian = Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
-    const value = (base[index] ?? 0) + jitter * gaussian;
-    out[index] = value;
-    norm += value * value;
-  }
-  const scale = 1 / Math.sqrt(norm);
-  for (let index = 0; index < out.length; index += 1) out[index] = (out[index] ?? 0) * scale;
-  return out;
-}
-
 /** `<prefix>_<32 hex>`: the shape of Loupe's ids, distinct per prefix and number. */
 function benchId(prefix: string, index: number): string {
   return `${prefix}_${createHash("sha256").update(`bench-chat:${prefix}:${index}`).digest("hex").slice(0, 32)}`;
@@ -174,14 +148,11 @@ interface Turn {
 
 const formatMs = (value: number) => (value >= 100 ? value.toFixed(0) : value.toFixed(1));
 
-const work = await mkdtemp(join(tmpdir(), "loupe-bench-chat-"));
-const milvus = await startMilvusLite({ dataDir: join(work, "milvus"), venvDir: join(root, ".venv") });
-const pack = await loadModelPack({ dir: packDir, sessionOptions: { intraOpNumThreads: threads } });
-const blobs = createFsBlobStore({ dir: join(work, "blobs") });
-const stores: MilvusVectorStore[] = [];
+const bench = await openBenchLoupe({ name: "chat", packDir, threads });
+const pack = bench.models;
+// One blob store for both sizes: the records of either point at the same rendered scenes and keyframes.
+const blobs = createFsBlobStore({ dir: join(bench.work, "blobs") });
 try {
-  const config = parseConfig({ env: { LOUPE_MODEL_PACK: packDir } });
-  const logger = createLogger({ level: "silent" });
   const rng = createRng(2025);
 
   // Scenes: rendered, stored as blobs, embedded once.
@@ -236,13 +207,7 @@ try {
   const insertSeconds = new Map<number, number>();
   for (const size of SIZES) {
     const prefix = `benchchat_${size}`;
-    const store = await createVectorStore({
-      address: milvus.address,
-      dimension: pack.dimension,
-      indexType,
-      collectionPrefix: prefix,
-    });
-    stores.push(store);
+    const { store, chain } = await bench.servicesFor({ prefix, indexType, blobs });
     const jitterRng = createRng(size);
     const random = () => jitterRng.next();
     const imageCount = Math.round(size * 0.8);
@@ -258,7 +223,7 @@ try {
         mediaRef: sceneRefs[source] as string,
         source: "bench",
         metadata: { tags: ["synth"] },
-        vector: index < realCount ? base : jittered(base, random),
+        vector: index < realCount ? base : jittered({ base, sigma: jitter, random }),
       };
     });
     const segments: VideoSegmentRecord[] = Array.from({ length: segmentCount }, (_, index) => {
@@ -271,7 +236,7 @@ try {
         mediaRef: keyframeRefs[source] as string,
         source: "bench",
         metadata: { tags: ["synth"] },
-        vector: index < clipCount ? base : jittered(base, random),
+        vector: index < clipCount ? base : jittered({ base, sigma: jitter, random }),
         videoId: benchId("vid", Math.floor(index / CLIPS_PER_VIDEO)),
         startS: position * CLIP_SECONDS,
         endS: (position + 1) * CLIP_SECONDS,
@@ -291,7 +256,7 @@ try {
         metadata: { tags: ["synth"] },
         question: question.question,
         answer: question.answer,
-        imageVector: index < tripleQuestions.length ? base : jittered(base, random),
+        imageVector: index < tripleQuestions.length ? base : jittered({ base, sigma: jitter, random }),
         questionVector: tripleQuestionVectors[source] as Float32Array,
       };
     });
@@ -299,11 +264,7 @@ try {
     await store.upsert({ kind: "image", tenant: TENANT, records: images });
     await store.upsert({ kind: "video_segment", tenant: TENANT, records: segments });
     await store.upsert({ kind: "triple", tenant: TENANT, records: triples });
-    const client = createMilvusClient({ address: milvus.address });
-    await client.flushSync({
-      collection_names: RECORD_KINDS.map((kind) => collectionName({ prefix, kind })),
-    });
-    await client.closeConnection();
+    await bench.flush({ prefix, kinds: RECORD_KINDS });
     insertSeconds.set(size, (performance.now() - started) / 1000);
     for (const [kind, expected] of [
       ["image", imageCount],
@@ -314,14 +275,6 @@ try {
       if (counted !== expected)
         throw new Error(`expected ${expected} ${kind} records at ${size}, counted ${counted}`);
     }
-    const { chain } = assembleServices({
-      config,
-      logger,
-      store,
-      models: pack,
-      blobs,
-      jobs: createJobRegistry(),
-    });
     chains.set(size, chain);
   }
 
@@ -459,8 +412,5 @@ try {
   console.log(widths.map((width) => "-".repeat(width)).join(" | "));
   for (const row of rows) console.log(line(row));
 } finally {
-  for (const store of stores) await store.close();
-  await pack.close();
-  await milvus.stop();
-  await rm(work, { recursive: true, force: true });
+  await bench.close();
 }

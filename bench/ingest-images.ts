@@ -1,9 +1,10 @@
 /**
  * `npm run bench:ingest [-- options]`: end-to-end image ingest rate beside the embedding-only rate, in
- * one run, on an embedded Milvus Lite and a blob store started for the bench in a temporary directory.
+ * one run, on Loupe's services as `loupe serve` builds them (`createLoupeServices`: an embedded Milvus
+ * Lite, the blob store and the pack) over a temporary data directory.
  *
  * - `embed only`: the pack's image embedder over the encoded images (decode, preprocess, vision tower);
- * - `ingest`: `ImageIngester` as `POST /v1/images` runs it — hash and id, existence check, decode and
+ * - `ingest`: the image ingester as `POST /v1/images` runs it — hash and id, existence check, decode and
  *   validate, thumbnail, embed, original and thumbnail into the blob store (fsynced), upsert;
  * - `re-ingest`: the same images again, every one skipped (hash, id and one existence check each).
  *
@@ -13,12 +14,10 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { loadModelPack } from "../src/inference/index.ts";
-import { ImageIngester } from "../src/ingest/image-ingest.ts";
+import { parseConfig } from "../src/config.ts";
 import type { JobItemOutcome } from "../src/ingest/jobs.ts";
-import { createFsBlobStore } from "../src/media/blob-store.ts";
-import { createVectorStore } from "../src/store/index.ts";
-import { startMilvusLite } from "../src/store/milvus-lite.ts";
+import { createLogger } from "../src/logger.ts";
+import { createLoupeServices } from "../src/services.ts";
 import { createRng, deriveSeed, renderScene, sampleScene } from "../src/synth/index.ts";
 
 const { values: args } = parseArgs({
@@ -38,8 +37,13 @@ if (!(count >= 1) || !(size >= 64 && size <= 1024) || !["jpeg", "png", "webp"].i
 }
 
 const work = await mkdtemp(join(tmpdir(), "loupe-bench-ingest-"));
-const milvus = await startMilvusLite({ dataDir: join(work, "milvus"), venvDir: resolve(".venv") });
-const models = await loadModelPack({ dir: packDir });
+const services = await createLoupeServices({
+  config: parseConfig({
+    env: { LOUPE_DATA_DIR: work, LOUPE_MODEL_PACK: packDir, LOUPE_COLLECTION_PREFIX: "bench_ingest" },
+  }),
+  logger: createLogger({ level: "silent" }),
+});
+const { models, images: ingester } = services;
 try {
   process.stdout.write(`rendering ${count} Shapes World images (${size} px ${format})…\n`);
   const images: Buffer[] = [];
@@ -47,19 +51,6 @@ try {
     const scene = sampleScene(createRng(deriveSeed(9, "scene", index)));
     images.push((await renderScene(scene, { size, format, seed: deriveSeed(9, "render", index) })).data);
   }
-  const store = await createVectorStore({
-    address: milvus.address,
-    collectionPrefix: "bench_ingest",
-    dimension: models.dimension,
-  });
-  const blobs = createFsBlobStore({ dir: join(work, "blobs") });
-  const ingester = new ImageIngester({
-    store,
-    models,
-    blobs,
-    maxImageBytes: 20 * 1024 * 1024,
-    fetch: { maxBytes: 1, timeoutMs: 1 },
-  });
   // Warm-up: the first model run pays one-time costs.
   await models.imageEmbedder.embed({ images: images.slice(0, 8) });
 
@@ -99,9 +90,7 @@ try {
       "",
     ].join("\n"),
   );
-  await store.close();
 } finally {
-  await models.close();
-  await milvus.stop();
+  await services.close();
   await rm(work, { recursive: true, force: true });
 }

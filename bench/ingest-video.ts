@@ -2,9 +2,9 @@
  * `npm run bench:video [-- options]`: end-to-end video ingest speed beside embedding-only speed, in the
  * same run. A Shapes World video (2-second clips, each with its own background, objects and action) is
  * generated and encoded as H.264 MP4, then:
- * - `ingest`: the whole pipeline as `POST /v1/videos` runs it — temp file, ffprobe, ffmpeg sampling,
- *   frame embeddings, segmentation, segment embeddings, keyframes, blobs, upsert into a fresh embedded
- *   Milvus Lite — timed by wall clock;
+ * - `ingest`: the video ingester of Loupe's services (`assembleServices`) as `POST /v1/videos` runs it —
+ *   temp file, ffprobe, ffmpeg sampling, frame embeddings, segmentation, segment embeddings, keyframes,
+ *   blobs, upsert into fresh collections of an embedded Milvus Lite — timed by wall clock;
  * - `embed only`: the vision tower and the video head on the same sampled frames, already decoded.
  * Both are reported as seconds and as × real time (video seconds per second of processing).
  *
@@ -13,21 +13,17 @@
  * (default 0: onnxruntime's choice), --rounds <n> ingests (each into a fresh collection; best kept,
  * default 2), --pack <dir>.
  */
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
+import { availableParallelism, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { parseConfig } from "../src/config.ts";
-import { l2Normalize, loadModelPack, resampleIndices } from "../src/inference/index.ts";
+import { l2Normalize, resampleIndices } from "../src/inference/index.ts";
 import { segmentVideo } from "../src/ingest/segmenter.ts";
-import { createVideoIngester } from "../src/ingest/video-ingest.ts";
-import { createFsBlobStore } from "../src/media/blob-store.ts";
 import { defaultVideoLimits } from "../src/media/ffmpeg.ts";
 import { sampleVideoFrames, type VideoFrame } from "../src/media/video-frames.ts";
 import { probeVideo } from "../src/media/video-probe.ts";
-import { createVectorStore } from "../src/store/index.ts";
-import { startMilvusLite } from "../src/store/milvus-lite.ts";
 import { type Clip, createRng, encodeVideo, renderVideoFrames, sampleClip } from "../src/synth/index.ts";
+import { openBenchLoupe, ROOT } from "./bench-loupe.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -47,21 +43,24 @@ const rounds = Number.parseInt(args.rounds ?? "2", 10);
 if (!(seconds >= 2) || !(size >= 64) || !(fps > 0) || !(threads >= 0) || !(rounds >= 1)) {
   throw new Error("--seconds ≥ 2, --size ≥ 64 (even), --fps > 0, --threads ≥ 0, --rounds ≥ 1.");
 }
-const root = resolve(import.meta.dirname, "..");
 const packDir = resolve(
-  args.pack ?? process.env.LOUPE_MODEL_PACK ?? join(root, "models", "shapes-world-tiny"),
+  args.pack ?? process.env.LOUPE_MODEL_PACK ?? join(ROOT, "models", "shapes-world-tiny"),
 );
 
-const work = await mkdtemp(join(tmpdir(), "loupe-bench-video-"));
-const milvus = await startMilvusLite({ dataDir: join(work, "milvus"), venvDir: join(root, ".venv") });
-const pack = await loadModelPack({ dir: packDir, sessionOptions: { intraOpNumThreads: threads } });
+const bench = await openBenchLoupe({
+  name: "video",
+  packDir,
+  threads,
+  env: { LOUPE_VIDEO_SAMPLE_FPS: String(fps) },
+});
+const pack = bench.models;
 try {
   // The video: 2-second clips back to back.
   const rng = createRng(2024);
   const clips: Clip[] = Array.from({ length: Math.ceil(seconds / 2) }, (_, index) =>
     sampleClip(rng.fork("clip", index)),
   );
-  const file = join(work, "bench.mp4");
+  const file = join(bench.work, "bench.mp4");
   let started = performance.now();
   await encodeVideo({
     frames: renderVideoFrames({ clips }, { size, seed: 7 }),
@@ -78,33 +77,15 @@ try {
     `sampling ${fps} fps, model input ${pack.imageSize} px, ${availableParallelism()} CPUs, onnxruntime threads ${threads || "default"}`,
   );
 
-  const config = parseConfig({
-    env: {
-      LOUPE_DATA_DIR: join(work, "data"),
-      LOUPE_MODEL_PACK: packDir,
-      LOUPE_VIDEO_SAMPLE_FPS: String(fps),
-    },
-    cwd: root,
-  });
   let best = { totalMs: Number.POSITIVE_INFINITY, embedMs: 0, cpuMs: 0, segments: 0, frames: 0 };
   for (let round = 0; round < rounds; round += 1) {
-    const store = await createVectorStore({
-      address: milvus.address,
-      dimension: pack.dimension,
-      collectionPrefix: `bench_video_${round}`,
-    });
-    const ingester = createVideoIngester({
-      store,
-      models: pack,
-      blobs: createFsBlobStore({ dir: join(work, `blobs-${round}`) }),
-      config,
-    });
+    // Fresh collections and blobs each round, so no round skips what an earlier one stored.
+    const { videos: ingester } = await bench.servicesFor({ prefix: `bench_video_${round}` });
     started = performance.now();
     const cpuBefore = process.cpuUsage();
     const result = await ingester.ingest({ tenant: "bench", bytes, source: "bench" });
     const totalMs = performance.now() - started;
     const cpu = process.cpuUsage(cpuBefore);
-    await store.close();
     if (totalMs < best.totalMs) {
       best = {
         totalMs,
@@ -163,7 +144,5 @@ try {
     `ingest CPU time of this process: ${(best.cpuMs / 1000).toFixed(2)} s (${(duration / (best.cpuMs / 1000)).toFixed(1)}× real time per core); load average ${loadavg()[0]?.toFixed(1)}`,
   );
 } finally {
-  await pack.close();
-  await milvus.stop();
-  await rm(work, { recursive: true, force: true });
+  await bench.close();
 }

@@ -9,8 +9,9 @@
  *
  * Latencies per size, over `--queries` text queries (full Shapes World descriptions):
  * - `store`: one vector search of the image collection (topK 10), query vector precomputed;
- * - `service`: `SearchService.search` as `POST /v1/search` runs it — text embedding, then the three kinds
- *   searched in parallel and merged (topK 10).
+ * - `service`: the search service of Loupe's services (`assembleServices` over the size's store) as
+ *   `POST /v1/search` runs it — text embedding, then the three kinds searched in parallel and merged
+ *   (topK 10).
  * Both are measured after a flush. Milvus Lite searches rows that are not flushed yet (its growing
  * segment) by brute force, which is far slower; `unflushed` is the store search measured right after the
  * insert, before the flush, over the first 20 queries.
@@ -18,24 +19,12 @@
  * Options: --pack <dir>, --real <n> (default 500), --jitter <σ> (default 0.02), --queries <n> (default 200),
  * --index AUTOINDEX|HNSW (default AUTOINDEX).
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { mediaRouteUrls } from "../src/http/media-urls.ts";
-import { loadModelPack } from "../src/inference/index.ts";
-import { SearchService } from "../src/search/index.ts";
-import {
-  collectionName,
-  createMilvusClient,
-  createVectorStore,
-  type ImageRecord,
-  type IndexType,
-  type MilvusVectorStore,
-  type TripleRecord,
-} from "../src/store/index.ts";
-import { startMilvusLite } from "../src/store/milvus-lite.ts";
+import { percentile } from "../src/eval/metrics/latency.ts";
+import type { ImageRecord, IndexType, TripleRecord } from "../src/store/index.ts";
 import { createRng, describeScene, renderScene, sampleScene } from "../src/synth/index.ts";
+import { type BenchServices, jittered, openBenchLoupe } from "./bench-loupe.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -58,36 +47,12 @@ if (!(realCount >= 1) || !(jitter >= 0) || !(queryCount >= 1) || !["AUTOINDEX", 
 const SIZES = [1000, 10_000];
 const TENANT = "bench";
 
-function percentile(sorted: readonly number[], fraction: number): number {
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1));
-  return sorted[index] ?? Number.NaN;
+function summarize(samples: number[]): { p50: number; p95: number } {
+  return { p50: percentile({ values: samples, p: 50 }), p95: percentile({ values: samples, p: 95 }) };
 }
 
-function summarize(samples: number[]): { p50: number; p95: number; mean: number } {
-  const sorted = [...samples].sort((left, right) => left - right);
-  const mean = samples.reduce((sum, value) => sum + value, 0) / samples.length;
-  return { p50: percentile(sorted, 0.5), p95: percentile(sorted, 0.95), mean };
-}
-
-/** A unit vector near `base`: Gaussian noise of σ per dimension (Box–Muller), then normalized. */
-function jittered(base: Float32Array, rng: () => number): Float32Array {
-  const out = new Float32Array(base.length);
-  let norm = 0;
-  for (let index = 0; index < base.length; index += 1) {
-    const gaussian = Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
-    const value = (base[index] ?? 0) + jitter * gaussian;
-    out[index] = value;
-    norm += value * value;
-  }
-  const scale = 1 / Math.sqrt(norm);
-  for (let index = 0; index < out.length; index += 1) out[index] = (out[index] ?? 0) * scale;
-  return out;
-}
-
-const dataDir = await mkdtemp(join(tmpdir(), "loupe-bench-search-"));
-const milvus = await startMilvusLite({ dataDir: join(dataDir, "milvus"), venvDir: resolve(".venv") });
-const pack = await loadModelPack({ dir: packDir });
-const stores: MilvusVectorStore[] = [];
+const bench = await openBenchLoupe({ name: "search", packDir });
+const pack = bench.models;
 try {
   const rng = createRng(2024);
   const scenes = Array.from({ length: realCount }, () => sampleScene(rng));
@@ -117,18 +82,13 @@ try {
 
   for (const size of SIZES) {
     const prefix = `bench_${size}`;
-    const store = await createVectorStore({
-      address: milvus.address,
-      dimension: pack.dimension,
-      indexType,
-      collectionPrefix: prefix,
-    });
-    stores.push(store);
+    const services: BenchServices = await bench.servicesFor({ prefix, indexType });
+    const { store } = services;
     const jitterRng = createRng(size);
     const random = () => jitterRng.next();
     const vectorAt = (index: number) => {
       const base = vectors[index % vectors.length] as Float32Array;
-      return index < vectors.length ? base : jittered(base, random);
+      return index < vectors.length ? base : jittered({ base, sigma: jitter, random });
     };
     const records: ImageRecord[] = Array.from({ length: size }, (_, index) => ({
       id: `img_${index.toString(16).padStart(32, "0")}`,
@@ -156,18 +116,13 @@ try {
     const counted = await store.count({ kind: "image", tenant: TENANT });
     if (counted !== size) throw new Error(`expected ${size} images in the store, counted ${counted}`);
 
-    const service = new SearchService({ store, models: pack, urls: mediaRouteUrls });
     const unflushedSamples: number[] = [];
     for (const vector of queryVectors.slice(0, 20)) {
       const start = performance.now();
       await store.search({ kind: "image", tenant: TENANT, vector: vector as Float32Array, topK: 10 });
       unflushedSamples.push(performance.now() - start);
     }
-    const client = createMilvusClient({ address: milvus.address });
-    await client.flushSync({
-      collection_names: (["image", "triple"] as const).map((kind) => collectionName({ prefix, kind })),
-    });
-    await client.closeConnection();
+    await bench.flush({ prefix, kinds: ["image", "triple"] });
     // Warm-up: the first searches after the flush load the sealed segments.
     for (const vector of queryVectors.slice(0, 5)) {
       await store.search({ kind: "image", tenant: TENANT, vector: vector as Float32Array, topK: 10 });
@@ -181,7 +136,7 @@ try {
     const serviceSamples: number[] = [];
     for (const text of queryTexts) {
       const start = performance.now();
-      await service.search({ tenant: TENANT, text, topK: 10 });
+      await services.search.search({ tenant: TENANT, text, topK: 10 });
       serviceSamples.push(performance.now() - start);
     }
     const unflushed = summarize(unflushedSamples);
@@ -193,8 +148,5 @@ try {
     );
   }
 } finally {
-  for (const store of stores) await store.close();
-  await pack.close();
-  await milvus.stop();
-  await rm(dataDir, { recursive: true, force: true });
+  await bench.close();
 }
