@@ -62,7 +62,8 @@ export const DEFAULT_CHAT_TOP_K = 10;
 
 const DECLINE_PATTERN =
   /\b(does not answer|doesn't answer|cannot answer|can't answer|can not answer|no evidence|not enough evidence|unable to answer|do not know|don't know)\b/i;
-const CITATION_MARK = /\[((?:img|seg|tri)_[A-Za-z0-9]{6,64}|att_\d{1,3})\]/g;
+/** A citation in an answer: `[id]` with a stored item's id (record ids allow `_.:-`) or `att_<n>`. */
+const CITATION_MARK = /\[((?:img|seg|tri)_[A-Za-z0-9_.:-]{1,60}|att_\d{1,3})\]/g;
 
 /** Options of {@link createLoupeChain}. */
 export interface LoupeChainOptions {
@@ -161,7 +162,7 @@ export function validateChatRequest(
   };
 }
 
-/** The evidence ids an answer cites, in order of first citation. */
+/** The evidence ids an answer cites, in order of first citation (the chain's answers and earlier turns alike). */
 export function citedIds(text: string): string[] {
   return [...new Set([...text.matchAll(CITATION_MARK)].map((match) => match[1] as string))];
 }

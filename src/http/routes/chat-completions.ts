@@ -12,6 +12,7 @@ import { z } from "@hono/zod-openapi";
 import type { Config } from "../../config.ts";
 import { ValidationError } from "../../errors.ts";
 import { fetchUrl } from "../../media/url-fetcher.ts";
+import { citedIds } from "../../rag/chain.ts";
 import type { ChatEvent, ChatRequest, ChatResult, ChatTurn, LoupeChain } from "../../rag/types.ts";
 import { type ImageQuery, parseImageReference } from "../../search/index.ts";
 import { failureEnvelope } from "../errors.ts";
@@ -251,13 +252,6 @@ function imageUrls(message: CompletionMessage): string[] {
   const content = message.content;
   if (content === null || content === undefined || typeof content === "string") return [];
   return content.flatMap((part) => (part.type === "image_url" ? [part.image_url.url] : []));
-}
-
-/** Ids an assistant's answer cites as `[id]`, so follow-ups can refer to them. */
-const CITED_ID = /\[((?:img|seg|tri)_[A-Za-z0-9_.:-]{1,60}|att_\d{1,3})\]/g;
-
-function citedIds(text: string): string[] {
-  return [...new Set([...text.matchAll(CITED_ID)].map((match) => match[1] ?? ""))];
 }
 
 /**
