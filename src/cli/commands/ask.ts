@@ -108,14 +108,10 @@ async function askInProcess({
   onEvent: (event: ChatEvent) => void;
 }): Promise<ChatResult> {
   // Imported on use, like `search`: the store pulls in the Milvus SDK and the chain LangChain.
-  const { openLocalServices } = await import("../local-services.ts");
-  const services = await openLocalServices({ env });
-  try {
-    const tenantAsked = tenant ?? services.config.defaultTenant;
-    return await lastResult(services.chain.events({ ...request, tenant: tenantAsked }), onEvent);
-  } finally {
-    await services.close();
-  }
+  const { withLocalServices } = await import("../local-services.ts");
+  return withLocalServices({ env }, ({ chain, config }) =>
+    lastResult(chain.events({ ...request, tenant: tenant ?? config.defaultTenant }), onEvent),
+  );
 }
 
 function formatSpan(start: number | null, end: number | null): string {

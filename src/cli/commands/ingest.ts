@@ -309,25 +309,24 @@ async function runLocal({
   signal: AbortSignal;
 }): Promise<IngestSummary> {
   // Imported on use, like `serve`: the store pulls in the Milvus SDK.
-  const { openLocalServices } = await import("../local-services.ts");
-  const services = await openLocalServices({ env: process.env });
-  try {
-    const { config, images: ingester, videos: videoIngester } = services;
-    const tenant = flags.tenant ?? config.defaultTenant;
-    assertValidTenant(tenant);
-    const { ingestVideoFiles } = await import("../../ingest/video-ingest.ts");
-    return await runIngest({
-      inputs,
-      target: { kind: "local", ingester, tenant, maxMetadataBytes: config.maxMetadataBytes },
-      metadata,
-      source: flags.source,
-      recursive: flags.recursive,
-      videos: (request) =>
-        ingestVideoFiles({ ingester: videoIngester, tenant, source: flags.source, signal, ...request }),
-      onProgress,
-      signal,
-    });
-  } finally {
-    await services.close();
-  }
+  const { withLocalServices } = await import("../local-services.ts");
+  return withLocalServices(
+    { env: process.env },
+    async ({ config, images: ingester, videos: videoIngester }) => {
+      const tenant = flags.tenant ?? config.defaultTenant;
+      assertValidTenant(tenant);
+      const { ingestVideoFiles } = await import("../../ingest/video-ingest.ts");
+      return runIngest({
+        inputs,
+        target: { kind: "local", ingester, tenant, maxMetadataBytes: config.maxMetadataBytes },
+        metadata,
+        source: flags.source,
+        recursive: flags.recursive,
+        videos: (request) =>
+          ingestVideoFiles({ ingester: videoIngester, tenant, source: flags.source, signal, ...request }),
+        onProgress,
+        signal,
+      });
+    },
+  );
 }

@@ -94,11 +94,10 @@ async function searchInProcess({
   filter: unknown;
 }): Promise<SearchResultRow[]> {
   // Imported on use, like `serve` and `ingest`: the store pulls in the Milvus SDK.
-  const { openLocalServices } = await import("../local-services.ts");
-  const services = await openLocalServices({ env });
-  try {
-    const { items } = await services.search.search({
-      tenant: tenant ?? services.config.defaultTenant,
+  const { withLocalServices } = await import("../local-services.ts");
+  return withLocalServices({ env }, async ({ search, config }) => {
+    const { items } = await search.search({
+      tenant: tenant ?? config.defaultTenant,
       text,
       image: image === undefined ? undefined : { bytes: image.bytes },
       kinds,
@@ -106,9 +105,7 @@ async function searchInProcess({
       filter,
     });
     return items;
-  } finally {
-    await services.close();
-  }
+  });
 }
 
 function formatSpan(row: SearchResultRow): string {
