@@ -130,7 +130,9 @@ describe("loupe ask", () => {
       }).catch((error: unknown) => error);
       expect(refused).toBeInstanceOf(AppError);
       expect((refused as AppError).code).toBe("invalid_request");
-      expect((refused as AppError).message).toMatch(/^Ask failed \(400 invalid_request\): .*filter\[0\]\[op\]/);
+      expect((refused as AppError).message).toMatch(
+        /^Ask failed \(400 invalid_request\): .*filter\[0\]\[op\]/,
+      );
     } finally {
       await opened.close();
     }
