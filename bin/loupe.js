@@ -4,7 +4,9 @@ import { existsSync } from "node:fs";
 
 const entry = new URL("../dist/cli/main.js", import.meta.url);
 if (!existsSync(entry)) {
-  process.stderr.write("loupe: the compiled code (dist/) is missing. Run `npm run build` (`npm run setup` builds it).\n");
+  process.stderr.write(
+    "loupe: the compiled code (dist/) is missing. Run `npm run build` (`npm run setup` builds it).\n",
+  );
   process.exit(1);
 }
 await import(entry.href);

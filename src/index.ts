@@ -25,6 +25,13 @@
 
 /** The HTTP app over a set of services: middleware, routes, one error envelope. */
 export { createApp } from "./app.ts";
+/** The client of a running Loupe's HTTP API (no server code loaded): ingest, jobs, search, chat and its events. */
+export {
+  createLoupeClient,
+  LoupeApiError,
+  type LoupeClient,
+  type LoupeClientOptions,
+} from "./client/index.ts";
 /** The settings: their schema and parser (environment-variable names, defaults, allowed values). */
 export { type Config, type ParseConfigOptions, parseConfig } from "./config.ts";
 /** The errors Loupe throws on purpose: each has a stable `code`, an HTTP `status` and a message for the caller. */

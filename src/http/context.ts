@@ -4,6 +4,28 @@
 import type { Context } from "hono";
 import type { Logger } from "../logger.ts";
 
+/**
+ * What a key may do: `read` (search, similar, classify, vqa, chat, chat completions, models, media,
+ * jobs), `ingest` (images, videos, triples, job resume), `delete`, `admin` (key management).
+ */
+export type Scope = "read" | "ingest" | "delete" | "admin";
+
+/** Every scope, in the order they are listed. */
+export const SCOPES: readonly Scope[] = ["read", "ingest", "delete", "admin"];
+
+/** Who a request acts as, decided by the server from its credentials (never from the request body). */
+export interface Principal {
+  /** Id of the API key the request carried; `null` when authentication is off. */
+  keyId: string | null;
+  /** The tenant every store call of this request is scoped to. */
+  tenant: string;
+  scopes: ReadonlySet<Scope>;
+  /** A publishable key: read-only, accepted only from its listed origins. */
+  publishable: boolean;
+  /** The key's own rate limit, when it overrides the configured default. */
+  rateLimit?: { perSecond: number; burst: number };
+}
+
 /** Hono environment of Loupe's app: per-request variables. */
 export interface AppEnv {
   Variables: {
@@ -13,6 +35,8 @@ export interface AppEnv {
     logger: Logger;
     /** Tenant this request acts for, decided by the server (never read from the request body). */
     tenant: string;
+    /** The caller as authenticated; its `tenant` is the one above. */
+    principal: Principal;
   };
 }
 

@@ -11,6 +11,7 @@ import { readFileSync } from "node:fs";
 import { createRoute, type Hook, OpenAPIHono, type RouteConfig, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { AppError, invalidInput, ValidationError } from "../errors.ts";
+import { accessGate, type RouteAccess } from "./access.ts";
 import type { AppEnv } from "./context.ts";
 import { errorEnvelopeSchema } from "./errors.ts";
 
@@ -139,22 +140,39 @@ function bodyGate(types: readonly string[], options: BodyGateOptions): Middlewar
   };
 }
 
+/** Options of {@link defineRoute}: who may call the route and what a call costs, and how its body gate answers. */
+export interface DefineRouteOptions extends BodyGateOptions {
+  access: RouteAccess;
+}
+
 /**
- * Declares a route (`createRoute`), adding the body gate for the content types its body declares, so
- * that the accepted types are written once: in the declaration the document is generated from.
+ * Declares a route (`createRoute`) with its access rule and, for a route with a body, the body gate for
+ * the content types its body declares, so that both are written once: in the declaration the document is
+ * generated from. The access gate runs first, so a caller without the scope is refused before any body
+ * is read.
  */
-export function defineRoute<Route extends RouteConfig>(route: Route, options: BodyGateOptions = {}): Route {
+export function defineRoute<Route extends RouteConfig>(
+  route: Route,
+  { access, ...bodyOptions }: DefineRouteOptions,
+): Route {
   const content = route.request?.body?.content;
-  if (content === undefined) return createRoute(route) as Route;
   const middleware =
     route.middleware === undefined
       ? []
       : Array.isArray(route.middleware)
         ? route.middleware
         : [route.middleware];
-  return createRoute({
+  const declared = {
     ...route,
-    middleware: [...middleware, bodyGate(Object.keys(content), options)],
+    ...(access.scope === "public" ? {} : { "x-loupe-scope": access.scope, "x-loupe-cost": access.cost }),
+  };
+  return createRoute({
+    ...declared,
+    middleware: [
+      ...accessGate(access),
+      ...middleware,
+      ...(content === undefined ? [] : [bodyGate(Object.keys(content), bodyOptions)]),
+    ],
   }) as Route;
 }
 

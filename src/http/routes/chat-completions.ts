@@ -416,33 +416,36 @@ export function createChatCompletionsRoute({
   chain: LoupeChain;
   config: ChatCompletionsConfig;
 }) {
-  const route = defineRoute({
-    method: "post",
-    path: "/v1/chat/completions",
-    operationId: "createChatCompletion",
-    tags: ["chat"],
-    summary: "OpenAI-compatible chat",
-    description:
-      "The chat endpoint in OpenAI's format for OpenAI clients and chat UIs. The last user message is the question; earlier user and assistant messages are the history; system messages are ignored (Loupe answers with its own instructions). `image_url` parts take data URLs, stored items' ids, or http(s) URLs fetched under the same rules as ingestion by URL. `stream: true` answers `chat.completion.chunk` data events (ChatCompletionChunk) and `data: [DONE]`; a failure after the stream began is one data event holding the error envelope, without `[DONE]`. Citations, confidence, verification and fallback are in the extra field `loupe` (on the final chunk when streaming). Other OpenAI parameters are accepted and ignored. Errors are Loupe's envelope, whose `error.message` OpenAI clients show.",
-    middleware: [chatBodyLimit(config)],
-    request: {
-      body: { required: true, content: { "application/json": { schema: chatCompletionRequestSchema } } },
-    },
-    responses: {
-      200: {
-        description:
-          "A chat.completion (application/json), or chat.completion.chunk data events (text/event-stream) when `stream` is true.",
-        content: {
-          "application/json": { schema: chatCompletionSchema },
-          "text/event-stream": { schema: z.string() },
-        },
+  const route = defineRoute(
+    {
+      method: "post",
+      path: "/v1/chat/completions",
+      operationId: "createChatCompletion",
+      tags: ["chat"],
+      summary: "OpenAI-compatible chat",
+      description:
+        "The chat endpoint in OpenAI's format for OpenAI clients and chat UIs. The last user message is the question; earlier user and assistant messages are the history; system messages are ignored (Loupe answers with its own instructions). `image_url` parts take data URLs, stored items' ids, or http(s) URLs fetched under the same rules as ingestion by URL. `stream: true` answers `chat.completion.chunk` data events (ChatCompletionChunk) and `data: [DONE]`; a failure after the stream began is one data event holding the error envelope, without `[DONE]`. Citations, confidence, verification and fallback are in the extra field `loupe` (on the final chunk when streaming). Other OpenAI parameters are accepted and ignored. Errors are Loupe's envelope, whose `error.message` OpenAI clients show.",
+      middleware: [chatBodyLimit(config)],
+      request: {
+        body: { required: true, content: { "application/json": { schema: chatCompletionRequestSchema } } },
       },
-      ...chatErrorResponses,
-      404: errorResponse(
-        "`model` is not one of GET /v1/models (code model_not_found), or an item id is not one of the caller's.",
-      ),
+      responses: {
+        200: {
+          description:
+            "A chat.completion (application/json), or chat.completion.chunk data events (text/event-stream) when `stream` is true.",
+          content: {
+            "application/json": { schema: chatCompletionSchema },
+            "text/event-stream": { schema: z.string() },
+          },
+        },
+        ...chatErrorResponses,
+        404: errorResponse(
+          "`model` is not one of GET /v1/models (code model_not_found), or an item id is not one of the caller's.",
+        ),
+      },
     },
-  });
+    { access: { scope: "read", cost: 5 } },
+  );
   const router = createRouter();
   // Chunks are data events of the stream, not a response body: the document lists their schema on its own.
   router.openAPIRegistry.register("ChatCompletionChunk", chatCompletionChunkSchema);

@@ -456,37 +456,40 @@ export const chatErrorResponses = {
 
 /** The /v1/chat route. */
 export function createChatRoute({ chain, config }: { chain: LoupeChain; config: ChatLimits }) {
-  const route = defineRoute({
-    method: "post",
-    path: "/v1/chat",
-    operationId: "chat",
-    tags: ["chat"],
-    summary: "Ask a question (grounded answer)",
-    description:
-      "Retrieves evidence from the caller's images, video segments and triples and the attached images, grounds it with the VQA head, and writes an answer that cites it as [id] (with the configured LLM, or offline). `stream: true` answers server-sent events: `retrieval`, `grounding`, `citation`…, `answer-delta`…, `done` with the ChatResponse; `answer-reset` when the LLM failed mid-answer (discard the deltas so far; the offline answer follows); `error` with the error envelope when the turn fails after the stream began. A failure before the first event is answered with its HTTP status.",
-    middleware: [chatBodyLimit(config)],
-    request: {
-      body: {
-        description:
-          "JSON, or multipart with the question, uploads under `files`, and the rest as `payload`.",
-        content: {
-          "application/json": { schema: chatRequestSchema },
-          "multipart/form-data": { schema: chatFormSchema },
+  const route = defineRoute(
+    {
+      method: "post",
+      path: "/v1/chat",
+      operationId: "chat",
+      tags: ["chat"],
+      summary: "Ask a question (grounded answer)",
+      description:
+        "Retrieves evidence from the caller's images, video segments and triples and the attached images, grounds it with the VQA head, and writes an answer that cites it as [id] (with the configured LLM, or offline). `stream: true` answers server-sent events: `retrieval`, `grounding`, `citation`…, `answer-delta`…, `done` with the ChatResponse; `answer-reset` when the LLM failed mid-answer (discard the deltas so far; the offline answer follows); `error` with the error envelope when the turn fails after the stream began. A failure before the first event is answered with its HTTP status.",
+      middleware: [chatBodyLimit(config)],
+      request: {
+        body: {
+          description:
+            "JSON, or multipart with the question, uploads under `files`, and the rest as `payload`.",
+          content: {
+            "application/json": { schema: chatRequestSchema },
+            "multipart/form-data": { schema: chatFormSchema },
+          },
         },
       },
-    },
-    responses: {
-      200: {
-        description:
-          "The answer (application/json), or its named events (text/event-stream) when `stream` is true; the `done` event carries the ChatResponse.",
-        content: {
-          "application/json": { schema: chatResponseSchema },
-          "text/event-stream": { schema: z.string() },
+      responses: {
+        200: {
+          description:
+            "The answer (application/json), or its named events (text/event-stream) when `stream` is true; the `done` event carries the ChatResponse.",
+          content: {
+            "application/json": { schema: chatResponseSchema },
+            "text/event-stream": { schema: z.string() },
+          },
         },
+        ...chatErrorResponses,
       },
-      ...chatErrorResponses,
     },
-  });
+    { access: { scope: "read", cost: 5 } },
+  );
   return createRouter().openapi(route, async (c) => {
     // The declaration types each body target as either content type; the content type tells which.
     const { request: fields, stream } = await readChatRequest({

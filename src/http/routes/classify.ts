@@ -79,44 +79,47 @@ export const classifyResponseSchema = z
 
 /** The /v1/classify route. */
 export function createClassifyRoute({ search, config }: { search: SearchService; config: QueryLimits }) {
-  const route = defineRoute({
-    method: "post",
-    path: "/v1/classify",
-    operationId: "classify",
-    tags: ["search"],
-    summary: "Zero-shot labels and auto-tags",
-    description:
-      "Softmax over the image's similarity to each label prompt (scaled by the pack's logit scale), and tags voted by the nearest tagged items, weighted by similarity. JSON, or multipart with an `image` file.",
-    middleware: [queryBodyLimit(config)],
-    request: {
-      body: {
-        description: "An image, with labels, autoTag, or both.",
-        content: {
-          "application/json": { schema: classifyRequestSchema },
-          "multipart/form-data": {
-            schema: z.strictObject({
-              image: queryFormShape.image,
-              labels: queryFormShape.kinds.describe(
-                "Candidate labels: comma-separated, a JSON list, or the field repeated.",
-              ),
-              template: z
-                .string()
-                .optional()
-                .describe("Prompt each label is put into; must contain {label}."),
-              autoTag: z.string().optional().describe('Auto-tag options as JSON, e.g. {"k":10}.'),
-            }),
+  const route = defineRoute(
+    {
+      method: "post",
+      path: "/v1/classify",
+      operationId: "classify",
+      tags: ["search"],
+      summary: "Zero-shot labels and auto-tags",
+      description:
+        "Softmax over the image's similarity to each label prompt (scaled by the pack's logit scale), and tags voted by the nearest tagged items, weighted by similarity. JSON, or multipart with an `image` file.",
+      middleware: [queryBodyLimit(config)],
+      request: {
+        body: {
+          description: "An image, with labels, autoTag, or both.",
+          content: {
+            "application/json": { schema: classifyRequestSchema },
+            "multipart/form-data": {
+              schema: z.strictObject({
+                image: queryFormShape.image,
+                labels: queryFormShape.kinds.describe(
+                  "Candidate labels: comma-separated, a JSON list, or the field repeated.",
+                ),
+                template: z
+                  .string()
+                  .optional()
+                  .describe("Prompt each label is put into; must contain {label}."),
+                autoTag: z.string().optional().describe('Auto-tag options as JSON, e.g. {"k":10}.'),
+              }),
+            },
           },
         },
       },
+      responses: {
+        200: jsonResponse("Labels and tags.", classifyResponseSchema),
+        400: invalidRequestResponse,
+        404: errorResponse("No item with that id for the caller."),
+        413: payloadTooLargeResponse("about 4/3 of LOUPE_MAX_IMAGE_BYTES"),
+        503: notReadyResponse,
+      },
     },
-    responses: {
-      200: jsonResponse("Labels and tags.", classifyResponseSchema),
-      400: invalidRequestResponse,
-      404: errorResponse("No item with that id for the caller."),
-      413: payloadTooLargeResponse("about 4/3 of LOUPE_MAX_IMAGE_BYTES"),
-      503: notReadyResponse,
-    },
-  });
+    { access: { scope: "read", cost: 2 } },
+  );
   return createRouter().openapi(route, async (c) => {
     const { body, image } = await readImageQuery({
       multipart: isMultipart(c),

@@ -9,15 +9,18 @@ import { createRouter, defineRoute, jsonResponse } from "../openapi.ts";
 export const healthzResponseSchema = z.object({ status: z.literal("ok") });
 
 /** GET /healthz. */
-export const healthzRoute = defineRoute({
-  method: "get",
-  path: "/healthz",
-  operationId: "getHealthz",
-  tags: ["probes"],
-  summary: "Liveness",
-  description: "200 while the process serves requests; checks no dependency.",
-  responses: { 200: jsonResponse("Alive.", healthzResponseSchema) },
-});
+export const healthzRoute = defineRoute(
+  {
+    method: "get",
+    path: "/healthz",
+    operationId: "getHealthz",
+    tags: ["probes"],
+    summary: "Liveness",
+    description: "200 while the process serves requests; checks no dependency.",
+    responses: { 200: jsonResponse("Alive.", healthzResponseSchema) },
+  },
+  { access: { scope: "public" } },
+);
 
 /** The /healthz route. */
 export function createHealthzRoute() {

@@ -215,7 +215,7 @@ export function createImagesRoute({ images: ingester, jobs, config }: ImagesRout
         503: notReadyResponse,
       },
     },
-    { unsupportedStatus: 415 },
+    { access: { scope: "ingest", cost: 5 }, unsupportedStatus: 415 },
   );
 
   return createRouter().openapi(route, async (c) => {

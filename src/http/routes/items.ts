@@ -34,26 +34,29 @@ export interface ItemsRouteOptions {
 }
 
 /** DELETE /v1/items/{id}. */
-export const deleteItemRoute = defineRoute({
-  method: "delete",
-  path: "/v1/items/{id}",
-  operationId: "deleteItem",
-  tags: ["items"],
-  summary: "Delete an item",
-  description:
-    "Removes the vectors and, once nothing refers to them, the blobs; a video id (vid_…) removes all its segments.",
-  request: {
-    params: z.object({
-      id: z.string().min(1).max(200).describe("An item id (img_…, seg_…, tri_…) or a video id (vid_…)."),
-    }),
+export const deleteItemRoute = defineRoute(
+  {
+    method: "delete",
+    path: "/v1/items/{id}",
+    operationId: "deleteItem",
+    tags: ["items"],
+    summary: "Delete an item",
+    description:
+      "Removes the vectors and, once nothing refers to them, the blobs; a video id (vid_…) removes all its segments.",
+    request: {
+      params: z.object({
+        id: z.string().min(1).max(200).describe("An item id (img_…, seg_…, tri_…) or a video id (vid_…)."),
+      }),
+    },
+    responses: {
+      200: jsonResponse("What was removed.", deleteItemResponseSchema),
+      400: invalidRequestResponse,
+      404: errorResponse("No such item for the caller."),
+      503: notReadyResponse,
+    },
   },
-  responses: {
-    200: jsonResponse("What was removed.", deleteItemResponseSchema),
-    400: invalidRequestResponse,
-    404: errorResponse("No such item for the caller."),
-    503: notReadyResponse,
-  },
-});
+  { access: { scope: "delete", cost: 1 } },
+);
 
 /** The /v1/items routes. */
 export function createItemsRoute({ store, blobs }: ItemsRouteOptions) {

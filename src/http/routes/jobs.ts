@@ -88,56 +88,65 @@ const jobParamsSchema = z.object({
 const noSuchJob = errorResponse("No such job for the caller.");
 
 /** GET /v1/jobs/{id}. */
-export const getJobRoute = defineRoute({
-  method: "get",
-  path: "/v1/jobs/{id}",
-  operationId: "getJob",
-  tags: ["jobs"],
-  summary: "A job's status, counts and items",
-  request: { params: jobParamsSchema },
-  responses: {
-    200: jsonResponse("The job.", jobResponseSchema),
-    400: invalidRequestResponse,
-    404: noSuchJob,
+export const getJobRoute = defineRoute(
+  {
+    method: "get",
+    path: "/v1/jobs/{id}",
+    operationId: "getJob",
+    tags: ["jobs"],
+    summary: "A job's status, counts and items",
+    request: { params: jobParamsSchema },
+    responses: {
+      200: jsonResponse("The job.", jobResponseSchema),
+      400: invalidRequestResponse,
+      404: noSuchJob,
+    },
   },
-});
+  { access: { scope: "read", cost: 1 } },
+);
 
 /** GET /v1/jobs/{id}/events. */
-export const jobEventsRoute = defineRoute({
-  method: "get",
-  path: "/v1/jobs/{id}/events",
-  operationId: "getJobEvents",
-  tags: ["jobs"],
-  summary: "A job's progress as server-sent events",
-  description:
-    "Named events: `progress` with the job's status and counts, `item` with each item's outcome, then `done`, or `error` (the counts and the error envelope) when the job failed as a whole.",
-  request: { params: jobParamsSchema },
-  responses: {
-    200: {
-      description: "An event stream, ending when the job is done or failed.",
-      content: { "text/event-stream": { schema: z.string() } },
+export const jobEventsRoute = defineRoute(
+  {
+    method: "get",
+    path: "/v1/jobs/{id}/events",
+    operationId: "getJobEvents",
+    tags: ["jobs"],
+    summary: "A job's progress as server-sent events",
+    description:
+      "Named events: `progress` with the job's status and counts, `item` with each item's outcome, then `done`, or `error` (the counts and the error envelope) when the job failed as a whole.",
+    request: { params: jobParamsSchema },
+    responses: {
+      200: {
+        description: "An event stream, ending when the job is done or failed.",
+        content: { "text/event-stream": { schema: z.string() } },
+      },
+      400: invalidRequestResponse,
+      404: noSuchJob,
     },
-    400: invalidRequestResponse,
-    404: noSuchJob,
   },
-});
+  { access: { scope: "read", cost: 1 } },
+);
 
 /** POST /v1/jobs/{id}/resume. */
-export const resumeJobRoute = defineRoute({
-  method: "post",
-  path: "/v1/jobs/{id}/resume",
-  operationId: "resumeJob",
-  tags: ["jobs"],
-  summary: "Resume a job",
-  description: "Runs the items that are pending or failed again; stored items are skipped.",
-  request: { params: jobParamsSchema },
-  responses: {
-    202: jsonResponse("Resumed; follow it at /v1/jobs/{id}.", jobResponseSchema),
-    400: invalidRequestResponse,
-    404: noSuchJob,
-    409: errorResponse("The job is still running (code conflict)."),
+export const resumeJobRoute = defineRoute(
+  {
+    method: "post",
+    path: "/v1/jobs/{id}/resume",
+    operationId: "resumeJob",
+    tags: ["jobs"],
+    summary: "Resume a job",
+    description: "Runs the items that are pending or failed again; stored items are skipped.",
+    request: { params: jobParamsSchema },
+    responses: {
+      202: jsonResponse("Resumed; follow it at /v1/jobs/{id}.", jobResponseSchema),
+      400: invalidRequestResponse,
+      404: noSuchJob,
+      409: errorResponse("The job is still running (code conflict)."),
+    },
   },
-});
+  { access: { scope: "ingest", cost: 5 } },
+);
 
 /** An item in the API's shape: its description (`filename`, `url`…) flattened into it. */
 export function jobItemToJson({ describe, ...item }: JobItem): z.infer<typeof jobItemSchema> {

@@ -44,28 +44,34 @@ function mediaResponses(variant: string) {
 }
 
 /** GET /v1/media/{id}. */
-export const mediaRoute = defineRoute({
-  method: "get",
-  path: "/v1/media/{id}",
-  operationId: "getMedia",
-  tags: ["items"],
-  summary: "An item's stored media",
-  description: "The stored original, with the content type it was stored with.",
-  request: { params: mediaParamsSchema },
-  responses: mediaResponses("media"),
-});
+export const mediaRoute = defineRoute(
+  {
+    method: "get",
+    path: "/v1/media/{id}",
+    operationId: "getMedia",
+    tags: ["items"],
+    summary: "An item's stored media",
+    description: "The stored original, with the content type it was stored with.",
+    request: { params: mediaParamsSchema },
+    responses: mediaResponses("media"),
+  },
+  { access: { scope: "read", cost: 1 } },
+);
 
 /** GET /v1/media/{id}/thumbnail. */
-export const thumbnailRoute = defineRoute({
-  method: "get",
-  path: "/v1/media/{id}/thumbnail",
-  operationId: "getThumbnail",
-  tags: ["items"],
-  summary: "An item's thumbnail",
-  description: "The thumbnail image; for video segments and videos, the keyframe.",
-  request: { params: mediaParamsSchema },
-  responses: mediaResponses("thumbnail"),
-});
+export const thumbnailRoute = defineRoute(
+  {
+    method: "get",
+    path: "/v1/media/{id}/thumbnail",
+    operationId: "getThumbnail",
+    tags: ["items"],
+    summary: "An item's thumbnail",
+    description: "The thumbnail image; for video segments and videos, the keyframe.",
+    request: { params: mediaParamsSchema },
+    responses: mediaResponses("thumbnail"),
+  },
+  { access: { scope: "read", cost: 1 } },
+);
 
 /** The /v1/media routes. */
 export function createMediaRoute({ store, blobs }: MediaRouteOptions) {

@@ -51,32 +51,38 @@ export function composerForModel({
 }
 
 /** GET /v1/models. */
-export const listModelsRoute = defineRoute({
-  method: "get",
-  path: "/v1/models",
-  operationId: "listModels",
-  tags: ["chat"],
-  summary: "Model names of the chat endpoints",
-  description:
-    "OpenAI's list format. `loupe`: the configured LLM writes answers (offline when none is configured); `loupe-offline`: always offline.",
-  responses: { 200: jsonResponse("The models.", modelListSchema) },
-});
+export const listModelsRoute = defineRoute(
+  {
+    method: "get",
+    path: "/v1/models",
+    operationId: "listModels",
+    tags: ["chat"],
+    summary: "Model names of the chat endpoints",
+    description:
+      "OpenAI's list format. `loupe`: the configured LLM writes answers (offline when none is configured); `loupe-offline`: always offline.",
+    responses: { 200: jsonResponse("The models.", modelListSchema) },
+  },
+  { access: { scope: "read", cost: 1 } },
+);
 
 /** GET /v1/models/{model}. */
-export const getModelRoute = defineRoute({
-  method: "get",
-  path: "/v1/models/{model}",
-  operationId: "getModel",
-  tags: ["chat"],
-  summary: "One model name",
-  request: {
-    params: z.object({ model: z.string().min(1).describe("A model name from GET /v1/models.") }),
+export const getModelRoute = defineRoute(
+  {
+    method: "get",
+    path: "/v1/models/{model}",
+    operationId: "getModel",
+    tags: ["chat"],
+    summary: "One model name",
+    request: {
+      params: z.object({ model: z.string().min(1).describe("A model name from GET /v1/models.") }),
+    },
+    responses: {
+      200: jsonResponse("The model.", modelSchema),
+      404: errorResponse("Not a model name of this server (code model_not_found)."),
+    },
   },
-  responses: {
-    200: jsonResponse("The model.", modelSchema),
-    404: errorResponse("Not a model name of this server (code model_not_found)."),
-  },
-});
+  { access: { scope: "read", cost: 1 } },
+);
 
 /** The /v1/models routes. */
 export function createModelsRoute({ chain }: { chain: Pick<LoupeChain, "modelNames"> }) {

@@ -21,34 +21,40 @@ const apiReferenceBundle = createRequire(import.meta.url).resolve(
 );
 
 /** GET /openapi.json. */
-export const openApiDocumentRoute = defineRoute({
-  method: "get",
-  path: "/openapi.json",
-  operationId: "getOpenApiDocument",
-  tags: ["reference"],
-  summary: "This document",
-  description: "The OpenAPI 3.1 description of the API, generated from the routes' declarations.",
-  responses: {
-    200: {
-      description: "The OpenAPI 3.1 document.",
-      content: { "application/json": { schema: z.record(z.string(), z.unknown()) } },
+export const openApiDocumentRoute = defineRoute(
+  {
+    method: "get",
+    path: "/openapi.json",
+    operationId: "getOpenApiDocument",
+    tags: ["reference"],
+    summary: "This document",
+    description: "The OpenAPI 3.1 description of the API, generated from the routes' declarations.",
+    responses: {
+      200: {
+        description: "The OpenAPI 3.1 document.",
+        content: { "application/json": { schema: z.record(z.string(), z.unknown()) } },
+      },
     },
   },
-});
+  { access: { scope: "public" } },
+);
 
 /** GET /docs. */
-export const docsRoute = defineRoute({
-  method: "get",
-  path: "/docs",
-  operationId: "getDocs",
-  tags: ["reference"],
-  summary: "The API reference page",
-  description:
-    "An HTML page (Scalar) over /openapi.json, with a client to try requests against this server. Everything it loads comes from this server.",
-  responses: {
-    200: { description: "The page.", content: { "text/html": { schema: z.string() } } },
+export const docsRoute = defineRoute(
+  {
+    method: "get",
+    path: "/docs",
+    operationId: "getDocs",
+    tags: ["reference"],
+    summary: "The API reference page",
+    description:
+      "An HTML page (Scalar) over /openapi.json, with a client to try requests against this server. Everything it loads comes from this server.",
+    responses: {
+      200: { description: "The page.", content: { "text/html": { schema: z.string() } } },
+    },
   },
-});
+  { access: { scope: "public" } },
+);
 
 /** `'sha256-…'` sources for each inline script of a page, for its Content-Security-Policy. */
 function inlineScriptHashes(html: string): string[] {

@@ -23,18 +23,21 @@ export interface ReadyzRouteOptions {
 }
 
 /** GET /readyz. */
-export const readyzRoute = defineRoute({
-  method: "get",
-  path: "/readyz",
-  operationId: "getReadyz",
-  tags: ["probes"],
-  summary: "Readiness",
-  description: "200 when the vector store answers its health check, else 503 with the reason.",
-  responses: {
-    200: jsonResponse("Ready.", readyzResponseSchema),
-    503: errorResponse("Not ready (code not_ready); the message says why."),
+export const readyzRoute = defineRoute(
+  {
+    method: "get",
+    path: "/readyz",
+    operationId: "getReadyz",
+    tags: ["probes"],
+    summary: "Readiness",
+    description: "200 when the vector store answers its health check, else 503 with the reason.",
+    responses: {
+      200: jsonResponse("Ready.", readyzResponseSchema),
+      503: errorResponse("Not ready (code not_ready); the message says why."),
+    },
   },
-});
+  { access: { scope: "public" } },
+);
 
 async function checkStore({ store, timeoutMs }: ReadyzRouteOptions): Promise<string | undefined> {
   let timer: NodeJS.Timeout | undefined;

@@ -237,36 +237,39 @@ export function queryBodyLimit(limits: QueryLimits) {
 
 /** The /v1/search route. */
 export function createSearchRoute({ search, config }: { search: SearchService; config: QueryLimits }) {
-  const route = defineRoute({
-    method: "post",
-    path: "/v1/search",
-    operationId: "search",
-    tags: ["search"],
-    summary: "Search by text, image or both",
-    description:
-      "Searches the caller's images, video segments and triples. With text and image, the query is the normalized sum of both embeddings. Scores share one scale across kinds (one embedding space, one metric). JSON, or multipart with an `image` file and the other fields as form fields.",
-    middleware: [queryBodyLimit(config)],
-    request: {
-      body: {
-        description: "A text, an image, or both.",
-        content: {
-          "application/json": { schema: searchRequestSchema },
-          "multipart/form-data": {
-            schema: z.strictObject({
-              text: z.string().optional().describe("A text query."),
-              ...queryFormShape,
-            }),
+  const route = defineRoute(
+    {
+      method: "post",
+      path: "/v1/search",
+      operationId: "search",
+      tags: ["search"],
+      summary: "Search by text, image or both",
+      description:
+        "Searches the caller's images, video segments and triples. With text and image, the query is the normalized sum of both embeddings. Scores share one scale across kinds (one embedding space, one metric). JSON, or multipart with an `image` file and the other fields as form fields.",
+      middleware: [queryBodyLimit(config)],
+      request: {
+        body: {
+          description: "A text, an image, or both.",
+          content: {
+            "application/json": { schema: searchRequestSchema },
+            "multipart/form-data": {
+              schema: z.strictObject({
+                text: z.string().optional().describe("A text query."),
+                ...queryFormShape,
+              }),
+            },
           },
         },
       },
+      responses: {
+        200: jsonResponse("Results, best first.", searchResponseSchema),
+        400: invalidRequestResponse,
+        413: payloadTooLargeResponse("about 4/3 of LOUPE_MAX_IMAGE_BYTES"),
+        503: notReadyResponse,
+      },
     },
-    responses: {
-      200: jsonResponse("Results, best first.", searchResponseSchema),
-      400: invalidRequestResponse,
-      413: payloadTooLargeResponse("about 4/3 of LOUPE_MAX_IMAGE_BYTES"),
-      503: notReadyResponse,
-    },
-  });
+    { access: { scope: "read", cost: 1 } },
+  );
   return createRouter().openapi(route, async (c) => {
     const { body, image } = await readImageQuery({
       multipart: isMultipart(c),

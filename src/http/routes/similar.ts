@@ -62,7 +62,7 @@ export function createSimilarRoute({ search }: { search: SearchService }) {
         503: notReadyResponse,
       },
     },
-    { emptyJsonIsObject: true },
+    { access: { scope: "read", cost: 1 }, emptyJsonIsObject: true },
   );
   return createRouter().openapi(route, async (c) => {
     const body = c.req.valid("json");

@@ -193,45 +193,51 @@ export function createTriplesRoute({
   config: TriplesLimits;
   jobs: JobRegistry;
 }) {
-  const route = defineRoute({
-    method: "post",
-    path: "/v1/triples",
-    operationId: "ingestTriples",
-    tags: ["ingest"],
-    summary: "Ingest image-question-answer triples",
-    description:
-      "Each image and question is embedded and the triple stored with a deterministic id (re-ingest adds nothing). Items are answered in order; one bad item fails alone, and when every item fails the answer is 422. More items than LOUPE_INGEST_SYNC_MAX_ITEMS, or `async=true`, run as a job.",
-    middleware: [
-      bodyLimit({
-        maxSize: config.maxUploadBytes,
-        onError: () => {
-          throw new MediaError(
-            `The request body is over ${config.maxUploadBytes} bytes; split the triples over several requests, or raise LOUPE_MAX_UPLOAD_BYTES.`,
-            { status: 413, code: "payload_too_large", context: { limit: config.maxUploadBytes } },
-          );
-        },
-      }),
-    ],
-    request: {
-      query: asyncQuerySchema,
-      body: {
-        description: "JSON, JSONL, or multipart with the items and the image files they name.",
-        content: {
-          "application/json": { schema: triplesRequestSchema },
-          ...Object.fromEntries(JSONL_TYPES.map((type) => [type, { schema: jsonlSchema }])),
-          "multipart/form-data": { schema: triplesFormSchema },
+  const route = defineRoute(
+    {
+      method: "post",
+      path: "/v1/triples",
+      operationId: "ingestTriples",
+      tags: ["ingest"],
+      summary: "Ingest image-question-answer triples",
+      description:
+        "Each image and question is embedded and the triple stored with a deterministic id (re-ingest adds nothing). Items are answered in order; one bad item fails alone, and when every item fails the answer is 422. More items than LOUPE_INGEST_SYNC_MAX_ITEMS, or `async=true`, run as a job.",
+      middleware: [
+        bodyLimit({
+          maxSize: config.maxUploadBytes,
+          onError: () => {
+            throw new MediaError(
+              `The request body is over ${config.maxUploadBytes} bytes; split the triples over several requests, or raise LOUPE_MAX_UPLOAD_BYTES.`,
+              { status: 413, code: "payload_too_large", context: { limit: config.maxUploadBytes } },
+            );
+          },
+        }),
+      ],
+      request: {
+        query: asyncQuerySchema,
+        body: {
+          description: "JSON, JSONL, or multipart with the items and the image files they name.",
+          content: {
+            "application/json": { schema: triplesRequestSchema },
+            ...Object.fromEntries(JSONL_TYPES.map((type) => [type, { schema: jsonlSchema }])),
+            "multipart/form-data": { schema: triplesFormSchema },
+          },
         },
       },
+      responses: {
+        200: jsonResponse("Per-item outcomes and counts.", triplesResponseSchema),
+        202: jsonResponse("Started as a job; the Location header names it.", jobAcceptedSchema),
+        400: invalidRequestResponse,
+        413: payloadTooLargeResponse("LOUPE_MAX_UPLOAD_BYTES"),
+        422: jsonResponse(
+          "Every item failed (code all_items_failed); each says why.",
+          triplesAllFailedSchema,
+        ),
+        503: notReadyResponse,
+      },
     },
-    responses: {
-      200: jsonResponse("Per-item outcomes and counts.", triplesResponseSchema),
-      202: jsonResponse("Started as a job; the Location header names it.", jobAcceptedSchema),
-      400: invalidRequestResponse,
-      413: payloadTooLargeResponse("LOUPE_MAX_UPLOAD_BYTES"),
-      422: jsonResponse("Every item failed (code all_items_failed); each says why.", triplesAllFailedSchema),
-      503: notReadyResponse,
-    },
-  });
+    { access: { scope: "ingest", cost: 5 } },
+  );
   return createRouter().openapi(route, async (c) => {
     const runAsync = wantsJob(c.req.valid("query"));
     const tenant = c.get("tenant");

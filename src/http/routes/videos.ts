@@ -253,45 +253,48 @@ export function createVideosRoute({
   config: VideosRouteConfig;
 }) {
   const maxBody = config.videoMaxBytes + 1024 * 1024;
-  const route = defineRoute({
-    method: "post",
-    path: "/v1/videos",
-    operationId: "ingestVideos",
-    tags: ["ingest"],
-    summary: "Ingest videos as time segments",
-    description:
-      "Multipart uploads (`file` or `files`, repeatable) or JSON `urls`. Each video is probed, cut into segments at scene changes, and each segment's keyframes embedded; the video's id is deterministic, so the same video twice is stored once. Videos longer than LOUPE_VIDEO_SYNC_MAX_SECONDS together, or `async=true`, run as a job. When every video fails, the first failure is the error.",
-    middleware: [
-      bodyLimit({
-        maxSize: maxBody,
-        onError: () => {
-          throw new MediaError(
-            `The request body is over ${maxBody} bytes; send fewer or smaller videos, or raise LOUPE_VIDEO_MAX_BYTES.`,
-            { status: 413, code: "payload_too_large", context: { limit: maxBody } },
-          );
-        },
-      }),
-    ],
-    request: {
-      query: asyncQuerySchema,
-      body: {
-        description: "Files to upload, or URLs to fetch.",
-        content: {
-          "application/json": { schema: videosJsonRequestSchema },
-          "multipart/form-data": { schema: videosFormSchema },
+  const route = defineRoute(
+    {
+      method: "post",
+      path: "/v1/videos",
+      operationId: "ingestVideos",
+      tags: ["ingest"],
+      summary: "Ingest videos as time segments",
+      description:
+        "Multipart uploads (`file` or `files`, repeatable) or JSON `urls`. Each video is probed, cut into segments at scene changes, and each segment's keyframes embedded; the video's id is deterministic, so the same video twice is stored once. Videos longer than LOUPE_VIDEO_SYNC_MAX_SECONDS together, or `async=true`, run as a job. When every video fails, the first failure is the error.",
+      middleware: [
+        bodyLimit({
+          maxSize: maxBody,
+          onError: () => {
+            throw new MediaError(
+              `The request body is over ${maxBody} bytes; send fewer or smaller videos, or raise LOUPE_VIDEO_MAX_BYTES.`,
+              { status: 413, code: "payload_too_large", context: { limit: maxBody } },
+            );
+          },
+        }),
+      ],
+      request: {
+        query: asyncQuerySchema,
+        body: {
+          description: "Files to upload, or URLs to fetch.",
+          content: {
+            "application/json": { schema: videosJsonRequestSchema },
+            "multipart/form-data": { schema: videosFormSchema },
+          },
         },
       },
+      responses: {
+        200: jsonResponse("One item per video, in order.", videosResponseSchema),
+        202: jsonResponse("Started as a job.", jobAcceptedSchema),
+        400: invalidRequestResponse,
+        413: payloadTooLargeResponse("LOUPE_VIDEO_MAX_BYTES plus 1 MiB"),
+        415: errorResponse("Every video is of a type that is not accepted (code video_unsupported)."),
+        422: errorResponse("Every video failed; the first failure's code and message."),
+        503: notReadyResponse,
+      },
     },
-    responses: {
-      200: jsonResponse("One item per video, in order.", videosResponseSchema),
-      202: jsonResponse("Started as a job.", jobAcceptedSchema),
-      400: invalidRequestResponse,
-      413: payloadTooLargeResponse("LOUPE_VIDEO_MAX_BYTES plus 1 MiB"),
-      415: errorResponse("Every video is of a type that is not accepted (code video_unsupported)."),
-      422: errorResponse("Every video failed; the first failure's code and message."),
-      503: notReadyResponse,
-    },
-  });
+    { access: { scope: "ingest", cost: 5 } },
+  );
   return createRouter().openapi(route, async (c) => {
     const tenant = c.get("tenant");
     // The declaration types each body target as either content type; the content type tells which.

@@ -63,38 +63,41 @@ export function createVqaRoute({
   models: Pick<ModelPack, "vqaHead" | "modelId">;
   config: QueryLimits;
 }) {
-  const route = defineRoute({
-    method: "post",
-    path: "/v1/vqa",
-    operationId: "vqa",
-    tags: ["search"],
-    summary: "Answer a question about one image",
-    description:
-      "The model pack's VQA head on one image (base64, data URL, a stored item's id, or an uploaded file): the top answers with their probabilities, without retrieval.",
-    middleware: [queryBodyLimit(config)],
-    request: {
-      body: {
-        description: "An image and a question.",
-        content: {
-          "application/json": { schema: vqaRequestSchema },
-          "multipart/form-data": {
-            schema: z.strictObject({
-              image: queryFormShape.image,
-              question: z.string().describe("A question about the image."),
-              topK: z.string().optional().describe(`Answers returned, an integer 1–${MAX_VQA_TOP_K}.`),
-            }),
+  const route = defineRoute(
+    {
+      method: "post",
+      path: "/v1/vqa",
+      operationId: "vqa",
+      tags: ["search"],
+      summary: "Answer a question about one image",
+      description:
+        "The model pack's VQA head on one image (base64, data URL, a stored item's id, or an uploaded file): the top answers with their probabilities, without retrieval.",
+      middleware: [queryBodyLimit(config)],
+      request: {
+        body: {
+          description: "An image and a question.",
+          content: {
+            "application/json": { schema: vqaRequestSchema },
+            "multipart/form-data": {
+              schema: z.strictObject({
+                image: queryFormShape.image,
+                question: z.string().describe("A question about the image."),
+                topK: z.string().optional().describe(`Answers returned, an integer 1–${MAX_VQA_TOP_K}.`),
+              }),
+            },
           },
         },
       },
+      responses: {
+        200: jsonResponse("Answers, most probable first.", vqaResponseSchema),
+        400: invalidRequestResponse,
+        404: errorResponse("No item with that id for the caller."),
+        413: payloadTooLargeResponse("about 4/3 of LOUPE_MAX_IMAGE_BYTES"),
+        503: notReadyResponse,
+      },
     },
-    responses: {
-      200: jsonResponse("Answers, most probable first.", vqaResponseSchema),
-      400: invalidRequestResponse,
-      404: errorResponse("No item with that id for the caller."),
-      413: payloadTooLargeResponse("about 4/3 of LOUPE_MAX_IMAGE_BYTES"),
-      503: notReadyResponse,
-    },
-  });
+    { access: { scope: "read", cost: 2 } },
+  );
   return createRouter().openapi(route, async (c) => {
     const { body, image } = await readImageQuery({
       multipart: isMultipart(c),
