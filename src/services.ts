@@ -7,6 +7,7 @@
  */
 import { existsSync } from "node:fs";
 import path from "node:path";
+import { type AuditLog, createFileAuditLog } from "./audit/audit-log.ts";
 import type { Config } from "./config.ts";
 import { ModelPackError } from "./errors.ts";
 import { mediaRouteUrls } from "./http/media-urls.ts";
@@ -54,12 +55,15 @@ export interface ServiceParts {
   llm?: AnswerComposer;
   /** Where items' media is served; the HTTP routes' paths when absent. */
   urls?: MediaUrls;
+  /** The audit trail of writes, deletes and key changes; `<LOUPE_DATA_DIR>/audit.log` when absent. */
+  audit?: AuditLog;
 }
 
 /** Everything the HTTP layer, the CLI, the evals and library users work with, each built once. */
 export interface LoupeServices extends ServiceParts {
   resolveTenant: TenantResolver;
   urls: MediaUrls;
+  audit: AuditLog;
   /** Stored media read and written through the blob store. */
   media: MediaReader & MediaWriter;
   /** Search, recommendation, zero-shot classification and auto-tags. */
@@ -92,6 +96,7 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
   const resolveTenant =
     parts.resolveTenant ?? createDefaultTenantResolver({ defaultTenant: config.defaultTenant });
   const urls = parts.urls ?? mediaRouteUrls;
+  const audit = parts.audit ?? createFileAuditLog({ file: path.join(config.dataDir, "audit.log") });
   const media = blobMedia(blobs);
   const urlSettings = {
     timeoutMs: config.urlTimeoutMs,
@@ -147,7 +152,7 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     logger: logger.child({ component: "chat" }),
     config,
   });
-  return { ...parts, resolveTenant, urls, media, search, images, videos, triples, chain };
+  return { ...parts, resolveTenant, urls, audit, media, search, images, videos, triples, chain };
 }
 
 /**
@@ -187,6 +192,7 @@ export async function createLoupeServices({
       jobs,
       llm,
     });
+    cleanups.push(() => services.audit.close());
     let closing: Promise<void> | undefined;
     const close = () => {
       closing ??= closeAll();
