@@ -80,6 +80,16 @@ export function binaryRelevance<Item>(relevance: GradedRelevance<Item>): Relevan
   return (item: Item) => (relevance.get(item) ?? 0) > 0;
 }
 
+/**
+ * The options of the ranking metrics: one ranking and one relevance per query (in the same order), scored
+ * over each ranking's first `k` items.
+ */
+export interface RankingAtK<Item = number, ItemRelevance = Relevance<Item>> {
+  ranked: readonly (readonly Item[])[];
+  relevant: readonly ItemRelevance[];
+  k: number;
+}
+
 function isRelevant<Item>(relevance: Relevance<Item>, item: Item): boolean {
   return typeof relevance === "function" ? relevance(item) : relevance.has(item);
 }
@@ -111,15 +121,7 @@ function meanPerQuery<Item, R>(
  * Recall@k as retrieval evals use it with one or more relevant items per query: the share of queries with
  * at least one relevant item among their first `k` results. 0 for no queries.
  */
-export function recallAtK<Item = number>({
-  ranked,
-  relevant,
-  k,
-}: {
-  ranked: readonly (readonly Item[])[];
-  relevant: readonly Relevance<Item>[];
-  k: number;
-}): number {
+export function recallAtK<Item = number>({ ranked, relevant, k }: RankingAtK<Item>): number {
   checkK(k);
   return meanPerQuery(ranked, relevant, (row, relevance) =>
     row.slice(0, k).some((item) => isRelevant(relevance, item)) ? 1 : 0,
@@ -130,15 +132,7 @@ export function recallAtK<Item = number>({
  * Mean Precision@k: per query, the share of its first `k` results that are relevant (missing results
  * count as not relevant), averaged over queries. 0 for no queries.
  */
-export function precisionAtK<Item = number>({
-  ranked,
-  relevant,
-  k,
-}: {
-  ranked: readonly (readonly Item[])[];
-  relevant: readonly Relevance<Item>[];
-  k: number;
-}): number {
+export function precisionAtK<Item = number>({ ranked, relevant, k }: RankingAtK<Item>): number {
   checkK(k);
   return meanPerQuery(
     ranked,
@@ -155,11 +149,7 @@ export function meanReciprocalRank<Item = number>({
   ranked,
   relevant,
   k,
-}: {
-  ranked: readonly (readonly Item[])[];
-  relevant: readonly Relevance<Item>[];
-  k?: number;
-}): number {
+}: Omit<RankingAtK<Item>, "k"> & { k?: number }): number {
   if (k !== undefined) checkK(k);
   return meanPerQuery(ranked, relevant, (row, relevance) => {
     const position = (k === undefined ? row : row.slice(0, k)).findIndex((item) =>
@@ -198,11 +188,7 @@ export function ndcgAtK<Item = number>({
   ranked,
   relevant,
   k,
-}: {
-  ranked: readonly (readonly Item[])[];
-  relevant: readonly GradedRelevance<Item>[];
-  k: number;
-}): number {
+}: RankingAtK<Item, GradedRelevance<Item>>): number {
   checkK(k);
   return meanPerQuery(ranked, relevant, (row, relevance, query) => {
     for (const gain of isGradeMap(relevance) ? relevance.values() : []) {

@@ -245,6 +245,12 @@ export function normalizeVqaAnswer(answer: string): string {
   return processDigitArticle(processPunctuation(cleanWhitespace(answer)));
 }
 
+/** A predicted answer and the reference answers it is scored against (the human answers for VQAv2). */
+export interface VqaPrediction {
+  prediction: string;
+  references: readonly string[];
+}
+
 function checkReferences(references: readonly string[]): void {
   if (references.length === 0) {
     throw new ValidationError(
@@ -262,13 +268,7 @@ function checkReferences(references: readonly string[]): void {
  * @example vqaAccuracy({ prediction: "two", references: ["2","2","2","2","two","2","3","2","2","2"] }) // 1
  * @throws ValidationError for an empty reference list.
  */
-export function vqaAccuracy({
-  prediction,
-  references,
-}: {
-  prediction: string;
-  references: readonly string[];
-}): number {
+export function vqaAccuracy({ prediction, references }: VqaPrediction): number {
   checkReferences(references);
   const predicted = normalizeVqaAnswer(prediction);
   // References are used as given (not even trimmed), as the official script does.
@@ -301,13 +301,7 @@ export function plainVqaAccuracy({
  * VQA accuracy of a prediction whatever the number of references: the official accuracy for two or more,
  * plain accuracy for one.
  */
-export function answerAccuracy({
-  prediction,
-  references,
-}: {
-  prediction: string;
-  references: readonly string[];
-}): number {
+export function answerAccuracy({ prediction, references }: VqaPrediction): number {
   checkReferences(references);
   const [only] = references;
   if (references.length === 1 && only !== undefined) return plainVqaAccuracy({ prediction, reference: only });

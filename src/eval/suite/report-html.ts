@@ -7,12 +7,18 @@
  */
 import sharp from "sharp";
 import { barChart, escapeHtml, histogramChart, lineChart } from "./charts.ts";
-import { formatDelta, type GateOutcome } from "./gate.ts";
-import { describeFailure, runDetails } from "./report-md.ts";
+import type { GateOutcome } from "./gate.ts";
+import {
+  BASELINE_HEADER,
+  baselineRows,
+  describeFailure,
+  describeQuery,
+  formatFigure,
+  ingestFailuresNote,
+  latencyRows,
+  runDetails,
+} from "./report-content.ts";
 import type { CaseRecord, RunResults } from "./results.ts";
-
-const value = (figure: number | null | undefined, digits = 3) =>
-  figure === null || figure === undefined ? "–" : figure.toFixed(digits);
 
 function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
   return `<table><thead><tr>${header.map((cell) => `<th>${escapeHtml(cell)}</th>`).join("")}</tr></thead><tbody>${rows
@@ -76,32 +82,25 @@ export function renderHtmlReport({
       runDetails(results).map(([label, value]) => [label, escapeHtml(value)]),
     ),
   );
-  if (meta.ingestFailures.length > 0) {
-    sections.push(
-      `<p class="warn">${meta.ingestFailures.length} corpus items failed to ingest: ${meta.ingestFailures
-        .slice(0, 10)
-        .map(
-          (failure) =>
-            `${escapeHtml(failure.kind)} ${escapeHtml(failure.id)} (${escapeHtml(failure.message.slice(0, 160))})`,
-        )
-        .join("; ")}</p>`,
-    );
+  const ingestFailures = ingestFailuresNote({
+    failures: meta.ingestFailures,
+    cell: (text, max) => escapeHtml(text.slice(0, max)),
+    messageLength: 160,
+  });
+  if (ingestFailures !== undefined) {
+    sections.push(`<p class="warn">${ingestFailures.headline} ${ingestFailures.list}</p>`);
   }
   if (gate !== undefined) {
     sections.push("<h2>Against the baseline</h2>");
     sections.push(
       table(
-        ["metric", "baseline", "current", "delta", "tolerance", "status"],
-        gate.rows
-          .filter((row) => row.tolerance !== undefined)
-          .map((row) => [
-            escapeHtml(row.label),
-            value(row.baseline),
-            value(row.current),
-            formatDelta(row.delta),
-            row.tolerance === undefined ? "" : `-${row.tolerance.toFixed(2)}`,
-            `<span class="${row.status === "fail" ? "fail" : "pass"}">${escapeHtml(row.status)}</span>`,
-          ]),
+        BASELINE_HEADER,
+        baselineRows({
+          gate,
+          label: escapeHtml,
+          status: (status) =>
+            `<span class="${status === "fail" ? "fail" : "pass"}">${escapeHtml(status)}</span>`,
+        }),
       ),
     );
     for (const warning of gate.warnings) sections.push(`<p class="warn">${escapeHtml(warning)}</p>`);
@@ -116,36 +115,36 @@ export function renderHtmlReport({
   for (const [task, figures] of Object.entries(summary.retrieval)) {
     headline.push([
       escapeHtml(`${task} R@1 / R@5 / R@10 / MRR`),
-      `${value(figures.recallAt1)} / ${value(figures.recallAt5)} / ${value(figures.recallAt10)} / ${value(figures.mrr)}`,
+      `${formatFigure(figures.recallAt1)} / ${formatFigure(figures.recallAt5)} / ${formatFigure(figures.recallAt10)} / ${formatFigure(figures.mrr)}`,
     ]);
   }
   if (summary.vqa !== null)
     headline.push([
       "VQA accuracy",
-      `${value(summary.vqa.overall.accuracy)} (${summary.vqa.overall.count} questions)`,
+      `${formatFigure(summary.vqa.overall.accuracy)} (${summary.vqa.overall.count} questions)`,
     ]);
   if (summary.answers !== null) {
     const answers = summary.answers;
     headline.push(
       [
         "answers: exact / contains",
-        `${value(answers.exactMatch)} / ${value(answers.contains)} (${answers.count} cases)`,
+        `${formatFigure(answers.exactMatch)} / ${formatFigure(answers.contains)} (${answers.count} cases)`,
       ],
       [
         "citations: precision / recall",
-        `${value(answers.citationPrecision)} / ${value(answers.citationRecall)}`,
+        `${formatFigure(answers.citationPrecision)} / ${formatFigure(answers.citationRecall)}`,
       ],
-      ["groundedness", value(answers.groundedness)],
+      ["groundedness", formatFigure(answers.groundedness)],
       [
         "abstention: precision / recall",
-        `${value(answers.abstention.precision)} / ${value(answers.abstention.recall)}`,
+        `${formatFigure(answers.abstention.precision)} / ${formatFigure(answers.abstention.recall)}`,
       ],
     );
   }
   if (summary.triples !== null)
     headline.push([
       "triple reuse (own / other)",
-      `${value(summary.triples.rate)} / ${value(summary.triples.wrongRate)} (${summary.triples.probes} probes)`,
+      `${formatFigure(summary.triples.rate)} / ${formatFigure(summary.triples.wrongRate)} (${summary.triples.probes} probes)`,
     ]);
   if (summary.tokens.llmTurns > 0) {
     headline.push([
@@ -191,14 +190,7 @@ export function renderHtmlReport({
       "<h2>Latency per step</h2>",
       table(
         ["step", "count", "p50 ms", "p95 ms", "mean ms", "max ms"],
-        steps.map(([step, figures]) => [
-          escapeHtml(step),
-          String(figures.count),
-          value(figures.p50, 1),
-          value(figures.p95, 1),
-          value(figures.mean, 1),
-          value(figures.max, 1),
-        ]),
+        latencyRows(results).map((row) => row.map(escapeHtml)),
       ),
       `<div class="charts">${histograms.join("")}</div>`,
     );
@@ -223,7 +215,7 @@ export function renderHtmlReport({
             thumbnail === undefined ? "" : `<img class="thumb" alt="" src="${escapeHtml(thumbnail)}">`,
             escapeHtml(record.id),
             escapeHtml(record.task ?? record.kind),
-            escapeHtml(record.input.question ?? record.input.text ?? record.input.images?.[0] ?? ""),
+            escapeHtml(describeQuery(record)),
             `<div class="answer">${escapeHtml(describeFailure(record))}</div>`,
             evidence,
           ];

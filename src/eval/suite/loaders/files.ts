@@ -1,7 +1,8 @@
 /**
  * What every suite loader needs from files: reading JSON and JSON Lines with errors that name the file,
  * the line and the field; zod issues written for people; and paths from suite files kept inside the
- * folder they are resolved against (a suite file is data, and data does not get to point at /etc).
+ * folder they are resolved against (a suite file is data, and data does not get to point at /etc), with
+ * the files they name checked all at once.
  */
 import { readFile, stat } from "node:fs/promises";
 import { isAbsolute, relative, resolve, sep } from "node:path";
@@ -97,6 +98,19 @@ export async function readJsonFile({ file, what }: { file: string; what: string 
       context: { file },
     });
   }
+}
+
+/** Reads a JSON file and parses it with `schema`; errors name the file and, for a bad value, every bad field. */
+export async function parseJsonFile<Schema extends z.ZodType>({
+  file,
+  what,
+  schema,
+}: {
+  file: string;
+  what: string;
+  schema: Schema;
+}): Promise<z.output<Schema>> {
+  return parseAt({ schema, value: await readJsonFile({ file, what }), place: { file } });
 }
 
 /** One parsed line of a JSON Lines file, numbered from 1 as editors number them. */
@@ -196,4 +210,28 @@ export async function checkFilesExist(references: readonly FileReference[]): Pro
     `field ${JSON.stringify(first.field)}: file ${first.path} does not exist or is not a file${more}; put the files beside the suite or fix the paths.`,
     { path: first.path, missing: missing.length },
   );
+}
+
+/** The files a suite refers to, gathered while it loads; see {@link referencedFiles}. */
+export interface ReferencedFiles {
+  /** Resolves `path` inside the root (see {@link resolveInside}), notes where it was named, and returns it. */
+  add: (reference: FileReference) => string;
+  /** Checks every file added so far (see {@link checkFilesExist}). */
+  checkExist: () => Promise<void>;
+}
+
+/**
+ * Gathers the files a suite refers to, resolved inside `root`, so that a loader can check them all
+ * at once when the suite is read.
+ */
+export function referencedFiles({ root }: { root: string }): ReferencedFiles {
+  const references: FileReference[] = [];
+  return {
+    add: ({ path, place, field }) => {
+      const resolved = resolveInside({ root, path, place, field });
+      references.push({ path: resolved, place, field });
+      return resolved;
+    },
+    checkExist: () => checkFilesExist(references),
+  };
 }

@@ -29,15 +29,7 @@ import type {
   ImageRef,
   Suite,
 } from "../suite.ts";
-import {
-  checkFilesExist,
-  type FileReference,
-  failAt,
-  type Place,
-  parseAt,
-  readJsonLines,
-  resolveInside,
-} from "./files.ts";
+import { failAt, type Place, parseAt, readJsonLines, referencedFiles } from "./files.ts";
 
 const STORED_ID = /^(img|seg|tri|vid)_[A-Za-z0-9]+$/u;
 const ATTACHMENT_ID = /^att_([1-9][0-9]*)$/u;
@@ -200,7 +192,7 @@ export async function loadJsonlSuite({
   const parsed = (await readJsonLines({ file: source, what: "Suite file" })).map(({ line, value }) =>
     parseLine(value, { file: source, line }),
   );
-  const files: FileReference[] = [];
+  const files = referencedFiles({ root });
 
   const corpusIds = new Map<string, string>();
   for (const item of [...baseCorpus.images, ...baseCorpus.videos, ...baseCorpus.triples]) {
@@ -219,11 +211,6 @@ export async function loadJsonlSuite({
     }
     corpusIds.set(id, `line ${place.line}`);
   };
-  const filePath = (path: string, place: Place, field: string): string => {
-    const resolved = resolveInside({ root, path, place, field });
-    files.push({ path: resolved, place, field });
-    return resolved;
-  };
 
   const images: CorpusImage[] = [...baseCorpus.images];
   const videos: CorpusVideo[] = [...baseCorpus.videos];
@@ -235,13 +222,13 @@ export async function loadJsonlSuite({
       const { id, path, caption, metadata } = line.value;
       images.push({
         id,
-        path: filePath(path, line.place, "path"),
+        path: files.add({ path, place: line.place, field: "path" }),
         ...(caption === undefined ? {} : { caption }),
         metadata,
       });
     } else if (line.type === "video") {
       const { id, path, metadata, segments } = line.value;
-      videos.push({ id, path: filePath(path, line.place, "path"), metadata, segments });
+      videos.push({ id, path: files.add({ path, place: line.place, field: "path" }), metadata, segments });
     } else {
       pendingTriples.push(line);
     }
@@ -250,7 +237,7 @@ export async function loadJsonlSuite({
   const videoIds = new Set(videos.map((video) => video.id));
 
   const imageRef = (ref: z.output<typeof jsonlImageRefSchema>, place: Place, field: string): ImageRef => {
-    if (typeof ref === "string") return { kind: "file", path: filePath(ref, place, field) };
+    if (typeof ref === "string") return { kind: "file", path: files.add({ path: ref, place, field }) };
     if ("stored" in ref) return { kind: "stored", id: ref.stored };
     if (!imageIds.has(ref.corpus)) {
       failAt(
@@ -282,7 +269,7 @@ export async function loadJsonlSuite({
     );
   }
 
-  if (checkFiles) await checkFilesExist(files);
+  if (checkFiles) await files.checkExist();
   return {
     name: name ?? basename(source, extname(source)),
     format: "loupe-jsonl",

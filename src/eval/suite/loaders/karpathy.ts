@@ -11,15 +11,7 @@
 import { basename, extname, resolve } from "node:path";
 import { z } from "zod";
 import type { CorpusImage, RetrievalCase, Suite } from "../suite.ts";
-import {
-  checkFilesExist,
-  type FileReference,
-  failAt,
-  type Place,
-  parseAt,
-  readJsonFile,
-  resolveInside,
-} from "./files.ts";
+import { failAt, type Place, parseJsonFile, referencedFiles } from "./files.ts";
 
 const sentenceSchema = z.object({
   raw: z.string().trim().min(1, { error: "must not be empty" }),
@@ -76,11 +68,7 @@ export async function loadKarpathySuite({
   const source = resolve(file);
   const root = resolve(imagesDir ?? resolve(source, ".."));
   const place: Place = { file: source };
-  const data = parseAt({
-    schema: karpathySchema,
-    value: await readJsonFile({ file: source, what: "Karpathy caption file" }),
-    place,
-  });
+  const data = await parseJsonFile({ file: source, what: "Karpathy caption file", schema: karpathySchema });
   if (maxImages !== undefined && (!Number.isInteger(maxImages) || maxImages < 1)) {
     failAt(place, `maxImages must be a positive integer, got ${maxImages}.`, { maxImages });
   }
@@ -100,14 +88,14 @@ export async function loadKarpathySuite({
 
   const images: CorpusImage[] = [];
   const cases: RetrievalCase[] = [];
-  const files: FileReference[] = [];
+  const files = referencedFiles({ root });
   const imageIds = new Set<string>();
   const caseIds = new Set<string>();
   for (const { image, index } of chosen) {
     const field = `images[${index}]`;
     const relativePath =
       image.filepath === undefined ? image.filename : `${image.filepath}/${image.filename}`;
-    const path = resolveInside({ root, path: relativePath, place, field: `${field}.filename` });
+    const path = files.add({ path: relativePath, place, field: `${field}.filename` });
     if (imageIds.has(relativePath)) {
       failAt(
         place,
@@ -118,7 +106,6 @@ export async function loadKarpathySuite({
       );
     }
     imageIds.add(relativePath);
-    files.push({ path, place, field: `${field}.filename` });
     images.push({
       id: relativePath,
       path,
@@ -153,7 +140,7 @@ export async function loadKarpathySuite({
     });
   }
 
-  if (checkFiles) await checkFilesExist(files);
+  if (checkFiles) await files.checkExist();
   return {
     name: name ?? `${data.dataset ?? basename(source, extname(source))}-${[...wanted].join("+")}`,
     format: "karpathy",

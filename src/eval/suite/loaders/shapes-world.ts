@@ -27,13 +27,12 @@ import type {
   VqaCase,
 } from "../suite.ts";
 import {
-  checkFilesExist,
-  type FileReference,
   failAt,
   type Place,
   parseAt,
-  readJsonFile,
+  parseJsonFile,
   readJsonLines,
+  referencedFiles,
   resolveInside,
 } from "./files.ts";
 
@@ -188,10 +187,10 @@ export async function loadShapesWorldSuite({
   const root = resolve(dir);
   const manifestFile = resolve(root, "manifest.json");
   const manifestPlace: Place = { file: manifestFile };
-  const manifest = parseAt({
+  const manifest = await parseJsonFile({
+    file: manifestFile,
+    what: "Shapes World manifest",
     schema: shapesManifestSchema,
-    value: await readJsonFile({ file: manifestFile, what: "Shapes World manifest" }),
-    place: manifestPlace,
   });
   if (manifest.spec !== DATASET_SPEC) {
     failAt(
@@ -201,12 +200,7 @@ export async function loadShapesWorldSuite({
     );
   }
   const { counts, files: names } = manifest;
-  const files: FileReference[] = [];
-  const media = (path: string, place: Place, field: string): string => {
-    const resolved = resolveInside({ root, path, place, field });
-    files.push({ path: resolved, place, field });
-    return resolved;
-  };
+  const files = referencedFiles({ root });
 
   const scenes = await readLines({
     root,
@@ -217,7 +211,7 @@ export async function loadShapesWorldSuite({
   });
   const images: CorpusImage[] = scenes.map(({ place, value }) => ({
     id: value.id,
-    path: media(value.file, place, "file"),
+    path: files.add({ path: value.file, place, field: "file" }),
     metadata: {
       width: value.width,
       height: value.height,
@@ -297,7 +291,10 @@ export async function loadShapesWorldSuite({
       answer: value.answer,
       metadata: { type: value.type },
     });
-    const twin = { kind: "file" as const, path: media(value.probe.file, place, "probe.file") };
+    const twin = {
+      kind: "file" as const,
+      path: files.add({ path: value.probe.file, place, field: "probe.file" }),
+    };
     const probe: TripleProbeCase = {
       kind: "triple-probe",
       id: `${value.id}-probe`,
@@ -335,7 +332,7 @@ export async function loadShapesWorldSuite({
   for (const { place, value } of videoLines) {
     videos.push({
       id: value.id,
-      path: media(value.file, place, "file"),
+      path: files.add({ path: value.file, place, field: "file" }),
       metadata: {
         width: value.width,
         height: value.height,
@@ -382,7 +379,7 @@ export async function loadShapesWorldSuite({
     });
   }
 
-  if (checkFiles) await checkFilesExist(files);
+  if (checkFiles) await files.checkExist();
   return {
     name: name ?? `shapes-world-${manifest.seed}-${manifest.options.format}-${manifest.options.size}`,
     format: "shapes-world",

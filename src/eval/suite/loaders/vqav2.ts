@@ -12,15 +12,7 @@
 import { basename, extname, resolve } from "node:path";
 import { z } from "zod";
 import type { CorpusImage, Suite, VqaCase } from "../suite.ts";
-import {
-  checkFilesExist,
-  type FileReference,
-  failAt,
-  type Place,
-  parseAt,
-  readJsonFile,
-  resolveInside,
-} from "./files.ts";
+import { failAt, type Place, parseJsonFile, referencedFiles } from "./files.ts";
 
 /** The fields of a questions file that the loader reads. */
 export const vqaQuestionsSchema = z.object({
@@ -92,15 +84,15 @@ export async function loadVqaV2Suite({
   const root = resolve(imagesDir ?? resolve(questionsPath, ".."));
   const questionsPlace: Place = { file: questionsPath };
   const annotationsPlace: Place = { file: annotationsPath };
-  const questions = parseAt({
+  const questions = await parseJsonFile({
+    file: questionsPath,
+    what: "VQA questions file",
     schema: vqaQuestionsSchema,
-    value: await readJsonFile({ file: questionsPath, what: "VQA questions file" }),
-    place: questionsPlace,
   });
-  const annotations = parseAt({
+  const annotations = await parseJsonFile({
+    file: annotationsPath,
+    what: "VQA annotations file",
     schema: vqaAnnotationsSchema,
-    value: await readJsonFile({ file: annotationsPath, what: "VQA annotations file" }),
-    place: annotationsPlace,
   });
   if (maxQuestions !== undefined && (!Number.isInteger(maxQuestions) || maxQuestions < 1)) {
     failAt(questionsPlace, `maxQuestions must be a positive integer, got ${maxQuestions}.`, { maxQuestions });
@@ -129,7 +121,7 @@ export async function loadVqaV2Suite({
   });
 
   const images = new Map<number, CorpusImage>();
-  const files: FileReference[] = [];
+  const files = referencedFiles({ root });
   const cases: VqaCase[] = [];
   const seen = new Set<number>();
   questions.questions.slice(0, maxQuestions).forEach((question, index) => {
@@ -162,13 +154,7 @@ export async function loadVqaV2Suite({
     const imageId = `coco-${question.image_id}`;
     if (!images.has(question.image_id)) {
       const relativePath = imageFile({ imageId: question.image_id, subtype: imageSubtype ?? "" });
-      const path = resolveInside({
-        root,
-        path: relativePath,
-        place: questionsPlace,
-        field: `${field}.image_id`,
-      });
-      files.push({ path, place: questionsPlace, field: `${field}.image_id` });
+      const path = files.add({ path: relativePath, place: questionsPlace, field: `${field}.image_id` });
       images.set(question.image_id, {
         id: imageId,
         path,
@@ -191,7 +177,7 @@ export async function loadVqaV2Suite({
     });
   });
 
-  if (checkFiles) await checkFilesExist(files);
+  if (checkFiles) await files.checkExist();
   return {
     name: name ?? `vqav2-${imageSubtype ?? basename(questionsPath, extname(questionsPath))}`,
     format: "vqav2",

@@ -1,0 +1,124 @@
+/**
+ * What `report.md` and `report.html` say, apart from how they say it: the figures as text, the run facts,
+ * the ingest failures, the rows of the baseline and latency tables, and what a failed case asked and got
+ * wrong. Each report passes in its own escaping (`markdownCell`, `escapeHtml`) where text from the corpus,
+ * the cases or the answers goes in, so the content is written once and the formats cannot drift apart.
+ */
+import { formatDelta, type GateOutcome, type MetricDelta } from "./gate.ts";
+import type { CaseRecord, RunMeta, RunResults } from "./results.ts";
+
+/** A figure for a report: `digits` decimals, or `–` when the run has none. */
+export function formatFigure(figure: number | null | undefined, digits = 3): string {
+  return figure === null || figure === undefined ? "–" : figure.toFixed(digits);
+}
+
+/** The rows of a report's "run" table, as plain text: what ran, on what, when, and how long it took. */
+export function runDetails({ meta, summary }: RunResults): Array<[string, string]> {
+  return [
+    ["suite", `${meta.suite} (${meta.format})`],
+    ["seed", meta.seed === undefined ? "–" : String(meta.seed)],
+    ["target", meta.target],
+    ["composer", meta.composer],
+    ["model pack", meta.modelPack ?? "–"],
+    ["git commit", meta.gitCommit ?? "–"],
+    ["date", meta.date],
+    ["corpus", `${meta.corpus.images} images, ${meta.corpus.videos} videos, ${meta.corpus.triples} triples`],
+    ["cases", `${summary.cases} (${summary.errors} errors)`],
+    [
+      "durations",
+      `ingest ${meta.durations.ingestSeconds} s, cases ${meta.durations.casesSeconds} s, total ${meta.durations.totalSeconds} s`,
+    ],
+  ];
+}
+
+/** How many ingest failures a report names; results.json holds them all. */
+const NAMED_INGEST_FAILURES = 10;
+
+/**
+ * A report's note on corpus items that failed to ingest, or undefined when none failed: a headline that
+ * counts them and the first few as `kind id (message)`. Every part goes through `cell`, the report's
+ * escaping, which also clips to `max` characters when given (the message is clipped to `messageLength`).
+ */
+export function ingestFailuresNote({
+  failures,
+  cell,
+  messageLength,
+}: {
+  failures: RunMeta["ingestFailures"];
+  cell: (text: string, max?: number) => string;
+  messageLength: number;
+}): { headline: string; list: string } | undefined {
+  if (failures.length === 0) return undefined;
+  return {
+    headline: `${failures.length} corpus items failed to ingest:`,
+    list: failures
+      .slice(0, NAMED_INGEST_FAILURES)
+      .map((failure) => `${cell(failure.kind)} ${cell(failure.id)} (${cell(failure.message, messageLength)})`)
+      .join("; "),
+  };
+}
+
+/** The header of a report's baseline table. */
+export const BASELINE_HEADER = ["metric", "baseline", "current", "delta", "tolerance", "status"] as const;
+
+/**
+ * The rows of a report's baseline table: the gated figures with baseline, current value, delta and
+ * tolerance as text; the label goes through `label` and the status through `status`, the report's own
+ * way of writing them.
+ */
+export function baselineRows({
+  gate,
+  label,
+  status,
+}: {
+  gate: GateOutcome;
+  label: (text: string) => string;
+  status: (status: MetricDelta["status"]) => string;
+}): string[][] {
+  return gate.rows
+    .filter((row) => row.tolerance !== undefined)
+    .map((row) => [
+      label(row.label),
+      formatFigure(row.baseline),
+      formatFigure(row.current),
+      formatDelta(row.delta),
+      row.tolerance === undefined ? "" : `-${row.tolerance.toFixed(2)}`,
+      status(row.status),
+    ]);
+}
+
+/** The rows of a report's latency table, as plain text: step, count, then p50, p95, mean and max in ms. */
+export function latencyRows({ summary }: Pick<RunResults, "summary">): string[][] {
+  return Object.entries(summary.latency).map(([step, figures]) => [
+    step,
+    String(figures.count),
+    formatFigure(figures.p50, 1),
+    formatFigure(figures.p95, 1),
+    formatFigure(figures.mean, 1),
+    formatFigure(figures.max, 1),
+  ]);
+}
+
+/** What a case asked, as plain text: its question, its query text or its first image. */
+export function describeQuery(record: CaseRecord): string {
+  return record.input.question ?? record.input.text ?? record.input.images?.[0] ?? "";
+}
+
+/** What a failed case got wrong, in a few words. */
+export function describeFailure(record: CaseRecord): string {
+  if (record.error !== undefined) return `error ${record.error.code}: ${record.error.message}`;
+  if (record.kind === "retrieval")
+    return `no relevant item in the top 10 (got ${(record.output.ranked ?? []).slice(0, 3).join(", ") || "nothing"})`;
+  if (record.kind === "vqa")
+    return `answered "${record.output.shortAnswer ?? ""}", expected "${(record.expected.answers ?? []).join(" / ")}"`;
+  if (record.kind === "triple-probe") {
+    const reused = record.output.reusedTriples ?? [];
+    return reused.length === 0
+      ? `no triple reused (expected ${record.expected.tripleId})`
+      : `reused ${reused.join(", ")} instead of ${record.expected.tripleId}`;
+  }
+  if (record.expected.unanswerable === true)
+    return `answered an unanswerable question: "${record.output.answer ?? ""}"`;
+  if (record.metrics.abstained === true) return `declined: "${record.output.answer ?? ""}"`;
+  return `"${record.output.answer ?? ""}" (expected ${[...(record.expected.answers ?? []), ...(record.expected.evidence ?? [])].slice(0, 4).join(", ") || "segments"}; cited ${(record.output.citations ?? []).join(", ") || "nothing"})`;
+}
