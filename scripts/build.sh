@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Compiles src/ into dist/ (what bin/loupe.js and the package run) unless dist/ is newer than every
-# source: `npm run setup` and `npm test` call it, `npm run build` always rebuilds.
+# Compiles src/ into dist/ (what bin/loupe.js and the package run) and copies the API reference page's
+# script into assets/ (served at /docs; its package is a build-time dependency only), unless both are
+# newer than every source: `npm run setup` and `npm test` call it, `npm run build` always rebuilds.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 stamp=dist/.built
-if [ "${1:-}" != "--force" ] && [ -f "$stamp" ] &&
+if [ "${1:-}" != "--force" ] && [ -f "$stamp" ] && [ -f assets/api-reference.js ] &&
   [ -z "$(find src tsconfig.json tsconfig.build.json package.json -newer "$stamp" -print -quit)" ]; then
   echo "build: dist/ is up to date."
   exit 0
 fi
 rm -rf dist
 node_modules/.bin/tsc -p tsconfig.build.json
+mkdir -p assets
+cp node_modules/@scalar/api-reference/dist/browser/standalone.js assets/api-reference.js
 touch "$stamp"
-echo "build: compiled src/ into dist/."
+echo "build: compiled src/ into dist/; assets/api-reference.js copied."

@@ -1,24 +1,26 @@
 /**
  * GET /openapi.json — the OpenAPI 3.1 document, generated from the route declarations the app was built
  * with; GET /docs — the API reference page (Scalar) over that document. The page's script is served by
- * Loupe itself from the installed `@scalar/api-reference` bundle (GET /docs/assets/api-reference.js), and
+ * Loupe itself from the `@scalar/api-reference` bundle the build copies into `assets/` (GET /docs/assets/api-reference.js), and
  * its Content-Security-Policy lets it load nothing from another origin: no CDN, no web fonts, no telemetry.
  */
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { createRequire } from "node:module";
+import path from "node:path";
 import { z } from "@hono/zod-openapi";
 import { Scalar } from "@scalar/hono-api-reference";
+import { INSTALL_DIR } from "../../config.ts";
 import type { AppEnv } from "../context.ts";
 import { createRouter, defineRoute, type OpenApiDocument } from "../openapi.ts";
 
 /** Where the page loads the reference's script from: this server. */
 export const API_REFERENCE_SCRIPT_PATH = "/docs/assets/api-reference.js";
 
-/** The browser bundle of `@scalar/api-reference`, as installed. */
-const apiReferenceBundle = createRequire(import.meta.url).resolve(
-  "@scalar/api-reference/browser/standalone.js",
-);
+/**
+ * The browser bundle of `@scalar/api-reference`, copied into `<install dir>/assets` by the build
+ * (`scripts/build.sh`), so the package is needed to build Loupe, not to run it.
+ */
+const apiReferenceBundle = path.join(INSTALL_DIR, "assets", "api-reference.js");
 
 /** GET /openapi.json. */
 export const openApiDocumentRoute = defineRoute(
