@@ -1,17 +1,25 @@
 /**
- * `createApp(services)`: Loupe's Hono app. Middleware gives every request an id, a logger bound to it
- * and a tenant, and writes one access-log line; routes are mounted one file each from `src/http/routes/`,
- * each declared with its schemas (`src/http/openapi.ts`), and the OpenAPI document at /openapi.json is
- * generated from those declarations; one `onError` and one `notFound` answer every failure in the same
- * JSON envelope (`src/http/errors.ts`).
+ * `createApp(services)`: Loupe's Hono app. Middleware gives every request an id and a logger bound to
+ * it, checks the `Host` it was sent to, answers CORS for the origins API keys list, decides who the
+ * caller is (an API key's tenant and scopes, or the default tenant while authentication is off),
+ * refuses state-changing requests from foreign web origins, and writes one access-log line; routes are
+ * mounted one file each from `src/http/routes/`, each declared with its schemas (`src/http/openapi.ts`),
+ * and the OpenAPI document at /openapi.json is generated from those declarations; one `onError` and one
+ * `notFound` answer every failure in the same JSON envelope (`src/http/errors.ts`).
  * The app holds no state of its own: everything it uses comes in through {@link LoupeServices}, built
  * once by `services.ts`.
  */
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { requestId } from "hono/request-id";
+import { createHostPolicy } from "./auth/host-policy.ts";
+import { authenticate } from "./http/auth/authenticate.ts";
+import { cors } from "./http/auth/cors.ts";
+import { hostCheck } from "./http/auth/host-check.ts";
+import { originCheck } from "./http/auth/origin-check.ts";
 import type { AppEnv } from "./http/context.ts";
 import { handleError, handleNotFound } from "./http/errors.ts";
 import { buildOpenApiDocument, createRouter } from "./http/openapi.ts";
+import { createAdminKeysRoute } from "./http/routes/admin-keys.ts";
 import { createChatRoute } from "./http/routes/chat.ts";
 import { createChatCompletionsRoute } from "./http/routes/chat-completions.ts";
 import { createClassifyRoute } from "./http/routes/classify.ts";
@@ -42,7 +50,6 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
   app.use(async (c, next) => {
     const logger = services.logger.child({ requestId: c.get("requestId") });
     c.set("logger", logger);
-    c.set("tenant", services.resolveTenant(c));
     const started = performance.now();
     await next();
     const level = probePaths.has(c.req.path) && c.res.status < 500 ? "debug" : "info";
@@ -55,6 +62,22 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
       "request completed",
     );
   });
+
+  // The trust boundary, in order: the Host it was sent to (DNS rebinding), CORS for the origins keys
+  // list, who the caller is (API key → tenant and scopes), and the origin of state-changing requests.
+  const { config } = services;
+  app.use(hostCheck(createHostPolicy({ allowedHosts: config.allowedHosts, boundHost: config.host })));
+  app.use(cors({ keys: services.keys, auth: config.auth }));
+  app.use(
+    authenticate({
+      keys: services.keys,
+      auth: config.auth,
+      resolveTenant: services.resolveTenant,
+      defaultTenant: config.defaultTenant,
+      logger: services.logger,
+    }),
+  );
+  app.use(originCheck());
 
   app.route("/", createHealthzRoute());
   app.route("/", createReadyzRoute({ store: services.store, timeoutMs: services.config.milvusTimeoutMs }));
@@ -75,6 +98,7 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
   app.route("/", createChatRoute({ chain, config: services.config }));
   app.route("/", createChatCompletionsRoute({ chain, config: services.config }));
   app.route("/", createModelsRoute({ chain }));
+  app.route("/", createAdminKeysRoute({ keys: services.keys, audit: services.audit }));
   // Last, so that the document holds every route above.
   app.route("/", createOpenApiRoute({ document: () => buildOpenApiDocument({ router: app }) }));
 

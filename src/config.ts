@@ -7,6 +7,7 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
+import { parseAllowedHosts } from "./auth/host-policy.ts";
 import { ConfigError } from "./errors.ts";
 import { parseAllowHosts } from "./media/ip-ranges.ts";
 import { COLLECTION_PREFIX_PATTERN } from "./store/collections.ts";
@@ -151,7 +152,48 @@ export const settings = {
     schema: z.string().regex(TENANT_PATTERN),
     default: "default",
     allowed: "1–128 characters from letters, digits and `_.@:-`",
-    description: "Tenant that requests act for until authentication assigns one per caller.",
+    description:
+      "Tenant that requests act for while authentication is off (no API key exists, or `LOUPE_AUTH=none`); with keys, each key names its tenant.",
+  },
+  auth: {
+    env: "LOUPE_AUTH",
+    schema: z.enum(["keys", "none"]),
+    default: "keys",
+    allowed: "`keys` or `none`",
+    description:
+      "`keys`: once any API key exists (`loupe keys create`), every request but the probes, `/openapi.json` and `/docs` needs one; with none, Loupe serves one default tenant and refuses to start on a non-loopback `HOST`. `none`: no key is asked for or checked (e.g. behind a proxy that authenticates); existing keys are ignored.",
+  },
+  allowedHosts: {
+    env: "LOUPE_ALLOWED_HOSTS",
+    schema: z
+      .string()
+      .optional()
+      .transform((text) =>
+        (text ?? "")
+          .split(",")
+          .map((entry) => entry.trim())
+          .filter((entry) => entry !== ""),
+      )
+      .refine((entries) => {
+        try {
+          parseAllowedHosts(entries);
+          return true;
+        } catch {
+          return false;
+        }
+      }),
+    allowed:
+      "comma-separated host names, IP addresses, `*.domain` or `*`, each with an optional `:port`, e.g. `loupe.example.com,10.0.0.5:8080`",
+    description:
+      "`Host` headers Loupe answers to (others get 421, against DNS rebinding), besides `localhost` and loopback addresses, which are always allowed. Unset: the bound `HOST`, and any IP address when `HOST` is `0.0.0.0` or `::`. `*` allows every host.",
+  },
+  keySecret: {
+    env: "LOUPE_KEY_SECRET",
+    schema: z.string().min(32).max(1024).optional(),
+    allowed: "at least 32 characters",
+    description:
+      "Server secret API keys are stored under (HMAC-SHA256). Unset: a random secret generated once into `<LOUPE_DATA_DIR>/auth/secret` (mode 0600). Replicas sharing one key store need the same secret; changing it invalidates every key. Never logged.",
+    secret: true,
   },
   logLevel: {
     env: "LOUPE_LOG_LEVEL",

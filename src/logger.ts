@@ -15,9 +15,10 @@ export interface CreateLoggerOptions {
 }
 
 /**
- * The process-wide logger. Credentials never reach the log: `token` fields and authorization headers
- * are redacted wherever they appear (the configuration is logged through `redactConfig`, which hides
- * every setting marked secret).
+ * The process-wide logger. Credentials never reach the log: `token`, `authorization` and `apiKey`
+ * fields and the `authorization` and `x-api-key` headers are redacted, at the top of a line and up to
+ * two objects down (the configuration is logged through `redactConfig`, which hides every setting
+ * marked secret).
  */
 export function createLogger({ level = "info", destination }: CreateLoggerOptions = {}): Logger {
   const options: LoggerOptions = {
@@ -25,7 +26,22 @@ export function createLogger({ level = "info", destination }: CreateLoggerOption
     base: { service: "loupe" },
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: {
-      paths: ["token", "*.token", "headers.authorization", "*.headers.authorization"],
+      paths: [
+        "token",
+        "*.token",
+        "authorization",
+        "*.authorization",
+        "headers.authorization",
+        "*.headers.authorization",
+        "*.*.headers.authorization",
+        'headers["x-api-key"]',
+        '*.headers["x-api-key"]',
+        '*.*.headers["x-api-key"]',
+        '["x-api-key"]',
+        '*["x-api-key"]',
+        "apiKey",
+        "*.apiKey",
+      ],
       censor: "(hidden)",
     },
     serializers: { err: pino.stdSerializers.errWithCause, error: pino.stdSerializers.errWithCause },

@@ -5,10 +5,13 @@
  * runs: the same plus signal handling.
  */
 import { createApp } from "./app.ts";
+import { createFileKeyStore, keyStoreDir } from "./auth/file-key-store.ts";
 import { type Config, parseConfig, redactConfig } from "./config.ts";
+import { decideStartupAuth } from "./http/auth/auth-mode.ts";
 import { startHttpServer } from "./http/server.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createLoupeServices } from "./services.ts";
+import { TENANT_PATTERN } from "./store/filter.ts";
 
 /** Options of {@link startLoupe}. */
 export interface StartLoupeOptions {
@@ -45,6 +48,7 @@ export async function startLoupe({
   const config = parseConfig({ env, cwd });
   const logger = givenLogger ?? createLogger({ level: config.logLevel });
   logger.info({ config: redactConfig(config) }, "starting loupe");
+  await checkAuthentication({ config, logger });
   const services = await createLoupeServices({ config, logger });
   try {
     const http = await startHttpServer({
@@ -73,6 +77,30 @@ export async function startLoupe({
   } catch (error) {
     await services.close();
     throw error;
+  }
+}
+
+/**
+ * Decides, before anything is started, whether this server may start as configured: with API keys,
+ * or without authentication on a loopback address or with `LOUPE_AUTH=none` (logged once, as a
+ * warning). Reads the key store only; the server's own store is built with the services.
+ *
+ * @throws {ConfigError} when no key exists and `HOST` is not loopback, unless `LOUPE_AUTH=none`.
+ * @throws {KeyStoreError} when the key store cannot be read or its secret does not match.
+ */
+async function checkAuthentication({ config, logger }: { config: Config; logger: Logger }): Promise<void> {
+  const keys = createFileKeyStore({
+    dir: keyStoreDir(config.dataDir),
+    secret: config.keySecret,
+    tenantPattern: TENANT_PATTERN,
+  });
+  try {
+    const hasKeys = config.auth === "none" ? await keys.hasKeys().catch(() => false) : await keys.hasKeys();
+    const decision = decideStartupAuth({ auth: config.auth, host: config.host, hasKeys });
+    if (decision.mode === "off") logger.warn({ auth: config.auth, host: config.host }, decision.message);
+    else logger.info(decision.message);
+  } finally {
+    await keys.close();
   }
 }
 

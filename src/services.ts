@@ -8,6 +8,8 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { type AuditLog, createFileAuditLog } from "./audit/audit-log.ts";
+import { createFileKeyStore, keyStoreDir } from "./auth/file-key-store.ts";
+import type { KeyStore } from "./auth/key-store.ts";
 import type { Config } from "./config.ts";
 import { ModelPackError } from "./errors.ts";
 import { mediaRouteUrls } from "./http/media-urls.ts";
@@ -30,6 +32,7 @@ import { ANSWER_PROMPT_ID, ANSWER_PROMPT_VARIABLES, createLlmComposer } from "./
 import type { AnswerComposer } from "./rag/types.ts";
 import { readLogitScale, SearchService } from "./search/search-service.ts";
 import { DeferredVectorStore } from "./store/deferred-vector-store.ts";
+import { TENANT_PATTERN } from "./store/filter.ts";
 import { type MilvusLiteProcess, startMilvusLite } from "./store/milvus-lite.ts";
 import { createVectorStore } from "./store/milvus-vector-store.ts";
 import type { VectorStore } from "./store/vector-store.ts";
@@ -57,6 +60,8 @@ export interface ServiceParts {
   urls?: MediaUrls;
   /** The audit trail of writes, deletes and key changes; `<LOUPE_DATA_DIR>/audit.log` when absent. */
   audit?: AuditLog;
+  /** The API keys requests are authenticated with; `<LOUPE_DATA_DIR>/auth/keys.json` when absent. */
+  keys?: KeyStore;
 }
 
 /** Everything the HTTP layer, the CLI, the evals and library users work with, each built once. */
@@ -64,6 +69,7 @@ export interface LoupeServices extends ServiceParts {
   resolveTenant: TenantResolver;
   urls: MediaUrls;
   audit: AuditLog;
+  keys: KeyStore;
   /** Stored media read and written through the blob store. */
   media: MediaReader & MediaWriter;
   /** Search, recommendation, zero-shot classification and auto-tags. */
@@ -97,6 +103,13 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     parts.resolveTenant ?? createDefaultTenantResolver({ defaultTenant: config.defaultTenant });
   const urls = parts.urls ?? mediaRouteUrls;
   const audit = parts.audit ?? createFileAuditLog({ file: path.join(config.dataDir, "audit.log") });
+  const keys =
+    parts.keys ??
+    createFileKeyStore({
+      dir: keyStoreDir(config.dataDir),
+      secret: config.keySecret,
+      tenantPattern: TENANT_PATTERN,
+    });
   const media = blobMedia(blobs);
   const urlSettings = {
     timeoutMs: config.urlTimeoutMs,
@@ -152,7 +165,7 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     logger: logger.child({ component: "chat" }),
     config,
   });
-  return { ...parts, resolveTenant, urls, audit, media, search, images, videos, triples, chain };
+  return { ...parts, resolveTenant, urls, audit, keys, media, search, images, videos, triples, chain };
 }
 
 /**
@@ -193,6 +206,7 @@ export async function createLoupeServices({
       llm,
     });
     cleanups.push(() => services.audit.close());
+    cleanups.push(() => services.keys.close());
     let closing: Promise<void> | undefined;
     const close = () => {
       closing ??= closeAll();

@@ -8,6 +8,7 @@ import { AppError } from "../errors.ts";
 import { registerAskCommand } from "./commands/ask.ts";
 import { registerEvalCommand } from "./commands/eval.ts";
 import { registerIngestCommand } from "./commands/ingest.ts";
+import { registerKeysCommand } from "./commands/keys.ts";
 import { registerModelsCommand } from "./commands/models.ts";
 import { registerSearchCommand } from "./commands/search.ts";
 import { registerServeCommand } from "./commands/serve.ts";
@@ -30,6 +31,7 @@ registerSearchCommand(program);
 registerAskCommand(program);
 registerIngestCommand(program);
 registerEvalCommand(program);
+registerKeysCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -22,6 +22,11 @@ export interface Principal {
   scopes: ReadonlySet<Scope>;
   /** A publishable key: read-only, accepted only from its listed origins. */
   publishable: boolean;
+  /**
+   * Web origins the key may be used from (`https://app.example.com`): a state-changing request with
+   * another `Origin` (not the server's own) is refused. Absent or empty: none.
+   */
+  origins?: readonly string[];
   /** The key's own rate limit, when it overrides the configured default. */
   rateLimit?: { perSecond: number; burst: number };
 }

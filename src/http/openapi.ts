@@ -188,15 +188,63 @@ export interface BuildOpenApiDocumentOptions {
   version?: string;
 }
 
-/** The OpenAPI 3.1 document of every route declared on `router`. */
+/** The security schemes of the document: an API key as a bearer token or in `x-api-key`. */
+const securitySchemes = {
+  bearerAuth: {
+    type: "http" as const,
+    scheme: "bearer",
+    description: "An API key as `Authorization: Bearer <key>` (what OpenAI clients send).",
+  },
+  apiKeyHeader: {
+    type: "apiKey" as const,
+    in: "header" as const,
+    name: "x-api-key",
+    description: "An API key in the `x-api-key` header.",
+  },
+};
+
+/** Either scheme satisfies an operation that needs a key. */
+const keyRequirement: Record<string, string[]>[] = [{ bearerAuth: [] }, { apiKeyHeader: [] }];
+
+/** An error response in the document, referring to the `Error` component. */
+function documentedError(description: string, headers?: Record<string, unknown>) {
+  return {
+    description,
+    ...(headers === undefined ? {} : { headers }),
+    content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
+  };
+}
+
+/** What the trust boundary may answer on any route that needs a key. */
+const unauthorizedDocumented = documentedError(
+  "No API key, or one that is unknown, revoked or expired (code `unauthorized` or `invalid_api_key`). Only while at least one key exists and LOUPE_AUTH is not `none`.",
+  {
+    "WWW-Authenticate": {
+      description: 'Always `Bearer realm="loupe"`.',
+      schema: { type: "string" },
+    },
+  },
+);
+const forbiddenDocumented = documentedError(
+  "The key lacks the scope in `x-loupe-scope` or is publishable and the route is not chat, media or models (code `forbidden`), or the request came from a web origin the key does not list (code `origin_not_allowed`).",
+);
+const misdirectedDocumented = documentedError(
+  "The request's Host is not one this server answers to (code `host_not_allowed`; see LOUPE_ALLOWED_HOSTS).",
+);
+
+/**
+ * The OpenAPI 3.1 document of every route declared on `router`, with the API key security schemes:
+ * each operation with an `x-loupe-scope` needs a key (and may answer 401 and 403), the others (probes,
+ * this document, /docs) need none; every operation may answer 421 for a foreign `Host`.
+ */
 export function buildOpenApiDocument({ router, version = packageVersion }: BuildOpenApiDocumentOptions) {
-  return router.getOpenAPI31Document({
+  const document = router.getOpenAPI31Document({
     openapi: "3.1.0",
     info: {
       title: "Loupe API",
       version,
       description:
-        "Multimodal retrieval over images, video segments and image-question-answer triples. Every error has the body { error: { code, message, requestId } }; the request id is also in the x-request-id header.",
+        "Multimodal retrieval over images, video segments and image-question-answer triples. Every error has the body { error: { code, message, requestId } }; the request id is also in the x-request-id header. Once an API key exists, every operation but the probes, this document and /docs needs one, as `Authorization: Bearer <key>` or `x-api-key: <key>`; `x-loupe-scope` names the scope an operation needs (read, ingest, delete or admin).",
     },
     tags: [
       { name: "probes", description: "Liveness and readiness." },
@@ -205,9 +253,27 @@ export function buildOpenApiDocument({ router, version = packageVersion }: Build
       { name: "ingest", description: "Adding images, videos and triples." },
       { name: "jobs", description: "Ingests that run in the background." },
       { name: "items", description: "Stored media and deletion." },
+      { name: "admin", description: "API keys of the caller's tenant (admin scope)." },
       { name: "reference", description: "This document and its reference page." },
     ],
+    security: keyRequirement,
   });
+  document.components = { ...document.components, securitySchemes };
+  for (const methods of Object.values(document.paths ?? {})) {
+    for (const operation of Object.values(methods as Record<string, Record<string, unknown>>)) {
+      const responses = (operation.responses ?? {}) as Record<string, unknown>;
+      if (operation["x-loupe-scope"] === undefined) {
+        operation.security = [];
+      } else {
+        operation.security = keyRequirement;
+        responses[401] ??= unauthorizedDocumented;
+        responses[403] ??= forbiddenDocumented;
+      }
+      responses[421] ??= misdirectedDocumented;
+      operation.responses = responses;
+    }
+  }
+  return document;
 }
 
 /** The OpenAPI document, as generated. */

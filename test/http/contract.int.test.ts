@@ -195,6 +195,14 @@ describe("the OpenAPI document against the routes (real Milvus Lite and model pa
         also: [() => ({ path: `/v1/items/${kept.videoId}`, expect: [200] })],
         invalid: () => ({ path: `/v1/items/${kept.imageIds[2]}`, expect: [404] }),
       },
+      // No key exists here, so authentication is off and key management (admin scope) is refused;
+      // test/http/contract.test.ts walks the admin routes with a key.
+      "POST /v1/admin/keys": {
+        valid: { json: { scopes: ["read"] }, expect: [403] },
+        invalid: { json: { scopes: [] }, expect: [403] },
+      },
+      "GET /v1/admin/keys": { valid: { expect: [403] } },
+      "DELETE /v1/admin/keys/{id}": { valid: { path: "/v1/admin/keys/key_0000000000000000", expect: [403] } },
       "GET /openapi.json": { valid: { expect: [200] } },
       "GET /docs": { valid: { expect: [200] } },
     };

@@ -2,14 +2,19 @@
  * The generated OpenAPI document against the routes, in-process, with Milvus down and no model pack:
  * every documented operation is called with a request its documented schema accepts and one it
  * rejects, and every answer (mostly 503s and 4xx here) must be documented, status, content type and
- * body. The same walk with the real store and pack, where the routes answer 200, is in
+ * body. Authentication is on: every request carries an API key with every scope, and the admin routes
+ * make, list and revoke a key. The same walk with the real store and pack, where the routes answer 200, is in
  * contract.int.test.ts.
  */
-import { describe, expect, it } from "vitest";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createFileKeyStore, keyStoreDir } from "../../src/auth/file-key-store.ts";
 import { StoreError } from "../../src/errors.ts";
-import type { VectorStore } from "../../src/store/index.ts";
+import { TENANT_PATTERN, type VectorStore } from "../../src/store/index.ts";
 import { makeTestApp } from "../helpers/app.ts";
-import { type WalkCase, walkDocument } from "./contract-walk.ts";
+import { type WalkCase, type WalkRequestSource, walkDocument } from "./contract-walk.ts";
 
 /** A vector store that answers every call as Milvus down would. */
 const downStore = new Proxy({} as VectorStore, {
@@ -32,6 +37,9 @@ const IMAGE_ID = "img_0123456789abcdef0123456789abcdef";
 const LONG_ID = "x".repeat(201);
 
 const notReady = [503];
+
+/** What the admin cases keep between them. */
+const kept = { keyId: "" };
 
 /** One case per documented operation. */
 const cases: Record<string, WalkCase> = {
@@ -128,14 +136,80 @@ const cases: Record<string, WalkCase> = {
     valid: { path: "/v1/models/loupe-offline", expect: [200] },
     invalid: { path: "/v1/models/gpt-4o", expect: [404] },
   },
+  "POST /v1/admin/keys": {
+    valid: {
+      json: { scopes: ["read"], name: "walk", expiresIn: "30d", origins: ["https://app.example.com"] },
+      expect: [201],
+      check: ({ body }) => {
+        kept.keyId = (body as { id: string }).id;
+      },
+    },
+    also: [{ json: { publishable: true, origins: ["https://app.example.com"] }, expect: [201] }],
+    invalid: { json: { scopes: ["fly"] }, expect: [400] },
+  },
+  "GET /v1/admin/keys": { valid: { expect: [200] } },
+  "DELETE /v1/admin/keys/{id}": {
+    valid: () => ({ path: `/v1/admin/keys/${kept.keyId}`, expect: [200] }),
+    also: [{ path: "/v1/admin/keys/key_0000000000000000", expect: [404] }],
+    invalid: { path: `/v1/admin/keys/${LONG_ID}`, expect: [400] },
+  },
   "GET /openapi.json": { valid: { expect: [200] } },
   "GET /docs": { valid: { expect: [200] } },
 };
 
+/** The cases with `headers` added to every request. */
+function withHeaders(
+  all: Record<string, WalkCase>,
+  headers: Record<string, string>,
+): Record<string, WalkCase> {
+  const add =
+    (source: WalkRequestSource): WalkRequestSource =>
+    () => {
+      const request = typeof source === "function" ? source() : source;
+      return { ...request, headers: { ...headers, ...request.headers } };
+    };
+  return Object.fromEntries(
+    Object.entries(all).map(([key, walkCase]) => [
+      key,
+      {
+        valid: add(walkCase.valid),
+        ...(walkCase.also === undefined ? {} : { also: walkCase.also.map(add) }),
+        ...(walkCase.invalid === undefined ? {} : { invalid: add(walkCase.invalid) }),
+      },
+    ]),
+  );
+}
+
+let dataDir: string;
+let apiKey: string;
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(os.tmpdir(), "loupe-contract-keys-"));
+  const keys = createFileKeyStore({ dir: keyStoreDir(dataDir), tenantPattern: TENANT_PATTERN });
+  apiKey = (
+    await keys.create({
+      tenant: "walker",
+      scopes: ["read", "ingest", "delete", "admin"],
+      name: "contract walk",
+    })
+  ).key;
+  await keys.close();
+});
+
+afterAll(async () => {
+  if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+});
+
 describe("the OpenAPI document against the routes (store down, no model pack)", () => {
   it("documents every status, content type and body each route answers", async () => {
-    const app = makeTestApp({ store: downStore, env: { LOUPE_CHAT_MAX_IMAGES: "2" } });
-    const counts = await walkDocument({ app, cases });
+    const app = makeTestApp({
+      store: downStore,
+      env: { LOUPE_CHAT_MAX_IMAGES: "2", LOUPE_DATA_DIR: dataDir },
+    });
+    const counts = await walkDocument({
+      app,
+      cases: withHeaders(cases, { authorization: `Bearer ${apiKey}` }),
+    });
     expect(counts.operations).toBe(Object.keys(cases).length);
     console.info(
       `contract walk: ${counts.operations} operations, ${counts.requests} requests, ${counts.bodiesValidated} bodies validated`,

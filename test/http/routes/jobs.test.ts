@@ -14,7 +14,10 @@ function makeApp(jobs: JobRegistry) {
   app.use(async (c, next) => {
     c.set("requestId", "test");
     c.set("logger", createLogger({ level: "silent" }));
-    c.set("tenant", c.req.header("x-test-tenant") ?? "a");
+    const tenant = c.req.header("x-test-tenant") ?? "a";
+    c.set("tenant", tenant);
+    // As the authentication middleware sets it while authentication is off.
+    c.set("principal", { keyId: null, tenant, scopes: new Set(["read", "ingest", "delete"]), publishable: false });
     await next();
   });
   app.route("/", createJobsRoute({ jobs }));

@@ -1,0 +1,437 @@
+/**
+ * The file adapter of the {@link KeyStore} port: `<dataDir>/auth/keys.json` (mode 0600, in a 0700
+ * directory), replaced whole on every change (written beside it, flushed, renamed), changed only under
+ * a lock file so that a server and `loupe keys` on the same data dir never lose each other's writes.
+ *
+ * Reads are cached: at most every `refreshMs` (1 s by default) the file is `stat`ed and read again if
+ * it changed (a rename gives it a new inode), so a key revoked by another process stops working here
+ * within about a second, without a restart. `lastUsedAt` is written in batches (a few seconds after a
+ * use, at most once a minute per key), so serving requests does not mean writing on each one.
+ */
+import { mkdir, open } from "node:fs/promises";
+import path from "node:path";
+import { z } from "zod";
+import {
+  generateApiKey,
+  generateKeyId,
+  hashApiKey,
+  isWellFormedApiKey,
+  sameHash,
+  secretFingerprint,
+} from "./api-key.ts";
+import { writeFileAtomic } from "./atomic-file.ts";
+import { LockTimeoutError, withFileLock } from "./file-lock.ts";
+import { ensureKeySecret, readKeySecret, secretFile } from "./key-secret.ts";
+import {
+  type ApiKeyRecord,
+  type CreatedApiKey,
+  KEY_SCOPES,
+  type KeyScope,
+  type KeyStore,
+  type KeyVerification,
+  keyStatus,
+  type NewApiKey,
+} from "./key-store.ts";
+import { KeyStoreError } from "./key-store-error.ts";
+import { normalizeOrigin } from "./origins.ts";
+
+/** Name of the keys file inside the store's directory. */
+export const KEYS_FILE = "keys.json";
+
+/** The store's directory under a data dir. */
+export function keyStoreDir(dataDir: string): string {
+  return path.join(dataDir, "auth");
+}
+
+/** Options of {@link createFileKeyStore}. */
+export interface FileKeyStoreOptions {
+  /** Directory of `keys.json`, its lock and the generated secret: `<LOUPE_DATA_DIR>/auth`. */
+  dir: string;
+  /** `LOUPE_KEY_SECRET`; absent: the secret generated into `<dir>/secret`. */
+  secret?: string;
+  /** Tenants a key may be made for (the store's tenant pattern). */
+  tenantPattern: RegExp;
+  /** How often the file is checked for changes made by other processes. */
+  refreshMs?: number;
+  /** How long uses are gathered before their `lastUsedAt` is written. */
+  touchFlushMs?: number;
+  /** A use within this long of the stored `lastUsedAt` is not written again. */
+  touchResolutionMs?: number;
+  /** The clock (tests move it). */
+  now?: () => Date;
+}
+
+const MAX_ORIGINS = 50;
+const MAX_NAME = 100;
+const MAX_RATE = 1_000_000;
+
+function storedKeySchema(tenantPattern: RegExp) {
+  return z.object({
+    id: z.string().regex(/^key_[0-9a-f]{16}$/),
+    name: z.string().max(MAX_NAME).nullable(),
+    tenant: z.string().regex(tenantPattern),
+    scopes: z.array(z.enum(KEY_SCOPES)),
+    publishable: z.boolean(),
+    origins: z.array(z.string()),
+    rateLimit: z
+      .object({ perSecond: z.number().positive(), burst: z.number().int().positive() })
+      .nullable()
+      .default(null),
+    createdAt: z.string(),
+    expiresAt: z.string().nullable(),
+    lastUsedAt: z.string().nullable(),
+    revokedAt: z.string().nullable(),
+    hash: z.string().regex(/^[0-9a-f]{64}$/),
+  });
+}
+
+type StoredKey = z.infer<ReturnType<typeof storedKeySchema>>;
+
+interface KeysFile {
+  version: 1;
+  /** Fingerprint of the secret the keys were hashed with; `null` before the first key. */
+  secretFingerprint: string | null;
+  keys: StoredKey[];
+}
+
+interface Snapshot {
+  data: KeysFile;
+  byHash: Map<string, StoredKey>;
+  /** Inode, size and modification time of the file read; `null` when there was no file. */
+  signature: string | null;
+  checkedAt: number;
+  /** Set once the secret was checked against the file's fingerprint. */
+  secret?: string;
+}
+
+const emptyFile = (): KeysFile => ({ version: 1, secretFingerprint: null, keys: [] });
+
+function publicRecord({ hash: _hash, ...record }: StoredKey): ApiKeyRecord {
+  return record;
+}
+
+/** The key store over `<dir>/keys.json`. */
+export function createFileKeyStore({
+  dir,
+  secret: configuredSecret,
+  tenantPattern,
+  refreshMs = 1_000,
+  touchFlushMs = 5_000,
+  touchResolutionMs = 60_000,
+  now = () => new Date(),
+}: FileKeyStoreOptions): KeyStore {
+  const file = path.join(dir, KEYS_FILE);
+  const lockFile = `${file}.lock`;
+  const fileSchema = z.object({
+    version: z.literal(1),
+    secretFingerprint: z.string().nullable(),
+    keys: z.array(storedKeySchema(tenantPattern)),
+  });
+  let snapshot: Snapshot | undefined;
+  let refreshing: Promise<Snapshot> | undefined;
+  let mutations: Promise<unknown> = Promise.resolve();
+  const pendingTouches = new Map<string, number>();
+  let touchTimer: NodeJS.Timeout | undefined;
+
+  /** Reads the file as it is now. */
+  const read = async (): Promise<Snapshot> => {
+    let handle: Awaited<ReturnType<typeof open>>;
+    try {
+      handle = await open(file, "r");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+      return { data: emptyFile(), byHash: new Map(), signature: null, checkedAt: Date.now() };
+    }
+    try {
+      const info = await handle.stat({ bigint: true });
+      const signature = `${info.ino}:${info.size}:${info.mtimeNs}`;
+      if (snapshot !== undefined && snapshot.signature === signature) {
+        return { ...snapshot, checkedAt: Date.now() };
+      }
+      const text = await handle.readFile("utf8");
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch (cause) {
+        throw new KeyStoreError("key_store_invalid", `${file} is not valid JSON. Restore it from a backup.`, {
+          cause,
+        });
+      }
+      const result = fileSchema.safeParse(parsed);
+      if (!result.success) {
+        throw new KeyStoreError(
+          "key_store_invalid",
+          `${file} is not a Loupe key store (${result.error.issues[0]?.path.join(".") ?? "root"}: ${result.error.issues[0]?.message}). Restore it from a backup.`,
+        );
+      }
+      const data = result.data as KeysFile;
+      return {
+        data,
+        byHash: new Map(data.keys.map((key) => [key.hash, key])),
+        signature,
+        checkedAt: Date.now(),
+      };
+    } finally {
+      await handle.close();
+    }
+  };
+
+  /** The cached snapshot, read again when older than `refreshMs`. */
+  const current = async (): Promise<Snapshot> => {
+    if (snapshot !== undefined && Date.now() - snapshot.checkedAt < refreshMs) return snapshot;
+    refreshing ??= read().then(
+      (fresh) => {
+        snapshot = fresh;
+        refreshing = undefined;
+        return fresh;
+      },
+      (error: unknown) => {
+        refreshing = undefined;
+        throw error;
+      },
+    );
+    return refreshing;
+  };
+
+  /** The secret the snapshot's keys are checked with, after checking it is the one they were made with. */
+  const checkedSecret = async (state: Snapshot): Promise<string> => {
+    if (state.secret !== undefined) return state.secret;
+    const secret = configuredSecret ?? (await readKeySecret(dir));
+    if (secret === undefined) {
+      throw new KeyStoreError(
+        "key_store_invalid",
+        `${file} holds keys but there is no key secret: ${secretFile(dir)} is missing and LOUPE_KEY_SECRET is not set. Restore the secret file, or set LOUPE_KEY_SECRET to the secret the keys were made with.`,
+      );
+    }
+    const expected = state.data.secretFingerprint;
+    if (expected !== null && expected !== secretFingerprint(secret)) {
+      throw new KeyStoreError(
+        "key_store_invalid",
+        `The keys in ${file} were made with another key secret than ${configuredSecret === undefined ? secretFile(dir) : "LOUPE_KEY_SECRET"}. Set the secret they were made with, or revoke them and create new keys.`,
+      );
+    }
+    state.secret = secret;
+    return secret;
+  };
+
+  /** Runs `change` on the file's current content under the lock, and writes the result. */
+  const mutate = <Result>(change: (data: KeysFile) => Result): Promise<Result> => {
+    const run = mutations.then(async () => {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      try {
+        return await withFileLock({ file: lockFile }, async () => {
+          const fresh = await read();
+          const data = structuredClone(fresh.data);
+          const result = change(data);
+          await writeFileAtomic(file, `${JSON.stringify(data, null, 2)}\n`);
+          snapshot = await read();
+          return result;
+        });
+      } catch (error) {
+        if (error instanceof LockTimeoutError) {
+          throw new KeyStoreError(
+            "key_store_busy",
+            `The key store is locked by another process (${lockFile}); try again. A lock left by a crashed process is removed after 10 s.`,
+            { cause: error },
+          );
+        }
+        throw error;
+      }
+    });
+    mutations = run.catch(() => undefined);
+    return run;
+  };
+
+  const flushTouches = async (): Promise<void> => {
+    if (touchTimer !== undefined) clearTimeout(touchTimer);
+    touchTimer = undefined;
+    if (pendingTouches.size === 0) return;
+    const touches = new Map(pendingTouches);
+    pendingTouches.clear();
+    await mutate((data) => {
+      for (const key of data.keys) {
+        const at = touches.get(key.id);
+        if (at !== undefined && (key.lastUsedAt === null || Date.parse(key.lastUsedAt) < at)) {
+          key.lastUsedAt = new Date(at).toISOString();
+        }
+      }
+    });
+  };
+
+  const validate = (input: NewApiKey) => {
+    const problems: string[] = [];
+    if (typeof input.tenant !== "string" || !tenantPattern.test(input.tenant)) {
+      problems.push(
+        `tenant ${JSON.stringify(input.tenant)} is not allowed; use 1–128 characters from letters, digits and _.@:-`,
+      );
+    }
+    const publishable = input.publishable === true;
+    let scopes: KeyScope[];
+    if (publishable) {
+      if (input.scopes?.some((scope) => scope !== "read")) {
+        problems.push(
+          `a publishable key is read-only (chat, media, models); leave out scopes ${input.scopes.filter((scope) => scope !== "read").join(",")}`,
+        );
+      }
+      scopes = ["read"];
+    } else {
+      const given = input.scopes ?? [];
+      const unknown = given.filter((scope) => !KEY_SCOPES.includes(scope));
+      if (given.length === 0) problems.push(`scopes are required; choose from ${KEY_SCOPES.join(", ")}`);
+      if (unknown.length > 0) {
+        problems.push(
+          `scopes ${unknown.map((scope) => JSON.stringify(scope)).join(", ")} are not scopes; choose from ${KEY_SCOPES.join(", ")}`,
+        );
+      }
+      scopes = KEY_SCOPES.filter((scope) => given.includes(scope));
+    }
+    const origins: string[] = [];
+    for (const origin of input.origins ?? []) {
+      const normalized = normalizeOrigin(origin);
+      if (normalized === undefined) {
+        problems.push(
+          `origin ${JSON.stringify(origin.slice(0, 100))} is not an origin; write scheme://host[:port], e.g. https://app.example.com`,
+        );
+      } else if (!origins.includes(normalized)) {
+        origins.push(normalized);
+      }
+    }
+    if (origins.length > MAX_ORIGINS) problems.push(`at most ${MAX_ORIGINS} origins may be listed`);
+    if (publishable && (input.origins ?? []).length === 0) {
+      problems.push(
+        "a publishable key needs the origins it may be used from (--origins https://app.example.com)",
+      );
+    }
+    const name = input.name?.trim();
+    if (name !== undefined && (name.length === 0 || name.length > MAX_NAME || /\p{Cc}/u.test(name))) {
+      problems.push(`name must be 1–${MAX_NAME} printable characters`);
+    }
+    if (
+      input.rateLimit !== undefined &&
+      !(
+        Number.isFinite(input.rateLimit.perSecond) &&
+        input.rateLimit.perSecond > 0 &&
+        input.rateLimit.perSecond <= MAX_RATE &&
+        Number.isInteger(input.rateLimit.burst) &&
+        input.rateLimit.burst >= 1 &&
+        input.rateLimit.burst <= MAX_RATE
+      )
+    ) {
+      problems.push(`a rate limit is 0 < perSecond ≤ ${MAX_RATE} and a whole burst of 1–${MAX_RATE}`);
+    }
+    if (input.expiresAt !== undefined) {
+      const at = input.expiresAt.getTime();
+      if (!Number.isFinite(at) || at <= now().getTime()) problems.push("expiry must be in the future");
+    }
+    if (problems.length > 0) {
+      throw new KeyStoreError("invalid_key_request", `The key cannot be made: ${problems.join("; ")}.`);
+    }
+    return { publishable, scopes, origins, name: name ?? null };
+  };
+
+  return {
+    async create(input): Promise<CreatedApiKey> {
+      const { publishable, scopes, origins, name } = validate(input);
+      const secret = configuredSecret ?? (await ensureKeySecret(dir));
+      const fingerprint = secretFingerprint(secret);
+      const key = generateApiKey({ publishable });
+      const stored: StoredKey = {
+        id: generateKeyId(),
+        name,
+        tenant: input.tenant,
+        scopes,
+        publishable,
+        origins,
+        rateLimit: input.rateLimit === undefined ? null : { ...input.rateLimit },
+        createdAt: now().toISOString(),
+        expiresAt: input.expiresAt?.toISOString() ?? null,
+        lastUsedAt: null,
+        revokedAt: null,
+        hash: hashApiKey({ key, secret }),
+      };
+      await mutate((data) => {
+        if (
+          data.keys.length > 0 &&
+          data.secretFingerprint !== null &&
+          data.secretFingerprint !== fingerprint
+        ) {
+          throw new KeyStoreError(
+            "key_store_invalid",
+            `The keys in ${file} were made with another key secret; set the secret they were made with (LOUPE_KEY_SECRET or ${secretFile(dir)}) before making more.`,
+          );
+        }
+        data.secretFingerprint = fingerprint;
+        data.keys.push(stored);
+      });
+      return { key, record: publicRecord(stored) };
+    },
+
+    async list({ tenant } = {}) {
+      const state = await current();
+      return state.data.keys.filter((key) => tenant === undefined || key.tenant === tenant).map(publicRecord);
+    },
+
+    revoke(id, { tenant } = {}) {
+      return mutate((data) => {
+        const key = data.keys.find((candidate) => candidate.id === id);
+        if (key === undefined || (tenant !== undefined && key.tenant !== tenant)) {
+          throw new KeyStoreError(
+            "key_not_found",
+            `No key with id ${JSON.stringify(id.slice(0, 80))}${tenant === undefined ? "" : ` for tenant ${tenant}`}. List the keys with \`loupe keys list\`.`,
+          );
+        }
+        key.revokedAt ??= now().toISOString();
+        return publicRecord(key);
+      });
+    },
+
+    async verify(key): Promise<KeyVerification> {
+      if (typeof key !== "string" || !isWellFormedApiKey(key)) return { status: "unknown" };
+      const state = await current();
+      if (state.data.keys.length === 0) return { status: "unknown" };
+      const hash = hashApiKey({ key, secret: await checkedSecret(state) });
+      const stored = state.byHash.get(hash);
+      if (stored === undefined || !sameHash(stored.hash, hash)) return { status: "unknown" };
+      const record = publicRecord(stored);
+      const status = keyStatus(record, now());
+      return status === "active" ? { status: "valid", record } : { status, record };
+    },
+
+    touch(id, at = now()) {
+      const stored = snapshot?.data.keys.find((key) => key.id === id);
+      const last = stored?.lastUsedAt === null || stored === undefined ? 0 : Date.parse(stored.lastUsedAt);
+      if (at.getTime() - last < touchResolutionMs) return;
+      pendingTouches.set(id, Math.max(pendingTouches.get(id) ?? 0, at.getTime()));
+      if (touchTimer === undefined) {
+        touchTimer = setTimeout(() => {
+          // lastUsedAt is informational: a failed write is retried by the next use.
+          flushTouches().catch(() => undefined);
+        }, touchFlushMs);
+        touchTimer.unref();
+      }
+    },
+
+    async hasKeys() {
+      const state = await current();
+      if (state.data.keys.length === 0) return false;
+      await checkedSecret(state);
+      return true;
+    },
+
+    async corsOrigins() {
+      const state = await current();
+      const at = now();
+      const origins = new Set<string>();
+      for (const key of state.data.keys) {
+        if (key.origins.length === 0 || keyStatus(key, at) !== "active") continue;
+        for (const origin of key.origins) origins.add(origin);
+      }
+      return origins;
+    },
+
+    async close() {
+      await flushTouches().catch(() => undefined);
+      await mutations;
+    },
+  };
+}
