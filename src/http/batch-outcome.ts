@@ -1,8 +1,13 @@
 /**
  * What the batch ingest routes (`POST /v1/images`, `POST /v1/triples`) answer once every item has an
  * outcome: per-item results with counts; a request whose every item failed is a 422 in the error
- * envelope (code `all_items_failed`) that still carries each item's reason.
+ * envelope (code `all_items_failed`) that still carries each item's reason. Also what the writing routes
+ * (ingest, delete, job resume) record in the audit trail: one JSON line per write, naming the key id
+ * (never the key), the tenant, the route, the request id and the items.
  */
+import type { AuditAction, AuditLog } from "../audit/audit-log.ts";
+import type { JobActor, JobAudit } from "../ingest/jobs.ts";
+import type { AppContext } from "./context.ts";
 import { type ErrorEnvelope, errorEnvelope } from "./errors.ts";
 
 /** Counts of a finished batch, in the shape of a job's counters. */
@@ -55,4 +60,53 @@ export function answerBatch<Item extends { status: string; error?: { message: st
     status: 422,
     body: { ...errorEnvelope({ code: "all_items_failed", message, requestId }), items, counts },
   };
+}
+
+/**
+ * Who a request acts as, for the audit trail: the id of its API key (null while authentication is off,
+ * or before the caller is known), `route` (`METHOD /path` as declared) and the request id.
+ */
+export function auditActor(c: AppContext, route: string): JobActor {
+  // Set by the authentication middleware; a request it has not seen acts for no key.
+  const principal = c.get("principal") as { keyId: string | null } | undefined;
+  return { keyId: principal?.keyId ?? null, route, requestId: c.get("requestId") ?? null };
+}
+
+/** A job's audit trail for the request that creates it; none when the app has no audit log. */
+export function jobAudit(c: AppContext, route: string, log: AuditLog | undefined): JobAudit | undefined {
+  return log === undefined ? undefined : { ...auditActor(c, route), log };
+}
+
+/**
+ * Records one write in the audit trail, for the request's actor and tenant; nothing when no item was
+ * written or the app has no audit log. A failed write of the trail is logged at error level and not
+ * thrown: the items are stored (or deleted) already, and the answer should say so.
+ */
+export async function recordWrite({
+  c,
+  log,
+  action,
+  route,
+  itemIds,
+  detail,
+}: {
+  c: AppContext;
+  log: AuditLog | undefined;
+  action: AuditAction;
+  route: string;
+  itemIds: readonly string[];
+  detail?: Record<string, unknown>;
+}): Promise<void> {
+  if (log === undefined || itemIds.length === 0) return;
+  try {
+    await log.record({
+      action,
+      ...auditActor(c, route),
+      tenant: c.get("tenant"),
+      itemIds,
+      ...(detail === undefined ? {} : { detail }),
+    });
+  } catch (error) {
+    c.get("logger").error({ err: error, action, itemIds }, "writing the audit trail failed");
+  }
 }

@@ -22,6 +22,8 @@ import { fetchUrl } from "../media/url-fetcher.ts";
 import { METADATA_KEY_PATTERN } from "../store/filter.ts";
 import { type ImageRecord, recordId, type VectorStore } from "../store/index.ts";
 import { type JobError, type JobItemOutcome, type JobWorkItem, toJobError } from "./jobs.ts";
+import { assertStorableText, toStorableText } from "./storable-text.ts";
+import { type AddedReference, releaseReferences, storeRecords } from "./store-records.ts";
 
 /** Media types fetched for image URLs. */
 export const IMAGE_URL_CONTENT_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"] as const;
@@ -78,6 +80,7 @@ export function parseImageMetadata({ value, maxBytes }: { value: unknown; maxByt
       `metadata must be a JSON object such as {"tags":["beach"],"title":"Dunes"}; got ${Array.isArray(value) ? "an array" : typeof value}.`,
     );
   }
+  assertStorableText(value, "metadata");
   let json: string;
   try {
     json = JSON.stringify(value);
@@ -141,14 +144,20 @@ export type ImageSource =
 export interface ImageIngestItem {
   source: ImageSource;
   metadata?: ImageMetadata;
+  /**
+   * Why the item was refused before ingest (its metadata did not parse): it fails with this error, alone,
+   * in the same place as items the pipeline refuses.
+   */
+  rejected?: AppError;
 }
 
 /** How an item is named in results: `{ filename }`, `{ url }` or `{ file }`. */
 export function describeImageItem(item: ImageIngestItem): Record<string, string> {
   const { source } = item;
-  if (source.type === "bytes") return { filename: source.filename };
-  if (source.type === "url") return { url: source.url };
-  return { file: source.path };
+  // Echoed in answers and job snapshots as JSON: a lone surrogate there would not encode either.
+  if (source.type === "bytes") return { filename: toStorableText(source.filename) };
+  if (source.type === "url") return { url: toStorableText(source.url) };
+  return { file: toStorableText(source.path) };
 }
 
 /** Settings of URL downloads. */
@@ -218,17 +227,21 @@ function isItemError(error: unknown): error is AppError {
  * (`maxInputPixels`); a caller of the service changes the setting instead, so that is named.
  */
 function itemError(error: unknown): JobError {
-  const { code, message } = toJobError(error);
+  const { code, message, field } = toJobError(error);
   return {
     code,
+    ...(field === undefined ? {} : { field }),
     message: message
       .replace("raise the pixel limit (maxInputPixels)", "raise LOUPE_MAX_IMAGE_PIXELS")
       .replace("raise the image byte limit (maxInputBytes)", "raise LOUPE_MAX_IMAGE_BYTES"),
   };
 }
 
+/** Blob writes in flight at once while a chunk is stored. */
+const BLOB_WRITE_CONCURRENCY = 4;
+
 function failed(error: JobError): JobItemOutcome {
-  return { status: "failed", error: { code: error.code, message: error.message } };
+  return { status: "failed", error: { ...error } };
 }
 
 /** Turns images into stored image records. Build one and reuse it. */
@@ -360,6 +373,10 @@ export class ImageIngester {
     signal: AbortSignal | undefined,
   ): Promise<{ bytes: Uint8Array; sha256: string; id: string }> {
     const { maxImageBytes } = this.#options;
+    if (item.rejected !== undefined) throw item.rejected;
+    // Checked before any byte is read or written, so an item the store could not keep fails alone.
+    assertStorableText(item.metadata ?? {}, "metadata");
+    if (item.source.type === "url") assertStorableText(item.source.url, "url");
     const tooLarge = (size: number, what: string) =>
       new MediaError(
         `${what} is ${size} bytes; the limit is ${maxImageBytes} bytes. Send a smaller image or raise LOUPE_MAX_IMAGE_BYTES.`,
@@ -443,7 +460,13 @@ export class ImageIngester {
     return result;
   }
 
-  /** Puts originals and thumbnails in the blob store, references them, then upserts the records. */
+  /**
+   * Puts originals and thumbnails in the blob store, each referenced as it is written, then upserts the
+   * records. A record the store refuses fails alone; the references of every record not stored are
+   * released, so no blob outlives a failed write.
+   *
+   * @throws what the store threw when it failed as a whole (after the chunk's references are released).
+   */
   async #store({
     tenant,
     defaultSource,
@@ -455,53 +478,94 @@ export class ImageIngester {
     embedded: ReadonlyArray<Prepared & { vector: Float32Array }>;
     settle: (index: number, outcome: JobItemOutcome) => void;
   }): Promise<void> {
-    const { blobs, store, models } = this.#options;
-    // Blob writes are fsynced; several at once overlap their waits.
-    const records = await mapWithConcurrency({
-      items: embedded,
-      limit: 4,
-      task: async (item): Promise<ImageRecord> => {
-        const original = await blobs.put({ bytes: item.bytes, contentType: item.thumb.contentType });
-        const thumbnail = await blobs.put({
-          bytes: item.thumb.thumbnail.bytes,
-          contentType: item.thumb.thumbnail.contentType,
-        });
-        // References go in before the record, so no record ever points at a blob another delete could remove.
-        const owner = `${tenant}/${item.id}`;
-        await blobs.addReference({ sha256: original.sha256, owner });
-        await blobs.addReference({ sha256: thumbnail.sha256, owner });
-        const { tags, title, source, ...extra } = item.item.metadata ?? {};
-        const { source: from } = item.item;
-        const origin =
-          from.type === "bytes"
-            ? { filename: from.filename }
-            : from.type === "url"
-              ? { url: from.url }
-              : { filename: path.basename(from.path) };
-        return {
-          id: item.id,
-          modelId: models.modelId,
-          mediaRef: blobRef(original.sha256),
-          source: source ?? defaultSource,
-          text: imageText({ title, tags }),
-          metadata: {
-            ...extra,
-            ...(tags === undefined ? {} : { tags }),
-            ...(title === undefined ? {} : { title }),
-            ...origin,
-            sha256: item.sha256,
-            contentType: item.thumb.contentType,
-            bytes: item.bytes.length,
-            width: item.thumb.width,
-            height: item.thumb.height,
-            format: item.thumb.format,
-            thumbnailRef: blobRef(thumbnail.sha256),
-          },
-          vector: item.vector,
-        };
-      },
+    const { blobs, store, logger } = this.#options;
+    const added: AddedReference[] = [];
+    const records: ImageRecord[] = [];
+    const write = async (item: Prepared & { vector: Float32Array }): Promise<ImageRecord> => {
+      // Referenced as written, before the record, so no record ever points at a blob another delete could remove.
+      const owner = `${tenant}/${item.id}`;
+      const original = await blobs.put({ bytes: item.bytes, contentType: item.thumb.contentType, owner });
+      added.push({ recordId: item.id, ref: original.sha256, owner });
+      const thumbnail = await blobs.put({
+        bytes: item.thumb.thumbnail.bytes,
+        contentType: item.thumb.thumbnail.contentType,
+        owner,
+      });
+      added.push({ recordId: item.id, ref: thumbnail.sha256, owner });
+      return this.#record({ defaultSource, item, original, thumbnail });
+    };
+    // Blob writes are fsynced; a few at once overlap their waits. Each group settles whole, so a failed
+    // write leaves no write running whose reference would escape the release below.
+    for (let start = 0; start < embedded.length; start += BLOB_WRITE_CONCURRENCY) {
+      const group = await Promise.allSettled(
+        embedded.slice(start, start + BLOB_WRITE_CONCURRENCY).map(write),
+      );
+      const failure = group.find((result) => result.status === "rejected");
+      if (failure !== undefined) {
+        await releaseReferences({ references: added, release: this.#release, logger });
+        throw failure.reason;
+      }
+      for (const result of group) if (result.status === "fulfilled") records.push(result.value);
+    }
+    const outcome = await storeRecords({
+      store,
+      kind: "image",
+      tenant,
+      records,
+      added,
+      release: this.#release,
+      logger,
     });
-    await store.upsert({ kind: "image", tenant, records });
-    for (const item of embedded) settle(item.index, { status: "stored", id: item.id });
+    const stored = new Set(outcome.stored);
+    for (const item of embedded) {
+      const rejection = outcome.rejected.get(item.id);
+      if (stored.has(item.id)) settle(item.index, { status: "stored", id: item.id });
+      else if (rejection !== undefined) settle(item.index, { ...failed(itemError(rejection)), id: item.id });
+    }
+    if (outcome.failure !== undefined) throw outcome.failure;
+  }
+
+  readonly #release = ({ ref, owner }: AddedReference) => this.#options.blobs.release({ sha256: ref, owner });
+
+  #record({
+    defaultSource,
+    item,
+    original,
+    thumbnail,
+  }: {
+    defaultSource: string;
+    item: Prepared & { vector: Float32Array };
+    original: { sha256: string };
+    thumbnail: { sha256: string };
+  }): ImageRecord {
+    const { tags, title, source, ...extra } = item.item.metadata ?? {};
+    const { source: from } = item.item;
+    const origin =
+      from.type === "bytes"
+        ? { filename: toStorableText(from.filename) }
+        : from.type === "url"
+          ? { url: from.url }
+          : { filename: toStorableText(path.basename(from.path)) };
+    return {
+      id: item.id,
+      modelId: this.#options.models.modelId,
+      mediaRef: blobRef(original.sha256),
+      source: source ?? defaultSource,
+      text: imageText({ title, tags }),
+      metadata: {
+        ...extra,
+        ...(tags === undefined ? {} : { tags }),
+        ...(title === undefined ? {} : { title }),
+        ...origin,
+        sha256: item.sha256,
+        contentType: item.thumb.contentType,
+        bytes: item.bytes.length,
+        width: item.thumb.width,
+        height: item.thumb.height,
+        format: item.thumb.format,
+        thumbnailRef: blobRef(thumbnail.sha256),
+      },
+      vector: item.vector,
+    };
   }
 }

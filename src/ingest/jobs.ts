@@ -6,6 +6,7 @@
  * idempotent (deterministic ids), so sending the same items again only does what is missing.
  */
 import { randomBytes } from "node:crypto";
+import type { AuditLog } from "../audit/audit-log.ts";
 import { AppError, ConflictError, NotFoundError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 
@@ -19,6 +20,8 @@ export type JobItemStatus = "pending" | "stored" | "skipped" | "failed";
 export interface JobError {
   code: string;
   message: string;
+  /** The input field at fault, when one is (`metadata.title`, `question`). */
+  field?: string;
 }
 
 /** Outcome of one item, reported by the job's runner. */
@@ -92,6 +95,20 @@ export interface JobRunContext<Input> {
  */
 export type JobRunner<Input> = (context: JobRunContext<Input>) => Promise<void>;
 
+/** Who asked for a job's work, as the audit trail records it (the request is long answered by then). */
+export interface JobActor {
+  /** Id of the API key the request carried (never the key); null when authentication is off. */
+  keyId: string | null;
+  /** `METHOD /path` of the route that created or resumed the job. */
+  route: string;
+  requestId: string | null;
+}
+
+/** Where a job records the items it stores, and on whose behalf. */
+export interface JobAudit extends JobActor {
+  log: AuditLog;
+}
+
 /** Arguments of {@link JobRegistry.create}. */
 export interface CreateJobRequest<Input> {
   /** The caller's tenant: only it can see the job. */
@@ -99,7 +116,15 @@ export interface CreateJobRequest<Input> {
   kind: string;
   items: readonly { describe: Record<string, string>; input: Input }[];
   run: JobRunner<Input>;
+  /**
+   * The audit trail: items the job stores are recorded as `ingest` lines for this actor (at most
+   * {@link AUDIT_BATCH} ids a line, and when a run ends); a resume is recorded and acts as its resumer.
+   */
+  audit?: JobAudit;
 }
+
+/** Most item ids in one audit line of a job; a run writes a line each time this many are stored. */
+export const AUDIT_BATCH = 100;
 
 /** Options of {@link JobRegistry}. */
 export interface JobRegistryOptions {
@@ -124,7 +149,14 @@ const shuttingDown: JobError = {
  * caller); anything else becomes a fixed message, its details left to the log.
  */
 export function toJobError(error: unknown): JobError {
-  if (error instanceof AppError) return { code: error.code, message: error.message };
+  if (error instanceof AppError) {
+    const field = error.context.field;
+    return {
+      code: error.code,
+      message: error.message,
+      ...(typeof field === "string" && field.length > 0 ? { field } : {}),
+    };
+  }
   return { code: "internal_error", message: "The job failed unexpectedly; the server log has the details." };
 }
 
@@ -141,6 +173,8 @@ class Job<Input> {
   /** Inputs of the items still to do; those of stored and skipped items are dropped (never re-run). */
   readonly inputs: Map<number, Input>;
   readonly run: JobRunner<Input>;
+  /** The audit trail and who the next run acts for (the creator, then whoever resumed it). */
+  audit: JobAudit | undefined;
   readonly #listeners = new Set<(event: JobEvent) => void>();
   /** Settles when the current run ends. */
   finished: Promise<void> = Promise.resolve();
@@ -152,6 +186,7 @@ class Job<Input> {
     this.tenant = request.tenant;
     this.kind = request.kind;
     this.run = request.run;
+    this.audit = request.audit;
     this.items = request.items.map((item, index) => ({
       index,
       describe: { ...item.describe },
@@ -272,11 +307,21 @@ export class JobRegistry {
 
   /**
    * Queues a finished job again to run the items that are pending or failed. A job with nothing left
-   * to do is returned as it is.
+   * to do is returned as it is. A resume of a job with an audit trail is recorded (`job.resume`) before
+   * it is queued.
    *
    * @throws {ConflictError} while the job is queued or running.
    */
-  resume({ id, tenant }: { id: string; tenant: string }): JobSnapshot {
+  async resume({
+    id,
+    tenant,
+    actor,
+  }: {
+    id: string;
+    tenant: string;
+    /** Who resumes it: recorded in the audit trail, and the actor of the items the new run stores. */
+    actor?: JobActor;
+  }): Promise<JobSnapshot> {
     const job = this.#find(id, tenant);
     if (!job.terminal) {
       throw new ConflictError(
@@ -286,6 +331,11 @@ export class JobRegistry {
     }
     const redo = job.items.filter((item) => item.status === "pending" || item.status === "failed");
     if (redo.length === 0) return job.snapshot();
+    if (job.audit !== undefined && actor !== undefined) {
+      job.audit = { ...actor, log: job.audit.log };
+      await this.#record(job, "job.resume", [job.id], { jobId: job.id, kind: job.kind, items: redo.length });
+    }
+    if (!job.terminal) return job.snapshot();
     for (const item of redo) {
       item.status = "pending";
       delete item.error;
@@ -399,14 +449,31 @@ export class JobRegistry {
       .filter((item) => item.status === "pending" && job.inputs.has(item.index))
       .map((item) => ({ index: item.index, input: job.inputs.get(item.index) }));
     const reported = new Set<number>();
+    // Stored ids waiting for their audit line; written in batches as the run goes, so a crash loses few.
+    let unaudited: string[] = [];
+    let auditing: Promise<void> = Promise.resolve();
+    const flushAudit = () => {
+      if (unaudited.length === 0) return;
+      const itemIds = unaudited;
+      unaudited = [];
+      auditing = auditing.then(() =>
+        this.#record(job, "ingest", itemIds, { jobId: job.id, kind: job.kind, stored: itemIds.length }),
+      );
+    };
     const report = (index: number, outcome: JobItemOutcome) => {
       const item = job.items[index];
       if (item === undefined || reported.has(index)) return;
       reported.add(index);
+      if (outcome.status === "stored" && job.audit !== undefined) {
+        unaudited.push(outcome.id);
+        if (unaudited.length >= AUDIT_BATCH) flushAudit();
+      }
       item.status = outcome.status;
       if (outcome.id !== undefined) item.id = outcome.id;
-      if (outcome.status === "failed")
-        item.error = { code: outcome.error.code, message: outcome.error.message };
+      if (outcome.status === "failed") {
+        const { code, message, field } = outcome.error;
+        item.error = { code, message, ...(field === undefined ? {} : { field }) };
+      }
       if (outcome.detail !== undefined) item.detail = outcome.detail;
       // Uploaded bytes can be large; keep them only while the item may still run again.
       if (outcome.status !== "failed") job.inputs.delete(index);
@@ -425,12 +492,41 @@ export class JobRegistry {
       job.error = toJobError(error);
       this.#logger?.warn({ err: error, jobId: job.id }, "job failed");
     }
+    flushAudit();
+    await auditing;
     job.finishedAt = new Date();
     job.emit(job.terminalEvent());
     this.#logger?.info(
       { jobId: job.id, kind: job.kind, status: job.status, counts: job.counts() },
       "job ended",
     );
+  }
+
+  /**
+   * Writes one audit line for the job's actor. A failed write is logged, not thrown: the items are
+   * stored already, and the job's outcome should say so.
+   */
+  async #record(
+    job: Job<unknown>,
+    action: "ingest" | "job.resume",
+    itemIds: readonly string[],
+    detail: Record<string, unknown>,
+  ): Promise<void> {
+    const audit = job.audit;
+    if (audit === undefined) return;
+    try {
+      await audit.log.record({
+        action,
+        keyId: audit.keyId,
+        tenant: job.tenant,
+        route: audit.route,
+        requestId: audit.requestId,
+        itemIds,
+        detail,
+      });
+    } catch (error) {
+      this.#logger?.error({ err: error, jobId: job.id, action, itemIds }, "writing the audit trail failed");
+    }
   }
 
   /** Forgets finished jobs past their retention, then the oldest finished ones beyond the cap. */

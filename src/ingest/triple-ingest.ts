@@ -9,10 +9,13 @@ import { createHash } from "node:crypto";
 import { AppError, MediaError, ValidationError } from "../errors.ts";
 import type { ModelPack } from "../inference/index.ts";
 import { sniffImageFormat } from "../inference/index.ts";
+import type { Logger } from "../logger.ts";
 import type { ImageReference, MediaReader, MediaWriter } from "../media/media-port.ts";
 import { makeThumbnail } from "../media/thumbnail.ts";
 import { recordId, type TripleRecord, type VectorStore } from "../store/index.ts";
 import { type ImageMetadata, imageText, parseImageMetadata } from "./image-ingest.ts";
+import { assertStorableText } from "./storable-text.ts";
+import { type AddedReference, releaseReferences, storeRecords } from "./store-records.ts";
 
 /** Longest question, in characters. */
 export const MAX_QUESTION_LENGTH = 500;
@@ -36,8 +39,8 @@ export interface TripleItemResult {
   /** `stored`: written now; `skipped`: the same triple was already stored; `failed`: see `error`. */
   status: "stored" | "skipped" | "failed";
   id?: string;
-  /** Why the item failed. */
-  error?: { code: string; message: string };
+  /** Why the item failed; `field` names the input at fault when one is. */
+  error?: { code: string; message: string; field?: string };
 }
 
 /** Outcome of {@link TripleIngester.ingest}. */
@@ -62,6 +65,7 @@ export interface TripleIngesterOptions {
   thumbnailSize?: number;
   /** Largest width × height decoded for the thumbnail (`LOUPE_MAX_IMAGE_PIXELS`). */
   maxImagePixels?: number;
+  logger?: Logger;
 }
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -83,14 +87,22 @@ interface Prepared {
 }
 
 /** The reason shown for a failed item; unexpected errors get a fixed message (details are logged). */
-export function itemError(error: unknown): { code: string; message: string } {
-  if (error instanceof AppError) return { code: error.code, message: error.message };
+export function itemError(error: unknown): { code: string; message: string; field?: string } {
+  if (error instanceof AppError) {
+    const field = error.context.field;
+    return {
+      code: error.code,
+      message: error.message,
+      ...(typeof field === "string" && field.length > 0 ? { field } : {}),
+    };
+  }
   return { code: "internal_error", message: "The item failed unexpectedly; see the server log." };
 }
 
 function checkText(value: unknown, name: string, limit: number): string {
   const text = typeof value === "string" ? value.trim() : "";
   if (text.length === 0) throw new ValidationError(`${name} must be a non-empty string.`);
+  assertStorableText(text, name);
   if (text.length > limit) {
     throw new ValidationError(`${name} is ${text.length} characters; the limit is ${limit}. Shorten it.`);
   }
@@ -119,6 +131,7 @@ export class TripleIngester {
   readonly #maxMetadataBytes: number;
   readonly #thumbnailSize: number;
   readonly #maxImagePixels: number;
+  readonly #logger: Logger | undefined;
 
   constructor({
     store,
@@ -128,6 +141,7 @@ export class TripleIngester {
     maxMetadataBytes = 16_384,
     thumbnailSize = 256,
     maxImagePixels = 40_000_000,
+    logger,
   }: TripleIngesterOptions) {
     this.#store = store;
     this.#models = models;
@@ -136,6 +150,7 @@ export class TripleIngester {
     this.#maxMetadataBytes = maxMetadataBytes;
     this.#thumbnailSize = thumbnailSize;
     this.#maxImagePixels = maxImagePixels;
+    this.#logger = logger;
   }
 
   /**
@@ -199,16 +214,22 @@ export class TripleIngester {
 
     const records: TripleRecord[] = [];
     const written: Prepared[] = [];
+    const added: AddedReference[] = [];
+    const release = ({ ref, owner }: AddedReference) => this.#media.release({ ref, owner });
     for (const [position, item] of embeddable.entries()) {
+      const owner = `${tenant}/${item.id}`;
+      const own: AddedReference[] = [];
       try {
         const { thumbnail } = await makeThumbnail({
           bytes: item.bytes,
           size: this.#thumbnailSize,
           maxInputPixels: this.#maxImagePixels,
         });
-        const owner = `${tenant}/${item.id}`;
+        // Each blob is referenced as it is written, before the record exists.
         const { ref } = await this.#media.write({ bytes: item.bytes, contentType: item.contentType, owner });
+        own.push({ recordId: item.id, ref, owner });
         const thumbnailRef = (await this.#media.write({ ...thumbnail, owner })).ref;
+        own.push({ recordId: item.id, ref: thumbnailRef, owner });
         const { source: _source, ...metadata } = item.metadata;
         records.push({
           id: item.id,
@@ -223,17 +244,26 @@ export class TripleIngester {
           questionVector: questionVectors[position] as Float32Array,
         });
         written.push(item);
+        added.push(...own);
       } catch (error) {
         fail(item.index, error);
+        await releaseReferences({ references: own, release, logger: this.#logger });
       }
     }
     if (records.length > 0) {
-      try {
-        await this.#store.upsert({ kind: "triple", tenant, records });
-        for (const item of written)
-          results[item.index] = { index: item.index, status: "stored", id: item.id };
-      } catch (error) {
-        for (const item of written) fail(item.index, error);
+      const outcome = await storeRecords({
+        store: this.#store,
+        kind: "triple",
+        tenant,
+        records,
+        added,
+        release,
+        logger: this.#logger,
+      });
+      const stored = new Set(outcome.stored);
+      for (const item of written) {
+        if (stored.has(item.id)) results[item.index] = { index: item.index, status: "stored", id: item.id };
+        else fail(item.index, outcome.rejected.get(item.id) ?? outcome.failure);
       }
     }
     return summarize(results);

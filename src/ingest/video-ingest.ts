@@ -24,6 +24,8 @@ import { probeVideo, type VideoProbe } from "../media/video-probe.ts";
 import type { StoredVideoSegment, VectorStore, VideoSegmentRecord } from "../store/index.ts";
 import { recordId } from "../store/index.ts";
 import { segmentVideo, type VideoSegmentSpan } from "./segmenter.ts";
+import { assertStorableText, toStorableText } from "./storable-text.ts";
+import { type AddedReference, type ReleaseReference, releaseReferences } from "./store-records.ts";
 
 /** Prefix of video ids. */
 export const VIDEO_ID_PREFIX = "vid_";
@@ -204,9 +206,14 @@ export class VideoIngester {
    */
   async ingest(request: IngestVideoRequest): Promise<IngestedVideo> {
     const started = performance.now();
-    const { tenant, bytes, filename, source, metadata = {}, text = "", signal, onProgress } = request;
+    const { tenant, bytes, source, metadata = {}, text = "", signal, onProgress } = request;
+    const filename = request.filename === undefined ? undefined : toStorableText(request.filename);
     const settings = this.#settings;
     this.#checkSize(bytes);
+    // Checked before any work, so a video the store could not keep fails at once, naming the field.
+    assertStorableText(metadata, "metadata");
+    assertStorableText(text, "metadata (title and tags)");
+    assertStorableText(source, "metadata.source");
     const models = this.#models;
     const contentSha256 = sha256Hex(bytes);
     const id = videoId({ tenant, contentSha256, modelId: models.modelId });
@@ -240,52 +247,73 @@ export class VideoIngester {
       const analysed = await this.#analyse({ path: tempPath, probe, signal, onProgress });
       const { spans, segmentEmbeddings, keyframes, frames } = analysed;
 
-      await this.#blobs.put({ bytes, contentType: contentTypeOf(probe) });
-      const videoFacts = {
-        ...(filename === undefined ? {} : { filename: filename.slice(0, 255) }),
-        durationSeconds: round3(probe.durationSeconds),
-        width: probe.width,
-        height: probe.height,
-        codec: probe.codec,
-        container: probe.container.name,
-        sampleFps: settings.sampleFps,
-        segmentCount: spans.length,
-      };
+      // Every blob is referenced as it is written, before the records exist; if they are not stored,
+      // the references this run added are released (those of segments stored earlier stay).
+      const storedBefore = new Set(existing.map((segment) => segment.id));
+      const added: AddedReference[] = [];
+      const release = ({ ref, owner }: AddedReference) => this.#blobs.release({ sha256: ref, owner });
       const records: VideoSegmentRecord[] = [];
       const segments: IngestedSegment[] = [];
-      for (const [index, span] of spans.entries()) {
-        const keyframe = keyframes[index] as Buffer;
-        const { sha256: keyframeSha } = await this.#blobs.put({ bytes: keyframe, contentType: "image/webp" });
-        const segmentId = recordId({
-          kind: "video_segment",
-          tenant,
-          contentSha256,
-          modelId: models.modelId,
-          startS: span.startSeconds,
-          endS: span.endSeconds,
-        });
-        const keyframeRef = blobRef(keyframeSha);
-        await this.#blobs.addReference({ sha256: keyframeSha, owner: `${tenant}/${segmentId}` });
-        records.push({
-          id: segmentId,
-          modelId: models.modelId,
-          mediaRef,
-          source,
-          text,
-          metadata: {
-            ...metadata,
-            video: { ...videoFacts, segmentIndex: index, startsShot: span.startsShot },
-          },
-          vector: segmentEmbeddings[index] as Float32Array,
-          videoId: id,
-          startS: span.startSeconds,
-          endS: span.endSeconds,
-          keyframeRef,
-        });
-        segments.push({ id: segmentId, startS: span.startSeconds, endS: span.endSeconds, keyframeRef });
+      try {
+        const videoOwner = `${tenant}/${id}`;
+        await this.#blobs.put({ bytes, contentType: contentTypeOf(probe), owner: videoOwner });
+        if (existing.length === 0) added.push({ recordId: id, ref: contentSha256, owner: videoOwner });
+        const videoFacts = {
+          ...(filename === undefined ? {} : { filename: filename.slice(0, 255) }),
+          durationSeconds: round3(probe.durationSeconds),
+          width: probe.width,
+          height: probe.height,
+          codec: probe.codec,
+          container: probe.container.name,
+          sampleFps: settings.sampleFps,
+          segmentCount: spans.length,
+        };
+        for (const [index, span] of spans.entries()) {
+          const keyframe = keyframes[index] as Buffer;
+          const segmentId = recordId({
+            kind: "video_segment",
+            tenant,
+            contentSha256,
+            modelId: models.modelId,
+            startS: span.startSeconds,
+            endS: span.endSeconds,
+          });
+          const owner = `${tenant}/${segmentId}`;
+          const { sha256: keyframeSha } = await this.#blobs.put({
+            bytes: keyframe,
+            contentType: "image/webp",
+            owner,
+          });
+          if (!storedBefore.has(segmentId)) added.push({ recordId: segmentId, ref: keyframeSha, owner });
+          const keyframeRef = blobRef(keyframeSha);
+          records.push({
+            id: segmentId,
+            modelId: models.modelId,
+            mediaRef,
+            source,
+            text,
+            metadata: {
+              ...metadata,
+              video: { ...videoFacts, segmentIndex: index, startsShot: span.startsShot },
+            },
+            vector: segmentEmbeddings[index] as Float32Array,
+            videoId: id,
+            startS: span.startSeconds,
+            endS: span.endSeconds,
+            keyframeRef,
+          });
+          segments.push({ id: segmentId, startS: span.startSeconds, endS: span.endSeconds, keyframeRef });
+        }
+      } catch (error) {
+        await releaseReferences({ references: added, release, logger: this.#logger });
+        throw error;
       }
-      await this.#blobs.addReference({ sha256: contentSha256, owner: `${tenant}/${id}` });
-      await this.#store.upsert({ kind: "video_segment", tenant, records });
+      try {
+        await this.#store.upsert({ kind: "video_segment", tenant, records });
+      } catch (error) {
+        await this.#undoUpsert({ tenant, records, storedBefore, added, release, error });
+        throw error;
+      }
       // Segments of an earlier, interrupted or differently segmented ingest of the same bytes go.
       const stale = existing.filter((segment) => !records.some((record) => record.id === segment.id));
       if (stale.length > 0) {
@@ -315,6 +343,44 @@ export class VideoIngester {
         timings: { totalMs, embedMs: analysed.embedMs },
       };
     });
+  }
+
+  /**
+   * Undoes what a failed segment upsert leaves: the rows of this run that went in before the failure are
+   * deleted, then the blob references this run added are released. When that delete cannot be made sure
+   * of (the store is down), the references stay: rows may still use them, and a resume completes the video.
+   */
+  async #undoUpsert({
+    tenant,
+    records,
+    storedBefore,
+    added,
+    release,
+    error,
+  }: {
+    tenant: string;
+    records: readonly VideoSegmentRecord[];
+    storedBefore: ReadonlySet<string>;
+    added: readonly AddedReference[];
+    release: ReleaseReference;
+    error: unknown;
+  }): Promise<void> {
+    const written = error instanceof AppError ? Number(error.context.rowsWrittenBeforeFailure ?? 0) : 0;
+    if (written > 0) {
+      const fresh = records.filter((record) => !storedBefore.has(record.id)).map((record) => record.id);
+      try {
+        for (let start = 0; start < fresh.length; start += 1000) {
+          await this.#store.delete({ kind: "video_segment", tenant, ids: fresh.slice(start, start + 1000) });
+        }
+      } catch (deleteError) {
+        this.#logger?.warn(
+          { err: deleteError, segments: fresh.length },
+          "segments of a failed video upsert could not be removed; their blobs stay referenced until the video is ingested again or deleted",
+        );
+        return;
+      }
+    }
+    await releaseReferences({ references: added, release, logger: this.#logger });
   }
 
   /**

@@ -14,9 +14,13 @@ export function blobMedia(blobs: BlobStore): MediaReader & MediaWriter {
       return (await blobs.get(key)).bytes();
     },
     async write({ bytes, contentType, owner }) {
-      const { sha256 } = await blobs.put({ bytes, contentType });
-      await blobs.addReference({ sha256, owner });
+      // Written and referenced in one step: the blob is never there without its owner.
+      const { sha256 } = await blobs.put({ bytes, contentType, owner });
       return { ref: blobRef(sha256) };
+    },
+    async release({ ref, owner }) {
+      const key = parseBlobRef(ref);
+      if (key !== undefined) await blobs.release({ sha256: key, owner });
     },
   };
 }

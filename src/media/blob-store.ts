@@ -57,6 +57,11 @@ export interface PutBlobRequest {
   bytes: Uint8Array;
   /** MIME type served with the blob, e.g. `image/jpeg`. */
   contentType: string;
+  /**
+   * Who uses the bytes (`<tenant>/<recordId>`): referenced in the same step as the write, so the blob
+   * never exists unreferenced and a failed ingest can {@link BlobStore.release} exactly what it added.
+   */
+  owner?: string;
 }
 
 /**
@@ -64,7 +69,10 @@ export interface PutBlobRequest {
  * decides when a blob may go.
  */
 export interface BlobStore {
-  /** Stores bytes under their sha256; storing the same bytes again writes nothing. */
+  /**
+   * Stores bytes under their sha256 (storing the same bytes again writes nothing), referenced by
+   * `owner` when one is given.
+   */
   put(request: PutBlobRequest): Promise<PutBlobResult>;
   /**
    * The blob with this key.
@@ -219,18 +227,24 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async put({ bytes, contentType }: PutBlobRequest): Promise<PutBlobResult> {
+  async put({ bytes, contentType, owner }: PutBlobRequest): Promise<PutBlobResult> {
     if (!(bytes instanceof Uint8Array)) throw new ValidationError("Blob bytes must be a Uint8Array.");
     assertContentType(contentType);
+    if (owner !== undefined) assertOwner(owner);
     const sha256 = sha256Hex(bytes);
     const { folder, blob, sidecar } = this.#paths(sha256);
     return this.#withLock(sha256, async () => {
       const existing = await this.#readSidecar(sidecar);
+      const refs = existing?.refs ?? [];
+      const withOwner = owner === undefined || refs.includes(owner) ? refs : [...refs, owner].sort();
       if (existing !== undefined && (await fileSize(blob)) === bytes.length) {
+        if (withOwner !== refs) {
+          await this.#writeAtomic(folder, sidecar, JSON.stringify({ ...existing, refs: withOwner }));
+        }
         return { sha256, size: bytes.length, created: false };
       }
       await this.#writeAtomic(folder, blob, bytes);
-      const record: Sidecar = { contentType, size: bytes.length, refs: existing?.refs ?? [] };
+      const record: Sidecar = { contentType, size: bytes.length, refs: withOwner };
       await this.#writeAtomic(folder, sidecar, JSON.stringify(record));
       return { sha256, size: bytes.length, created: true };
     });
@@ -312,6 +326,70 @@ export class FsBlobStore implements BlobStore {
     }
     return keys.sort();
   }
+
+  /**
+   * Every file under the store, read against the reference index (for tests and maintenance): each blob
+   * with its references, and what does not add up — blobs nothing refers to, blobs without their sidecar
+   * or sidecars without their blob, and leftover temporary files.
+   */
+  async inventory(): Promise<BlobInventory> {
+    const inventory: BlobInventory = {
+      blobs: [],
+      unreferenced: [],
+      missingSidecar: [],
+      missingBytes: [],
+      stray: [],
+    };
+    const level = async (dir: string): Promise<string[]> =>
+      (await readdir(dir).catch(() => [] as string[])).filter((name) => /^[0-9a-f]{2}$/.test(name));
+    for (const first of await level(this.dir)) {
+      for (const second of await level(path.join(this.dir, first))) {
+        const folder = path.join(this.dir, first, second);
+        const names = new Set(await readdir(folder));
+        for (const name of names) {
+          const key = name.endsWith(".json") ? name.slice(0, -5) : name;
+          if (!BLOB_KEY_PATTERN.test(key)) {
+            inventory.stray.push(path.join(first, second, name));
+            continue;
+          }
+          if (name.endsWith(".json")) {
+            if (!names.has(key)) inventory.missingBytes.push(key);
+            continue;
+          }
+          if (!names.has(`${key}.json`)) {
+            inventory.missingSidecar.push(key);
+            continue;
+          }
+          const refs = (await this.#readSidecar(path.join(folder, `${key}.json`)))?.refs ?? [];
+          inventory.blobs.push({ sha256: key, refs });
+          if (refs.length === 0) inventory.unreferenced.push(key);
+        }
+      }
+    }
+    for (const list of [
+      inventory.unreferenced,
+      inventory.missingSidecar,
+      inventory.missingBytes,
+      inventory.stray,
+    ])
+      list.sort();
+    inventory.blobs.sort((a, b) => a.sha256.localeCompare(b.sha256));
+    return inventory;
+  }
+}
+
+/** What {@link FsBlobStore.inventory} found. */
+export interface BlobInventory {
+  /** Every complete blob (bytes and sidecar) with the owners that refer to it. */
+  blobs: Array<{ sha256: string; refs: string[] }>;
+  /** Blobs with no reference left: nothing will ever remove them. */
+  unreferenced: string[];
+  /** Bytes without a sidecar (a crash between the two removals). */
+  missingSidecar: string[];
+  /** Sidecars without bytes. */
+  missingBytes: string[];
+  /** Other files (interrupted temporary writes), relative to the store's directory. */
+  stray: string[];
 }
 
 async function fileSize(file: string): Promise<number | undefined> {

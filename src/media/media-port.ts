@@ -23,6 +23,11 @@ export interface MediaWriter {
    *   once nothing refers to it.
    */
   write(options: { bytes: Uint8Array; contentType: string; owner: string }): Promise<{ ref: string }>;
+  /**
+   * Drops `owner`'s use of the media behind `ref` (a write whose record was never stored), removing the
+   * bytes once nothing else uses them.
+   */
+  release(options: { ref: string; owner: string }): Promise<void>;
 }
 
 /** Where an item's media is served; built by the HTTP layer and handed to search and chat. */

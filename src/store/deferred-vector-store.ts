@@ -5,6 +5,7 @@
  */
 import { NotReadyError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
+import { redactAddresses } from "./milvus-client.ts";
 import type { RecordKind } from "./record-id.ts";
 import type {
   CountRequest,
@@ -54,7 +55,8 @@ export class DeferredVectorStore implements VectorStore {
     connect: () => Promise<VectorStore>;
     logger: Logger;
   }): DeferredVectorStore {
-    const deferred = new DeferredVectorStore(`connecting to Milvus at ${address}`);
+    // Reasons reach /readyz and error bodies: the address stays in the log.
+    const deferred = new DeferredVectorStore("connecting to Milvus (MILVUS_ADDRESS)");
     const attempt = (delayMs: number) => {
       deferred.#attempt = connect().then(
         async (store) => {
@@ -66,7 +68,7 @@ export class DeferredVectorStore implements VectorStore {
           logger.info({ address }, "connected to Milvus");
         },
         (error: unknown) => {
-          deferred.#reason = error instanceof Error ? error.message : String(error);
+          deferred.#reason = redactAddresses(error instanceof Error ? error.message : String(error));
           if (deferred.#closed) return;
           logger.warn({ err: error, address, retryInMs: delayMs }, "Milvus is not available; retrying");
           deferred.#timer = setTimeout(() => attempt(Math.min(delayMs * 2, reconnectMaxDelayMs)), delayMs);

@@ -86,6 +86,43 @@ export function statusCode(response: unknown): number | undefined {
   return Number.isFinite(code) ? code : undefined;
 }
 
+const GRPC_UNAVAILABLE = 14;
+const GRPC_DEADLINE_EXCEEDED = 4;
+
+/** Where a withheld address stood in a message. */
+const WITHHELD = "[address withheld]";
+
+/**
+ * `text` without the network addresses the SDK and Milvus write into messages (URLs, `host:port`, IPv4
+ * and IPv6 addresses): a caller learns what failed, never where the store lives. The full text stays in
+ * the error's context, which only the log sees.
+ */
+export function redactAddresses(text: string): string {
+  return text
+    .replace(/\b[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s'"<>,;)]*[^\s'"<>,;):.]/g, WITHHELD)
+    .replace(/\[[0-9A-Fa-f:.%A-Za-z]*:[0-9A-Fa-f:.%A-Za-z]*\](?::\d{1,5})?/g, WITHHELD)
+    .replace(/(?<![\w.:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])/g, (match) =>
+      /[0-9A-Fa-f]/.test(match) && match.split(":").length >= 3 ? WITHHELD : match,
+    )
+    .replace(/\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b/g, WITHHELD)
+    .replace(/\b[A-Za-z][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)*:\d{1,5}\b/g, WITHHELD);
+}
+
+/** The caller-facing text of an SDK message: addresses withheld, and capped in length. */
+function sdkDetail(message: string): string {
+  const redacted = redactAddresses(message).replace(/\s+/g, " ").trim();
+  return redacted.length > 300 ? `${redacted.slice(0, 300)}…` : redacted;
+}
+
+function refusal(what: string, status: StatusLike): StoreError {
+  const reason = status.reason || `error code ${String(status.error_code ?? status.code)}`;
+  return new StoreError(`Milvus refused ${what}: ${sdkDetail(reason).replace(/\.$/, "")}.`, {
+    code: "store_rejected",
+    status: 500,
+    context: { what, code: status.code, errorCode: status.error_code, reason: status.reason },
+  });
+}
+
 /**
  * Throws a {@link StoreError} unless `response` carries a success status. A response without any
  * status counts as a failure: Milvus Lite answers calls it does not implement with an empty reply.
@@ -98,65 +135,42 @@ export function assertOk<T>(response: T, what: string): T {
       { code: "store_unsupported", status: 500, context: { what } },
     );
   }
-  if (!isSuccess(status)) {
-    throw new StoreError(
-      `Milvus refused ${what}: ${status.reason || `error code ${String(status.error_code ?? status.code)}`}.`,
-      {
-        code: "store_rejected",
-        status: 500,
-        context: { what, code: status.code, errorCode: status.error_code, reason: status.reason },
-      },
-    );
-  }
+  if (!isSuccess(status)) throw refusal(what, status);
   return response;
 }
 
-const GRPC_UNAVAILABLE = 14;
-const GRPC_DEADLINE_EXCEEDED = 4;
-
-/** Turns whatever the SDK threw (an Error, a gRPC error, or a bare status object) into a StoreError. */
+/**
+ * Turns whatever the SDK threw (an Error, a gRPC error, or a bare status object) into a StoreError.
+ * Messages say what failed without the server's address or the SDK's own text (which names it); both
+ * are kept in the context (`address`, `detail`) for the log.
+ */
 export function toStoreError(error: unknown, what: string, address?: string): StoreError {
   if (error instanceof StoreError) return error;
-  const where = address === undefined ? "Milvus" : `Milvus at ${address}`;
   const grpcCode =
     typeof error === "object" && error !== null && "code" in error ? Number(error.code) : undefined;
+  const detail = error instanceof Error ? error.message : String(error);
   if (error instanceof Error && grpcCode === GRPC_UNAVAILABLE) {
     return new StoreError(
-      `${where} is unreachable (${what}): ${error.message}. Check that it is running and the address is right.`,
-      {
-        code: "store_unavailable",
-        cause: error,
-        context: { what, address },
-      },
+      `Milvus is unreachable (${what}). Check that it is running and that MILVUS_ADDRESS is right; the server log has the details.`,
+      { code: "store_unavailable", cause: error, context: { what, address, detail } },
     );
   }
   if (error instanceof Error && grpcCode === GRPC_DEADLINE_EXCEEDED) {
-    return new StoreError(`${where} did not answer ${what} before the deadline: ${error.message}.`, {
+    return new StoreError(`Milvus did not answer ${what} before the deadline (MILVUS_TIMEOUT_MS).`, {
       code: "store_timeout",
       cause: error,
-      context: { what, address },
+      context: { what, address, detail },
     });
   }
-  if (error instanceof Error) {
-    return new StoreError(`${what} failed against ${where}: ${error.message}`, {
-      cause: error,
-      context: { what, address },
-    });
-  }
-  if (isStatusLike(error)) {
-    return new StoreError(
-      `Milvus refused ${what}: ${error.reason || `error code ${String(error.error_code ?? error.code)}`}.`,
-      {
-        code: "store_rejected",
-        status: 500,
-        context: { what, code: error.code, errorCode: error.error_code, reason: error.reason },
-      },
-    );
-  }
-  return new StoreError(`${what} failed against ${where}: ${String(error)}`, {
+  if (isStatusLike(error)) return refusal(what, error);
+  return new StoreError(`${capitalize(what)} failed in Milvus: ${sdkDetail(detail).replace(/\.$/, "")}.`, {
     cause: error,
-    context: { what, address },
+    context: { what, address, detail },
   });
+}
+
+function capitalize(text: string): string {
+  return text.length === 0 ? text : `${text[0]?.toUpperCase()}${text.slice(1)}`;
 }
 
 /** Options of {@link callMilvus}. */
@@ -167,7 +181,7 @@ export interface CallMilvusOptions<T> {
   timeoutMs: number;
   /** The SDK call. */
   call: () => Promise<T>;
-  /** Address, for error messages. */
+  /** Address, for the log (kept in the error's context, never in its message). */
   address?: string;
   /** Skip the status check, for calls whose failure statuses the caller interprets itself. */
   unchecked?: boolean;
@@ -189,9 +203,8 @@ export async function callMilvus<T>({
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => {
-      const where = address === undefined ? "Milvus" : `Milvus at ${address}`;
       reject(
-        new StoreError(`${where} did not answer ${what} within ${timeoutMs} ms.`, {
+        new StoreError(`Milvus did not answer ${what} within ${timeoutMs} ms (MILVUS_TIMEOUT_MS).`, {
           code: "store_timeout",
           context: { what, address, timeoutMs },
         }),

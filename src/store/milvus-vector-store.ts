@@ -30,6 +30,7 @@ import {
   createMilvusClient,
   DEFAULT_MILVUS_TIMEOUT_MS,
   type MilvusConnectionOptions,
+  redactAddresses,
 } from "./milvus-client.ts";
 import { isValidRecordId, RECORD_ID_PATTERN, RECORD_KINDS, type RecordKind } from "./record-id.ts";
 import { SerialQueue } from "./serial-queue.ts";
@@ -253,7 +254,7 @@ export class MilvusVectorStore implements VectorStore {
       );
     }
     const queryVector = this.#checkVector(vector, "The query vector");
-    const expression = buildFilterExpression({ tenant, filter, kind });
+    const expression = checkedFilter(buildFilterExpression({ tenant, filter, kind }));
     const collection = collectionName({ prefix: this.#prefix, kind });
     const response = await this.#call(`search ${collection}`, () =>
       this.#client.search({
@@ -293,7 +294,7 @@ export class MilvusVectorStore implements VectorStore {
         },
       );
     }
-    const expression = buildFilterExpression({ tenant, filter, kind });
+    const expression = checkedFilter(buildFilterExpression({ tenant, filter, kind }));
     return this.#queryRows(kind, expression, limit);
   }
 
@@ -314,7 +315,7 @@ export class MilvusVectorStore implements VectorStore {
         "A delete needs ids, a filter or both; deleting everything at once is not supported.",
       );
     }
-    const parts = [buildFilterExpression({ tenant, filter, kind })];
+    const parts = [checkedFilter(buildFilterExpression({ tenant, filter, kind }))];
     if (ids !== undefined) {
       const unique = checkIds(ids);
       if (unique.length === 0) return { deleted: 0 };
@@ -375,7 +376,9 @@ export class MilvusVectorStore implements VectorStore {
       }
       return { ok: true };
     } catch (error) {
-      return { ok: false, reason: error instanceof Error ? error.message : String(error) };
+      // The reason reaches /readyz: no address in it (store errors are written without one already).
+      this.#logger?.warn({ err: error }, "vector store health check failed");
+      return { ok: false, reason: redactAddresses(error instanceof Error ? error.message : String(error)) };
     }
   }
 
@@ -563,6 +566,8 @@ function checkString({
       },
     );
   }
+  const surrogate = LONE_SURROGATE.exec(value);
+  if (surrogate !== null) throw loneSurrogateError(label, field, surrogate.index);
   const limit = VARCHAR_MAX_BYTES[column];
   const bytes = byteLength(value);
   if (bytes > limit) {
@@ -576,10 +581,52 @@ function checkString({
   return value;
 }
 
+/** A UTF-16 surrogate that is not half of a pair (the `u` flag skips paired ones): UTF-8 cannot encode it. */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+function loneSurrogateError(label: string, field: string, at: number): ValidationError {
+  return new ValidationError(
+    `${label}: ${field} holds a lone UTF-16 surrogate at position ${at}, which UTF-8 cannot encode; Milvus would refuse the whole upsert. Send well-formed Unicode text.`,
+    { context: { field, at } },
+  );
+}
+
+/** The path of the first string (key or value) in metadata holding a lone surrogate, with its position. */
+function loneSurrogateIn(
+  value: unknown,
+  field: string,
+  depth = 0,
+): { field: string; at: number } | undefined {
+  if (typeof value === "string") {
+    const match = LONE_SURROGATE.exec(value);
+    return match === null ? undefined : { field, at: match.index };
+  }
+  if (typeof value !== "object" || value === null || depth > 64) return undefined;
+  for (const [key, entry] of Object.entries(value)) {
+    const inKey = LONE_SURROGATE.exec(key);
+    if (inKey !== null) return { field: `a key of ${field}`, at: inKey.index };
+    const found = loneSurrogateIn(entry, `${field}.${key}`, depth + 1);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/** A filter expression Milvus can decode: a lone surrogate in a value would fail the call as a whole. */
+function checkedFilter(expression: string): string {
+  const surrogate = LONE_SURROGATE.exec(expression);
+  if (surrogate === null) return expression;
+  throw new ValidationError(
+    "A filter value holds a lone UTF-16 surrogate, which UTF-8 cannot encode. Send well-formed Unicode text.",
+    { context: { at: surrogate.index } },
+  );
+}
+
 function checkMetadata(label: string, metadata: unknown): Record<string, unknown> {
   if (typeof metadata !== "object" || metadata === null || Array.isArray(metadata)) {
     throw new ValidationError(`${label}: metadata must be a JSON object.`);
   }
+  const surrogate = loneSurrogateIn(metadata, "metadata");
+  if (surrogate !== undefined) throw loneSurrogateError(label, surrogate.field, surrogate.at);
   let json: string;
   try {
     json = JSON.stringify(metadata);

@@ -93,12 +93,12 @@ describe("JobRegistry", () => {
         }
       },
     });
-    expect(() => jobs.resume({ id: created.id, tenant: "t" })).toThrow(ConflictError);
+    await expect(jobs.resume({ id: created.id, tenant: "t" })).rejects.toThrow(ConflictError);
     const first = await jobs.wait({ id: created.id, tenant: "t" });
     expect(first.status).toBe("failed");
     expect(first.counts).toMatchObject({ done: 2, pending: 2 });
 
-    const resumed = jobs.resume({ id: created.id, tenant: "t" });
+    const resumed = await jobs.resume({ id: created.id, tenant: "t" });
     expect(["queued", "running"]).toContain(resumed.status);
     const second = await jobs.wait({ id: created.id, tenant: "t" });
     expect(second.status).toBe("done");
@@ -109,7 +109,7 @@ describe("JobRegistry", () => {
       [6, 8],
     ]);
     // Nothing left to do: resuming again changes nothing.
-    expect(jobs.resume({ id: created.id, tenant: "t" }).status).toBe("done");
+    expect((await jobs.resume({ id: created.id, tenant: "t" })).status).toBe("done");
   });
 
   it("runs one job at a time by default, the others queued", async () => {

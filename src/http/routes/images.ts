@@ -16,8 +16,9 @@
  */
 import { z } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
+import type { AuditLog } from "../../audit/audit-log.ts";
 import type { Config } from "../../config.ts";
-import { MediaError, ValidationError } from "../../errors.ts";
+import { AppError, MediaError, ValidationError } from "../../errors.ts";
 import {
   describeImageItem,
   type ImageIngester,
@@ -26,7 +27,8 @@ import {
   parseImageMetadata,
 } from "../../ingest/image-ingest.ts";
 import type { JobItemOutcome, JobRegistry } from "../../ingest/jobs.ts";
-import { answerBatch } from "../batch-outcome.ts";
+import { toStorableText } from "../../ingest/storable-text.ts";
+import { answerBatch, countOutcomes, jobAudit, recordWrite } from "../batch-outcome.ts";
 import { errorEnvelopeSchema } from "../errors.ts";
 import {
   asList,
@@ -41,6 +43,9 @@ import {
   uploadSchema,
 } from "../openapi.ts";
 import { asyncQuerySchema, jobAcceptedSchema, jobCountsSchema, jobErrorSchema, wantsJob } from "./jobs.ts";
+
+/** The route as the audit trail names it. */
+const ROUTE = "POST /v1/images";
 
 /** Longest URL accepted. */
 export const MAX_URL_LENGTH = 2048;
@@ -107,15 +112,36 @@ export interface ImagesRouteOptions {
   images: ImageIngester;
   jobs: JobRegistry;
   config: Pick<Config, "maxUploadBytes" | "maxItemsPerRequest" | "maxMetadataBytes" | "ingestSyncMaxItems">;
+  /** The audit trail: stored images are recorded as `ingest` lines. */
+  audit?: AuditLog;
 }
 
-/** A file name fit to echo and store: its last path part, without control characters, at most 255 characters. */
+/**
+ * A file name fit to echo and store: its last path part, without control characters or lone surrogates
+ * (which UTF-8 cannot encode), at most 255 characters.
+ */
 export function cleanFilename(name: string, index: number): string {
-  const base = (name.split(/[\\/]/).pop() ?? "")
+  const base = toStorableText(name.split(/[\\/]/).pop() ?? "")
     .replace(/\p{Cc}/gu, "")
     .trim()
     .slice(0, 255);
   return base === "" ? `file-${index}` : base;
+}
+
+/**
+ * An item's metadata, parsed; a problem with it fails that item alone (`rejected`), like any other
+ * item the pipeline refuses.
+ */
+function itemMetadata(
+  parse: () => ImageMetadata | undefined,
+): Pick<ImageIngestItem, "metadata" | "rejected"> {
+  try {
+    const metadata = parse();
+    return metadata === undefined ? {} : { metadata };
+  } catch (error) {
+    if (error instanceof AppError && error.status < 500) return { rejected: error };
+    throw error;
+  }
 }
 
 /** The items of a multipart request, its metadata checked. */
@@ -130,15 +156,19 @@ async function fromForm(
       `Got ${metadataFields.length} "metadata" fields for ${files.length} files; send one for every file, or one for all.`,
     );
   }
-  const metadata = metadataFields.map((field, index) => {
-    let value: unknown;
-    try {
-      value = JSON.parse(field);
-    } catch {
-      throw new ValidationError(`Field "metadata" #${index} is not valid JSON; send a JSON object.`);
-    }
-    return parseImageMetadata({ value, maxBytes: maxMetadataBytes });
-  });
+  const metadata = metadataFields.map((field, index) =>
+    itemMetadata(() => {
+      let value: unknown;
+      try {
+        value = JSON.parse(field);
+      } catch {
+        throw new ValidationError(`Field "metadata" #${index} is not valid JSON; send a JSON object.`, {
+          context: { field: "metadata" },
+        });
+      }
+      return parseImageMetadata({ value, maxBytes: maxMetadataBytes });
+    }),
+  );
   return Promise.all(
     files.map(async (file, index) => ({
       source: {
@@ -146,35 +176,35 @@ async function fromForm(
         bytes: new Uint8Array(await file.arrayBuffer()),
         filename: cleanFilename(file.name, index),
       },
-      metadata: metadata.length === 1 ? metadata[0] : metadata[index],
+      ...(metadata.length === 1 ? metadata[0] : metadata[index]),
     })),
   );
 }
 
-/** The items of a JSON request, its metadata checked. */
+/** The items of a JSON request, its metadata checked (a URL's own metadata fails that URL alone). */
 function fromJson(
   body: z.output<typeof imagesJsonRequestSchema>,
   maxMetadataBytes: number,
 ): ImageIngestItem[] {
-  const shared: ImageMetadata | undefined =
+  const shared = itemMetadata(() =>
     body.metadata === undefined
       ? undefined
-      : parseImageMetadata({ value: body.metadata, maxBytes: maxMetadataBytes });
+      : parseImageMetadata({ value: body.metadata, maxBytes: maxMetadataBytes }),
+  );
   return body.urls.map((entry) =>
     typeof entry === "string"
-      ? { source: { type: "url", url: entry }, metadata: shared }
+      ? { source: { type: "url", url: entry }, ...shared }
       : {
           source: { type: "url", url: entry.url },
-          metadata:
-            entry.metadata === undefined
-              ? shared
-              : parseImageMetadata({ value: entry.metadata, maxBytes: maxMetadataBytes }),
+          ...(entry.metadata === undefined
+            ? shared
+            : itemMetadata(() => parseImageMetadata({ value: entry.metadata, maxBytes: maxMetadataBytes }))),
         },
   );
 }
 
 /** The /v1/images route. */
-export function createImagesRoute({ images: ingester, jobs, config }: ImagesRouteOptions) {
+export function createImagesRoute({ images: ingester, jobs, config, audit }: ImagesRouteOptions) {
   const route = defineRoute(
     {
       method: "post",
@@ -242,6 +272,7 @@ export function createImagesRoute({ images: ingester, jobs, config }: ImagesRout
         items: items.map((item) => ({ describe: describeImageItem(item), input: item })),
         run: ({ items: work, signal, report }) =>
           ingester.ingest({ tenant, items: work, defaultSource, signal, report }),
+        audit: jobAudit(c, ROUTE, audit),
       });
       c.header("location", `/v1/jobs/${job.id}`);
       return c.json({ job: { id: job.id, status: job.status } }, 202);
@@ -269,6 +300,14 @@ export function createImagesRoute({ images: ingester, jobs, config }: ImagesRout
         status: outcome.status,
         ...(outcome.status === "failed" ? { error: outcome.error } : {}),
       };
+    });
+    await recordWrite({
+      c,
+      log: audit,
+      action: "ingest",
+      route: ROUTE,
+      itemIds: outcomes.flatMap((outcome) => (outcome?.status === "stored" ? [outcome.id] : [])),
+      detail: { kind: "images", counts: countOutcomes(answer) },
     });
     const batch = answerBatch({ items: answer, noun: "image", requestId: c.get("requestId") });
     return batch.status === 200 ? c.json(batch.body, 200) : c.json(batch.body, 422);

@@ -5,9 +5,11 @@
  * removed; 404 when the tenant has no such item.
  */
 import { z } from "@hono/zod-openapi";
+import type { AuditLog } from "../../audit/audit-log.ts";
 import { deleteItem } from "../../ingest/items.ts";
 import type { BlobStore } from "../../media/blob-store.ts";
 import type { VectorStore } from "../../store/index.ts";
+import { recordWrite } from "../batch-outcome.ts";
 import {
   createRouter,
   defineRoute,
@@ -31,6 +33,8 @@ export const deleteItemResponseSchema = z.object({
 export interface ItemsRouteOptions {
   store: VectorStore;
   blobs: BlobStore;
+  /** The audit trail: each delete is recorded as a `delete` line. */
+  audit?: AuditLog;
 }
 
 /** DELETE /v1/items/{id}. */
@@ -59,10 +63,18 @@ export const deleteItemRoute = defineRoute(
 );
 
 /** The /v1/items routes. */
-export function createItemsRoute({ store, blobs }: ItemsRouteOptions) {
+export function createItemsRoute({ store, blobs, audit }: ItemsRouteOptions) {
   return createRouter().openapi(deleteItemRoute, async (c) => {
     const deleted = await deleteItem({ store, blobs, tenant: c.get("tenant"), id: c.req.valid("param").id });
     c.get("logger").info({ deleted }, "item deleted");
+    await recordWrite({
+      c,
+      log: audit,
+      action: "delete",
+      route: "DELETE /v1/items/{id}",
+      itemIds: [deleted.id],
+      detail: { kind: deleted.kind, records: deleted.records, blobsRemoved: deleted.blobsRemoved },
+    });
     return c.json({ deleted }, 200);
   });
 }

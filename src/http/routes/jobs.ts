@@ -7,6 +7,7 @@
  */
 import { z } from "@hono/zod-openapi";
 import type { JobItem, JobRegistry, JobSnapshot } from "../../ingest/jobs.ts";
+import { auditActor } from "../batch-outcome.ts";
 import { errorEnvelope } from "../errors.ts";
 import {
   createRouter,
@@ -21,6 +22,10 @@ import { sseResponse } from "../sse.ts";
 export const jobErrorSchema = z.object({
   code: z.string(),
   message: z.string(),
+  field: z
+    .string()
+    .optional()
+    .describe("the input field at fault, when one is (`metadata.title`, `question`)"),
 });
 
 /** One item of a job; what describes it (`filename`, `url`, `file`) is spread into it. */
@@ -194,8 +199,13 @@ export function createJobsRoute({ jobs }: JobsRouteOptions) {
         },
       });
     })
-    .openapi(resumeJobRoute, (c) => {
-      const job = jobs.resume({ id: c.req.valid("param").id, tenant: c.get("tenant") });
+    .openapi(resumeJobRoute, async (c) => {
+      const job = await jobs.resume({
+        id: c.req.valid("param").id,
+        tenant: c.get("tenant"),
+        // Recorded in the job's audit trail; the items the new run stores are this caller's doing.
+        actor: auditActor(c, "POST /v1/jobs/{id}/resume"),
+      });
       return c.json({ job: jobToJson(job) }, 202);
     });
 }

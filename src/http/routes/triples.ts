@@ -10,6 +10,7 @@
  */
 import { z } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
+import type { AuditLog } from "../../audit/audit-log.ts";
 import { MediaError, ValidationError } from "../../errors.ts";
 import type { JobItemOutcome, JobRegistry } from "../../ingest/jobs.ts";
 import {
@@ -21,7 +22,7 @@ import {
   type TripleItemResult,
 } from "../../ingest/triple-ingest.ts";
 import { parseImageReference } from "../../search/index.ts";
-import { answerBatch } from "../batch-outcome.ts";
+import { answerBatch, countOutcomes, jobAudit, recordWrite } from "../batch-outcome.ts";
 import type { AppContext } from "../context.ts";
 import { errorEnvelopeSchema } from "../errors.ts";
 import {
@@ -33,7 +34,7 @@ import {
   payloadTooLargeResponse,
   uploadSchema,
 } from "../openapi.ts";
-import { asyncQuerySchema, jobAcceptedSchema, jobCountsSchema, wantsJob } from "./jobs.ts";
+import { asyncQuerySchema, jobAcceptedSchema, jobCountsSchema, jobErrorSchema, wantsJob } from "./jobs.ts";
 import { isMultipart, parseRequest } from "./search.ts";
 
 /** The triples route's limits, from the configuration. */
@@ -47,6 +48,9 @@ export interface TriplesLimits {
   /** Requests with more triples run as a job (`LOUPE_INGEST_SYNC_MAX_ITEMS`). */
   ingestSyncMaxItems: number;
 }
+
+/** The route as the audit trail names it. */
+const ROUTE = "POST /v1/triples";
 
 /** Triples handed to a job at a time, so its progress moves as they are stored. */
 const JOB_CHUNK = 32;
@@ -105,7 +109,7 @@ export const tripleItemResultSchema = z.object({
   index: z.number().int(),
   status: z.enum(["stored", "skipped", "failed"]),
   id: z.string().optional(),
-  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  error: jobErrorSchema.optional(),
 });
 
 /** Body of a 200 from /v1/triples (the counters are those of jobs: `done` counts stored triples). */
@@ -173,10 +177,9 @@ function failure(index: number, error: unknown): TripleItemResult {
 
 function toOutcome(result: TripleItemResult): JobItemOutcome {
   if (result.status === "failed") {
-    const { code, message } = result.error ?? { code: "internal_error", message: "The item failed." };
     return {
       status: "failed",
-      error: { code, message },
+      error: result.error ?? { code: "internal_error", message: "The item failed." },
       ...(result.id === undefined ? {} : { id: result.id }),
     };
   }
@@ -188,10 +191,13 @@ export function createTriplesRoute({
   triples,
   config,
   jobs,
+  audit,
 }: {
   triples: TripleIngester;
   config: TriplesLimits;
   jobs: JobRegistry;
+  /** The audit trail: stored triples are recorded as `ingest` lines. */
+  audit?: AuditLog;
 }) {
   const route = defineRoute(
     {
@@ -294,6 +300,7 @@ export function createTriplesRoute({
             }
           }
         },
+        audit: jobAudit(c, ROUTE, audit),
       });
       c.header("location", `/v1/jobs/${job.id}`);
       return c.json({ job: { id: job.id, status: job.status } }, 202);
@@ -306,6 +313,16 @@ export function createTriplesRoute({
     outcome.items.forEach((result, position) => {
       const index = valid[position]?.index ?? position;
       results[index] = { ...result, index };
+    });
+    await recordWrite({
+      c,
+      log: audit,
+      action: "ingest",
+      route: ROUTE,
+      itemIds: results.flatMap((result) =>
+        result.status === "stored" && result.id !== undefined ? [result.id] : [],
+      ),
+      detail: { kind: "triples", counts: countOutcomes(results) },
     });
     const batch = answerBatch({ items: results, noun: "triple", requestId: c.get("requestId") });
     return batch.status === 200 ? c.json(batch.body, 200) : c.json(batch.body, 422);

@@ -12,11 +12,14 @@
  */
 import { z } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
+import type { AuditLog } from "../../audit/audit-log.ts";
 import type { Config } from "../../config.ts";
 import { AppError, invalidInput, MediaError, ValidationError } from "../../errors.ts";
-import type { JobItemOutcome, JobRegistry } from "../../ingest/jobs.ts";
+import { type JobItemOutcome, type JobRegistry, toJobError } from "../../ingest/jobs.ts";
+import { assertStorableText, toStorableText } from "../../ingest/storable-text.ts";
 import { type IngestedVideo, VIDEO_CONTENT_TYPES, type VideoIngester } from "../../ingest/video-ingest.ts";
 import { fetchUrl } from "../../media/url-fetcher.ts";
+import { jobAudit, recordWrite } from "../batch-outcome.ts";
 import type { AppContext } from "../context.ts";
 import {
   asList,
@@ -30,7 +33,10 @@ import {
   repeatable,
   uploadSchema,
 } from "../openapi.ts";
-import { asyncQuerySchema, jobAcceptedSchema, wantsJob } from "./jobs.ts";
+import { asyncQuerySchema, jobAcceptedSchema, jobErrorSchema, wantsJob } from "./jobs.ts";
+
+/** The route as the audit trail names it. */
+const ROUTE = "POST /v1/videos";
 
 /** Keys of caller metadata: identifiers, so each is filterable as `metadata.<key>`. */
 const METADATA_KEY = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
@@ -101,7 +107,7 @@ export const videoItemResultSchema = z.object({
   id: z.string().optional().describe("video id (vid_…)"),
   durationSeconds: z.number().optional(),
   segments: z.array(videoSegmentResultSchema).optional(),
-  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  error: jobErrorSchema.optional(),
 });
 
 /** Body of a 200 from POST /v1/videos. */
@@ -147,6 +153,8 @@ function parseMetadata(raw: unknown, maxBytes: number): z.infer<typeof videoMeta
   }
   const size = Buffer.byteLength(JSON.stringify(value ?? {}));
   if (size > maxBytes) throw metadataTooLarge(size, maxBytes);
+  // Shared by every video of the request, so text the store cannot keep refuses the request, naming the field.
+  assertStorableText(value ?? {}, "metadata");
   const parsed = videoMetadataSchema.safeParse(value ?? {}, { reportInput: true });
   if (!parsed.success) throw invalidInput(parsed.error, { subject: "metadata", root: "metadata" });
   return parsed.data;
@@ -177,7 +185,7 @@ async function fromForm(
   const metadata = parseMetadata(form.metadata, config.maxMetadataBytes);
   const inputs: VideoInput[] = [];
   for (const [index, file] of files.entries()) {
-    const filename = file.name.slice(0, 255) || `video-${index}`;
+    const filename = toStorableText(file.name).slice(0, 255) || `video-${index}`;
     const type = file.type.split(";")[0]?.trim().toLowerCase() ?? "";
     const allowed: readonly string[] = VIDEO_CONTENT_TYPES;
     if (type !== "" && type !== "application/octet-stream" && !allowed.includes(type)) {
@@ -219,9 +227,13 @@ async function fromJson(
         maxRedirects: config.urlMaxRedirects,
         signal: c.req.raw.signal,
       });
-      inputs.push({ describe: { url }, source: metadata.source ?? "url", bytes: fetched.bytes });
+      inputs.push({
+        describe: { url: toStorableText(url) },
+        source: metadata.source ?? "url",
+        bytes: fetched.bytes,
+      });
     } catch (error) {
-      inputs.push({ describe: { url }, source: "url", error: asAppError(error) });
+      inputs.push({ describe: { url: toStorableText(url) }, source: "url", error: asAppError(error) });
     }
   }
   return { inputs, metadata };
@@ -239,7 +251,7 @@ function resultOf(index: number, input: VideoInput, video: IngestedVideo): Video
 }
 
 function failureOf(index: number, input: VideoInput, error: AppError): VideoItemResult {
-  return { index, ...input.describe, status: "failed", error: { code: error.code, message: error.message } };
+  return { index, ...input.describe, status: "failed", error: toJobError(error) };
 }
 
 /** The /v1/videos route. */
@@ -247,10 +259,13 @@ export function createVideosRoute({
   videos,
   jobs,
   config,
+  audit,
 }: {
   videos: VideoIngester;
   jobs: JobRegistry;
   config: VideosRouteConfig;
+  /** The audit trail: stored videos are recorded as `ingest` lines. */
+  audit?: AuditLog;
 }) {
   const maxBody = config.videoMaxBytes + 1024 * 1024;
   const route = defineRoute(
@@ -348,7 +363,7 @@ export function createVideosRoute({
               const error =
                 input.error ??
                 new ValidationError("The video's bytes are no longer available; send it again.");
-              report(index, { status: "failed", error: { code: error.code, message: error.message } });
+              report(index, { status: "failed", error: toJobError(error) });
               continue;
             }
             let outcome: JobItemOutcome;
@@ -360,12 +375,12 @@ export function createVideosRoute({
                 detail: { segments: video.segments.length, durationSeconds: video.durationSeconds },
               };
             } catch (error) {
-              const appError = asAppError(error);
-              outcome = { status: "failed", error: { code: appError.code, message: appError.message } };
+              outcome = { status: "failed", error: toJobError(asAppError(error)) };
             }
             report(index, outcome);
           }
         },
+        audit: jobAudit(c, ROUTE, audit),
       });
       c.header("location", `/v1/jobs/${job.id}`);
       return c.json({ job: { id: job.id, status: job.status } }, 202);
@@ -391,6 +406,23 @@ export function createVideosRoute({
     }
     const counts = { stored: 0, skipped: 0, failed: 0 };
     for (const result of results) counts[result.status] += 1;
+    await recordWrite({
+      c,
+      log: audit,
+      action: "ingest",
+      route: ROUTE,
+      itemIds: results.flatMap((result) =>
+        result.status === "stored" && result.id !== undefined ? [result.id] : [],
+      ),
+      detail: {
+        kind: "videos",
+        counts,
+        segments: results.reduce(
+          (sum, result) => sum + (result.status === "stored" ? (result.segments?.length ?? 0) : 0),
+          0,
+        ),
+      },
+    });
     const first = errors[0];
     if (counts.failed === results.length && first !== undefined) {
       const prefix = results.length === 1 ? "" : `All ${results.length} videos failed; the first: `;

@@ -264,7 +264,7 @@ describe("POST /v1/images", () => {
     expect(body.error.message).toContain("LOUPE_MAX_UPLOAD_BYTES");
   });
 
-  it("refuses malformed requests with 400/415 naming what is allowed", async () => {
+  it("refuses malformed requests with 400/415 naming what is allowed, and bad metadata per item", async () => {
     const noFiles = new FormData();
     noFiles.append("other", "x");
     const unknownField = await post(noFiles);
@@ -273,13 +273,17 @@ describe("POST /v1/images", () => {
       'allowed fields are "files"',
     );
 
+    // Metadata belongs to its item: a bad one fails that item alone (here the only one, so 422).
     const badMetadata = await post(
       multipart({ files: [{ name: "a.jpg", bytes: images[0] as Buffer }], metadata: [{ sha256: "x" }] }),
     );
-    expect(badMetadata.status).toBe(400);
-    expect(((await badMetadata.json()) as { error: { message: string } }).error.message).toContain(
-      'metadata key "sha256" is reserved',
-    );
+    expect(badMetadata.status).toBe(422);
+    const badBody = (await badMetadata.json()) as {
+      error: { code: string; message: string };
+      items: Array<{ status: string; error?: { message: string } }>;
+    };
+    expect(badBody.error.code).toBe("all_items_failed");
+    expect(badBody.items[0]?.error?.message).toContain('metadata key "sha256" is reserved');
 
     const noUrls = await post({ urls: [] });
     expect(noUrls.status).toBe(400);
