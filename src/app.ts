@@ -18,6 +18,7 @@ import { hostCheck } from "./http/auth/host-check.ts";
 import { originCheck } from "./http/auth/origin-check.ts";
 import type { AppEnv } from "./http/context.ts";
 import { handleError, handleNotFound } from "./http/errors.ts";
+import { requestLimits } from "./http/limits/request-limits.ts";
 import { buildOpenApiDocument, createRouter } from "./http/openapi.ts";
 import { createAdminKeysRoute } from "./http/routes/admin-keys.ts";
 import { createChatRoute } from "./http/routes/chat.ts";
@@ -47,6 +48,7 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
 
   // Incoming ids are kept only if short and made of [A-Za-z0-9_=-], so they are safe in logs and headers.
   app.use(requestId({ limitLength: 128 }));
+  app.use(requestLimits({ limiter: services.limiter, config: services.config }));
   app.use(async (c, next) => {
     const logger = services.logger.child({ requestId: c.get("requestId") });
     c.set("logger", logger);

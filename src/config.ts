@@ -342,6 +342,70 @@ export const settings = {
     description:
       "Largest request body of `POST /v1/images`, in bytes (all files together); larger bodies get 413.",
   },
+  maxJsonBytes: {
+    env: "LOUPE_MAX_JSON_BYTES",
+    schema: integer({ min: 1024, max: 1_073_741_824 }),
+    default: "33554432",
+    allowed: "integer 1024–1073741824",
+    description:
+      "Largest JSON request body, in bytes, on every route; counted while it arrives, so a larger one gets 413 as soon as its `Content-Length` or its bytes pass the limit. The default (32 MiB) fits a chat with `LOUPE_CHAT_MAX_IMAGES` (4) images of up to about 5.8 MB each as data URLs; larger images go as multipart uploads.",
+  },
+  rateLimitPerSecond: {
+    env: "LOUPE_RATE_LIMIT_PER_SECOND",
+    schema: decimal({ min: 0, max: 1_000_000 }),
+    default: "50",
+    allowed: "number 0–1000000 (0 turns rate limiting off)",
+    description:
+      "Tokens per second refilled into each caller's bucket (per API key, or per client address when authentication is off); a call takes its route's cost (reads 1, classify and VQA 2, chat and ingest 5). An empty bucket answers 429 with `Retry-After`. A key may carry its own rate.",
+  },
+  rateLimitBurst: {
+    env: "LOUPE_RATE_LIMIT_BURST",
+    schema: integer({ min: 1, max: 1_000_000 }),
+    default: "100",
+    allowed: "integer 1–1000000",
+    description:
+      "Size of each caller's token bucket: the most cost a caller may spend at once after being idle. A call costing more than the bucket holds is charged the whole bucket.",
+  },
+  maxHeavyPerTenant: {
+    env: "LOUPE_MAX_HEAVY_PER_TENANT",
+    schema: integer({ min: 0, max: 100_000 }),
+    default: "8",
+    allowed: "integer 0–100000 (0: no cap)",
+    description:
+      "Most heavy requests (cost 2 and more: classify, VQA, chat, ingest) one tenant may have running at once, counted from when the body has arrived until the answer (or its event stream) ends; one more answers 429.",
+  },
+  headersTimeoutMs: {
+    env: "LOUPE_HEADERS_TIMEOUT_MS",
+    schema: integer({ min: 100, max: 600_000 }),
+    default: "20000",
+    allowed: "integer 100–600000 (at most `LOUPE_REQUEST_TIMEOUT_MS`)",
+    description:
+      "Time a client has to send a request's headers, in milliseconds; a slower one gets 408 and its connection is closed.",
+  },
+  requestTimeoutMs: {
+    env: "LOUPE_REQUEST_TIMEOUT_MS",
+    schema: integer({ min: 100, max: 3_600_000 }),
+    default: "300000",
+    allowed: "integer 100–3600000",
+    description:
+      "Time a client has to send a whole request, body included, in milliseconds; a slower one gets 408 and its connection is closed. Responses (event streams too) are not bounded by it. The default lets a 500 MB video upload arrive at about 14 Mbit/s.",
+  },
+  keepAliveTimeoutMs: {
+    env: "LOUPE_KEEP_ALIVE_TIMEOUT_MS",
+    schema: integer({ min: 100, max: 600_000 }),
+    default: "5000",
+    allowed: "integer 100–600000",
+    description:
+      "How long an idle keep-alive connection is kept open for the next request, in milliseconds. Behind a load balancer, set it above the balancer's idle timeout.",
+  },
+  maxConnections: {
+    env: "LOUPE_MAX_CONNECTIONS",
+    schema: integer({ min: 1, max: 1_000_000 }),
+    default: "512",
+    allowed: "integer 1–1000000",
+    description:
+      "Most open client connections; further ones are closed as they arrive until some end. The default stays under the common limit of 1024 open files, leaving room for blobs, models and Milvus.",
+  },
   maxItemsPerRequest: {
     env: "LOUPE_MAX_ITEMS_PER_REQUEST",
     schema: integer({ min: 1, max: 100_000 }),

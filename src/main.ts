@@ -55,6 +55,11 @@ export async function startLoupe({
       fetch: createApp(services).fetch,
       host: config.host,
       port: config.port,
+      headersTimeoutMs: config.headersTimeoutMs,
+      requestTimeoutMs: config.requestTimeoutMs,
+      keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+      maxConnections: config.maxConnections,
+      logger,
     });
     logger.info({ url: http.url }, "loupe is listening");
     let stopping: Promise<void> | undefined;

@@ -12,6 +12,8 @@ import { createFileKeyStore, keyStoreDir } from "./auth/file-key-store.ts";
 import type { KeyStore } from "./auth/key-store.ts";
 import type { Config } from "./config.ts";
 import { ModelPackError } from "./errors.ts";
+import { createMemoryRateLimiter } from "./http/limits/memory-rate-limiter.ts";
+import type { RateLimiter } from "./http/limits/rate-limiter.ts";
 import { mediaRouteUrls } from "./http/media-urls.ts";
 import { createDefaultTenantResolver, type TenantResolver } from "./http/tenant.ts";
 import { loadModelPack, type ModelPack, readModelPackInfo } from "./inference/model-pack.ts";
@@ -62,6 +64,8 @@ export interface ServiceParts {
   audit?: AuditLog;
   /** The API keys requests are authenticated with; `<LOUPE_DATA_DIR>/auth/keys.json` when absent. */
   keys?: KeyStore;
+  /** State of the rate limits and the heavy-request caps; in this process's memory when absent. */
+  limiter?: RateLimiter;
 }
 
 /** Everything the HTTP layer, the CLI, the evals and library users work with, each built once. */
@@ -70,6 +74,7 @@ export interface LoupeServices extends ServiceParts {
   urls: MediaUrls;
   audit: AuditLog;
   keys: KeyStore;
+  limiter: RateLimiter;
   /** Stored media read and written through the blob store. */
   media: MediaReader & MediaWriter;
   /** Search, recommendation, zero-shot classification and auto-tags. */
@@ -110,6 +115,7 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
       secret: config.keySecret,
       tenantPattern: TENANT_PATTERN,
     });
+  const limiter = parts.limiter ?? createMemoryRateLimiter();
   const media = blobMedia(blobs);
   const urlSettings = {
     timeoutMs: config.urlTimeoutMs,
@@ -165,7 +171,20 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     logger: logger.child({ component: "chat" }),
     config,
   });
-  return { ...parts, resolveTenant, urls, audit, keys, media, search, images, videos, triples, chain };
+  return {
+    ...parts,
+    resolveTenant,
+    urls,
+    audit,
+    keys,
+    limiter,
+    media,
+    search,
+    images,
+    videos,
+    triples,
+    chain,
+  };
 }
 
 /**

@@ -14,6 +14,9 @@ import { AppError, invalidInput, ValidationError } from "../errors.ts";
 import { accessGate, type RouteAccess } from "./access.ts";
 import type { AppEnv } from "./context.ts";
 import { errorEnvelopeSchema } from "./errors.ts";
+import { HEAVY_COST, heavyGate } from "./limits/heavy-gate.ts";
+import { type BodyLimitAdvice, bodyIsEmpty, readBodyWithin } from "./limits/request-body.ts";
+import { DEFAULT_MAX_JSON_BYTES, limitsOf } from "./limits/request-limits.ts";
 
 /** What a validation target is called in messages. */
 const subjectByTarget: Record<string, string> = {
@@ -98,13 +101,30 @@ function mediaTypeOf(header: string | undefined): string {
   return (header ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
 }
 
+/** What a JSON body over `LOUPE_MAX_JSON_BYTES` is told to do, by whether the route takes multipart. */
+function jsonLimitAdvice(types: readonly string[]): BodyLimitAdvice {
+  return {
+    setting: "LOUPE_MAX_JSON_BYTES",
+    fix: types.includes("multipart/form-data")
+      ? "Send images and videos as multipart/form-data uploads instead of base64 or data URLs in JSON, or raise LOUPE_MAX_JSON_BYTES."
+      : "Send fewer or smaller inline images, refer to stored items by id, or send images as multipart uploads to a route that takes them (POST /v1/chat takes them; this one does not); or raise LOUPE_MAX_JSON_BYTES.",
+  };
+}
+
 /**
  * Checks a request body before the declaration validates it: its content type must be one the route
  * declares, and a JSON body must parse into one object. Both get one message each, the same on every
- * route, instead of the validators' generic ones.
+ * route, instead of the validators' generic ones. A JSON body is read here, at most
+ * `LOUPE_MAX_JSON_BYTES` counted as it arrives (413 as soon as it is passed), and its text cached for the
+ * validator; when the route has body limits of its own after this gate (`rereadable`), the request is
+ * given the bytes again so that they can count them.
  */
-function bodyGate(types: readonly string[], options: BodyGateOptions): MiddlewareHandler<AppEnv> {
+function bodyGate(
+  types: readonly string[],
+  { rereadable, ...options }: BodyGateOptions & { rereadable: boolean },
+): MiddlewareHandler<AppEnv> {
   const declaresJson = types.some((type) => JSON_TYPE.test(type));
+  const advice = jsonLimitAdvice(types);
   const refuse = (type: string) => {
     const message = `Unsupported content type ${JSON.stringify(type.slice(0, 80) || "(none)")}; send ${types.join(" or ")}.`;
     return options.unsupportedStatus === 415
@@ -115,17 +135,22 @@ function bodyGate(types: readonly string[], options: BodyGateOptions): Middlewar
     const type = mediaTypeOf(c.req.header("content-type"));
     if (type === "") {
       // No content type: no validator runs, so only a route whose body may be left out takes none.
-      if (options.emptyJsonIsObject !== true || (await c.req.text()).length > 0) throw refuse(type);
+      if (options.emptyJsonIsObject !== true || !(await bodyIsEmpty(c))) throw refuse(type);
       return next();
     }
     if (!types.includes(type) && !(declaresJson && JSON_TYPE.test(type))) throw refuse(type);
     if (JSON_TYPE.test(type)) {
-      const text = await c.req.text();
+      const limit = limitsOf(c)?.maxJsonBytes ?? DEFAULT_MAX_JSON_BYTES;
+      const bytes = await readBodyWithin(c, { limit, advice });
+      if (rereadable) c.req.raw = new Request(c.req.raw, { body: bytes as Uint8Array<ArrayBuffer> });
+      const text = new TextDecoder().decode(bytes);
+      const cache = c.req.bodyCache as { text?: Promise<string> };
       if (options.emptyJsonIsObject === true && text.trim().length === 0) {
         // The validator parses the cached text, so an empty body reads as the empty object.
-        (c.req.bodyCache as { text?: Promise<string> }).text = Promise.resolve("{}");
+        cache.text = Promise.resolve("{}");
         return next();
       }
+      cache.text = Promise.resolve(text);
       let body: unknown;
       try {
         body = JSON.parse(text);
@@ -145,11 +170,58 @@ export interface DefineRouteOptions extends BodyGateOptions {
   access: RouteAccess;
 }
 
+/** 429 of every route with a cost. */
+const tooManyRequestsResponse = {
+  ...errorResponse(
+    "Too many requests: the caller's rate limit is spent (code `rate_limited`), or, on a heavy route (cost 2 and more), the tenant already runs the most heavy requests allowed at once (code `too_many_concurrent_requests`). `Retry-After` says when to retry.",
+  ),
+  headers: {
+    "Retry-After": {
+      description: "Seconds to wait before retrying.",
+      schema: { type: "integer" as const, minimum: 1 },
+    },
+    RateLimit: {
+      description:
+        'What is left of the caller\'s bucket (IETF draft-ietf-httpapi-ratelimit-headers), e.g. `"default";r=0;t=2`: `r` tokens left, full again in `t` seconds.',
+      schema: { type: "string" as const },
+    },
+    "RateLimit-Policy": {
+      description:
+        'The caller\'s bucket, e.g. `"default";q=100;w=2`: `q` tokens, refilled completely in `w` seconds; `"key"` when the API key carries its own rate.',
+      schema: { type: "string" as const },
+    },
+  },
+};
+
+/** What the 413 of a route with a JSON body says about `LOUPE_MAX_JSON_BYTES`. */
+const jsonLimitText =
+  "A JSON body over LOUPE_MAX_JSON_BYTES is answered as soon as its Content-Length or its bytes pass the limit.";
+
+/**
+ * The declared responses plus those every route of its kind can give: 429 on a route with a cost,
+ * 413 on a route with a body (its own 413, if it declares one, is told about the JSON limit too).
+ */
+function withLimitResponses(route: RouteConfig, access: RouteAccess): RouteConfig["responses"] {
+  const responses: RouteConfig["responses"] = { ...route.responses };
+  if (access.scope !== "public" && responses[429] === undefined) responses[429] = tooManyRequestsResponse;
+  const types = Object.keys(route.request?.body?.content ?? {});
+  if (types.some((type) => JSON_TYPE.test(type))) {
+    const declared = responses[413];
+    responses[413] =
+      declared === undefined || "$ref" in declared
+        ? errorResponse(`The body is over the limit. ${jsonLimitText}`)
+        : { ...declared, description: `${declared.description} ${jsonLimitText}` };
+  }
+  return responses;
+}
+
 /**
  * Declares a route (`createRoute`) with its access rule and, for a route with a body, the body gate for
  * the content types its body declares, so that both are written once: in the declaration the document is
- * generated from. The access gate runs first, so a caller without the scope is refused before any body
- * is read.
+ * generated from. The gates run in this order, so that no work is done for a request a cheaper check
+ * refuses: the access gate (scope, then the cost taken from the caller's rate limit, before any body is
+ * read), the body gate (content type; a JSON body read within LOUPE_MAX_JSON_BYTES), the route's own
+ * middleware (its body limits), then, on a heavy route, the tenant's cap on heavy requests at once.
  */
 export function defineRoute<Route extends RouteConfig>(
   route: Route,
@@ -164,14 +236,19 @@ export function defineRoute<Route extends RouteConfig>(
         : [route.middleware];
   const declared = {
     ...route,
+    responses: withLimitResponses(route, access),
     ...(access.scope === "public" ? {} : { "x-loupe-scope": access.scope, "x-loupe-cost": access.cost }),
   };
+  const heavy = access.scope !== "public" && access.cost >= HEAVY_COST;
   return createRoute({
     ...declared,
     middleware: [
       ...accessGate(access),
+      ...(content === undefined
+        ? []
+        : [bodyGate(Object.keys(content), { ...bodyOptions, rereadable: middleware.length > 0 })]),
       ...middleware,
-      ...(content === undefined ? [] : [bodyGate(Object.keys(content), bodyOptions)]),
+      ...(heavy ? [heavyGate()] : []),
     ],
   }) as Route;
 }
