@@ -18,6 +18,8 @@ export function clientAddress(c: Context): string | undefined {
 
 /** An IPv4 address as is (IPv4-mapped IPv6 unwrapped); an IPv6 address as its /64 network. */
 export function addressBucket(address: string): string {
+  // The common case, a plain IPv4 address from Node, needs no parsing.
+  if (!address.includes(":")) return address;
   if (!ipaddr.isValid(address)) return address;
   const parsed = ipaddr.process(address);
   if (parsed.kind() === "ipv4") return parsed.toString();

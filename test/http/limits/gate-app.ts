@@ -1,6 +1,7 @@
 /**
  * A small app of routes declared with `defineRoute` behind the limits middleware, for the gate tests: a
- * cheap read, a heavy JSON-or-multipart route, a heavy event stream, and a route with its own body limit.
+ * cheap read, a heavy JSON-or-multipart route, heavy event streams (quick and slow), and a route with its
+ * own body limit.
  * The principal is fixed by the test, as the authentication middleware would set it.
  */
 import { z } from "@hono/zod-openapi";
@@ -133,6 +134,26 @@ export function gateApp(options: GateAppOptions = {}) {
     );
   });
   app.openapi(limited, (c) => c.json(c.req.valid("json"), 200));
+  // An event every 100 ms, 50 at most: long enough for a client to leave in the middle.
+  const slowStream = defineRoute(
+    { method: "get", path: "/slow-stream", responses: { 200: { description: "events" } } },
+    { access: { scope: "read", cost: 5 } },
+  );
+  app.openapi(slowStream, () => {
+    const encoder = new TextEncoder();
+    let sent = 0;
+    return new Response(
+      new ReadableStream({
+        async pull(controller) {
+          if (sent > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+          sent += 1;
+          if (sent > 50) controller.close();
+          else controller.enqueue(encoder.encode(`data: ${sent}\n\n`));
+        },
+      }),
+      { headers: { "content-type": "text/event-stream" } },
+    );
+  });
   app.onError(handleError);
   app.notFound(handleNotFound);
   return app;

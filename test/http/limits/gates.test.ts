@@ -4,8 +4,10 @@
  * LOUPE_MAX_JSON_BYTES as it arrives. Over real HTTP they are exercised in limits-http.test.ts.
  */
 import { describe, expect, it } from "vitest";
+import { parseConfig } from "../../../src/config.ts";
 import { addressBucket } from "../../../src/http/limits/client-address.ts";
 import { createMemoryRateLimiter } from "../../../src/http/limits/memory-rate-limiter.ts";
+import { DEFAULT_MAX_JSON_BYTES } from "../../../src/http/limits/request-limits.ts";
 import { buildOpenApiDocument } from "../../../src/http/openapi.ts";
 import { gateApp } from "./gate-app.ts";
 
@@ -177,6 +179,10 @@ function countedBody(total: number, size = 256) {
 }
 
 describe("the JSON body gate", () => {
+  it("defaults, without the limits middleware, to LOUPE_MAX_JSON_BYTES's default", () => {
+    expect(DEFAULT_MAX_JSON_BYTES).toBe(parseConfig({ env: {} }).maxJsonBytes);
+  });
+
   it("a Content-Length over LOUPE_MAX_JSON_BYTES → 413 before a byte is read, naming the limit and multipart", async () => {
     const { stream, state } = countedBody(5000);
     const response = await gateApp().request("/heavy", {

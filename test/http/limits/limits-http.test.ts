@@ -128,6 +128,33 @@ describe("rate limits over HTTP", () => {
   });
 });
 
+describe("the heavy-request cap over HTTP", () => {
+  it("an event stream holds its tenant's slot until it ends, or until its client leaves", async () => {
+    const app = gateApp({ maxHeavyPerTenant: 1, burst: 1000 });
+    const server = await startHttpServer({ fetch: app.fetch, host: "127.0.0.1", port: 0 });
+    servers.push(server);
+    const first = await fetch(`${server.url}/stream`);
+    expect(await first.text()).toBe("data: 1\n\ndata: 2\n\ndata: 3\n\n");
+    const slow = await fetch(`${server.url}/slow-stream`);
+    expect(slow.status).toBe(200);
+    const reader = slow.body?.getReader();
+    await reader?.read();
+    const held = await fetch(`${server.url}/stream`);
+    expect(held.status).toBe(429);
+    await held.body?.cancel();
+    // The client leaves mid-stream: the server cancels the stream, which frees the slot.
+    await reader?.cancel();
+    let status = 0;
+    for (let attempt = 0; attempt < 20 && status !== 200; attempt += 1) {
+      await sleep(50);
+      const next = await fetch(`${server.url}/stream`);
+      status = next.status;
+      await next.body?.cancel();
+    }
+    expect(status).toBe(200);
+  });
+});
+
 describe("JSON bodies within the limit, over HTTP", () => {
   /** A POST of `text` as JSON, streamed without Content-Length (chunked) or with it. */
   async function post(url: string, text: string, chunked: boolean) {
