@@ -395,6 +395,18 @@ describe("CORS", () => {
     expect(refused.headers.get("access-control-allow-origin")).toBeNull();
   });
 
+  it("gives a key's results no CORS answer for an origin that only another key lists", async () => {
+    const { app, createKey } = await setUp();
+    await createKey({ tenant: "globex", publishable: true, origins: [APP_ORIGIN] });
+    const secret = await createKey({ tenant: "acme", scopes: ["read"] });
+    const read = await app.request("/v1/models", { headers: bearer(secret.key, { origin: APP_ORIGIN }) });
+    expect(read.status).toBe(200);
+    expect(read.headers.get("access-control-allow-origin")).toBeNull();
+    const refused = await app.request("/v1/models", { headers: { origin: APP_ORIGIN } });
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get("access-control-allow-origin")).toBe(APP_ORIGIN);
+  });
+
   it("stops answering for an origin once the key listing it is revoked", async () => {
     const { app, createKey, keys } = await setUp();
     await createKey({ tenant: "acme", scopes: ["read"] });

@@ -2,9 +2,10 @@
  * CORS for the web origins that keys list (publishable keys for an embedded assistant, or keys made
  * with `--origins`), and for no other: a preflight from a listed origin is answered 204 with what it
  * may send; one from any other origin 403 in the error envelope; actual responses to a listed origin
- * carry `Access-Control-Allow-Origin` (errors included, so the page can read why). Credentials
- * (cookies) are never allowed: keys travel in headers. Whether the key used may be used from that
- * origin is checked afterwards, per key (`authenticate`, `originCheck`).
+ * carry `Access-Control-Allow-Origin` when the key used lists the origin, and so do refusals before a
+ * key was accepted (so the page can read why). Credentials (cookies) are never allowed: keys travel in
+ * headers. Whether the key used may be used from that origin is checked per key (`authenticate`,
+ * `originCheck`).
  */
 import type { MiddlewareHandler } from "hono";
 import type { KeyStore } from "../../auth/key-store.ts";
@@ -52,7 +53,13 @@ export function cors({ keys, auth }: CorsOptions): MiddlewareHandler<AppEnv> {
     }
     await next();
     c.res.headers.append("vary", "Origin");
-    if (allowed) {
+    // A key that does not list this origin gets no CORS answer for its results; refusals (no principal
+    // yet, or none with a key) still get one, so the page can read why.
+    const principal = c.get("principal");
+    const keyAllows =
+      principal?.keyId == null ||
+      (normalized !== undefined && principal.origins?.includes(normalized) === true);
+    if (allowed && keyAllows) {
       c.res.headers.set("access-control-allow-origin", origin);
       c.res.headers.set("access-control-expose-headers", EXPOSE_HEADERS);
     }
