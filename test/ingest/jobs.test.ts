@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
+import type { AuditEntry, AuditLog } from "../../src/audit/audit-log.ts";
 import { ConflictError, MediaError, NotFoundError, StoreError } from "../../src/errors.ts";
-import { createJobRegistry, type JobEvent, type JobRunner } from "../../src/ingest/jobs.ts";
+import { AUDIT_BATCH, createJobRegistry, type JobEvent, type JobRunner } from "../../src/ingest/jobs.ts";
 
 /** A runner that stores even inputs, skips multiples of three and fails odd ones. */
 const evenOddRunner: JobRunner<number> = async ({ items, report }) => {
@@ -230,5 +231,100 @@ describe("JobRegistry", () => {
     expect(() => jobs.create({ tenant: "t", kind: "images", items: items([2]), run: evenOddRunner })).toThrow(
       /jobs are queued or running/,
     );
+  });
+});
+
+describe("JobRegistry audit trail", () => {
+  /** An audit log that keeps its entries in memory (this tests the registry's logic, not the file). */
+  function memoryAudit() {
+    const entries: AuditEntry[] = [];
+    const log: AuditLog = {
+      async record(entry) {
+        entries.push(entry);
+      },
+      async close() {},
+    };
+    return { entries, log };
+  }
+
+  it("records the ids a run stores for its creator, in lines of at most AUDIT_BATCH", async () => {
+    const { entries, log } = memoryAudit();
+    const jobs = createJobRegistry();
+    const values = Array.from({ length: AUDIT_BATCH + 3 }, (_, index) => 2 * (index + 1) * 5 + 2);
+    const created = jobs.create({
+      tenant: "t",
+      kind: "images",
+      items: items(values),
+      run: async ({ items: work, report }) => {
+        for (const { index, input } of work) report(index, { status: "stored", id: `img_${input}` });
+      },
+      audit: { log, keyId: "key_0123456789abcdef", route: "POST /v1/images", requestId: "req-1" },
+    });
+    await jobs.wait({ id: created.id, tenant: "t" });
+    expect(entries.map((entry) => entry.itemIds.length)).toEqual([AUDIT_BATCH, 3]);
+    expect(entries[0]).toMatchObject({
+      action: "ingest",
+      keyId: "key_0123456789abcdef",
+      tenant: "t",
+      route: "POST /v1/images",
+      requestId: "req-1",
+      detail: { jobId: created.id, kind: "images" },
+    });
+    expect(entries.flatMap((entry) => entry.itemIds)).toEqual(values.map((value) => `img_${value}`));
+  });
+
+  it("records a resume before its run, whose writes are the resumer's; skipped and failed items are not writes", async () => {
+    const { entries, log } = memoryAudit();
+    const jobs = createJobRegistry();
+    let failFirst = true;
+    const created = jobs.create({
+      tenant: "t",
+      kind: "images",
+      items: items([2, 3, 4]),
+      run: async ({ items: work, report }) => {
+        for (const { index, input } of work) {
+          if (input === 4 && failFirst) {
+            failFirst = false;
+            report(index, { status: "failed", error: { code: "x", message: "not yet" } });
+          } else if (input === 3) report(index, { status: "skipped", id: "img_3" });
+          else report(index, { status: "stored", id: `img_${input}` });
+        }
+      },
+      audit: { log, keyId: "key_aaaaaaaaaaaaaaaa", route: "POST /v1/images", requestId: "req-create" },
+    });
+    await jobs.wait({ id: created.id, tenant: "t" });
+    await jobs.resume({
+      id: created.id,
+      tenant: "t",
+      actor: { keyId: "key_bbbbbbbbbbbbbbbb", route: "POST /v1/jobs/{id}/resume", requestId: "req-resume" },
+    });
+    await jobs.wait({ id: created.id, tenant: "t" });
+    expect(entries.map((entry) => [entry.action, entry.keyId, entry.requestId, entry.itemIds])).toEqual([
+      ["ingest", "key_aaaaaaaaaaaaaaaa", "req-create", ["img_2"]],
+      ["job.resume", "key_bbbbbbbbbbbbbbbb", "req-resume", [created.id]],
+      ["ingest", "key_bbbbbbbbbbbbbbbb", "req-resume", ["img_4"]],
+    ]);
+  });
+
+  it("keeps the job's outcome when the audit log fails", async () => {
+    const jobs = createJobRegistry();
+    const created = jobs.create({
+      tenant: "t",
+      kind: "images",
+      items: items([2]),
+      run: evenOddRunner,
+      audit: {
+        log: {
+          record: async () => {
+            throw new Error("disk full");
+          },
+          close: async () => undefined,
+        },
+        keyId: null,
+        route: "POST /v1/images",
+        requestId: null,
+      },
+    });
+    expect((await jobs.wait({ id: created.id, tenant: "t" })).status).toBe("done");
   });
 });
