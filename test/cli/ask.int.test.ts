@@ -110,7 +110,7 @@ describe("loupe ask", () => {
       const send = async (input: string, init: RequestInit) => app.request(input, init);
       const events: ChatEvent[] = [];
       const result = await runAsk({
-        url: "http://loupe.test",
+        url: "http://localhost",
         question,
         imagePaths: [attachedImage],
         offline: true,
@@ -123,7 +123,7 @@ describe("loupe ask", () => {
       expect(result.citations.map((citation) => citation.id)).toContain("att_1");
 
       const refused = await runAsk({
-        url: "http://loupe.test",
+        url: "http://localhost",
         question,
         filter: '[{"field":"metadata.tags","op":"resembles","value":"red"}]',
         fetch: send,

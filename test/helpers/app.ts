@@ -7,6 +7,7 @@
 import os from "node:os";
 import path from "node:path";
 import { createApp } from "../../src/app.ts";
+import { createFileKeyStore } from "../../src/auth/file-key-store.ts";
 import { parseConfig } from "../../src/config.ts";
 import { unavailableModelPack } from "../../src/inference/unavailable-model-pack.ts";
 import { createJobRegistry } from "../../src/ingest/jobs.ts";
@@ -19,7 +20,7 @@ import {
   type OpenLoupeServices,
   type ServiceParts,
 } from "../../src/services.ts";
-import type { VectorStore } from "../../src/store/index.ts";
+import { TENANT_PATTERN, type VectorStore } from "../../src/store/index.ts";
 
 /** A store whose every use fails: routes under test must not reach it. */
 export const unusedStore = new Proxy({} as VectorStore, {
@@ -34,7 +35,11 @@ export interface TestServicesOptions extends Partial<Omit<ServiceParts, "config"
   logger?: Logger;
 }
 
-/** Services wired as in production over test parts; blobs go to a temporary directory never written. */
+/**
+ * Services wired as in production over test parts; blobs go to a temporary directory never written. Without
+ * `LOUPE_DATA_DIR` the key store is an empty one in a temporary directory, not `./data`'s (where a
+ * developer's `loupe keys create` would turn authentication on for these tests).
+ */
 export function makeTestServices({ env = {}, ...parts }: TestServicesOptions = {}): LoupeServices {
   const config = parseConfig({ env });
   return assembleServices({
@@ -44,6 +49,13 @@ export function makeTestServices({ env = {}, ...parts }: TestServicesOptions = {
     models: unavailableModelPack("not used by these tests"),
     blobs: createFsBlobStore({ dir: path.join(os.tmpdir(), "loupe-route-test-blobs") }),
     jobs: createJobRegistry(),
+    keys:
+      env.LOUPE_DATA_DIR === undefined
+        ? createFileKeyStore({
+            dir: path.join(os.tmpdir(), `loupe-route-test-keys-${process.pid}`),
+            tenantPattern: TENANT_PATTERN,
+          })
+        : undefined,
     ...parts,
   });
 }
