@@ -51,7 +51,7 @@ export interface ServiceParts {
   blobs: BlobStore;
   /** Ingest jobs run in this process, with their progress. */
   jobs: JobRegistry;
-  /** How a request's tenant is decided; the configured default tenant when absent. */
+  /** The tenant of requests while authentication is off; the configured default tenant when absent. */
   resolveTenant?: TenantResolver;
   /**
    * The LLM composer, built when `LOUPE_LLM_MODEL` is set (OpenAI-compatible endpoint, prompts from
