@@ -4,9 +4,11 @@
  * the OpenAPI document), publishable keys, CORS, the Origin check of state-changing requests and the
  * Host check. The store is down (503) or never reached: every check here happens before a route works.
  */
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
-import { createFileKeyStore, keyStoreDir } from "../../src/auth/file-key-store.ts";
+import { createFileKeyStore, KEYS_FILE, keyStoreDir } from "../../src/auth/file-key-store.ts";
 import type { KeyScope } from "../../src/auth/key-store.ts";
 import { StoreError } from "../../src/errors.ts";
 import { TENANT_PATTERN, type VectorStore } from "../../src/store/index.ts";
@@ -279,6 +281,21 @@ describe("authentication on (a key exists)", () => {
     const log = lines.join("\n");
     for (const secret of [key, revoked.key, key.slice(9)]) expect(log).not.toContain(secret);
     expect(log).toContain(revoked.record.id);
+  });
+
+  it("refuses every /v1 request with 503 when the key store cannot be read, without naming its files", async () => {
+    const { app, createKey, dataDir, lines } = await setUp({ storeOptions: { refreshMs: 0 } });
+    const { key } = await createKey({ tenant: "acme", scopes: ["read"] });
+    expect((await app.request("/v1/models", { headers: bearer(key) })).status).toBe(200);
+    await writeFile(path.join(keyStoreDir(dataDir), KEYS_FILE), "{ truncated");
+    for (const headers of [bearer(key), {}, bearer(key, { origin: APP_ORIGIN })]) {
+      const response = await app.request("/v1/models", { headers });
+      expect(response.status).toBe(503);
+      const error = await errorOf(response);
+      expect(error.code).toBe("auth_unavailable");
+      expect(error.message).not.toContain(dataDir);
+    }
+    expect(lines.some((line) => line.includes("the API key store cannot be read"))).toBe(true);
   });
 
   it("with LOUPE_AUTH=none asks for no key even when keys exist", async () => {

@@ -16,7 +16,7 @@ import { type AppContext, type AppEnv, type Principal, SCOPES, type Scope } from
 import { type AuthSetting, keysRequired } from "./auth-mode.ts";
 import { readPresentedKey } from "./credentials.ts";
 import { isPublicPath } from "./public-paths.ts";
-import { refuse } from "./refusal.ts";
+import { keyStoreUnavailable, refuse } from "./refusal.ts";
 
 // The key store's scopes and the HTTP layer's are one list; this fails to compile if they part.
 const sameScopes: [readonly Scope[], readonly (typeof KEY_SCOPES)[number][]] = [KEY_SCOPES, SCOPES];
@@ -55,7 +55,12 @@ export function authenticate({
 }: AuthenticateOptions): MiddlewareHandler<AppEnv> {
   let lastRequired: boolean | undefined;
   return async (c, next) => {
-    const required = await keysRequired({ auth, keys });
+    let required: boolean;
+    try {
+      required = await keysRequired({ auth, keys });
+    } catch (error) {
+      return keyStoreUnavailable(c, error);
+    }
     if (lastRequired !== undefined && required !== lastRequired) {
       logger.info(
         required
@@ -80,7 +85,12 @@ export function authenticate({
     if ("problem" in presented) {
       return refuse(c, { status: 401, code: "unauthorized", message: presented.problem });
     }
-    const verification = await keys.verify(presented.key);
+    let verification: Awaited<ReturnType<KeyStore["verify"]>>;
+    try {
+      verification = await keys.verify(presented.key);
+    } catch (error) {
+      return keyStoreUnavailable(c, error);
+    }
     if (verification.status !== "valid") {
       const keyId = "record" in verification ? verification.record.id : undefined;
       c.get("logger")?.info({ keyId, status: verification.status }, "API key refused");

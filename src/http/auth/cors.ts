@@ -12,7 +12,7 @@ import type { KeyStore } from "../../auth/key-store.ts";
 import { normalizeOrigin } from "../../auth/origins.ts";
 import type { AppEnv } from "../context.ts";
 import type { AuthSetting } from "./auth-mode.ts";
-import { refuse } from "./refusal.ts";
+import { keyStoreUnavailable, refuse } from "./refusal.ts";
 
 const ALLOW_METHODS = "GET, POST, DELETE";
 const ALLOW_HEADERS = "authorization, x-api-key, content-type, x-request-id, last-event-id, if-none-match";
@@ -30,7 +30,14 @@ export function cors({ keys, auth }: CorsOptions): MiddlewareHandler<AppEnv> {
     const origin = c.req.header("origin");
     if (origin === undefined) return next();
     const normalized = normalizeOrigin(origin);
-    const allowed = auth === "keys" && normalized !== undefined && (await keys.corsOrigins()).has(normalized);
+    let allowed = false;
+    if (auth === "keys" && normalized !== undefined) {
+      try {
+        allowed = (await keys.corsOrigins()).has(normalized);
+      } catch (error) {
+        return keyStoreUnavailable(c, error);
+      }
+    }
     const preflight =
       c.req.method === "OPTIONS" && c.req.header("access-control-request-method") !== undefined;
     if (preflight) {
