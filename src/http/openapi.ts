@@ -305,6 +305,11 @@ const unauthorizedDocumented = documentedError(
 const forbiddenDocumented = documentedError(
   "The key lacks the scope in `x-loupe-scope` or is publishable and the route is not chat, media or models (code `forbidden`), or the request came from a web origin the key does not list (code `origin_not_allowed`).",
 );
+const authUnavailableText =
+  "Also when the server cannot read its API keys (code `auth_unavailable`; the server log says why).";
+const authUnavailableDocumented = documentedError(
+  "The server cannot read its API keys (code `auth_unavailable`; the server log says why).",
+);
 const misdirectedDocumented = documentedError(
   "The request's Host is not one this server answers to (code `host_not_allowed`; see LOUPE_ALLOWED_HOSTS).",
 );
@@ -312,7 +317,8 @@ const misdirectedDocumented = documentedError(
 /**
  * The OpenAPI 3.1 document of every route declared on `router`, with the API key security schemes:
  * each operation with an `x-loupe-scope` needs a key (and may answer 401 and 403), the others (probes,
- * this document, /docs) need none; every operation may answer 421 for a foreign `Host`.
+ * this document, /docs) need none, and may answer 503 when the key store cannot be read; every operation
+ * may answer 421 for a foreign `Host`.
  */
 export function buildOpenApiDocument({ router, version = packageVersion }: BuildOpenApiDocumentOptions) {
   const document = router.getOpenAPI31Document({
@@ -345,6 +351,11 @@ export function buildOpenApiDocument({ router, version = packageVersion }: Build
         operation.security = keyRequirement;
         responses[401] ??= unauthorizedDocumented;
         responses[403] ??= forbiddenDocumented;
+        const unavailable = responses[503] as { description?: string } | undefined;
+        responses[503] =
+          unavailable?.description === undefined
+            ? authUnavailableDocumented
+            : { ...unavailable, description: `${unavailable.description} ${authUnavailableText}` };
       }
       responses[421] ??= misdirectedDocumented;
       operation.responses = responses;
