@@ -21,8 +21,11 @@ export {
   RESERVED_METADATA_KEYS,
 } from "./image-ingest.ts";
 export {
+  AUDIT_BATCH,
   type CreateJobRequest,
   createJobRegistry,
+  type JobActor,
+  type JobAudit,
   type JobCounts,
   type JobError,
   type JobEvent,
@@ -38,3 +41,16 @@ export {
   type JobWorkItem,
   toJobError,
 } from "./jobs.ts";
+export {
+  assertStorableText,
+  findMalformedText,
+  type MalformedText,
+  toStorableText,
+} from "./storable-text.ts";
+export {
+  type AddedReference,
+  type ReleaseReference,
+  releaseReferences,
+  type StoreRecordsOutcome,
+  storeRecords,
+} from "./store-records.ts";
