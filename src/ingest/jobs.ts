@@ -333,7 +333,11 @@ export class JobRegistry {
     if (redo.length === 0) return job.snapshot();
     if (job.audit !== undefined && actor !== undefined) {
       job.audit = { ...actor, log: job.audit.log };
-      await this.#record(job, "job.resume", [job.id], { jobId: job.id, kind: job.kind, items: redo.length });
+      await this.#record(job, job.audit, "job.resume", [job.id], {
+        jobId: job.id,
+        kind: job.kind,
+        items: redo.length,
+      });
     }
     if (!job.terminal) return job.snapshot();
     for (const item of redo) {
@@ -450,6 +454,8 @@ export class JobRegistry {
       .map((item) => ({ index: item.index, input: job.inputs.get(item.index) }));
     const reported = new Set<number>();
     // Stored ids waiting for their audit line; written in batches as the run goes, so a crash loses few.
+    // The actor is the one the run started for, whoever resumes the job later.
+    const audit = job.audit;
     let unaudited: string[] = [];
     let auditing: Promise<void> = Promise.resolve();
     const flushAudit = () => {
@@ -457,14 +463,18 @@ export class JobRegistry {
       const itemIds = unaudited;
       unaudited = [];
       auditing = auditing.then(() =>
-        this.#record(job, "ingest", itemIds, { jobId: job.id, kind: job.kind, stored: itemIds.length }),
+        this.#record(job, audit, "ingest", itemIds, {
+          jobId: job.id,
+          kind: job.kind,
+          stored: itemIds.length,
+        }),
       );
     };
     const report = (index: number, outcome: JobItemOutcome) => {
       const item = job.items[index];
       if (item === undefined || reported.has(index)) return;
       reported.add(index);
-      if (outcome.status === "stored" && job.audit !== undefined) {
+      if (outcome.status === "stored" && audit !== undefined) {
         unaudited.push(outcome.id);
         if (unaudited.length >= AUDIT_BATCH) flushAudit();
       }
@@ -508,11 +518,11 @@ export class JobRegistry {
    */
   async #record(
     job: Job<unknown>,
+    audit: JobAudit | undefined,
     action: "ingest" | "job.resume",
     itemIds: readonly string[],
     detail: Record<string, unknown>,
   ): Promise<void> {
-    const audit = job.audit;
     if (audit === undefined) return;
     try {
       await audit.log.record({
