@@ -86,7 +86,12 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
   app.route("/", createJobsRoute({ jobs: services.jobs }));
   app.route(
     "/",
-    createImagesRoute({ images: services.images, jobs: services.jobs, config: services.config }),
+    createImagesRoute({
+      images: services.images,
+      jobs: services.jobs,
+      config: services.config,
+      audit: services.audit,
+    }),
   );
   app.route("/", createMediaRoute(services));
   app.route("/", createItemsRoute(services));
@@ -95,8 +100,14 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
   app.route("/", createSimilarRoute({ search }));
   app.route("/", createClassifyRoute({ search, config: services.config }));
   app.route("/", createVqaRoute({ search, models: services.models, config: services.config }));
-  app.route("/", createTriplesRoute({ triples, config: services.config, jobs: services.jobs }));
-  app.route("/", createVideosRoute({ videos, jobs: services.jobs, config: services.config }));
+  app.route(
+    "/",
+    createTriplesRoute({ triples, config: services.config, jobs: services.jobs, audit: services.audit }),
+  );
+  app.route(
+    "/",
+    createVideosRoute({ videos, jobs: services.jobs, config: services.config, audit: services.audit }),
+  );
   app.route("/", createChatRoute({ chain, config: services.config }));
   app.route("/", createChatCompletionsRoute({ chain, config: services.config }));
   app.route("/", createModelsRoute({ chain }));
