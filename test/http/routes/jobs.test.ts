@@ -17,7 +17,12 @@ function makeApp(jobs: JobRegistry) {
     const tenant = c.req.header("x-test-tenant") ?? "a";
     c.set("tenant", tenant);
     // As the authentication middleware sets it while authentication is off.
-    c.set("principal", { keyId: null, tenant, scopes: new Set(["read", "ingest", "delete"]), publishable: false });
+    c.set("principal", {
+      keyId: null,
+      tenant,
+      scopes: new Set(["read", "ingest", "delete"]),
+      publishable: false,
+    });
     await next();
   });
   app.route("/", createJobsRoute({ jobs }));
