@@ -172,6 +172,8 @@ describe("a Shapes World corpus end to end over HTTP (real Loupe, Milvus Lite, p
         LOUPE_DATA_DIR: path.join(workDir, "data"),
         LOUPE_VENV_DIR: path.join(root, ".venv"),
         LOUPE_VIDEO_SAMPLE_FPS: String(SAMPLE_FPS),
+        // A bulk client finding all 505 items back at once; the rate limit has its own tests.
+        LOUPE_RATE_LIMIT_PER_SECOND: "0",
       },
       cwd: root,
       logger: createLogger({ level: "silent" }),
