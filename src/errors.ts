@@ -12,6 +12,11 @@ export interface AppErrorOptions {
   cause?: unknown;
   /** Structured facts about the failure (offending value, limits, ids), logged and never secret. */
   context?: Record<string, unknown>;
+  /**
+   * Seconds after which a retry may succeed (a store restarting, a full work queue); the HTTP layer
+   * sends it as `Retry-After`.
+   */
+  retryAfterSeconds?: number;
 }
 
 /** Base class of every error Loupe raises on purpose. */
@@ -22,6 +27,8 @@ export class AppError extends Error {
   readonly status: number;
   /** Structured facts about the failure. */
   readonly context: Record<string, unknown>;
+  /** Seconds after which a retry may succeed; sent as `Retry-After`. */
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(code: string, status: number, message: string, options: AppErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -29,6 +36,7 @@ export class AppError extends Error {
     this.code = code;
     this.status = status;
     this.context = options.context ?? {};
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 }
 
@@ -64,6 +72,16 @@ export class StoreError extends AppError {
 export class NotReadyError extends AppError {
   constructor(message: string, options: AppErrorOptions = {}) {
     super("not_ready", 503, message, options);
+  }
+}
+
+/**
+ * A bounded work queue is full (too much work of one kind is already waiting): answered 503 with
+ * `Retry-After`, instead of queueing without limit.
+ */
+export class OverloadedError extends AppError {
+  constructor(message: string, options: AppErrorOptions & { retryAfterSeconds: number }) {
+    super("overloaded", 503, message, options);
   }
 }
 

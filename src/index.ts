@@ -47,6 +47,7 @@ export {
   ModelPackError,
   NotFoundError,
   NotReadyError,
+  OverloadedError,
   StoreError,
   UrlFetchError,
   ValidationError,

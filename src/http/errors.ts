@@ -107,6 +107,9 @@ export function failureEnvelope({
 /** The app's one `onError`: every thrown error becomes the envelope with its status. */
 export const handleError: ErrorHandler<AppEnv> = (error, c) => {
   const { status, code, message } = describeFailure(error, c.get("logger"));
+  if (error instanceof AppError && error.retryAfterSeconds !== undefined) {
+    c.header("Retry-After", String(Math.max(1, Math.ceil(error.retryAfterSeconds))));
+  }
   return c.json(errorEnvelope({ code, message, requestId: c.get("requestId") ?? "unknown" }), status);
 };
 

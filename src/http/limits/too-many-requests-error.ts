@@ -6,7 +6,7 @@ export type TooManyRequestsCode = "rate_limited" | "too_many_concurrent_requests
 
 /** A call refused by a limit; `retryAfterSeconds` is what the `Retry-After` header says. */
 export class TooManyRequestsError extends AppError {
-  readonly retryAfterSeconds: number;
+  declare readonly retryAfterSeconds: number;
 
   constructor(
     message: string,
@@ -16,6 +16,5 @@ export class TooManyRequestsError extends AppError {
       ...options,
       context: { ...options.context, retryAfterSeconds: options.retryAfterSeconds },
     });
-    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 }
