@@ -19,6 +19,7 @@ import { l2Normalize, resampleIndices } from "../inference/index.ts";
 import type { Logger } from "../logger.ts";
 import { type BlobStore, blobRef, parseBlobRef, sha256Hex } from "../media/blob-store.ts";
 import { defaultVideoLimits, type VideoLimits } from "../media/ffmpeg.ts";
+import { type VideoCoverage, videoCoverage } from "../media/video-coverage.ts";
 import { sampleVideoFrames } from "../media/video-frames.ts";
 import { probeVideo, type VideoProbe } from "../media/video-probe.ts";
 import type { StoredVideoSegment, VectorStore, VideoSegmentRecord } from "../store/index.ts";
@@ -156,7 +157,13 @@ export interface IngestedVideo {
   status: "stored" | "skipped";
   filename?: string;
   mediaRef: string;
+  /** Seconds the segments cover: the declared duration, or for a truncated video the part that decoded. */
   durationSeconds: number;
+  /**
+   * Set when the video decoded to much less than its container declared (a file cut short): only the
+   * decoded part was segmented and stored. See {@link videoCoverage}.
+   */
+  truncated?: { declaredDurationSeconds: number; decodedDurationSeconds: number };
   width: number;
   height: number;
   /** Frames sampled (0 when skipped). */
@@ -229,6 +236,14 @@ export class VideoIngester {
         ...(filename === undefined ? {} : { filename }),
         mediaRef,
         durationSeconds: Number(video.durationSeconds ?? 0),
+        ...(video.truncated === true
+          ? {
+              truncated: {
+                declaredDurationSeconds: Number(video.declaredDurationSeconds ?? 0),
+                decodedDurationSeconds: Number(video.durationSeconds ?? 0),
+              },
+            }
+          : {}),
         width: Number(video.width ?? 0),
         height: Number(video.height ?? 0),
         frames: 0,
@@ -245,7 +260,21 @@ export class VideoIngester {
     return this.#withTempFile(bytes, async (tempPath) => {
       const probe = await probeVideo({ path: tempPath, limits: settings.limits, signal });
       const analysed = await this.#analyse({ path: tempPath, probe, signal, onProgress });
-      const { spans, segmentEmbeddings, keyframes, frames } = analysed;
+      const { spans, segmentEmbeddings, keyframes, frames, coverage } = analysed;
+      // What is stored is what decoded: a truncated video's facts name both spans.
+      const durationSeconds = coverage.truncated ? coverage.decodedDurationSeconds : probe.durationSeconds;
+      const truncated = coverage.truncated
+        ? {
+            declaredDurationSeconds: coverage.declaredDurationSeconds,
+            decodedDurationSeconds: coverage.decodedDurationSeconds,
+          }
+        : undefined;
+      if (truncated !== undefined) {
+        this.#logger?.warn(
+          { videoId: id, ...truncated, frames },
+          "video decoded to less than its declared duration; storing the part that decoded",
+        );
+      }
 
       // Every blob is referenced as it is written, before the records exist; if they are not stored,
       // the references this run added are released (those of segments stored earlier stay).
@@ -260,7 +289,10 @@ export class VideoIngester {
         if (existing.length === 0) added.push({ recordId: id, ref: contentSha256, owner: videoOwner });
         const videoFacts = {
           ...(filename === undefined ? {} : { filename: filename.slice(0, 255) }),
-          durationSeconds: round3(probe.durationSeconds),
+          durationSeconds: round3(durationSeconds),
+          ...(truncated === undefined
+            ? {}
+            : { truncated: true, declaredDurationSeconds: truncated.declaredDurationSeconds }),
           width: probe.width,
           height: probe.height,
           codec: probe.codec,
@@ -327,7 +359,7 @@ export class VideoIngester {
       }
       const totalMs = performance.now() - started;
       this.#logger?.info(
-        { videoId: id, segments: segments.length, frames, durationSeconds: probe.durationSeconds, totalMs },
+        { videoId: id, segments: segments.length, frames, durationSeconds, totalMs },
         "video ingested",
       );
       return {
@@ -335,7 +367,8 @@ export class VideoIngester {
         status: "stored",
         ...(filename === undefined ? {} : { filename }),
         mediaRef,
-        durationSeconds: probe.durationSeconds,
+        durationSeconds,
+        ...(truncated === undefined ? {} : { truncated }),
         width: probe.width,
         height: probe.height,
         frames,
@@ -434,6 +467,7 @@ export class VideoIngester {
     keyframes: Buffer[];
     frames: number;
     embedMs: number;
+    coverage: VideoCoverage;
   }> {
     const settings = this.#settings;
     const models = this.#models;
@@ -497,10 +531,16 @@ export class VideoIngester {
     await embedding;
     const encoded = await Promise.all(encodedFrames);
 
+    // Segments end where decoding did: a file cut short keeps its header's duration, not its frames.
+    const coverage = videoCoverage({
+      frames,
+      fps: settings.sampleFps,
+      declaredSeconds: Math.min(probe.durationSeconds, settings.limits.maxDurationSeconds),
+    });
     const spans = segmentVideo({
       frameEmbeddings: rawFeatures.map(l2Normalize),
       fps: settings.sampleFps,
-      durationSeconds: probe.durationSeconds,
+      durationSeconds: coverage.decodedDurationSeconds,
       windowSeconds: settings.segmentSeconds,
       shotThreshold: settings.shotThreshold,
     });
@@ -521,7 +561,7 @@ export class VideoIngester {
     const keyframes = spans.map(
       (span) => encoded[Math.floor((span.startFrame + span.endFrame - 1) / 2)] as Buffer,
     );
-    return { spans, segmentEmbeddings, keyframes, frames, embedMs };
+    return { spans, segmentEmbeddings, keyframes, frames, embedMs, coverage };
   }
 
   /** One embedding per segment: its frames' features, resampled to the head's frame count. */
@@ -720,7 +760,11 @@ export async function ingestVideoFiles({
       report(index, {
         status: video.status,
         id: video.id,
-        detail: { segments: video.segments.length, durationSeconds: video.durationSeconds },
+        detail: {
+          segments: video.segments.length,
+          durationSeconds: video.durationSeconds,
+          ...(video.truncated === undefined ? {} : { truncated: video.truncated }),
+        },
       });
     } catch (error) {
       const known =

@@ -105,7 +105,12 @@ export const videoItemResultSchema = z.object({
   url: z.string().optional(),
   status: z.enum(["stored", "skipped", "failed"]),
   id: z.string().optional().describe("video id (vid_…)"),
-  durationSeconds: z.number().optional(),
+  durationSeconds: z.number().optional().describe("seconds the segments cover"),
+  truncated: z
+    .boolean()
+    .optional()
+    .describe("true when the video decoded to much less than it declared: only the decoded part is stored"),
+  declaredDurationSeconds: z.number().optional().describe("of a truncated video: the duration it declared"),
   segments: z.array(videoSegmentResultSchema).optional(),
   error: jobErrorSchema.optional(),
 });
@@ -246,6 +251,9 @@ function resultOf(index: number, input: VideoInput, video: IngestedVideo): Video
     status: video.status,
     id: video.id,
     durationSeconds: Math.round(video.durationSeconds * 1000) / 1000,
+    ...(video.truncated === undefined
+      ? {}
+      : { truncated: true, declaredDurationSeconds: video.truncated.declaredDurationSeconds }),
     segments: video.segments,
   };
 }
@@ -372,7 +380,11 @@ export function createVideosRoute({
               outcome = {
                 status: video.status,
                 id: video.id,
-                detail: { segments: video.segments.length, durationSeconds: video.durationSeconds },
+                detail: {
+                  segments: video.segments.length,
+                  durationSeconds: video.durationSeconds,
+                  ...(video.truncated === undefined ? {} : { truncated: video.truncated }),
+                },
               };
             } catch (error) {
               outcome = { status: "failed", error: toJobError(asAppError(error)) };
