@@ -29,6 +29,9 @@ class HealthOnlyStore implements VectorStore {
   get(): never {
     throw new Error("not used by these tests");
   }
+  list(): never {
+    throw new Error("not used by these tests");
+  }
   delete(): never {
     throw new Error("not used by these tests");
   }

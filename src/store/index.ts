@@ -39,6 +39,7 @@ export {
   assertOk,
   callMilvus,
   createMilvusClient,
+  DEFAULT_MILVUS_LONG_TIMEOUT_MS,
   DEFAULT_MILVUS_TIMEOUT_MS,
   type MilvusConnectionOptions,
 } from "./milvus-client.ts";
@@ -63,6 +64,8 @@ export type {
   DeleteResult,
   GetRequest,
   ImageRecord,
+  ListPage,
+  ListRequest,
   QueryRequest,
   RecordBase,
   RecordByKind,
@@ -83,3 +86,4 @@ export type {
   VectorStore,
   VideoSegmentRecord,
 } from "./vector-store.ts";
+export { MAX_LIST_LIMIT } from "./vector-store.ts";

@@ -21,6 +21,11 @@ export interface MilvusConnectionOptions {
 
 /** Default deadline of one Milvus call. */
 export const DEFAULT_MILVUS_TIMEOUT_MS = 10_000;
+/**
+ * Default deadline of calls whose work grows with the rows they touch (a filtered count, a flush, an
+ * exact scan of a filtered set): Milvus Lite evaluates them in Python, one row at a time.
+ */
+export const DEFAULT_MILVUS_LONG_TIMEOUT_MS = 120_000;
 
 /**
  * Creates a client for one Milvus (or Milvus Lite) server. Nothing is sent until the first call; an
@@ -185,6 +190,8 @@ export interface CallMilvusOptions<T> {
   address?: string;
   /** Skip the status check, for calls whose failure statuses the caller interprets itself. */
   unchecked?: boolean;
+  /** The setting that sets `timeoutMs`, named in the timeout error. */
+  timeoutSetting?: string;
 }
 
 /**
@@ -199,12 +206,13 @@ export async function callMilvus<T>({
   call,
   address,
   unchecked = false,
+  timeoutSetting = "MILVUS_TIMEOUT_MS",
 }: CallMilvusOptions<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => {
       reject(
-        new StoreError(`Milvus did not answer ${what} within ${timeoutMs} ms (MILVUS_TIMEOUT_MS).`, {
+        new StoreError(`Milvus did not answer ${what} within ${timeoutMs} ms (${timeoutSetting}).`, {
           code: "store_timeout",
           context: { what, address, timeoutMs },
         }),

@@ -28,6 +28,7 @@ import { assertValidTenant, buildFilterExpression, quoteExpressionString } from 
 import {
   callMilvus,
   createMilvusClient,
+  DEFAULT_MILVUS_LONG_TIMEOUT_MS,
   DEFAULT_MILVUS_TIMEOUT_MS,
   type MilvusConnectionOptions,
   redactAddresses,
@@ -40,7 +41,10 @@ import {
   type DeleteResult,
   type GetRequest,
   type ImageRecord,
+  type ListPage,
+  type ListRequest,
   MAX_IDS_PER_CALL,
+  MAX_LIST_LIMIT,
   MAX_QUERY_LIMIT,
   MAX_RECORDS_PER_UPSERT,
   MAX_TOP_K,
@@ -65,6 +69,28 @@ export const DEFAULT_UPSERT_BATCH_SIZE = 256;
 export const MAX_DIMENSION = 32_768;
 /** Smallest HNSW search breadth; Milvus requires ef >= topK, and a floor keeps recall up for small k. */
 const HNSW_MIN_EF = 64;
+/**
+ * Smallest HNSW search breadth under a metadata filter. A filtered HNSW search walks the whole graph but
+ * keeps only the rows that pass, within a candidate list of `ef` entries: the fewer rows pass, the fewer
+ * it finds, so a filtered search starts wider (see {@link MilvusVectorStore.search}).
+ */
+const FILTERED_MIN_EF = 256;
+/** Widest HNSW search breadth tried before scanning the filtered set exactly. */
+const HNSW_MAX_EF = 16_384;
+/** Factor by which a short search widens `ef` before it tries again. */
+const EF_GROWTH = 4;
+/**
+ * Default of {@link MilvusVectorStoreOptions.exactScanMaxRows}: filtered sets of at most this many rows
+ * are searched exactly, their vectors read and scored here.
+ */
+export const DEFAULT_EXACT_SCAN_MAX_ROWS = 2048;
+/** Rows per page when a whole filtered set must be scanned. */
+const EXACT_SCAN_PAGE_ROWS = 4096;
+/**
+ * Query parameters that make Milvus return rows in primary-key order, as its query iterators do: Milvus
+ * Lite sorts by key when `iterator` is set, and a Milvus server reduces segments by key for iterators.
+ */
+const KEY_ORDER_PARAMS = { iterator: true, reduce_stop_for_best: true } as const;
 /** Latest `createdAt` accepted (the largest JavaScript date). */
 const MAX_TIMESTAMP_MS = 8.64e15;
 
@@ -76,6 +102,17 @@ export interface MilvusVectorStoreOptions {
   metric?: MetricType;
   indexType?: IndexType;
   timeoutMs?: number;
+  /**
+   * Deadline of calls whose work grows with the rows they touch: counts, flushes, exact scans of a
+   * filtered set. Milvus Lite evaluates these row by row in Python.
+   */
+  longTimeoutMs?: number;
+  /**
+   * Largest filtered set searched exactly (its vectors read and scored by the store) rather than through
+   * the index, whose filtered search misses rows under a selective filter. Larger sets go to the index
+   * with a wider search breadth, and a short answer is completed.
+   */
+  exactScanMaxRows?: number;
   /** Rows per upsert call. */
   batchSize?: number;
   /**
@@ -109,8 +146,9 @@ export class MilvusVectorStore implements VectorStore {
   readonly #prefix: string;
   readonly #dimension: number;
   readonly #metric: MetricType;
-  readonly #indexType: IndexType;
   readonly #timeoutMs: number;
+  readonly #longTimeoutMs: number;
+  readonly #exactScanMaxRows: number;
   readonly #batchSize: number;
   readonly #address: string | undefined;
   readonly #logger: Logger | undefined;
@@ -124,19 +162,21 @@ export class MilvusVectorStore implements VectorStore {
     collectionPrefix = DEFAULT_COLLECTION_PREFIX,
     dimension,
     metric = "COSINE",
-    indexType = "AUTOINDEX",
     timeoutMs = DEFAULT_MILVUS_TIMEOUT_MS,
+    longTimeoutMs = Math.max(timeoutMs, DEFAULT_MILVUS_LONG_TIMEOUT_MS),
+    exactScanMaxRows = DEFAULT_EXACT_SCAN_MAX_ROWS,
     batchSize = DEFAULT_UPSERT_BATCH_SIZE,
     flushEveryRows = DEFAULT_FLUSH_EVERY_ROWS,
     address,
     logger,
   }: MilvusVectorStoreOptions) {
+    this.#longTimeoutMs = longTimeoutMs;
+    this.#exactScanMaxRows = exactScanMaxRows;
     this.#flushEveryRows = flushEveryRows;
     this.#client = client;
     this.#prefix = collectionPrefix;
     this.#dimension = dimension;
     this.#metric = metric;
-    this.#indexType = indexType;
     this.#timeoutMs = timeoutMs;
     this.#batchSize = batchSize;
     this.#address = address;
@@ -156,8 +196,8 @@ export class MilvusVectorStore implements VectorStore {
     }
     this.#unflushedRows.set(collection, 0);
     try {
-      await this.#call(`flush ${collection}`, () =>
-        this.#client.flushSync({ collection_names: [collection], timeout: this.#timeoutMs }),
+      await this.#longCall(`flush ${collection}`, () =>
+        this.#client.flushSync({ collection_names: [collection], timeout: this.#longTimeoutMs }),
       );
       this.#logger?.debug({ collection, rows: pending }, "flushed collection");
     } catch (error) {
@@ -256,10 +296,51 @@ export class MilvusVectorStore implements VectorStore {
     const queryVector = this.#checkVector(vector, "The query vector");
     const expression = checkedFilter(buildFilterExpression({ tenant, filter, kind }));
     const collection = collectionName({ prefix: this.#prefix, kind });
+    const filtered = filter !== undefined && filter.length > 0;
+    const search = { kind, collection, expression, field, vector: queryVector, topK };
+
+    // An HNSW search under a filter keeps only the rows that pass it within a candidate list of `ef`
+    // entries: under a selective filter it misses near rows and comes back short although more rows
+    // match. So a filtered set of at most exactScanMaxRows rows is scored exactly (one bounded read);
+    // a larger one, and the tenant clause alone, go to the index, and a short answer is completed.
+    const maxRows = this.#exactScanMaxRows;
+    if (filtered) {
+      const exact = await this.#exactSearch({ ...search, maxRows });
+      if (exact !== undefined) return exact;
+    }
+    let ef = Math.max(topK, filtered ? FILTERED_MIN_EF : HNSW_MIN_EF);
+    const hits = await this.#annSearch({ ...search, ef });
+    if (hits.length === topK) return hits;
+    if (!filtered) {
+      const exact = await this.#exactSearch({ ...search, maxRows });
+      if (exact !== undefined) return exact;
+    }
+    while (ef < HNSW_MAX_EF) {
+      ef = Math.min(ef * EF_GROWTH, HNSW_MAX_EF);
+      const wider = await this.#annSearch({ ...search, ef });
+      if (wider.length === topK) return wider;
+    }
+    this.#logger?.warn(
+      { collection, topK, ef },
+      "the index search stayed short of topK; scanning the filtered set exactly",
+    );
+    return (await this.#exactSearch({ ...search, maxRows: Number.POSITIVE_INFINITY })) ?? [];
+  }
+
+  /** One index search of `collection` with search breadth `ef`. */
+  async #annSearch<K extends RecordKind>({
+    kind,
+    collection,
+    expression,
+    field,
+    vector,
+    topK,
+    ef,
+  }: SearchPlan<K> & { ef: number }): Promise<SearchHit<K>[]> {
     const response = await this.#call(`search ${collection}`, () =>
       this.#client.search({
         collection_name: collection,
-        data: queryVector,
+        data: vector,
         anns_field: field,
         limit: topK,
         // Always explicit: Milvus Lite fails on unflushed data without it, and uses whatever it is given.
@@ -267,7 +348,8 @@ export class MilvusVectorStore implements VectorStore {
         filter: expression,
         // `id` duplicates the primary key because Lite's hits omit the key itself.
         output_fields: scalarFieldNames(kind),
-        ...(this.#indexType === "HNSW" ? { params: { ef: Math.max(topK, HNSW_MIN_EF) } } : {}),
+        // AUTOINDEX is HNSW on Milvus Lite and on a Milvus server's CPU nodes; both read `ef`.
+        params: { ef },
         timeout: this.#timeoutMs,
       }),
     );
@@ -276,6 +358,117 @@ export class MilvusVectorStore implements VectorStore {
       const fields = toStored(kind, hit, collection);
       return { id: fields.id, score: Number(hit.score), fields };
     });
+  }
+
+  /**
+   * The exact top `topK` of the rows matching `expression`: their vectors are read and scored here with
+   * the collection's metric, best first (ties by id). Undefined when more than `maxRows` rows match.
+   */
+  async #exactSearch<K extends RecordKind>({
+    kind,
+    collection,
+    expression,
+    field,
+    vector,
+    topK,
+    maxRows,
+  }: SearchPlan<K> & { maxRows: number }): Promise<SearchHit<K>[] | undefined> {
+    const outputFields = [...scalarFieldNames(kind), field];
+    const score = scorer(this.#metric, vector);
+    let best: Array<{ score: number; row: Row }> = [];
+    const keep = (rows: readonly Row[]) => {
+      for (const row of rows) best.push({ score: score(row[field], collection), row });
+      best.sort((a, b) => b.score - a.score || compareIds(a.row.id, b.row.id));
+      if (best.length > topK) best = best.slice(0, topK);
+    };
+    if (Number.isFinite(maxRows)) {
+      const rows = await this.#rawQuery({ collection, expression, outputFields, limit: maxRows + 1 });
+      if (rows.length > maxRows) return undefined;
+      keep(rows);
+    } else {
+      let after: string | undefined;
+      for (;;) {
+        const rows = await this.#keyOrderedPage({
+          collection,
+          expression,
+          outputFields,
+          after,
+          limit: EXACT_SCAN_PAGE_ROWS,
+        });
+        keep(rows);
+        if (rows.length < EXACT_SCAN_PAGE_ROWS) break;
+        after = String(rows[rows.length - 1]?.pk);
+      }
+    }
+    return best.map(({ score: value, row }) => {
+      const fields = toStored(kind, row, collection);
+      return { id: fields.id, score: value, fields };
+    });
+  }
+
+  /** Rows of a query whose work grows with the rows it reads (long deadline), in no particular order. */
+  async #rawQuery({
+    collection,
+    expression,
+    outputFields,
+    limit,
+  }: {
+    collection: string;
+    expression: string;
+    outputFields: string[];
+    limit: number;
+  }): Promise<Row[]> {
+    const response = await this.#longCall(`query ${collection}`, () =>
+      this.#client.query({
+        collection_name: collection,
+        filter: expression,
+        output_fields: outputFields,
+        limit,
+        timeout: this.#longTimeoutMs,
+      }),
+    );
+    return response.data as Row[];
+  }
+
+  /**
+   * Up to `limit` rows matching `expression` whose primary key follows `after`, in key order (with the
+   * key in each row). Checks the order, since paging relies on it.
+   */
+  async #keyOrderedPage({
+    collection,
+    expression,
+    outputFields,
+    after,
+    limit,
+  }: {
+    collection: string;
+    expression: string;
+    outputFields: string[];
+    after: string | undefined;
+    limit: number;
+  }): Promise<Row[]> {
+    const filter =
+      after === undefined ? expression : `${expression} and pk > ${quoteExpressionString(after)}`;
+    const response = await this.#longCall(`query ${collection}`, () =>
+      this.#client.query({
+        collection_name: collection,
+        filter,
+        output_fields: outputFields.includes("pk") ? outputFields : ["pk", ...outputFields],
+        limit,
+        params: { ...KEY_ORDER_PARAMS },
+        timeout: this.#longTimeoutMs,
+      }),
+    );
+    const rows = response.data as Row[];
+    for (let index = 1; index < rows.length; index += 1) {
+      if (compareIds(rows[index - 1]?.pk, rows[index]?.pk) >= 0) {
+        throw new StoreError(
+          `Milvus answered a paged query of ${collection} out of key order; paging needs a Milvus that orders iterator queries by primary key.`,
+          { code: "store_rejected", status: 500, context: { collection } },
+        );
+      }
+    }
+    return rows;
   }
 
   async query<K extends RecordKind>({
@@ -296,6 +489,45 @@ export class MilvusVectorStore implements VectorStore {
     }
     const expression = checkedFilter(buildFilterExpression({ tenant, filter, kind }));
     return this.#queryRows(kind, expression, limit);
+  }
+
+  async list<K extends RecordKind>({
+    kind,
+    tenant,
+    filter,
+    limit,
+    after,
+  }: ListRequest<K>): Promise<ListPage<K>> {
+    this.#assertOpen();
+    assertKind(kind);
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) {
+      throw new ValidationError(
+        `limit must be an integer from 1 to ${MAX_LIST_LIMIT}; got ${String(limit)}.`,
+        {
+          context: { limit },
+        },
+      );
+    }
+    if (after !== undefined && !isValidRecordId(after)) {
+      throw new ValidationError(
+        `Invalid list position ${JSON.stringify(String(after).slice(0, 80))}: it is a record id matching ${RECORD_ID_PATTERN}.`,
+        { context: { after: String(after).slice(0, 80) } },
+      );
+    }
+    const expression = checkedFilter(buildFilterExpression({ tenant, filter, kind }));
+    const collection = collectionName({ prefix: this.#prefix, kind });
+    // The key is `<tenant>/<id>`: within the tenant, key order is id order, and the position is made a
+    // key of the caller's tenant whatever it holds.
+    const rows = await this.#keyOrderedPage({
+      collection,
+      expression,
+      outputFields: scalarFieldNames(kind),
+      after: after === undefined ? undefined : primaryKey({ tenant, id: after }),
+      limit: limit + 1,
+    });
+    const page = rows.slice(0, limit).map((row) => toStored(kind, row, collection));
+    const last = page[page.length - 1];
+    return rows.length > limit && last !== undefined ? { rows: page, nextAfter: last.id } : { rows: page };
   }
 
   async get<K extends RecordKind>({ kind, tenant, ids }: GetRequest<K>): Promise<StoredByKind[K][]> {
@@ -338,13 +570,38 @@ export class MilvusVectorStore implements VectorStore {
     assertKind(kind);
     const collection = collectionName({ prefix: this.#prefix, kind });
     const expression = buildFilterExpression({ tenant, kind });
+    // Milvus Lite counts with a filter by reading every matching row; without one it counts keys only,
+    // hundreds of times faster. When no other tenant has a row in the collection (checked before and
+    // after), the two counts are the same number.
+    if (!(await this.#holdsOtherTenants(collection, tenant))) {
+      const all = await this.#countRows(collection, "");
+      if (!(await this.#holdsOtherTenants(collection, tenant))) return all;
+    }
+    return this.#countRows(collection, expression);
+  }
+
+  /** Whether `collection` holds a row of a tenant other than `tenant` (reads at most one row). */
+  async #holdsOtherTenants(collection: string, tenant: string): Promise<boolean> {
+    const response = await this.#call(`query ${collection}`, () =>
+      this.#client.query({
+        collection_name: collection,
+        filter: `tenant != ${quoteExpressionString(tenant)}`,
+        output_fields: ["id"],
+        limit: 1,
+        timeout: this.#timeoutMs,
+      }),
+    );
+    return response.data.length > 0;
+  }
+
+  async #countRows(collection: string, expression: string): Promise<number> {
     // The SDK's count() reads its result before checking the status; this checks first.
-    const response = await this.#call(`count ${collection}`, () =>
+    const response = await this.#longCall(`count ${collection}`, () =>
       this.#client.query({
         collection_name: collection,
         filter: expression,
         output_fields: ["count(*)"],
-        timeout: this.#timeoutMs,
+        timeout: this.#longTimeoutMs,
       }),
     );
     const value = Number(response.data[0]?.["count(*)"]);
@@ -409,6 +666,16 @@ export class MilvusVectorStore implements VectorStore {
 
   #call<T>(what: string, call: () => Promise<T>): Promise<T> {
     return callMilvus({ what, timeoutMs: this.#timeoutMs, address: this.#address, call });
+  }
+
+  #longCall<T>(what: string, call: () => Promise<T>): Promise<T> {
+    return callMilvus({
+      what,
+      timeoutMs: this.#longTimeoutMs,
+      address: this.#address,
+      call,
+      timeoutSetting: "MILVUS_LONG_TIMEOUT_MS",
+    });
   }
 
   async #queryRows<K extends RecordKind>(
@@ -532,6 +799,52 @@ export class MilvusVectorStore implements VectorStore {
     }
     return row;
   }
+}
+
+/** What one search of a collection needs, whichever way it is answered. */
+interface SearchPlan<K extends RecordKind> {
+  kind: K;
+  collection: string;
+  expression: string;
+  field: string;
+  vector: number[];
+  topK: number;
+}
+
+/** Code-unit order of two keys or ids (Milvus compares VarChar keys by bytes; ids are ASCII). */
+function compareIds(a: unknown, b: unknown): number {
+  const left = String(a);
+  const right = String(b);
+  return left < right ? -1 : left > right ? 1 : 0;
+}
+
+/**
+ * Scores stored vectors against `query` as Milvus does: the dot product for IP, the cosine of the
+ * angle for COSINE (larger is better for both).
+ */
+function scorer(
+  metric: MetricType,
+  query: readonly number[],
+): (value: unknown, collection: string) => number {
+  const queryNorm = Math.sqrt(query.reduce((sum, x) => sum + x * x, 0));
+  return (value, collection) => {
+    if (!Array.isArray(value) || value.length !== query.length) {
+      throw new StoreError(`Milvus returned a row of ${collection} without its vector.`, {
+        code: "store_rejected",
+        status: 500,
+        context: { collection },
+      });
+    }
+    let dot = 0;
+    let norm = 0;
+    for (let index = 0; index < query.length; index += 1) {
+      const x = Number(value[index]);
+      dot += x * (query[index] ?? 0);
+      norm += x * x;
+    }
+    if (metric === "IP") return dot;
+    return norm === 0 ? 0 : dot / (queryNorm * Math.sqrt(norm));
+  };
 }
 
 function assertKind(kind: unknown): asserts kind is RecordKind {
@@ -738,6 +1051,10 @@ export interface CreateVectorStoreOptions extends MilvusConnectionOptions {
   dimension: number;
   metric?: MetricType;
   indexType?: IndexType;
+  /** See {@link MilvusVectorStoreOptions.longTimeoutMs}. */
+  longTimeoutMs?: number;
+  /** See {@link MilvusVectorStoreOptions.exactScanMaxRows}. */
+  exactScanMaxRows?: number;
   /** Rows per upsert call. */
   batchSize?: number;
   /** See {@link MilvusVectorStoreOptions.flushEveryRows}. */
@@ -757,6 +1074,8 @@ export async function createVectorStore({
   database,
   tls,
   timeoutMs = DEFAULT_MILVUS_TIMEOUT_MS,
+  longTimeoutMs = Math.max(timeoutMs, DEFAULT_MILVUS_LONG_TIMEOUT_MS),
+  exactScanMaxRows = DEFAULT_EXACT_SCAN_MAX_ROWS,
   collectionPrefix = DEFAULT_COLLECTION_PREFIX,
   dimension,
   metric = "COSINE",
@@ -809,6 +1128,8 @@ export async function createVectorStore({
     metric,
     indexType,
     timeoutMs,
+    longTimeoutMs,
+    exactScanMaxRows,
     batchSize,
     flushEveryRows,
     address,

@@ -176,6 +176,25 @@ export interface CountRequest {
   tenant: string;
 }
 
+/** Arguments of {@link VectorStore.list}. */
+export interface ListRequest<K extends RecordKind> {
+  kind: K;
+  tenant: string;
+  filter?: FilterSpec;
+  /** Most rows returned, 1–{@link MAX_LIST_LIMIT}. */
+  limit: number;
+  /** Only ids after this one (in code-unit order): the `nextAfter` of the previous page. */
+  after?: string;
+}
+
+/** One page of {@link VectorStore.list}. */
+export interface ListPage<K extends RecordKind> {
+  /** Rows in ascending id order. */
+  rows: StoredByKind[K][];
+  /** The `after` of the next page; absent when this page is the last. */
+  nextAfter?: string;
+}
+
 /** Outcome of {@link VectorStore.health}. */
 export interface StoreHealth {
   ok: boolean;
@@ -194,6 +213,11 @@ export interface VectorStore {
   search<K extends RecordKind>(request: SearchRequest<K>): Promise<SearchHit<K>[]>;
   /** Rows matching a filter, in no particular order. */
   query<K extends RecordKind>(request: QueryRequest<K>): Promise<StoredByKind[K][]>;
+  /**
+   * One page of the tenant's rows of `kind` matching `filter`, in ascending id order. Paging with
+   * `nextAfter` visits every row that exists throughout exactly once.
+   */
+  list<K extends RecordKind>(request: ListRequest<K>): Promise<ListPage<K>>;
   /** Rows with the given ids. */
   get<K extends RecordKind>(request: GetRequest<K>): Promise<StoredByKind[K][]>;
   /** Deletes rows by id and/or filter. */
@@ -210,6 +234,8 @@ export interface VectorStore {
 export const MAX_TOP_K = 1024;
 /** Most rows one query returns. */
 export const MAX_QUERY_LIMIT = 16_384;
+/** Most rows one list page returns. */
+export const MAX_LIST_LIMIT = 1000;
 /** Most ids one get or delete takes. */
 export const MAX_IDS_PER_CALL = 1000;
 /** Most records one upsert takes. */

@@ -230,6 +230,7 @@ function stopBeforeUpsert(store: VectorStore, kind: RecordKind, stop: () => Prom
     search: (request) => store.search(request),
     query: (request) => store.query(request),
     get: (request) => store.get(request),
+    list: (request) => store.list(request),
     delete: (request) => store.delete(request),
     count: (request) => store.count(request),
     health: () => store.health(),
