@@ -64,6 +64,42 @@ export const invalidRequestResponse = errorResponse(
 /** 503 of every route that needs the vector store or the model pack. */
 export const notReadyResponse = errorResponse("The vector store or the model pack is not available.");
 
+/**
+ * 415 and 422 of every route that decodes an image it is sent (inline, uploaded or fetched from a URL);
+ * its 413 (over the byte or pixel limit) is the route's own, with the limit that applies.
+ */
+export const imageInputResponses = {
+  415: errorResponse(
+    "An image is of a format Loupe does not read (code `media_unsupported`; allowed: jpeg, png, webp, gif); on a route that fetches image URLs, also a URL that answered a content type that is not an image.",
+  ),
+  422: errorResponse(
+    "An image could not be decoded (code `media_invalid`); on a route that fetches image URLs, also a URL that could not be fetched (code `url_fetch_failed`).",
+  ),
+};
+
+/**
+ * One server-sent event, the schema each event of a `text/event-stream` response is described by (in
+ * OpenAPI 3.1 the schema of an event stream describes one event, as its readers parse it: the fields of
+ * the event, not the stream's text).
+ */
+export const serverSentEventSchema = z
+  .object({
+    event: z
+      .string()
+      .describe(
+        "The event's name (`event:` line); `message` when the event has none, as with OpenAI's chunks. The operation's description names its events.",
+      ),
+    data: z
+      .string()
+      .meta({ contentMediaType: "application/json" })
+      .describe("One JSON document (`data:` line); OpenAI's stream ends with the text `[DONE]`."),
+    id: z.string().optional().describe("The event's id (`id:` line), when it has one."),
+  })
+  .meta({ id: "ServerSentEvent" });
+
+/** The `content` of a response that is an event stream, described event by event. */
+export const eventStreamContent = { "text/event-stream": { schema: serverSentEventSchema } };
+
 /** 413 of every route with a body limit. */
 export function payloadTooLargeResponse(limit: string) {
   return errorResponse(`The body is over the limit (${limit}); answered before it is read.`);

@@ -16,7 +16,7 @@ import { citedIds } from "../../rag/chain.ts";
 import type { ChatEvent, ChatRequest, ChatResult, ChatTurn, LoupeChain } from "../../rag/types.ts";
 import { type ImageQuery, parseImageReference } from "../../search/index.ts";
 import { failureEnvelope } from "../errors.ts";
-import { createRouter, defineRoute, errorResponse } from "../openapi.ts";
+import { createRouter, defineRoute, errorResponse, eventStreamContent } from "../openapi.ts";
 import { eventStreamResponse } from "../sse.ts";
 import {
   type ChatLimits,
@@ -435,7 +435,7 @@ export function createChatCompletionsRoute({
             "A chat.completion (application/json), or chat.completion.chunk data events (text/event-stream) when `stream` is true.",
           content: {
             "application/json": { schema: chatCompletionSchema },
-            "text/event-stream": { schema: z.string() },
+            ...eventStreamContent,
           },
         },
         ...chatErrorResponses,

@@ -21,6 +21,8 @@ import {
   createRouter,
   defineRoute,
   errorResponse,
+  eventStreamContent,
+  imageInputResponses,
   invalidRequestResponse,
   notReadyResponse,
   payloadTooLargeResponse,
@@ -451,6 +453,7 @@ export const chatErrorResponses = {
   413: payloadTooLargeResponse(
     "the images allowed inline, LOUPE_MAX_UPLOAD_BYTES at most, and 1 MiB of text",
   ),
+  ...imageInputResponses,
   503: notReadyResponse,
 };
 
@@ -482,7 +485,7 @@ export function createChatRoute({ chain, config }: { chain: LoupeChain; config: 
             "The answer (application/json), or its named events (text/event-stream) when `stream` is true; the `done` event carries the ChatResponse.",
           content: {
             "application/json": { schema: chatResponseSchema },
-            "text/event-stream": { schema: z.string() },
+            ...eventStreamContent,
           },
         },
         ...chatErrorResponses,

@@ -13,6 +13,7 @@ import {
   createRouter,
   defineRoute,
   errorResponse,
+  eventStreamContent,
   invalidRequestResponse,
   jsonResponse,
 } from "../openapi.ts";
@@ -124,7 +125,7 @@ export const jobEventsRoute = defineRoute(
     responses: {
       200: {
         description: "An event stream, ending when the job is done or failed.",
-        content: { "text/event-stream": { schema: z.string() } },
+        content: eventStreamContent,
       },
       400: invalidRequestResponse,
       404: noSuchJob,

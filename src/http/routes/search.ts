@@ -21,6 +21,7 @@ import type { AppContext } from "../context.ts";
 import {
   createRouter,
   defineRoute,
+  imageInputResponses,
   invalidRequestResponse,
   jsonResponse,
   notReadyResponse,
@@ -265,6 +266,7 @@ export function createSearchRoute({ search, config }: { search: SearchService; c
         200: jsonResponse("Results, best first.", searchResponseSchema),
         400: invalidRequestResponse,
         413: payloadTooLargeResponse("about 4/3 of LOUPE_MAX_IMAGE_BYTES"),
+        ...imageInputResponses,
         503: notReadyResponse,
       },
     },

@@ -1,0 +1,177 @@
+/**
+ * What the schema-driven fuzz (`scripts/fuzz-api.sh`, Schemathesis against /openapi.json) found, kept as
+ * fast in-process cases: each request it sent that got an answer the document did not promise, with its
+ * status, its error envelope and the document's word on it asserted together. The real model pack decodes
+ * the images (its sessions are never opened); no route here reaches the store.
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import { errorEnvelopeSchema } from "../../src/http/errors.ts";
+import { serverSentEventSchema } from "../../src/http/openapi.ts";
+import { loadModelPack } from "../../src/inference/model-pack.ts";
+import { makeTestApp } from "../helpers/app.ts";
+
+type App = ReturnType<typeof makeTestApp>;
+
+interface OperationShape {
+  responses: Record<string, { content?: Record<string, { schema?: { $ref?: string } }> }>;
+}
+interface DocumentShape {
+  paths: Record<string, Record<string, OperationShape>>;
+  components: { schemas: Record<string, { properties?: Record<string, unknown>; required?: string[] }> };
+}
+
+let app: App;
+let document: DocumentShape;
+
+beforeAll(async () => {
+  const models = await loadModelPack({ dir: "models/shapes-world-tiny", sessions: "lazy" });
+  app = makeTestApp({ models });
+  document = (await (await app.request("/openapi.json")).json()) as DocumentShape;
+}, 60_000);
+
+/** The operation `method path` of the served document. */
+function operation(method: string, path: string): OperationShape {
+  const found = document.paths[path]?.[method.toLowerCase()];
+  if (found === undefined) throw new Error(`The document has no ${method} ${path}.`);
+  return found;
+}
+
+/** Sends a JSON body; the answer's status, its parsed body and its request id header. */
+async function postJson(path: string, body: unknown) {
+  const response = await app.request(path, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { response, body: (await response.json()) as unknown };
+}
+
+/** Asserts the answer is the error envelope with `status` and `code`, and that the document lists it. */
+function expectDocumentedError(
+  { response, body }: Awaited<ReturnType<typeof postJson>>,
+  { method, path, status, code }: { method: string; path: string; status: number; code: string },
+) {
+  expect(response.status).toBe(status);
+  const envelope = errorEnvelopeSchema.strict().parse(body);
+  expect(envelope.error.code).toBe(code);
+  expect(envelope.error.requestId).toBe(response.headers.get("x-request-id"));
+  const documented = operation(method, path).responses[String(status)];
+  expect(documented, `${method} ${path} documents ${status}`).toBeDefined();
+  expect(documented?.content?.["application/json"]?.schema?.$ref).toBe("#/components/schemas/Error");
+  return envelope;
+}
+
+/** Two bytes that are no image format at all, as the fuzzer sent them (base64 `00`). */
+const NOT_AN_IMAGE = "00";
+/** A PNG signature and the start of a header, cut off: a known format that cannot be decoded. */
+const TRUNCATED_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB";
+
+describe("an image Loupe cannot read is a documented 415 or 422, in the envelope", () => {
+  const unreadable = [
+    ["POST", "/v1/vqa", { image: NOT_AN_IMAGE, question: "0", topK: 1 }],
+    ["POST", "/v1/search", { image: NOT_AN_IMAGE }],
+    ["POST", "/v1/classify", { image: NOT_AN_IMAGE, labels: ["a"] }],
+    ["POST", "/v1/chat", { question: "0", images: [NOT_AN_IMAGE] }],
+    [
+      "POST",
+      "/v1/chat",
+      { question: "0", history: [{ role: "user", content: "", images: [NOT_AN_IMAGE], citations: [] }] },
+    ],
+    [
+      "POST",
+      "/v1/chat/completions",
+      {
+        model: "loupe",
+        messages: [
+          {
+            role: "user",
+            content: [
+              { type: "image_url", image_url: { url: "data:image/png;base64,AAAA" } },
+              { type: "text", text: "hi" },
+            ],
+          },
+        ],
+      },
+    ],
+  ] as const;
+
+  it.each(unreadable)(
+    "%s %s with bytes of no image format → 415 media_unsupported",
+    async (method, path, body) => {
+      const envelope = expectDocumentedError(await postJson(path, body), {
+        method,
+        path,
+        status: 415,
+        code: "media_unsupported",
+      });
+      expect(envelope.error.message).toMatch(/allowed: jpeg, png, webp, gif/);
+    },
+  );
+
+  it.each([
+    ["POST", "/v1/vqa", { image: TRUNCATED_PNG, question: "0", topK: 1 }],
+    ["POST", "/v1/search", { image: TRUNCATED_PNG }],
+    ["POST", "/v1/classify", { image: TRUNCATED_PNG, labels: ["a"] }],
+    ["POST", "/v1/chat", { question: "0", images: [TRUNCATED_PNG] }],
+  ] as const)("%s %s with a truncated PNG → 422 media_invalid", async (method, path, body) => {
+    const envelope = expectDocumentedError(await postJson(path, body), {
+      method,
+      path,
+      status: 422,
+      code: "media_invalid",
+    });
+    expect(envelope.error.message).toMatch(/Could not decode the image.*Send an uncorrupted/);
+  });
+});
+
+/** The events of a `text/event-stream` body as a reader parses them (comments skipped, `message` by default). */
+function readEvents(text: string): Array<Record<string, string>> {
+  return text
+    .split("\n\n")
+    .map((block) => block.split("\n").filter((line) => line !== "" && !line.startsWith(":")))
+    .filter((lines) => lines.length > 0)
+    .map((lines) => {
+      const event: Record<string, string> = { event: "message" };
+      const data: string[] = [];
+      for (const line of lines) {
+        const colon = line.indexOf(":");
+        const field = line.slice(0, colon);
+        const value = line.slice(colon + 1).replace(/^ /, "");
+        if (field === "data") data.push(value);
+        else event[field] = value;
+      }
+      return { ...event, data: data.join("\n") };
+    });
+}
+
+describe("event streams are documented event by event", () => {
+  it.each([
+    ["POST", "/v1/chat"],
+    ["POST", "/v1/chat/completions"],
+    ["GET", "/v1/jobs/{id}/events"],
+  ])("%s %s describes each event as a ServerSentEvent, not the stream as a string", (method, path) => {
+    const content = operation(method, path).responses["200"]?.content?.["text/event-stream"];
+    expect(content?.schema?.$ref).toBe("#/components/schemas/ServerSentEvent");
+    const event = document.components.schemas.ServerSentEvent;
+    expect(Object.keys(event?.properties ?? {}).sort()).toEqual(["data", "event", "id"]);
+    expect(event?.required?.sort()).toEqual(["data", "event"]);
+  });
+
+  it("a job's progress stream matches the event schema, event by event", async () => {
+    // A job whose every URL is refused (not a public address) fails, as the fuzzer's did.
+    const accepted = await postJson("/v1/images?async=true", {
+      urls: ["http://127.0.0.1:9/a.png", "http://127.0.0.1:9/b.png", "http://127.0.0.1:9/c.png"],
+    });
+    expect(accepted.response.status).toBe(202);
+    const { job } = accepted.body as { job: { id: string } };
+    const response = await app.request(`/v1/jobs/${job.id}/events`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const events = readEvents(await response.text());
+    expect(events.map((event) => event.event)).toContain("done");
+    for (const event of events) {
+      expect(serverSentEventSchema.strict().safeParse(event).success, JSON.stringify(event)).toBe(true);
+      expect(() => JSON.parse(event.data as string)).not.toThrow();
+    }
+  });
+});
