@@ -515,6 +515,22 @@ export const settings = {
     description:
       "Videos of one `POST /v1/videos` lasting longer than this in total run as a job (202 with the job); shorter ones answer when done unless `?async=true`.",
   },
+  blobGcGraceS: {
+    env: "LOUPE_BLOB_GC_GRACE_S",
+    schema: integer({ min: 0, max: 2_592_000 }),
+    default: "600",
+    allowed: "integer 0–2592000",
+    description:
+      "The orphan-blob sweep (`loupe gc`, and at start-up) leaves alone blobs whose references changed less than this many seconds ago, so an ingest in flight never loses a blob it is about to record.",
+  },
+  blobGcAtStart: {
+    env: "LOUPE_BLOB_GC_AT_START",
+    schema: z.enum(["on", "dry-run", "off"]),
+    default: "on",
+    allowed: "`on`, `dry-run` or `off`",
+    description:
+      "Whether the server sweeps orphan blobs (those no record of any tenant uses) once after start-up: `on` removes them, `dry-run` only logs what it would remove.",
+  },
   promptsDir: {
     env: "LOUPE_PROMPTS_DIR",
     schema: z.string().min(1),

@@ -83,6 +83,8 @@ describe("parseConfig", () => {
       videoMaxFrames: 7200,
       videoTimeoutMs: 300_000,
       videoSyncMaxSeconds: 60,
+      blobGcGraceS: 600,
+      blobGcAtStart: "on",
       promptsDir: "/opt/loupe/prompts",
       llmModel: undefined,
       openaiBaseUrl: undefined,

@@ -7,6 +7,7 @@ import { Command } from "commander";
 import { AppError } from "../errors.ts";
 import { registerAskCommand } from "./commands/ask.ts";
 import { registerEvalCommand } from "./commands/eval.ts";
+import { registerGcCommand } from "./commands/gc.ts";
 import { registerIngestCommand } from "./commands/ingest.ts";
 import { registerKeysCommand } from "./commands/keys.ts";
 import { registerModelsCommand } from "./commands/models.ts";
@@ -32,6 +33,7 @@ registerAskCommand(program);
 registerIngestCommand(program);
 registerEvalCommand(program);
 registerKeysCommand(program);
+registerGcCommand(program);
 
 try {
   await program.parseAsync(process.argv);

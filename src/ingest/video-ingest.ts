@@ -620,7 +620,7 @@ export async function videoSegmentsOf({
   videoId: id,
   limit = MAX_SEGMENTS_PER_VIDEO,
 }: {
-  store: VectorStore;
+  store: Pick<VectorStore, "query">;
   tenant: string;
   videoId: string;
   limit?: number;

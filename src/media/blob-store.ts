@@ -10,10 +10,16 @@
  * The store also keeps a reference index: which record ids (of any tenant) use a blob. Deleting a
  * record drops its references, and the blob itself is removed only once nothing refers to it. An S3-
  * compatible adapter can implement the same interface later.
+ *
+ * For the orphan sweep (`ingest/blob-gc.ts`) the store lists what it holds with the time each blob's
+ * references last changed ({@link BlobStore.scan}), and removes a blob only after checking again, under
+ * the same per-key lock as every write, that nobody touched it since ({@link BlobStore.collect}). Every
+ * write that names an owner touches that time, even when the reference was already there, so an ingest in
+ * flight always looks young to the sweep.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, utimes } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { NotFoundError, ValidationError } from "../errors.ts";
@@ -94,6 +100,68 @@ export interface BlobStore {
   release(request: { sha256: string; owner: string }): Promise<{ removed: boolean }>;
   /** Owners referring to the blob, sorted. */
   references(sha256: string): Promise<string[]>;
+  /**
+   * Everything the store holds, for the orphan sweep: each blob with its references and when they last
+   * changed, and leftovers of interrupted writes and removals.
+   */
+  scan(): Promise<BlobScan>;
+  /**
+   * Drops `staleOwners`' references and removes the blob if none is left, but only if its references
+   * did not change after `untouchedSince` (checked under the key's lock, so a write in flight wins).
+   */
+  collect(request: CollectBlobRequest): Promise<CollectBlobResult>;
+  /** Removes a leftover {@link BlobStore.scan} reported, if it was not touched after `untouchedSince`. */
+  removeLeftover(request: { leftover: BlobLeftover; untouchedSince: number }): Promise<boolean>;
+}
+
+/** A stored blob as {@link BlobStore.scan} lists it. */
+export interface BlobEntry {
+  sha256: string;
+  /** Size in bytes. */
+  size: number;
+  /** Owners referring to it (`<tenant>/<record id>`), sorted. */
+  refs: string[];
+  /** When its references last changed (or were last confirmed by a write), ms since the epoch. */
+  touchedAt: number;
+  /** Set when the sidecar could not be parsed: damage to look at, never garbage. */
+  unreadable?: true;
+}
+
+/** A file of no complete blob: bytes whose sidecar is gone, or a temporary file of a write. */
+export interface BlobLeftover {
+  kind: "unindexed" | "temporary";
+  /** Path relative to the store's directory. */
+  path: string;
+  size: number;
+  /** Last modification, ms since the epoch. */
+  touchedAt: number;
+}
+
+/** What {@link BlobStore.scan} found. */
+export interface BlobScan {
+  blobs: BlobEntry[];
+  leftovers: BlobLeftover[];
+}
+
+/** Arguments of {@link BlobStore.collect}. */
+export interface CollectBlobRequest {
+  sha256: string;
+  /** References known to be dead (their records are gone); the others are kept. */
+  staleOwners?: readonly string[];
+  /** Ms since the epoch: a blob whose references changed after this is left alone. */
+  untouchedSince: number;
+}
+
+/** What {@link BlobStore.collect} did. */
+export interface CollectBlobResult {
+  /** Whether the blob was removed (no reference left). */
+  removed: boolean;
+  /** Bytes freed. */
+  bytes: number;
+  /** References dropped. */
+  released: string[];
+  /** Set when nothing was done because the blob changed, or was gone, since the scan. */
+  skipped?: "touched" | "gone";
 }
 
 /** The sha256 of bytes, lowercase hex. */
@@ -240,6 +308,9 @@ export class FsBlobStore implements BlobStore {
       if (existing !== undefined && (await fileSize(blob)) === bytes.length) {
         if (withOwner !== refs) {
           await this.#writeAtomic(folder, sidecar, JSON.stringify({ ...existing, refs: withOwner }));
+        } else if (owner !== undefined) {
+          // The owner may be a dead reference the sweep is about to drop: a fresh time keeps it.
+          await touch(sidecar);
         }
         return { sha256, size: bytes.length, created: false };
       }
@@ -284,7 +355,10 @@ export class FsBlobStore implements BlobStore {
       if (meta === undefined) {
         throw new NotFoundError(`No blob ${sha256} to reference; store it first.`, { context: { sha256 } });
       }
-      if (meta.refs.includes(owner)) return;
+      if (meta.refs.includes(owner)) {
+        await touch(sidecar);
+        return;
+      }
       meta.refs = [...meta.refs, owner].sort();
       await this.#writeAtomic(folder, sidecar, JSON.stringify(meta));
     });
@@ -310,6 +384,121 @@ export class FsBlobStore implements BlobStore {
   async references(sha256: string): Promise<string[]> {
     const { sidecar } = this.#paths(sha256);
     return (await this.#readSidecar(sidecar))?.refs ?? [];
+  }
+
+  async scan(): Promise<BlobScan> {
+    const scan: BlobScan = { blobs: [], leftovers: [] };
+    for (const { relative, folder, names } of await this.#folders()) {
+      for (const name of names) {
+        const file = path.join(folder, name);
+        const key = name.endsWith(".json") ? name.slice(0, -5) : name;
+        if (name.startsWith(".tmp-")) {
+          const info = await statOrUndefined(file);
+          if (info !== undefined) {
+            scan.leftovers.push({
+              kind: "temporary",
+              path: path.join(relative, name),
+              size: info.size,
+              touchedAt: info.mtimeMs,
+            });
+          }
+          continue;
+        }
+        if (!BLOB_KEY_PATTERN.test(key) || name.endsWith(".json")) continue;
+        const sidecarInfo = names.has(`${key}.json`) ? await statOrUndefined(`${file}.json`) : undefined;
+        const info = await statOrUndefined(file);
+        if (info === undefined) continue;
+        if (sidecarInfo === undefined) {
+          scan.leftovers.push({
+            kind: "unindexed",
+            path: path.join(relative, name),
+            size: info.size,
+            touchedAt: info.mtimeMs,
+          });
+          continue;
+        }
+        const meta = await this.#readSidecar(`${file}.json`).catch(() => undefined);
+        scan.blobs.push({
+          sha256: key,
+          size: info.size,
+          refs: meta?.refs ?? [],
+          touchedAt: sidecarInfo.mtimeMs,
+          ...(meta === undefined ? { unreadable: true } : {}),
+        });
+      }
+    }
+    scan.blobs.sort((a, b) => a.sha256.localeCompare(b.sha256));
+    scan.leftovers.sort((a, b) => a.path.localeCompare(b.path));
+    return scan;
+  }
+
+  async collect({
+    sha256,
+    staleOwners = [],
+    untouchedSince,
+  }: CollectBlobRequest): Promise<CollectBlobResult> {
+    const { folder, blob, sidecar } = this.#paths(sha256);
+    return this.#withLock(sha256, async () => {
+      const nothing = (skipped: "touched" | "gone"): CollectBlobResult => ({
+        removed: false,
+        bytes: 0,
+        released: [],
+        skipped,
+      });
+      const info = await statOrUndefined(sidecar);
+      if (info === undefined) return nothing("gone");
+      if (info.mtimeMs > untouchedSince) return nothing("touched");
+      const meta = await this.#readSidecar(sidecar);
+      if (meta === undefined) return nothing("gone");
+      const released = meta.refs.filter((ref) => staleOwners.includes(ref));
+      const refs = meta.refs.filter((ref) => !staleOwners.includes(ref));
+      if (refs.length > 0) {
+        if (released.length > 0) await this.#writeAtomic(folder, sidecar, JSON.stringify({ ...meta, refs }));
+        return { removed: false, bytes: 0, released };
+      }
+      const bytes = (await fileSize(blob)) ?? 0;
+      return { removed: await removeBlobFiles(blob, sidecar), bytes, released };
+    });
+  }
+
+  async removeLeftover({
+    leftover,
+    untouchedSince,
+  }: {
+    leftover: BlobLeftover;
+    untouchedSince: number;
+  }): Promise<boolean> {
+    const file = path.resolve(this.dir, leftover.path);
+    const name = path.basename(file);
+    const inside = path.relative(this.dir, file);
+    // Only names a scan reports, two levels down: a leftover can never name another path.
+    if (inside.startsWith("..") || inside.split(path.sep).length !== 3) return false;
+    const remove = async () => {
+      const info = await statOrUndefined(file);
+      if (info === undefined || info.mtimeMs > untouchedSince) return false;
+      await rm(file, { force: true });
+      return true;
+    };
+    if (leftover.kind === "temporary") return name.startsWith(".tmp-") ? remove() : false;
+    if (!BLOB_KEY_PATTERN.test(name)) return false;
+    const { sidecar } = this.#paths(name);
+    // Under the key's lock: a put between writing the bytes and the sidecar is not a leftover.
+    return this.#withLock(name, async () => ((await fileSize(sidecar)) === undefined ? remove() : false));
+  }
+
+  /** The two-level folders of the store, with the names in each. */
+  async #folders(): Promise<Array<{ relative: string; folder: string; names: Set<string> }>> {
+    const level = async (dir: string): Promise<string[]> =>
+      (await readdir(dir).catch(() => [] as string[])).filter((name) => /^[0-9a-f]{2}$/.test(name));
+    const folders: Array<{ relative: string; folder: string; names: Set<string> }> = [];
+    for (const first of await level(this.dir)) {
+      for (const second of await level(path.join(this.dir, first))) {
+        const folder = path.join(this.dir, first, second);
+        const names = new Set(await readdir(folder).catch(() => [] as string[]));
+        folders.push({ relative: path.join(first, second), folder, names });
+      }
+    }
+    return folders;
   }
 
   /** Keys of every stored blob (for tests and maintenance; walks the whole tree). */
@@ -399,6 +588,24 @@ async function fileSize(file: string): Promise<number | undefined> {
     if (isErrno(error, "ENOENT")) return undefined;
     throw error;
   }
+}
+
+async function statOrUndefined(file: string): Promise<{ size: number; mtimeMs: number } | undefined> {
+  try {
+    const info = await stat(file);
+    return { size: info.size, mtimeMs: info.mtimeMs };
+  } catch (error) {
+    if (isErrno(error, "ENOENT")) return undefined;
+    throw error;
+  }
+}
+
+/** Marks a sidecar as changed now without rewriting it. */
+async function touch(file: string): Promise<void> {
+  const now = new Date();
+  await utimes(file, now, now).catch((error: unknown) => {
+    if (!isErrno(error, "ENOENT")) throw error;
+  });
 }
 
 async function removeBlobFiles(blob: string, sidecar: string): Promise<boolean> {

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -95,6 +95,76 @@ describe("FsBlobStore", () => {
     await blobs.addReference({ sha256, owner: "t/img_1" });
     await blobs.put({ bytes, contentType: "image/jpeg" });
     expect(await blobs.references(sha256)).toEqual(["t/img_1"]);
+  });
+
+  it("scan lists blobs with their references and age, and the leftovers of interrupted writes", async () => {
+    const kept = await blobs.put({ bytes: Buffer.from("kept"), contentType: "image/jpeg", owner: "t/img_1" });
+    const lost = await blobs.put({ bytes: Buffer.from("lost"), contentType: "image/jpeg" });
+    const folder = path.join(dir, "blobs", lost.sha256.slice(0, 2), lost.sha256.slice(2, 4));
+    await rm(path.join(folder, `${lost.sha256}.json`));
+    await writeFile(path.join(folder, ".tmp-00112233"), "partial");
+    const before = Date.now();
+    const scan = await blobs.scan();
+    expect(scan.blobs).toEqual([
+      { sha256: kept.sha256, size: 4, refs: ["t/img_1"], touchedAt: expect.any(Number) },
+    ]);
+    expect(scan.blobs[0]?.touchedAt).toBeLessThanOrEqual(before + 1);
+    expect(
+      scan.leftovers
+        .map(({ kind, path: file, size }) => ({ kind, file, size }))
+        .sort((a, b) => a.kind.localeCompare(b.kind)),
+    ).toEqual([
+      {
+        kind: "temporary",
+        file: path.join(lost.sha256.slice(0, 2), lost.sha256.slice(2, 4), ".tmp-00112233"),
+        size: 7,
+      },
+      {
+        kind: "unindexed",
+        file: path.join(lost.sha256.slice(0, 2), lost.sha256.slice(2, 4), lost.sha256),
+        size: 4,
+      },
+    ]);
+    // Young leftovers stay; old ones go; a path outside the store is never removed.
+    for (const leftover of scan.leftovers) {
+      expect(await blobs.removeLeftover({ leftover, untouchedSince: before - 60_000 })).toBe(false);
+    }
+    for (const leftover of scan.leftovers) {
+      expect(await blobs.removeLeftover({ leftover, untouchedSince: Date.now() + 1000 })).toBe(true);
+    }
+    expect(await readdir(folder)).toEqual([]);
+    const outside = { kind: "temporary" as const, path: "../../etc/.tmp-x", size: 0, touchedAt: 0 };
+    expect(await blobs.removeLeftover({ leftover: outside, untouchedSince: Date.now() })).toBe(false);
+  });
+
+  it("collect drops dead references, removes a blob left with none, and leaves one touched since", async () => {
+    const bytes = Buffer.from("collected");
+    const { sha256 } = await blobs.put({ bytes, contentType: "image/jpeg", owner: "a/img_1" });
+    await blobs.addReference({ sha256, owner: "b/img_2" });
+    const later = Date.now() + 1000;
+    expect(await blobs.collect({ sha256, staleOwners: ["a/img_1"], untouchedSince: later })).toEqual({
+      removed: false,
+      bytes: 0,
+      released: ["a/img_1"],
+    });
+    expect(await blobs.references(sha256)).toEqual(["b/img_2"]);
+    // A write that names an existing owner still makes the blob young.
+    const scanned = Date.now() - 1;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await blobs.put({ bytes, contentType: "image/jpeg", owner: "b/img_2" });
+    expect(await blobs.collect({ sha256, staleOwners: ["b/img_2"], untouchedSince: scanned })).toMatchObject({
+      removed: false,
+      skipped: "touched",
+    });
+    expect(
+      await blobs.collect({ sha256, staleOwners: ["b/img_2"], untouchedSince: Date.now() + 1000 }),
+    ).toEqual({
+      removed: true,
+      bytes: bytes.length,
+      released: ["b/img_2"],
+    });
+    expect(await blobs.has(sha256)).toBe(false);
+    expect(await blobs.collect({ sha256, untouchedSince: Date.now() })).toMatchObject({ skipped: "gone" });
   });
 
   it("blob refs round-trip and reject anything else", () => {
