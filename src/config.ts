@@ -239,6 +239,14 @@ export const settings = {
     allowed: "integer 1000–600000",
     description: "How long start-up waits for embedded Milvus Lite to answer.",
   },
+  milvusRestartAttempts: {
+    env: "LOUPE_MILVUS_RESTART_ATTEMPTS",
+    schema: integer({ min: 0, max: 100 }),
+    default: "5",
+    allowed: "integer 0–100",
+    description:
+      "How many times in a row Loupe restarts an embedded Milvus Lite that exited, with backoff (1 s, 2 s, 4 s, … up to 30 s), before it stays not ready; 0 never restarts. Meanwhile `/readyz` and every call that needs the store answer 503 `not_ready` with the reason and `Retry-After`.",
+  },
   urlAllowHosts: {
     env: "LOUPE_URL_ALLOW_HOSTS",
     schema: z

@@ -35,8 +35,9 @@ import type { AnswerComposer } from "./rag/types.ts";
 import { readLogitScale, SearchService } from "./search/search-service.ts";
 import { DeferredVectorStore } from "./store/deferred-vector-store.ts";
 import { TENANT_PATTERN } from "./store/filter.ts";
-import { type MilvusLiteProcess, startMilvusLite } from "./store/milvus-lite.ts";
+import { startMilvusLite } from "./store/milvus-lite.ts";
 import { createVectorStore } from "./store/milvus-vector-store.ts";
+import { SupervisedVectorStore } from "./store/supervised-vector-store.ts";
 import type { VectorStore } from "./store/vector-store.ts";
 
 /** The adapters the layers are wired over: configuration, logger and the I/O ports. */
@@ -91,8 +92,11 @@ export interface LoupeServices extends ServiceParts {
 
 /** Services that own running resources, as returned by {@link createLoupeServices}. */
 export interface OpenLoupeServices extends LoupeServices {
-  /** Process id of the embedded Milvus Lite; absent when `MILVUS_ADDRESS` points at a server. */
-  milvusLitePid?: number;
+  /**
+   * Process id of the embedded Milvus Lite, kept current when it is restarted; absent when
+   * `MILVUS_ADDRESS` points at a server, and while Lite is down.
+   */
+  readonly milvusLitePid?: number;
   /** Stops jobs, closes the model pack and the store, stops Milvus Lite. Safe to call more than once. */
   close(): Promise<void>;
 }
@@ -209,7 +213,7 @@ export async function createLoupeServices({
   };
   try {
     const llm = await buildLlmComposer({ config, logger });
-    const { store, milvusLite } = await buildStore({ config, logger, cleanups });
+    const { store, liteStore } = await buildStore({ config, logger, cleanups });
     const models = await buildModelPack({ config, logger });
     cleanups.push(() => models.close());
     const jobs = createJobRegistry({ logger: logger.child({ component: "jobs" }) });
@@ -231,7 +235,13 @@ export async function createLoupeServices({
       closing ??= closeAll();
       return closing;
     };
-    return { ...services, milvusLitePid: milvusLite?.pid, close };
+    return {
+      ...services,
+      get milvusLitePid() {
+        return liteStore?.pid;
+      },
+      close,
+    };
   } catch (error) {
     await closeAll();
     throw error;
@@ -260,8 +270,9 @@ async function resolveEmbeddingDimension({ config }: { config: Config }): Promis
 
 /**
  * Builds the vector store the app will use:
- * - embedded Milvus Lite (no `MILVUS_ADDRESS`): started and connected before start-up completes; any
- *   failure stops start-up, since the whole service is on this machine;
+ * - embedded Milvus Lite (no `MILVUS_ADDRESS`): started and connected before start-up completes (any
+ *   failure stops start-up, since the whole service is on this machine), then supervised: when Lite
+ *   exits it is restarted, up to `LOUPE_MILVUS_RESTART_ATTEMPTS` times in a row, and the store reconnected;
  * - an external Milvus: connected in the background with retries, so Loupe starts (and `/readyz`
  *   reports why it is not ready) while that server is down or still starting;
  * - no embedding dimension (no model pack and no `LOUPE_EMBEDDING_DIM`): no store at all, only the
@@ -275,7 +286,7 @@ async function buildStore({
   config: Config;
   logger: Logger;
   cleanups: Array<() => Promise<void>>;
-}): Promise<{ store: VectorStore; milvusLite?: MilvusLiteProcess }> {
+}): Promise<{ store: VectorStore; liteStore?: SupervisedVectorStore }> {
   let dimension: number;
   try {
     dimension = await resolveEmbeddingDimension({ config });
@@ -306,17 +317,23 @@ async function buildStore({
     return { store };
   }
 
-  const milvusLite = await startMilvusLite({
-    dataDir: path.join(config.dataDir, "milvus"),
-    venvDir: config.venvDir,
-    host: "127.0.0.1",
-    startTimeoutMs: config.milvusStartTimeoutMs,
-    logger: logger.child({ component: "milvus-lite" }),
+  const liteLogger = logger.child({ component: "milvus-lite" });
+  const store = await SupervisedVectorStore.start({
+    startLite: ({ avoidPort }) =>
+      startMilvusLite({
+        dataDir: path.join(config.dataDir, "milvus"),
+        venvDir: config.venvDir,
+        host: "127.0.0.1",
+        avoidPort,
+        startTimeoutMs: config.milvusStartTimeoutMs,
+        logger: liteLogger,
+      }),
+    connect: (address) => createVectorStore({ address, ...storeOptions }),
+    restartAttempts: config.milvusRestartAttempts,
+    logger: liteLogger,
   });
-  cleanups.push(milvusLite.stop);
-  const store = await createVectorStore({ address: milvusLite.address, ...storeOptions });
   cleanups.push(() => store.close());
-  return { store, milvusLite };
+  return { store, liteStore: store };
 }
 
 /**

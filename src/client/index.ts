@@ -5,7 +5,7 @@
  * @module
  */
 
-export { apiErrorOf, LoupeApiError } from "./loupe-api-error.ts";
+export { apiErrorOf, LoupeApiError, retryAfterSecondsOf } from "./loupe-api-error.ts";
 export {
   createLoupeClient,
   type FetchLike,

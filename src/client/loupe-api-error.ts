@@ -42,25 +42,43 @@ function envelopeOf(body: unknown): { code: string; message: string; requestId?:
 }
 
 /**
+ * Seconds a `Retry-After` header asks to wait: a number of seconds, or an HTTP date; undefined when
+ * absent or unreadable.
+ */
+export function retryAfterSecondsOf(header: string | null | undefined, now = Date.now()): number | undefined {
+  const text = header?.trim();
+  if (text === undefined || text === "") return undefined;
+  if (/^\d+$/.test(text)) return Number(text);
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - now) / 1000));
+}
+
+/**
  * The error for a failed answer: the envelope's code and message with the response's status, or, for
  * a body that is not the envelope (a proxy's page, an older server), `unexpected_response` quoting it.
+ * `retryAfter` is the response's `Retry-After` header, kept as `retryAfterSeconds`.
  */
 export function apiErrorOf({
   status,
   body,
   request,
+  retryAfter,
 }: {
   status: number;
   body: unknown;
   request: string;
+  retryAfter?: string | null;
 }): LoupeApiError {
+  const retryAfterSeconds = retryAfterSecondsOf(retryAfter);
+  const retry = retryAfterSeconds === undefined ? {} : { retryAfterSeconds };
   const envelope = envelopeOf(body);
-  if (envelope !== undefined) return new LoupeApiError({ ...envelope, status, request });
+  if (envelope !== undefined) return new LoupeApiError({ ...envelope, status, request, ...retry });
   const shown = typeof body === "string" ? body : JSON.stringify(body);
   return new LoupeApiError({
     code: "unexpected_response",
     status,
     message: `${request} answered HTTP ${status} without Loupe's error envelope: ${(shown ?? "").slice(0, 200)}`,
     request,
+    ...retry,
   });
 }

@@ -4,7 +4,8 @@
  * It loads nothing of the server: it sends requests and reads answers.
  *
  * Failures come out as errors with a code: the server's error envelope as a {@link LoupeApiError}
- * (its code, the HTTP status, its message); `server_unreachable` when the server cannot be reached;
+ * (its code, the HTTP status, its message, and `retryAfterSeconds` when the server sent `Retry-After`);
+ * `server_unreachable` when the server cannot be reached;
  * `bad_server_response` for an answer that is not what the API promises.
  *
  * @example
@@ -201,7 +202,14 @@ export function createLoupeClient(options: LoupeClientOptions): LoupeClient {
   const exchange = async (method: string, path: string, send: Send, expected: readonly number[] = [200]) => {
     const { response, request } = await call(method, path, send);
     const body = await readBody(response, request);
-    if (!expected.includes(response.status)) throw apiErrorOf({ status: response.status, body, request });
+    if (!expected.includes(response.status)) {
+      throw apiErrorOf({
+        status: response.status,
+        body,
+        request,
+        retryAfter: response.headers.get("retry-after"),
+      });
+    }
     return { status: response.status, body, request };
   };
 
@@ -287,7 +295,12 @@ export function createLoupeClient(options: LoupeClientOptions): LoupeClient {
         signal,
       });
       if (!response.ok || response.body === null) {
-        throw apiErrorOf({ status: response.status, body: await readBody(response, request), request });
+        throw apiErrorOf({
+          status: response.status,
+          body: await readBody(response, request),
+          request,
+          retryAfter: response.headers.get("retry-after"),
+        });
       }
       for await (const message of readSseMessages(response.body)) {
         let data: unknown;

@@ -5,22 +5,9 @@
  */
 import { NotReadyError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
+import { type ForwardedCall, ForwardingVectorStore } from "./forwarding-vector-store.ts";
 import { redactAddresses } from "./milvus-client.ts";
-import type { RecordKind } from "./record-id.ts";
-import type {
-  CountRequest,
-  DeleteRequest,
-  DeleteResult,
-  GetRequest,
-  QueryRequest,
-  SearchHit,
-  SearchRequest,
-  StoredByKind,
-  StoreHealth,
-  UpsertRequest,
-  UpsertResult,
-  VectorStore,
-} from "./vector-store.ts";
+import type { StoreHealth, VectorStore } from "./vector-store.ts";
 
 const reconnectFirstDelayMs = 1000;
 const reconnectMaxDelayMs = 30_000;
@@ -29,14 +16,17 @@ const reconnectMaxDelayMs = 30_000;
  * A {@link VectorStore} that is not connected yet, or cannot be: until a real store is in place, its
  * health is not ok with the reason, and every call fails with a `NotReadyError` carrying that reason.
  */
-export class DeferredVectorStore implements VectorStore {
+export class DeferredVectorStore extends ForwardingVectorStore {
   #store: VectorStore | undefined;
   #reason: string;
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
   #attempt: Promise<void> | undefined;
+  /** When the next connection attempt starts (epoch ms); absent when none is planned. */
+  #nextAttemptAt: number | undefined;
 
   private constructor(reason: string) {
+    super();
     this.#reason = reason;
   }
 
@@ -71,41 +61,33 @@ export class DeferredVectorStore implements VectorStore {
           deferred.#reason = redactAddresses(error instanceof Error ? error.message : String(error));
           if (deferred.#closed) return;
           logger.warn({ err: error, address, retryInMs: delayMs }, "Milvus is not available; retrying");
+          deferred.#nextAttemptAt = Date.now() + delayMs;
           deferred.#timer = setTimeout(() => attempt(Math.min(delayMs * 2, reconnectMaxDelayMs)), delayMs);
         },
       );
     };
+    deferred.#nextAttemptAt = Date.now();
     attempt(reconnectFirstDelayMs);
     return deferred;
   }
 
-  #ready(): VectorStore {
+  protected forward<T>({ run }: ForwardedCall<T>): Promise<T> {
     if (this.#store === undefined) {
-      throw new NotReadyError(`The vector store is not available: ${this.#reason.replace(/\.$/, "")}.`, {
-        context: { reason: this.#reason },
-      });
+      // A store that is still being connected may answer soon: say when to try again.
+      const retryAfterSeconds =
+        this.#nextAttemptAt === undefined
+          ? undefined
+          : Math.max(1, Math.ceil((this.#nextAttemptAt - Date.now()) / 1000) + 1);
+      return Promise.reject(
+        new NotReadyError(`The vector store is not available: ${this.#reason.replace(/\.$/, "")}.`, {
+          context: { reason: this.#reason },
+          ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
+        }),
+      );
     }
-    return this.#store;
+    return run(this.#store);
   }
 
-  upsert<K extends RecordKind>(request: UpsertRequest<K>): Promise<UpsertResult> {
-    return this.#ready().upsert(request);
-  }
-  search<K extends RecordKind>(request: SearchRequest<K>): Promise<SearchHit<K>[]> {
-    return this.#ready().search(request);
-  }
-  query<K extends RecordKind>(request: QueryRequest<K>): Promise<StoredByKind[K][]> {
-    return this.#ready().query(request);
-  }
-  get<K extends RecordKind>(request: GetRequest<K>): Promise<StoredByKind[K][]> {
-    return this.#ready().get(request);
-  }
-  delete<K extends RecordKind>(request: DeleteRequest<K>): Promise<DeleteResult> {
-    return this.#ready().delete(request);
-  }
-  count(request: CountRequest): Promise<number> {
-    return this.#ready().count(request);
-  }
   async health(): Promise<StoreHealth> {
     return this.#store === undefined ? { ok: false, reason: this.#reason } : this.#store.health();
   }

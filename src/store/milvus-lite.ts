@@ -1,6 +1,8 @@
 /**
- * Launcher of the embedded Milvus Lite: a `milvus-lite server` child process from the project's Python
- * environment, bound to loopback on a free port, that the same process stops again.
+ * Launcher of the embedded Milvus Lite: a child process from the project's Python environment running
+ * `scripts/milvus-lite-launcher.py`, which serves Milvus Lite on loopback on a free port and exits when
+ * this process goes away (its stdin, a pipe from here, reaches end-of-file), however it goes. Before it
+ * starts, a Lite left running on the data dir by a Loupe that is gone is stopped (see `lite-pid-file.ts`).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { constants } from "node:fs";
@@ -8,9 +10,11 @@ import { access, mkdir } from "node:fs/promises";
 import { connect } from "node:net";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import { ConfigError, StoreError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { findFreePort, isPortFree } from "./free-port.ts";
+import { removeLitePidFile, stopLeftoverLite, writeLitePidFile } from "./lite-pid-file.ts";
 import { callMilvus, createMilvusClient } from "./milvus-client.ts";
 
 /** Options of {@link startMilvusLite}. */
@@ -23,6 +27,8 @@ export interface StartMilvusLiteOptions {
   host?: string;
   /** TCP port; a free one is picked when absent. */
   port?: number;
+  /** A port not to pick (that of a Lite which exited: its client may still reconnect to it). */
+  avoidPort?: number;
   /** How long to wait for Lite to answer before giving up. */
   startTimeoutMs?: number;
   /**
@@ -39,6 +45,8 @@ export interface MilvusLiteProcess {
   address: string;
   /** Process id of the server. */
   pid: number;
+  /** Settles when the server has exited, whether stopped or not, with how it ended. */
+  exited: Promise<MilvusLiteExit>;
   /**
    * Stops the server: SIGINT (clean shutdown), then SIGTERM, then SIGKILL, each after a bounded wait.
    * Resolves once the process has exited; calling it again is harmless.
@@ -54,10 +62,16 @@ const OUTPUT_DRAIN_MS = 1000;
 const SIGKILL_WAIT_MS = 5000;
 const LOOPBACK_HOST = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost)$/;
 
-interface ExitInfo {
+/** How a Milvus Lite process ended. */
+export interface MilvusLiteExit {
   code: number | null;
   signal: NodeJS.Signals | null;
 }
+
+type ExitInfo = MilvusLiteExit;
+
+/** The launcher script, beside `src/` and `dist/` alike (both are two levels below the install dir). */
+const LAUNCHER = fileURLToPath(new URL("../../scripts/milvus-lite-launcher.py", import.meta.url));
 
 /** Keeps the last bytes of a stream, so errors can show how the process ended. */
 class OutputTail {
@@ -114,8 +128,10 @@ async function assertInstalled(binary: string, venvDir: string): Promise<void> {
 /**
  * Starts Milvus Lite on `host` and a free (or the given) port and waits until it answers Milvus calls.
  *
- * The child shares this process's process group, so Ctrl-C in a terminal reaches both; and it is
- * killed when this process exits without having stopped it.
+ * The child shares this process's process group, so Ctrl-C in a terminal reaches both; it is killed
+ * when this process exits without having stopped it, and shuts itself down when this process is killed
+ * (SIGKILL included). A Lite left on the data dir by a Loupe that is gone is stopped first; once ready,
+ * `<dataDir>/loupe-lite.pid` records this process as its owner.
  *
  * @throws ConfigError when `host` is not a loopback address.
  * @throws StoreError with code `milvus_lite_missing` (run `npm run setup`), `milvus_lite_port_in_use`,
@@ -127,6 +143,7 @@ export async function startMilvusLite({
   venvDir,
   host = "127.0.0.1",
   port,
+  avoidPort,
   startTimeoutMs = 30_000,
   stopGraceMs = 8000,
   logger,
@@ -137,14 +154,18 @@ export async function startMilvusLite({
       { context: { host } },
     );
   }
-  const binary = path.resolve(venvDir, "bin", "milvus-lite");
+  // The launcher runs Lite in the venv's Python; the milvus-lite command tells the package is installed.
+  await assertInstalled(path.resolve(venvDir, "bin", "milvus-lite"), venvDir);
+  const binary = path.resolve(venvDir, "bin", "python");
   await assertInstalled(binary, venvDir);
   const absoluteDataDir = path.resolve(dataDir);
   await mkdir(absoluteDataDir, { recursive: true });
+  await stopLeftoverLite({ dataDir: absoluteDataDir, logger });
 
   let chosenPort: number;
   if (port === undefined) {
     chosenPort = await findFreePort({ host });
+    if (chosenPort === avoidPort) chosenPort = await findFreePort({ host });
   } else {
     // Lite binds with SO_REUSEPORT: on a port another Lite holds it would start and share the traffic.
     if (!(await isPortFree({ host, port }))) {
@@ -157,12 +178,14 @@ export async function startMilvusLite({
   }
   const address = `${host}:${chosenPort}`;
 
-  const args = ["server", "--data-dir", absoluteDataDir, "--host", host, "--port", String(chosenPort)];
+  const args = [LAUNCHER, "--data-dir", absoluteDataDir, "--host", host, "--port", String(chosenPort)];
   logger?.info({ binary, args }, "starting Milvus Lite");
+  // stdin is a pipe nobody writes to: the launcher stops Lite when it closes, i.e. when this process ends.
   const child = spawn(binary, args, {
     env: { ...process.env, PYTHONUNBUFFERED: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["pipe", "pipe", "pipe"],
   });
+  child.stdin?.on("error", () => undefined);
   const stderrTail = new OutputTail(STDERR_TAIL_BYTES);
   child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
     logger?.debug({ milvusLite: chunk.trimEnd() }, "Milvus Lite output");
@@ -223,11 +246,16 @@ export async function startMilvusLite({
   });
   if (outcome.kind === "ready") {
     ready = true;
-    logger?.info(
-      { address, pid: child.pid, dataDir: absoluteDataDir, ms: outcome.ms },
-      "Milvus Lite is ready",
+    const pid = child.pid ?? -1;
+    // Written once Lite holds the data dir's lock, so a start that loses the lock never claims it.
+    await writeLitePidFile({ dataDir: absoluteDataDir, litePid: pid }).catch((error: unknown) =>
+      logger?.warn({ err: error }, "could not write the Milvus Lite pid file"),
     );
-    return { address, pid: child.pid ?? -1, stop };
+    void exited.then(() =>
+      removeLitePidFile({ dataDir: absoluteDataDir, litePid: pid }).catch(() => undefined),
+    );
+    logger?.info({ address, pid, dataDir: absoluteDataDir, ms: outcome.ms }, "Milvus Lite is ready");
+    return { address, pid, exited, stop };
   }
 
   await stop().catch(() => undefined);

@@ -25,13 +25,15 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** A fake venv whose `milvus-lite` runs `script` (bash). */
+/** A fake venv whose `python` (which runs the Lite launcher) runs `script` (bash). */
 async function fakeVenv(script: string): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "loupe-fake-venv-"));
   await mkdir(path.join(dir, "bin"));
-  const binary = path.join(dir, "bin", "milvus-lite");
-  await writeFile(binary, `#!/usr/bin/env bash\n${script}\n`);
-  await chmod(binary, 0o755);
+  for (const name of ["milvus-lite", "python"]) {
+    const binary = path.join(dir, "bin", name);
+    await writeFile(binary, `#!/usr/bin/env bash\n${script}\n`);
+    await chmod(binary, 0o755);
+  }
   return dir;
 }
 

@@ -23,6 +23,7 @@ import { listOption, wholeNumber } from "../command-inputs.ts";
 import { collectInputs, DEFAULT_METADATA_BYTES, type IngestFailure } from "../ingest/collect-inputs.ts";
 import { createIngestProgressBar, type IngestProgress } from "../ingest/progress-bar.ts";
 import { ingestRemote } from "../ingest/remote-ingest.ts";
+import { failureOf, isTransient, Retrier, type RetryNotice, type RetryPolicy } from "../ingest/retry.ts";
 
 /** What {@link runIngest} did. */
 export interface IngestSummary {
@@ -77,10 +78,14 @@ export interface RunIngestOptions {
   recursive?: boolean;
   videos?: VideoInputHandler;
   onProgress?: (progress: IngestProgress) => void;
+  /** How items a passing failure left undone are retried (a store restarting, a full queue). */
+  retry?: RetryPolicy;
+  /** Called before each retry, to log it. */
+  onRetry?: (notice: RetryNotice) => void;
   signal?: AbortSignal;
 }
 
-function failureOf(name: string, outcome: JobItemOutcome): IngestFailure | undefined {
+function failureOfOutcome(name: string, outcome: JobItemOutcome): IngestFailure | undefined {
   return outcome.status === "failed"
     ? { name, code: outcome.error.code, message: outcome.error.message }
     : undefined;
@@ -99,6 +104,8 @@ export async function runIngest({
   recursive = true,
   videos,
   onProgress,
+  retry,
+  onRetry,
   signal,
 }: RunIngestOptions): Promise<IngestSummary> {
   const started = performance.now();
@@ -124,7 +131,7 @@ export async function runIngest({
     if (outcome.status === "stored") summary.stored += 1;
     else if (outcome.status === "skipped") summary.skipped += 1;
     else summary.failed += 1;
-    const failure = failureOf(name, outcome);
+    const failure = failureOfOutcome(name, outcome);
     if (failure !== undefined) summary.failures.push(failure);
     if (outcome.id !== undefined && outcome.status !== "failed") ids[position] = { name, id: outcome.id };
     onProgress?.({
@@ -147,18 +154,13 @@ export async function runIngest({
   const nameOf = (index: number) => collected.images[index]?.name ?? String(index);
   const report = (index: number, outcome: JobItemOutcome) => record(index, nameOf(index), outcome);
 
+  const retrier = new Retrier({ policy: retry, onRetry, signal });
   if (target.kind === "local") {
-    await target.ingester.ingest({
-      tenant: target.tenant,
-      items: work,
-      defaultSource: source,
-      signal,
-      report,
-    });
+    await ingestLocal({ target, work, source, report, retrier, signal });
   } else {
     const { url, fetch, batchSize = 16 } = target;
     await callServer({ url, fetch, action: "Ingest", doing: "ingest" }, (client) =>
-      ingestRemote({ client, work, source, batchSize, report, signal }),
+      ingestRemote({ client, work, source, batchSize, report, retrier, signal }),
     );
   }
 
@@ -189,6 +191,55 @@ export async function runIngest({
   summary.ids = ids.filter((entry) => entry !== undefined);
   summary.seconds = (performance.now() - started) / 1000;
   return summary;
+}
+
+/**
+ * Ingests in this process; when the store fails as a whole for a while (Milvus Lite restarting), the
+ * items not done yet are sent again (see {@link Retrier}), and once retries run out they are reported
+ * failed with the reason.
+ */
+async function ingestLocal({
+  target,
+  work,
+  source,
+  report,
+  retrier,
+  signal,
+}: {
+  target: Extract<IngestTarget, { kind: "local" }>;
+  work: ReadonlyArray<{ index: number; input: ImageIngestItem }>;
+  source: string;
+  report: (index: number, outcome: JobItemOutcome) => void;
+  retrier: Retrier;
+  signal: AbortSignal | undefined;
+}): Promise<void> {
+  let remaining = work;
+  while (remaining.length > 0) {
+    const reported = new Set<number>();
+    try {
+      await target.ingester.ingest({
+        tenant: target.tenant,
+        items: remaining,
+        defaultSource: source,
+        signal,
+        report: (index, outcome) => {
+          reported.add(index);
+          report(index, outcome);
+        },
+      });
+      return;
+    } catch (error) {
+      remaining = remaining.filter((entry) => !reported.has(entry.index));
+      if (!isTransient(error)) throw error;
+      if (reported.size > 0) retrier.progressed();
+      if (!(await retrier.wait(error, remaining.length))) {
+        if (signal?.aborted === true) return;
+        const failure = retrier.gaveUp ?? failureOf(error);
+        for (const entry of remaining) report(entry.index, { status: "failed", error: { ...failure } });
+        return;
+      }
+    }
+  }
 }
 
 /** The summary as printed: counts and rate, then every failure. */
@@ -264,6 +315,11 @@ export function registerIngestCommand(program: Command): void {
       };
       const metadata = Object.keys(extra).length === 0 ? undefined : jsonObject(JSON.stringify(extra));
       const bar = createIngestProgressBar({ enabled: flags.progress && !flags.json });
+      const onRetry = (notice: RetryNotice) => {
+        process.stderr.write(
+          `\nRetrying ${notice.items} item${notice.items === 1 ? "" : "s"} in ${(notice.delayMs / 1000).toFixed(1)} s (retry ${notice.attempt} of ${notice.of}): ${notice.message} [${notice.code}]\n`,
+        );
+      };
       const abort = new AbortController();
       const onSignal = () => abort.abort();
       process.once("SIGINT", onSignal);
@@ -278,10 +334,18 @@ export function registerIngestCommand(program: Command): void {
             source: flags.source,
             recursive: flags.recursive,
             onProgress: bar.update,
+            onRetry,
             signal: abort.signal,
           });
         } else {
-          summary = await runLocal({ inputs, flags, metadata, onProgress: bar.update, signal: abort.signal });
+          summary = await runLocal({
+            inputs,
+            flags,
+            metadata,
+            onProgress: bar.update,
+            onRetry,
+            signal: abort.signal,
+          });
         }
       } finally {
         bar.stop();
@@ -300,12 +364,14 @@ async function runLocal({
   flags,
   metadata,
   onProgress,
+  onRetry,
   signal,
 }: {
   inputs: string[];
   flags: IngestFlags;
   metadata: ImageMetadata | undefined;
   onProgress: (progress: IngestProgress) => void;
+  onRetry: (notice: RetryNotice) => void;
   signal: AbortSignal;
 }): Promise<IngestSummary> {
   // Imported on use, like `serve`: the store pulls in the Milvus SDK.
@@ -325,6 +391,7 @@ async function runLocal({
         videos: (request) =>
           ingestVideoFiles({ ingester: videoIngester, tenant, source: flags.source, signal, ...request }),
         onProgress,
+        onRetry,
         signal,
       });
     },

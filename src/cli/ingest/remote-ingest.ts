@@ -1,12 +1,16 @@
 /**
  * `loupe ingest --url`: the collected images sent to a running Loupe through the HTTP client, in
  * batches (files as uploads, URLs for the server to fetch), each item's outcome reported as it comes
- * back; a batch the server runs as a job is followed until it ends.
+ * back; a batch the server runs as a job is followed until it ends. A batch refused for a reason that
+ * passes (503 `not_ready` while the server's store restarts, 503 `overloaded`, 429), and the items a
+ * failed job left pending, are sent again after the server's `Retry-After` (see `retry.ts`).
  */
 import type { IngestItemResult, JobItem, LoupeClient } from "../../client/index.ts";
 import { readUpload } from "../../client/index.ts";
+import { AppError } from "../../errors.ts";
 import type { ImageIngestItem, ImageMetadata } from "../../ingest/image-ingest.ts";
 import type { JobItemOutcome } from "../../ingest/jobs.ts";
+import { failureOf, isTransient, type Retrier } from "./retry.ts";
 
 /** Options of {@link ingestRemote}. */
 export interface IngestRemoteOptions {
@@ -18,8 +22,17 @@ export interface IngestRemoteOptions {
   /** Files or URLs per request. */
   batchSize: number;
   report: (index: number, outcome: JobItemOutcome) => void;
+  /** Retries of batches refused for a reason that passes. */
+  retrier: Retrier;
   signal?: AbortSignal;
 }
+
+/** Why items a failed job left pending are sent again. */
+const PENDING_AFTER_JOB = new AppError(
+  "not_ready",
+  503,
+  "The server's job ended before these items were done.",
+);
 
 /** An item of the server's answer as the summary counts it. */
 function outcomeOf(item: IngestItemResult | JobItem | undefined): JobItemOutcome {
@@ -54,16 +67,53 @@ export async function ingestRemote({
   source,
   batchSize,
   report,
+  retrier,
   signal,
 }: IngestRemoteOptions): Promise<void> {
   const withSource = (metadata: ImageMetadata | undefined): ImageMetadata => ({ source, ...metadata });
-  const send = async (
-    batch: readonly number[],
-    request: Parameters<LoupeClient["ingestImages"]>[0],
+  /** Sends a batch until every item has an outcome, retrying what a passing failure left undone. */
+  const send = async <Entry extends { index: number }>(
+    batch: readonly Entry[],
+    request: (entries: readonly Entry[]) => Parameters<LoupeClient["ingestImages"]>[0],
   ): Promise<void> => {
-    const answer = await client.ingestImages(request, { signal });
-    const items = new Map((await client.itemsOf(answer, { signal })).map((item) => [item.index, item]));
-    for (const [position, index] of batch.entries()) report(index, outcomeOf(items.get(position)));
+    let pending = batch;
+    while (pending.length > 0) {
+      if (retrier.gaveUp !== undefined) {
+        for (const { index } of pending) report(index, { status: "failed", error: { ...retrier.gaveUp } });
+        return;
+      }
+      let failure: AppError;
+      try {
+        const answer = await client.ingestImages(request(pending), { signal });
+        const job = answer.kind === "job" ? await client.waitForJob(answer.job.id, { signal }) : undefined;
+        const answered: Array<IngestItemResult | JobItem> =
+          answer.kind === "items" ? answer.items : (job?.items ?? []);
+        const items = new Map(answered.map((item) => [item.index, item]));
+        // Items a job left pending are sent again when the job ended for a reason that passes.
+        const jobFailure =
+          job?.error === undefined ? PENDING_AFTER_JOB : new AppError(job.error.code, 503, job.error.message);
+        const retryPending = isTransient(jobFailure);
+        const left: Entry[] = [];
+        for (const [position, entry] of pending.entries()) {
+          const item = items.get(position);
+          if (item?.status === "pending" && retryPending) left.push(entry);
+          else report(entry.index, outcomeOf(item));
+        }
+        if (left.length < pending.length) retrier.progressed();
+        pending = left;
+        if (pending.length === 0) return;
+        failure = jobFailure;
+      } catch (error) {
+        if (!isTransient(error)) throw error;
+        failure = error;
+      }
+      if (!(await retrier.wait(failure, pending.length))) {
+        if (signal?.aborted === true) return;
+        const reason = retrier.gaveUp ?? failureOf(failure);
+        for (const { index } of pending) report(index, { status: "failed", error: { ...reason } });
+        return;
+      }
+    }
   };
   const files = work.flatMap(({ index, input }) =>
     input.source.type === "file" ? [{ index, path: input.source.path, metadata: input.metadata }] : [],
@@ -90,18 +140,15 @@ export async function ingestRemote({
       );
       const sent = read.filter((entry) => entry !== undefined);
       if (sent.length === 0) continue;
-      await send(
-        sent.map(({ index }) => index),
-        { files: sent.map(({ file, metadata }) => ({ file, metadata: withSource(metadata) })) },
-      );
+      await send(sent, (entries) => ({
+        files: entries.map(({ file, metadata }) => ({ file, metadata: withSource(metadata) })),
+      }));
     }
     for (let start = 0; start < urls.length; start += batchSize) {
       if (signal?.aborted === true) return;
-      const batch = urls.slice(start, start + batchSize);
-      await send(
-        batch.map(({ index }) => index),
-        { urls: batch.map(({ url, metadata }) => ({ url, metadata: withSource(metadata) })) },
-      );
+      await send(urls.slice(start, start + batchSize), (entries) => ({
+        urls: entries.map(({ url, metadata }) => ({ url, metadata: withSource(metadata) })),
+      }));
     }
   } catch (error) {
     // An interrupt aborts the request in flight; the summary then shows what was done.
