@@ -21,8 +21,9 @@
 #                      made in a temporary directory and removed afterwards)
 #
 # Needs what `npm run setup` makes (node_modules, .venv with Milvus Lite, the model pack) and python3 for
-# the throwaway venv (pip installs schemathesis==$SCHEMATHESIS_VERSION). The server runs from dist/ (built
-# first when older than src/) on a free port with its data in a temporary directory, the rate limit off;
+# the throwaway venv (pip installs schemathesis==$SCHEMATHESIS_VERSION). The server runs from its own build
+# of src/ in the work directory (dist/ is left alone; LOUPE_FUZZ_ALLOW_TYPE_ERRORS=1 fuzzes a tree that does
+# not typecheck yet) on a free port with its data in a temporary directory, the rate limit off;
 # a few images are ingested first so that search, similar, media and delete find something. Not part of
 # `.ci/run` (it takes minutes); what it finds becomes a regression test in test/http/fuzz-cases.test.ts.
 # Exits non-zero when Schemathesis reports a failure.
@@ -58,6 +59,7 @@ done
 work="$(mktemp -d "${TMPDIR:-/tmp}/loupe-fuzz.XXXXXX")"
 report_dir="${report_dir:-$work/report}"
 mkdir -p "$report_dir"
+report_dir="$(cd "$report_dir" && pwd)"
 data_dir="$work/data"
 server_pid=""
 cleanup() {
@@ -67,7 +69,7 @@ cleanup() {
     kill -KILL "$server_pid" 2>/dev/null || true
   fi
   # The reports stay; the data dir and a venv made here go.
-  rm -rf "$data_dir" "$work/venv" "$work/seed"
+  rm -rf "$data_dir" "$work/venv" "$work/seed" "$work/app"
 }
 trap cleanup EXIT
 
@@ -80,14 +82,30 @@ fi
 st="$venv/bin/schemathesis"
 [ -x "$st" ] || { echo "fuzz-api: no schemathesis in $venv; pip install schemathesis==$SCHEMATHESIS_VERSION there." >&2; exit 1; }
 
-bash scripts/build.sh
+# The server and the key command run from an install of their own in the work directory, compiled from
+# src/ there: a rebuild of dist/ during the run (which empties it) cannot pull modules away from under them.
+app="$work/app"
+mkdir -p "$app"
+echo "fuzz-api: compiling src/ into $app/dist..."
+if ! node_modules/.bin/tsc -p tsconfig.build.json --outDir "$app/dist" --declaration false --declarationMap false \
+  --sourceMap false >"$work/tsc.log" 2>&1; then
+  cat "$work/tsc.log" >&2
+  if [ "${LOUPE_FUZZ_ALLOW_TYPE_ERRORS:-}" != "1" ]; then
+    echo "fuzz-api: src/ does not typecheck; fix it, or set LOUPE_FUZZ_ALLOW_TYPE_ERRORS=1 to fuzz what it emits." >&2
+    exit 1
+  fi
+  echo "fuzz-api: type errors above; fuzzing what tsc emitted (LOUPE_FUZZ_ALLOW_TYPE_ERRORS=1)." >&2
+fi
+cp -R bin scripts package.json "$app/"
+[ -f assets/api-reference.js ] || bash scripts/build.sh
+for shared in node_modules models prompts assets .venv; do ln -s "$PWD/$shared" "$app/$shared"; done
 port="$(node -e 'const s=require("node:net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
 base="http://127.0.0.1:$port"
 
 echo "fuzz-api: starting Loupe on $base (data in $data_dir, log in $report_dir/server.log)..."
 mkdir -p "$data_dir"
 PORT="$port" HOST=127.0.0.1 LOUPE_DATA_DIR="$data_dir" LOUPE_RATE_LIMIT_PER_SECOND=0 LOUPE_LOG_LEVEL=info \
-  node bin/loupe.js serve >"$report_dir/server.log" 2>&1 &
+  node "$app/bin/loupe.js" serve >"$report_dir/server.log" 2>&1 &
 server_pid=$!
 
 ready=""
@@ -128,7 +146,8 @@ fuzz() {
   [ "$budget" -gt 0 ] || return 0
   echo "fuzz-api: pass \"$name\", $budget s, checks $checks..."
   local started=$SECONDS
-  "$st" run "$base/openapi.json" \
+  # From the work directory: Schemathesis keeps its state in ./.schemathesis.
+  (cd "$work" && "$st" run "$base/openapi.json" \
     --checks "$checks" \
     --max-time "$budget" \
     --workers "$workers" \
@@ -140,14 +159,14 @@ fuzz() {
     --report-junit-path "$report_dir/$name.junit.xml" \
     --report-ndjson-path "$report_dir/$name.ndjson" \
     --no-color \
-    "$@" 2>&1 | tee "$report_dir/$name.txt" || status=1
+    "$@") 2>&1 | tee "$report_dir/$name.txt" || status=1
   echo "$name: $((SECONDS - started)) s" >>"$report_dir/summary.txt"
 }
 
 fuzz open "$open_seconds"
 
 if [ "$auth_seconds" -gt 0 ]; then
-  key="$(LOUPE_DATA_DIR="$data_dir" node bin/loupe.js keys create --tenant default --scopes read,ingest,delete,admin --name fuzz --json |
+  key="$(LOUPE_DATA_DIR="$data_dir" node "$app/bin/loupe.js" keys create --tenant default --scopes read,ingest,delete,admin --name fuzz --json |
     node -e 'let t="";process.stdin.on("data",(d)=>{t+=d}).on("end",()=>console.log(JSON.parse(t).key))')"
   # A running server sees a new key within seconds; wait until it asks for one.
   for _ in $(seq 1 30); do

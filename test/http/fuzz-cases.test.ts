@@ -175,3 +175,54 @@ describe("event streams are documented event by event", () => {
     }
   });
 });
+
+/** Sends a multipart form of text fields. */
+async function postForm(path: string, fields: Array<[string, string]>) {
+  const form = new FormData();
+  for (const [name, value] of fields) form.append(name, value);
+  const response = await app.request(path, { method: "POST", body: form });
+  return { response, body: (await response.json()) as unknown };
+}
+
+describe("a form field of the wrong kind is named with what is allowed", () => {
+  it.each([
+    [
+      "/v1/vqa",
+      [
+        ["question", "0"],
+        ["topK", "null"],
+      ],
+      /topK must be an integer from 1 to 22 \(got null\)/,
+    ],
+    ["/v1/vqa", [["question", ""]], /question must not be empty/],
+    [
+      "/v1/chat",
+      [
+        ["question", "0"],
+        ["files", ""],
+      ],
+      /files must be uploaded image files/,
+    ],
+    [
+      "/v1/chat",
+      [
+        ["question", "0"],
+        ["files", ""],
+        ["files", "x"],
+      ],
+      /files must be uploaded image files/,
+    ],
+  ] as Array<[string, Array<[string, string]>, RegExp]>)(
+    "POST %s %j → 400",
+    async (path, fields, message) => {
+      const envelope = expectDocumentedError(await postForm(path, fields), {
+        method: "POST",
+        path,
+        status: 400,
+        code: "invalid_request",
+      });
+      expect(envelope.error.message).toMatch(message);
+      expect(envelope.error.message).not.toMatch(/Invalid input|NaN|Too small/);
+    },
+  );
+});

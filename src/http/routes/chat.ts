@@ -269,7 +269,10 @@ export const chatFormSchema = z.strictObject(
     question: formText("question")
       .optional()
       .describe("The user's message of this turn (or inside payload)."),
-    files: repeatable(uploadSchema("An image attached to this turn.", "files must be uploaded image files"))
+    files: repeatable(
+      uploadSchema("An image attached to this turn.", "files must be uploaded image files"),
+      "files must be uploaded image files, one or more",
+    )
       .optional()
       .describe("Images attached to this turn; repeat the field for more."),
     payload: formText("payload")

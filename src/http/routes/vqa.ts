@@ -31,12 +31,25 @@ export const MAX_QUESTION_LENGTH = 500;
 /** Most answers returned. */
 export const MAX_VQA_TOP_K = 22;
 
+const TOP_K_ERROR = `topK must be an integer from 1 to ${MAX_VQA_TOP_K}`;
+
 /** Body of POST /v1/vqa. */
 export const vqaRequestSchema = z
   .object({
     image: imageFieldSchema.optional().describe("The image (or upload it as the multipart file `image`)."),
-    question: z.string().trim().min(1).max(MAX_QUESTION_LENGTH).describe("A question about the image."),
-    topK: z.number().int().min(1).max(MAX_VQA_TOP_K).optional().describe("Answers returned (default 3)."),
+    question: z
+      .string({ error: `question must be a text of 1 to ${MAX_QUESTION_LENGTH} characters` })
+      .trim()
+      .min(1, "question must not be empty")
+      .max(MAX_QUESTION_LENGTH, `question must be at most ${MAX_QUESTION_LENGTH} characters`)
+      .describe("A question about the image."),
+    topK: z
+      .number({ error: TOP_K_ERROR })
+      .int(TOP_K_ERROR)
+      .min(1, TOP_K_ERROR)
+      .max(MAX_VQA_TOP_K, TOP_K_ERROR)
+      .optional()
+      .describe("Answers returned (default 3)."),
   })
   .strict()
   .meta({ id: "VqaRequest" });
