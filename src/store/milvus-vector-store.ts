@@ -70,18 +70,17 @@ export const MAX_DIMENSION = 32_768;
 /** Smallest HNSW search breadth; Milvus requires ef >= topK, and a floor keeps recall up for small k. */
 const HNSW_MIN_EF = 64;
 /**
- * Smallest HNSW search breadth under a metadata filter. A filtered HNSW search walks the whole graph but
- * keeps only the rows that pass, within a candidate list of `ef` entries: the fewer rows pass, the fewer
- * it finds, so a filtered search starts wider (see {@link MilvusVectorStore.search}).
+ * Default of {@link MilvusVectorStoreOptions.filteredSearchBreadth}. A segment of at most this many rows
+ * is walked whole by a filtered HNSW search, which is then exact.
  */
-const FILTERED_MIN_EF = 256;
+export const DEFAULT_FILTERED_SEARCH_BREADTH = 2048;
 /** Widest HNSW search breadth tried before scanning the filtered set exactly. */
 const HNSW_MAX_EF = 16_384;
 /** Factor by which a short search widens `ef` before it tries again. */
 const EF_GROWTH = 4;
 /**
- * Default of {@link MilvusVectorStoreOptions.exactScanMaxRows}: filtered sets of at most this many rows
- * are searched exactly, their vectors read and scored here.
+ * Default of {@link MilvusVectorStoreOptions.exactScanMaxRows}: when an index search comes back short,
+ * filtered sets of at most this many rows are searched exactly, their vectors read and scored here.
  */
 export const DEFAULT_EXACT_SCAN_MAX_ROWS = 2048;
 /** Rows per page when a whole filtered set must be scanned. */
@@ -108,11 +107,17 @@ export interface MilvusVectorStoreOptions {
    */
   longTimeoutMs?: number;
   /**
-   * Largest filtered set searched exactly (its vectors read and scored by the store) rather than through
-   * the index, whose filtered search misses rows under a selective filter. Larger sets go to the index
-   * with a wider search breadth, and a short answer is completed.
+   * Largest filtered set searched exactly (its vectors read and scored by the store) when the index search
+   * comes back with fewer than topK hits. Larger sets are searched again with a wider breadth.
    */
   exactScanMaxRows?: number;
+  /**
+   * Smallest HNSW search breadth (`ef`) of a search under a metadata filter. A filtered HNSW search keeps
+   * only the rows that pass within a candidate list of `ef` entries, so under a selective filter a narrow
+   * one misses near rows and comes back short; with `ef` at least a segment's size it walks the segment
+   * whole. Milvus Lite spends far longer evaluating the filter than walking the graph.
+   */
+  filteredSearchBreadth?: number;
   /** Rows per upsert call. */
   batchSize?: number;
   /**
@@ -149,6 +154,7 @@ export class MilvusVectorStore implements VectorStore {
   readonly #timeoutMs: number;
   readonly #longTimeoutMs: number;
   readonly #exactScanMaxRows: number;
+  readonly #filteredSearchBreadth: number;
   readonly #batchSize: number;
   readonly #address: string | undefined;
   readonly #logger: Logger | undefined;
@@ -165,11 +171,13 @@ export class MilvusVectorStore implements VectorStore {
     timeoutMs = DEFAULT_MILVUS_TIMEOUT_MS,
     longTimeoutMs = Math.max(timeoutMs, DEFAULT_MILVUS_LONG_TIMEOUT_MS),
     exactScanMaxRows = DEFAULT_EXACT_SCAN_MAX_ROWS,
+    filteredSearchBreadth = DEFAULT_FILTERED_SEARCH_BREADTH,
     batchSize = DEFAULT_UPSERT_BATCH_SIZE,
     flushEveryRows = DEFAULT_FLUSH_EVERY_ROWS,
     address,
     logger,
   }: MilvusVectorStoreOptions) {
+    this.#filteredSearchBreadth = filteredSearchBreadth;
     this.#longTimeoutMs = longTimeoutMs;
     this.#exactScanMaxRows = exactScanMaxRows;
     this.#flushEveryRows = flushEveryRows;
@@ -299,22 +307,16 @@ export class MilvusVectorStore implements VectorStore {
     const filtered = filter !== undefined && filter.length > 0;
     const search = { kind, collection, expression, field, vector: queryVector, topK };
 
-    // An HNSW search under a filter keeps only the rows that pass it within a candidate list of `ef`
-    // entries: under a selective filter it misses near rows and comes back short although more rows
-    // match. So a filtered set of at most exactScanMaxRows rows is scored exactly (one bounded read);
-    // a larger one, and the tenant clause alone, go to the index, and a short answer is completed.
-    const maxRows = this.#exactScanMaxRows;
-    if (filtered) {
-      const exact = await this.#exactSearch({ ...search, maxRows });
-      if (exact !== undefined) return exact;
-    }
-    let ef = Math.max(topK, filtered ? FILTERED_MIN_EF : HNSW_MIN_EF);
+    // An HNSW search under a filter (the tenant clause on a shared collection is one too) keeps only
+    // the rows that pass within a candidate list of `ef` entries: under a selective filter it misses
+    // near rows and comes back short although more rows match. So a filtered search starts wide, and a
+    // short answer is never taken as it is: a filtered set of at most exactScanMaxRows rows is then
+    // scored exactly (one bounded read), a larger one searched wider until full, and scanned at last.
+    let ef = Math.max(topK, filtered ? this.#filteredSearchBreadth : HNSW_MIN_EF);
     const hits = await this.#annSearch({ ...search, ef });
     if (hits.length === topK) return hits;
-    if (!filtered) {
-      const exact = await this.#exactSearch({ ...search, maxRows });
-      if (exact !== undefined) return exact;
-    }
+    const exact = await this.#exactSearch({ ...search, maxRows: this.#exactScanMaxRows });
+    if (exact !== undefined) return exact;
     while (ef < HNSW_MAX_EF) {
       ef = Math.min(ef * EF_GROWTH, HNSW_MAX_EF);
       const wider = await this.#annSearch({ ...search, ef });
@@ -1055,6 +1057,8 @@ export interface CreateVectorStoreOptions extends MilvusConnectionOptions {
   longTimeoutMs?: number;
   /** See {@link MilvusVectorStoreOptions.exactScanMaxRows}. */
   exactScanMaxRows?: number;
+  /** See {@link MilvusVectorStoreOptions.filteredSearchBreadth}. */
+  filteredSearchBreadth?: number;
   /** Rows per upsert call. */
   batchSize?: number;
   /** See {@link MilvusVectorStoreOptions.flushEveryRows}. */
@@ -1076,6 +1080,7 @@ export async function createVectorStore({
   timeoutMs = DEFAULT_MILVUS_TIMEOUT_MS,
   longTimeoutMs = Math.max(timeoutMs, DEFAULT_MILVUS_LONG_TIMEOUT_MS),
   exactScanMaxRows = DEFAULT_EXACT_SCAN_MAX_ROWS,
+  filteredSearchBreadth = DEFAULT_FILTERED_SEARCH_BREADTH,
   collectionPrefix = DEFAULT_COLLECTION_PREFIX,
   dimension,
   metric = "COSINE",
@@ -1130,6 +1135,7 @@ export async function createVectorStore({
     timeoutMs,
     longTimeoutMs,
     exactScanMaxRows,
+    filteredSearchBreadth,
     batchSize,
     flushEveryRows,
     address,

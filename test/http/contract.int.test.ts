@@ -190,6 +190,19 @@ describe("the OpenAPI document against the routes (real Milvus Lite and model pa
       "GET /v1/media/{id}/thumbnail": {
         valid: () => ({ path: `/v1/media/${kept.imageIds[0]}/thumbnail`, expect: [200] }),
       },
+      "GET /v1/items": {
+        valid: { query: { limit: "2" }, expect: [200] },
+        also: [
+          {
+            query: {
+              kind: "image",
+              filter: JSON.stringify([{ field: "source", op: "eq", value: "upload" }]),
+            },
+            expect: [200],
+          },
+        ],
+        invalid: { query: { cursor: "not-a-cursor" }, expect: [400] },
+      },
       "DELETE /v1/items/{id}": {
         valid: () => ({ path: `/v1/items/${kept.imageIds[2]}`, expect: [200] }),
         also: [() => ({ path: `/v1/items/${kept.videoId}`, expect: [200] })],

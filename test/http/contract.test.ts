@@ -75,6 +75,10 @@ const cases: Record<string, WalkCase> = {
     valid: { path: `/v1/media/${IMAGE_ID}/thumbnail`, expect: notReady },
     invalid: { path: `/v1/media/${LONG_ID}/thumbnail`, expect: [400] },
   },
+  "GET /v1/items": {
+    valid: { query: { kind: "image", limit: "10" }, expect: notReady },
+    invalid: { query: { limit: "0" }, expect: [400] },
+  },
   "DELETE /v1/items/{id}": {
     valid: { path: `/v1/items/${IMAGE_ID}`, expect: notReady },
     invalid: { path: `/v1/items/${LONG_ID}`, expect: [400] },

@@ -192,13 +192,15 @@ describe("filtered search on Milvus Lite", () => {
   }, 60_000);
 
   it("beyond the exact-scan size, completes the index's short answers: min(topK, matches) hits, best first", async () => {
-    // A store over the same collections that sends every set above 50 rows to the HNSW index.
+    // A store over the same collections whose filtered searches start narrow (ef 64, short under these
+    // filters) and that scans no set above 50 rows at once: it must widen the search until full.
     const indexed = await createVectorStore({
       address: lite.address,
       collectionPrefix: prefix,
       dimension: DIM,
       timeoutMs: 30_000,
       exactScanMaxRows: 50,
+      filteredSearchBreadth: 64,
     });
     try {
       const query = unitVector();
