@@ -349,12 +349,19 @@ const authUnavailableDocumented = documentedError(
 const misdirectedDocumented = documentedError(
   "The request's Host is not one this server answers to (code `host_not_allowed`; see LOUPE_ALLOWED_HOSTS).",
 );
+const requestTimeoutDocumented = documentedError(
+  "The request did not arrive in time (code `request_timeout`; see LOUPE_HEADERS_TIMEOUT_MS and LOUPE_REQUEST_TIMEOUT_MS). Answered by the server before any route, and the connection closed.",
+);
+const headersTooLargeDocumented = documentedError(
+  "The request line and headers together are over the server's limit, 16 KiB (code `headers_too_large`): a long query string counts. Answered by the server before any route, and the connection closed.",
+);
 
 /**
  * The OpenAPI 3.1 document of every route declared on `router`, with the API key security schemes:
  * each operation with an `x-loupe-scope` needs a key (and may answer 401 and 403), the others (probes,
  * this document, /docs) need none, and may answer 503 when the key store cannot be read; every operation
- * may answer 421 for a foreign `Host`.
+ * may answer 421 for a foreign `Host`, and 408 and 431 for a request the server refuses before any route
+ * (too slow, or headers and query over its limit).
  */
 export function buildOpenApiDocument({ router, version = packageVersion }: BuildOpenApiDocumentOptions) {
   const document = router.getOpenAPI31Document({
@@ -394,6 +401,8 @@ export function buildOpenApiDocument({ router, version = packageVersion }: Build
             : { ...unavailable, description: `${unavailable.description} ${authUnavailableText}` };
       }
       responses[421] ??= misdirectedDocumented;
+      responses[408] ??= requestTimeoutDocumented;
+      responses[431] ??= headersTooLargeDocumented;
       operation.responses = responses;
     }
   }

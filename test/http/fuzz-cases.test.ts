@@ -7,6 +7,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { errorEnvelopeSchema } from "../../src/http/errors.ts";
 import { serverSentEventSchema } from "../../src/http/openapi.ts";
+import { startHttpServer } from "../../src/http/server.ts";
 import { loadModelPack } from "../../src/inference/model-pack.ts";
 import { makeTestApp } from "../helpers/app.ts";
 
@@ -225,4 +226,83 @@ describe("a form field of the wrong kind is named with what is allowed", () => {
       expect(envelope.error.message).not.toMatch(/Invalid input|NaN|Too small/);
     },
   );
+});
+
+describe("a JSON field of the wrong kind is named with what is allowed, not zod's default", () => {
+  it.each([
+    ["/v1/images", {}, /urls must be a list of image URLs/],
+    [
+      "/v1/images",
+      { urls: [0] },
+      /each entry of urls is an http\(s\) URL of 1 to 2048 characters, or \{ url, metadata\? \}/,
+    ],
+    ["/v1/images", { urls: [] }, /urls must hold at least one URL/],
+    ["/v1/triples", {}, /items must be a list of triples/],
+    [
+      "/v1/classify",
+      { image: NOT_AN_IMAGE, template: "x".repeat(201) },
+      /template must be at most 200 characters/,
+    ],
+    [
+      "/v1/classify",
+      { image: NOT_AN_IMAGE, autoTag: { k: "3" } },
+      /autoTag.k must be an integer from 1 to 100/,
+    ],
+  ] as Array<[string, unknown, RegExp]>)("POST %s %j → 400", async (path, body, message) => {
+    const envelope = expectDocumentedError(await postJson(path, body), {
+      method: "POST",
+      path,
+      status: 400,
+      code: "invalid_request",
+    });
+    expect(envelope.error.message).toMatch(message);
+    expect(envelope.error.message).not.toMatch(/Invalid input|Too big|Too small|expected array/);
+  });
+
+  it.each([
+    ["GET", "/v1/media/{id}"],
+    ["GET", "/v1/media/{id}/thumbnail"],
+    ["GET", "/v1/jobs/{id}"],
+    ["POST", "/v1/similar/{id}"],
+  ])("%s %s with an id over 200 characters → 400 naming the limit", async (method, path) => {
+    const response = await app.request(path.replace("{id}", "0".repeat(201)), {
+      method,
+      ...(method === "POST" ? { headers: { "content-type": "application/json" }, body: "{}" } : {}),
+    });
+    const envelope = expectDocumentedError(
+      { response, body: await response.json() },
+      { method, path, status: 400, code: "invalid_request" },
+    );
+    expect(envelope.error.message).toMatch(/id must be at most 200 characters/);
+  });
+});
+
+describe("what the server answers before any route is documented on every operation", () => {
+  it("every operation lists 408 and 431 with the envelope", () => {
+    for (const [path, methods] of Object.entries(document.paths)) {
+      for (const [method, { responses }] of Object.entries(methods)) {
+        for (const status of ["408", "431"]) {
+          expect(
+            responses[status]?.content?.["application/json"]?.schema?.$ref,
+            `${method.toUpperCase()} ${path} documents ${status}`,
+          ).toBe("#/components/schemas/Error");
+        }
+      }
+    }
+  });
+
+  it("a query string that takes the request over 16 KiB → 431 headers_too_large, over HTTP", async () => {
+    // The fuzzer's case: GET /v1/items with a filter of thousands of characters.
+    const server = await startHttpServer({ fetch: app.fetch, host: "127.0.0.1", port: 0 });
+    try {
+      const response = await fetch(`${server.url}/v1/media/img_0?filter=${"0".repeat(17_000)}`);
+      expect(response.status).toBe(431);
+      const envelope = errorEnvelopeSchema.strict().parse(await response.json());
+      expect(envelope.error.code).toBe("headers_too_large");
+      expect(envelope.error.message).toMatch(/16 KiB/);
+      expect(envelope.error.requestId).toBe(response.headers.get("x-request-id"));
+    } finally {
+      await server.close({ timeoutMs: 0 });
+    }
+  });
 });

@@ -43,17 +43,17 @@ export const classifyRequestSchema = z
       .optional()
       .describe(`Candidate labels for zero-shot classification, at most ${MAX_CLASSIFY_LABELS}.`),
     template: z
-      .string()
-      .max(200)
+      .string({ error: "template must be a text of at most 200 characters containing {label}" })
+      .max(200, "template must be at most 200 characters, containing {label}")
       .optional()
       .describe(`Prompt each label is put into; must contain {label}. Default "${DEFAULT_LABEL_TEMPLATE}".`),
     autoTag: z
       .object({
         k: z
-          .number()
-          .int()
-          .min(1)
-          .max(MAX_SEARCH_TOP_K)
+          .number({ error: `autoTag.k must be an integer from 1 to ${MAX_SEARCH_TOP_K}` })
+          .int(`autoTag.k must be an integer from 1 to ${MAX_SEARCH_TOP_K}`)
+          .min(1, `autoTag.k must be an integer from 1 to ${MAX_SEARCH_TOP_K}`)
+          .max(MAX_SEARCH_TOP_K, `autoTag.k must be an integer from 1 to ${MAX_SEARCH_TOP_K}`)
           .optional()
           .describe(`Tagged neighbours that vote (default ${DEFAULT_AUTO_TAG_K}).`),
       })

@@ -57,12 +57,21 @@ export const imagesJsonRequestSchema = z
   .strictObject({
     urls: z
       .array(
-        z.union([
-          z.string().min(1).max(MAX_URL_LENGTH),
-          z.strictObject({ url: z.string().min(1).max(MAX_URL_LENGTH), metadata: metadataObject.optional() }),
-        ]),
+        z.union(
+          [
+            z.string().min(1).max(MAX_URL_LENGTH),
+            z.strictObject({
+              url: z.string().min(1).max(MAX_URL_LENGTH),
+              metadata: metadataObject.optional(),
+            }),
+          ],
+          {
+            error: `each entry of urls is an http(s) URL of 1 to ${MAX_URL_LENGTH} characters, or { url, metadata? }`,
+          },
+        ),
+        { error: "urls must be a list of image URLs (or { url, metadata? } objects)" },
       )
-      .min(1),
+      .min(1, "urls must hold at least one URL"),
     metadata: metadataObject.optional().describe("applies to every URL without its own metadata"),
   })
   .meta({ id: "ImagesRequest" });

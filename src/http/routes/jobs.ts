@@ -88,7 +88,11 @@ export function wantsJob(query: z.infer<typeof asyncQuerySchema>): boolean {
 
 /** The path parameter of the jobs routes. */
 const jobParamsSchema = z.object({
-  id: z.string().min(1).max(200).describe("The job id from a 202."),
+  id: z
+    .string()
+    .min(1, "id must not be empty")
+    .max(200, "id must be at most 200 characters")
+    .describe("The job id from a 202."),
 });
 
 const noSuchJob = errorResponse("No such job for the caller.");

@@ -24,7 +24,11 @@ export interface MediaRouteOptions {
 }
 
 const mediaParamsSchema = z.object({
-  id: z.string().min(1).max(200).describe("An item id (img_…, seg_…, tri_…) or a video id (vid_…)."),
+  id: z
+    .string()
+    .min(1, "id must not be empty")
+    .max(200, "id must be at most 200 characters")
+    .describe("An item id (img_…, seg_…, tri_…) or a video id (vid_…)."),
 });
 
 const binary = { schema: z.string().meta({ contentMediaType: "application/octet-stream" }) };

@@ -50,7 +50,11 @@ export function createSimilarRoute({ search }: { search: SearchService }) {
       ],
       request: {
         params: z.object({
-          id: z.string().min(1).max(200).describe("An item id (img_…, seg_…, tri_…)."),
+          id: z
+            .string()
+            .min(1, "id must not be empty")
+            .max(200, "id must be at most 200 characters")
+            .describe("An item id (img_…, seg_…, tri_…)."),
         }),
         body: { content: { "application/json": { schema: similarRequestSchema } } },
       },

@@ -78,8 +78,8 @@ export const tripleItemSchema = z
 export const triplesRequestSchema = z
   .object({
     items: z
-      .array(z.unknown())
-      .min(1)
+      .array(z.unknown(), { error: "items must be a list of triples { image, question, answer, metadata? }" })
+      .min(1, "items must hold at least one triple")
       .describe(
         "Triples (each a TripleItem), at most LOUPE_MAX_ITEMS_PER_REQUEST; each is checked on its own, so one bad item fails alone.",
       ),
