@@ -117,6 +117,14 @@ export const settings = {
     allowed: "integer 100–600000",
     description: "Deadline of each Milvus call, in milliseconds; also bounds `/readyz`.",
   },
+  milvusLongTimeoutMs: {
+    env: "MILVUS_LONG_TIMEOUT_MS",
+    schema: integer({ min: 100, max: 3_600_000 }),
+    default: "120000",
+    allowed: "integer 100–3600000",
+    description:
+      "Deadline of the Milvus calls whose work grows with the rows they touch (a tenant's count, a flush, the exact scan of a filtered set), in milliseconds. Milvus Lite evaluates them row by row in Python: a count over 100k rows takes seconds.",
+  },
   collectionPrefix: {
     env: "LOUPE_COLLECTION_PREFIX",
     schema: z.string().regex(COLLECTION_PREFIX_PATTERN),

@@ -303,6 +303,7 @@ async function buildStore({
     metric: config.metric,
     indexType: config.indexType,
     timeoutMs: config.milvusTimeoutMs,
+    longTimeoutMs: config.milvusLongTimeoutMs,
     logger: logger.child({ component: "store" }),
   };
 

@@ -37,6 +37,7 @@ describe("parseConfig", () => {
       milvusToken: undefined,
       milvusDatabase: undefined,
       milvusTimeoutMs: 10_000,
+      milvusLongTimeoutMs: 120_000,
       collectionPrefix: "loupe",
       metric: "COSINE",
       indexType: "AUTOINDEX",
