@@ -343,6 +343,8 @@ export interface Sample {
   retryAfter: boolean;
   /** For a 200 event stream: whether it ended with `done` and no `error` event. */
   streamOk?: boolean;
+  /** For a 200 JSON chat answer: the chain's step timings, in ms. */
+  timings?: Record<string, number>;
 }
 
 function base64(bytes: Uint8Array): string {
@@ -409,7 +411,24 @@ async function send({
       streamOk: /event: done/.test(text) && !/event: error/.test(text),
     };
   }
+  if (kind === "chat" && response.status === 200) {
+    const { timings } = JSON.parse(text) as { timings?: Record<string, number> };
+    return { kind, status: response.status, retryAfter, ...(timings === undefined ? {} : { timings }) };
+  }
   return { kind, status: response.status, retryAfter };
+}
+
+/** Median of each chain step over the JSON chat answers, as `embed 3 · retrieve 40 · …` (ms). */
+export function chatSteps(samples: readonly Sample[]): string {
+  const timed = samples.flatMap((sample) => (sample.timings === undefined ? [] : [sample.timings]));
+  if (timed.length === 0) return "no chat answers";
+  const steps = Object.keys(timed[0] ?? {});
+  return steps
+    .map((step) => {
+      const values = timed.map((timings) => timings[step] ?? 0).sort((a, b) => a - b);
+      return `${step} ${ms(percentile(values, 0.5))}`;
+    })
+    .join(" · ");
 }
 
 /** Picks a kind by weight. */

@@ -14,7 +14,8 @@
  * (default 10000), --scenes <n> rendered scenes behind them (default 300), --weights
  * search-text=40,search-image=15,chat=20,chat-stream=10,ingest-image=15, --baseline <dir>, --pack <dir>,
  * --warmup <s> of load before each level, not counted (default 5), --env KEY=VALUE,… for this checkout's
- * server.
+ * server, --checkout <dir> to serve another built checkout than this one as "this" (e.g. a worktree of a
+ * commit, so the shared working tree's unfinished edits stay out of the figures).
  */
 import { rm } from "node:fs/promises";
 import { availableParallelism, loadavg } from "node:os";
@@ -22,6 +23,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ROOT } from "./bench-loupe.ts";
 import {
+  chatSteps,
   driveLoad,
   formatSummary,
   parseWeights,
@@ -42,6 +44,7 @@ const { values: args } = parseArgs({
     weights: { type: "string" },
     baseline: { type: "string" },
     pack: { type: "string" },
+    checkout: { type: "string" },
     warmup: { type: "string", default: "5" },
     env: { type: "string" },
   },
@@ -80,7 +83,7 @@ log(
 const seedDir = await seedDirectory();
 const workload = await seedDataDir({ dir: seedDir, items, scenes: sceneCount, packDir, log });
 const targets: Array<{ label: string; checkout: string; env: Record<string, string> }> = [
-  { label: "this", checkout: ROOT, env: extraEnv },
+  { label: "this", checkout: resolve(args.checkout ?? ROOT), env: extraEnv },
 ];
 if (args.baseline !== undefined)
   targets.unshift({ label: "baseline", checkout: resolve(args.baseline), env: {} });
@@ -99,6 +102,7 @@ try {
         `\n### ${server.label}: concurrency ${concurrency}, ${seconds} s (load average ${loadavg()[0]?.toFixed(2)}); server RSS ${rssStart.toFixed(0)} → ${rssEnd.toFixed(0)} MiB\n`,
       );
       log(formatSummary(summarize(samples, seconds)));
+      log(`\nchat steps, median ms: ${chatSteps(samples)}`);
     }
   }
 } finally {

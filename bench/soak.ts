@@ -5,7 +5,8 @@
  * `--warmup-minutes`) and every error other than a shed 503 (one that carries `Retry-After`).
  *
  * Options: --minutes <n> (default 30), --concurrency <n> (default 4), --warmup-minutes <n> (default 3),
- * --items <n> (default 10000), --scenes <n> (default 300), --weights as `bench:load`, --pack <dir>.
+ * --items <n> (default 10000), --scenes <n> (default 300), --weights as `bench:load`, --pack <dir>,
+ * --checkout <dir> (another built checkout to serve, as for `bench:load`).
  */
 import { rm } from "node:fs/promises";
 import { availableParallelism, loadavg } from "node:os";
@@ -33,6 +34,7 @@ const { values: args } = parseArgs({
     scenes: { type: "string", default: "300" },
     weights: { type: "string" },
     pack: { type: "string" },
+    checkout: { type: "string" },
   },
 });
 const minutes = Number(args.minutes);
@@ -54,7 +56,13 @@ log(
 );
 const seedDir = await seedDirectory();
 const workload = await seedDataDir({ dir: seedDir, items, scenes: sceneCount, packDir, log });
-const server = await startServer({ label: "soak", checkout: ROOT, seedDir, packDir, log });
+const server = await startServer({
+  label: "soak",
+  checkout: resolve(args.checkout ?? ROOT),
+  seedDir,
+  packDir,
+  log,
+});
 try {
   const rss: number[] = [await server.rssMiB()];
   log(`minute 0: RSS ${rss[0]?.toFixed(0)} MiB`);

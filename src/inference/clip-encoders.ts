@@ -4,6 +4,7 @@
  */
 import { InferenceError, ValidationError } from "../errors.ts";
 import type { ImageInput, ImageProcessor, PixelBatch } from "./image-processor.ts";
+import { MicroBatcher } from "./micro-batcher.ts";
 import { type OnnxSession, Tensor } from "./session.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
 import { chunk, l2Normalize } from "./vector-math.ts";
@@ -102,6 +103,11 @@ export interface ImageEmbedderOptions {
   dimension: number;
   /** Images per model run. */
   batchSize?: number;
+  /**
+   * How long a single image waits for others to share its model run, in ms (concurrent searches by
+   * image); 0 batches only what arrives in the same tick.
+   */
+  batchWindowMs?: number;
 }
 
 /** Encoded images: one embedding per image, and token states when asked for. */
@@ -116,17 +122,33 @@ export class ImageEmbedder {
   readonly batchSize: number;
   readonly processor: ImageProcessor;
   readonly #session: SessionProvider;
+  readonly #batcher: MicroBatcher<ImageInput, Float32Array>;
 
-  constructor({ session, processor, dimension, batchSize = 8 }: ImageEmbedderOptions) {
+  constructor({ session, processor, dimension, batchSize = 8, batchWindowMs = 2 }: ImageEmbedderOptions) {
     this.#session = session;
     this.processor = processor;
     this.dimension = dimension;
     this.batchSize = checkBatchSize(batchSize, "Image batch size");
+    // Two batches at once: one decodes (sharp, off the event loop) while the other runs the model.
+    this.#batcher = new MicroBatcher({
+      maxBatch: this.batchSize,
+      windowMs: batchWindowMs,
+      concurrency: 2,
+      run: async (images) => (await this.encode({ images })).embeddings,
+    });
   }
 
-  /** L2-normalized embeddings of encoded or raw images, in input order. */
+  /** Resolves once every submitted image has been embedded (before the pack closes its sessions). */
+  drain(): Promise<void> {
+    return this.#batcher.drain();
+  }
+
+  /**
+   * L2-normalized embeddings of encoded or raw images, in input order. Concurrent calls share model runs
+   * (up to {@link ImageEmbedder.batchSize} images each); a run that fails fails every call it served.
+   */
   async embed({ images }: { images: readonly ImageInput[] }): Promise<Float32Array[]> {
-    return (await this.encode({ images })).embeddings;
+    return this.#batcher.submitMany(images);
   }
 
   /**
@@ -196,6 +218,8 @@ export interface TextEmbedderOptions {
   dimension: number;
   /** Texts per model run. */
   batchSize?: number;
+  /** How long a single text waits for others to share its model run, in ms (concurrent searches). */
+  batchWindowMs?: number;
 }
 
 /** Encoded texts: one embedding per text, and token states per batch when asked for. */
@@ -211,17 +235,31 @@ export class TextEmbedder {
   readonly batchSize: number;
   readonly tokenizer: TextTokenizer;
   readonly #session: SessionProvider;
+  readonly #batcher: MicroBatcher<string, Float32Array>;
 
-  constructor({ session, tokenizer, dimension, batchSize = 32 }: TextEmbedderOptions) {
+  constructor({ session, tokenizer, dimension, batchSize = 32, batchWindowMs = 2 }: TextEmbedderOptions) {
     this.#session = session;
     this.tokenizer = tokenizer;
     this.dimension = dimension;
     this.batchSize = checkBatchSize(batchSize, "Text batch size");
+    this.#batcher = new MicroBatcher({
+      maxBatch: this.batchSize,
+      windowMs: batchWindowMs,
+      run: async (texts) => (await this.encode({ texts })).embeddings,
+    });
   }
 
-  /** L2-normalized embeddings of texts, in input order. */
+  /** Resolves once every submitted text has been embedded (before the pack closes its sessions). */
+  drain(): Promise<void> {
+    return this.#batcher.drain();
+  }
+
+  /**
+   * L2-normalized embeddings of texts, in input order. Concurrent calls (each search embeds one query)
+   * share model runs of up to {@link TextEmbedder.batchSize} texts; a run that fails fails every call it served.
+   */
   async embed({ texts }: { texts: readonly string[] }): Promise<Float32Array[]> {
-    return (await this.encode({ texts })).embeddings;
+    return this.#batcher.submitMany(texts);
   }
 
   /**

@@ -345,8 +345,9 @@ export class ModelPack {
     return this.#closed;
   }
 
-  /** Releases every opened session. Safe to call more than once. */
+  /** Finishes the embeddings already asked for, then releases every opened session. Safe to call more than once. */
   async close(): Promise<void> {
+    if (!this.#closed) await Promise.all([this.imageEmbedder.drain(), this.textEmbedder.drain()]);
     this.#closed = true;
     const opened = [...this.#sessions.values()];
     this.#sessions.clear();

@@ -5,6 +5,7 @@
 import { basename } from "node:path";
 import * as ort from "onnxruntime-node";
 import { ConfigError, InferenceError, ModelPackError } from "../errors.ts";
+import { createWorkerSession, type SessionBackend } from "./session-worker.ts";
 
 export type { TypedTensor } from "onnxruntime-node";
 export { Tensor } from "onnxruntime-node";
@@ -25,6 +26,11 @@ export interface SessionSettings {
   graphOptimizationLevel?: GraphOptimizationLevel;
   /** Execution providers by name, in order of preference; this build ships `cpu`. */
   executionProviders?: readonly string[];
+  /**
+   * Run each model in a worker thread of its own (the default). onnxruntime-node runs a model on the
+   * calling thread, so without a worker every model run stalls the event loop for its whole length.
+   */
+  worker?: boolean;
 }
 
 /** The settings used when none are given. */
@@ -33,6 +39,7 @@ export const defaultSessionSettings: Required<SessionSettings> = {
   interOpNumThreads: 0,
   graphOptimizationLevel: "all",
   executionProviders: ["cpu"],
+  worker: true,
 };
 
 /** Names a caller needs a model file to have. */
@@ -122,10 +129,10 @@ export class OnnxSession {
   readonly inputNames: readonly string[];
   /** Names of the outputs the model declares. */
   readonly outputNames: readonly string[];
-  #session: ort.InferenceSession | undefined;
+  #session: SessionBackend | undefined;
   readonly #inFlight = new Set<Promise<unknown>>();
 
-  constructor(session: ort.InferenceSession, label: string) {
+  constructor(session: SessionBackend, label: string) {
     this.#session = session;
     this.label = label;
     this.inputNames = [...session.inputNames];
@@ -166,7 +173,7 @@ export class OnnxSession {
       }
       declared[name] = tensor;
     }
-    let result: ort.InferenceSession.ReturnType;
+    let result: Record<string, ort.OnnxValue>;
     const running = outputs === undefined ? session.run(declared) : session.run(declared, [...outputs]);
     this.#inFlight.add(running);
     try {
@@ -198,6 +205,17 @@ export class OnnxSession {
   }
 }
 
+/** An ONNX Runtime session run on the calling thread, as a {@link SessionBackend}. */
+function inThisThread(session: ort.InferenceSession): SessionBackend {
+  return {
+    inputNames: session.inputNames,
+    outputNames: session.outputNames,
+    inputMetadata: session.inputMetadata,
+    run: (feeds, fetches) => (fetches === undefined ? session.run(feeds) : session.run(feeds, fetches)),
+    release: () => session.release(),
+  };
+}
+
 /**
  * Opens an ONNX model and checks its input and output names against what the caller needs.
  *
@@ -216,9 +234,11 @@ export async function createSession({
     intraOpNumThreads: merged.intraOpNumThreads,
     interOpNumThreads: merged.interOpNumThreads,
   };
-  let session: ort.InferenceSession;
+  let session: SessionBackend;
   try {
-    session = await ort.InferenceSession.create(path, sessionOptions);
+    session = merged.worker
+      ? await createWorkerSession({ path, options: sessionOptions })
+      : inThisThread(await ort.InferenceSession.create(path, sessionOptions));
   } catch (error) {
     const reason = (error instanceof Error ? error.message : String(error)).replace(/\.+$/, "");
     const providers = merged.executionProviders;

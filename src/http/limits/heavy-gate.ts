@@ -3,8 +3,14 @@
  * ingest) running at once per tenant. A slot is taken once the request's body has arrived, so a client
  * sending slowly holds a connection (bounded by the server's request timeout) but no slot, and is held
  * until the answer ends: for an event stream, until the stream is read to its end or cancelled.
+ *
+ * Past the tenant's cap, the request waits in the process-wide queue of its kind (chat, images, videos,
+ * …; `LOUPE_QUEUE_CONCURRENCY` running, `LOUPE_QUEUE_MAX_WAITING` waiting): a full queue, or a wait past
+ * `LOUPE_REQUEST_DEADLINE_MS`, answers 503 `overloaded` with `Retry-After`, so under more load than the
+ * machine can serve heavy requests are shed early instead of all of them getting slow.
  */
 import type { MiddlewareHandler } from "hono";
+import type { WorkQueue } from "../../work-queue.ts";
 import type { AppEnv } from "../context.ts";
 import { callerOf } from "./caller.ts";
 import type { ConcurrencyLease } from "./rate-limiter.ts";
@@ -21,30 +27,67 @@ export const HEAVY_COST = 2;
  */
 export const HEAVY_LEASE_TTL_MS = 15 * 60 * 1000;
 
-/** Middleware that holds one of the tenant's heavy slots while the handler and its answer run. */
+/**
+ * Middleware that holds one of the tenant's heavy slots, then one of the process's slots for the
+ * request's kind, while the handler and its answer run.
+ */
 export function heavyGate(): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const limits = limitsOf(c);
-    if (limits === undefined || limits.maxHeavyPerTenant <= 0) return next();
+    const queue = limits?.queueFor?.(heavyKindOf(c.req.path));
+    if (limits === undefined || (limits.maxHeavyPerTenant <= 0 && queue === undefined)) return next();
     await receiveBody(c);
-    const { tenant } = callerOf(c, limits.rate);
-    const max = limits.maxHeavyPerTenant;
-    const lease = await limits.limiter.acquire({ key: `tenant:${tenant}`, max, ttlMs: HEAVY_LEASE_TTL_MS });
-    if (lease === undefined) {
-      c.header("Retry-After", "1");
-      throw new TooManyRequestsError(
-        `This tenant already has ${max} heavy requests (chat, ingest, classify, VQA) running, the most allowed at once (LOUPE_MAX_HEAVY_PER_TENANT); retry when one has ended.`,
-        { code: "too_many_concurrent_requests", retryAfterSeconds: 1, context: { tenant, max } },
-      );
+    let lease: ConcurrencyLease | undefined;
+    if (limits.maxHeavyPerTenant > 0) {
+      const { tenant } = callerOf(c, limits.rate);
+      const max = limits.maxHeavyPerTenant;
+      lease = await limits.limiter.acquire({ key: `tenant:${tenant}`, max, ttlMs: HEAVY_LEASE_TTL_MS });
+      if (lease === undefined) {
+        c.header("Retry-After", "1");
+        throw new TooManyRequestsError(
+          `This tenant already has ${max} heavy requests (chat, ingest, classify, VQA) running, the most allowed at once (LOUPE_MAX_HEAVY_PER_TENANT); retry when one has ended.`,
+          { code: "too_many_concurrent_requests", retryAfterSeconds: 1, context: { tenant, max } },
+        );
+      }
     }
+    let freeSlot: () => void = () => {};
+    const releaseAll = async () => {
+      freeSlot();
+      await lease?.release();
+    };
     let held = false;
     try {
+      if (queue !== undefined) freeSlot = await takeSlot(queue, c.req.raw.signal);
       await next();
-      held = holdUntilStreamEnds(c, lease);
+      held = holdUntilStreamEnds(c, releaseAll);
     } finally {
-      if (!held) await lease.release();
+      if (!held) await releaseAll();
     }
   };
+}
+
+/** The kind of a heavy request, named after its path's segment after `/v1/` (`/v1/chat/completions`: `chat`). */
+export function heavyKindOf(path: string): string {
+  return path.split("/").filter((part) => part.length > 0)[1] ?? "heavy";
+}
+
+/**
+ * Waits for a slot of `queue` and holds it until the returned function is called.
+ *
+ * @throws OverloadedError when the queue is full or the deadline passes first.
+ */
+function takeSlot(queue: WorkQueue, signal: AbortSignal | undefined): Promise<() => void> {
+  return new Promise<() => void>((started, refused) => {
+    queue
+      .run(
+        () =>
+          new Promise<void>((free) => {
+            started(() => free());
+          }),
+        signal === undefined ? {} : { signal },
+      )
+      .catch(refused);
+  });
 }
 
 /**
@@ -60,8 +103,11 @@ async function receiveBody(c: Parameters<MiddlewareHandler<AppEnv>>[0]): Promise
   }
 }
 
-/** For an event stream, moves the release of `lease` to the stream's end; false when there is none. */
-function holdUntilStreamEnds(c: Parameters<MiddlewareHandler<AppEnv>>[0], lease: ConcurrencyLease): boolean {
+/** For an event stream, moves `releaseAll` (the lease and the queue slot) to the stream's end; false when there is none. */
+function holdUntilStreamEnds(
+  c: Parameters<MiddlewareHandler<AppEnv>>[0],
+  releaseAll: () => Promise<void>,
+): boolean {
   const response = c.res;
   const type = response.headers.get("content-type") ?? "";
   if (response.body === null || !type.toLowerCase().startsWith("text/event-stream")) return false;
@@ -70,7 +116,7 @@ function holdUntilStreamEnds(c: Parameters<MiddlewareHandler<AppEnv>>[0], lease:
   const release = () => {
     if (released) return;
     released = true;
-    lease.release().catch(() => {});
+    releaseAll().catch(() => {});
   };
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {

@@ -4,7 +4,9 @@
  * the limiter and the settings without each route handing them in. A route mounted without that
  * middleware (route unit tests) is gated by body size only, at {@link DEFAULT_MAX_JSON_BYTES}.
  */
+import { availableParallelism } from "node:os";
 import type { Context, MiddlewareHandler } from "hono";
+import { WorkQueue } from "../../work-queue.ts";
 import type { RateLimit, RateLimiter } from "./rate-limiter.ts";
 
 /** What the gates enforce. */
@@ -17,6 +19,11 @@ export interface RequestLimits {
   maxHeavyPerTenant: number;
   /** Largest JSON body, in bytes (`LOUPE_MAX_JSON_BYTES`). */
   maxJsonBytes: number;
+  /**
+   * The process-wide queue of one kind of heavy request (`chat`, `images`, `videos`, …: the path's
+   * segment after `/v1/`), made on first use; absent: heavy requests are not queued.
+   */
+  queueFor?: (kind: string) => WorkQueue;
 }
 
 declare module "hono" {
@@ -35,6 +42,38 @@ export interface RequestLimitSettings {
   rateLimitBurst: number;
   maxHeavyPerTenant: number;
   maxJsonBytes: number;
+  /** Heavy requests of one kind running at once (`LOUPE_QUEUE_CONCURRENCY`, 0: one per core); absent: no queue. */
+  queueConcurrency?: number;
+  /** Most heavy requests of one kind waiting (`LOUPE_QUEUE_MAX_WAITING`). */
+  queueMaxWaiting?: number;
+  /** Longest a heavy request waits to start, in ms (`LOUPE_REQUEST_DEADLINE_MS`, 0: no limit). */
+  requestDeadlineMs?: number;
+}
+
+/** `LOUPE_QUEUE_MAX_WAITING`'s and `LOUPE_REQUEST_DEADLINE_MS`'s defaults, for settings objects without them. */
+export const DEFAULT_QUEUE_MAX_WAITING = 16;
+export const DEFAULT_REQUEST_DEADLINE_MS = 5000;
+
+/** One {@link WorkQueue} per kind of heavy request, made on first use, from the settings. */
+export function heavyQueues(config: RequestLimitSettings): ((kind: string) => WorkQueue) | undefined {
+  if (config.queueConcurrency === undefined) return undefined;
+  const concurrency = config.queueConcurrency > 0 ? config.queueConcurrency : availableParallelism();
+  const queues = new Map<string, WorkQueue>();
+  return (kind) => {
+    let queue = queues.get(kind);
+    if (queue === undefined) {
+      queue = new WorkQueue({
+        name: kind,
+        concurrency,
+        maxWaiting: config.queueMaxWaiting ?? DEFAULT_QUEUE_MAX_WAITING,
+        deadlineMs: config.requestDeadlineMs ?? DEFAULT_REQUEST_DEADLINE_MS,
+        retryAfterSeconds: 1,
+        settingsHint: "LOUPE_QUEUE_CONCURRENCY, LOUPE_QUEUE_MAX_WAITING",
+      });
+      queues.set(kind, queue);
+    }
+    return queue;
+  };
 }
 
 /** Middleware that puts the limits on every request's context. */
@@ -51,6 +90,8 @@ export function requestLimits({
     maxHeavyPerTenant: config.maxHeavyPerTenant,
     maxJsonBytes: config.maxJsonBytes,
   };
+  const queueFor = heavyQueues(config);
+  if (queueFor !== undefined) limits.queueFor = queueFor;
   return async (c, next) => {
     c.set("limits", limits);
     await next();
