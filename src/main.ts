@@ -29,8 +29,11 @@ export interface RunningLoupe {
   url: string;
   config: Config;
   logger: Logger;
-  /** Process id of the embedded Milvus Lite; absent when `MILVUS_ADDRESS` points at a server. */
-  milvusLitePid?: number;
+  /**
+   * Process id of the embedded Milvus Lite, current after a restart; absent when `MILVUS_ADDRESS`
+   * points at a server, and while Lite is down.
+   */
+  readonly milvusLitePid?: number;
   /**
    * Graceful shutdown: stops accepting connections, waits for in-flight requests (at most
    * `LOUPE_SHUTDOWN_TIMEOUT_MS`), then closes the services (jobs, model pack, store, Milvus Lite). Safe
@@ -78,7 +81,15 @@ export async function startLoupe({
       })();
       return stopping;
     };
-    return { url: http.url, config, logger, milvusLitePid: services.milvusLitePid, stop };
+    return {
+      url: http.url,
+      config,
+      logger,
+      get milvusLitePid() {
+        return services.milvusLitePid;
+      },
+      stop,
+    };
   } catch (error) {
     await services.close();
     throw error;

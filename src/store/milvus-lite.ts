@@ -251,11 +251,11 @@ export async function startMilvusLite({
     await writeLitePidFile({ dataDir: absoluteDataDir, litePid: pid }).catch((error: unknown) =>
       logger?.warn({ err: error }, "could not write the Milvus Lite pid file"),
     );
-    void exited.then(() =>
+    const recordRemoved = exited.then(() =>
       removeLitePidFile({ dataDir: absoluteDataDir, litePid: pid }).catch(() => undefined),
     );
     logger?.info({ address, pid, dataDir: absoluteDataDir, ms: outcome.ms }, "Milvus Lite is ready");
-    return { address, pid, exited, stop };
+    return { address, pid, exited, stop: () => stop().then(() => recordRemoved) };
   }
 
   await stop().catch(() => undefined);
