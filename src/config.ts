@@ -390,6 +390,46 @@ export const settings = {
     description:
       "Most heavy requests (cost 2 and more: classify, VQA, chat, ingest) one tenant may have running at once, counted from when the body has arrived until the answer (or its event stream) ends; one more answers 429.",
   },
+  queueConcurrency: {
+    env: "LOUPE_QUEUE_CONCURRENCY",
+    schema: integer({ min: 0, max: 10_000 }),
+    default: "0",
+    allowed: "integer 0–10000 (0: one per CPU core)",
+    description:
+      "Heavy requests of one kind (chat, image ingest, video ingest, triple ingest, classify, VQA) that run at once in the process, over all tenants; more wait in that kind's queue (`LOUPE_QUEUE_MAX_WAITING`). Each model (text tower, vision tower) also runs one batch at a time, concurrent calls sharing batches.",
+  },
+  queueMaxWaiting: {
+    env: "LOUPE_QUEUE_MAX_WAITING",
+    schema: integer({ min: 0, max: 100_000 }),
+    default: "16",
+    allowed: "integer 0–100000",
+    description:
+      "Most requests waiting in each heavy kind's queue, and most model runs waiting per model; one more is answered 503 `overloaded` with `Retry-After` instead of queueing without limit.",
+  },
+  requestDeadlineMs: {
+    env: "LOUPE_REQUEST_DEADLINE_MS",
+    schema: integer({ min: 0, max: 3_600_000 }),
+    default: "5000",
+    allowed: "integer 0–3600000 (0: no deadline)",
+    description:
+      "Longest a request may wait in a queue before it starts, in milliseconds: past it, it is dropped with 503 `overloaded` and `Retry-After` rather than run for a client that has likely given up.",
+  },
+  chatGroundingBudgetMs: {
+    env: "LOUPE_CHAT_GROUNDING_BUDGET_MS",
+    schema: integer({ min: 0, max: 600_000 }),
+    default: "600",
+    allowed: "integer 0–600000 (0: no time budget)",
+    description:
+      "Time one chat turn may spend checking retrieved images with the VQA head, in milliseconds. Images not checked in time stay cited as retrieved, and the answer says how many were not checked.",
+  },
+  chatGroundingMaxImages: {
+    env: "LOUPE_CHAT_GROUNDING_MAX_IMAGES",
+    schema: integer({ min: 0, max: 64 }),
+    default: "6",
+    allowed: "integer 0–64",
+    description:
+      "Most retrieved images one chat turn checks with the VQA head (each is decoded and run through the vision tower and the VQA head); the rest stay cited as retrieved, unchecked.",
+  },
   headersTimeoutMs: {
     env: "LOUPE_HEADERS_TIMEOUT_MS",
     schema: integer({ min: 100, max: 600_000 }),
