@@ -36,6 +36,8 @@ export interface BenchLoupe {
   /** The configuration the services are wired with (data dir in `work`, the bench's pack). */
   config: Config;
   models: ModelPack;
+  /** Process id of the bench's Milvus Lite (for its memory, in `/proc/<pid>/status`). */
+  milvusPid: number;
   /** Services over a fresh store `prefix`_…, with the blob store given or one of their own under `work`. */
   servicesFor(options: { prefix: string; indexType?: IndexType; blobs?: BlobStore }): Promise<BenchServices>;
   /** Flushes the prefix's collections, so Milvus Lite searches them as sealed segments. */
@@ -73,6 +75,7 @@ export async function openBenchLoupe({
     work,
     config,
     models,
+    milvusPid: milvus.pid,
     async servicesFor({ prefix, indexType, blobs }) {
       const store = await createVectorStore({
         address: milvus.address,

@@ -1,37 +1,48 @@
 /**
- * `npm run bench:search [-- options]`: search latency (p50 / p95) at 1k and 10k indexed items, in one
- * run, on an embedded Milvus Lite started for the bench in a temporary directory.
+ * `npm run bench:search [-- options]`: insert time, search latency (p50 / p95) and Milvus Lite's memory at
+ * each corpus size (`--sizes`, default 1000,10000), in one run, on an embedded Milvus Lite started for the
+ * bench in a temporary directory.
  *
  * The corpus is made of real embeddings: `--real` Shapes World scenes (128 px) are rendered and embedded
  * once with the pack, and the rest of each corpus is those vectors with small Gaussian jitter
- * (σ = `--jitter` per dimension, then re-normalized), so 10k items do not cost 10k image embeddings.
- * Each corpus lives in its own collections (its own prefix) so the sizes do not mix.
+ * (σ = `--jitter` per dimension, then re-normalized), so 100k items do not cost 100k image embeddings.
+ * Each corpus lives in its own collections (its own prefix) so the sizes do not mix; records are made and
+ * written in chunks of `--chunk`, so a million of them never sit in memory at once.
  *
- * Latencies per size, over `--queries` text queries (full Shapes World descriptions):
+ * Per size:
+ * - `insert s`: the upserts (images, then a tenth as many triples), flushes included;
+ * - `count ms`: one count of the tenant's images; `flush s`: the final flush;
+ * - `unflushed`: the store search right after the insert, over the first 20 queries (rows Lite has not
+ *   indexed yet are scanned by brute force);
  * - `store`: one vector search of the image collection (topK 10), query vector precomputed;
+ * - `1% filter`, `50% filter`: the same under a metadata filter matching 1 % / 50 % of the images (the
+ *   first is scored exactly while it matches at most 2048 rows; see `src/store/milvus-vector-store.ts`);
  * - `service`: the search service of Loupe's services (`assembleServices` over the size's store) as
  *   `POST /v1/search` runs it — text embedding, then the three kinds searched in parallel and merged
- *   (topK 10).
- * Both are measured after a flush. Milvus Lite searches rows that are not flushed yet (its growing
- * segment) by brute force, which is far slower; `unflushed` is the store search measured right after the
- * insert, before the flush, over the first 20 queries.
+ *   (topK 10);
+ * - `Lite MiB`: the resident memory (VmRSS) of the Milvus Lite process after the size's searches.
+ * The first size is the baseline of the last lines, which give each later size's latencies as a multiple
+ * of its (the machine's load moves absolute figures; the ratios within one run hold better).
  *
- * Options: --pack <dir>, --real <n> (default 500), --jitter <σ> (default 0.02), --queries <n> (default 200),
- * --index AUTOINDEX|HNSW (default AUTOINDEX).
+ * Options: --sizes <n,n,…>, --pack <dir>, --real <n> (default 500), --jitter <σ> (default 0.02),
+ * --queries <n> (default 200), --chunk <n> (default 10000), --index AUTOINDEX|HNSW (default AUTOINDEX).
  */
+import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { percentile } from "../src/eval/metrics/latency.ts";
-import type { ImageRecord, IndexType, TripleRecord } from "../src/store/index.ts";
+import type { FilterSpec, ImageRecord, IndexType, TripleRecord } from "../src/store/index.ts";
 import { createRng, describeScene, renderScene, sampleScene } from "../src/synth/index.ts";
 import { type BenchServices, jittered, openBenchLoupe } from "./bench-loupe.ts";
 
 const { values: args } = parseArgs({
   options: {
+    sizes: { type: "string", default: "1000,10000" },
     pack: { type: "string" },
     real: { type: "string", default: "500" },
     jitter: { type: "string", default: "0.02" },
     queries: { type: "string", default: "200" },
+    chunk: { type: "string", default: "10000" },
     index: { type: "string", default: "AUTOINDEX" },
   },
 });
@@ -40,15 +51,47 @@ const packDir = resolve(args.pack ?? "models/shapes-world-tiny");
 const realCount = Number.parseInt(args.real ?? "500", 10);
 const jitter = Number.parseFloat(args.jitter ?? "0.02");
 const queryCount = Number.parseInt(args.queries ?? "200", 10);
+const chunkSize = Number.parseInt(args.chunk ?? "10000", 10);
 const indexType = (args.index ?? "AUTOINDEX") as IndexType;
-if (!(realCount >= 1) || !(jitter >= 0) || !(queryCount >= 1) || !["AUTOINDEX", "HNSW"].includes(indexType)) {
-  throw new Error("--real ≥ 1, --jitter ≥ 0, --queries ≥ 1, --index AUTOINDEX or HNSW.");
+const SIZES = (args.sizes ?? "").split(",").map((size) => Number(size.trim()));
+if (
+  !(realCount >= 1) ||
+  !(jitter >= 0) ||
+  !(queryCount >= 1) ||
+  !(chunkSize >= 1) ||
+  !["AUTOINDEX", "HNSW"].includes(indexType) ||
+  SIZES.length === 0 ||
+  !SIZES.every((size) => Number.isInteger(size) && size >= 10 && size <= 10_000_000)
+) {
+  throw new Error(
+    "--sizes n,n,… (integers 10–10000000), --real ≥ 1, --jitter ≥ 0, --queries ≥ 1, --chunk ≥ 1, --index AUTOINDEX or HNSW.",
+  );
 }
-const SIZES = [1000, 10_000];
 const TENANT = "bench";
+/** Matches 1 % of the images (metadata.bucket is the index mod 100). */
+const ONE_PERCENT: FilterSpec = [{ field: "metadata.bucket", op: "eq", value: 7 }];
+/** Matches half of the images. */
+const HALF: FilterSpec = [{ field: "metadata.tags", op: "contains", value: "even" }];
 
 function summarize(samples: number[]): { p50: number; p95: number } {
   return { p50: percentile({ values: samples, p: 50 }), p95: percentile({ values: samples, p: 95 }) };
+}
+
+/** Resident memory of a process in MiB, from `/proc/<pid>/status` (NaN where there is no /proc). */
+async function residentMiB(pid: number): Promise<number> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, "utf8");
+    const kib = Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1]);
+    return kib / 1024;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+async function timed(samples: number[], run: () => Promise<unknown>): Promise<void> {
+  const start = performance.now();
+  await run();
+  samples.push(performance.now() - start);
 }
 
 const bench = await openBenchLoupe({ name: "search", packDir });
@@ -76,9 +119,16 @@ try {
       `(${embedSeconds.toFixed(1)} s, ${(realCount / embedSeconds).toFixed(0)} img/s); larger corpora reuse them ` +
       `with jitter σ=${jitter}. Index ${indexType}, metric COSINE, dimension ${pack.dimension}, Milvus Lite.`,
   );
-  console.log(`queries: ${queryCount} full descriptions; topK 10; latencies in ms.\n`);
-  console.log("items   | unflushed p50 | store p50 | store p95 | service p50 | service p95 | insert s");
-  console.log("------- | ------------- | --------- | --------- | ----------- | ----------- | --------");
+  console.log(`queries: ${queryCount} full descriptions; topK 10; latencies in ms (p50 / p95).\n`);
+  console.log(
+    "items     | insert s | count ms | flush s | unflushed | store         | 1% filter     | 50% filter    | service       | Lite MiB",
+  );
+  console.log(
+    "--------- | -------- | -------- | ------- | --------- | ------------- | ------------- | ------------- | ------------- | --------",
+  );
+  const rows: Array<{ size: number; stats: Record<string, { p50: number; p95: number }> }> = [];
+  const pair = ({ p50, p95 }: { p50: number; p95: number }) =>
+    `${p50.toFixed(1).padStart(6)} / ${p95.toFixed(1).padEnd(6)}`;
 
   for (const size of SIZES) {
     const prefix = `bench_${size}`;
@@ -90,62 +140,99 @@ try {
       const base = vectors[index % vectors.length] as Float32Array;
       return index < vectors.length ? base : jittered({ base, sigma: jitter, random });
     };
-    const records: ImageRecord[] = Array.from({ length: size }, (_, index) => ({
-      id: `img_${index.toString(16).padStart(32, "0")}`,
-      modelId: pack.modelId,
-      mediaRef: "bench",
-      source: "bench",
-      metadata: { tags: [index % 2 === 0 ? "even" : "odd"] },
-      vector: vectorAt(index),
-    }));
-    // A tenth as many triples, so the service's three-kind search has something in each collection.
-    const triples: TripleRecord[] = Array.from({ length: size / 10 }, (_, index) => ({
-      id: `tri_${index.toString(16).padStart(32, "0")}`,
-      modelId: pack.modelId,
-      mediaRef: "bench",
-      source: "bench",
-      question: queryTexts[index % queryTexts.length] ?? "",
-      answer: "yes",
-      imageVector: vectorAt(index),
-      questionVector: questionVectors[index % questionVectors.length] as Float32Array,
-    }));
     started = performance.now();
-    await store.upsert({ kind: "image", tenant: TENANT, records });
-    await store.upsert({ kind: "triple", tenant: TENANT, records: triples });
+    for (let start = 0; start < size; start += chunkSize) {
+      const records: ImageRecord[] = Array.from(
+        { length: Math.min(chunkSize, size - start) },
+        (_, offset) => {
+          const index = start + offset;
+          return {
+            id: `img_${index.toString(16).padStart(32, "0")}`,
+            modelId: pack.modelId,
+            mediaRef: "bench",
+            source: "bench",
+            metadata: { tags: [index % 2 === 0 ? "even" : "odd"], bucket: index % 100 },
+            vector: vectorAt(index),
+          };
+        },
+      );
+      await store.upsert({ kind: "image", tenant: TENANT, records });
+    }
+    // A tenth as many triples, so the service's three-kind search has something in each collection.
+    const tripleCount = Math.max(1, Math.floor(size / 10));
+    for (let start = 0; start < tripleCount; start += chunkSize) {
+      const triples: TripleRecord[] = Array.from(
+        { length: Math.min(chunkSize, tripleCount - start) },
+        (_, offset) => {
+          const index = start + offset;
+          return {
+            id: `tri_${index.toString(16).padStart(32, "0")}`,
+            modelId: pack.modelId,
+            mediaRef: "bench",
+            source: "bench",
+            question: queryTexts[index % queryTexts.length] ?? "",
+            answer: "yes",
+            imageVector: vectorAt(index),
+            questionVector: questionVectors[index % questionVectors.length] as Float32Array,
+          };
+        },
+      );
+      await store.upsert({ kind: "triple", tenant: TENANT, records: triples });
+    }
     const insertSeconds = (performance.now() - started) / 1000;
+    started = performance.now();
     const counted = await store.count({ kind: "image", tenant: TENANT });
+    const countMs = performance.now() - started;
     if (counted !== size) throw new Error(`expected ${size} images in the store, counted ${counted}`);
 
     const unflushedSamples: number[] = [];
     for (const vector of queryVectors.slice(0, 20)) {
-      const start = performance.now();
-      await store.search({ kind: "image", tenant: TENANT, vector: vector as Float32Array, topK: 10 });
-      unflushedSamples.push(performance.now() - start);
+      await timed(unflushedSamples, () =>
+        store.search({ kind: "image", tenant: TENANT, vector: vector as Float32Array, topK: 10 }),
+      );
     }
+    started = performance.now();
     await bench.flush({ prefix, kinds: ["image", "triple"] });
+    const flushSeconds = (performance.now() - started) / 1000;
     // Warm-up: the first searches after the flush load the sealed segments.
     for (const vector of queryVectors.slice(0, 5)) {
       await store.search({ kind: "image", tenant: TENANT, vector: vector as Float32Array, topK: 10 });
     }
-    const storeSamples: number[] = [];
+    const samples: Record<string, number[]> = { store: [], one: [], half: [], service: [] };
     for (const vector of queryVectors) {
-      const start = performance.now();
-      await store.search({ kind: "image", tenant: TENANT, vector: vector as Float32Array, topK: 10 });
-      storeSamples.push(performance.now() - start);
+      const query = { kind: "image" as const, tenant: TENANT, vector: vector as Float32Array, topK: 10 };
+      await timed(samples.store as number[], () => store.search(query));
+      await timed(samples.one as number[], () => store.search({ ...query, filter: ONE_PERCENT }));
+      await timed(samples.half as number[], () => store.search({ ...query, filter: HALF }));
     }
-    const serviceSamples: number[] = [];
     for (const text of queryTexts) {
-      const start = performance.now();
-      await services.search.search({ tenant: TENANT, text, topK: 10 });
-      serviceSamples.push(performance.now() - start);
+      await timed(samples.service as number[], () =>
+        services.search.search({ tenant: TENANT, text, topK: 10 }),
+      );
     }
-    const unflushed = summarize(unflushedSamples);
-    const storeStats = summarize(storeSamples);
-    const serviceStats = summarize(serviceSamples);
-    console.log(
-      `${String(size).padEnd(7)} | ${unflushed.p50.toFixed(2).padStart(13)} | ${storeStats.p50.toFixed(2).padStart(9)} | ${storeStats.p95.toFixed(2).padStart(9)} | ` +
-        `${serviceStats.p50.toFixed(2).padStart(11)} | ${serviceStats.p95.toFixed(2).padStart(11)} | ${insertSeconds.toFixed(1).padStart(8)}`,
+    const rssMiB = await residentMiB(bench.milvusPid);
+    const stats = Object.fromEntries(
+      Object.entries(samples).map(([name, values]) => [name, summarize(values)]),
     );
+    rows.push({ size, stats });
+    const unflushed = summarize(unflushedSamples);
+    console.log(
+      `${String(size).padEnd(9)} | ${insertSeconds.toFixed(1).padStart(8)} | ${countMs.toFixed(0).padStart(8)} | ` +
+        `${flushSeconds.toFixed(1).padStart(7)} | ${unflushed.p50.toFixed(1).padStart(9)} | ` +
+        `${["store", "one", "half", "service"].map((name) => pair(stats[name] ?? { p50: Number.NaN, p95: Number.NaN })).join(" | ")} | ` +
+        `${rssMiB.toFixed(0).padStart(8)}`,
+    );
+  }
+  const [baseline, ...later] = rows;
+  if (baseline !== undefined && later.length > 0) {
+    console.log(`\np50 as a multiple of the ${baseline.size}-item baseline of this run:`);
+    for (const { size, stats } of later) {
+      const ratio = (name: string) =>
+        ((stats[name]?.p50 ?? Number.NaN) / (baseline.stats[name]?.p50 ?? Number.NaN)).toFixed(2);
+      console.log(
+        `${size}: store ×${ratio("store")}, 1% filter ×${ratio("one")}, 50% filter ×${ratio("half")}, service ×${ratio("service")}`,
+      );
+    }
   }
 } finally {
   await bench.close();
