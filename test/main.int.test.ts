@@ -1,3 +1,4 @@
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -5,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AppError } from "../src/errors.ts";
 import { createLogger } from "../src/logger.ts";
 import { type RunningLoupe, startLoupe } from "../src/main.ts";
+import { LITE_PID_FILE, processStartTime } from "../src/store/lite-pid-file.ts";
 import { type MilvusLiteProcess, startMilvusLite } from "../src/store/milvus-lite.ts";
 import { unreachableAddress } from "./helpers/milvus-lite.ts";
 
@@ -181,4 +183,84 @@ describe("Loupe without an embedding dimension", () => {
       await loupe.stop();
     }
   });
+});
+
+/** `loupe serve` as a child process (the compiled CLI), once it logs that it listens. */
+async function serve(env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [path.join(root, "bin", "loupe.js"), "serve"], {
+    env: { ...process.env, LOUPE_LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`loupe serve did not listen in time:\n${output}`)),
+      60_000,
+    );
+    child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+      output += chunk;
+      const listening = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"loupe is listening"/.exec(output);
+      if (listening?.[1] !== undefined) {
+        clearTimeout(timer);
+        resolve(listening[1]);
+      }
+    });
+    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+      output += chunk;
+    });
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`loupe serve exited (${code ?? signal}):\n${output}`));
+    });
+  });
+  return { child, url };
+}
+
+async function until(what: string, timeoutMs: number, probe: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe("loupe serve killed with SIGKILL", () => {
+  it("takes its Milvus Lite along, and the next loupe serve on the data dir is ready within 30 s", async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), "loupe-main-test-"));
+    const env = testEnv({ LOUPE_DATA_DIR: dataDir });
+    const children: ChildProcess[] = [];
+    try {
+      const first = await serve(env);
+      children.push(first.child);
+      const record = JSON.parse(await readFile(path.join(dataDir, "milvus", LITE_PID_FILE), "utf8"));
+      expect(record.ownerPid).toBe(first.child.pid);
+      const litePid = record.litePid as number;
+      expect(await processStartTime(litePid)).toBeDefined();
+
+      first.child.kill("SIGKILL");
+      const killedAt = Date.now();
+      await until(
+        "the first Lite exiting",
+        5000,
+        async () => (await processStartTime(litePid)) === undefined,
+      );
+      expect(Date.now() - killedAt).toBeLessThan(5000);
+
+      const second = await serve(env);
+      children.push(second.child);
+      await until(
+        "/readyz 200",
+        30_000,
+        async () => (await fetch(`${second.url}/readyz`).catch(() => undefined))?.status === 200,
+      );
+      const exited = new Promise((resolve) => second.child.once("exit", resolve));
+      second.child.kill("SIGINT");
+      await exited;
+      expect(await processesMentioning(dataDir)).toEqual([]);
+    } finally {
+      for (const child of children)
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
