@@ -49,6 +49,8 @@ export function retryAfterSecondsOf(header: string | null | undefined, now = Dat
   const text = header?.trim();
   if (text === undefined || text === "") return undefined;
   if (/^\d+$/.test(text)) return Number(text);
+  // An HTTP date names its weekday and month; anything else (a signed number, a word) is unreadable.
+  if (!/^[A-Za-z]{3}, /.test(text)) return undefined;
   const date = Date.parse(text);
   return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - now) / 1000));
 }
