@@ -39,7 +39,13 @@ def silence_output() -> None:
             pass
 
 
+_shutting_down = threading.Lock()
+
+
 def shut_down(why: str) -> None:
+    # Once only: a second SIGINT would interrupt the clean shutdown the first one started.
+    if not _shutting_down.acquire(blocking=False):
+        return
     silence_output()
     # The server's main loop ends on KeyboardInterrupt, which SIGINT raises in the main thread.
     os.kill(os.getpid(), signal.SIGINT)

@@ -5,7 +5,7 @@
  * holds each image once and the blob store exactly the blobs those records use. When restarts run out,
  * the store stays not ready with the reason.
  */
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -171,6 +171,18 @@ describe("the embedded Milvus Lite under supervision", () => {
     const body = (await notReady.json()) as { error: { code: string; message: string } };
     expect(body.error).toMatchObject({ code: "not_ready" });
     expect(body.error.message).toMatch(/Milvus Lite exited \(signal SIGKILL\); restarting/);
+    // An HTTP ingest meanwhile is refused whole, with the reason and when to retry.
+    const form = new FormData();
+    form.append(
+      "files",
+      new File([new Uint8Array(await readFile(path.join(inputDir, "shape-00.png")))], "a.png", {
+        type: "image/png",
+      }),
+    );
+    const ingest = await app.request("/v1/images", { method: "POST", body: form });
+    expect(ingest.status).toBe(503);
+    expect(Number(ingest.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(((await ingest.json()) as { error: { code: string } }).error.code).toBe("not_ready");
     await until("/readyz 200", 30_000, async () =>
       (await app.request("/readyz")).status === 200 ? true : undefined,
     );
