@@ -18,7 +18,7 @@
  * period go too. A dry run reports the same set and changes nothing.
  */
 import type { Logger } from "../logger.ts";
-import type { BlobLeftover, BlobStore } from "../media/blob-store.ts";
+import { type BlobLeftover, type BlobStore, ownerOfLabel } from "../media/blob-store.ts";
 import type { RecordKind, VectorStore } from "../store/index.ts";
 import { type ItemKind, itemKindOf } from "./items.ts";
 import { videoSegmentsOf } from "./video-ingest.ts";
@@ -52,7 +52,7 @@ export interface SweptBlob {
   size: number;
   /** `unreferenced`: no owner in the index; `records_gone`: every owner is a record that no longer exists. */
   reason: "unreferenced" | "records_gone";
-  /** The dead owners dropped with it. */
+  /** The dead owners dropped with it (`<tenant>/<record id>`). */
   owners: string[];
 }
 
@@ -82,12 +82,14 @@ export interface BlobSweepReport {
   unreadable: string[];
 }
 
-/** An owner label split into the tenant and item it names; undefined for labels of another shape. */
-function parseOwner(owner: string): { tenant: string; id: string; kind: ItemKind } | undefined {
-  const slash = owner.indexOf("/");
-  if (slash < 1) return undefined;
-  const tenant = owner.slice(0, slash);
-  const id = owner.slice(slash + 1);
+/**
+ * A reference label split into the tenant and item it names (`<tenant>/<id>`, or an ingest's claim
+ * `<tenant>/<id>/<nonce>`); undefined for labels of another shape.
+ */
+function parseOwner(label: string): { tenant: string; id: string; kind: ItemKind } | undefined {
+  const [tenant, id, nonce, ...rest] = label.split("/");
+  if (tenant === undefined || tenant === "" || id === undefined || rest.length > 0) return undefined;
+  if (nonce !== undefined && !/^[0-9a-f]{16}$/.test(nonce)) return undefined;
   try {
     return { tenant, id, kind: itemKindOf(id) };
   } catch {
@@ -95,8 +97,13 @@ function parseOwner(owner: string): { tenant: string; id: string; kind: ItemKind
   }
 }
 
+/** Reference labels as the owners they stand for (a claim as its record), sorted, each once. */
+function owners(labels: readonly string[]): string[] {
+  return [...new Set(labels.map(ownerOfLabel))].sort();
+}
+
 /**
- * Which of `owners` name records that no longer exist, asking the store once per tenant and kind (in
+ * Which of the reference labels `owners` name records that no longer exist, asking the store once per tenant and kind (in
  * chunks) and once per video.
  *
  * @throws what the store throws: the sweep then removes nothing.
@@ -109,12 +116,14 @@ async function deadOwners({
   owners: Iterable<string>;
 }): Promise<Set<string>> {
   const byTenantKind = new Map<string, { tenant: string; kind: RecordKind; ids: Set<string> }>();
-  const videos: Array<{ owner: string; tenant: string; id: string }> = [];
-  for (const owner of owners) {
-    const parsed = parseOwner(owner);
+  const videos = new Map<string, { tenant: string; id: string }>();
+  const labels: Array<{ label: string; record: string }> = [];
+  for (const label of owners) {
+    const parsed = parseOwner(label);
     if (parsed === undefined) continue;
+    labels.push({ label, record: `${parsed.tenant}/${parsed.id}` });
     if (parsed.kind === "video") {
-      videos.push({ owner, ...parsed });
+      videos.set(`${parsed.tenant}/${parsed.id}`, parsed);
       continue;
     }
     const key = JSON.stringify([parsed.tenant, parsed.kind]);
@@ -125,20 +134,20 @@ async function deadOwners({
     }
     group.ids.add(parsed.id);
   }
-  const dead = new Set<string>();
+  const deadRecords = new Set<string>();
   for (const { tenant, kind, ids } of byTenantKind.values()) {
     const all = [...ids];
     for (let start = 0; start < all.length; start += IDS_PER_GET) {
       const chunk = all.slice(start, start + IDS_PER_GET);
       const found = new Set((await store.get({ kind, tenant, ids: chunk })).map((record) => record.id));
-      for (const id of chunk) if (!found.has(id)) dead.add(`${tenant}/${id}`);
+      for (const id of chunk) if (!found.has(id)) deadRecords.add(`${tenant}/${id}`);
     }
   }
-  for (const { owner, tenant, id } of videos) {
+  for (const [owner, { tenant, id }] of videos) {
     const segments = await videoSegmentsOf({ store, tenant, videoId: id, limit: 1 });
-    if (segments.length === 0) dead.add(owner);
+    if (segments.length === 0) deadRecords.add(owner);
   }
-  return dead;
+  return new Set(labels.filter(({ record }) => deadRecords.has(record)).map(({ label }) => label));
 }
 
 /**
@@ -189,8 +198,9 @@ export async function sweepOrphanBlobs({
     if (stale.length === 0 && !orphan) continue;
     const reason = blob.refs.length === 0 ? "unreferenced" : "records_gone";
     if (dryRun) {
-      if (orphan) report.removed.push({ sha256: blob.sha256, size: blob.size, reason, owners: stale });
-      else report.released.push({ sha256: blob.sha256, owners: stale });
+      if (orphan)
+        report.removed.push({ sha256: blob.sha256, size: blob.size, reason, owners: owners(stale) });
+      else report.released.push({ sha256: blob.sha256, owners: owners(stale) });
       continue;
     }
     const result = await blobs.collect({ sha256: blob.sha256, staleOwners: stale, untouchedSince });
@@ -199,9 +209,14 @@ export async function sweepOrphanBlobs({
       continue;
     }
     if (result.removed) {
-      report.removed.push({ sha256: blob.sha256, size: result.bytes, reason, owners: result.released });
+      report.removed.push({
+        sha256: blob.sha256,
+        size: result.bytes,
+        reason,
+        owners: owners(result.released),
+      });
     } else if (result.released.length > 0) {
-      report.released.push({ sha256: blob.sha256, owners: result.released });
+      report.released.push({ sha256: blob.sha256, owners: owners(result.released) });
     }
   }
 

@@ -16,7 +16,7 @@ import { mapWithConcurrency } from "../concurrency.ts";
 import { AppError, MediaError, ValidationError } from "../errors.ts";
 import type { ModelPack, PixelBatch } from "../inference/index.ts";
 import type { Logger } from "../logger.ts";
-import { type BlobStore, blobRef, sha256Hex } from "../media/blob-store.ts";
+import { type BlobStore, blobRef, claimOwner, sha256Hex } from "../media/blob-store.ts";
 import { makeThumbnail } from "../media/thumbnail.ts";
 import { fetchUrl } from "../media/url-fetcher.ts";
 import { METADATA_KEY_PATTERN } from "../store/filter.ts";
@@ -482,8 +482,9 @@ export class ImageIngester {
     const added: AddedReference[] = [];
     const records: ImageRecord[] = [];
     const write = async (item: Prepared & { vector: Float32Array }): Promise<ImageRecord> => {
-      // Referenced as written, before the record, so no record ever points at a blob another delete could remove.
-      const owner = `${tenant}/${item.id}`;
+      // Referenced as written, before the record, so no record ever points at a blob another delete could
+      // remove; under a claim of this run's own, so a failure releases nothing a concurrent run stored.
+      const owner = claimOwner(`${tenant}/${item.id}`);
       const original = await blobs.put({ bytes: item.bytes, contentType: item.thumb.contentType, owner });
       added.push({ recordId: item.id, ref: original.sha256, owner });
       const thumbnail = await blobs.put({

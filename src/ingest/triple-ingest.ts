@@ -10,6 +10,7 @@ import { AppError, MediaError, ValidationError } from "../errors.ts";
 import type { ModelPack } from "../inference/index.ts";
 import { sniffImageFormat } from "../inference/index.ts";
 import type { Logger } from "../logger.ts";
+import { claimOwner } from "../media/blob-store.ts";
 import type { ImageReference, MediaReader, MediaWriter } from "../media/media-port.ts";
 import { makeThumbnail } from "../media/thumbnail.ts";
 import { recordId, type TripleRecord, type VectorStore } from "../store/index.ts";
@@ -217,7 +218,8 @@ export class TripleIngester {
     const added: AddedReference[] = [];
     const release = ({ ref, owner }: AddedReference) => this.#media.release({ ref, owner });
     for (const [position, item] of embeddable.entries()) {
-      const owner = `${tenant}/${item.id}`;
+      // A claim of this run's own: a failure releases nothing a concurrent ingest of the same triple stored.
+      const owner = claimOwner(`${tenant}/${item.id}`);
       const own: AddedReference[] = [];
       try {
         const { thumbnail } = await makeThumbnail({

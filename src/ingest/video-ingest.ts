@@ -17,7 +17,7 @@ import { AppError, MediaError, NotFoundError, ValidationError } from "../errors.
 import type { ModelPack } from "../inference/index.ts";
 import { l2Normalize, resampleIndices } from "../inference/index.ts";
 import type { Logger } from "../logger.ts";
-import { type BlobStore, blobRef, parseBlobRef, sha256Hex } from "../media/blob-store.ts";
+import { type BlobStore, blobRef, claimOwner, parseBlobRef, sha256Hex } from "../media/blob-store.ts";
 import { defaultVideoLimits, type VideoLimits } from "../media/ffmpeg.ts";
 import { type VideoCoverage, videoCoverage } from "../media/video-coverage.ts";
 import { sampleVideoFrames } from "../media/video-frames.ts";
@@ -276,17 +276,17 @@ export class VideoIngester {
         );
       }
 
-      // Every blob is referenced as it is written, before the records exist; if they are not stored,
-      // the references this run added are released (those of segments stored earlier stay).
+      // Every blob is referenced as it is written, before the records exist, under claims of this run's
+      // own; if the records are not stored, those claims are released (what earlier runs hold stays).
       const storedBefore = new Set(existing.map((segment) => segment.id));
       const added: AddedReference[] = [];
       const release = ({ ref, owner }: AddedReference) => this.#blobs.release({ sha256: ref, owner });
       const records: VideoSegmentRecord[] = [];
       const segments: IngestedSegment[] = [];
       try {
-        const videoOwner = `${tenant}/${id}`;
+        const videoOwner = claimOwner(`${tenant}/${id}`);
         await this.#blobs.put({ bytes, contentType: contentTypeOf(probe), owner: videoOwner });
-        if (existing.length === 0) added.push({ recordId: id, ref: contentSha256, owner: videoOwner });
+        added.push({ recordId: id, ref: contentSha256, owner: videoOwner });
         const videoFacts = {
           ...(filename === undefined ? {} : { filename: filename.slice(0, 255) }),
           durationSeconds: round3(durationSeconds),
@@ -310,13 +310,13 @@ export class VideoIngester {
             startS: span.startSeconds,
             endS: span.endSeconds,
           });
-          const owner = `${tenant}/${segmentId}`;
+          const owner = claimOwner(`${tenant}/${segmentId}`);
           const { sha256: keyframeSha } = await this.#blobs.put({
             bytes: keyframe,
             contentType: "image/webp",
             owner,
           });
-          if (!storedBefore.has(segmentId)) added.push({ recordId: segmentId, ref: keyframeSha, owner });
+          added.push({ recordId: segmentId, ref: keyframeSha, owner });
           const keyframeRef = blobRef(keyframeSha);
           records.push({
             id: segmentId,

@@ -11,6 +11,13 @@
  * record drops its references, and the blob itself is removed only once nothing refers to it. An S3-
  * compatible adapter can implement the same interface later.
  *
+ * An ingest writes under a claim of its own, `<tenant>/<record id>/<nonce>` ({@link claimOwner}), not
+ * the bare `<tenant>/<record id>`: two ingests of the same bytes for the same record at once (a client
+ * retrying while the first is still running) each hold their own label, so the one that fails releases
+ * only its claim and never the reference of the one that stored the record. A claim stands for its
+ * record: {@link BlobStore.references} reports it as `<tenant>/<record id>`, and releasing the record's
+ * owner drops every claim under it.
+ *
  * For the orphan sweep (`ingest/blob-gc.ts`) the store lists what it holds with the time each blob's
  * references last changed ({@link BlobStore.scan}), and removes a blob only after checking again, under
  * the same per-key lock as every write, that nobody touched it since ({@link BlobStore.collect}). Every
@@ -93,12 +100,13 @@ export interface BlobStore {
   /** Records that `owner` (e.g. `<tenant>/<recordId>`) uses the blob. Idempotent. */
   addReference(request: { sha256: string; owner: string }): Promise<void>;
   /**
-   * Drops `owner`'s reference and, when no reference is left, removes the blob.
+   * Drops `owner`'s reference (for a record's owner `<tenant>/<record id>`, every claim under it too)
+   * and, when no reference is left, removes the blob.
    *
    * @returns whether the blob was removed.
    */
   release(request: { sha256: string; owner: string }): Promise<{ removed: boolean }>;
-  /** Owners referring to the blob, sorted. */
+  /** Owners referring to the blob (claims as the record they stand for), sorted, each once. */
   references(sha256: string): Promise<string[]>;
   /**
    * Everything the store holds, for the orphan sweep: each blob with its references and when they last
@@ -119,7 +127,7 @@ export interface BlobEntry {
   sha256: string;
   /** Size in bytes. */
   size: number;
-  /** Owners referring to it (`<tenant>/<record id>`), sorted. */
+  /** Labels referring to it as stored (`<tenant>/<record id>` or a claim under it), sorted. */
   refs: string[];
   /** When its references last changed (or were last confirmed by a write), ms since the epoch. */
   touchedAt: number;
@@ -162,6 +170,31 @@ export interface CollectBlobResult {
   released: string[];
   /** Set when nothing was done because the blob changed, or was gone, since the scan. */
   skipped?: "touched" | "gone";
+}
+
+/**
+ * A label of its own for one ingest's use of a blob for a record: `<owner>/<16 hex>`. Put and release
+ * with it; the record's owner (`<tenant>/<record id>`) still names it for references and deletes.
+ */
+export function claimOwner(owner: string): string {
+  assertOwner(owner);
+  return `${owner}/${randomBytes(8).toString("hex")}`;
+}
+
+/** The owner a label stands for: the record of a claim (`<tenant>/<id>/<nonce>`), else the label. */
+export function ownerOfLabel(label: string): string {
+  const parts = label.split("/");
+  return parts.length === 3 ? `${parts[0]}/${parts[1]}` : label;
+}
+
+/** Whether releasing `owner` drops `label`: the same label, or a claim under a record's owner. */
+function releases(owner: string, label: string): boolean {
+  return label === owner || (owner.split("/").length === 2 && label.startsWith(`${owner}/`));
+}
+
+/** Labels as the owners they stand for, sorted, each once. */
+function ownersOf(labels: readonly string[]): string[] {
+  return [...new Set(labels.map(ownerOfLabel))].sort();
 }
 
 /** The sha256 of bytes, lowercase hex. */
@@ -370,7 +403,7 @@ export class FsBlobStore implements BlobStore {
     return this.#withLock(sha256, async () => {
       const meta = await this.#readSidecar(sidecar);
       if (meta === undefined) return { removed: false };
-      const refs = meta.refs.filter((ref) => ref !== owner);
+      const refs = meta.refs.filter((ref) => !releases(owner, ref));
       if (refs.length > 0) {
         if (refs.length !== meta.refs.length) {
           await this.#writeAtomic(folder, sidecar, JSON.stringify({ ...meta, refs }));
@@ -383,7 +416,7 @@ export class FsBlobStore implements BlobStore {
 
   async references(sha256: string): Promise<string[]> {
     const { sidecar } = this.#paths(sha256);
-    return (await this.#readSidecar(sidecar))?.refs ?? [];
+    return ownersOf((await this.#readSidecar(sidecar))?.refs ?? []);
   }
 
   async scan(): Promise<BlobScan> {
@@ -549,7 +582,7 @@ export class FsBlobStore implements BlobStore {
             inventory.missingSidecar.push(key);
             continue;
           }
-          const refs = (await this.#readSidecar(path.join(folder, `${key}.json`)))?.refs ?? [];
+          const refs = ownersOf((await this.#readSidecar(path.join(folder, `${key}.json`)))?.refs ?? []);
           inventory.blobs.push({ sha256: key, refs });
           if (refs.length === 0) inventory.unreferenced.push(key);
         }
@@ -569,7 +602,7 @@ export class FsBlobStore implements BlobStore {
 
 /** What {@link FsBlobStore.inventory} found. */
 export interface BlobInventory {
-  /** Every complete blob (bytes and sidecar) with the owners that refer to it. */
+  /** Every complete blob (bytes and sidecar) with the owners that refer to it (claims as their record). */
   blobs: Array<{ sha256: string; refs: string[] }>;
   /** Blobs with no reference left: nothing will ever remove them. */
   unreferenced: string[];

@@ -60,24 +60,39 @@ describe("blobs and records agree (real Milvus Lite, real pack)", () => {
   const remove = (tenant: string, id: string) =>
     harness.app.request(`/v1/items/${id}`, { method: "DELETE", headers: { [TENANT_HEADER]: tenant } });
 
-  /** An ingester over the harness's store, but whose upserts fail as a Milvus that went away does. */
-  const failingIngester = () => {
+  /**
+   * An ingester over the harness's store, but whose upserts fail as a Milvus that went away does (after
+   * `before` settles, when given).
+   */
+  const failingIngester = (before?: Promise<unknown>, checked?: () => void) => {
     const store = harness.store;
     const failing = {
-      get: store.get.bind(store),
+      get: (async (request) => {
+        const records = await store.get(request);
+        checked?.();
+        return records;
+      }) as VectorStore["get"],
       query: store.query.bind(store),
       async upsert() {
+        await before;
         throw new StoreError("Milvus is unavailable (test).", { code: "store_unavailable", status: 503 });
       },
     } as Pick<VectorStore, "get" | "query" | "upsert"> as VectorStore;
-    return new ImageIngester({
-      store: failing,
+    return ingesterOver(failing);
+  };
+  const ingesterOver = (store: VectorStore) =>
+    new ImageIngester({
+      store,
       models: harness.models,
       blobs: harness.blobs,
       maxImageBytes: harness.config.maxImageBytes,
       fetch: { maxBytes: 1, timeoutMs: 1000 },
     });
-  };
+  const itemsOf = (files: Buffer[]) =>
+    files.map((bytes, index) => ({
+      index,
+      input: { source: { type: "bytes" as const, bytes, filename: `img-${index}.jpg` } },
+    }));
 
   it("a batch of 16 that fails at the store write leaves no blob, and keeps the one another tenant uses", async () => {
     // Image 0 is stored by another tenant first: its original and thumbnail must survive the failure.
@@ -107,6 +122,68 @@ describe("blobs and records agree (real Milvus Lite, real pack)", () => {
     expect(report.removed).toEqual([]);
     expect(report.released).toEqual([]);
     await remove("other", shared?.id as string);
+    expect((await harness.blobs.inventory()).blobs).toEqual([]);
+  }, 120_000);
+
+  it("two ingests of the same image for the same tenant at once: the one that fails takes nothing from the one that stored", async () => {
+    const bytes = [images[5] as Buffer, images[6] as Buffer];
+    const outcomes: JobItemOutcome[] = [];
+    // Both pass the "already stored?" check and write their blobs; the second fails at the store only
+    // after the first has stored its records.
+    let storedFirst: () => void = () => undefined;
+    const first = new Promise<void>((resolve) => {
+      storedFirst = resolve;
+    });
+    let checkedSecond: () => void = () => undefined;
+    const second = new Promise<void>((resolve) => {
+      checkedSecond = resolve;
+    });
+    const store = harness.store;
+    const afterSecondCheck = {
+      get: (async (request) => {
+        await second;
+        return store.get(request);
+      }) as VectorStore["get"],
+      query: store.query.bind(store),
+      upsert: store.upsert.bind(store),
+    } as Pick<VectorStore, "get" | "query" | "upsert"> as VectorStore;
+    const [stored, failed] = await Promise.allSettled([
+      (async () => {
+        await ingesterOver(afterSecondCheck).ingest({
+          tenant: "retry",
+          items: itemsOf(bytes),
+          report: (_index, outcome) => outcomes.push(outcome),
+        });
+        storedFirst();
+      })(),
+      failingIngester(first, checkedSecond).ingest({
+        tenant: "retry",
+        items: itemsOf(bytes),
+        report: () => undefined,
+      }),
+    ]);
+    expect(stored.status).toBe("fulfilled");
+    expect(failed.status).toBe("rejected");
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(["stored", "stored"]);
+    for (const outcome of outcomes) {
+      const id = (outcome as { id: string }).id;
+      for (const variant of ["original", "thumbnail"] as const) {
+        const blob = await findMedia({
+          store: harness.store,
+          blobs: harness.blobs,
+          tenant: "retry",
+          id,
+          variant,
+        });
+        expect(await harness.blobs.references(blob.sha256)).toEqual([`retry/${id}`]);
+        expect((await blob.bytes()).length).toBe(blob.size);
+      }
+    }
+    expect((await harness.blobs.inventory()).blobs).toHaveLength(4);
+    // Deleting the records removes every claim, and the blobs with them.
+    for (const outcome of outcomes) {
+      expect((await remove("retry", (outcome as { id: string }).id)).status).toBe(200);
+    }
     expect((await harness.blobs.inventory()).blobs).toEqual([]);
   }, 120_000);
 

@@ -5,8 +5,10 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { NotFoundError, ValidationError } from "../../src/errors.ts";
 import {
   blobRef,
+  claimOwner,
   createFsBlobStore,
   type FsBlobStore,
+  ownerOfLabel,
   parseBlobRef,
   sha256Hex,
 } from "../../src/media/blob-store.ts";
@@ -165,6 +167,32 @@ describe("FsBlobStore", () => {
     });
     expect(await blobs.has(sha256)).toBe(false);
     expect(await blobs.collect({ sha256, untouchedSince: Date.now() })).toMatchObject({ skipped: "gone" });
+  });
+
+  it("claims of one record stand for it: releasing one keeps the others, releasing the record drops all", async () => {
+    const bytes = Buffer.from("claimed twice");
+    const first = claimOwner("t/img_1");
+    const second = claimOwner("t/img_1");
+    expect(first).toMatch(/^t\/img_1\/[0-9a-f]{16}$/);
+    expect(second).not.toBe(first);
+    const { sha256 } = await blobs.put({ bytes, contentType: "image/jpeg", owner: first });
+    await blobs.put({ bytes, contentType: "image/jpeg", owner: second });
+    await blobs.addReference({ sha256, owner: "u/img_2" });
+    expect(await blobs.references(sha256)).toEqual(["t/img_1", "u/img_2"]);
+    expect((await blobs.inventory()).blobs).toEqual([{ sha256, refs: ["t/img_1", "u/img_2"] }]);
+    expect((await blobs.scan()).blobs[0]?.refs).toEqual([first, second, "u/img_2"].sort());
+
+    // The ingest that failed releases its claim only.
+    expect(await blobs.release({ sha256, owner: first })).toEqual({ removed: false });
+    expect(await blobs.references(sha256)).toEqual(["t/img_1", "u/img_2"]);
+    // Deleting the record releases every claim under it; a longer id with the same start is untouched.
+    await blobs.addReference({ sha256, owner: "t/img_10" });
+    expect(await blobs.release({ sha256, owner: "t/img_1" })).toEqual({ removed: false });
+    expect(await blobs.references(sha256)).toEqual(["t/img_10", "u/img_2"]);
+    await blobs.release({ sha256, owner: "t/img_10" });
+    expect(await blobs.release({ sha256, owner: "u/img_2" })).toEqual({ removed: true });
+    expect(ownerOfLabel(second)).toBe("t/img_1");
+    expect(ownerOfLabel("maintenance:pinned")).toBe("maintenance:pinned");
   });
 
   it("blob refs round-trip and reject anything else", () => {
