@@ -233,3 +233,41 @@ describe("a supervised Lite that cannot be restarted", () => {
     }
   }, 60_000);
 });
+
+describe("an upsert cut short by Lite's death", () => {
+  it("fails at once with not_ready, and leaves none of its rows once Lite is back", async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), "loupe-supervision-"));
+    const store = await SupervisedVectorStore.start({
+      startLite: ({ avoidPort }) => startMilvusLite({ dataDir, venvDir: REPO_VENV_DIR, avoidPort }),
+      // Small batches: the upsert is many calls long, and Lite confirms the first ones before it dies.
+      connect: (address) =>
+        createVectorStore({ address, dimension: 8, collectionPrefix: "cut", batchSize: 100 }),
+      restartAttempts: 3,
+    });
+    try {
+      const records = Array.from({ length: 20_000 }, (_, index) => ({
+        id: `img_${String(index).padStart(6, "0")}`,
+        modelId: "m",
+        mediaRef: `blob:${index}`,
+        source: "test",
+        vector: [1, index % 7, 0, 0, 0, 0, 0, 1],
+      }));
+      const upsert = store.upsert({ kind: "image", tenant: "cut", records });
+      // Kill once some rows are in, while the upsert still runs.
+      await until("rows written", 20_000, async () =>
+        (await store.count({ kind: "image", tenant: "cut" })) > 0 ? true : undefined,
+      );
+      const killedAt = Date.now();
+      process.kill(store.pid ?? -1, "SIGKILL");
+      const error = await upsert.catch((caught: unknown) => caught);
+      expect(Date.now() - killedAt).toBeLessThan(2000);
+      expect(error).toBeInstanceOf(NotReadyError);
+      expect((error as NotReadyError).retryAfterSeconds).toBeGreaterThanOrEqual(1);
+      await until("ready again", 30_000, async () => ((await store.health()).ok ? true : undefined));
+      expect(await store.count({ kind: "image", tenant: "cut" })).toBe(0);
+    } finally {
+      await store.close();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  }, 90_000);
+});
