@@ -8,10 +8,11 @@ import { readdir, rm, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StoreError } from "../../src/errors.ts";
-import { sweepOrphanBlobs } from "../../src/ingest/blob-gc.ts";
+import { sweepOrphanBlobs, sweepOrphanBlobsAtStart } from "../../src/ingest/blob-gc.ts";
 import { ImageIngester } from "../../src/ingest/image-ingest.ts";
 import { findMedia } from "../../src/ingest/items.ts";
 import type { JobItemOutcome } from "../../src/ingest/jobs.ts";
+import { createLogger } from "../../src/logger.ts";
 import { parseBlobRef } from "../../src/media/blob-store.ts";
 import { recordId, type VectorStore } from "../../src/store/index.ts";
 import { type IngestHarness, multipart, renderShapes, startIngestHarness, TENANT_HEADER } from "./harness.ts";
@@ -358,5 +359,45 @@ describe("blobs and records agree (real Milvus Lite, real pack)", () => {
     expect(collected).toMatchObject({ removed: false, skipped: "touched" });
     expect(await harness.blobs.has(stale.sha256)).toBe(true);
     await harness.blobs.delete(stale.sha256);
+  }, 60_000);
+
+  it("the start-up sweep follows LOUPE_BLOB_GC_AT_START, and a store that fails leaves everything in place", async () => {
+    const orphan = await harness.blobs.put({
+      bytes: Buffer.from("left by a crash"),
+      contentType: "image/png",
+    });
+    const dead = await harness.blobs.put({
+      bytes: Buffer.from("its record never came"),
+      contentType: "image/png",
+      owner: `crash/${recordId({ kind: "image", tenant: "crash", contentSha256: "d".repeat(64), modelId: "m" })}`,
+    });
+    await age(blobDir, 3600);
+    const logger = createLogger({ level: "silent" });
+    const sweep = (blobGcAtStart: "on" | "dry-run" | "off", store: Pick<VectorStore, "get" | "query">) =>
+      sweepOrphanBlobsAtStart({
+        blobs: harness.blobs,
+        store,
+        config: { blobGcAtStart, blobGcGraceS: 600 },
+        logger,
+      });
+
+    expect(await sweep("off", harness.store)).toBeUndefined();
+    const unreachable = {
+      get: async () => {
+        throw new StoreError("Milvus is unavailable (test).", { code: "store_unavailable", status: 503 });
+      },
+      query: harness.store.query.bind(harness.store),
+    } as Pick<VectorStore, "get" | "query">;
+    expect(await sweep("on", unreachable)).toBeUndefined();
+    expect(await harness.blobs.has(orphan.sha256)).toBe(true);
+    expect(await harness.blobs.has(dead.sha256)).toBe(true);
+
+    const dry = await sweep("dry-run", harness.store);
+    expect(dry?.removed.map((blob) => blob.sha256).sort()).toEqual([orphan.sha256, dead.sha256].sort());
+    expect(await harness.blobs.has(orphan.sha256)).toBe(true);
+    const wet = await sweep("on", harness.store);
+    expect(wet?.removed).toEqual(dry?.removed);
+    expect(await harness.blobs.has(orphan.sha256)).toBe(false);
+    expect(await harness.blobs.has(dead.sha256)).toBe(false);
   }, 60_000);
 });
