@@ -81,8 +81,24 @@ export interface LoupeChainOptions {
   /** The LLM composer; without it the offline composer writes every answer. */
   llm?: AnswerComposer;
   logger: Logger;
-  config: Pick<Config, "chatMaxTurns" | "chatMaxImages" | "maxImagePixels">;
+  config: Pick<Config, "chatMaxTurns" | "chatMaxImages" | "maxImagePixels"> &
+    Partial<Pick<Config, "chatGroundingBudgetMs" | "chatGroundingMaxImages">>;
+  /** Grounding settings over the defaults and the configured budget. */
   grounding?: Partial<GroundingSettings>;
+}
+
+/** The grounding cap of a turn from the settings: at most K images checked, and M ms spent. */
+export function groundingCap(
+  config: Partial<Pick<Config, "chatGroundingBudgetMs" | "chatGroundingMaxImages">>,
+): Partial<GroundingSettings> {
+  const cap: Partial<GroundingSettings> = {};
+  if (config.chatGroundingBudgetMs !== undefined) cap.budgetMs = config.chatGroundingBudgetMs;
+  const most = config.chatGroundingMaxImages;
+  if (most !== undefined) {
+    cap.imagesToGround = Math.min(DEFAULT_GROUNDING_SETTINGS.imagesToGround, most);
+    cap.imagesForImageQuestions = Math.min(DEFAULT_GROUNDING_SETTINGS.imagesForImageQuestions, most);
+  }
+  return cap;
 }
 
 /**
@@ -186,7 +202,7 @@ export function createLoupeChain({
   grounding = {},
   vocabulary,
 }: LoupeChainOptions): LoupeChainRunnable {
-  const groundingSettings = { ...DEFAULT_GROUNDING_SETTINGS, ...grounding };
+  const groundingSettings = { ...DEFAULT_GROUNDING_SETTINGS, ...groundingCap(config), ...grounding };
   // Every answer path goes through the same neutralizer; links to Loupe's own media stay links.
   const isOwnUrl = ownMediaUrlTest(urls);
   // Read per turn, not here: a pack that failed to load answers every read with its error.

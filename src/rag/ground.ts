@@ -40,6 +40,11 @@ export interface GroundingSettings {
   tripleQuestionCosine: number;
   /** Alternatives kept per finding. */
   alternatives: number;
+  /**
+   * Time one turn may spend grounding, in ms, counted from the start of the step; once spent, the
+   * remaining retrieved images are not checked (they stay as evidence, marked `unchecked`). 0: no limit.
+   */
+  budgetMs: number;
 }
 
 export const DEFAULT_GROUNDING_SETTINGS: GroundingSettings = {
@@ -50,6 +55,7 @@ export const DEFAULT_GROUNDING_SETTINGS: GroundingSettings = {
   tripleImageCosine: 0.95,
   tripleQuestionCosine: 0.95,
   alternatives: 3,
+  budgetMs: 0,
 };
 
 /** What grounding needs of the model pack. */
@@ -324,6 +330,8 @@ export async function groundEvidence({
   settings: given = {},
 }: GroundOptions): Promise<Evidence[]> {
   const settings = { ...DEFAULT_GROUNDING_SETTINGS, ...given };
+  const started = performance.now();
+  const budgetSpent = () => settings.budgetMs > 0 && performance.now() - started >= settings.budgetMs;
   const turnIds = new Set(images.map((image) => image.evidenceId));
 
   // Candidates with an image are registered so later steps can look at them; exact copies (same blob)
@@ -488,7 +496,10 @@ export async function groundEvidence({
       ...(record.kind === "video_segment" ? { videoId: record.videoId } : {}),
       ...(duplicates.length > 0 ? { duplicates } : {}),
     };
-    if (askRetrieved && checkedImages.some((checked) => checked.item.id === item.id)) {
+    const toCheck = checkedImages.some((checked) => checked.item.id === item.id);
+    if (toCheck && budgetSpent()) {
+      entry.unchecked = true;
+    } else if (askRetrieved && toCheck) {
       const distributions = await cache.ask(item.id, questions);
       questions.forEach((question, index) => {
         const finding = toFinding({
@@ -498,7 +509,7 @@ export async function groundEvidence({
         });
         if (finding !== undefined) entry.findings.push(finding);
       });
-    } else if (checkedImages.some((checked) => checked.item.id === item.id)) {
+    } else if (toCheck) {
       const checks = intent.objects
         .map((object) => objectCheck(object, vocabulary))
         .filter((check) => check !== undefined);

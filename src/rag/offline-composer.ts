@@ -124,6 +124,17 @@ function decline(reason: string): OfflineAnswer {
   return { text: reason, answered: false, confidence: 0 };
 }
 
+/**
+ * What grounding did not check: a sentence naming the retrieved images it skipped once the turn's
+ * grounding budget was spent (empty when it checked them all), so an answer never passes them off as verified.
+ */
+export function uncheckedNote(evidence: readonly Evidence[]): string {
+  const ids = evidence.filter((entry) => entry.unchecked === true).map((entry) => entry.citation.id);
+  if (ids.length === 0) return "";
+  const images = ids.length === 1 ? "image" : "images";
+  return ` Not checked within this turn's grounding budget: ${ids.length} more close ${images} (${ids.join(", ")}), so ${ids.length === 1 ? "it is" : "they are"} not counted above.`;
+}
+
 /** Writes the answer. Pure: everything it says comes from `evidence`. */
 export function composeOffline({
   intent,
@@ -179,6 +190,12 @@ export function composeOffline({
     const checked = evidence.filter(
       (entry) => !turnImageIds.includes(entry.citation.id) && entry.match !== undefined,
     );
+    const note = uncheckedNote(evidence);
+    if (checked.length === 0 && note.length > 0) {
+      return decline(
+        `The closest images to ${named} could not be checked within this turn's grounding budget, so the corpus gives no verified answer; ask again.${note}`,
+      );
+    }
     if (checked.length === 0) {
       return decline(
         `No image in the corpus comes close to ${named}, so the corpus does not answer this question.`,
@@ -192,7 +209,7 @@ export function composeOffline({
       const bestId = checked.find((entry) => entry.match === best)?.citation.id ?? "";
       const asked = intent.objects.map((object) => describeObject(object, { article: false })).join(", ");
       return {
-        text: `No: none of the ${checked.length} closest images shows everything asked for (${asked}); the best match, ${cite(bestId)}, fits with ${percent(best)} probability.`,
+        text: `No: none of the ${checked.length} closest images shows everything asked for (${asked}); the best match, ${cite(bestId)}, fits with ${percent(best)} probability.${note}`,
         answered: true,
         confidence: round(1 - best),
       };
@@ -203,7 +220,7 @@ export function composeOffline({
     const more =
       others.length > 0 ? ` Also ${others.map((entry) => cite(entry.citation.id)).join(", ")}.` : "";
     return {
-      text: `${lead}${first.citation.id} shows ${named} ${cite(first.citation.id)}.${more}`,
+      text: `${lead}${first.citation.id} shows ${named} ${cite(first.citation.id)}.${more}${note}`,
       answered: true,
       confidence: round(first.match ?? 0),
     };
@@ -231,7 +248,7 @@ export function composeOffline({
       });
       const confidence = Math.min(...about.map((entry) => entry.findings[0]?.probability ?? 0)) / 2;
       return {
-        text: `No image is attached or named, so this is about the closest matches in the corpus: ${sentences.join(" ")}`,
+        text: `No image is attached or named, so this is about the closest matches in the corpus: ${sentences.join(" ")}${uncheckedNote(evidence)}`,
         answered: true,
         confidence: round(confidence),
       };

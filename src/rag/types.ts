@@ -63,6 +63,11 @@ export interface Evidence {
   match?: number;
   /** Ids of lower-ranked candidates dropped as near-duplicates of this one. */
   duplicates?: string[];
+  /**
+   * A retrieved image grounding would have checked with the VQA head but did not, because the turn's
+   * grounding budget (time or number of images) was spent; it is evidence as retrieved, unverified.
+   */
+  unchecked?: boolean;
 }
 
 /** One earlier turn of the conversation. */
