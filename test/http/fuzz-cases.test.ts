@@ -10,6 +10,7 @@ import { serverSentEventSchema } from "../../src/http/openapi.ts";
 import { startHttpServer } from "../../src/http/server.ts";
 import { loadModelPack } from "../../src/inference/model-pack.ts";
 import { makeTestApp } from "../helpers/app.ts";
+import { documentSchemas, type OpenApiDocumentShape } from "./contract-walk.ts";
 
 type App = ReturnType<typeof makeTestApp>;
 
@@ -304,5 +305,46 @@ describe("what the server answers before any route is documented on every operat
     } finally {
       await server.close({ timeoutMs: 0 });
     }
+  });
+});
+
+describe("the document's Filter accepts what the validator accepts, and no more", () => {
+  // The fuzzer's "valid" filters, [{}] and objects with both a condition and groups, were refused by
+  // every route: the document described an item as an object whose keys are all optional.
+  const condition = { field: "source", op: "eq", value: "a.png" };
+  it.each([
+    [[{}], false],
+    [[{ field: "source" }], false],
+    [[{ any: [condition], all: [condition] }], false],
+    [[{ ...condition, any: [condition] }], false],
+    [[{ field: "", op: "eq", value: "" }], false],
+    [[{ any: [{ all: [{ any: [{ all: [condition] }] }] }] }], false],
+    [[condition], true],
+    [[{ field: "metadata.camera", op: "exists" }], true],
+    [[{ any: [condition, { all: [{ field: "created_at", op: "gte", value: 2 }] }] }], true],
+  ])("%j: documented valid %s, and the route agrees", async (filter, valid) => {
+    const validate = documentSchemas(document as unknown as OpenApiDocumentShape)(
+      "components",
+      "schemas",
+      "Filter",
+    );
+    expect(validate(filter), JSON.stringify(validate.errors?.slice(0, 3))).toBe(valid);
+    // The route validates the filter first; a valid one gets past it, to the store (absent here).
+    const response = await app.request("/v1/similar/img_0", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ filter }),
+    });
+    if (valid) expect(response.status).not.toBe(400);
+    else
+      expectDocumentedError(
+        { response, body: await response.json() },
+        {
+          method: "POST",
+          path: "/v1/similar/{id}",
+          status: 400,
+          code: "invalid_request",
+        },
+      );
   });
 });

@@ -16,7 +16,14 @@ import {
   SEARCH_KINDS,
   type SearchService,
 } from "../../search/index.ts";
-import { FILTERABLE_FIELDS, filterSpecSchema } from "../../store/index.ts";
+import {
+  MAX_FILTER_GROUP_DEPTH,
+  MAX_FILTER_GROUP_ITEMS,
+  MAX_FILTER_LIST_LENGTH,
+  MAX_FILTER_NUMBER,
+  MAX_FILTER_STRING_LENGTH,
+} from "../../store/filter.ts";
+import { FILTER_OPS, FILTERABLE_FIELDS, filterSpecSchema } from "../../store/index.ts";
 import type { AppContext } from "../context.ts";
 import {
   createRouter,
@@ -58,10 +65,66 @@ export const imageFieldSchema = z
     "The image: base64 bytes, a data URL (data:image/png;base64,…) or a stored item's id (img_…, seg_…, tri_…).",
   );
 
+const filterString = { type: "string", maxLength: MAX_FILTER_STRING_LENGTH };
+const filterNumber = { type: "number", minimum: -MAX_FILTER_NUMBER, maximum: MAX_FILTER_NUMBER };
+const filterList = (items: object) => ({
+  type: "array",
+  items,
+  minItems: 1,
+  maxItems: MAX_FILTER_LIST_LENGTH,
+});
+
+/** A condition `{ field, op, value }` in JSON Schema: a field that exists, an operator, a typed value. */
+const filterConditionJsonSchema = {
+  type: "object",
+  properties: {
+    field: {
+      type: "string",
+      pattern: `^(${FILTERABLE_FIELDS.join("|")}|metadata\\.[A-Za-z_][A-Za-z0-9_]{0,63})$`,
+    },
+    op: { enum: [...FILTER_OPS] },
+    value: {
+      anyOf: [
+        filterString,
+        filterNumber,
+        { type: "boolean" },
+        filterList(filterString),
+        filterList(filterNumber),
+      ],
+    },
+  },
+  required: ["field", "op"],
+  additionalProperties: false,
+};
+
+/**
+ * One filter item in JSON Schema, as the validator reads it: a condition, or a group with exactly one of
+ * `any` and `all`, groups nested at most `depth` deep. Zod describes the item as one object whose keys are
+ * all optional (its refinement, which the document cannot carry, picks the form), which let any object,
+ * `{}` included, pass for a filter item in the document.
+ */
+function filterItemJsonSchema(depth: number): object {
+  if (depth === 0) return filterConditionJsonSchema;
+  const items = {
+    type: "array",
+    items: filterItemJsonSchema(depth - 1),
+    minItems: 1,
+    maxItems: MAX_FILTER_GROUP_ITEMS,
+  };
+  return {
+    oneOf: [
+      filterConditionJsonSchema,
+      { type: "object", properties: { any: items }, required: ["any"], additionalProperties: false },
+      { type: "object", properties: { all: items }, required: ["all"], additionalProperties: false },
+    ],
+  };
+}
+
 /** The filter language, one component of the document (so uses add no description of their own). */
 export const filterSchema = filterSpecSchema.meta({
   id: "Filter",
   description: `Typed conditions { field, op, value } and { any } / { all } groups, all of which must hold. Fields: ${FILTERABLE_FIELDS.join(", ")}, or metadata.<key>.`,
+  items: filterItemJsonSchema(MAX_FILTER_GROUP_DEPTH),
 });
 
 /** Options shared by search and similar. */
