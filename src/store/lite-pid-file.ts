@@ -78,7 +78,8 @@ export async function writeLitePidFile({ dataDir, litePid }: { dataDir: string; 
   await rename(temporary, file);
 }
 
-async function readLitePidFile(dataDir: string): Promise<LitePidRecord | undefined> {
+/** The pid file of `dataDir`, when there is a readable one. */
+export async function readLitePidFile(dataDir: string): Promise<LitePidRecord | undefined> {
   const text = await readFile(path.join(dataDir, LITE_PID_FILE), "utf8").catch(() => undefined);
   if (text === undefined) return undefined;
   try {

@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { ConfigError, StoreError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { findFreePort, isPortFree } from "./free-port.ts";
-import { removeLitePidFile, stopLeftoverLite, writeLitePidFile } from "./lite-pid-file.ts";
+import { readLitePidFile, removeLitePidFile, stopLeftoverLite, writeLitePidFile } from "./lite-pid-file.ts";
 import { callMilvus, createMilvusClient } from "./milvus-client.ts";
 
 /** Options of {@link startMilvusLite}. */
@@ -273,12 +273,17 @@ export async function startMilvusLite({
     );
   }
   if (outcome.kind === "exited" && stderr.includes("DataDirLockedError")) {
+    const owner = await readLitePidFile(absoluteDataDir);
+    const who =
+      owner === undefined
+        ? "probably another Loupe with the same LOUPE_DATA_DIR"
+        : `held by another Loupe with the same LOUPE_DATA_DIR: process ${owner.ownerPid}, whose Milvus Lite is process ${owner.litePid}`;
     throw new StoreError(
-      `Another process is using the Milvus Lite data dir ${absoluteDataDir} (probably another Loupe with the same LOUPE_DATA_DIR). Stop it, or give this one another data dir.`,
+      `Another process is using the Milvus Lite data dir ${absoluteDataDir} (${who}). Stop it, or give this one another data dir.`,
       {
         code: "milvus_lite_locked",
         status: 500,
-        context: { dataDir: absoluteDataDir, stderr: lastLines(stderr, 3) },
+        context: { dataDir: absoluteDataDir, owner, stderr: lastLines(stderr, 3) },
       },
     );
   }

@@ -123,6 +123,9 @@ describe("a Milvus Lite left on the data dir", () => {
     );
     expect(error).toBeInstanceOf(StoreError);
     expect(error).toMatchObject({ code: "milvus_lite_locked" });
+    expect((error as Error).message).toContain(
+      `another Loupe with the same LOUPE_DATA_DIR: process ${process.pid}, whose Milvus Lite is process ${leftover.pid}`,
+    );
     expect(isAlive(leftover.pid)).toBe(true);
     const record = JSON.parse(await readFile(path.join(dataDir, LITE_PID_FILE), "utf8"));
     expect(record.litePid).toBe(leftover.pid);
