@@ -98,13 +98,18 @@ const filterNumberSchema = z
   .min(-MAX_FILTER_NUMBER, `numbers must lie within ±${MAX_FILTER_NUMBER}`)
   .max(MAX_FILTER_NUMBER, `numbers must lie within ±${MAX_FILTER_NUMBER}`);
 
-const filterValueSchema = z.union([
-  filterStringSchema,
-  filterNumberSchema,
-  z.boolean(),
-  z.array(filterStringSchema).min(1).max(MAX_FILTER_LIST_LENGTH),
-  z.array(filterNumberSchema).min(1).max(MAX_FILTER_LIST_LENGTH),
-]);
+const filterValueSchema = z.union(
+  [
+    filterStringSchema,
+    filterNumberSchema,
+    z.boolean(),
+    z.array(filterStringSchema).min(1).max(MAX_FILTER_LIST_LENGTH),
+    z.array(filterNumberSchema).min(1).max(MAX_FILTER_LIST_LENGTH),
+  ],
+  {
+    error: `value must be a string, a number, a boolean, or a list of 1 to ${MAX_FILTER_LIST_LENGTH} strings or of 1 to ${MAX_FILTER_LIST_LENGTH} numbers`,
+  },
+);
 
 const itemMessage =
   "each filter item is a condition { field, op, value } or a group { any: [...] } / { all: [...] }";

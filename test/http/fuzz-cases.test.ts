@@ -249,6 +249,11 @@ describe("a JSON field of the wrong kind is named with what is allowed, not zod'
       { image: NOT_AN_IMAGE, autoTag: { k: "3" } },
       /autoTag.k must be an integer from 1 to 100/,
     ],
+    [
+      "/v1/search",
+      { text: "a", filter: [{ field: "source", op: "eq", value: {} }] },
+      /filter\[0\]\[value\]: value must be a string, a number, a boolean, or a list of 1 to 100 strings/,
+    ],
   ] as Array<[string, unknown, RegExp]>)("POST %s %j → 400", async (path, body, message) => {
     const envelope = expectDocumentedError(await postJson(path, body), {
       method: "POST",
