@@ -86,6 +86,7 @@ class WorkerSessionBackend implements SessionBackend {
       const waiter = this.#pending.get(reply.id);
       if (waiter === undefined) return;
       this.#pending.delete(reply.id);
+      if (this.#pending.size === 0) worker.unref();
       if (reply.ok) waiter.resolve(reply.value);
       else {
         const error = new Error(reply.message);
@@ -100,7 +101,8 @@ class WorkerSessionBackend implements SessionBackend {
     };
     worker.on("error", fail);
     worker.on("exit", (code) => fail(new Error(`the inference worker thread exited (code ${code})`)));
-    // A session nobody released must not keep the process alive.
+    // An idle session nobody released must not keep the process alive; one with a call in flight does
+    // (a CLI command awaiting an embedding has nothing else keeping it running).
     worker.unref();
   }
 
@@ -108,6 +110,7 @@ class WorkerSessionBackend implements SessionBackend {
     if (this.#exited !== undefined) return Promise.reject(this.#exited);
     const id = this.#nextId++;
     return new Promise<Value>((resolve, reject) => {
+      if (this.#pending.size === 0) this.#worker.ref();
       this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
       this.#worker.postMessage({ id, ...message });
     });
