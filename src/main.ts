@@ -9,6 +9,7 @@ import { createFileKeyStore, keyStoreDir } from "./auth/file-key-store.ts";
 import { type Config, parseConfig, redactConfig } from "./config.ts";
 import { decideStartupAuth } from "./http/auth/auth-mode.ts";
 import { startHttpServer } from "./http/server.ts";
+import { sweepOrphanBlobsAtStart } from "./ingest/blob-gc.ts";
 import { createLogger, type Logger } from "./logger.ts";
 import { createLoupeServices } from "./services.ts";
 import { TENANT_PATTERN } from "./store/filter.ts";
@@ -65,6 +66,13 @@ export async function startLoupe({
       logger,
     });
     logger.info({ url: http.url }, "loupe is listening");
+    // Files a crash left without a record go, in the background; the sweep never throws.
+    const blobSweep = sweepOrphanBlobsAtStart({
+      blobs: services.blobs,
+      store: services.store,
+      config,
+      logger: logger.child({ component: "blob-gc" }),
+    });
     let stopping: Promise<void> | undefined;
     const stop = () => {
       stopping ??= (async () => {
@@ -76,6 +84,7 @@ export async function startLoupe({
             "in-flight requests did not finish in time; their connections were closed",
           );
         }
+        await blobSweep;
         await services.close();
         logger.info("loupe stopped");
       })();

@@ -2,10 +2,12 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AppError } from "../src/errors.ts";
 import { createLogger } from "../src/logger.ts";
 import { type RunningLoupe, startLoupe } from "../src/main.ts";
+import { createFsBlobStore } from "../src/media/blob-store.ts";
 import { LITE_PID_FILE, processStartTime } from "../src/store/lite-pid-file.ts";
 import { type MilvusLiteProcess, startMilvusLite } from "../src/store/milvus-lite.ts";
 import { unreachableAddress } from "./helpers/milvus-lite.ts";
@@ -52,11 +54,15 @@ async function startFailure(promise: Promise<RunningLoupe>): Promise<AppError> {
 describe("Loupe with embedded Milvus Lite", () => {
   let dataDir: string;
   let loupe: RunningLoupe;
+  let orphan: string;
 
   beforeAll(async () => {
     dataDir = await mkdtemp(path.join(os.tmpdir(), "loupe-main-test-"));
+    // What a crash between a blob's write and its record's leaves: a file that nothing references.
+    const blobs = createFsBlobStore({ dir: path.join(dataDir, "blobs") });
+    orphan = (await blobs.put({ bytes: Buffer.from("left by a crash"), contentType: "text/plain" })).sha256;
     // The embedding dimension comes from the bundled model pack here, as it does for `npm start`.
-    const env = testEnv({ LOUPE_DATA_DIR: dataDir });
+    const env = testEnv({ LOUPE_DATA_DIR: dataDir, LOUPE_BLOB_GC_GRACE_S: "0" });
     delete env.LOUPE_EMBEDDING_DIM;
     loupe = await startLoupe({ env, cwd: root, logger: quiet });
   });
@@ -74,6 +80,13 @@ describe("Loupe with embedded Milvus Lite", () => {
     const readyz = await fetch(`${loupe.url}/readyz`);
     expect(readyz.status).toBe(200);
     expect(await readyz.json()).toEqual({ status: "ready" });
+  });
+
+  it("sweeps the blobs no record references at start-up, in the background", async () => {
+    const blobs = createFsBlobStore({ dir: path.join(dataDir, "blobs") });
+    const deadline = Date.now() + 20_000;
+    while ((await blobs.has(orphan)) && Date.now() < deadline) await sleep(100);
+    expect(await blobs.has(orphan)).toBe(false);
   });
 
   it("a second Loupe on the same data dir fails start-up with the lock error and leaves nothing running", async () => {
