@@ -345,6 +345,8 @@ export interface Sample {
   streamOk?: boolean;
   /** For a 200 JSON chat answer: the chain's step timings, in ms. */
   timings?: Record<string, number>;
+  /** For a 200 JSON chat answer: whether it says some images were not checked (grounding budget spent). */
+  unchecked?: boolean;
 }
 
 function base64(bytes: Uint8Array): string {
@@ -412,8 +414,14 @@ async function send({
     };
   }
   if (kind === "chat" && response.status === 200) {
-    const { timings } = JSON.parse(text) as { timings?: Record<string, number> };
-    return { kind, status: response.status, retryAfter, ...(timings === undefined ? {} : { timings }) };
+    const { timings, answer } = JSON.parse(text) as { timings?: Record<string, number>; answer?: string };
+    return {
+      kind,
+      status: response.status,
+      retryAfter,
+      unchecked: /Not checked within this turn's grounding budget/.test(answer ?? ""),
+      ...(timings === undefined ? {} : { timings }),
+    };
   }
   return { kind, status: response.status, retryAfter };
 }
@@ -423,12 +431,15 @@ export function chatSteps(samples: readonly Sample[]): string {
   const timed = samples.flatMap((sample) => (sample.timings === undefined ? [] : [sample.timings]));
   if (timed.length === 0) return "no chat answers";
   const steps = Object.keys(timed[0] ?? {});
-  return steps
+  const unchecked = samples.filter((sample) => sample.unchecked === true).length;
+  return `${steps
     .map((step) => {
       const values = timed.map((timings) => timings[step] ?? 0).sort((a, b) => a - b);
       return `${step} ${ms(percentile(values, 0.5))}`;
     })
-    .join(" · ");
+    .join(
+      " · ",
+    )}; ${unchecked} of ${timed.length} JSON answers left images unchecked (grounding budget spent)`;
 }
 
 /** Picks a kind by weight. */

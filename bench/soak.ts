@@ -14,6 +14,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ROOT } from "./bench-loupe.ts";
 import {
+  chatSteps,
   driveLoad,
   formatSummary,
   parseWeights,
@@ -92,6 +93,7 @@ try {
   const bad = rows.find((row) => row.kind === "all");
   log(`\n### soak: ${concurrency} clients, ${minutes} min\n`);
   log(formatSummary(rows));
+  log(`\nchat steps, median ms: ${chatSteps(samples)}`);
   log(
     `\nRSS: start ${rss[0]?.toFixed(0)} MiB, after warm-up (minute ${warmupMinutes}) ${afterWarmup.toFixed(0)} MiB, end ${end.toFixed(0)} MiB; growth after warm-up ${(end - afterWarmup).toFixed(0)} MiB (${(((end - afterWarmup) / Math.max(1, minutes - warmupMinutes)) * 60).toFixed(1)} MiB/h)`,
   );
