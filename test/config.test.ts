@@ -70,7 +70,7 @@ describe("parseConfig", () => {
       queueConcurrency: 0,
       queueMaxWaiting: 16,
       requestDeadlineMs: 5000,
-      chatGroundingBudgetMs: 600,
+      chatGroundingBudgetMs: 1500,
       chatGroundingMaxImages: 6,
       headersTimeoutMs: 20_000,
       requestTimeoutMs: 300_000,
