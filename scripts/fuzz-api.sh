@@ -20,7 +20,9 @@
 #                      forbids accepted
 #   --seed N           Hypothesis seed, to replay a run (LOUPE_FUZZ_SEED, default random)
 #   --report-dir DIR   where the reports go (LOUPE_FUZZ_REPORT_DIR, default a new temporary directory):
-#                      JUnit XML and an NDJSON event log per pass, the server's log, a summary
+#                      JUnit XML and an NDJSON event log per pass, the server's log, and summary.txt:
+#                      per pass the operations, test cases, requests and statuses, the 5xx, and every
+#                      4xx or 5xx whose body is not the error envelope (counted apart from Schemathesis)
 #   --venv DIR         reuse a virtual environment with Schemathesis (LOUPE_FUZZ_VENV; default one is
 #                      made in a temporary directory and removed afterwards)
 #
@@ -32,6 +34,9 @@
 # `.ci/run` (it takes minutes); what it finds becomes a regression test in test/http/fuzz-cases.test.ts.
 # Exits non-zero when Schemathesis reports a failure.
 set -euo pipefail
+# The whole script is one block, read before any of it runs: editing the file during a run (which takes
+# minutes) cannot change what the run does next.
+{
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
@@ -241,3 +246,4 @@ grep -c '"level":50' "$report_dir/server.log" | sed 's/^/server errors logged: /
 echo "fuzz-api: reports in $report_dir"
 cat "$report_dir/summary.txt"
 exit "$status"
+}
