@@ -100,6 +100,29 @@ export function documentSchemas(document: OpenApiDocumentShape) {
   };
 }
 
+/**
+ * The events of a `text/event-stream` body as an EventSource reader sees them: `event` (`message` when
+ * unnamed), `data` (its lines joined) and `id` when given; comment lines skipped.
+ */
+export function readEventStream(text: string): Array<Record<string, string>> {
+  return text
+    .split("\n\n")
+    .map((block) => block.split("\n").filter((line) => line !== "" && !line.startsWith(":")))
+    .filter((lines) => lines.length > 0)
+    .map((lines) => {
+      const event: Record<string, string> = { event: "message" };
+      const data: string[] = [];
+      for (const line of lines) {
+        const colon = line.indexOf(":");
+        const field = colon === -1 ? line : line.slice(0, colon);
+        const value = colon === -1 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (field === "data") data.push(value);
+        else if (field === "event" || field === "id") event[field] = value;
+      }
+      return { ...event, data: data.join("\n") };
+    });
+}
+
 /** Expects `value` to validate, naming the schema's place and ajv's errors when it does not. */
 function expectValid(validate: ValidateFunction, value: unknown, where: string): void {
   const valid = validate(value);
@@ -223,6 +246,15 @@ async function walkRequest({
     const length = (await response.arrayBuffer()).byteLength;
     expect(length, `${label}: empty media body`).toBeGreaterThan(0);
     return { response, body: length };
+  }
+  if (range === "text/event-stream") {
+    // The schema of an event stream describes each event, as a reader parses it (OpenAPI 3.1).
+    const validateEvent = schemaAt("paths", path, method, "responses", status, "content", range, "schema");
+    for (const event of readEventStream(text)) {
+      expectValid(validateEvent, event, `${label}: ${status} event ${JSON.stringify(event).slice(0, 120)}`);
+    }
+    counts.bodiesValidated += 1;
+    return { response, body: text };
   }
   const parsed = range === "application/json" ? (JSON.parse(text) as unknown) : text;
   expectValid(

@@ -10,7 +10,7 @@ import { serverSentEventSchema } from "../../src/http/openapi.ts";
 import { startHttpServer } from "../../src/http/server.ts";
 import { loadModelPack } from "../../src/inference/model-pack.ts";
 import { makeTestApp } from "../helpers/app.ts";
-import { documentSchemas, type OpenApiDocumentShape } from "./contract-walk.ts";
+import { documentSchemas, type OpenApiDocumentShape, readEventStream } from "./contract-walk.ts";
 
 type App = ReturnType<typeof makeTestApp>;
 
@@ -126,26 +126,6 @@ describe("an image Loupe cannot read is a documented 415 or 422, in the envelope
   });
 });
 
-/** The events of a `text/event-stream` body as a reader parses them (comments skipped, `message` by default). */
-function readEvents(text: string): Array<Record<string, string>> {
-  return text
-    .split("\n\n")
-    .map((block) => block.split("\n").filter((line) => line !== "" && !line.startsWith(":")))
-    .filter((lines) => lines.length > 0)
-    .map((lines) => {
-      const event: Record<string, string> = { event: "message" };
-      const data: string[] = [];
-      for (const line of lines) {
-        const colon = line.indexOf(":");
-        const field = line.slice(0, colon);
-        const value = line.slice(colon + 1).replace(/^ /, "");
-        if (field === "data") data.push(value);
-        else event[field] = value;
-      }
-      return { ...event, data: data.join("\n") };
-    });
-}
-
 describe("event streams are documented event by event", () => {
   it.each([
     ["POST", "/v1/chat"],
@@ -169,7 +149,7 @@ describe("event streams are documented event by event", () => {
     const response = await app.request(`/v1/jobs/${job.id}/events`);
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
-    const events = readEvents(await response.text());
+    const events = readEventStream(await response.text());
     expect(events.map((event) => event.event)).toContain("done");
     for (const event of events) {
       expect(serverSentEventSchema.strict().safeParse(event).success, JSON.stringify(event)).toBe(true);
