@@ -81,6 +81,8 @@ export async function openBenchLoupe({
         address: milvus.address,
         dimension: models.dimension,
         collectionPrefix: prefix,
+        timeoutMs: config.milvusTimeoutMs,
+        longTimeoutMs: config.milvusLongTimeoutMs,
         ...(indexType === undefined ? {} : { indexType }),
       });
       stores.push(store);
