@@ -420,7 +420,7 @@ export const settings = {
     default: "1500",
     allowed: "integer 0–600000 (0: no time budget)",
     description:
-      "Time one chat turn may spend checking retrieved images with the VQA head, in milliseconds; no further image is checked once it is spent. Images not checked stay as evidence, unverified, and the answer names them as not checked. On an idle 2-core machine a corpus question's grounding takes 130–460 ms; the budget bounds it under load.",
+      "Time one chat turn may spend checking retrieved images with the VQA head, in milliseconds; once it is spent no further image is checked (the first always is, so an answer has verified evidence to cite). Images not checked stay as evidence, unverified, and the answer names them as not checked. On an idle 2-core machine a corpus question's grounding takes 130–460 ms; the budget bounds it under load.",
   },
   chatGroundingMaxImages: {
     env: "LOUPE_CHAT_GROUNDING_MAX_IMAGES",

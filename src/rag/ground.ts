@@ -42,7 +42,8 @@ export interface GroundingSettings {
   alternatives: number;
   /**
    * Time one turn may spend grounding, in ms, counted from the start of the step; once spent, the
-   * remaining retrieved images are not checked (they stay as evidence, marked `unchecked`). 0: no limit.
+   * remaining retrieved images are not checked (they stay as evidence, marked `unchecked`). The first
+   * image is checked whatever the time, so an answer always has verified evidence to cite. 0: no limit.
    */
   budgetMs: number;
 }
@@ -484,6 +485,7 @@ export async function groundEvidence({
 
   // Corpus questions about objects: the top retrieved images are checked for every object named.
   let contrastive: Array<((imageEmbedding: Float32Array) => number) | undefined> | undefined;
+  let checkedCount = 0;
   const rankOf = new Map<Evidence, number>();
   for (const { item, duplicates } of retrieved) {
     if (evidence.some((entry) => entry.citation.id === item.id)) continue;
@@ -496,10 +498,13 @@ export async function groundEvidence({
       ...(record.kind === "video_segment" ? { videoId: record.videoId } : {}),
       ...(duplicates.length > 0 ? { duplicates } : {}),
     };
-    const toCheck = checkedImages.some((checked) => checked.item.id === item.id);
-    if (toCheck && budgetSpent()) {
-      entry.unchecked = true;
-    } else if (askRetrieved && toCheck) {
+    // An image whose turn comes after the budget is spent is left as retrieved, marked unchecked.
+    const skipped =
+      checkedImages.some((checked) => checked.item.id === item.id) && checkedCount > 0 && budgetSpent();
+    const toCheck = !skipped && checkedImages.some((checked) => checked.item.id === item.id);
+    if (skipped) entry.unchecked = true;
+    if (toCheck) checkedCount += 1;
+    if (askRetrieved && toCheck) {
       const distributions = await cache.ask(item.id, questions);
       questions.forEach((question, index) => {
         const finding = toFinding({
