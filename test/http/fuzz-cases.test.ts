@@ -293,6 +293,18 @@ describe("what the server answers before any route is documented on every operat
   });
 });
 
+describe("GET /v1/items refuses a filter longer than its request line can carry", () => {
+  it("a 4097-character filter → 400 naming the limit, not a 431 from the server", async () => {
+    const filter = encodeURIComponent(`[${" ".repeat(4095)}]`);
+    const response = await app.request(`/v1/items?filter=${filter}`);
+    const envelope = expectDocumentedError(
+      { response, body: await response.json() },
+      { method: "GET", path: "/v1/items", status: 400, code: "invalid_request" },
+    );
+    expect(envelope.error.message).toMatch(/filter is at most 4096 characters/);
+  });
+});
+
 describe("the document's Filter accepts what the validator accepts, and no more", () => {
   // The fuzzer's "valid" filters, [{}] and objects with both a condition and groups, were refused by
   // every route: the document described an item as an object whose keys are all optional.

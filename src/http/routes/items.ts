@@ -59,7 +59,11 @@ export const listItemsQuerySchema = z.object({
     .describe(`One kind to list (${kindsText}); all of them in that order when absent.`),
   filter: z
     .string()
-    .max(16_384)
+    // Percent-encoded, a longer filter could pass Node's 16 KiB limit on the request line (431).
+    .max(
+      4096,
+      "filter is at most 4096 characters of JSON (a longer query string would pass the 16 KiB request-line limit)",
+    )
     .optional()
     .describe("The filter as JSON (see SearchRequest.filter); only matching items are listed."),
   limit: z
