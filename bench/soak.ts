@@ -97,6 +97,15 @@ try {
   log(
     `\nRSS: start ${rss[0]?.toFixed(0)} MiB, after warm-up (minute ${warmupMinutes}) ${afterWarmup.toFixed(0)} MiB, end ${end.toFixed(0)} MiB; growth after warm-up ${(end - afterWarmup).toFixed(0)} MiB (${(((end - afterWarmup) / Math.max(1, minutes - warmupMinutes)) * 60).toFixed(1)} MiB/h)`,
   );
+  // One minute's reading swings by tens of MiB (garbage collection, the ONNX arenas of the model
+  // workers), so growth is also judged on medians of five-minute windows: the first after the warm-up
+  // against the last.
+  const window = Math.min(5, Math.max(1, Math.floor((rss.length - 1 - warmupMinutes) / 2)));
+  const first = median(rss.slice(Math.round(warmupMinutes), Math.round(warmupMinutes) + window));
+  const last = median(rss.slice(-window));
+  log(
+    `RSS medians of ${window}-minute windows: first after warm-up ${first.toFixed(0)} MiB, last ${last.toFixed(0)} MiB; growth ${(((last - first) / first) * 100).toFixed(1)} %`,
+  );
   const nonShed = Object.entries(bad?.errors ?? {}).filter(([status]) => status !== "429");
   log(
     `errors other than shed 503s: ${bad?.bad ?? 0} (non-2xx by status: ${nonShed.map(([s, c]) => `${s}: ${c}`).join(", ") || "none"}; shed 503 with Retry-After: ${bad?.shed503 ?? 0})`,
@@ -104,4 +113,12 @@ try {
 } finally {
   await server.stop();
   await rm(resolve(seedDir, ".."), { recursive: true, force: true });
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[middle] ?? 0)
+    : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
 }
