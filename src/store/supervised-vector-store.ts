@@ -136,6 +136,7 @@ export class SupervisedVectorStore extends ForwardingVectorStore {
       run(generation.store).then(
         (value) => {
           generation.inFlight.delete(entry);
+          if (entry.upsert !== undefined) forgetConfirmed(generation, entry.upsert);
           if (entry.settled) return;
           entry.settled = true;
           resolve(value);
@@ -283,6 +284,21 @@ export class SupervisedVectorStore extends ForwardingVectorStore {
   }
 }
 
+/**
+ * Takes the rows a confirmed upsert wrote out of the other upserts still in flight: should Lite die
+ * before those are confirmed, their roll-back must not delete a row this one stored (the same item
+ * sent twice at once).
+ */
+function forgetConfirmed(generation: Generation, confirmed: NonNullable<InFlight["upsert"]>): void {
+  const ids = new Set(confirmed.ids);
+  for (const other of generation.inFlight) {
+    const upsert = other.upsert;
+    if (upsert === undefined || upsert.kind !== confirmed.kind || upsert.tenant !== confirmed.tenant)
+      continue;
+    upsert.ids = upsert.ids.filter((id) => !ids.has(id));
+  }
+}
+
 /** Whether the generation's Lite has exited, or does within {@link EXIT_NOTICE_MS}. */
 async function exitNoticed(generation: Generation): Promise<boolean> {
   if (generation.exited) return true;
@@ -297,7 +313,8 @@ function isConnectionFailure(error: unknown): boolean {
  * Deletes the rows of upserts that were in flight when Lite died. Their callers were told they failed
  * (and released what they wrote for them), but Lite may have written them before dying; deleting them
  * makes the store agree with what the callers were told. Loupe's upserts write records not stored yet
- * (ingests skip what is stored), so no earlier row is lost.
+ * (ingests skip what is stored), and rows another upsert confirmed meanwhile are left out
+ * ({@link forgetConfirmed}), so no row a caller was told is stored is lost.
  */
 async function rollBack({
   store,

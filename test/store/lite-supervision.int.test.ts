@@ -252,10 +252,16 @@ describe("an upsert cut short by Lite's death", () => {
         source: "test",
         vector: [1, index % 7, 0, 0, 0, 0, 0, 1],
       }));
+      // The same item sent twice at once: this upsert of its row is confirmed while the big one, which
+      // writes it too, is still in flight; the roll-back must not take the confirmed row.
+      const twice = records.at(-1);
+      if (twice === undefined) throw new Error("no records");
+      const confirmed = store.upsert({ kind: "image", tenant: "cut", records: [twice] });
       const upsert = store.upsert({ kind: "image", tenant: "cut", records });
-      // Kill once some rows are in, while the upsert still runs.
+      await confirmed;
+      // Kill once some of the big upsert's rows are in, while it still runs.
       await until("rows written", 20_000, async () =>
-        (await store.count({ kind: "image", tenant: "cut" })) > 0 ? true : undefined,
+        (await store.count({ kind: "image", tenant: "cut" })) > 1 ? true : undefined,
       );
       const killedAt = Date.now();
       process.kill(store.pid ?? -1, "SIGKILL");
@@ -264,7 +270,10 @@ describe("an upsert cut short by Lite's death", () => {
       expect(error).toBeInstanceOf(NotReadyError);
       expect((error as NotReadyError).retryAfterSeconds).toBeGreaterThanOrEqual(1);
       await until("ready again", 30_000, async () => ((await store.health()).ok ? true : undefined));
-      expect(await store.count({ kind: "image", tenant: "cut" })).toBe(0);
+      expect(await store.count({ kind: "image", tenant: "cut" })).toBe(1);
+      expect(
+        (await store.get({ kind: "image", tenant: "cut", ids: [twice.id] })).map((row) => row.id),
+      ).toEqual([twice.id]);
     } finally {
       await store.close();
       await rm(dataDir, { recursive: true, force: true });
