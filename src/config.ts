@@ -394,7 +394,7 @@ export const settings = {
     env: "LOUPE_QUEUE_CONCURRENCY",
     schema: integer({ min: 0, max: 10_000 }),
     default: "0",
-    allowed: "integer 0–10000 (0: one per CPU core)",
+    allowed: "integer 0–10000 (0: four per CPU core)",
     description:
       "Heavy requests of one kind (chat, image ingest, video ingest, triple ingest, classify, VQA) that run at once in the process, over all tenants; more wait in that kind's queue (`LOUPE_QUEUE_MAX_WAITING`). Each model (text tower, vision tower) also runs one batch at a time, concurrent calls sharing batches.",
   },
