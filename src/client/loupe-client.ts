@@ -27,8 +27,11 @@ import type {
   IngestAnswer,
   IngestItemResult,
   IngestOptions,
+  ItemPage,
   Job,
   JobItem,
+  ListedItem,
+  ListItemsRequest,
   SearchRequest,
   TripleItem,
   VideoIngestResult,
@@ -85,6 +88,10 @@ export interface LoupeClient {
     answer: IngestAnswer<Item>,
     options?: CallOptions,
   ): Promise<Array<Item | JobItem>>;
+  /** `GET /v1/items`: one page of the tenant's items, in id order. */
+  listItems(request?: ListItemsRequest, options?: CallOptions): Promise<ItemPage>;
+  /** Every item of `GET /v1/items`, page after page. */
+  allItems(request?: Omit<ListItemsRequest, "cursor">, options?: CallOptions): AsyncGenerator<ListedItem>;
   /** `POST /v1/search`: results best first; multipart when the image is an upload. */
   search(request: SearchRequest, options?: CallOptions): Promise<SearchResultItem[]>;
   /** `POST /v1/chat`: the turn's result as one JSON. */
@@ -234,6 +241,21 @@ export function createLoupeClient(options: LoupeClientOptions): LoupeClient {
     throw badResponse(`${request} answered ${status} without ${status === 202 ? "a job" : "items"}.`);
   };
 
+  const listItems = async (
+    { kind, filter, limit, cursor }: ListItemsRequest = {},
+    { signal }: CallOptions = {},
+  ): Promise<ItemPage> => {
+    const query = {
+      kind,
+      filter: filter === undefined ? undefined : JSON.stringify(filter),
+      limit: limit === undefined ? undefined : String(limit),
+      cursor,
+    };
+    const { body, request } = await exchange("GET", "/v1/items", { query, signal });
+    const page = body as Partial<ItemPage> | undefined;
+    if (!Array.isArray(page?.items)) throw badResponse(`${request} answered without items.`);
+    return { items: page.items, ...(page.nextCursor === undefined ? {} : { nextCursor: page.nextCursor }) };
+  };
   const getJob = async (id: string, { signal }: CallOptions = {}): Promise<Job> => {
     const { body, request } = await exchange("GET", `/v1/jobs/${encodeURIComponent(id)}`, { signal });
     const job = (body as { job?: Job } | undefined)?.job;
@@ -272,6 +294,15 @@ export function createLoupeClient(options: LoupeClientOptions): LoupeClient {
     waitForJob,
     async itemsOf(answer, options = {}) {
       return answer.kind === "items" ? answer.items : (await waitForJob(answer.job.id, options)).items;
+    },
+    listItems,
+    async *allItems(request = {}, options = {}) {
+      let cursor: string | undefined;
+      do {
+        const page = await listItems({ ...request, cursor }, options);
+        yield* page.items;
+        cursor = page.nextCursor;
+      } while (cursor !== undefined);
     },
     async search(request, { signal } = {}) {
       const { image } = request;

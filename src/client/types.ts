@@ -39,8 +39,51 @@ export interface VideoSegmentResult {
 
 /** One video's outcome, with its segments. */
 export interface VideoIngestResult extends IngestItemResult {
+  /** The span that decoded, in seconds (for a truncated video, less than its header declared). */
   durationSeconds?: number;
+  /** True when far fewer frames decoded than the header declared: only the decoded span is stored. */
+  truncated?: boolean;
+  /** What the header declared, for a truncated video. */
+  declaredDurationSeconds?: number;
   segments?: VideoSegmentResult[];
+}
+
+/** One item of `GET /v1/items`. */
+export interface ListedItem {
+  kind: "image" | "video_segment" | "triple";
+  id: string;
+  mediaUrl: string;
+  source: string;
+  modelId: string;
+  createdAt: number;
+  text: string;
+  metadata: Metadata;
+  /** Video segments: the video's id, start and end in seconds. */
+  videoId?: string;
+  start?: number;
+  end?: number;
+  /** Triples: the stored question and answer. */
+  question?: string;
+  answer?: string;
+}
+
+/** What `GET /v1/items` takes: all optional. */
+export interface ListItemsRequest {
+  /** One kind; all of them in turn when absent. */
+  kind?: ListedItem["kind"];
+  /** The JSON filter of search (the same shape as `SearchRequest.filter`). */
+  filter?: unknown;
+  /** Most items in the page, 1–1000 (default 100). */
+  limit?: number;
+  /** The `nextCursor` of the previous page. */
+  cursor?: string;
+}
+
+/** A page of `GET /v1/items`. */
+export interface ItemPage {
+  items: ListedItem[];
+  /** Absent on the last page. */
+  nextCursor?: string;
 }
 
 /** State of an ingest job. */

@@ -5,6 +5,7 @@
  * the caller's own items.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLoupeClient } from "../../../src/client/index.ts";
 import { encodeListCursor } from "../../../src/http/routes/items.ts";
 import {
   collectionName,
@@ -195,6 +196,26 @@ describe("GET /v1/items", () => {
       }
     });
     expectEachOnce(rewritten.items, ids("seg", SEGMENTS));
+  });
+
+  it("the client's allItems follows the cursor to the end: every triple once, the filter applied", async () => {
+    // The app's tenant when no header says otherwise is alpha.
+    const client = createLoupeClient({ request: (path, init) => app.request(path, init) });
+    const seen: string[] = [];
+    for await (const item of client.allItems({ kind: "triple", limit: 8 })) seen.push(item.id);
+    expectEachOnce(
+      seen.map((id) => ({ id }) as ListedItem),
+      ids("tri", TRIPLES),
+    );
+    const odd = await client.listItems({
+      kind: "triple",
+      limit: 1000,
+      filter: [{ field: "metadata.parity", op: "eq", value: 1 }],
+    });
+    expect(odd.nextCursor).toBeUndefined();
+    expect(odd.items.map((item) => item.id)).toEqual(
+      ids("tri", TRIPLES).filter((_, index) => index % 2 === 1),
+    );
   });
 
   it("answers 400 in the error envelope for a malformed cursor, a cursor of another kind, a bad limit or filter", async () => {
