@@ -6,6 +6,8 @@
  * checked, never as verified.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../../src/app.ts";
+import { chatResponseSchema } from "../../src/http/routes/chat.ts";
 import { createLoupeChain } from "../../src/rag/chain.ts";
 import type { ChatResult } from "../../src/rag/types.ts";
 import { type IngestHarness, multipart, renderShapes, startIngestHarness } from "../ingest/harness.ts";
@@ -78,6 +80,24 @@ describe("the chat grounding cap", () => {
     // The checked image is cited; nothing unchecked is.
     const cited = new Set(result.citations.map((citation) => citation.id));
     expect(cited.has(checkedOf(result)[0]?.citation.id ?? "")).toBe(true);
+    for (const entry of unchecked) expect(cited.has(entry.citation.id)).toBe(false);
+  }, 60_000);
+
+  it("/v1/chat answers the unchecked images marked as such, as its document describes them", async () => {
+    const app = createApp({
+      ...harness.services,
+      chain: chainWith({ chatGroundingMaxImages: 6, chatGroundingBudgetMs: 1 }),
+    });
+    const response = await app.request("/v1/chat", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ question: QUESTION }),
+    });
+    expect(response.status).toBe(200);
+    const body = chatResponseSchema.strict().parse(await response.json());
+    const unchecked = body.evidence.filter((entry) => entry.unchecked === true);
+    expect(unchecked.length).toBeGreaterThan(0);
+    const cited = new Set(body.citations.map((citation) => citation.id));
     for (const entry of unchecked) expect(cited.has(entry.citation.id)).toBe(false);
   }, 60_000);
 

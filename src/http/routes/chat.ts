@@ -165,6 +165,12 @@ const evidenceSchema = z.object({
   text: z.string().describe("The stored caption or description."),
   videoId: z.string().optional(),
   findings: z.array(findingSchema).describe("What the VQA head found on this evidence."),
+  unchecked: z
+    .boolean()
+    .optional()
+    .describe(
+      "true: a retrieved image the turn's grounding budget (LOUPE_CHAT_GROUNDING_BUDGET_MS, LOUPE_CHAT_GROUNDING_MAX_IMAGES) left unchecked; evidence as retrieved, never cited.",
+    ),
 });
 
 /** What the verify step found. */
