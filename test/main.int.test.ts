@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -11,6 +11,7 @@ import { createFsBlobStore } from "../src/media/blob-store.ts";
 import { LITE_PID_FILE, processStartTime } from "../src/store/lite-pid-file.ts";
 import { type MilvusLiteProcess, startMilvusLite } from "../src/store/milvus-lite.ts";
 import { unreachableAddress } from "./helpers/milvus-lite.ts";
+import { isAlive, processesMentioning } from "./helpers/processes.ts";
 
 const root = path.join(import.meta.dirname, "..");
 const quiet = createLogger({ level: "silent" });
@@ -18,26 +19,6 @@ const quiet = createLogger({ level: "silent" });
 /** Settings shared by every Loupe these tests start: a free port and no dependence on the model pack. */
 function testEnv(overrides: Record<string, string>): Record<string, string> {
   return { PORT: "0", LOUPE_EMBEDDING_DIM: "8", LOUPE_VENV_DIR: path.join(root, ".venv"), ...overrides };
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Pids of the processes whose command line mentions `text` (Linux /proc). */
-async function processesMentioning(text: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
-    if (cmdline.includes(text)) pids.push(Number(entry));
-  }
-  return pids;
 }
 
 async function startFailure(promise: Promise<RunningLoupe>): Promise<AppError> {

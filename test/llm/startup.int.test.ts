@@ -1,4 +1,4 @@
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -8,20 +8,10 @@ import { startLoupe } from "../../src/main.ts";
 import type { Evidence } from "../../src/rag/types.ts";
 import { openTestServices as openServices } from "../helpers/app.ts";
 import { messageText, type OpenAiTestServer, startOpenAiTestServer } from "../helpers/openai-server.ts";
+import { processesMentioning } from "../helpers/processes.ts";
 
 const root = path.join(import.meta.dirname, "..", "..");
 const quiet = createLogger({ level: "silent" });
-
-/** Pids of the processes whose command line mentions `text` (Linux /proc). */
-async function processesMentioning(text: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
-    if (cmdline.includes(text)) pids.push(Number(entry));
-  }
-  return pids;
-}
 
 describe("Loupe start-up and the LLM layer", () => {
   let work: string;

@@ -15,20 +15,12 @@ import { findFreePort } from "../../src/store/free-port.ts";
 import { LITE_PID_FILE, processStartTime } from "../../src/store/lite-pid-file.ts";
 import { startMilvusLite } from "../../src/store/milvus-lite.ts";
 import { REPO_VENV_DIR } from "../helpers/milvus-lite.ts";
+import { isAlive } from "../helpers/processes.ts";
 import { ROOT } from "../ingest/harness.ts";
 
 const run = promisify(execFile);
 const LAUNCHER = path.join(ROOT, "scripts", "milvus-lite-launcher.py");
 const PYTHON = path.join(REPO_VENV_DIR, "bin", "python");
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function listening(port: number, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -20,19 +20,11 @@ import { createVectorStore } from "../../src/store/milvus-vector-store.ts";
 import { SupervisedVectorStore } from "../../src/store/supervised-vector-store.ts";
 import { openTestServices } from "../helpers/app.ts";
 import { REPO_VENV_DIR } from "../helpers/milvus-lite.ts";
+import { isAlive } from "../helpers/processes.ts";
 import { ROOT, renderShapes } from "../ingest/harness.ts";
 
 const IMAGES = 24;
 const TENANT = "supervision";
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Keys of the blob files under `dir` (sidecars and temporary files aside). */
 async function blobKeys(dir: string): Promise<string[]> {

@@ -13,17 +13,9 @@ import {
   type TestMilvusLite,
   uniquePrefix,
 } from "../helpers/milvus-lite.ts";
+import { isAlive } from "../helpers/processes.ts";
 
 const DIM = 8;
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** A fake venv whose `python` (which runs the Lite launcher) runs `script` (bash). */
 async function fakeVenv(script: string): Promise<string> {
