@@ -288,11 +288,7 @@ export class MilvusVectorStore implements VectorStore {
   }: SearchRequest<K>): Promise<SearchHit<K>[]> {
     this.#assertOpen();
     assertKind(kind);
-    if (!Number.isInteger(topK) || topK < 1 || topK > MAX_TOP_K) {
-      throw new ValidationError(`topK must be an integer from 1 to ${MAX_TOP_K}; got ${String(topK)}.`, {
-        context: { topK },
-      });
-    }
+    assertCount("topK", topK, MAX_TOP_K);
     const allowedFields: readonly string[] = VECTOR_FIELDS[kind];
     const field = vectorField ?? allowedFields[0];
     if (field === undefined || !allowedFields.includes(field)) {
@@ -481,14 +477,7 @@ export class MilvusVectorStore implements VectorStore {
   }: QueryRequest<K>): Promise<StoredByKind[K][]> {
     this.#assertOpen();
     assertKind(kind);
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_QUERY_LIMIT) {
-      throw new ValidationError(
-        `limit must be an integer from 1 to ${MAX_QUERY_LIMIT}; got ${String(limit)}.`,
-        {
-          context: { limit },
-        },
-      );
-    }
+    assertCount("limit", limit, MAX_QUERY_LIMIT);
     const expression = checkedFilter(buildFilterExpression({ tenant, filter, kind }));
     return this.#queryRows(kind, expression, limit);
   }
@@ -502,14 +491,7 @@ export class MilvusVectorStore implements VectorStore {
   }: ListRequest<K>): Promise<ListPage<K>> {
     this.#assertOpen();
     assertKind(kind);
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) {
-      throw new ValidationError(
-        `limit must be an integer from 1 to ${MAX_LIST_LIMIT}; got ${String(limit)}.`,
-        {
-          context: { limit },
-        },
-      );
-    }
+    assertCount("limit", limit, MAX_LIST_LIMIT);
     if (after !== undefined && !isValidRecordId(after)) {
       throw new ValidationError(
         `Invalid list position ${JSON.stringify(String(after).slice(0, 80))}: it is a record id matching ${RECORD_ID_PATTERN}.`,
@@ -847,6 +829,15 @@ function scorer(
     if (metric === "IP") return dot;
     return norm === 0 ? 0 : dot / (queryNorm * Math.sqrt(norm));
   };
+}
+
+/** Refuses a count argument (`limit`, `topK`) that is not an integer from 1 to `max`. */
+function assertCount(name: string, value: number, max: number): void {
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    throw new ValidationError(`${name} must be an integer from 1 to ${max}; got ${String(value)}.`, {
+      context: { [name]: value },
+    });
+  }
 }
 
 function assertKind(kind: unknown): asserts kind is RecordKind {
