@@ -33,6 +33,7 @@ import {
   jsonResponse,
   notReadyResponse,
 } from "../openapi.ts";
+import { searchResultItemSchema } from "./search.ts";
 
 /** Body of a 200 from `DELETE /v1/items/{id}`. */
 export const deleteItemResponseSchema = z.object({
@@ -83,21 +84,11 @@ export const listItemsQuerySchema = z.object({
 });
 
 /** One listed item. */
-export const listedItemSchema = z
-  .object({
+export const listedItemSchema = searchResultItemSchema
+  .omit({ score: true, thumbnailUrl: true })
+  .extend({
     kind: z.enum(RECORD_KINDS as unknown as [RecordKind, ...RecordKind[]]),
-    id: z.string(),
-    mediaUrl: z.string().describe("/v1/media/{id}"),
-    source: z.string(),
     modelId: z.string().describe("The model pack that embedded it."),
-    createdAt: z.number().int().describe("ms since the Unix epoch"),
-    text: z.string(),
-    metadata: z.record(z.string(), z.unknown()),
-    videoId: z.string().optional().describe("Video segments: the video's id."),
-    start: z.number().optional().describe("Video segments: start, in seconds."),
-    end: z.number().optional().describe("Video segments: end, in seconds."),
-    question: z.string().optional().describe("Triples: the stored question."),
-    answer: z.string().optional().describe("Triples: the stored answer."),
   })
   .meta({ id: "ListedItem" });
 
