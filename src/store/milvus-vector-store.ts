@@ -40,6 +40,7 @@ import {
   type DeleteRequest,
   type DeleteResult,
   type GetRequest,
+  type HybridSearchRequest,
   type ImageRecord,
   type ListPage,
   type ListRequest,
@@ -56,7 +57,10 @@ import {
   type StoredByKind,
   type StoredRecord,
   type StoreHealth,
+  type TextSearchRequest,
   type TripleRecord,
+  type UpdateRequest,
+  type UpdateResult,
   type UpsertRequest,
   type UpsertResult,
   type VectorStore,
@@ -467,6 +471,18 @@ export class MilvusVectorStore implements VectorStore {
       }
     }
     return rows;
+  }
+
+  async textSearch<K extends RecordKind>(_request: TextSearchRequest<K>): Promise<SearchHit<K>[]> {
+    throw new StoreError("textSearch is not implemented yet.", { code: "store_rejected", status: 500 });
+  }
+
+  async hybridSearch<K extends RecordKind>(_request: HybridSearchRequest<K>): Promise<SearchHit<K>[]> {
+    throw new StoreError("hybridSearch is not implemented yet.", { code: "store_rejected", status: 500 });
+  }
+
+  async update(_request: UpdateRequest): Promise<UpdateResult> {
+    throw new StoreError("update is not implemented yet.", { code: "store_rejected", status: 500 });
   }
 
   async query<K extends RecordKind>({
@@ -1018,6 +1034,7 @@ function toStored<K extends RecordKind>(kind: K, row: Row, collection: string): 
     source: asString(row.source),
     createdAt: Number(row.created_at),
     text: asString(row.text),
+    ocrText: asString(row.ocr_text),
     metadata: asMetadata(row.metadata),
   };
   const stored: StoredRecord =

@@ -28,6 +28,11 @@ export interface RecordBase {
   text?: string;
   /** Free-form JSON object, filterable as `metadata.<key>`. */
   metadata?: Record<string, unknown>;
+  /**
+   * Text read in the media by OCR, lines joined by newlines (the lines with their boxes live in
+   * `metadata.ocr`). Searched by BM25 together with `text` (and a triple's question and answer).
+   */
+  ocrText?: string;
 }
 
 /** An indexed image. */
@@ -70,6 +75,8 @@ export interface StoredBase {
   createdAt: number;
   text: string;
   metadata: Record<string, unknown>;
+  /** Text read in the media by OCR; `""` when none was read (or the item was never read). */
+  ocrText: string;
 }
 
 /** A stored image. */
@@ -137,6 +144,61 @@ export interface SearchRequest<K extends RecordKind> {
   filter?: FilterSpec;
   /** Vector field to search; `vector`, or `image_vector` for triples, when absent. */
   vectorField?: VectorFieldOf<K>;
+}
+
+/**
+ * How a text and a dense ranking are fused into one: reciprocal rank fusion (`score = Σ 1/(k + rank)`),
+ * or a weighted sum of the two lists' normalized scores.
+ */
+export type HybridRanker = { type: "rrf"; k: number } | { type: "weighted"; dense: number; text: number };
+
+/** Arguments of {@link VectorStore.textSearch}: BM25 over the record's searchable text. */
+export interface TextSearchRequest<K extends RecordKind> {
+  kind: K;
+  tenant: string;
+  /** The query text as the caller wrote it, analyzed like the stored text (BM25 terms). */
+  text: string;
+  /**
+   * Phrases that must each occur in the searchable text as written (case-insensitive, whitespace
+   * runs equal), e.g. the quoted parts of a query. A hit lacking one is dropped; the store looks
+   * further until `topK` hits that have them all are found or no row is left.
+   */
+  phrases?: readonly string[];
+  /** Number of hits wanted, 1–{@link MAX_TOP_K}. */
+  topK: number;
+  filter?: FilterSpec;
+}
+
+/** Arguments of {@link VectorStore.hybridSearch}: a dense and a BM25 search fused by `ranker`. */
+export interface HybridSearchRequest<K extends RecordKind> extends SearchRequest<K> {
+  /** The query text for the BM25 side. */
+  text: string;
+  /** As in {@link TextSearchRequest.phrases}: every hit must contain each phrase. */
+  phrases?: readonly string[];
+  ranker: HybridRanker;
+}
+
+/** One record's new OCR reading, for {@link VectorStore.update}. */
+export interface RecordPatch {
+  id: string;
+  /** Replaces `ocrText` (and so the searchable text). */
+  ocrText?: string;
+  /** Replaces the whole `metadata` object. */
+  metadata?: Record<string, unknown>;
+}
+
+/** Arguments of {@link VectorStore.update}. */
+export interface UpdateRequest {
+  kind: RecordKind;
+  tenant: string;
+  /** At most {@link MAX_IDS_PER_CALL}; ids the tenant does not have are skipped. */
+  patches: readonly RecordPatch[];
+}
+
+/** Outcome of {@link VectorStore.update}. */
+export interface UpdateResult {
+  /** Rows rewritten. */
+  updated: number;
 }
 
 /** Arguments of {@link VectorStore.query}. */
@@ -211,6 +273,21 @@ export interface VectorStore {
   upsert<K extends RecordKind>(request: UpsertRequest<K>): Promise<UpsertResult>;
   /** Nearest neighbours of `vector`, best first. */
   search<K extends RecordKind>(request: SearchRequest<K>): Promise<SearchHit<K>[]>;
+  /**
+   * BM25 hits of `text` over each record's searchable text (its `text`, `ocrText`, and a triple's
+   * question and answer), best first; with `phrases`, only hits containing every phrase.
+   */
+  textSearch<K extends RecordKind>(request: TextSearchRequest<K>): Promise<SearchHit<K>[]>;
+  /**
+   * The dense search of `vector` and the BM25 search of `text` fused by `ranker`, best first; scores
+   * are the ranker's. Same results on Milvus Lite and a Milvus server.
+   */
+  hybridSearch<K extends RecordKind>(request: HybridSearchRequest<K>): Promise<SearchHit<K>[]>;
+  /**
+   * Rewrites stored rows with new OCR text and/or metadata, keeping their vectors and every other
+   * field. A failure part-way leaves each row either as it was or as patched.
+   */
+  update(request: UpdateRequest): Promise<UpdateResult>;
   /** Rows matching a filter, in no particular order. */
   query<K extends RecordKind>(request: QueryRequest<K>): Promise<StoredByKind[K][]>;
   /**

@@ -25,6 +25,7 @@ function storedImage(id: string): StoredImage {
     createdAt: 0,
     text: "",
     metadata: {},
+    ocrText: "",
   };
 }
 

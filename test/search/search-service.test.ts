@@ -22,6 +22,7 @@ function hit(id: string, score: number, tags?: unknown): SearchHit {
       modelId: "m",
       mediaRef: "blob:x",
       source: "test",
+      ocrText: "",
       createdAt: 0,
       text: "",
       metadata: tags === undefined ? {} : { tags },

@@ -233,6 +233,9 @@ function stopBeforeUpsert(store: VectorStore, kind: RecordKind, stop: () => Prom
     list: (request) => store.list(request),
     delete: (request) => store.delete(request),
     count: (request) => store.count(request),
+    textSearch: (request) => store.textSearch(request),
+    hybridSearch: (request) => store.hybridSearch(request),
+    update: (request) => store.update(request),
     health: () => store.health(),
     close: () => store.close(),
   };

@@ -195,6 +195,7 @@ describe("upsert, search, query, get, delete", () => {
       createdAt: 1000,
       text: "red circle",
       metadata: { color: "red", n: 1 },
+      ocrText: "",
     });
 
     const filtered = await store.search({
