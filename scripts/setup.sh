@@ -4,7 +4,9 @@
 #   1. Node packages (npm ci), unless node_modules already matches package-lock.json.
 #   2. A Python virtual environment with the pinned Milvus Lite (scripts/requirements-milvus.txt).
 #   3. Execute permission on the bundled ffprobe/ffmpeg binaries (npm may skip their postinstall).
-#   4. The compiled code in dist/ (scripts/build.sh; skipped when dist/ is newer than every source).
+#   4. Fonts that `loupe synth screens` renders screenshots with (DejaVu, Noto CJK), from Debian's
+#      packages when running as root with apt-get; otherwise a note saying what to install.
+#   5. The compiled code in dist/ (scripts/build.sh; skipped when dist/ is newer than every source).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -84,6 +86,25 @@ for package in @ffprobe-installer/ffprobe @ffmpeg-installer/ffmpeg; do
   "$binary" -version >/dev/null 2>&1 || fail "$binary does not run on this machine."
 done
 say "ffprobe and ffmpeg are executable."
+
+# --- Fonts for rendered screenshots ---------------------------------------------------------------------
+# Loupe itself needs none; `loupe synth screens` (the screenshot eval suites and their tests) draws text
+# with these families through fontconfig.
+fonts_present() {
+  local families
+  families="$(fc-list : family 2>/dev/null || true)"
+  [[ "$families" == *"DejaVu Sans"* && "$families" == *"Noto Sans CJK"* ]]
+}
+if fonts_present; then
+  say "DejaVu and Noto CJK fonts are installed."
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  say "installing fonts-dejavu-core and fonts-noto-cjk with apt-get..."
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fontconfig fonts-dejavu-core fonts-noto-cjk >/dev/null; } ||
+    fail "apt-get could not install fonts-dejavu-core and fonts-noto-cjk."
+  fonts_present || fail "fonts-dejavu-core and fonts-noto-cjk are installed but fontconfig does not list them."
+else
+  say "note: DejaVu and Noto CJK fonts are missing; \`loupe synth screens\` needs them (apt-get install fonts-dejavu-core fonts-noto-cjk)."
+fi
 
 # --- Build -------------------------------------------------------------------------------------------------
 # bin/loupe.js runs the compiled code in dist/; no TypeScript compiler runs when Loupe does.
