@@ -117,6 +117,160 @@ function formatMegapixels(pixels: number): string {
   return `${(pixels / 1_000_000).toFixed(1)} MP`;
 }
 
+function tooManyPixels(width: number, height: number, limits: Required<ImageLimits>): MediaError {
+  const pixels = width * height;
+  return new MediaError(
+    `Image is ${width}x${height} (${formatMegapixels(pixels)}); the limit is ${formatMegapixels(limits.maxInputPixels)}. ` +
+      "Resize it or raise the pixel limit (maxInputPixels).",
+    {
+      code: "media_too_large",
+      status: 413,
+      context: { width, height, pixels, limit: limits.maxInputPixels },
+    },
+  );
+}
+
+function decodeError(error: unknown, limits: Required<ImageLimits>): MediaError {
+  const reason = error instanceof Error ? error.message : String(error);
+  if (/pixel limit/i.test(reason)) {
+    return new MediaError(
+      `Image exceeds the pixel limit of ${formatMegapixels(limits.maxInputPixels)}. Resize it or raise the pixel limit (maxInputPixels).`,
+      { cause: error, code: "media_too_large", status: 413 },
+    );
+  }
+  return new MediaError(
+    `Could not decode the image: ${reason}. Send an uncorrupted ${limits.allowedFormats.join(", ")} file.`,
+    { cause: error },
+  );
+}
+
+/** A sharp pipeline over an input, with the byte, pixel and time limits and EXIF orientation applied. */
+function openImage(input: ImageInput, limits: Required<ImageLimits>): Sharp {
+  if (isRawImage(input)) {
+    const { data, width, height, channels } = input;
+    if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
+      throw new ValidationError(`Raw image size must be positive integers, got ${width}x${height}.`);
+    }
+    if (data.length !== width * height * channels) {
+      throw new ValidationError(
+        `Raw image data has ${data.length} bytes; ${width}x${height}x${channels} needs ${width * height * channels}.`,
+      );
+    }
+    if (width * height > limits.maxInputPixels) {
+      throw tooManyPixels(width, height, limits);
+    }
+    return sharp(data, { raw: { width, height, channels }, limitInputPixels: limits.maxInputPixels });
+  }
+  if (input.length > limits.maxInputBytes) {
+    throw new MediaError(
+      `Image is ${input.length} bytes; the limit is ${limits.maxInputBytes} bytes. ` +
+        "Send a smaller file or raise the image byte limit (maxInputBytes).",
+      {
+        code: "media_too_large",
+        status: 413,
+        context: { bytes: input.length, limit: limits.maxInputBytes },
+      },
+    );
+  }
+  return sharp(input, {
+    failOn: "warning",
+    limitInputPixels: limits.maxInputPixels,
+    pages: 1,
+    page: 0,
+    autoOrient: true,
+  }).timeout({ seconds: limits.decodeTimeoutSeconds });
+}
+
+/** Reads the header only: format allow-list, pixel limit, displayed (EXIF-oriented) size. */
+async function checkImageHeader(
+  image: Uint8Array,
+  limits: Required<ImageLimits>,
+): Promise<{ width: number; height: number }> {
+  // Refuse by signature first, so that no parser (SVG, PDF, HEIF...) ever runs on a refused format.
+  const sniffed = sniffImageFormat(image);
+  const unsniffableAllowed = limits.allowedFormats.some((format) => !SNIFFABLE_FORMATS.has(format));
+  if (sniffed === undefined ? !unsniffableAllowed : !limits.allowedFormats.includes(sniffed)) {
+    throw new MediaError(
+      `Image format ${sniffed === undefined ? "is not recognised" : `"${sniffed}" is not accepted`}; ` +
+        `allowed: ${limits.allowedFormats.join(", ")}.`,
+      { code: "media_unsupported", status: 415, context: { format: sniffed ?? "unknown" } },
+    );
+  }
+  let metadata: Metadata;
+  try {
+    // The pixel limit is checked below with a clearer message, so the header read does not enforce it.
+    metadata = await sharp(image, { failOn: "warning", pages: 1, limitInputPixels: false }).metadata();
+  } catch (error) {
+    throw decodeError(error, limits);
+  }
+  if (!limits.allowedFormats.includes(metadata.format)) {
+    throw new MediaError(
+      `Image format "${metadata.format}" is not accepted; allowed: ${limits.allowedFormats.join(", ")}.`,
+      { code: "media_unsupported", status: 415, context: { format: metadata.format } },
+    );
+  }
+  const frames = metadata.pages ?? 1;
+  if (frames > limits.maxFrames) {
+    throw new MediaError(
+      `Image has ${frames} frames; the limit is ${limits.maxFrames} (only the first frame is used). ` +
+        "Send a still image or raise the frame limit (maxFrames, LOUPE_MAX_IMAGE_FRAMES).",
+      { code: "media_too_large", status: 413, context: { frames, limit: limits.maxFrames } },
+    );
+  }
+  const pageHeight = metadata.pageHeight ?? metadata.height;
+  if (metadata.width * pageHeight > limits.maxInputPixels) {
+    throw tooManyPixels(metadata.width, pageHeight, limits);
+  }
+  const swapped = metadata.autoOrient.width !== metadata.width;
+  return swapped
+    ? { width: pageHeight, height: metadata.width }
+    : { width: metadata.width, height: pageHeight };
+}
+
+/**
+ * Decodes an image at its own size into RGB pixels, under the same limits as every image: byte limit, format
+ * allow-list and pixel limit checked against the header before decoding, decode timeout, EXIF orientation
+ * applied, transparency composited on white. Raw RGB pixels are returned as they are.
+ *
+ * @throws MediaError when the input is too large, of a refused format, corrupt or truncated.
+ */
+export async function decodeImage({
+  image,
+  limits = {},
+}: {
+  image: ImageInput;
+  limits?: ImageLimits;
+}): Promise<RgbImage> {
+  const merged = { ...defaultImageLimits, ...limits };
+  const pipeline = openImage(image, merged);
+  if (isRawImage(image)) {
+    if (image.channels === 3) return { data: image.data, width: image.width, height: image.height };
+  } else {
+    await checkImageHeader(image, merged);
+  }
+  let raw: { data: Buffer; info: OutputInfo };
+  try {
+    raw = await pipeline
+      .flatten({ background: { r: 255, g: 255, b: 255 } })
+      .toColourspace("srgb")
+      .removeAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+  } catch (error) {
+    throw decodeError(error, merged);
+  }
+  if (raw.info.channels !== 3) {
+    throw new MediaError(`Decoded image has ${raw.info.channels} channels; expected 3 (RGB).`, {
+      context: { channels: raw.info.channels },
+    });
+  }
+  return {
+    data: new Uint8Array(raw.data.buffer, raw.data.byteOffset, raw.data.byteLength),
+    width: raw.info.width,
+    height: raw.info.height,
+  };
+}
+
 /**
  * Center crop of interleaved RGB pixels with Hugging Face's offsets (`(size - crop) // 2`), filling with 0
  * where the crop extends past the image.
@@ -218,55 +372,6 @@ export class ImageProcessor {
     return this.#limits;
   }
 
-  #pipeline(input: ImageInput): Sharp {
-    if (isRawImage(input)) {
-      const { data, width, height, channels } = input;
-      if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
-        throw new ValidationError(`Raw image size must be positive integers, got ${width}x${height}.`);
-      }
-      if (data.length !== width * height * channels) {
-        throw new ValidationError(
-          `Raw image data has ${data.length} bytes; ${width}x${height}x${channels} needs ${width * height * channels}.`,
-        );
-      }
-      if (width * height > this.#limits.maxInputPixels) {
-        throw this.#tooManyPixels(width, height);
-      }
-      return sharp(data, { raw: { width, height, channels }, limitInputPixels: this.#limits.maxInputPixels });
-    }
-    if (input.length > this.#limits.maxInputBytes) {
-      throw new MediaError(
-        `Image is ${input.length} bytes; the limit is ${this.#limits.maxInputBytes} bytes. ` +
-          "Send a smaller file or raise the image byte limit (maxInputBytes).",
-        {
-          code: "media_too_large",
-          status: 413,
-          context: { bytes: input.length, limit: this.#limits.maxInputBytes },
-        },
-      );
-    }
-    return sharp(input, {
-      failOn: "warning",
-      limitInputPixels: this.#limits.maxInputPixels,
-      pages: 1,
-      page: 0,
-      autoOrient: true,
-    }).timeout({ seconds: this.#limits.decodeTimeoutSeconds });
-  }
-
-  #tooManyPixels(width: number, height: number): MediaError {
-    const pixels = width * height;
-    return new MediaError(
-      `Image is ${width}x${height} (${formatMegapixels(pixels)}); the limit is ${formatMegapixels(this.#limits.maxInputPixels)}. ` +
-        "Resize it or raise the pixel limit (maxInputPixels).",
-      {
-        code: "media_too_large",
-        status: 413,
-        context: { width, height, pixels, limit: this.#limits.maxInputPixels },
-      },
-    );
-  }
-
   /**
    * Decodes, orients, converts to RGB, resizes and center-crops one image: the uint8 pixels that are then
    * rescaled and normalized.
@@ -280,7 +385,7 @@ export class ImageProcessor {
       width = image.width;
       height = image.height;
     } else {
-      ({ width, height } = await this.#checkHeader(image));
+      ({ width, height } = await checkImageHeader(image, this.#limits));
     }
     const config = this.#config;
     let target = { width, height };
@@ -296,7 +401,7 @@ export class ImageProcessor {
     // libvips and Pillow agree closely when reducing but not when enlarging (different pixel-centre
     // conventions), so enlargements use the port of Pillow's resize; it is cheap there as the input is small.
     const resizeInJs = resizing && enlarging && pillowFilter !== undefined;
-    let pipeline = this.#pipeline(image)
+    let pipeline = openImage(image, this.#limits)
       .flatten({ background: { r: 255, g: 255, b: 255 } })
       .toColourspace("srgb");
     if (resizing && !resizeInJs) {
@@ -312,7 +417,7 @@ export class ImageProcessor {
     try {
       raw = await pipeline.removeAlpha().raw().toBuffer({ resolveWithObject: true });
     } catch (error) {
-      throw this.#decodeError(error);
+      throw decodeError(error, this.#limits);
     }
     if (raw.info.channels !== 3) {
       throw new MediaError(`Decoded image has ${raw.info.channels} channels; expected 3 (RGB).`, {
@@ -340,63 +445,6 @@ export class ImageProcessor {
     }
     if (!config.do_center_crop) return resized;
     return centerCrop({ image: resized, cropWidth: this.outputWidth, cropHeight: this.outputHeight });
-  }
-
-  /** Reads the header only: format allow-list, pixel limit, displayed (EXIF-oriented) size. */
-  async #checkHeader(image: Uint8Array): Promise<{ width: number; height: number }> {
-    // Refuse by signature first, so that no parser (SVG, PDF, HEIF...) ever runs on a refused format.
-    const sniffed = sniffImageFormat(image);
-    const unsniffableAllowed = this.#limits.allowedFormats.some((format) => !SNIFFABLE_FORMATS.has(format));
-    if (sniffed === undefined ? !unsniffableAllowed : !this.#limits.allowedFormats.includes(sniffed)) {
-      throw new MediaError(
-        `Image format ${sniffed === undefined ? "is not recognised" : `"${sniffed}" is not accepted`}; ` +
-          `allowed: ${this.#limits.allowedFormats.join(", ")}.`,
-        { code: "media_unsupported", status: 415, context: { format: sniffed ?? "unknown" } },
-      );
-    }
-    let metadata: Metadata;
-    try {
-      // The pixel limit is checked below with a clearer message, so the header read does not enforce it.
-      metadata = await sharp(image, { failOn: "warning", pages: 1, limitInputPixels: false }).metadata();
-    } catch (error) {
-      throw this.#decodeError(error);
-    }
-    if (!this.#limits.allowedFormats.includes(metadata.format)) {
-      throw new MediaError(
-        `Image format "${metadata.format}" is not accepted; allowed: ${this.#limits.allowedFormats.join(", ")}.`,
-        { code: "media_unsupported", status: 415, context: { format: metadata.format } },
-      );
-    }
-    const frames = metadata.pages ?? 1;
-    if (frames > this.#limits.maxFrames) {
-      throw new MediaError(
-        `Image has ${frames} frames; the limit is ${this.#limits.maxFrames} (only the first frame is used). ` +
-          "Send a still image or raise the frame limit (maxFrames, LOUPE_MAX_IMAGE_FRAMES).",
-        { code: "media_too_large", status: 413, context: { frames, limit: this.#limits.maxFrames } },
-      );
-    }
-    const pageHeight = metadata.pageHeight ?? metadata.height;
-    if (metadata.width * pageHeight > this.#limits.maxInputPixels) {
-      throw this.#tooManyPixels(metadata.width, pageHeight);
-    }
-    const swapped = metadata.autoOrient.width !== metadata.width;
-    return swapped
-      ? { width: pageHeight, height: metadata.width }
-      : { width: metadata.width, height: pageHeight };
-  }
-
-  #decodeError(error: unknown): MediaError {
-    const reason = error instanceof Error ? error.message : String(error);
-    if (/pixel limit/i.test(reason)) {
-      return new MediaError(
-        `Image exceeds the pixel limit of ${formatMegapixels(this.#limits.maxInputPixels)}. Resize it or raise the pixel limit (maxInputPixels).`,
-        { cause: error, code: "media_too_large", status: 413 },
-      );
-    }
-    return new MediaError(
-      `Could not decode the image: ${reason}. Send an uncorrupted ${this.#limits.allowedFormats.join(", ")} file.`,
-      { cause: error },
-    );
   }
 
   /** Rescales and normalizes cropped RGB pixels into `out` (CHW) starting at `offset`. */
