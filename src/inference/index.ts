@@ -11,7 +11,7 @@ export type {
 } from "./clip-encoders.ts";
 export { ImageEmbedder, TextEmbedder } from "./clip-encoders.ts";
 export type { ImageInput, ImageLimits, PixelBatch, RawImage, RgbImage } from "./image-processor.ts";
-export { defaultImageLimits, ImageProcessor, sniffImageFormat } from "./image-processor.ts";
+export { decodeImage, defaultImageLimits, ImageProcessor, sniffImageFormat } from "./image-processor.ts";
 export { sha256File, verifyManifest, writeManifest } from "./manifest.ts";
 export type {
   BatchSizes,
@@ -20,6 +20,9 @@ export type {
   ModelPackInfo,
 } from "./model-pack.ts";
 export { loadModelPack, ModelPack, packFiles, readModelPackInfo } from "./model-pack.ts";
+export type { OcrEngine, OcrLimits } from "./ocr/ocr-engine.ts";
+export type { PpOcrEngineOptions } from "./ocr/pp-ocr.ts";
+export { createPpOcrEngine, PP_OCR_FILES, PP_OCR_MODELS_PACKAGE, ppOcrModelDir } from "./ocr/pp-ocr.ts";
 export type { ClipConfig, Manifest, PreprocessorConfig, TokenizerConfig } from "./pack-config.ts";
 export type { FetchedPack, FetchPackOptions, FetchProgress, KnownPack } from "./pack-fetch.ts";
 export { fetchPack, knownPacks, resolvePackName } from "./pack-fetch.ts";
