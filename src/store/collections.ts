@@ -3,19 +3,36 @@
  * explicit schemas, and {@link ensureCollections}, which creates, indexes, checks and loads them.
  *
  * Every collection records the {@link SCHEMA_VERSION} it was made with as a collection property. A
- * collection from another version, or one whose dimension, fields or metric differ from what this
- * Loupe expects, stops start-up with a clear error: Milvus cannot change a schema in place, and
- * writing into a mismatched collection would lose or corrupt data silently.
+ * collection of schema version 1 is rebuilt in the current layout at start-up, its rows copied with
+ * their ids and vectors ({@link migrateCollection}). A collection from a newer or unknown version, or
+ * one whose dimension, fields, analyzer or metric differ from what this Loupe expects, stops start-up
+ * with a clear error: writing into a mismatched collection would lose or corrupt data silently.
+ *
+ * Schema version 2 added `ocr_text` (text read in the media), `search_text` (what is textual about a
+ * record, composed by the store at write time, see {@link composeSearchText}, analyzed with
+ * {@link SEARCH_ANALYZER_PARAMS}) and `search_sparse`, the BM25 output Milvus computes from
+ * `search_text`, indexed for BM25 text search.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { DataType, type FieldType, LoadState, type MilvusClient } from "@zilliz/milvus2-sdk-node";
+import {
+  DataType,
+  type FieldType,
+  type FunctionObject,
+  FunctionType,
+  LoadState,
+  type MilvusClient,
+  type RowData,
+} from "@zilliz/milvus2-sdk-node";
 import { StoreError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
-import { assertOk, callMilvus, statusCode } from "./milvus-client.ts";
+import { quoteExpressionString } from "./filter.ts";
+import { assertOk, callMilvus, DEFAULT_MILVUS_LONG_TIMEOUT_MS, statusCode } from "./milvus-client.ts";
 import { RECORD_KINDS, type RecordKind } from "./record-id.ts";
 
 /** Version of the collection layout. Bump it whenever a field, type or length changes. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
+/** The schema version {@link migrateCollection} rebuilds from. */
+export const MIGRATABLE_SCHEMA_VERSION = 1;
 /** Collection property holding the schema version. */
 export const SCHEMA_VERSION_PROPERTY = "loupe.schema_version";
 /** Collection property holding the record kind. */
@@ -78,7 +95,56 @@ export const VARCHAR_MAX_BYTES = {
   keyframe_ref: 2048,
   question: 2048,
   answer: 8192,
+  ocr_text: 16_384,
+  // Milvus's longest VarChar: room for text, OCR text, question and answer together.
+  search_text: 65_535,
 } as const;
+
+/** The field holding what is textual about a record, analyzed for BM25 and `text_match`. */
+export const SEARCH_TEXT_FIELD = "search_text";
+/** The sparse vector Milvus computes from {@link SEARCH_TEXT_FIELD} with its BM25 function. */
+export const SEARCH_SPARSE_FIELD = "search_sparse";
+/** Name of the BM25 function of every collection. */
+export const SEARCH_BM25_FUNCTION = "search_bm25";
+/**
+ * Analyzer of {@link SEARCH_TEXT_FIELD}: jieba splits Chinese into words (and English on spaces and
+ * punctuation), then everything is lower-cased. Milvus Lite (with the `jieba` package) and a Milvus server
+ * accept the same parameters and tokenize alike.
+ */
+export const SEARCH_ANALYZER_PARAMS = { tokenizer: "jieba", filter: ["lowercase"] } as const;
+/** Index of {@link SEARCH_SPARSE_FIELD}. */
+export const SPARSE_INDEX = { index_type: "SPARSE_INVERTED_INDEX", metric_type: "BM25" } as const;
+
+/**
+ * The searchable text of a row: its `text`, `ocr_text`, and a triple's `question` and `answer`, the
+ * non-empty ones joined by newlines, in Unicode NFKC form (so a full-width "Ｅ１２３４" is found as
+ * "E1234"), cut at a character boundary to {@link VARCHAR_MAX_BYTES}.search_text bytes.
+ */
+export function composeSearchText(row: {
+  text?: unknown;
+  ocr_text?: unknown;
+  question?: unknown;
+  answer?: unknown;
+}): string {
+  const parts = [row.text, row.ocr_text, row.question, row.answer]
+    .filter((part): part is string => typeof part === "string" && part.trim().length > 0)
+    .map((part) => part.normalize("NFKC"));
+  return capUtf8(parts.join("\n"), VARCHAR_MAX_BYTES.search_text);
+}
+
+/** `text` cut to at most `maxBytes` bytes of UTF-8, never inside a character. */
+export function capUtf8(text: string, maxBytes: number): string {
+  if (Buffer.byteLength(text, "utf8") <= maxBytes) return text;
+  let bytes = 0;
+  let end = 0;
+  for (const char of text) {
+    const size = Buffer.byteLength(char, "utf8");
+    if (bytes + size > maxBytes) break;
+    bytes += size;
+    end += char.length;
+  }
+  return text.slice(0, end);
+}
 
 /** Largest `metadata` JSON, in UTF-8 bytes (Milvus caps a JSON value at 64 KiB). */
 export const METADATA_MAX_BYTES = 65_536;
@@ -117,6 +183,19 @@ export function collectionFields({ kind, dimension }: { kind: RecordKind; dimens
     { name: "created_at", data_type: DataType.Int64, description: "ms since the Unix epoch" },
     varchar("text", { description: "captions and tags" }),
     { name: "metadata", data_type: DataType.JSON },
+    varchar("ocr_text", { description: "text read in the media" }),
+    varchar("search_text", {
+      description: "text, OCR text, question and answer; composed by Loupe",
+      enable_analyzer: true,
+      enable_match: true,
+      analyzer_params: { ...SEARCH_ANALYZER_PARAMS, filter: [...SEARCH_ANALYZER_PARAMS.filter] },
+    }),
+    {
+      name: SEARCH_SPARSE_FIELD,
+      data_type: DataType.SparseFloatVector,
+      is_function_output: true,
+      description: "BM25 of search_text",
+    },
   ];
   const vectors: FieldType[] = VECTOR_FIELDS[kind].map((name) => ({
     name,
@@ -137,12 +216,36 @@ export function collectionFields({ kind, dimension }: { kind: RecordKind; dimens
   return [...common, ...vectors];
 }
 
-/** Scalar fields of `kind`, in schema order (what queries return). */
+/** The BM25 function of every collection: Milvus computes `search_sparse` from `search_text`. */
+export function collectionFunctions(): FunctionObject[] {
+  return [
+    {
+      name: SEARCH_BM25_FUNCTION,
+      description: "BM25 of the searchable text",
+      type: FunctionType.BM25,
+      input_field_names: [SEARCH_TEXT_FIELD],
+      output_field_names: [SEARCH_SPARSE_FIELD],
+      params: {},
+    },
+  ];
+}
+
+/**
+ * Scalar fields of `kind` that queries return, in schema order: all but the key, the vectors and the
+ * search fields (which callers never see).
+ */
 export function scalarFieldNames(kind: RecordKind): string[] {
-  const vectorNames: readonly string[] = VECTOR_FIELDS[kind];
+  const hidden: readonly string[] = ["pk", SEARCH_TEXT_FIELD, SEARCH_SPARSE_FIELD, ...VECTOR_FIELDS[kind]];
   return collectionFields({ kind, dimension: 2 })
     .map((field) => field.name)
-    .filter((name) => name !== "pk" && !vectorNames.includes(name));
+    .filter((name) => !hidden.includes(name));
+}
+
+/** The fields a row is written with: every field but `search_sparse`, which Milvus computes. */
+export function writtenFieldNames(kind: RecordKind): string[] {
+  return collectionFields({ kind, dimension: 2 })
+    .map((field) => field.name)
+    .filter((name) => name !== SEARCH_SPARSE_FIELD);
 }
 
 /** Options of {@link ensureCollections}. */
@@ -155,6 +258,13 @@ export interface EnsureCollectionsOptions {
   indexType?: IndexType;
   /** Deadline of each Milvus call. */
   timeoutMs: number;
+  /**
+   * Deadline of calls whose work grows with the rows they touch (counting, reading a page of rows with
+   * their vectors, flushing) during a migration (`MILVUS_LONG_TIMEOUT_MS`).
+   */
+  longTimeoutMs?: number;
+  /** Rows per page a migration reads and writes. */
+  migrationPageRows?: number;
   /** For error messages. */
   address?: string;
   logger?: Logger;
@@ -168,6 +278,8 @@ export interface EnsureCollectionsResult {
   existing: string[];
   /** Indexes (collection.field) made by this call. */
   indexesCreated: string[];
+  /** Collections rebuilt from an older schema version by this call (or whose rebuild it finished). */
+  migrated: string[];
 }
 
 interface DescribedField {
@@ -176,20 +288,71 @@ interface DescribedField {
   dataType?: number;
   is_primary_key?: boolean;
   is_partition_key?: boolean;
+  is_function_output?: boolean;
   dim?: string | number;
   max_length?: string | number;
+  enable_analyzer?: unknown;
+  enable_match?: unknown;
+  analyzer_params?: unknown;
+}
+
+interface DescribedFunction {
+  name?: string;
+  type?: unknown;
+  input_field_names?: readonly string[];
+  output_field_names?: readonly string[];
 }
 
 const INDEX_NOT_FOUND = 700;
+/** Default of {@link EnsureCollectionsOptions.migrationPageRows}. */
+export const DEFAULT_MIGRATION_PAGE_ROWS = 256;
+/**
+ * Query parameters that make Milvus return rows in primary-key order, as its query iterators do: Milvus
+ * Lite sorts by key when `iterator` is set, and a Milvus server reduces segments by key for iterators.
+ */
+export const KEY_ORDER_PARAMS = { iterator: true, reduce_stop_for_best: true } as const;
+
+/** The name under which a collection is rebuilt in the current layout before it replaces the old one. */
+export function migratingCollectionName(name: string): string {
+  return `${name}__v${SCHEMA_VERSION}_migrating`;
+}
+
+/** What each step of {@link ensureCollections} works with. */
+interface CollectionContext {
+  client: MilvusClient;
+  kind: RecordKind;
+  dimension: number;
+  metric: MetricType;
+  indexType: IndexType;
+  timeoutMs: number;
+  longTimeoutMs: number;
+  migrationPageRows: number;
+  address: string | undefined;
+  logger: Logger | undefined;
+}
+
+function callOn(context: CollectionContext, name: string) {
+  return <T>(what: string, fn: () => Promise<T>, { unchecked = false, long = false } = {}) =>
+    callMilvus({
+      what: `${what} ${name}`,
+      timeoutMs: long ? context.longTimeoutMs : context.timeoutMs,
+      address: context.address,
+      call: fn,
+      unchecked,
+      ...(long ? { timeoutSetting: "MILVUS_LONG_TIMEOUT_MS" } : {}),
+    });
+}
 
 /**
- * Makes sure the three collections exist with the expected layout, have their vector indexes, and are
- * loaded. Idempotent: a second call creates nothing and changes nothing. Call it at every start-up,
- * since Milvus Lite does not keep load state across restarts.
+ * Makes sure the three collections exist with the expected layout, have their vector and BM25 indexes,
+ * and are loaded; collections of schema version 1 are migrated first ({@link migrateCollection}), and a
+ * migration cut short by a crash is finished or started again. Idempotent: a second call creates
+ * nothing and changes nothing. Call it at every start-up, since Milvus Lite does not keep load state
+ * across restarts.
  *
- * @throws StoreError with code `store_schema_mismatch` when an existing collection has another schema
- *   version, dimension, field list or metric; `store_unavailable` / `store_timeout` when Milvus does not
- *   answer.
+ * @throws StoreError with code `store_schema_mismatch` when an existing collection has an unknown schema
+ *   version, or another dimension, field list, analyzer or metric; `store_migration_failed` when a copy
+ *   does not hold every row; `store_unavailable` / `store_timeout` when Milvus does not answer.
  */
 export async function ensureCollections({
   client,
@@ -198,32 +361,63 @@ export async function ensureCollections({
   metric = "COSINE",
   indexType = "AUTOINDEX",
   timeoutMs,
+  longTimeoutMs = Math.max(timeoutMs, DEFAULT_MILVUS_LONG_TIMEOUT_MS),
+  migrationPageRows = DEFAULT_MIGRATION_PAGE_ROWS,
   address,
   logger,
 }: EnsureCollectionsOptions): Promise<EnsureCollectionsResult> {
   assertValidCollectionPrefix(prefix);
-  const result: EnsureCollectionsResult = { created: [], existing: [], indexesCreated: [] };
+  const result: EnsureCollectionsResult = { created: [], existing: [], indexesCreated: [], migrated: [] };
   for (const kind of RECORD_KINDS) {
     const name = collectionName({ prefix, kind });
-    const call = <T>(what: string, fn: () => Promise<T>, unchecked = false) =>
-      callMilvus({ what: `${what} ${name}`, timeoutMs, address, call: fn, unchecked });
+    const context: CollectionContext = {
+      client,
+      kind,
+      dimension,
+      metric,
+      indexType,
+      timeoutMs,
+      longTimeoutMs,
+      migrationPageRows,
+      address,
+      logger,
+    };
+    const call = callOn(context, name);
+    const exists = async (collection: string) =>
+      (
+        await call("hasCollection", () =>
+          client.hasCollection({ collection_name: collection, timeout: timeoutMs }),
+        )
+      ).value === true;
 
-    const has = await call("hasCollection", () =>
-      client.hasCollection({ collection_name: name, timeout: timeoutMs }),
-    );
-    if (has.value) {
-      result.existing.push(name);
+    let has = await exists(name);
+    const migrating = migratingCollectionName(name);
+    if (await exists(migrating)) {
+      if (has) {
+        // A copy cut short: the original still holds every row, so the copy is made again if needed.
+        logger?.warn({ collection: name, leftover: migrating }, "dropping an unfinished migration copy");
+        await call("dropCollection", () =>
+          client.dropCollection({ collection_name: migrating, timeout: timeoutMs }),
+        );
+      } else {
+        // The original is dropped only once the copy holds every row: the rename is all that was left.
+        logger?.warn({ collection: name, from: migrating }, "finishing a migration: renaming the copy");
+        await renameCollection(context, migrating, name);
+        result.migrated.push(name);
+        has = true;
+      }
+    }
+
+    if (has) {
+      const version = await schemaVersionOf(context, name);
+      if (version === String(MIGRATABLE_SCHEMA_VERSION)) {
+        await migrateCollection(context, name);
+        result.migrated.push(name);
+      } else if (!result.migrated.includes(name)) {
+        result.existing.push(name);
+      }
     } else {
-      const created = await call("createCollection", () =>
-        client.createCollection({
-          collection_name: name,
-          description: `Loupe ${COLLECTION_SUFFIX[kind].replace("_", " ")}, schema v${SCHEMA_VERSION}`,
-          fields: collectionFields({ kind, dimension }),
-          properties: { [SCHEMA_VERSION_PROPERTY]: String(SCHEMA_VERSION), [KIND_PROPERTY]: kind },
-          consistency_level: "Strong",
-          timeout: timeoutMs,
-        }),
-      ).then(
+      const created = await createLoupeCollection(context, name).then(
         () => true,
         (error: unknown) => {
           // Another Loupe sharing this Milvus created it first: check it like any existing collection.
@@ -248,57 +442,285 @@ export async function ensureCollections({
       dimension,
       properties: described.properties ?? [],
       fields: (described.schema?.fields ?? []) as DescribedField[],
+      functions: (described.schema?.functions ?? []) as DescribedFunction[],
     });
 
-    for (const field of VECTOR_FIELDS[kind]) {
-      const indexes = await call(
-        "describeIndex",
-        () => client.describeIndex({ collection_name: name, field_name: field, timeout: timeoutMs }),
-        true,
-      );
-      const code = statusCode(indexes);
-      const descriptions = indexes.index_descriptions ?? [];
-      if (code === INDEX_NOT_FOUND || (code === 0 && descriptions.length === 0)) {
-        await call(`createIndex ${field} on`, () =>
-          client.createIndex({
-            collection_name: name,
-            field_name: field,
-            index_name: field,
-            index_type: indexType,
-            metric_type: metric,
-            ...(indexType === "HNSW" ? { params: { ...HNSW_BUILD_PARAMS } } : {}),
-            timeout: timeoutMs,
-          }),
-        );
-        result.indexesCreated.push(`${name}.${field}`);
-        logger?.info({ collection: name, field, indexType, metric }, "created vector index");
-        continue;
-      }
-      if (code !== 0) assertOk(indexes, `describeIndex ${name}`);
-      const params = Object.fromEntries(
-        (descriptions[0]?.params ?? []).map((pair) => [pair.key, String(pair.value)]),
-      );
-      if (params.metric_type !== undefined && params.metric_type !== metric) {
-        throw new StoreError(
-          `Collection ${name} is indexed with metric ${params.metric_type}, but Loupe is configured for ${metric}. Set LOUPE_METRIC=${params.metric_type}, or use a new LOUPE_COLLECTION_PREFIX and re-index.`,
-          {
-            code: "store_schema_mismatch",
-            status: 500,
-            context: { collection: name, field, found: params.metric_type, expected: metric },
-          },
-        );
-      }
-      if (params.index_type !== undefined && params.index_type !== indexType) {
-        logger?.warn(
-          { collection: name, field, found: params.index_type, configured: indexType },
-          "collection keeps the index type it was created with",
-        );
-      }
-    }
-
+    result.indexesCreated.push(...(await ensureIndexes(context, name)));
     await loadAndWait({ client, name, timeoutMs, address });
   }
   return result;
+}
+
+/** The value of the schema version property of an existing collection (undefined when it has none). */
+async function schemaVersionOf(context: CollectionContext, name: string): Promise<string | undefined> {
+  const described = await callOn(context, name)("describeCollection", () =>
+    context.client.describeCollection({ collection_name: name, timeout: context.timeoutMs }),
+  );
+  const value = (described.properties ?? []).find((pair) => pair.key === SCHEMA_VERSION_PROPERTY)?.value;
+  return value === undefined ? undefined : String(value);
+}
+
+/** Creates an empty collection of the current layout (no indexes yet). */
+async function createLoupeCollection(context: CollectionContext, name: string): Promise<void> {
+  const { client, kind, dimension, timeoutMs } = context;
+  await callOn(context, name)("createCollection", () =>
+    client.createCollection({
+      collection_name: name,
+      description: `Loupe ${COLLECTION_SUFFIX[kind].replace("_", " ")}, schema v${SCHEMA_VERSION}`,
+      fields: collectionFields({ kind, dimension }),
+      functions: collectionFunctions(),
+      properties: { [SCHEMA_VERSION_PROPERTY]: String(SCHEMA_VERSION), [KIND_PROPERTY]: kind },
+      consistency_level: "Strong",
+      timeout: timeoutMs,
+    }),
+  );
+}
+
+async function renameCollection(context: CollectionContext, from: string, to: string): Promise<void> {
+  await callOn(context, from)("renameCollection", () =>
+    context.client.renameCollection({
+      collection_name: from,
+      new_collection_name: to,
+      timeout: context.timeoutMs,
+    }),
+  );
+}
+
+/**
+ * Creates the indexes `name` lacks (each vector field with the configured type and metric, the BM25
+ * field as a sparse inverted index) and checks the metric of those it has.
+ *
+ * @returns the indexes made, as `collection.field`.
+ */
+async function ensureIndexes(context: CollectionContext, name: string): Promise<string[]> {
+  const { client, kind, metric, indexType, timeoutMs, logger } = context;
+  const call = callOn(context, name);
+  const made: string[] = [];
+  const wanted = [
+    ...VECTOR_FIELDS[kind].map((field) => ({
+      field,
+      index_type: indexType as string,
+      metric_type: metric as string,
+      params: indexType === "HNSW" ? { ...HNSW_BUILD_PARAMS } : undefined,
+    })),
+    { field: SEARCH_SPARSE_FIELD, ...SPARSE_INDEX, params: undefined },
+  ];
+  for (const { field, index_type, metric_type, params: buildParams } of wanted) {
+    const indexes = await call(
+      "describeIndex",
+      () => client.describeIndex({ collection_name: name, field_name: field, timeout: timeoutMs }),
+      { unchecked: true },
+    );
+    const code = statusCode(indexes);
+    const descriptions = indexes.index_descriptions ?? [];
+    if (code === INDEX_NOT_FOUND || (code === 0 && descriptions.length === 0)) {
+      await call(`createIndex ${field} on`, () =>
+        client.createIndex({
+          collection_name: name,
+          field_name: field,
+          index_name: field,
+          index_type,
+          metric_type,
+          ...(buildParams === undefined ? {} : { params: buildParams }),
+          timeout: timeoutMs,
+        }),
+      );
+      made.push(`${name}.${field}`);
+      logger?.info({ collection: name, field, indexType: index_type, metric: metric_type }, "created index");
+      continue;
+    }
+    if (code !== 0) assertOk(indexes, `describeIndex ${name}`);
+    const params = Object.fromEntries(
+      (descriptions[0]?.params ?? []).map((pair) => [pair.key, String(pair.value)]),
+    );
+    if (params.metric_type !== undefined && params.metric_type !== metric_type) {
+      throw new StoreError(
+        field === SEARCH_SPARSE_FIELD
+          ? `Collection ${name} indexes ${field} with metric ${params.metric_type}; BM25 text search needs ${metric_type}. Drop that index (Loupe makes it again at start-up).`
+          : `Collection ${name} is indexed with metric ${params.metric_type}, but Loupe is configured for ${metric}. Set LOUPE_METRIC=${params.metric_type}, or use a new LOUPE_COLLECTION_PREFIX and re-index.`,
+        {
+          code: "store_schema_mismatch",
+          status: 500,
+          context: { collection: name, field, found: params.metric_type, expected: metric_type },
+        },
+      );
+    }
+    if (field !== SEARCH_SPARSE_FIELD && params.index_type !== undefined && params.index_type !== indexType) {
+      logger?.warn(
+        { collection: name, field, found: params.index_type, configured: indexType },
+        "collection keeps the index type it was created with",
+      );
+    }
+  }
+  return made;
+}
+
+/**
+ * Rebuilds a collection of schema version {@link MIGRATABLE_SCHEMA_VERSION} in the current layout,
+ * keeping every row with its key, id and vectors: a copy `<name>__v2_migrating` is made with the current
+ * schema, every row is copied into it in primary-key pages (its `search_text` composed as the store
+ * composes it; `ocr_text` empty), the copy's count is checked against the original's, and only then is
+ * the original dropped and the copy renamed to its name. A crash at any step leaves either the original
+ * (the next start-up drops the unfinished copy and copies again) or the complete copy alone (the next
+ * start-up renames it). Milvus Lite cannot add fields to a collection, hence the rebuild.
+ *
+ * @throws StoreError `store_migration_failed` when the copy does not hold every row (nothing is dropped).
+ */
+async function migrateCollection(context: CollectionContext, name: string): Promise<void> {
+  const { client, kind, timeoutMs, longTimeoutMs, migrationPageRows, logger } = context;
+  const target = migratingCollectionName(name);
+  const call = callOn(context, name);
+  const callTarget = callOn(context, target);
+  const started = Date.now();
+
+  const described = await call("describeCollection", () =>
+    client.describeCollection({ collection_name: name, timeout: timeoutMs }),
+  );
+  const oldNames = new Set((described.schema?.fields ?? []).map((field) => field.name));
+  const readNames = writtenFieldNames(kind).filter((field) => oldNames.has(field));
+  for (const required of ["pk", "id", "tenant", ...VECTOR_FIELDS[kind]]) {
+    if (!oldNames.has(required)) {
+      throw mismatch(
+        `Collection ${name} (schema v${MIGRATABLE_SCHEMA_VERSION}) has no field ${required}; it cannot be migrated.`,
+        { collection: name, field: required },
+      );
+    }
+  }
+
+  await loadAndWait({ client, name, timeoutMs, address: context.address });
+  const total = await countAll(context, name);
+  logger?.info(
+    { collection: name, rows: total, from: MIGRATABLE_SCHEMA_VERSION, to: SCHEMA_VERSION },
+    "migrating collection to the current schema",
+  );
+  await createLoupeCollection(context, target);
+  await ensureIndexes(context, target);
+  await loadAndWait({ client, name: target, timeoutMs, address: context.address });
+
+  let copied = 0;
+  let after: string | undefined;
+  let lastLogged = Date.now();
+  for (;;) {
+    const filter = `pk > ${quoteExpressionString(after ?? "")}`;
+    const page = await call(
+      "query",
+      () =>
+        client.query({
+          collection_name: name,
+          filter,
+          output_fields: readNames,
+          limit: migrationPageRows,
+          params: { ...KEY_ORDER_PARAMS },
+          timeout: longTimeoutMs,
+        }),
+      { long: true },
+    );
+    const rows = page.data as Array<Record<string, unknown>>;
+    for (let index = 1; index < rows.length; index += 1) {
+      if (String(rows[index - 1]?.pk) >= String(rows[index]?.pk)) {
+        throw new StoreError(
+          `Milvus answered a paged query of ${name} out of key order; the migration needs a Milvus that orders iterator queries by primary key. Nothing was dropped.`,
+          { code: "store_migration_failed", status: 500, context: { collection: name } },
+        );
+      }
+    }
+    if (rows.length > 0) {
+      const data = rows.map((row) => toWritableRow(kind, row));
+      await callTarget(
+        "upsert into",
+        () => client.upsert({ collection_name: target, data: data as RowData[], timeout: longTimeoutMs }),
+        { long: true },
+      ).then((response) => {
+        if (response.err_index.length > 0) {
+          throw new StoreError(
+            `Milvus rejected ${response.err_index.length} of ${data.length} rows copied into ${target}. Nothing was dropped.`,
+            { code: "store_migration_failed", status: 500, context: { collection: name } },
+          );
+        }
+      });
+      copied += rows.length;
+      after = String(rows[rows.length - 1]?.pk);
+    }
+    if (Date.now() - lastLogged >= 5000 || rows.length < migrationPageRows) {
+      lastLogged = Date.now();
+      logger?.info({ collection: name, copied, total }, "migrating collection: rows copied");
+    }
+    if (rows.length < migrationPageRows) break;
+  }
+
+  await callTarget("flush", () => client.flushSync({ collection_names: [target], timeout: longTimeoutMs }), {
+    long: true,
+  });
+  const [inCopy, inOriginal] = [await countAll(context, target), await countAll(context, name)];
+  if (inCopy !== inOriginal || copied !== inOriginal) {
+    throw new StoreError(
+      `Migrating collection ${name} copied ${copied} rows and the copy holds ${inCopy}, but the original holds ${inOriginal}. Nothing was dropped; the next start-up copies again. Make sure no other Loupe writes to this Milvus during start-up.`,
+      {
+        code: "store_migration_failed",
+        status: 500,
+        context: { collection: name, copied, inCopy, inOriginal },
+      },
+    );
+  }
+  await call("dropCollection", () => client.dropCollection({ collection_name: name, timeout: timeoutMs }));
+  await renameCollection(context, target, name);
+  logger?.info(
+    { collection: name, rows: copied, ms: Date.now() - started, schemaVersion: SCHEMA_VERSION },
+    "migrated collection",
+  );
+}
+
+/**
+ * A row read back from a collection (of this or an older layout), as the current layout writes it:
+ * every written field of `kind` present (VarChars absent in the old layout empty, numbers as numbers,
+ * metadata as an object), and `search_text` composed again.
+ */
+export function toWritableRow(kind: RecordKind, row: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const field of collectionFields({ kind, dimension: 2 })) {
+    const value = row[field.name];
+    if (field.name === SEARCH_TEXT_FIELD || field.name === SEARCH_SPARSE_FIELD) continue;
+    if (field.data_type === DataType.VarChar) out[field.name] = typeof value === "string" ? value : "";
+    else if (field.data_type === DataType.Int64 || field.data_type === DataType.Float)
+      out[field.name] = Number(value ?? 0);
+    else if (field.data_type === DataType.JSON)
+      out[field.name] = typeof value === "string" ? parseJsonObject(value) : (value ?? {});
+    else out[field.name] = value;
+  }
+  out[SEARCH_TEXT_FIELD] = composeSearchText(out);
+  return out;
+}
+
+function parseJsonObject(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return {};
+  }
+}
+
+/** Rows in a whole collection (a long call: Milvus Lite counts row by row). */
+async function countAll(context: CollectionContext, name: string): Promise<number> {
+  const response = await callOn(context, name)(
+    "count",
+    () =>
+      context.client.query({
+        collection_name: name,
+        filter: "",
+        output_fields: ["count(*)"],
+        timeout: context.longTimeoutMs,
+      }),
+    { long: true },
+  );
+  const value = Number(response.data[0]?.["count(*)"]);
+  if (!Number.isFinite(value)) {
+    throw new StoreError(`Milvus answered count ${name} without a count.`, {
+      code: "store_rejected",
+      status: 500,
+      context: { collection: name },
+    });
+  }
+  return value;
 }
 
 const LOAD_POLL_MS = 100;
@@ -347,6 +769,7 @@ interface VerifyLayoutOptions {
   dimension: number;
   properties: ReadonlyArray<{ key: string; value: unknown }>;
   fields: readonly DescribedField[];
+  functions: readonly DescribedFunction[];
 }
 
 function mismatch(message: string, context: Record<string, unknown>): StoreError {
@@ -360,7 +783,7 @@ function dataTypeName(field: DescribedField | FieldType): string {
   return typeof type === "number" ? (DataType[type] ?? String(type)) : String(type);
 }
 
-function verifyLayout({ name, kind, dimension, properties, fields }: VerifyLayoutOptions): void {
+function verifyLayout({ name, kind, dimension, properties, fields, functions }: VerifyLayoutOptions): void {
   const version = properties.find((pair) => pair.key === SCHEMA_VERSION_PROPERTY)?.value;
   const fix =
     "Use a new LOUPE_COLLECTION_PREFIX (and re-index), or drop the old collections after exporting what you need.";
@@ -421,4 +844,56 @@ function verifyLayout({ name, kind, dimension, properties, fields }: VerifyLayou
       },
     );
   }
+  const searchText = fields.find((field) => field.name === SEARCH_TEXT_FIELD);
+  const analyzer = parseAnalyzerParams(searchText?.analyzer_params);
+  if (
+    !isTrue(searchText?.enable_analyzer) ||
+    !isTrue(searchText?.enable_match) ||
+    canonicalJson(analyzer) !== canonicalJson(SEARCH_ANALYZER_PARAMS)
+  ) {
+    throw mismatch(
+      `Collection ${name}: field ${SEARCH_TEXT_FIELD} must be analyzed (and matchable) with ${JSON.stringify(SEARCH_ANALYZER_PARAMS)}; found analyzer ${JSON.stringify(analyzer ?? null)}, enable_analyzer ${String(searchText?.enable_analyzer)}, enable_match ${String(searchText?.enable_match)}. ${fix}`,
+      { collection: name, field: SEARCH_TEXT_FIELD },
+    );
+  }
+  const bm25 = functions.find(
+    (fn) =>
+      functionTypeName(fn.type) === "BM25" &&
+      fn.input_field_names?.join(",") === SEARCH_TEXT_FIELD &&
+      fn.output_field_names?.join(",") === SEARCH_SPARSE_FIELD,
+  );
+  if (bm25 === undefined || !fields.find((field) => field.name === SEARCH_SPARSE_FIELD)?.is_function_output) {
+    throw mismatch(
+      `Collection ${name} lacks the BM25 function from ${SEARCH_TEXT_FIELD} to ${SEARCH_SPARSE_FIELD} that schema v${SCHEMA_VERSION} requires. ${fix}`,
+      { collection: name, functions: functions.map((fn) => fn.name) },
+    );
+  }
+}
+
+/** JSON with object keys sorted, so two servers' key orders compare equal. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (typeof value === "object" && value !== null) {
+    const entries = Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, entry]) => `${JSON.stringify(key)}:${canonicalJson(entry)}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "undefined";
+}
+
+function isTrue(value: unknown): boolean {
+  return value === true || value === "true";
+}
+
+/** The analyzer parameters Milvus reports (a JSON string), or undefined when there are none. */
+function parseAnalyzerParams(value: unknown): unknown {
+  if (typeof value !== "string") return value ?? undefined;
+  try {
+    return JSON.parse(value);
+  } catch {
+    return value;
+  }
+}
+
+function functionTypeName(type: unknown): string {
+  return typeof type === "number" ? (FunctionType[type] ?? String(type)) : String(type);
 }

@@ -7,22 +7,28 @@
  * filters can never reach another tenant's rows. Writes to each collection go through one queue,
  * since Milvus Lite supports a single writer per collection.
  */
-import type { MilvusClient, RowData } from "@zilliz/milvus2-sdk-node";
+import type { HybridSearchSingleReq, MilvusClient, RowData } from "@zilliz/milvus2-sdk-node";
 import { LoadState } from "@zilliz/milvus2-sdk-node";
 import { StoreError, ValidationError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import {
   assertValidCollectionPrefix,
   collectionName,
+  composeSearchText,
   DEFAULT_COLLECTION_PREFIX,
   ensureCollections,
   type IndexType,
+  KEY_ORDER_PARAMS,
   METADATA_MAX_BYTES,
   type MetricType,
   primaryKey,
+  SEARCH_SPARSE_FIELD,
+  SEARCH_TEXT_FIELD,
   scalarFieldNames,
+  toWritableRow,
   VARCHAR_MAX_BYTES,
   VECTOR_FIELDS,
+  writtenFieldNames,
 } from "./collections.ts";
 import { assertValidTenant, buildFilterExpression, quoteExpressionString } from "./filter.ts";
 import {
@@ -40,6 +46,7 @@ import {
   type DeleteRequest,
   type DeleteResult,
   type GetRequest,
+  type HybridRanker,
   type HybridSearchRequest,
   type ImageRecord,
   type ListPage,
@@ -89,11 +96,16 @@ const EF_GROWTH = 4;
 export const DEFAULT_EXACT_SCAN_MAX_ROWS = 2048;
 /** Rows per page when a whole filtered set must be scanned. */
 const EXACT_SCAN_PAGE_ROWS = 4096;
-/**
- * Query parameters that make Milvus return rows in primary-key order, as its query iterators do: Milvus
- * Lite sorts by key when `iterator` is set, and a Milvus server reduces segments by key for iterators.
- */
-const KEY_ORDER_PARAMS = { iterator: true, reduce_stop_for_best: true } as const;
+/** Most phrases one text or hybrid search takes. */
+export const MAX_PHRASES = 16;
+/** Longest phrase, in UTF-16 code units. */
+export const MAX_PHRASE_LENGTH = 1024;
+/** Longest query text of a text or hybrid search, in UTF-8 bytes. */
+export const MAX_QUERY_TEXT_BYTES = 8192;
+/** Widest search Milvus answers (its largest `limit`); a phrase search widens up to it, then scans. */
+const MAX_SEARCH_LIMIT = 16_384;
+/** Factor by which a phrase search that came back short of matching hits widens before it tries again. */
+const PHRASE_GROWTH = 4;
 /** Latest `createdAt` accepted (the largest JavaScript date). */
 const MAX_TIMESTAMP_MS = 8.64e15;
 
@@ -293,14 +305,7 @@ export class MilvusVectorStore implements VectorStore {
     this.#assertOpen();
     assertKind(kind);
     assertCount("topK", topK, MAX_TOP_K);
-    const allowedFields: readonly string[] = VECTOR_FIELDS[kind];
-    const field = vectorField ?? allowedFields[0];
-    if (field === undefined || !allowedFields.includes(field)) {
-      throw new ValidationError(
-        `Vector field ${JSON.stringify(vectorField)} does not exist on ${kind} records; use ${allowedFields.join(" or ")}.`,
-        { context: { kind, vectorField } },
-      );
-    }
+    const field = vectorFieldOf(kind, vectorField);
     const queryVector = this.#checkVector(vector, "The query vector");
     const expression = checkedFilter(buildFilterExpression({ tenant, filter, kind }));
     const collection = collectionName({ prefix: this.#prefix, kind });
@@ -473,16 +478,286 @@ export class MilvusVectorStore implements VectorStore {
     return rows;
   }
 
-  async textSearch<K extends RecordKind>(_request: TextSearchRequest<K>): Promise<SearchHit<K>[]> {
-    throw new StoreError("textSearch is not implemented yet.", { code: "store_rejected", status: 500 });
+  /**
+   * BM25 hits of `text`, best first. Scores are BM25 scores, 0 or more, larger better: Milvus Lite answers
+   * BM25 searches with the score negated (a distance), a Milvus server with the score itself, so the
+   * adapter reports its magnitude. The raw BM25 of one query is comparable between hits of one
+   * collection only, and differs between Lite and a server (their term statistics differ in detail).
+   */
+  async textSearch<K extends RecordKind>({
+    kind,
+    tenant,
+    text,
+    phrases,
+    topK,
+    filter,
+  }: TextSearchRequest<K>): Promise<SearchHit<K>[]> {
+    this.#assertOpen();
+    assertKind(kind);
+    assertCount("topK", topK, MAX_TOP_K);
+    const query = checkQueryText(text);
+    const phrasePlan = planPhrases(phrases);
+    const expression = withPhraseClause(
+      checkedFilter(buildFilterExpression({ tenant, filter, kind })),
+      phrasePlan,
+    );
+    const collection = collectionName({ prefix: this.#prefix, kind });
+    const run = (filterExpression: string, limit: number) =>
+      this.#bm25Search({
+        kind,
+        collection,
+        expression: filterExpression,
+        text: query,
+        limit,
+        withSearchText: phrasePlan !== undefined,
+      });
+    if (phrasePlan === undefined) return (await run(expression, topK)).map(({ hit }) => hit);
+    return this.#withPhrases({ collection, expression, phrases: phrasePlan.needles, topK, run });
   }
 
-  async hybridSearch<K extends RecordKind>(_request: HybridSearchRequest<K>): Promise<SearchHit<K>[]> {
-    throw new StoreError("hybridSearch is not implemented yet.", { code: "store_rejected", status: 500 });
+  /**
+   * The dense search and the BM25 search fused by Milvus in one hybrid search. Scores are the ranker's:
+   * for `rrf`, `Σ 1/(k + rank)` over the two lists (a hit found by one side only gets that side's term);
+   * for `weighted`, `dense · d + text · t` of normalized scores (`d` = (1 + cosine) / 2 for COSINE,
+   * 0.5 + arctan(ip) / π for IP; `t` = 2 · arctan(bm25) / π), 0 for a side that did not find the hit.
+   * Both sides are scoped to the tenant and the filter. Under a filter the dense side searches with
+   * `ef` ≥ max(limit, filteredSearchBreadth), as {@link MilvusVectorStore.search} starts, so a selective
+   * filter does not starve it; unlike `search`, no exact scan follows a short dense side.
+   */
+  async hybridSearch<K extends RecordKind>({
+    kind,
+    tenant,
+    vector,
+    topK,
+    filter,
+    vectorField,
+    text,
+    phrases,
+    ranker,
+  }: HybridSearchRequest<K>): Promise<SearchHit<K>[]> {
+    this.#assertOpen();
+    assertKind(kind);
+    assertCount("topK", topK, MAX_TOP_K);
+    const field = vectorFieldOf(kind, vectorField);
+    const queryVector = this.#checkVector(vector, "The query vector");
+    const query = checkQueryText(text);
+    const rerank = rerankOf(ranker);
+    const phrasePlan = planPhrases(phrases);
+    const expression = withPhraseClause(
+      checkedFilter(buildFilterExpression({ tenant, filter, kind })),
+      phrasePlan,
+    );
+    const filtered = (filter !== undefined && filter.length > 0) || phrasePlan !== undefined;
+    const collection = collectionName({ prefix: this.#prefix, kind });
+    const outputFields = [
+      ...scalarFieldNames(kind),
+      ...(phrasePlan === undefined ? [] : [SEARCH_TEXT_FIELD]),
+    ];
+    const run = async (filterExpression: string, limit: number) => {
+      const ef = Math.max(limit, filtered ? this.#filteredSearchBreadth : HNSW_MIN_EF);
+      const dense: HybridSearchSingleReq & { metric_type: string; limit: number } = {
+        data: queryVector,
+        anns_field: field,
+        expr: filterExpression,
+        metric_type: this.#metric,
+        limit,
+        params: { ef },
+      };
+      const sparse: HybridSearchSingleReq & { metric_type: string; limit: number } = {
+        data: query,
+        anns_field: SEARCH_SPARSE_FIELD,
+        expr: filterExpression,
+        metric_type: "BM25",
+        limit,
+      };
+      const response = await this.#call(`hybridSearch ${collection}`, () =>
+        this.#client.hybridSearch({
+          collection_name: collection,
+          data: [dense, sparse],
+          rerank,
+          limit,
+          output_fields: outputFields,
+          timeout: this.#timeoutMs,
+        }),
+      );
+      return ((response.results ?? []) as Row[]).map((row) => {
+        const fields = toStored(kind, row, collection);
+        return {
+          hit: { id: fields.id, score: Number(row.score), fields },
+          searchText: asString(row[SEARCH_TEXT_FIELD]),
+        };
+      });
+    };
+    if (phrasePlan === undefined) return (await run(expression, topK)).map(({ hit }) => hit);
+    return this.#withPhrases({ collection, expression, phrases: phrasePlan.needles, topK, run });
   }
 
-  async update(_request: UpdateRequest): Promise<UpdateResult> {
-    throw new StoreError("update is not implemented yet.", { code: "store_rejected", status: 500 });
+  /** One BM25 search of `collection`, scores made larger-is-better (see {@link textSearch}). */
+  async #bm25Search<K extends RecordKind>({
+    kind,
+    collection,
+    expression,
+    text,
+    limit,
+    withSearchText,
+  }: {
+    kind: K;
+    collection: string;
+    expression: string;
+    text: string;
+    limit: number;
+    withSearchText: boolean;
+  }): Promise<Array<{ hit: SearchHit<K>; searchText: string }>> {
+    const response = await this.#call(`text search ${collection}`, () =>
+      this.#client.search({
+        collection_name: collection,
+        data: text,
+        anns_field: SEARCH_SPARSE_FIELD,
+        limit,
+        metric_type: "BM25",
+        filter: expression,
+        output_fields: [...scalarFieldNames(kind), ...(withSearchText ? [SEARCH_TEXT_FIELD] : [])],
+        timeout: this.#timeoutMs,
+      }),
+    );
+    return ((response.results ?? []) as Row[]).map((row) => {
+      const fields = toStored(kind, row, collection);
+      return {
+        hit: { id: fields.id, score: Math.abs(Number(row.score)), fields },
+        searchText: asString(row[SEARCH_TEXT_FIELD]),
+      };
+    });
+  }
+
+  /**
+   * The best `topK` hits of `run` whose searchable text contains every phrase. `expression` already
+   * holds the `text_match` prefilter (each word of each phrase), which Milvus Lite can evaluate where it
+   * has no `phrase_match`; the phrases themselves are checked here. A search that comes back with too few
+   * matching hits is widened ×{@link PHRASE_GROWTH} while it comes back full; past the widest search,
+   * the prefiltered rows are scanned for the phrases and the search is run again over the rows that have
+   * them, {@link MAX_IDS_PER_CALL} at a time, the hits merged by score.
+   */
+  async #withPhrases<K extends RecordKind>({
+    collection,
+    expression,
+    phrases,
+    topK,
+    run,
+  }: {
+    collection: string;
+    expression: string;
+    phrases: readonly string[];
+    topK: number;
+    run: (expression: string, limit: number) => Promise<Array<{ hit: SearchHit<K>; searchText: string }>>;
+  }): Promise<SearchHit<K>[]> {
+    const hasAll = (searchText: string) => containsPhrases(searchText, phrases);
+    let limit = topK;
+    for (;;) {
+      const found = await run(expression, limit);
+      const kept = found.filter(({ searchText }) => hasAll(searchText)).map(({ hit }) => hit);
+      if (kept.length >= topK || found.length < limit) return kept.slice(0, topK);
+      if (limit >= MAX_SEARCH_LIMIT) break;
+      limit = Math.min(limit * PHRASE_GROWTH, MAX_SEARCH_LIMIT);
+    }
+    this.#logger?.warn(
+      { collection, topK, limit },
+      "a phrase search stayed short at its widest; scanning the prefiltered rows for the phrases",
+    );
+    const keys: string[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const rows = await this.#keyOrderedPage({
+        collection,
+        expression,
+        outputFields: ["pk", SEARCH_TEXT_FIELD],
+        after,
+        limit: EXACT_SCAN_PAGE_ROWS,
+      });
+      for (const row of rows) if (hasAll(asString(row[SEARCH_TEXT_FIELD]))) keys.push(String(row.pk));
+      if (rows.length < EXACT_SCAN_PAGE_ROWS) break;
+      after = String(rows[rows.length - 1]?.pk);
+    }
+    const hits: SearchHit<K>[] = [];
+    for (let start = 0; start < keys.length; start += MAX_IDS_PER_CALL) {
+      const chunk = keys.slice(start, start + MAX_IDS_PER_CALL);
+      const clause = `pk in [${chunk.map(quoteExpressionString).join(", ")}]`;
+      const found = await run(`${expression} and ${clause}`, Math.min(topK, chunk.length));
+      hits.push(...found.map(({ hit }) => hit));
+    }
+    hits.sort((a, b) => b.score - a.score || compareIds(a.id, b.id));
+    return hits.slice(0, topK);
+  }
+
+  /**
+   * Reads the tenant's rows with their vectors, applies the patches and writes them back under the same
+   * key (an upsert, in the collection's write queue), so ids and vectors are unchanged and `search_text`
+   * is composed again. Ids the tenant does not have are skipped; patches of one id apply in order.
+   */
+  async update({ kind, tenant, patches }: UpdateRequest): Promise<UpdateResult> {
+    this.#assertOpen();
+    assertKind(kind);
+    assertValidTenant(tenant);
+    if (!Array.isArray(patches))
+      throw new ValidationError("patches must be a list of { id, ocrText?, metadata? }.");
+    if (patches.length > MAX_IDS_PER_CALL) {
+      throw new ValidationError(
+        `An update takes at most ${MAX_IDS_PER_CALL} patches; got ${patches.length}. Split the request.`,
+        { context: { count: patches.length } },
+      );
+    }
+    const changes = new Map<string, Row>();
+    patches.forEach((patch, index) => {
+      const label = recordLabel(index, patch);
+      if (!isValidRecordId(patch.id)) {
+        throw new ValidationError(`${label}: the id must match ${RECORD_ID_PATTERN}.`, {
+          context: { index, id: String(patch.id).slice(0, 80) },
+        });
+      }
+      const change: Row = { ...changes.get(patch.id) };
+      if (patch.ocrText !== undefined) {
+        change.ocr_text = checkString({ label, field: "ocrText", column: "ocr_text", value: patch.ocrText });
+      }
+      if (patch.metadata !== undefined) change.metadata = checkMetadata(label, patch.metadata);
+      changes.set(patch.id, change);
+    });
+    if (changes.size === 0) return { updated: 0 };
+
+    const collection = collectionName({ prefix: this.#prefix, kind });
+    const expression = `${buildFilterExpression({ tenant, kind })} and ${idClause(tenant, [...changes.keys()])}`;
+    return this.#queueFor(collection).run(async () => {
+      const rows = await this.#rawQuery({
+        collection,
+        expression,
+        outputFields: writtenFieldNames(kind).filter((name) => name !== SEARCH_TEXT_FIELD),
+        limit: changes.size,
+      });
+      const data = rows.map((row) => toWritableRow(kind, { ...row, ...changes.get(String(row.id)) }));
+      let written = 0;
+      for (let start = 0; start < data.length; start += this.#batchSize) {
+        const batch = data.slice(start, start + this.#batchSize);
+        const response = await this.#call(`update ${collection}`, () =>
+          this.#client.upsert({
+            collection_name: collection,
+            data: batch as RowData[],
+            timeout: this.#timeoutMs,
+          }),
+        );
+        if (response.err_index.length > 0) {
+          throw new StoreError(
+            `Milvus rejected ${response.err_index.length} of ${batch.length} rows rewritten in ${collection}; ${written} rows were rewritten before. Retrying the update is safe.`,
+            {
+              code: "store_rejected",
+              status: 500,
+              context: { collection, rowsWrittenBeforeFailure: written },
+            },
+          );
+        }
+        written += batch.length;
+      }
+      this.#logger?.debug({ collection, tenant, rows: written }, "updated records");
+      await this.#flushWhenDue(collection, written);
+      return { updated: written };
+    });
   }
 
   async query<K extends RecordKind>({
@@ -765,6 +1040,7 @@ export class MilvusVectorStore implements VectorStore {
       created_at: createdAt,
       text: checkString({ label, field: "text", column: "text", value: record.text ?? "" }),
       metadata: checkMetadata(label, record.metadata ?? {}),
+      ocr_text: checkString({ label, field: "ocrText", column: "ocr_text", value: record.ocrText ?? "" }),
     };
     if (kind === "triple") {
       const triple = record as TripleRecord;
@@ -772,6 +1048,7 @@ export class MilvusVectorStore implements VectorStore {
       row.answer = requiredString("answer", "answer", triple.answer);
       row.image_vector = this.#checkVector(triple.imageVector, `${label}: imageVector`);
       row.question_vector = this.#checkVector(triple.questionVector, `${label}: questionVector`);
+      row[SEARCH_TEXT_FIELD] = composeSearchText(row);
       return row;
     }
     const withVector = record as ImageRecord | VideoSegmentRecord;
@@ -797,6 +1074,7 @@ export class MilvusVectorStore implements VectorStore {
       row.start_s = startS;
       row.end_s = endS;
     }
+    row[SEARCH_TEXT_FIELD] = composeSearchText(row);
     return row;
   }
 }
@@ -809,6 +1087,123 @@ interface SearchPlan<K extends RecordKind> {
   field: string;
   vector: number[];
   topK: number;
+}
+
+/** The vector field a search of `kind` uses: `vectorField`, or the kind's first. */
+function vectorFieldOf(kind: RecordKind, vectorField: string | undefined): string {
+  const allowedFields: readonly string[] = VECTOR_FIELDS[kind];
+  const field = vectorField ?? allowedFields[0];
+  if (field === undefined || !allowedFields.includes(field)) {
+    throw new ValidationError(
+      `Vector field ${JSON.stringify(vectorField)} does not exist on ${kind} records; use ${allowedFields.join(" or ")}.`,
+      { context: { kind, vectorField } },
+    );
+  }
+  return field;
+}
+
+/** The query text of a text or hybrid search, in NFKC form as the stored search text is. */
+function checkQueryText(text: unknown): string {
+  if (typeof text !== "string") {
+    throw new ValidationError(`The query text must be a string; got ${typeof text}.`);
+  }
+  const surrogate = LONE_SURROGATE.exec(text);
+  if (surrogate !== null) throw loneSurrogateError("The query", "text", surrogate.index);
+  const normalized = text.normalize("NFKC");
+  if (normalized.trim().length === 0) {
+    throw new ValidationError("The query text is empty; a text search needs at least one word.");
+  }
+  const bytes = byteLength(normalized);
+  if (bytes > MAX_QUERY_TEXT_BYTES) {
+    throw new ValidationError(
+      `The query text is ${bytes} bytes of UTF-8; the limit is ${MAX_QUERY_TEXT_BYTES}. Shorten it.`,
+      { context: { bytes, limit: MAX_QUERY_TEXT_BYTES } },
+    );
+  }
+  return normalized;
+}
+
+/**
+ * A phrase or a searchable text as phrases are compared: NFKC, lower case, every run of white space one
+ * space, trimmed.
+ */
+export function normalizeForPhrase(text: string): string {
+  return text.normalize("NFKC").toLowerCase().replace(/\s+/gu, " ").trim();
+}
+
+/** Whether `searchText` contains every (normalized) phrase. */
+function containsPhrases(searchText: string, phrases: readonly string[]): boolean {
+  const haystack = normalizeForPhrase(searchText);
+  return phrases.every((phrase) => haystack.includes(phrase));
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: removing control characters is the point.
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/gu;
+
+/** The normalized phrases of a search and their `text_match` prefilter; undefined when there are none. */
+interface PhrasePlan {
+  needles: string[];
+  clause: string;
+}
+
+/**
+ * Checks the phrases of a search and builds their prefilter: one `text_match(search_text, "<word>")`
+ * per distinct word, ANDed (a row lacking a word cannot contain the phrase). Every word is quoted by the
+ * filter builder's escaping, so a phrase cannot leave its string literal.
+ */
+function planPhrases(phrases: unknown): PhrasePlan | undefined {
+  if (phrases === undefined) return undefined;
+  if (!Array.isArray(phrases) || phrases.length > MAX_PHRASES) {
+    throw new ValidationError(`phrases must be a list of at most ${MAX_PHRASES} strings.`, {
+      context: { count: Array.isArray(phrases) ? phrases.length : undefined },
+    });
+  }
+  const needles = new Set<string>();
+  phrases.forEach((phrase: unknown, index) => {
+    if (typeof phrase !== "string" || phrase.length > MAX_PHRASE_LENGTH) {
+      throw new ValidationError(
+        `Phrase ${index} must be a string of at most ${MAX_PHRASE_LENGTH} characters.`,
+        { context: { index } },
+      );
+    }
+    const surrogate = LONE_SURROGATE.exec(phrase);
+    if (surrogate !== null) throw loneSurrogateError(`Phrase ${index}`, "it", surrogate.index);
+    const needle = normalizeForPhrase(phrase.replace(CONTROL_CHARACTERS, " "));
+    if (needle.length > 0) needles.add(needle);
+  });
+  if (needles.size === 0) return undefined;
+  const words = new Set([...needles].flatMap((needle) => needle.split(" ")));
+  const clause = [...words]
+    .map((word) => `text_match(${SEARCH_TEXT_FIELD}, ${quoteExpressionString(word)})`)
+    .join(" and ");
+  return { needles: [...needles], clause };
+}
+
+function withPhraseClause(expression: string, plan: PhrasePlan | undefined): string {
+  return plan === undefined ? expression : `${expression} and ${plan.clause}`;
+}
+
+/** The Milvus reranker of a {@link HybridRanker}, checked. */
+function rerankOf(ranker: HybridRanker): { strategy: string; params: Record<string, unknown> } {
+  if (ranker?.type === "rrf") {
+    if (!Number.isInteger(ranker.k) || ranker.k < 1 || ranker.k >= 16_384) {
+      throw new ValidationError(`The RRF k must be an integer from 1 to 16383; got ${String(ranker.k)}.`);
+    }
+    return { strategy: "rrf", params: { k: ranker.k } };
+  }
+  if (ranker?.type === "weighted") {
+    const { dense, text } = ranker;
+    const inRange = (weight: number) => Number.isFinite(weight) && weight >= 0 && weight <= 1;
+    if (!inRange(dense) || !inRange(text) || dense + text === 0) {
+      throw new ValidationError(
+        `Weighted ranking needs dense and text weights from 0 to 1, not both 0; got ${String(dense)} and ${String(text)}.`,
+      );
+    }
+    return { strategy: "weighted", params: { weights: [dense, text], norm_score: true } };
+  }
+  throw new ValidationError(
+    `Unknown ranker ${JSON.stringify((ranker as { type?: unknown })?.type)}; use rrf or weighted.`,
+  );
 }
 
 /** Code-unit order of two keys or ids (Milvus compares VarChar keys by bytes; ids are ASCII). */
@@ -1123,6 +1518,7 @@ export async function createVectorStore({
       metric,
       indexType,
       timeoutMs,
+      longTimeoutMs,
       address,
       logger,
     });

@@ -12,7 +12,13 @@ import type { Logger } from "../logger.ts";
 import { type ForwardedCall, ForwardingVectorStore } from "./forwarding-vector-store.ts";
 import type { MilvusLiteExit, MilvusLiteProcess } from "./milvus-lite.ts";
 import type { RecordKind } from "./record-id.ts";
-import { MAX_IDS_PER_CALL, type StoreHealth, type UpsertRequest, type VectorStore } from "./vector-store.ts";
+import {
+  MAX_IDS_PER_CALL,
+  type StoreHealth,
+  type UpdateRequest,
+  type UpsertRequest,
+  type VectorStore,
+} from "./vector-store.ts";
 
 /** Options of {@link SupervisedVectorStore.start}. */
 export interface SupervisedVectorStoreOptions {
@@ -37,6 +43,12 @@ interface InFlight {
   fail(error: unknown): void;
   /** For an upsert: the rows it writes, rolled back after a restart if Lite died before confirming them. */
   upsert?: { kind: RecordKind; tenant: string; ids: string[] };
+  /**
+   * For an update: the rows it rewrites. They existed before it, so an unconfirmed update is never
+   * rolled back (deleting them would lose stored items); once confirmed, its rows are kept out of the
+   * roll-back of other upserts, as a confirmed upsert's are.
+   */
+  update?: { kind: RecordKind; tenant: string; ids: string[] };
 }
 
 /** One Lite and the store connected to it. */
@@ -132,11 +144,16 @@ export class SupervisedVectorStore extends ForwardingVectorStore {
         const { kind, tenant, records } = request as UpsertRequest<RecordKind>;
         entry.upsert = { kind, tenant, ids: records.map((record) => record.id) };
       }
+      if (method === "update") {
+        const { kind, tenant, patches } = request as UpdateRequest;
+        entry.update = { kind, tenant, ids: patches.map((patch) => patch.id) };
+      }
       generation.inFlight.add(entry);
       run(generation.store).then(
         (value) => {
           generation.inFlight.delete(entry);
-          if (entry.upsert !== undefined) forgetConfirmed(generation, entry.upsert);
+          const confirmed = entry.upsert ?? entry.update;
+          if (confirmed !== undefined) forgetConfirmed(generation, confirmed);
           if (entry.settled) return;
           entry.settled = true;
           resolve(value);
@@ -285,11 +302,14 @@ export class SupervisedVectorStore extends ForwardingVectorStore {
 }
 
 /**
- * Takes the rows a confirmed upsert wrote out of the other upserts still in flight: should Lite die
- * before those are confirmed, their roll-back must not delete a row this one stored (the same item
- * sent twice at once).
+ * Takes the rows a confirmed upsert (or update) wrote out of the other upserts still in flight: should
+ * Lite die before those are confirmed, their roll-back must not delete a row this one stored (the same
+ * item sent twice at once).
  */
-function forgetConfirmed(generation: Generation, confirmed: NonNullable<InFlight["upsert"]>): void {
+function forgetConfirmed(
+  generation: Generation,
+  confirmed: { kind: RecordKind; tenant: string; ids: readonly string[] },
+): void {
   const ids = new Set(confirmed.ids);
   for (const other of generation.inFlight) {
     const upsert = other.upsert;

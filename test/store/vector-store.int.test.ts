@@ -89,11 +89,18 @@ describe("collections", () => {
         `${prefix}_video_segments`,
         `${prefix}_triples`,
       ]);
-      expect(before[0]?.properties).toContainEqual({ key: SCHEMA_VERSION_PROPERTY, value: "1" });
-      expect(before[2]?.indexes).toHaveLength(2);
+      expect(before[0]?.properties).toContainEqual({ key: SCHEMA_VERSION_PROPERTY, value: "2" });
+      // Triples: the image and question vectors, and the BM25 sparse field.
+      expect(before[2]?.indexes).toHaveLength(3);
+      expect(before[2]?.indexes.some((index) => index.startsWith("search_sparse:"))).toBe(true);
 
       const again = await ensureCollections({ client, prefix, dimension: DIM, timeoutMs: TIMEOUT_MS });
-      expect(again).toEqual({ created: [], existing: before.map((c) => c.name), indexesCreated: [] });
+      expect(again).toEqual({
+        created: [],
+        existing: before.map((c) => c.name),
+        indexesCreated: [],
+        migrated: [],
+      });
       expect(await describeAll()).toEqual(before);
       expect(await store.count({ kind: "image", tenant: "acme" })).toBe(1);
     } finally {
@@ -127,7 +134,7 @@ describe("collections", () => {
     }
     const error = await openStore(prefix).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(StoreError);
-    expect((error as StoreError).message).toMatch(/has schema version 999; this Loupe uses version 1/);
+    expect((error as StoreError).message).toMatch(/has schema version 999; this Loupe uses version 2/);
   });
 });
 
