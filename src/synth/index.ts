@@ -125,5 +125,6 @@ export type { Rng } from "./rng.ts";
 export { createRng, deriveSeed } from "./rng.ts";
 export type { SampleSceneOptions } from "./scene.ts";
 export { circleGap, objectKinds, placementViolations, sampleScene } from "./scene.ts";
+export * from "./screens/index.ts";
 export type { EncodeVideoOptions, RenderFramesOptions, VideoFormat } from "./video.ts";
 export { encodeVideo, ffmpegBinary, renderClipFrames, renderVideoFrames, VIDEO_FORMATS } from "./video.ts";

@@ -1,16 +1,22 @@
 /**
  * `loupe synth`: writes a seeded Shapes World dataset (images, videos, scenes, queries, VQA, triples)
- * to a folder. Option values are checked by the dataset writer's schema; this file maps them to flags.
+ * to a folder; `loupe synth screens` writes a Screens World dataset (screenshots with every line's text
+ * and box, queries and chat cases). Option values are checked by the dataset writers' schemas; this file
+ * maps them to flags.
  */
-import { type Command, Option } from "commander";
+import { type Command, InvalidArgumentError, Option } from "commander";
 import { ValidationError } from "../../errors.ts";
 import {
   type DatasetOptions,
   type DatasetProgress,
   generateDataset,
   IMAGE_FORMATS,
+  SCREEN_KINDS,
+  SCREEN_LANGUAGES,
+  type ScreensDatasetOptions,
+  writeScreensDataset,
 } from "../../synth/index.ts";
-import { wholeNumber } from "../command-inputs.ts";
+import { listOption, wholeNumber } from "../command-inputs.ts";
 
 /** Flags as commander parses them. */
 interface SynthFlags {
@@ -54,7 +60,9 @@ function asFlagError(error: ValidationError, flags: SynthFlags): ValidationError
   });
 }
 
-function progressReporter(quiet: boolean): (progress: DatasetProgress) => void {
+function progressReporter(
+  quiet: boolean,
+): (progress: Pick<DatasetProgress, "done" | "total"> & { phase: string }) => void {
   let lastTenth = -1;
   let lastPhase = "";
   return ({ phase, done, total }) => {
@@ -67,12 +75,96 @@ function progressReporter(quiet: boolean): (progress: DatasetProgress) => void {
   };
 }
 
-/** Adds `synth` to the `loupe` program. */
-export function registerSynthCommand(program: Command): void {
-  program
-    .command("synth")
-    .description("generate a Shapes World dataset: images, videos, scenes, queries, VQA and triples")
+/** Flags of `loupe synth screens` as commander parses them. */
+interface ScreensFlags {
+  out: string;
+  seed: number;
+  count: number;
+  languages: string[];
+  kinds: string[];
+  concurrency: number;
+  overwrite: boolean;
+  quiet: boolean;
+}
+
+/** A comma-separated list whose every entry is one of `allowed`. */
+function choiceList(flag: string, allowed: readonly string[]) {
+  return (value: string): string[] => {
+    const entries = listOption(value) ?? [];
+    const wrong = entries.filter((entry) => !allowed.includes(entry));
+    if (wrong.length > 0 || entries.length === 0) {
+      throw new InvalidArgumentError(
+        `${flag} takes a comma-separated list of ${allowed.join(", ")}; got ${JSON.stringify(value)}.`,
+      );
+    }
+    return [...new Set(entries)];
+  };
+}
+
+/** Adds `synth screens` under the `synth` command. */
+function registerScreensCommand(synth: Command): void {
+  synth
+    .command("screens")
+    .description(
+      "generate a Screens World dataset: UI-like screenshots with every line's text and box, queries and chat cases",
+    )
     .requiredOption("--out <dir>", "output folder (created; must be empty unless --overwrite)")
+    .option("--seed <n>", "random seed; equal seeds give identical datasets", wholeNumber("--seed"), 0)
+    .option("--count <n>", "screens to render, 1-100000", wholeNumber("--count"), 50)
+    .option(
+      "--languages <list>",
+      `languages, comma-separated (${SCREEN_LANGUAGES.join(", ")})`,
+      choiceList("--languages", SCREEN_LANGUAGES),
+      [...SCREEN_LANGUAGES],
+    )
+    .option(
+      "--kinds <list>",
+      `kinds of screens, comma-separated (${SCREEN_KINDS.join(", ")})`,
+      choiceList("--kinds", SCREEN_KINDS),
+      [...SCREEN_KINDS],
+    )
+    .option("--concurrency <n>", "screens rendered at once, 1-16", wholeNumber("--concurrency"), 2)
+    .option("--overwrite", "replace a previous dataset in --out", false)
+    .option("--quiet", "no progress lines on stderr", false)
+    .action(async (flags: ScreensFlags) => {
+      const { out, quiet, overwrite, seed, count, concurrency } = flags;
+      const report = progressReporter(quiet);
+      let manifest: Awaited<ReturnType<typeof writeScreensDataset>>;
+      try {
+        manifest = await writeScreensDataset({
+          outDir: out,
+          overwrite,
+          seed,
+          count,
+          concurrency,
+          languages: flags.languages as ScreensDatasetOptions["languages"],
+          kinds: flags.kinds as ScreensDatasetOptions["kinds"],
+          onProgress: report,
+        });
+      } catch (error) {
+        throw error instanceof ValidationError ? asFlagError(error, flags as unknown as SynthFlags) : error;
+      }
+      const { counts } = manifest;
+      process.stdout.write(
+        [
+          `Wrote a Screens World dataset to ${out} (seed ${seed}) in ${manifest.seconds.toFixed(1)} s:`,
+          `  screens ${counts.screens} (${counts.lines} lines of text)`,
+          `  queries ${counts.queries}, chat cases ${counts.chat}`,
+          "",
+        ].join("\n"),
+      );
+    });
+}
+
+/** Adds `synth` (and `synth screens`) to the `loupe` program. */
+export function registerSynthCommand(program: Command): void {
+  const synth = program
+    .command("synth")
+    .description(
+      "generate a Shapes World dataset: images, videos, scenes, queries, VQA and triples (synth screens: screenshots)",
+    )
+    // Not a required option: commander would then ask `synth screens` for it too.
+    .option("--out <dir>", "output folder (created; must be empty unless --overwrite)")
     .option("--seed <n>", "random seed; equal seeds give identical datasets", wholeNumber("--seed"), 0)
     .option("--images <n>", "images to render", wholeNumber("--images"), 100)
     .option("--size <px>", "image side in pixels, 64-1024", wholeNumber("--size"), 256)
@@ -120,7 +212,12 @@ export function registerSynthCommand(program: Command): void {
     .option("--concurrency <n>", "images rendered at once, 1-16", wholeNumber("--concurrency"), 4)
     .option("--overwrite", "replace a previous dataset in --out", false)
     .option("--quiet", "no progress lines on stderr", false)
-    .action(async (flags: SynthFlags) => {
+    .action(async function (this: Command, flags: SynthFlags) {
+      if (flags.out === undefined) {
+        this.error("error: required option '--out <dir>' not specified", {
+          code: "commander.missingMandatoryOptionValue",
+        });
+      }
       const { out, quiet, ...rest } = flags;
       let summary: Awaited<ReturnType<typeof generateDataset>>;
       try {
@@ -142,4 +239,5 @@ export function registerSynthCommand(program: Command): void {
         ].join("\n"),
       );
     });
+  registerScreensCommand(synth);
 }
