@@ -17,6 +17,7 @@ import {
   type PackVocabulary,
   sniffImageFormat,
 } from "../inference/index.ts";
+import type { OcrEngine } from "../inference/ocr/ocr-engine.ts";
 import type { Logger } from "../logger.ts";
 import type { MediaReader, MediaUrls } from "../media/media-port.ts";
 import { type ImageQuery, resolveKinds, resolveTopK, type SearchService } from "../search/index.ts";
@@ -36,6 +37,7 @@ import {
 } from "./ground.ts";
 import { composeOffline, OFFLINE_MODEL_NAME, type OfflineAnswer } from "./offline-composer.ts";
 import { AnswerGuard, neutralize, ownMediaUrlTest } from "./output-guard.ts";
+import { attachText, readTurnText, TEXT_KINDS, textHitsFirst } from "./read-text.ts";
 import { type QueryVector, type RetrievalResult, retrieveCandidates } from "./retrieve.ts";
 import type {
   AnswerComposer,
@@ -68,7 +70,7 @@ const CITATION_MARK = /\[((?:img|seg|tri)_[A-Za-z0-9_.:-]{1,60}|att_\d{1,3})\]/g
 /** Options of {@link createLoupeChain}. */
 export interface LoupeChainOptions {
   search: Pick<SearchService, "embedText" | "imageBytes" | "getItem" | "logitScale">;
-  store: Pick<VectorStore, "search">;
+  store: Pick<VectorStore, "search" | "textSearch">;
   models: Pick<ModelPack, "modelId" | "imageEmbedder" | "textEmbedder" | "vqaHead" | "vocabulary">;
   /**
    * The words questions and answers are read in; defaults to the pack's (`models.vocabulary`). Without
@@ -80,6 +82,12 @@ export interface LoupeChainOptions {
   urls: MediaUrls;
   /** The LLM composer; without it the offline composer writes every answer. */
   llm?: AnswerComposer;
+  /**
+   * Reads the text in attached images that have no stored reading, for questions about text ("what does
+   * the error say?"); without it such images have no text. Stored items are never read again: their
+   * `metadata.ocr` is used.
+   */
+  ocr?: OcrEngine;
   logger: Logger;
   config: Pick<Config, "chatMaxTurns" | "chatMaxImages" | "maxImagePixels"> &
     Partial<Pick<Config, "chatGroundingBudgetMs" | "chatGroundingMaxImages">>;
@@ -97,6 +105,7 @@ export function groundingCap(
   if (most !== undefined) {
     cap.imagesToGround = Math.min(DEFAULT_GROUNDING_SETTINGS.imagesToGround, most);
     cap.imagesForImageQuestions = Math.min(DEFAULT_GROUNDING_SETTINGS.imagesForImageQuestions, most);
+    cap.imagesToRead = Math.min(DEFAULT_GROUNDING_SETTINGS.imagesToRead, most);
   }
   return cap;
 }
@@ -197,6 +206,7 @@ export function createLoupeChain({
   media,
   urls,
   llm,
+  ocr,
   logger,
   config,
   grounding = {},
@@ -254,6 +264,10 @@ export function createLoupeChain({
     const { request } = state;
     const turn = state.turn as UnderstoodTurn;
     checkAborted(request.signal);
+    // A question about the text of stored items also searches their text (BM25), codes and quoted
+    // phrases as phrases; one about the text of the turn's own images needs no text search.
+    const text = turn.textQuestion;
+    const searchText = text !== undefined && (text.corpusScope || turn.images.length === 0);
     const retrieval = await retrieveCandidates({
       store,
       tenant: request.tenant,
@@ -262,6 +276,15 @@ export function createLoupeChain({
       topK: state.topK,
       ...(state.filter === undefined ? {} : { filter: state.filter }),
       videoIds: turn.intent.ids.filter((id) => id.startsWith("vid_")),
+      ...(searchText
+        ? {
+            textQuery: {
+              text: text.searchText,
+              phrases: [...text.codes, ...text.phrases],
+              kinds: TEXT_KINDS,
+            },
+          }
+        : {}),
     });
     state.timings.retrieve = elapsed(started);
     emit({
@@ -282,21 +305,46 @@ export function createLoupeChain({
     const turn = state.turn as UnderstoodTurn;
     const retrieval = state.retrieval as RetrievalResult;
     checkAborted(state.request.signal);
-    const evidence = await groundEvidence({
-      models,
-      media,
-      urls,
-      cache: state.cache,
-      intent: turn.intent,
-      vocabulary: turnVocabulary(),
-      standaloneQuestion: turn.standaloneQuestion,
-      images: turn.images,
-      candidates: retrieval.fused,
-      lists: retrieval.lists,
-      namedRecords: state.namedRecords ?? new Map(),
-      inspectCandidates: llm !== undefined && state.request.composer !== "offline",
-      logitScale: await search.logitScale(),
-      settings: groundingSettings,
+    const namedRecords = state.namedRecords ?? new Map<string, StoredRecord>();
+    const text = turn.textQuestion;
+    // A question about text is answered from the images' text, not by the VQA head.
+    const [grounded, readings] = await Promise.all([
+      groundEvidence({
+        models,
+        media,
+        urls,
+        cache: state.cache,
+        intent: text === undefined ? turn.intent : { ...turn.intent, type: "unknown", objects: [] },
+        vocabulary: turnVocabulary(),
+        standaloneQuestion: turn.standaloneQuestion,
+        images: turn.images,
+        candidates: text === undefined ? retrieval.fused : textHitsFirst(retrieval),
+        lists: retrieval.lists,
+        namedRecords,
+        inspectCandidates: llm !== undefined && state.request.composer !== "offline",
+        logitScale: await search.logitScale(),
+        settings: groundingSettings,
+      }),
+      text === undefined
+        ? new Map()
+        : readTurnText({
+            ocr,
+            images: turn.images,
+            cache: state.cache,
+            namedRecords,
+            most: groundingSettings.imagesToRead,
+            ...(state.request.signal === undefined ? {} : { signal: state.request.signal }),
+            logger,
+          }),
+    ]);
+    const records = new Map<string, StoredRecord>(namedRecords);
+    for (const item of retrieval.fused) records.set(item.id, item.value);
+    const evidence = attachText({
+      evidence: grounded,
+      records,
+      readings,
+      ...(text === undefined ? {} : { textQuestion: text }),
+      turnImageIds: turn.images.map((image) => image.evidenceId),
     });
     state.timings.ground = elapsed(started);
     emit({
@@ -322,6 +370,7 @@ export function createLoupeChain({
       standaloneQuestion: turn.standaloneQuestion,
       evidence,
       turnImageIds: turn.images.map((image) => image.evidenceId),
+      ...(turn.textQuestion === undefined ? {} : { textQuestion: turn.textQuestion }),
     });
     const byId = new Map(evidence.map((entry) => [entry.citation.id, entry.citation]));
     const emitted = new Set<string>();
@@ -403,11 +452,15 @@ export function createLoupeChain({
     const offline = state.offline as OfflineAnswer;
     const evidence = state.evidence ?? [];
     const turnImageIds = turn.images.map((image) => image.evidenceId);
-    const claims = extractClaims({
-      answer: composed.text,
-      defaultEvidenceIds: turnImageIds.length === 1 ? turnImageIds : [],
-      vocabulary: turnVocabulary(),
-    });
+    // An answer about text quotes what images say, which is no visual claim for the VQA head to judge.
+    const claims =
+      turn.textQuestion === undefined
+        ? extractClaims({
+            answer: composed.text,
+            defaultEvidenceIds: turnImageIds.length === 1 ? turnImageIds : [],
+            vocabulary: turnVocabulary(),
+          })
+        : [];
     const checked = await verifyClaims({ claims, cache: state.cache });
     let text = composed.text;
     if (checked.note.length > 0) {

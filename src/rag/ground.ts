@@ -40,6 +40,8 @@ export interface GroundingSettings {
   tripleQuestionCosine: number;
   /** Alternatives kept per finding. */
   alternatives: number;
+  /** Attached images whose text is read (OCR) in one turn, for a question about text; the rest are not read. */
+  imagesToRead: number;
   /**
    * Time one turn may spend grounding, in ms, counted from the start of the step; once spent, the
    * remaining retrieved images are not checked (they stay as evidence, marked `unchecked`). The first
@@ -56,6 +58,7 @@ export const DEFAULT_GROUNDING_SETTINGS: GroundingSettings = {
   tripleImageCosine: 0.95,
   tripleQuestionCosine: 0.95,
   alternatives: 3,
+  imagesToRead: 4,
   budgetMs: 0,
 };
 

@@ -4,7 +4,7 @@
  * segment times, triples, stored captions and the VQA findings with their probabilities), plus the
  * evidence images for vision models. It streams the answer's deltas as they arrive.
  *
- * Everything that comes from the corpus (captions, triples) is hostile: it is rendered inside one
+ * Everything that comes from the corpus (captions, triples, text read in images) is hostile: it is rendered inside one
  * `<untrusted-data>` block, with control and invisible characters removed, `<` `>` replaced so that no
  * tag can be closed or forged, every string quoted and capped in length. The system prompt tells the
  * model that the block is data, never instructions. The question and the history come from the caller
@@ -45,6 +45,12 @@ export interface PromptLimits {
   maxTurnChars: number;
   /** Bytes of one image sent to a vision model. */
   maxImageBytes: number;
+  /** Lines of text read in one image (OCR); the lines that answer the question are always among them. */
+  maxOcrLines: number;
+  /** Characters of one such line. */
+  maxOcrLineChars: number;
+  /** Characters of all the lines of one image together. */
+  maxOcrChars: number;
 }
 
 /** The limits used unless {@link CreateLlmComposerOptions.limits} overrides some. */
@@ -58,6 +64,9 @@ export const DEFAULT_PROMPT_LIMITS: PromptLimits = {
   maxHistoryTurns: 6,
   maxTurnChars: 800,
   maxImageBytes: 8 * 1024 * 1024,
+  maxOcrLines: 24,
+  maxOcrLineChars: 200,
+  maxOcrChars: 1500,
 };
 
 /** Image types every vision endpoint accepts as data URLs. */
@@ -217,6 +226,7 @@ export function renderEvidence({
     }
     if (item.text.trim() !== "")
       lines.push(`  stored text: ${untrustedString(item.text, limits.maxTextChars)}`);
+    lines.push(...renderOcr({ item, limits }));
     for (const finding of item.findings.slice(0, limits.maxFindings)) {
       lines.push(`  ${renderFinding({ finding, limits })}`);
     }
@@ -226,6 +236,48 @@ export function renderEvidence({
   }
   lines.push(UNTRUSTED_CLOSE);
   return lines.join("\n");
+}
+
+/**
+ * The text read in an evidence image, one line per OCR line in reading order with its box, the lines that
+ * answer the question marked; at most {@link PromptLimits.maxOcrLines} lines and
+ * {@link PromptLimits.maxOcrChars} characters, the answering lines kept first. Each line is cleaned with
+ * {@link untrustedString}: a screenshot can say anything, instructions included.
+ */
+function renderOcr({ item, limits }: { item: Evidence; limits: PromptLimits }): string[] {
+  const reading = item.ocr;
+  if (reading === undefined || reading.lines.length === 0) return [];
+  const answering = new Set((item.citation.lines ?? []).map((line) => line.line));
+  const indexes = reading.lines.map((_, index) => index);
+  const order = [
+    ...indexes.filter((index) => answering.has(index)),
+    ...indexes.filter((index) => !answering.has(index)),
+  ];
+  const chosen = new Set<number>();
+  let chars = 0;
+  for (const index of order) {
+    if (chosen.size >= limits.maxOcrLines) break;
+    const length = Math.min(reading.lines[index]?.text.length ?? 0, limits.maxOcrLineChars);
+    if (chosen.size > 0 && chars + length > limits.maxOcrChars) break;
+    chosen.add(index);
+    chars += length;
+  }
+  const rendered = indexes
+    .filter((index) => chosen.has(index))
+    .map((index) => {
+      const line = reading.lines[index] as (typeof reading.lines)[number];
+      const box = line.box.map((value) => Math.round(value)).join(", ");
+      const mark = answering.has(index) ? " (answers the question)" : "";
+      return `    ${untrustedString(line.text, limits.maxOcrLineChars)} at [${box}] p=${formatProbability(line.confidence)}${mark}`;
+    });
+  const left = reading.lines.length - chosen.size;
+  return [
+    `  text read in the image (OCR, ${reading.lines.length} lines; box = [x, y, width, height] in pixels):`,
+    ...rendered,
+    ...(left > 0 || reading.truncated === true
+      ? [`    (${left > 0 ? `${left} more lines left out` : "the reader stopped at its limit"})`]
+      : []),
+  ];
 }
 
 /** Earlier turns, oldest first, the most recent {@link PromptLimits.maxHistoryTurns} of them. */

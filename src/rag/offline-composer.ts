@@ -2,10 +2,13 @@
  * The offline composer: writes a short, factual, cited answer from the evidence alone, with no LLM. It
  * is the default when no LLM is configured and the fallback when the LLM fails. Its sentences follow the
  * parsed intent: a VQA answer about the turn's image, the corpus images that show what was asked, the
- * video segment where an action happens, or the closest matches. It declines when the evidence does not
- * answer the question.
+ * video segment where an action happens, or the closest matches. A question about text in images is
+ * answered by quoting the OCR lines that answer it (see {@link composeTextAnswer}). It declines when the
+ * evidence does not answer the question.
  */
+import type { OcrLine } from "../media/ocr-lines.ts";
 import { describeObject, type Intent, type ObjectMention, theObject } from "./question-parser.ts";
+import { askedValue, type TextQuestion } from "./text-question.ts";
 import type { Evidence, Finding } from "./types.ts";
 
 /** The model name answers from the offline composer carry. */
@@ -43,6 +46,8 @@ export interface OfflineComposeInput {
   evidence: readonly Evidence[];
   /** Evidence ids of the images the turn is about (attachments and items named by id). */
   turnImageIds: readonly string[];
+  /** Set when the turn asks about text in images: the answer quotes the lines that answer it. */
+  textQuestion?: TextQuestion;
   settings?: Partial<OfflineComposerSettings>;
 }
 
@@ -141,9 +146,11 @@ export function composeOffline({
   standaloneQuestion,
   evidence,
   turnImageIds,
+  textQuestion,
   settings: given = {},
 }: OfflineComposeInput): OfflineAnswer {
   const settings = { ...DEFAULT_OFFLINE_SETTINGS, ...given };
+  if (textQuestion !== undefined) return composeTextAnswer({ textQuestion, evidence, turnImageIds });
   const turnImages = evidence.filter((entry) => turnImageIds.includes(entry.citation.id));
 
   // About the images of the turn: the head's answer (or a stored triple's) per image.
@@ -317,4 +324,136 @@ function describeFromFindings(entry: Evidence): string {
 function describeConfidence(entry: Evidence): number {
   const count = entry.findings.find((finding) => finding.question.startsWith("How many"));
   return count?.probability ?? 0.5;
+}
+
+/** Longest part of a line quoted in an answer, in characters. */
+const MAX_QUOTE_CHARS = 200;
+
+/**
+ * A line as quoted in an answer: whitespace collapsed, capped, and with anything that reads as a
+ * citation (`[img_…]`, `[att_1]`) put in parentheses, so the text of an image cannot make the answer
+ * cite other evidence. Markup and links are left to the answer guard, like all stored text.
+ */
+export function quoteLine(text: string): string {
+  let quoted = text
+    .replace(/\s+/g, " ")
+    .trim()
+    .replace(/\[((?:img|seg|tri|att)_[^\]]*)\]/g, "($1)");
+  if (quoted.length > MAX_QUOTE_CHARS) quoted = `${quoted.slice(0, MAX_QUOTE_CHARS - 1).trimEnd()}…`;
+  return `"${quoted}"`;
+}
+
+function quoteAll(lines: readonly OcrLine[]): string {
+  const quotes = lines.map((line) => quoteLine(line.text));
+  return quotes.length <= 1 ? (quotes[0] ?? "") : `${quotes.slice(0, -1).join(", ")} and ${quotes.at(-1)}`;
+}
+
+/** How sure an answer quoting these lines is: the recognizer's confidence, lower for a loose match. */
+function quoteConfidence(entry: Evidence, question: TextQuestion): number {
+  const lines = entry.citation.lines ?? [];
+  const recognized = Math.min(...lines.map((line) => line.confidence));
+  const strict = question.codes.length > 0 || question.phrases.length > 0;
+  const asked = question.focus.some((focus) => focus !== "any") || question.keywords.length > 0;
+  return round(recognized * (strict ? 1 : asked ? 0.9 : 0.75));
+}
+
+/** `img_… (12 s–14 s of video vid_…)`: how a retrieved item is named in an answer. */
+function itemName(entry: Evidence): string {
+  if (entry.citation.kind !== "video_segment") return entry.citation.id;
+  const video = entry.videoId === undefined ? "" : ` of video ${entry.videoId}`;
+  return `${entry.citation.id} (${formatSeconds(entry.citation.start)}–${formatSeconds(entry.citation.end)}${video})`;
+}
+
+/** "The port is 5432: " when the question asks for a value the first quoted line holds. */
+function valueLead(question: TextQuestion, lines: readonly OcrLine[]): string {
+  for (const line of lines) {
+    const value = askedValue(question, line.text);
+    if (value !== undefined)
+      return `The ${value.kind === "port" ? "port" : question.focus.includes("error") ? "error code" : "code"} is ${value.value}: `;
+  }
+  return "";
+}
+
+/**
+ * The answer to a question about text: the lines of the evidence that answer it, quoted, with the
+ * evidence cited (its citation carries the lines' boxes). About the turn's images when it has some and
+ * the question does not ask which stored item shows the text; otherwise about the stored images and
+ * video keyframes whose text answers it, best first. It declines when no line answers.
+ */
+export function composeTextAnswer({
+  textQuestion,
+  evidence,
+  turnImageIds,
+}: {
+  textQuestion: TextQuestion;
+  evidence: readonly Evidence[];
+  turnImageIds: readonly string[];
+}): OfflineAnswer {
+  const answering = (entry: Evidence) => (entry.citation.lines?.length ?? 0) > 0;
+  const turnImages = evidence.filter((entry) => turnImageIds.includes(entry.citation.id));
+  const asked = [...textQuestion.codes, ...textQuestion.phrases.map((phrase) => `"${phrase}"`)];
+  const askedText = asked.length > 0 ? asked.join(", ") : "what was asked";
+
+  if (turnImages.length > 0 && !textQuestion.corpusScope) {
+    const read = turnImages.filter((entry) => entry.ocr !== undefined);
+    if (read.length === 0) {
+      return decline(
+        `No text could be read in ${turnImages.map((entry) => entry.citation.id).join(", ")}, so the image does not answer this question.`,
+      );
+    }
+    const answered = turnImages.filter(answering);
+    if (answered.length === 0) {
+      const lineCount = read.reduce((sum, entry) => sum + (entry.ocr?.lines.length ?? 0), 0);
+      return decline(
+        lineCount === 0
+          ? `No text was found in ${read.map((entry) => entry.citation.id).join(", ")}, so the image does not answer this question.`
+          : `None of the ${lineCount} lines of text read in ${read.map((entry) => entry.citation.id).join(", ")} holds ${askedText}, so the image does not answer this question.`,
+      );
+    }
+    const sentences = answered.map((entry) => {
+      const lines = entry.citation.lines ?? [];
+      const subject = turnImages.length === 1 ? "The image" : `Image ${entry.citation.id}`;
+      return `${valueLead(textQuestion, lines)}${subject} reads ${quoteAll(lines)} ${cite(entry.citation.id)}.`;
+    });
+    return {
+      text: sentences.join(" "),
+      answered: true,
+      confidence: Math.min(...answered.map((entry) => quoteConfidence(entry, textQuestion))),
+    };
+  }
+
+  // The stored items (and the turn's images, for "which of these…") whose text answers, best first:
+  // grounding ordered the evidence by how well its best line answers.
+  const candidates = [
+    ...turnImages.filter(answering),
+    ...evidence.filter((entry) => !turnImageIds.includes(entry.citation.id) && answering(entry)),
+  ];
+  const [best, ...others] = candidates;
+  if (best === undefined) {
+    const where = turnImages.length > 0 ? "the attached images or the corpus" : "the corpus";
+    return decline(
+      asked.length > 0
+        ? `No image or video frame in ${where} shows ${askedText} in its text, so ${where === "the corpus" ? "the corpus does" : "they do"} not answer this question.`
+        : `No text read in ${where} answers this question, so ${where === "the corpus" ? "the corpus does" : "they do"} not answer it.`,
+    );
+  }
+  const lines = best.citation.lines ?? [];
+  // Other items that hold the same code or phrase (the question asked for it exactly).
+  const alike = textQuestion.codes.length + textQuestion.phrases.length > 0 ? others.slice(0, 3) : [];
+  const also =
+    alike.length > 0
+      ? ` Also ${alike.map((entry) => `${itemName(entry)} ${cite(entry.citation.id)}`).join(", ")}.`
+      : "";
+  const sentence = `${valueLead(textQuestion, lines)}${itemName(best)} reads ${quoteAll(lines)} ${cite(best.citation.id)}.`;
+  const text =
+    textQuestion.corpusScope || turnImages.length > 0
+      ? sentence
+      : `No image is attached or named, so this is from the closest stored match: ${sentence.replace(/^The /, "the ")}`;
+  return {
+    text: `${text}${also}`,
+    answered: true,
+    confidence: round(
+      quoteConfidence(best, textQuestion) * (textQuestion.corpusScope || asked.length > 0 ? 1 : 0.5),
+    ),
+  };
 }

@@ -2,6 +2,9 @@
  * The retrieval step: searches the caller's images, video segments and triples with the question's text
  * vector and with each attached image's vector, all in parallel, and fuses the lists by reciprocal rank.
  * Triples are searched by question (text) and by image (attachments), the other kinds by their one vector.
+ * A question about text in images also runs the store's BM25 search over the images' and video
+ * segments' text (OCR text included), with its codes and quoted phrases as phrases every hit must hold;
+ * those lists (`bm25:<kind>`) are fused by rank with the dense ones.
  */
 import type { FilterSpec, RecordKind, SearchHit, StoredRecord, VectorStore } from "../store/index.ts";
 import { type FusedItem, type RankedList, reciprocalRankFusion } from "./fusion.ts";
@@ -14,9 +17,19 @@ export interface QueryVector {
   modality: "text" | "image";
 }
 
+/** A BM25 search over stored text, beside the dense searches. */
+export interface TextQuery {
+  /** The query text (analyzed like the stored text). */
+  text: string;
+  /** Phrases every hit must hold (codes, quoted phrases). */
+  phrases: readonly string[];
+  /** Kinds searched by text (those of {@link RetrieveOptions.kinds} that hold text read in images). */
+  kinds: readonly RecordKind[];
+}
+
 /** Options of {@link retrieveCandidates}. */
 export interface RetrieveOptions {
-  store: Pick<VectorStore, "search">;
+  store: Pick<VectorStore, "search" | "textSearch">;
   tenant: string;
   queries: readonly QueryVector[];
   kinds: readonly RecordKind[];
@@ -26,6 +39,13 @@ export interface RetrieveOptions {
   filter?: FilterSpec;
   /** Restricts video segments to these videos (a question naming `vid_…`). */
   videoIds?: readonly string[];
+  /** A BM25 search to run too (questions about text in images). */
+  textQuery?: TextQuery;
+}
+
+/** The name of a BM25 list of {@link RetrievalResult.lists}. */
+export function textListName(kind: RecordKind): string {
+  return `bm25:${kind}`;
 }
 
 /** What {@link retrieveCandidates} returns. */
@@ -45,14 +65,16 @@ export async function retrieveCandidates({
   topK,
   filter,
   videoIds = [],
+  textQuery,
 }: RetrieveOptions): Promise<RetrievalResult> {
   const searches: Array<Promise<{ name: string; hits: SearchHit[] }>> = [];
+  const filterFor = (kind: RecordKind) =>
+    kind === "video_segment" && videoIds.length > 0
+      ? [...(filter ?? []), { field: "video_id", op: "in" as const, value: [...videoIds] }]
+      : filter;
   for (const query of queries) {
     for (const kind of kinds) {
-      let kindFilter = filter;
-      if (kind === "video_segment" && videoIds.length > 0) {
-        kindFilter = [...(filter ?? []), { field: "video_id", op: "in", value: [...videoIds] }];
-      }
+      const kindFilter = filterFor(kind);
       const vectorField =
         kind === "triple" ? (query.modality === "text" ? "question_vector" : "image_vector") : undefined;
       const name = `${query.name}:${kind}`;
@@ -69,6 +91,22 @@ export async function retrieveCandidates({
           .then((hits) => ({ name, hits: hits as SearchHit[] })),
       );
     }
+  }
+  for (const kind of textQuery?.kinds ?? []) {
+    if (textQuery === undefined || !kinds.includes(kind)) continue;
+    const kindFilter = filterFor(kind);
+    searches.push(
+      store
+        .textSearch({
+          kind,
+          tenant,
+          text: textQuery.text,
+          topK,
+          ...(textQuery.phrases.length === 0 ? {} : { phrases: textQuery.phrases }),
+          ...(kindFilter === undefined ? {} : { filter: kindFilter }),
+        })
+        .then((hits) => ({ name: textListName(kind), hits: hits as SearchHit[] })),
+    );
   }
   const results = await Promise.all(searches);
   const lists: Record<string, SearchHit[]> = {};

@@ -3,6 +3,7 @@
  * gathers ({@link Evidence}), the events it streams ({@link ChatEvent}) and the answer it ends with
  * ({@link ChatResult}). The HTTP routes, the composers and library users all meet here.
  */
+import type { OcrReading } from "../media/ocr-lines.ts";
 import type { ImageQuery } from "../search/index.ts";
 
 /** Kinds of evidence a citation can point at. */
@@ -28,6 +29,29 @@ export interface Citation {
   answer: string | null;
   /** Relevance to the question, 0–1 (fused retrieval score; 1 for attached images). */
   score: number;
+  /**
+   * For a question about text in images: the lines of text read in this image (or video keyframe) that
+   * answer it, each with its box `[x, y, width, height]` in the image's pixels, so a client can
+   * highlight them. Absent when the question is not about text or no line answers it.
+   */
+  lines?: CitedLine[];
+}
+
+/** A line of text read in an image that an answer rests on. */
+export interface CitedLine {
+  /** Position of the line in the image's reading (`metadata.ocr.lines` of a stored item). */
+  line: number;
+  text: string;
+  /** The recognizer's mean character confidence, 0–1. */
+  confidence: number;
+  /** `[x, y, width, height]` in pixels of the image the reading refers to (its `width` × `height`). */
+  box: [number, number, number, number];
+}
+
+/** Text read in an evidence image: its OCR reading, and where the reading came from. */
+export interface EvidenceText extends OcrReading {
+  /** `stored`: read at ingest (`metadata.ocr`); `read`: read during this turn (an attached image). */
+  source: "stored" | "read";
 }
 
 /** An answer the VQA head gave about one piece of evidence, or a stored triple's answer reused for it. */
@@ -52,6 +76,8 @@ export interface Evidence {
   attachment: boolean;
   /** The stored caption or description (untrusted: it comes from whoever ingested the item). */
   text: string;
+  /** Text read in the image by OCR (untrusted like `text`: an image can say anything). */
+  ocr?: EvidenceText;
   /** Video segments: the video's id. */
   videoId?: string;
   /** Grounding results on this evidence, most relevant first. */

@@ -2,7 +2,8 @@
  * The first step of a turn: what is asked, about which images. Follow-ups are resolved against earlier
  * user turns ("and how many are blue?" after "how many red objects are there?" becomes "How many blue
  * objects are there?"), and a turn without images that is not about the corpus keeps talking about the
- * images of the last turn that had some, or about the item the last answer cited.
+ * images of the last turn that had some, or about the item the last answer cited. A question about text
+ * in images ("what does the error say?") is read beside the vocabulary's intent ({@link TextQuestion}).
  */
 import type { PackVocabulary } from "../inference/index.ts";
 import type { ImageQuery } from "../search/index.ts";
@@ -14,6 +15,7 @@ import {
   parseQuestion,
   VQA_INTENT_TYPES,
 } from "./question-parser.ts";
+import { readTextQuestion, type TextQuestion } from "./text-question.ts";
 import type { ChatTurn } from "./types.ts";
 
 /** An image the turn is about, with the evidence id it is cited by. */
@@ -33,6 +35,8 @@ export interface UnderstoodTurn {
   /** The text retrieval embeds: a description of what is looked for when the intent names objects. */
   retrievalText: string;
   images: TurnImage[];
+  /** Set when the turn asks about text in images: then the answer quotes OCR lines. */
+  textQuestion?: TextQuestion;
 }
 
 const STORED_IMAGE_ID = /^(img|seg|tri)_/;
@@ -99,12 +103,25 @@ export function understandTurn({
   vocabulary: PackVocabulary;
 }): UnderstoodTurn {
   let previous: Intent | undefined;
+  let previousText: TextQuestion | undefined;
   for (const turn of history) {
     if (turn.role !== "user") continue;
     previous = resolveFollowUp(parseQuestion(turn.content, vocabulary), previous);
+    previousText = readTextQuestion(turn.content, previous);
   }
   const parsed = parseQuestion(question, vocabulary);
-  const intent = parsed.followUp || parsed.type === "unknown" ? resolveFollowUp(parsed, previous) : parsed;
+  let intent = parsed.followUp || parsed.type === "unknown" ? resolveFollowUp(parsed, previous) : parsed;
+  // A follow-up to a question about text ("and in the other one?") still asks about text.
+  let textQuestion = readTextQuestion(question, intent);
+  if (
+    textQuestion === undefined &&
+    previousText !== undefined &&
+    parsed.followUp &&
+    intent.type === "unknown"
+  )
+    textQuestion = { ...previousText, corpusScope: intent.corpusScope };
+  // "Which screenshot shows …" searches the corpus, not the images of an earlier turn.
+  if (textQuestion?.corpusScope === true && !intent.corpusScope) intent = { ...intent, corpusScope: true };
   const canonical = VQA_INTENT_TYPES.includes(intent.type)
     ? canonicalQuestion(intent, { vocabulary })
     : undefined;
@@ -150,5 +167,6 @@ export function understandTurn({
     standaloneQuestion,
     retrievalText: retrievalTextFor(intent, standaloneQuestion, vocabulary),
     images: turnImages,
+    ...(textQuestion === undefined ? {} : { textQuestion }),
   };
 }

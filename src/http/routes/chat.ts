@@ -135,6 +135,38 @@ export const chatRequestSchema = z
   .strict()
   .meta({ id: "ChatRequest" });
 
+const boxSchema = z
+  .tuple([z.number(), z.number(), z.number(), z.number()])
+  .describe("[x, y, width, height] in pixels of the image the text was read in (its width × height).");
+
+/** A line of text read in an image that an answer rests on. */
+export const citedLineSchema = z
+  .object({
+    line: z
+      .number()
+      .int()
+      .describe("Position of the line in the image's reading (metadata.ocr.lines of a stored item)."),
+    text: z.string(),
+    confidence: z.number().describe("The recognizer's mean character confidence, 0–1."),
+    box: boxSchema,
+  })
+  .meta({ id: "CitedLine" });
+
+/** Text read in an evidence image. */
+const evidenceTextSchema = z.object({
+  engine: z.string().describe("The OCR engine and model, e.g. pp-ocrv4."),
+  width: z.number().describe("Width of the image the boxes refer to."),
+  height: z.number(),
+  lines: z.array(z.object({ text: z.string(), confidence: z.number(), box: boxSchema.readonly() })),
+  truncated: z
+    .boolean()
+    .optional()
+    .describe("true: the reader stopped at a limit before it had read every line."),
+  source: z
+    .enum(["stored", "read"])
+    .describe("stored: read at ingest (metadata.ocr); read: read during this turn (an attached image)."),
+});
+
 /** One cited piece of evidence; the same shape for every kind, `null` where a field does not apply. */
 export const citationSchema = z
   .object({
@@ -147,6 +179,12 @@ export const citationSchema = z
     question: z.string().nullable().describe("Triples: the stored question."),
     answer: z.string().nullable().describe("Triples: the stored answer."),
     score: z.number().describe("Relevance to the question, 0–1 (1 for attached images)."),
+    lines: z
+      .array(citedLineSchema)
+      .optional()
+      .describe(
+        "Questions about text in images: the lines read in this image (a segment's keyframe) that answer the question, with their boxes, for highlighting. Absent otherwise.",
+      ),
   })
   .meta({ id: "Citation" });
 
@@ -163,6 +201,9 @@ const evidenceSchema = z.object({
   citation: citationSchema,
   attachment: z.boolean(),
   text: z.string().describe("The stored caption or description."),
+  ocr: evidenceTextSchema
+    .optional()
+    .describe("Text read in the image (a segment's keyframe) by OCR, when it has any."),
   videoId: z.string().optional(),
   findings: z.array(findingSchema).describe("What the VQA head found on this evidence."),
   unchecked: z
