@@ -83,7 +83,10 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
 
   app.route("/", createHealthzRoute());
   app.route("/", createReadyzRoute({ store: services.store, timeoutMs: services.config.milvusTimeoutMs }));
-  app.route("/", createJobsRoute({ jobs: services.jobs }));
+  app.route(
+    "/",
+    createJobsRoute({ jobs: services.jobs, ocrBackfill: services.ocrBackfill, audit: services.audit }),
+  );
   app.route(
     "/",
     createImagesRoute({

@@ -1,8 +1,8 @@
 /**
  * The one place Loupe's services are built. {@link createLoupeServices} starts what needs starting (the
- * embedded Milvus Lite unless `MILVUS_ADDRESS` is set, the vector store, the model pack, the prompts and
- * the LLM composer) and {@link assembleServices} wires the layers over them once: search, the three
- * ingesters, the chat chain. The server (`main.ts`), every CLI command, the evals, the benchmarks and
+ * embedded Milvus Lite unless `MILVUS_ADDRESS` is set, the vector store, the model pack, the OCR engine,
+ * the prompts and the LLM composer) and {@link assembleServices} wires the layers over them once: search,
+ * the three ingesters, the OCR backfill, the chat chain. The server (`main.ts`), every CLI command, the evals, the benchmarks and
  * library users get their services from here; none builds its own.
  */
 import { existsSync } from "node:fs";
@@ -17,9 +17,13 @@ import type { RateLimiter } from "./http/limits/rate-limiter.ts";
 import { mediaRouteUrls } from "./http/media-urls.ts";
 import { createDefaultTenantResolver, type TenantResolver } from "./http/tenant.ts";
 import { loadModelPack, type ModelPack, readModelPackInfo } from "./inference/model-pack.ts";
+import type { OcrEngine } from "./inference/ocr/ocr-engine.ts";
+import { createPpOcrEngine } from "./inference/ocr/pp-ocr.ts";
 import { unavailableModelPack } from "./inference/unavailable-model-pack.ts";
 import { IMAGE_URL_CONTENT_TYPES, ImageIngester } from "./ingest/image-ingest.ts";
+import type { IngestOcr } from "./ingest/ingest-ocr.ts";
 import { createJobRegistry, type JobRegistry } from "./ingest/jobs.ts";
+import { OcrBackfill } from "./ingest/ocr-backfill.ts";
 import { TripleIngester } from "./ingest/triple-ingest.ts";
 import { createVideoIngester, type VideoIngester } from "./ingest/video-ingest.ts";
 import { createChatModel } from "./llm/chat-model.ts";
@@ -38,7 +42,7 @@ import { TENANT_PATTERN } from "./store/filter.ts";
 import { startMilvusLite } from "./store/milvus-lite.ts";
 import { createVectorStore } from "./store/milvus-vector-store.ts";
 import { SupervisedVectorStore } from "./store/supervised-vector-store.ts";
-import type { VectorStore } from "./store/vector-store.ts";
+import type { HybridRanker, VectorStore } from "./store/vector-store.ts";
 
 /** The adapters the layers are wired over: configuration, logger and the I/O ports. */
 export interface ServiceParts {
@@ -59,6 +63,11 @@ export interface ServiceParts {
    * `LOUPE_PROMPTS_DIR`). Absent: the offline composer writes every chat answer.
    */
   llm?: AnswerComposer;
+  /**
+   * Reads the text in images (`LOUPE_OCR=auto`): every new image and video keyframe at ingest, stored
+   * items in the backfill, attached images in chat. Absent (`LOUPE_OCR=off`): no text is read at ingest.
+   */
+  ocr?: OcrEngine;
   /** Where items' media is served; the HTTP routes' paths when absent. */
   urls?: MediaUrls;
   /** The audit trail of writes, deletes and key changes; `<LOUPE_DATA_DIR>/audit.log` when absent. */
@@ -86,6 +95,8 @@ export interface LoupeServices extends ServiceParts {
   videos: VideoIngester;
   /** Image-question-answer triples. */
   triples: TripleIngester;
+  /** Reads the text of stored items that have none (`loupe ocr backfill`, jobs of kind `ocr`); absent without `ocr`. */
+  ocrBackfill?: OcrBackfill;
   /** The retrieval chain that answers chat turns (a LangChain Runnable inside). */
   chain: LoupeChainRunnable;
 }
@@ -97,7 +108,10 @@ export interface OpenLoupeServices extends LoupeServices {
    * `MILVUS_ADDRESS` points at a server, and while Lite is down.
    */
   readonly milvusLitePid?: number;
-  /** Stops jobs, closes the model pack and the store, stops Milvus Lite. Safe to call more than once. */
+  /**
+   * Stops jobs, closes the OCR engine, the model pack and the store, stops Milvus Lite. Safe to call more
+   * than once.
+   */
   close(): Promise<void>;
 }
 
@@ -107,7 +121,9 @@ export interface OpenLoupeServices extends LoupeServices {
  * I/O of its own, so tests wire it over a real store and pack they made.
  */
 export function assembleServices(parts: ServiceParts): LoupeServices {
-  const { config, logger, store, models, blobs, llm } = parts;
+  const { config, logger, store, models, blobs, llm, ocr: ocrEngine } = parts;
+  const ocr: IngestOcr | undefined =
+    ocrEngine === undefined ? undefined : { engine: ocrEngine, minConfidence: config.ocrMinConfidence };
   const resolveTenant =
     parts.resolveTenant ?? createDefaultTenantResolver({ defaultTenant: config.defaultTenant });
   const urls = parts.urls ?? mediaRouteUrls;
@@ -133,6 +149,7 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     urls,
     // Read on first use, so a missing pack fails only the requests that need it.
     logitScale: () => readLogitScale({ packDir: config.modelPack }),
+    ranker: searchRanker(config),
   });
   const images = new ImageIngester({
     store,
@@ -142,6 +159,8 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     maxImagePixels: config.maxImagePixels,
     thumbnailSize: config.thumbnailSize,
     fetch: { maxBytes: config.urlMaxBytes, ...urlSettings },
+    ...(ocr === undefined ? {} : { ocr }),
+    logger: logger.child({ component: "images" }),
   });
   const triples = new TripleIngester({
     store,
@@ -163,8 +182,13 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     models,
     blobs,
     config,
+    ...(ocr === undefined ? {} : { ocr }),
     logger: logger.child({ component: "videos" }),
   });
+  const ocrBackfill =
+    ocr === undefined
+      ? undefined
+      : new OcrBackfill({ store, media, ocr, logger: logger.child({ component: "ocr-backfill" }) });
   const chain = createLoupeChain({
     search,
     store,
@@ -172,6 +196,7 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     media,
     urls,
     llm,
+    ...(ocrEngine === undefined ? {} : { ocr: ocrEngine }),
     logger: logger.child({ component: "chat" }),
     config,
   });
@@ -187,8 +212,35 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     images,
     videos,
     triples,
+    ...(ocrBackfill === undefined ? {} : { ocrBackfill }),
     chain,
   };
+}
+
+/** The hybrid-search ranker of a configuration (`LOUPE_SEARCH_RANKER` and its parameters). */
+export function searchRanker(
+  config: Pick<Config, "searchRanker" | "searchRrfK" | "searchDenseWeight" | "searchTextWeight">,
+): HybridRanker {
+  return config.searchRanker === "weighted"
+    ? { type: "weighted", dense: config.searchDenseWeight, text: config.searchTextWeight }
+    : { type: "rrf", k: config.searchRrfK };
+}
+
+/**
+ * The OCR engine of a configuration: PP-OCRv4 under `LOUPE_OCR_MAX_SIDE`, `LOUPE_OCR_MAX_LINES` and
+ * `LOUPE_OCR_TIMEOUT_MS`, the image limits every image is decoded under, and the pack's session settings
+ * (threads, execution providers). Its sessions are made on its first reading, so building it is cheap.
+ */
+export function buildOcrEngine({ config }: { config: Config }): OcrEngine {
+  return createPpOcrEngine({
+    limits: { maxSide: config.ocrMaxSide, maxLines: config.ocrMaxLines, timeoutMs: config.ocrTimeoutMs },
+    imageLimits: {
+      maxInputBytes: config.maxImageBytes,
+      maxInputPixels: config.maxImagePixels,
+      maxFrames: config.maxImageFrames,
+    },
+    settings: { intraOpNumThreads: config.inferenceThreads, executionProviders: config.executionProviders },
+  });
 }
 
 /**
@@ -216,6 +268,9 @@ export async function createLoupeServices({
     const { store, liteStore } = await buildStore({ config, logger, cleanups });
     const models = await buildModelPack({ config, logger });
     cleanups.push(() => models.close());
+    const ocr = config.ocr === "auto" ? buildOcrEngine({ config }) : undefined;
+    if (ocr !== undefined) cleanups.push(() => ocr.close());
+    logger.info({ ocr: ocr?.id ?? "off" }, config.ocr === "auto" ? "OCR on" : "OCR off (LOUPE_OCR=off)");
     const jobs = createJobRegistry({ logger: logger.child({ component: "jobs" }) });
     // Running jobs stop between items; their unfinished items stay pending, and re-sending them skips what was stored.
     cleanups.push(() => jobs.close());
@@ -227,6 +282,7 @@ export async function createLoupeServices({
       blobs: createFsBlobStore({ dir: path.join(config.dataDir, "blobs") }),
       jobs,
       llm,
+      ...(ocr === undefined ? {} : { ocr }),
     });
     cleanups.push(() => services.audit.close());
     cleanups.push(() => services.keys.close());

@@ -11,6 +11,7 @@ import { registerGcCommand } from "./commands/gc.ts";
 import { registerIngestCommand } from "./commands/ingest.ts";
 import { registerKeysCommand } from "./commands/keys.ts";
 import { registerModelsCommand } from "./commands/models.ts";
+import { registerOcrCommand } from "./commands/ocr.ts";
 import { registerSearchCommand } from "./commands/search.ts";
 import { registerServeCommand } from "./commands/serve.ts";
 import { registerSynthCommand } from "./commands/synth.ts";
@@ -34,6 +35,7 @@ registerIngestCommand(program);
 registerEvalCommand(program);
 registerKeysCommand(program);
 registerGcCommand(program);
+registerOcrCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -83,6 +83,14 @@ export interface LoupeClient {
   getJob(id: string, options?: CallOptions): Promise<Job>;
   /** Polls `GET /v1/jobs/{id}` until the job is done or failed, and returns it then. */
   waitForJob(id: string, options?: CallOptions): Promise<Job>;
+  /**
+   * `POST /v1/jobs` kind `ocr`: starts reading the text of the tenant's stored images and video segments
+   * that have none; returns the job's id and status (follow it with {@link LoupeClient.waitForJob}).
+   */
+  startOcrBackfill(
+    request?: { kinds?: ReadonlyArray<"image" | "video_segment"> },
+    options?: CallOptions,
+  ): Promise<{ id: string; status: Job["status"] }>;
   /** An ingest answer's items: at once, or the job's once it has ended. */
   itemsOf<Item extends IngestItemResult>(
     answer: IngestAnswer<Item>,
@@ -292,6 +300,17 @@ export function createLoupeClient(options: LoupeClientOptions): LoupeClient {
     ingestTriples: ({ items }, options = {}) => ingest("/v1/triples", { json: { items } }, options),
     getJob,
     waitForJob,
+    async startOcrBackfill({ kinds } = {}, { signal } = {}) {
+      const { body, request } = await exchange(
+        "POST",
+        "/v1/jobs",
+        { json: { kind: "ocr", ...(kinds === undefined ? {} : { kinds }) }, signal },
+        [202],
+      );
+      const job = (body as { job?: { id?: unknown; status?: unknown } } | undefined)?.job;
+      if (typeof job?.id !== "string") throw badResponse(`${request} answered without a job.`);
+      return { id: job.id, status: job.status as Job["status"] };
+    },
     async itemsOf(answer, options = {}) {
       return answer.kind === "items" ? answer.items : (await waitForJob(answer.job.id, options)).items;
     },

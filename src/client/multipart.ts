@@ -31,6 +31,7 @@ export function videosForm(files: readonly Upload[], metadata: Metadata | undefi
 export function searchForm({
   image,
   text,
+  mode,
   kinds,
   topK,
   filter,
@@ -38,6 +39,7 @@ export function searchForm({
   const form = new FormData();
   form.set("image", fileOf(image));
   if (text !== undefined && text.trim() !== "") form.set("text", text);
+  if (mode !== undefined) form.set("mode", mode);
   if (kinds !== undefined) form.set("kinds", kinds.join(","));
   if (topK !== undefined) form.set("topK", String(topK));
   if (filter !== undefined) form.set("filter", JSON.stringify(filter));

@@ -5,8 +5,9 @@
  * deterministic record id, so an image already stored for the tenant is skipped without decoding it,
  * and the same image twice in one request is one record. New images are decoded and validated by the
  * model pack's image processor (format allow-list, pixel limit, first frame, EXIF orientation, truncated
- * data refused), thumbnailed, embedded in batches, their original and thumbnail put in the blob store
- * (referenced by the record), and upserted. A bad item fails alone with a message for the caller; a
+ * data refused), thumbnailed, embedded in batches, their text read by the OCR engine when there is one
+ * (one image at a time), their original and thumbnail put in the blob store (referenced by the record),
+ * and upserted. A bad item fails alone with a message for the caller; a
  * failure of the store stops the run (the job is then resumable, and a re-run skips what was stored).
  */
 import { readFile, stat } from "node:fs/promises";
@@ -17,10 +18,12 @@ import { AppError, MediaError, ValidationError } from "../errors.ts";
 import type { ModelPack, PixelBatch } from "../inference/index.ts";
 import type { Logger } from "../logger.ts";
 import { type BlobStore, blobRef, claimOwner, sha256Hex } from "../media/blob-store.ts";
+import type { OcrReading } from "../media/ocr-lines.ts";
 import { makeThumbnail } from "../media/thumbnail.ts";
 import { fetchUrl } from "../media/url-fetcher.ts";
 import { METADATA_KEY_PATTERN } from "../store/filter.ts";
 import { type ImageRecord, recordId, type VectorStore } from "../store/index.ts";
+import { type IngestOcr, ocrRecordFields, readImageText } from "./ingest-ocr.ts";
 import { type JobError, type JobItemOutcome, type JobWorkItem, toJobError } from "./jobs.ts";
 import { assertStorableText, toStorableText } from "./storable-text.ts";
 import { type AddedReference, releaseReferences, storeRecords } from "./store-records.ts";
@@ -39,6 +42,7 @@ export const RESERVED_METADATA_KEYS = [
   "filename",
   "url",
   "thumbnailRef",
+  "ocr",
 ] as const;
 
 /** Most tags per item. */
@@ -186,6 +190,8 @@ export interface ImageIngesterOptions {
   decodeConcurrency?: number;
   /** URLs downloaded at once. */
   fetchConcurrency?: number;
+  /** Reads the text of every new image (`LOUPE_OCR=auto`); absent: no text is read. */
+  ocr?: IngestOcr;
   logger?: Logger;
 }
 
@@ -212,6 +218,12 @@ interface Loaded {
 interface Prepared extends Loaded {
   pixels: Float32Array;
   thumb: Awaited<ReturnType<typeof makeThumbnail>>;
+}
+
+interface Embedded extends Prepared {
+  vector: Float32Array;
+  /** What OCR read, when an engine is configured and the reading succeeded. */
+  reading?: OcrReading;
 }
 
 /** Errors that concern one item (its bytes, URL or metadata); anything else stops the run. */
@@ -246,7 +258,10 @@ function failed(error: JobError): JobItemOutcome {
 
 /** Turns images into stored image records. Build one and reuse it. */
 export class ImageIngester {
-  readonly #options: Required<Omit<ImageIngesterOptions, "logger">> & { logger?: Logger };
+  readonly #options: Required<Omit<ImageIngesterOptions, "logger" | "ocr">> & {
+    logger?: Logger;
+    ocr?: IngestOcr;
+  };
 
   constructor({
     chunkSize = 32,
@@ -352,6 +367,7 @@ export class ImageIngester {
       for (const preparation of preparations) if (preparation !== undefined) prepared.push(preparation);
 
       const embedded = await this.#embed(prepared, settle);
+      await this.#readText({ embedded, signal });
       if (embedded.length > 0) await this.#store({ tenant, defaultSource, embedded, settle });
 
       for (const duplicate of duplicates) {
@@ -429,16 +445,35 @@ export class ImageIngester {
     return { bytes, sha256, id };
   }
 
+  /**
+   * Reads the text of each embedded image, one at a time (the engine's own limits bound each reading), so
+   * one ingest never holds more than one image in OCR. A failed reading leaves the image without text.
+   */
+  async #readText({ embedded, signal }: { embedded: Embedded[]; signal?: AbortSignal }): Promise<void> {
+    const { ocr, logger } = this.#options;
+    if (ocr === undefined) return;
+    for (const item of embedded) {
+      const reading = await readImageText({
+        ocr,
+        image: item.bytes,
+        signal,
+        logger,
+        context: { id: item.id },
+      });
+      if (reading !== undefined) item.reading = reading;
+    }
+  }
+
   /** Embeds prepared images in the embedder's batch size; a batch that fails fails its items only. */
   async #embed(
     prepared: readonly Prepared[],
     settle: (index: number, outcome: JobItemOutcome) => void,
-  ): Promise<Array<Prepared & { vector: Float32Array }>> {
+  ): Promise<Embedded[]> {
     const { imageEmbedder, imageProcessor } = this.#options.models;
     const height = imageProcessor.outputHeight;
     const width = imageProcessor.outputWidth;
     const plane = 3 * height * width;
-    const result: Array<Prepared & { vector: Float32Array }> = [];
+    const result: Embedded[] = [];
     for (let start = 0; start < prepared.length; start += imageEmbedder.batchSize) {
       const batch = prepared.slice(start, start + imageEmbedder.batchSize);
       const data = new Float32Array(batch.length * plane);
@@ -475,13 +510,13 @@ export class ImageIngester {
   }: {
     tenant: string;
     defaultSource: string;
-    embedded: ReadonlyArray<Prepared & { vector: Float32Array }>;
+    embedded: readonly Embedded[];
     settle: (index: number, outcome: JobItemOutcome) => void;
   }): Promise<void> {
     const { blobs, store, logger } = this.#options;
     const added: AddedReference[] = [];
     const records: ImageRecord[] = [];
-    const write = async (item: Prepared & { vector: Float32Array }): Promise<ImageRecord> => {
+    const write = async (item: Embedded): Promise<ImageRecord> => {
       // Referenced as written, before the record, so no record ever points at a blob another delete could
       // remove; under a claim of this run's own, so a failure releases nothing a concurrent run stored.
       const owner = claimOwner(`${tenant}/${item.id}`);
@@ -535,7 +570,7 @@ export class ImageIngester {
     thumbnail,
   }: {
     defaultSource: string;
-    item: Prepared & { vector: Float32Array };
+    item: Embedded;
     original: { sha256: string };
     thumbnail: { sha256: string };
   }): ImageRecord {
@@ -547,25 +582,35 @@ export class ImageIngester {
         : from.type === "url"
           ? { url: from.url }
           : { filename: toStorableText(path.basename(from.path)) };
+    const metadata: Record<string, unknown> = {
+      ...extra,
+      ...(tags === undefined ? {} : { tags }),
+      ...(title === undefined ? {} : { title }),
+      ...origin,
+      sha256: item.sha256,
+      contentType: item.thumb.contentType,
+      bytes: item.bytes.length,
+      width: item.thumb.width,
+      height: item.thumb.height,
+      format: item.thumb.format,
+      thumbnailRef: blobRef(thumbnail.sha256),
+    };
+    const read =
+      item.reading === undefined || this.#options.ocr === undefined
+        ? undefined
+        : ocrRecordFields({
+            reading: item.reading,
+            minConfidence: this.#options.ocr.minConfidence,
+            metadata,
+          });
     return {
       id: item.id,
       modelId: this.#options.models.modelId,
       mediaRef: blobRef(original.sha256),
       source: source ?? defaultSource,
       text: imageText({ title, tags }),
-      metadata: {
-        ...extra,
-        ...(tags === undefined ? {} : { tags }),
-        ...(title === undefined ? {} : { title }),
-        ...origin,
-        sha256: item.sha256,
-        contentType: item.thumb.contentType,
-        bytes: item.bytes.length,
-        width: item.thumb.width,
-        height: item.thumb.height,
-        format: item.thumb.format,
-        thumbnailRef: blobRef(thumbnail.sha256),
-      },
+      metadata: read?.metadata ?? metadata,
+      ...(read === undefined ? {} : { ocrText: read.ocrText }),
       vector: item.vector,
     };
   }

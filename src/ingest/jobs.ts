@@ -87,6 +87,16 @@ export interface JobRunContext<Input> {
   signal: AbortSignal;
   /** Reports the outcome of the item at `index`; call once per item. */
   report(index: number, outcome: JobItemOutcome): void;
+  /**
+   * Adds an item the run found as it went (a backfill lists its work while it runs), pending, and returns
+   * its index; report its outcome like any other. Its input is kept for a resume.
+   */
+  add(item: { describe: Record<string, string>; input: Input; id?: string }): number;
+  /**
+   * Sets how many items needed no work without being listed one by one (a backfill's records already
+   * done): counted in `total` and `skipped`, never in `items`.
+   */
+  setUnlistedSkipped(count: number): void;
 }
 
 /**
@@ -170,6 +180,8 @@ class Job<Input> {
   status: JobStatus = "queued";
   error: JobError | undefined;
   readonly items: JobItem[];
+  /** Items counted as skipped without being listed (see {@link JobRunContext.setUnlistedSkipped}). */
+  unlistedSkipped = 0;
   /** Inputs of the items still to do; those of stored and skipped items are dropped (never re-run). */
   readonly inputs: Map<number, Input>;
   readonly run: JobRunner<Input>;
@@ -200,7 +212,13 @@ class Job<Input> {
   }
 
   counts(): JobCounts {
-    const counts: JobCounts = { total: this.items.length, pending: 0, done: 0, skipped: 0, failed: 0 };
+    const counts: JobCounts = {
+      total: this.items.length + this.unlistedSkipped,
+      pending: 0,
+      done: 0,
+      skipped: this.unlistedSkipped,
+      failed: 0,
+    };
     for (const item of this.items) {
       if (item.status === "pending") counts.pending += 1;
       else if (item.status === "stored") counts.done += 1;
@@ -490,8 +508,32 @@ export class JobRegistry {
       job.emit({ type: "item", data: { id: job.id, item: { ...item } } });
       job.emit(job.progressEvent());
     };
+    const add = ({
+      describe,
+      input,
+      id,
+    }: {
+      describe: Record<string, string>;
+      input: unknown;
+      id?: string;
+    }) => {
+      const index = job.items.length;
+      job.items.push({
+        index,
+        describe: { ...describe },
+        status: "pending",
+        ...(id === undefined ? {} : { id }),
+      });
+      job.inputs.set(index, input);
+      job.emit(job.progressEvent());
+      return index;
+    };
+    const setUnlistedSkipped = (count: number) => {
+      job.unlistedSkipped = Math.max(0, Math.floor(count));
+      job.emit(job.progressEvent());
+    };
     try {
-      await job.run({ items: work, signal: this.#abort.signal, report });
+      await job.run({ items: work, signal: this.#abort.signal, report, add, setUnlistedSkipped });
       if (this.#abort.signal.aborted && job.items.some((item) => item.status === "pending")) {
         throw new AppError("shutting_down", 503, shuttingDown.message);
       }

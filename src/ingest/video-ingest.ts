@@ -2,7 +2,8 @@
  * The video pipeline: bytes → temp file under the data dir → probe (limits, container allow-list) →
  * frames sampled at a fixed rate and embedded as they stream out of ffmpeg → segments (shot changes and
  * fixed windows) → one embedding per segment from the pack's video embedder → the original and one
- * keyframe per segment as blobs → `video_segment` records upserted with deterministic ids.
+ * keyframe per segment as blobs → the text of each keyframe read by the OCR engine, when there is one →
+ * `video_segment` records upserted with deterministic ids.
  *
  * A video has its own id (`vid_…`, from the tenant, the sha256 of its bytes and the model id) stored on
  * every segment as `videoId`. Ingesting the same bytes again finds the complete set of segments and
@@ -19,11 +20,13 @@ import { l2Normalize, resampleIndices } from "../inference/index.ts";
 import type { Logger } from "../logger.ts";
 import { type BlobStore, blobRef, claimOwner, parseBlobRef, sha256Hex } from "../media/blob-store.ts";
 import { defaultVideoLimits, type VideoLimits } from "../media/ffmpeg.ts";
+import type { OcrReading } from "../media/ocr-lines.ts";
 import { type VideoCoverage, videoCoverage } from "../media/video-coverage.ts";
 import { sampleVideoFrames } from "../media/video-frames.ts";
 import { probeVideo, type VideoProbe } from "../media/video-probe.ts";
 import type { StoredVideoSegment, VectorStore, VideoSegmentRecord } from "../store/index.ts";
 import { recordId } from "../store/index.ts";
+import { type IngestOcr, ocrRecordFields, readImageText } from "./ingest-ocr.ts";
 import { segmentVideo, type VideoSegmentSpan } from "./segmenter.ts";
 import { assertStorableText, toStorableText } from "./storable-text.ts";
 import { type AddedReference, type ReleaseReference, releaseReferences } from "./store-records.ts";
@@ -179,6 +182,8 @@ export interface VideoIngesterOptions {
   models: ModelPack;
   blobs: BlobStore;
   settings: VideoIngestSettings;
+  /** Reads the text of every stored keyframe (`LOUPE_OCR=auto`); absent: no text is read. */
+  ocr?: IngestOcr;
   logger?: Logger;
 }
 
@@ -192,8 +197,10 @@ export class VideoIngester {
   readonly #blobs: BlobStore;
   readonly #settings: VideoIngestSettings;
   readonly #logger: Logger | undefined;
+  readonly #ocr: IngestOcr | undefined;
 
-  constructor({ store, models, blobs, settings, logger }: VideoIngesterOptions) {
+  constructor({ store, models, blobs, settings, ocr, logger }: VideoIngesterOptions) {
+    this.#ocr = ocr;
     this.#store = store;
     this.#models = models;
     this.#blobs = blobs;
@@ -276,6 +283,8 @@ export class VideoIngester {
         );
       }
 
+      const readings = await this.#readKeyframes({ keyframes, signal });
+
       // Every blob is referenced as it is written, before the records exist, under claims of this run's
       // own; if the records are not stored, those claims are released (what earlier runs hold stays).
       const storedBefore = new Set(existing.map((segment) => segment.id));
@@ -318,16 +327,27 @@ export class VideoIngester {
           });
           added.push({ recordId: segmentId, ref: keyframeSha, owner });
           const keyframeRef = blobRef(keyframeSha);
+          const segmentMetadata = {
+            ...metadata,
+            video: { ...videoFacts, segmentIndex: index, startsShot: span.startsShot },
+          };
+          const reading = readings[index];
+          const read =
+            reading === undefined || this.#ocr === undefined
+              ? undefined
+              : ocrRecordFields({
+                  reading,
+                  minConfidence: this.#ocr.minConfidence,
+                  metadata: segmentMetadata,
+                });
           records.push({
             id: segmentId,
             modelId: models.modelId,
             mediaRef,
             source,
             text,
-            metadata: {
-              ...metadata,
-              video: { ...videoFacts, segmentIndex: index, startsShot: span.startsShot },
-            },
+            metadata: read?.metadata ?? segmentMetadata,
+            ...(read === undefined ? {} : { ocrText: read.ocrText }),
             vector: segmentEmbeddings[index] as Float32Array,
             videoId: id,
             startS: span.startSeconds,
@@ -414,6 +434,34 @@ export class VideoIngester {
       }
     }
     await releaseReferences({ references: added, release, logger: this.#logger });
+  }
+
+  /**
+   * Reads the text of each segment's keyframe (the image stored for it, so boxes refer to it), one at a
+   * time; a failed reading leaves that segment without text.
+   */
+  async #readKeyframes({
+    keyframes,
+    signal,
+  }: {
+    keyframes: readonly Buffer[];
+    signal?: AbortSignal;
+  }): Promise<Array<OcrReading | undefined>> {
+    const ocr = this.#ocr;
+    if (ocr === undefined) return [];
+    const readings: Array<OcrReading | undefined> = [];
+    for (const [index, keyframe] of keyframes.entries()) {
+      readings.push(
+        await readImageText({
+          ocr,
+          image: keyframe,
+          signal,
+          logger: this.#logger,
+          context: { segment: index },
+        }),
+      );
+    }
+    return readings;
   }
 
   /**
@@ -786,6 +834,7 @@ export interface CreateVideoIngesterOptions {
   models: ModelPack;
   blobs: BlobStore;
   config: Parameters<typeof videoIngestSettings>[0]["config"];
+  ocr?: IngestOcr;
   logger?: Logger;
 }
 
@@ -795,9 +844,10 @@ export function createVideoIngester({
   models,
   blobs,
   config,
+  ocr,
   logger,
 }: CreateVideoIngesterOptions): VideoIngester {
-  return new VideoIngester({ store, models, blobs, settings: videoIngestSettings({ config }), logger });
+  return new VideoIngester({ store, models, blobs, settings: videoIngestSettings({ config }), ocr, logger });
 }
 
 /** @throws ValidationError unless `id` looks like a video id. */

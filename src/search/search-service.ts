@@ -7,6 +7,12 @@
  * a text query scores triples by their question (text-to-text similarity), which runs higher than the
  * text-to-image similarity that ranks images and segments, so text queries tend to put matching triples
  * first. Callers who want one kind only pass `kinds`.
+ *
+ * Three modes: `dense` (the embeddings alone), `text` (BM25 over each record's searchable text: OCR text,
+ * title and tags, a triple's question and answer) and `hybrid` (both, fused by the store's ranker, RRF by
+ * default). A query with text is searched `hybrid` unless the caller says otherwise, an image-only query
+ * `dense`. Quoted phrases must occur in a text or hybrid hit. Every result carries the OCR lines that
+ * contain a phrase or a term of the query (`textMatches`), so a client can point at them.
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
@@ -25,6 +31,16 @@ import {
   type StoredRecord,
   type VectorStore,
 } from "../store/index.ts";
+import type { HybridRanker } from "../store/vector-store.ts";
+import { matchOcrLines, parseTextQuery, type TextMatch, type TextQuery } from "./text-query.ts";
+
+/** How a search ranks: by embeddings, by BM25 over the records' text, or both fused. */
+export const SEARCH_MODES = ["dense", "text", "hybrid"] as const;
+/** A search mode. */
+export type SearchMode = (typeof SEARCH_MODES)[number];
+
+/** The ranker used when none is given: reciprocal rank fusion with Milvus's usual `k`. */
+export const DEFAULT_HYBRID_RANKER: HybridRanker = { type: "rrf", k: 60 };
 
 /** Kinds a search may cover, in the order they are listed in messages. */
 export const SEARCH_KINDS: readonly RecordKind[] = RECORD_KINDS;
@@ -62,6 +78,8 @@ export interface SearchServiceOptions {
    * on first use (from the pack's `config.json`, with {@link readLogitScale}).
    */
   logitScale?: number | (() => Promise<number>);
+  /** How hybrid search fuses the dense and the BM25 ranking (`LOUPE_SEARCH_RANKER` and its weights). */
+  ranker?: HybridRanker;
 }
 
 /** Arguments of {@link SearchService.search}. */
@@ -70,6 +88,11 @@ export interface SearchOptions {
   tenant: string;
   text?: string;
   image?: ImageQuery;
+  /**
+   * `dense`, `text` or `hybrid`. Default: `hybrid` when the query has text, `dense` for an image alone.
+   * `text` takes a text query only.
+   */
+  mode?: SearchMode;
   kinds?: readonly string[];
   topK?: number;
   filter?: unknown;
@@ -89,7 +112,10 @@ export interface SimilarOptions {
 export interface SearchResultItem {
   kind: RecordKind;
   id: string;
-  /** Similarity to the query (COSINE or IP, larger is closer). */
+  /**
+   * Larger is closer. `dense`: the similarity (COSINE or IP); `text`: the BM25 score; `hybrid`: the
+   * ranker's fused score. One scale across kinds within a mode.
+   */
   score: number;
   /** `/v1/media/{id}`: the original media (a segment's keyframe). */
   mediaUrl: string;
@@ -98,7 +124,14 @@ export interface SearchResultItem {
   source: string;
   createdAt: number;
   text: string;
+  /** Text read in the media by OCR (lines joined by newlines; their boxes are in `metadata.ocr`). */
+  ocrText: string;
   metadata: Record<string, unknown>;
+  /**
+   * The OCR lines of the item that contain a quoted phrase or a term of the text query, with their boxes
+   * (pixels of the image `metadata.ocr` was read from); empty without text or a reading.
+   */
+  textMatches?: TextMatch[];
   /** Video segments: the video the segment belongs to. */
   videoId?: string;
   /** Video segments: start, in seconds. */
@@ -173,6 +206,51 @@ export function resolveKinds(kinds: readonly string[] | undefined): RecordKind[]
 }
 
 /**
+ * The mode of a search: the caller's, else `hybrid` for a query with text and `dense` for an image alone.
+ * An image-only query is dense by default because it has no text for BM25 to rank by; a text query is
+ * hybrid because BM25 finds exact words (error codes, quoted phrases) that an embedding ranks weakly,
+ * while on items with no text the store's fusion keeps the dense order.
+ *
+ * @throws ValidationError for an unknown mode, or `text` without a text query or with an image.
+ */
+export function resolveSearchMode({
+  mode,
+  hasText,
+  hasImage,
+}: {
+  mode: string | undefined;
+  hasText: boolean;
+  hasImage: boolean;
+}): SearchMode {
+  if (mode === undefined) return hasText ? "hybrid" : "dense";
+  if (!SEARCH_MODES.includes(mode as SearchMode)) {
+    throw new ValidationError(
+      `Unknown search mode ${JSON.stringify(String(mode).slice(0, 40))}; allowed: ${SEARCH_MODES.join(", ")}.`,
+      { context: { mode: String(mode).slice(0, 40) } },
+    );
+  }
+  if (mode === "text" && !hasText) {
+    throw new ValidationError(
+      'mode "text" searches the text of items and needs a text query; send text, or use mode "dense" or "hybrid" for an image.',
+      { context: { field: "text" } },
+    );
+  }
+  if (mode === "text" && hasImage) {
+    throw new ValidationError(
+      'mode "text" takes a text query only; drop the image, or use mode "hybrid" to search by both.',
+      { context: { field: "image" } },
+    );
+  }
+  if (mode === "hybrid" && !hasText) {
+    throw new ValidationError(
+      'mode "hybrid" fuses an embedding search with a text search and needs a text query; send text, or use mode "dense" for an image alone.',
+      { context: { field: "text" } },
+    );
+  }
+  return mode as SearchMode;
+}
+
+/**
  * Checks `topK`: an integer from 1 to {@link MAX_SEARCH_TOP_K}.
  *
  * @throws ValidationError showing the value and the range.
@@ -237,7 +315,12 @@ function combine(vectors: readonly Float32Array[]): Float32Array {
   return l2Normalize(sum);
 }
 
-function toResultItem(kind: RecordKind, hit: SearchHit, urls: MediaUrls): SearchResultItem {
+function toResultItem(
+  kind: RecordKind,
+  hit: SearchHit,
+  urls: MediaUrls,
+  query: TextQuery | undefined,
+): SearchResultItem {
   const fields: StoredRecord = hit.fields;
   const item: SearchResultItem = {
     kind,
@@ -248,6 +331,7 @@ function toResultItem(kind: RecordKind, hit: SearchHit, urls: MediaUrls): Search
     source: fields.source,
     createdAt: fields.createdAt,
     text: fields.text,
+    ocrText: fields.ocrText ?? "",
     metadata: fields.metadata,
   };
   if (fields.kind === "video_segment") {
@@ -258,6 +342,7 @@ function toResultItem(kind: RecordKind, hit: SearchHit, urls: MediaUrls): Search
     item.question = fields.question;
     item.answer = fields.answer;
   }
+  if (query !== undefined) item.textMatches = matchOcrLines({ metadata: fields.metadata, query });
   return item;
 }
 
@@ -292,10 +377,19 @@ export class SearchService {
   readonly #media: MediaReader | undefined;
   readonly #urls: MediaUrls;
   readonly #logitScale: number | (() => Promise<number>);
+  readonly #ranker: HybridRanker;
   #resolvedLogitScale: Promise<number> | undefined;
 
-  constructor({ store, models, media, urls, logitScale = DEFAULT_LOGIT_SCALE }: SearchServiceOptions) {
+  constructor({
+    store,
+    models,
+    media,
+    urls,
+    logitScale = DEFAULT_LOGIT_SCALE,
+    ranker = DEFAULT_HYBRID_RANKER,
+  }: SearchServiceOptions) {
     this.#store = store;
+    this.#ranker = ranker;
     this.#urls = urls;
     this.#models = models;
     this.#media = media;
@@ -310,24 +404,39 @@ export class SearchService {
   }
 
   /**
-   * Searches the tenant's items with a text, an image, or both. With both, the query vector is the
-   * normalized sum of the two unit vectors; triples are then searched by image vector (image query) and
-   * question vector (text query) and the two fused. Each kind returns its `topK` best, and the union is
-   * cut to the `topK` best by score.
+   * Searches the tenant's items with a text, an image, or both, in `mode` (see {@link SearchOptions.mode}).
+   * Dense: with both, the query vector is the normalized sum of the two unit vectors; triples are then
+   * searched by image vector (image query) and question vector (text query) and the two fused. Text: BM25
+   * of the query's text, every quoted phrase required. Hybrid: the dense search and the BM25 search fused
+   * by the ranker in one store call per kind (per vector field for triples). Each kind returns its `topK`
+   * best, and the union is cut to the `topK` best by score.
    *
-   * @throws ValidationError for a missing query, unknown kinds, `topK` out of range or an invalid filter.
+   * @throws ValidationError for a missing query, a mode the query cannot take, unknown kinds, `topK` out
+   *   of range or an invalid filter.
    * @throws NotFoundError when an image id names no item of the caller's tenant.
    */
-  async search({ tenant, text, image, kinds, topK, filter }: SearchOptions): Promise<SearchResponse> {
+  async search({ tenant, text, image, mode, kinds, topK, filter }: SearchOptions): Promise<SearchResponse> {
     const resolvedKinds = resolveKinds(kinds);
     const k = resolveTopK(topK);
     const spec = this.#checkFilter({ tenant, filter, kinds: resolvedKinds });
     const trimmed = text?.trim();
-    if ((trimmed === undefined || trimmed.length === 0) && image === undefined) {
+    const hasText = trimmed !== undefined && trimmed.length > 0;
+    if (!hasText && image === undefined) {
       throw new ValidationError("A search needs a text, an image, or both; got neither.");
     }
+    const resolvedMode = resolveSearchMode({ mode, hasText, hasImage: image !== undefined });
+    const query = hasText ? parseTextQuery(trimmed) : undefined;
+    if (resolvedMode === "text") {
+      return this.#searchText({
+        tenant,
+        query: query as TextQuery,
+        kinds: resolvedKinds,
+        topK: k,
+        filter: spec,
+      });
+    }
     const [textVector, imageVector] = await Promise.all([
-      trimmed === undefined || trimmed.length === 0 ? undefined : this.embedText(trimmed),
+      hasText ? this.embedText(trimmed) : undefined,
       image === undefined ? undefined : this.embedImage({ tenant, image }),
     ]);
     return this.#searchVectors({
@@ -338,6 +447,8 @@ export class SearchService {
       topK: k,
       filter: spec,
       excludeId: undefined,
+      ...(query === undefined ? {} : { query }),
+      hybrid: resolvedMode === "hybrid",
     });
   }
 
@@ -503,6 +614,40 @@ export class SearchService {
     return spec;
   }
 
+  /** BM25 over each kind's records, every quoted phrase required; merged by score. */
+  async #searchText({
+    tenant,
+    query,
+    kinds,
+    topK,
+    filter,
+  }: {
+    tenant: string;
+    query: TextQuery;
+    kinds: readonly RecordKind[];
+    topK: number;
+    filter: FilterSpec | undefined;
+  }): Promise<SearchResponse> {
+    const perKind = await Promise.all(
+      kinds.map(async (kind) => {
+        const hits = (await this.#store.textSearch({
+          kind,
+          tenant,
+          text: query.text,
+          ...(query.phrases.length === 0 ? {} : { phrases: query.phrases }),
+          topK,
+          ...(filter === undefined ? {} : { filter }),
+        })) as SearchHit[];
+        return hits.map((hit) => toResultItem(kind, hit, this.#urls, query));
+      }),
+    );
+    const items = perKind
+      .flat()
+      .sort((left, right) => right.score - left.score)
+      .slice(0, topK);
+    return { items };
+  }
+
   async #searchVectors({
     tenant,
     textVector,
@@ -511,6 +656,8 @@ export class SearchService {
     topK,
     filter,
     excludeId,
+    query,
+    hybrid = false,
   }: {
     tenant: string;
     textVector?: Float32Array;
@@ -519,7 +666,35 @@ export class SearchService {
     topK: number;
     filter: FilterSpec | undefined;
     excludeId: string | undefined;
+    /** The text query, for the BM25 side of a hybrid search and for `textMatches`. */
+    query?: TextQuery;
+    /** Fuse each dense search with BM25 of `query` (needs `query`). */
+    hybrid?: boolean;
   }): Promise<SearchResponse> {
+    const textSide = hybrid && query !== undefined ? query : undefined;
+    const searchDense = <K extends RecordKind>(request: {
+      kind: K;
+      vector: Float32Array;
+      topK: number;
+      filter: FilterSpec | undefined;
+      vectorField?: "image_vector" | "question_vector";
+    }): Promise<SearchHit[]> => {
+      const base = {
+        kind: request.kind,
+        tenant,
+        vector: request.vector,
+        topK: request.topK,
+        ...(request.filter === undefined ? {} : { filter: request.filter }),
+        ...(request.vectorField === undefined ? {} : { vectorField: request.vectorField as never }),
+      };
+      if (textSide === undefined) return this.#store.search(base) as Promise<SearchHit[]>;
+      return this.#store.hybridSearch({
+        ...base,
+        text: textSide.text,
+        ...(textSide.phrases.length === 0 ? {} : { phrases: textSide.phrases }),
+        ranker: this.#ranker,
+      }) as Promise<SearchHit[]>;
+    };
     const queryVectors = [textVector, imageVector].filter((vector) => vector !== undefined);
     const combined = combine(queryVectors);
     // One extra hit per kind makes up for the excluded item.
@@ -531,33 +706,19 @@ export class SearchService {
           const searches: Promise<SearchHit[]>[] = [];
           if (imageVector !== undefined) {
             searches.push(
-              this.#store.search({
-                kind,
-                tenant,
-                vector: imageVector,
-                topK: limit,
-                filter,
-                vectorField: "image_vector",
-              }),
+              searchDense({ kind, vector: imageVector, topK: limit, filter, vectorField: "image_vector" }),
             );
           }
           if (textVector !== undefined) {
             searches.push(
-              this.#store.search({
-                kind,
-                tenant,
-                vector: textVector,
-                topK: limit,
-                filter,
-                vectorField: "question_vector",
-              }),
+              searchDense({ kind, vector: textVector, topK: limit, filter, vectorField: "question_vector" }),
             );
           }
           hits = fuseTripleHits(await Promise.all(searches));
         } else {
-          hits = await this.#store.search({ kind, tenant, vector: combined, topK: limit, filter });
+          hits = await searchDense({ kind, vector: combined, topK: limit, filter });
         }
-        return hits.map((hit) => toResultItem(kind, hit, this.#urls));
+        return hits.map((hit) => toResultItem(kind, hit, this.#urls, query));
       }),
     );
     const items = perKind

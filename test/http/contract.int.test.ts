@@ -106,6 +106,10 @@ describe("the OpenAPI document against the routes (real Milvus Lite and model pa
           },
         }),
       },
+      "POST /v1/jobs": {
+        valid: { json: { kind: "ocr", kinds: ["image"] }, expect: [202, 409] },
+        invalid: { json: { kind: "ocr", kinds: ["triple"] }, expect: [400] },
+      },
       "POST /v1/jobs/{id}/resume": {
         valid: () => ({ path: `/v1/jobs/${kept.jobId}/resume`, expect: [202] }),
         invalid: { path: "/v1/jobs/job_unknown/resume", expect: [404] },

@@ -53,6 +53,11 @@ const cases: Record<string, WalkCase> = {
     valid: { path: "/v1/jobs/job_unknown/events", expect: [404] },
     invalid: { path: `/v1/jobs/${LONG_ID}/events`, expect: [400] },
   },
+  "POST /v1/jobs": {
+    // Without an OCR engine (these services have none) a backfill is refused as a conflict.
+    valid: { json: { kind: "ocr", kinds: ["image"] }, expect: [409] },
+    invalid: { json: { kind: "reindex" }, expect: [400] },
+  },
   "POST /v1/jobs/{id}/resume": {
     valid: { path: "/v1/jobs/job_unknown/resume", expect: [404] },
     invalid: { path: `/v1/jobs/${LONG_ID}/resume`, expect: [400] },
@@ -86,7 +91,8 @@ const cases: Record<string, WalkCase> = {
   "POST /v1/search": {
     valid: {
       json: {
-        text: "a red circle",
+        text: 'a "red circle"',
+        mode: "hybrid",
         kinds: ["image"],
         topK: 5,
         filter: [{ field: "source", op: "eq", value: "x" }],

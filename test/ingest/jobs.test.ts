@@ -328,3 +328,35 @@ describe("JobRegistry audit trail", () => {
     expect((await jobs.wait({ id: created.id, tenant: "t" })).status).toBe("done");
   });
 });
+
+describe("JobRegistry: items found while running", () => {
+  it("counts added items and unlisted skipped ones, and a resume re-runs only the failed added items", async () => {
+    const jobs = createJobRegistry();
+    let runs = 0;
+    const run: JobRunner<string> = async ({ items: work, report, add, setUnlistedSkipped }) => {
+      runs += 1;
+      if (runs === 1) {
+        for (const id of ["img_a", "img_b", "img_c"]) {
+          const index = add({ describe: { kind: "image" }, input: id, id });
+          if (id === "img_b") report(index, { status: "failed", error: new MediaError("unreadable") });
+          else report(index, { status: "stored", id });
+        }
+        setUnlistedSkipped(5);
+        return;
+      }
+      expect(work.map((item) => item.input)).toEqual(["img_b"]);
+      for (const { index, input } of work) report(index, { status: "stored", id: input });
+    };
+    const created = jobs.create({ tenant: "t", kind: "ocr", items: [], run });
+    const first = await jobs.wait({ id: created.id, tenant: "t" });
+    expect(first.counts).toEqual({ total: 8, pending: 0, done: 2, skipped: 5, failed: 1 });
+    expect(first.items.map((item) => [item.id, item.status, item.describe.kind])).toEqual([
+      ["img_a", "stored", "image"],
+      ["img_b", "failed", "image"],
+      ["img_c", "stored", "image"],
+    ]);
+    await jobs.resume({ id: created.id, tenant: "t" });
+    const second = await jobs.wait({ id: created.id, tenant: "t" });
+    expect(second.counts).toEqual({ total: 8, pending: 0, done: 3, skipped: 5, failed: 0 });
+  });
+});

@@ -85,7 +85,7 @@ export const listItemsQuerySchema = z.object({
 
 /** One listed item. */
 export const listedItemSchema = searchResultItemSchema
-  .omit({ score: true, thumbnailUrl: true })
+  .omit({ score: true, thumbnailUrl: true, textMatches: true })
   .extend({
     kind: z.enum(RECORD_KINDS as unknown as [RecordKind, ...RecordKind[]]),
     modelId: z.string().describe("The model pack that embedded it."),
@@ -172,6 +172,7 @@ function listedItem(record: StoredRecord): z.infer<typeof listedItemSchema> {
     modelId: record.modelId,
     createdAt: record.createdAt,
     text: record.text,
+    ocrText: record.ocrText ?? "",
     metadata: record.metadata,
   };
   if (record.kind === "video_segment") {

@@ -1,13 +1,23 @@
 /**
- * Ingest jobs, scoped to the caller's tenant (another tenant's job answers 404):
+ * Jobs, scoped to the caller's tenant (another tenant's job answers 404):
+ * - `POST /v1/jobs`: starts a job that is not an upload; kind `ocr` reads the text of stored images and
+ *   video segments that have none (the OCR backfill);
  * - `GET /v1/jobs/{id}`: the job with its counts and every item's outcome;
  * - `GET /v1/jobs/{id}/events`: server-sent events `progress`, `item`, then `done` (or `error` when
  *   the job failed as a whole); a job that has ended sends `progress` and its final event at once;
  * - `POST /v1/jobs/{id}/resume`: runs the items that are pending or failed again (409 while running).
  */
 import { z } from "@hono/zod-openapi";
+import type { AuditLog } from "../../audit/audit-log.ts";
+import { AppError } from "../../errors.ts";
 import type { JobItem, JobRegistry, JobSnapshot } from "../../ingest/jobs.ts";
-import { auditActor } from "../batch-outcome.ts";
+import {
+  OCR_BACKFILL_KINDS,
+  OCR_JOB_KIND,
+  type OcrBackfill,
+  type OcrBackfillItem,
+} from "../../ingest/ocr-backfill.ts";
+import { auditActor, jobAudit } from "../batch-outcome.ts";
 import { errorEnvelope } from "../errors.ts";
 import {
   createRouter,
@@ -45,8 +55,11 @@ export const jobItemSchema = z.looseObject({
 export const jobCountsSchema = z.object({
   total: z.number().int(),
   pending: z.number().int(),
-  done: z.number().int().describe("items stored by the job"),
-  skipped: z.number().int().describe("items that were already stored"),
+  done: z.number().int().describe("items stored by the job (an ocr job: items whose text it read and wrote)"),
+  skipped: z
+    .number()
+    .int()
+    .describe("items that were already stored (an ocr job: items that had a reading, not listed in items)"),
   failed: z.number().int(),
 });
 
@@ -96,6 +109,45 @@ const jobParamsSchema = z.object({
 });
 
 const noSuchJob = errorResponse("No such job for the caller.");
+
+/** Body of `POST /v1/jobs`. */
+export const createJobRequestSchema = z
+  .object({
+    kind: z
+      .enum([OCR_JOB_KIND], {
+        error: (issue) => `unknown job kind ${JSON.stringify(issue.input)}; allowed: ocr`,
+      })
+      .describe(
+        "`ocr`: read the text of the caller's stored images and video segments that have none (ingested while LOUPE_OCR=off, or before OCR), writing ocrText and metadata.ocr. Items with metadata.ocr are skipped, so a job started again after a restart continues where the last one stopped.",
+      ),
+    kinds: z
+      .array(z.enum(OCR_BACKFILL_KINDS, { error: () => `kinds are ${OCR_BACKFILL_KINDS.join(", ")}` }))
+      .min(1)
+      .optional()
+      .describe(`Kinds to read; all of ${OCR_BACKFILL_KINDS.join(", ")} when absent.`),
+  })
+  .strict()
+  .meta({ id: "CreateJobRequest" });
+
+/** POST /v1/jobs. */
+export const createJobRoute = defineRoute(
+  {
+    method: "post",
+    path: "/v1/jobs",
+    operationId: "createJob",
+    tags: ["jobs"],
+    summary: "Start a job (kind ocr: read the text of stored items)",
+    description:
+      "Starts a background job and answers 202 with its id (the Location header names it); follow it at /v1/jobs/{id} or its events. Kind `ocr` lists the caller's images and video segments without metadata.ocr, reads each one's text (an image's original, a segment's keyframe) and writes it; its items are the records it read, its skipped count the records that had a reading.",
+    request: { body: { content: { "application/json": { schema: createJobRequestSchema } } } },
+    responses: {
+      202: jsonResponse("Started; follow it at /v1/jobs/{id}.", jobAcceptedSchema),
+      400: invalidRequestResponse,
+      409: errorResponse("OCR is off on this server (code ocr_off): LOUPE_OCR=off."),
+    },
+  },
+  { access: { scope: "ingest", cost: 5 } },
+);
 
 /** GET /v1/jobs/{id}. */
 export const getJobRoute = defineRoute(
@@ -171,11 +223,35 @@ export function jobToJson(job: JobSnapshot): z.infer<typeof jobSchema> {
 /** Options of {@link createJobsRoute}. */
 export interface JobsRouteOptions {
   jobs: JobRegistry;
+  /** The OCR backfill jobs of kind `ocr` run; absent when OCR is off. */
+  ocrBackfill?: OcrBackfill;
+  /** Where the items jobs write are recorded. */
+  audit?: AuditLog;
 }
 
 /** The /v1/jobs routes. */
-export function createJobsRoute({ jobs }: JobsRouteOptions) {
+export function createJobsRoute({ jobs, ocrBackfill, audit }: JobsRouteOptions) {
   return createRouter()
+    .openapi(createJobRoute, (c) => {
+      const body = c.req.valid("json");
+      if (ocrBackfill === undefined) {
+        throw new AppError(
+          "ocr_off",
+          409,
+          "OCR is off on this server (LOUPE_OCR=off), so no text can be read. Set LOUPE_OCR=auto and restart, or run `loupe ocr backfill` where the data directory is.",
+        );
+      }
+      const tenant = c.get("tenant");
+      const job = jobs.create<OcrBackfillItem>({
+        tenant,
+        kind: body.kind,
+        items: [],
+        run: ocrBackfill.runner({ tenant, ...(body.kinds === undefined ? {} : { kinds: body.kinds }) }),
+        audit: jobAudit(c, "POST /v1/jobs", audit),
+      });
+      c.header("location", `/v1/jobs/${job.id}`);
+      return c.json({ job: { id: job.id, status: job.status } }, 202);
+    })
     .openapi(getJobRoute, (c) => {
       const job = jobs.get({ id: c.req.valid("param").id, tenant: c.get("tenant") });
       c.header("cache-control", "no-store");

@@ -1,8 +1,9 @@
 /**
  * POST /v1/search — text, image or combined search over the caller's images, video segments and triples.
- * JSON `{ text?, image?, kinds?, topK?, filter? }` (image: base64, a data URL or a stored item's id), or
- * multipart with an `image` file and the other fields as form fields (`kinds` comma-separated, `filter`
- * as JSON). Answers `{ items: [...] }`, best first.
+ * JSON `{ text?, image?, mode?, kinds?, topK?, filter? }` (image: base64, a data URL or a stored item's
+ * id; mode: `dense`, `text` or `hybrid`), or multipart with an `image` file and the other fields as form
+ * fields (`kinds` comma-separated, `filter` as JSON). Answers `{ items: [...] }`, best first, each with the
+ * OCR lines that match the text query (`textMatches`).
  *
  * Also home of the schemas and request readers that /v1/similar, /v1/classify and /v1/vqa share.
  */
@@ -14,6 +15,7 @@ import {
   MAX_SEARCH_TOP_K,
   parseImageReference,
   SEARCH_KINDS,
+  SEARCH_MODES,
   type SearchService,
 } from "../../search/index.ts";
 import {
@@ -144,27 +146,77 @@ export const searchOptionsShape = {
   filter: filterSchema.optional(),
 };
 
+const modesText = SEARCH_MODES.join(", ");
+
+/** How a search ranks. */
+export const searchModeSchema = z
+  .enum(SEARCH_MODES, {
+    error: (issue) => `unknown mode ${JSON.stringify(issue.input)}; allowed: ${modesText}`,
+  })
+  .describe(
+    "`dense`: embeddings only. `text`: BM25 over each item's text (OCR text, title and tags, a triple's question and answer); needs `text` and no image. `hybrid`: both, fused by the server's ranker (LOUPE_SEARCH_RANKER); needs `text`. Default: `hybrid` when `text` is given, `dense` for an image alone. In `text` and `hybrid`, quoted phrases (\"license expired\", also “…”) must occur in every hit.",
+  );
+
 /** Body of POST /v1/search. */
 export const searchRequestSchema = z
   .object({
-    text: z.string().max(MAX_QUERY_TEXT_LENGTH).optional().describe("A text query."),
+    text: z
+      .string()
+      .max(MAX_QUERY_TEXT_LENGTH)
+      .optional()
+      .describe(
+        'A text query; quoted phrases ("license expired") must match as written in text and hybrid modes.',
+      ),
     image: imageFieldSchema.optional(),
+    mode: searchModeSchema.optional(),
     ...searchOptionsShape,
   })
   .strict()
   .meta({ id: "SearchRequest" });
 
+/** An OCR line of a result that contains a phrase or a term of the text query. */
+export const textMatchSchema = z
+  .object({
+    line: z.number().int().describe("Position of the line in metadata.ocr.lines."),
+    text: z.string(),
+    box: z
+      .tuple([z.number(), z.number(), z.number(), z.number()])
+      .describe(
+        "[x, y, width, height] in pixels of the image metadata.ocr was read from (metadata.ocr.width × height).",
+      ),
+    confidence: z.number().describe("The recognizer's mean character confidence, 0–1."),
+    matched: z.array(z.string()).describe("The query's phrases and terms (lower-cased) found in the line."),
+  })
+  .meta({ id: "TextMatch" });
+
 /** One result of a search. */
 export const searchResultItemSchema = z.object({
   kind: z.enum(SEARCH_KINDS as [string, ...string[]]),
   id: z.string(),
-  score: z.number().describe("Similarity to the query; larger is closer. One scale across kinds."),
+  score: z
+    .number()
+    .describe(
+      "Larger is closer. dense: the embedding similarity; text: the BM25 score; hybrid: the ranker's fused score. One scale across kinds within a mode.",
+    ),
   mediaUrl: z.string().describe("/v1/media/{id}"),
   thumbnailUrl: z.string().describe("/v1/media/{id}/thumbnail"),
   source: z.string(),
   createdAt: z.number().int().describe("ms since the Unix epoch"),
-  text: z.string(),
-  metadata: z.record(z.string(), z.unknown()),
+  text: z.string().describe("Title and tags."),
+  ocrText: z
+    .string()
+    .describe('Text read in the image (a segment\'s keyframe) by OCR, one line per line; "" when none.'),
+  metadata: z
+    .record(z.string(), z.unknown())
+    .describe(
+      "Caller and Loupe metadata; `ocr` holds what OCR read: { engine, width, height, lines: [{ text, confidence, box }], minConfidence, truncated? }.",
+    ),
+  textMatches: z
+    .array(textMatchSchema)
+    .optional()
+    .describe(
+      "With a text query: the item's OCR lines containing a quoted phrase or a query term (at most 20), for highlighting.",
+    ),
   videoId: z.string().optional().describe("Video segments: the video's id."),
   start: z.number().optional().describe("Video segments: start, in seconds."),
   end: z.number().optional().describe("Video segments: end, in seconds."),
@@ -309,7 +361,7 @@ export function createSearchRoute({ search, config }: { search: SearchService; c
       tags: ["search"],
       summary: "Search by text, image or both",
       description:
-        "Searches the caller's images, video segments and triples. With text and image, the query is the normalized sum of both embeddings. Scores share one scale across kinds (one embedding space, one metric). JSON, or multipart with an `image` file and the other fields as form fields.",
+        "Searches the caller's images, video segments and triples. `mode` picks the ranking: `dense` (embeddings; with text and image, the query is the normalized sum of both), `text` (BM25 over the items' OCR text, titles, tags and triples' questions and answers) or `hybrid` (both fused; the default with text). Quoted phrases must match as phrases in text and hybrid modes. Each item carries `textMatches`: its OCR lines that contain the query's phrases or terms, with boxes. JSON, or multipart with an `image` file and the other fields as form fields.",
       middleware: [queryBodyLimit(config)],
       request: {
         body: {
@@ -319,6 +371,7 @@ export function createSearchRoute({ search, config }: { search: SearchService; c
             "multipart/form-data": {
               schema: z.strictObject({
                 text: z.string().optional().describe("A text query."),
+                mode: z.string().optional().describe(`How to rank: ${modesText}.`),
                 ...queryFormShape,
               }),
             },
@@ -347,6 +400,7 @@ export function createSearchRoute({ search, config }: { search: SearchService; c
       tenant: c.get("tenant"),
       text: body.text,
       image,
+      ...(body.mode === undefined ? {} : { mode: body.mode }),
       kinds: body.kinds,
       topK: body.topK,
       filter: body.filter,

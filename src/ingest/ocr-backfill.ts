@@ -1,0 +1,180 @@
+/**
+ * The OCR backfill: reads the text of items stored without it (ingested while `LOUPE_OCR=off`, or before
+ * Loupe read text at all) and writes it into their records with `VectorStore.update`, keeping their
+ * vectors and ids. It runs as a job (`POST /v1/jobs` kind `ocr`, `loupe ocr backfill`).
+ *
+ * The marker of a record that is done is its `metadata.ocr`: the backfill lists only records without one
+ * (`metadata.ocr` does not exist), so a run stopped part-way — a shutdown, a crash — is continued by the
+ * next run, which finds only what is left. Records are read one at a time: an image's original, a
+ * segment's stored keyframe (what ingest reads too, so the boxes refer to the image served for it).
+ */
+import { AppError } from "../errors.ts";
+import type { Logger } from "../logger.ts";
+import type { MediaReader } from "../media/media-port.ts";
+import { readOcrMetadata } from "../media/ocr-lines.ts";
+import type { FilterSpec, RecordKind, StoredRecord, VectorStore } from "../store/index.ts";
+import { type IngestOcr, ocrRecordFields } from "./ingest-ocr.ts";
+import { type JobItemOutcome, type JobRunner, toJobError } from "./jobs.ts";
+
+/** Kinds whose media has text to read: an image's original, a video segment's keyframe. */
+export const OCR_BACKFILL_KINDS = ["image", "video_segment"] as const;
+/** A kind the backfill reads. */
+export type OcrBackfillKind = (typeof OCR_BACKFILL_KINDS)[number];
+
+/** The kind of job the backfill runs as. */
+export const OCR_JOB_KIND = "ocr";
+
+/** One record the backfill reads. */
+export interface OcrBackfillItem {
+  kind: OcrBackfillKind;
+  id: string;
+}
+
+/** Records without a reading: the backfill's work list (the marker of a record done is `metadata.ocr`). */
+const WITHOUT_READING: FilterSpec = [{ field: "metadata.ocr", op: "exists", value: false }];
+
+/** Options of {@link OcrBackfill}. */
+export interface OcrBackfillOptions {
+  store: VectorStore;
+  /** Reads stored media (originals and keyframes). */
+  media: MediaReader;
+  ocr: IngestOcr;
+  /** Records listed per store call. */
+  pageSize?: number;
+  logger?: Logger;
+}
+
+/** Errors that concern one record (its media is gone or unreadable, the engine refused it). */
+function isItemError(error: unknown): boolean {
+  return (
+    !(error instanceof AppError) ||
+    error.status < 500 ||
+    error.code === "media_invalid" ||
+    error.code === "inference_failed"
+  );
+}
+
+/** Reads the text of stored items that have none. Build one and reuse it. */
+export class OcrBackfill {
+  readonly #store: VectorStore;
+  readonly #media: MediaReader;
+  readonly #ocr: IngestOcr;
+  readonly #pageSize: number;
+  readonly #logger: Logger | undefined;
+
+  constructor({ store, media, ocr, pageSize = 100, logger }: OcrBackfillOptions) {
+    this.#store = store;
+    this.#media = media;
+    this.#ocr = ocr;
+    this.#pageSize = pageSize;
+    this.#logger = logger;
+  }
+
+  /**
+   * The runner of one backfill job over the tenant's records of `kinds`. It lists the records without a
+   * reading page by page, adding each as an item (`{ kind }`, with its id) and reading it at once; records
+   * that have one are counted as skipped without being listed. A resume of the job reads its failed items
+   * again, then finishes the listing if an earlier run stopped before the end.
+   */
+  runner({
+    tenant,
+    kinds = OCR_BACKFILL_KINDS,
+  }: {
+    tenant: string;
+    kinds?: readonly OcrBackfillKind[];
+  }): JobRunner<OcrBackfillItem> {
+    const indexByKey = new Map<string, number>();
+    const totals = new Map<OcrBackfillKind, number>();
+    let listed = false;
+    const keyOf = ({ kind, id }: OcrBackfillItem) => `${kind}/${id}`;
+    return async ({ items, signal, report, add, setUnlistedSkipped }) => {
+      const retried = new Set<string>();
+      for (const { index, input } of items) {
+        if (signal.aborted) return;
+        retried.add(keyOf(input));
+        report(index, await this.#readOne({ tenant, item: input, signal }));
+      }
+      if (listed) return;
+      for (const kind of kinds) {
+        totals.set(kind, await this.#store.count({ kind, tenant }));
+        let after: string | undefined;
+        do {
+          if (signal.aborted) return;
+          const page = await this.#store.list({
+            kind,
+            tenant,
+            filter: WITHOUT_READING,
+            limit: this.#pageSize,
+            ...(after === undefined ? {} : { after }),
+          });
+          for (const record of page.rows) {
+            if (signal.aborted) return;
+            const item = { kind, id: record.id };
+            const key = keyOf(item);
+            if (retried.has(key)) continue;
+            let index = indexByKey.get(key);
+            if (index === undefined) {
+              index = add({ describe: { kind }, input: item, id: record.id });
+              indexByKey.set(key, index);
+            }
+            report(index, await this.#readOne({ tenant, item, record, signal }));
+          }
+          after = page.nextAfter;
+        } while (after !== undefined);
+        const total = [...totals.values()].reduce((sum, count) => sum + count, 0);
+        setUnlistedSkipped(total - indexByKey.size);
+      }
+      listed = true;
+    };
+  }
+
+  /**
+   * Reads one record's text and writes it: `stored` when written, `skipped` when the record has a reading
+   * already or is gone, `failed` when its media cannot be read.
+   *
+   * @throws what the store threw when it failed as a whole (the job fails; a resume continues).
+   */
+  async #readOne({
+    tenant,
+    item,
+    record: listedRecord,
+    signal,
+  }: {
+    tenant: string;
+    item: OcrBackfillItem;
+    record?: StoredRecord;
+    signal: AbortSignal;
+  }): Promise<JobItemOutcome> {
+    const { kind, id } = item;
+    const record =
+      listedRecord ?? (await this.#store.get({ kind: kind as RecordKind, tenant, ids: [id] }))[0];
+    if (record === undefined) return { status: "skipped", id, detail: { reason: "deleted" } };
+    if (readOcrMetadata(record.metadata) !== undefined) return { status: "skipped", id };
+    const ref = record.kind === "video_segment" ? record.keyframeRef : record.mediaRef;
+    let fields: ReturnType<typeof ocrRecordFields>;
+    try {
+      const image = await this.#media.read({ ref });
+      const reading = await this.#ocr.engine.read({ image, signal });
+      fields = ocrRecordFields({
+        reading,
+        minConfidence: this.#ocr.minConfidence,
+        metadata: record.metadata,
+      });
+    } catch (error) {
+      if (signal.aborted || !isItemError(error)) throw error;
+      this.#logger?.warn({ err: error, id, kind }, "reading the text of a stored item failed");
+      return { status: "failed", id, error: toJobError(error) };
+    }
+    const { updated } = await this.#store.update({
+      kind,
+      tenant,
+      patches: [{ id, ocrText: fields.ocrText, metadata: fields.metadata }],
+    });
+    if (updated === 0) return { status: "skipped", id, detail: { reason: "deleted" } };
+    return { status: "stored", id, detail: { lines: countLines(fields.metadata) } };
+  }
+}
+
+function countLines(metadata: Record<string, unknown>): number {
+  return readOcrMetadata(metadata)?.lines.length ?? 0;
+}
