@@ -633,7 +633,8 @@ export class MilvusVectorStore implements VectorStore {
    * The best `topK` hits of `run` whose searchable text contains every phrase. `expression` already
    * holds the `text_match` prefilter (each word of each phrase), which Milvus Lite can evaluate where it
    * has no `phrase_match`; the phrases themselves are checked here. A search that comes back with too few
-   * matching hits is widened ×{@link PHRASE_GROWTH} while it comes back full; past the widest search,
+   * matching hits is widened while it comes back full, at least ×{@link PHRASE_GROWTH} and more when few
+   * hits had the phrases (as many as their share suggests topK needs); past the widest search,
    * the prefiltered rows are scanned for the phrases and the search is run again over the rows that have
    * them, {@link MAX_IDS_PER_CALL} at a time, the hits merged by score.
    */
@@ -657,7 +658,9 @@ export class MilvusVectorStore implements VectorStore {
       const kept = found.filter(({ searchText }) => hasAll(searchText)).map(({ hit }) => hit);
       if (kept.length >= topK || found.length < limit) return kept.slice(0, topK);
       if (limit >= MAX_SEARCH_LIMIT) break;
-      limit = Math.min(limit * PHRASE_GROWTH, MAX_SEARCH_LIMIT);
+      // At least ×PHRASE_GROWTH; more when few hits had the phrases, as many as their share suggests.
+      const needed = Math.ceil((limit * topK * 1.25) / Math.max(kept.length, 1));
+      limit = Math.min(Math.max(limit * PHRASE_GROWTH, needed), MAX_SEARCH_LIMIT);
     }
     this.#logger?.warn(
       { collection, topK, limit },
