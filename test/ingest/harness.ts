@@ -11,6 +11,7 @@ import { type Config, parseConfig } from "../../src/config.ts";
 import type { AppEnv } from "../../src/http/context.ts";
 import type { TenantResolver } from "../../src/http/tenant.ts";
 import { loadModelPack, type ModelPack } from "../../src/inference/index.ts";
+import type { OcrEngine } from "../../src/inference/ocr/ocr-engine.ts";
 import { createJobRegistry, type JobRegistry } from "../../src/ingest/jobs.ts";
 import { createLogger } from "../../src/logger.ts";
 import { createFsBlobStore, type FsBlobStore } from "../../src/media/blob-store.ts";
@@ -42,9 +43,12 @@ export interface IngestHarness {
 export async function startIngestHarness({
   name,
   env = {},
+  ocr,
 }: {
   name: string;
   env?: Record<string, string>;
+  /** The OCR engine ingest and the backfill read text with; none when absent. */
+  ocr?: OcrEngine;
 }): Promise<IngestHarness> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), "loupe-ingest-test-"));
   const milvus = await startTestMilvusLite();
@@ -69,7 +73,16 @@ export async function startIngestHarness({
   const blobs = createFsBlobStore({ dir: path.join(dataDir, "blobs") });
   const jobs = createJobRegistry();
   const resolveTenant: TenantResolver = (c) => c.req.header(TENANT_HEADER) ?? config.defaultTenant;
-  const services = assembleServices({ config, logger, store, models, blobs, jobs, resolveTenant });
+  const services = assembleServices({
+    config,
+    logger,
+    store,
+    models,
+    blobs,
+    jobs,
+    resolveTenant,
+    ...(ocr === undefined ? {} : { ocr }),
+  });
   const app = createApp(services);
   return {
     app,
