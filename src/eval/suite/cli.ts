@@ -190,6 +190,28 @@ export function headlineOf(results: RunResults): string[] {
       `  triple reuse ${f(summary.triples.rate)} (wrong ${f(summary.triples.wrongRate)}, ${summary.triples.probes} probes)`,
     );
   }
+  if (summary.ocr !== undefined && summary.ocr !== null) {
+    const ocr = summary.ocr;
+    lines.push(
+      `  OCR CER (${ocr.images} images): English ≥12 px ${f(ocr.byBucket.latin12?.cer)}  English <12 px ${f(ocr.byBucket.latinSmall?.cer)}  Chinese ${f(ocr.byBucket.cjk?.cer)}  all ${f(ocr.cer)}  lines found ${f(ocr.lineRecall)}`,
+    );
+  }
+  for (const [mode, figures] of Object.entries(summary.search ?? {})) {
+    const types = Object.entries(figures.byType)
+      .map(([type, entry]) => `${type} ${f(entry.recallAt1)}/${f(entry.recallAt5)}`)
+      .join(", ");
+    lines.push(
+      `  search ${mode}: R@1 ${f(figures.recallAt1)}  R@5 ${f(figures.recallAt5)}  (${figures.queries} queries; R@1/R@5 by type: ${types})`,
+    );
+  }
+  if (summary.textAnswers !== undefined && summary.textAnswers !== null) {
+    const types = Object.entries(summary.textAnswers.byType)
+      .map(([type, entry]) => `${type} ${f(entry.accuracy)}`)
+      .join(", ");
+    lines.push(
+      `  screenshot answers ${f(summary.textAnswers.accuracy)} (${summary.textAnswers.count}): ${types}`,
+    );
+  }
   const total = summary.latency.total;
   if (total !== undefined) lines.push(`  chat latency p50 ${total.p50} ms, p95 ${total.p95} ms`);
   return lines;

@@ -1,6 +1,6 @@
 /**
  * How the eval runner talks to Loupe: always through its HTTP API (`/v1/images`, `/v1/videos`,
- * `/v1/triples`, `/v1/search`, `/v1/chat`) with Loupe's one HTTP client (`src/client/`), either in-process
+ * `/v1/triples`, `/v1/search`, `/v1/chat`, `/v1/items`) with Loupe's one HTTP client (`src/client/`), either in-process
  * (`createApp(services).request`) or over the network to a running server (`--url`). One code path for
  * both, so an eval in-process measures what a client of the server gets. This file adds what the runner
  * wants of it: files read by path, ingest in batches the server answers at once.
@@ -11,6 +11,7 @@ import {
   dataUrlOf as dataUrlOfUpload,
   type IngestAnswer,
   type IngestItemResult,
+  type ListedItem,
   type Metadata,
   type RequestLike,
   readUpload,
@@ -33,6 +34,8 @@ export interface LoupeClient {
   ingestTriples(items: readonly TripleItem[]): Promise<IngestItemResult[]>;
   search(request: SearchRequest): Promise<SearchResultItem[]>;
   chat(body: ChatBody): Promise<ChatResult>;
+  /** Every stored image (`GET /v1/items?kind=image`, page after page), with its metadata. */
+  listImages(): Promise<ListedItem[]>;
 }
 
 /** A file as a data URL, the form `/v1/chat`, `/v1/search` and `/v1/triples` take images in. */
@@ -93,6 +96,11 @@ function evalClient(http: ReturnType<typeof createLoupeClient>): LoupeClient {
     },
     search: (request) => http.search(request),
     chat: (body) => http.chat(body),
+    async listImages() {
+      const items: ListedItem[] = [];
+      for await (const item of http.allItems({ kind: "image", limit: 1000 })) items.push(item);
+      return items;
+    },
   };
 }
 

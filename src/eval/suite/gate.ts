@@ -1,6 +1,7 @@
 /**
  * The baseline gate: a run's figures against a committed `results.json`. The gated figures and how far
- * each may drop are declared once, in {@link GATED_METRICS}; every figure is higher-is-better. Latency is
+ * each may move the wrong way are declared once, in {@link GATED_METRICS}; figures are higher-is-better
+ * unless marked `lowerIsBetter` (error rates), and a figure may be gated for some suites only. Latency is
  * reported but never gated: machines are noisy.
  */
 import { readFile } from "node:fs/promises";
@@ -11,9 +12,16 @@ import { RESULTS_FORMAT, type RunResults } from "./results.ts";
 export interface GatedMetric {
   metric: string;
   label: string;
-  /** Largest drop (baseline − current) that still passes, in the figure's units (0–1). */
+  /** Largest drop (baseline − current; current − baseline when lower is better) that still passes, in the figure's units (0–1). */
   tolerance: number;
+  /** An error rate: a rise is a regression. */
+  lowerIsBetter?: boolean;
+  /** The suites the figure is gated for, by name or format; every suite when absent. */
+  suites?: readonly string[];
 }
+
+/** Screenshot figures are gated for the named screens suites and any Screens World folder. */
+const SCREENS_SUITES = ["screens-ci", "screens-dev", "screens"] as const;
 
 /** The figures the gate holds a change to. */
 export const GATED_METRICS: readonly GatedMetric[] = [
@@ -29,6 +37,44 @@ export const GATED_METRICS: readonly GatedMetric[] = [
   { metric: "answers.citationRecall", label: "citation recall", tolerance: 0.05 },
   { metric: "abstention.recall", label: "abstention recall", tolerance: 0.1 },
   { metric: "triples.reuse", label: "triple reuse rate", tolerance: 0.1 },
+  {
+    metric: "ocr.cer.latin12",
+    label: "OCR CER, English ≥ 12 px",
+    tolerance: 0.01,
+    lowerIsBetter: true,
+    suites: SCREENS_SUITES,
+  },
+  {
+    metric: "ocr.cer.cjk",
+    label: "OCR CER, Chinese",
+    tolerance: 0.02,
+    lowerIsBetter: true,
+    suites: SCREENS_SUITES,
+  },
+  {
+    metric: "search.hybrid.code.recallAt1",
+    label: "hybrid search R@1, error codes",
+    tolerance: 0.04,
+    suites: SCREENS_SUITES,
+  },
+  {
+    metric: "search.hybrid.phrase.recallAt1",
+    label: "hybrid search R@1, quoted phrases",
+    tolerance: 0.07,
+    suites: SCREENS_SUITES,
+  },
+  {
+    metric: "search.hybrid.recallAt5",
+    label: "hybrid search R@5, all queries",
+    tolerance: 0.04,
+    suites: SCREENS_SUITES,
+  },
+  {
+    metric: "textAnswers.accuracy",
+    label: "answers read off screenshots",
+    tolerance: 0.07,
+    suites: SCREENS_SUITES,
+  },
 ];
 
 /** One row of the comparison. */
@@ -39,8 +85,9 @@ export interface MetricDelta {
   current: number | null;
   /** current − baseline; null when either is missing. */
   delta: number | null;
-  /** The drop allowed, for gated figures. */
+  /** The drop allowed (the rise, when lower is better), for gated figures. */
   tolerance?: number;
+  lowerIsBetter?: boolean;
   /** `fail`: a gated figure dropped by more than its tolerance, or is missing from this run. */
   status: "pass" | "fail" | "info" | "new" | "missing";
 }
@@ -74,14 +121,23 @@ export function compareToBaseline({
   const rows: MetricDelta[] = [];
   const now = current.summary.figures;
   const then = baseline.summary.figures;
-  for (const gate of gated) {
+  const applicable = gated.filter(
+    (gate) =>
+      gate.suites === undefined ||
+      gate.suites.includes(current.meta.suite) ||
+      gate.suites.includes(current.meta.format),
+  );
+  for (const gate of applicable) {
     const before = then[gate.metric] ?? null;
     const after = now[gate.metric] ?? null;
     const delta = before === null || after === null ? null : after - before;
     let status: MetricDelta["status"];
     if (before === null) status = after === null ? "info" : "new";
     else if (after === null) status = "fail";
-    else status = before - after > gate.tolerance + EPSILON ? "fail" : "pass";
+    else {
+      const worse = gate.lowerIsBetter === true ? after - before : before - after;
+      status = worse > gate.tolerance + EPSILON ? "fail" : "pass";
+    }
     rows.push({
       metric: gate.metric,
       label: gate.label,
@@ -89,10 +145,11 @@ export function compareToBaseline({
       current: after,
       delta,
       tolerance: gate.tolerance,
+      ...(gate.lowerIsBetter === true ? { lowerIsBetter: true } : {}),
       status,
     });
   }
-  const gatedNames = new Set(gated.map((gate) => gate.metric));
+  const gatedNames = new Set(applicable.map((gate) => gate.metric));
   const names = [...new Set([...Object.keys(then), ...Object.keys(now)])].filter(
     (name) => !gatedNames.has(name),
   );
@@ -178,7 +235,7 @@ export function formatGateReport(outcome: GateOutcome): string {
   ];
   for (const row of outcome.rows.filter((entry) => entry.tolerance !== undefined)) {
     lines.push(
-      `${row.label.padEnd(44)}  ${formatValue(row.baseline).padStart(8)}  ${formatValue(row.current).padStart(7)}  ${formatDelta(row.delta).padStart(6)}  ${(row.tolerance === undefined ? "" : `-${row.tolerance.toFixed(2)}`).padStart(9)}  ${row.status}`,
+      `${row.label.padEnd(44)}  ${formatValue(row.baseline).padStart(8)}  ${formatValue(row.current).padStart(7)}  ${formatDelta(row.delta).padStart(6)}  ${(row.tolerance === undefined ? "" : `${row.lowerIsBetter ? "+" : "-"}${row.tolerance.toFixed(2)}`).padStart(9)}  ${row.status}`,
     );
   }
   for (const warning of outcome.warnings) lines.push(`warning: ${warning}`);
@@ -189,7 +246,7 @@ export function formatGateReport(outcome: GateOutcome): string {
         .map((row) =>
           row.current === null
             ? `${row.label} (${row.metric}) is missing from this run`
-            : `${row.label} (${row.metric}) dropped ${formatDelta(row.delta)} (tolerance -${row.tolerance?.toFixed(2)})`,
+            : `${row.label} (${row.metric}) ${row.lowerIsBetter ? "rose" : "dropped"} ${formatDelta(row.delta)} (tolerance ${row.lowerIsBetter ? "+" : "-"}${row.tolerance?.toFixed(2)})`,
         )
         .join("; ")}`,
     );

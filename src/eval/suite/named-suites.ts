@@ -8,33 +8,51 @@
  *   with …", "when does … happen" over the videos, and off-domain questions the corpus cannot answer).
  * - `shapes-ci`: the suite the CI gate runs against `evals/baselines/shapes-ci.json` (the same split and
  *   cases as `shapes-dev`, so a developer's run reads like the gate's).
- * - a path: a `.jsonl` file in Loupe's format, a folder written by `loupe synth`, a Karpathy caption
+ * - `screens-dev`: a Screens World set generated from seed 880001 (120 screenshots in English and
+ *   Chinese), never used to tune anything: OCR CER per screenshot, every query in dense, text and hybrid
+ *   modes, and one chat question per screenshot.
+ * - `screens-ci`: a small Screens World set from another seed (880002, 30 screenshots) that the CI gate
+ *   runs against `evals/baselines/screens-ci.json`.
+ * - a path: a `.jsonl` file in Loupe's format, a folder written by `loupe synth` or `loupe synth screens`, a Karpathy caption
  *   JSON (`--format karpathy`) or VQAv2 questions and annotations (`--format vqav2 --annotations …`).
  *
  * Everything is deterministic for a seed: the split, the case selection and their order.
  */
 import { existsSync } from "node:fs";
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { extname, join, resolve } from "node:path";
 import { ValidationError } from "../../errors.ts";
-import { ACTION_VERBS, type Action, generateDataset, readJsonl } from "../../synth/index.ts";
+import {
+  ACTION_VERBS,
+  type Action,
+  generateDataset,
+  readJsonl,
+  writeScreensDataset,
+} from "../../synth/index.ts";
 import { loadJsonlSuite } from "./loaders/jsonl-cases.ts";
 import { loadKarpathySuite } from "./loaders/karpathy.ts";
+import { isScreensSpec, loadScreensSuite } from "./loaders/screens.ts";
 import { loadShapesWorldSuite } from "./loaders/shapes-world.ts";
 import { loadVqaV2Suite } from "./loaders/vqav2.ts";
 import type { AnswerCase, Suite, SuiteCase } from "./suite.ts";
 
 /** Names `--suite` accepts besides paths. */
-export const NAMED_SUITES = ["shapes-dev", "shapes-ci"] as const;
+export const NAMED_SUITES = ["shapes-dev", "shapes-ci", "screens-dev", "screens-ci"] as const;
 export type NamedSuite = (typeof NAMED_SUITES)[number];
 
 /** Formats `--format` accepts for a path. */
-export const SUITE_FORMATS = ["auto", "loupe-jsonl", "shapes-world", "karpathy", "vqav2"] as const;
+export const SUITE_FORMATS = ["auto", "loupe-jsonl", "shapes-world", "screens", "karpathy", "vqav2"] as const;
 export type SuiteFormatOption = (typeof SUITE_FORMATS)[number];
 
 /** The seed of the named Shapes World suites; the pack was trained on other seeds. */
 export const SHAPES_DEV_SEED = 777_001;
+
+/** The named Screens World suites: seed and number of screenshots. */
+export const SCREENS_SUITES: Record<"screens-dev" | "screens-ci", { seed: number; count: number }> = {
+  "screens-dev": { seed: 880_001, count: 120 },
+  "screens-ci": { seed: 880_002, count: 30 },
+};
 
 /** The split and the share of it the named Shapes World suites run. */
 export interface ShapesSuitePlan {
@@ -238,7 +256,7 @@ export interface ResolveSuiteOptions {
   /** A name of {@link NAMED_SUITES} or a path. */
   suite: string;
   format?: SuiteFormatOption;
-  /** Seed of a named suite (default {@link SHAPES_DEV_SEED}). */
+  /** Seed of a named suite (default {@link SHAPES_DEV_SEED}, or the screens suite's own). */
   seed?: number;
   /** VQAv2: the annotations file beside the questions file. */
   annotations?: string;
@@ -246,6 +264,8 @@ export interface ResolveSuiteOptions {
   imagesDir?: string;
   /** Shrinks a named suite's split (tests); defaults to {@link SHAPES_DEV_PLAN}. */
   plan?: ShapesSuitePlan;
+  /** Screenshots of a named screens suite (tests); defaults to the suite's own count. */
+  screens?: number;
   /** Where to generate a named suite's split (default: a new temporary folder). */
   workDir?: string;
 }
@@ -292,10 +312,40 @@ async function generateNamedSuite({
   }
 }
 
+async function generateScreensSuite({
+  name,
+  seed,
+  count,
+  workDir,
+}: {
+  name: "screens-dev" | "screens-ci";
+  seed: number;
+  count: number;
+  workDir?: string;
+}): Promise<ResolvedSuite> {
+  const root = workDir ?? (await mkdtemp(join(tmpdir(), "loupe-eval-suite-")));
+  const dir = join(root, name);
+  const dispose = async () => {
+    if (workDir === undefined) await rm(root, { recursive: true, force: true });
+  };
+  try {
+    await writeScreensDataset({ outDir: dir, seed, count, overwrite: true, concurrency: 2 });
+    return { suite: await loadScreensSuite({ dir, name }), seed, dispose };
+  } catch (error) {
+    await dispose();
+    throw error;
+  }
+}
+
 async function detectFormat(path: string): Promise<Exclude<SuiteFormatOption, "auto">> {
   const info = await stat(path);
   if (info.isDirectory()) {
-    if (existsSync(join(path, "manifest.json"))) return "shapes-world";
+    const manifest = join(path, "manifest.json");
+    if (existsSync(manifest)) {
+      const spec = (JSON.parse(await readFile(manifest, "utf8").catch(() => "{}")) as { spec?: unknown })
+        .spec;
+      return isScreensSpec(spec) ? "screens" : "shapes-world";
+    }
     throw new ValidationError(
       `Suite folder ${path} holds no manifest.json, so it is not a Shapes World split; give a split written by loupe synth, a .jsonl suite, or --format karpathy|vqav2 with a file.`,
       { context: { path } },
@@ -318,14 +368,29 @@ async function detectFormat(path: string): Promise<Exclude<SuiteFormatOption, "a
 export async function resolveSuite({
   suite,
   format = "auto",
-  seed = SHAPES_DEV_SEED,
+  seed,
   annotations,
   imagesDir,
   plan = SHAPES_DEV_PLAN,
+  screens,
   workDir,
 }: ResolveSuiteOptions): Promise<ResolvedSuite> {
+  if (suite === "screens-dev" || suite === "screens-ci") {
+    const named = SCREENS_SUITES[suite];
+    return generateScreensSuite({
+      name: suite,
+      seed: seed ?? named.seed,
+      count: screens ?? named.count,
+      ...(workDir ? { workDir } : {}),
+    });
+  }
   if ((NAMED_SUITES as readonly string[]).includes(suite)) {
-    return generateNamedSuite({ name: suite as NamedSuite, seed, plan, ...(workDir ? { workDir } : {}) });
+    return generateNamedSuite({
+      name: suite as NamedSuite,
+      seed: seed ?? SHAPES_DEV_SEED,
+      plan,
+      ...(workDir ? { workDir } : {}),
+    });
   }
   const path = resolve(suite);
   if (!existsSync(path)) {
@@ -338,6 +403,7 @@ export async function resolveSuite({
   const done = async () => undefined;
   if (kind === "loupe-jsonl") return { suite: await loadJsonlSuite({ file: path }), dispose: done };
   if (kind === "shapes-world") return { suite: await loadShapesWorldSuite({ dir: path }), dispose: done };
+  if (kind === "screens") return { suite: await loadScreensSuite({ dir: path }), dispose: done };
   if (kind === "karpathy") {
     return {
       suite: await loadKarpathySuite({ file: path, ...(imagesDir ? { imagesDir } : {}) }),

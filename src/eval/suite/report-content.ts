@@ -82,7 +82,7 @@ export function baselineRows({
       formatFigure(row.baseline),
       formatFigure(row.current),
       formatDelta(row.delta),
-      row.tolerance === undefined ? "" : `-${row.tolerance.toFixed(2)}`,
+      row.tolerance === undefined ? "" : `${row.lowerIsBetter ? "+" : "-"}${row.tolerance.toFixed(2)}`,
       status(row.status),
     ]);
 }
@@ -111,6 +111,12 @@ export function describeFailure(record: CaseRecord): string {
     return `no relevant item in the top 10 (got ${(record.output.ranked ?? []).slice(0, 3).join(", ") || "nothing"})`;
   if (record.kind === "vqa")
     return `answered "${record.output.shortAnswer ?? ""}", expected "${(record.expected.answers ?? []).join(" / ")}"`;
+  if (record.kind === "ocr") {
+    const worst = record.output.ocr?.misses[0];
+    const cer = typeof record.metrics.cer === "number" ? record.metrics.cer.toFixed(3) : "–";
+    if (record.metrics.read !== true) return "no OCR reading stored";
+    return worst === undefined ? `CER ${cer}` : `CER ${cer}; worst: "${worst.truth}" read as "${worst.read}"`;
+  }
   if (record.kind === "triple-probe") {
     const reused = record.output.reusedTriples ?? [];
     return reused.length === 0
@@ -121,4 +127,85 @@ export function describeFailure(record: CaseRecord): string {
     return `answered an unanswerable question: "${record.output.answer ?? ""}"`;
   if (record.metrics.abstained === true) return `declined: "${record.output.answer ?? ""}"`;
   return `"${record.output.answer ?? ""}" (expected ${[...(record.expected.answers ?? []), ...(record.expected.evidence ?? [])].slice(0, 4).join(", ") || "segments"}; cited ${(record.output.citations ?? []).join(", ") || "nothing"})`;
+}
+
+/** A titled table of plain-text cells. */
+export interface ReportTable {
+  title: string;
+  header: string[];
+  rows: string[][];
+}
+
+const BUCKET_LABELS: Record<string, string> = {
+  latin12: "English, 12 px and larger",
+  latinSmall: "English, under 12 px",
+  cjk: "Chinese",
+};
+
+/**
+ * The tables of text read in images, when the run has such cases: OCR CER by script and size, text→image
+ * recall per search mode and query type, and answers read off screenshots per question type.
+ */
+export function textReadingTables({ summary }: Pick<RunResults, "summary">): ReportTable[] {
+  const tables: ReportTable[] = [];
+  const ocr = summary.ocr;
+  if (ocr !== undefined && ocr !== null) {
+    tables.push({
+      title: `OCR (${ocr.images} images; CER over non-space characters, lower is better)`,
+      header: ["text", "characters", "CER"],
+      rows: [
+        ...Object.entries(ocr.byBucket).map(([bucket, figures]) => [
+          BUCKET_LABELS[bucket] ?? bucket,
+          String(figures.chars),
+          formatFigure(figures.cer),
+        ]),
+        ["all, with spurious lines", String(ocr.chars), formatFigure(ocr.cer)],
+        ["lines found (box overlap)", "", formatFigure(ocr.lineRecall)],
+      ],
+    });
+  }
+  const search = summary.search;
+  if (search !== undefined && Object.keys(search).length > 0) {
+    const modes = Object.keys(search);
+    const types = [...new Set(Object.values(search).flatMap((figures) => Object.keys(figures.byType)))];
+    tables.push({
+      title: "Text→screenshot search by mode (Recall@1 / Recall@5)",
+      header: ["query type", "queries", ...modes],
+      rows: [
+        ...types.map((type) => [
+          type,
+          String(search[modes[0] as string]?.byType[type]?.queries ?? 0),
+          ...modes.map((mode) => {
+            const figures = search[mode]?.byType[type];
+            return figures === undefined
+              ? "–"
+              : `${formatFigure(figures.recallAt1)} / ${formatFigure(figures.recallAt5)}`;
+          }),
+        ]),
+        [
+          "all",
+          String(search[modes[0] as string]?.queries ?? 0),
+          ...modes.map(
+            (mode) => `${formatFigure(search[mode]?.recallAt1)} / ${formatFigure(search[mode]?.recallAt5)}`,
+          ),
+        ],
+      ],
+    });
+  }
+  const textAnswers = summary.textAnswers;
+  if (textAnswers !== undefined && textAnswers !== null) {
+    tables.push({
+      title: "Answers read off screenshots (expected text in the answer and the evidence cited)",
+      header: ["question", "cases", "accuracy"],
+      rows: [
+        ...Object.entries(textAnswers.byType).map(([type, figures]) => [
+          type,
+          String(figures.count),
+          formatFigure(figures.accuracy),
+        ]),
+        ["all", String(textAnswers.count), formatFigure(textAnswers.accuracy)],
+      ],
+    });
+  }
+  return tables;
 }

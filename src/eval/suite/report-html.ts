@@ -17,6 +17,7 @@ import {
   ingestFailuresNote,
   latencyRows,
   runDetails,
+  textReadingTables,
 } from "./report-content.ts";
 import type { CaseRecord, RunResults } from "./results.ts";
 
@@ -153,6 +154,15 @@ export function renderHtmlReport({
     ]);
   }
   sections.push("<h2>Summary</h2>", table(["figure", "value"], headline));
+  for (const entry of textReadingTables(results)) {
+    sections.push(
+      `<h2>${escapeHtml(entry.title)}</h2>`,
+      table(
+        entry.header,
+        entry.rows.map((row) => row.map(escapeHtml)),
+      ),
+    );
+  }
 
   const charts: string[] = [];
   if (summary.vqa !== null) {

@@ -13,6 +13,7 @@ import {
   ingestFailuresNote,
   latencyRows,
   runDetails,
+  textReadingTables,
 } from "./report-content.ts";
 import type { RunResults } from "./results.ts";
 
@@ -152,6 +153,15 @@ export function renderMarkdownReport({
           String(entry.count),
           String(entry.passed),
         ]),
+      ),
+    );
+  }
+  for (const entry of textReadingTables(results)) {
+    parts.push(`## ${entry.title}`);
+    parts.push(
+      table(
+        entry.header,
+        entry.rows.map((row) => row.map((cell) => markdownCell(cell))),
       ),
     );
   }

@@ -6,7 +6,7 @@
 import type { TokenUsageSummary } from "../metrics/answer-metrics.ts";
 import type { LatencyFigures } from "../metrics/latency.ts";
 import type { RetrievalSummary, TripleReuse } from "../metrics/retrieval-metrics.ts";
-import type { RetrievalTask, SegmentRef, Suite, SuiteCase } from "./suite.ts";
+import type { RetrievalTask, SearchMode, SegmentRef, Suite, SuiteCase } from "./suite.ts";
 
 /** The version tag of `results.json`. */
 export const RESULTS_FORMAT = "loupe-eval-results/v1";
@@ -29,6 +29,8 @@ export interface CaseRecord {
   id: string;
   kind: SuiteCase["kind"];
   task?: RetrievalTask;
+  /** Retrieval: the search mode asked for. */
+  mode?: SearchMode;
   tags: string[];
   /** What was asked. Images are named (`file:…`, `corpus:…`, `stored:…`), never inlined. */
   input: { question?: string; text?: string; images?: string[]; history?: number };
@@ -54,6 +56,8 @@ export interface CaseRecord {
     reusedTriples?: string[];
     composer?: string;
     fallback?: string;
+    /** OCR: lines read, and the groups read worst (ground truth, what was read, edits). */
+    ocr?: { lines: number; misses: Array<{ truth: string; read: string; edits: number }> };
   };
   metrics: Record<string, CaseMetric>;
   /** False when the case missed (shown in the report's failures). */
@@ -93,6 +97,32 @@ export interface RunSummary {
     byTag: Record<string, { count: number; passed: number }>;
   } | null;
   triples: TripleReuse | null;
+  /** OCR cases: CER overall and by bucket (`latin12`, `latinSmall`, `cjk`), with the characters behind each. */
+  ocr?: {
+    images: number;
+    cer: number | null;
+    chars: number;
+    byBucket: Record<string, { cer: number | null; chars: number }>;
+    lineRecall: number | null;
+    spuriousChars: number;
+  } | null;
+  /** Retrieval cases run in a given search mode: figures per mode, and per mode and query type (first tag). */
+  search?: Record<
+    string,
+    {
+      queries: number;
+      recallAt1: number;
+      recallAt5: number;
+      mrr: number;
+      byType: Record<string, { queries: number; recallAt1: number; recallAt5: number }>;
+    }
+  >;
+  /** Answer cases scored on text read off screenshots: answer contained and evidence cited, per question type. */
+  textAnswers?: {
+    count: number;
+    accuracy: number;
+    byType: Record<string, { count: number; accuracy: number }>;
+  } | null;
   latency: Record<string, LatencyFigures>;
   tokens: TokenUsageSummary;
   /** Every headline figure under one flat name (`vqa.accuracy`, `retrieval.text-to-image.recallAt10`, …). */

@@ -6,8 +6,11 @@
  * error and counts as a miss.
  */
 
+import type { ListedItem } from "../../client/index.ts";
+import { readOcrMetadata } from "../../media/ocr-lines.ts";
 import type { ChatResult } from "../../rag/types.ts";
 import { containsAnswer, scoreAnswer } from "../metrics/answer-metrics.ts";
+import { CER_BUCKETS, containsText, scoreOcrLines } from "../metrics/ocr-metrics.ts";
 import { segmentRanking } from "../metrics/retrieval-metrics.ts";
 import { answerAccuracy } from "../metrics/vqa-accuracy.ts";
 import type { ChatBody, LoupeClient } from "./client.ts";
@@ -19,6 +22,7 @@ import type {
   AnswerCase,
   CorpusImage,
   ImageRef,
+  OcrCase,
   RetrievalCase,
   SegmentRef,
   SuiteCase,
@@ -59,6 +63,8 @@ interface CaseContext {
   imagePath(ref: ImageRef): string | undefined;
   /** A chat turn with the run's composer; the result's ids are the suite's. */
   chat(body: ChatBody): Promise<{ result: ChatResult; wallMs: number }>;
+  /** The stored images by id, listed once on first use. */
+  storedImages(): Promise<Map<string, ListedItem>>;
 }
 
 const round = (value: number) => Math.round(value * 10) / 10;
@@ -75,8 +81,13 @@ export async function runCases({
   const started = performance.now();
   const records: CaseRecord[] = [];
   const chatResults: ChatResult[] = [];
+  let stored: Promise<Map<string, ListedItem>> | undefined;
   const context: CaseContext = {
     client,
+    storedImages: () => {
+      stored ??= client.listImages().then((items) => new Map(items.map((item) => [item.id, item])));
+      return stored;
+    },
     ids,
     images,
     imageValue: (ref) => imageValue({ ref, images }),
@@ -105,7 +116,8 @@ export async function runCases({
       if (item.kind === "retrieval") await runRetrievalCase(item, record, context);
       else if (item.kind === "vqa") await runVqaCase(item, record, context);
       else if (item.kind === "answer") await runAnswerCase(item, record, context);
-      else await runTripleProbe(item, record, context);
+      else if (item.kind === "triple-probe") await runTripleProbe(item, record, context);
+      else await runOcrCase(item, record, context);
     } catch (error) {
       record.error = errorOf(error);
       record.passed = false;
@@ -123,6 +135,7 @@ async function runRetrievalCase(
 ): Promise<void> {
   const { client, ids } = context;
   record.task = item.task;
+  if (item.mode !== undefined) record.mode = item.mode;
   record.input = {
     ...(item.query.text === undefined ? {} : { text: item.query.text }),
     ...(item.query.image === undefined ? {} : { images: [describeImage(item.query.image)] }),
@@ -139,6 +152,7 @@ async function runRetrievalCase(
     ...(image === undefined ? {} : { image: await context.imageValue(image) }),
     kinds: [isVideo ? "video_segment" : "image"],
     topK: SEARCH_TOP_K,
+    ...(item.mode === undefined ? {} : { mode: item.mode }),
   });
   record.timings = { search: round(performance.now() - sent) };
   if (isVideo) {
@@ -246,9 +260,13 @@ async function runAnswerCase(item: AnswerCase, record: CaseRecord, context: Case
   record.output = chatOutput(result, {});
   record.timings = record.error === undefined ? timingsOf(result, wallMs) : {};
   if (result.usage !== undefined) record.usage = result.usage;
+  const contains =
+    item.match === "text" && item.answers.length > 0
+      ? item.answers.some((expected) => containsText({ answer: result.answer, expected }))
+      : scores.containsAnswer;
   record.metrics = {
     exactMatch: scores.exactMatch,
-    contains: scores.containsAnswer,
+    contains,
     citationPrecision: scores.citations.precision,
     citationRecall: scores.citations.recall,
     groundedness: scores.groundedness,
@@ -257,11 +275,58 @@ async function runAnswerCase(item: AnswerCase, record: CaseRecord, context: Case
     abstained: scores.abstained,
     abstentionCorrect: scores.abstentionCorrect,
   };
+  if (item.match === "text") {
+    // Read off a screenshot: the text is in the answer and every expected piece of evidence is cited.
+    record.metrics.textCorrect =
+      record.error === undefined && contains === true && (scores.citations.recall ?? 1) === 1;
+  }
   record.passed =
     record.error === undefined &&
     scores.abstentionCorrect &&
-    scores.containsAnswer !== false &&
-    (scores.citations.recall === null || scores.citations.recall > 0);
+    contains !== false &&
+    (scores.citations.recall === null || scores.citations.recall > 0) &&
+    record.metrics.textCorrect !== false;
+}
+
+async function runOcrCase(item: OcrCase, record: CaseRecord, context: CaseContext): Promise<void> {
+  const image = context.images.find((entry) => entry.id === item.image);
+  record.input = { images: [`corpus:${item.image}`] };
+  if (image !== undefined) record.imagePath = image.path;
+  const truth = image?.lines ?? [];
+  record.expected = { answers: truth.map((line) => line.text) };
+  const storedId = context.ids.stored(item.image);
+  const sent = performance.now();
+  const listed = storedId === undefined ? undefined : (await context.storedImages()).get(storedId);
+  record.timings = { list: round(performance.now() - sent) };
+  const reading = readOcrMetadata(listed?.metadata);
+  const size = image?.size;
+  const scale: [number, number] =
+    reading === undefined || size === undefined || reading.width <= 0 || reading.height <= 0
+      ? [1, 1]
+      : [size.width / reading.width, size.height / reading.height];
+  const score = scoreOcrLines({ truth, read: reading?.lines ?? [], scale });
+  record.output = { ocr: { lines: reading?.lines.length ?? 0, misses: score.misses.slice(0, 5) } };
+  const metrics: CaseRecord["metrics"] = {
+    read: reading !== undefined,
+    edits: score.overall.edits,
+    chars: score.overall.chars,
+    cer: score.overall.chars === 0 ? null : score.overall.edits / score.overall.chars,
+    lines: score.lines,
+    linesFound: score.linesFound,
+    spuriousChars: score.spuriousChars,
+  };
+  for (const bucket of CER_BUCKETS) {
+    metrics[`edits.${bucket}`] = score.byBucket[bucket].edits;
+    metrics[`chars.${bucket}`] = score.byBucket[bucket].chars;
+  }
+  record.metrics = metrics;
+  if (listed === undefined) {
+    record.error = {
+      code: "not_stored",
+      message: `corpus image ${item.image} is not among the stored images`,
+    };
+  }
+  record.passed = reading !== undefined && (metrics.cer === null || Number(metrics.cer) <= 0.05);
 }
 
 async function runTripleProbe(

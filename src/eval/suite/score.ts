@@ -15,6 +15,7 @@ import {
 } from "../metrics/answer-metrics.ts";
 import { summarizeLatency } from "../metrics/latency.ts";
 import { accuracyByType, recallAtK } from "../metrics/metrics.ts";
+import { CER_BUCKETS } from "../metrics/ocr-metrics.ts";
 import {
   type RetrievalSummary,
   segmentRanking,
@@ -64,7 +65,10 @@ export function summarizeRun({
   const retrieval: RunSummary["retrieval"] = {};
   const tasks: RetrievalTask[] = ["text-to-image", "image-to-image", "text-to-video-segment"];
   for (const task of tasks) {
-    const taskRecords = records.filter((record) => record.kind === "retrieval" && record.task === task);
+    // Cases run in a named search mode are summarized per mode below.
+    const taskRecords = records.filter(
+      (record) => record.kind === "retrieval" && record.task === task && record.mode === undefined,
+    );
     if (taskRecords.length === 0) continue;
     let summary: RetrievalSummary;
     let rankings: Array<{ ranked: string[]; relevant: Set<string> }>;
@@ -191,7 +195,13 @@ export function summarizeRun({
     figures["triples.wrongReuse"] = triples.wrongRate;
   }
 
-  const chatSteps = records.filter((record) => record.kind !== "retrieval" && record.error === undefined);
+  const search = summarizeSearchModes(records, figures);
+  const ocr = summarizeOcr(records, figures);
+  const textAnswers = summarizeTextAnswers(records, figures);
+
+  const chatSteps = records.filter(
+    (record) => record.kind !== "retrieval" && record.kind !== "ocr" && record.error === undefined,
+  );
   const latency = {
     ...summarizeLatency({ samples: chatSteps.map((record) => record.timings) }),
     ...summarizeLatency({
@@ -211,10 +221,105 @@ export function summarizeRun({
     vqa,
     answers,
     triples,
+    ...(ocr === null ? {} : { ocr }),
+    ...(Object.keys(search).length === 0 ? {} : { search }),
+    ...(textAnswers === null ? {} : { textAnswers }),
     latency,
     tokens: summarizeTokenUsage({
       results: chatResults.length > 0 ? chatResults : records.map((record) => ({ usage: record.usage })),
     }),
     figures,
   };
+}
+
+/** Figures of retrieval cases run in a named search mode: per mode, and per mode and query type (first tag). */
+function summarizeSearchModes(
+  records: readonly CaseRecord[],
+  figures: Record<string, number | null>,
+): NonNullable<RunSummary["search"]> {
+  const search: NonNullable<RunSummary["search"]> = {};
+  const moded = records.filter((record) => record.kind === "retrieval" && record.mode !== undefined);
+  const recallOf = (list: readonly CaseRecord[], name: "hitAt1" | "hitAt5") =>
+    list.filter((record) => record.metrics[name] === true).length / Math.max(1, list.length);
+  for (const mode of [...new Set(moded.map((record) => record.mode as string))]) {
+    const list = moded.filter((record) => record.mode === mode);
+    const byType: Record<string, { queries: number; recallAt1: number; recallAt5: number }> = {};
+    for (const type of [...new Set(list.map((record) => record.tags[0] ?? "untagged"))]) {
+      const typed = list.filter((record) => (record.tags[0] ?? "untagged") === type);
+      byType[type] = {
+        queries: typed.length,
+        recallAt1: recallOf(typed, "hitAt1"),
+        recallAt5: recallOf(typed, "hitAt5"),
+      };
+      figures[`search.${mode}.${type}.recallAt1`] = byType[type].recallAt1;
+      figures[`search.${mode}.${type}.recallAt5`] = byType[type].recallAt5;
+    }
+    const mrr =
+      list.reduce((sum, record) => sum + Number(record.metrics.reciprocalRank ?? 0), 0) / list.length;
+    search[mode] = {
+      queries: list.length,
+      recallAt1: recallOf(list, "hitAt1"),
+      recallAt5: recallOf(list, "hitAt5"),
+      mrr,
+      byType,
+    };
+    figures[`search.${mode}.recallAt1`] = search[mode].recallAt1;
+    figures[`search.${mode}.recallAt5`] = search[mode].recallAt5;
+    figures[`search.${mode}.mrr`] = mrr;
+  }
+  return search;
+}
+
+/** CER over every OCR case, pooled (edits over reference characters), overall and by bucket. */
+function summarizeOcr(
+  records: readonly CaseRecord[],
+  figures: Record<string, number | null>,
+): NonNullable<RunSummary["ocr"]> | null {
+  const ocrRecords = records.filter((record) => record.kind === "ocr");
+  if (ocrRecords.length === 0) return null;
+  const sum = (name: string) =>
+    ocrRecords.reduce((total, record) => total + Number(record.metrics[name] ?? 0), 0);
+  const rate = (edits: number, chars: number) => (chars === 0 ? null : edits / chars);
+  const byBucket: Record<string, { cer: number | null; chars: number }> = {};
+  for (const bucket of CER_BUCKETS) {
+    const chars = sum(`chars.${bucket}`);
+    byBucket[bucket] = { cer: rate(sum(`edits.${bucket}`), chars), chars };
+    figures[`ocr.cer.${bucket}`] = byBucket[bucket].cer;
+  }
+  const chars = sum("chars");
+  const lines = sum("lines");
+  const ocr = {
+    images: ocrRecords.length,
+    cer: rate(sum("edits"), chars),
+    chars,
+    byBucket,
+    lineRecall: lines === 0 ? null : sum("linesFound") / lines,
+    spuriousChars: sum("spuriousChars"),
+  };
+  figures["ocr.cer"] = ocr.cer;
+  figures["ocr.lineRecall"] = ocr.lineRecall;
+  figures["ocr.unread"] = ocrRecords.filter((record) => record.metrics.read !== true).length;
+  return ocr;
+}
+
+/** Answer cases scored on text read off screenshots: contained and cited, overall and per type (second tag). */
+function summarizeTextAnswers(
+  records: readonly CaseRecord[],
+  figures: Record<string, number | null>,
+): NonNullable<RunSummary["textAnswers"]> | null {
+  const scored = records.filter(
+    (record) => record.kind === "answer" && record.metrics.textCorrect !== undefined,
+  );
+  if (scored.length === 0) return null;
+  const accuracyOf = (list: readonly CaseRecord[]) =>
+    list.filter((record) => record.metrics.textCorrect === true).length / Math.max(1, list.length);
+  const byType: Record<string, { count: number; accuracy: number }> = {};
+  for (const type of [...new Set(scored.map((record) => record.tags[1] ?? "untagged"))]) {
+    const typed = scored.filter((record) => (record.tags[1] ?? "untagged") === type);
+    byType[type] = { count: typed.length, accuracy: accuracyOf(typed) };
+    figures[`textAnswers.${type}.accuracy`] = byType[type].accuracy;
+  }
+  const accuracy = accuracyOf(scored);
+  figures["textAnswers.accuracy"] = accuracy;
+  return { count: scored.length, accuracy, byType };
 }

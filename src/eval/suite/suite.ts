@@ -9,7 +9,19 @@ import type { SegmentRef } from "../metrics/retrieval-metrics.ts";
 export type { SegmentRef } from "../metrics/retrieval-metrics.ts";
 
 /** Where a suite came from. */
-export type SuiteFormat = "loupe-jsonl" | "shapes-world" | "karpathy" | "vqav2";
+export type SuiteFormat = "loupe-jsonl" | "shapes-world" | "screens" | "karpathy" | "vqav2";
+
+/** How `/v1/search` ranks: embeddings, BM25 over the items' text, or both fused. */
+export type SearchMode = "dense" | "text" | "hybrid";
+
+/** A line of text known to be on a corpus image (generated screenshots). */
+export interface TruthLine {
+  text: string;
+  /** `[x, y, width, height]` in pixels of the image. */
+  box: [number, number, number, number];
+  script: "latin" | "cjk";
+  fontPx: number;
+}
 
 /**
  * An image a case uses: a file, an image of the suite's corpus (by suite id), or an item already stored
@@ -30,6 +42,10 @@ export interface CorpusImage {
   caption?: string;
   /** Metadata to ingest with the image, and facts about it for reports. */
   metadata: Record<string, unknown>;
+  /** Every line of text on the image, when known: what OCR cases score the stored reading against. */
+  lines?: TruthLine[];
+  /** Size of the image the lines' boxes refer to. */
+  size?: { width: number; height: number };
 }
 
 /** A ground-truth span of a corpus video. */
@@ -89,6 +105,8 @@ export interface RetrievalCase extends CaseBase {
   relevant: string[];
   /** Expected segments (video task); `videoId` is a corpus video id. */
   segments: SegmentRef[];
+  /** The search mode to ask for; absent: the server's default. */
+  mode?: SearchMode;
 }
 
 /** A visual question about one image, scored with the VQAv2 accuracy (`answerAccuracy`). */
@@ -124,6 +142,22 @@ export interface AnswerCase extends CaseBase {
   segments: SegmentRef[];
   /** The corpus and images do not answer the question: the system should say so. */
   unanswerable: boolean;
+  /**
+   * How the answers are looked for in the answer text: `words` (default) with the VQA normalization,
+   * or `text` with `containsText` of `metrics/ocr-metrics.ts` (text read off screenshots: codes, paths,
+   * Chinese).
+   */
+  match?: "words" | "text";
+}
+
+/**
+ * The text Loupe read in a corpus image at ingest (`metadata.ocr` of the stored item, from
+ * `GET /v1/items`) against the image's known lines: CER by script and size (`scoreOcrLines`).
+ */
+export interface OcrCase extends CaseBase {
+  kind: "ocr";
+  /** The corpus image; its `lines` are the ground truth. */
+  image: string;
 }
 
 /**
@@ -140,7 +174,7 @@ export interface TripleProbeCase extends CaseBase {
 }
 
 /** Any case of a suite. */
-export type SuiteCase = RetrievalCase | VqaCase | AnswerCase | TripleProbeCase;
+export type SuiteCase = RetrievalCase | VqaCase | AnswerCase | TripleProbeCase | OcrCase;
 
 /** A corpus and the cases run against it. */
 export interface Suite {
