@@ -87,7 +87,7 @@ export class OcrBackfill {
     const totals = new Map<OcrBackfillKind, number>();
     let listed = false;
     const keyOf = ({ kind, id }: OcrBackfillItem) => `${kind}/${id}`;
-    return async ({ items, signal, report, add, setUnlistedSkipped }) => {
+    const run: JobRunner<OcrBackfillItem> = async ({ items, signal, report, add, setUnlistedSkipped }) => {
       const retried = new Set<string>();
       for (const { index, input } of items) {
         if (signal.aborted) return;
@@ -125,6 +125,14 @@ export class OcrBackfill {
         setUnlistedSkipped(total - indexByKey.size);
       }
       listed = true;
+    };
+    // A shutdown aborts the reading in flight; the item stays pending and the job ends as shut down.
+    return async (context) => {
+      try {
+        await run(context);
+      } catch (error) {
+        if (!context.signal.aborted) throw error;
+      }
     };
   }
 
