@@ -144,7 +144,7 @@ class PpOcrEngine implements OcrEngine {
       recognition: join(dir, PP_OCR_FILES.recognition),
       dictionary: join(dir, PP_OCR_FILES.dictionary),
     };
-    await Promise.all(Object.values(paths).map(requireFile));
+    for (const path of Object.values(paths)) await requireFile(path);
     const classes = await readRecognitionClasses(paths.dictionary);
     const detector = await createSession({
       path: paths.detection,

@@ -12,6 +12,9 @@ export const RECOGNITION_HEIGHT = 48;
 /** Widest crop fed, in tensor pixels (a line 50 times as wide as high); wider lines are squeezed to it. */
 export const MAX_RECOGNITION_WIDTH = 50 * RECOGNITION_HEIGHT;
 
+/** Space probability between two characters above which a word space is read (see {@link decodeCtc}). */
+export const SPACE_PROBABILITY = 0.1;
+
 /** Narrowest crop fed (the model's stride needs a few columns). */
 const MIN_RECOGNITION_WIDTH = 16;
 
@@ -118,8 +121,13 @@ export interface DecodedText {
 /**
  * Greedy CTC decoding of one line: the most likely class per time step, repeats collapsed, blanks dropped.
  *
+ * The recognizer often lets the blank win by a little over the space between two words (Chinese training
+ * data has few spaces), so a space is also put between two characters when the space class reached
+ * `spaceProbability` at a step between them. It never rises there inside a word.
+ *
  * @param probabilities the recognizer's output, `[batch, steps, classes]`.
  * @param index which line of the batch.
+ * @param dictionary the classes, the space last.
  */
 export function decodeCtc({
   probabilities,
@@ -127,17 +135,22 @@ export function decodeCtc({
   classes,
   index,
   dictionary,
+  spaceProbability = SPACE_PROBABILITY,
 }: {
   probabilities: Float32Array;
   steps: number;
   classes: number;
   index: number;
   dictionary: readonly string[];
+  spaceProbability?: number;
 }): DecodedText {
+  const space = classes - 1;
   let text = "";
   let confidenceSum = 0;
   let kept = 0;
   let previous = -1;
+  let previousKept = -1;
+  let spaceSince = 0;
   const base = index * steps * classes;
   for (let step = 0; step < steps; step += 1) {
     const offset = base + step * classes;
@@ -151,9 +164,16 @@ export function decodeCtc({
       }
     }
     if (best !== 0 && best !== previous) {
+      if (best !== space && previousKept !== -1 && previousKept !== space && spaceSince >= spaceProbability) {
+        text += " ";
+      }
       text += dictionary[best] ?? "";
       confidenceSum += bestProbability;
       kept += 1;
+      previousKept = best;
+      spaceSince = 0;
+    } else {
+      spaceSince = Math.max(spaceSince, probabilities[offset + space] ?? 0);
     }
     previous = best;
   }
