@@ -218,38 +218,52 @@ export function scoreOcrLines({
   };
 }
 
-const CJK = /[\u2e80-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]/u;
-
 function normalizeAnswer(text: string): string {
   return text
     .normalize("NFKC")
     .replace(/\[[^\]\s]{1,80}\]/gu, " ")
-    .replace(/[*_`"“”'‘’]/gu, (mark) => (mark === "_" ? "_" : " "))
+    .replace(/[*`"“”'‘’]/gu, " ")
     .toLowerCase()
     .replace(/\s+/gu, " ")
     .trim();
 }
 
+/** Letters and digits each continue a run of their own kind: "5432" is inside "15432", not "5432mb". */
+function sameKind(a: string | undefined, b: string | undefined): boolean {
+  if (a === undefined || b === undefined) return false;
+  const kind = (char: string) => (/[0-9]/u.test(char) ? "digit" : /[a-z_]/u.test(char) ? "latin" : "other");
+  return kind(a) !== "other" && kind(a) === kind(b);
+}
+
 /**
- * True when `expected` appears in `answer`: case, width and spacing aside, citation markers removed;
- * English text must not continue a Latin word or number ("5432" is not found in "15432", but is in
- * "端口5432"), Chinese text may sit anywhere and is compared without spaces. For text read off screenshots, where VQA's punctuation
- * rules would split codes such as `ERR_CONN_REFUSED` or `ORA-12541`.
+ * True when `expected` appears in `answer`, compared without whitespace (readers drop and add spaces,
+ * around punctuation, numbers and Chinese especially), case and width aside, citation markers and
+ * markdown marks removed; the match must not continue a run of Latin letters or of digits on either
+ * side ("5432" is not found in "15432" nor "E1234" in "E12345", but "512" is in "512MB" and in "分配512";
+ * a space in the answer ends a run). For text read off screenshots, where VQA's punctuation rules would
+ * split codes such as `ERR_CONN_REFUSED` or `ORA-12541`.
  */
 export function containsText({ answer, expected }: { answer: string; expected: string }): boolean {
-  const haystack = normalizeAnswer(answer);
-  const needle = normalizeAnswer(expected).replace(/[.。!！?？]+$/u, "");
+  const spaced = normalizeAnswer(answer);
+  // The answer without spaces, and where each of its characters sits in the spaced text.
+  const positions: number[] = [];
+  let haystack = "";
+  for (let index = 0; index < spaced.length; index++) {
+    if (spaced[index] === " ") continue;
+    positions.push(index);
+    haystack += spaced[index];
+  }
+  const needle = normalizeAnswer(expected)
+    .replace(/\s+/gu, "")
+    .replace(/[.。!！?？]+$/u, "");
   if (needle.length === 0) return false;
-  // Chinese has no spaces between words, and readers drop or add them around numbers and Latin words.
-  if (CJK.test(needle)) return haystack.replace(/\s+/gu, "").includes(needle.replace(/\s+/gu, ""));
   let from = 0;
   for (;;) {
     const index = haystack.indexOf(needle, from);
     if (index < 0) return false;
-    const before = haystack[index - 1];
-    const after = haystack[index + needle.length];
-    const boundary = (char: string | undefined) => char === undefined || !/[a-z0-9_]/u.test(char);
-    if (boundary(before) && boundary(after)) return true;
+    const start = positions[index] as number;
+    const end = positions[index + needle.length - 1] as number;
+    if (!sameKind(spaced[start - 1], spaced[start]) && !sameKind(spaced[end + 1], spaced[end])) return true;
     from = index + 1;
   }
 }

@@ -67,15 +67,16 @@ export function screenHasPhrase(screen: Pick<ScreenFacts, "lines">, phrase: stri
   return screen.lines.some((line) => normalize(line.text).includes(wanted));
 }
 
-/** A span of a line to quote: 3–6 words holding a number or a long word, or 4–8 CJK characters. */
+/**
+ * A span of a line to quote: 3–6 words holding a number or a long word, or, for Chinese, one clause (a run
+ * of 4–12 Chinese characters between punctuation, spaces or Latin text), as a person would copy it.
+ */
 function phraseOf(rng: Rng, line: string): string | undefined {
   if (scriptOf(line) === "cjk") {
-    const runs = line.match(/[\u4e00-\u9fff]{4,}/gu) ?? [];
-    const run = runs.sort((a, b) => b.length - a.length)[0];
-    if (run === undefined) return undefined;
-    const length = Math.min(run.length, rng.int(4, 8));
-    const start = rng.int(0, run.length - length);
-    return run.slice(start, start + length);
+    const clauses = (line.match(/[\u4e00-\u9fff]+/gu) ?? []).filter(
+      (run) => run.length >= 4 && run.length <= 12,
+    );
+    return clauses.length === 0 ? undefined : rng.pick(clauses);
   }
   const words = line.split(" ").filter((word) => word.length > 0);
   if (words.length < 3) return undefined;
@@ -165,11 +166,14 @@ export function screenQueries({
   return queries;
 }
 
-/** The line a "what does the error say" answer should quote: the message, or its longest drawn piece. */
-export function messageAnswer(screen: ScreenFacts): string {
-  if (screenHasPhrase(screen, screen.message)) return screen.message;
+/**
+ * What a "what does the error say" answer should quote: the message, or when it wrapped over several
+ * lines, any of its pieces.
+ */
+export function messageAnswers(screen: ScreenFacts): string[] {
+  if (screenHasPhrase(screen, screen.message)) return [screen.message];
   const pieces = screen.lines.filter((line) => line.role === "message").map((line) => line.text);
-  return pieces.sort((a, b) => b.length - a.length)[0] ?? screen.message;
+  return pieces.length === 0 ? [screen.message] : pieces;
 }
 
 const QUESTIONS: Record<ScreenChatType, Record<ScreenLanguage, readonly string[]>> = {
@@ -232,6 +236,6 @@ export function screenChatCase({
       evidence: [screen.id],
     };
   }
-  const answers = type === "what-says" ? [messageAnswer(screen)] : [screen.code];
+  const answers = type === "what-says" ? messageAnswers(screen) : [screen.code];
   return { id, type, language, question, screen: screen.id, attached: true, answers, evidence: ["att_1"] };
 }

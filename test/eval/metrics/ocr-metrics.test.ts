@@ -79,6 +79,13 @@ describe("containsText", () => {
     expect(containsText({ answer: "It fails on port 15432.", expected: "5432" })).toBe(false);
     expect(containsText({ answer: "It fails on port 5432.", expected: "5432" })).toBe(true);
     expect(containsText({ answer: "ERR_CONN_REFUSED_421", expected: "ERR_CONN_REFUSED_42" })).toBe(false);
+    expect(containsText({ answer: "E12345", expected: "E1234" })).toBe(false);
+    expect(containsText({ answer: "XE1234", expected: "E1234" })).toBe(false);
+    // Spaces a reader dropped, and a unit after a number.
+    expect(
+      containsText({ answer: 'reads "Access denied:/srv/data"', expected: "Access denied: /srv/data" }),
+    ).toBe(true);
+    expect(containsText({ answer: "无法分配512MB", expected: "512" })).toBe(true);
   });
 
   it("finds Chinese anywhere, spaces aside, and numbers next to Chinese characters", () => {
