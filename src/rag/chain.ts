@@ -38,7 +38,8 @@ import {
 import { composeOffline, OFFLINE_MODEL_NAME, type OfflineAnswer } from "./offline-composer.ts";
 import { AnswerGuard, neutralize, ownMediaUrlTest } from "./output-guard.ts";
 import { attachText, readTurnText, TEXT_KINDS, textHitsFirst } from "./read-text.ts";
-import { type QueryVector, type RetrievalResult, retrieveCandidates } from "./retrieve.ts";
+import { type QueryVector, type RetrievalResult, retrieveCandidates, type TextQuery } from "./retrieve.ts";
+import type { TextQuestion } from "./text-question.ts";
 import type {
   AnswerComposer,
   ChatEvent,
@@ -276,15 +277,7 @@ export function createLoupeChain({
       topK: state.topK,
       ...(state.filter === undefined ? {} : { filter: state.filter }),
       videoIds: turn.intent.ids.filter((id) => id.startsWith("vid_")),
-      ...(searchText
-        ? {
-            textQuery: {
-              text: text.searchText,
-              phrases: [...text.codes, ...text.phrases],
-              kinds: TEXT_KINDS,
-            },
-          }
-        : {}),
+      ...(searchText ? { textQuery: textQueryOf(text) } : {}),
     });
     state.timings.retrieve = elapsed(started);
     emit({
@@ -603,6 +596,23 @@ function step(
       await delivered;
     }
   }).withConfig({ runName }) as RunnableLambda<TurnState, TurnState>;
+}
+
+/**
+ * The BM25 search of a question about stored text: its codes and quoted phrases as phrases every hit
+ * must hold; with codes, also a search without them whose text has the codes' parts (`ERR AUTH FAILED
+ * 52`), which finds an item whose text OCR read with the code spaced or split.
+ */
+export function textQueryOf(question: TextQuestion): TextQuery {
+  const parts = question.codes.flatMap((code) => code.split(/[_\-.:/]+/).filter((part) => part.length > 0));
+  return {
+    text: question.searchText,
+    phrases: [...question.codes, ...question.phrases],
+    kinds: TEXT_KINDS,
+    ...(question.codes.length === 0
+      ? {}
+      : { loose: { text: [question.searchText, ...parts].join(" "), phrases: question.phrases } }),
+  };
 }
 
 /** Images a vision-capable LLM gets: the turn's images, then the top retrieved images. */

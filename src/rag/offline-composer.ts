@@ -444,7 +444,9 @@ export function composeTextAnswer({
     alike.length > 0
       ? ` Also ${alike.map((entry) => `${itemName(entry)} ${cite(entry.citation.id)}`).join(", ")}.`
       : "";
-  const sentence = `${valueLead(textQuestion, lines)}${itemName(best)} reads ${quoteAll(lines)} ${cite(best.citation.id)}.`;
+  // The code asked for, as asked: OCR may have spaced or misread it in the line quoted.
+  const shown = textQuestion.codes.length > 0 ? ` shows ${textQuestion.codes.join(", ")}: it` : "";
+  const sentence = `${valueLead(textQuestion, lines)}${itemName(best)}${shown} reads ${quoteAll(lines)} ${cite(best.citation.id)}.`;
   const text =
     textQuestion.corpusScope || turnImages.length > 0
       ? sentence

@@ -88,7 +88,11 @@ export async function readTurnText({
  */
 export function textHitsFirst(retrieval: RetrievalResult): FusedItem<StoredRecord>[] {
   const textIds = new Set(
-    TEXT_KINDS.flatMap((kind) => (retrieval.lists[textListName(kind)] ?? []).map((hit) => hit.id)),
+    TEXT_KINDS.flatMap((kind) =>
+      [textListName(kind), textListName(kind, { loose: true })].flatMap((name) =>
+        (retrieval.lists[name] ?? []).map((hit) => hit.id),
+      ),
+    ),
   );
   return [
     ...retrieval.fused.filter((item) => textIds.has(item.id)),

@@ -25,6 +25,11 @@ export interface TextQuery {
   phrases: readonly string[];
   /** Kinds searched by text (those of {@link RetrieveOptions.kinds} that hold text read in images). */
   kinds: readonly RecordKind[];
+  /**
+   * A second BM25 search without the phrases (`bm25-loose:<kind>` lists), for text OCR may have read with
+   * a code spaced or misread, so that the exact-phrase search finds nothing.
+   */
+  loose?: { text: string; phrases: readonly string[] };
 }
 
 /** Options of {@link retrieveCandidates}. */
@@ -43,9 +48,9 @@ export interface RetrieveOptions {
   textQuery?: TextQuery;
 }
 
-/** The name of a BM25 list of {@link RetrievalResult.lists}. */
-export function textListName(kind: RecordKind): string {
-  return `bm25:${kind}`;
+/** The name of a BM25 list of {@link RetrievalResult.lists} (`loose`: the one without the code phrases). */
+export function textListName(kind: RecordKind, { loose = false }: { loose?: boolean } = {}): string {
+  return `${loose ? "bm25-loose" : "bm25"}:${kind}`;
 }
 
 /** What {@link retrieveCandidates} returns. */
@@ -95,18 +100,21 @@ export async function retrieveCandidates({
   for (const kind of textQuery?.kinds ?? []) {
     if (textQuery === undefined || !kinds.includes(kind)) continue;
     const kindFilter = filterFor(kind);
-    searches.push(
-      store
-        .textSearch({
-          kind,
-          tenant,
-          text: textQuery.text,
-          topK,
-          ...(textQuery.phrases.length === 0 ? {} : { phrases: textQuery.phrases }),
-          ...(kindFilter === undefined ? {} : { filter: kindFilter }),
-        })
-        .then((hits) => ({ name: textListName(kind), hits: hits as SearchHit[] })),
-    );
+    const searchText = (text: string, phrases: readonly string[], loose: boolean) =>
+      searches.push(
+        store
+          .textSearch({
+            kind,
+            tenant,
+            text,
+            topK,
+            ...(phrases.length === 0 ? {} : { phrases }),
+            ...(kindFilter === undefined ? {} : { filter: kindFilter }),
+          })
+          .then((hits) => ({ name: textListName(kind, { loose }), hits: hits as SearchHit[] })),
+      );
+    searchText(textQuery.text, textQuery.phrases, false);
+    if (textQuery.loose !== undefined) searchText(textQuery.loose.text, textQuery.loose.phrases, true);
   }
   const results = await Promise.all(searches);
   const lists: Record<string, SearchHit[]> = {};

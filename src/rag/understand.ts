@@ -112,7 +112,11 @@ export function understandTurn({
   const parsed = parseQuestion(question, vocabulary);
   let intent = parsed.followUp || parsed.type === "unknown" ? resolveFollowUp(parsed, previous) : parsed;
   // A follow-up to a question about text ("and in the other one?") still asks about text.
-  let textQuestion = readTextQuestion(question, intent);
+  const imageInTurn =
+    images.length > 0 ||
+    intent.ids.some((id) => STORED_IMAGE_ID.test(id)) ||
+    history.some((turn) => turn.role === "user" && (turn.images?.length ?? 0) > 0);
+  let textQuestion = readTextQuestion(question, intent, { imageInTurn });
   if (
     textQuestion === undefined &&
     previousText !== undefined &&

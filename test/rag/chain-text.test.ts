@@ -187,11 +187,14 @@ describe("the chain on questions about text in images", () => {
   it("finds the stored screenshot that shows a code by its text, searched with the code as a phrase", async () => {
     const { chain, textSearches } = chainOver({ ocr: fakeOcr() });
     const result = await chain.invoke({ tenant: "default", question: "Which screenshot shows error E1234?" });
+    // The code as a phrase every hit must hold, and once more loosely (OCR may have spaced it).
     expect(textSearches.map((request) => [request.kind, request.text, request.phrases])).toEqual([
       ["image", "E1234 error", ["E1234"]],
+      ["image", "E1234 error E1234", undefined],
       ["video_segment", "E1234 error", ["E1234"]],
+      ["video_segment", "E1234 error E1234", undefined],
     ]);
-    expect(result.answer).toBe(`${DIALOG.id} reads "E1234: License expired" [${DIALOG.id}].`);
+    expect(result.answer).toBe(`${DIALOG.id} shows E1234: it reads "E1234: License expired" [${DIALOG.id}].`);
     expect(result.citations.map((citation) => citation.id)).toEqual([DIALOG.id]);
     expect(result.citations[0]?.lines?.[0]).toMatchObject({ line: 2, box: [16, 90, 198, 20] });
     expect(result.evidence[0]?.citation.id).toBe(DIALOG.id);

@@ -22,7 +22,7 @@ const vocabulary = await shippedVocabulary();
 const ROOT = path.join(import.meta.dirname, "..", "..");
 
 function textQuestion(question: string): TextQuestion {
-  const read = readTextQuestion(question, parseQuestion(question, vocabulary));
+  const read = readTextQuestion(question, parseQuestion(question, vocabulary), { imageInTurn: true });
   if (read === undefined) throw new Error(`not read as a question about text: ${question}`);
   return read;
 }
@@ -112,6 +112,27 @@ describe("readTextQuestion", () => {
     expect(textQuestion("哪张截图显示错误 E2051？")).toMatchObject({ codes: ["E2051"], corpusScope: true });
   });
 
+  it("reads a question the vocabulary cannot read as one about the text of the turn's image", () => {
+    const question = "Which user could not sign in?";
+    const intent = parseQuestion(question, vocabulary);
+    expect(readTextQuestion(question, intent)).toBeUndefined();
+    expect(readTextQuestion(question, intent, { imageInTurn: true })?.keywords).toEqual(["user", "sign"]);
+    // "Describe the image." stays the vocabulary's, image or not.
+    expect(
+      readTextQuestion("Describe the image.", parseQuestion("Describe the image.", vocabulary), {
+        imageInTurn: true,
+      }),
+    ).toBeUndefined();
+    // A count of something no image of the pack shows is a number in the text; a count of objects is not.
+    expect(textQuestion("How many MB did it need?").focus).toEqual(["number"]);
+    expect(
+      readTextQuestion(
+        "How many objects are there?",
+        parseQuestion("How many objects are there?", vocabulary),
+      ),
+    ).toBeUndefined();
+  });
+
   it("does not take item ids for codes, nor an apostrophe for a quote", () => {
     expect(textQuestion("What does img_abcdef123456 say?").codes).toEqual([]);
     expect(textQuestion("What's the error in 'Connection refused'?").phrases).toEqual(["Connection refused"]);
@@ -190,6 +211,47 @@ describe("matching OCR lines", () => {
     expect(
       matchLines(textQuestion('Which one says "renew it"?'), DIALOG).map((match) => match.index),
     ).toEqual([3]);
+  });
+
+  it("reads codes and failure words as OCR may have spaced or misread them", () => {
+    const spaced = textQuestion("Which screenshot shows error ERR_AUTH_FAILED_52?");
+    expect(matchLines(spaced, [line("ERR AUTH_FAILED _52: Login failed", 10)])[0]?.exact).toBe(true);
+    expect(matchLines(spaced, [line("ERR_AUTH_FAILED_521", 10)])).toEqual([]);
+    const log = [
+      line("18:26:59 INFO health check passed", 10),
+      line("00:03:33 ERR0R 0x8007FA74: nora changed report.docx at the same time", 30),
+    ];
+    expect(bestLines(textQuestion("What does the error say?"), log).map((match) => match.index)).toEqual([1]);
+  });
+
+  it("does not answer 'what does the error say?' with a line that only names the code", () => {
+    const lines = [
+      line("Sync conflict", 10),
+      line("Error code: SYS-64876", 30),
+      line("sven32 changed inventory.yaml at the same time", 50),
+    ];
+    expect(
+      bestLines(textQuestion("What does the error say?"), lines).map((match) => match.line.text),
+    ).toEqual(["Sync conflict", "sven32 changed inventory.yaml at the same time"]);
+  });
+
+  it("answers a question after a date, a host or a number with the line that holds one", () => {
+    const toast = [line("许可证已过期", 10), line("APP-80670:许可证已于", 30), line("2026-08-22过期", 50)];
+    expect(
+      bestLines(textQuestion("许可证是什么时候过期的？"), toast).map((match) => match.line.text),
+    ).toContain("2026-08-22过期");
+    const timeout = [
+      line("请求超时", 10),
+      line("ORA-20468:billing.corp.local在30秒内没有响应", 30),
+      line("服务器可能负载过高。", 50),
+    ];
+    expect(bestLines(textQuestion("哪个服务器超时了？"), timeout)[0]?.line.text).toContain(
+      "billing.corp.local",
+    );
+    const memory = [line("Out of memory", 10), line("memcached was stopped after using 1024 MB", 30)];
+    expect(bestLines(textQuestion("How many MB did it need?"), memory).map((match) => match.index)).toEqual([
+      1,
+    ]);
   });
 
   it("finds nothing when no line says what was asked", () => {
@@ -279,7 +341,7 @@ describe("the offline composer on questions about text", () => {
       textQuestion: question,
     });
     expect(answer.text).toBe(
-      'img_dialog0000002 reads "E1234: License expired on 2024-03-01" [img_dialog0000002].',
+      'img_dialog0000002 shows E1234: it reads "E1234: License expired on 2024-03-01" [img_dialog0000002].',
     );
     expect(answer.answered).toBe(true);
   });
