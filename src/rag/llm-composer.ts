@@ -1,12 +1,13 @@
 /**
  * The LLM composer: writes the answer to a chat turn with the configured chat model, from the `answer`
  * prompt filled with the question, the recent conversation and the evidence (ids, kinds, scores,
- * segment times, triples, stored captions and the VQA findings with their probabilities), plus the
- * evidence images for vision models. It streams the answer's deltas as they arrive.
+ * segment times, triples, stored captions, the lines of text read in images with their boxes and the
+ * VQA findings with their probabilities), plus the evidence images for vision models. It streams the
+ * answer's deltas as they arrive.
  *
- * Everything that comes from the corpus (captions, triples, text read in images) is hostile: it is rendered inside one
- * `<untrusted-data>` block, with control and invisible characters removed, `<` `>` replaced so that no
- * tag can be closed or forged, every string quoted and capped in length. The system prompt tells the
+ * Everything that comes from the corpus (captions, triples, text read in images) is hostile: it is
+ * rendered inside one `<untrusted-data>` block, with control and invisible characters removed, `<` `>`
+ * replaced so that no tag can be closed or forged, every string quoted and capped in length. The system prompt tells the
  * model that the block is data, never instructions. The question and the history come from the caller
  * and get the same cleaning, outside the block.
  */
