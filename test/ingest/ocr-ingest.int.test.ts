@@ -8,6 +8,7 @@ import { once } from "node:events";
 import zlib from "node:zlib";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLoupeClient } from "../../src/client/index.ts";
 import type { OcrEngine } from "../../src/inference/ocr/ocr-engine.ts";
 import { createPpOcrEngine } from "../../src/inference/ocr/pp-ocr.ts";
 import { readOcrMetadata } from "../../src/media/ocr-lines.ts";
@@ -202,6 +203,24 @@ describe("OCR at ingest and text search (real Lite, pack and PP-OCRv4)", () => {
     expect(curly.body.items.map((item) => item.id)).toEqual([ids.database]);
     // Both words occur in the settings screenshot ("License key: valid"), but not as this phrase.
     expect((await search({ text: '"license valid"', mode: "text" })).body.items).toEqual([]);
+  });
+
+  it("POST /v1/jobs kind ocr, through the client: everything already read is skipped, nothing read again", async () => {
+    const calls = engine.calls;
+    const client = createLoupeClient({
+      request: (path, init) => harness.app.request(path, init),
+      headers: { [TENANT_HEADER]: "ocr" },
+      jobPollMs: 50,
+    });
+    const started = await client.startOcrBackfill({ kinds: ["image"] });
+    expect(started.id).toMatch(/^job_/);
+    const job = await client.waitForJob(started.id);
+    expect(job).toMatchObject({ kind: "ocr", status: "done" });
+    expect(job.counts).toEqual({ total: 4, pending: 0, done: 0, skipped: 4, failed: 0 });
+    expect(job.items).toEqual([]);
+    expect(engine.calls).toBe(calls);
+    const hits = await client.search({ text: "E1234", mode: "text", kinds: ["image"] });
+    expect(hits[0]?.id).toBe(ids.license);
   });
 
   it("refuses a text search without text, naming the fix", async () => {
