@@ -110,8 +110,17 @@ export interface ScreenContent {
 
 const pad = (value: number, width = 2) => String(value).padStart(width, "0");
 
-function dateOf(rng: Rng): string {
-  return `${rng.int(2019, 2027)}-${pad(rng.int(1, 12))}-${pad(rng.int(1, 28))}`;
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** A date in one of the ways screens write them: ISO, day month year, US, or Chinese. */
+function dateOf(rng: Rng, language: ScreenLanguage = "en"): string {
+  const year = rng.int(2019, 2027);
+  const month = rng.int(1, 12);
+  const day = rng.int(1, 28);
+  const style = rng.int(0, 3);
+  if (style === 0 || style === 1) return `${year}-${pad(month)}-${pad(day)}`;
+  if (language === "zh") return `${year}年${month}月${day}日`;
+  return style === 2 ? `${day} ${MONTHS[month - 1]} ${year}` : `${pad(month)}/${pad(day)}/${year}`;
 }
 
 function timeOf(rng: Rng): string {
@@ -143,6 +152,11 @@ function userOf(rng: Rng, language: ScreenLanguage): string {
   return rng.bool(0.5) ? `${first}.${rng.pick(LAST_NAMES).toLowerCase()}` : `${first}${rng.int(1, 99)}`;
 }
 
+/** A number, with a thousands separator now and then (`12,288`). */
+function thousands(rng: Rng, value: number): string {
+  return value >= 1000 && rng.bool(0.3) ? value.toLocaleString("en-US") : String(value);
+}
+
 /** Every fact a template may name, sampled for one screen. */
 export function sampleFacts(rng: Rng, language: ScreenLanguage): Facts {
   const service = rng.pick(SERVICES);
@@ -151,13 +165,17 @@ export function sampleFacts(rng: Rng, language: ScreenLanguage): Facts {
     service,
     port: String(rng.bool(0.8) ? rng.pick(PORTS_BY_SERVICE[service] ?? [8080]) : rng.int(1024, 65000)),
     host: hostOf(rng),
-    ip: `10.${rng.int(0, 255)}.${rng.int(0, 255)}.${rng.int(1, 254)}`,
+    ip: rng.pick([
+      `10.${rng.int(0, 255)}.${rng.int(0, 255)}.${rng.int(1, 254)}`,
+      `192.168.${rng.int(0, 255)}.${rng.int(1, 254)}`,
+      `172.${rng.int(16, 31)}.${rng.int(0, 255)}.${rng.int(1, 254)}`,
+    ]),
     path: pathOf(rng),
     file: fileOf(rng),
     user: userOf(rng, language),
-    date: dateOf(rng),
+    date: dateOf(rng, language),
     seconds: String(rng.pick([5, 10, 15, 30, 45, 60, 90, 120, rng.int(2, 300)])),
-    megabytes: String(rng.pick([128, 256, 512, 1024, 2048, rng.int(16, 9999)])),
+    megabytes: thousands(rng, rng.pick([128, 256, 512, 1024, 2048, rng.int(16, 99_999)])),
     version: `${rng.int(1, 19)}.${rng.int(0, 24)}.${rng.int(0, 40)}`,
     card: pad(rng.int(0, 9999), 4),
     amount: language === "zh" ? `¥${amount.toFixed(2)}` : `$${amount.toFixed(2)}`,
@@ -233,7 +251,7 @@ export function sampleScreenContent({
   const format = rng.pick(SCREEN_FORMATS);
   const facts = sampleFacts(rng, language);
   const time = timeOf(rng);
-  const date = dateOf(rng);
+  const date = dateOf(rng, language);
   const appName = language === "zh" && rng.bool(0.6) ? rng.pick(APP_NAMES.zh) : rng.pick(APP_NAMES.en);
   const message = fill(rng.pick(topic.message[language]), facts, time);
   const details = rng
