@@ -121,12 +121,27 @@ describe("loupe search", () => {
     const table = formatSearchTable(rows);
     const lines = table.trimEnd().split("\n");
     expect(lines).toHaveLength(4);
-    expect(lines[0]).toMatch(/^#\s+id\s+kind\s+score\s+start–end\s+tags \/ question$/);
+    expect(lines[0]).toMatch(/^#\s+id\s+kind\s+score\s+start–end\s+text \/ tags \/ question$/);
     expect(lines[1]).toMatch(/^1\s+img_aaa\s+image\s+0\.9123\s+red, circle$/);
     expect(lines[2]).toMatch(/^2\s+seg_bbb\s+video_segment\s+0\.5000\s+2\.0–4\.5s$/);
     expect(lines[3]).toContain("Q: What color is the circle? A: red");
     // Columns line up: every id starts at the same offset.
     expect(new Set(lines.slice(1).map((line) => line.indexOf("_") - 3)).size).toBe(1);
     expect(formatSearchTable([])).toBe("No results.\n");
+  });
+
+  it("shows the first OCR line that matched the query, before tags", () => {
+    const table = formatSearchTable([
+      {
+        kind: "image",
+        id: "img_ddd",
+        score: 0.0328,
+        metadata: { tags: ["dialog"] },
+        textMatches: [{ text: "E1234: license expired" }, { text: "license" }],
+      },
+    ]);
+    expect(table.trimEnd().split("\n")[1]).toMatch(
+      /^1\s+img_ddd\s+image\s+0\.0328\s+“E1234: license expired”$/,
+    );
   });
 });

@@ -1,13 +1,15 @@
 /**
- * `loupe search "a red circle" [--image file] [--kinds image,triple] [--top-k 10] [--filter json]
- * [--url http://127.0.0.1:8080] [--tenant t] [--json]`: searches and prints the results as a table (rank,
- * id, kind, score, segment span, tags or the triple's question). Like `loupe ingest`, it works in-process
+ * `loupe search "a red circle" [--image file] [--mode dense|text|hybrid] [--kinds image,triple] [--top-k 10]
+ * [--filter json] [--url http://127.0.0.1:8080] [--tenant t] [--json]`: searches and prints the results as a
+ * table (rank, id, kind, score, segment span, tags or the triple's question, else the first OCR line that
+ * matched). Like `loupe ingest`, it works in-process
  * against the configured store by default (the embedded Milvus Lite under `LOUPE_DATA_DIR`, so not while
  * a `loupe serve` holds that directory), or asks a running Loupe (`POST /v1/search`) with `--url`.
  */
 import type { Command } from "commander";
 import type { FetchLike, Upload } from "../../client/index.ts";
 import { ValidationError } from "../../errors.ts";
+import type { SearchMode } from "../../search/index.ts";
 import { callServer } from "../call-server.ts";
 import { listOption, parseFilterOption, readImageFile, wholeNumber } from "../command-inputs.ts";
 import { formatTable } from "../table.ts";
@@ -22,6 +24,8 @@ export interface SearchResultRow {
   question?: string;
   answer?: string;
   metadata?: Record<string, unknown>;
+  /** OCR lines that matched the text query. */
+  textMatches?: Array<{ text: string }>;
 }
 
 /** Options of {@link runSearch}. */
@@ -35,6 +39,8 @@ export interface RunSearchOptions {
   text?: string;
   /** Path of an image file to search with. */
   imagePath?: string;
+  /** `dense`, `text` or `hybrid`; the server's default for the query when absent. */
+  mode?: SearchMode;
   kinds?: string[];
   topK?: number;
   /** The filter, as JSON text. */
@@ -56,6 +62,7 @@ export async function runSearch({
   env = process.env,
   text,
   imagePath,
+  mode,
   kinds,
   topK,
   filter,
@@ -68,7 +75,7 @@ export async function runSearch({
   }
   const parsedFilter = parseFilterOption(filter);
   const image = imagePath === undefined ? undefined : await readImageFile(imagePath);
-  const query = { text, image, kinds, topK, filter: parsedFilter };
+  const query = { text, image, ...(mode === undefined ? {} : { mode }), kinds, topK, filter: parsedFilter };
   if (url === undefined) return searchInProcess({ env, tenant, ...query });
   return callServer({ url, tenant, fetch, action: "Search", doing: "search" }, (client) =>
     client.search(query),
@@ -81,6 +88,7 @@ async function searchInProcess({
   tenant,
   text,
   image,
+  mode,
   kinds,
   topK,
   filter,
@@ -89,6 +97,7 @@ async function searchInProcess({
   tenant: string | undefined;
   text: string | undefined;
   image: Upload | undefined;
+  mode?: SearchMode;
   kinds: string[] | undefined;
   topK: number | undefined;
   filter: unknown;
@@ -100,6 +109,7 @@ async function searchInProcess({
       tenant: tenant ?? config.defaultTenant,
       text,
       image: image === undefined ? undefined : { bytes: image.bytes },
+      ...(mode === undefined ? {} : { mode }),
       kinds,
       topK,
       filter,
@@ -115,6 +125,8 @@ function formatSpan(row: SearchResultRow): string {
 
 function formatDetail(row: SearchResultRow): string {
   if (row.question !== undefined) return `Q: ${row.question} A: ${row.answer ?? ""}`;
+  const line = row.textMatches?.[0]?.text;
+  if (line !== undefined) return `“${line}”`;
   const tags = row.metadata?.tags;
   return Array.isArray(tags) ? tags.filter((tag) => typeof tag === "string").join(", ") : "";
 }
@@ -122,7 +134,7 @@ function formatDetail(row: SearchResultRow): string {
 /** The results as an aligned text table, one line per result, best first. */
 export function formatSearchTable(rows: readonly SearchResultRow[]): string {
   if (rows.length === 0) return "No results.\n";
-  const header = ["#", "id", "kind", "score", "start–end", "tags / question"];
+  const header = ["#", "id", "kind", "score", "start–end", "text / tags / question"];
   const lines = rows.map((row, index) => [
     String(index + 1),
     row.id,
@@ -141,6 +153,10 @@ export function registerSearchCommand(program: Command): void {
     .description("search a running Loupe by text, image or both, and print the results as a table")
     .argument("[text]", 'text query, e.g. "a red circle"')
     .option("--image <file>", "an image file to search with (with text: both are combined)")
+    .option(
+      "--mode <mode>",
+      "dense (embeddings), text (BM25 over the text read in images, titles and tags) or hybrid (both; the default with text)",
+    )
     .option("--kinds <list>", "comma-separated kinds: image, video_segment, triple (default: all)")
     .option("--top-k <n>", "results wanted, 1–100 (default 10)", wholeNumber("--top-k"))
     .option(
@@ -158,6 +174,7 @@ export function registerSearchCommand(program: Command): void {
         text: string | undefined,
         flags: {
           image?: string;
+          mode?: string;
           kinds?: string;
           topK?: number;
           filter?: string;
@@ -171,6 +188,7 @@ export function registerSearchCommand(program: Command): void {
           tenant: flags.tenant,
           text,
           imagePath: flags.image,
+          ...(flags.mode === undefined ? {} : { mode: flags.mode as SearchMode }),
           kinds: listOption(flags.kinds),
           topK: flags.topK,
           filter: flags.filter,
