@@ -101,6 +101,81 @@ export interface TextBox {
   score: number;
 }
 
+interface Region {
+  minX: number;
+  minY: number;
+  maxX: number;
+  maxY: number;
+  pixels: number;
+}
+
+/**
+ * Splits a region that covers lines stacked close together (the map bridges them with a few pixels) at
+ * the rows where it narrows to under a quarter of its widest row; parts lower than a third of the tallest
+ * part stay with their neighbour, so ascenders and descenders are never cut off.
+ */
+function splitStackedLines({
+  region,
+  label,
+  labels,
+  width,
+  minSize,
+}: {
+  region: Region;
+  label: number;
+  labels: Int32Array;
+  width: number;
+  minSize: number;
+}): Region[] {
+  const height = region.maxY - region.minY + 1;
+  if (height < 2 * minSize + 1) return [region];
+  const counts = new Int32Array(height);
+  for (let y = region.minY; y <= region.maxY; y += 1) {
+    let count = 0;
+    for (let x = region.minX; x <= region.maxX; x += 1) if (labels[y * width + x] === label) count += 1;
+    counts[y - region.minY] = count;
+  }
+  const peak = Math.max(...counts);
+  const runs: { start: number; end: number }[] = [];
+  let start = -1;
+  for (let row = 0; row <= height; row += 1) {
+    const full = row < height && (counts[row] ?? 0) > peak / 4;
+    if (full && start < 0) start = row;
+    if (!full && start >= 0) {
+      runs.push({ start, end: row - 1 });
+      start = -1;
+    }
+  }
+  const tallest = Math.max(0, ...runs.map((run) => run.end - run.start + 1));
+  const lines = runs.filter((run) => run.end - run.start + 1 >= Math.max(minSize, tallest / 3));
+  if (lines.length < 2) return [region];
+  // Each line takes the rows up to halfway to the next one.
+  return lines
+    .map((line, index) => {
+      const previous = lines[index - 1];
+      const next = lines[index + 1];
+      const top = previous === undefined ? 0 : Math.floor((previous.end + line.start) / 2) + 1;
+      const bottom = next === undefined ? height - 1 : Math.floor((line.end + next.start) / 2);
+      const part: Region = {
+        minX: region.maxX,
+        minY: region.minY + top,
+        maxX: region.minX,
+        maxY: region.minY + bottom,
+        pixels: 0,
+      };
+      for (let y = part.minY; y <= part.maxY; y += 1) {
+        for (let x = region.minX; x <= region.maxX; x += 1) {
+          if (labels[y * width + x] !== label) continue;
+          part.pixels += 1;
+          if (x < part.minX) part.minX = x;
+          if (x > part.maxX) part.maxX = x;
+        }
+      }
+      return part;
+    })
+    .filter((part) => part.pixels > 0);
+}
+
 /** Options of {@link boxesFromProbabilityMap}. */
 export interface BoxOptions {
   /** Pixels with a text probability above this are text. */
@@ -142,7 +217,7 @@ export function boxesFromProbabilityMap({
 } & BoxOptions): TextBox[] {
   const labels = new Int32Array(validWidth * validHeight);
   const stack = new Int32Array(validWidth * validHeight);
-  const regions: { minX: number; minY: number; maxX: number; maxY: number; pixels: number }[] = [];
+  const regions: Region[] = [];
   for (let y = 0; y < validHeight; y += 1) {
     for (let x = 0; x < validWidth; x += 1) {
       const index = y * validWidth + x;
@@ -178,8 +253,11 @@ export function boxesFromProbabilityMap({
       regions.push(region);
     }
   }
-  const kept =
+  const largest =
     regions.length > maxBoxes ? [...regions].sort((a, b) => b.pixels - a.pixels).slice(0, maxBoxes) : regions;
+  const kept = largest.flatMap((region) =>
+    splitStackedLines({ region, label: regions.indexOf(region) + 1, labels, width: validWidth, minSize }),
+  );
   // Summed-area table of the probabilities: the mean over any box in constant time.
   const stride = validWidth + 1;
   const sums = new Float64Array(stride * (validHeight + 1));
@@ -215,12 +293,13 @@ export function boxesFromProbabilityMap({
 
 /**
  * Orders boxes as text is read and joins the pieces of one line: boxes that share most of their height
- * form a row (top to bottom); in a row, boxes closer than `gapRatio` × the row's height are one line (a
- * detector may split a line at a wide space), farther ones stay apart (table columns, a label and its value).
+ * form a row (top to bottom); in a row, boxes that overlap or are closer than `gapRatio` × the row's height
+ * are one line. The default joins only overlapping boxes: DB already keeps the words of a line in one
+ * region, and UI text set apart (menu items, table cells, a label and its value) is meant to be read apart.
  */
 export function linesInReadingOrder({
   boxes,
-  gapRatio = 1,
+  gapRatio = 0,
 }: {
   boxes: readonly TextBox[];
   gapRatio?: number;

@@ -93,6 +93,19 @@ describe("boxesFromProbabilityMap", () => {
     expect(boxesFromProbabilityMap({ map, width: 64, height: 32, validWidth: 36 })).toEqual([]);
   });
 
+  it("splits lines stacked so close that the map bridges them", () => {
+    const map = mapWith(100, 40, [
+      { x: 10, y: 5, w: 60, h: 8, p: 0.9 },
+      { x: 30, y: 13, w: 4, h: 3, p: 0.9 },
+      { x: 10, y: 16, w: 80, h: 8, p: 0.9 },
+    ]);
+    const boxes = boxesFromProbabilityMap({ map, width: 100, height: 40, unclipRatio: 0 });
+    expect(boxes.map(({ x, y, width, height }) => [x, y, width, height])).toEqual([
+      [10, 5, 60, 10],
+      [10, 15, 80, 9],
+    ]);
+  });
+
   it("keeps the largest regions when there are more than maxBoxes", () => {
     const map = mapWith(100, 20, [
       { x: 2, y: 5, w: 10, h: 6, p: 0.9 },
@@ -124,8 +137,20 @@ describe("linesInReadingOrder", () => {
     ]);
   });
 
-  it("joins pieces of one line split at a space, keeps columns apart", () => {
-    const lines = linesInReadingOrder({ boxes: [box(10, 10, 50), box(70, 12, 40), box(400, 10, 60)] });
+  it("joins overlapping pieces of one line, keeps boxes set apart separate", () => {
+    const lines = linesInReadingOrder({
+      boxes: [box(10, 10, 50), box(55, 12, 55), box(120, 10, 60), box(400, 10, 60)],
+    });
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatchObject({ x: 10, y: 10, width: 100, height: 22 });
+    expect(lines[1]).toMatchObject({ x: 120 });
+  });
+
+  it("joins pieces closer than gapRatio × the line height when asked", () => {
+    const lines = linesInReadingOrder({
+      boxes: [box(10, 10, 50), box(70, 12, 40), box(400, 10, 60)],
+      gapRatio: 1,
+    });
     expect(lines).toHaveLength(2);
     expect(lines[0]).toMatchObject({ x: 10, y: 10, width: 100, height: 22 });
     expect(lines[1]).toMatchObject({ x: 400 });
