@@ -45,6 +45,7 @@ export const jobItemSchema = z.looseObject({
   filename: z.string().optional().describe("name of the uploaded file"),
   url: z.string().optional().describe("URL the item was fetched from"),
   file: z.string().optional().describe("path given to the CLI"),
+  kind: z.string().optional().describe("an ocr job's item: the record's kind (image, video_segment)"),
   status: z.enum(["pending", "stored", "skipped", "failed"]),
   id: z.string().optional(),
   error: jobErrorSchema.optional(),
