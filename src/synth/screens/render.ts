@@ -470,15 +470,9 @@ async function layoutDialog(canvas: ScreenCanvas, content: ScreenContent, px: nu
       px,
       color: palette.text,
       role: "message",
+      keepWords: true,
     })) ?? y;
-  for (const detail of content.details) {
-    y =
-      (await canvas.text(detail, x + pad, y, inner, {
-        px: clampPx(px * 0.92),
-        color: palette.muted,
-        role: "detail",
-      })) ?? y;
-  }
+  // The code right under the message, so that it is on the screen however little room is left.
   if (!content.codeInline) {
     y =
       (await canvas.text(content.codeLine, x + pad, y + Math.round(px * 0.3), inner, {
@@ -487,6 +481,14 @@ async function layoutDialog(canvas: ScreenCanvas, content: ScreenContent, px: nu
         role: "code",
         keepWords: true,
         mono: true,
+      })) ?? y;
+  }
+  for (const detail of content.details) {
+    y =
+      (await canvas.text(detail, x + pad, y, inner, {
+        px: clampPx(px * 0.92),
+        color: palette.muted,
+        role: "detail",
       })) ?? y;
   }
   await buttons(canvas, content.buttons, x + width - pad, y + pad, px);
@@ -529,6 +531,7 @@ async function layoutToast(canvas: ScreenCanvas, content: ScreenContent, px: num
       px,
       color: palette.text,
       role: "message",
+      keepWords: true,
     })) ?? inner;
   if (!content.codeInline) {
     inner =
@@ -581,6 +584,7 @@ async function layoutTerminal(canvas: ScreenCanvas, content: ScreenContent, px: 
       ...style,
       color: palette.danger,
       role: "message",
+      keepWords: true,
     })) ?? y;
   if (!content.codeInline)
     y =
@@ -634,6 +638,7 @@ async function layoutForm(canvas: ScreenCanvas, content: ScreenContent, px: numb
       px,
       color: palette.danger,
       role: "message",
+      keepWords: true,
     })) ?? inner;
   if (!content.codeInline) {
     inner =
@@ -684,6 +689,8 @@ async function layoutTable(
   errorRow: number,
 ): Promise<void> {
   const { palette } = canvas;
+  // Four columns side by side: text no larger than a fiftieth of the screen's width.
+  px = Math.min(px, Math.max(TEXT_PX_MIN, Math.floor(canvas.width / 50)));
   const top = await menuBar(canvas, content, clampPx(px * 0.95));
   const x = px;
   const width = canvas.width - 2 * px;
@@ -711,7 +718,11 @@ async function layoutTable(
   const errorStatus = content.code;
   const rows = [...content.rows];
   const error: readonly string[] = [content.time, content.facts.service, errorStatus, content.message];
-  rows.splice(Math.min(errorRow, rows.length), 0, error);
+  // The error row goes where it still fits, whatever the rows above it take (two lines each at most).
+  const room = Math.floor(
+    (canvas.height - 2 * px - y - 2 * canvas.lineHeight(px)) / (2 * canvas.lineHeight(px) + 2),
+  );
+  rows.splice(Math.max(0, Math.min(errorRow, rows.length, room - 1)), 0, error);
   const drawRow = async (
     cells: readonly string[],
     role: "header" | "cell",
@@ -730,7 +741,7 @@ async function layoutTable(
         role: cellRole,
         bold: role === "header",
         mono: isError && index === 2,
-        keepWords: isError && index === 2,
+        keepWords: true,
       });
       if (next !== null) bottom = Math.max(bottom, next);
     }
@@ -801,6 +812,7 @@ async function layoutReceipt(canvas: ScreenCanvas, content: ScreenContent, px: n
     (await canvas.text(codedMessage(content), x + pad, y + Math.round(px * 0.4), inner, {
       ...style,
       role: "message",
+      keepWords: true,
     })) ?? y;
   if (!content.codeInline)
     y =

@@ -118,7 +118,9 @@ function scriptedLoupe(images: readonly CorpusImage[]): { client: LoupeClient; c
     },
     chat: async (body) => {
       asked += 1;
-      const item = suite.cases.find((entry) => entry.kind === "answer" && entry.question === body.question);
+      // Chat cases run one at a time in suite order.
+      const item = suite.cases.filter((entry) => entry.kind === "answer")[asked - 1];
+      expect(item?.kind === "answer" && item.question).toBe(body.question);
       if (item?.kind !== "answer" || asked % 2 === 0) return chatResult("I cannot tell.", []);
       const cited = item.evidence.map((id) => (id.startsWith("att_") ? id : stored(Number(id.slice(4)) - 1)));
       return chatResult(`It says: ${item.answers[0]} [${cited[0]}].`, cited);
