@@ -12,6 +12,7 @@ import type { LoupeClient } from "../../../src/eval/suite/client.ts";
 import { compareToBaseline, formatGateReport } from "../../../src/eval/suite/gate.ts";
 import { loadScreensSuite } from "../../../src/eval/suite/loaders/screens.ts";
 import { resolveSuite } from "../../../src/eval/suite/named-suites.ts";
+import { renderHtmlReport } from "../../../src/eval/suite/report-html.ts";
 import { renderMarkdownReport } from "../../../src/eval/suite/report-md.ts";
 import type { RunResults } from "../../../src/eval/suite/results.ts";
 import { runSuite } from "../../../src/eval/suite/run.ts";
@@ -165,6 +166,9 @@ describe("the screens suite", () => {
     expect(report).toContain("## OCR (6 images");
     expect(report).toContain("English, 12 px and larger");
     expect(report).toContain("Text→screenshot search by mode");
+    const html = renderHtmlReport({ results, thumbnails: new Map() });
+    expect(html).toContain("<h2>OCR (6 images");
+    expect(html).toContain("<h2>Answers read off screenshots");
 
     const worse: RunResults = {
       ...results,
