@@ -1143,6 +1143,8 @@ function containsPhrases(searchText: string, phrases: readonly string[]): boolea
 // biome-ignore lint/suspicious/noControlCharactersInRegex: removing control characters is the point.
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/gu;
 
+const CJK_CHARACTER = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]/u;
+
 /** The normalized phrases of a search and their `text_match` prefilter; undefined when there are none. */
 interface PhrasePlan {
   needles: string[];
@@ -1175,7 +1177,12 @@ function planPhrases(phrases: unknown): PhrasePlan | undefined {
     if (needle.length > 0) needles.add(needle);
   });
   if (needles.size === 0) return undefined;
-  const words = new Set([...needles].flatMap((needle) => needle.split(" ")));
+  // A word with Chinese, Japanese or Korean characters is left out of the prefilter: jieba segments a
+  // phrase on its own differently from the same characters inside a longer text ("数据库连接" alone vs in
+  // "数据库连接失败"), so its tokens may not be the stored ones. The phrase check below still applies.
+  const words = new Set(
+    [...needles].flatMap((needle) => needle.split(" ")).filter((word) => !CJK_CHARACTER.test(word)),
+  );
   const clause = [...words]
     .map((word) => `text_match(${SEARCH_TEXT_FIELD}, ${quoteExpressionString(word)})`)
     .join(" and ");
@@ -1183,7 +1190,7 @@ function planPhrases(phrases: unknown): PhrasePlan | undefined {
 }
 
 function withPhraseClause(expression: string, plan: PhrasePlan | undefined): string {
-  return plan === undefined ? expression : `${expression} and ${plan.clause}`;
+  return plan === undefined || plan.clause === "" ? expression : `${expression} and ${plan.clause}`;
 }
 
 /** The Milvus reranker of a {@link HybridRanker}, checked. */

@@ -108,6 +108,16 @@ describe("OCR at ingest and text search (real Lite, pack and PP-OCRv4)", () => {
         ],
       })
     ).bytes;
+    screenshots.chinese = (
+      await renderTextImage({
+        width: 640,
+        height: 200,
+        lines: [
+          { text: "错误：数据库连接失败", size: 24, x: 24, y: 30 },
+          { text: "请稍后重试", size: 20, x: 24, y: 100 },
+        ],
+      })
+    ).bytes;
     screenshots.shapes = (await renderShapes({ count: 1, seed: 7, size: 224, format: "png" }))[0] as Buffer;
   }, 180_000);
 
@@ -129,7 +139,7 @@ describe("OCR at ingest and text search (real Lite, pack and PP-OCRv4)", () => {
   };
 
   it("reads every new image once at ingest and keeps the lines with their boxes", async () => {
-    const names = ["license", "database", "settings", "shapes"];
+    const names = ["license", "database", "settings", "chinese", "shapes"];
     const response = await post(
       multipart({
         files: names.map((name) => ({
@@ -141,11 +151,11 @@ describe("OCR at ingest and text search (real Lite, pack and PP-OCRv4)", () => {
     );
     expect(response.status).toBe(200);
     const body = (await response.json()) as IngestBody;
-    expect(body.items.map((item) => item.status)).toEqual(["stored", "stored", "stored", "stored"]);
+    expect(body.items.map((item) => item.status)).toEqual(["stored", "stored", "stored", "stored", "stored"]);
     names.forEach((name, index) => {
       ids[name] = body.items[index]?.id as string;
     });
-    expect(engine.calls).toBe(4);
+    expect(engine.calls).toBe(5);
 
     const [license] = await harness.store.get({ kind: "image", tenant: "ocr", ids: [ids.license as string] });
     expect(license?.ocrText).toContain("E1234: license expired");
@@ -161,7 +171,7 @@ describe("OCR at ingest and text search (real Lite, pack and PP-OCRv4)", () => {
       multipart({ files: [{ name: "again.png", bytes: screenshots.license as Buffer, type: "image/png" }] }),
     );
     expect(((await again.json()) as IngestBody).items[0]?.status).toBe("skipped");
-    expect(engine.calls).toBe(4);
+    expect(engine.calls).toBe(5);
 
     // GET /v1/items shows the text and the reading.
     const listed = await harness.app.request("/v1/items?kind=image&limit=10", {
@@ -196,6 +206,16 @@ describe("OCR at ingest and text search (real Lite, pack and PP-OCRv4)", () => {
     expect((await search({ text: "E1234" })).body.items[0]?.id).toBe(ids.license);
   });
 
+  it("finds a Chinese screenshot by a Chinese query, pointing at its line", async () => {
+    for (const mode of ["text", "hybrid"]) {
+      const { body } = await search({ text: "数据库连接失败", mode, topK: 3 });
+      expect(body.items[0]?.id).toBe(ids.chinese);
+      expect(body.items[0]?.textMatches?.[0]?.text).toContain("数据库连接失败");
+    }
+    const phrase = await search({ text: "“数据库连接”", mode: "text" });
+    expect(phrase.body.items.map((item) => item.id)).toEqual([ids.chinese]);
+  });
+
   it("matches a quoted phrase as a phrase, with straight or curly quotes", async () => {
     const phrase = await search({ text: '"license expired"', mode: "text" });
     expect(phrase.body.items.map((item) => item.id)).toEqual([ids.license]);
@@ -216,7 +236,7 @@ describe("OCR at ingest and text search (real Lite, pack and PP-OCRv4)", () => {
     expect(started.id).toMatch(/^job_/);
     const job = await client.waitForJob(started.id);
     expect(job).toMatchObject({ kind: "ocr", status: "done" });
-    expect(job.counts).toEqual({ total: 4, pending: 0, done: 0, skipped: 4, failed: 0 });
+    expect(job.counts).toEqual({ total: 5, pending: 0, done: 0, skipped: 5, failed: 0 });
     expect(job.items).toEqual([]);
     expect(engine.calls).toBe(calls);
     const hits = await client.search({ text: "E1234", mode: "text", kinds: ["image"] });
@@ -295,6 +315,6 @@ describe("OCR at ingest and text search (real Lite, pack and PP-OCRv4)", () => {
 
     // What was stored before is still there and still found by its text.
     expect((await search({ text: "E1234", mode: "text" })).body.items[0]?.id).toBe(ids.license);
-    expect(await harness.store.count({ kind: "image", tenant: "ocr" })).toBe(6);
+    expect(await harness.store.count({ kind: "image", tenant: "ocr" })).toBe(7);
   }, 120_000);
 });
