@@ -224,6 +224,20 @@ describe("matching OCR lines", () => {
     expect(bestLines(textQuestion("What does the error say?"), log).map((match) => match.index)).toEqual([1]);
   });
 
+  it("takes a code OCR spaced out for a code, not for the message", () => {
+    const lines = [
+      line("Authentication error", 10),
+      line("ERR AUTH FAILED DENIED 59", 30),
+      line("Invalid password for user wei.okafor", 50),
+    ];
+    const message = bestLines(textQuestion("What does the error message say?"), lines).map(
+      (match) => match.index,
+    );
+    expect(message).toContain(2);
+    expect(message).not.toContain(1);
+    expect(bestLines(textQuestion("错误代码是什么？"), lines).map((match) => match.index)).toEqual([1]);
+  });
+
   it("does not answer 'what does the error say?' with a line that only names the code", () => {
     const lines = [
       line("Sync conflict", 10),
