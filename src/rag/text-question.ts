@@ -25,7 +25,7 @@ export interface TextQuestion {
   keywords: string[];
   /** Pairs of Han characters of the question's content (`冲突`, `尾号`), for text without spaces. */
   cjkKeywords: string[];
-  /** The kinds of text asked for: an error message, a code, a port; `any` when only "what does it say". */
+  /** The kinds of text asked for ({@link TextFocus}); `any` when only "what does it say". */
   focus: TextFocus[];
   /** True when it asks which stored item shows the text, rather than what an image says. */
   corpusScope: boolean;
