@@ -316,6 +316,14 @@ export class JobRegistry {
     return this.#find(id, tenant).snapshot();
   }
 
+  /** The tenant's job of `kind` that is queued or running, if there is one (the oldest). */
+  active({ tenant, kind }: { tenant: string; kind: string }): JobSnapshot | undefined {
+    for (const job of this.#jobs.values()) {
+      if (job.tenant === tenant && job.kind === kind && !job.terminal) return job.snapshot();
+    }
+    return undefined;
+  }
+
   /** Waits until the job's current run ends, then returns its snapshot. */
   async wait({ id, tenant }: { id: string; tenant: string }): Promise<JobSnapshot> {
     const job = this.#find(id, tenant);

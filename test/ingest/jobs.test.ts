@@ -360,3 +360,27 @@ describe("JobRegistry: items found while running", () => {
     expect(second.counts).toEqual({ total: 8, pending: 0, done: 3, skipped: 5, failed: 0 });
   });
 });
+
+describe("JobRegistry.active", () => {
+  it("names the tenant's queued or running job of a kind, and none once it ended", async () => {
+    const jobs = createJobRegistry();
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const created = jobs.create<number>({
+      tenant: "t",
+      kind: "ocr",
+      items: [],
+      run: async () => {
+        await gate;
+      },
+    });
+    expect(jobs.active({ tenant: "t", kind: "ocr" })?.id).toBe(created.id);
+    expect(jobs.active({ tenant: "other", kind: "ocr" })).toBeUndefined();
+    expect(jobs.active({ tenant: "t", kind: "images" })).toBeUndefined();
+    release();
+    await jobs.wait({ id: created.id, tenant: "t" });
+    expect(jobs.active({ tenant: "t", kind: "ocr" })).toBeUndefined();
+  });
+});

@@ -139,7 +139,7 @@ export const createJobRoute = defineRoute(
     tags: ["jobs"],
     summary: "Start a job (kind ocr: read the text of stored items)",
     description:
-      "Starts a background job and answers 202 with its id (the Location header names it); follow it at /v1/jobs/{id} or its events. Kind `ocr` lists the caller's images and video segments without metadata.ocr, reads each one's text (an image's original, a segment's keyframe) and writes it; its items are the records it read, its skipped count the records that had a reading.",
+      "Starts a background job and answers 202 with its id (the Location header names it); follow it at /v1/jobs/{id} or its events. A tenant has one job of a kind under way at a time: while one is queued or running, it is the answer. Kind `ocr` lists the caller's images and video segments without metadata.ocr, reads each one's text (an image's original, a segment's keyframe) and writes it; its items are the records it read, its skipped count the records that had a reading.",
     request: { body: { content: { "application/json": { schema: createJobRequestSchema } } } },
     responses: {
       202: jsonResponse("Started; follow it at /v1/jobs/{id}.", jobAcceptedSchema),
@@ -243,13 +243,16 @@ export function createJobsRoute({ jobs, ocrBackfill, audit }: JobsRouteOptions) 
         );
       }
       const tenant = c.get("tenant");
-      const job = jobs.create<OcrBackfillItem>({
-        tenant,
-        kind: body.kind,
-        items: [],
-        run: ocrBackfill.runner({ tenant, ...(body.kinds === undefined ? {} : { kinds: body.kinds }) }),
-        audit: jobAudit(c, "POST /v1/jobs", audit),
-      });
+      // One backfill per tenant at a time: a second request gets the one already under way.
+      const job =
+        jobs.active({ tenant, kind: body.kind }) ??
+        jobs.create<OcrBackfillItem>({
+          tenant,
+          kind: body.kind,
+          items: [],
+          run: ocrBackfill.runner({ tenant, ...(body.kinds === undefined ? {} : { kinds: body.kinds }) }),
+          audit: jobAudit(c, "POST /v1/jobs", audit),
+        });
       c.header("location", `/v1/jobs/${job.id}`);
       return c.json({ job: { id: job.id, status: job.status } }, 202);
     })
