@@ -104,7 +104,7 @@ async function requireFile(path: string): Promise<void> {
   }
 }
 
-function checkDeadline(signal: AbortSignal | undefined): void {
+function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted === true) throw signal.reason;
 }
 
@@ -166,14 +166,15 @@ class PpOcrEngine implements OcrEngine {
   }
 
   async read({ image, signal }: { image: ImageInput; signal?: AbortSignal }): Promise<OcrReading> {
-    const started = performance.now();
-    checkDeadline(signal);
+    throwIfAborted(signal);
     if (this.#closed) throw new ModelPackError("The OCR engine was closed; create a new one to read text.");
     const models = await this.#models();
+    // The time limit is the image's: opening the models on the first reading does not count.
+    const started = performance.now();
     const source = await decodeImage({ image, limits: this.#imageLimits });
-    checkDeadline(signal);
+    throwIfAborted(signal);
     const boxes = await this.#detect({ models, source });
-    checkDeadline(signal);
+    throwIfAborted(signal);
     const reading: OcrReading = { engine: this.id, width: source.width, height: source.height, lines: [] };
     const wanted = boxes.slice(0, this.#limits.maxLines);
     let truncated = boxes.length > wanted.length;
@@ -181,7 +182,7 @@ class PpOcrEngine implements OcrEngine {
     const order = wanted.map((box, index) => ({ box, index, width: recognitionWidth(box) }));
     order.sort((a, b) => a.width - b.width);
     for (let start = 0; start < order.length; start += RECOGNITION_BATCH) {
-      checkDeadline(signal);
+      throwIfAborted(signal);
       if (performance.now() - started > this.#limits.timeoutMs) {
         truncated = true;
         break;
