@@ -436,8 +436,14 @@ export function askedValue(
     const named = question.codes.find((code) => lineHasCode(lineText, code));
     if (named !== undefined) return { kind: "code", value: named };
     const found = CODE_IN_LINE.exec(lineText)?.[0];
+    // A code has no space next to its `_` or `-`: OCR put it there (`ERR _NETWORK_UNREACHABLE_69`).
     if (found !== undefined)
-      return { kind: "code", value: found.replace(/^(?:code|status|错误码|代码|编号)\s*[:#：]?\s*/i, "") };
+      return {
+        kind: "code",
+        value: found
+          .replace(/^(?:code|status|错误码|代码|编号)\s*[:#：]?\s*/i, "")
+          .replace(/\s*([_-])\s*/g, "$1"),
+      };
   }
   return undefined;
 }

@@ -12,7 +12,13 @@ import { composeOffline, quoteLine } from "../../src/rag/offline-composer.ts";
 import { neutralize } from "../../src/rag/output-guard.ts";
 import { parseQuestion } from "../../src/rag/question-parser.ts";
 import { attachText } from "../../src/rag/read-text.ts";
-import { bestLines, matchLines, readTextQuestion, type TextQuestion } from "../../src/rag/text-question.ts";
+import {
+  askedValue,
+  bestLines,
+  matchLines,
+  readTextQuestion,
+  type TextQuestion,
+} from "../../src/rag/text-question.ts";
 import type { Citation, Evidence, EvidenceText } from "../../src/rag/types.ts";
 import { understandTurn } from "../../src/rag/understand.ts";
 import { expectInert, INJECTION, isOwnUrl } from "../security/answers-inert.ts";
@@ -236,6 +242,10 @@ describe("matching OCR lines", () => {
     expect(message).toContain(2);
     expect(message).not.toContain(1);
     expect(bestLines(textQuestion("错误代码是什么？"), lines).map((match) => match.index)).toEqual([1]);
+    expect(askedValue(textQuestion("错误代码是什么？"), "ERR _NETWORK_UNREACHABLE_69")).toEqual({
+      kind: "code",
+      value: "ERR_NETWORK_UNREACHABLE_69",
+    });
   });
 
   it("does not answer 'what does the error say?' with a line that only names the code", () => {
