@@ -207,12 +207,19 @@ export class ScreenCanvas {
     w: number,
     h: number,
     fill: string,
-    { radius = 0, stroke }: { radius?: number; stroke?: string } = {},
+    { radius = 0, stroke, at }: { radius?: number; stroke?: string; at?: number } = {},
   ): void {
     const border = stroke === undefined ? "" : ` stroke="${stroke}" stroke-width="1"`;
-    this.#shapes.push(
+    this.#shapes.splice(
+      at ?? this.#shapes.length,
+      0,
       `<rect x="${Math.round(x)}" y="${Math.round(y)}" width="${Math.max(0, Math.round(w))}" height="${Math.max(0, Math.round(h))}" rx="${radius}" fill="${fill}"${border}/>`,
     );
+  }
+
+  /** Where the next shape goes: give it as `at` to draw a shape under those added after this call. */
+  shapeMark(): number {
+    return this.#shapes.length;
   }
 
   /** The font a text is drawn in: CJK text in the CJK font, the rest in sans or mono. */
@@ -446,11 +453,7 @@ async function layoutDialog(canvas: ScreenCanvas, content: ScreenContent, px: nu
   const inner = width - 2 * pad;
   const titleBar = canvas.lineHeight(px) + Math.round(px * 0.4);
   const bodyStart = dialogTop + titleBar + pad;
-  // Shapes lie under every text whenever they are added, so the panel can reach the screen's bottom margin.
-  canvas.rect(x, dialogTop, width, canvas.height - dialogTop - px, palette.panel, {
-    radius: 6,
-    stroke: palette.border,
-  });
+  const panelMark = canvas.shapeMark();
   canvas.rect(x, dialogTop, width, titleBar, palette.bar, { radius: 6 });
   await canvas.text(content.app, x + pad, dialogTop + Math.round(px * 0.2), inner, {
     px,
@@ -491,7 +494,13 @@ async function layoutDialog(canvas: ScreenCanvas, content: ScreenContent, px: nu
         role: "detail",
       })) ?? y;
   }
-  await buttons(canvas, content.buttons, x + width - pad, y + pad, px);
+  const bottom = await buttons(canvas, content.buttons, x + width - pad, y + pad, px);
+  // The panel, as tall as what it holds, under everything drawn on it.
+  canvas.rect(x, dialogTop, width, Math.min(bottom + pad, canvas.height - px) - dialogTop, palette.panel, {
+    radius: 6,
+    stroke: palette.border,
+    at: panelMark,
+  });
 }
 
 async function layoutToast(canvas: ScreenCanvas, content: ScreenContent, px: number): Promise<void> {
@@ -514,10 +523,8 @@ async function layoutToast(canvas: ScreenCanvas, content: ScreenContent, px: num
   const x = canvas.width - width - px;
   const pad = Math.round(px);
   const boxTop = top + px;
-  canvas.rect(x, boxTop, width, canvas.height - boxTop - px, palette.dangerBg, {
-    radius: 8,
-    stroke: palette.danger,
-  });
+  // The box is as tall as its text, drawn under it once that is known.
+  const boxMark = canvas.shapeMark();
   let inner = boxTop + pad;
   inner =
     (await canvas.text(content.title, x + pad, inner, width - 2 * pad, {
@@ -545,12 +552,18 @@ async function layoutToast(canvas: ScreenCanvas, content: ScreenContent, px: num
   }
   const detail = content.details[0];
   if (detail !== undefined) {
-    await canvas.text(detail, x + pad, inner, width - 2 * pad, {
-      px: clampPx(px * 0.92),
-      color: palette.muted,
-      role: "detail",
-    });
+    inner =
+      (await canvas.text(detail, x + pad, inner, width - 2 * pad, {
+        px: clampPx(px * 0.92),
+        color: palette.muted,
+        role: "detail",
+      })) ?? inner;
   }
+  canvas.rect(x, boxTop, width, Math.min(inner + pad, canvas.height - px) - boxTop, palette.dangerBg, {
+    radius: 8,
+    stroke: palette.danger,
+    at: boxMark,
+  });
 }
 
 async function layoutTerminal(canvas: ScreenCanvas, content: ScreenContent, px: number): Promise<void> {
