@@ -480,9 +480,9 @@ export const settings = {
   },
   searchRrfK: {
     env: "LOUPE_SEARCH_RRF_K",
-    schema: integer({ min: 1, max: 16_384 }),
+    schema: integer({ min: 1, max: 16_383 }),
     default: "60",
-    allowed: "integer 1–16384",
+    allowed: "integer 1–16383",
     description: "The `k` of reciprocal rank fusion: larger flattens the weight of the top ranks.",
   },
   searchDenseWeight: {

@@ -31,7 +31,7 @@ import {
   type StoredRecord,
   type VectorStore,
 } from "../store/index.ts";
-import type { HybridRanker } from "../store/vector-store.ts";
+import type { HybridRanker, HybridSearchRequest } from "../store/vector-store.ts";
 import { matchOcrLines, parseTextQuery, type TextMatch, type TextQuery } from "./text-query.ts";
 
 /** How a search ranks: by embeddings, by BM25 over the records' text, or both fused. */
@@ -648,6 +648,38 @@ export class SearchService {
     return { items };
   }
 
+  /**
+   * One hybrid search, except that a query naming identifiers (error codes such as `E1234`,
+   * `ERR_CONN_REFUSED`) ranks the items containing all of them first: an embedding ranks an unseen code
+   * no better than noise, and fused with equal weight it lets items the embedding favours for any query
+   * outrank the one that shows the code. The rest follow, from the plain hybrid search, scored below the
+   * last identifier match so merged lists keep that order.
+   */
+  async #hybridIdentifiersFirst(
+    base: Omit<HybridSearchRequest<RecordKind>, "text" | "phrases" | "ranker">,
+    query: TextQuery,
+  ): Promise<SearchHit[]> {
+    const search = (phrases: readonly string[]) =>
+      this.#store.hybridSearch({
+        ...base,
+        text: query.text,
+        ...(phrases.length === 0 ? {} : { phrases }),
+        ranker: this.#ranker,
+      }) as Promise<SearchHit[]>;
+    const identifiers = query.identifiers.filter((identifier) => !query.phrases.includes(identifier));
+    if (identifiers.length === 0) return search(query.phrases);
+    const exact = await search([...query.phrases, ...identifiers]);
+    if (exact.length >= base.topK) return exact;
+    const rest = (await search(query.phrases)).filter((hit) => !exact.some((found) => found.id === hit.id));
+    const floor = exact.at(-1)?.score;
+    const best = rest[0]?.score;
+    if (floor === undefined || best === undefined || best < floor)
+      return [...exact, ...rest].slice(0, base.topK);
+    // Scale the rest below the last exact match, keeping their order and relative spacing.
+    const scale = best > 0 ? (floor * 0.999) / best : 0;
+    return [...exact, ...rest.map((hit) => ({ ...hit, score: hit.score * scale }))].slice(0, base.topK);
+  }
+
   async #searchVectors({
     tenant,
     textVector,
@@ -688,12 +720,7 @@ export class SearchService {
         ...(request.vectorField === undefined ? {} : { vectorField: request.vectorField as never }),
       };
       if (textSide === undefined) return this.#store.search(base) as Promise<SearchHit[]>;
-      return this.#store.hybridSearch({
-        ...base,
-        text: textSide.text,
-        ...(textSide.phrases.length === 0 ? {} : { phrases: textSide.phrases }),
-        ranker: this.#ranker,
-      }) as Promise<SearchHit[]>;
+      return this.#hybridIdentifiersFirst(base, textSide);
     };
     const queryVectors = [textVector, imageVector].filter((vector) => vector !== undefined);
     const combined = combine(queryVectors);

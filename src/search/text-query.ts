@@ -16,6 +16,12 @@ export interface TextQuery {
   phrases: string[];
   /** Words and CJK runs of the query, lower-cased, common English function words left out. */
   terms: string[];
+  /**
+   * Identifiers written outside quotes, as the query has them: tokens that mix letters and digits
+   * (`E1234`, `0x80070005`) or join words with `_` (`ERR_CONN_REFUSED`). A hybrid search ranks the items
+   * that contain them first.
+   */
+  identifiers: string[];
 }
 
 /** Most phrases one query may quote. */
@@ -67,9 +73,20 @@ export function textTokens(text: string): string[] {
   return [...text.toLowerCase().matchAll(TOKEN)].map((match) => match[0]);
 }
 
+const IDENTIFIER_TOKEN = /[\p{L}\p{N}][\p{L}\p{N}_.:-]*[\p{L}\p{N}]/gu;
+
+/** Whether a token reads as an identifier: letters and digits mixed, or words joined by `_`. */
+function isIdentifier(token: string): boolean {
+  if (token.length < 3 || CJK.test(token)) return false;
+  const hasDigit = /\p{N}/u.test(token);
+  const hasLetter = /\p{L}/u.test(token);
+  return (hasDigit && hasLetter) || /[\p{L}\p{N}]_[\p{L}\p{N}]/u.test(token);
+}
+
 /** Splits a query into quoted phrases, the BM25 text and the terms that say where a line matches. */
 export function parseTextQuery(query: string): TextQuery {
   const phrases: string[] = [];
+  let unquoted = "";
   let rest = "";
   let position = 0;
   while (position < query.length) {
@@ -87,10 +104,14 @@ export function parseTextQuery(query: string): TextQuery {
     }
     // An unmatched quote mark is not a phrase: it is dropped like punctuation.
     rest += close === undefined ? char : " ";
+    unquoted += close === undefined ? char : " ";
     position += 1;
   }
   const terms = [...new Set(textTokens(rest))].filter((term) => !FUNCTION_WORDS.has(term));
-  return { text: foldSpaces(rest), phrases, terms };
+  const identifiers = [...new Set([...unquoted.matchAll(IDENTIFIER_TOKEN)].map((match) => match[0]))]
+    .filter(isIdentifier)
+    .slice(0, MAX_QUERY_PHRASES);
+  return { text: foldSpaces(rest), phrases, terms, identifiers };
 }
 
 /** An OCR line of a result that contains a phrase or a term of the query. */

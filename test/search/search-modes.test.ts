@@ -143,14 +143,19 @@ describe("SearchService modes", () => {
   it("default for text is hybrid with the configured ranker, per vector field for triples", async () => {
     const calls: Call[] = [];
     const ranker: HybridRanker = { type: "weighted", dense: 0.3, text: 0.7 };
-    await service(calls, ranker).search({ tenant: "t", text: "E1234", kinds: ["image", "triple"], topK: 2 });
+    await service(calls, ranker).search({
+      tenant: "t",
+      text: "license expired",
+      kinds: ["image", "triple"],
+      topK: 2,
+    });
     expect(calls.map((call) => call.method)).toEqual(["hybridSearch", "hybridSearch"]);
     const image = calls.find((call) => call.request.kind === "image")?.request;
-    expect(image).toMatchObject({ text: "E1234", ranker, topK: 2 });
+    expect(image).toMatchObject({ text: "license expired", ranker, topK: 2 });
     expect(image?.phrases).toBeUndefined();
     expect(calls.find((call) => call.request.kind === "triple")?.request).toMatchObject({
       vectorField: "question_vector",
-      text: "E1234",
+      text: "license expired",
     });
   });
 
@@ -169,5 +174,41 @@ describe("SearchService modes", () => {
       service(calls).search({ tenant: "t", image: { bytes: new Uint8Array([1]) }, mode: "text" }),
     ).rejects.toThrow(ValidationError);
     expect(calls).toEqual([]);
+  });
+
+  it("hybrid with an identifier: items containing it rank first, the rest follow scored below them", async () => {
+    const calls: Call[] = [];
+    const store = {
+      hybridSearch: async (request: Record<string, unknown>) => {
+        calls.push({ method: "hybridSearch", request });
+        const phrases = (request.phrases as string[] | undefined) ?? [];
+        // Only img_code holds E1234; img_hub is what the embedding favours for any query.
+        return phrases.includes("E1234")
+          ? [hit("img_code", 0.02)]
+          : [hit("img_hub", 0.0325), hit("img_code", 0.03), hit("img_other", 0.01)];
+      },
+    } as unknown as VectorStore;
+    const models = {
+      modelId: "m",
+      textEmbedder: {
+        embed: async ({ texts }: { texts: string[] }) => texts.map(() => new Float32Array([1, 0])),
+      },
+      imageEmbedder: { embed: async () => [new Float32Array([0, 1])] },
+    } as unknown as SearchModels;
+    const search = new SearchService({
+      store,
+      models,
+      urls: { media: (id) => `/m/${id}`, thumbnail: (id) => `/t/${id}` },
+    });
+    const { items } = await search.search({ tenant: "t", text: "error E1234", kinds: ["image"], topK: 3 });
+    expect(calls.map((call) => call.request.phrases)).toEqual([["E1234"], undefined]);
+    expect(items.map((item) => item.id)).toEqual(["img_code", "img_hub", "img_other"]);
+    expect(items[1]?.score).toBeLessThan(items[0]?.score ?? 0);
+    expect(items[2]?.score).toBeLessThan(items[1]?.score ?? 0);
+
+    // Enough exact matches: one search only.
+    calls.length = 0;
+    await search.search({ tenant: "t", text: "error E1234", kinds: ["image"], topK: 1 });
+    expect(calls).toHaveLength(1);
   });
 });

@@ -8,7 +8,15 @@ describe("parseTextQuery", () => {
       text: "which screenshot says license expired E1234",
       phrases: ["license expired"],
       terms: ["screenshot", "license", "expired", "e1234"],
+      identifiers: ["E1234"],
     });
+  });
+
+  it("names identifiers outside quotes: letters with digits, or words joined by _, never plain words or numbers", () => {
+    expect(
+      parseTextQuery('ERR_CONN_REFUSED 0x80070005 on port 5432 "E9999" db-01 错误E12').identifiers,
+    ).toEqual(["ERR_CONN_REFUSED", "0x80070005", "db-01"]);
+    expect(parseTextQuery("a red circle left of a blue square").identifiers).toEqual([]);
   });
 
   it("reads curly and low-high quotes as phrase quotes", () => {
