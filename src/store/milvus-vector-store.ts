@@ -1127,17 +1127,32 @@ function checkQueryText(text: unknown): string {
 }
 
 /**
- * A phrase or a searchable text as phrases are compared: NFKC, lower case, every run of white space one
- * space, trimmed.
+ * A phrase or a searchable text as phrases are split into words: NFKC, lower case, every run of white
+ * space one space, trimmed.
  */
 export function normalizeForPhrase(text: string): string {
   return text.normalize("NFKC").toLowerCase().replace(/\s+/gu, " ").trim();
 }
 
-/** Whether `searchText` contains every (normalized) phrase. */
+/**
+ * A phrase or a searchable text as phrases are compared: its letters and digits only, in order. Spaces
+ * and punctuation do not count, since OCR drops or changes them ("auth.lab.test" read as "authlab.test",
+ * "1,234" as "1.234", two words run together).
+ */
+export function phraseKey(text: string): string {
+  return normalizeForPhrase(text).replace(/[^\p{L}\p{N}]+/gu, "");
+}
+
+/** Whether `searchText` contains every phrase (as {@link phraseKey}s). */
 function containsPhrases(searchText: string, phrases: readonly string[]): boolean {
-  const haystack = normalizeForPhrase(searchText);
-  return phrases.every((phrase) => haystack.includes(phrase));
+  const haystack = phraseKey(searchText);
+  return phrases.every((phrase) => haystack.includes(phraseKey(phrase)));
+}
+
+/** A word of a phrase as the prefilter may ask for it: without its outer punctuation, only if no inner one is left. */
+function prefilterWord(word: string): string | undefined {
+  const trimmed = word.replace(/^[^\p{L}\p{N}]+|[^\p{L}\p{N}]+$/gu, "");
+  return trimmed.length > 0 && /^[\p{L}\p{N}]+$/u.test(trimmed) ? trimmed : undefined;
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: removing control characters is the point.
@@ -1174,14 +1189,19 @@ function planPhrases(phrases: unknown): PhrasePlan | undefined {
     const surrogate = LONE_SURROGATE.exec(phrase);
     if (surrogate !== null) throw loneSurrogateError(`Phrase ${index}`, "it", surrogate.index);
     const needle = normalizeForPhrase(phrase.replace(CONTROL_CHARACTERS, " "));
-    if (needle.length > 0) needles.add(needle);
+    if (phraseKey(needle).length > 0) needles.add(needle);
   });
   if (needles.size === 0) return undefined;
   // A word with Chinese, Japanese or Korean characters is left out of the prefilter: jieba segments a
   // phrase on its own differently from the same characters inside a longer text ("数据库连接" alone vs in
-  // "数据库连接失败"), so its tokens may not be the stored ones. The phrase check below still applies.
+  // "数据库连接失败"), so its tokens may not be the stored ones. So is a word with inner punctuation
+  // ("auth.lab.test", "1,234"), which OCR may have read otherwise. The phrase check below still applies.
   const words = new Set(
-    [...needles].flatMap((needle) => needle.split(" ")).filter((word) => !CJK_CHARACTER.test(word)),
+    [...needles]
+      .flatMap((needle) => needle.split(" "))
+      .filter((word) => !CJK_CHARACTER.test(word))
+      .map(prefilterWord)
+      .filter((word): word is string => word !== undefined),
   );
   const clause = [...words]
     .map((word) => `text_match(${SEARCH_TEXT_FIELD}, ${quoteExpressionString(word)})`)

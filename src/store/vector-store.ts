@@ -159,8 +159,9 @@ export interface TextSearchRequest<K extends RecordKind> {
   /** The query text as the caller wrote it, analyzed like the stored text (BM25 terms). */
   text: string;
   /**
-   * Phrases that must each occur in the searchable text as written (case-insensitive, whitespace
-   * runs equal), e.g. the quoted parts of a query. A hit lacking one is dropped; the store looks
+   * Phrases that must each occur in the searchable text, e.g. the quoted parts of a query: their letters
+   * and digits in order, case-insensitive (NFKC); spaces and punctuation do not count, since OCR drops
+   * or changes them (but each word without inner punctuation must be a whole word of the text). A hit lacking one is dropped; the store looks
    * further until `topK` hits that have them all are found or no row is left.
    */
   phrases?: readonly string[];

@@ -167,6 +167,16 @@ describe("textSearch", () => {
     });
     expect(wide.map((hit) => hit.id)).toEqual(["img_license"]);
 
+    // Punctuation does not count: OCR drops or changes it.
+    const punctuated = await store.textSearch({
+      kind: "image",
+      tenant: "acme",
+      text: "license",
+      phrases: ["E-1234 license, expired"],
+      topK: 3,
+    });
+    expect(punctuated.map((hit) => hit.id)).toEqual(["img_license"]);
+
     for (const hostile of ['") or tenant != "', 'a\\" or true or text_match(search_text, "', "\u0000\n\t"]) {
       const hits = await store.textSearch({
         kind: "image",
