@@ -650,34 +650,41 @@ export class SearchService {
 
   /**
    * One hybrid search, except that a query naming identifiers (error codes such as `E1234`,
-   * `ERR_CONN_REFUSED`) ranks the items containing all of them first: an embedding ranks an unseen code
-   * no better than noise, and fused with equal weight it lets items the embedding favours for any query
-   * outrank the one that shows the code. The rest follow, from the plain hybrid search, scored below the
-   * last identifier match so merged lists keep that order.
+   * `ERR_CONN_REFUSED`) is a lookup: an embedding ranks an unseen code no better than noise, and fused with
+   * equal weight it lets items the embedding favours for any query outrank the one that shows the code.
+   * So the items containing every identifier come first, then what BM25 finds for the query (OCR may have
+   * misread the code, and the rest of the query still names the item), then the rest of the hybrid
+   * ranking; each tier is scored below the one before, so merged lists keep that order.
    */
   async #hybridIdentifiersFirst(
     base: Omit<HybridSearchRequest<RecordKind>, "text" | "phrases" | "ranker">,
     query: TextQuery,
   ): Promise<SearchHit[]> {
-    const search = (phrases: readonly string[]) =>
+    const phrasesOf = (phrases: readonly string[]) => (phrases.length === 0 ? {} : { phrases });
+    const hybrid = (phrases: readonly string[]) =>
       this.#store.hybridSearch({
         ...base,
         text: query.text,
-        ...(phrases.length === 0 ? {} : { phrases }),
+        ...phrasesOf(phrases),
         ranker: this.#ranker,
       }) as Promise<SearchHit[]>;
     const identifiers = query.identifiers.filter((identifier) => !query.phrases.includes(identifier));
-    if (identifiers.length === 0) return search(query.phrases);
-    const exact = await search([...query.phrases, ...identifiers]);
-    if (exact.length >= base.topK) return exact;
-    const rest = (await search(query.phrases)).filter((hit) => !exact.some((found) => found.id === hit.id));
-    const floor = exact.at(-1)?.score;
-    const best = rest[0]?.score;
-    if (floor === undefined || best === undefined || best < floor)
-      return [...exact, ...rest].slice(0, base.topK);
-    // Scale the rest below the last exact match, keeping their order and relative spacing.
-    const scale = best > 0 ? (floor * 0.999) / best : 0;
-    return [...exact, ...rest.map((hit) => ({ ...hit, score: hit.score * scale }))].slice(0, base.topK);
+    if (identifiers.length === 0) return hybrid(query.phrases);
+    const tiers: SearchHit[][] = [await hybrid([...query.phrases, ...identifiers])];
+    if ((tiers[0] as SearchHit[]).length < base.topK) {
+      const { vectorField: _field, vector: _vector, ...textBase } = base;
+      tiers.push(
+        (await this.#store.textSearch({
+          ...textBase,
+          text: query.text,
+          ...phrasesOf(query.phrases),
+        })) as SearchHit[],
+        await hybrid(query.phrases),
+      );
+    }
+    // BM25 scores are on another scale: no tier may score above the best fused (hybrid) score.
+    const ceiling = Math.max(...[tiers[0], tiers[2]].map((tier) => tier?.[0]?.score ?? 0));
+    return stackTiers(tiers, base.topK, ceiling);
   }
 
   async #searchVectors({
@@ -755,6 +762,28 @@ export class SearchService {
       .slice(0, topK);
     return { items };
   }
+}
+
+/**
+ * Concatenates ranked tiers, each hit once (its first tier), scaling each tier's scores below the last
+ * score kept so far (the first at most `ceiling`) while keeping its order and relative spacing.
+ */
+export function stackTiers(tiers: readonly SearchHit[][], topK: number, ceiling?: number): SearchHit[] {
+  const stacked: SearchHit[] = [];
+  const seen = new Set<string>();
+  for (const tier of tiers) {
+    const fresh = tier.filter((hit) => !seen.has(hit.id));
+    const floor = stacked.at(-1)?.score ?? (ceiling === undefined ? undefined : ceiling / 0.999);
+    const best = fresh[0]?.score;
+    const scale =
+      floor === undefined || best === undefined || best < floor ? 1 : best > 0 ? (floor * 0.999) / best : 0;
+    for (const hit of fresh) {
+      seen.add(hit.id);
+      stacked.push(scale === 1 ? hit : { ...hit, score: hit.score * scale });
+    }
+    if (stacked.length >= topK) break;
+  }
+  return stacked.slice(0, topK);
 }
 
 /** A similarity-weighted vote of the neighbours' `metadata.tags`. */

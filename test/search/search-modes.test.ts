@@ -176,7 +176,7 @@ describe("SearchService modes", () => {
     expect(calls).toEqual([]);
   });
 
-  it("hybrid with an identifier: items containing it rank first, the rest follow scored below them", async () => {
+  it("hybrid with an identifier: items containing it first, then BM25's, then the rest, each tier scored below", async () => {
     const calls: Call[] = [];
     const store = {
       hybridSearch: async (request: Record<string, unknown>) => {
@@ -186,6 +186,11 @@ describe("SearchService modes", () => {
         return phrases.includes("E1234")
           ? [hit("img_code", 0.02)]
           : [hit("img_hub", 0.0325), hit("img_code", 0.03), hit("img_other", 0.01)];
+      },
+      textSearch: async (request: Record<string, unknown>) => {
+        calls.push({ method: "textSearch", request });
+        // BM25 finds img_other by the rest of the query (the code itself misread by OCR there).
+        return [hit("img_other", 9.5), hit("img_code", 7)];
       },
     } as unknown as VectorStore;
     const models = {
@@ -201,8 +206,13 @@ describe("SearchService modes", () => {
       urls: { media: (id) => `/m/${id}`, thumbnail: (id) => `/t/${id}` },
     });
     const { items } = await search.search({ tenant: "t", text: "error E1234", kinds: ["image"], topK: 3 });
-    expect(calls.map((call) => call.request.phrases)).toEqual([["E1234"], undefined]);
-    expect(items.map((item) => item.id)).toEqual(["img_code", "img_hub", "img_other"]);
+    expect(calls.map((call) => [call.method, call.request.phrases])).toEqual([
+      ["hybridSearch", ["E1234"]],
+      ["textSearch", undefined],
+      ["hybridSearch", undefined],
+    ]);
+    expect(items.map((item) => item.id)).toEqual(["img_code", "img_other", "img_hub"]);
+    expect(items[0]?.score).toBeLessThanOrEqual(0.0325);
     expect(items[1]?.score).toBeLessThan(items[0]?.score ?? 0);
     expect(items[2]?.score).toBeLessThan(items[1]?.score ?? 0);
 
