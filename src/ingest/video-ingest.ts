@@ -22,7 +22,7 @@ import { type BlobStore, blobRef, claimOwner, parseBlobRef, sha256Hex } from "..
 import { defaultVideoLimits, type VideoLimits } from "../media/ffmpeg.ts";
 import type { OcrReading } from "../media/ocr-lines.ts";
 import { type VideoCoverage, videoCoverage } from "../media/video-coverage.ts";
-import { sampleVideoFrames } from "../media/video-frames.ts";
+import { extractFrameAt, sampleVideoFrames } from "../media/video-frames.ts";
 import { probeVideo, type VideoProbe } from "../media/video-probe.ts";
 import type { StoredVideoSegment, VectorStore, VideoSegmentRecord } from "../store/index.ts";
 import { recordId } from "../store/index.ts";
@@ -190,6 +190,12 @@ export interface VideoIngesterOptions {
 /** Frame embedding batches waiting for the vision tower at once while ffmpeg keeps decoding. */
 const EMBED_BATCH = 16;
 
+/**
+ * Longest side of a keyframe taken for OCR: 1280 px keeps 12 px text of a 1080p screen recording
+ * legible (about 8 px) while a keyframe stays around 100 kB of WebP.
+ */
+export const TEXT_KEYFRAME_MAX_SIDE = 1280;
+
 /** Turns videos into `video_segment` records; also deletes them. */
 export class VideoIngester {
   readonly #store: VectorStore;
@@ -283,7 +289,8 @@ export class VideoIngester {
         );
       }
 
-      const readings = await this.#readKeyframes({ keyframes, signal });
+      const textKeyframes = await this.#textKeyframes({ path: tempPath, probe, spans, keyframes, signal });
+      const readings = await this.#readKeyframes({ keyframes: textKeyframes, signal });
 
       // Every blob is referenced as it is written, before the records exist, under claims of this run's
       // own; if the records are not stored, those claims are released (what earlier runs hold stays).
@@ -434,6 +441,55 @@ export class VideoIngester {
       }
     }
     await releaseReferences({ references: added, release, logger: this.#logger });
+  }
+
+  /**
+   * With OCR on, each segment's keyframe taken again as a whole frame at up to
+   * {@link TEXT_KEYFRAME_MAX_SIDE} px (the same instant as the model-size one): text a 224 px crop makes
+   * illegible is read from it, and it is the keyframe stored, so line boxes refer to it. The list is
+   * changed in place and returned; a frame that cannot be decoded again keeps the model-size keyframe.
+   * Without OCR the model-size keyframes stay.
+   */
+  async #textKeyframes({
+    path: videoPath,
+    probe,
+    spans,
+    keyframes,
+    signal,
+  }: {
+    path: string;
+    probe: VideoProbe;
+    spans: readonly VideoSegmentSpan[];
+    keyframes: Buffer[];
+    signal?: AbortSignal;
+  }): Promise<Buffer[]> {
+    if (this.#ocr === undefined) return keyframes;
+    const fps = this.#settings.sampleFps;
+    for (const [index, span] of spans.entries()) {
+      const middle = Math.floor((span.startFrame + span.endFrame - 1) / 2);
+      try {
+        const frame = await extractFrameAt({
+          path: videoPath,
+          probe,
+          timeSeconds: middle / fps,
+          maxSide: TEXT_KEYFRAME_MAX_SIDE,
+          limits: this.#settings.limits,
+          signal,
+        });
+        keyframes[index] = await sharp(frame.data, {
+          raw: { width: frame.width, height: frame.height, channels: 3 },
+        })
+          .webp({ quality: 85 })
+          .toBuffer();
+      } catch (error) {
+        if (signal?.aborted) throw error;
+        this.#logger?.warn(
+          { err: error, segment: index },
+          "could not decode a full-size keyframe; keeping the model-size one, whose text may be illegible",
+        );
+      }
+    }
+    return keyframes;
   }
 
   /**
@@ -836,6 +892,7 @@ export interface CreateVideoIngesterOptions {
   config: Parameters<typeof videoIngestSettings>[0]["config"];
   ocr?: IngestOcr;
   logger?: Logger;
+  metrics?: Pick<LoupeMetrics, "countIngestItems">;
 }
 
 /** Builds a {@link VideoIngester} with the settings of `config`. */
@@ -846,8 +903,17 @@ export function createVideoIngester({
   config,
   ocr,
   logger,
+  metrics,
 }: CreateVideoIngesterOptions): VideoIngester {
-  return new VideoIngester({ store, models, blobs, settings: videoIngestSettings({ config }), ocr, logger });
+  return new VideoIngester({
+    store,
+    models,
+    blobs,
+    settings: videoIngestSettings({ config }),
+    ocr,
+    logger,
+    metrics,
+  });
 }
 
 /** @throws ValidationError unless `id` looks like a video id. */

@@ -152,3 +152,93 @@ export async function sampleVideoFrames({
   }
   return index;
 }
+
+/** Options of {@link extractFrameAt}. */
+export interface ExtractFrameOptions {
+  /** A server-made path to a file {@link probeVideo} accepted. */
+  path: string;
+  probe: VideoProbe;
+  /** Presentation time of the frame, seconds (clamped into the video). */
+  timeSeconds: number;
+  /** Longest side of the frame; larger frames are scaled down, smaller ones kept as they are. */
+  maxSide: number;
+  limits: VideoLimits;
+  signal?: AbortSignal;
+}
+
+/**
+ * One whole frame (not cropped) at `timeSeconds`, scaled so its longer side is at most `maxSide`, as raw
+ * RGB: what OCR reads from a video and what is stored as a segment's keyframe when text is read, since
+ * text is illegible at the model's crop size. ffmpeg seeks to the nearest earlier keyframe and decodes
+ * forward, under the same input limits, timeout and output cap as sampling.
+ *
+ * @throws MediaError when no frame can be decoded at that time.
+ */
+export async function extractFrameAt({
+  path,
+  probe,
+  timeSeconds,
+  maxSide,
+  limits,
+  signal,
+}: ExtractFrameOptions): Promise<VideoFrame> {
+  const input = serverFileInput(path);
+  if (!(Number.isInteger(maxSide) && maxSide >= 16)) {
+    throw new ValidationError(`The frame's longest side must be an integer of at least 16; got ${maxSide}.`);
+  }
+  const longer = Math.max(probe.width, probe.height);
+  const scale = Math.min(1, maxSide / longer);
+  // Even sizes, at least 2: what rgb24 output of every codec accepts.
+  const width = Math.max(2, Math.round((probe.width * scale) / 2) * 2);
+  const height = Math.max(2, Math.round((probe.height * scale) / 2) * 2);
+  const duration = Math.min(probe.durationSeconds, limits.maxDurationSeconds);
+  const at = Math.max(0, Math.min(timeSeconds, Math.max(0, duration - 0.001)));
+  const frameBytes = width * height * 3;
+  const { stdout } = await runMediaTool({
+    tool: "ffmpeg",
+    args: [
+      "-nostdin",
+      "-hide_banner",
+      "-v",
+      "error",
+      "-threads",
+      "1",
+      ...safeInputArgs({ limits, demuxer: probe.container.demuxer }),
+      "-ss",
+      at.toFixed(3),
+      "-i",
+      input,
+      "-map",
+      "0:v:0",
+      "-an",
+      "-sn",
+      "-dn",
+      "-vf",
+      `scale=${width}:${height}:flags=bicubic`,
+      "-frames:v",
+      "1",
+      "-f",
+      "rawvideo",
+      "-pix_fmt",
+      "rgb24",
+      "pipe:1",
+    ],
+    timeoutMs: limits.timeoutMs,
+    maxStdoutBytes: frameBytes,
+    signal,
+  });
+  if (stdout.length < frameBytes) {
+    throw new MediaError(
+      `No frame could be decoded at ${at.toFixed(2)} s of the video; send an uncorrupted video.`,
+      { code: "video_invalid", status: 422, context: { timeSeconds: at } },
+    );
+  }
+  return {
+    index: 0,
+    timeSeconds: at,
+    data: new Uint8Array(stdout.subarray(0, frameBytes)),
+    width,
+    height,
+    channels: 3,
+  };
+}

@@ -422,6 +422,18 @@ export function bestLines(question: TextQuestion, lines: readonly OcrLine[], mos
   return chosen;
 }
 
+/**
+ * A code as written, where OCR lost its underscores: no space next to `_` or `-`, and upper-case words
+ * and a number that are spaced (`ERR HEAP EXHAUSTED 22`, `ERR REQUEST TIMEOUT_38`) joined by `_` when
+ * they are at least three words or already hold a `_`. `HTTP 503` stays as it is.
+ */
+function asSnakeCode(code: string): string {
+  const tight = code.replace(/\s*([_-])\s*/g, "$1");
+  if (!/^[A-Z]{2,}(?:[ _]+[A-Z0-9]+)+$/.test(tight) || !/ /.test(tight)) return tight;
+  const words = tight.split(/[ _]+/);
+  return tight.includes("_") || words.length >= 4 ? words.join("_") : tight;
+}
+
 /** The value a question asks for in a line: the port number, or the code (the question's, else the line's). */
 export function askedValue(
   question: TextQuestion,
@@ -440,9 +452,7 @@ export function askedValue(
     if (found !== undefined)
       return {
         kind: "code",
-        value: found
-          .replace(/^(?:code|status|错误码|代码|编号)\s*[:#：]?\s*/i, "")
-          .replace(/\s*([_-])\s*/g, "$1"),
+        value: asSnakeCode(found.replace(/^(?:code|status|错误码|代码|编号)\s*[:#：]?\s*/i, "")),
       };
   }
   return undefined;

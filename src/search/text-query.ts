@@ -4,6 +4,7 @@
  * a result that contain a phrase or a term ({@link matchOcrLines}), which a client highlights.
  */
 import { readOcrMetadata } from "../media/ocr-lines.ts";
+import { phraseKey } from "../store/index.ts";
 
 /** A query split into its quoted phrases and BM25 text. */
 export interface TextQuery {
@@ -147,7 +148,9 @@ export function matchOcrLines({
   reading.lines.forEach((line, index) => {
     const folded = foldSpaces(line.text).toLowerCase();
     const tokens = new Set(textTokens(line.text));
-    const phrases = query.phrases.filter((phrase) => folded.includes(phrase.toLowerCase()));
+    // Compared as the store compares phrases: letters and digits, OCR's confusions folded.
+    const key = phraseKey(line.text);
+    const phrases = query.phrases.filter((phrase) => key.includes(phraseKey(phrase)));
     const terms = query.terms.filter((term) =>
       CJK.test(term)
         ? folded.includes(term)

@@ -115,10 +115,25 @@ export const SEARCH_ANALYZER_PARAMS = { tokenizer: "jieba", filter: ["lowercase"
 /** Index of {@link SEARCH_SPARSE_FIELD}. */
 export const SPARSE_INDEX = { index_type: "SPARSE_INVERTED_INDEX", metric_type: "BM25" } as const;
 
+const HAN_RANGE = "\\u3400-\\u9fff\\uf900-\\ufaff";
+const HAN_BEFORE_LATIN = new RegExp(`([${HAN_RANGE}])(?=[A-Za-z0-9])`, "gu");
+const LATIN_BEFORE_HAN = new RegExp(`([A-Za-z0-9])(?=[${HAN_RANGE}])`, "gu");
+
+/**
+ * `text` with a space between a Han character and a Latin letter or digit next to it. The analyzer's
+ * jieba keeps such a run as one token (`错误0x800776C3` is neither `错误` nor `0x800776C3`), and Chinese
+ * text, OCR's especially, often has no space there; the stored search text and every query text are
+ * spaced alike, so either way of writing finds the other.
+ */
+export function spaceScripts(text: string): string {
+  return text.replace(HAN_BEFORE_LATIN, "$1 ").replace(LATIN_BEFORE_HAN, "$1 ");
+}
+
 /**
  * The searchable text of a row: its `text`, `ocr_text`, and a triple's `question` and `answer`, the
  * non-empty ones joined by newlines, in Unicode NFKC form (so a full-width "Ｅ１２３４" is found as
- * "E1234"), cut at a character boundary to {@link VARCHAR_MAX_BYTES}.search_text bytes.
+ * "E1234") and spaced between scripts ({@link spaceScripts}), cut at a character boundary to
+ * {@link VARCHAR_MAX_BYTES}.search_text bytes.
  */
 export function composeSearchText(row: {
   text?: unknown;
@@ -128,7 +143,7 @@ export function composeSearchText(row: {
 }): string {
   const parts = [row.text, row.ocr_text, row.question, row.answer]
     .filter((part): part is string => typeof part === "string" && part.trim().length > 0)
-    .map((part) => part.normalize("NFKC"));
+    .map((part) => spaceScripts(part.normalize("NFKC")));
   return capUtf8(parts.join("\n"), VARCHAR_MAX_BYTES.search_text);
 }
 

@@ -58,6 +58,7 @@ export {
   MilvusVectorStore,
   type MilvusVectorStoreOptions,
   normalizeForPhrase,
+  phraseKey,
 } from "./milvus-vector-store.ts";
 export {
   isValidRecordId,

@@ -25,6 +25,7 @@ import {
   SEARCH_SPARSE_FIELD,
   SEARCH_TEXT_FIELD,
   scalarFieldNames,
+  spaceScripts,
   toWritableRow,
   VARCHAR_MAX_BYTES,
   VECTOR_FIELDS,
@@ -1105,14 +1106,14 @@ function vectorFieldOf(kind: RecordKind, vectorField: string | undefined): strin
   return field;
 }
 
-/** The query text of a text or hybrid search, in NFKC form as the stored search text is. */
+/** The query text of a text or hybrid search, in NFKC form and spaced between scripts as the stored search text is. */
 function checkQueryText(text: unknown): string {
   if (typeof text !== "string") {
     throw new ValidationError(`The query text must be a string; got ${typeof text}.`);
   }
   const surrogate = LONE_SURROGATE.exec(text);
   if (surrogate !== null) throw loneSurrogateError("The query", "text", surrogate.index);
-  const normalized = text.normalize("NFKC");
+  const normalized = spaceScripts(text.normalize("NFKC"));
   if (normalized.trim().length === 0) {
     throw new ValidationError("The query text is empty; a text search needs at least one word.");
   }
@@ -1135,13 +1136,20 @@ export function normalizeForPhrase(text: string): string {
 }
 
 /**
- * A phrase or a searchable text as phrases are compared: its letters and digits only, in order. Spaces
- * and punctuation do not count, since OCR drops or changes them ("auth.lab.test" read as "authlab.test",
- * "1,234" as "1.234", two words run together).
+ * A phrase or a searchable text as phrases are compared: its letters and digits only, in order, with the
+ * letters a recognizer confuses with digits read as those digits (`o`→0, `i`/`l`→1, `z`→2, `s`→5,
+ * `b`→8). Spaces and punctuation do not count, since OCR drops or changes them ("auth.lab.test" read as
+ * "authlab.test", "1,234" as "1.234", two words run together), and `IO-45051` read as `I0-45051` or
+ * `10-45051` is still the phrase.
  */
 export function phraseKey(text: string): string {
-  return normalizeForPhrase(text).replace(/[^\p{L}\p{N}]+/gu, "");
+  return normalizeForPhrase(text)
+    .replace(/[^\p{L}\p{N}]+/gu, "")
+    .replace(/[oilzsb]/gu, (letter) => CONFUSABLE_DIGIT[letter] as string);
 }
+
+/** The digit a recognizer reads for a letter of the same shape. */
+const CONFUSABLE_DIGIT: Record<string, string> = { o: "0", i: "1", l: "1", z: "2", s: "5", b: "8" };
 
 /** Whether `searchText` contains every phrase (as {@link phraseKey}s). */
 function containsPhrases(searchText: string, phrases: readonly string[]): boolean {
@@ -1188,7 +1196,7 @@ function planPhrases(phrases: unknown): PhrasePlan | undefined {
     }
     const surrogate = LONE_SURROGATE.exec(phrase);
     if (surrogate !== null) throw loneSurrogateError(`Phrase ${index}`, "it", surrogate.index);
-    const needle = normalizeForPhrase(phrase.replace(CONTROL_CHARACTERS, " "));
+    const needle = normalizeForPhrase(spaceScripts(phrase.replace(CONTROL_CHARACTERS, " ")));
     if (phraseKey(needle).length > 0) needles.add(needle);
   });
   if (needles.size === 0) return undefined;

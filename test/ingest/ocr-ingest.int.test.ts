@@ -4,13 +4,20 @@
  * and a quoted phrase in text and hybrid modes with the lines' boxes, and hostile images through the
  * HTTP API refused or read within the limits without losing what was stored.
  */
+import { execFile } from "node:child_process";
 import { once } from "node:events";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
 import zlib from "node:zlib";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLoupeClient } from "../../src/client/index.ts";
 import type { OcrEngine } from "../../src/inference/ocr/ocr-engine.ts";
 import { createPpOcrEngine } from "../../src/inference/ocr/pp-ocr.ts";
+import { parseBlobRef } from "../../src/media/blob-store.ts";
+import { mediaBinaries } from "../../src/media/ffmpeg.ts";
 import { readOcrMetadata } from "../../src/media/ocr-lines.ts";
 import type { SearchResultItem } from "../../src/search/index.ts";
 import { boxIou, type RenderedLine, renderTextImage } from "../helpers/text-images.ts";
@@ -242,6 +249,52 @@ describe("OCR at ingest and text search (real Lite, pack and PP-OCRv4)", () => {
     const hits = await client.search({ text: "E1234", mode: "text", kinds: ["image"] });
     expect(hits[0]?.id).toBe(ids.license);
   });
+
+  it("reads the text of a video's keyframes from whole frames, not the model's crop", async () => {
+    const screen = await renderTextImage({
+      width: 1280,
+      height: 720,
+      lines: [
+        { text: "Deployment dashboard", size: 28, x: 40, y: 40 },
+        { text: "ERROR E4821: disk quota exceeded on /var/backups", size: 22, x: 40, y: 340 },
+      ],
+    });
+    const dir = await mkdtemp(path.join(os.tmpdir(), "loupe-ocr-video-"));
+    try {
+      const still = path.join(dir, "screen.png");
+      const video = path.join(dir, "screen.mp4");
+      await writeFile(still, screen.bytes);
+      await promisify(execFile)(mediaBinaries().ffmpeg, [
+        ...["-nostdin", "-v", "error", "-loop", "1", "-i", still, "-t", "2", "-r", "4"],
+        ...["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-y", video],
+      ]);
+      const form = new FormData();
+      form.append("file", new File([await readFile(video)], "screen.mp4", { type: "video/mp4" }));
+      const response = await harness.app.request("/v1/videos", {
+        method: "POST",
+        headers: { [TENANT_HEADER]: "ocr" },
+        body: form,
+      });
+      expect(response.status).toBe(200);
+      const found = await search({ kinds: ["video_segment"], text: "E4821", mode: "text", topK: 3 });
+      expect(found.status).toBe(200);
+      const [segment] = found.body.items;
+      expect(segment?.ocrText).toContain("E4821");
+      const [stored] = await harness.store.get({
+        kind: "video_segment",
+        tenant: "ocr",
+        ids: [segment?.id ?? ""],
+      });
+      // The keyframe stored is the whole frame the lines' boxes refer to.
+      const reading = readOcrMetadata(stored?.metadata);
+      expect([reading?.width, reading?.height]).toEqual([1280, 720]);
+      const keyframe = await harness.blobs.get(parseBlobRef(stored?.keyframeRef ?? "") as string);
+      const meta = await sharp(await keyframe.bytes()).metadata();
+      expect([meta.width, meta.height]).toEqual([1280, 720]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it("refuses a text search without text, naming the fix", async () => {
     const response = await harness.app.request("/v1/search", {

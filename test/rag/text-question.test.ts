@@ -246,6 +246,11 @@ describe("matching OCR lines", () => {
       kind: "code",
       value: "ERR_NETWORK_UNREACHABLE_69",
     });
+    // OCR lost the underscores: the words of an upper-case code are joined again; "HTTP 503" is no such code.
+    const code = (text: string) => askedValue(textQuestion("What is the error code?"), text)?.value;
+    expect(code("ERR HEAP EXHAUSTED 22")).toBe("ERR_HEAP_EXHAUSTED_22");
+    expect(code("ERR REQUEST TIMEOUT _38")).toBe("ERR_REQUEST_TIMEOUT_38");
+    expect(code("Request failed: HTTP 503")).toBe("HTTP 503");
   });
 
   it("does not answer 'what does the error say?' with a line that only names the code", () => {

@@ -189,6 +189,36 @@ describe("textSearch", () => {
     }
   });
 
+  it("finds a code written against Chinese text, and phrases OCR read with digits for letters", async () => {
+    await store.upsert({
+      kind: "image",
+      tenant: "misread",
+      records: [
+        image("img_glued", axisVector(0), { ocrText: "02:58:16错误0x800776C3：网络不可达" }),
+        image("img_digits", axisVector(1), { ocrText: "I0-45051: Limit of 75 requests per minute reached" }),
+        image("img_other", axisVector(2), { ocrText: "0x800776C4 Limit of 76 requests" }),
+      ],
+    });
+    const ids = async (text: string, phrases?: string[]) =>
+      (
+        await store.textSearch({
+          kind: "image",
+          tenant: "misread",
+          text,
+          topK: 3,
+          ...(phrases === undefined ? {} : { phrases }),
+        })
+      ).map((hit) => hit.id);
+    // jieba keeps "错误0x800776C3" as one token unless a space separates the scripts.
+    expect(await ids("0x800776C3", ["0x800776C3"])).toEqual(["img_glued"]);
+    expect((await ids("错误0x800776C3"))[0]).toBe("img_glued");
+    // "IO" read as "I0" (or "10") is still the phrase; "75" against "76" is not.
+    expect(await ids("IO-45051 limit of 75 requests", ["IO-45051: Limit of 75 requests"])).toEqual([
+      "img_digits",
+    ]);
+    expect(await ids("10-45051 limit", ["10-45051"])).toEqual(["img_digits"]);
+  });
+
   it("refuses an empty query text, too many phrases and an unknown ranker with a clear error", async () => {
     await expect(store.textSearch({ kind: "image", tenant: "acme", text: "   ", topK: 3 })).rejects.toThrow(
       /query text is empty/,

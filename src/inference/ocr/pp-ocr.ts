@@ -17,6 +17,7 @@ import type { OcrLine, OcrReading } from "../../media/ocr-lines.ts";
 import { decodeImage, type ImageInput, type ImageLimits, type RgbImage } from "../image-processor.ts";
 import { createSession, type OnnxSession, type SessionSettings, Tensor } from "../session.ts";
 import type { OcrEngine, OcrLimits } from "./ocr-engine.ts";
+import { correctRecognizedText } from "./text-correction.ts";
 import {
   boxesFromProbabilityMap,
   detectionSize,
@@ -194,7 +195,7 @@ class PpOcrEngine implements OcrEngine {
         if (entry === undefined || text.text.trim() === "") return;
         const { x, y, width, height } = entry.box;
         read.set(entry.index, {
-          text: text.text.trim(),
+          text: correctRecognizedText(text.text.trim()),
           confidence: text.confidence,
           box: [x, y, width, height],
         });
