@@ -250,6 +250,7 @@ describe("matching OCR lines", () => {
     const code = (text: string) => askedValue(textQuestion("What is the error code?"), text)?.value;
     expect(code("ERR HEAP EXHAUSTED 22")).toBe("ERR_HEAP_EXHAUSTED_22");
     expect(code("ERR REQUEST TIMEOUT _38")).toBe("ERR_REQUEST_TIMEOUT_38");
+    expect(code("错误代码：ERR FORBIDDEN 60")).toBe("ERR_FORBIDDEN_60");
     expect(code("Request failed: HTTP 503")).toBe("HTTP 503");
   });
 
