@@ -20,35 +20,42 @@ import type { AppEnv } from "./http/context.ts";
 import { handleError, handleNotFound } from "./http/errors.ts";
 import { requestLimits } from "./http/limits/request-limits.ts";
 import { buildOpenApiDocument, createRouter } from "./http/openapi.ts";
+import { requestMetrics } from "./http/request-metrics.ts";
 import { createAdminKeysRoute } from "./http/routes/admin-keys.ts";
 import { createChatRoute } from "./http/routes/chat.ts";
 import { createChatCompletionsRoute } from "./http/routes/chat-completions.ts";
 import { createClassifyRoute } from "./http/routes/classify.ts";
+import { createEmbeddingsRoute } from "./http/routes/embeddings.ts";
 import { createHealthzRoute } from "./http/routes/healthz.ts";
 import { createImagesRoute } from "./http/routes/images.ts";
 import { createItemsRoute } from "./http/routes/items.ts";
 import { createJobsRoute } from "./http/routes/jobs.ts";
 import { createMediaRoute } from "./http/routes/media.ts";
+import { createMetricsRoute } from "./http/routes/metrics.ts";
 import { createModelsRoute } from "./http/routes/models.ts";
 import { createOpenApiRoute } from "./http/routes/openapi.ts";
 import { createReadyzRoute } from "./http/routes/readyz.ts";
+import { createResponsesRoute } from "./http/routes/responses.ts";
 import { createSearchRoute } from "./http/routes/search.ts";
 import { createSimilarRoute } from "./http/routes/similar.ts";
 import { createTriplesRoute } from "./http/routes/triples.ts";
 import { createVideosRoute } from "./http/routes/videos.ts";
 import { createVqaRoute } from "./http/routes/vqa.ts";
+import { createMcpRoute } from "./mcp/mcp-route.ts";
 import type { LoupeServices } from "./services.ts";
 
-/** Paths polled by orchestrators; their access lines are logged at debug so they do not drown the log. */
-const probePaths = new Set(["/healthz", "/readyz"]);
+/** Paths polled by orchestrators and scrapers; their access lines are logged at debug so they do not drown the log. */
+const probePaths = new Set(["/healthz", "/readyz", "/metrics"]);
 
 /** Builds the app. Routes are added here, one `app.route` line per file in `src/http/routes/`. */
 export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
   const app = createRouter();
 
+  // First, so that every answer is counted, refusals of the middleware below included.
+  if (services.metrics !== undefined) app.use(requestMetrics({ metrics: services.metrics }));
   // Incoming ids are kept only if short and made of [A-Za-z0-9_=-], so they are safe in logs and headers.
   app.use(requestId({ limitLength: 128 }));
-  app.use(requestLimits({ limiter: services.limiter, config: services.config }));
+  app.use(requestLimits({ limiter: services.limiter, config: services.config, metrics: services.metrics }));
   app.use(async (c, next) => {
     const logger = services.logger.child({ requestId: c.get("requestId") });
     c.set("logger", logger);
@@ -77,6 +84,7 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
       resolveTenant: services.resolveTenant,
       defaultTenant: config.defaultTenant,
       logger: services.logger,
+      mediaLinks: services.mediaLinks,
     }),
   );
   app.use(originCheck());
@@ -102,6 +110,7 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
   app.route("/", createSearchRoute({ search, config: services.config }));
   app.route("/", createSimilarRoute({ search }));
   app.route("/", createClassifyRoute({ search, config: services.config }));
+  app.route("/", createEmbeddingsRoute({ search, models: services.models, config: services.config }));
   app.route("/", createVqaRoute({ search, models: services.models, config: services.config }));
   app.route(
     "/",
@@ -112,9 +121,19 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
     createVideosRoute({ videos, jobs: services.jobs, config: services.config, audit: services.audit }),
   );
   app.route("/", createChatRoute({ chain, config: services.config }));
-  app.route("/", createChatCompletionsRoute({ chain, config: services.config }));
+  app.route(
+    "/",
+    createChatCompletionsRoute({ chain, config: services.config, mediaLinks: services.mediaLinks }),
+  );
+  app.route("/", createResponsesRoute({ chain, config: services.config, mediaLinks: services.mediaLinks }));
   app.route("/", createModelsRoute({ chain }));
   app.route("/", createAdminKeysRoute({ keys: services.keys, audit: services.audit }));
+  // With LOUPE_METRICS_PORT the metrics are served on that port instead (main.ts).
+  if (services.metrics !== undefined && services.config.metricsPort === undefined) {
+    app.route("/", createMetricsRoute({ metrics: services.metrics }));
+  }
+  // MCP tool calls are sent to the routes above, in-process, as the caller (src/mcp/).
+  app.route("/", createMcpRoute({ app, maxBodyBytes: config.maxJsonBytes, publicUrl: config.publicUrl }));
   // Last, so that the document holds every route above.
   app.route("/", createOpenApiRoute({ document: () => buildOpenApiDocument({ router: app }) }));
 

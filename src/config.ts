@@ -240,6 +240,21 @@ export const settings = {
     allowed: "integer 0–600000",
     description: "How long shutdown waits for in-flight requests before closing their connections.",
   },
+  metrics: {
+    env: "LOUPE_METRICS",
+    schema: z.enum(["on", "off"]),
+    default: "on",
+    allowed: "`on` or `off`",
+    description:
+      "Whether Loupe collects Prometheus metrics and serves them at `GET /metrics` (see docs/metrics.md). `off`: nothing is collected and `/metrics` is not served.",
+  },
+  metricsPort: {
+    env: "LOUPE_METRICS_PORT",
+    schema: integer({ min: 0, max: 65535 }).optional(),
+    allowed: "integer 0–65535 (0 picks a free port), not `PORT`",
+    description:
+      "Serve `GET /metrics` on this port of `HOST` instead of the API's port, without an API key (keep the port off the public network). Unset: `/metrics` is on the API's port and, once API keys exist, needs a key with the `admin` scope.",
+  },
   milvusStartTimeoutMs: {
     env: "LOUPE_MILVUS_START_TIMEOUT_MS",
     schema: integer({ min: 1000, max: 600_000 }),
@@ -372,7 +387,7 @@ export const settings = {
     default: "50",
     allowed: "number 0–1000000 (0 turns rate limiting off)",
     description:
-      "Tokens per second refilled into each caller's bucket (per API key, or per client address when authentication is off); a call takes its route's cost (reads 1, classify and VQA 2, chat and ingest 5). An empty bucket answers 429 with `Retry-After`. A key may carry its own rate.",
+      "Tokens per second refilled into each caller's bucket (per API key, or per client address when authentication is off); a call takes its route's cost (reads 1, classify, VQA and embeddings 2, chat and ingest 5). An empty bucket answers 429 with `Retry-After`. A key may carry its own rate.",
   },
   rateLimitBurst: {
     env: "LOUPE_RATE_LIMIT_BURST",
@@ -388,7 +403,7 @@ export const settings = {
     default: "8",
     allowed: "integer 0–100000 (0: no cap)",
     description:
-      "Most heavy requests (cost 2 and more: classify, VQA, chat, ingest) one tenant may have running at once, counted from when the body has arrived until the answer (or its event stream) ends; one more answers 429.",
+      "Most heavy requests (cost 2 and more: classify, VQA, embeddings, chat, ingest) one tenant may have running at once, counted from when the body has arrived until the answer (or its event stream) ends; one more answers 429.",
   },
   queueConcurrency: {
     env: "LOUPE_QUEUE_CONCURRENCY",
@@ -396,7 +411,7 @@ export const settings = {
     default: "0",
     allowed: "integer 0–10000 (0: four per CPU core)",
     description:
-      "Heavy requests of one kind (chat, image ingest, video ingest, triple ingest, classify, VQA) that run at once in the process, over all tenants; more wait in that kind's queue (`LOUPE_QUEUE_MAX_WAITING`). Each model (text tower, vision tower) also runs one batch at a time, concurrent calls sharing batches.",
+      "Heavy requests of one kind (chat, image ingest, video ingest, triple ingest, classify, VQA, embeddings) that run at once in the process, over all tenants; more wait in that kind's queue (`LOUPE_QUEUE_MAX_WAITING`). Each model (text tower, vision tower) also runs one batch at a time, concurrent calls sharing batches.",
   },
   queueMaxWaiting: {
     env: "LOUPE_QUEUE_MAX_WAITING",
@@ -741,6 +756,37 @@ export const settings = {
     default: "4",
     allowed: "integer 1–32",
     description: "Most images attached to one chat request, over all of its messages.",
+  },
+  publicUrl: {
+    env: "LOUPE_PUBLIC_URL",
+    schema: z
+      .string()
+      .max(2000)
+      .regex(
+        /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?$|^https?:\/\/\[[0-9A-Fa-f:.]+\](:\d{1,5})?(\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?$/,
+      )
+      .transform((url) => url.replace(/\/+$/, ""))
+      .optional(),
+    allowed:
+      "http(s) URL without query or fragment, e.g. `https://loupe.example.com` or `https://example.com/loupe`",
+    description:
+      "The URL clients reach Loupe under, used for the absolute media links chat answers cite (OpenAI `url_citation` annotations, the Sources block). Unset: the request's own scheme and `Host` (forwarded headers are never trusted), which is wrong behind a TLS proxy.",
+  },
+  mediaUrlTtlS: {
+    env: "LOUPE_MEDIA_URL_TTL_S",
+    schema: integer({ min: 60, max: 604_800 }),
+    default: "3600",
+    allowed: "integer 60–604800 (seconds)",
+    description:
+      "How long the signed media links in chat answers stay valid while API keys are on (a browser opens them without the key). A link also stops working when its key is revoked or expires.",
+  },
+  chatSources: {
+    env: "LOUPE_CHAT_SOURCES",
+    schema: z.enum(["annotations", "markdown"]),
+    default: "annotations",
+    allowed: "`annotations` or `markdown`",
+    description:
+      "How `/v1/chat/completions` and `/v1/responses` show sources by default: `annotations` (OpenAI `url_citation` annotations only) or `markdown` (also a Sources list appended to the answer text, for chat UIs that show no annotations). A request's `loupe.sources` overrides it.",
   },
 } as const satisfies Record<string, SettingDefinition>;
 

@@ -6,11 +6,15 @@
  */
 import { createApp } from "./app.ts";
 import { createFileKeyStore, keyStoreDir } from "./auth/file-key-store.ts";
+import { createHostPolicy } from "./auth/host-policy.ts";
 import { type Config, parseConfig, redactConfig } from "./config.ts";
+import { ConfigError } from "./errors.ts";
 import { decideStartupAuth } from "./http/auth/auth-mode.ts";
-import { startHttpServer } from "./http/server.ts";
+import { createMetricsApp } from "./http/routes/metrics.ts";
+import { type HttpServer, startHttpServer } from "./http/server.ts";
 import { sweepOrphanBlobsAtStart } from "./ingest/blob-gc.ts";
 import { createLogger, type Logger } from "./logger.ts";
+import type { MetricsExposition } from "./metrics/metrics.ts";
 import { createLoupeServices } from "./services.ts";
 import { TENANT_PATTERN } from "./store/filter.ts";
 
@@ -28,6 +32,8 @@ export interface StartLoupeOptions {
 export interface RunningLoupe {
   /** Base URL the server answers on, e.g. `http://127.0.0.1:8080`. */
   url: string;
+  /** Base URL of the metrics port (`LOUPE_METRICS_PORT`), which serves `/metrics`; absent when unset. */
+  metricsUrl?: string;
   config: Config;
   logger: Logger;
   /**
@@ -52,9 +58,15 @@ export async function startLoupe({
   const config = parseConfig({ env, cwd });
   const logger = givenLogger ?? createLogger({ level: config.logLevel });
   logger.info({ config: redactConfig(config) }, "starting loupe");
+  checkMetricsPort(config);
   await checkAuthentication({ config, logger });
   const services = await createLoupeServices({ config, logger });
+  let metricsHttp: HttpServer | undefined;
   try {
+    if (services.metrics !== undefined && config.metricsPort !== undefined) {
+      metricsHttp = await startMetricsServer({ config, logger, metrics: services.metrics });
+      logger.info({ url: `${metricsHttp.url}/metrics` }, "metrics are served on their own port");
+    }
     const http = await startHttpServer({
       fetch: createApp(services).fetch,
       host: config.host,
@@ -84,6 +96,8 @@ export async function startLoupe({
             "in-flight requests did not finish in time; their connections were closed",
           );
         }
+        // Scrapes go on while requests drain; the metrics port closes after the API's.
+        await metricsHttp?.close({ timeoutMs: 1000 });
         await blobSweep;
         await services.close();
         logger.info("loupe stopped");
@@ -92,6 +106,7 @@ export async function startLoupe({
     };
     return {
       url: http.url,
+      ...(metricsHttp === undefined ? {} : { metricsUrl: metricsHttp.url }),
       config,
       logger,
       get milvusLitePid() {
@@ -100,9 +115,67 @@ export async function startLoupe({
       stop,
     };
   } catch (error) {
+    await metricsHttp?.close({ timeoutMs: 0 });
     await services.close();
     throw error;
   }
+}
+
+/**
+ * Refuses metrics settings that contradict each other before anything starts.
+ *
+ * @throws {ConfigError} when `LOUPE_METRICS_PORT` is `PORT`, or is set while `LOUPE_METRICS=off`.
+ */
+function checkMetricsPort(config: Config): void {
+  const port = config.metricsPort;
+  if (port === undefined) return;
+  if (config.metrics === "off") {
+    throw new ConfigError(
+      `LOUPE_METRICS_PORT=${port} is set but LOUPE_METRICS=off collects no metrics to serve there. Unset LOUPE_METRICS_PORT, or set LOUPE_METRICS=on.`,
+      { context: { metricsPort: port } },
+    );
+  }
+  if (port !== 0 && port === config.port) {
+    throw new ConfigError(
+      `LOUPE_METRICS_PORT=${port} is the API's PORT; the metrics need a port of their own. Choose another port, or unset LOUPE_METRICS_PORT to serve /metrics on the API's port.`,
+      { context: { metricsPort: port, port: config.port } },
+    );
+  }
+}
+
+/**
+ * Listens on `LOUPE_METRICS_PORT` of `HOST` with an app that serves only `GET /metrics`, without a key,
+ * behind the API's `Host` check and with its timeouts.
+ *
+ * @throws {ConfigError} when the port is taken, naming LOUPE_METRICS_PORT.
+ */
+function startMetricsServer({
+  config,
+  logger,
+  metrics,
+}: {
+  config: Config;
+  logger: Logger;
+  metrics: MetricsExposition;
+}): Promise<HttpServer> {
+  const metricsLogger = logger.child({ component: "metrics" });
+  const app = createMetricsApp({
+    metrics,
+    hostPolicy: createHostPolicy({ allowedHosts: config.allowedHosts, boundHost: config.host }),
+    logger: metricsLogger,
+  });
+  return startHttpServer({
+    fetch: app.fetch,
+    host: config.host,
+    port: config.metricsPort ?? 0,
+    portSetting: "LOUPE_METRICS_PORT",
+    headersTimeoutMs: config.headersTimeoutMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+    keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+    // A scraper or two; a flood of connections is not let in.
+    maxConnections: 16,
+    logger: metricsLogger,
+  });
 }
 
 /**

@@ -9,7 +9,9 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { type AuditLog, createFileAuditLog } from "./audit/audit-log.ts";
 import { createFileKeyStore, keyStoreDir } from "./auth/file-key-store.ts";
+import { ensureKeySecret } from "./auth/key-secret.ts";
 import type { KeyStore } from "./auth/key-store.ts";
+import { createMediaLinkSigner, type MediaLinkSigner } from "./auth/media-link-signer.ts";
 import type { Config } from "./config.ts";
 import { ModelPackError } from "./errors.ts";
 import { createMemoryRateLimiter } from "./http/limits/memory-rate-limiter.ts";
@@ -33,6 +35,9 @@ import { blobMedia } from "./media/blob-media.ts";
 import { type BlobStore, createFsBlobStore } from "./media/blob-store.ts";
 import type { MediaReader, MediaUrls, MediaWriter } from "./media/media-port.ts";
 import { fetchUrl } from "./media/url-fetcher.ts";
+import { InstrumentedVectorStore } from "./metrics/instrumented-vector-store.ts";
+import type { LoupeMetrics, ScrapableMetrics } from "./metrics/metrics.ts";
+import { createPrometheusMetrics } from "./metrics/prometheus-metrics.ts";
 import { createLoupeChain, type LoupeChainRunnable } from "./rag/chain.ts";
 import { ANSWER_PROMPT_ID, ANSWER_PROMPT_VARIABLES, createLlmComposer } from "./rag/llm-composer.ts";
 import type { AnswerComposer } from "./rag/types.ts";
@@ -76,6 +81,18 @@ export interface ServiceParts {
   keys?: KeyStore;
   /** State of the rate limits and the heavy-request caps; in this process's memory when absent. */
   limiter?: RateLimiter;
+  /**
+   * Where the layers report requests, chain steps, model runs, store calls, ingested items and the LLM,
+   * served at `GET /metrics`; when absent, a Prometheus registry of its own with `LOUPE_METRICS=on`,
+   * nothing with `off`.
+   */
+  metrics?: ScrapableMetrics;
+  /**
+   * Signs the media links chat answers cite, so a browser opens them without the API key; when absent,
+   * signed under the key store's secret (`LOUPE_KEY_SECRET` or `<LOUPE_DATA_DIR>/auth/secret`) for
+   * `LOUPE_MEDIA_URL_TTL_S`.
+   */
+  mediaLinks?: MediaLinkSigner;
 }
 
 /** Everything the HTTP layer, the CLI, the evals and library users work with, each built once. */
@@ -85,6 +102,7 @@ export interface LoupeServices extends ServiceParts {
   audit: AuditLog;
   keys: KeyStore;
   limiter: RateLimiter;
+  mediaLinks: MediaLinkSigner;
   /** Stored media read and written through the blob store. */
   media: MediaReader & MediaWriter;
   /** Search, recommendation, zero-shot classification and auto-tags. */
@@ -121,7 +139,11 @@ export interface OpenLoupeServices extends LoupeServices {
  * I/O of its own, so tests wire it over a real store and pack they made.
  */
 export function assembleServices(parts: ServiceParts): LoupeServices {
-  const { config, logger, store, models, blobs, llm, ocr: ocrEngine } = parts;
+  const { config, logger, models, blobs, llm, ocr: ocrEngine } = parts;
+  const metrics = parts.metrics ?? (config.metrics === "on" ? createPrometheusMetrics() : undefined);
+  // Every layer's store calls go through one decorator, so each Milvus call is timed once.
+  const store =
+    metrics === undefined ? parts.store : InstrumentedVectorStore.wrap({ store: parts.store, metrics });
   const ocr: IngestOcr | undefined =
     ocrEngine === undefined ? undefined : { engine: ocrEngine, minConfidence: config.ocrMinConfidence };
   const resolveTenant =
@@ -136,6 +158,14 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
       tenantPattern: TENANT_PATTERN,
     });
   const limiter = parts.limiter ?? createMemoryRateLimiter();
+  const mediaLinks =
+    parts.mediaLinks ??
+    createMediaLinkSigner({
+      // Read only when a link is signed or checked, which happens only while API keys exist (and with
+      // them the secret); a server without keys never touches it.
+      secret: async () => config.keySecret ?? (await ensureKeySecret(keyStoreDir(config.dataDir))),
+      ttlSeconds: config.mediaUrlTtlS,
+    });
   const media = blobMedia(blobs);
   const urlSettings = {
     timeoutMs: config.urlTimeoutMs,
@@ -161,6 +191,7 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     fetch: { maxBytes: config.urlMaxBytes, ...urlSettings },
     ...(ocr === undefined ? {} : { ocr }),
     logger: logger.child({ component: "images" }),
+    metrics,
   });
   const triples = new TripleIngester({
     store,
@@ -176,6 +207,7 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
         allowedContentTypes: [...IMAGE_URL_CONTENT_TYPES],
         ...urlSettings,
       }),
+    metrics,
   });
   const videos = createVideoIngester({
     store,
@@ -184,6 +216,7 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     config,
     ...(ocr === undefined ? {} : { ocr }),
     logger: logger.child({ component: "videos" }),
+    metrics,
   });
   const ocrBackfill =
     ocr === undefined
@@ -199,14 +232,18 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     ...(ocrEngine === undefined ? {} : { ocr: ocrEngine }),
     logger: logger.child({ component: "chat" }),
     config,
+    metrics,
   });
   return {
     ...parts,
+    store,
+    metrics,
     resolveTenant,
     urls,
     audit,
     keys,
     limiter,
+    mediaLinks,
     media,
     search,
     images,
@@ -231,7 +268,7 @@ export function searchRanker(
  * `LOUPE_OCR_TIMEOUT_MS`, the image limits every image is decoded under, and the pack's session settings
  * (threads, execution providers). Its sessions are made on its first reading, so building it is cheap.
  */
-export function buildOcrEngine({ config }: { config: Config }): OcrEngine {
+export function buildOcrEngine({ config, metrics }: { config: Config; metrics?: LoupeMetrics }): OcrEngine {
   return createPpOcrEngine({
     limits: { maxSide: config.ocrMaxSide, maxLines: config.ocrMaxLines, timeoutMs: config.ocrTimeoutMs },
     imageLimits: {
@@ -239,7 +276,11 @@ export function buildOcrEngine({ config }: { config: Config }): OcrEngine {
       maxInputPixels: config.maxImagePixels,
       maxFrames: config.maxImageFrames,
     },
-    settings: { intraOpNumThreads: config.inferenceThreads, executionProviders: config.executionProviders },
+    settings: {
+      intraOpNumThreads: config.inferenceThreads,
+      executionProviders: config.executionProviders,
+      metrics,
+    },
   });
 }
 
@@ -264,11 +305,13 @@ export async function createLoupeServices({
     }
   };
   try {
-    const llm = await buildLlmComposer({ config, logger });
-    const { store, liteStore } = await buildStore({ config, logger, cleanups });
-    const models = await buildModelPack({ config, logger });
+    // First, so that every part built below reports to the same registry.
+    const metrics = config.metrics === "on" ? createPrometheusMetrics() : undefined;
+    const llm = await buildLlmComposer({ config, logger, metrics });
+    const { store, liteStore } = await buildStore({ config, logger, cleanups, metrics });
+    const models = await buildModelPack({ config, logger, metrics });
     cleanups.push(() => models.close());
-    const ocr = config.ocr === "auto" ? buildOcrEngine({ config }) : undefined;
+    const ocr = config.ocr === "auto" ? buildOcrEngine({ config, metrics }) : undefined;
     if (ocr !== undefined) cleanups.push(() => ocr.close());
     logger.info({ ocr: ocr?.id ?? "off" }, config.ocr === "auto" ? "OCR on" : "OCR off (LOUPE_OCR=off)");
     const jobs = createJobRegistry({ logger: logger.child({ component: "jobs" }) });
@@ -283,6 +326,7 @@ export async function createLoupeServices({
       jobs,
       llm,
       ...(ocr === undefined ? {} : { ocr }),
+      ...(metrics === undefined ? {} : { metrics }),
     });
     cleanups.push(() => services.audit.close());
     cleanups.push(() => services.keys.close());
@@ -338,10 +382,12 @@ async function buildStore({
   config,
   logger,
   cleanups,
+  metrics,
 }: {
   config: Config;
   logger: Logger;
   cleanups: Array<() => Promise<void>>;
+  metrics?: LoupeMetrics;
 }): Promise<{ store: VectorStore; liteStore?: SupervisedVectorStore }> {
   let dimension: number;
   try {
@@ -375,21 +421,33 @@ async function buildStore({
   }
 
   const liteLogger = logger.child({ component: "milvus-lite" });
+  // The supervisor starts Lite through this function only: every call after the first is a restart.
+  let starts = 0;
   const store = await SupervisedVectorStore.start({
-    startLite: ({ avoidPort }) =>
-      startMilvusLite({
-        dataDir: path.join(config.dataDir, "milvus"),
-        venvDir: config.venvDir,
-        host: "127.0.0.1",
-        avoidPort,
-        startTimeoutMs: config.milvusStartTimeoutMs,
-        logger: liteLogger,
-      }),
+    startLite: async ({ avoidPort }) => {
+      const restart = starts++ > 0;
+      try {
+        const lite = await startMilvusLite({
+          dataDir: path.join(config.dataDir, "milvus"),
+          venvDir: config.venvDir,
+          host: "127.0.0.1",
+          avoidPort,
+          startTimeoutMs: config.milvusStartTimeoutMs,
+          logger: liteLogger,
+        });
+        if (restart) metrics?.countLiteRestart("started");
+        return lite;
+      } catch (error) {
+        if (restart) metrics?.countLiteRestart("failed");
+        throw error;
+      }
+    },
     connect: (address) => createVectorStore({ address, ...storeOptions }),
     restartAttempts: config.milvusRestartAttempts,
     logger: liteLogger,
   });
   cleanups.push(() => store.close());
+  metrics?.watchLite(() => store.pid !== undefined);
   return { store, liteStore: store };
 }
 
@@ -402,9 +460,11 @@ async function buildStore({
 async function buildLlmComposer({
   config,
   logger,
+  metrics,
 }: {
   config: Config;
   logger: Logger;
+  metrics?: LoupeMetrics;
 }): Promise<AnswerComposer | undefined> {
   const prompts = await loadPrompts({
     dir: config.promptsDir,
@@ -429,6 +489,7 @@ async function buildLlmComposer({
     temperature: config.llmTemperature,
     maxTokens: config.llmMaxTokens,
     logger: llmLogger,
+    metrics,
   });
   logger.info(
     { model: chatModel.model, endpoint: chatModel.endpoint, vision: config.llmVision },
@@ -442,13 +503,22 @@ async function buildLlmComposer({
  * is missing or invalid does not stop start-up, as with the store: Loupe serves, and every use of the
  * pack fails with a `not_ready` error that carries the reason (see {@link unavailableModelPack}).
  */
-async function buildModelPack({ config, logger }: { config: Config; logger: Logger }): Promise<ModelPack> {
+async function buildModelPack({
+  config,
+  logger,
+  metrics,
+}: {
+  config: Config;
+  logger: Logger;
+  metrics?: LoupeMetrics;
+}): Promise<ModelPack> {
   try {
     const models = await loadModelPack({
       dir: config.modelPack,
       sessionOptions: {
         intraOpNumThreads: config.inferenceThreads,
         executionProviders: config.executionProviders,
+        metrics,
       },
       imageLimits: {
         maxInputBytes: config.maxImageBytes,

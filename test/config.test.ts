@@ -56,6 +56,8 @@ describe("parseConfig", () => {
       ocrTimeoutMs: 20_000,
       embeddingDim: undefined,
       shutdownTimeoutMs: 10_000,
+      metrics: "on",
+      metricsPort: undefined,
       milvusStartTimeoutMs: 30_000,
       milvusRestartAttempts: 5,
       urlAllowHosts: [],
@@ -112,6 +114,9 @@ describe("parseConfig", () => {
       llmVision: false,
       chatMaxTurns: 20,
       chatMaxImages: 4,
+      publicUrl: undefined,
+      mediaUrlTtlS: 3600,
+      chatSources: "annotations",
     });
   });
 
@@ -190,6 +195,15 @@ describe("parseConfig", () => {
     });
   });
 
+  it("keeps LOUPE_PUBLIC_URL's path prefix without its trailing slash", () => {
+    expect(parseConfig({ env: { LOUPE_PUBLIC_URL: "https://example.com/loupe/" } }).publicUrl).toBe(
+      "https://example.com/loupe",
+    );
+    expect(parseConfig({ env: { LOUPE_PUBLIC_URL: "http://[::1]:8080" } }).publicUrl).toBe(
+      "http://[::1]:8080",
+    );
+  });
+
   it("treats an empty variable as unset", () => {
     const config = parseConfig({ env: { PORT: "", MILVUS_ADDRESS: "", LOUPE_EMBEDDING_DIM: "" } });
     expect(config.port).toBe(8080);
@@ -233,6 +247,11 @@ describe("parseConfig", () => {
     ["LOUPE_LLM_TEMPERATURE", "2.5", "number 0–2"],
     ["LOUPE_LLM_VISION", "yes", "`true` or `false`"],
     ["LOUPE_CHAT_MAX_IMAGES", "0", "integer 1–32"],
+    ["LOUPE_PUBLIC_URL", "loupe.example.com", "http(s) URL without query or fragment"],
+    ["LOUPE_PUBLIC_URL", "https://loupe.example.com/?x=1", "http(s) URL without query or fragment"],
+    ["LOUPE_PUBLIC_URL", "https://user@loupe.example.com", "http(s) URL without query or fragment"],
+    ["LOUPE_MEDIA_URL_TTL_S", "30", "integer 60–604800"],
+    ["LOUPE_CHAT_SOURCES", "footnotes", "`annotations` or `markdown`"],
   ])("rejects %s=%s, naming the variable, the value and what is allowed", (variable, value, allowed) => {
     const error = configError({ [variable]: value });
     expect(error.code).toBe("config_invalid");

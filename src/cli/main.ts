@@ -10,6 +10,7 @@ import { registerEvalCommand } from "./commands/eval.ts";
 import { registerGcCommand } from "./commands/gc.ts";
 import { registerIngestCommand } from "./commands/ingest.ts";
 import { registerKeysCommand } from "./commands/keys.ts";
+import { registerMcpCommand } from "./commands/mcp.ts";
 import { registerModelsCommand } from "./commands/models.ts";
 import { registerOcrCommand } from "./commands/ocr.ts";
 import { registerSearchCommand } from "./commands/search.ts";
@@ -36,6 +37,7 @@ registerEvalCommand(program);
 registerKeysCommand(program);
 registerGcCommand(program);
 registerOcrCommand(program);
+registerMcpCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -5,8 +5,8 @@ import type { Context } from "hono";
 import type { Logger } from "../logger.ts";
 
 /**
- * What a key may do: `read` (search, similar, classify, vqa, chat, chat completions, models, media,
- * jobs), `ingest` (images, videos, triples, job resume), `delete`, `admin` (key management).
+ * What a key may do: `read` (search, similar, classify, vqa, embeddings, chat, chat completions, models, media,
+ * jobs), `ingest` (images, videos, triples, job resume), `delete`, `admin` (key management, `/metrics`).
  */
 export type Scope = "read" | "ingest" | "delete" | "admin";
 

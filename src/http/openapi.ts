@@ -380,6 +380,10 @@ export function buildOpenApiDocument({ router, version = packageVersion }: Build
       { name: "jobs", description: "Ingests that run in the background." },
       { name: "items", description: "Stored media and deletion." },
       { name: "admin", description: "API keys of the caller's tenant (admin scope)." },
+      {
+        name: "metrics",
+        description: "Prometheus metrics of the whole server (admin scope once keys exist).",
+      },
       { name: "reference", description: "This document and its reference page." },
     ],
     security: keyRequirement,

@@ -23,6 +23,8 @@ export interface StartHttpServerOptions {
   host: string;
   /** Port to bind (`PORT`); 0 picks a free one. */
   port: number;
+  /** The setting that chose the port, named when it cannot be bound; `PORT` by default. */
+  portSetting?: string;
   /** Time a client has to send a request's headers (`LOUPE_HEADERS_TIMEOUT_MS`); capped by `requestTimeoutMs`. */
   headersTimeoutMs?: number;
   /** Time a client has to send a whole request, body included (`LOUPE_REQUEST_TIMEOUT_MS`). */
@@ -70,6 +72,7 @@ export async function startHttpServer({
   fetch,
   host,
   port,
+  portSetting = "PORT",
   headersTimeoutMs = 20_000,
   requestTimeoutMs = 300_000,
   keepAliveTimeoutMs = 5_000,
@@ -118,7 +121,9 @@ export async function startHttpServer({
     lingerOnEarlyAnswer(request, response);
   });
   await new Promise<void>((resolve, reject) => {
-    server.once("error", (error: NodeJS.ErrnoException) => reject(listenError({ error, host, port })));
+    server.once("error", (error: NodeJS.ErrnoException) =>
+      reject(listenError({ error, host, port, portSetting })),
+    );
     server.listen(port, host, () => resolve());
   });
   const boundPort = (server.address() as AddressInfo).port;
@@ -286,14 +291,16 @@ function listenError({
   error,
   host,
   port,
+  portSetting,
 }: {
   error: NodeJS.ErrnoException;
   host: string;
   port: number;
+  portSetting: string;
 }): Error {
   if (error.code === "EADDRINUSE") {
     return new ConfigError(
-      `Port ${port} on ${host} is already in use. Stop the other process or set PORT to a free port (PORT=0 picks one).`,
+      `Port ${port} on ${host} is already in use. Stop the other process or set ${portSetting} to a free port (${portSetting}=0 picks one).`,
       { cause: error, context: { port, host } },
     );
   }
@@ -308,7 +315,7 @@ function listenError({
   }
   if (error.code === "EACCES") {
     return new ConfigError(
-      `Not allowed to listen on port ${port} (ports below 1024 need privileges). Set PORT to 1024 or above.`,
+      `Not allowed to listen on port ${port} (ports below 1024 need privileges). Set ${portSetting} to 1024 or above.`,
       { cause: error, context: { port, host } },
     );
   }

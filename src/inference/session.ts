@@ -5,6 +5,7 @@
 import { basename } from "node:path";
 import * as ort from "onnxruntime-node";
 import { ConfigError, InferenceError, ModelPackError } from "../errors.ts";
+import type { LoupeMetrics } from "../metrics/metrics.ts";
 import { createWorkerSession, type SessionBackend } from "./session-worker.ts";
 
 export type { TypedTensor } from "onnxruntime-node";
@@ -31,10 +32,12 @@ export interface SessionSettings {
    * calling thread, so without a worker every model run stalls the event loop for its whole length.
    */
   worker?: boolean;
+  /** Where each run's time is reported, by model file and batch size; nowhere when absent. */
+  metrics?: Pick<LoupeMetrics, "observeInference">;
 }
 
 /** The settings used when none are given. */
-export const defaultSessionSettings: Required<SessionSettings> = {
+export const defaultSessionSettings: Required<Omit<SessionSettings, "metrics">> = {
   intraOpNumThreads: 0,
   interOpNumThreads: 0,
   graphOptimizationLevel: "all",
@@ -131,10 +134,12 @@ export class OnnxSession {
   readonly outputNames: readonly string[];
   #session: SessionBackend | undefined;
   readonly #inFlight = new Set<Promise<unknown>>();
+  readonly #metrics: Pick<LoupeMetrics, "observeInference"> | undefined;
 
-  constructor(session: SessionBackend, label: string) {
+  constructor(session: SessionBackend, label: string, metrics?: Pick<LoupeMetrics, "observeInference">) {
     this.#session = session;
     this.label = label;
+    this.#metrics = metrics;
     this.inputNames = [...session.inputNames];
     this.outputNames = [...session.outputNames];
   }
@@ -174,10 +179,16 @@ export class OnnxSession {
       declared[name] = tensor;
     }
     let result: Record<string, ort.OnnxValue>;
+    const started = performance.now();
     const running = outputs === undefined ? session.run(declared) : session.run(declared, [...outputs]);
     this.#inFlight.add(running);
     try {
       result = await running;
+      this.#metrics?.observeInference({
+        model: this.label,
+        batchSize: batchSizeOf(declared),
+        seconds: (performance.now() - started) / 1000,
+      });
     } catch (error) {
       const shapes = Object.entries(declared)
         .map(([name, tensor]) => `${name} ${tensor.type}[${tensor.dims.join(",")}]`)
@@ -203,6 +214,12 @@ export class OnnxSession {
     await Promise.allSettled([...this.#inFlight]);
     if (session !== undefined) await session.release();
   }
+}
+
+/** The batch size of a run: the first axis of its first input (images, texts or text lines); 1 for a scalar. */
+function batchSizeOf(feeds: Record<string, ort.Tensor>): number {
+  for (const tensor of Object.values(feeds)) return Number(tensor.dims[0] ?? 1);
+  return 1;
 }
 
 /** An ONNX Runtime session run on the calling thread, as a {@link SessionBackend}. */
@@ -284,5 +301,5 @@ export async function createSession({
       },
     );
   }
-  return new OnnxSession(session, label);
+  return new OnnxSession(session, label, settings.metrics);
 }

@@ -21,6 +21,7 @@ import { type BlobStore, blobRef, claimOwner, sha256Hex } from "../media/blob-st
 import type { OcrReading } from "../media/ocr-lines.ts";
 import { makeThumbnail } from "../media/thumbnail.ts";
 import { fetchUrl } from "../media/url-fetcher.ts";
+import type { LoupeMetrics } from "../metrics/metrics.ts";
 import { METADATA_KEY_PATTERN } from "../store/filter.ts";
 import { type ImageRecord, recordId, type VectorStore } from "../store/index.ts";
 import { type IngestOcr, ocrRecordFields, readImageText } from "./ingest-ocr.ts";
@@ -193,6 +194,8 @@ export interface ImageIngesterOptions {
   /** Reads the text of every new image (`LOUPE_OCR=auto`); absent: no text is read. */
   ocr?: IngestOcr;
   logger?: Logger;
+  /** Where each item's outcome is counted; nowhere when absent. */
+  metrics?: Pick<LoupeMetrics, "countIngestItems">;
 }
 
 /** Arguments of {@link ImageIngester.ingest}. */
@@ -258,9 +261,10 @@ function failed(error: JobError): JobItemOutcome {
 
 /** Turns images into stored image records. Build one and reuse it. */
 export class ImageIngester {
-  readonly #options: Required<Omit<ImageIngesterOptions, "logger" | "ocr">> & {
+  readonly #options: Required<Omit<ImageIngesterOptions, "logger" | "ocr" | "metrics">> & {
     logger?: Logger;
     ocr?: IngestOcr;
+    metrics?: Pick<LoupeMetrics, "countIngestItems">;
   };
 
   constructor({
@@ -299,6 +303,7 @@ export class ImageIngester {
     const outcomes = new Map<number, JobItemOutcome>();
     const settle = (index: number, outcome: JobItemOutcome) => {
       outcomes.set(index, outcome);
+      this.#options.metrics?.countIngestItems("image", outcome.status);
       report(index, outcome);
     };
     for (let start = 0; start < items.length; start += this.#options.chunkSize) {

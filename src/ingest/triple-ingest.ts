@@ -13,6 +13,7 @@ import type { Logger } from "../logger.ts";
 import { claimOwner } from "../media/blob-store.ts";
 import type { ImageReference, MediaReader, MediaWriter } from "../media/media-port.ts";
 import { makeThumbnail } from "../media/thumbnail.ts";
+import type { LoupeMetrics } from "../metrics/metrics.ts";
 import { recordId, type TripleRecord, type VectorStore } from "../store/index.ts";
 import { type ImageMetadata, imageText, parseImageMetadata } from "./image-ingest.ts";
 import { assertStorableText } from "./storable-text.ts";
@@ -67,6 +68,8 @@ export interface TripleIngesterOptions {
   /** Largest width × height decoded for the thumbnail (`LOUPE_MAX_IMAGE_PIXELS`). */
   maxImagePixels?: number;
   logger?: Logger;
+  /** Where each item's outcome is counted; nowhere when absent. */
+  metrics?: Pick<LoupeMetrics, "countIngestItems">;
 }
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -133,6 +136,7 @@ export class TripleIngester {
   readonly #thumbnailSize: number;
   readonly #maxImagePixels: number;
   readonly #logger: Logger | undefined;
+  readonly #metrics: Pick<LoupeMetrics, "countIngestItems"> | undefined;
 
   constructor({
     store,
@@ -143,7 +147,9 @@ export class TripleIngester {
     thumbnailSize = 256,
     maxImagePixels = 40_000_000,
     logger,
+    metrics,
   }: TripleIngesterOptions) {
+    this.#metrics = metrics;
     this.#store = store;
     this.#models = models;
     this.#media = media;
@@ -206,7 +212,7 @@ export class TripleIngester {
       }
     }
 
-    if (pending.length === 0) return summarize(results);
+    if (pending.length === 0) return this.#finish(results);
     const imageVectors = await this.#embedImages(pending, fail);
     const embeddable = pending.filter((item) => imageVectors.has(item.index));
     const questionVectors = await this.#models.textEmbedder.embed({
@@ -268,7 +274,16 @@ export class TripleIngester {
         else fail(item.index, outcome.rejected.get(item.id) ?? outcome.failure);
       }
     }
-    return summarize(results);
+    return this.#finish(results);
+  }
+
+  /** The result of a call whose every item has its outcome, each counted. */
+  #finish(results: TripleItemResult[]): TripleIngestResult {
+    const summary = summarize(results);
+    for (const [status, count] of Object.entries(summary.counts)) {
+      this.#metrics?.countIngestItems("triple", status as TripleItemResult["status"], count);
+    }
+    return summary;
   }
 
   async #prepare({

@@ -24,6 +24,7 @@ import type { OcrReading } from "../media/ocr-lines.ts";
 import { type VideoCoverage, videoCoverage } from "../media/video-coverage.ts";
 import { extractFrameAt, sampleVideoFrames } from "../media/video-frames.ts";
 import { probeVideo, type VideoProbe } from "../media/video-probe.ts";
+import type { LoupeMetrics } from "../metrics/metrics.ts";
 import type { StoredVideoSegment, VectorStore, VideoSegmentRecord } from "../store/index.ts";
 import { recordId } from "../store/index.ts";
 import { type IngestOcr, ocrRecordFields, readImageText } from "./ingest-ocr.ts";
@@ -185,6 +186,8 @@ export interface VideoIngesterOptions {
   /** Reads the text of every stored keyframe (`LOUPE_OCR=auto`); absent: no text is read. */
   ocr?: IngestOcr;
   logger?: Logger;
+  /** Where each video's outcome is counted; nowhere when absent. */
+  metrics?: Pick<LoupeMetrics, "countIngestItems">;
 }
 
 /** Frame embedding batches waiting for the vision tower at once while ffmpeg keeps decoding. */
@@ -204,9 +207,11 @@ export class VideoIngester {
   readonly #settings: VideoIngestSettings;
   readonly #logger: Logger | undefined;
   readonly #ocr: IngestOcr | undefined;
+  readonly #metrics: Pick<LoupeMetrics, "countIngestItems"> | undefined;
 
-  constructor({ store, models, blobs, settings, ocr, logger }: VideoIngesterOptions) {
+  constructor({ store, models, blobs, settings, ocr, logger, metrics }: VideoIngesterOptions) {
     this.#ocr = ocr;
+    this.#metrics = metrics;
     this.#store = store;
     this.#models = models;
     this.#blobs = blobs;
@@ -225,6 +230,17 @@ export class VideoIngester {
    * @throws MediaError (4xx) for a refused, corrupt or oversized video, naming the limit and its setting.
    */
   async ingest(request: IngestVideoRequest): Promise<IngestedVideo> {
+    try {
+      const video = await this.#ingest(request);
+      this.#metrics?.countIngestItems("video", video.status);
+      return video;
+    } catch (error) {
+      this.#metrics?.countIngestItems("video", "failed");
+      throw error;
+    }
+  }
+
+  async #ingest(request: IngestVideoRequest): Promise<IngestedVideo> {
     const started = performance.now();
     const { tenant, bytes, source, metadata = {}, text = "", signal, onProgress } = request;
     const filename = request.filename === undefined ? undefined : toStorableText(request.filename);

@@ -18,6 +18,7 @@ import { AIMessage, type BaseMessage, HumanMessage, SystemMessage } from "@langc
 import { ChatOpenAICompletions } from "@langchain/openai";
 import { LlmError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
+import { errorCodeOf, type LoupeMetrics } from "../metrics/metrics.ts";
 
 /** One part of a multimodal message. */
 export type ChatContentPart =
@@ -111,6 +112,8 @@ export interface CreateChatModelOptions {
   retryBaseDelayMs?: number;
   retryMaxDelayMs?: number;
   logger?: Logger;
+  /** Where each call's time, outcome, tokens and retries are reported; nowhere when absent. */
+  metrics?: Pick<LoupeMetrics, "observeLlmCall">;
 }
 
 const defaultBaseUrl = "https://api.openai.com/v1";
@@ -129,6 +132,7 @@ export function createChatModel({
   retryBaseDelayMs = 500,
   retryMaxDelayMs = 8000,
   logger,
+  metrics,
 }: CreateChatModelOptions): ChatModel {
   const endpoint = endpointHost(baseUrl);
   // The SDK refuses to start without a key; local servers ignore it, and a real endpoint answers 401.
@@ -240,13 +244,41 @@ export function createChatModel({
     }
   }
 
+  /** {@link stream}, with each call's outcome reported to `metrics`. */
+  async function* observed(request: ChatModelRequest): AsyncGenerator<ChatModelEvent> {
+    const started = performance.now();
+    try {
+      for await (const event of stream(request)) {
+        if (event.type === "done") {
+          metrics?.observeLlmCall({
+            model,
+            seconds: (performance.now() - started) / 1000,
+            attempts: event.attempts,
+            ...(event.usage === undefined
+              ? {}
+              : { promptTokens: event.usage.promptTokens, completionTokens: event.usage.completionTokens }),
+          });
+        }
+        yield event;
+      }
+    } catch (error) {
+      metrics?.observeLlmCall({
+        model,
+        errorCode: errorCodeOf(error),
+        seconds: (performance.now() - started) / 1000,
+      });
+      throw error;
+    }
+  }
+  const streamCall = metrics === undefined ? stream : observed;
+
   return {
     model,
     endpoint,
-    stream,
+    stream: streamCall,
     async complete({ onDelta, ...request }) {
       let text = "";
-      for await (const event of stream(request)) {
+      for await (const event of streamCall(request)) {
         if (event.type === "delta") {
           text += event.text;
           onDelta?.(event.text);

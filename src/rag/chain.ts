@@ -20,6 +20,7 @@ import {
 import type { OcrEngine } from "../inference/ocr/ocr-engine.ts";
 import type { Logger } from "../logger.ts";
 import type { MediaReader, MediaUrls } from "../media/media-port.ts";
+import type { ChainStep, LoupeMetrics } from "../metrics/metrics.ts";
 import { type ImageQuery, resolveKinds, resolveTopK, type SearchService } from "../search/index.ts";
 import {
   type FilterSpec,
@@ -94,6 +95,8 @@ export interface LoupeChainOptions {
     Partial<Pick<Config, "chatGroundingBudgetMs" | "chatGroundingMaxImages">>;
   /** Grounding settings over the defaults and the configured budget. */
   grounding?: Partial<GroundingSettings>;
+  /** Where each step's time and each fallback from the LLM are reported; nowhere when absent. */
+  metrics?: Pick<LoupeMetrics, "observeChainStep" | "countLlmFallback">;
 }
 
 /** The grounding cap of a turn from the settings: at most K images checked, and M ms spent. */
@@ -212,12 +215,14 @@ export function createLoupeChain({
   config,
   grounding = {},
   vocabulary,
+  metrics,
 }: LoupeChainOptions): LoupeChainRunnable {
   const groundingSettings = { ...DEFAULT_GROUNDING_SETTINGS, ...groundingCap(config), ...grounding };
   // Every answer path goes through the same neutralizer; links to Loupe's own media stay links.
   const isOwnUrl = ownMediaUrlTest(urls);
   // Read per turn, not here: a pack that failed to load answers every read with its error.
   const turnVocabulary = () => vocabulary ?? models.vocabulary ?? EMPTY_VOCABULARY;
+  const step = (runName: ChainStep, body: StepBody) => chainStep(runName, body, metrics);
 
   const understand = step("understand", async (state) => {
     const { request } = state;
@@ -428,6 +433,7 @@ export function createLoupeChain({
         const code = error instanceof AppError ? error.code : "llm_failed";
         const reason = error instanceof Error ? error.message : String(error);
         logger.warn({ err: error }, "LLM composer failed; answering with the offline composer");
+        metrics?.countLlmFallback(code);
         if (streamed.length > 0) {
           emit({ type: "answer-reset", data: { reason } });
         }
@@ -577,22 +583,29 @@ function isChatEventType(name: string): name is Exclude<ChatEvent["type"], "done
 /** Sends one of the turn's events through LangChain's callbacks, as a custom event named after its type. */
 type Emit = (event: Exclude<ChatEvent, { type: "done" }>) => void;
 
+/** What one step of the chain does with the turn's state. */
+type StepBody = (state: TurnState, emit: Emit) => Promise<TurnState>;
+
 /**
  * One step of the chain: a named `RunnableLambda` whose events go out with `dispatchCustomEvent`, in the
- * order they are emitted, and have all been delivered when the step ends.
+ * order they are emitted, and have all been delivered when the step ends. Its time, failed or not, is
+ * reported to `metrics` (the response's `timings` carry the same spans for one turn).
  */
-function step(
-  runName: string,
-  body: (state: TurnState, emit: Emit) => Promise<TurnState>,
+function chainStep(
+  runName: ChainStep,
+  body: StepBody,
+  metrics: Pick<LoupeMetrics, "observeChainStep"> | undefined,
 ): RunnableLambda<TurnState, TurnState> {
   return RunnableLambda.from(async (state: TurnState, config?: RunnableConfig): Promise<TurnState> => {
     let delivered: Promise<void> = Promise.resolve();
     const emit: Emit = (event) => {
       delivered = delivered.then(() => dispatchCustomEvent(event.type, event.data, config));
     };
+    const started = performance.now();
     try {
       return await body(state, emit);
     } finally {
+      metrics?.observeChainStep(runName, (performance.now() - started) / 1000);
       await delivered;
     }
   }).withConfig({ runName }) as RunnableLambda<TurnState, TurnState>;

@@ -141,6 +141,22 @@ describe("the OpenAPI document against the routes (real Milvus Lite and model pa
         also: [{ form: { image: png(1), labels: "red,green,blue" }, expect: [200] }],
         invalid: { json: { image: "img_x", autoTag: { k: 0 } }, expect: [400] },
       },
+      "POST /v1/embeddings": {
+        valid: () => ({
+          json: {
+            model: harness.models.modelId,
+            input: ["a red circle", { type: "image_url", image_url: { url: kept.imageIds[0] } }],
+          },
+          expect: [200],
+        }),
+        also: [
+          {
+            json: { model: harness.models.modelId, input: "a red circle", encoding_format: "base64" },
+            expect: [200],
+          },
+        ],
+        invalid: { json: { model: harness.models.modelId, input: [1, 2, 3] }, expect: [400] },
+      },
       "POST /v1/vqa": {
         valid: () => ({ json: { image: kept.imageIds[0], question, topK: 2 }, expect: [200] }),
         invalid: { json: { image: "img_x", question, topK: 0 }, expect: [400] },
@@ -184,6 +200,27 @@ describe("the OpenAPI document against the routes (real Milvus Lite and model pa
         ],
         invalid: { json: { model: "loupe", messages: [{ role: "tool", content: "x" }] }, expect: [400] },
       },
+      "POST /v1/responses": {
+        valid: { json: { model: "loupe-offline", input: question }, expect: [200] },
+        also: [
+          {
+            json: { model: "loupe-offline", input: question, stream: true },
+            expect: [200],
+            check: ({ body }) => {
+              const events = sseEvents(body as string);
+              expect(events.at(-1)?.event).toBe("response.completed");
+              const validateEvent = component("ResponseStreamEvent");
+              for (const event of events) {
+                expect(validateEvent(event.data), JSON.stringify(validateEvent.errors)).toBe(true);
+              }
+              const validate = component("Response");
+              const completed = (events.at(-1)?.data as { response: unknown } | undefined)?.response;
+              expect(validate(completed), JSON.stringify(validate.errors)).toBe(true);
+            },
+          },
+        ],
+        invalid: { json: { model: "loupe", input: [{ role: "tool", content: "x" }] }, expect: [400] },
+      },
       "GET /v1/models": { valid: { expect: [200] } },
       "GET /v1/models/{model}": { valid: { path: "/v1/models/loupe", expect: [200] } },
       "GET /v1/media/{id}": {
@@ -220,6 +257,8 @@ describe("the OpenAPI document against the routes (real Milvus Lite and model pa
       },
       "GET /v1/admin/keys": { valid: { expect: [403] } },
       "DELETE /v1/admin/keys/{id}": { valid: { path: "/v1/admin/keys/key_0000000000000000", expect: [403] } },
+      // Open while authentication is off, unlike key management.
+      "GET /metrics": { valid: { expect: [200] } },
       "GET /openapi.json": { valid: { expect: [200] } },
       "GET /docs": { valid: { expect: [200] } },
     };

@@ -74,6 +74,15 @@ const cases: Record<string, WalkCase> = {
   },
   "GET /v1/media/{id}": {
     valid: { path: `/v1/media/${IMAGE_ID}`, expect: notReady },
+    also: [
+      // A signed link that does not hold, sent without a key (the empty Authorization presents none).
+      {
+        path: `/v1/media/${IMAGE_ID}`,
+        query: { exp: "1", kid: "key_0000000000000000", sig: "x".repeat(43) },
+        headers: { authorization: "" },
+        expect: [401],
+      },
+    ],
     invalid: { path: `/v1/media/${LONG_ID}`, expect: [400] },
   },
   "GET /v1/media/{id}/thumbnail": {
@@ -109,6 +118,10 @@ const cases: Record<string, WalkCase> = {
     valid: { json: { image: IMAGE_ID, labels: ["red", "blue"] }, expect: notReady },
     invalid: { json: { image: IMAGE_ID, labels: "red" }, expect: [400] },
   },
+  "POST /v1/embeddings": {
+    valid: { json: { model: "shapes-world-tiny@1", input: ["a red circle"] }, expect: notReady },
+    invalid: { json: { model: "shapes-world-tiny@1", input: [1, 2, 3] }, expect: [400] },
+  },
   "POST /v1/vqa": {
     valid: {
       form: { image: { bytes: PNG_BYTES, filename: "dot.png", type: "image/png" }, question: "what color?" },
@@ -141,6 +154,11 @@ const cases: Record<string, WalkCase> = {
     },
     invalid: { json: { model: "loupe", messages: [] }, expect: [400] },
   },
+  "POST /v1/responses": {
+    valid: { json: { model: "loupe", input: "what color?" }, expect: notReady },
+    also: [{ json: { model: "loupe", input: "what color?", stream: true }, expect: notReady }],
+    invalid: { json: { model: "loupe", input: "q", previous_response_id: "resp_1" }, expect: [400] },
+  },
   "GET /v1/models": { valid: { expect: [200] } },
   "GET /v1/models/{model}": {
     valid: { path: "/v1/models/loupe-offline", expect: [200] },
@@ -163,6 +181,7 @@ const cases: Record<string, WalkCase> = {
     also: [{ path: "/v1/admin/keys/key_0000000000000000", expect: [404] }],
     invalid: { path: `/v1/admin/keys/${LONG_ID}`, expect: [400] },
   },
+  "GET /metrics": { valid: { expect: [200] } },
   "GET /openapi.json": { valid: { expect: [200] } },
   "GET /docs": { valid: { expect: [200] } },
 };

@@ -5,11 +5,14 @@
  *   default tenant), with `read`, `ingest` and `delete` (key management needs an admin key);
  * - on, on a public path (probes, the document, /docs): no scopes, and no key is read;
  * - on, elsewhere: the key's tenant and scopes; 401 without a key or with one that is unknown, revoked
- *   or expired; 403 for a publishable key sent from an origin it does not list.
+ *   or expired; 403 for a publishable key sent from an origin it does not list;
+ * - on, a media read without a key but with a signed link's query (`http/auth/signed-media.ts`): the
+ *   linked key's tenant with `read` only, or 401 `invalid_media_link`.
  * The key is never logged or echoed.
  */
 import type { MiddlewareHandler } from "hono";
 import { KEY_SCOPES, type KeyStore } from "../../auth/key-store.ts";
+import type { MediaLinkSigner } from "../../auth/media-link-signer.ts";
 import { normalizeOrigin } from "../../auth/origins.ts";
 import type { Logger } from "../../logger.ts";
 import { type AppContext, type AppEnv, type Principal, SCOPES, type Scope } from "../context.ts";
@@ -17,6 +20,7 @@ import { type AuthSetting, keysRequired } from "./auth-mode.ts";
 import { readPresentedKey } from "./credentials.ts";
 import { isPublicPath } from "./public-paths.ts";
 import { keyStoreUnavailable, refuse } from "./refusal.ts";
+import { isSignedMediaRequest, verifySignedMedia } from "./signed-media.ts";
 
 // The key store's scopes and the HTTP layer's are one list; this fails to compile if they part.
 const sameScopes: [readonly Scope[], readonly (typeof KEY_SCOPES)[number][]] = [KEY_SCOPES, SCOPES];
@@ -35,6 +39,8 @@ export interface AuthenticateOptions {
   defaultTenant: string;
   /** Where the switch between on and off is reported. */
   logger: Logger;
+  /** Checks signed media links; absent: a media read needs a key like any other request. */
+  mediaLinks?: MediaLinkSigner;
 }
 
 const messages = {
@@ -52,6 +58,7 @@ export function authenticate({
   resolveTenant,
   defaultTenant,
   logger,
+  mediaLinks,
 }: AuthenticateOptions): MiddlewareHandler<AppEnv> {
   let lastRequired: boolean | undefined;
   return async (c, next) => {
@@ -79,6 +86,17 @@ export function authenticate({
       return next();
     }
     const presented = readPresentedKey(c);
+    if (presented === undefined && mediaLinks !== undefined && isSignedMediaRequest(c)) {
+      let signed: Awaited<ReturnType<typeof verifySignedMedia>>;
+      try {
+        signed = await verifySignedMedia({ c, signer: mediaLinks, keys });
+      } catch (error) {
+        return keyStoreUnavailable(c, error);
+      }
+      if ("refusal" in signed) return refuse(c, signed.refusal);
+      setPrincipal(c, signed.principal);
+      return next();
+    }
     if (presented === undefined) {
       return refuse(c, { status: 401, code: "unauthorized", message: messages.missing });
     }

@@ -12,20 +12,28 @@ import { refuse } from "./refusal.ts";
 export const PUBLISHABLE_ROUTES: ReadonlySet<string> = new Set([
   "POST /v1/chat",
   "POST /v1/chat/completions",
+  "POST /v1/responses",
   "GET /v1/media/:id",
   "GET /v1/media/:id/thumbnail",
   "GET /v1/models",
   "GET /v1/models/:model",
 ]);
 
-/** Middleware that lets the call through only when the caller's principal holds `scope`. */
-export function scopeGate(scope: Scope): MiddlewareHandler<AppEnv> {
+/**
+ * Middleware that lets the call through only when the caller's principal holds `scope`; with
+ * `openWhileAuthOff`, also every call while authentication is off (the principal then has no key).
+ */
+export function scopeGate(
+  scope: Scope,
+  { openWhileAuthOff = false }: { openWhileAuthOff?: boolean } = {},
+): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const principal = c.get("principal");
     const route = `${c.req.method} ${c.req.path}`;
     if (principal === undefined) {
       return refuse(c, { status: 401, code: "unauthorized", message: `${route} needs an API key.` });
     }
+    if (openWhileAuthOff && principal.keyId === null) return next();
     if (principal.publishable && !PUBLISHABLE_ROUTES.has(`${c.req.method} ${routePath(c)}`)) {
       return refuse(c, {
         status: 403,

@@ -45,7 +45,7 @@ export function heavyGate(): MiddlewareHandler<AppEnv> {
       if (lease === undefined) {
         c.header("Retry-After", "1");
         throw new TooManyRequestsError(
-          `This tenant already has ${max} heavy requests (chat, ingest, classify, VQA) running, the most allowed at once (LOUPE_MAX_HEAVY_PER_TENANT); retry when one has ended.`,
+          `This tenant already has ${max} heavy requests (chat, ingest, classify, VQA, embeddings) running, the most allowed at once (LOUPE_MAX_HEAVY_PER_TENANT); retry when one has ended.`,
           { code: "too_many_concurrent_requests", retryAfterSeconds: 1, context: { tenant, max } },
         );
       }
@@ -66,9 +66,13 @@ export function heavyGate(): MiddlewareHandler<AppEnv> {
   };
 }
 
+/** Kinds that wait in another kind's queue: an OpenAI Responses call runs the same chain as chat. */
+const SHARED_QUEUES: Readonly<Record<string, string>> = { responses: "chat" };
+
 /** The kind of a heavy request, named after its path's segment after `/v1/` (`/v1/chat/completions`: `chat`). */
 export function heavyKindOf(path: string): string {
-  return path.split("/").filter((part) => part.length > 0)[1] ?? "heavy";
+  const kind = path.split("/").filter((part) => part.length > 0)[1] ?? "heavy";
+  return SHARED_QUEUES[kind] ?? kind;
 }
 
 /**

@@ -6,6 +6,7 @@
  */
 import { availableParallelism } from "node:os";
 import type { Context, MiddlewareHandler } from "hono";
+import type { LoupeMetrics } from "../../metrics/metrics.ts";
 import { WorkQueue } from "../../work-queue.ts";
 import type { RateLimit, RateLimiter } from "./rate-limiter.ts";
 
@@ -62,8 +63,14 @@ export const HEAVY_PER_CORE = 4;
 export const DEFAULT_QUEUE_MAX_WAITING = 16;
 export const DEFAULT_REQUEST_DEADLINE_MS = 5000;
 
-/** One {@link WorkQueue} per kind of heavy request, made on first use, from the settings. */
-export function heavyQueues(config: RequestLimitSettings): ((kind: string) => WorkQueue) | undefined {
+/**
+ * One {@link WorkQueue} per kind of heavy request, made on first use, from the settings; each new queue is
+ * handed to `onQueue` (metrics watch its depth).
+ */
+export function heavyQueues(
+  config: RequestLimitSettings,
+  { onQueue }: { onQueue?: (queue: WorkQueue) => void } = {},
+): ((kind: string) => WorkQueue) | undefined {
   if (config.queueConcurrency === undefined) return undefined;
   const concurrency =
     config.queueConcurrency > 0 ? config.queueConcurrency : HEAVY_PER_CORE * availableParallelism();
@@ -80,6 +87,7 @@ export function heavyQueues(config: RequestLimitSettings): ((kind: string) => Wo
         settingsHint: "LOUPE_QUEUE_CONCURRENCY, LOUPE_QUEUE_MAX_WAITING",
       });
       queues.set(kind, queue);
+      onQueue?.(queue);
     }
     return queue;
   };
@@ -89,9 +97,12 @@ export function heavyQueues(config: RequestLimitSettings): ((kind: string) => Wo
 export function requestLimits({
   limiter,
   config,
+  metrics,
 }: {
   limiter: RateLimiter;
   config: RequestLimitSettings;
+  /** Where the queues' depths are reported; nowhere when absent. */
+  metrics?: Pick<LoupeMetrics, "watchQueue">;
 }): MiddlewareHandler {
   const limits: RequestLimits = {
     limiter,
@@ -99,7 +110,10 @@ export function requestLimits({
     maxHeavyPerTenant: config.maxHeavyPerTenant,
     maxJsonBytes: config.maxJsonBytes,
   };
-  const queueFor = heavyQueues(config);
+  const queueFor = heavyQueues(
+    config,
+    metrics === undefined ? {} : { onQueue: (queue) => metrics.watchQueue(queue) },
+  );
   if (queueFor !== undefined) limits.queueFor = queueFor;
   return async (c, next) => {
     c.set("limits", limits);

@@ -1,20 +1,37 @@
 /**
- * POST /v1/chat/completions — the chat endpoint in OpenAI's format, so OpenAI clients and chat UIs can
- * talk to Loupe unchanged. Messages carry string content or `text` and `image_url` parts (data URLs, a
- * stored item's id, or http(s) URLs fetched like ingestion's); the last user message is the question and
- * earlier turns are its history. `stream: true` answers `chat.completion.chunk` data events ending with
- * `data: [DONE]`. Citations, confidence, verification and fallback ride in the extra top-level field
- * `loupe`, which OpenAI clients ignore. Errors keep Loupe's envelope, whose `error.message` OpenAI
+ * POST /v1/chat/completions — the chat endpoint in OpenAI's format, so OpenAI clients and chat UIs (Open
+ * WebUI, LibreChat) can talk to Loupe unchanged. Messages carry string content or `text` and `image_url`
+ * parts (data URLs, a stored item's id, or http(s) URLs fetched like ingestion's); the last user message
+ * is the question and earlier turns are its history. Fields Loupe has no use for (`user`, `seed`,
+ * `metadata`, `cache_control`, …) are accepted and ignored, as chat UIs send them unasked. `stream: true`
+ * answers `chat.completion.chunk` data events ending with `data: [DONE]`.
+ *
+ * Sources reach clients in three ways: OpenAI `url_citation` annotations on the message (on the stop
+ * chunk when streaming) with absolute, openable links (`../chat-sources.ts`); when asked, a Sources list
+ * appended to the text; and, for Loupe-aware clients, the extra top-level field `loupe` with citations,
+ * confidence, verification and fallback. Errors keep Loupe's envelope, whose `error.message` OpenAI
  * clients read.
  */
 import { randomUUID } from "node:crypto";
 import { z } from "@hono/zod-openapi";
+import type { MediaLinkSigner } from "../../auth/media-link-signer.ts";
 import type { Config } from "../../config.ts";
 import { ValidationError } from "../../errors.ts";
 import { fetchUrl } from "../../media/url-fetcher.ts";
 import { citedIds } from "../../rag/chain.ts";
-import type { ChatEvent, ChatRequest, ChatResult, ChatTurn, LoupeChain } from "../../rag/types.ts";
+import type { ChatRequest, ChatResult, ChatTurn, LoupeChain } from "../../rag/types.ts";
 import { type ImageQuery, parseImageReference } from "../../search/index.ts";
+import { answerPieces } from "../answer-stream.ts";
+import {
+  citedSources,
+  mediaLinker,
+  type SourcesMode,
+  sourcesList,
+  stripSourcesList,
+  urlCitationSchema,
+  urlCitations,
+} from "../chat-sources.ts";
+import type { AppContext } from "../context.ts";
 import { failureEnvelope } from "../errors.ts";
 import { createRouter, defineRoute, errorResponse, eventStreamContent } from "../openapi.ts";
 import { eventStreamResponse } from "../sse.ts";
@@ -35,12 +52,14 @@ import {
 import { composerForModel } from "./models.ts";
 import { filterSchema, searchOptionsShape } from "./search.ts";
 
-/** The settings the route reads: chat limits and the URL fetcher's limits. */
+/** The settings the route reads: chat limits, the URL fetcher's limits, and how sources are linked and shown. */
 export type ChatCompletionsConfig = ChatLimits &
-  Pick<Config, "urlAllowHosts" | "urlMaxBytes" | "urlTimeoutMs" | "urlMaxRedirects">;
+  Pick<
+    Config,
+    "urlAllowHosts" | "urlMaxBytes" | "urlTimeoutMs" | "urlMaxRedirects" | "publicUrl" | "chatSources"
+  >;
 
-/** Streamed when the LLM fails after part of its answer and the offline composer's answer follows. */
-export const ANSWER_RESET_NOTE = "\n\n(The language model failed; Loupe's offline answer follows.)\n\n";
+export { ANSWER_RESET_NOTE } from "../answer-stream.ts";
 
 /** Image types accepted from an http(s) `image_url` (as for ingestion by URL). */
 const URL_IMAGE_TYPES = ["image/jpeg", "image/png", "image/webp", "image/gif"];
@@ -62,6 +81,13 @@ export const imageUrlPartSchema = z.object({
 
 const contentPartSchema = z.discriminatedUnion("type", [textPartSchema, imageUrlPartSchema]);
 
+/** What to do instead, for part types chat UIs send that Loupe cannot read. */
+const UNSUPPORTED_PART_ADVICE: Readonly<Record<string, string>> = {
+  file: "Loupe reads no files: send a document's text as a text part, and images as image_url parts",
+  input_file: "Loupe reads no files: send a document's text as a text part, and images as image_url parts",
+  input_audio: "Loupe hears no audio: send a transcript as a text part",
+};
+
 /** Says what is wrong with a message's `content` (zod's union message alone says only "Invalid input"). */
 function describeBadContent(input: unknown): string {
   if (!Array.isArray(input)) return "content must be a string or a list of text and image_url parts";
@@ -72,7 +98,9 @@ function describeBadContent(input: unknown): string {
       !["text", "image_url"].includes(String((part as { type?: unknown }).type)),
   ) as { type?: unknown } | undefined;
   if (bad !== undefined) {
-    return `content part type ${JSON.stringify(typeof bad === "object" && bad !== null ? bad.type : bad)} is not supported; use "text" or "image_url"`;
+    const type = typeof bad === "object" && bad !== null ? bad.type : bad;
+    const advice = typeof type === "string" ? UNSUPPORTED_PART_ADVICE[type] : undefined;
+    return `content part type ${JSON.stringify(typeof type === "string" ? type.slice(0, 40) : type)} is not supported; use "text" or "image_url" (an image as a data URL, an http(s) URL or a stored item's id)${advice === undefined ? "" : `. ${advice}`}`;
   }
   return 'content parts are { "type": "text", "text": "…" } or { "type": "image_url", "image_url": { "url": "…" } }';
 }
@@ -98,8 +126,9 @@ function tokenLimitSchema(name: string) {
 const nullableOptional = <Schema extends z.ZodType>(schema: Schema) => schema.nullable().optional();
 
 /**
- * Body of POST /v1/chat/completions. Other OpenAI parameters (`top_p`, `seed`, `user`, …) are accepted
- * and ignored; `n` must be 1.
+ * Body of POST /v1/chat/completions. Other OpenAI parameters and what chat UIs add (`top_p`, `seed`,
+ * `user`, `metadata`, `reasoning`, `cache_control`, …) are accepted and ignored; `n` must be 1. `user`
+ * is recorded in the request's log lines.
  */
 export const chatCompletionRequestSchema = z
   .looseObject({
@@ -131,16 +160,26 @@ export const chatCompletionRequestSchema = z
           filter: filterSchema.optional(),
           kinds: searchOptionsShape.kinds,
           topK: searchOptionsShape.topK,
+          sources: z
+            .enum(["annotations", "markdown"], {
+              error: "sources must be annotations or markdown",
+            })
+            .optional()
+            .describe(
+              "annotations: sources as url_citation annotations only; markdown: also a Sources list appended to the answer text. Default: LOUPE_CHAT_SOURCES.",
+            ),
         },
         {
           error: (issue) =>
             issue.code === "unrecognized_keys"
-              ? `unknown field ${issue.keys.map((key) => JSON.stringify(key.slice(0, 40))).join(", ")}; loupe takes only filter, kinds and topK`
+              ? `unknown field ${issue.keys.map((key) => JSON.stringify(key.slice(0, 40))).join(", ")}; loupe takes only filter, kinds, topK and sources`
               : undefined,
         },
       )
       .optional()
-      .describe("Loupe's own options: a metadata filter, the kinds to retrieve, items per kind."),
+      .describe(
+        "Loupe's own options: a metadata filter, the kinds to retrieve, items per kind, how sources are shown.",
+      ),
   })
   .meta({ id: "ChatCompletionRequest" });
 
@@ -186,6 +225,9 @@ export const chatCompletionSchema = z
           role: z.literal("assistant"),
           content: z.string(),
           refusal: z.null(),
+          annotations: z
+            .array(urlCitationSchema)
+            .describe("One url_citation per cited stored item (attached images have no link)."),
         }),
         finish_reason: z.literal("stop"),
         logprobs: z.null(),
@@ -205,7 +247,14 @@ export const chatCompletionChunkSchema = z.object({
   choices: z.array(
     z.object({
       index: z.number().int(),
-      delta: z.object({ role: z.literal("assistant").optional(), content: z.string().optional() }),
+      delta: z.object({
+        role: z.literal("assistant").optional(),
+        content: z.string().optional(),
+        annotations: z
+          .array(urlCitationSchema)
+          .optional()
+          .describe("On the chunk with finish_reason stop: one url_citation per cited stored item."),
+      }),
       // A union rather than .nullable(): the document generator drops null from a nullable literal's enum.
       finish_reason: z.union([z.literal("stop"), z.null()]),
       logprobs: z.null(),
@@ -246,6 +295,15 @@ function messageText(message: CompletionMessage): string {
     .flatMap((part) => (part.type === "text" ? [part.text] : []))
     .join("\n")
     .trim();
+}
+
+/**
+ * The text of an earlier turn: an assistant message loses the Sources list Loupe appended to it, since
+ * chat UIs send answers back whole and the list's expiring links mean nothing to the next turn.
+ */
+function turnText(message: CompletionMessage): string {
+  const text = messageText(message);
+  return message.role === "assistant" ? stripSourcesList(text) : text;
 }
 
 function imageUrls(message: CompletionMessage): string[] {
@@ -297,10 +355,13 @@ export async function toChatRequest({
   body,
   config,
   signal,
+  field = "messages",
 }: {
   body: CompletionRequest;
   config: ChatCompletionsConfig;
   signal: AbortSignal;
+  /** What error messages call the list of messages (`input` for the Responses API). */
+  field?: string;
 }): Promise<Omit<ChatRequest, "tenant" | "signal" | "composer">> {
   const indexed = body.messages
     .map((message, index) => ({ message, index }))
@@ -314,25 +375,25 @@ export async function toChatRequest({
   const question = messageText(last.message);
   if (question.length === 0) {
     throw new ValidationError(
-      `messages[${last.index}] has no text; the last user message must ask a question (an image alone is not one).`,
+      `${field}[${last.index}] has no text; the last user message must ask a question (an image alone is not one).`,
     );
   }
   if (question.length > MAX_CHAT_QUESTION_LENGTH) {
     throw new ValidationError(
-      `messages[${last.index}] is ${question.length} characters; the question may be at most ${MAX_CHAT_QUESTION_LENGTH}.`,
+      `${field}[${last.index}] is ${question.length} characters; the question may be at most ${MAX_CHAT_QUESTION_LENGTH}.`,
     );
   }
   const earlier = indexed.slice(0, -1);
   for (const { message, index } of earlier) {
     if (message.role === "assistant" && imageUrls(message).length > 0) {
       throw new ValidationError(
-        `messages[${index}] is an assistant message with images; only users attach images.`,
+        `${field}[${index}] is an assistant message with images; only users attach images.`,
       );
     }
-    const length = messageText(message).length;
+    const length = turnText(message).length;
     if (length > MAX_CHAT_TURN_LENGTH) {
       throw new ValidationError(
-        `messages[${index}] is ${length} characters; earlier messages may be at most ${MAX_CHAT_TURN_LENGTH}.`,
+        `${field}[${index}] is ${length} characters; earlier messages may be at most ${MAX_CHAT_TURN_LENGTH}.`,
       );
     }
   }
@@ -345,14 +406,14 @@ export async function toChatRequest({
     const images: ImageQuery[] = [];
     for (const [partIndex, url] of imageUrls(message).entries()) {
       images.push(
-        await resolveImage({ url, field: `messages[${index}] image ${partIndex}`, config, signal }),
+        await resolveImage({ url, field: `${field}[${index}] image ${partIndex}`, config, signal }),
       );
     }
     return images;
   };
   const history: ChatTurn[] = [];
   for (const entry of earlier) {
-    const content = messageText(entry.message);
+    const content = turnText(entry.message);
     if (entry.message.role === "user") {
       const images = await imagesOf(entry);
       history.push({ role: "user", content, ...(images.length > 0 ? { images } : {}) });
@@ -408,14 +469,57 @@ function dataStreamResponse({
   });
 }
 
-/** The /v1/chat/completions route. */
-export function createChatCompletionsRoute({
-  chain,
-  config,
+/** The longest a caller label (`user`, the Open WebUI ids) is logged, in code points. */
+const MAX_CALLER_LABEL = 128;
+
+/** A caller label as logged: no control, format or private-use characters, trimmed, capped. */
+function callerLabel(value: unknown): string | undefined {
+  if (typeof value !== "string") return undefined;
+  const cleaned = Array.from(value.replace(/\p{C}/gu, "").trim()).slice(0, MAX_CALLER_LABEL).join("");
+  return cleaned.length === 0 ? undefined : cleaned;
+}
+
+/**
+ * Who a chat UI says the end user is: the OpenAI `user` field and Open WebUI's forwarded user and chat
+ * ids. Whoever sends the request chooses them, so they label log lines and never decide access.
+ */
+export function callerLabels({
+  user,
+  header,
 }: {
+  user: unknown;
+  header: (name: string) => string | undefined;
+}): Record<string, string> | undefined {
+  const labels = Object.entries({
+    user: callerLabel(user),
+    openWebUiUserId: callerLabel(header("x-openwebui-user-id")),
+    openWebUiChatId: callerLabel(header("x-openwebui-chat-id")),
+  }).filter((entry): entry is [string, string] => entry[1] !== undefined);
+  return labels.length === 0 ? undefined : Object.fromEntries(labels);
+}
+
+/**
+ * Binds the caller labels of a chat request to its logger, so every later line of the request carries
+ * them, and writes one line naming them.
+ */
+export function logCaller(c: AppContext, user: unknown): void {
+  const caller = callerLabels({ user, header: (name) => c.req.header(name) });
+  if (caller === undefined) return;
+  const logger = c.get("logger").child({ caller });
+  c.set("logger", logger);
+  logger.info("chat request from a labelled caller");
+}
+
+/** What the route uses. */
+export interface ChatCompletionsRouteOptions {
   chain: LoupeChain;
   config: ChatCompletionsConfig;
-}) {
+  /** Signs the media links of sources while API keys are on; absent: links are plain. */
+  mediaLinks?: MediaLinkSigner;
+}
+
+/** The /v1/chat/completions route. */
+export function createChatCompletionsRoute({ chain, config, mediaLinks }: ChatCompletionsRouteOptions) {
   const route = defineRoute(
     {
       method: "post",
@@ -424,7 +528,7 @@ export function createChatCompletionsRoute({
       tags: ["chat"],
       summary: "OpenAI-compatible chat",
       description:
-        "The chat endpoint in OpenAI's format for OpenAI clients and chat UIs. The last user message is the question; earlier user and assistant messages are the history; system messages are ignored (Loupe answers with its own instructions). `image_url` parts take data URLs, stored items' ids, or http(s) URLs fetched under the same rules as ingestion by URL. `stream: true` answers `chat.completion.chunk` data events (ChatCompletionChunk) and `data: [DONE]`; a failure after the stream began is one data event holding the error envelope, without `[DONE]`. Citations, confidence, verification and fallback are in the extra field `loupe` (on the final chunk when streaming). Other OpenAI parameters are accepted and ignored. Errors are Loupe's envelope, whose `error.message` OpenAI clients show.",
+        "The chat endpoint in OpenAI's format for OpenAI clients and chat UIs (Open WebUI, LibreChat). The last user message is the question; earlier user and assistant messages are the history (a Sources list Loupe appended to an earlier answer is left out); system messages are ignored (Loupe answers with its own instructions). `image_url` parts take data URLs, stored items' ids, or http(s) URLs fetched under the same rules as ingestion by URL; other part types (`file`, `input_audio`) are refused. `stream: true` answers `chat.completion.chunk` data events (ChatCompletionChunk) and `data: [DONE]`; `stream_options.include_usage` adds a chunk with no choices and the usage before `[DONE]`; a failure after the stream began is one data event holding the error envelope, without `[DONE]`. Each cited stored item is a `url_citation` annotation on the message (on the stop chunk's delta when streaming) whose absolute URL opens its media (a video segment: the video at its start), signed and short-lived while API keys are on (LOUPE_MEDIA_URL_TTL_S), under LOUPE_PUBLIC_URL when set. `loupe.sources: markdown` (or LOUPE_CHAT_SOURCES=markdown) also appends a Sources list to the text. Citations, confidence, verification and fallback are in the extra field `loupe` (on the stop chunk when streaming). Other OpenAI parameters and fields chat UIs add (`user`, `seed`, `metadata`, `cache_control`, …) are accepted and ignored; `user` and the X-OpenWebUI-User-Id and X-OpenWebUI-Chat-Id headers label the request's log lines. Errors are Loupe's envelope, whose `error.message` OpenAI clients show.",
       middleware: [chatBodyLimit(config)],
       request: {
         body: { required: true, content: { "application/json": { schema: chatCompletionRequestSchema } } },
@@ -451,6 +555,7 @@ export function createChatCompletionsRoute({
   router.openAPIRegistry.register("ChatCompletionChunk", chatCompletionChunkSchema);
   return router.openapi(route, async (c) => {
     const body = c.req.valid("json");
+    logCaller(c, body.user);
     const composer = composerForModel({ chain, model: body.model });
     const signal = c.req.raw.signal;
     const request: ChatRequest = {
@@ -458,11 +563,15 @@ export function createChatCompletionsRoute({
       composer,
       tenant: c.get("tenant"),
     };
+    const sourcesMode: SourcesMode = body.loupe?.sources ?? config.chatSources;
+    const link = mediaLinker({ c, publicUrl: config.publicUrl, signer: mediaLinks });
     const id = `chatcmpl-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
     const model = body.model;
     if (body.stream !== true) {
       const result = await chain.invoke({ ...request, signal });
+      const sources = await citedSources({ citations: result.citations, link });
+      const content = sourcesMode === "markdown" ? result.answer + sourcesList(sources) : result.answer;
       return c.json(
         {
           id,
@@ -472,7 +581,12 @@ export function createChatCompletionsRoute({
           choices: [
             {
               index: 0,
-              message: { role: "assistant", content: result.answer, refusal: null },
+              message: {
+                role: "assistant",
+                content,
+                refusal: null,
+                annotations: urlCitations({ content, sources }),
+              },
               finish_reason: "stop",
               logprobs: null,
             },
@@ -500,51 +614,37 @@ export function createChatCompletionsRoute({
         let finished = false;
         try {
           yield chunk({ role: "assistant", content: "" });
-          // Text sent since the answer last (re)started, and whether an earlier start was abandoned.
-          let streamed = "";
-          let restarted = false;
-          let event: ChatEvent | undefined = opened.first;
-          while (event !== undefined) {
-            if (event.type === "answer-delta" && event.data.text.length > 0) {
-              streamed += event.data.text;
-              yield chunk({ content: event.data.text });
-            } else if (event.type === "answer-reset") {
-              // Sent text cannot be taken back in this format: say why another answer follows, and
-              // give the final answer in loupe.answer.
-              if (streamed.length > 0) {
-                restarted = true;
-                yield chunk({ content: ANSWER_RESET_NOTE });
-              }
-              streamed = "";
-            } else if (event.type === "done") {
-              finished = true;
-              const result = event.data;
-              const continues = result.answer.startsWith(streamed);
-              // The streamed text must add up to the final answer; a tail the chain did not stream is
-              // sent as one last delta.
-              if (continues && result.answer.length > streamed.length) {
-                yield chunk({ content: result.answer.slice(streamed.length) });
-              } else if (!continues) {
-                logger.warn(
-                  { streamedLength: streamed.length, answerLength: result.answer.length },
-                  "the streamed answer differs from the final answer; loupe.answer holds the final one",
-                );
-              }
-              yield {
-                ...chunk({}),
-                choices: [{ index: 0, delta: {}, finish_reason: "stop", logprobs: null }],
-                loupe: {
-                  ...loupeExtra(result),
-                  ...(continues && !restarted ? {} : { answer: result.answer }),
-                },
-              };
-              if (includeUsage) yield { ...chunk({}), choices: [], usage: usageOf(result) };
-              return "done";
-            }
-            const next: IteratorResult<ChatEvent> = await opened.rest.next();
-            event = next.done === true ? undefined : next.value;
+          const pieces = answerPieces({ opened, logger });
+          let piece = await pieces.next();
+          while (piece.done !== true) {
+            yield chunk({ content: piece.value });
+            piece = await pieces.next();
           }
-          throw new Error("The chat chain's stream ended without a done event.");
+          finished = true;
+          const { result, answerStart, exact } = piece.value;
+          let { sent } = piece.value;
+          const sources = await citedSources({ citations: result.citations, link });
+          const list = sourcesMode === "markdown" ? sourcesList(sources) : "";
+          if (list.length > 0) {
+            sent += list;
+            yield chunk({ content: list });
+          }
+          yield {
+            ...chunk({}),
+            choices: [
+              {
+                index: 0,
+                delta: { annotations: urlCitations({ content: sent, sources, from: answerStart }) },
+                finish_reason: "stop",
+                logprobs: null,
+              },
+            ],
+            // Sent text cannot be taken back in this format: when it is not the final answer (the LLM
+            // failed mid-answer and the offline answer followed), loupe.answer holds the final one.
+            loupe: { ...loupeExtra(result), ...(exact ? {} : { answer: result.answer }) },
+          };
+          if (includeUsage) yield { ...chunk({}), choices: [], usage: usageOf(result) };
+          return "done";
         } catch (error) {
           if (opened.aborted) return "error";
           yield failureEnvelope({ error, requestId, logger });

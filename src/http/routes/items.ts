@@ -45,6 +45,9 @@ export const deleteItemResponseSchema = z.object({
   }),
 });
 
+// The store owns the page limit; the MCP adapter declares it in its list_items tool too.
+export { MAX_LIST_LIMIT } from "../../store/index.ts";
+
 /** Default page size of `GET /v1/items`. */
 export const DEFAULT_LIST_LIMIT = 100;
 

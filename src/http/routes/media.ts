@@ -2,7 +2,9 @@
  * GET /v1/media/{id} and GET /v1/media/{id}/thumbnail — an item's stored original, or its thumbnail
  * (a video segment's or video's keyframe), streamed with its content type. The item is looked up for
  * the caller's tenant first, so another tenant's item answers 404 like one that does not exist. Blobs
- * are content-addressed, so the sha256 is a strong ETag and the bytes behind a URL never change.
+ * are content-addressed, so the sha256 is a strong ETag and the bytes behind a URL never change. A
+ * signed link from a chat answer (`exp`, `kid`, `sig`) opens without a key; the authentication
+ * middleware checks it (`../auth/signed-media.ts`).
  */
 import { z } from "@hono/zod-openapi";
 import { findMedia, type MediaVariant } from "../../ingest/items.ts";
@@ -31,6 +33,13 @@ const mediaParamsSchema = z.object({
     .describe("An item id (img_…, seg_…, tri_…) or a video id (vid_…)."),
 });
 
+/** The query of a signed link; checked before the route by the authentication middleware. */
+const signedLinkQuerySchema = z.object({
+  exp: z.string().max(20).optional().describe("Signed links: the expiry, in Unix seconds."),
+  kid: z.string().max(40).optional().describe("Signed links: the id of the key the link was made for."),
+  sig: z.string().max(100).optional().describe("Signed links: the signature."),
+});
+
 const binary = { schema: z.string().meta({ contentMediaType: "application/octet-stream" }) };
 
 /** The responses of both variants. */
@@ -42,6 +51,14 @@ function mediaResponses(variant: string) {
     },
     304: { description: "Not modified: `If-None-Match` names the current ETag." },
     400: invalidRequestResponse,
+    401: {
+      ...errorResponse(
+        "No API key, or one that is unknown, revoked or expired (code `unauthorized` or `invalid_api_key`); or a signed link that was altered, has expired, or whose key is no longer active (code `invalid_media_link`). Only while at least one key exists and LOUPE_AUTH is not `none`.",
+      ),
+      headers: z.object({
+        "WWW-Authenticate": z.string().describe('Always `Bearer realm="loupe"`.'),
+      }),
+    },
     404: errorResponse(`No item with that id for the caller, or it has no stored ${variant}.`),
     503: notReadyResponse,
   };
@@ -55,8 +72,9 @@ export const mediaRoute = defineRoute(
     operationId: "getMedia",
     tags: ["items"],
     summary: "An item's stored media",
-    description: "The stored original, with the content type it was stored with.",
-    request: { params: mediaParamsSchema },
+    description:
+      "The stored original, with the content type it was stored with. While API keys are on, a signed link (the `url_citation` URLs of chat answers, with `exp`, `kid` and `sig`) opens it without a key until it expires or its key is revoked.",
+    request: { params: mediaParamsSchema, query: signedLinkQuerySchema },
     responses: mediaResponses("media"),
   },
   { access: { scope: "read", cost: 1 } },
@@ -70,8 +88,9 @@ export const thumbnailRoute = defineRoute(
     operationId: "getThumbnail",
     tags: ["items"],
     summary: "An item's thumbnail",
-    description: "The thumbnail image; for video segments and videos, the keyframe.",
-    request: { params: mediaParamsSchema },
+    description:
+      "The thumbnail image; for video segments and videos, the keyframe. Opens with a signed link like GET /v1/media/{id}.",
+    request: { params: mediaParamsSchema, query: signedLinkQuerySchema },
     responses: mediaResponses("thumbnail"),
   },
   { access: { scope: "read", cost: 1 } },

@@ -8,11 +8,18 @@
 import { Hono } from "hono";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createMediaLinkSigner, type MediaLinkSigner } from "../../../src/auth/media-link-signer.ts";
 import { MediaError } from "../../../src/errors.ts";
+import { SOURCES_HEADING } from "../../../src/http/chat-sources.ts";
 import type { AppEnv } from "../../../src/http/context.ts";
-import { ANSWER_RESET_NOTE, createChatCompletionsRoute } from "../../../src/http/routes/chat-completions.ts";
+import {
+  ANSWER_RESET_NOTE,
+  callerLabels,
+  createChatCompletionsRoute,
+} from "../../../src/http/routes/chat-completions.ts";
 import { createModelsRoute } from "../../../src/http/routes/models.ts";
-import type { ChatResult } from "../../../src/rag/types.ts";
+import { createLogger } from "../../../src/logger.ts";
+import type { ChatResult, Citation } from "../../../src/rag/types.ts";
 import { type HostileServer, startHostileServer } from "../../helpers/hostile-servers.ts";
 import {
   PNG_BYTES,
@@ -25,17 +32,29 @@ import {
   testConfig,
 } from "./chat-fixtures.ts";
 
-function completionsApp(chain: ScriptedChain, env: Record<string, string> = {}): Hono<AppEnv> {
-  const route = new Hono<AppEnv>()
-    .route("/", createChatCompletionsRoute({ chain, config: testConfig(env) }))
+function completionsApp(
+  chain: ScriptedChain,
+  env: Record<string, string> = {},
+  { mediaLinks, keyId }: { mediaLinks?: MediaLinkSigner; keyId?: string } = {},
+): Hono<AppEnv> {
+  const route = new Hono<AppEnv>();
+  if (keyId !== undefined) {
+    // As the authentication middleware sets it for a request that carried a key.
+    route.use(async (c, next) => {
+      c.set("principal", { keyId, tenant: "tenant-a", scopes: new Set(["read"]), publishable: false });
+      await next();
+    });
+  }
+  route
+    .route("/", createChatCompletionsRoute({ chain, config: testConfig(env), mediaLinks }))
     .route("/", createModelsRoute({ chain }));
   return routeApp(route);
 }
 
-function post(app: Hono<AppEnv>, body: unknown) {
-  return app.request("/v1/chat/completions", {
+function post(app: Hono<AppEnv>, body: unknown, headers: Record<string, string> = {}) {
+  return app.request("http://loupe.test/v1/chat/completions", {
     method: "POST",
-    headers: { "content-type": "application/json", "x-request-id": "req-2" },
+    headers: { "content-type": "application/json", "x-request-id": "req-2", ...headers },
     body: JSON.stringify(body),
   });
 }
@@ -216,7 +235,25 @@ describe("POST /v1/chat/completions: requests", () => {
         model: "loupe",
         messages: [user([{ type: "input_audio", input_audio: { data: "", format: "wav" } }])],
       },
-      /content part type "input_audio" is not supported; use "text" or "image_url"/,
+      /content part type "input_audio" is not supported; use "text" or "image_url" \(an image as a data URL, an http\(s\) URL or a stored item's id\)\. Loupe hears no audio: send a transcript as a text part/,
+    ],
+    [
+      "a file part",
+      {
+        model: "loupe",
+        messages: [
+          user([
+            { type: "text", text: "summarize" },
+            { type: "file", file: { file_data: "data:application/pdf;base64,JVBERi0=", filename: "a.pdf" } },
+          ]),
+        ],
+      },
+      /content part type "file" is not supported; use "text" or "image_url" .*Loupe reads no files: send a document's text as a text part/,
+    ],
+    [
+      "a bad loupe.sources",
+      { model: "loupe", messages: [user("q")], loupe: { sources: "footnotes" } },
+      /sources must be annotations or markdown/,
     ],
     ["n = 2", { model: "loupe", messages: [user("q")], n: 2 }, /n must be 1/],
     ["temperature 5", { model: "loupe", messages: [user("q")], temperature: 5 }, /temperature must be 0–2/],
@@ -282,7 +319,7 @@ describe("POST /v1/chat/completions: requests", () => {
     [
       "an unknown loupe option",
       { model: "loupe", messages: [user("q")], loupe: { tenant: "b" } },
-      /loupe: unknown field "tenant"; loupe takes only filter, kinds and topK/,
+      /loupe: unknown field "tenant"; loupe takes only filter, kinds, topK and sources/,
     ],
   ])("%s → 400", async (_name, body, message) => {
     const chain = new ScriptedChain({ events: sampleEvents(result, ["x"]) });
@@ -590,5 +627,351 @@ describe("the official openai client", () => {
       }
     };
     await expect(consume()).rejects.toThrow("Attached image 1 could not be decoded.");
+  });
+});
+
+describe("POST /v1/chat/completions: requests as chat UIs send them", () => {
+  it("unknown top-level, message and part fields (user, seed, metadata, reasoning, cache_control, …) are ignored", async () => {
+    const chain = new ScriptedChain({ events: sampleEvents(result, ["x"]) });
+    const response = await post(completionsApp(chain), {
+      model: "loupe",
+      user: "user-42",
+      seed: 7,
+      metadata: { conversation: "c-1" },
+      reasoning: { effort: "low" },
+      reasoning_effort: "low",
+      cache_control: { type: "ephemeral" },
+      top_p: 0.5,
+      frequency_penalty: 0,
+      presence_penalty: 0,
+      stop: ["\n\n"],
+      logit_bias: {},
+      parallel_tool_calls: false,
+      response_format: { type: "text" },
+      messages: [
+        { role: "system", content: "Be brief.", cache_control: { type: "ephemeral" } },
+        { role: "user", name: "ada", content: "Earlier question" },
+        { role: "assistant", content: "Earlier answer.", tool_calls: [], refusal: null },
+        {
+          role: "user",
+          name: "ada",
+          content: [
+            { type: "text", text: "What color is it?", cache_control: { type: "ephemeral" } },
+            { type: "image_url", image_url: { url: STORED_ID, detail: "high" }, cache_control: {} },
+          ],
+        },
+      ],
+    });
+    expect(response.status).toBe(200);
+    expect(chain.requests).toHaveLength(1);
+    expect(chain.requests[0]).toMatchObject({
+      question: "What color is it?",
+      images: [{ id: STORED_ID }],
+      history: [
+        { role: "user", content: "Earlier question" },
+        { role: "assistant", content: "Earlier answer." },
+      ],
+    });
+  });
+
+  it("an earlier answer comes back without the Sources list Loupe appended to it", async () => {
+    const chain = new ScriptedChain({ events: sampleEvents(result, ["x"]) });
+    const earlier = `A red circle [${STORED_ID}].`;
+    const response = await post(completionsApp(chain), {
+      model: "loupe",
+      messages: [
+        { role: "user", content: "What is shown?" },
+        {
+          role: "assistant",
+          content: `${earlier}\n\n${SOURCES_HEADING}\n\n1. [Image ${STORED_ID}](http://loupe.test/v1/media/${STORED_ID}?exp=1&kid=key_0123456789abcdef&sig=x)`,
+        },
+        { role: "user", content: "And its size?" },
+      ],
+    });
+    expect(response.status).toBe(200);
+    expect(chain.requests[0]?.history?.[1]).toEqual({
+      role: "assistant",
+      content: earlier,
+      citations: [STORED_ID],
+    });
+  });
+
+  it("callerLabels: the user field and Open WebUI's ids, without control characters, capped at 128 code points", () => {
+    const headers: Record<string, string> = {
+      "x-openwebui-user-id": "3f2c\u0000-\u202e-uuid",
+      "x-openwebui-chat-id": `chat-${"é".repeat(300)}`,
+    };
+    const labels = callerLabels({ user: "user\n42\u200b", header: (name) => headers[name] });
+    expect(labels).toEqual({
+      user: "user42",
+      openWebUiUserId: "3f2c--uuid",
+      openWebUiChatId: `chat-${"é".repeat(123)}`,
+    });
+    expect(callerLabels({ user: { id: 1 }, header: () => undefined })).toBeUndefined();
+    expect(callerLabels({ user: " \u0007 ", header: () => undefined })).toBeUndefined();
+  });
+
+  it("records the caller labels on the request's log lines, never as an identity", async () => {
+    const lines: string[] = [];
+    const logger = createLogger({
+      level: "info",
+      destination: { write: (line: string) => lines.push(line) } as unknown as NodeJS.WritableStream,
+    });
+    const chain = new ScriptedChain({ events: sampleEvents(result, ["x"]) });
+    const app = new Hono<AppEnv>();
+    app.use(async (c, next) => {
+      c.set("requestId", "req-9");
+      c.set("logger", logger);
+      c.set("tenant", "tenant-a");
+      c.set("principal", { keyId: null, tenant: "tenant-a", scopes: new Set(["read"]), publishable: false });
+      await next();
+    });
+    app.route("/", createChatCompletionsRoute({ chain, config: testConfig() }));
+    const response = await app.request("/v1/chat/completions", {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "x-openwebui-user-id": "u-1",
+        "x-openwebui-chat-id": "c-1",
+      },
+      body: JSON.stringify({ model: "loupe", user: "ada", messages: [{ role: "user", content: "q" }] }),
+    });
+    expect(response.status).toBe(200);
+    const logged = lines.map((line) => JSON.parse(line) as { caller?: unknown; msg: string });
+    expect(logged.find((line) => line.msg === "chat request from a labelled caller")?.caller).toEqual({
+      user: "ada",
+      openWebUiUserId: "u-1",
+      openWebUiChatId: "c-1",
+    });
+    expect(chain.requests[0]?.tenant).toBe("tenant-a");
+  });
+});
+
+/** A completion's first choice, as the wire has it. */
+interface WireMessage {
+  content: string;
+  annotations: Array<{
+    type: string;
+    url_citation: { url: string; title: string; start_index: number; end_index: number };
+  }>;
+}
+
+async function completionMessage(response: Response): Promise<WireMessage> {
+  expect(response.status).toBe(200);
+  const body = (await response.json()) as { choices: Array<{ message: WireMessage }> };
+  return body.choices[0]?.message as WireMessage;
+}
+
+const SEGMENT_ID = "seg_00112233445566778899aabbccddeeff";
+const segmentCitation: Citation = {
+  id: SEGMENT_ID,
+  kind: "video_segment",
+  mediaUrl: `/v1/media/${SEGMENT_ID}`,
+  thumbnailUrl: `/v1/media/${SEGMENT_ID}/thumbnail`,
+  start: 72.5,
+  end: 78,
+  question: null,
+  answer: null,
+  score: 0.6,
+};
+const attachment: Citation = {
+  id: "att_1",
+  kind: "image",
+  mediaUrl: null,
+  thumbnailUrl: null,
+  start: null,
+  end: null,
+  question: null,
+  answer: null,
+  score: 1,
+};
+
+describe("POST /v1/chat/completions: sources", () => {
+  const [stored] = result.citations as [Citation];
+  const cited: ChatResult = {
+    ...result,
+    answer: `The attached image [att_1] looks like [${STORED_ID}]; the clip shows it moving 😀 [${SEGMENT_ID}].`,
+    citations: [attachment, stored, segmentCitation],
+  };
+  const ask = { model: "loupe", messages: [{ role: "user", content: "q" }] };
+
+  it("each cited stored item is a url_citation with an absolute URL, a title and the span of its [id] mark", async () => {
+    const chain = new ScriptedChain({ events: sampleEvents(cited, ["x"]) });
+    const message = await completionMessage(await post(completionsApp(chain), ask));
+    expect(message.content).toBe(cited.answer);
+    expect(message.annotations).toEqual([
+      {
+        type: "url_citation",
+        url_citation: {
+          url: `http://loupe.test/v1/media/${STORED_ID}`,
+          title: `Image ${STORED_ID}`,
+          start_index: cited.answer.indexOf(`[${STORED_ID}]`),
+          end_index: cited.answer.indexOf(`[${STORED_ID}]`) + STORED_ID.length + 2,
+        },
+      },
+      {
+        type: "url_citation",
+        url_citation: {
+          url: `http://loupe.test/v1/media/${SEGMENT_ID}#t=72.5,78`,
+          title: `Video segment ${SEGMENT_ID}, 1:12–1:18`,
+          // Counted in code points: the emoji before the mark is one, not two UTF-16 units.
+          start_index: cited.answer.indexOf(`[${SEGMENT_ID}]`) - 1,
+          end_index: cited.answer.indexOf(`[${SEGMENT_ID}]`) - 1 + SEGMENT_ID.length + 2,
+        },
+      },
+    ]);
+    const points = Array.from(message.content);
+    const spans = message.annotations.map(({ url_citation }) =>
+      points.slice(url_citation.start_index, url_citation.end_index).join(""),
+    );
+    expect(spans).toEqual([`[${STORED_ID}]`, `[${SEGMENT_ID}]`]);
+  });
+
+  it("links go under LOUPE_PUBLIC_URL when it is set, whatever Host the request came with", async () => {
+    const chain = new ScriptedChain({ events: sampleEvents(result, ["x"]) });
+    const message = await completionMessage(
+      await post(completionsApp(chain, { LOUPE_PUBLIC_URL: "https://rag.example.com/loupe/" }), ask, {
+        host: "internal:8080",
+      }),
+    );
+    expect(message.annotations[0]?.url_citation.url).toBe(
+      `https://rag.example.com/loupe/v1/media/${STORED_ID}`,
+    );
+  });
+
+  it("with an API key, links are signed for the caller's key and the signer accepts exactly them", async () => {
+    const signer = createMediaLinkSigner({ secret: async () => "s".repeat(32), ttlSeconds: 600 });
+    const keyId = "key_0123456789abcdef";
+    const chain = new ScriptedChain({ events: sampleEvents(cited, ["x"]) });
+    const before = Math.floor(Date.now() / 1000);
+    const message = await completionMessage(
+      await post(completionsApp(chain, {}, { mediaLinks: signer, keyId }), ask),
+    );
+    expect(message.annotations).toHaveLength(2);
+    for (const annotation of message.annotations) {
+      const url = new URL(annotation.url_citation.url);
+      expect(url.origin).toBe("http://loupe.test");
+      expect([...url.searchParams.keys()]).toEqual(["exp", "kid", "sig"]);
+      expect(url.searchParams.get("kid")).toBe(keyId);
+      const expires = Number(url.searchParams.get("exp"));
+      expect(expires).toBeGreaterThanOrEqual(before + 600);
+      expect(expires).toBeLessThanOrEqual(before + 601);
+      const check = (path: string) =>
+        signer.verify({
+          path,
+          keyId,
+          expires: String(expires),
+          signature: url.searchParams.get("sig") ?? "",
+        });
+      expect(await check(url.pathname)).toBe("valid");
+      expect(await check(`${url.pathname}/thumbnail`)).toBe("invalid");
+    }
+    expect(new URL(message.annotations[1]?.url_citation.url ?? "").hash).toBe("#t=72.5,78");
+  });
+
+  it("without a key (authentication off) links are plain even when a signer is there", async () => {
+    const signer = createMediaLinkSigner({
+      secret: async () => {
+        throw new Error("the secret is not read while authentication is off");
+      },
+      ttlSeconds: 600,
+    });
+    const chain = new ScriptedChain({ events: sampleEvents(result, ["x"]) });
+    const message = await completionMessage(
+      await post(completionsApp(chain, {}, { mediaLinks: signer }), ask),
+    );
+    expect(message.annotations[0]?.url_citation.url).toBe(`http://loupe.test/v1/media/${STORED_ID}`);
+  });
+
+  it("loupe.sources markdown appends a Sources list of the linked items; annotations still point at the marks", async () => {
+    const chain = new ScriptedChain({ events: sampleEvents(cited, ["x"]) });
+    const message = await completionMessage(
+      await post(completionsApp(chain), { ...ask, loupe: { sources: "markdown" } }),
+    );
+    expect(message.content).toBe(
+      `${cited.answer}\n\n${SOURCES_HEADING}\n\n1. [Image ${STORED_ID}](http://loupe.test/v1/media/${STORED_ID})\n2. [Video segment ${SEGMENT_ID}, 1:12–1:18](http://loupe.test/v1/media/${SEGMENT_ID}#t=72.5,78)`,
+    );
+    expect(message.annotations[0]?.url_citation.start_index).toBe(cited.answer.indexOf(`[${STORED_ID}]`));
+  });
+
+  it("LOUPE_CHAT_SOURCES=markdown is the default a request can override", async () => {
+    const env = { LOUPE_CHAT_SOURCES: "markdown" };
+    const byDefault = await completionMessage(
+      await post(completionsApp(new ScriptedChain({ events: sampleEvents(result, ["x"]) }), env), ask),
+    );
+    expect(byDefault.content).toContain(`\n\n${SOURCES_HEADING}\n\n1. [Image ${STORED_ID}](`);
+    const overridden = await completionMessage(
+      await post(completionsApp(new ScriptedChain({ events: sampleEvents(result, ["x"]) }), env), {
+        ...ask,
+        loupe: { sources: "annotations" },
+      }),
+    );
+    expect(overridden.content).toBe(result.answer);
+  });
+
+  it("an answer citing only attached images has no annotations and no Sources list", async () => {
+    const onlyAttached: ChatResult = { ...result, answer: "A red circle [att_1].", citations: [attachment] };
+    const chain = new ScriptedChain({ events: sampleEvents(onlyAttached, ["x"]) });
+    const message = await completionMessage(
+      await post(completionsApp(chain), { ...ask, loupe: { sources: "markdown" } }),
+    );
+    expect(message).toMatchObject({ content: "A red circle [att_1].", annotations: [] });
+  });
+
+  it("streamed: the Sources list is the last delta and the annotations ride on the stop chunk's delta", async () => {
+    const chain = new ScriptedChain({ events: sampleEvents(cited, [cited.answer]) });
+    const text = await (
+      await post(completionsApp(chain), { ...ask, stream: true, loupe: { sources: "markdown" } })
+    ).text();
+    const chunks = dataLines(text).slice(0, -1) as Array<
+      ChunkShape & { choices: Array<{ delta: { annotations?: WireMessage["annotations"] } }> }
+    >;
+    const content = chunks.map((chunk) => chunk.choices[0]?.delta.content ?? "").join("");
+    expect(content.startsWith(`${cited.answer}\n\n${SOURCES_HEADING}\n\n1. [Image`)).toBe(true);
+    const stop = chunks.at(-1);
+    expect(stop?.choices[0]?.finish_reason).toBe("stop");
+    const annotations = stop?.choices[0]?.delta.annotations ?? [];
+    expect(annotations.map((annotation) => annotation.url_citation.url)).toEqual([
+      `http://loupe.test/v1/media/${STORED_ID}`,
+      `http://loupe.test/v1/media/${SEGMENT_ID}#t=72.5,78`,
+    ]);
+    const points = Array.from(content);
+    expect(
+      points.slice(annotations[0]?.url_citation.start_index, annotations[0]?.url_citation.end_index).join(""),
+    ).toBe(`[${STORED_ID}]`);
+    expect(chunks.slice(0, -1).every((chunk) => chunk.choices[0]?.delta.annotations === undefined)).toBe(
+      true,
+    );
+  });
+
+  it("streamed after an answer reset: the spans point into the final answer, not the abandoned one", async () => {
+    const events = sampleEvents(result, [result.answer]);
+    events.splice(
+      3,
+      0,
+      { type: "answer-delta", data: { text: `Broken [${STORED_ID}] then` } },
+      { type: "answer-reset", data: { reason: "timeout" } },
+    );
+    const chain = new ScriptedChain({ events });
+    const text = await (await post(completionsApp(chain), { ...ask, stream: true })).text();
+    const chunks = dataLines(text).slice(0, -1) as Array<
+      ChunkShape & { choices: Array<{ delta: { annotations?: WireMessage["annotations"] } }> }
+    >;
+    const content = chunks.map((chunk) => chunk.choices[0]?.delta.content ?? "").join("");
+    const span = chunks.at(-1)?.choices[0]?.delta.annotations?.[0]?.url_citation;
+    const finalStart = content.lastIndexOf(result.answer);
+    expect(span?.start_index).toBe(finalStart + result.answer.indexOf(`[${STORED_ID}]`));
+  });
+
+  it("the official openai client reads the annotations of a completion", async () => {
+    const chain = new ScriptedChain({ events: sampleEvents(cited, ["x"]) });
+    const completion = await openaiClient(completionsApp(chain)).chat.completions.create({
+      model: "loupe",
+      messages: [{ role: "user", content: "q" }],
+    });
+    expect(completion.choices[0]?.message.annotations?.map((annotation) => annotation.type)).toEqual([
+      "url_citation",
+      "url_citation",
+    ]);
   });
 });
