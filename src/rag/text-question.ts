@@ -70,7 +70,7 @@ const ERROR_WORDS =
   /\b(?:err\b|full\b|lost\b|wrong\b|limit\b|out of\b|error|fail|fatal|exception|refused|denied|declined|rejected|timeout|timed ?out|cannot|can't|could ?not|couldn't|may ?not|not ?allowed|unable|invalid|incorrect|expired|not ?found|no ?such|no ?space|not ?enough|insufficient|unreachable|unavailable|no ?route|not ?responding|no ?response|did ?not ?answer|panic|critical|warning|abort|interrupt|stopped|terminated|killed|forbidden|unauthori[sz]ed|missing|corrupt|crash|conflict|locked|blocked|offline|disconnected|overflow|exceeded|too ?many)|错误|失败|异常|拒绝|超时|无法|不能|未能|过期|到期|警告|崩溃|无效|找不到|未找到|不可用|不可达|不足|已满|无权|冲突|中断|终止|过多|上限|没有响应/giu;
 /** A code in a line: `E1234`, `ORA-12541`, `0x80070005`, `ERR_CONNECTION_REFUSED`, `HTTP 503`, `code 42`. */
 const CODE_IN_LINE =
-  /\b[A-Z]{1,8}[-_]?\d{2,8}\b|\b0x[0-9A-Fa-f]{4,16}\b|\b[A-Z][A-Z0-9]*(?:_[A-Za-z0-9]+)+\b|\b[A-Z]{2,}(?:[ _]+[A-Z]{2,}){1,6}[ _]+\d{1,3}\b|\b(?:HTTP|[Cc]ode|CODE|[Ss]tatus|STATUS)\s*[:#]?\s*\d{2,6}\b|(?:错误码|代码|编号)\s*[:：]?\s*[A-Za-z0-9_-]+(?:[ _]+[A-Z0-9][A-Z0-9_-]*)*/;
+  /\b[A-Z]{1,8}[-_]?\d{2,8}\b|\b0[xX][0-9A-Fa-f]{4,16}\b|\b[A-Z][A-Z0-9]*(?:_[A-Za-z0-9]+)+\b|\b[A-Z]{2,}(?:[ _]+[A-Z]{2,}){1,6}[ _]+\d{1,3}\b|\b(?:HTTP|[Cc]ode|CODE|[Ss]tatus|STATUS)\s*[:#]?\s*\d{2,6}\b|(?:错误码|代码|编号)\s*[:：]?\s*[A-Za-z0-9_-]+(?:[ _]+[A-Z0-9][A-Z0-9_-]*)*/;
 /** Code-like tokens, to take out of a line before reading its words (`ERR_AUTH_FAILED` is no sentence). */
 const CODE_TOKENS = /[A-Za-z0-9_.:/\\-]*\d[A-Za-z0-9_.:/\\-]*|\b[A-Z]{2,}(?:_[A-Z0-9]*)+\b/g;
 /** What is left of a line that only names a code: `Error code:`, `Reference`, `错误代码：`. */
@@ -428,6 +428,8 @@ export function bestLines(question: TextQuestion, lines: readonly OcrLine[], mos
  * are two words or more before the number, or a `_` already. `HTTP 503` stays as it is.
  */
 function asSnakeCode(code: string): string {
+  // A hex number is written `0x…`; OCR reads the `x` as a capital as often as not.
+  if (/^0X[0-9A-Fa-f]+$/.test(code)) return `0x${code.slice(2)}`;
   const tight = code.replace(/\s*([_-])\s*/g, "$1");
   if (!/^[A-Z]{2,}(?:[ _]+[A-Z0-9]+)+$/.test(tight) || !/ /.test(tight)) return tight;
   const words = tight.split(/[ _]+/);

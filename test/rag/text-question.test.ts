@@ -252,6 +252,7 @@ describe("matching OCR lines", () => {
     expect(code("ERR REQUEST TIMEOUT _38")).toBe("ERR_REQUEST_TIMEOUT_38");
     expect(code("错误代码：ERR FORBIDDEN 60")).toBe("ERR_FORBIDDEN_60");
     expect(code("Request failed: HTTP 503")).toBe("HTTP 503");
+    expect(code("错误 0X8004AF0B：访问被拒绝")).toBe("0x8004AF0B");
   });
 
   it("does not answer 'what does the error say?' with a line that only names the code", () => {

@@ -2,9 +2,10 @@
  * Digits inside words, put right after recognition. SVTR reads a round `O` as `0`, an `I` or `l` as `1`
  * and an `S` as `5` when the font makes them alike: `ERR0R`, `INF0`, `c0de`, `fai1ed`, `0RA-12541`. A
  * word of letters with such a digit between two letters (or a `0` at an end of an upper-case word of two
- * or more letters) is a word, not a code: the digit becomes the letter, in the word's case. Tokens with
- * any other digit (`E1234`, `0x8007`, `v2`), or with as many digits as letters (`l10n`), are left alone,
- * and so are words whose digit sits at an end (`eth0`, `sha1`, `MD5`) unless the case rule says so.
+ * or more letters, or a `0` opening a lower-case word: `0ut`) is a word, not a code: the digit becomes
+ * the letter, in the word's case. Tokens with any other digit (`E1234`, `0x8007`, `v2`), or with as many
+ * digits as letters (`l10n`), are left alone, and so are words whose digit sits at an end (`eth0`,
+ * `sha1`, `MD5`) unless the case rule says so.
  * Search and quoted phrases fold the same confusions on both sides (the store's `phraseKey`); this makes
  * the stored words themselves right, so BM25 and exact word matches find `ERROR` in a line read `ERR0R`.
  */
@@ -31,6 +32,12 @@ function wordFromToken(token: string): string {
     const after = chars[index + 1];
     const inside =
       before !== undefined && after !== undefined && /[A-Za-z]/.test(before) && /[A-Za-z]/.test(after);
+    // A `0` opening a lower-case word is the capital O of a sentence's first word (`0ut of memory`).
+    if (index === 0 && char === "0" && /^[a-z]{2,}$/.test(token.slice(1))) {
+      chars[index] = "O";
+      changed = true;
+      continue;
+    }
     // At an end, only an upper-case word's `0` (INF0, 0RA): `eth0`, `sha1` and `MD5` are names.
     const atEnd =
       !inside &&

@@ -9,6 +9,7 @@ describe("correctRecognizedText", () => {
       "20:46:20 ERROR E9296: Installing",
     );
     expect(correctRecognizedText("Login fai1ed for F1LE 5ERVER")).toBe("Login failed for FILE 5ERVER");
+    expect(correctRecognizedText("08:40:20 ERROR 0ut of memory")).toBe("08:40:20 ERROR Out of memory");
   });
 
   it("leaves codes, numbers and names with a trailing digit alone", () => {
