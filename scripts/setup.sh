@@ -6,7 +6,8 @@
 #   3. Execute permission on the bundled ffprobe/ffmpeg binaries (npm may skip their postinstall).
 #   4. Fonts that `loupe synth screens` renders screenshots with (DejaVu, Noto CJK), from Debian's
 #      packages when running as root with apt-get; otherwise a note saying what to install.
-#   5. The compiled code in dist/ (scripts/build.sh; skipped when dist/ is newer than every source).
+#   5. Chromium for the browser tests (Debian's `chromium`), the same way.
+#   6. The compiled code in dist/ (scripts/build.sh; skipped when dist/ is newer than every source).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -104,6 +105,21 @@ elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   fonts_present || fail "fonts-dejavu-core and fonts-noto-cjk are installed but fontconfig does not list them."
 else
   say "note: DejaVu and Noto CJK fonts are missing; \`loupe synth screens\` needs them (apt-get install fonts-dejavu-core fonts-noto-cjk)."
+fi
+
+# --- Chromium for the browser tests ---------------------------------------------------------------------
+# Loupe itself needs none; the browser tests (test/browser) drive it headless with playwright-core, which
+# downloads no browser of its own.
+chromium_bin="${LOUPE_CHROMIUM_PATH:-/usr/bin/chromium}"
+if [ -x "$chromium_bin" ]; then
+  say "Chromium for the browser tests is at $chromium_bin."
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  say "installing chromium with apt-get (for the browser tests)..."
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ||
+    fail "apt-get could not install chromium."
+  [ -x "$chromium_bin" ] || fail "chromium is installed but $chromium_bin is not executable; set LOUPE_CHROMIUM_PATH."
+else
+  say "note: Chromium is missing; the browser tests need it (apt-get install chromium, or set LOUPE_CHROMIUM_PATH)."
 fi
 
 # --- Build -------------------------------------------------------------------------------------------------

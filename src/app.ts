@@ -24,8 +24,10 @@ import { requestMetrics } from "./http/request-metrics.ts";
 import { createAdminKeysRoute } from "./http/routes/admin-keys.ts";
 import { createChatRoute } from "./http/routes/chat.ts";
 import { createChatCompletionsRoute } from "./http/routes/chat-completions.ts";
+import { createChatPageRoute } from "./http/routes/chat-page.ts";
 import { createClassifyRoute } from "./http/routes/classify.ts";
 import { createEmbeddingsRoute } from "./http/routes/embeddings.ts";
+import { createFeedbackRoute } from "./http/routes/feedback.ts";
 import { createHealthzRoute } from "./http/routes/healthz.ts";
 import { createImagesRoute } from "./http/routes/images.ts";
 import { createItemsRoute } from "./http/routes/items.ts";
@@ -41,6 +43,7 @@ import { createSimilarRoute } from "./http/routes/similar.ts";
 import { createTriplesRoute } from "./http/routes/triples.ts";
 import { createVideosRoute } from "./http/routes/videos.ts";
 import { createVqaRoute } from "./http/routes/vqa.ts";
+import { createWidgetRoute } from "./http/routes/widget.ts";
 import { createMcpRoute } from "./mcp/mcp-route.ts";
 import type { LoupeServices } from "./services.ts";
 
@@ -127,6 +130,10 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
   );
   app.route("/", createResponsesRoute({ chain, config: services.config, mediaLinks: services.mediaLinks }));
   app.route("/", createModelsRoute({ chain }));
+  app.route(
+    "/",
+    createFeedbackRoute({ feedback: services.feedback, config: services.config, audit: services.audit }),
+  );
   app.route("/", createAdminKeysRoute({ keys: services.keys, audit: services.audit }));
   // With LOUPE_METRICS_PORT the metrics are served on that port instead (main.ts).
   if (services.metrics !== undefined && services.config.metricsPort === undefined) {
@@ -134,6 +141,9 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
   }
   // MCP tool calls are sent to the routes above, in-process, as the caller (src/mcp/).
   app.route("/", createMcpRoute({ app, maxBodyBytes: config.maxJsonBytes, publicUrl: config.publicUrl }));
+  // The browser UI (web/): the chat page and the embeddable widget; files, not API operations.
+  app.route("/", createChatPageRoute({ config }));
+  app.route("/", createWidgetRoute({ config }));
   // Last, so that the document holds every route above.
   app.route("/", createOpenApiRoute({ document: () => buildOpenApiDocument({ router: app }) }));
 

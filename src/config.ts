@@ -671,6 +671,14 @@ export const settings = {
     description:
       "Whether the server sweeps orphan blobs (those no record of any tenant uses) once after start-up: `on` removes them, `dry-run` only logs what it would remove.",
   },
+  feedbackMaxPending: {
+    env: "LOUPE_FEEDBACK_MAX_PENDING",
+    schema: integer({ min: 0, max: 100_000 }),
+    default: "1000",
+    allowed: "integer 0–100000",
+    description:
+      "Most proposed triples (from feedback on answers about images) a tenant may have waiting for approval; feedback past it is recorded without a proposal. 0: feedback never proposes triples.",
+  },
   promptsDir: {
     env: "LOUPE_PROMPTS_DIR",
     schema: z.string().min(1),

@@ -14,6 +14,8 @@ import type { KeyStore } from "./auth/key-store.ts";
 import { createMediaLinkSigner, type MediaLinkSigner } from "./auth/media-link-signer.ts";
 import type { Config } from "./config.ts";
 import { ModelPackError } from "./errors.ts";
+import { FeedbackService } from "./feedback/feedback-service.ts";
+import { createFileFeedbackStore, type FeedbackStore } from "./feedback/feedback-store.ts";
 import { createMemoryRateLimiter } from "./http/limits/memory-rate-limiter.ts";
 import type { RateLimiter } from "./http/limits/rate-limiter.ts";
 import { mediaRouteUrls } from "./http/media-urls.ts";
@@ -93,6 +95,8 @@ export interface ServiceParts {
    * `LOUPE_MEDIA_URL_TTL_S`.
    */
   mediaLinks?: MediaLinkSigner;
+  /** Feedback on answers and the triples it proposes; files under `<LOUPE_DATA_DIR>/feedback` when absent. */
+  feedbackStore?: FeedbackStore;
 }
 
 /** Everything the HTTP layer, the CLI, the evals and library users work with, each built once. */
@@ -117,6 +121,9 @@ export interface LoupeServices extends ServiceParts {
   ocrBackfill?: OcrBackfill;
   /** The retrieval chain that answers chat turns (a LangChain Runnable inside). */
   chain: LoupeChainRunnable;
+  feedbackStore: FeedbackStore;
+  /** Feedback on answers, and the triples it proposes until a key with the `ingest` scope decides. */
+  feedback: FeedbackService;
 }
 
 /** Services that own running resources, as returned by {@link createLoupeServices}. */
@@ -234,6 +241,17 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     config,
     metrics,
   });
+  const feedbackStore =
+    parts.feedbackStore ?? createFileFeedbackStore({ dir: path.join(config.dataDir, "feedback") });
+  const feedback = new FeedbackService({
+    feedback: feedbackStore,
+    blobs,
+    store,
+    triples,
+    maxPending: config.feedbackMaxPending,
+    maxImagePixels: config.maxImagePixels,
+    logger: logger.child({ component: "feedback" }),
+  });
   return {
     ...parts,
     store,
@@ -251,6 +269,8 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     triples,
     ...(ocrBackfill === undefined ? {} : { ocrBackfill }),
     chain,
+    feedbackStore,
+    feedback,
   };
 }
 
@@ -329,6 +349,7 @@ export async function createLoupeServices({
       ...(metrics === undefined ? {} : { metrics }),
     });
     cleanups.push(() => services.audit.close());
+    cleanups.push(() => services.feedbackStore.close());
     cleanups.push(() => services.keys.close());
     let closing: Promise<void> | undefined;
     const close = () => {

@@ -103,6 +103,7 @@ describe("parseConfig", () => {
       videoSyncMaxSeconds: 60,
       blobGcGraceS: 600,
       blobGcAtStart: "on",
+      feedbackMaxPending: 1000,
       promptsDir: "/opt/loupe/prompts",
       llmModel: undefined,
       openaiBaseUrl: undefined,

@@ -7,7 +7,14 @@ import { mkdir, open } from "node:fs/promises";
 import path from "node:path";
 
 /** What was done. */
-export type AuditAction = "ingest" | "delete" | "job.resume" | "key.create" | "key.revoke";
+export type AuditAction =
+  | "ingest"
+  | "delete"
+  | "job.resume"
+  | "key.create"
+  | "key.revoke"
+  | "proposal.approve"
+  | "proposal.reject";
 
 /** One audited action. */
 export interface AuditEntry {

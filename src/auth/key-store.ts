@@ -33,7 +33,7 @@ export interface ApiKeyRecord {
   /** The tenant every request made with the key acts for. */
   tenant: string;
   scopes: readonly KeyScope[];
-  /** A publishable key: read-only (chat, media, models), accepted only from `origins`. */
+  /** A publishable key: read-only (chat, media, models, feedback), accepted only from `origins`. */
   publishable: boolean;
   /** Browser origins (`https://app.example.com`) the key may be used from; empty: none. */
   origins: readonly string[];

@@ -7,6 +7,7 @@ import { Command } from "commander";
 import { AppError } from "../errors.ts";
 import { registerAskCommand } from "./commands/ask.ts";
 import { registerEvalCommand } from "./commands/eval.ts";
+import { registerFeedbackCommand } from "./commands/feedback.ts";
 import { registerGcCommand } from "./commands/gc.ts";
 import { registerIngestCommand } from "./commands/ingest.ts";
 import { registerKeysCommand } from "./commands/keys.ts";
@@ -38,6 +39,7 @@ registerKeysCommand(program);
 registerGcCommand(program);
 registerOcrCommand(program);
 registerMcpCommand(program);
+registerFeedbackCommand(program);
 
 try {
   await program.parseAsync(process.argv);

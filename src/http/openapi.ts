@@ -339,7 +339,7 @@ const unauthorizedDocumented = documentedError(
   },
 );
 const forbiddenDocumented = documentedError(
-  "The key lacks the scope in `x-loupe-scope` or is publishable and the route is not chat, media or models (code `forbidden`), or the request came from a web origin the key does not list (code `origin_not_allowed`).",
+  "The key lacks the scope in `x-loupe-scope` or is publishable and the route is not chat, media, models or feedback (code `forbidden`), or the request came from a web origin the key does not list (code `origin_not_allowed`).",
 );
 const authUnavailableText =
   "Also when the server cannot read its API keys (code `auth_unavailable`; the server log says why).";

@@ -8,7 +8,7 @@
  * without sessions: 405, which MCP clients expect from a stateless server.
  *
  * The path needs a key once keys exist, like every non-public path, and the key needs the `read` scope
- * (a publishable key is refused: it may only chat, read media and list models).
+ * (a publishable key is refused: it may only chat, read media, list models and send feedback).
  */
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import { Hono } from "hono";

@@ -59,10 +59,20 @@ export interface StoredBlob {
   sha256: string;
   size: number;
   contentType: string;
-  /** The bytes as a Web stream, read from storage as the caller consumes it. */
-  stream(): ReadableStream<Uint8Array>;
+  /**
+   * The bytes as a Web stream, read from storage as the caller consumes it; with `range`, only the bytes
+   * from `start` to `end` (inclusive, both within the blob), so a media player seeking in a long video
+   * reads only what it asks for.
+   */
+  stream(range?: ByteRange): ReadableStream<Uint8Array>;
   /** All the bytes at once. */
   bytes(): Promise<Buffer>;
+}
+
+/** A span of a blob's bytes, offsets inclusive (as in an HTTP `Content-Range`). */
+export interface ByteRange {
+  start: number;
+  end: number;
 }
 
 /** Arguments of {@link BlobStore.put}. */
@@ -365,7 +375,14 @@ export class FsBlobStore implements BlobStore {
       sha256,
       size,
       contentType: meta.contentType,
-      stream: () => Readable.toWeb(createReadStream(blob)) as ReadableStream<Uint8Array>,
+      stream: (range) => {
+        if (range !== undefined && !(0 <= range.start && range.start <= range.end && range.end < size)) {
+          throw new ValidationError(
+            `Byte range ${range.start}-${range.end} is not within blob ${sha256} of ${size} bytes.`,
+          );
+        }
+        return Readable.toWeb(createReadStream(blob, range)) as ReadableStream<Uint8Array>;
+      },
       bytes: () => readFile(blob),
     };
   }

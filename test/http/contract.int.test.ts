@@ -53,7 +53,7 @@ describe("the OpenAPI document against the routes (real Milvus Lite and model pa
     const document = (await (await app.request("/openapi.json")).json()) as OpenApiDocumentShape;
     const schemaAt = documentSchemas(document);
     const component = (name: string) => schemaAt("components", "schemas", name);
-    const kept = { imageIds: [] as string[], jobId: "", videoId: "" };
+    const kept = { imageIds: [] as string[], jobId: "", videoId: "", proposalIds: [] as string[] };
     const png = (index: number) => ({
       bytes: new Uint8Array(images[index] as Buffer),
       filename: `shape-${index}.png`,
@@ -225,7 +225,15 @@ describe("the OpenAPI document against the routes (real Milvus Lite and model pa
       "GET /v1/models/{model}": { valid: { path: "/v1/models/loupe", expect: [200] } },
       "GET /v1/media/{id}": {
         valid: () => ({ path: `/v1/media/${kept.imageIds[0]}`, expect: [200] }),
-        also: [() => ({ path: `/v1/media/${kept.videoId}`, expect: [200] })],
+        also: [
+          () => ({ path: `/v1/media/${kept.videoId}`, expect: [200] }),
+          () => ({ path: `/v1/media/${kept.videoId}`, headers: { range: "bytes=10-19" }, expect: [206] }),
+          () => ({
+            path: `/v1/media/${kept.imageIds[0]}`,
+            headers: { range: "bytes=99999999-" },
+            expect: [416],
+          }),
+        ],
         invalid: { path: "/v1/media/img_00000000000000000000000000000000", expect: [404] },
       },
       "GET /v1/media/{id}/thumbnail": {
@@ -258,6 +266,48 @@ describe("the OpenAPI document against the routes (real Milvus Lite and model pa
       "GET /v1/admin/keys": { valid: { expect: [403] } },
       "DELETE /v1/admin/keys/{id}": { valid: { path: "/v1/admin/keys/key_0000000000000000", expect: [403] } },
       // Open while authentication is off, unlike key management.
+      "POST /v1/feedback": {
+        valid: {
+          json: {
+            rating: "up",
+            question,
+            answer: "The circle is red [att_1].",
+            citations: ["att_1"],
+            image: `data:image/png;base64,${Buffer.from(png(3).bytes).toString("base64")}`,
+          },
+          expect: [201],
+          check: ({ body }) => {
+            kept.proposalIds.push((body as { proposal: { id: string } }).proposal.id);
+          },
+        },
+        also: [
+          () => ({
+            json: { rating: "down", question, answer: "Blue.", correction: "Red.", image: kept.imageIds[1] },
+            expect: [201],
+            check: ({ body }) => {
+              kept.proposalIds.push((body as { proposal: { id: string } }).proposal.id);
+            },
+          }),
+        ],
+        invalid: { json: { rating: "up", question, answer: "a", extra: true }, expect: [400] },
+      },
+      "GET /v1/feedback/proposals": {
+        valid: { expect: [200] },
+        invalid: { query: { status: "maybe" }, expect: [400] },
+      },
+      "GET /v1/feedback/proposals/{id}/image": {
+        valid: () => ({ path: `/v1/feedback/proposals/${kept.proposalIds[0]}/image`, expect: [200] }),
+        invalid: { path: `/v1/feedback/proposals/fbp_${"0".repeat(32)}/image`, expect: [404] },
+      },
+      "POST /v1/feedback/proposals/{id}/approve": {
+        valid: () => ({ path: `/v1/feedback/proposals/${kept.proposalIds[0]}/approve`, expect: [200] }),
+        invalid: { path: `/v1/feedback/proposals/fbp_${"0".repeat(32)}/approve`, expect: [404] },
+      },
+      "POST /v1/feedback/proposals/{id}/reject": {
+        valid: () => ({ path: `/v1/feedback/proposals/${kept.proposalIds[1]}/reject`, expect: [200] }),
+        // The approved one cannot be rejected.
+        invalid: () => ({ path: `/v1/feedback/proposals/${kept.proposalIds[0]}/reject`, expect: [409] }),
+      },
       "GET /metrics": { valid: { expect: [200] } },
       "GET /openapi.json": { valid: { expect: [200] } },
       "GET /docs": { valid: { expect: [200] } },

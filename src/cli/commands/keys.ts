@@ -250,7 +250,7 @@ export function registerKeysCommand(program: Command): void {
     .option("--rate-limit <rate>", "the key's own rate limit: tokens per second[/burst], e.g. 10/40")
     .option(
       "--publishable",
-      "a read-only key for a web page (chat, media, models), accepted only from --origins",
+      "a read-only key for a web page (chat, media, models, feedback), accepted only from --origins",
     )
     .option("--json", "print one JSON object (id, key, tenant, scopes, …)")
     .action(async (options: CreateKeyOptions) => {

@@ -15,8 +15,10 @@ import type { AuthSetting } from "./auth-mode.ts";
 import { keyStoreUnavailable, refuse } from "./refusal.ts";
 
 const ALLOW_METHODS = "GET, POST, DELETE";
-const ALLOW_HEADERS = "authorization, x-api-key, content-type, x-request-id, last-event-id, if-none-match";
-const EXPOSE_HEADERS = "x-request-id, location, retry-after, ratelimit, ratelimit-policy, etag";
+const ALLOW_HEADERS =
+  "authorization, x-api-key, content-type, x-request-id, last-event-id, if-none-match, range, if-range";
+const EXPOSE_HEADERS =
+  "x-request-id, location, retry-after, ratelimit, ratelimit-policy, etag, accept-ranges, content-range, content-length";
 
 /** Options of {@link cors}. */
 export interface CorsOptions {

@@ -1,6 +1,6 @@
 /**
  * Refuses a call whose principal lacks the route's scope (403), or whose key is publishable and the
- * route is not one a publishable key may call (chat, media, models). A request that reached a gated
+ * route is not one a publishable key may call (chat, media, models, feedback). A request that reached a gated
  * route without a principal is refused 401: the gate fails closed.
  */
 import type { MiddlewareHandler } from "hono";
@@ -17,6 +17,8 @@ export const PUBLISHABLE_ROUTES: ReadonlySet<string> = new Set([
   "GET /v1/media/:id/thumbnail",
   "GET /v1/models",
   "GET /v1/models/:model",
+  // Ratings from the embedded assistant; the triples they propose wait for an `ingest` key's approval.
+  "POST /v1/feedback",
 ]);
 
 /**
@@ -38,7 +40,7 @@ export function scopeGate(
       return refuse(c, {
         status: 403,
         code: "forbidden",
-        message: `A publishable key may only chat, read media and list models; ${route} needs a secret key with the \`${scope}\` scope.`,
+        message: `A publishable key may only chat, read media, list models and send feedback; ${route} needs a secret key with the \`${scope}\` scope.`,
       });
     }
     if (!principal.scopes.has(scope)) {

@@ -36,7 +36,9 @@ export const apiKeySchema = z
     name: z.string().nullable(),
     tenant: z.string(),
     scopes: z.array(scopeSchema),
-    publishable: z.boolean().describe("Read-only (chat, media, models), accepted only from `origins`."),
+    publishable: z
+      .boolean()
+      .describe("Read-only (chat, media, models, feedback), accepted only from `origins`."),
     origins: z.array(z.string()).describe("Web origins the key may be used from."),
     rateLimit: rateLimitSchema
       .nullable()
@@ -72,7 +74,9 @@ export const createApiKeyRequestSchema = z
     publishable: z
       .boolean()
       .optional()
-      .describe("A key for a web page: read-only (chat, media, models), accepted only from `origins`."),
+      .describe(
+        "A key for a web page: read-only (chat, media, models, feedback), accepted only from `origins`.",
+      ),
     origins: z
       .array(z.string().min(1).max(300))
       .max(50)

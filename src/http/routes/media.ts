@@ -5,11 +5,17 @@
  * are content-addressed, so the sha256 is a strong ETag and the bytes behind a URL never change. A
  * signed link from a chat answer (`exp`, `kid`, `sig`) opens without a key; the authentication
  * middleware checks it (`../auth/signed-media.ts`).
+ *
+ * Both answer single byte ranges (`Range: bytes=…`, with `If-Range` on the ETag) with 206 and only the
+ * bytes asked for, read from that offset of the file, so a `<video>` seeks into a long video without
+ * the whole of it being read (`../byte-range.ts` says which headers are served how). HEAD answers the
+ * headers of GET and opens no file.
  */
 import { z } from "@hono/zod-openapi";
 import { findMedia, type MediaVariant } from "../../ingest/items.ts";
 import type { BlobStore } from "../../media/blob-store.ts";
 import type { VectorStore } from "../../store/index.ts";
+import { ifRangeHolds, parseRange } from "../byte-range.ts";
 import type { AppContext } from "../context.ts";
 import {
   createRouter,
@@ -46,7 +52,15 @@ const binary = { schema: z.string().meta({ contentMediaType: "application/octet-
 function mediaResponses(variant: string) {
   return {
     200: {
-      description: `The ${variant}, with its own content type, a strong ETag and \`Cache-Control: private\`.`,
+      description: `The ${variant}, with its own content type, a strong ETag, \`Accept-Ranges: bytes\` and \`Cache-Control: private\`. Also the answer to a \`Range\` of more than one range, of another unit or that cannot be read, and to one whose \`If-Range\` is not the current ETag.`,
+      content: { "image/*": binary, "video/*": binary },
+    },
+    206: {
+      description:
+        "One byte range (`Range: bytes=a-b`, `bytes=a-` or `bytes=-n`): only those bytes, with `Content-Range: bytes a-b/size`.",
+      headers: z.object({
+        "Content-Range": z.string().describe("`bytes <first>-<last>/<size>`."),
+      }),
       content: { "image/*": binary, "video/*": binary },
     },
     304: { description: "Not modified: `If-None-Match` names the current ETag." },
@@ -60,6 +74,13 @@ function mediaResponses(variant: string) {
       }),
     },
     404: errorResponse(`No item with that id for the caller, or it has no stored ${variant}.`),
+    416: {
+      description:
+        "The range starts at or past the end of the file (or asks for an empty suffix): no body, `Content-Range: bytes */<size>`.",
+      headers: z.object({
+        "Content-Range": z.string().describe("`bytes */<size>`."),
+      }),
+    },
     503: notReadyResponse,
   };
 }
@@ -103,6 +124,7 @@ export function createMediaRoute({ store, blobs }: MediaRouteOptions) {
     const etag = `"${blob.sha256}"`;
     const headers: Record<string, string> = {
       etag,
+      "accept-ranges": "bytes",
       // Per-tenant content: never kept by shared caches.
       "cache-control": "private, max-age=86400",
       "x-content-type-options": "nosniff",
@@ -110,11 +132,23 @@ export function createMediaRoute({ store, blobs }: MediaRouteOptions) {
       "content-disposition": "inline",
     };
     if (c.req.header("if-none-match") === etag) return c.body(null, 304, headers);
-    return c.body(blob.stream(), 200, {
-      ...headers,
-      "content-type": blob.contentType,
-      "content-length": String(blob.size),
-    });
+    // Hono answers HEAD with GET's handler and drops the body: no file is opened for it.
+    const head = c.req.method === "HEAD";
+    const range = ifRangeHolds(c.req.header("if-range"), etag)
+      ? parseRange(c.req.header("range"), blob.size)
+      : ({ kind: "whole" } as const);
+    if (range.kind === "unsatisfiable") {
+      return c.body(null, 416, { ...headers, "content-range": `bytes */${blob.size}` });
+    }
+    headers["content-type"] = blob.contentType;
+    if (range.kind === "partial") {
+      const { start, end } = range;
+      headers["content-length"] = String(end - start + 1);
+      headers["content-range"] = `bytes ${start}-${end}/${blob.size}`;
+      return head ? c.body(null, 206, headers) : c.body(blob.stream({ start, end }), 206, headers);
+    }
+    headers["content-length"] = String(blob.size);
+    return head ? c.body(null, 200, headers) : c.body(blob.stream(), 200, headers);
   };
   return createRouter()
     .openapi(mediaRoute, (c) => serve(c, c.req.valid("param").id, "original"))
