@@ -83,13 +83,22 @@ async function listFiles(dir: string, root = dir): Promise<string[]> {
 }
 
 /**
- * Hashes every file under `dir` (except the manifest and temporary `*.partial` downloads) and writes
- * `manifest.json` atomically.
+ * Hashes the given files of the pack in `dir` (default: every file under it except the manifest and
+ * temporary `*.partial` downloads) and writes `manifest.json` atomically.
  */
-export async function writeManifest({ dir }: { dir: string }): Promise<Manifest> {
+export async function writeManifest({
+  dir,
+  files: only,
+}: {
+  dir: string;
+  /** Pack-relative paths to list; absent: every file. */
+  files?: readonly string[];
+}): Promise<Manifest> {
   const files: Record<string, string> = {};
-  for (const file of await listFiles(dir)) {
+  const listed = only === undefined ? await listFiles(dir) : [...new Set(only)].sort();
+  for (const file of listed) {
     if (file === MANIFEST_FILE || file.endsWith(".partial")) continue;
+    assertPackRelativePath(file);
     files[file] = await sha256File(join(dir, file));
   }
   const manifest: Manifest = { files };

@@ -358,12 +358,21 @@ export class ModelPack {
   }
 }
 
+/** Pack-relative paths of every file Loupe reads of a pack: what its manifest must list. */
+export async function packUsedFiles({ info }: { info: ModelPackInfo }): Promise<string[]> {
+  const used: string[] = [packFiles.config, packFiles.preprocessor, packFiles.tokenizer, ...info.modelFiles];
+  if (info.config.loupe?.vqa !== undefined) used.push(info.config.loupe.vqa.answers);
+  if (await exists(join(info.dir, packFiles.tokenizerConfig))) used.push(packFiles.tokenizerConfig);
+  if (info.vocabulary !== undefined) used.push(packFiles.vocabulary);
+  return used;
+}
+
 function checkManifestCovers({ manifest, files }: { manifest: Manifest; files: readonly string[] }): void {
   const missing = files.filter((file) => manifest.files[file] === undefined);
   if (missing.length > 0) {
     throw new ModelPackError(
       `manifest.json does not list ${missing.join(", ")}, so ${missing.length === 1 ? "it" : "they"} cannot be verified. ` +
-        "Re-fetch or reinstall the pack, or regenerate its manifest.",
+        "Re-fetch or reinstall the pack, or check it and regenerate its manifest with: loupe models import --force <dir>",
       { context: { files: missing } },
     );
   }
@@ -390,8 +399,8 @@ export async function loadModelPack({
   if (verifyHashes) {
     if (!(await exists(join(absolute, packFiles.manifest)))) {
       throw new ModelPackError(
-        `Model pack ${absolute} has no manifest.json, so its files cannot be verified. Re-fetch or reinstall the pack ` +
-          "(or load it with hash verification turned off).",
+        `Model pack ${absolute} has no manifest.json, so its files cannot be verified. A pack copied from the ` +
+          `Hugging Face hub or exported by hand is checked and given one by: loupe models import ${absolute}`,
         { context: { dir: absolute, file: packFiles.manifest } },
       );
     }
@@ -401,16 +410,7 @@ export async function loadModelPack({
   const info = await readModelPackInfo({ dir: absolute });
   const hasTokenizerConfig = await exists(join(absolute, packFiles.tokenizerConfig));
   if (manifest !== undefined) {
-    const used: string[] = [
-      packFiles.config,
-      packFiles.preprocessor,
-      packFiles.tokenizer,
-      ...info.modelFiles,
-    ];
-    if (info.config.loupe?.vqa !== undefined) used.push(info.config.loupe.vqa.answers);
-    if (hasTokenizerConfig) used.push(packFiles.tokenizerConfig);
-    if (info.vocabulary !== undefined) used.push(packFiles.vocabulary);
-    checkManifestCovers({ manifest, files: used });
+    checkManifestCovers({ manifest, files: await packUsedFiles({ info }) });
   }
   let tokenizerConfig: TokenizerConfig = {};
   if (hasTokenizerConfig) {

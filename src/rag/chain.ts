@@ -369,6 +369,7 @@ export function createLoupeChain({
       evidence,
       turnImageIds: turn.images.map((image) => image.evidenceId),
       ...(turn.textQuestion === undefined ? {} : { textQuestion: turn.textQuestion }),
+      canGround: models.vqaHead !== undefined,
     });
     const byId = new Map(evidence.map((entry) => [entry.citation.id, entry.citation]));
     const emitted = new Set<string>();

@@ -48,7 +48,65 @@ export interface OfflineComposeInput {
   turnImageIds: readonly string[];
   /** Set when the turn asks about text in images: the answer quotes the lines that answer it. */
   textQuestion?: TextQuestion;
+  /**
+   * Whether the pack has a VQA head to check what images show (default true). Without one, and without a
+   * stored triple answering, the answer lists the closest matches by similarity and says what it cannot do.
+   */
+  canGround?: boolean;
   settings?: Partial<OfflineComposerSettings>;
+}
+
+const VISUAL_INTENTS: readonly string[] = [
+  "color",
+  "shape",
+  "count",
+  "exist",
+  "size",
+  "position",
+  "describe",
+];
+
+/** The answer of a pack without a VQA head: the closest matches by similarity, and plainly what is not known. */
+function composeUngrounded({
+  intent,
+  standaloneQuestion,
+  evidence,
+  turnImageIds,
+  settings,
+}: {
+  intent: Intent;
+  standaloneQuestion: string;
+  evidence: readonly Evidence[];
+  turnImageIds: readonly string[];
+  settings: OfflineComposerSettings;
+}): OfflineAnswer {
+  const aboutImages = turnImageIds.length > 0 || VISUAL_INTENTS.includes(intent.type);
+  const limit = aboutImages
+    ? "The model pack has no VQA head, so without an LLM Loupe cannot tell what an image shows or check a match. "
+    : "";
+  const matches = evidence.filter(
+    (entry) =>
+      !entry.attachment &&
+      !turnImageIds.includes(entry.citation.id) &&
+      entry.citation.score >= settings.relevanceFloor,
+  );
+  if (matches.length === 0) {
+    return decline(
+      `${limit}Nothing stored is close enough to "${standaloneQuestion.slice(0, 200)}" to answer from the corpus.`,
+    );
+  }
+  const listed = matches.slice(0, 3).map((entry) => {
+    const times =
+      entry.citation.kind === "video_segment"
+        ? ` (${formatSeconds(entry.citation.start)}–${formatSeconds(entry.citation.end)})`
+        : "";
+    return `${entry.citation.id}${times} ${cite(entry.citation.id)}`;
+  });
+  return {
+    text: `${limit}The closest matches in the corpus by similarity alone (not checked) are ${listed.join(", ")}.`,
+    answered: !aboutImages,
+    confidence: round((matches[0]?.citation.score ?? 0) / 2),
+  };
 }
 
 const round = (value: number) => Math.round(value * 1000) / 1000;
@@ -147,10 +205,14 @@ export function composeOffline({
   evidence,
   turnImageIds,
   textQuestion,
+  canGround = true,
   settings: given = {},
 }: OfflineComposeInput): OfflineAnswer {
   const settings = { ...DEFAULT_OFFLINE_SETTINGS, ...given };
   if (textQuestion !== undefined) return composeTextAnswer({ textQuestion, evidence, turnImageIds });
+  if (!canGround && intent.type !== "when" && evidence.every((entry) => entry.findings.length === 0)) {
+    return composeUngrounded({ intent, standaloneQuestion, evidence, turnImageIds, settings });
+  }
   const turnImages = evidence.filter((entry) => turnImageIds.includes(entry.citation.id));
 
   // About the images of the turn: the head's answer (or a stored triple's) per image.

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { EMPTY_VOCABULARY } from "../../src/inference/vocabulary.ts";
 import { reciprocalRankFusion } from "../../src/rag/fusion.ts";
 import { objectCheck, probabilityOf } from "../../src/rag/ground.ts";
 import { composeOffline } from "../../src/rag/offline-composer.ts";
@@ -222,6 +223,69 @@ describe("composeOffline", () => {
     });
     expect(answer.answered).toBe(false);
     expect(answer.text).toMatch(/^The corpus does not answer this question/);
+  });
+
+  describe("with a pack without a VQA head", () => {
+    const stored = (id: string, score: number): Evidence => ({
+      citation: citation(id, { score }),
+      attachment: false,
+      text: "",
+      findings: [],
+    });
+
+    it("lists the closest matches by similarity and says they are not checked", () => {
+      const answer = composeOffline({
+        intent: parseQuestion("Find a red circle", EMPTY_VOCABULARY),
+        standaloneQuestion: "Find a red circle",
+        evidence: [stored("img_aaaaaa111111", 0.8), stored("img_bbbbbb222222", 0.1)],
+        turnImageIds: [],
+        canGround: false,
+      });
+      expect(answer.text).toBe(
+        "The closest matches in the corpus by similarity alone (not checked) are img_aaaaaa111111 [img_aaaaaa111111].",
+      );
+      expect(answer.answered).toBe(true);
+    });
+
+    it("says it cannot tell what an attached image shows instead of guessing", () => {
+      const answer = composeOffline({
+        intent: parseQuestion("What color is the star?", vocabulary),
+        standaloneQuestion: "What color is the star?",
+        evidence: [{ ...attachment, findings: [] }, stored("img_aaaaaa111111", 0.2)],
+        turnImageIds: ["att_1"],
+        canGround: false,
+      });
+      expect(answer.answered).toBe(false);
+      expect(answer.text).toBe(
+        "The model pack has no VQA head, so without an LLM Loupe cannot tell what an image shows or check a match. " +
+          'Nothing stored is close enough to "What color is the star?" to answer from the corpus.',
+      );
+    });
+
+    it("still answers from a stored triple's answer", () => {
+      const answer = composeOffline({
+        intent: parseQuestion("What color is the star?", vocabulary),
+        standaloneQuestion: "What color is the star?",
+        evidence: [
+          {
+            ...attachment,
+            findings: [
+              {
+                question: "What colour is the star?",
+                answer: "green",
+                probability: 0.97,
+                alternatives: [],
+                source: "triple",
+                tripleId: "tri_abcdef123456",
+              },
+            ],
+          },
+        ],
+        turnImageIds: ["att_1"],
+        canGround: false,
+      });
+      expect(answer.text).toContain("The star is green [att_1] [tri_abcdef123456]");
+    });
   });
 });
 

@@ -20,6 +20,7 @@ import { type FetchProgress, fetchPack, knownPacks } from "../../inference/pack-
 import { wholeNumber } from "../command-inputs.ts";
 import { formatTable } from "../table.ts";
 import { registerModelsEvalCommand } from "./models-eval.ts";
+import { registerModelsImportCommand } from "./models-import.ts";
 
 const DEFAULT_MODELS_DIR = "models";
 
@@ -250,5 +251,6 @@ export function registerModelsCommand(program: Command): void {
       },
     );
 
+  registerModelsImportCommand(models);
   registerModelsEvalCommand(models);
 }
