@@ -40,9 +40,9 @@ fi
 # Exit 0 when the interpreter is Python 3.10 or newer.
 python_ok() { "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' >/dev/null 2>&1; }
 
-# Exit 0 when every name==version pin of the requirements file is installed in the venv.
+# Exit 0 when every name==version pin of the requirements file ($1, default the Milvus Lite one) is installed in the venv.
 pins_installed() {
-  "$venv_dir/bin/python" - "$requirements" <<'PY' >/dev/null 2>&1
+  "$venv_dir/bin/python" - "${1:-$requirements}" <<'PY' >/dev/null 2>&1
 import importlib.metadata, re, sys
 for line in open(sys.argv[1]):
     line = line.split("#", 1)[0].strip()
@@ -78,6 +78,19 @@ else
 fi
 "$venv_dir/bin/milvus-lite" --help >/dev/null 2>&1 ||
   fail "$venv_dir/bin/milvus-lite does not run. Delete $venv_dir and run npm run setup again."
+
+# --- Model tools in the same venv ----------------------------------------------------------------------
+# `loupe models quantize` (onnxruntime's quantization tools) and the tokenizer check run with these.
+models_requirements="scripts/requirements-models.txt"
+if pins_installed "$models_requirements"; then
+  say "$venv_dir already has the pinned model tools; skipping."
+else
+  say "installing the model tools into $venv_dir (pip install -r $models_requirements)..."
+  "$venv_dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$models_requirements" ||
+    fail "pip could not install $models_requirements into $venv_dir. Check network access to PyPI."
+  pins_installed "$models_requirements" ||
+    fail "$venv_dir does not have the versions pinned in $models_requirements after installing them."
+fi
 
 # --- Bundled media binaries -----------------------------------------------------------------------------
 for package in @ffprobe-installer/ffprobe @ffmpeg-installer/ffmpeg; do

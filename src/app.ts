@@ -96,7 +96,12 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
   app.route("/", createReadyzRoute({ store: services.store, timeoutMs: services.config.milvusTimeoutMs }));
   app.route(
     "/",
-    createJobsRoute({ jobs: services.jobs, ocrBackfill: services.ocrBackfill, audit: services.audit }),
+    createJobsRoute({
+      jobs: services.jobs,
+      ocrBackfill: services.ocrBackfill,
+      audit: services.audit,
+      packMigration: services.packMigration,
+    }),
   );
   app.route(
     "/",

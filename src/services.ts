@@ -13,7 +13,7 @@ import { ensureKeySecret } from "./auth/key-secret.ts";
 import type { KeyStore } from "./auth/key-store.ts";
 import { createMediaLinkSigner, type MediaLinkSigner } from "./auth/media-link-signer.ts";
 import type { Config } from "./config.ts";
-import { ModelPackError } from "./errors.ts";
+import { ModelPackError, NotReadyError, ValidationError } from "./errors.ts";
 import { FeedbackService } from "./feedback/feedback-service.ts";
 import { createFileFeedbackStore, type FeedbackStore } from "./feedback/feedback-store.ts";
 import { createMemoryRateLimiter } from "./http/limits/memory-rate-limiter.ts";
@@ -28,8 +28,9 @@ import { IMAGE_URL_CONTENT_TYPES, ImageIngester } from "./ingest/image-ingest.ts
 import type { IngestOcr } from "./ingest/ingest-ocr.ts";
 import { createJobRegistry, type JobRegistry } from "./ingest/jobs.ts";
 import { OcrBackfill } from "./ingest/ocr-backfill.ts";
+import { PackMigration } from "./ingest/pack-migration.ts";
 import { TripleIngester } from "./ingest/triple-ingest.ts";
-import { createVideoIngester, type VideoIngester } from "./ingest/video-ingest.ts";
+import { createVideoIngester, type VideoIngester, videoIngestSettings } from "./ingest/video-ingest.ts";
 import { createChatModel } from "./llm/chat-model.ts";
 import { loadPrompts } from "./llm/prompts.ts";
 import type { Logger } from "./logger.ts";
@@ -48,6 +49,7 @@ import { DeferredVectorStore } from "./store/deferred-vector-store.ts";
 import { TENANT_PATTERN } from "./store/filter.ts";
 import { startMilvusLite } from "./store/milvus-lite.ts";
 import { createVectorStore } from "./store/milvus-vector-store.ts";
+import { ModelCatalog } from "./store/model-catalog.ts";
 import { SupervisedVectorStore } from "./store/supervised-vector-store.ts";
 import type { HybridRanker, VectorStore } from "./store/vector-store.ts";
 
@@ -97,6 +99,11 @@ export interface ServiceParts {
   mediaLinks?: MediaLinkSigner;
   /** Feedback on answers and the triples it proposes; files under `<LOUPE_DATA_DIR>/feedback` when absent. */
   feedbackStore?: FeedbackStore;
+  /**
+   * Opens a connection of its own to the store's Milvus with the collections of each model, for a pack
+   * switch; absent where there is no Milvus (then no migration can run).
+   */
+  openCatalog?: () => ModelCatalog;
 }
 
 /** Everything the HTTP layer, the CLI, the evals and library users work with, each built once. */
@@ -119,6 +126,8 @@ export interface LoupeServices extends ServiceParts {
   triples: TripleIngester;
   /** Reads the text of stored items that have none (`loupe ocr backfill`, jobs of kind `ocr`); absent without `ocr`. */
   ocrBackfill?: OcrBackfill;
+  /** Switches the store to another model pack (`loupe models migrate`, jobs of kind `migrate`); absent without `openCatalog`. */
+  packMigration?: PackMigration;
   /** The retrieval chain that answers chat turns (a LangChain Runnable inside). */
   chain: LoupeChainRunnable;
   feedbackStore: FeedbackStore;
@@ -229,6 +238,30 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     ocr === undefined
       ? undefined
       : new OcrBackfill({ store, media, ocr, logger: logger.child({ component: "ocr-backfill" }) });
+  const packMigration =
+    parts.openCatalog === undefined
+      ? undefined
+      : new PackMigration({
+          openCatalog: parts.openCatalog,
+          blobs,
+          resolvePack: (to) => resolvePackDir({ to, modelsDir: config.modelsDir }),
+          loadPack: (dir) =>
+            loadModelPack({
+              dir,
+              sessionOptions: {
+                intraOpNumThreads: config.inferenceThreads,
+                executionProviders: config.executionProviders,
+                metrics,
+              },
+              imageLimits: {
+                maxInputBytes: config.maxImageBytes,
+                maxInputPixels: config.maxImagePixels,
+                maxFrames: config.maxImageFrames,
+              },
+            }),
+          video: videoIngestSettings({ config }),
+          logger: logger.child({ component: "pack-migration" }),
+        });
   const chain = createLoupeChain({
     search,
     store,
@@ -268,6 +301,7 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     videos,
     triples,
     ...(ocrBackfill === undefined ? {} : { ocrBackfill }),
+    ...(packMigration === undefined ? {} : { packMigration }),
     chain,
     feedbackStore,
     feedback,
@@ -314,9 +348,16 @@ export function buildOcrEngine({ config, metrics }: { config: Config; metrics?: 
 export async function createLoupeServices({
   config,
   logger,
+  forMigration = false,
 }: {
   config: Config;
   logger: Logger;
+  /**
+   * Open Milvus for a pack switch only (`loupe models migrate`): no store over the live collections (whose
+   * model or dimension may differ from the configured pack's, which is what the switch is for), only
+   * `openCatalog` and `packMigration`. Otherwise start-up refuses live collections of another model.
+   */
+  forMigration?: boolean;
 }): Promise<OpenLoupeServices> {
   const cleanups: Array<() => Promise<void>> = [];
   const closeAll = async () => {
@@ -328,7 +369,13 @@ export async function createLoupeServices({
     // First, so that every part built below reports to the same registry.
     const metrics = config.metrics === "on" ? createPrometheusMetrics() : undefined;
     const llm = await buildLlmComposer({ config, logger, metrics });
-    const { store, liteStore } = await buildStore({ config, logger, cleanups, metrics });
+    const { store, liteStore, openCatalog } = await buildStore({
+      config,
+      logger,
+      cleanups,
+      metrics,
+      forMigration,
+    });
     const models = await buildModelPack({ config, logger, metrics });
     cleanups.push(() => models.close());
     const ocr = config.ocr === "auto" ? buildOcrEngine({ config, metrics }) : undefined;
@@ -347,6 +394,7 @@ export async function createLoupeServices({
       llm,
       ...(ocr === undefined ? {} : { ocr }),
       ...(metrics === undefined ? {} : { metrics }),
+      ...(openCatalog === undefined ? {} : { openCatalog }),
     });
     cleanups.push(() => services.audit.close());
     cleanups.push(() => services.feedbackStore.close());
@@ -376,9 +424,19 @@ export async function createLoupeServices({
  *
  * @throws {ModelPackError} when neither is available, or the pack's files are invalid.
  */
-async function resolveEmbeddingDimension({ config }: { config: Config }): Promise<number> {
-  if (config.embeddingDim !== undefined) return config.embeddingDim;
+async function resolveEmbeddingDimension({
+  config,
+}: {
+  config: Config;
+}): Promise<{ dimension: number; modelId?: string }> {
   const file = path.join(config.modelPack, "config.json");
+  if (config.embeddingDim !== undefined) {
+    // The pack's model id still guards the collections when the pack can be read.
+    const info = existsSync(file)
+      ? await readModelPackInfo({ dir: config.modelPack }).catch(() => undefined)
+      : undefined;
+    return { dimension: config.embeddingDim, ...(info === undefined ? {} : { modelId: info.modelId }) };
+  }
   if (!existsSync(file)) {
     throw new ModelPackError(
       `The embedding dimension is unknown: there is no model pack at ${config.modelPack} (no config.json). Install the model pack, point LOUPE_MODEL_PACK at one, or set LOUPE_EMBEDDING_DIM.`,
@@ -386,7 +444,24 @@ async function resolveEmbeddingDimension({ config }: { config: Config }): Promis
     );
   }
   const pack = await readModelPackInfo({ dir: config.modelPack });
-  return pack.dimension;
+  return { dimension: pack.dimension, modelId: pack.modelId };
+}
+
+/**
+ * The directory a pack switch's `to` names: a path (absolute, or with a `/`, or starting with `.`) as it
+ * is, else a pack name under `LOUPE_MODELS_DIR`.
+ *
+ * @throws ValidationError for an empty name.
+ */
+export function resolvePackDir({ to, modelsDir }: { to: string; modelsDir: string }): string {
+  if (to.trim().length === 0) {
+    throw new ValidationError(
+      "The pack to switch to is empty; give a pack directory or a pack name under LOUPE_MODELS_DIR.",
+    );
+  }
+  return path.isAbsolute(to) || to.includes("/") || to.includes(path.sep) || to.startsWith(".")
+    ? path.resolve(to)
+    : path.join(modelsDir, to);
 }
 
 /**
@@ -404,15 +479,18 @@ async function buildStore({
   logger,
   cleanups,
   metrics,
+  forMigration,
 }: {
   config: Config;
   logger: Logger;
   cleanups: Array<() => Promise<void>>;
   metrics?: LoupeMetrics;
-}): Promise<{ store: VectorStore; liteStore?: SupervisedVectorStore }> {
+  forMigration: boolean;
+}): Promise<{ store: VectorStore; liteStore?: SupervisedVectorStore; openCatalog?: () => ModelCatalog }> {
   let dimension: number;
+  let modelId: string | undefined;
   try {
-    dimension = await resolveEmbeddingDimension({ config });
+    ({ dimension, modelId } = await resolveEmbeddingDimension({ config }));
   } catch (error) {
     if (!(error instanceof ModelPackError)) throw error;
     logger.warn({ err: error }, "serving without a vector store: the embedding dimension is unknown");
@@ -422,6 +500,7 @@ async function buildStore({
     token: config.milvusToken,
     database: config.milvusDatabase,
     collectionPrefix: config.collectionPrefix,
+    ...(modelId === undefined ? {} : { modelId, modelPack: config.modelPack }),
     dimension,
     metric: config.metric,
     indexType: config.indexType,
@@ -429,8 +508,33 @@ async function buildStore({
     longTimeoutMs: config.milvusLongTimeoutMs,
     logger: logger.child({ component: "store" }),
   };
+  const catalogAt = (address: string) =>
+    ModelCatalog.connect({
+      address,
+      token: config.milvusToken,
+      database: config.milvusDatabase,
+      prefix: config.collectionPrefix,
+      metric: config.metric,
+      indexType: config.indexType,
+      timeoutMs: config.milvusTimeoutMs,
+      longTimeoutMs: config.milvusLongTimeoutMs,
+      logger: logger.child({ component: "catalog" }),
+    });
 
   const external = config.milvusAddress;
+  if (forMigration) {
+    const migrating = DeferredVectorStore.unavailable("The store is open for a pack migration only.");
+    if (external !== undefined) return { store: migrating, openCatalog: () => catalogAt(external) };
+    const lite = await startMilvusLite({
+      dataDir: path.join(config.dataDir, "milvus"),
+      venvDir: config.venvDir,
+      host: "127.0.0.1",
+      startTimeoutMs: config.milvusStartTimeoutMs,
+      logger: logger.child({ component: "milvus-lite" }),
+    });
+    cleanups.push(() => lite.stop());
+    return { store: migrating, openCatalog: () => catalogAt(lite.address) };
+  }
   if (external !== undefined) {
     const store = DeferredVectorStore.connect({
       address: external,
@@ -438,7 +542,7 @@ async function buildStore({
       logger,
     });
     cleanups.push(() => store.close());
-    return { store };
+    return { store, openCatalog: () => catalogAt(external) };
   }
 
   const liteLogger = logger.child({ component: "milvus-lite" });
@@ -469,7 +573,14 @@ async function buildStore({
   });
   cleanups.push(() => store.close());
   metrics?.watchLite(() => store.pid !== undefined);
-  return { store, liteStore: store };
+  const openCatalog = () => {
+    const address = store.address;
+    if (address === undefined) {
+      throw new NotReadyError("Milvus Lite is restarting; start the migration again in a moment.");
+    }
+    return catalogAt(address);
+  };
+  return { store, liteStore: store, openCatalog };
 }
 
 /**

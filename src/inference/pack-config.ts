@@ -49,6 +49,15 @@ export const clipConfigSchema = z.object({
           path: ["token_grid"],
         })
         .optional(),
+      /** Set on an INT8 variant written by `loupe models quantize`: how it was made and from which pack. */
+      quantization: z
+        .object({
+          method: z.string(),
+          weight_type: z.enum(["qint8", "quint8"]),
+          per_channel: z.boolean(),
+          source_model_id: z.string().min(1),
+        })
+        .optional(),
     })
     .optional(),
 });

@@ -65,6 +65,17 @@ export interface JobSnapshot {
   items: JobItem[];
   /** Why the job failed, when it did as a whole (not item by item). */
   error?: JobError;
+  /**
+   * Progress by part, for jobs whose work is known before its items are listed (a pack migration: rows
+   * of each record kind done of the total); absent for the others.
+   */
+  progress?: Record<string, JobPartProgress>;
+}
+
+/** Progress of one part of a job (see {@link JobSnapshot.progress}). */
+export interface JobPartProgress {
+  done: number;
+  total: number;
 }
 
 /** A progress event of a job's event stream. */
@@ -97,6 +108,8 @@ export interface JobRunContext<Input> {
    * done): counted in `total` and `skipped`, never in `items`.
    */
   setUnlistedSkipped(count: number): void;
+  /** Sets the job's progress by part (see {@link JobSnapshot.progress}), replacing the last. */
+  setProgress(progress: Record<string, JobPartProgress>): void;
 }
 
 /**
@@ -182,6 +195,8 @@ class Job<Input> {
   readonly items: JobItem[];
   /** Items counted as skipped without being listed (see {@link JobRunContext.setUnlistedSkipped}). */
   unlistedSkipped = 0;
+  /** See {@link JobSnapshot.progress}. */
+  progress: Record<string, JobPartProgress> | undefined;
   /** Inputs of the items still to do; those of stored and skipped items are dropped (never re-run). */
   readonly inputs: Map<number, Input>;
   readonly run: JobRunner<Input>;
@@ -239,6 +254,11 @@ class Job<Input> {
       counts: this.counts(),
       items: this.items.map((item) => ({ ...item, describe: { ...item.describe } })),
       ...(this.error === undefined ? {} : { error: this.error }),
+      ...(this.progress === undefined
+        ? {}
+        : {
+            progress: Object.fromEntries(Object.entries(this.progress).map(([part, p]) => [part, { ...p }])),
+          }),
     };
   }
 
@@ -540,8 +560,20 @@ export class JobRegistry {
       job.unlistedSkipped = Math.max(0, Math.floor(count));
       job.emit(job.progressEvent());
     };
+    const setProgress = (progress: Record<string, JobPartProgress>) => {
+      job.progress = Object.fromEntries(
+        Object.entries(progress).map(([part, { done, total }]) => [part, { done, total }]),
+      );
+    };
     try {
-      await job.run({ items: work, signal: this.#abort.signal, report, add, setUnlistedSkipped });
+      await job.run({
+        items: work,
+        signal: this.#abort.signal,
+        report,
+        add,
+        setUnlistedSkipped,
+        setProgress,
+      });
       if (this.#abort.signal.aborted && job.items.some((item) => item.status === "pending")) {
         throw new AppError("shutting_down", 503, shuttingDown.message);
       }

@@ -8,11 +8,16 @@
  * one whose dimension, fields, analyzer or metric differ from what this Loupe expects, stops start-up
  * with a clear error: writing into a mismatched collection would lose or corrupt data silently.
  *
+ * Every collection also records the model whose embeddings it holds ({@link MODEL_ID_PROPERTY}); given the
+ * pack's model id, {@link ensureCollections} refuses collections of another model (a pack switch is a
+ * migration, see `model-catalog.ts`), and gives collections from before the property one.
+ *
  * Schema version 2 added `ocr_text` (text read in the media), `search_text` (what is textual about a
  * record, composed by the store at write time, see {@link composeSearchText}, analyzed with
  * {@link SEARCH_ANALYZER_PARAMS}) and `search_sparse`, the BM25 output Milvus computes from
  * `search_text`, indexed for BM25 text search.
  */
+import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   DataType,
@@ -37,6 +42,12 @@ export const MIGRATABLE_SCHEMA_VERSION = 1;
 export const SCHEMA_VERSION_PROPERTY = "loupe.schema_version";
 /** Collection property holding the record kind. */
 export const KIND_PROPERTY = "loupe.kind";
+/**
+ * Collection property holding the id of the model whose embeddings the collection stores. Set when the
+ * collection is made; a collection from before it is given the `model_id` of its rows (or, empty, the
+ * current pack's) at start-up.
+ */
+export const MODEL_ID_PROPERTY = "loupe.model_id";
 
 /** Similarity metrics Loupe supports; both rank larger scores first. */
 export type MetricType = "COSINE" | "IP";
@@ -167,15 +178,51 @@ export const METADATA_MAX_BYTES = 65_536;
 /** HNSW build parameters: Milvus's usual defaults, fine up to the million-vector scale of Lite. */
 export const HNSW_BUILD_PARAMS = { M: 16, efConstruction: 200 } as const;
 
-/** Name of the collection holding records of `kind`. */
+/**
+ * Name of the collection holding records of `kind`: `<prefix>_<kind>` for the first model a prefix was
+ * used with, `<prefix>_<kind>__<model slug>` for the collections a pack switch makes for `model`
+ * ({@link modelSlug}).
+ */
 export function collectionName({
   prefix = DEFAULT_COLLECTION_PREFIX,
   kind,
+  model,
 }: {
   prefix?: string;
   kind: RecordKind;
+  model?: string;
 }): string {
-  return `${prefix}_${COLLECTION_SUFFIX[kind]}`;
+  const base = `${prefix}_${COLLECTION_SUFFIX[kind]}`;
+  return model === undefined ? base : `${base}__${modelSlug(model)}`;
+}
+
+/** The collection names of every kind, as {@link collectionName} makes them. */
+export function collectionNames({
+  prefix = DEFAULT_COLLECTION_PREFIX,
+  model,
+}: {
+  prefix?: string;
+  model?: string;
+}): Record<RecordKind, string> {
+  return {
+    image: collectionName({ prefix, kind: "image", model }),
+    video_segment: collectionName({ prefix, kind: "video_segment", model }),
+    triple: collectionName({ prefix, kind: "triple", model }),
+  };
+}
+
+/**
+ * A model id as a part of a collection name: lower-case letters, digits and `_` (at most 48), then 8 hex
+ * characters of its sha256, so ids that read alike (`a+b`, `a-b`) still name different collections.
+ */
+export function modelSlug(modelId: string): string {
+  const readable = modelId
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "_")
+    .replace(/^_+|_+$/g, "")
+    .slice(0, 48);
+  const digest = createHash("sha256").update(modelId, "utf8").digest("hex").slice(0, 8);
+  return `${readable.length > 0 ? `${readable}_` : ""}${digest}`;
 }
 
 function varchar(name: keyof typeof VARCHAR_MAX_BYTES, extra: Partial<FieldType> = {}): FieldType {
@@ -267,6 +314,15 @@ export function writtenFieldNames(kind: RecordKind): string[] {
 export interface EnsureCollectionsOptions {
   client: MilvusClient;
   prefix?: string;
+  /** The collection of each kind; {@link collectionName} of `prefix` when absent. */
+  names?: Readonly<Record<RecordKind, string>>;
+  /**
+   * The model whose embeddings Loupe will write and search with: new collections record it, and
+   * collections holding another model's stop start-up (`store_model_mismatch`). Absent: not checked.
+   */
+  modelId?: string;
+  /** Where the pack of {@link EnsureCollectionsOptions.modelId} is, for the fix an error names. */
+  modelPack?: string;
   /** Embedding dimension (from the model pack). */
   dimension: number;
   metric?: MetricType;
@@ -295,6 +351,10 @@ export interface EnsureCollectionsResult {
   indexesCreated: string[];
   /** Collections rebuilt from an older schema version by this call (or whose rebuild it finished). */
   migrated: string[];
+  /** The model the collections hold embeddings of; absent when none is recorded or known. */
+  modelId?: string;
+  /** Collections from before model ids were recorded, given one by this call (absent when none). */
+  adopted?: string[];
 }
 
 interface DescribedField {
@@ -337,6 +397,8 @@ interface CollectionContext {
   client: MilvusClient;
   kind: RecordKind;
   dimension: number;
+  /** Recorded in the collections this context makes. */
+  modelId: string | undefined;
   metric: MetricType;
   indexType: IndexType;
   timeoutMs: number;
@@ -365,13 +427,17 @@ function callOn(context: CollectionContext, name: string) {
  * nothing and changes nothing. Call it at every start-up, since Milvus Lite does not keep load state
  * across restarts.
  *
- * @throws StoreError with code `store_schema_mismatch` when an existing collection has an unknown schema
+ * @throws StoreError with code `store_model_mismatch` when an existing collection holds another model's
+ *   embeddings than `modelId`; `store_schema_mismatch` when an existing collection has an unknown schema
  *   version, or another dimension, field list, analyzer or metric; `store_migration_failed` when a copy
  *   does not hold every row; `store_unavailable` / `store_timeout` when Milvus does not answer.
  */
 export async function ensureCollections({
   client,
   prefix = DEFAULT_COLLECTION_PREFIX,
+  names,
+  modelId,
+  modelPack,
   dimension,
   metric = "COSINE",
   indexType = "AUTOINDEX",
@@ -382,13 +448,21 @@ export async function ensureCollections({
   logger,
 }: EnsureCollectionsOptions): Promise<EnsureCollectionsResult> {
   assertValidCollectionPrefix(prefix);
-  const result: EnsureCollectionsResult = { created: [], existing: [], indexesCreated: [], migrated: [] };
+  const result: EnsureCollectionsResult = {
+    created: [],
+    existing: [],
+    indexesCreated: [],
+    migrated: [],
+  };
+  const adopted: string[] = [];
+  const models = new Map<string, string>();
   for (const kind of RECORD_KINDS) {
-    const name = collectionName({ prefix, kind });
+    const name = names?.[kind] ?? collectionName({ prefix, kind });
     const context: CollectionContext = {
       client,
       kind,
       dimension,
+      modelId,
       metric,
       indexType,
       timeoutMs,
@@ -451,6 +525,13 @@ export async function ensureCollections({
     const described = await call("describeCollection", () =>
       client.describeCollection({ collection_name: name, timeout: timeoutMs }),
     );
+    // Checked before the layout, so a pack of another size is told to migrate, not that dimensions differ.
+    const held = await collectionModel({ context, name, properties: described.properties ?? [] });
+    if (held.adopted) adopted.push(name);
+    if (held.modelId !== undefined) models.set(name, held.modelId);
+    if (modelId !== undefined && held.modelId !== undefined && held.modelId !== modelId) {
+      throw modelMismatch({ name, held: held.modelId, wanted: modelId, modelPack });
+    }
     verifyLayout({
       name,
       kind,
@@ -463,7 +544,90 @@ export async function ensureCollections({
     result.indexesCreated.push(...(await ensureIndexes(context, name)));
     await loadAndWait({ client, name, timeoutMs, address });
   }
+  const distinct = [...new Set(models.values())];
+  if (distinct.length > 1) {
+    throw new StoreError(
+      `The collections hold embeddings of different models (${[...models].map(([name, id]) => `${name}: ${id}`).join(", ")}); each set of collections must hold one model's. Migrate to one pack with \`loupe models migrate --to <pack>\`.`,
+      { code: "store_model_mismatch", status: 500, context: { models: Object.fromEntries(models) } },
+    );
+  }
+  const held = distinct[0] ?? modelId;
+  if (held !== undefined) result.modelId = held;
+  if (adopted.length > 0) result.adopted = adopted;
   return result;
+}
+
+/** The error of collections that hold another model's embeddings than the pack Loupe was given. */
+function modelMismatch({
+  name,
+  held,
+  wanted,
+  modelPack,
+}: {
+  name: string;
+  held: string;
+  wanted: string;
+  modelPack: string | undefined;
+}): StoreError {
+  return new StoreError(
+    `Collection ${name} holds embeddings of model ${JSON.stringify(held)}, but the model pack${modelPack === undefined ? "" : ` at ${modelPack}`} is model ${JSON.stringify(wanted)}; searching one model's vectors with another's would answer nonsense. Switch packs with \`loupe models migrate --to ${modelPack ?? "<pack>"}\` (it re-embeds every item into collections for ${JSON.stringify(wanted)}), or point LOUPE_MODEL_PACK back at the pack of ${JSON.stringify(held)}.`,
+    {
+      code: "store_model_mismatch",
+      status: 500,
+      context: { collection: name, collectionModel: held, packModel: wanted },
+    },
+  );
+}
+
+/**
+ * The model a collection holds: its {@link MODEL_ID_PROPERTY}, or, when a model is being checked, for a
+ * collection from before model ids were recorded, the `model_id` of one of its rows (the current model
+ * when it has none), which is then recorded (adopted). A server that cannot alter properties leaves it unrecorded: it is read again from
+ * the rows at the next start-up.
+ */
+async function collectionModel({
+  context,
+  name,
+  properties,
+}: {
+  context: CollectionContext;
+  name: string;
+  properties: ReadonlyArray<{ key: string; value: unknown }>;
+}): Promise<{ modelId: string | undefined; adopted: boolean }> {
+  const recorded = properties.find((pair) => pair.key === MODEL_ID_PROPERTY)?.value;
+  if (typeof recorded === "string" && recorded.length > 0) return { modelId: recorded, adopted: false };
+  // Without a model to check against, nothing is recorded: the call changes nothing.
+  if (context.modelId === undefined) return { modelId: undefined, adopted: false };
+  const { client, timeoutMs, logger } = context;
+  const call = callOn(context, name);
+  await loadAndWait({ client, name, timeoutMs, address: context.address });
+  const rows = await call(
+    "query",
+    () =>
+      client.query({
+        collection_name: name,
+        filter: 'model_id != ""',
+        output_fields: ["model_id"],
+        limit: 1,
+        timeout: context.longTimeoutMs,
+      }),
+    { long: true },
+  );
+  const fromRows = rows.data[0]?.model_id;
+  const modelId = typeof fromRows === "string" && fromRows.length > 0 ? fromRows : context.modelId;
+  try {
+    await call("alterCollectionProperties", () =>
+      client.alterCollectionProperties({
+        collection_name: name,
+        properties: { [MODEL_ID_PROPERTY]: modelId },
+        timeout: timeoutMs,
+      }),
+    );
+    logger?.info({ collection: name, modelId }, "recorded the model the collection holds");
+  } catch (error) {
+    logger?.warn({ err: error, collection: name, modelId }, "could not record the collection's model id");
+  }
+  return { modelId, adopted: true };
 }
 
 /** The value of the schema version property of an existing collection (undefined when it has none). */
@@ -477,14 +641,18 @@ async function schemaVersionOf(context: CollectionContext, name: string): Promis
 
 /** Creates an empty collection of the current layout (no indexes yet). */
 async function createLoupeCollection(context: CollectionContext, name: string): Promise<void> {
-  const { client, kind, dimension, timeoutMs } = context;
+  const { client, kind, dimension, timeoutMs, modelId } = context;
   await callOn(context, name)("createCollection", () =>
     client.createCollection({
       collection_name: name,
       description: `Loupe ${COLLECTION_SUFFIX[kind].replace("_", " ")}, schema v${SCHEMA_VERSION}`,
       fields: collectionFields({ kind, dimension }),
       functions: collectionFunctions(),
-      properties: { [SCHEMA_VERSION_PROPERTY]: String(SCHEMA_VERSION), [KIND_PROPERTY]: kind },
+      properties: {
+        [SCHEMA_VERSION_PROPERTY]: String(SCHEMA_VERSION),
+        [KIND_PROPERTY]: kind,
+        ...(modelId === undefined ? {} : { [MODEL_ID_PROPERTY]: modelId }),
+      },
       consistency_level: "Strong",
       timeout: timeoutMs,
     }),
@@ -608,7 +776,8 @@ async function migrateCollection(context: CollectionContext, name: string): Prom
     { collection: name, rows: total, from: MIGRATABLE_SCHEMA_VERSION, to: SCHEMA_VERSION },
     "migrating collection to the current schema",
   );
-  await createLoupeCollection(context, target);
+  // Made without a model id: the copy's rows tell which model it holds (adopted like an old collection).
+  await createLoupeCollection({ ...context, modelId: undefined }, target);
   await ensureIndexes(context, target);
   await loadAndWait({ client, name: target, timeoutMs, address: context.address });
 

@@ -6,6 +6,7 @@ export {
   COLLECTION_PREFIX_PATTERN,
   collectionFields,
   collectionName,
+  collectionNames,
   composeSearchText,
   DEFAULT_COLLECTION_PREFIX,
   DEFAULT_MIGRATION_PAGE_ROWS,
@@ -15,7 +16,9 @@ export {
   type IndexType,
   type MetricType,
   MIGRATABLE_SCHEMA_VERSION,
+  MODEL_ID_PROPERTY,
   migratingCollectionName,
+  modelSlug,
   primaryKey,
   SCHEMA_VERSION,
   SCHEMA_VERSION_PROPERTY,
@@ -41,6 +44,12 @@ export {
 } from "./filter.ts";
 export { findFreePort, isPortFree } from "./free-port.ts";
 export {
+  type ActivePointer,
+  catalogCollectionName,
+  liveAliasName,
+  readActivePointer,
+} from "./live-pointer.ts";
+export {
   assertOk,
   callMilvus,
   createMilvusClient,
@@ -60,6 +69,12 @@ export {
   normalizeForPhrase,
   phraseKey,
 } from "./milvus-vector-store.ts";
+export {
+  type LiveCollections,
+  ModelCatalog,
+  type ModelCatalogOptions,
+  RETIRED_PROPERTY,
+} from "./model-catalog.ts";
 export {
   isValidRecordId,
   RECORD_ID_PATTERN,

@@ -13,7 +13,7 @@ import { StoreError, ValidationError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import {
   assertValidCollectionPrefix,
-  collectionName,
+  collectionNames,
   composeSearchText,
   DEFAULT_COLLECTION_PREFIX,
   ensureCollections,
@@ -32,6 +32,7 @@ import {
   writtenFieldNames,
 } from "./collections.ts";
 import { assertValidTenant, buildFilterExpression, quoteExpressionString } from "./filter.ts";
+import { readActivePointer, syncLiveAliases } from "./live-pointer.ts";
 import {
   callMilvus,
   createMilvusClient,
@@ -114,6 +115,8 @@ const MAX_TIMESTAMP_MS = 8.64e15;
 export interface MilvusVectorStoreOptions {
   client: MilvusClient;
   collectionPrefix?: string;
+  /** The collection of each kind; {@link collectionName} of the prefix when absent. */
+  collections?: Readonly<Record<RecordKind, string>>;
   dimension: number;
   metric?: MetricType;
   indexType?: IndexType;
@@ -165,7 +168,7 @@ export const DEFAULT_FLUSH_EVERY_ROWS = 2048;
 /** The {@link VectorStore} backed by Milvus or Milvus Lite. Build it with {@link createVectorStore}. */
 export class MilvusVectorStore implements VectorStore {
   readonly #client: MilvusClient;
-  readonly #prefix: string;
+  readonly #names: Readonly<Record<RecordKind, string>>;
   readonly #dimension: number;
   readonly #metric: MetricType;
   readonly #timeoutMs: number;
@@ -183,6 +186,7 @@ export class MilvusVectorStore implements VectorStore {
   constructor({
     client,
     collectionPrefix = DEFAULT_COLLECTION_PREFIX,
+    collections,
     dimension,
     metric = "COSINE",
     timeoutMs = DEFAULT_MILVUS_TIMEOUT_MS,
@@ -199,7 +203,7 @@ export class MilvusVectorStore implements VectorStore {
     this.#exactScanMaxRows = exactScanMaxRows;
     this.#flushEveryRows = flushEveryRows;
     this.#client = client;
-    this.#prefix = collectionPrefix;
+    this.#names = collections ?? collectionNames({ prefix: collectionPrefix });
     this.#dimension = dimension;
     this.#metric = metric;
     this.#timeoutMs = timeoutMs;
@@ -233,6 +237,58 @@ export class MilvusVectorStore implements VectorStore {
     }
   }
 
+  /** The collection this store reads and writes for each kind. */
+  get collections(): Readonly<Record<RecordKind, string>> {
+    return this.#names;
+  }
+
+  /** Embedding dimension of the collections. */
+  get dimension(): number {
+    return this.#dimension;
+  }
+
+  /**
+   * Flushes the three collections, in their write queues, so their rows are searched through the index
+   * (Milvus Lite searches unflushed rows by brute force). A bulk copy calls it before its rows go live.
+   */
+  async flush(): Promise<void> {
+    this.#assertOpen();
+    for (const collection of Object.values(this.#names)) {
+      await this.#queueFor(collection).run(async () => {
+        await this.#longCall(`flush ${collection}`, () =>
+          this.#client.flushSync({ collection_names: [collection], timeout: this.#longTimeoutMs }),
+        );
+        this.#unflushedRows.set(collection, 0);
+      });
+    }
+  }
+
+  /**
+   * Every tenant with rows of `kind`, in key order. One short query per tenant: keys are
+   * `<tenant>/<id>`, so after a tenant's first row the next tenant's rows start past `<tenant>0`
+   * (`0` follows `/`).
+   */
+  async tenants(kind: RecordKind): Promise<string[]> {
+    this.#assertOpen();
+    assertKind(kind);
+    const collection = this.#names[kind];
+    const found: string[] = [];
+    let after = "";
+    for (;;) {
+      const rows = await this.#keyOrderedPage({
+        collection,
+        expression: `pk > ${quoteExpressionString(after)}`,
+        outputFields: ["pk", "tenant"],
+        after: undefined,
+        limit: 1,
+      });
+      const tenant = rows[0]?.tenant;
+      if (typeof tenant !== "string" || tenant.length === 0) return found;
+      found.push(tenant);
+      after = `${tenant}0`;
+    }
+  }
+
   async upsert<K extends RecordKind>({ kind, tenant, records }: UpsertRequest<K>): Promise<UpsertResult> {
     this.#assertOpen();
     assertKind(kind);
@@ -251,7 +307,7 @@ export class MilvusVectorStore implements VectorStore {
     const rows = [...rowsById.values()];
     if (rows.length === 0) return { upserted: 0 };
 
-    const collection = collectionName({ prefix: this.#prefix, kind });
+    const collection = this.#names[kind];
     return this.#queueFor(collection).run(async () => {
       let written = 0;
       for (let start = 0; start < rows.length; start += this.#batchSize) {
@@ -309,7 +365,7 @@ export class MilvusVectorStore implements VectorStore {
     const field = vectorFieldOf(kind, vectorField);
     const queryVector = this.#checkVector(vector, "The query vector");
     const expression = checkedFilter(buildFilterExpression({ tenant, filter, kind }));
-    const collection = collectionName({ prefix: this.#prefix, kind });
+    const collection = this.#names[kind];
     const filtered = filter !== undefined && filter.length > 0;
     const search = { kind, collection, expression, field, vector: queryVector, topK };
 
@@ -502,7 +558,7 @@ export class MilvusVectorStore implements VectorStore {
       checkedFilter(buildFilterExpression({ tenant, filter, kind })),
       phrasePlan,
     );
-    const collection = collectionName({ prefix: this.#prefix, kind });
+    const collection = this.#names[kind];
     const run = (filterExpression: string, limit: number) =>
       this.#bm25Search({
         kind,
@@ -549,7 +605,7 @@ export class MilvusVectorStore implements VectorStore {
       phrasePlan,
     );
     const filtered = (filter !== undefined && filter.length > 0) || phrasePlan !== undefined;
-    const collection = collectionName({ prefix: this.#prefix, kind });
+    const collection = this.#names[kind];
     const outputFields = [
       ...scalarFieldNames(kind),
       ...(phrasePlan === undefined ? [] : [SEARCH_TEXT_FIELD]),
@@ -726,7 +782,7 @@ export class MilvusVectorStore implements VectorStore {
     });
     if (changes.size === 0) return { updated: 0 };
 
-    const collection = collectionName({ prefix: this.#prefix, kind });
+    const collection = this.#names[kind];
     const expression = `${buildFilterExpression({ tenant, kind })} and ${idClause(tenant, [...changes.keys()])}`;
     return this.#queueFor(collection).run(async () => {
       const rows = await this.#rawQuery({
@@ -794,7 +850,7 @@ export class MilvusVectorStore implements VectorStore {
       );
     }
     const expression = checkedFilter(buildFilterExpression({ tenant, filter, kind }));
-    const collection = collectionName({ prefix: this.#prefix, kind });
+    const collection = this.#names[kind];
     // The key is `<tenant>/<id>`: within the tenant, key order is id order, and the position is made a
     // key of the caller's tenant whatever it holds.
     const rows = await this.#keyOrderedPage({
@@ -833,7 +889,7 @@ export class MilvusVectorStore implements VectorStore {
       parts.push(idClause(tenant, unique));
     }
     const expression = parts.join(" and ");
-    const collection = collectionName({ prefix: this.#prefix, kind });
+    const collection = this.#names[kind];
     return this.#queueFor(collection).run(async () => {
       const response = await this.#call(`delete from ${collection}`, () =>
         this.#client.delete({ collection_name: collection, filter: expression, timeout: this.#timeoutMs }),
@@ -847,7 +903,7 @@ export class MilvusVectorStore implements VectorStore {
   async count({ kind, tenant }: CountRequest): Promise<number> {
     this.#assertOpen();
     assertKind(kind);
-    const collection = collectionName({ prefix: this.#prefix, kind });
+    const collection = this.#names[kind];
     const expression = buildFilterExpression({ tenant, kind });
     // Milvus Lite counts with a filter by reading every matching row; without one it counts keys only,
     // hundreds of times faster. When no other tenant has a row in the collection (checked before and
@@ -899,7 +955,7 @@ export class MilvusVectorStore implements VectorStore {
     try {
       const states = await Promise.all(
         RECORD_KINDS.map(async (kind) => {
-          const collection = collectionName({ prefix: this.#prefix, kind });
+          const collection = this.#names[kind];
           const response = await this.#call(`getLoadState ${collection}`, () =>
             this.#client.getLoadState({ collection_name: collection, timeout: this.#timeoutMs }),
           );
@@ -962,7 +1018,7 @@ export class MilvusVectorStore implements VectorStore {
     expression: string,
     limit: number,
   ): Promise<StoredByKind[K][]> {
-    const collection = collectionName({ prefix: this.#prefix, kind });
+    const collection = this.#names[kind];
     const response = await this.#call(`query ${collection}`, () =>
       this.#client.query({
         collection_name: collection,
@@ -1490,6 +1546,13 @@ function toStored<K extends RecordKind>(kind: K, row: Row, collection: string): 
 export interface CreateVectorStoreOptions extends MilvusConnectionOptions {
   /** Prefix of the collection names. */
   collectionPrefix?: string;
+  /**
+   * The model pack's model id: new collections record it, and live collections holding another model's
+   * embeddings stop start-up with an error naming `loupe models migrate`. Absent: not checked.
+   */
+  modelId?: string;
+  /** The pack's directory, named in that error. */
+  modelPack?: string;
   /** Embedding dimension, from the model pack. */
   dimension: number;
   metric?: MetricType;
@@ -1523,6 +1586,8 @@ export async function createVectorStore({
   exactScanMaxRows = DEFAULT_EXACT_SCAN_MAX_ROWS,
   filteredSearchBreadth = DEFAULT_FILTERED_SEARCH_BREADTH,
   collectionPrefix = DEFAULT_COLLECTION_PREFIX,
+  modelId,
+  modelPack,
   dimension,
   metric = "COSINE",
   indexType = "AUTOINDEX",
@@ -1548,10 +1613,18 @@ export async function createVectorStore({
     });
   }
   const client = createMilvusClient({ address, token, database, tls, timeoutMs });
+  let collections: Record<RecordKind, string>;
   try {
+    // The pointer a pack switch commits names the live collections; before any, they are `<prefix>_<kind>`.
+    const pointerCall = { client, prefix: collectionPrefix, timeoutMs, address };
+    const pointer = await readActivePointer(pointerCall);
+    collections = pointer?.collections ?? collectionNames({ prefix: collectionPrefix });
     const ensured = await ensureCollections({
       client,
       prefix: collectionPrefix,
+      names: collections,
+      ...(modelId === undefined ? {} : { modelId }),
+      ...(modelPack === undefined ? {} : { modelPack }),
       dimension,
       metric,
       indexType,
@@ -1560,6 +1633,7 @@ export async function createVectorStore({
       address,
       logger,
     });
+    if (pointer !== undefined) await syncLiveAliases({ ...pointerCall, collections, logger });
     logger?.info(
       { address, collectionPrefix, dimension, metric, indexType, ...ensured },
       "vector store ready",
@@ -1570,7 +1644,7 @@ export async function createVectorStore({
   }
   return new MilvusVectorStore({
     client,
-    collectionPrefix,
+    collections,
     dimension,
     metric,
     indexType,

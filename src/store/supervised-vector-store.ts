@@ -127,6 +127,11 @@ export class SupervisedVectorStore extends ForwardingVectorStore {
     return this.#state.kind === "ready" ? this.#state.generation.lite.pid : undefined;
   }
 
+  /** `host:port` of the running Lite, for a connection of its own (a pack migration); absent while it is down. */
+  get address(): string | undefined {
+    return this.#state.kind === "ready" ? this.#state.generation.lite.address : undefined;
+  }
+
   protected forward<T>({ method, request, run }: ForwardedCall<T>): Promise<T> {
     const state = this.#state;
     if (state.kind !== "ready") return Promise.reject(this.#notReady(state));

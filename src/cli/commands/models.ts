@@ -21,6 +21,8 @@ import { wholeNumber } from "../command-inputs.ts";
 import { formatTable } from "../table.ts";
 import { registerModelsEvalCommand } from "./models-eval.ts";
 import { registerModelsImportCommand } from "./models-import.ts";
+import { registerModelsMigrateCommand } from "./models-migrate.ts";
+import { registerModelsQuantizeCommand } from "./models-quantize.ts";
 
 const DEFAULT_MODELS_DIR = "models";
 
@@ -252,5 +254,7 @@ export function registerModelsCommand(program: Command): void {
     );
 
   registerModelsImportCommand(models);
+  registerModelsQuantizeCommand(models);
+  registerModelsMigrateCommand(models);
   registerModelsEvalCommand(models);
 }

@@ -1,7 +1,8 @@
 /**
  * Jobs, scoped to the caller's tenant (another tenant's job answers 404):
  * - `POST /v1/jobs`: starts a job that is not an upload; kind `ocr` reads the text of stored images and
- *   video segments that have none (the OCR backfill);
+ *   video segments that have none (the OCR backfill); kind `migrate` (admin scope) switches the store to
+ *   another model pack, re-embedding every tenant's items;
  * - `GET /v1/jobs/{id}`: the job with its counts and every item's outcome;
  * - `GET /v1/jobs/{id}/events`: server-sent events `progress`, `item`, then `done` (or `error` when
  *   the job failed as a whole); a job that has ended sends `progress` and its final event at once;
@@ -9,7 +10,7 @@
  */
 import { z } from "@hono/zod-openapi";
 import type { AuditLog } from "../../audit/audit-log.ts";
-import { AppError } from "../../errors.ts";
+import { AppError, ValidationError } from "../../errors.ts";
 import type { JobItem, JobRegistry, JobSnapshot } from "../../ingest/jobs.ts";
 import {
   OCR_BACKFILL_KINDS,
@@ -17,6 +18,7 @@ import {
   type OcrBackfill,
   type OcrBackfillItem,
 } from "../../ingest/ocr-backfill.ts";
+import { MIGRATE_JOB_KIND, type PackMigration, type PackMigrationItem } from "../../ingest/pack-migration.ts";
 import { auditActor, jobAudit } from "../batch-outcome.ts";
 import { errorEnvelope } from "../errors.ts";
 import {
@@ -45,7 +47,15 @@ export const jobItemSchema = z.looseObject({
   filename: z.string().optional().describe("name of the uploaded file"),
   url: z.string().optional().describe("URL the item was fetched from"),
   file: z.string().optional().describe("path given to the CLI"),
-  kind: z.string().optional().describe("an ocr job's item: the record's kind (image, video_segment)"),
+  kind: z
+    .string()
+    .optional()
+    .describe("an ocr or migrate job's item: the record's kind (image, video_segment, triple)"),
+  tenant: z.string().optional().describe("a migrate job's item: the record's tenant"),
+  from: z
+    .string()
+    .optional()
+    .describe("a migrate job's item: the record's id before the switch (`id` is the new one)"),
   status: z.enum(["pending", "stored", "skipped", "failed"]),
   id: z.string().optional(),
   error: jobErrorSchema.optional(),
@@ -77,6 +87,12 @@ export const jobSchema = z.object({
   counts: jobCountsSchema,
   items: z.array(jobItemSchema),
   error: jobErrorSchema.optional(),
+  progress: z
+    .record(z.string(), z.object({ done: z.number().int(), total: z.number().int() }))
+    .optional()
+    .describe(
+      "a migrate job: rows of each kind (image, video_segment, triple) in the new collections, of the total",
+    ),
 });
 
 /** Body of `GET /v1/jobs/{id}` and `POST /v1/jobs/{id}/resume`. */
@@ -115,12 +131,24 @@ const noSuchJob = errorResponse("No such job for the caller.");
 export const createJobRequestSchema = z
   .object({
     kind: z
-      .enum([OCR_JOB_KIND], {
-        error: (issue) => `unknown job kind ${JSON.stringify(issue.input)}; allowed: ocr`,
+      .enum([OCR_JOB_KIND, MIGRATE_JOB_KIND], {
+        error: (issue) => `unknown job kind ${JSON.stringify(issue.input)}; allowed: ocr, migrate`,
       })
       .describe(
-        "`ocr`: read the text of the caller's stored images and video segments that have none (ingested while LOUPE_OCR=off, or before OCR), writing ocrText and metadata.ocr. Items with metadata.ocr are skipped, so a job started again after a restart continues where the last one stopped.",
+        "`ocr`: read the text of the caller's stored images and video segments that have none (ingested while LOUPE_OCR=off, or before OCR), writing ocrText and metadata.ocr. Items with metadata.ocr are skipped, so a job started again after a restart continues where the last one stopped. `migrate` (admin scope): switch the store to the model pack `to`, re-embedding every item of every tenant into collections of its model, then making them live at once (restart Loupe on that pack after); rows already copied are skipped, so a job started again continues.",
       ),
+    to: z
+      .string()
+      .min(1, "to must not be empty")
+      .max(1024, "to must be at most 1024 characters")
+      .optional()
+      .describe(
+        "kind migrate: the pack to switch to, a directory on the server or a pack name under LOUPE_MODELS_DIR",
+      ),
+    dropOld: z
+      .boolean()
+      .optional()
+      .describe("kind migrate: drop the old model's collections once the switch is made (default false)"),
     kinds: z
       .array(z.enum(OCR_BACKFILL_KINDS, { error: () => `kinds are ${OCR_BACKFILL_KINDS.join(", ")}` }))
       .min(1)
@@ -137,14 +165,17 @@ export const createJobRoute = defineRoute(
     path: "/v1/jobs",
     operationId: "createJob",
     tags: ["jobs"],
-    summary: "Start a job (kind ocr: read the text of stored items)",
+    summary: "Start a job (kind ocr: read the text of stored items; kind migrate: switch model packs)",
     description:
       "Starts a background job and answers 202 with its id (the Location header names it); follow it at /v1/jobs/{id} or its events. A tenant has one job of a kind under way at a time: while one is queued or running, it is the answer. Kind `ocr` lists the caller's images and video segments without metadata.ocr, reads each one's text (an image's original, a segment's keyframe) and writes it; its items are the records it read, its skipped count the records that had a reading.",
     request: { body: { content: { "application/json": { schema: createJobRequestSchema } } } },
     responses: {
       202: jsonResponse("Started; follow it at /v1/jobs/{id}.", jobAcceptedSchema),
       400: invalidRequestResponse,
-      409: errorResponse("OCR is off on this server (code ocr_off): LOUPE_OCR=off."),
+      403: errorResponse("Kind migrate needs a key with the admin scope (code forbidden)."),
+      409: errorResponse(
+        "OCR is off on this server (code ocr_off): LOUPE_OCR=off; or, kind migrate, this server has no Milvus to migrate (code migration_unavailable).",
+      ),
     },
   },
   { access: { scope: "ingest", cost: 5 } },
@@ -228,13 +259,54 @@ export interface JobsRouteOptions {
   ocrBackfill?: OcrBackfill;
   /** Where the items jobs write are recorded. */
   audit?: AuditLog;
+  /** The pack switch jobs of kind `migrate` run; absent where there is no Milvus. */
+  packMigration?: PackMigration;
 }
 
 /** The /v1/jobs routes. */
-export function createJobsRoute({ jobs, ocrBackfill, audit }: JobsRouteOptions) {
+export function createJobsRoute({ jobs, ocrBackfill, audit, packMigration }: JobsRouteOptions) {
   return createRouter()
-    .openapi(createJobRoute, (c) => {
+    .openapi(createJobRoute, async (c) => {
       const body = c.req.valid("json");
+      if (body.kind === MIGRATE_JOB_KIND) {
+        if (!c.get("principal").scopes.has("admin")) {
+          throw new AppError(
+            "forbidden",
+            403,
+            "A job of kind migrate switches every tenant's items to another model pack; it needs a key with the `admin` scope (`loupe keys create --tenant <tenant> --scopes admin`), or run `loupe models migrate --to <pack>` where the data directory is.",
+          );
+        }
+        if (body.to === undefined) {
+          throw new ValidationError("A job of kind migrate needs `to`: the pack to switch to.", {
+            context: { field: "to" },
+          });
+        }
+        if (packMigration === undefined) {
+          throw new AppError(
+            "migration_unavailable",
+            409,
+            "This server has no Milvus to migrate (no model pack and no LOUPE_EMBEDDING_DIM); set one up first.",
+          );
+        }
+        await packMigration.check(body.to);
+        const tenant = c.get("tenant");
+        const job =
+          jobs.active({ tenant, kind: body.kind }) ??
+          jobs.create<PackMigrationItem>({
+            tenant,
+            kind: body.kind,
+            items: [],
+            run: packMigration.runner({ to: body.to, dropOld: body.dropOld === true }),
+            audit: jobAudit(c, "POST /v1/jobs", audit),
+          });
+        c.header("location", `/v1/jobs/${job.id}`);
+        return c.json({ job: { id: job.id, status: job.status } }, 202);
+      }
+      if (body.to !== undefined || body.dropOld !== undefined) {
+        throw new ValidationError("`to` and `dropOld` belong to jobs of kind migrate.", {
+          context: { field: "to" },
+        });
+      }
       if (ocrBackfill === undefined) {
         throw new AppError(
           "ocr_off",
