@@ -1,59 +1,98 @@
 /**
- * `npm run bench:embed [-- options]`: images/s and texts/s by batch size for the TypeScript runtime
- * (onnxruntime-node) and, in the same run on the same ONNX files and inputs, for Python onnxruntime; and
- * their ratio.
+ * `npm run bench:embed [-- options]`: image embedding speed per pack and variant (FP32, INT8) and batch size,
+ * against Python's reference stack and against what the machine can do, in one run:
+ * - `model`: the vision tower alone on preprocessed pixels (onnxruntime-node, in Loupe's worker thread);
+ * - `ts e2e`: encoded JPEG bytes through the real `ImageEmbedder` (sharp decode + resize + crop, normalize,
+ *   vision tower), the images submitted at once and run `batch` per model run, as a bulk ingest does;
+ * - `py e2e`: PIL decode + bicubic resize + center crop + numpy normalize + onnxruntime on the same images,
+ *   same model and threads, `batch` per run, one after the other (bench/embed_reference.py);
+ * - `py model`: Python onnxruntime on the same pixels (the bindings' own cost);
+ * - GFLOPs per image of the vision tower (MatMul/Gemm/Conv of the ONNX graph at batch 1, 2 FLOPs per
+ *   multiply-add, counted by the Python side with `onnx`), the GFLOP/s achieved by `model` and `ts e2e`, and
+ *   the machine's peak: the best of 10 runs, twice, of an n×n float32 MatMul in onnxruntime on the same threads.
+ * TypeScript and Python measurements alternate, best of `--rounds`, so both see the same machine load.
  *
- * Columns: `ts model` runs the vision tower on preprocessed pixels (the same tensors Python gets);
- * `ts e2e` adds PNG decoding and preprocessing with sharp; text rates include tokenization (small).
+ * Test images are photo-like JPEGs (gradients, noise and shapes, quality 90) at `--sizes`, in turn: decoding
+ * and resizing cost grows with the input size, so 224 px inputs would flatter every preprocessing stack.
  *
- * The Python side runs bench/embed_reference.py with the interpreter given by --python, else
- * `.tmp/bench-venv/bin/python`, which the bench creates on first use (`python3 -m venv` + `pip install
- * onnxruntime==<onnxruntime-node's version> numpy`, from the package index pip is configured for).
- * --no-python skips it.
+ * The Python side runs with the interpreter given by --python, else `.tmp/bench-venv/bin/python`, which the
+ * bench creates on first use (`python3 -m venv` + `pip install onnxruntime==<onnxruntime-node's version>
+ * numpy Pillow onnx`, from the package index pip is configured for). --no-python skips it (and the FLOP count
+ * and peak with it).
  *
- * Options: --pack <dir> (default $LOUPE_MODEL_PACK or models/shapes-world-tiny), --batch-sizes 1,8,32,
- * --threads <n> (intra-op threads for both runtimes, default 1), --seconds <s> per measurement (default 1.5),
- * --rounds <n> (TypeScript and Python measurements alternate; the best of n rounds is kept, default 2),
+ * Options: --pack <dir> (repeatable or comma-separated; default $LOUPE_MODEL_PACK or models/shapes-world-tiny),
+ * --int8 <dir> (the same, labelled INT8), --batch-sizes 1,8, --images <n> per e2e call (default 32),
+ * --sizes 640x480,1280x720, --threads <n> (onnxruntime intra-op threads for both runtimes; default 0,
+ * onnxruntime's choice, as Loupe's LOUPE_INFERENCE_THREADS), --seconds <s> per measurement (default 1.5),
+ * --rounds <n> (default 2), --texts (also texts/s of the text tower), --peak-size <n> (default 2048),
  * --python <path>, --no-python.
  */
 import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { tmpdir } from "node:os";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs, promisify } from "node:util";
 import sharp from "sharp";
-import { loadModelPack, type ModelPack, packFiles } from "../src/inference/model-pack.ts";
+import { ImageEmbedder } from "../src/inference/clip-encoders.ts";
+import { loadModelPack, type ModelPack, packFiles, sessionContracts } from "../src/inference/model-pack.ts";
+import { createSession, type OnnxSession, type SessionSettings } from "../src/inference/session.ts";
 
 const run = promisify(execFile);
 
 const { values: args } = parseArgs({
   options: {
-    pack: { type: "string" },
-    "batch-sizes": { type: "string", default: "1,8,32" },
-    threads: { type: "string", default: "1" },
+    pack: { type: "string", multiple: true },
+    int8: { type: "string", multiple: true },
+    "batch-sizes": { type: "string", default: "1,8" },
+    images: { type: "string", default: "32" },
+    sizes: { type: "string", default: "640x480,1280x720" },
+    threads: { type: "string", default: "0" },
     seconds: { type: "string", default: "1.5" },
     rounds: { type: "string", default: "2" },
+    texts: { type: "boolean", default: false },
+    "peak-size": { type: "string", default: "2048" },
     python: { type: "string" },
     "no-python": { type: "boolean", default: false },
   },
 });
 
-const packDir = resolve(args.pack ?? process.env.LOUPE_MODEL_PACK ?? "models/shapes-world-tiny");
-const batchSizes = (args["batch-sizes"] ?? "1,8,32").split(",").map((value) => Number.parseInt(value, 10));
-const threads = Number.parseInt(args.threads ?? "1", 10);
+const list = (values: readonly string[] | undefined): string[] =>
+  (values ?? []).flatMap((value) => value.split(",")).filter((value) => value.length > 0);
+const packs: { dir: string; variant: "FP32" | "INT8" }[] = [
+  ...list(args.pack).map((dir) => ({ dir: resolve(dir), variant: "FP32" as const })),
+  ...list(args.int8).map((dir) => ({ dir: resolve(dir), variant: "INT8" as const })),
+];
+if (packs.length === 0) {
+  packs.push({
+    dir: resolve(process.env.LOUPE_MODEL_PACK ?? "models/shapes-world-tiny"),
+    variant: "FP32",
+  });
+}
+const batchSizes = (args["batch-sizes"] ?? "1,8").split(",").map((value) => Number.parseInt(value, 10));
+const imageCount = Number.parseInt(args.images ?? "32", 10);
+const sizes = (args.sizes ?? "640x480,1280x720").split(",").map((value) => {
+  const [width, height] = value.split("x").map((part) => Number.parseInt(part, 10));
+  return { width: width ?? Number.NaN, height: height ?? Number.NaN };
+});
+const threads = Number.parseInt(args.threads ?? "0", 10);
 const minSeconds = Number.parseFloat(args.seconds ?? "1.5");
 const rounds = Number.parseInt(args.rounds ?? "2", 10);
+const peakSize = Number.parseInt(args["peak-size"] ?? "2048", 10);
 if (
   batchSizes.some((size) => !Number.isInteger(size) || size < 1) ||
-  !(threads >= 1) ||
+  sizes.some(({ width, height }) => !(width >= 16 && height >= 16)) ||
+  !(imageCount >= 1) ||
+  !(threads >= 0) ||
   !(minSeconds > 0) ||
-  !(rounds >= 1)
+  !(rounds >= 1) ||
+  !(peakSize >= 64)
 ) {
   throw new Error(
-    "--batch-sizes takes positive integers (1,8,32), --threads ≥ 1, --seconds > 0, --rounds ≥ 1.",
+    "--batch-sizes takes positive integers (1,8), --sizes WxH pairs of at least 16 px (640x480,1280x720), " +
+      "--images ≥ 1, --threads ≥ 0, --seconds > 0, --rounds ≥ 1, --peak-size ≥ 64.",
   );
 }
 
@@ -74,17 +113,50 @@ function makeTexts(count: number): string[] {
   });
 }
 
-/** 256 px PNG scenes drawn with sharp: gray background, a few colored discs and squares. */
+/**
+ * Photo-like JPEGs: a colour gradient, sensor-like noise and a few soft shapes, so that JPEG decoding has
+ * real texture to work through (flat synthetic scenes decode unrealistically fast).
+ */
 async function makeImages(count: number): Promise<Buffer[]> {
   const images: Buffer[] = [];
+  let seed = 12345;
+  const random = (): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed / 0x7fffffff;
+  };
   for (let index = 0; index < count; index += 1) {
-    const gray = 70 + ((index * 13) % 80);
-    const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="256" height="256">
-      <rect width="256" height="256" fill="rgb(${gray},${gray},${gray})"/>
-      <circle cx="${60 + (index % 5) * 10}" cy="180" r="${20 + (index % 4) * 5}" fill="rgb(220,40,40)"/>
-      <rect x="160" y="${40 + (index % 3) * 10}" width="50" height="50" fill="rgb(40,80,220)"/>
-    </svg>`;
-    images.push(await sharp(Buffer.from(svg)).png().toBuffer());
+    const { width, height } = sizes[index % sizes.length] as { width: number; height: number };
+    const data = Buffer.alloc(width * height * 3);
+    const base = [random() * 255, random() * 255, random() * 255];
+    const slope = [random() - 0.5, random() - 0.5, random() - 0.5];
+    for (let y = 0; y < height; y += 1) {
+      for (let x = 0; x < width; x += 1) {
+        const offset = (y * width + x) * 3;
+        const wave = 30 * Math.sin((x + index * 17) / 23) * Math.cos(y / 31);
+        for (let channel = 0; channel < 3; channel += 1) {
+          const gradient = (base[channel] ?? 0) + (slope[channel] ?? 0) * (x + y) * (200 / (width + height));
+          data[offset + channel] = Math.max(0, Math.min(255, gradient + wave + (random() - 0.5) * 24));
+        }
+      }
+    }
+    const shapes = Array.from({ length: 5 }, (_, shape) => {
+      const cx = Math.round(random() * width);
+      const cy = Math.round(random() * height);
+      const r = Math.round((0.05 + random() * 0.15) * Math.min(width, height));
+      const fill = `rgb(${Math.round(random() * 255)},${Math.round(random() * 255)},${Math.round(random() * 255)})`;
+      return shape % 2 === 0
+        ? `<circle cx="${cx}" cy="${cy}" r="${r}" fill="${fill}" fill-opacity="0.8"/>`
+        : `<rect x="${cx - r}" y="${cy - r}" width="${2 * r}" height="${r}" fill="${fill}" fill-opacity="0.8"/>`;
+    });
+    const overlay = Buffer.from(
+      `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${shapes.join("")}</svg>`,
+    );
+    images.push(
+      await sharp(data, { raw: { width, height, channels: 3 } })
+        .composite([{ input: overlay }])
+        .jpeg({ quality: 90 })
+        .toBuffer(),
+    );
   }
   return images;
 }
@@ -106,38 +178,62 @@ async function findPython(): Promise<string | undefined> {
   if (args.python !== undefined) return args.python;
   const venv = resolve(".tmp/bench-venv");
   const python = join(venv, "bin", "python");
-  if (!existsSync(python)) {
-    process.stderr.write(`Creating ${venv} with onnxruntime and numpy for the Python reference...\n`);
-    await run("python3", ["-m", "venv", venv]);
-    // The same ONNX Runtime release as onnxruntime-node, so that the comparison is of the bindings alone.
+  const hasModules = async (): Promise<boolean> =>
+    run(python, ["-c", "import onnxruntime, numpy, PIL, onnx"]).then(
+      () => true,
+      () => false,
+    );
+  if (!existsSync(python) || !(await hasModules())) {
+    process.stderr.write(
+      `Setting up ${venv} with onnxruntime, numpy, Pillow and onnx for the Python reference...\n`,
+    );
+    if (!existsSync(python)) await run("python3", ["-m", "venv", venv]);
+    // The same ONNX Runtime release as onnxruntime-node, so that the comparison is of the stacks alone.
     const { version } = createRequire(import.meta.url)("onnxruntime-node/package.json") as {
       version: string;
     };
-    await run(python, ["-m", "pip", "install", "--quiet", `onnxruntime==${version}`, "numpy"], {
-      maxBuffer: 1 << 24,
-    });
+    await run(
+      python,
+      ["-m", "pip", "install", "--quiet", `onnxruntime==${version}`, "numpy", "Pillow", "onnx"],
+      { maxBuffer: 1 << 24 },
+    );
   }
   return python;
 }
 
-/** The Python process: loads the models once, then measures on request (see embed_reference.py). */
+/** The Python process of one pack: loads its models once, then answers requests (see embed_reference.py). */
 interface PythonReference {
   version: string;
-  rate: (kind: "images" | "texts", batch: number) => Promise<number>;
+  ask: (request: string) => Promise<Record<string, unknown>>;
+  rate: (request: string) => Promise<number>;
   close: () => Promise<void>;
 }
 
-async function startPython(
-  pack: ModelPack,
-  pixels: Float32Array,
-  pixelDims: number[],
-  texts: string[],
-): Promise<PythonReference | undefined> {
-  const python = await findPython();
-  if (python === undefined) return undefined;
+async function startPython({
+  python,
+  pack,
+  pixels,
+  pixelDims,
+  images,
+  texts,
+}: {
+  python: string;
+  pack: ModelPack;
+  pixels: Float32Array;
+  pixelDims: number[];
+  images: readonly Buffer[];
+  texts: string[];
+}): Promise<PythonReference> {
   const scratch = await mkdtemp(join(tmpdir(), "loupe-bench-"));
   const pixelsPath = join(scratch, "pixels.f32");
   await writeFile(pixelsPath, Buffer.from(pixels.buffer, pixels.byteOffset, pixels.byteLength));
+  const imagePaths = await Promise.all(
+    images.map(async (bytes, index) => {
+      const path = join(scratch, `image-${index}.jpg`);
+      await writeFile(path, bytes);
+      return path;
+    }),
+  );
   const textBatches = Object.fromEntries(
     batchSizes.map((size) => {
       const encoded = pack.tokenizer.encodeBatch({ texts: texts.slice(0, size) });
@@ -156,12 +252,16 @@ async function startPython(
     specPath,
     JSON.stringify({
       vision: join(pack.info.dir, packFiles.vision),
-      text: join(pack.info.dir, packFiles.text),
+      text: args.texts ? join(pack.info.dir, packFiles.text) : null,
       pixels: pixelsPath,
       pixel_dims: pixelDims,
+      images: imagePaths,
+      preprocessor: pack.imageProcessor.config,
       texts: textBatches,
       min_seconds: minSeconds,
       threads,
+      peak_size: peakSize,
+      scratch,
     }),
   );
   const child = spawn(python, [resolve(import.meta.dirname, "embed_reference.py"), specPath], {
@@ -174,12 +274,16 @@ async function startPython(
     return JSON.parse(line.value) as Record<string, unknown>;
   };
   const ready = await next();
+  const ask = async (request: string): Promise<Record<string, unknown>> => {
+    child.stdin.write(`${request}\n`);
+    const reply = await next();
+    if (typeof reply.error === "string") throw new Error(`the Python reference: ${reply.error}`);
+    return reply;
+  };
   return {
     version: String(ready.onnxruntime),
-    rate: async (kind, batch) => {
-      child.stdin.write(`${kind} ${batch}\n`);
-      return Number((await next()).rate);
-    },
+    ask,
+    rate: async (request) => Number((await ask(request)).rate),
     close: async () => {
       child.stdin.end();
       await new Promise((resolveExit) => child.once("exit", resolveExit));
@@ -189,85 +293,199 @@ async function startPython(
 }
 
 function format(value: number | undefined): string {
-  return value === undefined ? "-" : value >= 100 ? value.toFixed(0) : value.toFixed(1);
+  return value === undefined || !Number.isFinite(value)
+    ? "-"
+    : value >= 100
+      ? value.toFixed(0)
+      : value.toFixed(1);
 }
 
-/** Items per second for one batch size. */
+function ratio(numerator: number | undefined, denominator: number | undefined): string {
+  return numerator === undefined || denominator === undefined || !(denominator > 0)
+    ? "-"
+    : (numerator / denominator).toFixed(2);
+}
+
+/** Items per second for one pack and batch size. */
 interface BenchRow {
-  size: number;
-  tsModel: number;
+  label: string;
+  batch: number;
+  model: number;
   tsEndToEnd: number;
-  pyImages?: number;
-  tsTexts: number;
+  pyModel?: number;
+  pyEndToEnd?: number;
+  tsTexts?: number;
   pyTexts?: number;
 }
 
-async function main(): Promise<void> {
+/** The session settings both sides use (Python mirrors intra-op threads, one inter-op thread, level all). */
+const sessionSettings: SessionSettings = { intraOpNumThreads: threads, interOpNumThreads: 1 };
+
+async function benchPack({
+  dir,
+  variant,
+  python,
+  images,
+  texts,
+}: {
+  dir: string;
+  variant: string;
+  python: string | undefined;
+  images: readonly Buffer[];
+  texts: string[];
+}): Promise<{ rows: BenchRow[]; header: string; gflops?: number; flopNote?: string; peak?: number }> {
   const largest = Math.max(...batchSizes);
+  // Texts through the pack's own text embedder; the vision tower through one session of our own, shared by
+  // an ImageEmbedder per batch size (what the pack builds for its configured batch size).
   const pack = await loadModelPack({
-    dir: packDir,
-    sessionOptions: { intraOpNumThreads: threads, interOpNumThreads: 1 },
-    batchSizes: { image: largest, text: largest },
+    dir,
+    sessionOptions: sessionSettings,
+    sessions: "lazy",
+    batchSizes: { text: largest },
   });
+  let vision: OnnxSession | undefined;
+  let reference: PythonReference | undefined;
   try {
-    const images = await makeImages(largest);
-    const texts = makeTexts(largest);
-    const pixelBatch = await pack.imageProcessor.preprocessBatch({ images });
-    const python = await startPython(pack, pixelBatch.data, pixelBatch.dims, texts);
-    const planeSize = pixelBatch.data.length / largest;
+    vision = await createSession({
+      path: join(pack.info.dir, packFiles.vision),
+      contract: sessionContracts({ vqa: false })[packFiles.vision] as never,
+      settings: sessionSettings,
+      label: packFiles.vision,
+    });
+    const session = vision;
+    const embedders = new Map(
+      batchSizes.map((size) => [
+        size,
+        new ImageEmbedder({
+          session: async () => session,
+          processor: pack.imageProcessor,
+          dimension: pack.dimension,
+          batchSize: size,
+        }),
+      ]),
+    );
+    const pixelBatch = await pack.imageProcessor.preprocessBatch({ images: images.slice(0, largest) });
+    const planeSize = pixelBatch.data.length / pixelBatch.dims[0];
+    if (python !== undefined) {
+      reference = await startPython({
+        python,
+        pack,
+        pixels: pixelBatch.data,
+        pixelDims: pixelBatch.dims,
+        images,
+        texts,
+      });
+    }
+    const label = `${pack.modelId} ${variant}`;
     const rows: BenchRow[] = [];
-    try {
-      for (const size of batchSizes) {
-        const pixels = {
-          data: pixelBatch.data.slice(0, size * planeSize),
-          dims: [size, ...pixelBatch.dims.slice(1)] as [number, number, number, number],
-        };
-        // TypeScript and Python take turns, best of `rounds`, so that both see the same machine load.
-        const row: BenchRow = { size, tsModel: 0, tsEndToEnd: 0, tsTexts: 0 };
-        for (let round = 0; round < rounds; round += 1) {
-          row.tsModel = Math.max(
-            row.tsModel,
-            await measure(() => pack.imageEmbedder.encodePixels({ pixels }), size),
-          );
-          if (python !== undefined)
-            row.pyImages = Math.max(row.pyImages ?? 0, await python.rate("images", size));
-          row.tsTexts = Math.max(
+    // The peak is taken before and after the rows, best kept: on a shared machine one reading can be low.
+    let peak = reference === undefined ? undefined : Number((await reference.ask("peak")).gflops);
+    for (const size of batchSizes) {
+      const embedder = embedders.get(size) as ImageEmbedder;
+      const pixels = {
+        data: pixelBatch.data.slice(0, size * planeSize),
+        dims: [size, ...pixelBatch.dims.slice(1)] as [number, number, number, number],
+      };
+      const row: BenchRow = { label, batch: size, model: 0, tsEndToEnd: 0 };
+      const best = (current: number | undefined, value: number): number => Math.max(current ?? 0, value);
+      // TypeScript and Python take turns, best of `rounds`, so that both see the same machine load.
+      for (let round = 0; round < rounds; round += 1) {
+        row.model = best(row.model, await measure(() => embedder.encodePixels({ pixels }), size));
+        if (reference !== undefined) row.pyModel = best(row.pyModel, await reference.rate(`model ${size}`));
+        row.tsEndToEnd = best(row.tsEndToEnd, await measure(() => embedder.embed({ images }), images.length));
+        if (reference !== undefined)
+          row.pyEndToEnd = best(row.pyEndToEnd, await reference.rate(`e2e ${size}`));
+        if (args.texts) {
+          row.tsTexts = best(
             row.tsTexts,
             await measure(() => pack.textEmbedder.embed({ texts: texts.slice(0, size) }), size),
           );
-          if (python !== undefined)
-            row.pyTexts = Math.max(row.pyTexts ?? 0, await python.rate("texts", size));
+          if (reference !== undefined) row.pyTexts = best(row.pyTexts, await reference.rate(`texts ${size}`));
         }
-        row.tsEndToEnd = await measure(
-          () => pack.imageEmbedder.embed({ images: images.slice(0, size) }),
-          size,
-        );
-        rows.push(row);
       }
-    } finally {
-      await python?.close();
+      rows.push(row);
     }
-    const lines = [
-      `pack ${pack.modelId} (${packDir}); ${pack.imageSize}px images, dimension ${pack.dimension}; ` +
-        `intra-op threads ${threads}; ${minSeconds}s per measurement`,
-      `onnxruntime-node (TypeScript) vs ${python === undefined ? "(Python skipped)" : `Python onnxruntime ${python.version}`}; ` +
-        `best of ${rounds} interleaved rounds`,
-      "",
-      "batch | images/s ts model | ts e2e | python | ts/py || texts/s ts | python | ts/py",
-    ];
-    for (const row of rows) {
-      const imageRatio = row.pyImages === undefined ? undefined : row.tsModel / row.pyImages;
-      const textRatio = row.pyTexts === undefined ? undefined : row.tsTexts / row.pyTexts;
-      lines.push(
-        `${String(row.size).padStart(5)} | ${format(row.tsModel).padStart(17)} | ${format(row.tsEndToEnd).padStart(6)} | ` +
-          `${format(row.pyImages).padStart(6)} | ${(imageRatio === undefined ? "-" : imageRatio.toFixed(2)).padStart(5)} || ` +
-          `${format(row.tsTexts).padStart(10)} | ${format(row.pyTexts).padStart(6)} | ${textRatio === undefined ? "-" : textRatio.toFixed(2)}`,
-      );
+    let gflops: number | undefined;
+    let flopNote: string | undefined;
+    if (reference !== undefined) {
+      const flops = await reference.ask("flops");
+      gflops = Number(flops.gflops);
+      const uncounted = Object.entries((flops.uncounted ?? {}) as Record<string, number>);
+      const counted = Object.entries((flops.counted ?? {}) as Record<string, number>);
+      flopNote =
+        `counted ${counted.map(([op, count]) => `${count} ${op}`).join(", ")}` +
+        (uncounted.length > 0
+          ? `; shapes unknown for ${uncounted.map(([op, count]) => `${count} ${op}`).join(", ")}`
+          : "");
+      peak = Math.max(peak ?? 0, Number((await reference.ask("peak")).gflops));
     }
-    process.stdout.write(`${lines.join("\n")}\n`);
+    const header =
+      `${label} (${dir}): ${pack.imageSize} px input, dimension ${pack.dimension}` +
+      (reference === undefined ? "" : `; Python onnxruntime ${reference.version}`);
+    return {
+      rows,
+      header,
+      ...(gflops === undefined ? {} : { gflops }),
+      ...(flopNote === undefined ? {} : { flopNote }),
+      ...(peak === undefined ? {} : { peak }),
+    };
   } finally {
+    await reference?.close();
+    await vision?.release();
     await pack.close();
   }
+}
+
+async function main(): Promise<void> {
+  const images = await makeImages(imageCount);
+  const texts = makeTexts(Math.max(...batchSizes));
+  const python = await findPython();
+  const lines = [
+    `images: ${imageCount} JPEGs (${sizes.map(({ width, height }) => `${width}x${height}`).join(", ")} in turn, ` +
+      `${(images.reduce((sum, image) => sum + image.length, 0) / images.length / 1024).toFixed(0)} KiB on average); ` +
+      `onnxruntime intra-op threads ${threads === 0 ? "0 (onnxruntime's choice)" : threads}, ${availableParallelism()} CPUs; ` +
+      `${minSeconds} s per measurement, best of ${rounds} interleaved rounds`,
+  ];
+  for (const { dir, variant } of packs) {
+    const result = await benchPack({ dir, variant, python, images, texts });
+    lines.push("", result.header);
+    lines.push(
+      "batch | img/s model | ts e2e | py e2e | py model | ts e2e/model | ts/py e2e | GFLOP/s model | ts e2e | % of peak (model, e2e)" +
+        (args.texts ? " || texts/s ts | py" : ""),
+    );
+    for (const row of result.rows) {
+      const gflops = result.gflops;
+      const achieved = gflops === undefined ? undefined : row.model * gflops;
+      const achievedEndToEnd = gflops === undefined ? undefined : row.tsEndToEnd * gflops;
+      const percent = (value: number | undefined): string =>
+        value === undefined || result.peak === undefined
+          ? "-"
+          : `${((100 * value) / result.peak).toFixed(0)} %`;
+      lines.push(
+        `${String(row.batch).padStart(5)} | ${format(row.model).padStart(11)} | ${format(row.tsEndToEnd).padStart(6)} | ` +
+          `${format(row.pyEndToEnd).padStart(6)} | ${format(row.pyModel).padStart(8)} | ` +
+          `${ratio(row.tsEndToEnd, row.model).padStart(12)} | ${ratio(row.tsEndToEnd, row.pyEndToEnd).padStart(9)} | ` +
+          `${format(achieved).padStart(13)} | ${format(achievedEndToEnd).padStart(6)} | ${percent(achieved)}, ${percent(achievedEndToEnd)}` +
+          (args.texts ? ` || ${format(row.tsTexts)} | ${format(row.pyTexts)}` : ""),
+      );
+    }
+    if (result.gflops !== undefined) {
+      lines.push(
+        `vision tower: ${result.gflops.toFixed(3)} GFLOPs per image (MatMul/Gemm/Conv at batch 1, 2 per multiply-add; ${result.flopNote}); ` +
+          `peak: ${format(result.peak)} GFLOP/s (best ${peakSize}x${peakSize} float32 MatMul in onnxruntime, same threads)` +
+          (variant === "INT8"
+            ? "; INT8 runs integer multiply-adds, so its % of the float32 peak can pass 100 %"
+            : ""),
+      );
+    }
+  }
+  lines.push(
+    "",
+    `load average at the end: ${loadavg()
+      .map((value) => value.toFixed(1))
+      .join(" ")}`,
+  );
+  process.stdout.write(`${lines.join("\n")}\n`);
 }
 
 await main();

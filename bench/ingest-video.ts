@@ -11,7 +11,8 @@
  * Options: --seconds <s> video length (default 120), --size <px> frame side (default 256), --fps <n>
  * sampling rate (default $LOUPE_VIDEO_SAMPLE_FPS or 2), --threads <n> onnxruntime intra-op threads
  * (default 0: onnxruntime's choice), --rounds <n> ingests (each into a fresh collection; best kept,
- * default 2), --pack <dir>.
+ * default 2), --pack <dir> (a pack without a video head works too: segments are then the mean of their
+ * frame embeddings, and `embed only` times the vision tower and that mean).
  */
 import { readFile } from "node:fs/promises";
 import { availableParallelism, loadavg } from "node:os";
@@ -74,7 +75,8 @@ try {
     `video: ${duration} s, ${size}x${size}, ${clips.length} clips, ${(bytes.length / 1e6).toFixed(1)} MB (generated in ${((performance.now() - started) / 1000).toFixed(1)} s)`,
   );
   console.log(
-    `sampling ${fps} fps, model input ${pack.imageSize} px, ${availableParallelism()} CPUs, onnxruntime threads ${threads || "default"}`,
+    `pack ${pack.modelId}: ${pack.videoEmbedder.hasHead ? `video head over ${pack.videoEmbedder.numFrames ?? "?"} frames` : "no video head (segments are the mean of their frame embeddings)"}; ` +
+      `sampling ${fps} fps, model input ${pack.imageSize} px, ${availableParallelism()} CPUs, onnxruntime threads ${threads || "default"}`,
   );
 
   let best = { totalMs: Number.POSITIVE_INFINITY, embedMs: 0, cpuMs: 0, segments: 0, frames: 0 };

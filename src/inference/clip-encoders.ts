@@ -123,13 +123,17 @@ export class ImageEmbedder {
   readonly processor: ImageProcessor;
   readonly #session: SessionProvider;
   readonly #batcher: MicroBatcher<ImageInput, Float32Array>;
+  /** Settles when the batch being preprocessed is done; the next batch starts its preprocessing then. */
+  #preprocessing: Promise<unknown> = Promise.resolve();
 
   constructor({ session, processor, dimension, batchSize = 8, batchWindowMs = 2 }: ImageEmbedderOptions) {
     this.#session = session;
     this.processor = processor;
     this.dimension = dimension;
     this.batchSize = checkBatchSize(batchSize, "Image batch size");
-    // Two batches at once: one decodes (sharp, off the event loop) while the other runs the model.
+    // Two batches at once: one is decoded (sharp, on libuv's threads) while the other runs the model. The
+    // preprocessing gate keeps them a pipeline: without it both would decode at once and then queue for the
+    // model together, leaving the model idle while they decode.
     this.#batcher = new MicroBatcher({
       maxBatch: this.batchSize,
       windowMs: batchWindowMs,
@@ -168,13 +172,30 @@ export class ImageEmbedder {
   }): Promise<ImageEncoding> {
     const embeddings: Float32Array[] = [];
     const tokens: ImageTokens[] = [];
-    for (const group of chunk(images, this.batchSize)) {
-      const pixels = await this.processor.preprocessBatch({ images: group });
+    const groups = chunk(images, this.batchSize);
+    // Batch k + 1 is preprocessed while batch k runs through the model.
+    let next = groups.length > 0 ? this.#preprocess(groups[0] as ImageInput[]) : undefined;
+    for (let index = 0; index < groups.length; index += 1) {
+      const pixels = await (next as Promise<PixelBatch>);
+      const following = groups[index + 1];
+      next = following === undefined ? undefined : this.#preprocess(following);
+      // A failure of the next batch surfaces when it is awaited, not as an unhandled rejection meanwhile.
+      next?.catch(() => undefined);
       const encoded = await this.encodePixels({ pixels, normalize, withTokens });
       embeddings.push(...encoded.embeddings);
       if (encoded.tokens !== undefined) tokens.push(...encoded.tokens);
     }
     return withTokens ? { embeddings, tokens } : { embeddings };
+  }
+
+  /**
+   * Preprocesses one batch once the batch before it (of any caller) is preprocessed, so that concurrent
+   * batches take turns decoding and each one's decoding overlaps the model run of the one before.
+   */
+  #preprocess(images: readonly ImageInput[]): Promise<PixelBatch> {
+    const started = this.#preprocessing.then(() => this.processor.preprocessBatch({ images }));
+    this.#preprocessing = started.catch(() => undefined);
+    return started;
   }
 
   /** Runs the vision tower on already preprocessed `pixel_values`. */
