@@ -105,7 +105,7 @@ function composeUngrounded({
   return {
     text: `${limit}The closest matches in the corpus by similarity alone (not checked) are ${listed.join(", ")}.`,
     answered: !aboutImages,
-    confidence: round((matches[0]?.citation.score ?? 0) / 2),
+    confidence: round(matches[0]?.citation.score ?? 0),
   };
 }
 

@@ -117,7 +117,7 @@ function citingLlm(): AnswerComposer & { inputs: ComposeInput[] } {
 const QUESTION = "Tell me the colour of the star";
 
 describe("a chain over a pack that declares no vocabulary", () => {
-  it("reads no intent, retrieves with the question as asked, and the offline composer answers from retrieval", async () => {
+  it("reads no intent, retrieves with the question as asked, and the offline composer answers from retrieval, saying nothing was checked", async () => {
     const { chain, embedded } = chainOver({ models: { vocabulary: undefined } });
     const result = await chain.invoke({ tenant: "default", question: QUESTION });
     expect(result.standaloneQuestion).toBe(QUESTION);
@@ -126,7 +126,7 @@ describe("a chain over a pack that declares no vocabulary", () => {
     expect(result.evidence.every((entry) => entry.findings.length === 0)).toBe(true);
     expect(result.composer).toBe("offline");
     expect(result.answer).toBe(
-      "The closest matches in the corpus are img_aaaaaa111111 [img_aaaaaa111111], img_bbbbbb222222 [img_bbbbbb222222].",
+      "The closest matches in the corpus by similarity alone (not checked) are img_aaaaaa111111 [img_aaaaaa111111], img_bbbbbb222222 [img_bbbbbb222222].",
     );
     expect(result).toMatchObject({ answered: true, confidence: 0.42 });
     expect(result.verification).toMatchObject({ checked: 0, contradictions: [] });
