@@ -77,7 +77,8 @@ export interface ModelPackInfo {
   preprocessorConfig: PreprocessorConfig;
 }
 
-async function exists(path: string): Promise<boolean> {
+/** Whether something is at `path` (a file or a directory). */
+export async function pathExists(path: string): Promise<boolean> {
   try {
     await access(path);
     return true;
@@ -121,7 +122,7 @@ export async function readModelPackInfo({ dir }: { dir: string }): Promise<Model
   let vqa = false;
   if (loupe?.vqa !== undefined) {
     for (const file of [packFiles.vqa, loupe.vqa.answers]) {
-      if (!(await exists(join(absolute, file)))) {
+      if (!(await pathExists(join(absolute, file)))) {
         throw new ModelPackError(
           `config.json declares a VQA head but ${file} is missing from ${absolute}. Re-fetch or reinstall the pack.`,
           { context: { dir: absolute, file } },
@@ -133,7 +134,7 @@ export async function readModelPackInfo({ dir }: { dir: string }): Promise<Model
   }
   let video = false;
   if (loupe?.video !== undefined) {
-    if (!(await exists(join(absolute, packFiles.video)))) {
+    if (!(await pathExists(join(absolute, packFiles.video)))) {
       throw new ModelPackError(
         `config.json declares a video head but ${packFiles.video} is missing from ${absolute}. Re-fetch or reinstall the pack.`,
         { context: { dir: absolute, file: packFiles.video } },
@@ -362,7 +363,7 @@ export class ModelPack {
 export async function packUsedFiles({ info }: { info: ModelPackInfo }): Promise<string[]> {
   const used: string[] = [packFiles.config, packFiles.preprocessor, packFiles.tokenizer, ...info.modelFiles];
   if (info.config.loupe?.vqa !== undefined) used.push(info.config.loupe.vqa.answers);
-  if (await exists(join(info.dir, packFiles.tokenizerConfig))) used.push(packFiles.tokenizerConfig);
+  if (await pathExists(join(info.dir, packFiles.tokenizerConfig))) used.push(packFiles.tokenizerConfig);
   if (info.vocabulary !== undefined) used.push(packFiles.vocabulary);
   return used;
 }
@@ -397,7 +398,7 @@ export async function loadModelPack({
   const absolute = resolve(dir);
   let manifest: Manifest | undefined;
   if (verifyHashes) {
-    if (!(await exists(join(absolute, packFiles.manifest)))) {
+    if (!(await pathExists(join(absolute, packFiles.manifest)))) {
       throw new ModelPackError(
         `Model pack ${absolute} has no manifest.json, so its files cannot be verified. A pack copied from the ` +
           `Hugging Face hub or exported by hand is checked and given one by: loupe models import ${absolute}`,
@@ -408,7 +409,7 @@ export async function loadModelPack({
     await verifyManifest({ dir: absolute, manifest });
   }
   const info = await readModelPackInfo({ dir: absolute });
-  const hasTokenizerConfig = await exists(join(absolute, packFiles.tokenizerConfig));
+  const hasTokenizerConfig = await pathExists(join(absolute, packFiles.tokenizerConfig));
   if (manifest !== undefined) {
     checkManifestCovers({ manifest, files: await packUsedFiles({ info }) });
   }

@@ -6,13 +6,14 @@
  */
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, rename, rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { DownloadError, ValidationError } from "../errors.ts";
 import { writeManifest } from "./manifest.ts";
+import { pathExists } from "./model-pack.ts";
 
 /** One file of a pack: where it is in the repository and where it goes in the pack. */
 export interface PackFile {
@@ -294,15 +295,6 @@ async function downloadFile({
   }
   await rename(partial, destination);
   return { bytes: received, sha256, verified: expected !== undefined };
-}
-
-async function pathExists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -3,11 +3,10 @@
  * by hand): its JSON files are validated, its tokenizer is loaded, every model it uses is opened and its input
  * and output names checked, and only then is `manifest.json` written in place, listing the files Loupe reads.
  */
-import { access } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { ModelPackError } from "../errors.ts";
 import { MANIFEST_FILE, verifyManifest, writeManifest } from "./manifest.ts";
-import { loadModelPack, type ModelPackInfo, packFiles, packUsedFiles } from "./model-pack.ts";
+import { loadModelPack, type ModelPackInfo, packFiles, packUsedFiles, pathExists } from "./model-pack.ts";
 import { type Manifest, manifestSchema, readPackJson } from "./pack-config.ts";
 import type { SessionSettings } from "./session.ts";
 
@@ -20,15 +19,6 @@ export interface ImportedPack {
   manifest: Manifest;
   /** `written`: a new manifest; `unchanged`: the pack already had one that covers and verifies its files. */
   outcome: "written" | "unchanged";
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -54,9 +44,9 @@ export async function importPack({
   await pack.close();
 
   const used = await packUsedFiles({ info });
-  for (const file of DOCUMENT_FILES) if (await exists(join(absolute, file))) used.push(file);
+  for (const file of DOCUMENT_FILES) if (await pathExists(join(absolute, file))) used.push(file);
 
-  if (await exists(join(absolute, MANIFEST_FILE))) {
+  if (await pathExists(join(absolute, MANIFEST_FILE))) {
     const current = await readExistingManifest(absolute);
     const covers = current !== undefined && used.every((file) => current.files[file] !== undefined);
     let verifies = false;

@@ -6,11 +6,11 @@
  * card section saying what it is, and a manifest written once the quantized models load and pass the contract.
  */
 import { spawn } from "node:child_process";
-import { access, copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ModelPackError } from "../errors.ts";
-import { loadModelPack, type ModelPackInfo, packFiles, packUsedFiles } from "./model-pack.ts";
+import { loadModelPack, type ModelPackInfo, packFiles, packUsedFiles, pathExists } from "./model-pack.ts";
 import { importPack } from "./pack-import.ts";
 
 /** The Python script that quantizes; it ships with Loupe. */
@@ -49,17 +49,8 @@ export interface QuantizedPack {
   files: QuantizedFile[];
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function prepareOut(out: string, force: boolean): Promise<void> {
-  if (!(await exists(out))) return;
+  if (!(await pathExists(out))) return;
   const entries = (await stat(out)).isDirectory() ? await readdir(out) : ["(a file)"];
   if (entries.length === 0) return;
   if (!force) {
@@ -230,7 +221,7 @@ export async function quantizePack({
       },
     };
     await writeFile(join(staging, packFiles.config), `${JSON.stringify(config, null, 2)}\n`);
-    const card = (await exists(join(source, "MODEL_CARD.md")))
+    const card = (await pathExists(join(source, "MODEL_CARD.md")))
       ? await readFile(join(source, "MODEL_CARD.md"), "utf8")
       : `# ${modelId}\n`;
     await writeFile(

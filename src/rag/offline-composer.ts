@@ -95,15 +95,8 @@ function composeUngrounded({
       `${limit}Nothing stored is close enough to "${standaloneQuestion.slice(0, 200)}" to answer from the corpus.`,
     );
   }
-  const listed = matches.slice(0, 3).map((entry) => {
-    const times =
-      entry.citation.kind === "video_segment"
-        ? ` (${formatSeconds(entry.citation.start)}–${formatSeconds(entry.citation.end)})`
-        : "";
-    return `${entry.citation.id}${times} ${cite(entry.citation.id)}`;
-  });
   return {
-    text: `${limit}The closest matches in the corpus by similarity alone (not checked) are ${listed.join(", ")}.`,
+    text: `${limit}The closest matches in the corpus by similarity alone (not checked) are ${listMatches(matches)}.`,
     answered: !aboutImages,
     confidence: round(matches[0]?.citation.score ?? 0),
   };
@@ -181,6 +174,20 @@ function capitalize(text: string): string {
 
 function formatSeconds(seconds: number | null): string {
   return seconds === null ? "?" : `${Number(seconds.toFixed(2))} s`;
+}
+
+/** The first three matches, cited, with a segment's times. */
+function listMatches(matches: readonly Evidence[]): string {
+  return matches
+    .slice(0, 3)
+    .map((entry) => {
+      const times =
+        entry.citation.kind === "video_segment"
+          ? ` (${formatSeconds(entry.citation.start)}–${formatSeconds(entry.citation.end)})`
+          : "";
+      return `${entry.citation.id}${times} ${cite(entry.citation.id)}`;
+    })
+    .join(", ");
 }
 
 function decline(reason: string): OfflineAnswer {
@@ -336,15 +343,8 @@ export function composeOffline({
       `The corpus does not answer this question: nothing stored is close enough to "${standaloneQuestion.slice(0, 200)}".`,
     );
   }
-  const listed = matches.slice(0, 3).map((entry) => {
-    const times =
-      entry.citation.kind === "video_segment"
-        ? ` (${formatSeconds(entry.citation.start)}–${formatSeconds(entry.citation.end)})`
-        : "";
-    return `${entry.citation.id}${times} ${cite(entry.citation.id)}`;
-  });
   return {
-    text: `The closest matches in the corpus are ${listed.join(", ")}.`,
+    text: `The closest matches in the corpus are ${listMatches(matches)}.`,
     answered: true,
     confidence: round(matches[0]?.citation.score ?? 0),
   };
