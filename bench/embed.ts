@@ -388,13 +388,45 @@ async function benchPack({
       };
       const row: BenchRow = { label, batch: size, model: 0, tsEndToEnd: 0 };
       const best = (current: number | undefined, value: number): number => Math.max(current ?? 0, value);
-      // TypeScript and Python take turns, best of `rounds`, so that both see the same machine load.
+      // TypeScript and Python take turns, best of `rounds`, so that both see the same machine load; which
+      // of the two goes first alternates from round to round, so that neither always follows the other.
+      const inTurn = async (
+        round: number,
+        ts: () => Promise<void>,
+        py: () => Promise<void>,
+      ): Promise<void> => {
+        if (round % 2 === 0) {
+          await ts();
+          await py();
+        } else {
+          await py();
+          await ts();
+        }
+      };
       for (let round = 0; round < rounds; round += 1) {
-        row.model = best(row.model, await measure(() => embedder.encodePixels({ pixels }), size));
-        if (reference !== undefined) row.pyModel = best(row.pyModel, await reference.rate(`model ${size}`));
-        row.tsEndToEnd = best(row.tsEndToEnd, await measure(() => embedder.embed({ images }), images.length));
-        if (reference !== undefined)
-          row.pyEndToEnd = best(row.pyEndToEnd, await reference.rate(`e2e ${size}`));
+        await inTurn(
+          round,
+          async () => {
+            row.model = best(row.model, await measure(() => embedder.encodePixels({ pixels }), size));
+          },
+          async () => {
+            if (reference !== undefined)
+              row.pyModel = best(row.pyModel, await reference.rate(`model ${size}`));
+          },
+        );
+        await inTurn(
+          round,
+          async () => {
+            row.tsEndToEnd = best(
+              row.tsEndToEnd,
+              await measure(() => embedder.embed({ images }), images.length),
+            );
+          },
+          async () => {
+            if (reference !== undefined)
+              row.pyEndToEnd = best(row.pyEndToEnd, await reference.rate(`e2e ${size}`));
+          },
+        );
         if (args.texts) {
           row.tsTexts = best(
             row.tsTexts,

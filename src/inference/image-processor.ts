@@ -99,6 +99,20 @@ const resampleNames: Record<number, string> = {
   5: "hamming",
 };
 
+/**
+ * Where the model input of an image lies in it: the image is resized to `resizedWidth × resizedHeight`, then
+ * the `cropWidth × cropHeight` window at (`left`, `top`) of the resized image is the model input (negative
+ * offsets, or a window past the edge, are zero padding of an image smaller than the crop).
+ */
+export interface CropFrame {
+  resizedWidth: number;
+  resizedHeight: number;
+  left: number;
+  top: number;
+  cropWidth: number;
+  cropHeight: number;
+}
+
 /** Options of {@link ImageProcessor}. */
 export interface ImageProcessorOptions {
   /** Parsed `preprocessor_config.json`. */
@@ -181,11 +195,14 @@ function openImage(input: ImageInput, limits: Required<ImageLimits>): Sharp {
   }).timeout({ seconds: limits.decodeTimeoutSeconds });
 }
 
-/** Reads the header only: format allow-list, pixel limit, displayed (EXIF-oriented) size. */
+/**
+ * Reads the header only: format allow-list, pixel limit, displayed (EXIF-oriented) size, and whether an EXIF
+ * orientation other than the identity is applied when decoding.
+ */
 async function checkImageHeader(
   image: Uint8Array,
   limits: Required<ImageLimits>,
-): Promise<{ width: number; height: number }> {
+): Promise<{ width: number; height: number; reoriented: boolean }> {
   // Refuse by signature first, so that no parser (SVG, PDF, HEIF...) ever runs on a refused format.
   const sniffed = sniffImageFormat(image);
   const unsniffableAllowed = limits.allowedFormats.some((format) => !SNIFFABLE_FORMATS.has(format));
@@ -222,9 +239,10 @@ async function checkImageHeader(
     throw tooManyPixels(metadata.width, pageHeight, limits);
   }
   const swapped = metadata.autoOrient.width !== metadata.width;
+  const reoriented = metadata.orientation !== undefined && metadata.orientation !== 1;
   return swapped
-    ? { width: pageHeight, height: metadata.width }
-    : { width: metadata.width, height: pageHeight };
+    ? { width: pageHeight, height: metadata.width, reoriented }
+    : { width: metadata.width, height: pageHeight, reoriented };
 }
 
 /**
@@ -373,6 +391,51 @@ export class ImageProcessor {
   }
 
   /**
+   * The displayed size of an image (EXIF orientation applied), from its header only; raw pixels give their own.
+   *
+   * @throws MediaError when the input is of a refused format, over the pixel limit, or has no readable header.
+   */
+  async imageSize({ image }: { image: ImageInput }): Promise<{ width: number; height: number }> {
+    if (isRawImage(image)) return { width: image.width, height: image.height };
+    const { width, height } = await checkImageHeader(image, this.#limits);
+    return { width, height };
+  }
+
+  /**
+   * Where the model input of an image of `width × height` (displayed pixels) lies in it: the same resize
+   * and center crop {@link ImageProcessor.resizeAndCrop} applies, as geometry.
+   */
+  cropFrame({ width, height }: { width: number; height: number }): CropFrame {
+    const config = this.#config;
+    let target = { width, height };
+    if (config.do_resize) {
+      target =
+        "shortest_edge" in config.size
+          ? shortEdgeSize({ width, height, shortestEdge: config.size.shortest_edge })
+          : { width: config.size.width, height: config.size.height };
+    }
+    if (!config.do_center_crop) {
+      return {
+        resizedWidth: target.width,
+        resizedHeight: target.height,
+        left: 0,
+        top: 0,
+        cropWidth: target.width,
+        cropHeight: target.height,
+      };
+    }
+    const { left, top } = this.#cropWindow(target);
+    return {
+      resizedWidth: target.width,
+      resizedHeight: target.height,
+      left,
+      top,
+      cropWidth: this.outputWidth,
+      cropHeight: this.outputHeight,
+    };
+  }
+
+  /**
    * Decodes, orients, converts to RGB, resizes and center-crops one image: the uint8 pixels that are then
    * rescaled and normalized.
    *
@@ -381,11 +444,12 @@ export class ImageProcessor {
   async resizeAndCrop({ image }: { image: ImageInput }): Promise<RgbImage> {
     let width: number;
     let height: number;
+    let reoriented = false;
     if (isRawImage(image)) {
       width = image.width;
       height = image.height;
     } else {
-      ({ width, height } = await checkImageHeader(image, this.#limits));
+      ({ width, height, reoriented } = await checkImageHeader(image, this.#limits));
     }
     const config = this.#config;
     let target = { width, height };
@@ -411,6 +475,19 @@ export class ImageProcessor {
         fit: "fill",
         kernel: this.#kernel,
         fastShrinkOnLoad: false,
+      });
+    }
+    // A crop inside the resized image is cut by libvips on its own thread, so that only the cropped pixels
+    // reach JavaScript; one that needs padding (a small image) is done below, and so is the crop of an image
+    // that EXIF rotates (libvips would then cut before rotating, a pixel off).
+    const crop = config.do_center_crop ? this.#cropWindow(target) : undefined;
+    const cropInPipeline = crop !== undefined && !resizeInJs && !reoriented && crop.inside;
+    if (cropInPipeline) {
+      pipeline = pipeline.extract({
+        left: crop.left,
+        top: crop.top,
+        width: this.outputWidth,
+        height: this.outputHeight,
       });
     }
     let raw: { data: Buffer; info: OutputInfo };
@@ -443,20 +520,30 @@ export class ImageProcessor {
         height: target.height,
       };
     }
-    if (!config.do_center_crop) return resized;
+    if (!config.do_center_crop || cropInPipeline) return resized;
     return centerCrop({ image: resized, cropWidth: this.outputWidth, cropHeight: this.outputHeight });
+  }
+
+  /** Where the center crop of an image of `size` starts (Hugging Face's offsets), and whether it fits inside. */
+  #cropWindow(size: { width: number; height: number }): { left: number; top: number; inside: boolean } {
+    const top = Math.floor((size.height - this.outputHeight) / 2);
+    const left = Math.floor((size.width - this.outputWidth) / 2);
+    return { left, top, inside: top >= 0 && left >= 0 };
   }
 
   /** Rescales and normalizes cropped RGB pixels into `out` (CHW) starting at `offset`. */
   #normalizeInto(image: RgbImage, out: Float32Array, offset: number): void {
     const planeSize = image.width * image.height;
-    for (let channel = 0; channel < 3; channel += 1) {
-      const scale = this.#scale[channel] ?? 1;
-      const shift = this.#offset[channel] ?? 0;
-      const planeOffset = offset + channel * planeSize;
-      for (let index = 0; index < planeSize; index += 1) {
-        out[planeOffset + index] = (image.data[index * 3 + channel] ?? 0) * scale + shift;
-      }
+    const pixels = image.data;
+    const [redScale = 1, greenScale = 1, blueScale = 1] = this.#scale;
+    const [redShift = 0, greenShift = 0, blueShift = 0] = this.#offset;
+    const green = offset + planeSize;
+    const blue = green + planeSize;
+    // One pass over the interleaved bytes, writing the three planes (this runs on the event loop).
+    for (let index = 0, from = 0; index < planeSize; index += 1, from += 3) {
+      out[offset + index] = (pixels[from] as number) * redScale + redShift;
+      out[green + index] = (pixels[from + 1] as number) * greenScale + greenShift;
+      out[blue + index] = (pixels[from + 2] as number) * blueScale + blueShift;
     }
   }
 
