@@ -26,6 +26,7 @@ import { createChatRoute } from "./http/routes/chat.ts";
 import { createChatCompletionsRoute } from "./http/routes/chat-completions.ts";
 import { createChatPageRoute } from "./http/routes/chat-page.ts";
 import { createClassifyRoute } from "./http/routes/classify.ts";
+import { createDetectRoute } from "./http/routes/detect.ts";
 import { createEmbeddingsRoute } from "./http/routes/embeddings.ts";
 import { createFeedbackRoute } from "./http/routes/feedback.ts";
 import { createHealthzRoute } from "./http/routes/healthz.ts";
@@ -99,6 +100,7 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
     createJobsRoute({
       jobs: services.jobs,
       ocrBackfill: services.ocrBackfill,
+      regionBackfill: services.regionBackfill,
       audit: services.audit,
       packMigration: services.packMigration,
     }),
@@ -120,6 +122,7 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
   app.route("/", createClassifyRoute({ search, config: services.config }));
   app.route("/", createEmbeddingsRoute({ search, models: services.models, config: services.config }));
   app.route("/", createVqaRoute({ search, models: services.models, config: services.config }));
+  app.route("/", createDetectRoute({ search, models: services.models, config: services.config }));
   app.route(
     "/",
     createTriplesRoute({ triples, config: services.config, jobs: services.jobs, audit: services.audit }),

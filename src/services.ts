@@ -20,6 +20,7 @@ import { createMemoryRateLimiter } from "./http/limits/memory-rate-limiter.ts";
 import type { RateLimiter } from "./http/limits/rate-limiter.ts";
 import { mediaRouteUrls } from "./http/media-urls.ts";
 import { createDefaultTenantResolver, type TenantResolver } from "./http/tenant.ts";
+import type { ObjectDetector } from "./inference/detection-head.ts";
 import { loadModelPack, type ModelPack, readModelPackInfo } from "./inference/model-pack.ts";
 import type { OcrEngine } from "./inference/ocr/ocr-engine.ts";
 import { createPpOcrEngine } from "./inference/ocr/pp-ocr.ts";
@@ -29,6 +30,8 @@ import type { IngestOcr } from "./ingest/ingest-ocr.ts";
 import { createJobRegistry, type JobRegistry } from "./ingest/jobs.ts";
 import { OcrBackfill } from "./ingest/ocr-backfill.ts";
 import { PackMigration } from "./ingest/pack-migration.ts";
+import { RegionBackfill } from "./ingest/region-backfill.ts";
+import type { IngestRegions } from "./ingest/regions.ts";
 import { TripleIngester } from "./ingest/triple-ingest.ts";
 import { createVideoIngester, type VideoIngester, videoIngestSettings } from "./ingest/video-ingest.ts";
 import { createChatModel } from "./llm/chat-model.ts";
@@ -126,6 +129,8 @@ export interface LoupeServices extends ServiceParts {
   triples: TripleIngester;
   /** Reads the text of stored items that have none (`loupe ocr backfill`, jobs of kind `ocr`); absent without `ocr`. */
   ocrBackfill?: OcrBackfill;
+  /** Stores the regions of items that have none (jobs of kind `regions`); absent without a detection head. */
+  regionBackfill?: RegionBackfill;
   /** Switches the store to another model pack (`loupe models migrate`, jobs of kind `migrate`); absent without `openCatalog`. */
   packMigration?: PackMigration;
   /** The retrieval chain that answers chat turns (a LangChain Runnable inside). */
@@ -147,6 +152,16 @@ export interface OpenLoupeServices extends LoupeServices {
    * than once.
    */
   close(): Promise<void>;
+}
+
+/** The pack's detection head; none when the pack has none or could not be loaded (every use then fails). */
+function detectorOf(models: ModelPack): ObjectDetector | undefined {
+  try {
+    return models.detector;
+  } catch (error) {
+    if (error instanceof NotReadyError) return undefined;
+    throw error;
+  }
 }
 
 /**
@@ -197,6 +212,16 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     logitScale: () => readLogitScale({ packDir: config.modelPack }),
     ranker: searchRanker(config),
   });
+  // Objects as records: only with a pack that has a detection head, and only when asked for.
+  const detector = detectorOf(models);
+  const detection: IngestRegions | undefined =
+    detector === undefined
+      ? undefined
+      : {
+          detector,
+          ...(config.regionMinScore === undefined ? {} : { threshold: config.regionMinScore }),
+        };
+  const regions = config.regions === "on" ? detection : undefined;
   const images = new ImageIngester({
     store,
     models,
@@ -206,6 +231,7 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     thumbnailSize: config.thumbnailSize,
     fetch: { maxBytes: config.urlMaxBytes, ...urlSettings },
     ...(ocr === undefined ? {} : { ocr }),
+    ...(regions === undefined ? {} : { regions }),
     logger: logger.child({ component: "images" }),
     metrics,
   });
@@ -231,6 +257,7 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     blobs,
     config,
     ...(ocr === undefined ? {} : { ocr }),
+    ...(regions === undefined ? {} : { regions }),
     logger: logger.child({ component: "videos" }),
     metrics,
   });
@@ -238,6 +265,16 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     ocr === undefined
       ? undefined
       : new OcrBackfill({ store, media, ocr, logger: logger.child({ component: "ocr-backfill" }) });
+  const regionBackfill =
+    detection === undefined
+      ? undefined
+      : new RegionBackfill({
+          store,
+          media,
+          regions: detection,
+          modelId: models.modelId,
+          logger: logger.child({ component: "region-backfill" }),
+        });
   const packMigration =
     parts.openCatalog === undefined
       ? undefined
@@ -301,6 +338,7 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     videos,
     triples,
     ...(ocrBackfill === undefined ? {} : { ocrBackfill }),
+    ...(regionBackfill === undefined ? {} : { regionBackfill }),
     ...(packMigration === undefined ? {} : { packMigration }),
     chain,
     feedbackStore,

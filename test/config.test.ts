@@ -72,6 +72,8 @@ describe("parseConfig", () => {
       maxUploadBytes: 104_857_600,
       maxJsonBytes: 33_554_432,
       rateLimitPerSecond: 50,
+      regionMinScore: undefined,
+      regions: "on",
       rateLimitBurst: 100,
       maxHeavyPerTenant: 8,
       queueConcurrency: 0,

@@ -48,9 +48,21 @@ export interface VideoIngestResult extends IngestItemResult {
   segments?: VideoSegmentResult[];
 }
 
+/** What a region (an object found in an image or a keyframe) says of itself. */
+export interface RegionInfo {
+  /** The image or video segment the object is in. */
+  parentId: string;
+  parentKind: "image" | "video_segment";
+  /** Normalized to [0, 1] of the parent's image: x right, y down. */
+  box: { x0: number; y0: number; x1: number; y1: number };
+  label: string;
+  attributes: Record<string, string>;
+  score: number;
+}
+
 /** One item of `GET /v1/items`. */
 export interface ListedItem {
-  kind: "image" | "video_segment" | "triple";
+  kind: "image" | "video_segment" | "triple" | "region";
   id: string;
   mediaUrl: string;
   source: string;
@@ -65,11 +77,13 @@ export interface ListedItem {
   /** Triples: the stored question and answer. */
   question?: string;
   answer?: string;
+  /** Regions: the object and where it is. */
+  region?: RegionInfo;
 }
 
 /** What `GET /v1/items` takes: all optional. */
 export interface ListItemsRequest {
-  /** One kind; all of them in turn when absent. */
+  /** One kind; images, video segments and triples in turn when absent (regions only when named). */
   kind?: ListedItem["kind"];
   /** The JSON filter of search (the same shape as `SearchRequest.filter`). */
   filter?: unknown;

@@ -56,6 +56,7 @@ const KIND_LABELS: Record<CitationKind, string> = {
   image: "Image",
   video_segment: "Video segment",
   triple: "Triple",
+  region: "Object",
 };
 
 /** `m:ss` (or `h:mm:ss`) of a time in seconds. */

@@ -10,7 +10,22 @@ export type {
   TextTokenBatch,
 } from "./clip-encoders.ts";
 export { ImageEmbedder, TextEmbedder } from "./clip-encoders.ts";
-export type { ImageInput, ImageLimits, PixelBatch, RawImage, RgbImage } from "./image-processor.ts";
+export type {
+  Detection,
+  DetectionSlots,
+  ImageDetections,
+  NormalizedBox,
+  ObjectDetectorOptions,
+} from "./detection-head.ts";
+export { cropBoxToImage, decodeDetections, ObjectDetector } from "./detection-head.ts";
+export type {
+  CropFrame,
+  ImageInput,
+  ImageLimits,
+  PixelBatch,
+  RawImage,
+  RgbImage,
+} from "./image-processor.ts";
 export { decodeImage, defaultImageLimits, ImageProcessor, sniffImageFormat } from "./image-processor.ts";
 export { sha256File, verifyManifest, writeManifest } from "./manifest.ts";
 export type {
@@ -19,11 +34,18 @@ export type {
   ModelPackCapabilities,
   ModelPackInfo,
 } from "./model-pack.ts";
-export { loadModelPack, ModelPack, packFiles, readModelPackInfo } from "./model-pack.ts";
+export { loadModelPack, ModelPack, packFiles, readModelPackInfo, visionTokenShape } from "./model-pack.ts";
 export type { OcrEngine, OcrLimits } from "./ocr/ocr-engine.ts";
 export type { PpOcrEngineOptions } from "./ocr/pp-ocr.ts";
 export { createPpOcrEngine, PP_OCR_FILES, PP_OCR_MODELS_PACKAGE, ppOcrModelDir } from "./ocr/pp-ocr.ts";
-export type { ClipConfig, Manifest, PreprocessorConfig, TokenizerConfig } from "./pack-config.ts";
+export type {
+  ClipConfig,
+  DetectionConfig,
+  Manifest,
+  PreprocessorConfig,
+  TokenizerConfig,
+} from "./pack-config.ts";
+export { detectionConfigSchema } from "./pack-config.ts";
 export type { FetchedPack, FetchPackOptions, FetchProgress, KnownPack } from "./pack-fetch.ts";
 export { fetchPack, knownPacks, resolvePackName } from "./pack-fetch.ts";
 export type { SessionSettings } from "./session.ts";

@@ -1,19 +1,21 @@
 /**
  * Loading a model pack: a directory in the Hugging Face CLIP ONNX layout (as `Xenova/clip-vit-base-patch32`),
- * optionally extended by Loupe's `loupe` block in `config.json` with a METER VQA head and a video head, and
- * by `vocabulary.json` with the words those heads and the chain understand. models/README.md describes the
- * layout.
+ * optionally extended by Loupe's `loupe` block in `config.json` with a METER VQA head, a video head and an
+ * object detection head, and by `vocabulary.json` with the words those heads and the chain understand.
+ * models/README.md describes the layout.
  */
 import { access, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { ModelPackError } from "../errors.ts";
 import { ImageEmbedder, type SessionProvider, TextEmbedder } from "./clip-encoders.ts";
+import { ObjectDetector } from "./detection-head.ts";
 import { type ImageLimits, ImageProcessor } from "./image-processor.ts";
 import { MANIFEST_FILE, verifyManifest } from "./manifest.ts";
 import {
   answersSchema,
   type ClipConfig,
   clipConfigSchema,
+  type DetectionConfig,
   type Manifest,
   manifestSchema,
   type PreprocessorConfig,
@@ -40,6 +42,7 @@ export const packFiles = {
   text: "onnx/text_model.onnx",
   vqa: "onnx/meter_vqa.onnx",
   video: "onnx/video_model.onnx",
+  detection: "onnx/detection_model.onnx",
 } as const;
 
 /** What a pack can do beyond embedding images and texts. */
@@ -48,6 +51,8 @@ export interface ModelPackCapabilities {
   vqa: boolean;
   /** Has a learned video head (without one, video embeddings average frame embeddings). */
   video: boolean;
+  /** Has an object detection head (`loupe.detection`). */
+  detection: boolean;
 }
 
 /** What can be known of a pack from its JSON files, without opening models. */
@@ -143,6 +148,17 @@ export async function readModelPackInfo({ dir }: { dir: string }): Promise<Model
     modelFiles.push(packFiles.video);
     video = true;
   }
+  let detection = false;
+  if (loupe?.detection !== undefined) {
+    if (!(await pathExists(join(absolute, packFiles.detection)))) {
+      throw new ModelPackError(
+        `config.json declares a detection head but ${packFiles.detection} is missing from ${absolute}. Re-fetch or reinstall the pack.`,
+        { context: { dir: absolute, file: packFiles.detection } },
+      );
+    }
+    modelFiles.push(packFiles.detection);
+    detection = true;
+  }
   const videoTokenGrid = loupe?.video?.frame_features === "token_grid" ? loupe.video.token_grid : undefined;
   if (videoTokenGrid !== undefined) {
     const { image_size: size, patch_size: patch } = config.vision_config;
@@ -171,7 +187,7 @@ export async function readModelPackInfo({ dir }: { dir: string }): Promise<Model
     dimension: config.projection_dim,
     imageSize,
     textMaxLength: config.text_config.max_position_embeddings,
-    capabilities: { vqa, video },
+    capabilities: { vqa, video, detection },
     videoFrames: loupe?.video?.num_frames,
     videoTokenGrid,
     videoFrameShape:
@@ -192,15 +208,33 @@ export async function readModelPackInfo({ dir }: { dir: string }): Promise<Model
 export function sessionContracts({
   vqa,
   videoFrameShape,
+  detection,
+  detectionTokenShape,
 }: {
   vqa: boolean;
   /** Per-frame shape of the video head's input; absent: not checked. */
   videoFrameShape?: readonly number[];
+  /** The detection head's declaration, when the pack has one. */
+  detection?: DetectionConfig;
+  /** `[tokens, width]` of the vision tower's token states the detection head is fed; absent: not checked. */
+  detectionTokenShape?: readonly number[];
 }): Record<string, SessionContract> {
+  const detectionOutputs =
+    detection === undefined
+      ? []
+      : [
+          detection.outputs.scores,
+          detection.outputs.boxes,
+          detection.outputs.classes,
+          ...Object.values(detection.outputs.attributes),
+          ...(detection.outputs.embeddings === undefined ? [] : [detection.outputs.embeddings]),
+        ];
+  const detectionInput = detection?.input ?? "last_hidden_state";
   return {
     [packFiles.vision]: {
       requiredInputs: ["pixel_values"],
-      requiredOutputs: vqa ? ["image_embeds", "last_hidden_state"] : ["image_embeds"],
+      requiredOutputs:
+        vqa || detection !== undefined ? ["image_embeds", "last_hidden_state"] : ["image_embeds"],
     },
     [packFiles.text]: {
       requiredInputs: ["input_ids"],
@@ -218,7 +252,24 @@ export function sessionContracts({
         ? {}
         : { inputShapes: { frame_features: [null, null, ...videoFrameShape] } }),
     },
+    [packFiles.detection]: {
+      requiredInputs: [detectionInput],
+      requiredOutputs: detectionOutputs,
+      ...(detectionTokenShape === undefined
+        ? {}
+        : { inputShapes: { [detectionInput]: [null, ...detectionTokenShape] } }),
+    },
   };
+}
+
+/**
+ * `[tokens, width]` of the vision tower's `last_hidden_state`: the class token and the patch grid, each
+ * `hidden_size` wide; undefined when the patch size does not divide the image size.
+ */
+export function visionTokenShape(config: ClipConfig): [number, number] | undefined {
+  const { image_size: size, patch_size: patch, hidden_size: width } = config.vision_config;
+  const side = size / patch;
+  return Number.isInteger(side) ? [1 + side * side, width] : undefined;
 }
 
 /** Batch sizes of the model runs. */
@@ -229,6 +280,8 @@ export interface BatchSizes {
   text?: number;
   /** Questions per VQA run (default 16). */
   vqa?: number;
+  /** Images per detection head run (default 16). */
+  detection?: number;
 }
 
 /** Options of {@link loadModelPack}. */
@@ -263,6 +316,8 @@ export class ModelPack {
   readonly vqaHead: VqaHead | undefined;
   /** VQA answer strings in logit order, when the pack has a VQA head. */
   readonly answers: readonly string[] | undefined;
+  /** Present when the pack has an object detection head (`loupe.detection`). */
+  readonly detector: ObjectDetector | undefined;
   readonly #sessions: Map<string, Promise<OnnxSession>>;
   #closed = false;
 
@@ -313,6 +368,17 @@ export class ModelPack {
             textEmbedder: this.textEmbedder,
             answers,
             batchSize: batchSizes.vqa,
+          })
+        : undefined;
+    const detection = info.config.loupe?.detection;
+    this.detector =
+      info.capabilities.detection && detection !== undefined
+        ? new ObjectDetector({
+            session: sessionFor(packFiles.detection),
+            imageEmbedder: this.imageEmbedder,
+            config: detection,
+            dimension: info.dimension,
+            batchSize: batchSizes.detection,
           })
         : undefined;
   }
@@ -437,7 +503,12 @@ export async function loadModelPack({
     decodeConcurrency,
   });
 
-  const contracts = sessionContracts({ vqa: info.capabilities.vqa, videoFrameShape: info.videoFrameShape });
+  const contracts = sessionContracts({
+    vqa: info.capabilities.vqa,
+    videoFrameShape: info.videoFrameShape,
+    detection: info.config.loupe?.detection,
+    detectionTokenShape: visionTokenShape(info.config),
+  });
   const sessions = new Map<string, Promise<OnnxSession>>();
   let pack: ModelPack | undefined;
   const open = (file: string): Promise<OnnxSession> => {

@@ -10,6 +10,51 @@ import { ModelPackError } from "../errors.ts";
 
 const positiveInt = z.number().int().positive();
 
+const labelName = z.string().min(1);
+const outputName = z.string().min(1);
+
+/**
+ * `loupe.detection`: the object detection head (`onnx/detection_model.onnx`). It reads the vision tower's
+ * token states and outputs `max_detections` slots per image, sorted by score: scores, boxes (`x0, y0, x1,
+ * y1` in [0, 1] of the tower's input crop), softmax probabilities over `classes` and over each attribute's
+ * values, and optionally a raw region embedding in the shared image-text space.
+ */
+export const detectionConfigSchema = z
+  .object({
+    /** Class names in the order of the class probability axis. */
+    classes: z.array(labelName).min(1),
+    /** Attribute name → value names in the order of that attribute's probability axis. */
+    attributes: z.record(labelName, z.array(labelName).min(1)).default({}),
+    /** The head's input: the vision tower's `last_hidden_state`. */
+    input: z.string().min(1).default("last_hidden_state"),
+    outputs: z.object({
+      scores: outputName,
+      boxes: outputName,
+      classes: outputName,
+      /** Attribute name → output name. */
+      attributes: z.record(labelName, outputName).default({}),
+      /** Raw region embeddings (`projection_dim` wide); absent: regions are embedded from their crops. */
+      embeddings: outputName.optional(),
+    }),
+    /** Slots the head outputs per image (K). */
+    max_detections: positiveInt,
+    /** Detections below this score are dropped unless the caller asks for another threshold. */
+    score_threshold: z.number().min(0).max(1),
+    /** How the head was trained (informational). */
+    training: z.record(z.string(), z.unknown()).optional(),
+  })
+  .refine(
+    (detection) =>
+      Object.keys(detection.attributes).length === Object.keys(detection.outputs.attributes).length &&
+      Object.keys(detection.attributes).every((name) => detection.outputs.attributes[name] !== undefined),
+    {
+      message: "every attribute needs an output in outputs.attributes, and every output an attribute",
+      path: ["outputs", "attributes"],
+    },
+  );
+/** Parsed `loupe.detection`. */
+export type DetectionConfig = z.infer<typeof detectionConfigSchema>;
+
 /** `config.json`: the CLIP configuration, with Loupe's optional extension block. */
 export const clipConfigSchema = z.object({
   model_type: z.string().optional(),
@@ -49,6 +94,8 @@ export const clipConfigSchema = z.object({
           path: ["token_grid"],
         })
         .optional(),
+      /** An object detection head; absent: the pack detects nothing. */
+      detection: detectionConfigSchema.optional(),
       /** Set on an INT8 variant written by `loupe models quantize`: how it was made and from which pack. */
       quantization: z
         .object({

@@ -15,7 +15,7 @@ import path from "node:path";
 import { z } from "zod";
 import { mapWithConcurrency } from "../concurrency.ts";
 import { AppError, MediaError, ValidationError } from "../errors.ts";
-import type { ModelPack, PixelBatch } from "../inference/index.ts";
+import type { Detection, ModelPack, PixelBatch } from "../inference/index.ts";
 import type { Logger } from "../logger.ts";
 import { type BlobStore, blobRef, claimOwner, sha256Hex } from "../media/blob-store.ts";
 import type { OcrReading } from "../media/ocr-lines.ts";
@@ -26,6 +26,13 @@ import { METADATA_KEY_PATTERN } from "../store/filter.ts";
 import { type ImageRecord, recordId, type VectorStore } from "../store/index.ts";
 import { type IngestOcr, ocrRecordFields, readImageText } from "./ingest-ocr.ts";
 import { type JobError, type JobItemOutcome, type JobWorkItem, toJobError } from "./jobs.ts";
+import {
+  type IngestRegions,
+  REGIONS_MARKER,
+  regionRecords,
+  regionsMarker,
+  replaceRegions,
+} from "./regions.ts";
 import { assertStorableText, toStorableText } from "./storable-text.ts";
 import { type AddedReference, releaseReferences, storeRecords } from "./store-records.ts";
 
@@ -44,6 +51,7 @@ export const RESERVED_METADATA_KEYS = [
   "url",
   "thumbnailRef",
   "ocr",
+  "regions",
 ] as const;
 
 /** Most tags per item. */
@@ -193,6 +201,11 @@ export interface ImageIngesterOptions {
   fetchConcurrency?: number;
   /** Reads the text of every new image (`LOUPE_OCR=auto`); absent: no text is read. */
   ocr?: IngestOcr;
+  /**
+   * Stores the objects the pack's detector finds in every new image as `region` records (`LOUPE_REGIONS`);
+   * absent: no regions. The tower runs once per image either way.
+   */
+  regions?: IngestRegions;
   logger?: Logger;
   /** Where each item's outcome is counted; nowhere when absent. */
   metrics?: Pick<LoupeMetrics, "countIngestItems">;
@@ -225,6 +238,8 @@ interface Prepared extends Loaded {
 
 interface Embedded extends Prepared {
   vector: Float32Array;
+  /** The objects found, when regions are stored. */
+  detections?: Detection[];
   /** What OCR read, when an engine is configured and the reading succeeded. */
   reading?: OcrReading;
 }
@@ -261,9 +276,10 @@ function failed(error: JobError): JobItemOutcome {
 
 /** Turns images into stored image records. Build one and reuse it. */
 export class ImageIngester {
-  readonly #options: Required<Omit<ImageIngesterOptions, "logger" | "ocr" | "metrics">> & {
+  readonly #options: Required<Omit<ImageIngesterOptions, "logger" | "ocr" | "metrics" | "regions">> & {
     logger?: Logger;
     ocr?: IngestOcr;
+    regions?: IngestRegions;
     metrics?: Pick<LoupeMetrics, "countIngestItems">;
   };
 
@@ -487,10 +503,25 @@ export class ImageIngester {
       });
       const pixels: PixelBatch = { data, dims: [batch.length, 3, height, width] };
       try {
-        const { embeddings } = await imageEmbedder.encodePixels({ pixels });
+        const regions = this.#options.regions;
+        const { embeddings, tokens } = await imageEmbedder.encodePixels({
+          pixels,
+          withTokens: regions !== undefined,
+        });
+        const found =
+          regions === undefined || tokens === undefined
+            ? undefined
+            : await regions.detector.detectTokens({
+                tokens,
+                sizes: batch.map((item) => ({ width: item.thumb.width, height: item.thumb.height })),
+                images: batch.map((item) => item.bytes),
+                ...(regions.threshold === undefined ? {} : { threshold: regions.threshold }),
+              });
         batch.forEach((item, position) => {
           const vector = embeddings[position];
-          if (vector !== undefined) result.push({ ...item, vector });
+          const detections = found?.[position]?.detections;
+          if (vector !== undefined)
+            result.push({ ...item, vector, ...(detections === undefined ? {} : { detections }) });
         });
       } catch (error) {
         if (!isItemError(error)) throw error;
@@ -558,6 +589,11 @@ export class ImageIngester {
       logger,
     });
     const stored = new Set(outcome.stored);
+    await this.#storeRegions({
+      tenant,
+      records: records.filter((record) => stored.has(record.id)),
+      embedded,
+    });
     for (const item of embedded) {
       const rejection = outcome.rejected.get(item.id);
       if (stored.has(item.id)) settle(item.index, { status: "stored", id: item.id });
@@ -567,6 +603,55 @@ export class ImageIngester {
   }
 
   readonly #release = ({ ref, owner }: AddedReference) => this.#options.blobs.release({ sha256: ref, owner });
+
+  /**
+   * Writes the regions of the images just stored. A failure leaves those images stored without regions
+   * (logged; the region backfill job finds them) rather than failing images that are already stored.
+   */
+  async #storeRegions({
+    tenant,
+    records,
+    embedded,
+  }: {
+    tenant: string;
+    records: readonly ImageRecord[];
+    embedded: readonly Embedded[];
+  }): Promise<void> {
+    if (this.#options.regions === undefined || records.length === 0) return;
+    const detectionsById = new Map(embedded.map((item) => [item.id, item.detections]));
+    const regions = records.flatMap((record) =>
+      regionRecords({
+        tenant,
+        modelId: this.#options.models.modelId,
+        parent: { ...record, kind: "image" },
+        detections: detectionsById.get(record.id) ?? [],
+      }),
+    );
+    try {
+      await replaceRegions({
+        store: this.#options.store,
+        tenant,
+        parentIds: records.map((record) => record.id),
+        records: regions,
+      });
+    } catch (error) {
+      this.#options.logger?.warn(
+        { err: error, images: records.length, regions: regions.length },
+        "could not store the regions of ingested images; the region backfill job can add them",
+      );
+      // Unmarked, so the backfill finds them (best effort: the store has just failed).
+      await this.#options.store
+        .update({
+          kind: "image",
+          tenant,
+          patches: records.map((record) => {
+            const { [REGIONS_MARKER]: _marker, ...metadata } = record.metadata ?? {};
+            return { id: record.id, metadata };
+          }),
+        })
+        .catch(() => undefined);
+    }
+  }
 
   #record({
     defaultSource,
@@ -599,6 +684,10 @@ export class ImageIngester {
       height: item.thumb.height,
       format: item.thumb.format,
       thumbnailRef: blobRef(thumbnail.sha256),
+      // Marked as having its regions (written right after the record; see #storeRegions).
+      ...(item.detections === undefined
+        ? {}
+        : regionsMarker(item.detections.filter((found) => found.embedding !== undefined).length)),
     };
     const read =
       item.reading === undefined || this.#options.ocr === undefined

@@ -1,7 +1,8 @@
 /**
  * Stored items by id, whatever their kind: finding an item's media for the caller's tenant, and
  * deleting an item with the blobs nothing else refers to. The kind is read from the id's prefix:
- * `img_` images, `seg_` video segments, `tri_` triples, `vid_` whole videos (all their segments).
+ * `img_` images, `seg_` video segments, `tri_` triples, `reg_` regions (objects in an image or a keyframe),
+ * `vid_` whole videos (all their segments).
  *
  * Blob references follow one convention (see `BlobStore.addReference`): a record that uses a blob
  * holds the reference `<tenant>/<record id>`; a video's original is held as `<tenant>/<video id>`.
@@ -9,6 +10,7 @@
 import { NotFoundError, ValidationError } from "../errors.ts";
 import { type BlobStore, parseBlobRef, type StoredBlob } from "../media/blob-store.ts";
 import { isValidRecordId, type RecordKind, type StoredRecord, type VectorStore } from "../store/index.ts";
+import { deleteRegionsOf } from "./regions.ts";
 import { deleteVideo, videoSegmentsOf } from "./video-ingest.ts";
 
 /** What an id names: a record of a kind, or a whole video. */
@@ -18,6 +20,7 @@ const PREFIXES: ReadonlyArray<[string, ItemKind]> = [
   ["img_", "image"],
   ["seg_", "video_segment"],
   ["tri_", "triple"],
+  ["reg_", "region"],
   ["vid_", "video"],
 ];
 
@@ -29,14 +32,14 @@ const PREFIXES: ReadonlyArray<[string, ItemKind]> = [
 export function itemKindOf(id: string): ItemKind {
   if (!isValidRecordId(id)) {
     throw new ValidationError(
-      `${JSON.stringify(String(id).slice(0, 80))} is not an item id; ids look like img_…, seg_…, tri_… or vid_….`,
+      `${JSON.stringify(String(id).slice(0, 80))} is not an item id; ids look like img_…, seg_…, tri_…, reg_… or vid_….`,
       { context: { id: String(id).slice(0, 80) } },
     );
   }
   const match = PREFIXES.find(([prefix]) => id.startsWith(prefix));
   if (match === undefined) {
     throw new ValidationError(
-      `${JSON.stringify(id)} is not an item id: it must start with img_, seg_, tri_ or vid_.`,
+      `${JSON.stringify(id)} is not an item id: it must start with img_, seg_, tri_, reg_ or vid_.`,
       { context: { id } },
     );
   }
@@ -133,7 +136,7 @@ export async function findMedia({
 export interface DeletedItem {
   id: string;
   kind: ItemKind;
-  /** Records removed from the store (a video: its segments). */
+  /** Records removed from the store (a video: its segments); the regions of what was removed go too. */
   records: number;
   /** Blobs removed because nothing referred to them any more. */
   blobsRemoved: number;
@@ -181,6 +184,13 @@ export async function deleteItem({
   }
   const [record] = await store.get({ kind, tenant, ids: [id] });
   if (record === undefined) throw notFound(id);
+  // Regions go first: a crash in between leaves an item without regions (which a backfill restores),
+  // never regions naming an item that is gone.
+  if (kind === "image" || kind === "video_segment") await deleteRegionsOf({ store, tenant, parentIds: [id] });
+  if (kind === "region") {
+    const { deleted } = await store.delete({ kind, tenant, ids: [id] });
+    return { id, kind, records: deleted, blobsRemoved: 0 };
+  }
   const { deleted } = await store.delete({ kind, tenant, ids: [id] });
   const { media, thumbnail } = blobKeysOf(record);
   const blobsRemoved = await releaseAll({ blobs, keys: [media, thumbnail], owner: `${tenant}/${id}` });

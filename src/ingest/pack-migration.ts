@@ -27,6 +27,7 @@ import { parseBlobRef } from "../media/blob-store.ts";
 import { sampleVideoFrames } from "../media/video-frames.ts";
 import { probeVideo } from "../media/video-probe.ts";
 import {
+  ITEM_KINDS,
   type LiveCollections,
   type MilvusVectorStore,
   type ModelCatalog,
@@ -38,7 +39,14 @@ import {
   type StoredVideoSegment,
 } from "../store/index.ts";
 import { type JobItemOutcome, type JobRunner, toJobError } from "./jobs.ts";
+import { REGIONS_MARKER } from "./regions.ts";
 import { type VideoIngestSettings, videoId } from "./video-ingest.ts";
+
+/**
+ * The kinds a switch re-embeds: whole items. Regions are not copied: another pack finds other objects, so
+ * after the switch the region backfill job (kind `regions`) detects them with the new pack.
+ */
+const MIGRATED_KINDS = ITEM_KINDS;
 
 /** The kind of job a pack switch runs as. */
 export const MIGRATE_JOB_KIND = "migrate";
@@ -273,13 +281,13 @@ export class PackMigration {
     const expected = new Map<string, Set<string>>();
     const run = { source, target, pack, progress, budget, request, expected };
     try {
-      for (const kind of RECORD_KINDS) {
+      for (const kind of MIGRATED_KINDS) {
         for (const tenant of await source.tenants(kind)) {
           progress[kind].total += await source.count({ kind, tenant });
         }
       }
       request.onProgress?.(progress);
-      for (const kind of RECORD_KINDS) {
+      for (const kind of MIGRATED_KINDS) {
         for (const tenant of await source.tenants(kind)) await this.#copyTenant({ ...run, kind, tenant });
       }
     } catch (error) {
@@ -314,7 +322,7 @@ export class PackMigration {
     live: LiveCollections;
     expected: ReadonlyMap<string, ReadonlySet<string>>;
   }): Promise<void> {
-    for (const kind of RECORD_KINDS) {
+    for (const kind of MIGRATED_KINDS) {
       const tenants = new Set([...(await source.tenants(kind)), ...(await target.tenants(kind))]);
       for (const tenant of tenants) {
         const wanted = expected.get(`${kind}/${tenant}`) ?? new Set<string>();
@@ -743,9 +751,15 @@ function copiedFields(
     source: row.source,
     createdAt: row.createdAt,
     text: row.text,
-    metadata: row.metadata,
+    // Regions are not copied (the new pack finds its own objects): unmarked, the region backfill finds them.
+    metadata: withoutRegionsMarker(row.metadata),
     ocrText: row.ocrText,
   };
+}
+
+function withoutRegionsMarker(metadata: Record<string, unknown>): Record<string, unknown> {
+  const { [REGIONS_MARKER]: _marker, ...rest } = metadata;
+  return rest;
 }
 
 /** The rate a video was sampled at when ingested (`metadata.video.sampleFps`), else the configured one. */

@@ -15,7 +15,7 @@ import path from "node:path";
 import sharp from "sharp";
 import type { Config } from "../config.ts";
 import { AppError, MediaError, NotFoundError, ValidationError } from "../errors.ts";
-import type { ModelPack } from "../inference/index.ts";
+import type { ImageDetections, ModelPack } from "../inference/index.ts";
 import { l2Normalize, resampleIndices } from "../inference/index.ts";
 import type { Logger } from "../logger.ts";
 import { type BlobStore, blobRef, claimOwner, parseBlobRef, sha256Hex } from "../media/blob-store.ts";
@@ -28,6 +28,14 @@ import type { LoupeMetrics } from "../metrics/metrics.ts";
 import type { StoredVideoSegment, VectorStore, VideoSegmentRecord } from "../store/index.ts";
 import { recordId } from "../store/index.ts";
 import { type IngestOcr, ocrRecordFields, readImageText } from "./ingest-ocr.ts";
+import {
+  deleteRegionsOf,
+  type IngestRegions,
+  REGIONS_MARKER,
+  regionRecords,
+  regionsMarker,
+  replaceRegions,
+} from "./regions.ts";
 import { segmentVideo, type VideoSegmentSpan } from "./segmenter.ts";
 import { assertStorableText, toStorableText } from "./storable-text.ts";
 import { type AddedReference, type ReleaseReference, releaseReferences } from "./store-records.ts";
@@ -185,6 +193,8 @@ export interface VideoIngesterOptions {
   settings: VideoIngestSettings;
   /** Reads the text of every stored keyframe (`LOUPE_OCR=auto`); absent: no text is read. */
   ocr?: IngestOcr;
+  /** Stores the objects found in every keyframe as `region` records (`LOUPE_REGIONS`); absent: none. */
+  regions?: IngestRegions;
   logger?: Logger;
   /** Where each video's outcome is counted; nowhere when absent. */
   metrics?: Pick<LoupeMetrics, "countIngestItems">;
@@ -207,10 +217,12 @@ export class VideoIngester {
   readonly #settings: VideoIngestSettings;
   readonly #logger: Logger | undefined;
   readonly #ocr: IngestOcr | undefined;
+  readonly #regions: IngestRegions | undefined;
   readonly #metrics: Pick<LoupeMetrics, "countIngestItems"> | undefined;
 
-  constructor({ store, models, blobs, settings, ocr, logger, metrics }: VideoIngesterOptions) {
+  constructor({ store, models, blobs, settings, ocr, regions, logger, metrics }: VideoIngesterOptions) {
     this.#ocr = ocr;
+    this.#regions = regions;
     this.#metrics = metrics;
     this.#store = store;
     this.#models = models;
@@ -307,6 +319,7 @@ export class VideoIngester {
 
       const textKeyframes = await this.#textKeyframes({ path: tempPath, probe, spans, keyframes, signal });
       const readings = await this.#readKeyframes({ keyframes: textKeyframes, signal });
+      const found = await this.#detectKeyframes(keyframes);
 
       // Every blob is referenced as it is written, before the records exist, under claims of this run's
       // own; if the records are not stored, those claims are released (what earlier runs hold stays).
@@ -353,6 +366,7 @@ export class VideoIngester {
           const segmentMetadata = {
             ...metadata,
             video: { ...videoFacts, segmentIndex: index, startsShot: span.startsShot },
+            ...(found === undefined ? {} : regionsMarker(regionCount(found[index]))),
           };
           const reading = readings[index];
           const read =
@@ -389,6 +403,7 @@ export class VideoIngester {
         await this.#undoUpsert({ tenant, records, storedBefore, added, release, error });
         throw error;
       }
+      if (found !== undefined) await this.#storeRegions({ tenant, records, found });
       // Segments of an earlier, interrupted or differently segmented ingest of the same bytes go.
       const stale = existing.filter((segment) => !records.some((record) => record.id === segment.id));
       if (stale.length > 0) {
@@ -506,6 +521,69 @@ export class VideoIngester {
       }
     }
     return keyframes;
+  }
+
+  /**
+   * The objects in each segment's keyframe (the image stored for it, so boxes refer to it), when regions
+   * are stored; undefined when they are not.
+   */
+  async #detectKeyframes(keyframes: readonly Buffer[]): Promise<ImageDetections[] | undefined> {
+    const regions = this.#regions;
+    if (regions === undefined || keyframes.length === 0) return undefined;
+    return regions.detector.detect({
+      images: keyframes,
+      ...(regions.threshold === undefined ? {} : { threshold: regions.threshold }),
+    });
+  }
+
+  /**
+   * Writes the regions of the segments just stored. A failure leaves the segments stored without regions,
+   * unmarked (logged; the region backfill job finds them), rather than failing a stored video.
+   */
+  async #storeRegions({
+    tenant,
+    records,
+    found,
+  }: {
+    tenant: string;
+    records: readonly VideoSegmentRecord[];
+    found: readonly ImageDetections[];
+  }): Promise<void> {
+    const regions = records.flatMap((record, index) =>
+      regionRecords({
+        tenant,
+        modelId: this.#models.modelId,
+        parent: {
+          ...record,
+          kind: "video_segment",
+          mediaRef: record.keyframeRef ?? record.mediaRef,
+        },
+        detections: found[index]?.detections ?? [],
+      }),
+    );
+    try {
+      await replaceRegions({
+        store: this.#store,
+        tenant,
+        parentIds: records.map((record) => record.id),
+        records: regions,
+      });
+    } catch (error) {
+      this.#logger?.warn(
+        { err: error, segments: records.length, regions: regions.length },
+        "could not store the regions of a video's keyframes; the region backfill job can add them",
+      );
+      await this.#store
+        .update({
+          kind: "video_segment",
+          tenant,
+          patches: records.map((record) => {
+            const { [REGIONS_MARKER]: _marker, ...metadata } = record.metadata ?? {};
+            return { id: record.id, metadata };
+          }),
+        })
+        .catch(() => undefined);
+    }
   }
 
   /**
@@ -804,6 +882,8 @@ async function deleteSegments({
   let deleted = 0;
   for (let start = 0; start < segments.length; start += 1000) {
     const ids = segments.slice(start, start + 1000).map((segment) => segment.id);
+    // The segments' regions first, as for an image (see deleteItem).
+    await deleteRegionsOf({ store, tenant, parentIds: ids });
     deleted += (await store.delete({ kind: "video_segment", tenant, ids })).deleted;
   }
   let blobsRemoved = 0;
@@ -907,6 +987,7 @@ export interface CreateVideoIngesterOptions {
   blobs: BlobStore;
   config: Parameters<typeof videoIngestSettings>[0]["config"];
   ocr?: IngestOcr;
+  regions?: IngestRegions;
   logger?: Logger;
   metrics?: Pick<LoupeMetrics, "countIngestItems">;
 }
@@ -918,6 +999,7 @@ export function createVideoIngester({
   blobs,
   config,
   ocr,
+  regions,
   logger,
   metrics,
 }: CreateVideoIngesterOptions): VideoIngester {
@@ -927,9 +1009,15 @@ export function createVideoIngester({
     blobs,
     settings: videoIngestSettings({ config }),
     ocr,
+    ...(regions === undefined ? {} : { regions }),
     logger,
     metrics,
   });
+}
+
+/** How many regions a keyframe's detections make (those with an embedding). */
+function regionCount(found: ImageDetections | undefined): number {
+  return found?.detections.filter((detection) => detection.embedding !== undefined).length ?? 0;
 }
 
 /** @throws ValidationError unless `id` looks like a video id. */

@@ -21,7 +21,13 @@ import type { OcrEngine } from "../inference/ocr/ocr-engine.ts";
 import type { Logger } from "../logger.ts";
 import type { MediaReader, MediaUrls } from "../media/media-port.ts";
 import type { ChainStep, LoupeMetrics } from "../metrics/metrics.ts";
-import { type ImageQuery, resolveKinds, resolveTopK, type SearchService } from "../search/index.ts";
+import {
+  DEFAULT_SEARCH_KINDS,
+  type ImageQuery,
+  resolveKinds,
+  resolveTopK,
+  type SearchService,
+} from "../search/index.ts";
 import {
   type FilterSpec,
   parseFilterSpec,
@@ -185,7 +191,8 @@ export function validateChatRequest(
   }
   const filter = request.filter === undefined ? undefined : parseFilterSpec(request.filter);
   return {
-    kinds: resolveKinds(request.kinds),
+    // A chat turn cites whole items; the objects in them come from the detector, not from region search.
+    kinds: resolveKinds(request.kinds, DEFAULT_SEARCH_KINDS),
     topK: request.topK === undefined ? DEFAULT_CHAT_TOP_K : resolveTopK(request.topK),
     ...(filter === undefined ? {} : { filter }),
   };

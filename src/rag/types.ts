@@ -7,7 +7,7 @@ import type { OcrReading } from "../media/ocr-lines.ts";
 import type { ImageQuery } from "../search/index.ts";
 
 /** Kinds of evidence a citation can point at. */
-export type CitationKind = "image" | "video_segment" | "triple";
+export type CitationKind = "image" | "video_segment" | "triple" | "region";
 
 /**
  * One cited piece of evidence, the same shape for every kind. Fields that do not apply to a kind are

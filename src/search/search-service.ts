@@ -23,10 +23,12 @@ import type { MediaReader, MediaUrls } from "../media/media-port.ts";
 import {
   buildFilterExpression,
   type FilterSpec,
+  ITEM_KINDS,
   isValidRecordId,
   parseFilterSpec,
   RECORD_KINDS,
   type RecordKind,
+  type RegionBox,
   type SearchHit,
   type StoredRecord,
   type VectorStore,
@@ -44,6 +46,11 @@ export const DEFAULT_HYBRID_RANKER: HybridRanker = { type: "rrf", k: 60 };
 
 /** Kinds a search may cover, in the order they are listed in messages. */
 export const SEARCH_KINDS: readonly RecordKind[] = RECORD_KINDS;
+/**
+ * Kinds searched when `kinds` is not given: whole items. Regions (objects inside images) are searched when
+ * asked for, so that an image and its objects do not crowd each other out of one result list.
+ */
+export const DEFAULT_SEARCH_KINDS: readonly RecordKind[] = ITEM_KINDS;
 /** Most results one search returns. */
 export const MAX_SEARCH_TOP_K = 100;
 /** Results returned when `topK` is not given. */
@@ -142,6 +149,21 @@ export interface SearchResultItem {
   question?: string;
   /** Triples: the stored answer. */
   answer?: string;
+  /** Regions: the object, where it is and which item it is part of. */
+  region?: RegionFields;
+}
+
+/** What a region result says of its object. */
+export interface RegionFields {
+  /** The image or video segment the object is in. */
+  parentId: string;
+  parentKind: "image" | "video_segment";
+  /** Normalized to [0, 1] of the parent's image (a segment's keyframe). */
+  box: RegionBox;
+  label: string;
+  attributes: Record<string, string>;
+  /** The detector's score. */
+  score: number;
 }
 
 /** What {@link SearchService.search} and {@link SearchService.similar} return. */
@@ -180,23 +202,32 @@ export interface ClassifyResponse {
   tags: TagScore[];
 }
 
-const ID_KINDS: Record<string, RecordKind> = { img: "image", seg: "video_segment", tri: "triple" };
+const ID_KINDS: Record<string, RecordKind> = {
+  img: "image",
+  seg: "video_segment",
+  tri: "triple",
+  reg: "region",
+};
 
 /**
- * Checks `kinds`: each must be a known record kind; duplicates are dropped.
+ * Checks `kinds`: each must be one of `allowed` (every searchable kind when absent); duplicates are dropped.
+ * Absent `kinds` are {@link DEFAULT_SEARCH_KINDS}.
  *
  * @throws ValidationError naming the unknown kind and the allowed ones.
  */
-export function resolveKinds(kinds: readonly string[] | undefined): RecordKind[] {
-  if (kinds === undefined) return [...SEARCH_KINDS];
+export function resolveKinds(
+  kinds: readonly string[] | undefined,
+  allowed: readonly RecordKind[] = SEARCH_KINDS,
+): RecordKind[] {
+  if (kinds === undefined) return DEFAULT_SEARCH_KINDS.filter((kind) => allowed.includes(kind));
   if (!Array.isArray(kinds) || kinds.length === 0) {
-    throw new ValidationError(`kinds must be a non-empty list of ${SEARCH_KINDS.join(", ")}.`);
+    throw new ValidationError(`kinds must be a non-empty list of ${allowed.join(", ")}.`);
   }
   const resolved: RecordKind[] = [];
   for (const kind of kinds) {
-    if (!SEARCH_KINDS.includes(kind as RecordKind)) {
+    if (!allowed.includes(kind as RecordKind)) {
       throw new ValidationError(
-        `Unknown kind ${JSON.stringify(String(kind).slice(0, 80))}; allowed kinds: ${SEARCH_KINDS.join(", ")}.`,
+        `Unknown kind ${JSON.stringify(String(kind).slice(0, 80))}; allowed kinds: ${allowed.join(", ")}.`,
         { context: { kind: String(kind).slice(0, 80) } },
       );
     }
@@ -293,7 +324,7 @@ export async function readLogitScale({ packDir }: { packDir: string }): Promise<
   }
 }
 
-/** The record kind an id names by its prefix (`img_`, `seg_`, `tri_`). */
+/** The record kind an id names by its prefix (`img_`, `seg_`, `tri_`, `reg_`). */
 export function kindOfId(id: string): RecordKind | undefined {
   return ID_KINDS[id.split("_", 1)[0] ?? ""];
 }
@@ -341,6 +372,15 @@ function toResultItem(
   } else if (fields.kind === "triple") {
     item.question = fields.question;
     item.answer = fields.answer;
+  } else if (fields.kind === "region") {
+    item.region = {
+      parentId: fields.parentId,
+      parentKind: fields.parentKind,
+      box: fields.box,
+      label: fields.label,
+      attributes: fields.attributes,
+      score: fields.score,
+    };
   }
   if (query !== undefined) item.textMatches = matchOcrLines({ metadata: fields.metadata, query });
   return item;

@@ -78,6 +78,7 @@ const COLLECTION_SUFFIX: Record<RecordKind, string> = {
   image: "images",
   video_segment: "video_segments",
   triple: "triples",
+  region: "regions",
 };
 
 /** Vector fields of each kind; the first is the default for search. */
@@ -85,6 +86,7 @@ export const VECTOR_FIELDS = {
   image: ["vector"],
   video_segment: ["vector"],
   triple: ["image_vector", "question_vector"],
+  region: ["vector"],
 } as const satisfies Record<RecordKind, readonly string[]>;
 
 /** A vector field of some kind. */
@@ -106,6 +108,9 @@ export const VARCHAR_MAX_BYTES = {
   keyframe_ref: 2048,
   question: 2048,
   answer: 8192,
+  parent_id: 64,
+  parent_kind: 16,
+  label: 128,
   ocr_text: 16_384,
   // Milvus's longest VarChar: room for text, OCR text, question and answer together.
   search_text: 65_535,
@@ -208,6 +213,7 @@ export function collectionNames({
     image: collectionName({ prefix, kind: "image", model }),
     video_segment: collectionName({ prefix, kind: "video_segment", model }),
     triple: collectionName({ prefix, kind: "triple", model }),
+    region: collectionName({ prefix, kind: "region", model }),
   };
 }
 
@@ -275,6 +281,21 @@ export function collectionFields({ kind, dimension }: { kind: RecordKind; dimens
     ];
   }
   if (kind === "triple") return [...common, varchar("question"), varchar("answer"), ...vectors];
+  if (kind === "region") {
+    return [
+      ...common,
+      varchar("parent_id", { description: "the image or video segment the region is part of" }),
+      varchar("parent_kind"),
+      varchar("label", { description: "the detector's class" }),
+      { name: "attributes", data_type: DataType.JSON, description: "attribute name → value" },
+      { name: "score", data_type: DataType.Float, description: "detection score" },
+      { name: "box_x0", data_type: DataType.Float },
+      { name: "box_y0", data_type: DataType.Float },
+      { name: "box_x1", data_type: DataType.Float },
+      { name: "box_y1", data_type: DataType.Float },
+      ...vectors,
+    ];
+  }
   return [...common, ...vectors];
 }
 
@@ -421,7 +442,7 @@ function callOn(context: CollectionContext, name: string) {
 }
 
 /**
- * Makes sure the three collections exist with the expected layout, have their vector and BM25 indexes,
+ * Makes sure the collection of every kind exists with the expected layout, have their vector and BM25 indexes,
  * and are loaded; collections of schema version 1 are migrated first ({@link migrateCollection}), and a
  * migration cut short by a crash is finished or started again. Idempotent: a second call creates
  * nothing and changes nothing. Call it at every start-up, since Milvus Lite does not keep load state

@@ -36,18 +36,22 @@ type FieldType = "string" | "integer" | "float";
 
 /** Top-level fields a filter may name, with their type and the record kinds that have them. */
 const SCALAR_FIELDS: Record<string, { type: FieldType; kinds: readonly RecordKind[] }> = {
-  id: { type: "string", kinds: ["image", "video_segment", "triple"] },
-  source: { type: "string", kinds: ["image", "video_segment", "triple"] },
-  model_id: { type: "string", kinds: ["image", "video_segment", "triple"] },
-  media_ref: { type: "string", kinds: ["image", "video_segment", "triple"] },
-  text: { type: "string", kinds: ["image", "video_segment", "triple"] },
-  created_at: { type: "integer", kinds: ["image", "video_segment", "triple"] },
+  id: { type: "string", kinds: ["image", "video_segment", "triple", "region"] },
+  source: { type: "string", kinds: ["image", "video_segment", "triple", "region"] },
+  model_id: { type: "string", kinds: ["image", "video_segment", "triple", "region"] },
+  media_ref: { type: "string", kinds: ["image", "video_segment", "triple", "region"] },
+  text: { type: "string", kinds: ["image", "video_segment", "triple", "region"] },
+  created_at: { type: "integer", kinds: ["image", "video_segment", "triple", "region"] },
   video_id: { type: "string", kinds: ["video_segment"] },
   keyframe_ref: { type: "string", kinds: ["video_segment"] },
   start_s: { type: "float", kinds: ["video_segment"] },
   end_s: { type: "float", kinds: ["video_segment"] },
   question: { type: "string", kinds: ["triple"] },
   answer: { type: "string", kinds: ["triple"] },
+  parent_id: { type: "string", kinds: ["region"] },
+  parent_kind: { type: "string", kinds: ["region"] },
+  label: { type: "string", kinds: ["region"] },
+  score: { type: "float", kinds: ["region"] },
 };
 
 /** Names of the top-level fields a filter may name. */

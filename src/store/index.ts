@@ -39,6 +39,7 @@ export {
   type FilterSpec,
   type FilterValue,
   filterSpecSchema,
+  MAX_FILTER_LIST_LENGTH,
   parseFilterSpec,
   TENANT_PATTERN,
 } from "./filter.ts";
@@ -76,6 +77,7 @@ export {
   RETIRED_PROPERTY,
 } from "./model-catalog.ts";
 export {
+  ITEM_KINDS,
   isValidRecordId,
   RECORD_ID_PATTERN,
   RECORD_KINDS,
@@ -97,12 +99,15 @@ export type {
   RecordBase,
   RecordByKind,
   RecordPatch,
+  RegionBox,
+  RegionRecord,
   SearchHit,
   SearchRequest,
   StoredBase,
   StoredByKind,
   StoredImage,
   StoredRecord,
+  StoredRegion,
   StoredTriple,
   StoredVideoSegment,
   StoreHealth,

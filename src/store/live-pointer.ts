@@ -1,7 +1,7 @@
 /**
  * The pointer to the live collections of a prefix: one row in `<prefix>_catalog` naming the model the
- * live collections hold and their names, written in one upsert when a pack switch commits (so the three
- * kinds switch together) and read first at start-up. Where the server supports aliases,
+ * live collections hold and their names, written in one upsert when a pack switch commits (so every kind
+ * switches together) and read first at start-up. Where the server supports aliases,
  * `<prefix>_<kind>_live` follow it for other tools, repaired from it at every start-up.
  */
 import { DataType, type MilvusClient } from "@zilliz/milvus2-sdk-node";
@@ -89,6 +89,18 @@ export async function readActivePointer(context: CatalogCall): Promise<ActivePoi
   if (value === undefined) return undefined;
   try {
     const parsed = JSON.parse(String(value)) as ActivePointer;
+    // A pointer written before regions were a kind names no region collection: the model's is named
+    // like its others (with the model's suffix when they have it).
+    if (parsed.collections !== undefined && typeof parsed.collections.region !== "string") {
+      const image = parsed.collections.image;
+      const suffixed =
+        typeof image === "string" && image !== collectionName({ prefix: context.prefix, kind: "image" });
+      parsed.collections.region = collectionName({
+        prefix: context.prefix,
+        kind: "region",
+        ...(suffixed && typeof parsed.modelId === "string" ? { model: parsed.modelId } : {}),
+      });
+    }
     if (
       typeof parsed.modelId === "string" &&
       RECORD_KINDS.every((kind) => typeof parsed.collections?.[kind] === "string")

@@ -60,6 +60,8 @@ import {
   MAX_TOP_K,
   type QueryRequest,
   type RecordByKind,
+  type RegionBox,
+  type RegionRecord,
   type SearchHit,
   type SearchRequest,
   type StoredBase,
@@ -248,7 +250,7 @@ export class MilvusVectorStore implements VectorStore {
   }
 
   /**
-   * Flushes the three collections, in their write queues, so their rows are searched through the index
+   * Flushes the collections of every kind, in their write queues, so their rows are searched through the index
    * (Milvus Lite searches unflushed rows by brute force). A bulk copy calls it before its rows go live.
    */
   async flush(): Promise<void> {
@@ -1111,6 +1113,14 @@ export class MilvusVectorStore implements VectorStore {
       row[SEARCH_TEXT_FIELD] = composeSearchText(row);
       return row;
     }
+    if (kind === "region") {
+      const region = record as RegionRecord;
+      Object.assign(row, regionFields(region, label, index));
+      row.label = requiredString("label", "label", region.label);
+      row.vector = this.#checkVector(region.vector, `${label}: vector`);
+      row[SEARCH_TEXT_FIELD] = composeSearchText(row);
+      return row;
+    }
     const withVector = record as ImageRecord | VideoSegmentRecord;
     row.vector = this.#checkVector(withVector.vector, `${label}: vector`);
     if (kind === "video_segment") {
@@ -1137,6 +1147,54 @@ export class MilvusVectorStore implements VectorStore {
     row[SEARCH_TEXT_FIELD] = composeSearchText(row);
     return row;
   }
+}
+
+/** Region fields checked the way every record's are: ids and names as VarChars, numbers finite. */
+function regionFields(record: RegionRecord, label: string, index: number): Row {
+  const parentKind = record.parentKind;
+  if (parentKind !== "image" && parentKind !== "video_segment") {
+    throw new ValidationError(`${label}: parentKind must be "image" or "video_segment".`, {
+      context: { index, parentKind: String(parentKind).slice(0, 40) },
+    });
+  }
+  if (!isValidRecordId(record.parentId)) {
+    throw new ValidationError(`${label}: parentId must be a record id (${RECORD_ID_PATTERN}).`, {
+      context: { index },
+    });
+  }
+  const box = record.box ?? ({} as RegionBox);
+  const inUnit = (value: unknown): value is number =>
+    typeof value === "number" && Number.isFinite(value) && value >= 0 && value <= 1;
+  if (![box.x0, box.y0, box.x1, box.y1].every(inUnit) || box.x1 < box.x0 || box.y1 < box.y0) {
+    throw new ValidationError(
+      `${label}: box must be {x0, y0, x1, y1} within [0, 1] with x0 <= x1 and y0 <= y1.`,
+      { context: { index, box } },
+    );
+  }
+  if (!inUnit(record.score)) {
+    throw new ValidationError(`${label}: score must be a number in [0, 1].`, {
+      context: { index, score: record.score },
+    });
+  }
+  const attributes = checkMetadata(`${label} attributes`, record.attributes ?? {});
+  for (const [name, value] of Object.entries(attributes)) {
+    if (typeof value !== "string" || value.length > 128 || name.length > 64) {
+      throw new ValidationError(
+        `${label}: attributes map names (at most 64 characters) to strings of at most 128 characters.`,
+        { context: { index, attribute: name.slice(0, 64) } },
+      );
+    }
+  }
+  return {
+    parent_id: record.parentId,
+    parent_kind: parentKind,
+    attributes,
+    score: record.score,
+    box_x0: box.x0,
+    box_y0: box.y0,
+    box_x1: box.x1,
+    box_y1: box.y1,
+  };
 }
 
 /** What one search of a collection needs, whichever way it is answered. */
@@ -1538,7 +1596,27 @@ function toStored<K extends RecordKind>(kind: K, row: Row, collection: string): 
         }
       : kind === "triple"
         ? { ...base, kind: "triple", question: asString(row.question), answer: asString(row.answer) }
-        : { ...base, kind: "image" };
+        : kind === "region"
+          ? {
+              ...base,
+              kind: "region",
+              parentId: asString(row.parent_id),
+              parentKind: row.parent_kind === "video_segment" ? "video_segment" : "image",
+              box: {
+                x0: Number(row.box_x0),
+                y0: Number(row.box_y0),
+                x1: Number(row.box_x1),
+                y1: Number(row.box_y1),
+              },
+              label: asString(row.label),
+              attributes: Object.fromEntries(
+                Object.entries(asMetadata(row.attributes)).filter(
+                  (entry): entry is [string, string] => typeof entry[1] === "string",
+                ),
+              ),
+              score: Number(row.score),
+            }
+          : { ...base, kind: "image" };
   return stored as StoredByKind[K];
 }
 

@@ -5,7 +5,7 @@
  * model lives in `<prefix>_<kind>`; a pack switch (`loupe models migrate`) builds the collections of the
  * new model beside them, `<prefix>_<kind>__<model slug>`, while the old ones keep answering, and then
  * commits: it writes one row, the pointer, into `<prefix>_catalog`. That single upsert is the commit
- * point, so the three kinds switch together; start-up reads the pointer first and opens the collections
+ * point, so every kind switches together; start-up reads the pointer first and opens the collections
  * it names (without a pointer, the `<prefix>_<kind>` ones). Where the server supports aliases,
  * `<prefix>_<kind>_live` follow the pointer for other tools; they are set after each commit and repaired
  * from the pointer at every start-up, so a crash between the commit and the aliases heals itself.
@@ -194,7 +194,7 @@ export class ModelCatalog {
   }
 
   /**
-   * Commits a switch to `modelId`: writes the pointer (one row: the three kinds switch together), then
+   * Commits a switch to `modelId`: writes the pointer (one row: every kind switches together), then
    * points the live aliases at its collections and marks the collections that were live as retired
    * ({@link RETIRED_PROPERTY}): they stop following writes, so a later switch back to their model must
    * not take them as a copy already made ({@link ModelCatalog.clearRetired}).

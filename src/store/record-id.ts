@@ -6,15 +6,22 @@ import { createHash } from "node:crypto";
 import { ValidationError } from "../errors.ts";
 
 /** The kinds of records Loupe stores, one collection each. */
-export type RecordKind = "image" | "video_segment" | "triple";
+export type RecordKind = "image" | "video_segment" | "triple" | "region";
 
 /** Every record kind, in a fixed order. */
-export const RECORD_KINDS: readonly RecordKind[] = ["image", "video_segment", "triple"];
+export const RECORD_KINDS: readonly RecordKind[] = ["image", "video_segment", "triple", "region"];
+
+/**
+ * The kinds that are items of their own, listed and searched when no kind is named; a region is a part of
+ * an image or a video segment (an object found in it) and is read when asked for.
+ */
+export const ITEM_KINDS: readonly RecordKind[] = ["image", "video_segment", "triple"];
 
 const KIND_PREFIX: Record<RecordKind, string> = {
   image: "img",
   video_segment: "seg",
   triple: "tri",
+  region: "reg",
 };
 
 /** What a record id is made of. */
@@ -37,6 +44,17 @@ export type RecordIdInput =
       modelId: string;
       /** One image can carry many question-answer pairs; the question tells them apart. */
       question: string;
+    }
+  | {
+      kind: "region";
+      tenant: string;
+      /** sha256 of the media the region was found in (the image, or the video of a keyframe). */
+      contentSha256: string;
+      modelId: string;
+      /** The item the region is part of (an image or a video segment id). */
+      parentId: string;
+      /** The region's place among its parent's detections (best first). */
+      index: number;
     };
 
 /**
@@ -82,6 +100,13 @@ export function recordId(input: RecordIdInput): string {
     parts.push(formatSpan(input.startS, input.endS));
   } else if (input.kind === "triple") {
     parts.push(input.question);
+  } else if (input.kind === "region") {
+    if (!Number.isInteger(input.index) || input.index < 0) {
+      throw new ValidationError(`A region's index must be a whole number ≥ 0; got ${input.index}.`, {
+        context: { index: input.index },
+      });
+    }
+    parts.push(input.parentId, String(input.index));
   }
   // JSON encoding keeps the parts apart: no choice of tenant or model id can imitate another split.
   const digest = createHash("sha256").update(JSON.stringify(parts), "utf8").digest("hex");

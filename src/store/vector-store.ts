@@ -58,11 +58,40 @@ export interface TripleRecord extends RecordBase {
   answer: string;
 }
 
+/** A box normalized to [0, 1] of an image: x to the right, y downwards. */
+export interface RegionBox {
+  x0: number;
+  y0: number;
+  x1: number;
+  y1: number;
+}
+
+/**
+ * An object found in an image or a video segment's keyframe by the pack's detector: its box, class,
+ * attributes and score, embedded in the shared space. It carries its parent's text and metadata, so the
+ * parent's filters find it.
+ */
+export interface RegionRecord extends RecordBase {
+  vector: Vector;
+  /** The item the region is part of. */
+  parentId: string;
+  parentKind: "image" | "video_segment";
+  /** Normalized to the parent's image (the keyframe of a segment). */
+  box: RegionBox;
+  /** The detector's class, e.g. `circle`. */
+  label: string;
+  /** Attribute name → value, e.g. `{ color: "red", size: "large" }`. */
+  attributes: Record<string, string>;
+  /** Detection score in [0, 1]. */
+  score: number;
+}
+
 /** The record type written for each kind. */
 export interface RecordByKind {
   image: ImageRecord;
   video_segment: VideoSegmentRecord;
   triple: TripleRecord;
+  region: RegionRecord;
 }
 
 /** Fields of every stored record, as read back (vectors are not returned). */
@@ -100,11 +129,23 @@ export interface StoredTriple extends StoredBase {
   answer: string;
 }
 
+/** A stored region of an image or a video segment. */
+export interface StoredRegion extends StoredBase {
+  kind: "region";
+  parentId: string;
+  parentKind: "image" | "video_segment";
+  box: RegionBox;
+  label: string;
+  attributes: Record<string, string>;
+  score: number;
+}
+
 /** The stored type read back for each kind. */
 export interface StoredByKind {
   image: StoredImage;
   video_segment: StoredVideoSegment;
   triple: StoredTriple;
+  region: StoredRegion;
 }
 
 /** A stored record of any kind. */

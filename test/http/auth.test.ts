@@ -368,6 +368,7 @@ describe("publishable keys", () => {
       ["/v1/similar/img_x", json({}, headers)],
       ["/v1/classify", json({ image: "img_x", labels: ["a"] }, headers)],
       ["/v1/vqa", json({ image: "img_x", question: "q" }, headers)],
+      ["/v1/detect", json({ image: "img_x" }, headers)],
       ["/v1/images", json({ urls: ["https://example.com/a.png"] }, headers)],
       ["/v1/triples", json({ items: [] }, headers)],
       ["/v1/jobs/job_x", { headers }],

@@ -161,6 +161,10 @@ describe("the OpenAPI document against the routes (real Milvus Lite and model pa
         valid: () => ({ json: { image: kept.imageIds[0], question, topK: 2 }, expect: [200] }),
         invalid: { json: { image: "img_x", question, topK: 0 }, expect: [400] },
       },
+      "POST /v1/detect": {
+        valid: () => ({ json: { image: kept.imageIds[0], query: "a red circle" }, expect: [200] }),
+        invalid: { json: { image: "img_x", threshold: -1 }, expect: [400] },
+      },
       "POST /v1/chat": {
         valid: { json: { question, composer: "offline" }, expect: [200] },
         also: [

@@ -129,6 +129,13 @@ const cases: Record<string, WalkCase> = {
     },
     invalid: { json: { image: IMAGE_ID, question: "q", topK: 23 }, expect: [400] },
   },
+  "POST /v1/detect": {
+    valid: {
+      form: { image: { bytes: PNG_BYTES, filename: "dot.png", type: "image/png" }, query: "a red circle" },
+      expect: notReady,
+    },
+    invalid: { json: { image: IMAGE_ID, threshold: 2 }, expect: [400] },
+  },
   "POST /v1/triples": {
     valid: {
       json: {

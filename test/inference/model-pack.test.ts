@@ -47,7 +47,7 @@ describe("loadModelPack on a Loupe-layout pack", () => {
       expect(pack.modelId).toBe("tiny-test@1");
       expect(pack.dimension).toBe(16);
       expect(pack.imageSize).toBe(32);
-      expect(pack.capabilities).toEqual({ vqa: true, video: true });
+      expect(pack.capabilities).toEqual({ vqa: true, video: true, detection: false });
       expect(pack.answers).toHaveLength(22);
       expect(pack.vqaHead).toBeDefined();
       expect(pack.videoEmbedder.numFrames).toBe(4);
@@ -69,7 +69,7 @@ describe("loadModelPack on a public-CLIP-layout pack", () => {
     const pack = await loadModelPack({ dir: tinyClipPack });
     try {
       expect(pack.modelId).toBe("tiny-clip-pack");
-      expect(pack.capabilities).toEqual({ vqa: false, video: false });
+      expect(pack.capabilities).toEqual({ vqa: false, video: false, detection: false });
       expect(pack.vqaHead).toBeUndefined();
       expect(pack.videoEmbedder.hasHead).toBe(false);
       // crop_size and size given as plain numbers

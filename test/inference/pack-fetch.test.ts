@@ -119,7 +119,7 @@ describe("fetchPack against a local hub", () => {
     const pack = await loadModelPack({ dir: result.dir });
     try {
       expect(pack.modelId).toBe("clip-vit-base-patch32");
-      expect(pack.capabilities).toEqual({ vqa: false, video: false });
+      expect(pack.capabilities).toEqual({ vqa: false, video: false, detection: false });
       const [embedding] = await pack.textEmbedder.embed({ texts: ["a red circle"] });
       expect(embedding).toHaveLength(16);
     } finally {

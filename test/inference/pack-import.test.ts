@@ -56,7 +56,7 @@ describe("importPack", () => {
       "tokenizer_config.json",
     ]);
     const pack = await loadModelPack({ dir });
-    expect(pack.capabilities).toEqual({ vqa: false, video: false });
+    expect(pack.capabilities).toEqual({ vqa: false, video: false, detection: false });
     await pack.close();
     // A second import keeps the manifest that verifies.
     expect((await importPack({ dir })).outcome).toBe("unchanged");

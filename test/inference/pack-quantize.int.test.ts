@@ -39,7 +39,7 @@ describe("quantizePack", () => {
 
   it("writes a pack with its own model id, a quantization record, a model card section and a manifest", async () => {
     expect(int8.modelId).toBe("shapes-world-tiny@1+int8");
-    expect(int8.capabilities).toEqual({ vqa: true, video: true });
+    expect(int8.capabilities).toEqual({ vqa: true, video: true, detection: true });
     expect(int8.info.config.loupe?.quantization).toEqual({
       method: "onnxruntime dynamic quantization (MatMul, Gemm)",
       weight_type: "qint8",

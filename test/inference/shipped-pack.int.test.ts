@@ -66,7 +66,7 @@ describe.skipIf(parity === undefined)("shipped pack vs the PyTorch reference (fi
     expect(pack.modelId).toMatch(/^shapes-world-tiny@/);
     expect(pack.dimension).toBe(256);
     expect(pack.imageSize).toBe(128);
-    expect(pack.capabilities).toEqual({ vqa: true, video: true });
+    expect(pack.capabilities).toEqual({ vqa: true, video: true, detection: true });
     expect(pack.answers).toHaveLength(22);
   });
 

@@ -22,7 +22,7 @@ import { createLoupeServices, type OpenLoupeServices } from "../../src/services.
 import {
   collectionNames,
   createMilvusClient,
-  RECORD_KINDS,
+  ITEM_KINDS,
   type RecordKind,
   type StoredRecord,
 } from "../../src/store/index.ts";
@@ -186,8 +186,7 @@ describe("switching model packs", () => {
           ]),
         });
         await services.videos.ingest({ tenant, bytes: videoBytes, source: "upload", metadata: { tenant } });
-        for (const kind of RECORD_KINDS)
-          before.set(`${kind}/${tenant}`, await allRows(services, kind, tenant));
+        for (const kind of ITEM_KINDS) before.set(`${kind}/${tenant}`, await allRows(services, kind, tenant));
       }
     } finally {
       await services.close();
@@ -231,7 +230,7 @@ describe("switching model packs", () => {
         onItem: (item) => copiedBeforeStop.push(item),
       });
       expect(stopped.status).toBe("partial");
-      const copiedFirst = RECORD_KINDS.reduce((sum, kind) => sum + stopped.progress[kind].copied, 0);
+      const copiedFirst = ITEM_KINDS.reduce((sum, kind) => sum + stopped.progress[kind].copied, 0);
       expect(copiedFirst).toBeGreaterThanOrEqual(3);
       expect(copiedBeforeStop).toHaveLength(copiedFirst);
 
@@ -267,9 +266,9 @@ describe("switching model packs", () => {
       expect(report.status).toBe("switched");
       expect(report).toMatchObject({ from: shippedId, to: plainId });
       expect(report.collections).toEqual(collectionNames({ model: plainId }));
-      const skipped = RECORD_KINDS.reduce((sum, kind) => sum + report.progress[kind].skipped, 0);
+      const skipped = ITEM_KINDS.reduce((sum, kind) => sum + report.progress[kind].skipped, 0);
       expect(skipped).toBe(copiedFirst - 1);
-      for (const kind of RECORD_KINDS) {
+      for (const kind of ITEM_KINDS) {
         const total = TENANTS.reduce(
           (sum, tenant) => sum + (before.get(`${kind}/${tenant}`)?.length ?? 0),
           0,
@@ -293,15 +292,26 @@ describe("switching model packs", () => {
     const services = await open(plainDir);
     try {
       for (const tenant of TENANTS) {
-        for (const kind of RECORD_KINDS) {
+        // Regions are not copied: the new pack finds its own objects (the region backfill job).
+        expect(await services.store.count({ kind: "region", tenant })).toBe(0);
+        for (const kind of ITEM_KINDS) {
           const old = before.get(`${kind}/${tenant}`) ?? [];
           const rows = await allRows(services, kind, tenant);
           expect(await services.store.count({ kind, tenant })).toBe(old.length);
           expect(new Set(rows.map((row) => row.id)).size).toBe(old.length);
           expect(rows.map((row) => row.id).sort()).toEqual(old.map((row) => mapping.get(row.id)).sort());
           for (const row of old) {
-            const { id: _old, modelId: _model, ...kept } = row as StoredRecord & { videoId?: string };
+            const {
+              id: _old,
+              modelId: _model,
+              metadata,
+              ...rest
+            } = row as StoredRecord & { videoId?: string };
+            // The copy is not marked as having regions, so the region backfill finds it.
+            const { regions: _marker, ...copiedMetadata } = metadata;
+            const kept = { ...rest, metadata: copiedMetadata };
             const copy = rows.find((candidate) => candidate.id === mapping.get(row.id));
+            expect(copy?.metadata).toEqual(copiedMetadata);
             expect(copy?.modelId).toBe(plainId);
             if (kind === "video_segment") {
               const { videoId: oldVideo, ...rest } = kept as typeof kept & { videoId: string };
@@ -395,7 +405,7 @@ describe("switching model packs", () => {
     try {
       expect(services.models.capabilities.video).toBe(true);
       for (const tenant of TENANTS) {
-        for (const kind of RECORD_KINDS) {
+        for (const kind of ITEM_KINDS) {
           expect(await services.store.count({ kind, tenant })).toBe(before.get(`${kind}/${tenant}`)?.length);
         }
       }
@@ -418,7 +428,7 @@ describe("switching model packs", () => {
     const services = await open(int8Dir);
     try {
       for (const tenant of TENANTS) {
-        for (const kind of RECORD_KINDS) {
+        for (const kind of ITEM_KINDS) {
           expect(await services.store.count({ kind, tenant })).toBe(before.get(`${kind}/${tenant}`)?.length);
         }
       }

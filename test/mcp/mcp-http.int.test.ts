@@ -160,7 +160,7 @@ describe("MCP over Streamable HTTP on a running Loupe", () => {
     expect(search.properties.mode).toMatchObject({ enum: ["dense", "text", "hybrid"] });
     expect(search.properties.kinds).toMatchObject({
       type: "array",
-      items: { enum: ["image", "video_segment", "triple"] },
+      items: { enum: ["image", "video_segment", "triple", "region"] },
     });
     const ask = byName.get("ask")?.inputSchema as { properties: object; required: string[] };
     expect(Object.keys(ask.properties)).toContain("images");

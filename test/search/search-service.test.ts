@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { ValidationError } from "../../src/errors.ts";
 import {
   DEFAULT_LOGIT_SCALE,
+  DEFAULT_SEARCH_KINDS,
   fuseTripleHits,
   kindOfId,
   resolveKinds,
@@ -37,9 +38,15 @@ describe("resolveKinds", () => {
   });
   it("names the unknown kind and the allowed ones", () => {
     expect(() => resolveKinds(["image", "audio"])).toThrow(
-      /Unknown kind "audio"; allowed kinds: image, video_segment, triple/,
+      /Unknown kind "audio"; allowed kinds: image, video_segment, triple, region/,
     );
     expect(() => resolveKinds([])).toThrow(ValidationError);
+  });
+  it("takes regions when named, and refuses them where only whole items are allowed", () => {
+    expect(resolveKinds(["region"])).toEqual(["region"]);
+    expect(() => resolveKinds(["region"], DEFAULT_SEARCH_KINDS)).toThrow(
+      /Unknown kind "region"; allowed kinds: image, video_segment, triple\./,
+    );
   });
 });
 

@@ -60,7 +60,7 @@ afterAll(async () => {
 });
 
 describe("collections", () => {
-  it("creates the three collections once; a second ensureCollections changes nothing", async () => {
+  it("creates the collection of every kind once; a second ensureCollections changes nothing", async () => {
     const prefix = uniquePrefix("schema");
     const store = await openStore(prefix);
     await store.upsert({ kind: "image", tenant: "acme", records: [image("img_a", axisVector(0))] });
@@ -69,7 +69,7 @@ describe("collections", () => {
     try {
       const describeAll = () =>
         Promise.all(
-          (["image", "video_segment", "triple"] as const).map(async (kind) => {
+          (["image", "video_segment", "triple", "region"] as const).map(async (kind) => {
             const name = collectionName({ prefix, kind });
             const described = await client.describeCollection({ collection_name: name });
             const index = await client.describeIndex({ collection_name: name });
@@ -88,11 +88,22 @@ describe("collections", () => {
         `${prefix}_images`,
         `${prefix}_video_segments`,
         `${prefix}_triples`,
+        `${prefix}_regions`,
       ]);
       expect(before[0]?.properties).toContainEqual({ key: SCHEMA_VERSION_PROPERTY, value: "2" });
       // Triples: the image and question vectors, and the BM25 sparse field.
       expect(before[2]?.indexes).toHaveLength(3);
       expect(before[2]?.indexes.some((index) => index.startsWith("search_sparse:"))).toBe(true);
+      // Regions: their box, label, attributes and score, and the parent they name.
+      expect(before[3]?.fields).toEqual(
+        expect.arrayContaining([
+          "parent_id:VarChar",
+          "label:VarChar",
+          "attributes:JSON",
+          "score:Float",
+          "box_x0:Float",
+        ]),
+      );
 
       const again = await ensureCollections({ client, prefix, dimension: DIM, timeoutMs: TIMEOUT_MS });
       expect(again).toEqual({

@@ -105,6 +105,44 @@ export function formatPackEvalReport(report: PackEvalReport): string {
     );
     lines.push("");
   }
+  if (baseline.detection !== undefined) {
+    const detection = baseline.detection;
+    const optional = (value: number | undefined): string => (value === undefined ? "-" : fixed(value));
+    const vqa = detection.vqaHead;
+    lines.push(
+      `Detection (${baseline.label}): ${detection.objects} objects, ${detection.detections} detections at the ` +
+        `pack's threshold ${detection.threshold}; AP@0.5 ${fixed(detection.ap50)}, AP@[.5:.95] ${fixed(detection.ap5095)}`,
+    );
+    lines.push(
+      table([
+        ["class", "AP@0.5", "AP@[.5:.95]", "objects", "detections"],
+        ...Object.entries(detection.perClass).map(([label, figures]) => [
+          label,
+          optional(figures.ap50),
+          optional(figures.ap5095),
+          String(figures.objects),
+          String(figures.detections),
+        ]),
+      ]),
+    );
+    lines.push(
+      `  over true positives: ${Object.entries(detection.attributes)
+        .map(([name, accuracy]) => `${name} ${fixed(accuracy.accuracy)} (${accuracy.count})`)
+        .join(", ")}`,
+      `  counting from detections ${fixed(detection.counting.overall.accuracy)} (${detection.counting.overall.count} questions` +
+        (vqa === undefined ? ")" : `; the VQA head ${fixed(vqa.counting.accuracy)} on the same)`),
+      `  left/right from detections ${fixed(detection.position.accuracy)} (${detection.position.count} questions` +
+        (vqa === undefined ? ")" : `; the VQA head ${fixed(vqa.position.accuracy)} on the same)`),
+    );
+    const retrieval = detection.regionRetrieval;
+    if (retrieval !== undefined) {
+      lines.push(
+        `  text→region R@1 ${fixed(retrieval.recallAt1)}  R@5 ${fixed(retrieval.recallAt5)} ` +
+          `(${retrieval.queries} single-object descriptions over ${retrieval.regions} regions)`,
+      );
+    }
+    lines.push("");
+  }
   if (report.video !== undefined) {
     const video = report.video;
     const path =
@@ -135,7 +173,10 @@ export function formatPackEvalReport(report: PackEvalReport): string {
   for (const figures of [baseline, ...report.variants]) {
     const timing = figures.timings;
     parts.push(
-      `${figures.label} ${seconds(timing.totalMs)} (render ${seconds(timing.renderMs)}, vision ${seconds(timing.embedMs)}, VQA ${seconds(timing.vqaMs)})`,
+      `${figures.label} ${seconds(timing.totalMs)} (render ${seconds(timing.renderMs)}, vision ${seconds(timing.embedMs)}, VQA ${seconds(timing.vqaMs)}` +
+        (figures.detection === undefined
+          ? ")"
+          : `, detection ${seconds(figures.detection.timings.detectMs)})`),
     );
   }
   if (report.video !== undefined) {

@@ -30,6 +30,7 @@ function capabilityList(info: ModelPackInfo): string {
   const parts = ["image", "text"];
   if (info.capabilities.vqa) parts.push("vqa");
   parts.push(info.capabilities.video ? `video(${info.videoFrames} frames)` : "video(mean)");
+  if (info.capabilities.detection) parts.push("detection");
   return parts.join(",");
 }
 

@@ -1,7 +1,8 @@
 /**
  * Quality evaluation of a model pack on a held-out Shapes World set generated in-process: text→image
  * retrieval with full descriptions, partial-query precision, VQA accuracy per question type, video clip
- * retrieval through a real H.264 round trip, and the same image figures on other formats and sizes.
+ * retrieval through a real H.264 round trip, the same image figures on other formats and sizes, and, for a
+ * pack with a detection head, object detection, counting, left/right and text → region retrieval figures.
  *
  * The set derives from one seed with the TypeScript generator; the training scripts draw their data from
  * Python random streams, so no TypeScript seed reproduces a training item.
@@ -10,13 +11,15 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MediaError, ValidationError } from "../../errors.ts";
+import type { ImageDetections } from "../../inference/detection-head.ts";
 import type { ModelPack } from "../../inference/model-pack.ts";
 import { resampleIndices } from "../../inference/video-embedder.ts";
 import { defaultVideoLimits, runMediaTool, safeInputArgs, serverFileInput } from "../../media/ffmpeg.ts";
 import { type Clip, type ClipDescription, describeClip, sampleClip } from "../../synth/clip.ts";
 import { type Description, describeScene, sceneKey } from "../../synth/describe.ts";
-import type { Scene } from "../../synth/domain.ts";
+import { POSITION_SPLIT, type Scene } from "../../synth/domain.ts";
 import { type GalleryPartialQuery, generatePartialQueries } from "../../synth/partial-query.ts";
+import { objectPhrase } from "../../synth/phrasing.ts";
 import {
   generateQuestions,
   QUESTION_TYPES,
@@ -28,6 +31,16 @@ import { createRng, deriveSeed } from "../../synth/rng.ts";
 import { sampleScene } from "../../synth/scene.ts";
 import { checkInteger } from "../../synth/validate.ts";
 import { encodeVideo, renderClipFrames } from "../../synth/video.ts";
+import {
+  attributeAccuracy,
+  type Box,
+  countingAccuracy,
+  type DetectedBox,
+  detectionAveragePrecision,
+  type GroundTruthBox,
+  type RegionRef,
+  regionRecallAtK,
+} from "../metrics/detection-metrics.ts";
 import {
   type Accuracy,
   accuracyByType,
@@ -71,6 +84,16 @@ export const PACK_QUALITY_TARGETS = {
   videoRecallAt1: 0.8,
   /** Largest drop of a variant's figure below the baseline's. */
   variantTolerance: 0.03,
+  /** Mean AP@0.5 over the five shapes. */
+  detectionAp50: 0.9,
+  /** Colour and size each correct on this share of true positives. */
+  detectionAttributes: 0.95,
+  /** Counting questions answered from the detections. */
+  detectionCounting: 0.95,
+  /** Left/right questions answered from the detection centers. */
+  detectionPosition: 0.95,
+  /** Text → region Recall@1 for single-object descriptions. */
+  regionRecallAt1: 0.8,
 } as const;
 
 /** Partial queries are scored only when at least this many gallery images are relevant to them. */
@@ -208,11 +231,67 @@ export interface ImageFigures {
   partial: PartialFigures;
   /** Absent for packs without a VQA head. */
   vqa?: VqaFigures;
+  /** Absent for packs without a detection head, and for variants (measured on the baseline only). */
+  detection?: DetectionFigures;
   /**
    * Wall-clock milliseconds. Rendering of the next chunk overlaps the model runs of the current one, so the
    * parts may add up to more than `totalMs`.
    */
   timings: { renderMs: number; embedMs: number; vqaMs: number; totalMs: number; imagesPerSecond: number };
+}
+
+/** Average precision of one shape class. */
+export interface ClassDetectionFigures {
+  /** `undefined` when the set has no object of the class. */
+  ap50: number | undefined;
+  ap5095: number | undefined;
+  /** Objects of the class in the set. */
+  objects: number;
+  /** Detections labelled with the class, at any score. */
+  detections: number;
+}
+
+/** Text → region retrieval figures. */
+export interface RegionRetrievalFigures {
+  /** One single-object description per image ("a small green star"; sizes named on every other one). */
+  queries: number;
+  /** Regions ranked: every detection at the pack's threshold over the set. */
+  regions: number;
+  /** A hit: a region with IoU ≥ 0.5 with an object of any image that satisfies the description. */
+  recallAt1: number;
+  recallAt5: number;
+}
+
+/** Counting question variants answered from detections. */
+export const DETECTION_COUNT_VARIANTS = ["count_shape", "count_color", "count_all"] as const;
+
+/** Object detection figures on the baseline rendering, through `pack.detector`. */
+export interface DetectionFigures {
+  /** The pack's `score_threshold`: detections at or above it are counted, located and retrieved. */
+  threshold: number;
+  /** Objects in the set (ground truth: the square `[x − r, y − r, x + r, y + r]` of each bounding circle). */
+  objects: number;
+  /** Detections at or above the threshold. */
+  detections: number;
+  /** Mean over the shapes with objects in the set, all detections ranked by score (COCO style). */
+  ap50: number;
+  ap5095: number;
+  perClass: Record<string, ClassDetectionFigures>;
+  /** Per attribute (`color`, `size`): correct values over true positives at IoU ≥ 0.5, at the threshold. */
+  attributes: Record<string, Accuracy>;
+  /** Count questions answered by counting matching detections at the threshold. */
+  counting: { overall: Accuracy; byVariant: Record<(typeof DETECTION_COUNT_VARIANTS)[number], Accuracy> };
+  /** Left/right questions answered from the center of the best detection of the named colour and shape. */
+  position: Accuracy;
+  /** Absent when the detections carry no region embedding. */
+  regionRetrieval?: RegionRetrievalFigures;
+  /** The pack's VQA head on the same count and left/right questions, for comparison; absent without one. */
+  vqaHead?: { counting: Accuracy; position: Accuracy };
+  /**
+   * Wall-clock milliseconds: the head and the decoding of its slots (`detectMs`; the vision tower pass it
+   * reads is the one the embeddings come from, counted in the image figures' `embedMs`) and the region ranking.
+   */
+  timings: { detectMs: number; retrievalMs: number };
 }
 
 /** How the video frames reached the model. */
@@ -383,6 +462,218 @@ async function embedTextQueries({
   };
 }
 
+/** The ground-truth box of a Shapes World object: the square of its bounding circle, normalized. */
+export function objectBox(object: Pick<Scene["objects"][number], "x" | "y" | "r">): Box {
+  return {
+    x0: object.x - object.r,
+    y0: object.y - object.r,
+    x1: object.x + object.r,
+    y1: object.y + object.r,
+  };
+}
+
+/** Count and left/right questions of image `index`, drawn from their own stream of `seed`. */
+function detectionQuestions({
+  scene,
+  seed,
+  index,
+}: {
+  scene: Scene;
+  seed: number;
+  index: number;
+}): Question[] {
+  return generateQuestions(scene, createRng(seed).fork("detection-questions", index), {
+    types: ["count", "position"],
+    perType: 2,
+  });
+}
+
+function accuracyOf(results: readonly { correct: boolean }[]): Accuracy {
+  const correct = results.filter((result) => result.correct).length;
+  return { accuracy: results.length === 0 ? 0 : correct / results.length, count: results.length };
+}
+
+/** The answer the detections give to a count or position question; `undefined` when they give none. */
+function answerFromDetections(question: Question, found: readonly DetectedBox[]): string | undefined {
+  const { shape, color } = question.params;
+  const matching = found.filter(
+    (detection) =>
+      (shape === undefined || detection.label === shape) &&
+      (color === undefined || detection.attributes?.color === color),
+  );
+  if (question.type === "count") return String(matching.length);
+  // The best-scored detection of that colour and shape stands for the object the question names.
+  const best = matching[0];
+  if (best === undefined) return undefined;
+  return (best.box.x0 + best.box.x1) / 2 < POSITION_SPLIT ? "left" : "right";
+}
+
+async function regionRetrieval({
+  pack,
+  set,
+  regions,
+  groundTruth,
+}: {
+  pack: ModelPack;
+  set: readonly HeldOutImage[];
+  regions: readonly { ref: RegionRef; embedding: Float32Array }[];
+  groundTruth: readonly GroundTruthBox[];
+}): Promise<RegionRetrievalFigures> {
+  const queries = set.map(({ scene }, index) => {
+    const object = scene.objects[index % scene.objects.length] as Scene["objects"][number];
+    const includeSize = index % 2 === 0;
+    const text = objectPhrase({
+      ...(includeSize ? { size: object.size } : {}),
+      color: object.color,
+      shape: object.shape,
+    });
+    const targets = groundTruth
+      .filter(
+        (truth) =>
+          truth.label === object.shape &&
+          truth.attributes?.color === object.color &&
+          (!includeSize || truth.attributes?.size === object.size),
+      )
+      .map(({ image, box }) => ({ image, box }));
+    return { text, targets };
+  });
+  const texts = [...new Set(queries.map((query) => query.text))];
+  const embedded = await pack.textEmbedder.embed({ texts });
+  const byText = new Map(texts.map((text, index) => [text, embedded[index] as Float32Array]));
+  const ranked =
+    regions.length === 0
+      ? queries.map(() => [])
+      : rankGallery({
+          queries: queries.map((query) => byText.get(query.text) as Float32Array),
+          gallery: regions.map((region) => region.embedding),
+          k: 5,
+        }).map((row) => row.map((index) => (regions[index] as { ref: RegionRef }).ref));
+  const targets = queries.map((query) => query.targets);
+  return {
+    queries: queries.length,
+    regions: regions.length,
+    recallAt1: regionRecallAtK({ ranked, targets, k: 1 }),
+    recallAt5: regionRecallAtK({ ranked, targets, k: 5 }),
+  };
+}
+
+async function detectionFigures({
+  pack,
+  set,
+  found,
+  seed,
+  detectMs,
+  vqaAnswers,
+}: {
+  pack: ModelPack;
+  set: readonly HeldOutImage[];
+  /** Per image, every detection the head gives (threshold 0). */
+  found: readonly ImageDetections[];
+  seed: number;
+  detectMs: number;
+  /** The VQA head's results on the same count and left/right questions, in order. */
+  vqaAnswers?: readonly { type: QuestionType; correct: boolean }[];
+}): Promise<DetectionFigures> {
+  const config = (pack.detector as NonNullable<ModelPack["detector"]>).config;
+  const threshold = config.score_threshold;
+  const groundTruth: GroundTruthBox[] = set.flatMap(({ scene }, image) =>
+    scene.objects.map((object) => ({
+      image,
+      label: object.shape,
+      box: objectBox(object),
+      attributes: { color: object.color, size: object.size },
+    })),
+  );
+  const detectionsOf = (image: number): DetectedBox[] =>
+    (found[image]?.detections ?? []).map((detection) => ({
+      image,
+      label: detection.label,
+      score: detection.score,
+      box: detection.box,
+      attributes: Object.fromEntries(
+        Object.entries(detection.attributes).map(([name, { value }]) => [name, value]),
+      ),
+    }));
+  const all = set.flatMap((_item, image) => detectionsOf(image));
+  const kept = all.filter((detection) => detection.score >= threshold);
+  const ap = detectionAveragePrecision({ detections: all, groundTruth, classes: config.classes });
+  const perClass: Record<string, ClassDetectionFigures> = {};
+  for (const [label, figures] of Object.entries(ap.perClass)) {
+    perClass[label] = {
+      ap50: figures.ap50,
+      ap5095: figures.ap5095,
+      objects: figures.groundTruth,
+      detections: figures.detections,
+    };
+  }
+  const attributes: Record<string, Accuracy> = {};
+  for (const name of Object.keys(config.attributes)) {
+    attributes[name] = attributeAccuracy({ detections: kept, groundTruth, attribute: name });
+  }
+
+  const counts: {
+    variant: (typeof DETECTION_COUNT_VARIANTS)[number];
+    predicted: number;
+    expected: number;
+  }[] = [];
+  const positions: { correct: boolean }[] = [];
+  set.forEach(({ scene }, image) => {
+    const mine = detectionsOf(image).filter((detection) => detection.score >= threshold);
+    for (const question of detectionQuestions({ scene, seed, index: image })) {
+      const answer = answerFromDetections(question, mine);
+      if (question.type === "count") {
+        counts.push({
+          variant: question.variant as (typeof DETECTION_COUNT_VARIANTS)[number],
+          predicted: Number(answer),
+          expected: Number(question.answer),
+        });
+      } else {
+        positions.push({ correct: answer === question.answer });
+      }
+    }
+  });
+  const byVariant = {} as DetectionFigures["counting"]["byVariant"];
+  for (const variant of DETECTION_COUNT_VARIANTS) {
+    byVariant[variant] = countingAccuracy({ results: counts.filter((count) => count.variant === variant) });
+  }
+
+  const retrievalStarted = performance.now();
+  const withEmbeddings: { ref: RegionRef; embedding: Float32Array }[] = [];
+  found.forEach((imageDetections, image) => {
+    for (const detection of imageDetections.detections) {
+      if (detection.score < threshold || detection.embedding === undefined) continue;
+      withEmbeddings.push({ ref: { image, box: detection.box }, embedding: detection.embedding });
+    }
+  });
+  const hasEmbeddings = found.some((image) => image.detections.some((d) => d.embedding !== undefined));
+  const retrieval = hasEmbeddings
+    ? await regionRetrieval({ pack, set, regions: withEmbeddings, groundTruth })
+    : undefined;
+  const retrievalMs = performance.now() - retrievalStarted;
+
+  return {
+    threshold,
+    objects: groundTruth.length,
+    detections: kept.length,
+    ap50: ap.ap50,
+    ap5095: ap.ap5095,
+    perClass,
+    attributes,
+    counting: { overall: countingAccuracy({ results: counts }), byVariant },
+    position: accuracyOf(positions),
+    ...(retrieval === undefined ? {} : { regionRetrieval: retrieval }),
+    ...(vqaAnswers === undefined
+      ? {}
+      : {
+          vqaHead: {
+            counting: accuracyOf(vqaAnswers.filter((answer) => answer.type === "count")),
+            position: accuracyOf(vqaAnswers.filter((answer) => answer.type === "position")),
+          },
+        }),
+    timings: { detectMs, retrievalMs },
+  };
+}
+
 async function evaluateImages({
   pack,
   set,
@@ -390,6 +681,7 @@ async function evaluateImages({
   variant,
   seed,
   batchSize,
+  detect = false,
   onProgress,
 }: {
   pack: ModelPack;
@@ -398,13 +690,18 @@ async function evaluateImages({
   variant: Required<ImageVariant>;
   seed: number;
   batchSize: number;
+  /** Also run the pack's detector on every image (the baseline only). */
+  detect?: boolean;
   onProgress?: (progress: PackEvalProgress) => void;
 }): Promise<ImageFigures> {
   const label = variantLabel(variant);
   const started = performance.now();
   const timings = { renderMs: 0, embedMs: 0, vqaMs: 0 };
+  const found: ImageDetections[] = [];
+  let detectMs = 0;
   const vqaHead = pack.vqaHead;
-  const withTokens = vqaHead !== undefined;
+  const detector = detect ? pack.detector : undefined;
+  const withTokens = vqaHead !== undefined || detector !== undefined;
   const render = async (start: number): Promise<Buffer[]> => {
     const begun = performance.now();
     const rendered = await Promise.all(
@@ -423,6 +720,7 @@ async function evaluateImages({
 
   const gallery: Float32Array[] = [];
   const vqaResults: { type: QuestionType; correct: boolean; answer: string }[] = [];
+  const vqaOnDetectionQuestions: { type: QuestionType; correct: boolean }[] = [];
   let next = render(0);
   for (let start = 0; start < set.length; start += batchSize) {
     const images = await next;
@@ -435,19 +733,36 @@ async function evaluateImages({
     if (vqaHead !== undefined && encoded.tokens !== undefined) {
       const vqaStarted = performance.now();
       for (const [offset, tokens] of encoded.tokens.entries()) {
-        const { questions } = set[start + offset] as HeldOutImage;
-        if (questions.length === 0) continue;
-        const logits = await vqaHead.logits({ image: tokens, questions: questions.map((q) => q.question) });
-        questions.forEach((question, index) => {
+        const { questions, scene } = set[start + offset] as HeldOutImage;
+        // The detection figures' count and left/right questions too, for the VQA head's figure beside them.
+        const compared =
+          detector === undefined ? [] : detectionQuestions({ scene, seed, index: start + offset });
+        const asked = [...questions, ...compared];
+        if (asked.length === 0) continue;
+        const logits = await vqaHead.logits({ image: tokens, questions: asked.map((q) => q.question) });
+        asked.forEach((question, index) => {
           const predicted = vqaHead.answers[argmax(logits[index] ?? [])];
-          vqaResults.push({
-            type: question.type,
-            correct: predicted === question.answer,
-            answer: question.answer,
-          });
+          const correct = predicted === question.answer;
+          if (index < questions.length)
+            vqaResults.push({ type: question.type, correct, answer: question.answer });
+          else vqaOnDetectionQuestions.push({ type: question.type, correct });
         });
       }
       timings.vqaMs += performance.now() - vqaStarted;
+    }
+    if (detector !== undefined) {
+      const detectStarted = performance.now();
+      // Threshold 0: every slot, so that AP sees the whole ranking; the figures apply the pack's threshold.
+      // The head on the token states of the tower pass above (the images are `variant.size` squares).
+      found.push(
+        ...(await detector.detectTokens({
+          tokens: encoded.tokens ?? [],
+          sizes: images.map(() => ({ width: variant.size, height: variant.size })),
+          images,
+          threshold: 0,
+        })),
+      );
+      detectMs += performance.now() - detectStarted;
     }
     onProgress?.({
       phase: "images",
@@ -508,6 +823,17 @@ async function evaluateImages({
       chance: { overall: vqaResults.length === 0 ? 0 : weighted / vqaResults.length, byType: chanceByType },
     };
   }
+  const detection =
+    detector === undefined
+      ? undefined
+      : await detectionFigures({
+          pack,
+          set,
+          found,
+          seed,
+          detectMs,
+          ...(vqaHead === undefined ? {} : { vqaAnswers: vqaOnDetectionQuestions }),
+        });
   const totalMs = performance.now() - started;
   return {
     variant,
@@ -515,6 +841,7 @@ async function evaluateImages({
     textToImage,
     partial,
     ...(vqa === undefined ? {} : { vqa }),
+    ...(detection === undefined ? {} : { detection }),
     timings: { ...timings, totalMs, imagesPerSecond: set.length / (totalMs / 1000) },
   };
 }
@@ -725,6 +1052,18 @@ export function checkTargets(report: Omit<PackEvalReport, "targets" | "timings">
       atLeast(`VQA ${type}`, baseline.vqa.byType[type].accuracy, targets.vqaPerType);
     }
   }
+  const detection = baseline.detection;
+  if (detection !== undefined) {
+    atLeast("detection AP@0.5", detection.ap50, targets.detectionAp50);
+    for (const [name, accuracy] of Object.entries(detection.attributes)) {
+      atLeast(`detection ${name} (true positives)`, accuracy.accuracy, targets.detectionAttributes);
+    }
+    atLeast("counting from detections", detection.counting.overall.accuracy, targets.detectionCounting);
+    atLeast("left/right from detections", detection.position.accuracy, targets.detectionPosition);
+    if (detection.regionRetrieval !== undefined) {
+      atLeast("text→region R@1", detection.regionRetrieval.recallAt1, targets.regionRecallAt1);
+    }
+  }
   if (report.video !== undefined) atLeast("video R@1", report.video.recallAt1, targets.videoRecallAt1);
   for (const variant of report.variants) {
     const worst = Math.min(...Object.values(variant.delta));
@@ -781,7 +1120,7 @@ export async function evaluatePack({
   onProgress?.({ phase: "texts", label: "texts", done: 1, total: 1 });
 
   const common = { pack, set, texts, seed, batchSize, ...(onProgress ? { onProgress } : {}) };
-  const baselineFigures = await evaluateImages({ ...common, variant: base });
+  const baselineFigures = await evaluateImages({ ...common, variant: base, detect: true });
   const reference = headline(baselineFigures);
   const variantFigures: VariantFigures[] = [];
   for (const variant of others) {

@@ -171,7 +171,7 @@ const evidenceTextSchema = z.object({
 export const citationSchema = z
   .object({
     id: z.string().describe("Stored item id (img_…, seg_…, tri_…) or att_<n> for the n-th attached image."),
-    kind: z.enum(["image", "video_segment", "triple"]),
+    kind: z.enum(["image", "video_segment", "triple", "region"]),
     mediaUrl: z.string().nullable().describe("/v1/media/{id}; null for attached images."),
     thumbnailUrl: z.string().nullable().describe("/v1/media/{id}/thumbnail; null for attached images."),
     start: z.number().nullable().describe("Video segments: start, in seconds."),

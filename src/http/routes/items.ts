@@ -15,6 +15,7 @@ import { deleteItem } from "../../ingest/items.ts";
 import type { BlobStore } from "../../media/blob-store.ts";
 import {
   type FilterSpec,
+  ITEM_KINDS,
   isValidRecordId,
   MAX_LIST_LIMIT,
   parseFilterSpec,
@@ -39,7 +40,7 @@ import { searchResultItemSchema } from "./search.ts";
 export const deleteItemResponseSchema = z.object({
   deleted: z.object({
     id: z.string(),
-    kind: z.enum(["image", "video_segment", "triple", "video"]),
+    kind: z.enum(["image", "video_segment", "triple", "region", "video"]),
     records: z.number().int().describe("records removed from the store (a video: its segments)"),
     blobsRemoved: z.number().int().describe("stored files removed because nothing refers to them any more"),
   }),
@@ -60,7 +61,9 @@ export const listItemsQuerySchema = z.object({
       error: (issue) => `unknown kind ${JSON.stringify(issue.input)}; allowed kinds: ${kindsText}`,
     })
     .optional()
-    .describe(`One kind to list (${kindsText}); all of them in that order when absent.`),
+    .describe(
+      `One kind to list (${kindsText}); ${ITEM_KINDS.join(", ")} in that order when absent (regions, the objects found in images, only when named).`,
+    ),
   filter: z
     .string()
     // Percent-encoded, a longer filter could pass Node's 16 KiB limit on the request line (431).
@@ -182,6 +185,10 @@ function listedItem(record: StoredRecord): z.infer<typeof listedItemSchema> {
     return { ...item, videoId: record.videoId, start: record.startS, end: record.endS };
   }
   if (record.kind === "triple") return { ...item, question: record.question, answer: record.answer };
+  if (record.kind === "region") {
+    const { parentId, parentKind, box, label, attributes, score } = record;
+    return { ...item, region: { parentId, parentKind, box, label, attributes, score } };
+  }
   return item;
 }
 
@@ -246,7 +253,7 @@ export function createItemsRoute({ store, blobs, audit }: ItemsRouteOptions) {
       const tenant = c.get("tenant");
       const filter = parseFilterParameter(query.filter);
       const limit = query.limit === undefined ? DEFAULT_LIST_LIMIT : Number(query.limit);
-      const kinds: readonly RecordKind[] = query.kind === undefined ? RECORD_KINDS : [query.kind];
+      const kinds: readonly RecordKind[] = query.kind === undefined ? ITEM_KINDS : [query.kind];
       const start: ListPosition =
         query.cursor === undefined ? { kind: kinds[0] ?? "image" } : decodeListCursor(query.cursor);
       const first = kinds.indexOf(start.kind);

@@ -19,6 +19,11 @@ import {
   type OcrBackfillItem,
 } from "../../ingest/ocr-backfill.ts";
 import { MIGRATE_JOB_KIND, type PackMigration, type PackMigrationItem } from "../../ingest/pack-migration.ts";
+import {
+  REGIONS_JOB_KIND,
+  type RegionBackfill,
+  type RegionBackfillItem,
+} from "../../ingest/region-backfill.ts";
 import { auditActor, jobAudit } from "../batch-outcome.ts";
 import { errorEnvelope } from "../errors.ts";
 import {
@@ -131,11 +136,11 @@ const noSuchJob = errorResponse("No such job for the caller.");
 export const createJobRequestSchema = z
   .object({
     kind: z
-      .enum([OCR_JOB_KIND, MIGRATE_JOB_KIND], {
-        error: (issue) => `unknown job kind ${JSON.stringify(issue.input)}; allowed: ocr, migrate`,
+      .enum([OCR_JOB_KIND, REGIONS_JOB_KIND, MIGRATE_JOB_KIND], {
+        error: (issue) => `unknown job kind ${JSON.stringify(issue.input)}; allowed: ocr, regions, migrate`,
       })
       .describe(
-        "`ocr`: read the text of the caller's stored images and video segments that have none (ingested while LOUPE_OCR=off, or before OCR), writing ocrText and metadata.ocr. Items with metadata.ocr are skipped, so a job started again after a restart continues where the last one stopped. `migrate` (admin scope): switch the store to the model pack `to`, re-embedding every item of every tenant into collections of its model, then making them live at once (restart Loupe on that pack after); rows already copied are skipped, so a job started again continues.",
+        "`regions`: find the objects in the caller's stored images and video segments stored without regions (ingested while LOUPE_REGIONS=off, or before the pack had a detection head) and store them as region records; items with metadata.regions are skipped, so a job started again continues. `ocr`: read the text of the caller's stored images and video segments that have none (ingested while LOUPE_OCR=off, or before OCR), writing ocrText and metadata.ocr. Items with metadata.ocr are skipped, so a job started again after a restart continues where the last one stopped. `migrate` (admin scope): switch the store to the model pack `to`, re-embedding every item of every tenant into collections of its model, then making them live at once (restart Loupe on that pack after); rows already copied are skipped, so a job started again continues.",
       ),
     to: z
       .string()
@@ -153,7 +158,7 @@ export const createJobRequestSchema = z
       .array(z.enum(OCR_BACKFILL_KINDS, { error: () => `kinds are ${OCR_BACKFILL_KINDS.join(", ")}` }))
       .min(1)
       .optional()
-      .describe(`Kinds to read; all of ${OCR_BACKFILL_KINDS.join(", ")} when absent.`),
+      .describe(`kinds ocr and regions: kinds to read; all of ${OCR_BACKFILL_KINDS.join(", ")} when absent.`),
   })
   .strict()
   .meta({ id: "CreateJobRequest" });
@@ -165,7 +170,8 @@ export const createJobRoute = defineRoute(
     path: "/v1/jobs",
     operationId: "createJob",
     tags: ["jobs"],
-    summary: "Start a job (kind ocr: read the text of stored items; kind migrate: switch model packs)",
+    summary:
+      "Start a job (kind ocr: read the text of stored items; kind regions: find their objects; kind migrate: switch model packs)",
     description:
       "Starts a background job and answers 202 with its id (the Location header names it); follow it at /v1/jobs/{id} or its events. A tenant has one job of a kind under way at a time: while one is queued or running, it is the answer. Kind `ocr` lists the caller's images and video segments without metadata.ocr, reads each one's text (an image's original, a segment's keyframe) and writes it; its items are the records it read, its skipped count the records that had a reading.",
     request: { body: { content: { "application/json": { schema: createJobRequestSchema } } } },
@@ -174,7 +180,7 @@ export const createJobRoute = defineRoute(
       400: invalidRequestResponse,
       403: errorResponse("Kind migrate needs a key with the admin scope (code forbidden)."),
       409: errorResponse(
-        "OCR is off on this server (code ocr_off): LOUPE_OCR=off; or, kind migrate, this server has no Milvus to migrate (code migration_unavailable).",
+        "OCR is off on this server (code ocr_off): LOUPE_OCR=off; kind regions, the model pack has no detection head (code regions_unavailable); or, kind migrate, this server has no Milvus to migrate (code migration_unavailable).",
       ),
     },
   },
@@ -257,6 +263,8 @@ export interface JobsRouteOptions {
   jobs: JobRegistry;
   /** The OCR backfill jobs of kind `ocr` run; absent when OCR is off. */
   ocrBackfill?: OcrBackfill;
+  /** The region backfill jobs of kind `regions` run; absent without a detection head. */
+  regionBackfill?: RegionBackfill;
   /** Where the items jobs write are recorded. */
   audit?: AuditLog;
   /** The pack switch jobs of kind `migrate` run; absent where there is no Milvus. */
@@ -264,7 +272,13 @@ export interface JobsRouteOptions {
 }
 
 /** The /v1/jobs routes. */
-export function createJobsRoute({ jobs, ocrBackfill, audit, packMigration }: JobsRouteOptions) {
+export function createJobsRoute({
+  jobs,
+  ocrBackfill,
+  regionBackfill,
+  audit,
+  packMigration,
+}: JobsRouteOptions) {
   return createRouter()
     .openapi(createJobRoute, async (c) => {
       const body = c.req.valid("json");
@@ -306,6 +320,30 @@ export function createJobsRoute({ jobs, ocrBackfill, audit, packMigration }: Job
         throw new ValidationError("`to` and `dropOld` belong to jobs of kind migrate.", {
           context: { field: "to" },
         });
+      }
+      if (body.kind === REGIONS_JOB_KIND) {
+        if (regionBackfill === undefined) {
+          throw new AppError(
+            "regions_unavailable",
+            409,
+            "The model pack has no detection head (onnx/detection_model.onnx, loupe.detection in config.json), so no objects can be found. Serve a pack that has one.",
+          );
+        }
+        const tenant = c.get("tenant");
+        const job =
+          jobs.active({ tenant, kind: body.kind }) ??
+          jobs.create<RegionBackfillItem>({
+            tenant,
+            kind: body.kind,
+            items: [],
+            run: regionBackfill.runner({
+              tenant,
+              ...(body.kinds === undefined ? {} : { kinds: body.kinds }),
+            }),
+            audit: jobAudit(c, "POST /v1/jobs", audit),
+          });
+        c.header("location", `/v1/jobs/${job.id}`);
+        return c.json({ job: { id: job.id, status: job.status } }, 202);
       }
       if (ocrBackfill === undefined) {
         throw new AppError(

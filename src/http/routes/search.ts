@@ -11,6 +11,7 @@ import { z } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { invalidInput, MediaError, ValidationError } from "../../errors.ts";
 import {
+  DEFAULT_SEARCH_KINDS,
   type ImageQuery,
   MAX_SEARCH_TOP_K,
   parseImageReference,
@@ -135,7 +136,9 @@ export const searchOptionsShape = {
     .array(searchKindSchema)
     .min(1, `kinds must list at least one of ${kindsText}`)
     .optional()
-    .describe(`Kinds to search; all of ${kindsText} when absent.`),
+    .describe(
+      `Kinds to search (${kindsText}); ${DEFAULT_SEARCH_KINDS.join(", ")} when absent (regions, the objects found in images, only when listed).`,
+    ),
   topK: z
     .number({ error: `topK must be an integer from 1 to ${MAX_SEARCH_TOP_K}` })
     .int(`topK must be an integer from 1 to ${MAX_SEARCH_TOP_K}`)
@@ -222,6 +225,19 @@ export const searchResultItemSchema = z.object({
   end: z.number().optional().describe("Video segments: end, in seconds."),
   question: z.string().optional().describe("Triples: the stored question."),
   answer: z.string().optional().describe("Triples: the stored answer."),
+  region: z
+    .object({
+      parentId: z.string().describe("The image or video segment the object is in."),
+      parentKind: z.enum(["image", "video_segment"]),
+      box: z
+        .object({ x0: z.number(), y0: z.number(), x1: z.number(), y1: z.number() })
+        .describe("Normalized to [0, 1] of the parent's image (a segment's keyframe): x right, y down."),
+      label: z.string().describe("The detector's class, e.g. circle."),
+      attributes: z.record(z.string(), z.string()).describe("Attribute name → value, e.g. color: red."),
+      score: z.number().describe("The detector's score, 0–1."),
+    })
+    .optional()
+    .describe("Regions (objects found in an image or a keyframe): what and where the object is."),
 });
 
 /** Body of a 200 from /v1/search and /v1/similar/{id}. */

@@ -154,6 +154,41 @@ describe("evaluatePack on the shipped pack", () => {
     expect(r1?.met).toBe(report.baseline.textToImage.recallAt1 >= 0.7);
   });
 
+  it("scores the detection head on the baseline: AP per class, counting, left/right, region retrieval", () => {
+    const detection = report.baseline.detection;
+    if (detection === undefined) throw new Error("no detection figures");
+    const objects = heldOutImages({ seed: 4242, images: 40 }).reduce(
+      (sum, { scene }) => sum + scene.objects.length,
+      0,
+    );
+    expect(detection.objects).toBe(objects);
+    expect(Object.keys(detection.perClass)).toEqual(["circle", "square", "triangle", "star", "hexagon"]);
+    expect(Object.values(detection.perClass).reduce((sum, figures) => sum + figures.objects, 0)).toBe(
+      objects,
+    );
+    expect(detection.ap5095).toBeLessThanOrEqual(detection.ap50);
+    // Two count questions per image (always askable); left/right only where one object has the named kind.
+    expect(detection.counting.overall.count).toBe(80);
+    expect(detection.position.count).toBeGreaterThan(20);
+    expect(detection.vqaHead?.counting.count).toBe(80);
+    expect(detection.vqaHead?.position.count).toBe(detection.position.count);
+    expect(detection.regionRetrieval?.queries).toBe(40);
+    expect(report.variants[0]?.detection).toBeUndefined();
+    expect(report.targets.map((check) => check.name)).toEqual(
+      expect.arrayContaining([
+        "detection AP@0.5",
+        "detection color (true positives)",
+        "detection size (true positives)",
+        "counting from detections",
+        "left/right from detections",
+        "text→region R@1",
+      ]),
+    );
+    // A floor a broken head or box mapping fails (40 images: below the 0.90 target on purpose).
+    expect(detection.ap50).toBeGreaterThan(0.75);
+    expect(detection.position.accuracy).toBeGreaterThan(0.75);
+  });
+
   it("flags a variant that drops more than 0.03 below the baseline", () => {
     const [variant] = report.variants;
     if (variant === undefined) throw new Error("no variant");
@@ -198,6 +233,8 @@ describe("loupe models eval", () => {
     expect(text).toMatch(/^png-128\s+\d\.\d{3}\s+\d\.\d{3}\s+\d\.\d{3}/m);
     expect(text).toMatch(/rendered frames fed directly/);
     expect(text).toMatch(/VQA position\s+\d\.\d{3}\s+≥ 0\.75\s+(met|NOT MET)/);
+    expect(text).toMatch(/^Detection \(png-128\): \d+ objects, \d+ detections at the pack's threshold/m);
+    expect(text).toMatch(/detection AP@0\.5\s+\d\.\d{3}\s+≥ 0\.90\s+(met|NOT MET)/);
     const json = JSON.parse(await readFile(jsonPath, "utf8")) as PackEvalReport;
     expect(json.images).toBe(20);
     expect(json.baseline.label).toBe("png-128");

@@ -75,7 +75,7 @@ describe("GET /v1/media/{id} and DELETE /v1/items/{id}", () => {
     const unknownPrefix = await harness.app.request("/v1/media/abc_123", as("alpha"));
     expect(unknownPrefix.status).toBe(400);
     expect(((await unknownPrefix.json()) as { error: { message: string } }).error.message).toContain(
-      "must start with img_, seg_, tri_ or vid_",
+      "must start with img_, seg_, tri_, reg_ or vid_",
     );
     const missing = await harness.app.request(`/v1/media/img_${"0".repeat(32)}`, as("alpha"));
     expect(missing.status).toBe(404);

@@ -51,6 +51,7 @@ describe("GET /openapi.json", () => {
       ["/v1/similar/{id}", "post"],
       ["/v1/classify", "post"],
       ["/v1/vqa", "post"],
+      ["/v1/detect", "post"],
       ["/v1/chat", "post"],
       ["/v1/chat/completions", "post"],
       ["/v1/models", "get"],
@@ -116,6 +117,7 @@ describe("GET /openapi.json", () => {
       "image",
       "video_segment",
       "triple",
+      "region",
     ]);
     expect(search.properties.filter?.$ref).toBe("#/components/schemas/Filter");
     expect(schemas.Filter?.type).toBe("array");
