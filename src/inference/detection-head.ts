@@ -38,6 +38,47 @@ export interface Detection {
   box: NormalizedBox;
   /** L2-normalized region embedding in the pack's image-text space. */
   embedding?: Float32Array;
+  /**
+   * The whole distributions behind `label` and `attributes`: class name → probability, and attribute name →
+   * value → probability. A second-best class can still name the object a question means (see
+   * {@link findObject}).
+   */
+  probabilities?: { label: Record<string, number>; attributes: Record<string, Record<string, number>> };
+}
+
+/**
+ * The detection that best stands for an object described by class and attribute values (`red circle`: label
+ * `circle`, color `red`): the one whose probabilities give the description the highest likelihood, its
+ * detection score times the probability of each named value. The argmax labels alone would miss an object
+ * whose class came second (a small circle read as a hexagon). Undefined when no detection gives the
+ * description any probability.
+ */
+export function findObject({
+  detections,
+  label,
+  attributes = {},
+}: {
+  detections: readonly Detection[];
+  label?: string;
+  attributes?: Readonly<Record<string, string>>;
+}): { detection: Detection; likelihood: number } | undefined {
+  let best: { detection: Detection; likelihood: number } | undefined;
+  for (const detection of detections) {
+    const probabilityOf = (name: string | undefined, value: string): number => {
+      const distribution =
+        name === undefined ? detection.probabilities?.label : detection.probabilities?.attributes[name];
+      if (distribution !== undefined) return distribution[value] ?? 0;
+      // Without distributions, the argmax values only.
+      const top = name === undefined ? detection.label : detection.attributes[name]?.value;
+      return top === value ? 1 : 0;
+    };
+    let likelihood = detection.score;
+    if (label !== undefined) likelihood *= probabilityOf(undefined, label);
+    for (const [name, value] of Object.entries(attributes)) likelihood *= probabilityOf(name, value);
+    if (likelihood > 0 && (best === undefined || likelihood > best.likelihood))
+      best = { detection, likelihood };
+  }
+  return best;
 }
 
 /** The detections of one image, highest score first. */
@@ -90,6 +131,15 @@ export function cropBoxToImage({ box, frame }: { box: NormalizedBox; frame: Crop
   const [x0, x1] = box.x0 <= box.x1 ? [box.x0, box.x1] : [box.x1, box.x0];
   const [y0, y1] = box.y0 <= box.y1 ? [box.y0, box.y1] : [box.y1, box.y0];
   return { x0: x(x0), y0: y(y0), x1: x(x1), y1: y(y1) };
+}
+
+/** `names[i]` → `values[start + i]`. */
+function distributionOf(
+  values: Float32Array,
+  start: number,
+  names: readonly string[],
+): Record<string, number> {
+  return Object.fromEntries(names.map((name, index) => [name, values[start + index] ?? 0]));
 }
 
 function argmax(values: Float32Array, start: number, length: number): { index: number; value: number } {
@@ -145,11 +195,13 @@ export function decodeDetections({
     if (box.x1 <= box.x0 || box.y1 <= box.y0) continue;
     const best = argmax(slots.classes, slot * classCount, classCount);
     const attributes: Detection["attributes"] = {};
+    const distributions: Record<string, Record<string, number>> = {};
     for (const [name, values] of Object.entries(config.attributes)) {
       const probabilities = slots.attributes[name];
       if (probabilities === undefined) continue;
       const top = argmax(probabilities, slot * values.length, values.length);
       attributes[name] = { value: values[top.index] ?? "", score: top.value };
+      distributions[name] = distributionOf(probabilities, slot * values.length, values);
     }
     const detection: Detection = {
       label: config.classes[best.index] ?? "",
@@ -157,6 +209,10 @@ export function decodeDetections({
       attributes,
       score,
       box,
+      probabilities: {
+        label: distributionOf(slots.classes, slot * classCount, config.classes),
+        attributes: distributions,
+      },
     };
     if (slots.embeddings !== undefined && width > 0) {
       detection.embedding = l2Normalize(slots.embeddings.slice(slot * width, (slot + 1) * width));

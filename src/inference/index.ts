@@ -17,7 +17,7 @@ export type {
   NormalizedBox,
   ObjectDetectorOptions,
 } from "./detection-head.ts";
-export { cropBoxToImage, decodeDetections, ObjectDetector } from "./detection-head.ts";
+export { cropBoxToImage, decodeDetections, findObject, ObjectDetector } from "./detection-head.ts";
 export type {
   CropFrame,
   ImageInput,

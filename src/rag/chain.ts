@@ -79,7 +79,8 @@ const CITATION_MARK = /\[((?:img|seg|tri)_[A-Za-z0-9_.:-]{1,60}|att_\d{1,3})\]/g
 export interface LoupeChainOptions {
   search: Pick<SearchService, "embedText" | "imageBytes" | "getItem" | "logitScale">;
   store: Pick<VectorStore, "search" | "textSearch">;
-  models: Pick<ModelPack, "modelId" | "imageEmbedder" | "textEmbedder" | "vqaHead" | "vocabulary">;
+  models: Pick<ModelPack, "modelId" | "imageEmbedder" | "textEmbedder" | "vqaHead" | "vocabulary"> &
+    Partial<Pick<ModelPack, "detector">>;
   /**
    * The words questions and answers are read in; defaults to the pack's (`models.vocabulary`). Without
    * either, no question names anything the chain can read, and it answers from retrieval and the LLM.

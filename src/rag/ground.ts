@@ -5,8 +5,8 @@
  * head. A stored triple whose image is a near-copy of an attached image and whose question means the
  * same supplies its stored answer.
  */
-import type { ImageTokens, ModelPack, PackVocabulary, VqaAnswer } from "../inference/index.ts";
-import { cosineSimilarity } from "../inference/index.ts";
+import type { Detection, ImageTokens, ModelPack, PackVocabulary, VqaAnswer } from "../inference/index.ts";
+import { cosineSimilarity, findObject } from "../inference/index.ts";
 import { type HalfMasks, maskHalves } from "../media/half-mask.ts";
 import type { MediaReader, MediaUrls } from "../media/media-port.ts";
 import type { SearchHit, StoredRecord, StoredTriple } from "../store/index.ts";
@@ -63,7 +63,9 @@ export const DEFAULT_GROUNDING_SETTINGS: GroundingSettings = {
 };
 
 /** What grounding needs of the model pack. */
-export type GroundingModels = Pick<ModelPack, "imageEmbedder" | "textEmbedder" | "vqaHead">;
+/** The detection head is optional: without one, position questions are answered from half-painted copies. */
+export type GroundingModels = Pick<ModelPack, "imageEmbedder" | "textEmbedder" | "vqaHead"> &
+  Partial<Pick<ModelPack, "detector">>;
 
 interface Encoded {
   embedding: Float32Array;
@@ -80,6 +82,7 @@ export class VisualCache {
   readonly #bytes = new Map<string, Promise<Uint8Array>>();
   readonly #encoded = new Map<string, Promise<Encoded>>();
   readonly #halves = new Map<string, Promise<HalfMasks>>();
+  readonly #detections = new Map<string, Promise<Detection[]>>();
 
   readonly #maxImagePixels: number;
 
@@ -153,11 +156,116 @@ export class VisualCache {
     const answers = await head.answerMany({ image: tokens, questions, topK: head.answers.length });
     return Promise.all(
       questions.map(async (question, index) => {
+        const counted = COUNT_QUESTION.exec(question);
+        if (counted !== null) {
+          const asked = answers[index] ?? [];
+          return (await this.countFromDetections(evidenceId, counted[1] ?? "", asked)) ?? asked;
+        }
         const position = POSITION_QUESTION.exec(question);
         if (position === null) return answers[index] ?? [];
-        return this.askPosition(evidenceId, `Is there a ${position[1]} ${position[2]}?`);
+        const [, color = "", shape = ""] = position;
+        return (
+          (await this.positionFromDetections(evidenceId, { color, shape })) ??
+          this.askPosition(evidenceId, `Is there a ${color} ${shape}?`)
+        );
       }),
     );
+  }
+
+  /** The objects the pack's detection head finds in an evidence's image (none without a head). */
+  async detections(evidenceId: string): Promise<Detection[]> {
+    const detector = this.#models.detector;
+    if (detector === undefined) return [];
+    let found = this.#detections.get(evidenceId);
+    if (found === undefined) {
+      found = (async () => {
+        const [{ tokens }, bytes] = await Promise.all([this.encoded(evidenceId), this.bytes(evidenceId)]);
+        const size = await this.#models.imageEmbedder.processor.imageSize({ image: bytes });
+        const [image] = await detector.detectTokens({ tokens: [tokens], sizes: [size], images: [bytes] });
+        return image?.detections ?? [];
+      })();
+      found.catch(() => undefined);
+      this.#detections.set(evidenceId, found);
+    }
+    return found;
+  }
+
+  /**
+   * How many objects of a kind (`stars`, `red objects`, `objects`) the detection head finds: detections whose
+   * most probable class and colour match. Its probability is how sure the head is of every detection either
+   * way (each one's probability of matching or of not matching, whichever is larger, multiplied); the VQA head's
+   * other answers share the rest. Undefined without a head, for a kind it does not know, a count outside the
+   * answers, or when it is less sure than even odds (the VQA head's answer stands then).
+   */
+  async countFromDetections(
+    evidenceId: string,
+    what: string,
+    asked: readonly VqaAnswer[],
+  ): Promise<VqaAnswer[] | undefined> {
+    const detector = this.#models.detector;
+    if (detector === undefined) return undefined;
+    const { classes, attributes } = detector.config;
+    const colorWord = /^(\w+) objects$/.exec(what)?.[1];
+    const color =
+      colorWord !== undefined && (attributes.color ?? []).includes(colorWord) ? colorWord : undefined;
+    const shape = classes.find((label) => what === `${label}s` || what === `${label}es` || what === label);
+    if (what !== "objects" && color === undefined && shape === undefined) return undefined;
+    const detections = await this.detections(evidenceId);
+    let count = 0;
+    let certainty = 1;
+    for (const detection of detections) {
+      const probabilities = detection.probabilities;
+      const pLabel =
+        shape === undefined ? 1 : (probabilities?.label[shape] ?? (detection.label === shape ? 1 : 0));
+      const pColor =
+        color === undefined
+          ? 1
+          : (probabilities?.attributes.color?.[color] ??
+            (detection.attributes.color?.value === color ? 1 : 0));
+      const matches =
+        (shape === undefined || detection.label === shape) &&
+        (color === undefined || detection.attributes.color?.value === color);
+      if (matches) count += 1;
+      const pMatch = pLabel * pColor;
+      certainty *= Math.max(pMatch, 1 - pMatch);
+    }
+    const answer = String(count);
+    if (certainty < 0.5 || !asked.some((candidate) => candidate.answer === answer)) return undefined;
+    const others = asked.filter((candidate) => candidate.answer !== answer);
+    const rest = others.reduce((sum, candidate) => sum + candidate.probability, 0);
+    return [
+      { answer, probability: certainty },
+      ...others.map((candidate) => ({
+        answer: candidate.answer,
+        probability: rest > 0 ? ((1 - certainty) * candidate.probability) / rest : 0,
+      })),
+    ];
+  }
+
+  /**
+   * Which side an object is on, read off the detection that most likely is it (its class and colour
+   * probabilities, so a small circle the head labels a hexagon is still found): left when its box's center
+   * lies left of the middle. The probability grows with that likelihood. Undefined without a detection head,
+   * or when no detection is likely enough to be the object (the caller then asks the VQA head).
+   */
+  async positionFromDetections(
+    evidenceId: string,
+    { color, shape }: { color: string; shape: string },
+  ): Promise<VqaAnswer[] | undefined> {
+    if (this.#models.detector === undefined) return undefined;
+    const found = findObject({
+      detections: await this.detections(evidenceId),
+      label: shape,
+      attributes: { color },
+    });
+    if (found === undefined || found.likelihood < MIN_OBJECT_LIKELIHOOD) return undefined;
+    const { box } = found.detection;
+    const side = (box.x0 + box.x1) / 2 < 0.5 ? "left" : "right";
+    const probability = 0.5 + 0.5 * Math.min(1, found.likelihood);
+    return [
+      { answer: side, probability },
+      { answer: side === "left" ? "right" : "left", probability: 1 - probability },
+    ];
   }
 
   /**
@@ -201,6 +309,13 @@ export class VisualCache {
 }
 
 const POSITION_QUESTION = /^Is the (\w+) (\w+) on the left or the right\?$/;
+const COUNT_QUESTION = /^How many (.+) are there\?$/;
+
+/**
+ * How likely a detection must be the object a position question names (score × class and colour
+ * probabilities) to answer from its box; below, the half-painted copies are asked instead.
+ */
+const MIN_OBJECT_LIKELIHOOD = 0.3;
 
 /** The probability a full answer distribution gives `answer`. */
 export function probabilityOf(distribution: readonly VqaAnswer[], answer: string): number {

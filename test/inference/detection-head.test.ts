@@ -17,6 +17,7 @@ import {
   type Detection,
   type DetectionSlots,
   decodeDetections,
+  findObject,
   type NormalizedBox,
 } from "../../src/inference/detection-head.ts";
 import { ImageProcessor } from "../../src/inference/image-processor.ts";
@@ -178,6 +179,55 @@ describe("decodeDetections", () => {
     const { embeddings: _, ...withoutEmbeddings } = slots;
     const [first] = decodeDetections({ slots: withoutEmbeddings, config, threshold: 0.5 });
     expect(first?.embedding).toBeUndefined();
+  });
+});
+
+describe("findObject", () => {
+  const detection = (
+    label: Record<string, number>,
+    color: Record<string, number>,
+    score: number,
+    x: number,
+  ): Detection => {
+    const top = (distribution: Record<string, number>) =>
+      Object.entries(distribution).sort((left, right) => right[1] - left[1])[0] as [string, number];
+    return {
+      label: top(label)[0],
+      labelScore: top(label)[1],
+      attributes: { color: { value: top(color)[0], score: top(color)[1] } },
+      score,
+      box: { x0: x, y0: 0.1, x1: x + 0.1, y1: 0.2 },
+      probabilities: { label, attributes: { color } },
+    };
+  };
+  const redHexagonMaybeCircle = detection(
+    { hexagon: 0.55, circle: 0.45 },
+    { red: 0.97, orange: 0.03 },
+    0.95,
+    0.1,
+  );
+  const blueCircle = detection({ circle: 0.98, hexagon: 0.02 }, { blue: 0.99, red: 0.01 }, 0.99, 0.7);
+
+  it("picks the object a description most likely means, even when its class came second", () => {
+    const found = findObject({
+      detections: [blueCircle, redHexagonMaybeCircle],
+      label: "circle",
+      attributes: { color: "red" },
+    });
+    expect(found?.detection).toBe(redHexagonMaybeCircle);
+    expect(found?.likelihood).toBeCloseTo(0.95 * 0.45 * 0.97, 6);
+    expect(findObject({ detections: [blueCircle, redHexagonMaybeCircle], label: "circle" })?.detection).toBe(
+      blueCircle,
+    );
+  });
+
+  it("uses the argmax values where a detection has no distributions, and finds nothing that has none", () => {
+    const { probabilities: _dropped, ...bare } = redHexagonMaybeCircle;
+    expect(
+      findObject({ detections: [bare], label: "hexagon", attributes: { color: "red" } })?.likelihood,
+    ).toBe(0.95);
+    expect(findObject({ detections: [bare], label: "circle" })).toBeUndefined();
+    expect(findObject({ detections: [], label: "circle" })).toBeUndefined();
   });
 });
 

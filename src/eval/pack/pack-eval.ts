@@ -11,7 +11,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MediaError, ValidationError } from "../../errors.ts";
-import type { ImageDetections } from "../../inference/detection-head.ts";
+import { type Detection, findObject, type ImageDetections } from "../../inference/detection-head.ts";
 import type { ModelPack } from "../../inference/model-pack.ts";
 import { resampleIndices } from "../../inference/video-embedder.ts";
 import { defaultVideoLimits, runMediaTool, safeInputArgs, serverFileInput } from "../../media/ffmpeg.ts";
@@ -493,19 +493,33 @@ function accuracyOf(results: readonly { correct: boolean }[]): Accuracy {
   return { accuracy: results.length === 0 ? 0 : correct / results.length, count: results.length };
 }
 
-/** The answer the detections give to a count or position question; `undefined` when they give none. */
-function answerFromDetections(question: Question, found: readonly DetectedBox[]): string | undefined {
+/**
+ * The answer the detections give to a count or position question; `undefined` when they give none. A count
+ * counts the detections whose labels match; a position is read off the detection that most likely is the
+ * object named ({@link findObject}: its class and colour probabilities, not only their argmax).
+ */
+function answerFromDetections(
+  question: Question,
+  found: readonly DetectedBox[],
+  detections: readonly Detection[],
+): string | undefined {
   const { shape, color } = question.params;
-  const matching = found.filter(
-    (detection) =>
-      (shape === undefined || detection.label === shape) &&
-      (color === undefined || detection.attributes?.color === color),
-  );
-  if (question.type === "count") return String(matching.length);
-  // The best-scored detection of that colour and shape stands for the object the question names.
-  const best = matching[0];
+  if (question.type === "count") {
+    const matching = found.filter(
+      (detection) =>
+        (shape === undefined || detection.label === shape) &&
+        (color === undefined || detection.attributes?.color === color),
+    );
+    return String(matching.length);
+  }
+  const best = findObject({
+    detections,
+    ...(shape === undefined ? {} : { label: shape }),
+    ...(color === undefined ? {} : { attributes: { color } }),
+  });
   if (best === undefined) return undefined;
-  return (best.box.x0 + best.box.x1) / 2 < POSITION_SPLIT ? "left" : "right";
+  const { box } = best.detection;
+  return (box.x0 + box.x1) / 2 < POSITION_SPLIT ? "left" : "right";
 }
 
 async function regionRetrieval({
@@ -619,8 +633,9 @@ async function detectionFigures({
   const positions: { correct: boolean }[] = [];
   set.forEach(({ scene }, image) => {
     const mine = detectionsOf(image).filter((detection) => detection.score >= threshold);
+    const shown = (found[image]?.detections ?? []).filter((detection) => detection.score >= threshold);
     for (const question of detectionQuestions({ scene, seed, index: image })) {
-      const answer = answerFromDetections(question, mine);
+      const answer = answerFromDetections(question, mine, shown);
       if (question.type === "count") {
         counts.push({
           variant: question.variant as (typeof DETECTION_COUNT_VARIANTS)[number],
