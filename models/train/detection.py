@@ -292,6 +292,68 @@ def targets(scenes, grid: int) -> dict[str, torch.Tensor]:
     return t
 
 
+def targets_from_objects(objects: dict[str, torch.Tensor], grid: int) -> dict[str, torch.Tensor]:
+    """`targets` for a batch of scenes given as object tensors (data.pack_objects' fields: x, y, r, shape,
+    color, size, valid, each [N, K]), computed on the objects' device."""
+    x, y, r, valid = objects["x"].float(), objects["y"].float(), objects["r"].float(), objects["valid"]
+    gx, gy = x * grid, y * grid
+    col = gx.floor().clamp(0, grid - 1)
+    row = gy.floor().clamp(0, grid - 1)
+    cell = (row * grid + col).long()
+    centers = torch.arange(grid, device=x.device).float() + 0.5
+    cy, cx = torch.meshgrid(centers, centers, indexing="ij")
+    sigma = (2 * r * grid / 6).clamp(min=0.5)
+    d2 = (cx.flatten()[None, None, :] - gx[..., None]) ** 2 + (cy.flatten()[None, None, :] - gy[..., None]) ** 2
+    g = torch.exp(-d2 / (2 * sigma[..., None] ** 2))  # [N, K, G*G]
+    g = g.scatter(2, cell[..., None], 1.0)
+    heat = (g * valid[..., None]).amax(1)
+    return {
+        "cell": torch.where(valid, cell, torch.zeros_like(cell)),
+        "offset": torch.stack([gx - col, gy - row], -1) * valid[..., None],
+        "radius": r * grid * valid,
+        "shape": objects["shape"].long() * valid,
+        "color": objects["color"].long() * valid,
+        "size": objects["size"].long() * valid,
+        "valid": valid,
+        "box": torch.stack([x - r, y - r, x + r, y + r], -1) * valid[..., None],
+        "heat": heat,
+    }
+
+
+def head_from_onnx(head: DetectionHead, path: Path) -> int:
+    """Loads an exported head's weights back into `head` (same configuration): named initializers as they
+    are, MatMul weights by the module path in their node's name (transposed back). Returns how many of the
+    head's tensors were loaded."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    own = head.state_dict()
+    loaded: dict[str, torch.Tensor] = {}
+    for name, array in values.items():
+        if name in own and tuple(own[name].shape) == array.shape:
+            loaded[name] = torch.from_numpy(array.copy()).float()
+    for node in graph.node:
+        if node.op_type != "MatMul":
+            continue
+        for inp in node.input:
+            if inp not in values or inp in own:
+                continue
+            parts: list[str] = []
+            for comp in node.name.strip("/").split("/")[:-1]:
+                if parts and comp.startswith(parts[-1] + "."):
+                    parts[-1] = comp
+                else:
+                    parts.append(comp)
+            key = ".".join(parts) + ".weight"
+            weight = torch.from_numpy(values[inp].copy()).float().T
+            if key in own and own[key].shape == weight.shape:
+                loaded[key] = weight
+    head.load_state_dict(loaded, strict=False)
+    return len(loaded)
+
+
 # ---------------------------------------------------------------- texts
 
 
@@ -351,7 +413,8 @@ def head_losses(head: DetectionHead, tokens: torch.Tensor, t: dict[str, torch.Te
     feats = head.features(tokens)
     dense = head.dense_outputs(feats)
     valid = t["valid"]
-    b_idx = torch.arange(tokens.shape[0])[:, None].expand_as(valid)[valid]
+    device = tokens.device
+    b_idx = torch.arange(tokens.shape[0], device=device)[:, None].expand_as(valid)[valid]
     cells = t["cell"][valid]
     at = lambda x: x[b_idx, cells]  # noqa: E731
     out = {"heat": focal_loss(dense["heat"], t["heat"])}
@@ -372,8 +435,9 @@ def head_losses(head: DetectionHead, tokens: torch.Tensor, t: dict[str, torch.Te
         kind = (si, co, sh) if mode < 0.4 else (-1, co, sh) if mode < 0.6 else (-1, -1, sh) if mode < 0.7 else (si, -1, sh) if mode < 0.8 else (-1, co, -1) if mode < 0.9 else (si, co, -1)
         chosen.append(KIND_INDEX[kind])
         template.append(0 if rng.random() < 0.5 else rng.randrange(bank.shape[1]))
-    text = F.normalize(bank[torch.tensor(chosen), torch.tensor(template)], dim=-1)
-    positives = kind_matches(kinds[torch.tensor(chosen)], shape, color, size)
+    chosen_t, template_t = torch.tensor(chosen, device=bank.device), torch.tensor(template, device=bank.device)
+    text = F.normalize(bank[chosen_t, template_t].to(device), dim=-1)
+    positives = kind_matches(kinds.to(device)[chosen_t.to(device)], shape, color, size)
     logits = head.logit_scale.exp().clamp(max=100) * text @ regions.T
     out["embed"] = 0.5 * (multi_positive_nce(logits, positives) + multi_positive_nce(logits.T, positives.T))
     out["total"] = sum(weights.get(k, 1.0) * v for k, v in out.items())
@@ -868,7 +932,7 @@ def export(args) -> None:
         eval_path = Path(args.run) / "eval.json"
         # The runs this head went through, first to last (a run started with --init continues another's head).
         phases, current = [], state
-        while True:
+        while not state.get("joint"):
             run_args = current["args"]
             phases.insert(0, {"steps": current["step"], "seconds": round(current["seconds"]),
                               "pool_scenes": run_args["pool"] + sum(len(torch.load(Path(HERE / p), weights_only=False)["scenes"]) for p in run_args.get("extra_pool") or []),
@@ -876,6 +940,9 @@ def export(args) -> None:
             if not run_args.get("init"):
                 break
             current = torch.load(HERE / run_args["init"], weights_only=False)
+        if state.get("joint"):
+            # Trained with the towers by train.py (--detection-weight), after the phases it started from.
+            phases = [*state.get("prior_phases", []), {"steps": state["step"], "seconds": round(state["seconds"]), "joint": True, "args": state["args"]}]
         training = {"steps": sum(p["steps"] for p in phases), "seconds": sum(p["seconds"] for p in phases), "head": state["head_config"], "phases": phases}
         if eval_path.exists():
             figures = json.loads(eval_path.read_text())

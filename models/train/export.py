@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--checkpoint")
     parser.add_argument("--out", required=True)
     parser.add_argument("--tokenizer", default=None)
-    parser.add_argument("--model-id", default="shapes-world-tiny@1")
+    parser.add_argument("--model-id", default="shapes-world-tiny@2")
     parser.add_argument("--manifest-only", action="store_true", help="only rewrite manifest.json (after editing the model card)")
     args = parser.parse_args()
     if args.manifest_only:
@@ -366,7 +366,7 @@ def main() -> None:
 
 def training_args(args: dict) -> dict:
     """The hyperparameters worth keeping in config.json: no paths of the machine that trained."""
-    return {k: v for k, v in args.items() if k not in ("out", "tokenizer", "init", "checkpoint_every", "eval_every", "log_every", "eval_size", "workers")}
+    return {k: v for k, v in args.items() if k not in ("out", "tokenizer", "init", "checkpoint_every", "eval_every", "log_every", "eval_size", "workers", "detection_init")}
 
 
 def write_manifest(out: Path, model_id: str) -> int:

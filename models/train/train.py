@@ -88,7 +88,20 @@ def frame_features_of(model: LoupePack, image_embeds: torch.Tensor, image_tokens
     return features.view(clips, -1, *features.shape[1:])
 
 
-def losses(model: LoupePack, batch: dict[str, torch.Tensor], device: torch.device, image_size: int, augment: bool = True, max_render: int = 384):
+class Extras:
+    """Optional objectives of a continued run: the detection head trained jointly with the tower, a keep-meaning
+    loss that holds video embeddings to a frozen copy of the starting model, and extra weight on partial queries."""
+
+    def __init__(self, head=None, kinds=None, bank=None, rng=None, teacher=None, partial_weight: float = 0.0):
+        self.head, self.kinds, self.bank, self.rng = head, kinds, bank, rng
+        self.teacher, self.partial_weight = teacher, partial_weight
+
+
+DETECTION_WEIGHTS = {"heat": 1.0, "offset": 1.0, "radius": 0.5, "class": 1.0, "color": 1.0, "size": 1.0, "embed": 0.5}
+
+
+def losses(model: LoupePack, batch: dict[str, torch.Tensor], device: torch.device, image_size: int, augment: bool = True, max_render: int = 384,
+           extras: Extras | None = None):
     objects = objects_from(batch, "obj_", device)
     images = render_augmented(objects, image_size, augment=augment, max_render=max_render)
     pixel_values = normalize(images)
@@ -146,6 +159,24 @@ def losses(model: LoupePack, batch: dict[str, torch.Tensor], device: torch.devic
     answers = torch.cat([batch[f"{g}_answer"] for g in q_groups], 0).to(device)
     loss_vqa = F.cross_entropy(logits_vqa.float(), answers, label_smoothing=0.05)
     out = {"clip": loss_clip, "vqa": loss_vqa}
+    if extras is not None and extras.partial_weight:
+        # Partial queries ranking the batch's images (t2i) and images their partial queries (i2t), alone.
+        part = slice(2 * b, 3 * b)
+        out["partial"] = 0.5 * (multi_positive_nce(logits[:, part].T, rel[part]) + multi_positive_nce(logits[:, part], rel[part].T))
+    if extras is not None and extras.head is not None:
+        import detection
+
+        grid = model.cfg.vision.image_size // model.cfg.vision.patch_size
+        t = detection.targets_from_objects(objects, grid)
+        det = detection.head_losses(extras.head, image_tokens[:b].float(), t, extras.kinds, extras.bank, extras.rng, DETECTION_WEIGHTS)
+        out["detect"] = det["total"]
+        out["detect_class"] = det["class"].detach()
+    if video_embeds is not None and extras is not None and extras.teacher is not None:
+        with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            c = batch["v_ids"].shape[0]
+            t_embeds, t_tokens = extras.teacher.vision(pixel_values[b:])
+            teacher_video = extras.teacher.video(frame_features_of(extras.teacher, t_embeds, t_tokens, c))
+        out["keep_video"] = (1 - F.cosine_similarity(video_embeds.float(), teacher_video.float(), dim=-1)).mean()
     if video_embeds is not None:
         clips = _fields(batch, "v_", device)
         v = F.normalize(video_embeds.float(), dim=-1)
@@ -214,6 +245,23 @@ def evaluate(model: LoupePack, tokenizer_path: str, device: torch.device, image_
     return out
 
 
+@torch.no_grad()
+def detection_dev(model: LoupePack, head, extras: Extras, device: torch.device, n: int = 500) -> dict:
+    """The detection head's quick figures on detection.py's dev scenes (256 px JPEG-like renders)."""
+    import detection
+
+    model.eval()
+    head.eval()
+    scenes = detection.scenes_from(detection.DEV_SEED, n)
+    images = detection.render_scenes(scenes, 256, False, 256, detection.DEV_SEED).to(device)
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        _, tokens = model.vision(detection.to_tower(images, model.cfg.vision.image_size))
+    figures = detection.evaluate_head(head.cpu(), tokens.float().cpu(), scenes, [tuple(k) for k in extras.kinds.cpu().tolist()], extras.bank[:, 0].cpu(), quick=True)
+    head.to(device).train()
+    model.train()
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
@@ -251,6 +299,16 @@ def main() -> None:
         default=True,
         help="a false description per clip (the opposite action most often) as an extra video text",
     )
+    parser.add_argument("--detection-weight", type=float, default=0.0, help="train the detection head jointly with this loss weight (0: off)")
+    parser.add_argument(
+        "--detection-init",
+        default=str(Path(__file__).resolve().parents[1] / "shapes-world-tiny" / "onnx" / "detection_model.onnx"),
+        help="the detection head to start from: an exported detection_model.onnx or a head checkpoint ('' for a fresh head)",
+    )
+    parser.add_argument("--detection-lr-scale", type=float, default=3.0, help="the detection head's learning rate as a multiple of --lr")
+    parser.add_argument("--freeze", default="", help="parts that keep their weights: any of text, video, meter (comma-separated)")
+    parser.add_argument("--keep-video", type=float, default=0.0, help="weight of 1 - cosine between video embeddings and the starting model's")
+    parser.add_argument("--partial-weight", type=float, default=0.0, help="weight of an extra contrastive loss over partial queries alone")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
@@ -282,12 +340,59 @@ def main() -> None:
         if unexpected or any(not k.endswith("image_pos") for k in missing):
             raise SystemExit(f"checkpoint does not fit the model: missing {missing}, unexpected {unexpected}")
     model = model.to(device)
+    teacher = None
+    if args.keep_video:
+        teacher = LoupePack(cfg).to(device)
+        teacher.load_state_dict(model.state_dict())
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    frozen = {part for part in args.freeze.split(",") if part}
+    if frozen - {"text", "video", "meter"}:
+        raise SystemExit(f"--freeze: unknown parts {sorted(frozen - {'text', 'video', 'meter'})}; use text, video, meter")
+    for part in frozen:
+        for p in getattr(model, part).parameters():
+            p.requires_grad_(False)
     params = sum(p.numel() for p in model.parameters())
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98)
-    )
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if p.dim() >= 2 and "pos" not in n]
+    no_decay = [p for n, p in trainable if not (p.dim() >= 2 and "pos" not in n)]
+    groups = [{"params": decay, "weight_decay": 0.05, "scale": 1.0}, {"params": no_decay, "weight_decay": 0.0, "scale": 1.0}]
+    extras = None
+    head = None
+    prior_phases = []
+    if args.detection_weight or args.keep_video or args.partial_weight:
+        extras = Extras(teacher=teacher, partial_weight=args.partial_weight, rng=random.Random(args.seed + 17))
+    if args.detection_weight:
+        import detection
+
+        grid = cfg.vision.image_size // cfg.vision.patch_size
+        head = detection.DetectionHead(cfg.vision.hidden_size, grid, embed_dim=cfg.projection_dim, dropout=0.1)
+        if args.detection_init.endswith(".onnx"):
+            loaded = detection.head_from_onnx(head, Path(args.detection_init))
+            pack_config = Path(args.detection_init).parents[1] / "config.json"
+            if pack_config.exists():
+                prior = json.loads(pack_config.read_text())["loupe"].get("detection", {}).get("training", {})
+                prior_phases = list(prior.get("phases", []))
+        elif args.detection_init:
+            own = head.state_dict()
+            state = torch.load(args.detection_init, map_location="cpu", weights_only=False)["head"]
+            fit = {k: v.float() for k, v in state.items() if k in own and own[k].shape == v.shape}
+            head.load_state_dict(fit, strict=False)
+            loaded = len(fit)
+            prior_phases = list(torch.load(args.detection_init, map_location="cpu", weights_only=False).get("prior_phases", []))
+        else:
+            loaded = 0
+        print(f"detection head: {loaded} of {len(head.state_dict())} tensors from {args.detection_init or 'nothing'}", flush=True)
+        head = head.to(device)
+        head.train()
+        model.eval()  # the bank is embedded without dropout
+        with torch.no_grad():
+            kinds_list, bank = detection.text_bank(model.cpu(), args.tokenizer)
+        model.to(device).train()
+        extras.head, extras.kinds, extras.bank = head, torch.tensor(kinds_list, device=device), bank.to(device)
+        groups.append({"params": list(head.parameters()), "weight_decay": 0.01, "scale": args.detection_lr_scale})
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.98))
     extra_weights = None
     if args.extra_questions:
         given = dict(item.split("=") for item in args.extra_questions.split(","))
@@ -326,6 +431,17 @@ def main() -> None:
         state = {"config": cfg.to_dict(), "model": weights, "step": step, "elapsed_s": seconds, "args": vars(args), "phases": [*phases, phase]}
         torch.save(state, out / "checkpoint.pt.tmp")
         (out / "checkpoint.pt.tmp").replace(out / "checkpoint.pt")
+        if head is not None:
+            # In detection.py's head-checkpoint form, so that `detection.py evaluate|export --run` read it.
+            head_state = {
+                "head": {k: v.detach().float().cpu() for k, v in head.state_dict().items()},
+                "head_config": {"width": cfg.vision.hidden_size, "grid": head.grid, "dim": 128, "blocks": 2, "attention": 1,
+                                "embed_dim": cfg.projection_dim, "max_detections": head.k, "roi": 0, "roi_dim": 48},
+                "joint": True, "step": step, "seconds": seconds, "prior_phases": prior_phases,
+                "args": {k: v for k, v in vars(args).items() if k in ("minutes", "batch", "lr", "detection_weight", "detection_lr_scale", "freeze", "keep_video", "partial_weight", "seed", "extra_questions")},
+            }
+            torch.save(head_state, out / "detection-head.pt.tmp")
+            (out / "detection-head.pt.tmp").replace(out / "detection-head.pt")
         say(f"checkpoint ({tag}) at step {step}")
 
     for batch in loader:
@@ -336,12 +452,16 @@ def main() -> None:
         progress = elapsed / total
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
         for group in optimizer.param_groups:
-            group["lr"] = lr
-        parts = losses(model, batch, device, cfg.vision.image_size, max_render=args.max_render)
+            group["lr"] = lr * group.get("scale", 1.0)
+        parts = losses(model, batch, device, cfg.vision.image_size, max_render=args.max_render, extras=extras)
         loss = parts["clip"] + parts["vqa"] + args.video_weight * parts.get("video", 0.0)
+        loss = loss + args.partial_weight * parts.get("partial", 0.0) + args.detection_weight * parts.get("detect", 0.0)
+        loss = loss + args.keep_video * parts.get("keep_video", 0.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        if head is not None:
+            torch.nn.utils.clip_grad_norm_(head.parameters(), 2.0)
         optimizer.step()
         step += 1
         if step % args.log_every == 0:
@@ -360,6 +480,8 @@ def main() -> None:
             last_ckpt = time.time()
         fetch_start = time.time()
     save("final")
+    if head is not None:
+        say("final detection dev " + json.dumps(detection_dev(model, head, extras, device)))
     say("final eval " + json.dumps({k: round(v, 4) for k, v in evaluate(model, args.tokenizer, device, cfg.vision.image_size, n=args.eval_size, clips=args.eval_size // 3, render_size=min(256, args.max_render)).items()}))
     say(f"done: {step} steps in {time.time() - start:.0f}s")
 

@@ -119,8 +119,8 @@ const cases: Record<string, WalkCase> = {
     invalid: { json: { image: IMAGE_ID, labels: "red" }, expect: [400] },
   },
   "POST /v1/embeddings": {
-    valid: { json: { model: "shapes-world-tiny@1", input: ["a red circle"] }, expect: notReady },
-    invalid: { json: { model: "shapes-world-tiny@1", input: [1, 2, 3] }, expect: [400] },
+    valid: { json: { model: "shapes-world-tiny@2", input: ["a red circle"] }, expect: notReady },
+    invalid: { json: { model: "shapes-world-tiny@2", input: [1, 2, 3] }, expect: [400] },
   },
   "POST /v1/vqa": {
     valid: {

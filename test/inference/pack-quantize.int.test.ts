@@ -38,13 +38,13 @@ describe("quantizePack", () => {
   });
 
   it("writes a pack with its own model id, a quantization record, a model card section and a manifest", async () => {
-    expect(int8.modelId).toBe("shapes-world-tiny@1+int8");
+    expect(int8.modelId).toBe("shapes-world-tiny@2+int8");
     expect(int8.capabilities).toEqual({ vqa: true, video: true, detection: true });
     expect(int8.info.config.loupe?.quantization).toEqual({
       method: "onnxruntime dynamic quantization (MatMul, Gemm)",
       weight_type: "qint8",
       per_channel: true,
-      source_model_id: "shapes-world-tiny@1",
+      source_model_id: "shapes-world-tiny@2",
     });
     const card = await readFile(join(out, "MODEL_CARD.md"), "utf8");
     expect(card).toContain("## INT8 variant");
@@ -115,7 +115,7 @@ describe("quantizePack", () => {
 
   it("refuses to quantize an INT8 variant again", async () => {
     await expect(quantizePack({ dir: out, out: join(scratch, "twice"), python })).rejects.toThrow(
-      /already an INT8 variant \(shapes-world-tiny@1\+int8\); quantize its source pack/,
+      /already an INT8 variant \(shapes-world-tiny@2\+int8\); quantize its source pack/,
     );
   });
 

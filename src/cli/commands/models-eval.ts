@@ -134,6 +134,14 @@ export function formatPackEvalReport(report: PackEvalReport): string {
       `  left/right from detections ${fixed(detection.position.accuracy)} (${detection.position.count} questions` +
         (vqa === undefined ? ")" : `; the VQA head ${fixed(vqa.position.accuracy)} on the same)`),
     );
+    const chain = detection.chain;
+    if (chain !== undefined) {
+      lines.push(
+        `  through chat's grounding (question parsed, both heads, the detection head when confident): ` +
+          `counting ${fixed(chain.counting.accuracy)}, left/right ${fixed(chain.position.accuracy)} ` +
+          `(${Math.round(chain.fromDetector * 100)}% answered by the detection head)`,
+      );
+    }
     const retrieval = detection.regionRetrieval;
     if (retrieval !== undefined) {
       lines.push(
@@ -176,7 +184,10 @@ export function formatPackEvalReport(report: PackEvalReport): string {
       `${figures.label} ${seconds(timing.totalMs)} (render ${seconds(timing.renderMs)}, vision ${seconds(timing.embedMs)}, VQA ${seconds(timing.vqaMs)}` +
         (figures.detection === undefined
           ? ")"
-          : `, detection ${seconds(figures.detection.timings.detectMs)})`),
+          : `, detection ${seconds(figures.detection.timings.detectMs)}` +
+            (figures.detection.timings.chainMs === undefined
+              ? ")"
+              : `, chat's grounding ${seconds(figures.detection.timings.chainMs)})`)),
     );
   }
   if (report.video !== undefined) {

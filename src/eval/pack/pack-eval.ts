@@ -14,7 +14,10 @@ import { MediaError, ValidationError } from "../../errors.ts";
 import { type Detection, findObject, type ImageDetections } from "../../inference/detection-head.ts";
 import type { ModelPack } from "../../inference/model-pack.ts";
 import { resampleIndices } from "../../inference/video-embedder.ts";
+import { EMPTY_VOCABULARY } from "../../inference/vocabulary.ts";
 import { defaultVideoLimits, runMediaTool, safeInputArgs, serverFileInput } from "../../media/ffmpeg.ts";
+import { VisualCache } from "../../rag/ground.ts";
+import { canonicalQuestion, parseQuestion } from "../../rag/question-parser.ts";
 import { type Clip, type ClipDescription, describeClip, sampleClip } from "../../synth/clip.ts";
 import { type Description, describeScene, sceneKey } from "../../synth/describe.ts";
 import { POSITION_SPLIT, type Scene } from "../../synth/domain.ts";
@@ -288,10 +291,17 @@ export interface DetectionFigures {
   /** The pack's VQA head on the same count and left/right questions, for comparison; absent without one. */
   vqaHead?: { counting: Accuracy; position: Accuracy };
   /**
+   * The same questions through chat's grounding: read by the chain's question parser, put to both heads in
+   * their canonical wording, answered by the detection head when it is confident and by the VQA head
+   * otherwise (no half-painted copies: a side the detection head cannot find is the VQA head's answer).
+   * Absent without a VQA head.
+   */
+  chain?: { counting: Accuracy; position: Accuracy; fromDetector: number };
+  /**
    * Wall-clock milliseconds: the head and the decoding of its slots (`detectMs`; the vision tower pass it
    * reads is the one the embeddings come from, counted in the image figures' `embedMs`) and the region ranking.
    */
-  timings: { detectMs: number; retrievalMs: number };
+  timings: { detectMs: number; retrievalMs: number; chainMs?: number };
 }
 
 /** How the video frames reached the model. */
@@ -578,6 +588,8 @@ async function detectionFigures({
   seed,
   detectMs,
   vqaAnswers,
+  chainAnswers,
+  chainMs,
 }: {
   pack: ModelPack;
   set: readonly HeldOutImage[];
@@ -587,6 +599,9 @@ async function detectionFigures({
   detectMs: number;
   /** The VQA head's results on the same count and left/right questions, in order. */
   vqaAnswers?: readonly { type: QuestionType; correct: boolean }[];
+  /** The chain's grounding on the same questions, in order (see {@link DetectionFigures.chain}). */
+  chainAnswers?: readonly { type: QuestionType; correct: boolean; source: "vqa" | "detector" }[];
+  chainMs?: number;
 }): Promise<DetectionFigures> {
   const config = (pack.detector as NonNullable<ModelPack["detector"]>).config;
   const threshold = config.score_threshold;
@@ -685,8 +700,69 @@ async function detectionFigures({
             position: accuracyOf(vqaAnswers.filter((answer) => answer.type === "position")),
           },
         }),
-    timings: { detectMs, retrievalMs },
+    ...(chainAnswers === undefined
+      ? {}
+      : {
+          chain: {
+            counting: accuracyOf(chainAnswers.filter((answer) => answer.type === "count")),
+            position: accuracyOf(chainAnswers.filter((answer) => answer.type === "position")),
+            fromDetector:
+              chainAnswers.filter((answer) => answer.source === "detector").length /
+              Math.max(1, chainAnswers.length),
+          },
+        }),
+    timings: { detectMs, retrievalMs, ...(chainMs === undefined ? {} : { chainMs }) },
   };
+}
+
+/**
+ * The detection figures' count and left/right questions of a batch of images through chat's grounding
+ * ({@link VisualCache.opinions}): parsed as the chain parses a user's question, asked in canonical wording.
+ */
+async function chainGrounding({
+  pack,
+  images,
+  set,
+  start,
+  seed,
+}: {
+  pack: ModelPack;
+  images: readonly Uint8Array[];
+  set: readonly HeldOutImage[];
+  start: number;
+  seed: number;
+}): Promise<{ type: QuestionType; correct: boolean; source: "vqa" | "detector" }[]> {
+  const cache = new VisualCache({ models: pack });
+  const vocabulary = pack.vocabulary ?? EMPTY_VOCABULARY;
+  const ids = images.map((_image, offset) => `image_${start + offset}`);
+  ids.forEach((id, offset) => {
+    cache.register(id, async () => images[offset] as Uint8Array);
+  });
+  await cache.encodeMany(ids);
+  const results: { type: QuestionType; correct: boolean; source: "vqa" | "detector" }[] = [];
+  for (const [offset, id] of ids.entries()) {
+    const { scene } = set[start + offset] as HeldOutImage;
+    const questions = detectionQuestions({ scene, seed, index: start + offset });
+    const canonical = questions.map((question) =>
+      canonicalQuestion(parseQuestion(question.question, vocabulary), { vocabulary }),
+    );
+    const asked = canonical.filter((question): question is string => question !== undefined);
+    const opinions = await cache.opinions(id, asked);
+    let next = 0;
+    questions.forEach((question, index) => {
+      if (canonical[index] === undefined) {
+        results.push({ type: question.type, correct: false, source: "vqa" });
+        return;
+      }
+      const opinion = opinions[next++];
+      results.push({
+        type: question.type,
+        correct: opinion?.answers[0]?.answer === question.answer,
+        source: opinion?.source ?? "vqa",
+      });
+    });
+  }
+  return results;
 }
 
 async function evaluateImages({
@@ -711,7 +787,7 @@ async function evaluateImages({
 }): Promise<ImageFigures> {
   const label = variantLabel(variant);
   const started = performance.now();
-  const timings = { renderMs: 0, embedMs: 0, vqaMs: 0 };
+  const timings = { renderMs: 0, embedMs: 0, vqaMs: 0, chainMs: 0 };
   const found: ImageDetections[] = [];
   let detectMs = 0;
   const vqaHead = pack.vqaHead;
@@ -736,6 +812,8 @@ async function evaluateImages({
   const gallery: Float32Array[] = [];
   const vqaResults: { type: QuestionType; correct: boolean; answer: string }[] = [];
   const vqaOnDetectionQuestions: { type: QuestionType; correct: boolean }[] = [];
+  const chainOnDetectionQuestions: { type: QuestionType; correct: boolean; source: "vqa" | "detector" }[] =
+    [];
   let next = render(0);
   for (let start = 0; start < set.length; start += batchSize) {
     const images = await next;
@@ -778,6 +856,11 @@ async function evaluateImages({
         })),
       );
       detectMs += performance.now() - detectStarted;
+      if (vqaHead !== undefined) {
+        const chainStarted = performance.now();
+        chainOnDetectionQuestions.push(...(await chainGrounding({ pack, images, set, start, seed })));
+        timings.chainMs += performance.now() - chainStarted;
+      }
     }
     onProgress?.({
       phase: "images",
@@ -847,7 +930,13 @@ async function evaluateImages({
           found,
           seed,
           detectMs,
-          ...(vqaHead === undefined ? {} : { vqaAnswers: vqaOnDetectionQuestions }),
+          ...(vqaHead === undefined
+            ? {}
+            : {
+                vqaAnswers: vqaOnDetectionQuestions,
+                chainAnswers: chainOnDetectionQuestions,
+                chainMs: timings.chainMs,
+              }),
         });
   const totalMs = performance.now() - started;
   return {
@@ -1075,6 +1164,18 @@ export function checkTargets(report: Omit<PackEvalReport, "targets" | "timings">
     }
     atLeast("counting from detections", detection.counting.overall.accuracy, targets.detectionCounting);
     atLeast("left/right from detections", detection.position.accuracy, targets.detectionPosition);
+    if (detection.chain !== undefined) {
+      atLeast(
+        "counting through chat's grounding",
+        detection.chain.counting.accuracy,
+        targets.detectionCounting,
+      );
+      atLeast(
+        "left/right through chat's grounding",
+        detection.chain.position.accuracy,
+        targets.detectionPosition,
+      );
+    }
     if (detection.regionRetrieval !== undefined) {
       atLeast("text→region R@1", detection.regionRetrieval.recallAt1, targets.regionRecallAt1);
     }

@@ -164,7 +164,7 @@ export const embeddingsRequestSchema = z
     model: z
       .string({
         error:
-          "model is required: the model pack's id (shapes-world-tiny@1 for the bundled pack; GET /v1/items shows it as modelId)",
+          "model is required: the model pack's id (shapes-world-tiny@2 for the bundled pack; GET /v1/items shows it as modelId)",
       })
       .min(1, "model is empty: send the model pack's id")
       .max(200, "model must be at most 200 characters")

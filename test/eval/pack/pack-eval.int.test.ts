@@ -173,6 +173,12 @@ describe("evaluatePack on the shipped pack", () => {
     expect(detection.vqaHead?.counting.count).toBe(80);
     expect(detection.vqaHead?.position.count).toBe(detection.position.count);
     expect(detection.regionRetrieval?.queries).toBe(40);
+    // The same questions through chat's grounding: every one asked, most answered by the detection head.
+    expect(detection.chain?.counting.count).toBe(80);
+    expect(detection.chain?.position.count).toBe(detection.position.count);
+    expect(detection.chain?.fromDetector).toBeGreaterThan(0.5);
+    expect(detection.chain?.counting.accuracy).toBeGreaterThan(0.75);
+    expect(detection.chain?.position.accuracy).toBeGreaterThan(0.75);
     expect(report.variants[0]?.detection).toBeUndefined();
     expect(report.targets.map((check) => check.name)).toEqual(
       expect.arrayContaining([
@@ -181,6 +187,8 @@ describe("evaluatePack on the shipped pack", () => {
         "detection size (true positives)",
         "counting from detections",
         "left/right from detections",
+        "counting through chat's grounding",
+        "left/right through chat's grounding",
         "text→region R@1",
       ]),
     );
@@ -229,7 +237,7 @@ describe("loupe models eval", () => {
     ]);
     vi.restoreAllMocks();
     const text = output.join("");
-    expect(text).toMatch(/shapes-world-tiny@1 on a held-out Shapes World set: seed 90210/);
+    expect(text).toMatch(/shapes-world-tiny@2 on a held-out Shapes World set: seed 90210/);
     expect(text).toMatch(/^png-128\s+\d\.\d{3}\s+\d\.\d{3}\s+\d\.\d{3}/m);
     expect(text).toMatch(/rendered frames fed directly/);
     expect(text).toMatch(/VQA position\s+\d\.\d{3}\s+≥ 0\.75\s+(met|NOT MET)/);
