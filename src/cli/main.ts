@@ -14,6 +14,7 @@ import { registerKeysCommand } from "./commands/keys.ts";
 import { registerMcpCommand } from "./commands/mcp.ts";
 import { registerModelsCommand } from "./commands/models.ts";
 import { registerOcrCommand } from "./commands/ocr.ts";
+import { registerRegionsCommand } from "./commands/regions.ts";
 import { registerSearchCommand } from "./commands/search.ts";
 import { registerServeCommand } from "./commands/serve.ts";
 import { registerSynthCommand } from "./commands/synth.ts";
@@ -38,6 +39,7 @@ registerEvalCommand(program);
 registerKeysCommand(program);
 registerGcCommand(program);
 registerOcrCommand(program);
+registerRegionsCommand(program);
 registerMcpCommand(program);
 registerFeedbackCommand(program);
 
