@@ -324,6 +324,22 @@ export function scalarFieldNames(kind: RecordKind): string[] {
     .filter((name) => !hidden.includes(name));
 }
 
+/**
+ * Keys a search hit of the SDK carries of its own (the similarity is `score`); a field of the same name,
+ * returned with the hit, would overwrite it. Such fields (a region's detection `score`) are read back by id.
+ */
+const SEARCH_HIT_KEYS: readonly string[] = ["score"];
+
+/** The fields a search asks back with its hits: the scalar fields that no key of the hit shadows. */
+export function searchFieldNames(kind: RecordKind): string[] {
+  return scalarFieldNames(kind).filter((name) => !SEARCH_HIT_KEYS.includes(name));
+}
+
+/** The scalar fields of `kind` a search hit shadows (see {@link searchFieldNames}). */
+export function shadowedFieldNames(kind: RecordKind): string[] {
+  return scalarFieldNames(kind).filter((name) => SEARCH_HIT_KEYS.includes(name));
+}
+
 /** The fields a row is written with: every field but `search_sparse`, which Milvus computes. */
 export function writtenFieldNames(kind: RecordKind): string[] {
   return collectionFields({ kind, dimension: 2 })

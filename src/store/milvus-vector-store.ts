@@ -25,6 +25,8 @@ import {
   SEARCH_SPARSE_FIELD,
   SEARCH_TEXT_FIELD,
   scalarFieldNames,
+  searchFieldNames,
+  shadowedFieldNames,
   spaceScripts,
   toWritableRow,
   VARCHAR_MAX_BYTES,
@@ -413,16 +415,48 @@ export class MilvusVectorStore implements VectorStore {
         metric_type: this.#metric,
         filter: expression,
         // `id` duplicates the primary key because Lite's hits omit the key itself.
-        output_fields: scalarFieldNames(kind),
+        output_fields: searchFieldNames(kind),
         // AUTOINDEX is HNSW on Milvus Lite and on a Milvus server's CPU nodes; both read `ef`.
         params: { ef },
         timeout: this.#timeoutMs,
       }),
     );
-    const hits = (response.results ?? []) as Row[];
-    return hits.map((hit) => {
-      const fields = toStored(kind, hit, collection);
-      return { id: fields.id, score: Number(hit.score), fields };
+    const hits = await this.#hitRows(kind, collection, (response.results ?? []) as Row[]);
+    return hits.map(({ row, score }) => {
+      const fields = toStored(kind, row, collection);
+      return { id: fields.id, score, fields };
+    });
+  }
+
+  /**
+   * Each search hit's own score and its row of fields, with the fields the hit's keys shadow (a region's
+   * detection `score`) read back by id: a search asks for {@link searchFieldNames} only.
+   */
+  async #hitRows<K extends RecordKind>(
+    kind: K,
+    collection: string,
+    hits: readonly Row[],
+  ): Promise<Array<{ row: Row; score: number }>> {
+    const shadowed = shadowedFieldNames(kind);
+    if (shadowed.length === 0 || hits.length === 0)
+      return hits.map((hit) => ({ row: hit, score: Number(hit.score) }));
+    const keys = hits.map((hit) => primaryKey({ tenant: String(hit.tenant), id: String(hit.id) }));
+    const stored = new Map<string, Row>();
+    for (let start = 0; start < keys.length; start += MAX_IDS_PER_CALL) {
+      const chunk = keys.slice(start, start + MAX_IDS_PER_CALL);
+      const rows = await this.#rawQuery({
+        collection,
+        expression: `pk in [${chunk.map(quoteExpressionString).join(", ")}]`,
+        outputFields: ["pk", ...shadowed],
+        limit: chunk.length,
+      });
+      for (const row of rows) stored.set(String(row.pk), row);
+    }
+    return hits.map((hit, index) => {
+      const row: Row = { ...hit };
+      const own = stored.get(keys[index] as string);
+      for (const name of shadowed) row[name] = own?.[name];
+      return { row, score: Number(hit.score) };
     });
   }
 
@@ -609,7 +643,7 @@ export class MilvusVectorStore implements VectorStore {
     const filtered = (filter !== undefined && filter.length > 0) || phrasePlan !== undefined;
     const collection = this.#names[kind];
     const outputFields = [
-      ...scalarFieldNames(kind),
+      ...searchFieldNames(kind),
       ...(phrasePlan === undefined ? [] : [SEARCH_TEXT_FIELD]),
     ];
     const run = async (filterExpression: string, limit: number) => {
@@ -639,10 +673,11 @@ export class MilvusVectorStore implements VectorStore {
           timeout: this.#timeoutMs,
         }),
       );
-      return ((response.results ?? []) as Row[]).map((row) => {
+      const hits = await this.#hitRows(kind, collection, (response.results ?? []) as Row[]);
+      return hits.map(({ row, score }) => {
         const fields = toStored(kind, row, collection);
         return {
-          hit: { id: fields.id, score: Number(row.score), fields },
+          hit: { id: fields.id, score, fields },
           searchText: asString(row[SEARCH_TEXT_FIELD]),
         };
       });
@@ -675,14 +710,15 @@ export class MilvusVectorStore implements VectorStore {
         limit,
         metric_type: "BM25",
         filter: expression,
-        output_fields: [...scalarFieldNames(kind), ...(withSearchText ? [SEARCH_TEXT_FIELD] : [])],
+        output_fields: [...searchFieldNames(kind), ...(withSearchText ? [SEARCH_TEXT_FIELD] : [])],
         timeout: this.#timeoutMs,
       }),
     );
-    return ((response.results ?? []) as Row[]).map((row) => {
+    const hits = await this.#hitRows(kind, collection, (response.results ?? []) as Row[]);
+    return hits.map(({ row, score }) => {
       const fields = toStored(kind, row, collection);
       return {
-        hit: { id: fields.id, score: Math.abs(Number(row.score)), fields },
+        hit: { id: fields.id, score: Math.abs(score), fields },
         searchText: asString(row[SEARCH_TEXT_FIELD]),
       };
     });

@@ -154,6 +154,12 @@ describe("regions: objects as records (real Lite, pack with a detection head)", 
     };
     expect(top.kind).toBe("region");
     expect(top.region.attributes.color).toBe(target.color);
+    // A hit's score is its match with the query, best first, never the region's own detection score.
+    const scored = hits as Array<{ score: number; region: { score: number } }>;
+    const scores = scored.map((hit) => hit.score);
+    expect(scores).toEqual([...scores].sort((a, b) => b - a));
+    expect(scored.every((hit) => hit.score !== hit.region.score)).toBe(true);
+    for (const hit of scored) expect(hit.region.score).toBeGreaterThanOrEqual(0.5);
     expect(ids).toContain(top.region.parentId);
 
     const filtered = await search("acme", {
