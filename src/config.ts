@@ -203,6 +203,19 @@ export const settings = {
       "Server secret API keys are stored under (HMAC-SHA256). Unset: a random secret generated once into `<LOUPE_DATA_DIR>/auth/secret` (mode 0600). Replicas sharing one key store need the same secret; changing it invalidates every key. Never logged.",
     secret: true,
   },
+  databaseUrl: {
+    env: "LOUPE_DATABASE_URL",
+    schema: z
+      .string()
+      .max(2048)
+      .regex(/^postgres(ql)?:\/\/[^\s]+$/)
+      .optional(),
+    allowed:
+      "`postgres://user:password@host:5432/database` (`postgresql://` too; libpq query options such as `?sslmode=require`)",
+    description:
+      "PostgreSQL that shared state lives in, so several Loupe processes can share it: today the API key store. Unset: that state stays in files under `LOUPE_DATA_DIR`. Start-up refuses a database with pending migrations; `loupe migrate` applies them. Never logged.",
+    secret: true,
+  },
   logLevel: {
     env: "LOUPE_LOG_LEVEL",
     schema: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
@@ -693,6 +706,22 @@ export const settings = {
     allowed: "integer 0–100000",
     description:
       "Most proposed triples (from feedback on answers about images) a tenant may have waiting for approval; feedback past it is recorded without a proposal. 0: feedback never proposes triples.",
+  },
+  eventsHalfLifeHours: {
+    env: "LOUPE_EVENTS_HALF_LIFE_HOURS",
+    schema: integer({ min: 1, max: 87_600 }),
+    default: "168",
+    allowed: "integer 1–87600",
+    description:
+      "Half-life of a user's events in their recommendations (`GET /v1/users/{user}/recommendations`): an event this many hours old counts half as much as a new one.",
+  },
+  eventsMaxPerUser: {
+    env: "LOUPE_EVENTS_MAX_PER_USER",
+    schema: integer({ min: 10, max: 100_000 }),
+    default: "1000",
+    allowed: "integer 10–100000",
+    description:
+      "Newest events kept per user (files under `<LOUPE_DATA_DIR>/events`); older ones are dropped when the user's file is compacted.",
   },
   promptsDir: {
     env: "LOUPE_PROMPTS_DIR",

@@ -5,8 +5,8 @@
  * runs: the same plus signal handling.
  */
 import { createApp } from "./app.ts";
-import { createFileKeyStore, keyStoreDir } from "./auth/file-key-store.ts";
 import { createHostPolicy } from "./auth/host-policy.ts";
+import { openKeyStore } from "./auth/pg-key-store.ts";
 import { type Config, parseConfig, redactConfig } from "./config.ts";
 import { ConfigError } from "./errors.ts";
 import { decideStartupAuth } from "./http/auth/auth-mode.ts";
@@ -187,8 +187,9 @@ function startMetricsServer({
  * @throws {KeyStoreError} when the key store cannot be read or its secret does not match.
  */
 async function checkAuthentication({ config, logger }: { config: Config; logger: Logger }): Promise<void> {
-  const keys = createFileKeyStore({
-    dir: keyStoreDir(config.dataDir),
+  const keys = await openKeyStore({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
     secret: config.keySecret,
     tenantPattern: TENANT_PATTERN,
   });

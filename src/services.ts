@@ -12,6 +12,8 @@ import { createFileKeyStore, keyStoreDir } from "./auth/file-key-store.ts";
 import { ensureKeySecret } from "./auth/key-secret.ts";
 import type { KeyStore } from "./auth/key-store.ts";
 import { createMediaLinkSigner, type MediaLinkSigner } from "./auth/media-link-signer.ts";
+import { ClassifierService } from "./classifiers/classifier-service.ts";
+import { type ClassifierStore, createFileClassifierStore } from "./classifiers/classifier-store.ts";
 import type { Config } from "./config.ts";
 import { ModelPackError, NotReadyError, ValidationError } from "./errors.ts";
 import { FeedbackService } from "./feedback/feedback-service.ts";
@@ -47,6 +49,7 @@ import { createPrometheusMetrics } from "./metrics/prometheus-metrics.ts";
 import { createLoupeChain, type LoupeChainRunnable } from "./rag/chain.ts";
 import { ANSWER_PROMPT_ID, ANSWER_PROMPT_VARIABLES, createLlmComposer } from "./rag/llm-composer.ts";
 import type { AnswerComposer } from "./rag/types.ts";
+import { createFileEventStore, type EventStore, RecommendService } from "./recommend/index.ts";
 import { readLogitScale, SearchService } from "./search/search-service.ts";
 import { DeferredVectorStore } from "./store/deferred-vector-store.ts";
 import { TENANT_PATTERN } from "./store/filter.ts";
@@ -102,6 +105,10 @@ export interface ServiceParts {
   mediaLinks?: MediaLinkSigner;
   /** Feedback on answers and the triples it proposes; files under `<LOUPE_DATA_DIR>/feedback` when absent. */
   feedbackStore?: FeedbackStore;
+  /** Users' interactions with items, per tenant; files under `<LOUPE_DATA_DIR>/events` when absent. */
+  eventStore?: EventStore;
+  /** Few-shot classifiers; one JSON file each under `<LOUPE_DATA_DIR>/classifiers` when absent. */
+  classifierStore?: ClassifierStore;
   /**
    * Opens a connection of its own to the store's Milvus with the collections of each model, for a pack
    * switch; absent where there is no Milvus (then no migration can run).
@@ -110,7 +117,7 @@ export interface ServiceParts {
 }
 
 /** Everything the HTTP layer, the CLI, the evals and library users work with, each built once. */
-export interface LoupeServices extends ServiceParts {
+export interface LoupeServices extends ServiceParts, ClassifierServices {
   resolveTenant: TenantResolver;
   urls: MediaUrls;
   audit: AuditLog;
@@ -138,6 +145,15 @@ export interface LoupeServices extends ServiceParts {
   feedbackStore: FeedbackStore;
   /** Feedback on answers, and the triples it proposes until a key with the `ingest` scope decides. */
   feedback: FeedbackService;
+  eventStore: EventStore;
+  /** Recommendations from items and from users' events. */
+  recommend: RecommendService;
+}
+
+/** Few-shot classifiers, in {@link LoupeServices}. */
+export interface ClassifierServices {
+  /** Few-shot classifiers taught from examples; those with `applyOnIngest` label new images. */
+  classifiers: ClassifierService;
 }
 
 /** Services that own running resources, as returned by {@link createLoupeServices}. */
@@ -212,6 +228,24 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     logitScale: () => readLogitScale({ packDir: config.modelPack }),
     ranker: searchRanker(config),
   });
+  const classifierStore =
+    parts.classifierStore ?? createFileClassifierStore({ dir: path.join(config.dataDir, "classifiers") });
+  const classifierDetector = detectorOf(models);
+  const classifiers = new ClassifierService({
+    store: classifierStore,
+    search,
+    models,
+    media,
+    ...(classifierDetector === undefined ? {} : { detector: classifierDetector }),
+    fetchImage: ({ url }) =>
+      fetchUrl({
+        url,
+        maxBytes: Math.min(config.urlMaxBytes, config.maxImageBytes),
+        allowedContentTypes: [...IMAGE_URL_CONTENT_TYPES],
+        ...urlSettings,
+      }),
+    logger: logger.child({ component: "classifiers" }),
+  });
   // Objects as records: only with a pack that has a detection head, and only when asked for.
   const detector = detectorOf(models);
   const detection: IngestRegions | undefined =
@@ -234,6 +268,7 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     ...(regions === undefined ? {} : { regions }),
     logger: logger.child({ component: "images" }),
     metrics,
+    annotate: (request) => classifiers.annotate(request),
   });
   const triples = new TripleIngester({
     store,
@@ -322,8 +357,25 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     maxImagePixels: config.maxImagePixels,
     logger: logger.child({ component: "feedback" }),
   });
+  const eventStore =
+    parts.eventStore ??
+    createFileEventStore({
+      dir: path.join(config.dataDir, "events"),
+      maxEventsPerUser: config.eventsMaxPerUser,
+    });
+  const recommend = new RecommendService({
+    store,
+    models,
+    media,
+    urls,
+    events: eventStore,
+    halfLifeMs: config.eventsHalfLifeHours * 3600 * 1000,
+    detector,
+  });
   return {
     ...parts,
+    classifierStore,
+    classifiers,
     store,
     metrics,
     resolveTenant,
@@ -343,6 +395,8 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     chain,
     feedbackStore,
     feedback,
+    eventStore,
+    recommend,
   };
 }
 
@@ -406,6 +460,9 @@ export async function createLoupeServices({
   try {
     // First, so that every part built below reports to the same registry.
     const metrics = config.metrics === "on" ? createPrometheusMetrics() : undefined;
+    // Shared state first: a database with pending migrations stops start-up before anything heavy loads.
+    const keys = await buildSharedKeyStore({ config, logger });
+    if (keys !== undefined) cleanups.push(() => keys.close());
     const llm = await buildLlmComposer({ config, logger, metrics });
     const { store, liteStore, openCatalog } = await buildStore({
       config,
@@ -433,9 +490,11 @@ export async function createLoupeServices({
       ...(ocr === undefined ? {} : { ocr }),
       ...(metrics === undefined ? {} : { metrics }),
       ...(openCatalog === undefined ? {} : { openCatalog }),
+      ...(keys === undefined ? {} : { keys }),
     });
     cleanups.push(() => services.audit.close());
     cleanups.push(() => services.feedbackStore.close());
+    cleanups.push(() => services.eventStore.close());
     cleanups.push(() => services.keys.close());
     let closing: Promise<void> | undefined;
     const close = () => {
@@ -619,6 +678,33 @@ async function buildStore({
     return catalogAt(address);
   };
   return { store, liteStore: store, openCatalog };
+}
+
+/**
+ * The API key store on the PostgreSQL of `LOUPE_DATABASE_URL`, shared by every process on it; `undefined`
+ * when it is unset (the file store under the data dir, as before); its `close()` ends its pool. Start-up
+ * stops with a `DatabaseError` naming `loupe migrate` while migrations are pending, and when the database
+ * cannot be reached.
+ */
+async function buildSharedKeyStore({
+  config,
+  logger,
+}: {
+  config: Config;
+  logger: Logger;
+}): Promise<KeyStore | undefined> {
+  if (config.databaseUrl === undefined) return undefined;
+  // Imported on use: the embedded default never loads `pg`.
+  const { describeDatabaseUrl } = await import("./db/database.ts");
+  const { openPgKeyStore } = await import("./auth/pg-key-store.ts");
+  const keys = await openPgKeyStore({
+    url: config.databaseUrl,
+    secret: config.keySecret,
+    secretDir: keyStoreDir(config.dataDir),
+    tenantPattern: TENANT_PATTERN,
+  });
+  logger.info({ database: describeDatabaseUrl(config.databaseUrl) }, "API keys on PostgreSQL");
+  return keys;
 }
 
 /**

@@ -46,6 +46,7 @@ describe("parseConfig", () => {
       auth: "keys",
       allowedHosts: [],
       keySecret: undefined,
+      databaseUrl: undefined,
       logLevel: "info",
       modelPack: "/opt/loupe/models/shapes-world-tiny",
       modelsDir: "/srv/loupe/models",
@@ -106,6 +107,8 @@ describe("parseConfig", () => {
       blobGcGraceS: 600,
       blobGcAtStart: "on",
       feedbackMaxPending: 1000,
+      eventsHalfLifeHours: 168,
+      eventsMaxPerUser: 1000,
       promptsDir: "/opt/loupe/prompts",
       llmModel: undefined,
       openaiBaseUrl: undefined,
@@ -270,6 +273,18 @@ describe("parseConfig", () => {
     expect(error.message).not.toContain("sk-xx");
     const config = parseConfig({ env: { OPENAI_API_KEY: "sk-secret" }, cwd: "/srv/loupe" });
     expect(redactConfig(config).openaiApiKey).toBe("(hidden)");
+  });
+
+  it("accepts a PostgreSQL URL for LOUPE_DATABASE_URL, refuses other schemes, and never shows it", () => {
+    const url = "postgres://loupe:pa55word@db.internal:5432/loupe?sslmode=require";
+    expect(parseConfig({ env: { LOUPE_DATABASE_URL: url }, cwd: "/srv/loupe" }).databaseUrl).toBe(url);
+    expect(
+      redactConfig(parseConfig({ env: { LOUPE_DATABASE_URL: url }, cwd: "/srv/loupe" })).databaseUrl,
+    ).toBe("(hidden)");
+    const error = configError({ LOUPE_DATABASE_URL: "mysql://root:pa55word@db/loupe" });
+    expect(error.message).toContain("LOUPE_DATABASE_URL=(hidden)");
+    expect(error.message).toContain("postgres://user:password@host:5432/database");
+    expect(error.message).not.toContain("pa55word");
   });
 
   it("lists every problem at once", () => {

@@ -6,12 +6,14 @@ import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { AppError } from "../errors.ts";
 import { registerAskCommand } from "./commands/ask.ts";
+import { registerClassifiersCommand } from "./commands/classifiers.ts";
 import { registerEvalCommand } from "./commands/eval.ts";
 import { registerFeedbackCommand } from "./commands/feedback.ts";
 import { registerGcCommand } from "./commands/gc.ts";
 import { registerIngestCommand } from "./commands/ingest.ts";
 import { registerKeysCommand } from "./commands/keys.ts";
 import { registerMcpCommand } from "./commands/mcp.ts";
+import { registerMigrateCommand } from "./commands/migrate.ts";
 import { registerModelsCommand } from "./commands/models.ts";
 import { registerOcrCommand } from "./commands/ocr.ts";
 import { registerRegionsCommand } from "./commands/regions.ts";
@@ -41,7 +43,9 @@ registerGcCommand(program);
 registerOcrCommand(program);
 registerRegionsCommand(program);
 registerMcpCommand(program);
+registerMigrateCommand(program);
 registerFeedbackCommand(program);
+registerClassifiersCommand(program);
 
 try {
   await program.parseAsync(process.argv);

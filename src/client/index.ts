@@ -5,6 +5,7 @@
  * @module
  */
 
+export type { ClassifierInfo, ClassifierPrediction, CreateClassifierRequest } from "./classifier-types.ts";
 export { apiErrorOf, LoupeApiError, retryAfterSecondsOf } from "./loupe-api-error.ts";
 export {
   createLoupeClient,
@@ -18,6 +19,7 @@ export type {
   CallOptions,
   ChatBody,
   ChatTurnBody,
+  EventBody,
   ImagesRequest,
   IngestAnswer,
   IngestItemResult,
@@ -30,8 +32,12 @@ export type {
   ListedItem,
   ListItemsRequest,
   Metadata,
+  RecommendRequest,
+  RecordedEvent,
   SearchRequest,
   TripleItem,
+  UserRecommendations,
+  UserRecommendationsRequest,
   VideoIngestResult,
   VideoSegmentResult,
   VideosRequest,

@@ -17,12 +17,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { AppError } from "../errors.ts";
 import type { ChatEvent, ChatResult } from "../rag/types.ts";
 import type { SearchResultItem } from "../search/index.ts";
+import type { ClassifierInfo, ClassifierPrediction, CreateClassifierRequest } from "./classifier-types.ts";
 import { apiErrorOf } from "./loupe-api-error.ts";
 import { imagesForm, searchForm, videosForm } from "./multipart.ts";
 import { readSseMessages } from "./sse.ts";
 import type {
   CallOptions,
   ChatBody,
+  EventBody,
   ImagesRequest,
   IngestAnswer,
   IngestItemResult,
@@ -32,12 +34,16 @@ import type {
   JobItem,
   ListedItem,
   ListItemsRequest,
+  RecommendRequest,
+  RecordedEvent,
   SearchRequest,
   TripleItem,
+  UserRecommendations,
+  UserRecommendationsRequest,
   VideoIngestResult,
   VideosRequest,
 } from "./types.ts";
-import { dataUrlOf, type Upload } from "./uploads.ts";
+import { dataUrlOf, fileOf, type Upload } from "./uploads.ts";
 
 /** `fetch` as the client calls it: a full URL and an init. */
 export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
@@ -102,6 +108,16 @@ export interface LoupeClient {
   allItems(request?: Omit<ListItemsRequest, "cursor">, options?: CallOptions): AsyncGenerator<ListedItem>;
   /** `POST /v1/search`: results best first; multipart when the image is an upload. */
   search(request: SearchRequest, options?: CallOptions): Promise<SearchResultItem[]>;
+  /** `POST /v1/classifiers`: fits and stores a classifier (201). */
+  createClassifier(request: CreateClassifierRequest, options?: CallOptions): Promise<ClassifierInfo>;
+  /** `GET /v1/classifiers`: the tenant's classifiers. */
+  listClassifiers(options?: CallOptions): Promise<ClassifierInfo[]>;
+  /** `POST /v1/classifiers/{name}/predict`: multipart when the image is an upload. */
+  predictClassifier(
+    name: string,
+    image: string | Upload,
+    options?: CallOptions,
+  ): Promise<ClassifierPrediction>;
   /** `POST /v1/chat`: the turn's result as one JSON. */
   chat(body: ChatBody, options?: CallOptions): Promise<ChatResult>;
   /**
@@ -112,6 +128,18 @@ export interface LoupeClient {
    *   the stream began); `bad_server_response` when the stream ends without `done`.
    */
   chatEvents(body: ChatBody, options?: CallOptions): AsyncGenerator<ChatEvent>;
+  /** `POST /v1/recommend`: items like the positives and unlike the negatives, best first. */
+  recommend(request: RecommendRequest, options?: CallOptions): Promise<SearchResultItem[]>;
+  /** `POST /v1/events`: records one interaction of a user. */
+  recordEvent(event: EventBody, options?: CallOptions): Promise<RecordedEvent>;
+  /** `GET /v1/users/{user}/recommendations`: ranked from the user's events. */
+  userRecommendations(
+    user: string,
+    request?: UserRecommendationsRequest,
+    options?: CallOptions,
+  ): Promise<UserRecommendations>;
+  /** `DELETE /v1/users/{user}`: removes every event of the user; resolves to how many there were. */
+  deleteUser(user: string, options?: CallOptions): Promise<{ deleted: number }>;
 }
 
 /** The chat events the client passes on. */
@@ -333,6 +361,66 @@ export function createLoupeClient(options: LoupeClientOptions): LoupeClient {
       const items = (body as { items?: unknown } | undefined)?.items;
       if (!Array.isArray(items)) throw badResponse(`${sent} answered without items.`);
       return items as SearchResultItem[];
+    },
+    async recommend(request, { signal } = {}) {
+      const { body, request: sent } = await exchange("POST", "/v1/recommend", { json: request, signal });
+      const items = (body as { items?: unknown } | undefined)?.items;
+      if (!Array.isArray(items)) throw badResponse(`${sent} answered without items.`);
+      return items as SearchResultItem[];
+    },
+    async recordEvent(event, { signal } = {}) {
+      const { body, request: sent } = await exchange("POST", "/v1/events", { json: event, signal }, [201]);
+      const recorded = (body as { event?: RecordedEvent } | undefined)?.event;
+      if (recorded === undefined) throw badResponse(`${sent} answered without the event.`);
+      return recorded;
+    },
+    async userRecommendations(user, { kinds, topK, filter, diversity } = {}, { signal } = {}) {
+      const query = {
+        kinds: kinds?.join(","),
+        topK: topK === undefined ? undefined : String(topK),
+        filter: filter === undefined ? undefined : JSON.stringify(filter),
+        diversity: diversity === undefined ? undefined : String(diversity),
+      };
+      const path = `/v1/users/${encodeURIComponent(user)}/recommendations`;
+      const { body, request: sent } = await exchange("GET", path, { query, signal });
+      const answer = body as Partial<UserRecommendations> | undefined;
+      if (!Array.isArray(answer?.items) || answer.profile === undefined) {
+        throw badResponse(`${sent} answered without items and profile.`);
+      }
+      return { items: answer.items, profile: answer.profile };
+    },
+    async deleteUser(user, { signal } = {}) {
+      const { body, request: sent } = await exchange("DELETE", `/v1/users/${encodeURIComponent(user)}`, {
+        signal,
+      });
+      const deleted = (body as { deleted?: unknown } | undefined)?.deleted;
+      if (typeof deleted !== "number") throw badResponse(`${sent} answered without the count.`);
+      return { deleted };
+    },
+    async createClassifier(request, { signal } = {}) {
+      const { body } = await exchange("POST", "/v1/classifiers", { json: request, signal }, [201]);
+      return body as ClassifierInfo;
+    },
+    async listClassifiers({ signal } = {}) {
+      const { body, request: sent } = await exchange("GET", "/v1/classifiers", { signal });
+      const classifiers = (body as { classifiers?: unknown } | undefined)?.classifiers;
+      if (!Array.isArray(classifiers)) throw badResponse(`${sent} answered without classifiers.`);
+      return classifiers as ClassifierInfo[];
+    },
+    async predictClassifier(name, image, { signal } = {}) {
+      const path = `/v1/classifiers/${encodeURIComponent(name)}/predict`;
+      let send: Send;
+      if (typeof image === "string") send = { json: { image } };
+      else {
+        const form = new FormData();
+        form.append("image", fileOf(image));
+        send = { form };
+      }
+      const { body, request: sent } = await exchange("POST", path, { ...send, signal });
+      if (!Array.isArray((body as { labels?: unknown } | undefined)?.labels)) {
+        throw badResponse(`${sent} answered without labels.`);
+      }
+      return body as ClassifierPrediction;
     },
     async chat(body, { signal } = {}) {
       const answer = await exchange("POST", "/v1/chat", { json: chatJson(body), signal });

@@ -4,7 +4,7 @@
  * written out here, as the routes' JSON has them.
  */
 import type { ChatRequest, ChatTurn } from "../rag/types.ts";
-import type { SearchOptions } from "../search/index.ts";
+import type { SearchOptions, SearchResultItem } from "../search/index.ts";
 import type { Upload } from "./uploads.ts";
 
 /** Metadata of an ingested item: `tags`, `title`, `source` and any other JSON. */
@@ -178,6 +178,38 @@ export interface ChatBody extends Omit<ChatRequest, "tenant" | "signal" | "image
   /** Attached images: uploads (sent as data URLs), or base64, data URLs or stored items' ids. */
   images?: ReadonlyArray<string | Upload>;
   history?: readonly ChatTurnBody[];
+}
+
+/** `POST /v1/recommend`: items like `positive` and unlike `negative` (see docs/recommendations.md). */
+export interface RecommendRequest {
+  positive: readonly string[];
+  negative?: readonly string[];
+  kinds?: ReadonlyArray<"image" | "video_segment" | "triple">;
+  topK?: number;
+  filter?: unknown;
+  /** 0 (off) to 1. */
+  diversity?: number;
+}
+
+/** `POST /v1/events`: one interaction of a user with an item. */
+export interface EventBody {
+  user: string;
+  item: string;
+  type: "view" | "like" | "dislike" | "select";
+  /** ISO 8601; now when absent. */
+  at?: string;
+}
+
+/** An event as recorded (`at` in ISO 8601). */
+export interface RecordedEvent extends Required<EventBody> {}
+
+/** Options of `GET /v1/users/{user}/recommendations`. */
+export type UserRecommendationsRequest = Omit<RecommendRequest, "positive" | "negative">;
+
+/** `GET /v1/users/{user}/recommendations`: results, and what they were ranked from. */
+export interface UserRecommendations {
+  items: SearchResultItem[];
+  profile: { events: number; positives: number; negatives: number };
 }
 
 /** Options of a call. */

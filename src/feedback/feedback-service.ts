@@ -81,8 +81,8 @@ const CONTENT_TYPES: Record<string, string> = {
   webp: "image/webp",
 };
 
-/** Citation markers of an answer (`[img_…]`, `[att_1]`): a triple's answer is the text alone. */
-const CITATION_MARKER = /[ \t]*\[(?:(?:img|seg|tri|vid)_[A-Za-z0-9]+|att_\d+)\]/g;
+/** Citation markers of an answer (`[img_…]`, `[reg_…]`, `[att_1]`): a triple's answer is the text alone. */
+const CITATION_MARKER = /[ \t]*\[(?:(?:img|seg|tri|reg|vid)_[A-Za-z0-9]+|att_\d+)\]/g;
 
 /** The blob reference that holds a proposal's image: `<tenant>/<proposal id>`. */
 export function proposalOwner(proposal: Pick<Proposal, "tenant" | "id">): string {

@@ -375,6 +375,15 @@ export function buildOpenApiDocument({ router, version = packageVersion }: Build
     tags: [
       { name: "probes", description: "Liveness and readiness." },
       { name: "search", description: "Search, recommendation, classification and VQA." },
+      {
+        name: "recommendations",
+        description:
+          "Items like some and unlike others; users' events and the recommendations ranked from them.",
+      },
+      {
+        name: "classifiers",
+        description: "Few-shot classifiers taught from a few examples per label, and their predictions.",
+      },
       { name: "chat", description: "Grounded answers, in Loupe's format and OpenAI's." },
       { name: "ingest", description: "Adding images, videos and triples." },
       { name: "jobs", description: "Ingests that run in the background." },

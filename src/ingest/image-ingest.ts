@@ -209,7 +209,22 @@ export interface ImageIngesterOptions {
   logger?: Logger;
   /** Where each item's outcome is counted; nowhere when absent. */
   metrics?: Pick<LoupeMetrics, "countIngestItems">;
+  /** Adds metadata to new images from their embeddings (classifiers applied at ingest); none when absent. */
+  annotate?: IngestAnnotator;
 }
+
+/**
+ * Metadata for new items from their embeddings, one object per vector, merged over the caller's metadata
+ * (e.g. `class_<name>` of the classifiers applied at ingest). A failure is logged and the items are
+ * stored without it.
+ */
+export type IngestAnnotator = (request: {
+  tenant: string;
+  kind: "image" | "video_segment";
+  vectors: readonly Float32Array[];
+  /** The images' encoded bytes, in the order of `vectors`. */
+  images: readonly Uint8Array[];
+}) => Promise<ReadonlyArray<Record<string, unknown>>>;
 
 /** Arguments of {@link ImageIngester.ingest}. */
 export interface IngestImagesRequest {
@@ -276,7 +291,10 @@ function failed(error: JobError): JobItemOutcome {
 
 /** Turns images into stored image records. Build one and reuse it. */
 export class ImageIngester {
-  readonly #options: Required<Omit<ImageIngesterOptions, "logger" | "ocr" | "metrics" | "regions">> & {
+  readonly #options: Required<
+    Omit<ImageIngesterOptions, "logger" | "ocr" | "metrics" | "regions" | "annotate">
+  > & {
+    annotate?: IngestAnnotator;
     logger?: Logger;
     ocr?: IngestOcr;
     regions?: IngestRegions;
@@ -552,6 +570,7 @@ export class ImageIngester {
     const { blobs, store, logger } = this.#options;
     const added: AddedReference[] = [];
     const records: ImageRecord[] = [];
+    const annotations = await this.#annotations({ tenant, embedded });
     const write = async (item: Embedded): Promise<ImageRecord> => {
       // Referenced as written, before the record, so no record ever points at a blob another delete could
       // remove; under a claim of this run's own, so a failure releases nothing a concurrent run stored.
@@ -564,7 +583,7 @@ export class ImageIngester {
         owner,
       });
       added.push({ recordId: item.id, ref: thumbnail.sha256, owner });
-      return this.#record({ defaultSource, item, original, thumbnail });
+      return this.#record({ defaultSource, item, original, thumbnail, annotation: annotations.get(item.id) });
     };
     // Blob writes are fsynced; a few at once overlap their waits. Each group settles whole, so a failed
     // write leaves no write running whose reference would escape the release below.
@@ -653,16 +672,45 @@ export class ImageIngester {
     }
   }
 
+  /** The annotator's metadata by item id; none when there is no annotator or it failed (logged). */
+  async #annotations({
+    tenant,
+    embedded,
+  }: {
+    tenant: string;
+    embedded: readonly Embedded[];
+  }): Promise<Map<string, Record<string, unknown>>> {
+    const { annotate, logger } = this.#options;
+    if (annotate === undefined || embedded.length === 0) return new Map();
+    try {
+      const found = await annotate({
+        tenant,
+        kind: "image",
+        vectors: embedded.map((item) => item.vector),
+        images: embedded.map((item) => item.bytes),
+      });
+      return new Map(embedded.map((item, index) => [item.id, found[index] ?? {}]));
+    } catch (error) {
+      logger?.warn(
+        { err: error, images: embedded.length },
+        "could not annotate new images; stored without it",
+      );
+      return new Map();
+    }
+  }
+
   #record({
     defaultSource,
     item,
     original,
     thumbnail,
+    annotation,
   }: {
     defaultSource: string;
     item: Embedded;
     original: { sha256: string };
     thumbnail: { sha256: string };
+    annotation?: Record<string, unknown>;
   }): ImageRecord {
     const { tags, title, source, ...extra } = item.item.metadata ?? {};
     const { source: from } = item.item;
@@ -674,6 +722,7 @@ export class ImageIngester {
           : { filename: toStorableText(path.basename(from.path)) };
     const metadata: Record<string, unknown> = {
       ...extra,
+      ...annotation,
       ...(tags === undefined ? {} : { tags }),
       ...(title === undefined ? {} : { title }),
       ...origin,

@@ -214,7 +214,7 @@ const askTool = defineTool({
   name: "ask",
   title: "Ask a question (cited answer)",
   description:
-    "Answers a question from the caller's indexed images, video segments and triples and any images attached (base64, data URLs or stored items' ids): retrieves evidence, checks it with the VQA model, and writes an answer citing it as [id]. Returns the answer, whether the corpus answered it, a confidence, the citations (ids, media URLs, scores) and the evidence considered; the cited items' thumbnails follow as images. Same as POST /v1/chat.",
+    "Answers a question from the caller's indexed images, video segments and triples and any images attached (base64, data URLs or stored items' ids): retrieves evidence, checks it with the VQA model, and writes an answer citing it as [id]. Returns the answer, whether the corpus answered it, a confidence, the citations (ids, media URLs, scores, and `boxes`: where the objects the answer is about are, normalized to the image, as the detection head found them) and the evidence considered; the verification lists where the detection head and the VQA head disagreed on a count or a side. The cited items' thumbnails follow as images. Same as POST /v1/chat.",
   inputSchema: z.strictObject(askShape),
   scope: "read",
   annotations: { ...readOnly, title: "Ask" },

@@ -21,13 +21,7 @@ import type { OcrEngine } from "../inference/ocr/ocr-engine.ts";
 import type { Logger } from "../logger.ts";
 import type { MediaReader, MediaUrls } from "../media/media-port.ts";
 import type { ChainStep, LoupeMetrics } from "../metrics/metrics.ts";
-import {
-  DEFAULT_SEARCH_KINDS,
-  type ImageQuery,
-  resolveKinds,
-  resolveTopK,
-  type SearchService,
-} from "../search/index.ts";
+import { type ImageQuery, resolveKinds, resolveTopK, type SearchService } from "../search/index.ts";
 import {
   type FilterSpec,
   parseFilterSpec,
@@ -59,7 +53,7 @@ import type {
   LoupeChain,
 } from "./types.ts";
 import { type UnderstoodTurn, understandTurn } from "./understand.ts";
-import { extractClaims, verifyClaims } from "./verify.ts";
+import { answerDisagreements, extractClaims, verifyClaims } from "./verify.ts";
 
 /** The model name that uses the configured LLM (or the offline composer when there is none). */
 export const DEFAULT_MODEL_NAME = "loupe";
@@ -73,7 +67,7 @@ export const DEFAULT_CHAT_TOP_K = 10;
 const DECLINE_PATTERN =
   /\b(does not answer|doesn't answer|cannot answer|can't answer|can not answer|no evidence|not enough evidence|unable to answer|do not know|don't know)\b/i;
 /** A citation in an answer: `[id]` with a stored item's id (record ids allow `_.:-`) or `att_<n>`. */
-const CITATION_MARK = /\[((?:img|seg|tri)_[A-Za-z0-9_.:-]{1,60}|att_\d{1,3})\]/g;
+const CITATION_MARK = /\[((?:img|seg|tri|reg)_[A-Za-z0-9_.:-]{1,60}|att_\d{1,3})\]/g;
 
 /** Options of {@link createLoupeChain}. */
 export interface LoupeChainOptions {
@@ -192,8 +186,9 @@ export function validateChatRequest(
   }
   const filter = request.filter === undefined ? undefined : parseFilterSpec(request.filter);
   return {
-    // A chat turn cites whole items; the objects in them come from the detector, not from region search.
-    kinds: resolveKinds(request.kinds, DEFAULT_SEARCH_KINDS),
+    // A chat turn cites whole items unless `kinds` lists `region`: then the objects found at ingest are
+    // retrieved too, each cited with its box.
+    kinds: resolveKinds(request.kinds),
     topK: request.topK === undefined ? DEFAULT_CHAT_TOP_K : resolveTopK(request.topK),
     ...(filter === undefined ? {} : { filter }),
   };
@@ -488,9 +483,15 @@ export function createLoupeChain({
       confidence = Math.min(confidence, Math.round((1 - checked.strongestContradiction) * 1000) / 1000);
     }
     const byId = new Map(evidence.map((entry) => [entry.citation.id, entry.citation]));
-    const citations = citedIds(text)
+    const cited = citedIds(text);
+    const citations = cited
       .map((id) => byId.get(id))
       .filter((citation): citation is Citation => citation !== undefined);
+    const verification = answerDisagreements({
+      verification: checked.verification,
+      evidence,
+      citedIds: cited,
+    });
     state.timings.total = elapsed(state.started);
     const result: ChatResult = {
       answer: text,
@@ -502,7 +503,7 @@ export function createLoupeChain({
       composer: composed.composer,
       model: composed.model,
       ...(composed.fallback === undefined ? {} : { fallback: composed.fallback }),
-      verification: checked.verification,
+      verification,
       timings: state.timings,
       ...(composed.usage === undefined ? {} : { usage: composed.usage }),
     };

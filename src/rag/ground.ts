@@ -3,7 +3,9 @@
  * head sees in them. Each image is decoded and run through the vision tower once per turn
  * ({@link VisualCache}); its embedding drops near-duplicate candidates, its token states feed the VQA
  * head. A stored triple whose image is a near-copy of an attached image and whose question means the
- * same supplies its stored answer.
+ * same supplies its stored answer. With a detection head, counts and sides are also read off its boxes,
+ * "what is in the top-left?" is answered from them, and each citation carries the boxes of the objects its
+ * findings are about.
  */
 import type { Detection, ImageTokens, ModelPack, PackVocabulary, VqaAnswer } from "../inference/index.ts";
 import { cosineSimilarity, findObject } from "../inference/index.ts";
@@ -11,6 +13,7 @@ import { type HalfMasks, maskHalves } from "../media/half-mask.ts";
 import type { MediaReader, MediaUrls } from "../media/media-port.ts";
 import type { SearchHit, StoredRecord, StoredTriple } from "../store/index.ts";
 import type { FusedItem } from "./fusion.ts";
+import { areaQuestion, type ImageArea, inArea } from "./image-area.ts";
 import {
   colorsAndShapes,
   describeObject,
@@ -21,7 +24,7 @@ import {
   VQA_INTENT_TYPES,
   vqaQuestionsFor,
 } from "./question-parser.ts";
-import type { Citation, Evidence, Finding } from "./types.ts";
+import type { Citation, CitedBox, Evidence, Finding, HeadOpinions } from "./types.ts";
 import type { TurnImage } from "./understand.ts";
 
 /** Thresholds and sizes of grounding; the defaults suit Loupe's packs. */
@@ -146,28 +149,63 @@ export class VisualCache {
   }
 
   /**
-   * Full answer distributions (every answer, most probable first) for questions about one image. Position
-   * questions ("Is the red star on the left or the right?") are answered by {@link VisualCache.askPosition}.
+   * Full answer distributions (every answer, most probable first) for questions about one image. Counts
+   * and sides come from the detection head when it is confident (see {@link VisualCache.opinions}); a side
+   * it cannot find is asked of half-painted copies ({@link VisualCache.askPosition}).
    */
   async ask(evidenceId: string, questions: readonly string[]): Promise<VqaAnswer[][]> {
+    return (await this.opinions(evidenceId, questions)).map((opinion) => opinion.answers);
+  }
+
+  /**
+   * The answer to each question about one image, with whose answer it is. The VQA head answers every
+   * question; a count ("How many stars are there?") or a side ("Is the red star on the left or the
+   * right?") is also read off the detection head's boxes, and its answer stands when it is confident (at
+   * least even odds for a count, a likely enough detection for a side). When the two heads' most probable
+   * answers differ, both are reported in `disagreement`.
+   */
+  async opinions(evidenceId: string, questions: readonly string[]): Promise<Opinion[]> {
     const head = this.#models.vqaHead;
-    if (head === undefined || questions.length === 0) return questions.map(() => []);
+    if (head === undefined || questions.length === 0)
+      return questions.map(() => ({ answers: [], source: "vqa" as const }));
     const { tokens } = await this.encoded(evidenceId);
     const answers = await head.answerMany({ image: tokens, questions, topK: head.answers.length });
     return Promise.all(
-      questions.map(async (question, index) => {
+      questions.map(async (question, index): Promise<Opinion> => {
+        const asked = answers[index] ?? [];
         const counted = COUNT_QUESTION.exec(question);
         if (counted !== null) {
-          const asked = answers[index] ?? [];
-          return (await this.countFromDetections(evidenceId, counted[1] ?? "", asked)) ?? asked;
+          const count = await this.#detectorCount(evidenceId, counted[1] ?? "");
+          if (count === undefined) return { answers: asked, source: "vqa" };
+          const fromDetections = countDistribution(count, asked);
+          const followed = fromDetections === undefined ? "vqa" : "detector";
+          return {
+            answers: fromDetections ?? asked,
+            source: followed,
+            ...disagreementOf({
+              detector: { answer: count.answer, probability: count.certainty },
+              vqa: asked[0],
+              followed,
+            }),
+          };
         }
         const position = POSITION_QUESTION.exec(question);
-        if (position === null) return answers[index] ?? [];
+        if (position === null) return { answers: asked, source: "vqa" };
         const [, color = "", shape = ""] = position;
-        return (
-          (await this.positionFromDetections(evidenceId, { color, shape })) ??
-          this.askPosition(evidenceId, `Is there a ${color} ${shape}?`)
-        );
+        const side = await this.positionFromDetections(evidenceId, { color, shape });
+        if (side === undefined)
+          return {
+            answers: await this.askPosition(evidenceId, `Is there a ${color} ${shape}?`),
+            source: "vqa",
+          };
+        const [best] = side;
+        return {
+          answers: side,
+          source: "detector",
+          ...(best === undefined
+            ? {}
+            : disagreementOf({ detector: best, vqa: asked[0], followed: "detector" })),
+        };
       }),
     );
   }
@@ -190,6 +228,11 @@ export class VisualCache {
     return found;
   }
 
+  /** Whether the pack has a detection head (without one, nothing is read off boxes). */
+  get canDetect(): boolean {
+    return this.#models.detector !== undefined;
+  }
+
   /**
    * How many objects of a kind (`stars`, `red objects`, `objects`) the detection head finds: detections whose
    * most probable class and colour match. Its probability is how sure the head is of every detection either
@@ -202,6 +245,12 @@ export class VisualCache {
     what: string,
     asked: readonly VqaAnswer[],
   ): Promise<VqaAnswer[] | undefined> {
+    const count = await this.#detectorCount(evidenceId, what);
+    return count === undefined ? undefined : countDistribution(count, asked);
+  }
+
+  /** The detection head's count of a kind, how sure it is, and the detections counted. */
+  async #detectorCount(evidenceId: string, what: string): Promise<DetectorCount | undefined> {
     const detector = this.#models.detector;
     if (detector === undefined) return undefined;
     const { classes, attributes } = detector.config;
@@ -211,7 +260,7 @@ export class VisualCache {
     const shape = classes.find((label) => what === `${label}s` || what === `${label}es` || what === label);
     if (what !== "objects" && color === undefined && shape === undefined) return undefined;
     const detections = await this.detections(evidenceId);
-    let count = 0;
+    const counted: Detection[] = [];
     let certainty = 1;
     for (const detection of detections) {
       const probabilities = detection.probabilities;
@@ -225,21 +274,11 @@ export class VisualCache {
       const matches =
         (shape === undefined || detection.label === shape) &&
         (color === undefined || detection.attributes.color?.value === color);
-      if (matches) count += 1;
+      if (matches) counted.push(detection);
       const pMatch = pLabel * pColor;
       certainty *= Math.max(pMatch, 1 - pMatch);
     }
-    const answer = String(count);
-    if (certainty < 0.5 || !asked.some((candidate) => candidate.answer === answer)) return undefined;
-    const others = asked.filter((candidate) => candidate.answer !== answer);
-    const rest = others.reduce((sum, candidate) => sum + candidate.probability, 0);
-    return [
-      { answer, probability: certainty },
-      ...others.map((candidate) => ({
-        answer: candidate.answer,
-        probability: rest > 0 ? ((1 - certainty) * candidate.probability) / rest : 0,
-      })),
-    ];
+    return { answer: String(counted.length), certainty, counted };
   }
 
   /**
@@ -252,13 +291,8 @@ export class VisualCache {
     evidenceId: string,
     { color, shape }: { color: string; shape: string },
   ): Promise<VqaAnswer[] | undefined> {
-    if (this.#models.detector === undefined) return undefined;
-    const found = findObject({
-      detections: await this.detections(evidenceId),
-      label: shape,
-      attributes: { color },
-    });
-    if (found === undefined || found.likelihood < MIN_OBJECT_LIKELIHOOD) return undefined;
+    const found = await this.#likelyObject(evidenceId, { label: shape, attributes: { color } });
+    if (found === undefined) return undefined;
     const { box } = found.detection;
     const side = (box.x0 + box.x1) / 2 < 0.5 ? "left" : "right";
     const probability = 0.5 + 0.5 * Math.min(1, found.likelihood);
@@ -266,6 +300,98 @@ export class VisualCache {
       { answer: side, probability },
       { answer: side === "left" ? "right" : "left", probability: 1 - probability },
     ];
+  }
+
+  /** The detection most likely to be an object, when likely enough to answer from (see {@link findObject}). */
+  async #likelyObject(
+    evidenceId: string,
+    { label, attributes }: { label?: string; attributes: Record<string, string> },
+  ): Promise<{ detection: Detection; likelihood: number } | undefined> {
+    if (this.#models.detector === undefined) return undefined;
+    const found = findObject({
+      detections: await this.detections(evidenceId),
+      ...(label === undefined ? {} : { label }),
+      attributes,
+    });
+    return found === undefined || found.likelihood < MIN_OBJECT_LIKELIHOOD ? undefined : found;
+  }
+
+  /**
+   * The boxes of the objects an answer to a canonical question is about, where the detection head agrees
+   * with the answer: the detections counted when the count is the head's, the detection of the object whose
+   * side, colour, shape or size was asked (when it has the answered value), the object asked about when
+   * the answer is that it is there. None without a detection head, for other questions, or where the head
+   * does not back the answer.
+   */
+  async boxesFor(evidenceId: string, question: string, answer: string): Promise<Detection[]> {
+    if (this.#models.detector === undefined) return [];
+    const counted = COUNT_QUESTION.exec(question);
+    if (counted !== null) {
+      const count = await this.#detectorCount(evidenceId, counted[1] ?? "");
+      return count !== undefined && count.answer === answer ? count.counted : [];
+    }
+    const position = POSITION_QUESTION.exec(question);
+    if (position !== null) {
+      const [, color = "", shape = ""] = position;
+      const found = await this.#likelyObject(evidenceId, { label: shape, attributes: { color } });
+      if (found === undefined) return [];
+      const { box } = found.detection;
+      return ((box.x0 + box.x1) / 2 < 0.5 ? "left" : "right") === answer ? [found.detection] : [];
+    }
+    const wanted = this.#objectAnswered(question, answer);
+    if (wanted === undefined) return [];
+    const found = await this.#likelyObject(evidenceId, wanted);
+    return found === undefined ? [] : [found.detection];
+  }
+
+  /**
+   * The object an answer to a colour, shape, presence or size question is about, as a description to find
+   * among the detections (`What color is the star?` answered `red`: a red star); undefined for other
+   * questions and for presence answered `no`.
+   */
+  #objectAnswered(
+    question: string,
+    answer: string,
+  ): { label?: string; attributes: Record<string, string> } | undefined {
+    const color = COLOR_QUESTION.exec(question);
+    if (color !== null) return { label: color[1] as string, attributes: { color: answer } };
+    const shape = SHAPE_QUESTION.exec(question);
+    if (shape !== null) return { label: answer, attributes: { color: shape[1] as string } };
+    const exist = EXIST_QUESTION.exec(question);
+    if (exist !== null)
+      return answer === "yes"
+        ? { label: exist[2] as string, attributes: { color: exist[1] as string } }
+        : undefined;
+    const size = SIZE_QUESTION.exec(question);
+    if (size === null) return undefined;
+    const sizes = this.#models.detector?.config.attributes.size ?? [];
+    return {
+      label: size[2] as string,
+      attributes: { color: size[1] as string, ...(sizes.includes(answer) ? { size: answer } : {}) },
+    };
+  }
+
+  /**
+   * The objects the detection head finds in a part of the image (by the centres of their boxes, see
+   * `image-area.ts`), left to right and top to bottom, with how sure it is of the list: the lowest score of
+   * an object listed, or for an empty part the lowest score of the objects found elsewhere (1 when it
+   * found none). Undefined without a detection head.
+   */
+  async objectsIn(
+    evidenceId: string,
+    area: ImageArea,
+  ): Promise<{ objects: Detection[]; probability: number } | undefined> {
+    if (this.#models.detector === undefined) return undefined;
+    const detections = await this.detections(evidenceId);
+    const objects = detections
+      .filter((detection) => inArea(area, detection.box))
+      .sort(
+        (left, right) =>
+          left.box.x0 + left.box.x1 - (right.box.x0 + right.box.x1) || left.box.y0 - right.box.y0,
+      );
+    const scored = objects.length > 0 ? objects : detections;
+    const probability = scored.length === 0 ? 1 : Math.min(...scored.map((detection) => detection.score));
+    return { objects, probability };
   }
 
   /**
@@ -310,6 +436,83 @@ export class VisualCache {
 
 const POSITION_QUESTION = /^Is the (\w+) (\w+) on the left or the right\?$/;
 const COUNT_QUESTION = /^How many (.+) are there\?$/;
+const COLOR_QUESTION = /^What color is the (\w+)\?$/;
+const SHAPE_QUESTION = /^What shape is the (\w+) object\?$/;
+const EXIST_QUESTION = /^Is there an? (\w+) (\w+)\?$/;
+const SIZE_QUESTION = /^Is the (\w+) (\w+) small or large\?$/;
+
+/** An answer to one question about one image, and whose it is. */
+export interface Opinion {
+  /** Every answer, most probable first. */
+  answers: VqaAnswer[];
+  /** `detector`: read off the detection head's boxes; `vqa`: the VQA head's (or its half-painted copies'). */
+  source: "vqa" | "detector";
+  /** Set when both heads answered and their most probable answers differ. */
+  disagreement?: HeadOpinions;
+}
+
+/** The detection head's count of a kind of object in one image. */
+interface DetectorCount {
+  answer: string;
+  /** How sure the head is of every detection, matching or not (see {@link VisualCache.countFromDetections}). */
+  certainty: number;
+  counted: Detection[];
+}
+
+/**
+ * The distribution of a count the detection head is sure of: its count with its certainty, the VQA head's
+ * other answers sharing the rest. Undefined when the head is less sure than even odds or its count is not
+ * one of the VQA head's answers.
+ */
+function countDistribution(count: DetectorCount, asked: readonly VqaAnswer[]): VqaAnswer[] | undefined {
+  const { answer, certainty } = count;
+  if (certainty < 0.5 || !asked.some((candidate) => candidate.answer === answer)) return undefined;
+  const others = asked.filter((candidate) => candidate.answer !== answer);
+  const rest = others.reduce((sum, candidate) => sum + candidate.probability, 0);
+  return [
+    { answer, probability: certainty },
+    ...others.map((candidate) => ({
+      answer: candidate.answer,
+      probability: rest > 0 ? ((1 - certainty) * candidate.probability) / rest : 0,
+    })),
+  ];
+}
+
+const round3 = (value: number) => Math.round(value * 1000) / 1000;
+
+/** `{ disagreement }` when the heads' most probable answers differ, else nothing. */
+function disagreementOf({
+  detector,
+  vqa,
+  followed,
+}: {
+  detector: VqaAnswer;
+  vqa: VqaAnswer | undefined;
+  followed: "detector" | "vqa";
+}): { disagreement?: HeadOpinions } {
+  if (vqa === undefined || vqa.answer === detector.answer) return {};
+  return {
+    disagreement: {
+      detector: { answer: detector.answer, probability: round3(detector.probability) },
+      vqa: { answer: vqa.answer, probability: round3(vqa.probability) },
+      followed,
+    },
+  };
+}
+
+/** A detection as a citation's box: the box rounded to 4 decimals, attribute values, the score. */
+export function citedBox(detection: Pick<Detection, "box" | "label" | "attributes" | "score">): CitedBox {
+  const at = (value: number) => Math.round(value * 10_000) / 10_000;
+  const { x0, y0, x1, y1 } = detection.box;
+  return {
+    box: { x0: at(x0), y0: at(y0), x1: at(x1), y1: at(y1) },
+    label: detection.label,
+    attributes: Object.fromEntries(
+      Object.entries(detection.attributes).map(([name, attribute]) => [name, attribute.value]),
+    ),
+    score: round3(detection.score),
+  };
+}
 
 /**
  * How likely a detection must be the object a position question names (score × class and colour
@@ -326,10 +529,14 @@ function toFinding({
   question,
   distribution,
   alternatives,
+  source = "vqa",
+  disagreement,
 }: {
   question: string;
   distribution: readonly VqaAnswer[];
   alternatives: number;
+  source?: Opinion["source"];
+  disagreement?: HeadOpinions | undefined;
 }): Finding | undefined {
   const [best, ...rest] = distribution;
   if (best === undefined) return undefined;
@@ -338,8 +545,92 @@ function toFinding({
     answer: best.answer,
     probability: best.probability,
     alternatives: rest.slice(0, alternatives).map(({ answer, probability }) => ({ answer, probability })),
-    source: "vqa",
+    source,
+    ...(disagreement === undefined ? {} : { disagreement }),
   };
+}
+
+/** The findings of questions put to one image: each answer with whose it is. */
+async function askFindings({
+  cache,
+  evidenceId,
+  questions,
+  alternatives,
+}: {
+  cache: VisualCache;
+  evidenceId: string;
+  questions: readonly string[];
+  alternatives: number;
+}): Promise<Finding[]> {
+  const opinions = await cache.opinions(evidenceId, questions);
+  return questions.flatMap((question, index) => {
+    const opinion = opinions[index];
+    const finding = toFinding({
+      question,
+      distribution: opinion?.answers ?? [],
+      alternatives,
+      ...(opinion === undefined ? {} : { source: opinion.source, disagreement: opinion.disagreement }),
+    });
+    return finding === undefined ? [] : [finding];
+  });
+}
+
+/**
+ * The finding that answers "what is in the top-left?" from the detection head: the objects there in
+ * words ("a large red circle and a small blue star", "nothing"), with their boxes. Undefined without a
+ * detection head.
+ */
+async function areaFinding({
+  cache,
+  evidenceId,
+  area,
+}: {
+  cache: VisualCache;
+  evidenceId: string;
+  area: ImageArea;
+}): Promise<{ finding: Finding; boxes: CitedBox[] } | undefined> {
+  const found = await cache.objectsIn(evidenceId, area);
+  if (found === undefined) return undefined;
+  const boxes = found.objects.map(citedBox);
+  return {
+    finding: {
+      question: areaQuestion(area),
+      answer: listObjects(boxes),
+      probability: round3(found.probability),
+      alternatives: [],
+      source: "detector",
+    },
+    boxes,
+  };
+}
+
+/** `a large red circle, a small green star and a blue square`, or `nothing`: detected objects in words. */
+export function listObjects(boxes: readonly Pick<CitedBox, "label" | "attributes">[]): string {
+  const phrases = boxes.map(({ label, attributes }) => {
+    const words = [attributes.size, attributes.color, label].filter(
+      (word): word is string => word !== undefined && word.length > 0,
+    );
+    const phrase = words.join(" ");
+    return `${/^[aeiou]/.test(phrase) ? "an" : "a"} ${phrase}`;
+  });
+  if (phrases.length === 0) return "nothing";
+  return phrases.length === 1
+    ? (phrases[0] as string)
+    : `${phrases.slice(0, -1).join(", ")} and ${phrases.at(-1)}`;
+}
+
+/**
+ * The boxes of the objects an evidence's findings are about, each detection once (see
+ * {@link VisualCache.boxesFor}).
+ */
+async function boxesOfFindings(cache: VisualCache, entry: Evidence): Promise<CitedBox[]> {
+  if (!cache.canDetect || !cache.has(entry.citation.id)) return [];
+  const seen = new Set<Detection>();
+  for (const finding of entry.findings) {
+    for (const detection of await cache.boxesFor(entry.citation.id, finding.question, finding.answer))
+      seen.add(detection);
+  }
+  return [...seen].map(citedBox);
 }
 
 /**
@@ -383,6 +674,22 @@ export function citationOf(record: StoredRecord, score: number, urls: MediaUrls)
     question: record.kind === "triple" ? record.question : null,
     answer: record.kind === "triple" ? record.answer : null,
     score: Math.round(Math.max(0, Math.min(1, score)) * 1000) / 1000,
+    // A region is one object: its own box, in its parent's image.
+    ...(record.kind === "region"
+      ? {
+          boxes: [
+            citedBox({
+              box: record.box,
+              label: record.label,
+              attributes: Object.fromEntries(
+                Object.entries(record.attributes).map(([name, value]) => [name, { value, score: 1 }]),
+              ),
+              score: record.score,
+            }),
+          ],
+          parentId: record.parentId,
+        }
+      : {}),
   };
 }
 
@@ -427,6 +734,7 @@ export interface GroundOptions {
   settings?: Partial<GroundingSettings>;
 }
 
+/** The stored image of a record: a segment's keyframe; a region's is its parent's image (or keyframe). */
 function imageRefOf(record: StoredRecord): string {
   return record.kind === "video_segment" ? record.keyframeRef : record.mediaRef;
 }
@@ -536,17 +844,24 @@ export async function groundEvidence({
           thumbnailUrl: urls.thumbnail(turnImage.evidenceId),
         };
     }
+    if (intent.type === "area" && intent.area !== undefined) {
+      // What is in a part of the image is read off the detection head's boxes (nothing without one).
+      const answered = await areaFinding({ cache, evidenceId: turnImage.evidenceId, area: intent.area });
+      if (answered !== undefined) {
+        findings.push(answered.finding);
+        if (answered.boxes.length > 0) citation = { ...citation, boxes: answered.boxes };
+      }
+    }
     if (askAboutTurnImages) {
       const asked = intent.type === "describe" ? describeQuestions(vocabulary) : questions;
-      const distributions = await cache.ask(turnImage.evidenceId, asked);
-      asked.forEach((question, index) => {
-        const finding = toFinding({
-          question,
-          distribution: distributions[index] ?? [],
+      findings.push(
+        ...(await askFindings({
+          cache,
+          evidenceId: turnImage.evidenceId,
+          questions: asked,
           alternatives: settings.alternatives,
-        });
-        if (finding !== undefined) findings.push(finding);
-      });
+        })),
+      );
       if (intent.type === "exist" || intent.type === "find") {
         evidence.push({
           citation,
@@ -623,15 +938,14 @@ export async function groundEvidence({
     if (skipped) entry.unchecked = true;
     if (toCheck) checkedCount += 1;
     if (askRetrieved && toCheck) {
-      const distributions = await cache.ask(item.id, questions);
-      questions.forEach((question, index) => {
-        const finding = toFinding({
-          question,
-          distribution: distributions[index] ?? [],
+      entry.findings.push(
+        ...(await askFindings({
+          cache,
+          evidenceId: item.id,
+          questions,
           alternatives: settings.alternatives,
-        });
-        if (finding !== undefined) entry.findings.push(finding);
-      });
+        })),
+      );
     } else if (toCheck) {
       const checks = intent.objects
         .map((object) => objectCheck(object, vocabulary))
@@ -642,15 +956,18 @@ export async function groundEvidence({
         vocabulary,
         logitScale,
       });
-      const distributions = await cache.ask(
+      const opinions = await cache.opinions(
         item.id,
         checks.map((check) => check.question),
       );
+      const distributions = opinions.map((opinion) => opinion.answers);
       checks.forEach((check, index) => {
+        const opinion = opinions[index];
         const finding = toFinding({
           question: check.question,
           distribution: distributions[index] ?? [],
           alternatives: settings.alternatives,
+          ...(opinion === undefined ? {} : { source: opinion.source, disagreement: opinion.disagreement }),
         });
         if (finding !== undefined) entry.findings.push(finding);
       });
@@ -669,6 +986,15 @@ export async function groundEvidence({
       );
     }
     evidence.push(entry);
+  }
+  // The boxes of the objects the findings are about go on the citations (not for a description, which
+  // looks for every object the vocabulary has).
+  if (intent.type !== "describe") {
+    for (const entry of evidence) {
+      if (entry.citation.boxes !== undefined || entry.findings.length === 0) continue;
+      const boxes = await boxesOfFindings(cache, entry);
+      if (boxes.length > 0) entry.citation = { ...entry.citation, boxes };
+    }
   }
   // Checked images in order of the combined judgement, so the first one that matches is the best.
   const checkedEntries = evidence.filter((entry) => rankOf.has(entry));

@@ -218,6 +218,8 @@ export function renderEvidence({
       head.push(`${formatSeconds(citation.start)}–${formatSeconds(citation.end)} s`);
     }
     if (item.videoId !== undefined) head.push(`of video ${safeId(item.videoId)}`);
+    // A region is an object in another item: the answer may cite either.
+    if (citation.parentId !== undefined) head.push(`an object in ${safeId(citation.parentId)}`);
     head.push(`score ${citation.score.toFixed(2)}`);
     lines.push(head.join(" · "));
     if (citation.question !== null || citation.answer !== null) {
@@ -335,14 +337,24 @@ function renderFinding({ finding, limits }: { finding: Finding; limits: PromptLi
   const source =
     finding.source === "triple"
       ? `stored answer${finding.tripleId !== undefined ? ` from [${safeId(finding.tripleId)}]` : ""}`
-      : "VQA";
+      : finding.source === "detector"
+        ? "detection head"
+        : "VQA";
   const alternatives = finding.alternatives
     .slice(0, limits.maxAlternatives)
     .map(
       (alternative) =>
         `${untrustedString(alternative.answer, limits.maxAnswerChars)} ${formatProbability(alternative.probability)}`,
     );
-  return `${source} ${untrustedString(finding.question, limits.maxQuestionChars)} → ${untrustedString(finding.answer, limits.maxAnswerChars)} p=${formatProbability(finding.probability)}${alternatives.length > 0 ? ` (next: ${alternatives.join(", ")})` : ""}`;
+  // The head whose answer was not followed, when the two disagreed.
+  const disagreement = finding.disagreement;
+  const other =
+    disagreement === undefined
+      ? ""
+      : disagreement.followed === "detector"
+        ? `; the VQA head answered ${untrustedString(disagreement.vqa.answer, limits.maxAnswerChars)} p=${formatProbability(disagreement.vqa.probability)}`
+        : `; the detection head answered ${untrustedString(disagreement.detector.answer, limits.maxAnswerChars)} p=${formatProbability(disagreement.detector.probability)}`;
+  return `${source} ${untrustedString(finding.question, limits.maxQuestionChars)} → ${untrustedString(finding.answer, limits.maxAnswerChars)} p=${formatProbability(finding.probability)}${alternatives.length > 0 ? ` (next: ${alternatives.join(", ")})` : ""}${other}`;
 }
 
 function kindLabel(item: Evidence): string {

@@ -7,6 +7,7 @@
  * evidence does not answer the question.
  */
 import type { OcrLine } from "../media/ocr-lines.ts";
+import { areaPhrase, type ImageArea } from "./image-area.ts";
 import { describeObject, type Intent, type ObjectMention, theObject } from "./question-parser.ts";
 import { askedValue, type TextQuestion } from "./text-question.ts";
 import type { Evidence, Finding } from "./types.ts";
@@ -64,6 +65,7 @@ const VISUAL_INTENTS: readonly string[] = [
   "size",
   "position",
   "describe",
+  "area",
 ];
 
 /** The answer of a pack without a VQA head: the closest matches by similarity, and plainly what is not known. */
@@ -250,6 +252,9 @@ export function composeOffline({
       return { text: sentences.join(" "), answered: true, confidence: round(confidence) };
   }
 
+  if (intent.type === "area" && intent.area !== undefined)
+    return composeArea({ area: intent.area, turnImages, settings });
+
   if (turnImages.length > 0 && intent.type === "describe") {
     const sentences = turnImages.map((entry) => describeFromFindings(entry));
     return {
@@ -267,6 +272,25 @@ export function composeOffline({
       (entry) => !turnImageIds.includes(entry.citation.id) && entry.match !== undefined,
     );
     const note = uncheckedNote(evidence);
+    // Regions retrieved (`kinds` listing `region`) are objects the detection head found at ingest: one
+    // whose label and attributes are the object asked for answers a question about one object.
+    const regions = intent.objects.length === 1 ? matchingRegions(evidence, intent.objects[0]) : [];
+    if (checked.length === 0 && regions.length > 0) {
+      const [first, ...others] = regions as [Evidence, ...Evidence[]];
+      const lead = intent.type === "exist" ? "Yes: " : "";
+      const more =
+        others.length > 0
+          ? ` Also ${others
+              .slice(0, 2)
+              .map((entry) => regionName(entry))
+              .join(", ")}.`
+          : "";
+      return {
+        text: `${lead}${first.citation.parentId ?? first.citation.id} shows ${named} ${cite(first.citation.id)}.${more}`,
+        answered: true,
+        confidence: round(first.citation.boxes?.[0]?.score ?? 0),
+      };
+    }
     if (checked.length === 0 && note.length > 0) {
       return decline(
         `The closest images to ${named} could not be checked within this turn's grounding budget, so the corpus gives no verified answer; ask again.${note}`,
@@ -350,6 +374,75 @@ export function composeOffline({
   };
 }
 
+/**
+ * What is in a part of the turn's images ("what is in the top-left?"), from the detection head's findings:
+ * the objects there with their attributes, or that there is nothing. Declines without an image, or when
+ * no image could be looked at that way (a pack without a detection head).
+ */
+function composeArea({
+  area,
+  turnImages,
+  settings,
+}: {
+  area: ImageArea;
+  turnImages: readonly Evidence[];
+  settings: OfflineComposerSettings;
+}): OfflineAnswer {
+  const where = areaPhrase(area);
+  if (turnImages.length === 0) {
+    return decline(
+      `This question is about what is ${where} of one image, and none is attached or named. Attach the image, or name a stored item by its id (img_…), and ask again.`,
+    );
+  }
+  const sentences: string[] = [];
+  let confidence = 1;
+  for (const entry of turnImages) {
+    const finding = entry.findings.find(
+      (item) => item.source === "detector" && item.question.startsWith("What is"),
+    );
+    if (finding === undefined) continue;
+    const image = turnImages.length === 1 ? "the image" : entry.citation.id;
+    const maybe = hedge(finding.probability, settings);
+    sentences.push(
+      finding.answer === "nothing"
+        ? `There is ${maybe}nothing ${where} of ${image} ${cite(entry.citation.id)}.`
+        : `${capitalize(where)} of ${image} there is ${maybe}${finding.answer} ${cite(entry.citation.id)}.`,
+    );
+    confidence = Math.min(confidence, finding.probability);
+  }
+  if (sentences.length === 0) {
+    return decline(
+      `The model pack has no detection head, so Loupe cannot tell what is ${where} of an image; ask about a named object instead ("is the red circle on the left or the right?").`,
+    );
+  }
+  return { text: sentences.join(" "), answered: true, confidence: round(confidence) };
+}
+
+/** The region evidence whose object (its box's label and attributes) is the one named, best first. */
+function matchingRegions(evidence: readonly Evidence[], object: ObjectMention | undefined): Evidence[] {
+  if (object === undefined) return [];
+  return evidence.filter((entry) => {
+    const box = entry.citation.kind === "region" ? entry.citation.boxes?.[0] : undefined;
+    if (box === undefined) return false;
+    return (
+      (object.shape === undefined || box.label === object.shape) &&
+      (object.color === undefined || box.attributes.color === object.color) &&
+      (object.size === undefined || box.attributes.size === object.size)
+    );
+  });
+}
+
+/** `the small green star in img_… [reg_…]`: a region as an answer names it. */
+function regionName(entry: Evidence): string {
+  const box = entry.citation.boxes?.[0];
+  const what =
+    box === undefined
+      ? "the object"
+      : `the ${[box.attributes.size, box.attributes.color, box.label].filter((word) => word !== undefined && word.length > 0).join(" ")}`;
+  const where = entry.citation.parentId === undefined ? "" : ` in ${entry.citation.parentId}`;
+  return `${what}${where} ${cite(entry.citation.id)}`;
+}
+
 function composeWhen({ intent, evidence }: { intent: Intent; evidence: readonly Evidence[] }): OfflineAnswer {
   const segments = evidence.filter((entry) => entry.citation.kind === "video_segment");
   const [best, second] = segments;
@@ -400,7 +493,7 @@ export function quoteLine(text: string): string {
   let quoted = text
     .replace(/\s+/g, " ")
     .trim()
-    .replace(/\[((?:img|seg|tri|att)_[^\]]*)\]/g, "($1)");
+    .replace(/\[((?:img|seg|tri|reg|att)_[^\]]*)\]/g, "($1)");
   if (quoted.length > MAX_QUOTE_CHARS) quoted = `${quoted.slice(0, MAX_QUOTE_CHARS - 1).trimEnd()}…`;
   return `"${quoted}"`;
 }

@@ -1,9 +1,10 @@
 /**
  * Reads a question (or a sentence of an answer) in the visual vocabulary of the model pack: which kind of
- * visual fact it asks about (the six VQA types, a search for objects, or when an action happens in a
- * video) and which objects it names. The chain uses the result to put canonical questions to the VQA
- * head (worded like the ones it was trained on), to recognise follow-ups, to tell whether two questions
- * mean the same, and to decline questions outside what the corpus and the models can answer.
+ * visual fact it asks about (the six VQA types, a search for objects, when an action happens in a video,
+ * or what is in a part of an image) and which objects it names. The chain uses the result to put
+ * canonical questions to the VQA head (worded like the ones it was trained on), to recognise follow-ups,
+ * to tell whether two questions mean the same, and to decline questions outside what the corpus and the
+ * models can answer.
  *
  * The vocabulary (colors, shapes, sizes, actions and the words for them) is the pack's own
  * (`vocabulary.json`); the question grammar around it ("how many", "what color", "is there") is
@@ -11,6 +12,7 @@
  * no vocabulary every question does, and the chain then relies on retrieval scores and the LLM alone.
  */
 import { isEmptyVocabulary, type PackVocabulary } from "../inference/index.ts";
+import { areaNamed, type ImageArea } from "./image-area.ts";
 
 /** One object a question names: any of its attributes may be missing (`a blue object`, `two stars`). */
 export interface ObjectMention {
@@ -35,6 +37,7 @@ export type IntentType =
   | "find"
   | "when"
   | "describe"
+  | "area"
   | "unknown";
 
 /** What a question asks, in the pack's vocabulary. */
@@ -44,6 +47,11 @@ export interface Intent {
   objects: ObjectMention[];
   /** For `when`: the action asked about (its name in the vocabulary). */
   action?: string;
+  /**
+   * For `area` ("what is in the top-left?"): the part of the image asked about (see `image-area.ts`);
+   * also on an `unknown` follow-up that names only an area ("and the bottom-right?").
+   */
+  area?: ImageArea;
   /** Ids of stored items or videos the question names (`img_…`, `seg_…`, `tri_…`, `vid_…`). */
   ids: string[];
   /** True when the question asks about the corpus ("is there an image with…", "which video…"). */
@@ -237,10 +245,14 @@ function detectAction(normalized: string, index: VocabularyIndex): string | unde
   return undefined;
 }
 
+/** Words that ask what is somewhere ("what is in the top-left?", "anything on the right?"). */
+const AREA_ASK = /\b(what|which|anything|something|list|name|tell me|describe|show)\b/;
+
 function classify(
   normalized: string,
   objects: readonly ObjectMention[],
   action: string | undefined,
+  area: ImageArea | undefined,
 ): IntentType {
   const first = objects[0];
   if (action !== undefined) return "when";
@@ -261,6 +273,7 @@ function classify(
   ) {
     return "shape";
   }
+  if (area !== undefined && objects.length === 0 && AREA_ASK.test(normalized)) return "area";
   if (/\b(describe|what is in|what s in|what do you see|what does .* show|caption)\b/.test(normalized))
     return "describe";
   if (
@@ -303,7 +316,8 @@ export function parseQuestion(text: string, vocabulary: PackVocabulary): Intent 
     .replace(/\bhow (big|large|small)\b/g, "how_size");
   let objects = extractObjects(withoutChoices, vocabulary);
   const action = detectAction(normalized, index);
-  const type = classify(normalized, objects, action);
+  const area = areaNamed(normalized);
+  const type = classify(normalized, objects, action, area);
   if (type === "size") objects = objects.map(({ size: _size, ...rest }) => rest);
   objects = objects.filter(
     (object) => object.color !== undefined || object.shape !== undefined || object.count !== undefined,
@@ -311,11 +325,14 @@ export function parseQuestion(text: string, vocabulary: PackVocabulary): Intent 
   const inVocabulary =
     objects.length > 0 ||
     action !== undefined ||
+    type === "area" ||
     /\b(color|shape|objects?|left|right|small|large|how many)\b/.test(normalized);
+  const keepsArea = area !== undefined && (type === "area" || (type === "unknown" && followUp));
   return {
     type,
     objects,
     ...(action === undefined ? {} : { action }),
+    ...(keepsArea ? { area } : {}),
     ids,
     corpusScope: (CORPUS_PATTERN.test(normalized) && !ATTACHED_PATTERN.test(normalized)) || type === "when",
     followUp,

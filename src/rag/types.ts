@@ -14,7 +14,7 @@ export type CitationKind = "image" | "video_segment" | "triple" | "region";
  * `null` (an image has no `start`; an attached image has no stored media, so no URLs).
  */
 export interface Citation {
-  /** Stored item id (`img_…`, `seg_…`, `tri_…`) or `att_<n>` for the n-th image attached to the conversation. */
+  /** Stored item id (`img_…`, `seg_…`, `tri_…`, `reg_…`) or `att_<n>` for the n-th image attached to the conversation. */
   id: string;
   kind: CitationKind;
   mediaUrl: string | null;
@@ -35,6 +35,31 @@ export interface Citation {
    * highlight them. Absent when the question is not about text or no line answers it.
    */
   lines?: CitedLine[];
+  /**
+   * The objects the answer is about, as the detection head found them in this image (a segment's
+   * keyframe), so a client can draw them: the objects counted, the one whose side, colour, shape or size
+   * was asked, those in the part of the image asked about. A box is given only where the detection head
+   * agrees with the answer. For a `region` citation: the region's own box. Absent when no detection backs
+   * the answer (or the pack has no detection head).
+   */
+  boxes?: CitedBox[];
+  /** Regions: the image or video segment the object is part of (its box is normalized to that image). */
+  parentId?: string;
+}
+
+/** An object an answer is about, where the detection head found it. */
+export interface CitedBox {
+  /**
+   * Normalized to [0, 1] of the original (EXIF-oriented) image: `x` rightwards, `y` downwards,
+   * `x0 ≤ x1`, `y0 ≤ y1`. Multiply by the image's width and height for pixels.
+   */
+  box: { x0: number; y0: number; x1: number; y1: number };
+  /** The detector's class, e.g. `circle`. */
+  label: string;
+  /** Attribute name → value, e.g. `{ color: "red", size: "large" }`. */
+  attributes: Record<string, string>;
+  /** Detection score, 0–1. */
+  score: number;
 }
 
 /** A line of text read in an image that an answer rests on. */
@@ -63,10 +88,36 @@ export interface Finding {
   probability: number;
   /** The next most probable answers. */
   alternatives: Array<{ answer: string; probability: number }>;
-  /** `vqa`: the head's own answer; `triple`: a stored triple's answer for a near-identical image. */
-  source: "vqa" | "triple";
+  /**
+   * `vqa`: the VQA head's own answer; `detector`: read off the detection head's boxes (a count or a side it
+   * is confident of, what is in a part of the image); `triple`: a stored triple's answer for a
+   * near-identical image.
+   */
+  source: "vqa" | "triple" | "detector";
   /** For `source: "triple"`: the triple that supplied the answer. */
   tripleId?: string;
+  /** Set when the detection head and the VQA head answered a count or a side differently. */
+  disagreement?: HeadOpinions;
+}
+
+/** What the detection head and the VQA head each answered to one question, and which answer was used. */
+export interface HeadOpinions {
+  /** The detection head's answer, with how sure it is. */
+  detector: { answer: string; probability: number };
+  /** The VQA head's answer, with its probability. */
+  vqa: { answer: string; probability: number };
+  /**
+   * Whose answer stands: the detection head's when it is confident (at least even odds), else the VQA
+   * head's.
+   */
+  followed: "detector" | "vqa";
+}
+
+/** A count or a side on which the two heads disagreed about one image. */
+export interface Disagreement extends HeadOpinions {
+  /** The canonical question both heads answered. */
+  question: string;
+  evidenceId: string;
 }
 
 /** One piece of evidence gathered for a question, with what grounding found about it. */
@@ -147,6 +198,12 @@ export interface Verification {
   }>;
   /** True when a correction note was appended to the answer. */
   corrected: boolean;
+  /**
+   * Counts and sides the answer states (or grounding answered) on which the detection head and the VQA head
+   * disagreed, each with both answers and the one that stands. Absent when they agreed or only one head
+   * could answer.
+   */
+  disagreements?: Disagreement[];
 }
 
 /** Time spent in each step of a turn, in milliseconds. */

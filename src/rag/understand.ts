@@ -7,6 +7,7 @@
  */
 import type { PackVocabulary } from "../inference/index.ts";
 import type { ImageQuery } from "../search/index.ts";
+import { areaQuestion } from "./image-area.ts";
 import {
   canonicalQuestion,
   describeObject,
@@ -55,6 +56,9 @@ function mergeObject(
  */
 export function resolveFollowUp(current: Intent, previous: Intent | undefined): Intent {
   if (previous === undefined) return current;
+  // "and the bottom-right?" after "what is in the top-left?".
+  if (current.type === "unknown" && current.area !== undefined && previous.type === "area")
+    return { ...current, type: "area" };
   const complete = VQA_INTENT_TYPES.includes(current.type) && canonicalQuestion(current) !== undefined;
   if (complete && !(current.type === "count" && current.objects.length === 0 && current.followUp))
     return current;
@@ -126,9 +130,12 @@ export function understandTurn({
     textQuestion = { ...previousText, corpusScope: intent.corpusScope };
   // "Which screenshot shows …" searches the corpus, not the images of an earlier turn.
   if (textQuestion?.corpusScope === true && !intent.corpusScope) intent = { ...intent, corpusScope: true };
-  const canonical = VQA_INTENT_TYPES.includes(intent.type)
-    ? canonicalQuestion(intent, { vocabulary })
-    : undefined;
+  const canonical =
+    intent.type === "area" && intent.area !== undefined
+      ? areaQuestion(intent.area)
+      : VQA_INTENT_TYPES.includes(intent.type)
+        ? canonicalQuestion(intent, { vocabulary })
+        : undefined;
   const standaloneQuestion =
     intent.objects.length <= 1 && canonical !== undefined ? canonical : question.trim();
 

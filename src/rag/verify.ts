@@ -3,13 +3,15 @@
  * sizes, positions), asks the VQA head each one as a question about the images the sentence cites, and
  * reports the claims the head confidently contradicts. The chain then appends a correction to the
  * answer and lowers its confidence. Claims about video segments are not judged (a keyframe cannot show
- * motion), and neither are claims the head is unsure about. Claims are read in the pack's vocabulary
+ * motion), and neither are claims the head is unsure about. A count or a side is answered by both the
+ * detection head and the VQA head: the detection head's answer judges the claim when it is confident, and
+ * where the two heads differ the verification lists both (`disagreements`). Claims are read in the pack's vocabulary
  * (its colors, shapes with their plurals, sizes with their synonyms); with none, no claim is read.
  */
 import { isEmptyVocabulary, type PackVocabulary } from "../inference/index.ts";
 import { probabilityOf, type VisualCache } from "./ground.ts";
 import { pluralOf, shapeNamed, sizeNamed } from "./question-parser.ts";
-import type { Verification } from "./types.ts";
+import type { Disagreement, Evidence, Verification } from "./types.ts";
 
 /** One visual claim of an answer, as a question to the VQA head and the answer the claim implies. */
 export interface VisualClaim {
@@ -41,7 +43,7 @@ const NUMBER_WORDS: Record<string, string> = {
   three: "3",
   four: "4",
 };
-const CITATION = /\[((?:img|seg|tri)_[A-Za-z0-9]{6,64}|att_\d{1,3})\]/g;
+const CITATION = /\[((?:img|seg|tri|reg)_[A-Za-z0-9]{6,64}|att_\d{1,3})\]/g;
 const HEDGE = "(?:probably |likely |clearly |definitely )?";
 
 /** The vocabulary as regular-expression alternatives. */
@@ -229,16 +231,20 @@ export async function verifyClaims({
       byEvidence.set(id, [...(byEvidence.get(id) ?? []), claim]);
     }
   }
+  const disagreements: Disagreement[] = [];
   for (const [evidenceId, evidenceClaims] of byEvidence) {
-    const distributions = await cache.ask(
+    const opinions = await cache.opinions(
       evidenceId,
       evidenceClaims.map((claim) => claim.question),
     );
     evidenceClaims.forEach((claim, index) => {
-      const distribution = distributions[index] ?? [];
+      const opinion = opinions[index];
+      const distribution = opinion?.answers ?? [];
       const [observed] = distribution;
       if (observed === undefined) return;
       verification.checked += 1;
+      if (opinion?.disagreement !== undefined)
+        disagreements.push({ question: claim.question, evidenceId, ...opinion.disagreement });
       if (observed.answer === claim.stated) {
         verification.confirmed += 1;
         return;
@@ -266,5 +272,34 @@ export async function verifyClaims({
           )
           .join(" ")}`;
   verification.corrected = note.length > 0;
+  if (disagreements.length > 0) verification.disagreements = disagreements;
   return { verification, note, strongestContradiction: strongest };
+}
+
+/**
+ * The disagreements between the detection head and the VQA head an answer rests on: those the verify step
+ * met on the answer's claims, then those grounding met on the evidence the answer cites (a count or a
+ * side the answer gives in words the claims do not read), each question about each image once.
+ */
+export function answerDisagreements({
+  verification,
+  evidence,
+  citedIds,
+}: {
+  verification: Verification;
+  evidence: readonly Evidence[];
+  citedIds: readonly string[];
+}): Verification {
+  const found = [...(verification.disagreements ?? [])];
+  const seen = new Set(found.map((item) => `${item.evidenceId}|${item.question}`));
+  for (const entry of evidence) {
+    if (!citedIds.includes(entry.citation.id)) continue;
+    for (const finding of entry.findings) {
+      const key = `${entry.citation.id}|${finding.question}`;
+      if (finding.disagreement === undefined || seen.has(key)) continue;
+      seen.add(key);
+      found.push({ question: finding.question, evidenceId: entry.citation.id, ...finding.disagreement });
+    }
+  }
+  return found.length === 0 ? verification : { ...verification, disagreements: found };
 }

@@ -346,11 +346,12 @@ function combine(vectors: readonly Float32Array[]): Float32Array {
   return l2Normalize(sum);
 }
 
-function toResultItem(
+/** A stored hit as a result (with the OCR lines the query matched, when given a text query). */
+export function toResultItem(
   kind: RecordKind,
   hit: SearchHit,
   urls: MediaUrls,
-  query: TextQuery | undefined,
+  query?: TextQuery,
 ): SearchResultItem {
   const fields: StoredRecord = hit.fields;
   const item: SearchResultItem = {

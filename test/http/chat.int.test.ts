@@ -71,7 +71,19 @@ function parseSse(text: string): Array<{ event: string; data: unknown }> {
 }
 
 function expectCitationShape(citation: Citation): void {
-  expect(Object.keys(citation).sort()).toEqual(CITATION_KEYS);
+  // `boxes`: the objects the answer is about, when the detection head backs it.
+  expect(
+    Object.keys(citation)
+      .filter((key) => key !== "boxes")
+      .sort(),
+  ).toEqual(CITATION_KEYS);
+  for (const { box, label, score } of citation.boxes ?? []) {
+    expect(label.length).toBeGreaterThan(0);
+    expect(score).toBeGreaterThan(0);
+    expect(
+      0 <= box.x0 && box.x0 < box.x1 && box.x1 <= 1 && 0 <= box.y0 && box.y0 < box.y1 && box.y1 <= 1,
+    ).toBe(true);
+  }
   expect(["image", "video_segment", "triple"]).toContain(citation.kind);
   expect(citation.score).toBeGreaterThanOrEqual(0);
   expect(citation.score).toBeLessThanOrEqual(1);

@@ -133,6 +133,65 @@ describe("the OpenAPI document against the routes (real Milvus Lite and model pa
         valid: () => ({ path: `/v1/similar/${kept.imageIds[0]}`, json: { topK: 3 }, expect: [200] }),
         invalid: () => ({ path: `/v1/similar/${kept.imageIds[0]}`, json: { tenant: "b" }, expect: [400] }),
       },
+      "POST /v1/recommend": {
+        valid: () => ({ json: { positive: [kept.imageIds[0]], topK: 3, diversity: 0.5 }, expect: [200] }),
+        invalid: () => ({ json: { positive: [kept.imageIds[0]], topK: 0 }, expect: [400] }),
+      },
+      "POST /v1/events": {
+        valid: () => ({ json: { user: "user-1", item: kept.imageIds[0], type: "like" }, expect: [201] }),
+        invalid: () => ({ json: { user: "user-1", item: kept.imageIds[0], type: "love" }, expect: [400] }),
+      },
+      "GET /v1/users/{user}/recommendations": {
+        valid: { path: "/v1/users/user-1/recommendations", query: { topK: "3" }, expect: [200] },
+        invalid: { path: "/v1/users/user-1/recommendations", query: { diversity: "2" }, expect: [400] },
+      },
+      "DELETE /v1/users/{user}": {
+        valid: { path: "/v1/users/user-1", expect: [200] },
+        invalid: { path: "/v1/users/-user", expect: [400] },
+      },
+      "POST /v1/classifiers": {
+        valid: () => ({
+          json: {
+            name: "tone",
+            labels: [
+              { label: "red", examples: [kept.imageIds[0]] },
+              { label: "blue", examples: [kept.imageIds[1]] },
+            ],
+          },
+          expect: [201],
+        }),
+        invalid: { json: { name: "tone", labels: "red" }, expect: [400] },
+      },
+      "GET /v1/classifiers": { valid: { expect: [200] } },
+      "GET /v1/classifiers/{name}": {
+        valid: { path: "/v1/classifiers/tone", expect: [200] },
+        invalid: { path: `/v1/classifiers/${"x".repeat(101)}`, expect: [400] },
+      },
+      "POST /v1/classifiers/{name}/examples": {
+        valid: () => ({
+          path: "/v1/classifiers/tone/examples",
+          json: { labels: [{ label: "red", examples: [kept.imageIds[2]] }] },
+          expect: [200],
+        }),
+        invalid: {
+          path: "/v1/classifiers/tone/examples",
+          json: { labels: [{ label: "red" }] },
+          expect: [400],
+        },
+      },
+      "POST /v1/classifiers/{name}/predict": {
+        valid: () => ({
+          path: "/v1/classifiers/tone/predict",
+          json: { image: kept.imageIds[0] },
+          expect: [200],
+        }),
+        also: [{ path: "/v1/classifiers/tone/predict", form: { image: png(1) }, expect: [200] }],
+        invalid: { path: "/v1/classifiers/tone/predict", json: { image: 5 }, expect: [400] },
+      },
+      "DELETE /v1/classifiers/{name}": {
+        valid: { path: "/v1/classifiers/tone", expect: [200] },
+        invalid: { path: `/v1/classifiers/${"x".repeat(101)}`, expect: [400] },
+      },
       "POST /v1/classify": {
         valid: () => ({
           json: { image: kept.imageIds[0], labels: ["red", "green", "blue"], autoTag: { k: 3 } },

@@ -114,6 +114,62 @@ const cases: Record<string, WalkCase> = {
     valid: { path: `/v1/similar/${IMAGE_ID}`, json: { topK: 5 }, expect: notReady },
     invalid: { path: `/v1/similar/${IMAGE_ID}`, json: { topK: 101 }, expect: [400] },
   },
+  "POST /v1/recommend": {
+    valid: { json: { positive: [IMAGE_ID], negative: [], topK: 5, diversity: 0.5 }, expect: notReady },
+    invalid: { json: { positive: [] }, expect: [400] },
+  },
+  "POST /v1/events": {
+    valid: { json: { user: "user-1", item: IMAGE_ID, type: "like" }, expect: notReady },
+    invalid: { json: { user: "user-1", item: IMAGE_ID, type: "love" }, expect: [400] },
+  },
+  "GET /v1/users/{user}/recommendations": {
+    // A user without events is answered from the event store alone: no results, no store call.
+    valid: { path: "/v1/users/user-1/recommendations", query: { topK: "5" }, expect: [200] },
+    invalid: { path: "/v1/users/user-1/recommendations", query: { topK: "0" }, expect: [400] },
+  },
+  "DELETE /v1/users/{user}": {
+    valid: { path: "/v1/users/user-1", expect: [200] },
+    invalid: { path: "/v1/users/-user", expect: [400] },
+  },
+  "POST /v1/classifiers": {
+    valid: {
+      json: {
+        name: "tone",
+        labels: [
+          { label: "red", examples: [IMAGE_ID] },
+          { label: "blue", examples: [`data:image/png;base64,${Buffer.from(PNG_BYTES).toString("base64")}`] },
+        ],
+      },
+      expect: notReady,
+    },
+    invalid: { json: { name: "9tone", labels: [] }, expect: [400] },
+  },
+  "GET /v1/classifiers": { valid: { expect: [200] } },
+  "GET /v1/classifiers/{name}": {
+    valid: { path: "/v1/classifiers/tone", expect: [404] },
+    invalid: { path: `/v1/classifiers/${LONG_ID}`, expect: [400] },
+  },
+  "POST /v1/classifiers/{name}/examples": {
+    valid: {
+      path: "/v1/classifiers/tone/examples",
+      json: { labels: [{ label: "red", examples: [IMAGE_ID] }] },
+      expect: [404],
+    },
+    invalid: { path: "/v1/classifiers/tone/examples", json: { labels: "red" }, expect: [400] },
+  },
+  "POST /v1/classifiers/{name}/predict": {
+    valid: {
+      path: "/v1/classifiers/tone/predict",
+      form: { image: { bytes: PNG_BYTES, filename: "dot.png", type: "image/png" } },
+      expect: [404],
+    },
+    also: [{ path: "/v1/classifiers/tone/predict", json: { image: IMAGE_ID }, expect: [404] }],
+    invalid: { path: "/v1/classifiers/tone/predict", json: { image: 5 }, expect: [400] },
+  },
+  "DELETE /v1/classifiers/{name}": {
+    valid: { path: "/v1/classifiers/tone", expect: [404] },
+    invalid: { path: `/v1/classifiers/${LONG_ID}`, expect: [400] },
+  },
   "POST /v1/classify": {
     valid: { json: { image: IMAGE_ID, labels: ["red", "blue"] }, expect: notReady },
     invalid: { json: { image: IMAGE_ID, labels: "red" }, expect: [400] },

@@ -14,7 +14,6 @@ import path from "node:path";
 import type { Command } from "commander";
 import { createFileAuditLog } from "../../audit/audit-log.ts";
 import { EXPIRY_FORMS, parseExpiry } from "../../auth/expiry.ts";
-import { createFileKeyStore, keyStoreDir } from "../../auth/file-key-store.ts";
 import {
   type ApiKeyRecord,
   KEY_SCOPES,
@@ -23,6 +22,7 @@ import {
   type KeyStore,
   keyStatus,
 } from "../../auth/key-store.ts";
+import { openKeyStore } from "../../auth/pg-key-store.ts";
 import { parseConfig } from "../../config.ts";
 import { ValidationError } from "../../errors.ts";
 import { TENANT_PATTERN } from "../../store/filter.ts";
@@ -43,8 +43,9 @@ async function withKeyStore<Result>(
   work: (stores: { keys: KeyStore; audit: ReturnType<typeof createFileAuditLog> }) => Promise<Result>,
 ): Promise<Result> {
   const config = parseConfig({ env });
-  const keys = createFileKeyStore({
-    dir: keyStoreDir(config.dataDir),
+  const keys = await openKeyStore({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
     secret: config.keySecret,
     tenantPattern: TENANT_PATTERN,
   });

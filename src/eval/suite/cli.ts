@@ -212,6 +212,18 @@ export function headlineOf(results: RunResults): string[] {
       `  screenshot answers ${f(summary.textAnswers.accuracy)} (${summary.textAnswers.count}): ${types}`,
     );
   }
+  if (summary.detection !== undefined && summary.detection !== null) {
+    const detection = summary.detection;
+    lines.push(
+      `  detection (${detection.images} images, ${detection.objects} objects): AP@0.5 ${f(detection.ap50)}  AP@[.5:.95] ${f(detection.ap5095)}  colour ${f(detection.attributes.color?.accuracy)}  size ${f(detection.attributes.size?.accuracy)}  counting ${f(detection.counting.accuracy)} (${detection.counting.count} questions)`,
+    );
+  }
+  if (summary.regions !== undefined && summary.regions !== null) {
+    const regions = summary.regions;
+    lines.push(
+      `  text→region: R@1 ${f(regions.recallAt1)}  R@5 ${f(regions.recallAt5)}  (${regions.queries} queries)`,
+    );
+  }
   const total = summary.latency.total;
   if (total !== undefined) lines.push(`  chat latency p50 ${total.p50} ms, p95 ${total.p95} ms`);
   return lines;

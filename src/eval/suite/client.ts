@@ -6,6 +6,7 @@
  * wants of it: files read by path, ingest in batches the server answers at once.
  */
 import {
+  apiErrorOf,
   type ChatBody,
   createLoupeClient,
   dataUrlOf as dataUrlOfUpload,
@@ -36,6 +37,50 @@ export interface LoupeClient {
   chat(body: ChatBody): Promise<ChatResult>;
   /** Every stored image (`GET /v1/items?kind=image`, page after page), with its metadata. */
   listImages(): Promise<ListedItem[]>;
+  /** `POST /v1/detect` on an image (a stored id, a data URL) at the pack's threshold. */
+  detect(request: { image: string }): Promise<DetectAnswer>;
+}
+
+/** One object of a `/v1/detect` answer, as the runner reads it. */
+export interface DetectedObject {
+  label: string;
+  attributes: Record<string, string>;
+  score: number;
+  /** Normalized to [0, 1] of the image. */
+  box: { x0: number; y0: number; x1: number; y1: number };
+}
+
+/** What `/v1/detect` answers. */
+export interface DetectAnswer {
+  model: string;
+  detections: DetectedObject[];
+}
+
+/**
+ * `POST /v1/detect` as JSON over a path fetch; an error answer becomes the client's `LoupeApiError` (a
+ * pack without a detection head answers 503 `not_ready`).
+ */
+async function postDetect(fetch: RequestLike, request: { image: string }): Promise<DetectAnswer> {
+  const response = await fetch("/v1/detect", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(request),
+  });
+  const text = await response.text();
+  let body: unknown;
+  try {
+    body = text === "" ? undefined : (JSON.parse(text) as unknown);
+  } catch {
+    body = text;
+  }
+  if (response.status !== 200) {
+    throw apiErrorOf({ status: response.status, body, request: "POST /v1/detect" });
+  }
+  const answer = body as Partial<DetectAnswer> | undefined;
+  if (!Array.isArray(answer?.detections)) {
+    throw new AppError("bad_server_response", 502, "POST /v1/detect answered 200 without detections.");
+  }
+  return { model: String(answer.model ?? ""), detections: answer.detections };
 }
 
 /** A file as a data URL, the form `/v1/chat`, `/v1/search` and `/v1/triples` take images in. */
@@ -58,7 +103,7 @@ function itemsOf<Item extends IngestItemResult>(answer: IngestAnswer<Item>, what
 }
 
 /** The runner's calls over Loupe's HTTP client (see the module comment). */
-function evalClient(http: ReturnType<typeof createLoupeClient>): LoupeClient {
+function evalClient(http: ReturnType<typeof createLoupeClient>, fetch: RequestLike): LoupeClient {
   return {
     target: http.target,
     async ingestImages(items) {
@@ -101,6 +146,7 @@ function evalClient(http: ReturnType<typeof createLoupeClient>): LoupeClient {
       for await (const item of http.allItems({ kind: "image", limit: 1000 })) items.push(item);
       return items;
     },
+    detect: (request) => postDetect(fetch, request),
   };
 }
 
@@ -108,10 +154,13 @@ function evalClient(http: ReturnType<typeof createLoupeClient>): LoupeClient {
  * A client over a path fetch: `app.request` for in-process runs, or `fetch(url + path)` for a server.
  */
 export function createHttpClient({ fetch, target }: { fetch: RequestLike; target: string }): LoupeClient {
-  return evalClient(createLoupeClient({ request: fetch, target }));
+  return evalClient(createLoupeClient({ request: fetch, target }), fetch);
 }
 
 /** A client of the Loupe server at `url` (e.g. `http://127.0.0.1:8080`). */
 export function createRemoteClient({ url }: { url: string }): LoupeClient {
-  return evalClient(createLoupeClient({ baseUrl: url }));
+  const base = url.replace(/\/+$/, "");
+  return evalClient(createLoupeClient({ baseUrl: base }), (path, init) =>
+    globalThis.fetch(`${base}${path}`, init),
+  );
 }

@@ -3,6 +3,9 @@
  * each may move the wrong way are declared once, in {@link GATED_METRICS}; figures are higher-is-better
  * unless marked `lowerIsBetter` (error rates), and a figure may be gated for some suites only. Latency is
  * reported but never gated: machines are noisy.
+ *
+ * A gated figure absent from both runs (a pack without a detection head has no detection or region
+ * figures) is an `info` row; one the baseline has and this run lacks fails.
  */
 import { readFile } from "node:fs/promises";
 import { ValidationError } from "../../errors.ts";
@@ -22,6 +25,9 @@ export interface GatedMetric {
 
 /** Screenshot figures are gated for the named screens suites and any Screens World folder. */
 const SCREENS_SUITES = ["screens-ci", "screens-dev", "screens"] as const;
+
+/** Detection and region figures are gated for the named Shapes World suites and any Shapes World split. */
+const SHAPES_SUITES = ["shapes-ci", "shapes-dev", "shapes-world"] as const;
 
 /** The figures the gate holds a change to. */
 export const GATED_METRICS: readonly GatedMetric[] = [
@@ -74,6 +80,19 @@ export const GATED_METRICS: readonly GatedMetric[] = [
     label: "answers read off screenshots",
     tolerance: 0.07,
     suites: SCREENS_SUITES,
+  },
+  { metric: "detection.ap50", label: "detection AP@0.5", tolerance: 0.03, suites: SHAPES_SUITES },
+  {
+    metric: "detection.counting",
+    label: "counting from detections",
+    tolerance: 0.03,
+    suites: SHAPES_SUITES,
+  },
+  {
+    metric: "regions.recallAt1",
+    label: "text→region Recall@1 (IoU ≥ 0.5)",
+    tolerance: 0.05,
+    suites: SHAPES_SUITES,
   },
 ];
 

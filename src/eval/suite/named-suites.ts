@@ -3,9 +3,11 @@
  *
  * - `shapes-dev`: a Shapes World split generated on the fly from seed 777001, a seed the bundled pack
  *   never saw in training (150 images of 256 px JPEG, 20 triples, 2 videos), with a fixed selection of
- *   about three hundred cases over every kind: text→image, image→image, text→video segment, VQA per
- *   question type, triple probes, and chat answer cases (attached-image questions, "is there an image
- *   with …", "when does … happen" over the videos, and off-domain questions the corpus cannot answer).
+ *   about six hundred cases over every kind: text→image, image→image, text→video segment, VQA per
+ *   question type, triple probes, chat answer cases (attached-image questions, "is there an image
+ *   with …", "when does … happen" over the videos, and off-domain questions the corpus cannot answer),
+ *   detection cases (`POST /v1/detect` on every stored image against its objects) and text→region cases
+ *   (one single-object description per image, searched with `kinds: ["region"]`).
  * - `shapes-ci`: the suite the CI gate runs against `evals/baselines/shapes-ci.json` (the same split and
  *   cases as `shapes-dev`, so a developer's run reads like the gate's).
  * - `screens-dev`: a Screens World set generated from seed 880001 (120 screenshots in English and
@@ -66,6 +68,10 @@ export interface ShapesSuitePlan {
   vqaPerType: number;
   attachedPerType: number;
   presenceQuestions: number;
+  /** Images whose detections are scored. */
+  detectionImages: number;
+  /** Single-object descriptions searched among the regions. */
+  regionQueries: number;
 }
 
 /** The plan of `shapes-dev` and `shapes-ci`: minutes on two cores. */
@@ -79,6 +85,8 @@ export const SHAPES_DEV_PLAN: ShapesSuitePlan = {
   vqaPerType: 20,
   attachedPerType: 4,
   presenceQuestions: 12,
+  detectionImages: 150,
+  regionQueries: 150,
 };
 
 /** Off-domain questions: nothing in a Shapes World corpus answers them. */
@@ -147,6 +155,8 @@ export async function selectShapesCases({
     ),
     ...cases.filter((item) => item.kind === "retrieval" && item.task !== "text-to-image"),
     ...cases.filter((item) => item.kind === "triple-probe"),
+    ...firstOf(cases, plan.detectionImages, (item): item is SuiteCase => item.kind === "detection"),
+    ...firstOf(cases, plan.regionQueries, (item): item is SuiteCase => item.kind === "region"),
   ];
   const vqaByType = new Map<string, SuiteCase[]>();
   for (const item of cases) {

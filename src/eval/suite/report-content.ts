@@ -117,6 +117,17 @@ export function describeFailure(record: CaseRecord): string {
     if (record.metrics.read !== true) return "no OCR reading stored";
     return worst === undefined ? `CER ${cer}` : `CER ${cer}; worst: "${worst.truth}" read as "${worst.read}"`;
   }
+  if (record.kind === "detection") {
+    const { objects, found, falsePositives, attributesRight, counts, countsRight } = record.metrics;
+    return `found ${found} of ${objects} objects (${attributesRight} with colour and size right), ${falsePositives} false positives; ${countsRight} of ${counts} counts right`;
+  }
+  if (record.kind === "region") {
+    const got = (record.output.regions ?? [])
+      .slice(0, 3)
+      .map((region) => `${region.label} in ${region.image}`)
+      .join(", ");
+    return `no region of a fitting object at rank 1 (got ${got || "nothing"})`;
+  }
   if (record.kind === "triple-probe") {
     const reused = record.output.reusedTriples ?? [];
     return reused.length === 0
@@ -205,6 +216,60 @@ export function textReadingTables({ summary }: Pick<RunResults, "summary">): Rep
         ]),
         ["all", String(textAnswers.count), formatFigure(textAnswers.accuracy)],
       ],
+    });
+  }
+  return tables;
+}
+
+/**
+ * The tables of object-level figures, when the run has them: detection AP per class with attribute and
+ * counting accuracy, and text→region recall.
+ */
+export function objectTables({ summary }: Pick<RunResults, "summary">): ReportTable[] {
+  const tables: ReportTable[] = [];
+  const detection = summary.detection;
+  if (detection !== undefined && detection !== null) {
+    tables.push({
+      title: `Detection (${detection.images} images, ${detection.objects} objects, ${detection.detections} detections)`,
+      header: ["class", "objects", "detections", "AP@0.5", "AP@[.5:.95]"],
+      rows: [
+        ...Object.entries(detection.perClass).map(([label, figures]) => [
+          label,
+          String(figures.objects),
+          String(figures.detections),
+          formatFigure(figures.ap50),
+          formatFigure(figures.ap5095),
+        ]),
+        [
+          "mean",
+          String(detection.objects),
+          String(detection.detections),
+          formatFigure(detection.ap50),
+          formatFigure(detection.ap5095),
+        ],
+        ...Object.entries(detection.attributes).map(([name, figures]) => [
+          `${name} right (of ${figures.count} true positives)`,
+          "",
+          "",
+          formatFigure(figures.accuracy),
+          "",
+        ]),
+        [
+          `counting from detections (${detection.counting.count} questions)`,
+          "",
+          "",
+          formatFigure(detection.counting.accuracy),
+          "",
+        ],
+      ],
+    });
+  }
+  const regions = summary.regions;
+  if (regions !== undefined && regions !== null) {
+    tables.push({
+      title: "Text→region search (IoU ≥ 0.5 with an object the description fits)",
+      header: ["queries", "Recall@1", "Recall@5"],
+      rows: [[String(regions.queries), formatFigure(regions.recallAt1), formatFigure(regions.recallAt5)]],
     });
   }
   return tables;

@@ -16,6 +16,7 @@ import {
   formatFigure,
   ingestFailuresNote,
   latencyRows,
+  objectTables,
   runDetails,
   textReadingTables,
 } from "./report-content.ts";
@@ -154,7 +155,7 @@ export function renderHtmlReport({
     ]);
   }
   sections.push("<h2>Summary</h2>", table(["figure", "value"], headline));
-  for (const entry of textReadingTables(results)) {
+  for (const entry of [...textReadingTables(results), ...objectTables(results)]) {
     sections.push(
       `<h2>${escapeHtml(entry.title)}</h2>`,
       table(

@@ -12,6 +12,7 @@ import {
   formatFigure,
   ingestFailuresNote,
   latencyRows,
+  objectTables,
   runDetails,
   textReadingTables,
 } from "./report-content.ts";
@@ -156,7 +157,7 @@ export function renderMarkdownReport({
       ),
     );
   }
-  for (const entry of textReadingTables(results)) {
+  for (const entry of [...textReadingTables(results), ...objectTables(results)]) {
     parts.push(`## ${entry.title}`);
     parts.push(
       table(

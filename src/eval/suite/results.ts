@@ -6,7 +6,17 @@
 import type { TokenUsageSummary } from "../metrics/answer-metrics.ts";
 import type { LatencyFigures } from "../metrics/latency.ts";
 import type { RetrievalSummary, TripleReuse } from "../metrics/retrieval-metrics.ts";
-import type { RetrievalTask, SearchMode, SegmentRef, Suite, SuiteCase } from "./suite.ts";
+import type {
+  CountQuestion,
+  NormalizedBox,
+  RegionTarget,
+  RetrievalTask,
+  SearchMode,
+  SegmentRef,
+  Suite,
+  SuiteCase,
+  TruthObject,
+} from "./suite.ts";
 
 /** The version tag of `results.json`. */
 export const RESULTS_FORMAT = "loupe-eval-results/v1";
@@ -42,6 +52,11 @@ export interface CaseRecord {
     evidence?: string[];
     unanswerable?: boolean;
     tripleId?: string;
+    /** Detection: the objects in the image and the counting questions. */
+    objects?: TruthObject[];
+    counts?: CountQuestion[];
+    /** Region: the objects the description fits (suite image ids). */
+    targets?: RegionTarget[];
   };
   /** What Loupe gave back, ids mapped to the suite's. */
   output: {
@@ -58,6 +73,15 @@ export interface CaseRecord {
     fallback?: string;
     /** OCR: lines read, and the groups read worst (ground truth, what was read, edits). */
     ocr?: { lines: number; misses: Array<{ truth: string; read: string; edits: number }> };
+    /** Detection: what `/v1/detect` found, highest score first (boxes normalized, to 4 decimals). */
+    detections?: Array<{
+      label: string;
+      attributes: Record<string, string>;
+      score: number;
+      box: NormalizedBox;
+    }>;
+    /** Region: the regions found, best first, with their parent's suite id. */
+    regions?: Array<{ image: string; box: NormalizedBox; label: string }>;
   };
   metrics: Record<string, CaseMetric>;
   /** False when the case missed (shown in the report's failures). */
@@ -123,6 +147,26 @@ export interface RunSummary {
     accuracy: number;
     byType: Record<string, { count: number; accuracy: number }>;
   } | null;
+  /**
+   * Detection cases: AP pooled over the images (COCO style, per class and mean), attribute accuracy over
+   * true positives, and counting questions answered from the detections. Absent when no case reached a
+   * detection head (a pack without one).
+   */
+  detection?: {
+    images: number;
+    objects: number;
+    detections: number;
+    ap50: number;
+    ap5095: number;
+    perClass: Record<
+      string,
+      { ap50: number | null; ap5095: number | null; objects: number; detections: number }
+    >;
+    attributes: Record<string, { accuracy: number; count: number }>;
+    counting: { accuracy: number; count: number };
+  } | null;
+  /** Region cases: text→region Recall@1/5 (IoU ≥ 0.5). Absent when no query found any region. */
+  regions?: { queries: number; recallAt1: number; recallAt5: number } | null;
   latency: Record<string, LatencyFigures>;
   tokens: TokenUsageSummary;
   /** Every headline figure under one flat name (`vqa.accuracy`, `retrieval.text-to-image.recallAt10`, …). */

@@ -3,7 +3,8 @@
  * those of a lone client and a run is reproducible for a seed. Retrieval cases go through `/v1/search`;
  * VQA, answer and triple-probe cases through `/v1/chat`. Stored ids in the answers are mapped back to the
  * suite's ids, and each case gets its own metric values; a case whose request fails is recorded with its
- * error and counts as a miss.
+ * error and counts as a miss. Detection cases go through `/v1/detect` (by stored id) and region cases
+ * through `/v1/search` with `kinds: ["region"]`.
  */
 
 import type { ListedItem } from "../../client/index.ts";
@@ -16,13 +17,17 @@ import { answerAccuracy } from "../metrics/vqa-accuracy.ts";
 import type { ChatBody, LoupeClient } from "./client.ts";
 import type { IdMap } from "./id-map.ts";
 import { describeImage, imagePath, imageValue } from "./image-refs.ts";
+import { detectionCaseMetrics, NO_DETECTION_HEAD, regionCaseMetrics } from "./object-scores.ts";
 import type { CaseRecord, RunProgress } from "./results.ts";
 import { retrievalCaseMetrics } from "./score.ts";
 import type {
   AnswerCase,
   CorpusImage,
+  DetectionCase,
   ImageRef,
+  NormalizedBox,
   OcrCase,
+  RegionCase,
   RetrievalCase,
   SegmentRef,
   SuiteCase,
@@ -32,6 +37,12 @@ import type {
 
 /** Results wanted per search. */
 const SEARCH_TOP_K = 10;
+
+/** Regions wanted per region query: Recall@5 is the deepest figure. */
+const REGION_TOP_K = 5;
+
+/** Region queries search the regions of images only (the filter field `parent_kind`). */
+const REGION_PARENT_FILTER = [{ field: "parent_kind", op: "eq", value: "image" }];
 
 /** Options of {@link runCases}. */
 export interface RunCasesOptions {
@@ -117,6 +128,8 @@ export async function runCases({
       else if (item.kind === "vqa") await runVqaCase(item, record, context);
       else if (item.kind === "answer") await runAnswerCase(item, record, context);
       else if (item.kind === "triple-probe") await runTripleProbe(item, record, context);
+      else if (item.kind === "detection") await runDetectionCase(item, record, context);
+      else if (item.kind === "region") await runRegionCase(item, record, context);
       else await runOcrCase(item, record, context);
     } catch (error) {
       record.error = errorOf(error);
@@ -327,6 +340,91 @@ async function runOcrCase(item: OcrCase, record: CaseRecord, context: CaseContex
     };
   }
   record.passed = reading !== undefined && (metrics.cer === null || Number(metrics.cer) <= 0.05);
+}
+
+/** A box to 4 decimals (a tenth of a pixel of a 1,000 px image), so records stay small. */
+function roundBox(box: NormalizedBox): NormalizedBox {
+  const four = (value: number) => Math.round(value * 10_000) / 10_000;
+  return { x0: four(box.x0), y0: four(box.y0), x1: four(box.x1), y1: four(box.y1) };
+}
+
+async function runDetectionCase(
+  item: DetectionCase,
+  record: CaseRecord,
+  context: CaseContext,
+): Promise<void> {
+  const image = context.images.find((entry) => entry.id === item.image);
+  record.input = { images: [`corpus:${item.image}`] };
+  if (image !== undefined) record.imagePath = image.path;
+  record.expected = { objects: item.objects, counts: item.counts };
+  record.output = { detections: [] };
+  const storedId = context.ids.stored(item.image);
+  if (storedId === undefined) {
+    record.error = {
+      code: "not_stored",
+      message: `corpus image ${item.image} is not among the stored images`,
+    };
+    return;
+  }
+  const sent = performance.now();
+  let answer: Awaited<ReturnType<LoupeClient["detect"]>>;
+  try {
+    answer = await context.client.detect({ image: storedId });
+  } catch (error) {
+    const failure = errorOf(error);
+    // A pack without a detection head: nothing to score, and no figures rather than figures of 0.
+    record.error =
+      failure.code === "not_ready" && /detection head/u.test(failure.message)
+        ? { code: NO_DETECTION_HEAD, message: failure.message }
+        : failure;
+    return;
+  }
+  record.timings = { detect: round(performance.now() - sent) };
+  const detections = answer.detections.map((detection) => ({
+    label: detection.label,
+    attributes: detection.attributes,
+    score: Math.round(detection.score * 10_000) / 10_000,
+    box: roundBox(detection.box),
+  }));
+  record.output = { detections };
+  const scored = detectionCaseMetrics({ objects: item.objects, counts: item.counts, detections });
+  record.metrics = scored.metrics;
+  record.passed = scored.passed;
+}
+
+async function runRegionCase(item: RegionCase, record: CaseRecord, context: CaseContext): Promise<void> {
+  const { client, ids } = context;
+  record.input = { text: item.text };
+  const targets = item.targets.map((target) => ({ image: ids.canonical(target.image), box: target.box }));
+  record.expected = { targets };
+  const sent = performance.now();
+  // Only the images' regions: the videos' keyframes have objects too, but no ground truth to judge them by.
+  const hits = await client.search({
+    text: item.text,
+    kinds: ["region"],
+    topK: REGION_TOP_K,
+    filter: REGION_PARENT_FILTER,
+  });
+  record.timings = { search: round(performance.now() - sent) };
+  const regions = hits.flatMap((hit) =>
+    hit.region === undefined
+      ? []
+      : [
+          {
+            image: ids.canonical(ids.suite(hit.region.parentId)),
+            box: roundBox(hit.region.box),
+            label: hit.region.label,
+          },
+        ],
+  );
+  record.output = { regions };
+  const first = regions[0];
+  if (first !== undefined) {
+    const path = context.images.find((entry) => entry.id === first.image)?.path;
+    if (path !== undefined) record.imagePath = path;
+  }
+  record.metrics = regionCaseMetrics({ regions, targets });
+  record.passed = record.metrics.hitAt1 === true;
 }
 
 async function runTripleProbe(

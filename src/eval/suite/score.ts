@@ -2,7 +2,8 @@
  * The score step: the figures of a run from its case records. Per-case retrieval values
  * ({@link retrievalCaseMetrics}) and the run's summary ({@link summarizeRun}): recall@k curves, MRR and
  * nDCG per retrieval task, VQA accuracy per question type, answer, citation, groundedness and abstention
- * figures, triple reuse, latency per step and token usage, with every headline figure also under one flat
+ * figures, triple reuse, detection AP, counting and text→region recall (`object-scores.ts`), latency per
+ * step and token usage, with every headline figure also under one flat
  * name in `figures` for reports and the baseline gate.
  */
 
@@ -24,6 +25,7 @@ import {
   type TripleReuse,
   tripleReuseRate,
 } from "../metrics/retrieval-metrics.ts";
+import { summarizeDetection, summarizeRegions } from "./object-scores.ts";
 import { type CaseMetric, type CaseRecord, CURVE_KS, type RunSummary } from "./results.ts";
 import type { RetrievalTask } from "./suite.ts";
 
@@ -198,14 +200,26 @@ export function summarizeRun({
   const search = summarizeSearchModes(records, figures);
   const ocr = summarizeOcr(records, figures);
   const textAnswers = summarizeTextAnswers(records, figures);
+  const detection = summarizeDetection(records, figures);
+  const regions = summarizeRegions(records, figures);
 
   const chatSteps = records.filter(
-    (record) => record.kind !== "retrieval" && record.kind !== "ocr" && record.error === undefined,
+    (record) =>
+      record.kind !== "retrieval" &&
+      record.kind !== "ocr" &&
+      record.kind !== "detection" &&
+      record.kind !== "region" &&
+      record.error === undefined,
   );
   const latency = {
     ...summarizeLatency({ samples: chatSteps.map((record) => record.timings) }),
     ...summarizeLatency({
       samples: records.filter((record) => record.kind === "retrieval").map((record) => record.timings),
+    }),
+    ...summarizeLatency({
+      samples: records
+        .filter((record) => record.kind === "detection" && record.error === undefined)
+        .map((record) => record.timings),
     }),
   };
   for (const [step, value] of Object.entries(latency)) {
@@ -224,6 +238,8 @@ export function summarizeRun({
     ...(ocr === null ? {} : { ocr }),
     ...(Object.keys(search).length === 0 ? {} : { search }),
     ...(textAnswers === null ? {} : { textAnswers }),
+    ...(detection === null ? {} : { detection }),
+    ...(regions === null ? {} : { regions }),
     latency,
     tokens: summarizeTokenUsage({
       results: chatResults.length > 0 ? chatResults : records.map((record) => ({ usage: record.usage })),

@@ -173,8 +173,72 @@ export interface TripleProbeCase extends CaseBase {
   answer: string;
 }
 
+/** A box normalized to [0, 1] of its image's width and height: x rightwards, y downwards. */
+export interface NormalizedBox {
+  x0: number;
+  y0: number;
+  x1: number;
+  y1: number;
+}
+
+/**
+ * An object known to be in a corpus image: its class, attribute values (`color`, `size`) and box. Shapes
+ * World's box is the square `[x − r, y − r, x + r, y + r]` of the object's bounding circle.
+ */
+export interface TruthObject {
+  label: string;
+  attributes: Record<string, string>;
+  box: NormalizedBox;
+}
+
+/** A counting question about one image, answered by counting the detections that match it. */
+export interface CountQuestion {
+  /** The class counted; every class when absent. */
+  label?: string;
+  /** The colour counted; every colour when absent. */
+  color?: string;
+  expected: number;
+}
+
+/**
+ * `POST /v1/detect` on a stored corpus image against the objects known to be in it: AP@0.5 and
+ * AP@[.5:.95] pooled over the run, attribute accuracy over true positives, and counts read off the
+ * detections (`detectionCaseMetrics`, `summarizeDetection`).
+ */
+export interface DetectionCase extends CaseBase {
+  kind: "detection";
+  /** The corpus image, sent by its stored id. */
+  image: string;
+  objects: TruthObject[];
+  counts: CountQuestion[];
+}
+
+/** An object a region query should find: a corpus image and the object's box in it. */
+export interface RegionTarget {
+  image: string;
+  box: NormalizedBox;
+}
+
+/**
+ * A single-object description searched with `kinds: ["region"]`: a hit is a region whose parent is a
+ * target's image and whose box has IoU ≥ 0.5 with the target's (Recall@1 and Recall@5).
+ */
+export interface RegionCase extends CaseBase {
+  kind: "region";
+  text: string;
+  /** Every object of the corpus the description fits. */
+  targets: RegionTarget[];
+}
+
 /** Any case of a suite. */
-export type SuiteCase = RetrievalCase | VqaCase | AnswerCase | TripleProbeCase | OcrCase;
+export type SuiteCase =
+  | RetrievalCase
+  | VqaCase
+  | AnswerCase
+  | TripleProbeCase
+  | OcrCase
+  | DetectionCase
+  | RegionCase;
 
 /** A corpus and the cases run against it. */
 export interface Suite {

@@ -167,10 +167,28 @@ const evidenceTextSchema = z.object({
     .describe("stored: read at ingest (metadata.ocr); read: read during this turn (an attached image)."),
 });
 
+/** An object an answer is about, where the detection head found it. */
+export const citedBoxSchema = z
+  .object({
+    box: z
+      .object({ x0: z.number(), y0: z.number(), x1: z.number(), y1: z.number() })
+      .describe(
+        "Normalized to [0, 1] of the original image (a segment's keyframe): x rightwards, y downwards, x0 ≤ x1, y0 ≤ y1. Multiply by the image's width and height for pixels.",
+      ),
+    label: z.string().describe("The detector's class, e.g. circle."),
+    attributes: z
+      .record(z.string(), z.string())
+      .describe('Attribute name → value, e.g. { "color": "red", "size": "large" }.'),
+    score: z.number().describe("Detection score, 0–1."),
+  })
+  .meta({ id: "CitedBox" });
+
 /** One cited piece of evidence; the same shape for every kind, `null` where a field does not apply. */
 export const citationSchema = z
   .object({
-    id: z.string().describe("Stored item id (img_…, seg_…, tri_…) or att_<n> for the n-th attached image."),
+    id: z
+      .string()
+      .describe("Stored item id (img_…, seg_…, tri_…, reg_…) or att_<n> for the n-th attached image."),
     kind: z.enum(["image", "video_segment", "triple", "region"]),
     mediaUrl: z.string().nullable().describe("/v1/media/{id}; null for attached images."),
     thumbnailUrl: z.string().nullable().describe("/v1/media/{id}/thumbnail; null for attached images."),
@@ -185,16 +203,44 @@ export const citationSchema = z
       .describe(
         "Questions about text in images: the lines read in this image (a segment's keyframe) that answer the question, with their boxes, for highlighting. Absent otherwise.",
       ),
+    boxes: z
+      .array(citedBoxSchema)
+      .optional()
+      .describe(
+        "The objects the answer is about, as the detection head found them in this image, for drawing: those counted, the one whose side, colour, shape or size was asked, those in the part of the image asked about. Only where the detection head agrees with the answer. A region citation: its own box. Absent when no detection backs the answer.",
+      ),
+    parentId: z
+      .string()
+      .optional()
+      .describe(
+        "Regions: the image or video segment the object is part of; its box is normalized to that image.",
+      ),
   })
   .meta({ id: "Citation" });
+
+/** What the detection head and the VQA head each answered, and whose answer stands. */
+const headOpinionsSchema = z.object({
+  detector: z.object({ answer: z.string(), probability: z.number() }),
+  vqa: z.object({ answer: z.string(), probability: z.number() }),
+  followed: z
+    .enum(["detector", "vqa"])
+    .describe("Whose answer stands: the detection head's when it is confident, else the VQA head's."),
+});
 
 const findingSchema = z.object({
   question: z.string(),
   answer: z.string(),
   probability: z.number(),
   alternatives: z.array(z.object({ answer: z.string(), probability: z.number() })),
-  source: z.enum(["vqa", "triple"]),
+  source: z
+    .enum(["vqa", "triple", "detector"])
+    .describe(
+      "vqa: the VQA head; detector: read off the detection head's boxes (a count or side it is confident of, what is in a part of the image); triple: a stored triple's answer.",
+    ),
   tripleId: z.string().optional(),
+  disagreement: headOpinionsSchema
+    .optional()
+    .describe("Set when the detection head and the VQA head answered this count or side differently."),
 });
 
 const evidenceSchema = z.object({
@@ -228,6 +274,17 @@ export const verificationSchema = z.object({
     }),
   ),
   corrected: z.boolean(),
+  disagreements: z
+    .array(
+      headOpinionsSchema.extend({
+        question: z.string().describe("The canonical question both heads answered."),
+        evidenceId: z.string(),
+      }),
+    )
+    .optional()
+    .describe(
+      "Counts and sides the answer rests on where the detection head and the VQA head disagreed, with both answers and the one followed. Absent when they agreed.",
+    ),
 });
 
 /** Set when the LLM failed and the offline composer answered instead. */
@@ -517,7 +574,7 @@ export function createChatRoute({ chain, config }: { chain: LoupeChain; config: 
       tags: ["chat"],
       summary: "Ask a question (grounded answer)",
       description:
-        "Retrieves evidence from the caller's images, video segments and triples and the attached images, grounds it with the VQA head, and writes an answer that cites it as [id] (with the configured LLM, or offline). `stream: true` answers server-sent events: `retrieval`, `grounding`, `citation`…, `answer-delta`…, `done` with the ChatResponse; `answer-reset` when the LLM failed mid-answer (discard the deltas so far; the offline answer follows); `error` with the error envelope when the turn fails after the stream began. A failure before the first event is answered with its HTTP status.",
+        "Retrieves evidence from the caller's images, video segments and triples and the attached images, grounds it with the VQA head, and writes an answer that cites it as [id] (with the configured LLM, or offline). `stream: true` answers server-sent events: `retrieval`, `grounding`, `citation`…, `answer-delta`…, `done` with the ChatResponse; `answer-reset` when the LLM failed mid-answer (discard the deltas so far; the offline answer follows); `error` with the error envelope when the turn fails after the stream began. A failure before the first event is answered with its HTTP status. When the answer rests on the detection head's objects (a count, a side, a named object, \"what is in the top-left?\"), the image's citation carries their `boxes` (normalized to the image); `kinds` may list `region` to cite objects found at ingest with their box; `verification.disagreements` lists counts and sides on which the detection head and the VQA head disagreed.",
       middleware: [chatBodyLimit(config)],
       request: {
         body: {

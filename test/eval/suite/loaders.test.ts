@@ -550,6 +550,49 @@ describe("Shapes World splits", () => {
     expect(counts["triple-probe"]).toBe(manifest.counts.triples);
     expect(counts["retrieval:image-to-image"]).toBe(manifest.counts.triples);
     expect(counts["retrieval:text-to-video-segment"]).toBeGreaterThanOrEqual(3);
+    expect(counts.detection).toBe(manifest.counts.images);
+    expect(counts.region).toBe(manifest.counts.images);
+  });
+
+  it("boxes each scene object by its bounding circle's square and targets every object a description fits", async () => {
+    const scenes = (await readFile(join(pngDir, "scenes.jsonl"), "utf8"))
+      .trim()
+      .split("\n")
+      .map(
+        (line) =>
+          JSON.parse(line) as {
+            id: string;
+            scene: {
+              objects: Array<{ shape: string; color: string; size: string; x: number; y: number; r: number }>;
+            };
+          },
+      );
+    const first = scenes[0] as (typeof scenes)[number];
+    const detection = pngSuite.cases.find((item) => item.kind === "detection" && item.image === first.id);
+    expect(detection).toMatchObject({
+      objects: first.scene.objects.map((object) => ({
+        label: object.shape,
+        attributes: { color: object.color, size: object.size },
+        box: {
+          x0: object.x - object.r,
+          y0: object.y - object.r,
+          x1: object.x + object.r,
+          y1: object.y + object.r,
+        },
+      })),
+      counts: expect.arrayContaining([{ expected: first.scene.objects.length }]),
+    });
+    for (const item of pngSuite.cases) {
+      if (item.kind !== "region") continue;
+      const fits = scenes.flatMap((scene) =>
+        scene.scene.objects
+          .filter((object) => item.text.endsWith(`${object.color} ${object.shape}`))
+          .filter((object) => !/ (small|large) /u.test(item.text) || item.text.includes(` ${object.size} `))
+          .map(() => scene.id),
+      );
+      expect(item.targets.map((target) => target.image)).toEqual(fits);
+      expect(item.targets.length).toBeGreaterThan(0);
+    }
   });
 
   it("keeps every reference inside the suite", () => {

@@ -48,6 +48,9 @@ const healthy = {
   "answers.citationRecall": 0.7,
   "abstention.recall": 1,
   "triples.reuse": 0.95,
+  "detection.ap50": 0.95,
+  "detection.counting": 0.96,
+  "regions.recallAt1": 0.85,
   "latency.total.p50": 300,
 };
 

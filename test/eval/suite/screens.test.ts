@@ -76,6 +76,7 @@ function scriptedLoupe(images: readonly CorpusImage[]): { client: LoupeClient; c
       })),
     ingestVideos: async () => [],
     ingestTriples: async () => [],
+    detect: async () => ({ model: "m", detections: [] }),
     listImages: async () =>
       images.map(
         (image, index): ListedItem => ({

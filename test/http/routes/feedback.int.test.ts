@@ -50,7 +50,7 @@ describe("feedback proposals approved into the corpus", () => {
     const sent = await post("/v1/feedback", {
       rating: "up",
       question,
-      answer: "It shows a zigzag-violet-kite [att_1].",
+      answer: "It shows a zigzag-violet-kite [att_1] [reg_0a1b2c3d4e5f].",
       citations: ["att_1"],
       image: `data:image/png;base64,${image.toString("base64")}`,
       conversationId: "conv-1",

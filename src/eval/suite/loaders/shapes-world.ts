@@ -8,22 +8,32 @@
  * - VQA cases: `vqa.jsonl`, tagged with question type and variant;
  * - triple probes: the twin with a paraphrased question should reuse the stored triple;
  * - text→video-segment cases: one per distinct clip description (with and without the size word), whose
- *   expected segments are every clip of every video with that meaning.
+ *   expected segments are every clip of every video with that meaning;
+ * - detection cases: one per image, with its objects (box: the square `[x − r, y − r, x + r, y + r]` of
+ *   the bounding circle, normalized) and counting questions (all objects, each shape and each colour it has);
+ * - region cases: one single-object description per image ("a small green star"; the size word on every
+ *   other image), whose targets are every object of the corpus the description fits.
  *
  * The manifest's spec tag and counts are checked, so a truncated or foreign folder fails loudly.
  */
 import { resolve } from "node:path";
 import { z } from "zod";
 import { DATASET_SPEC } from "../../../synth/dataset.ts";
+import { COLORS, SHAPES, SIZES } from "../../../synth/domain.ts";
+import { objectPhrase } from "../../../synth/phrasing.ts";
 import type {
   CorpusImage,
   CorpusTriple,
   CorpusVideo,
+  CountQuestion,
+  DetectionCase,
+  RegionCase,
   RetrievalCase,
   SegmentRef,
   Suite,
   SuiteCase,
   TripleProbeCase,
+  TruthObject,
   VqaCase,
 } from "../suite.ts";
 import {
@@ -60,6 +70,18 @@ export const shapesManifestSchema = z.object({
   }),
 });
 
+const sceneObjectSchema = z
+  .object({
+    shape: z.enum(SHAPES),
+    color: z.enum(COLORS),
+    size: z.enum(SIZES),
+    x: z.number().min(0).max(1),
+    y: z.number().min(0).max(1),
+    r: z.number().positive().max(0.5),
+  })
+  .loose();
+type SceneObject = z.output<typeof sceneObjectSchema>;
+
 const sceneLineSchema = z.object({
   id: z.string().min(1),
   file: z.string().min(1),
@@ -67,6 +89,11 @@ const sceneLineSchema = z.object({
   height: z.number().int(),
   key: z.string(),
   keyWithoutSizes: z.string(),
+  /** The objects drawn; splits without it get no detection or region cases. */
+  scene: z
+    .object({ objects: z.array(sceneObjectSchema) })
+    .loose()
+    .optional(),
 });
 
 const queryLineSchema = z.discriminatedUnion("type", [
@@ -127,6 +154,78 @@ const videoLineSchema = z.object({
     }),
   ),
 });
+
+/** The ground-truth box of a Shapes World object: the square of its bounding circle, normalized. */
+export function shapesObjectBox(object: Pick<SceneObject, "x" | "y" | "r">): TruthObject["box"] {
+  return {
+    x0: object.x - object.r,
+    y0: object.y - object.r,
+    x1: object.x + object.r,
+    y1: object.y + object.r,
+  };
+}
+
+/** Counting questions of one scene: all its objects, then each shape and each colour it has. */
+export function sceneCountQuestions(objects: readonly SceneObject[]): CountQuestion[] {
+  const questions: CountQuestion[] = [{ expected: objects.length }];
+  for (const label of SHAPES) {
+    const expected = objects.filter((object) => object.shape === label).length;
+    if (expected > 0) questions.push({ label, expected });
+  }
+  for (const color of COLORS) {
+    const expected = objects.filter((object) => object.color === color).length;
+    if (expected > 0) questions.push({ color, expected });
+  }
+  return questions;
+}
+
+/**
+ * Detection and region cases of a split's scenes (see the module comment); scenes without objects give
+ * neither.
+ */
+export function objectCases(scenes: ReadonlyArray<{ id: string; objects: readonly SceneObject[] }>): {
+  detection: DetectionCase[];
+  region: RegionCase[];
+} {
+  const truthOf = (object: SceneObject): TruthObject => ({
+    label: object.shape,
+    attributes: { color: object.color, size: object.size },
+    box: shapesObjectBox(object),
+  });
+  const detection: DetectionCase[] = [];
+  const region: RegionCase[] = [];
+  scenes.forEach((scene, index) => {
+    if (scene.objects.length === 0) return;
+    detection.push({
+      kind: "detection",
+      id: `det-${scene.id}`,
+      tags: [`objects-${scene.objects.length}`],
+      image: scene.id,
+      objects: scene.objects.map(truthOf),
+      counts: sceneCountQuestions(scene.objects),
+    });
+    const object = scene.objects[index % scene.objects.length] as SceneObject;
+    const withSize = index % 2 === 0;
+    const fits = (other: SceneObject) =>
+      other.shape === object.shape &&
+      other.color === object.color &&
+      (!withSize || other.size === object.size);
+    region.push({
+      kind: "region",
+      id: `reg-${scene.id}`,
+      tags: [withSize ? "with-size" : "without-size"],
+      text: objectPhrase({
+        ...(withSize ? { size: object.size } : {}),
+        color: object.color,
+        shape: object.shape,
+      }),
+      targets: scenes.flatMap((other) =>
+        other.objects.filter(fits).map((fit) => ({ image: other.id, box: shapesObjectBox(fit) })),
+      ),
+    });
+  });
+  return { detection, region };
+}
 
 /** Options of {@link loadShapesWorldSuite}. */
 export interface LoadShapesWorldSuiteOptions {
@@ -378,6 +477,13 @@ export async function loadShapesWorldSuite({
       segments: entry.segments,
     });
   }
+
+  const objects = objectCases(
+    scenes.flatMap(({ value }) =>
+      value.scene === undefined ? [] : [{ id: value.id, objects: value.scene.objects }],
+    ),
+  );
+  cases.push(...objects.detection, ...objects.region);
 
   if (checkFiles) await files.checkExist();
   return {

@@ -1,0 +1,504 @@
+/**
+ * The PostgreSQL adapter of the {@link KeyStore} port, for several Loupe processes sharing one store
+ * (`LOUPE_DATABASE_URL`). Tables `loupe_api_keys` (one row per key: its HMAC, never the key) and
+ * `loupe_key_store` (the secret's fingerprint and a version) come from migration 1 (`loupe migrate`).
+ *
+ * Create and revoke run in a transaction that locks the `loupe_key_store` row and bumps its version.
+ * Each process keeps a snapshot of the keys and, at most every `refreshMs` (1 s by default), reads the
+ * version (one small query) and the keys again if it moved, so a key revoked by another replica stops
+ * working here within about a second, well inside {@link MAX_STALENESS_MS}, while verifying a key
+ * costs no query. `lastUsedAt` is written in batches, without bumping the version.
+ */
+import type pg from "pg";
+import { databaseFailure, withTransaction } from "../db/database.ts";
+import { openDatabase } from "../db/open-database.ts";
+import {
+  generateApiKey,
+  generateKeyId,
+  hashApiKey,
+  isWellFormedApiKey,
+  sameHash,
+  secretFingerprint,
+} from "./api-key.ts";
+import { createFileKeyStore, keyStoreDir } from "./file-key-store.ts";
+import { ensureKeySecret, readKeySecret, secretFile } from "./key-secret.ts";
+import {
+  type ApiKeyRecord,
+  type CreatedApiKey,
+  KEY_SCOPES,
+  type KeyScope,
+  type KeyStore,
+  type KeyVerification,
+  keyStatus,
+  type NewApiKey,
+} from "./key-store.ts";
+import { KeyStoreError } from "./key-store-error.ts";
+import { normalizeOrigin } from "./origins.ts";
+
+/** Options of {@link createPgKeyStore}. */
+export interface PgKeyStoreOptions {
+  /** The pool of `LOUPE_DATABASE_URL`, migrated; the store does not close it. */
+  pool: pg.Pool;
+  /** `LOUPE_KEY_SECRET`; absent: the secret generated into `<secretDir>/secret` (one machine only). */
+  secret?: string;
+  /** Where a generated secret lives when `secret` is absent: `<LOUPE_DATA_DIR>/auth`. */
+  secretDir: string;
+  /** Tenants a key may be made for (the store's tenant pattern). */
+  tenantPattern: RegExp;
+  /** How often the store's version is checked for changes made by other processes. */
+  refreshMs?: number;
+  /** How long uses are gathered before their `lastUsedAt` is written. */
+  touchFlushMs?: number;
+  /** A use within this long of the known `lastUsedAt` is not written again. */
+  touchResolutionMs?: number;
+  /** The clock (tests move it). */
+  now?: () => Date;
+}
+
+const MAX_ORIGINS = 50;
+const MAX_NAME = 100;
+const MAX_RATE = 1_000_000;
+
+interface KeyRow {
+  id: string;
+  hash: string;
+  name: string | null;
+  tenant: string;
+  scopes: string[];
+  publishable: boolean;
+  origins: string[];
+  rate_limit_per_second: number | null;
+  rate_limit_burst: number | null;
+  created_at: Date;
+  expires_at: Date | null;
+  last_used_at: Date | null;
+  revoked_at: Date | null;
+}
+
+interface StoredKey {
+  hash: string;
+  record: ApiKeyRecord;
+}
+
+interface Snapshot {
+  version: string;
+  secretFingerprint: string | null;
+  keys: StoredKey[];
+  byHash: Map<string, StoredKey>;
+  checkedAt: number;
+  /** Set once the secret was checked against the database's fingerprint. */
+  secret?: string;
+}
+
+const KEY_COLUMNS =
+  "id, hash, name, tenant, scopes, publishable, origins, rate_limit_per_second, rate_limit_burst, created_at, expires_at, last_used_at, revoked_at";
+
+function iso(value: Date | null): string | null {
+  return value === null ? null : value.toISOString();
+}
+
+function toStored(row: KeyRow): StoredKey {
+  return {
+    hash: row.hash,
+    record: {
+      id: row.id,
+      name: row.name,
+      tenant: row.tenant,
+      scopes: KEY_SCOPES.filter((scope) => row.scopes.includes(scope)),
+      publishable: row.publishable,
+      origins: row.origins,
+      rateLimit:
+        row.rate_limit_per_second === null || row.rate_limit_burst === null
+          ? null
+          : { perSecond: row.rate_limit_per_second, burst: row.rate_limit_burst },
+      createdAt: row.created_at.toISOString(),
+      expiresAt: iso(row.expires_at),
+      lastUsedAt: iso(row.last_used_at),
+      revokedAt: iso(row.revoked_at),
+    },
+  };
+}
+
+/** The key store over the `loupe_api_keys` table of a migrated database. */
+export function createPgKeyStore({
+  pool,
+  secret: configuredSecret,
+  secretDir,
+  tenantPattern,
+  refreshMs = 1_000,
+  touchFlushMs = 5_000,
+  touchResolutionMs = 60_000,
+  now = () => new Date(),
+}: PgKeyStoreOptions): KeyStore {
+  let snapshot: Snapshot | undefined;
+  let refreshing: Promise<Snapshot> | undefined;
+  const pendingTouches = new Map<string, number>();
+  let touchTimer: NodeJS.Timeout | undefined;
+  let flushing: Promise<void> = Promise.resolve();
+
+  const query = async <Row extends pg.QueryResultRow>(text: string, values: unknown[] = []) => {
+    try {
+      return await pool.query<Row>(text, values);
+    } catch (error) {
+      throw databaseFailure(error, pool);
+    }
+  };
+
+  /** Reads the keys again when the store's version moved since the snapshot. */
+  const read = async (): Promise<Snapshot> => {
+    const head = await query<{ version: string; secret_fingerprint: string | null }>(
+      "select version::text as version, secret_fingerprint from loupe_key_store",
+    );
+    const state = head.rows[0];
+    if (state === undefined) {
+      throw new KeyStoreError(
+        "key_store_invalid",
+        "The database's loupe_key_store row is missing. Restore the database from a backup.",
+      );
+    }
+    if (snapshot !== undefined && snapshot.version === state.version) {
+      return { ...snapshot, checkedAt: Date.now() };
+    }
+    // Keys are read after the version, so a change between the two is only read again next time.
+    const rows = await query<KeyRow>(`select ${KEY_COLUMNS} from loupe_api_keys order by seq`);
+    const keys = rows.rows.map(toStored);
+    return {
+      version: state.version,
+      secretFingerprint: state.secret_fingerprint,
+      keys,
+      byHash: new Map(keys.map((key) => [key.hash, key])),
+      checkedAt: Date.now(),
+    };
+  };
+
+  /** The cached snapshot, checked again when older than `refreshMs`. */
+  const current = async (): Promise<Snapshot> => {
+    if (snapshot !== undefined && Date.now() - snapshot.checkedAt < refreshMs) return snapshot;
+    refreshing ??= read().then(
+      (fresh) => {
+        snapshot = fresh;
+        refreshing = undefined;
+        return fresh;
+      },
+      (error: unknown) => {
+        refreshing = undefined;
+        throw error;
+      },
+    );
+    return refreshing;
+  };
+
+  /** Forgets the snapshot's age, so the next read sees this process's own change at once. */
+  const invalidate = () => {
+    if (snapshot !== undefined) snapshot.checkedAt = 0;
+  };
+
+  const secretSource = configuredSecret === undefined ? secretFile(secretDir) : "LOUPE_KEY_SECRET";
+
+  /** The secret the snapshot's keys are checked with, after checking it is the one they were made with. */
+  const checkedSecret = async (state: Snapshot): Promise<string> => {
+    if (state.secret !== undefined) return state.secret;
+    const secret = configuredSecret ?? (await readKeySecret(secretDir));
+    if (secret === undefined) {
+      throw new KeyStoreError(
+        "key_store_invalid",
+        `The database holds keys but there is no key secret: LOUPE_KEY_SECRET is not set and ${secretFile(secretDir)} is missing. Set LOUPE_KEY_SECRET to the secret the keys were made with (every replica needs the same one).`,
+      );
+    }
+    if (state.secretFingerprint !== null && state.secretFingerprint !== secretFingerprint(secret)) {
+      throw new KeyStoreError(
+        "key_store_invalid",
+        `The keys in the database were made with another key secret than ${secretSource}. Set LOUPE_KEY_SECRET to the secret they were made with (every replica needs the same one), or revoke them and create new keys.`,
+      );
+    }
+    state.secret = secret;
+    return secret;
+  };
+
+  const flushTouches = async (): Promise<void> => {
+    if (touchTimer !== undefined) clearTimeout(touchTimer);
+    touchTimer = undefined;
+    if (pendingTouches.size === 0) return;
+    const ids = [...pendingTouches.keys()];
+    const times = ids.map((id) => new Date(pendingTouches.get(id) as number));
+    pendingTouches.clear();
+    await query(
+      `update loupe_api_keys as keys set last_used_at = used.at
+         from unnest($1::text[], $2::timestamptz[]) as used(id, at)
+        where keys.id = used.id and (keys.last_used_at is null or keys.last_used_at < used.at)`,
+      [ids, times],
+    );
+    for (const [index, id] of ids.entries()) {
+      const stored = snapshot?.keys.find((key) => key.record.id === id);
+      const at = times[index] as Date;
+      if (
+        stored !== undefined &&
+        (stored.record.lastUsedAt === null || Date.parse(stored.record.lastUsedAt) < at.getTime())
+      ) {
+        stored.record = { ...stored.record, lastUsedAt: at.toISOString() };
+      }
+    }
+  };
+
+  const validate = (input: NewApiKey) => {
+    const problems: string[] = [];
+    if (typeof input.tenant !== "string" || !tenantPattern.test(input.tenant)) {
+      problems.push(
+        `tenant ${JSON.stringify(input.tenant)} is not allowed; use 1–128 characters from letters, digits and _.@:-`,
+      );
+    }
+    const publishable = input.publishable === true;
+    let scopes: KeyScope[];
+    if (publishable) {
+      if (input.scopes?.some((scope) => scope !== "read")) {
+        problems.push(
+          `a publishable key is read-only (chat, media, models); leave out scopes ${input.scopes.filter((scope) => scope !== "read").join(",")}`,
+        );
+      }
+      scopes = ["read"];
+    } else {
+      const given = input.scopes ?? [];
+      const unknown = given.filter((scope) => !KEY_SCOPES.includes(scope));
+      if (given.length === 0) problems.push(`scopes are required; choose from ${KEY_SCOPES.join(", ")}`);
+      if (unknown.length > 0) {
+        problems.push(
+          `scopes ${unknown.map((scope) => JSON.stringify(scope)).join(", ")} are not scopes; choose from ${KEY_SCOPES.join(", ")}`,
+        );
+      }
+      scopes = KEY_SCOPES.filter((scope) => given.includes(scope));
+    }
+    const origins: string[] = [];
+    for (const origin of input.origins ?? []) {
+      const normalized = normalizeOrigin(origin);
+      if (normalized === undefined) {
+        problems.push(
+          `origin ${JSON.stringify(origin.slice(0, 100))} is not an origin; write scheme://host[:port], e.g. https://app.example.com`,
+        );
+      } else if (!origins.includes(normalized)) {
+        origins.push(normalized);
+      }
+    }
+    if (origins.length > MAX_ORIGINS) problems.push(`at most ${MAX_ORIGINS} origins may be listed`);
+    if (publishable && (input.origins ?? []).length === 0) {
+      problems.push(
+        "a publishable key needs the origins it may be used from (--origins https://app.example.com)",
+      );
+    }
+    const name = input.name?.trim();
+    if (name !== undefined && (name.length === 0 || name.length > MAX_NAME || /\p{Cc}/u.test(name))) {
+      problems.push(`name must be 1–${MAX_NAME} printable characters`);
+    }
+    if (
+      input.rateLimit !== undefined &&
+      !(
+        Number.isFinite(input.rateLimit.perSecond) &&
+        input.rateLimit.perSecond > 0 &&
+        input.rateLimit.perSecond <= MAX_RATE &&
+        Number.isInteger(input.rateLimit.burst) &&
+        input.rateLimit.burst >= 1 &&
+        input.rateLimit.burst <= MAX_RATE
+      )
+    ) {
+      problems.push(`a rate limit is 0 < perSecond ≤ ${MAX_RATE} and a whole burst of 1–${MAX_RATE}`);
+    }
+    if (input.expiresAt !== undefined) {
+      const at = input.expiresAt.getTime();
+      if (!Number.isFinite(at) || at <= now().getTime()) problems.push("expiry must be in the future");
+    }
+    if (problems.length > 0) {
+      throw new KeyStoreError("invalid_key_request", `The key cannot be made: ${problems.join("; ")}.`);
+    }
+    return { publishable, scopes, origins, name: name ?? null };
+  };
+
+  return {
+    async create(input): Promise<CreatedApiKey> {
+      const { publishable, scopes, origins, name } = validate(input);
+      const secret = configuredSecret ?? (await ensureKeySecret(secretDir));
+      const fingerprint = secretFingerprint(secret);
+      const key = generateApiKey({ publishable });
+      const createdAt = now();
+      const row = await withTransaction(pool, async (client) => {
+        const head = await client.query<{ secret_fingerprint: string | null; keys: boolean }>(
+          `select secret_fingerprint, exists (select 1 from loupe_api_keys) as keys
+             from loupe_key_store for update`,
+        );
+        const state = head.rows[0];
+        if (state === undefined) {
+          throw new KeyStoreError(
+            "key_store_invalid",
+            "The database's loupe_key_store row is missing. Restore the database from a backup.",
+          );
+        }
+        if (state.keys && state.secret_fingerprint !== null && state.secret_fingerprint !== fingerprint) {
+          throw new KeyStoreError(
+            "key_store_invalid",
+            `The keys in the database were made with another key secret; set the secret they were made with (LOUPE_KEY_SECRET, the same on every replica) before making more.`,
+          );
+        }
+        await client.query("update loupe_key_store set version = version + 1, secret_fingerprint = $1", [
+          fingerprint,
+        ]);
+        const inserted = await client.query<KeyRow>(
+          `insert into loupe_api_keys
+             (id, hash, name, tenant, scopes, publishable, origins, rate_limit_per_second, rate_limit_burst, created_at, expires_at)
+           values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+           returning ${KEY_COLUMNS}`,
+          [
+            generateKeyId(),
+            hashApiKey({ key, secret }),
+            name,
+            input.tenant,
+            scopes,
+            publishable,
+            origins,
+            input.rateLimit?.perSecond ?? null,
+            input.rateLimit?.burst ?? null,
+            createdAt,
+            input.expiresAt ?? null,
+          ],
+        );
+        return inserted.rows[0] as KeyRow;
+      });
+      invalidate();
+      return { key, record: toStored(row).record };
+    },
+
+    async list({ tenant } = {}) {
+      const rows =
+        tenant === undefined
+          ? await query<KeyRow>(`select ${KEY_COLUMNS} from loupe_api_keys order by seq`)
+          : await query<KeyRow>(`select ${KEY_COLUMNS} from loupe_api_keys where tenant = $1 order by seq`, [
+              tenant,
+            ]);
+      return rows.rows.map((row) => toStored(row).record);
+    },
+
+    async revoke(id, { tenant } = {}) {
+      const row = await withTransaction(pool, async (client) => {
+        await client.query("select version from loupe_key_store for update");
+        const updated = await client.query<KeyRow>(
+          `update loupe_api_keys set revoked_at = coalesce(revoked_at, $2)
+            where id = $1 and ($3::text is null or tenant = $3)
+            returning ${KEY_COLUMNS}`,
+          [id, now(), tenant ?? null],
+        );
+        const revoked = updated.rows[0];
+        if (revoked === undefined) {
+          throw new KeyStoreError(
+            "key_not_found",
+            `No key with id ${JSON.stringify(id.slice(0, 80))}${tenant === undefined ? "" : ` for tenant ${tenant}`}. List the keys with \`loupe keys list\`.`,
+          );
+        }
+        await client.query("update loupe_key_store set version = version + 1");
+        return revoked;
+      });
+      invalidate();
+      return toStored(row).record;
+    },
+
+    async verify(key): Promise<KeyVerification> {
+      if (typeof key !== "string" || !isWellFormedApiKey(key)) return { status: "unknown" };
+      const state = await current();
+      if (state.keys.length === 0) return { status: "unknown" };
+      const hash = hashApiKey({ key, secret: await checkedSecret(state) });
+      const stored = state.byHash.get(hash);
+      if (stored === undefined || !sameHash(stored.hash, hash)) return { status: "unknown" };
+      const status = keyStatus(stored.record, now());
+      return status === "active"
+        ? { status: "valid", record: stored.record }
+        : { status, record: stored.record };
+    },
+
+    touch(id, at = now()) {
+      const stored = snapshot?.keys.find((key) => key.record.id === id);
+      const lastUsedAt = stored?.record.lastUsedAt;
+      const last = lastUsedAt === null || lastUsedAt === undefined ? 0 : Date.parse(lastUsedAt);
+      if (at.getTime() - last < touchResolutionMs) return;
+      pendingTouches.set(id, Math.max(pendingTouches.get(id) ?? 0, at.getTime()));
+      if (touchTimer === undefined) {
+        touchTimer = setTimeout(() => {
+          // lastUsedAt is informational: a failed write is retried by the next use.
+          flushing = flushTouches().catch(() => undefined);
+        }, touchFlushMs);
+        touchTimer.unref();
+      }
+    },
+
+    async hasKeys() {
+      const state = await current();
+      if (state.keys.length === 0) return false;
+      await checkedSecret(state);
+      return true;
+    },
+
+    async corsOrigins() {
+      const state = await current();
+      const at = now();
+      const origins = new Set<string>();
+      for (const { record } of state.keys) {
+        if (record.origins.length === 0 || keyStatus(record, at) !== "active") continue;
+        for (const origin of record.origins) origins.add(origin);
+      }
+      return origins;
+    },
+
+    async close() {
+      await flushing;
+      await flushTouches().catch(() => undefined);
+    },
+  };
+}
+
+/** Options of {@link openPgKeyStore}: those of {@link createPgKeyStore}, with a URL instead of a pool. */
+export interface OpenPgKeyStoreOptions extends Omit<PgKeyStoreOptions, "pool"> {
+  /** `LOUPE_DATABASE_URL`. */
+  url: string;
+}
+
+/**
+ * The key store on the database at `url`, over a pool of its own that its `close()` ends: what the
+ * server and `loupe keys` open when `LOUPE_DATABASE_URL` is set. Closing it twice closes it once.
+ *
+ * @throws {DatabaseError} `migrations_pending` (naming `loupe migrate`), `database_invalid` or
+ *   `database_unavailable`.
+ */
+export async function openPgKeyStore({ url, ...options }: OpenPgKeyStoreOptions): Promise<KeyStore> {
+  const pool = await openDatabase({ url });
+  const store = createPgKeyStore({ pool, ...options });
+  let closing: Promise<void> | undefined;
+  return {
+    ...store,
+    close() {
+      closing ??= store.close().finally(() => pool.end());
+      return closing;
+    },
+  };
+}
+
+/** Options of {@link openKeyStore}: the settings that choose and configure the key store. */
+export interface OpenKeyStoreOptions {
+  /** `LOUPE_DATABASE_URL`; absent: the file store under `dataDir`. */
+  databaseUrl?: string;
+  /** `LOUPE_DATA_DIR`: the file store's directory, and where a generated secret lives. */
+  dataDir: string;
+  /** `LOUPE_KEY_SECRET`. */
+  secret?: string;
+  tenantPattern: RegExp;
+}
+
+/**
+ * The key store the settings name: on the database when `databaseUrl` is set (checked to be migrated),
+ * else the file store under `<dataDir>/auth`. For what opens the key store alone (start-up's
+ * authentication check, `loupe keys`); its `close()` releases what it opened.
+ */
+export async function openKeyStore({
+  databaseUrl,
+  dataDir,
+  secret,
+  tenantPattern,
+}: OpenKeyStoreOptions): Promise<KeyStore> {
+  const dir = keyStoreDir(dataDir);
+  if (databaseUrl === undefined) return createFileKeyStore({ dir, secret, tenantPattern });
+  return openPgKeyStore({ url: databaseUrl, secret, secretDir: dir, tenantPattern });
+}
