@@ -8,13 +8,18 @@
  *   embeddings times the pack's logit scale (the zero-shot classifier) and are pulled back toward them by an
  *   L2 penalty, so few examples move the decision only as far as they support.
  *
- * Both are scored by leave-one-out (each example predicted by the model fitted without it); the one with
+ * - **Diagonal linear discriminant** (shrunk): each class is its mean, and each feature is weighed by the
+ *   inverse of its within-class variance (pooled over classes, shrunk toward the average variance), so a
+ *   feature that is steady within a class and differs between classes decides, however many others vary.
+ *   This is what finds "is there a star" in an object summary where counts and colours vary freely.
+ *
+ * All are scored by leave-one-out (each example predicted by the model fitted without it); the one with
  * the better held-out accuracy (then log-loss) is kept, its temperature is fitted on those held-out logits
  * (calibration), and the threshold under which a prediction is `none` is read off them too.
  */
 
 /** The two model families. */
-export const CLASSIFIER_METHODS = ["nearest-mean", "logistic"] as const;
+export const CLASSIFIER_METHODS = ["nearest-mean", "logistic", "diagonal-discriminant"] as const;
 /** A model family. */
 export type ClassifierMethod = (typeof CLASSIFIER_METHODS)[number];
 
@@ -49,6 +54,8 @@ export interface MethodScore {
   priorStrength?: number;
   /** The weight of the zero-shot prior in nearest-mean logits. */
   priorWeight?: number;
+  /** The diagonal discriminant's shrinkage of variances toward their mean. */
+  shrinkage?: number;
   /** Share of examples predicted right by the model fitted without them. */
   accuracy: number;
   /** Mean negative log-likelihood of the held-out predictions, after calibration. */
@@ -66,6 +73,8 @@ export interface FittedClassifier {
   scores: MethodScore[];
   /** Probability under which the best label is reported as `none`. */
   threshold: number;
+  /** The chosen model's held-out raw logits, one row per example (not stored; for combining models). */
+  heldOut: Float64Array[];
 }
 
 /** Options of the logistic regression. */
@@ -82,6 +91,10 @@ export interface LogisticOptions {
 export const PRIOR_STRENGTHS: readonly number[] = [10, 1, 0.1, 0.01];
 /** Weights of the zero-shot prior nearest-mean is tried with (0: the examples alone). */
 export const NEAREST_MEAN_PRIOR_WEIGHTS: readonly number[] = [0, 0.5, 1, 2];
+/** Shrinkages of per-feature variances toward their mean the diagonal discriminant is tried with. */
+export const DISCRIMINANT_SHRINKAGES: readonly number[] = [0.05, 0.3, 0.8];
+/** Weights of the zero-shot prior the diagonal discriminant is tried with (0: the examples alone). */
+export const DISCRIMINANT_PRIOR_WEIGHTS: readonly number[] = [0, 1];
 /** Scale of nearest-class-mean logits before calibration (cosines are in [−1, 1]). */
 export const NEAREST_MEAN_SCALE = 30;
 /** Past this many examples, held-out accuracy is measured by 10-fold cross-validation, not leave-one-out. */
@@ -206,6 +219,69 @@ function scaled(vector: Float32Array, factor: number): Float32Array {
 }
 
 /**
+ * Shrunk diagonal linear discriminant: class means, and per feature the within-class variance pooled over
+ * the classes and shrunk toward the mean variance by `shrinkage` (0 … 1), which keeps a feature that happens
+ * not to vary among a few examples from taking over. Logits are the Gaussian log-likelihoods with that shared
+ * diagonal covariance, linear in the input: w_kd = μ_kd / σ²_d, b_k = −Σ_d μ_kd² / 2σ²_d. Equal class priors
+ * (the examples' class balance says how the user labelled, not how often a class occurs). A class left with no
+ * examples (a held-out single shot) gets a zero row and the lowest bias of the others. `priorWeight` adds
+ * that many times the zero-shot logits (`priorScale` × the label's text embedding), as nearest mean does.
+ */
+export function fitDiagonalDiscriminant(
+  set: TrainingSet,
+  include?: (index: number) => boolean,
+  { shrinkage = 0.3, priorWeight = 0 }: { shrinkage?: number; priorWeight?: number } = {},
+): LinearModel {
+  const dimension = set.priors[0]?.length ?? 0;
+  const sums = Array.from({ length: set.classes }, () => new Float64Array(dimension));
+  const counts = new Array<number>(set.classes).fill(0);
+  for (const [index, vector] of set.vectors.entries()) {
+    if (include !== undefined && !include(index)) continue;
+    const label = set.labels[index] as number;
+    const sum = sums[label] as Float64Array;
+    for (let d = 0; d < dimension; d += 1) sum[d] = (sum[d] ?? 0) + (vector[d] ?? 0);
+    counts[label] = (counts[label] ?? 0) + 1;
+  }
+  const means = sums.map((sum, label) => sum.map((value) => value / Math.max(counts[label] ?? 0, 1)));
+  const variance = new Float64Array(dimension);
+  let used = 0;
+  for (const [index, vector] of set.vectors.entries()) {
+    if (include !== undefined && !include(index)) continue;
+    const mean = means[set.labels[index] as number] as Float64Array;
+    for (let d = 0; d < dimension; d += 1)
+      variance[d] = (variance[d] ?? 0) + ((vector[d] ?? 0) - (mean[d] ?? 0)) ** 2;
+    used += 1;
+  }
+  const populated = counts.filter((count) => count > 0).length;
+  const degrees = Math.max(used - populated, 1);
+  let average = 0;
+  for (let d = 0; d < dimension; d += 1) {
+    variance[d] = (variance[d] ?? 0) / degrees;
+    average += variance[d] ?? 0;
+  }
+  average = average / Math.max(dimension, 1) || 1e-6;
+  for (let d = 0; d < dimension; d += 1)
+    variance[d] = (1 - shrinkage) * (variance[d] ?? 0) + shrinkage * average + 1e-9;
+  const weights = means.map((mean, label) => {
+    const prior = set.priors[label] as Float32Array;
+    return Float32Array.from(
+      mean,
+      (value, d) => value / (variance[d] ?? 1) + priorWeight * set.priorScale * (prior[d] ?? 0),
+    );
+  });
+  const bias = new Float64Array(set.classes);
+  for (const [label, mean] of means.entries()) {
+    let sum = 0;
+    for (let d = 0; d < dimension; d += 1) sum += ((mean[d] ?? 0) * (mean[d] ?? 0)) / (variance[d] ?? 1);
+    bias[label] = -sum / 2;
+  }
+  const present = [...bias].filter((_, label) => (counts[label] ?? 0) > 0);
+  const lowest = Math.min(...present);
+  for (let label = 0; label < set.classes; label += 1) if ((counts[label] ?? 0) === 0) bias[label] = lowest;
+  return { method: "diagonal-discriminant", weights, bias, temperature: 1 };
+}
+
+/**
  * Multinomial logistic regression, L2-regularized toward the zero-shot weights (`priorScale` × each
  * label's text embedding), fitted by full-batch Adam. `start` warm-starts it (leave-one-out refits).
  */
@@ -317,7 +393,8 @@ export function heldOutLogits(
     options,
     full,
     priorWeight = 0,
-  }: { options?: LogisticOptions; full?: LinearModel; priorWeight?: number } = {},
+    shrinkage,
+  }: { options?: LogisticOptions; full?: LinearModel; priorWeight?: number; shrinkage?: number } = {},
 ): { logits: Float64Array[]; validation: FittedClassifier["validation"] } {
   const { folds, count, validation } = foldsOf(set);
   const logits: Float64Array[] = new Array(set.vectors.length);
@@ -326,15 +403,20 @@ export function heldOutLogits(
     const model =
       method === "nearest-mean"
         ? fitNearestMean(set, include, priorWeight)
-        : fitLogistic(set, {
-            include,
-            // Warm-started from the model fitted on everything: one example moves it a little.
-            ...(full === undefined ? {} : { start: full }),
-            options: {
-              ...options,
-              iterations: Math.max(20, Math.round((options?.iterations ?? DEFAULT_LOGISTIC.iterations) / 3)),
-            },
-          });
+        : method === "diagonal-discriminant"
+          ? fitDiagonalDiscriminant(set, include, { shrinkage, priorWeight })
+          : fitLogistic(set, {
+              include,
+              // Warm-started from the model fitted on everything: one example moves it a little.
+              ...(full === undefined ? {} : { start: full }),
+              options: {
+                ...options,
+                iterations: Math.max(
+                  20,
+                  Math.round((options?.iterations ?? DEFAULT_LOGISTIC.iterations) / 3),
+                ),
+              },
+            });
     for (const [index, vector] of set.vectors.entries()) {
       if (folds[index] === fold) logits[index] = modelLogits(model, vector);
     }
@@ -423,8 +505,14 @@ export function fitClassifier(
     methods = CLASSIFIER_METHODS,
     priorStrengths = PRIOR_STRENGTHS,
     priorWeights = NEAREST_MEAN_PRIOR_WEIGHTS,
+    shrinkages = DISCRIMINANT_SHRINKAGES,
+    priorWeightsOfDiscriminant = DISCRIMINANT_PRIOR_WEIGHTS,
     logistic,
   }: {
+    /** Weights of the zero-shot prior added to the diagonal discriminant's logits. */
+    priorWeightsOfDiscriminant?: readonly number[];
+    /** Shrinkages of the diagonal discriminant's variances; the best by leave-one-out is kept. */
+    shrinkages?: readonly number[];
     /** Weights of the zero-shot prior mixed into nearest-mean logits; the best by leave-one-out is kept. */
     priorWeights?: readonly number[];
     methods?: readonly ClassifierMethod[];
@@ -434,20 +522,35 @@ export function fitClassifier(
   } = {},
 ): FittedClassifier {
   checkSet(set);
-  type Variant = { method: ClassifierMethod; options?: LogisticOptions; priorWeight?: number };
+  type Variant = {
+    method: ClassifierMethod;
+    options?: LogisticOptions;
+    priorWeight?: number;
+    shrinkage?: number;
+  };
   const variants = methods.flatMap((method): Variant[] =>
     method === "nearest-mean"
       ? priorWeights.map((priorWeight) => ({ method, priorWeight }))
-      : priorStrengths.map((priorStrength) => ({ method, options: { ...logistic, priorStrength } })),
+      : method === "diagonal-discriminant"
+        ? shrinkages.flatMap((shrinkage) =>
+            priorWeightsOfDiscriminant.map((priorWeight) => ({ method, shrinkage, priorWeight })),
+          )
+        : priorStrengths.map((priorStrength) => ({ method, options: { ...logistic, priorStrength } })),
   );
-  const candidates = variants.map(({ method, options, priorWeight }) => {
+  const candidates = variants.map(({ method, options, priorWeight, shrinkage }) => {
     const full =
       method === "nearest-mean"
         ? fitNearestMean(set, undefined, priorWeight)
-        : fitLogistic(set, { ...(options === undefined ? {} : { options }) });
+        : method === "diagonal-discriminant"
+          ? fitDiagonalDiscriminant(set, undefined, {
+              shrinkage,
+              ...(priorWeight === undefined ? {} : { priorWeight }),
+            })
+          : fitLogistic(set, { ...(options === undefined ? {} : { options }) });
     const { logits, validation } = heldOutLogits(set, method, {
       ...(options === undefined ? {} : { options }),
       ...(priorWeight === undefined ? {} : { priorWeight }),
+      ...(shrinkage === undefined ? {} : { shrinkage }),
       full,
     });
     const temperature = fitTemperature(logits, set.labels);
@@ -455,6 +558,7 @@ export function fitClassifier(
       method,
       ...(options?.priorStrength === undefined ? {} : { priorStrength: options.priorStrength }),
       ...(priorWeight === undefined ? {} : { priorWeight }),
+      ...(shrinkage === undefined ? {} : { shrinkage }),
       accuracy: heldOutAccuracy(logits, set.labels),
       logLoss: meanLogLoss(logits, set.labels, temperature),
     };
@@ -480,6 +584,7 @@ export function fitClassifier(
     validation: best.validation,
     scores: candidates.map((candidate) => candidate.score),
     threshold: noneThreshold(best.logits, set.labels, best.temperature, set.classes),
+    heldOut: best.logits,
   };
 }
 
@@ -541,10 +646,21 @@ export function fitFeatureSets(candidates: ReadonlyArray<{ features: FeatureSet;
     features,
     fitted:
       features === "objects"
-        ? fitClassifier(set, { priorWeights: [0], priorStrengths: [1, 0.1, 0.01] })
+        ? fitClassifier(set, {
+            priorWeights: [0],
+            priorStrengths: [1, 0.1, 0.01],
+            priorWeightsOfDiscriminant: [0],
+          })
         : fitClassifier(set),
   }));
-  const examples = candidates[0]?.set.vectors.length ?? 1;
+  return bestOf(results, candidates[0]?.set.vectors.length ?? 1);
+}
+
+/** The lowest calibrated log-loss among the fits within one example of the best held-out accuracy. */
+function bestOf(
+  results: ReadonlyArray<{ features: FeatureSet; fitted: FittedClassifier }>,
+  examples: number,
+): { features: FeatureSet; fitted: FittedClassifier } {
   const top = Math.max(...results.map((result) => result.fitted.looAccuracy));
   const near = results.filter((result) => result.fitted.looAccuracy >= top - 1 / examples - 1e-9);
   near.sort((left, right) => (left.fitted.scores[0]?.logLoss ?? 0) - (right.fitted.scores[0]?.logLoss ?? 0));
@@ -565,9 +681,73 @@ export interface ImageExamples {
   priorScale: number;
 }
 
+/** Weights of the zero-shot logits added to a model of the object summary; the best by leave-one-out is kept. */
+export const OBJECT_PRIOR_WEIGHTS: readonly number[] = [0.25, 1, 4];
+
+/**
+ * Examples' object-summary model plus `weight` × the labels' zero-shot logits on the embedding, as one linear
+ * model over the `both` features (whose halves are each scaled by 1/√2, hence the √2), with its held-out
+ * figures: the zero-shot logits need no training, so the held-out logits are the object model's plus them.
+ */
+function withZeroShot({
+  objects,
+  embeddings,
+  labels,
+  classes,
+  priors,
+  priorScale,
+  weight,
+}: {
+  objects: FittedClassifier;
+  embeddings: readonly Float32Array[];
+  labels: readonly number[];
+  classes: number;
+  priors: readonly Float32Array[];
+  priorScale: number;
+  weight: number;
+}): FittedClassifier {
+  const zeroShot = (embedding: Float32Array) =>
+    priors.map((prior) => weight * priorScale * dot(prior, embedding));
+  const logits = objects.heldOut.map((row, index) => {
+    const prior = zeroShot(embeddings[index] as Float32Array);
+    return row.map((value, label) => value + (prior[label] ?? 0));
+  });
+  const temperature = fitTemperature(logits, labels);
+  const accuracy = heldOutAccuracy(logits, labels);
+  const weights = objects.model.weights.map((row, label) => {
+    const prior = priors[label] as Float32Array;
+    const out = new Float32Array(prior.length + row.length);
+    for (let d = 0; d < prior.length; d += 1) out[d] = weight * priorScale * (prior[d] ?? 0) * Math.SQRT2;
+    for (let d = 0; d < row.length; d += 1) out[prior.length + d] = (row[d] ?? 0) * Math.SQRT2;
+    return out;
+  });
+  const method = objects.model.method;
+  const score: MethodScore = {
+    method,
+    ...(objects.scores[0]?.shrinkage === undefined ? {} : { shrinkage: objects.scores[0].shrinkage }),
+    ...(objects.scores[0]?.priorStrength === undefined
+      ? {}
+      : { priorStrength: objects.scores[0].priorStrength }),
+    priorWeight: weight,
+    accuracy,
+    logLoss: meanLogLoss(logits, labels, temperature),
+  };
+  return {
+    model: { method, weights, bias: Float64Array.from(objects.model.bias), temperature },
+    looAccuracy: accuracy,
+    validation: objects.validation,
+    scores: [score],
+    threshold: noneThreshold(logits, labels, temperature, classes),
+    heldOut: logits,
+  };
+}
+
 /**
  * What the classifiers API fits: every feature set the examples allow (the embedding; with object
- * summaries for all of them, also the objects and both), each measured as {@link fitFeatureSets} says.
+ * summaries for all of them, also the objects and both), each measured as {@link fitFeatureSets} says,
+ * and the best model of the object summary with the labels' zero-shot logits added (what the examples
+ * show about the objects, and what the label's words say about the whole image); the best by the same
+ * rule is kept.
  */
 export function fitImageExamples(examples: ImageExamples): {
   features: FeatureSet;
@@ -575,22 +755,47 @@ export function fitImageExamples(examples: ImageExamples): {
 } {
   const { embeddings, objects = [], labels, classes, priors, priorScale } = examples;
   const objectLength = objects[0]?.length ?? 0;
-  const sets: FeatureSet[] =
+  const withObjects =
     objectLength > 0 &&
     objects.length === embeddings.length &&
-    objects.every((entry) => entry?.length === objectLength)
-      ? ["embedding", "objects", "both"]
-      : ["embedding"];
-  return fitFeatureSets(
-    sets.map((features) => ({
+    objects.every((entry) => entry?.length === objectLength);
+  const sets: FeatureSet[] = withObjects ? ["embedding", "objects", "both"] : ["embedding"];
+  const candidates = sets.map((features) => {
+    const set: TrainingSet = {
+      vectors: embeddings.map((embedding, index) => featureVector(features, embedding, objects[index])),
+      labels,
+      classes,
+      priors: featurePriors(features, priors, objectLength),
+      priorScale,
+    };
+    return {
       features,
-      set: {
-        vectors: embeddings.map((embedding, index) => featureVector(features, embedding, objects[index])),
-        labels,
-        classes,
-        priors: featurePriors(features, priors, objectLength),
-        priorScale,
-      },
-    })),
-  );
+      fitted:
+        features === "objects"
+          ? fitClassifier(set, {
+              priorWeights: [0],
+              priorStrengths: [1, 0.1, 0.01],
+              priorWeightsOfDiscriminant: [0],
+            })
+          : fitClassifier(set),
+    };
+  });
+  const objectModel = candidates.find((candidate) => candidate.features === "objects");
+  if (objectModel !== undefined) {
+    for (const weight of OBJECT_PRIOR_WEIGHTS) {
+      candidates.push({
+        features: "both",
+        fitted: withZeroShot({
+          objects: objectModel.fitted,
+          embeddings,
+          labels,
+          classes,
+          priors,
+          priorScale,
+          weight,
+        }),
+      });
+    }
+  }
+  return bestOf(candidates, embeddings.length);
 }

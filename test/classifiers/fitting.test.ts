@@ -6,6 +6,7 @@
 import { describe, expect, it } from "vitest";
 import {
   fitClassifier,
+  fitDiagonalDiscriminant,
   fitLogistic,
   fitNearestMean,
   fitTemperature,
@@ -172,8 +173,19 @@ describe("fitClassifier", () => {
     const set = clusters({ classes: 4, shots: 5, noise: 0.4, seed: 3 });
     const fitted = fitClassifier(set);
     expect(
-      fitted.scores.map((score) => `${score.method} ${score.priorStrength ?? score.priorWeight}`).sort(),
+      fitted.scores
+        .map(
+          (score) =>
+            `${score.method} ${score.shrinkage === undefined ? "" : `${score.shrinkage}/`}${score.priorStrength ?? score.priorWeight}`,
+        )
+        .sort(),
     ).toEqual([
+      "diagonal-discriminant 0.05/0",
+      "diagonal-discriminant 0.05/1",
+      "diagonal-discriminant 0.3/0",
+      "diagonal-discriminant 0.3/1",
+      "diagonal-discriminant 0.8/0",
+      "diagonal-discriminant 0.8/1",
       "logistic 0.01",
       "logistic 0.1",
       "logistic 1",
@@ -192,6 +204,34 @@ describe("fitClassifier", () => {
     const probabilities = predictProbabilities(fitted.model, set.vectors[0] as Float32Array);
     expect(probabilities.reduce((sum, value) => sum + value, 0)).toBeCloseTo(1, 9);
     expect(fitted.threshold).toBeGreaterThanOrEqual(1.5 / 4);
+  });
+
+  it("finds the one steady feature among noisy ones with the diagonal discriminant", () => {
+    // Feature 0 says the class (±0.3 with little spread); the other 39 vary ten times more and say nothing,
+    // as counts and colours do in an object summary when the question is "is there a star".
+    const rng = createRng(deriveSeed(5, "steady"));
+    const draw = (label: number) =>
+      Float32Array.from({ length: 40 }, (_, d) =>
+        d === 0 ? (label === 1 ? 0.3 : -0.3) + rng.float(-0.05, 0.05) : rng.float(-0.5, 0.5),
+      );
+    const set: TrainingSet = {
+      vectors: Array.from({ length: 10 }, (_, index) => draw(index % 2)),
+      labels: Array.from({ length: 10 }, (_, index) => index % 2),
+      classes: 2,
+      priors: [new Float32Array(40), new Float32Array(40)],
+      priorScale: 30,
+    };
+    const test = Array.from({ length: 200 }, (_, index) => ({ label: index % 2, vector: draw(index % 2) }));
+    const accuracy = (model: ReturnType<typeof fitNearestMean>) =>
+      test.filter(({ label, vector }) => argmax(modelLogits(model, vector)) === label).length / test.length;
+    const discriminant = fitDiagonalDiscriminant(set, undefined, { shrinkage: 0.05 });
+    expect(discriminant.method).toBe("diagonal-discriminant");
+    expect(accuracy(discriminant)).toBeGreaterThanOrEqual(0.97);
+    // The class means alone are swamped by the noisy features.
+    expect(accuracy(fitNearestMean(set))).toBeLessThan(accuracy(discriminant) - 0.1);
+    // Full shrinkage is nearest mean without the normalization: the steady feature no longer stands out.
+    expect(accuracy(fitDiagonalDiscriminant(set, undefined, { shrinkage: 1 }))).toBeLessThan(0.9);
+    expect(fitClassifier(set).model.method).toBe("diagonal-discriminant");
   });
 
   it("refuses a class without examples, fewer than two classes, and mismatched sizes", () => {

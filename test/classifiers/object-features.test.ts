@@ -85,4 +85,42 @@ describe("fitImageExamples", () => {
     const embeddingOnly = fitImageExamples({ embeddings, labels, classes: 2, priors, priorScale: 30 });
     expect(embeddingOnly.features).toBe("embedding");
   });
+
+  it("uses the object summary and the labels' words together when neither alone gets every example", () => {
+    // Half the examples show no object (the summary cannot tell them apart) and their embeddings agree with
+    // their label's words; the other half show the object, and their embeddings lean slightly to the other
+    // label. Neither the summary nor the embedding alone gets every example; the two together do.
+    const rng = createRng(deriveSeed(6, "combined"));
+    const axis = (label: number) => Float32Array.from({ length: 8 }, (_, d) => (d === label ? 1 : 0));
+    const embeddings: Float32Array[] = [];
+    const objects: Float32Array[] = [];
+    const labels: number[] = [];
+    for (let label = 0; label < 2; label += 1) {
+      for (let shot = 0; shot < 8; shot += 1) {
+        const seen = shot % 2 === 1;
+        const lean = seen ? 1 - label : label;
+        embeddings.push(
+          l2Normalize(
+            Float32Array.from(
+              axis(lean),
+              (value, d) => value * (seen ? 0.05 : 0.3) + (d > 1 ? rng.float(-1, 1) : 0),
+            ),
+          ),
+        );
+        objects.push(
+          objectFeatures(seen ? [detection(label === 0 ? "circle" : "star", "red")] : [], vocabulary),
+        );
+        labels.push(label);
+      }
+    }
+    const priors = [axis(0), axis(1)];
+    const fitted = fitImageExamples({ embeddings, objects, labels, classes: 2, priors, priorScale: 30 });
+    expect(fitted.fitted.looAccuracy).toBe(1);
+    expect(fitted.features).toBe("both");
+    // The stored model is one linear model over the `both` features, and predicts a new image of each kind.
+    const star = featureVector("both", embeddings[8] as Float32Array, objectFeatures([], vocabulary));
+    expect(fitted.fitted.scores[0]?.priorWeight).toBeGreaterThan(0);
+    const probabilities = predictProbabilities(fitted.fitted.model, star);
+    expect(probabilities[1]).toBeGreaterThan(probabilities[0] as number);
+  });
 });

@@ -146,7 +146,9 @@ export const classifierSchema = z
     features: z
       .enum(["embedding", "objects", "both"])
       .describe("What its vectors are: the image embedding, the detection head's object summary, or both."),
-    method: z.string().describe("`nearest-mean` or `logistic`, whichever measured better."),
+    method: z
+      .string()
+      .describe("`nearest-mean`, `logistic` or `diagonal-discriminant`, whichever measured best."),
     looAccuracy: z.number().describe("Leave-one-out accuracy over the examples."),
     validation: z.string().describe("`leave-one-out`, or `10-fold` past 40 examples."),
     threshold: z.number().describe("Probability under which a prediction is `none`."),
