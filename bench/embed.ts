@@ -4,6 +4,9 @@
  * - `model`: the vision tower alone on preprocessed pixels (onnxruntime-node, in Loupe's worker thread);
  * - `ts e2e`: encoded JPEG bytes through the real `ImageEmbedder` (sharp decode + resize + crop, normalize,
  *   vision tower), the images submitted at once and run `batch` per model run, as a bulk ingest does;
+ * - `ts e2e ×N copies` (`--replicas N`, default 2; 1 turns it off): the same with the vision tower loaded N
+ *   times side by side and the threads divided between the copies (Loupe's LOUPE_VISION_REPLICAS), so that
+ *   images run through the model in parallel instead of each operator being split over the threads;
  * - `py e2e`: PIL decode + bicubic resize + center crop + numpy normalize + onnxruntime on the same images,
  *   same model and threads, `batch` per run, one after the other (bench/embed_reference.py);
  * - `py model`: Python onnxruntime on the same pixels (the bindings' own cost);
@@ -22,7 +25,7 @@
  *
  * Options: --pack <dir> (repeatable or comma-separated; default $LOUPE_MODEL_PACK or models/shapes-world-tiny),
  * --int8 <dir> (the same, labelled INT8), --batch-sizes 1,8, --images <n> per e2e call (default 32),
- * --sizes 640x480,1280x720, --threads <n> (onnxruntime intra-op threads for both runtimes; default 0,
+ * --sizes 640x480,1280x720, --replicas <n> (default 2), --threads <n> (onnxruntime intra-op threads for both runtimes; default 0,
  * onnxruntime's choice, as Loupe's LOUPE_INFERENCE_THREADS), --seconds <s> per measurement (default 1.5),
  * --rounds <n> (default 2), --texts (also texts/s of the text tower), --peak-size <n> (default 2048),
  * --python <path>, --no-python.
@@ -50,6 +53,7 @@ const { values: args } = parseArgs({
     images: { type: "string", default: "32" },
     sizes: { type: "string", default: "640x480,1280x720" },
     threads: { type: "string", default: "0" },
+    replicas: { type: "string", default: "2" },
     seconds: { type: "string", default: "1.5" },
     rounds: { type: "string", default: "2" },
     texts: { type: "boolean", default: false },
@@ -78,6 +82,7 @@ const sizes = (args.sizes ?? "640x480,1280x720").split(",").map((value) => {
   return { width: width ?? Number.NaN, height: height ?? Number.NaN };
 });
 const threads = Number.parseInt(args.threads ?? "0", 10);
+const replicas = Number.parseInt(args.replicas ?? "2", 10);
 const minSeconds = Number.parseFloat(args.seconds ?? "1.5");
 const rounds = Number.parseInt(args.rounds ?? "2", 10);
 const peakSize = Number.parseInt(args["peak-size"] ?? "2048", 10);
@@ -86,13 +91,14 @@ if (
   sizes.some(({ width, height }) => !(width >= 16 && height >= 16)) ||
   !(imageCount >= 1) ||
   !(threads >= 0) ||
+  !(replicas >= 1) ||
   !(minSeconds > 0) ||
   !(rounds >= 1) ||
   !(peakSize >= 64)
 ) {
   throw new Error(
     "--batch-sizes takes positive integers (1,8), --sizes WxH pairs of at least 16 px (640x480,1280x720), " +
-      "--images ≥ 1, --threads ≥ 0, --seconds > 0, --rounds ≥ 1, --peak-size ≥ 64.",
+      "--images ≥ 1, --threads ≥ 0, --replicas ≥ 1, --seconds > 0, --rounds ≥ 1, --peak-size ≥ 64.",
   );
 }
 
@@ -312,6 +318,8 @@ interface BenchRow {
   batch: number;
   model: number;
   tsEndToEnd: number;
+  /** End to end with the vision tower in `replicas` copies (threads divided between them). */
+  tsReplicas?: number;
   pyModel?: number;
   pyEndToEnd?: number;
   tsTexts?: number;
@@ -344,6 +352,7 @@ async function benchPack({
     batchSizes: { text: largest },
   });
   let vision: OnnxSession | undefined;
+  let copies: OnnxSession | undefined;
   let reference: PythonReference | undefined;
   try {
     vision = await createSession({
@@ -353,6 +362,29 @@ async function benchPack({
       label: packFiles.vision,
     });
     const session = vision;
+    if (replicas > 1) {
+      copies = await createSession({
+        path: join(pack.info.dir, packFiles.vision),
+        contract: sessionContracts({ vqa: false })[packFiles.vision] as never,
+        settings: { ...sessionSettings, replicas },
+        label: packFiles.vision,
+      });
+    }
+    const copied = copies;
+    const replicated = new Map(
+      copied === undefined
+        ? []
+        : batchSizes.map((size) => [
+            size,
+            new ImageEmbedder({
+              session: async () => copied,
+              processor: pack.imageProcessor,
+              dimension: pack.dimension,
+              batchSize: size,
+              runsAtOnce: replicas + 1,
+            }),
+          ]),
+    );
     const embedders = new Map(
       batchSizes.map((size) => [
         size,
@@ -421,6 +453,13 @@ async function benchPack({
               row.tsEndToEnd,
               await measure(() => embedder.embed({ images }), images.length),
             );
+            const copiesEmbedder = replicated.get(size);
+            if (copiesEmbedder !== undefined) {
+              row.tsReplicas = best(
+                row.tsReplicas,
+                await measure(() => copiesEmbedder.embed({ images }), images.length),
+              );
+            }
           },
           async () => {
             if (reference !== undefined)
@@ -464,6 +503,7 @@ async function benchPack({
   } finally {
     await reference?.close();
     await vision?.release();
+    await copies?.release();
     await pack.close();
   }
 }
@@ -483,6 +523,7 @@ async function main(): Promise<void> {
     lines.push("", result.header);
     lines.push(
       "batch | img/s model | ts e2e | py e2e | py model | ts e2e/model | ts/py e2e | GFLOP/s model | ts e2e | % of peak (model, e2e)" +
+        (replicas > 1 ? ` | ts e2e ×${replicas} copies | ×${replicas}/py e2e` : "") +
         (args.texts ? " || texts/s ts | py" : ""),
     );
     for (const row of result.rows) {
@@ -498,6 +539,9 @@ async function main(): Promise<void> {
           `${format(row.pyEndToEnd).padStart(6)} | ${format(row.pyModel).padStart(8)} | ` +
           `${ratio(row.tsEndToEnd, row.model).padStart(12)} | ${ratio(row.tsEndToEnd, row.pyEndToEnd).padStart(9)} | ` +
           `${format(achieved).padStart(13)} | ${format(achievedEndToEnd).padStart(6)} | ${percent(achieved)}, ${percent(achievedEndToEnd)}` +
+          (replicas > 1
+            ? ` | ${format(row.tsReplicas).padStart(6)} | ${ratio(row.tsReplicas, row.pyEndToEnd)}`
+            : "") +
           (args.texts ? ` || ${format(row.tsTexts)} | ${format(row.pyTexts)}` : ""),
       );
     }

@@ -3,6 +3,7 @@
 # what is already there and skips it, so rerunning it is cheap.
 #   1. Node packages (npm ci), unless node_modules already matches package-lock.json.
 #   2. A Python virtual environment with the pinned Milvus Lite (scripts/requirements-milvus.txt).
+#      For the tests, the S3 test endpoint (moto, an S3 emulator) in a venv of its own, .tmp/s3-test-server.
 #   3. Execute permission on the bundled ffprobe/ffmpeg binaries (npm may skip their postinstall).
 #   4. Fonts that `loupe synth screens` renders screenshots with (DejaVu, Noto CJK), from Debian's
 #      packages when running as root with apt-get; otherwise a note saying what to install.
@@ -90,6 +91,26 @@ else
     fail "pip could not install $models_requirements into $venv_dir. Check network access to PyPI."
   pins_installed "$models_requirements" ||
     fail "$venv_dir does not have the versions pinned in $models_requirements after installing them."
+fi
+
+# --- S3 test endpoint ------------------------------------------------------------------------------------
+# Loupe itself needs none; the S3 blob store tests (test/media/s3-blob-store.int.test.ts) start moto's server
+# mode, an emulator of the S3 API, from a venv of its own (its dependencies stay out of Milvus Lite's venv).
+s3_test_venv=".tmp/s3-test-server/venv"
+s3_test_requirements="scripts/requirements-s3-test.txt"
+if [ ! -f "$s3_test_requirements" ]; then
+  say "no $s3_test_requirements (an installed package has no tests); skipping the S3 test server."
+elif [ -x "$s3_test_venv/bin/moto_server" ] && venv_dir="$s3_test_venv" pins_installed "$s3_test_requirements"; then
+  say "$s3_test_venv already has the pinned S3 test server (moto); skipping."
+else
+  say "installing the S3 test server (moto, an S3 emulator) into $s3_test_venv..."
+  rm -rf "$s3_test_venv"
+  "$venv_dir/bin/python" -m venv "$s3_test_venv" ||
+    fail "could not create $s3_test_venv. On Debian/Ubuntu install the venv module: apt-get install python3-venv."
+  "$s3_test_venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$s3_test_requirements" ||
+    fail "pip could not install $s3_test_requirements into $s3_test_venv. Check network access to PyPI."
+  venv_dir="$s3_test_venv" pins_installed "$s3_test_requirements" ||
+    fail "$s3_test_venv does not have the versions pinned in $s3_test_requirements after installing them."
 fi
 
 # --- Bundled media binaries -----------------------------------------------------------------------------

@@ -106,6 +106,7 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
       regionBackfill: services.regionBackfill,
       audit: services.audit,
       packMigration: services.packMigration,
+      ...(services.sharedJobs === undefined ? {} : { sharedJobs: services.sharedJobs }),
     }),
   );
   app.route(
@@ -113,6 +114,7 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
     createImagesRoute({
       images: services.images,
       jobs: services.jobs,
+      ...(services.sharedJobs === undefined ? {} : { sharedJobs: services.sharedJobs }),
       config: services.config,
       audit: services.audit,
     }),

@@ -213,7 +213,20 @@ export const settings = {
     allowed:
       "`postgres://user:password@host:5432/database` (`postgresql://` too; libpq query options such as `?sslmode=require`)",
     description:
-      "PostgreSQL that shared state lives in, so several Loupe processes can share it: today the API key store. Unset: that state stays in files under `LOUPE_DATA_DIR`. Start-up refuses a database with pending migrations; `loupe migrate` applies them. Never logged.",
+      "PostgreSQL that shared state lives in, so several Loupe processes can share it: the API keys, the audit trail, feedback and proposed triples, classifiers and users' events. Unset: that state stays in files under `LOUPE_DATA_DIR`. Start-up refuses a database with pending migrations; `loupe migrate` applies them. Never logged.",
+    secret: true,
+  },
+  redisUrl: {
+    env: "LOUPE_REDIS_URL",
+    schema: z
+      .string()
+      .max(2048)
+      .regex(/^rediss?:\/\/([^\s@/]+@)?([^\s@/:[\]]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?(\/\d{1,5})?$/)
+      .optional(),
+    allowed:
+      "`redis://host:6379` with an optional `/db` number and `:password@` or `user:password@` before the host (`rediss://` for TLS)",
+    description:
+      "Redis that rate limits and heavy-request caps live in, so that replicas share them: a caller limited to 10 calls a second gets 10 over all replicas, and `LOUPE_MAX_HEAVY_PER_TENANT` counts every replica's requests. Unset: each process keeps its own in memory. While Redis cannot be reached each process falls back to its own limits, and logs it. Never logged.",
     secret: true,
   },
   logLevel: {
@@ -353,6 +366,14 @@ export const settings = {
     allowed: "integer 0–256 (0: one per physical core)",
     description:
       "Threads each ONNX Runtime session uses inside one operator; 0 lets ONNX Runtime choose. On a quiet 2-core machine 0 was about 1.3× faster for one stream than 1; under load from other processes 1 ran twice as fast per frame.",
+  },
+  visionReplicas: {
+    env: "LOUPE_VISION_REPLICAS",
+    schema: integer({ min: 1, max: 64 }),
+    default: "1",
+    allowed: "integer 1–64",
+    description:
+      "Copies of the vision tower loaded side by side; concurrent images run through them in parallel, the inference threads divided between the copies. More copies raise images/s under concurrent load (ingest, many users) and cost the tower's memory once per copy; one copy gives the lowest latency for a single image.",
   },
   executionProviders: {
     env: "LOUPE_EXECUTION_PROVIDERS",
@@ -589,6 +610,46 @@ export const settings = {
     description:
       "Ingest requests with more items than this run as a job (202 with the job); smaller ones answer when done unless `?async=true`.",
   },
+  workerConcurrency: {
+    env: "LOUPE_WORKER_CONCURRENCY",
+    schema: integer({ min: 1, max: 64 }),
+    default: "1",
+    allowed: "integer 1–64",
+    description:
+      "Batches of job items a worker (`loupe serve --role worker` or `all`, with `LOUPE_DATABASE_URL` and `LOUPE_REDIS_URL`) runs at once.",
+  },
+  workerBatchItems: {
+    env: "LOUPE_WORKER_BATCH_ITEMS",
+    schema: integer({ min: 1, max: 256 }),
+    default: "16",
+    allowed: "integer 1–256",
+    description:
+      "Job items a worker claims and embeds together; each keeps its own lease, so a dead worker's items go to others one by one.",
+  },
+  jobQueueMaxItems: {
+    env: "LOUPE_JOB_QUEUE_MAX_ITEMS",
+    schema: integer({ min: 1, max: 100_000_000 }),
+    default: "1000000",
+    allowed: "integer 1–100000000",
+    description:
+      "Most items waiting, running or awaiting a retry on the shared job queue (Redis); a job that would pass it is refused with 503 `overloaded`.",
+  },
+  jobLeaseMs: {
+    env: "LOUPE_JOB_LEASE_MS",
+    schema: integer({ min: 1000, max: 3_600_000 }),
+    default: "60000",
+    allowed: "integer 1000–3600000",
+    description:
+      "How long a worker holds a claimed job item without renewing it (it renews every third of this while alive); past it, another worker takes the item. The delay before a dead worker's items run again.",
+  },
+  jobMaxAttempts: {
+    env: "LOUPE_JOB_MAX_ATTEMPTS",
+    schema: integer({ min: 1, max: 100 }),
+    default: "5",
+    allowed: "integer 1–100",
+    description:
+      "Runs of a shared job item (lapsed leases and server-side failures count; a bad image fails at once) before it fails with `attempts_exhausted`; retries wait 1 s, 2 s, 4 s… up to a minute.",
+  },
   maxMetadataBytes: {
     env: "LOUPE_MAX_METADATA_BYTES",
     schema: integer({ min: 2, max: 32_768 }),
@@ -698,6 +759,61 @@ export const settings = {
     allowed: "`on`, `dry-run` or `off`",
     description:
       "Whether the server sweeps orphan blobs (those no record of any tenant uses) once after start-up: `on` removes them, `dry-run` only logs what it would remove.",
+  },
+  s3Bucket: {
+    env: "LOUPE_S3_BUCKET",
+    schema: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/)
+      .refine((name) => !name.includes("..") && !/^\d{1,3}(\.\d{1,3}){3}$/.test(name))
+      .optional(),
+    allowed:
+      "an S3 bucket name: 3–63 lowercase letters, digits, `.` and `-`, starting and ending with a letter or digit, no `..`, not an IP address",
+    description:
+      "Keeps blobs (originals, thumbnails, keyframes) in this bucket of S3 or an S3-compatible store instead of `<LOUPE_DATA_DIR>/blobs`; the bucket must exist. Credentials come from the AWS SDK's default chain (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`, web identity, instance roles) and are never logged. Unset: blobs stay on the filesystem.",
+  },
+  s3Prefix: {
+    env: "LOUPE_S3_PREFIX",
+    schema: z
+      .string()
+      .max(200)
+      .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/?$/)
+      .refine((prefix) => prefix.split("/").every((part) => part !== "." && part !== ".."))
+      .transform((prefix) => (prefix.endsWith("/") ? prefix : `${prefix}/`)),
+    default: "blobs/",
+    allowed:
+      "up to 200 characters: `/`-separated parts of letters, digits, `_`, `.` and `-` (no `.` or `..` parts)",
+    description:
+      "Key prefix of every object Loupe writes in `LOUPE_S3_BUCKET` (a `/` is added when missing), so one bucket can hold other data or several deployments.",
+  },
+  s3Endpoint: {
+    env: "LOUPE_S3_ENDPOINT",
+    schema: z
+      .string()
+      .max(2048)
+      .regex(/^https?:\/\/[^\s/?#@]+(\/[^\s?#@]*)?$/)
+      .refine((value) => URL.canParse(value))
+      .optional(),
+    allowed:
+      "`http://` or `https://` URL without credentials, query or fragment, e.g. `https://minio.internal:9000`",
+    description:
+      "Endpoint of an S3-compatible store (MinIO, Ceph RGW, R2, …). Unset: AWS S3 in `LOUPE_S3_REGION`.",
+  },
+  s3ForcePathStyle: {
+    env: "LOUPE_S3_FORCE_PATH_STYLE",
+    schema: z.enum(["on", "off"]),
+    default: "off",
+    allowed: "`on` or `off`",
+    description:
+      "`on` addresses the bucket in the path (`https://host/bucket/key`) rather than the host name (`https://bucket.host/key`); most self-hosted S3-compatible stores need `on`.",
+  },
+  s3Region: {
+    env: "LOUPE_S3_REGION",
+    schema: z.string().regex(/^[a-z0-9-]{1,40}$/),
+    default: "us-east-1",
+    allowed: "region name: 1–40 lowercase letters, digits and `-`, e.g. `eu-west-1`",
+    description:
+      "Region of `LOUPE_S3_BUCKET`, used to sign requests (S3-compatible stores mostly accept `us-east-1`).",
   },
   feedbackMaxPending: {
     env: "LOUPE_FEEDBACK_MAX_PENDING",

@@ -6,7 +6,7 @@
  */
 import { createApp } from "./app.ts";
 import { createHostPolicy } from "./auth/host-policy.ts";
-import { openKeyStore } from "./auth/pg-key-store.ts";
+import { openKeyStore } from "./auth/open-key-store.ts";
 import { type Config, parseConfig, redactConfig } from "./config.ts";
 import { ConfigError } from "./errors.ts";
 import { decideStartupAuth } from "./http/auth/auth-mode.ts";
@@ -26,7 +26,19 @@ export interface StartLoupeOptions {
   cwd?: string;
   /** Logger to use instead of one made from `LOUPE_LOG_LEVEL` (tests pass a quiet one). */
   logger?: Logger;
+  /**
+   * `all` (the default): the HTTP API, and a worker of the shared job queue when `LOUPE_DATABASE_URL` and
+   * `LOUPE_REDIS_URL` are set; `api`: the HTTP API only (its jobs are run by workers elsewhere). A worker
+   * alone is {@link startLoupeWorker}.
+   */
+  role?: "api" | "all";
 }
+
+/** What `loupe serve --role` runs: the API, a worker of the shared job queue, or both. */
+export type LoupeRole = "api" | "worker" | "all";
+
+/** The roles `loupe serve --role` accepts. */
+export const LOUPE_ROLES: readonly LoupeRole[] = ["api", "worker", "all"];
 
 /** A running Loupe, as returned by {@link startLoupe}. */
 export interface RunningLoupe {
@@ -54,6 +66,7 @@ export async function startLoupe({
   env,
   cwd,
   logger: givenLogger,
+  role = "all",
 }: StartLoupeOptions): Promise<RunningLoupe> {
   const config = parseConfig({ env, cwd });
   const logger = givenLogger ?? createLogger({ level: config.logLevel });
@@ -77,7 +90,10 @@ export async function startLoupe({
       maxConnections: config.maxConnections,
       logger,
     });
-    logger.info({ url: http.url }, "loupe is listening");
+    logger.info({ url: http.url, role }, "loupe is listening");
+    const worker = role === "all" ? services.createJobWorker?.() : undefined;
+    worker?.start();
+    if (worker !== undefined) logger.info("running shared ingest jobs in this process too (role all)");
     // Files a crash left without a record go, in the background; the sweep never throws.
     const blobSweep = sweepOrphanBlobsAtStart({
       blobs: services.blobs,
@@ -98,6 +114,7 @@ export async function startLoupe({
         }
         // Scrapes go on while requests drain; the metrics port closes after the API's.
         await metricsHttp?.close({ timeoutMs: 1000 });
+        await worker?.close();
         await blobSweep;
         await services.close();
         logger.info("loupe stopped");
@@ -119,6 +136,61 @@ export async function startLoupe({
     await services.close();
     throw error;
   }
+}
+
+/** A running worker of the shared job queue, as returned by {@link startLoupeWorker}. */
+export interface RunningLoupeWorker {
+  config: Config;
+  logger: Logger;
+  /** Stops claiming items, lets the batch in hand end (unrun items go back to the queue), closes the services. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a worker of the shared job queue in this process, without HTTP (`loupe serve --role worker`): it
+ * claims image job items from Redis and records their outcomes in PostgreSQL.
+ *
+ * @throws {ConfigError} unless `LOUPE_DATABASE_URL` and `LOUPE_REDIS_URL` are both set.
+ */
+export async function startLoupeWorker({
+  env,
+  cwd,
+  logger: givenLogger,
+}: Omit<StartLoupeOptions, "role">): Promise<RunningLoupeWorker> {
+  const config = parseConfig({ env, cwd });
+  const logger = givenLogger ?? createLogger({ level: config.logLevel });
+  if (config.databaseUrl === undefined || config.redisUrl === undefined) {
+    throw new ConfigError(
+      `--role worker runs the shared job queue, which needs LOUPE_DATABASE_URL and LOUPE_REDIS_URL; ${config.databaseUrl === undefined ? "LOUPE_DATABASE_URL" : "LOUPE_REDIS_URL"} is unset. Set both, or run \`loupe serve\` (role all) to run jobs in the server's own process.`,
+    );
+  }
+  logger.info({ config: redactConfig(config), role: "worker" }, "starting loupe worker");
+  const services = await createLoupeServices({ config, logger });
+  const worker = services.createJobWorker?.();
+  if (worker === undefined) {
+    await services.close();
+    throw new ConfigError(
+      "The shared job queue could not be built; check LOUPE_DATABASE_URL and LOUPE_REDIS_URL.",
+    );
+  }
+  worker.start();
+  logger.info(
+    { concurrency: config.workerConcurrency, batchItems: config.workerBatchItems },
+    "loupe worker is running shared ingest jobs",
+  );
+  let stopping: Promise<void> | undefined;
+  return {
+    config,
+    logger,
+    stop() {
+      stopping ??= (async () => {
+        await worker.close();
+        await services.close();
+        logger.info("loupe worker stopped");
+      })();
+      return stopping;
+    },
+  };
 }
 
 /**
@@ -208,8 +280,8 @@ async function checkAuthentication({ config, logger }: { config: Config; logger:
  * signal while stopping forces the exit; the Milvus Lite launcher kills its server when the process
  * exits, so none is left behind.
  */
-export async function runLoupe(): Promise<void> {
-  let running: RunningLoupe | undefined;
+export async function runLoupe({ role = "all" }: { role?: LoupeRole } = {}): Promise<void> {
+  let running: Pick<RunningLoupe, "logger" | "stop"> | undefined;
   let signalled = false;
 
   const onSignal = (signal: NodeJS.Signals) => {
@@ -226,11 +298,14 @@ export async function runLoupe(): Promise<void> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
 
-  running = await startLoupe({ env: process.env });
+  running =
+    role === "worker"
+      ? await startLoupeWorker({ env: process.env })
+      : await startLoupe({ env: process.env, role });
   if (signalled) stopAndExit(running);
 }
 
-function stopAndExit(loupe: RunningLoupe): void {
+function stopAndExit(loupe: Pick<RunningLoupe, "logger" | "stop">): void {
   loupe.stop().then(
     () => process.exit(0),
     (error: unknown) => {

@@ -20,6 +20,7 @@ import { FeedbackService } from "./feedback/feedback-service.ts";
 import { createFileFeedbackStore, type FeedbackStore } from "./feedback/feedback-store.ts";
 import { createMemoryRateLimiter } from "./http/limits/memory-rate-limiter.ts";
 import type { RateLimiter } from "./http/limits/rate-limiter.ts";
+import type { RedisRateLimiter } from "./http/limits/redis-rate-limiter.ts";
 import { mediaRouteUrls } from "./http/media-urls.ts";
 import { createDefaultTenantResolver, type TenantResolver } from "./http/tenant.ts";
 import type { ObjectDetector } from "./inference/detection-head.ts";
@@ -34,14 +35,16 @@ import { OcrBackfill } from "./ingest/ocr-backfill.ts";
 import { PackMigration } from "./ingest/pack-migration.ts";
 import { RegionBackfill } from "./ingest/region-backfill.ts";
 import type { IngestRegions } from "./ingest/regions.ts";
+import type { SharedJobs, SharedJobWorker } from "./ingest/shared-jobs.ts";
 import { TripleIngester } from "./ingest/triple-ingest.ts";
 import { createVideoIngester, type VideoIngester, videoIngestSettings } from "./ingest/video-ingest.ts";
 import { createChatModel } from "./llm/chat-model.ts";
 import { loadPrompts } from "./llm/prompts.ts";
 import type { Logger } from "./logger.ts";
 import { blobMedia } from "./media/blob-media.ts";
-import { type BlobStore, createFsBlobStore } from "./media/blob-store.ts";
+import type { BlobStore } from "./media/blob-store.ts";
 import type { MediaReader, MediaUrls, MediaWriter } from "./media/media-port.ts";
+import { openBlobStore } from "./media/open-blob-store.ts";
 import { fetchUrl } from "./media/url-fetcher.ts";
 import { InstrumentedVectorStore } from "./metrics/instrumented-vector-store.ts";
 import type { LoupeMetrics, ScrapableMetrics } from "./metrics/metrics.ts";
@@ -67,10 +70,18 @@ export interface ServiceParts {
   store: VectorStore;
   /** The loaded model pack (embedders, VQA head); every call fails with `not_ready` when it is missing. */
   models: ModelPack;
-  /** Originals and derived files (thumbnails, keyframes), content-addressed under `<LOUPE_DATA_DIR>/blobs`. */
+  /**
+   * Originals and derived files (thumbnails, keyframes), content-addressed under `<LOUPE_DATA_DIR>/blobs`,
+   * or in `LOUPE_S3_BUCKET` (`openBlobStore`).
+   */
   blobs: BlobStore;
   /** Ingest jobs run in this process, with their progress. */
   jobs: JobRegistry;
+  /**
+   * Image ingest jobs on the shared queue (`LOUPE_DATABASE_URL` and `LOUPE_REDIS_URL` both set): recorded
+   * in PostgreSQL, run by workers (`loupe serve --role worker|all`); absent: they run in `jobs`.
+   */
+  sharedJobs?: SharedJobs;
   /** The tenant of requests while authentication is off; the configured default tenant when absent. */
   resolveTenant?: TenantResolver;
   /**
@@ -89,7 +100,10 @@ export interface ServiceParts {
   audit?: AuditLog;
   /** The API keys requests are authenticated with; `<LOUPE_DATA_DIR>/auth/keys.json` when absent. */
   keys?: KeyStore;
-  /** State of the rate limits and the heavy-request caps; in this process's memory when absent. */
+  /**
+   * State of the rate limits and the heavy-request caps; on the Redis of `LOUPE_REDIS_URL` when it is set
+   * (built by {@link createLoupeServices}), in this process's memory when absent.
+   */
   limiter?: RateLimiter;
   /**
    * Where the layers report requests, chain steps, model runs, store calls, ingested items and the LLM,
@@ -163,6 +177,11 @@ export interface OpenLoupeServices extends LoupeServices {
    * `MILVUS_ADDRESS` points at a server, and while Lite is down.
    */
   readonly milvusLitePid?: number;
+  /**
+   * Builds a worker that runs the shared queue's image jobs (`loupe serve --role worker|all`); present
+   * only with `sharedJobs`. Close the worker before the services.
+   */
+  createJobWorker?: () => SharedJobWorker;
   /**
    * Stops jobs, closes the OCR engine, the model pack and the store, stops Milvus Lite. Safe to call more
    * than once.
@@ -295,6 +314,7 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     ...(regions === undefined ? {} : { regions }),
     logger: logger.child({ component: "videos" }),
     metrics,
+    annotate: (request) => classifiers.annotate(request),
   });
   const ocrBackfill =
     ocr === undefined
@@ -320,6 +340,7 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
           loadPack: (dir) =>
             loadModelPack({
               dir,
+              visionReplicas: config.visionReplicas,
               sessionOptions: {
                 intraOpNumThreads: config.inferenceThreads,
                 executionProviders: config.executionProviders,
@@ -461,8 +482,12 @@ export async function createLoupeServices({
     // First, so that every part built below reports to the same registry.
     const metrics = config.metrics === "on" ? createPrometheusMetrics() : undefined;
     // Shared state first: a database with pending migrations stops start-up before anything heavy loads.
-    const keys = await buildSharedKeyStore({ config, logger });
-    if (keys !== undefined) cleanups.push(() => keys.close());
+    const shared = await buildSharedStores({ config, logger });
+    if (shared !== undefined) cleanups.push(() => shared.close());
+    const limiter = await buildSharedRateLimiter({ config, logger });
+    if (limiter !== undefined) cleanups.push(() => limiter.close());
+    const sharedJobs = await buildSharedJobs({ config, shared });
+    if (sharedJobs !== undefined) cleanups.push(() => sharedJobs.close());
     const llm = await buildLlmComposer({ config, logger, metrics });
     const { store, liteStore, openCatalog } = await buildStore({
       config,
@@ -476,6 +501,11 @@ export async function createLoupeServices({
     const ocr = config.ocr === "auto" ? buildOcrEngine({ config, metrics }) : undefined;
     if (ocr !== undefined) cleanups.push(() => ocr.close());
     logger.info({ ocr: ocr?.id ?? "off" }, config.ocr === "auto" ? "OCR on" : "OCR off (LOUPE_OCR=off)");
+    const { blobs, close: closeBlobs } = await openBlobStore({
+      settings: config,
+      onS3: (where) => logger.info(where, "blobs on S3"),
+    });
+    cleanups.push(closeBlobs);
     const jobs = createJobRegistry({ logger: logger.child({ component: "jobs" }) });
     // Running jobs stop between items; their unfinished items stay pending, and re-sending them skips what was stored.
     cleanups.push(() => jobs.close());
@@ -484,13 +514,15 @@ export async function createLoupeServices({
       logger,
       store,
       models,
-      blobs: createFsBlobStore({ dir: path.join(config.dataDir, "blobs") }),
+      blobs,
       jobs,
       llm,
       ...(ocr === undefined ? {} : { ocr }),
       ...(metrics === undefined ? {} : { metrics }),
       ...(openCatalog === undefined ? {} : { openCatalog }),
-      ...(keys === undefined ? {} : { keys }),
+      ...(shared === undefined ? {} : shared.parts),
+      ...(limiter === undefined ? {} : { limiter }),
+      ...(sharedJobs === undefined ? {} : { sharedJobs: sharedJobs.sharedJobs }),
     });
     cleanups.push(() => services.audit.close());
     cleanups.push(() => services.feedbackStore.close());
@@ -506,6 +538,16 @@ export async function createLoupeServices({
       get milvusLitePid() {
         return liteStore?.pid;
       },
+      ...(sharedJobs === undefined
+        ? {}
+        : {
+            createJobWorker: () =>
+              sharedJobs.createWorker({
+                images: services.images,
+                audit: services.audit,
+                logger: logger.child({ component: "job-worker" }),
+              }),
+          }),
       close,
     };
   } catch (error) {
@@ -680,31 +722,143 @@ async function buildStore({
   return { store, liteStore: store, openCatalog };
 }
 
+/** The stores {@link buildSharedStores} puts on PostgreSQL, and how to end their one pool. */
+interface SharedStores {
+  parts: Required<Pick<ServiceParts, "keys" | "audit" | "feedbackStore" | "classifierStore" | "eventStore">>;
+  /** Closes the key store (its pending `lastUsedAt` writes), then ends the pool; once. */
+  close(): Promise<void>;
+  /** The one pool, for the other PostgreSQL adapters built beside these (the shared jobs). */
+  pool: import("pg").Pool;
+}
+
 /**
- * The API key store on the PostgreSQL of `LOUPE_DATABASE_URL`, shared by every process on it; `undefined`
- * when it is unset (the file store under the data dir, as before); its `close()` ends its pool. Start-up
- * stops with a `DatabaseError` naming `loupe migrate` while migrations are pending, and when the database
- * cannot be reached.
+ * The API keys, the audit trail, feedback and proposals, classifiers and users' events on the PostgreSQL
+ * of `LOUPE_DATABASE_URL`, shared by every process on it, over one pool; `undefined` when it is unset (the
+ * files under the data dir, as before). The other stores' `close()` (run first by the services) waits for
+ * their writes; this `close()` ends the pool after. Start-up stops with a `DatabaseError` naming
+ * `loupe migrate` while migrations are pending, and when the database cannot be reached.
  */
-async function buildSharedKeyStore({
+async function buildSharedStores({
   config,
   logger,
 }: {
   config: Config;
   logger: Logger;
-}): Promise<KeyStore | undefined> {
+}): Promise<SharedStores | undefined> {
   if (config.databaseUrl === undefined) return undefined;
   // Imported on use: the embedded default never loads `pg`.
-  const { describeDatabaseUrl } = await import("./db/database.ts");
-  const { openPgKeyStore } = await import("./auth/pg-key-store.ts");
-  const keys = await openPgKeyStore({
-    url: config.databaseUrl,
+  const [
+    { describeDatabaseUrl },
+    { openDatabase },
+    { createPgKeyStore },
+    { createPgAuditLog },
+    { createPgFeedbackStore },
+    { createPgClassifierStore },
+    { createPgEventStore },
+  ] = await Promise.all([
+    import("./db/database.ts"),
+    import("./db/open-database.ts"),
+    import("./auth/pg-key-store.ts"),
+    import("./audit/pg-audit-log.ts"),
+    import("./feedback/pg-feedback-store.ts"),
+    import("./classifiers/pg-classifier-store.ts"),
+    import("./recommend/pg-event-store.ts"),
+  ]);
+  const pool = await openDatabase({ url: config.databaseUrl });
+  const keys = createPgKeyStore({
+    pool,
     secret: config.keySecret,
     secretDir: keyStoreDir(config.dataDir),
     tenantPattern: TENANT_PATTERN,
   });
-  logger.info({ database: describeDatabaseUrl(config.databaseUrl) }, "API keys on PostgreSQL");
-  return keys;
+  logger.info(
+    { database: describeDatabaseUrl(config.databaseUrl) },
+    "API keys, audit trail, feedback, classifiers and user events on PostgreSQL",
+  );
+  let closing: Promise<void> | undefined;
+  return {
+    parts: {
+      keys,
+      audit: createPgAuditLog({ pool }),
+      feedbackStore: createPgFeedbackStore({ pool }),
+      classifierStore: createPgClassifierStore({ pool }),
+      eventStore: createPgEventStore({ pool, maxEventsPerUser: config.eventsMaxPerUser }),
+    },
+    close() {
+      closing ??= keys.close().finally(() => pool.end());
+      return closing;
+    },
+    pool,
+  };
+}
+
+/**
+ * Image ingest jobs on the Redis of `LOUPE_REDIS_URL`, recorded in the database of `LOUPE_DATABASE_URL`
+ * (`shared-jobs.ts`); `undefined` unless both are set. Redis is connected on first use, so a Redis that is
+ * down does not stop start-up: creating a job answers 503 `queue_unavailable` until it is back.
+ */
+async function buildSharedJobs({
+  config,
+  shared,
+}: {
+  config: Config;
+  shared: SharedStores | undefined;
+}): Promise<
+  | {
+      sharedJobs: SharedJobs;
+      /** A worker over these jobs, for `loupe serve --role worker|all`. */
+      createWorker(options: { images: ImageIngester; audit: AuditLog; logger: Logger }): SharedJobWorker;
+      close(): Promise<void>;
+    }
+  | undefined
+> {
+  if (shared === undefined || config.redisUrl === undefined) return undefined;
+  // Imported on use: the embedded default never loads a Redis client.
+  const [{ RedisWorkQueue }, { PgJobStore }, { SharedJobs, SharedJobWorker }] = await Promise.all([
+    import("./ingest/redis-work-queue.ts"),
+    import("./ingest/pg-job-store.ts"),
+    import("./ingest/shared-jobs.ts"),
+  ]);
+  const queue = new RedisWorkQueue({
+    url: config.redisUrl,
+    leaseMs: config.jobLeaseMs,
+    maxItems: config.jobQueueMaxItems,
+  });
+  const store = new PgJobStore({ pool: shared.pool });
+  return {
+    sharedJobs: new SharedJobs({ store, queue }),
+    createWorker: ({ images, audit, logger }) =>
+      new SharedJobWorker({
+        store,
+        queue,
+        images,
+        audit,
+        concurrency: config.workerConcurrency,
+        batchItems: config.workerBatchItems,
+        maxAttempts: config.jobMaxAttempts,
+        logger,
+      }),
+    close: () => queue.close(),
+  };
+}
+
+/**
+ * The rate limits and heavy-request caps on the Redis of `LOUPE_REDIS_URL`, shared by every process on
+ * it; `undefined` when it is unset (each process keeps its own in memory, as before); its `close()` ends
+ * its connection. A Redis that cannot be reached does not stop start-up: the limits fall back to this
+ * process's memory, with a warning, until Redis answers.
+ */
+async function buildSharedRateLimiter({
+  config,
+  logger,
+}: {
+  config: Config;
+  logger: Logger;
+}): Promise<RedisRateLimiter | undefined> {
+  if (config.redisUrl === undefined) return undefined;
+  // Imported on use: the embedded default never loads a Redis client.
+  const { openRedisRateLimiter } = await import("./http/limits/redis-rate-limiter.ts");
+  return openRedisRateLimiter({ url: config.redisUrl, logger: logger.child({ component: "rate-limits" }) });
 }
 
 /**
@@ -771,6 +925,7 @@ async function buildModelPack({
   try {
     const models = await loadModelPack({
       dir: config.modelPack,
+      visionReplicas: config.visionReplicas,
       sessionOptions: {
         intraOpNumThreads: config.inferenceThreads,
         executionProviders: config.executionProviders,

@@ -47,6 +47,7 @@ describe("parseConfig", () => {
       allowedHosts: [],
       keySecret: undefined,
       databaseUrl: undefined,
+      redisUrl: undefined,
       logLevel: "info",
       modelPack: "/opt/loupe/models/shapes-world-tiny",
       modelsDir: "/srv/loupe/models",
@@ -68,6 +69,7 @@ describe("parseConfig", () => {
       maxImageBytes: 20_971_520,
       maxImagePixels: 40_000_000,
       inferenceThreads: 0,
+      visionReplicas: 1,
       executionProviders: ["cpu"],
       maxImageFrames: 100,
       maxUploadBytes: 104_857_600,
@@ -92,6 +94,11 @@ describe("parseConfig", () => {
       maxConnections: 512,
       maxItemsPerRequest: 1000,
       ingestSyncMaxItems: 64,
+      workerConcurrency: 1,
+      workerBatchItems: 16,
+      jobQueueMaxItems: 1_000_000,
+      jobLeaseMs: 60_000,
+      jobMaxAttempts: 5,
       maxMetadataBytes: 16_384,
       thumbnailSize: 256,
       videoSampleFps: 2,
@@ -106,6 +113,11 @@ describe("parseConfig", () => {
       videoSyncMaxSeconds: 60,
       blobGcGraceS: 600,
       blobGcAtStart: "on",
+      s3Bucket: undefined,
+      s3Prefix: "blobs/",
+      s3Endpoint: undefined,
+      s3ForcePathStyle: "off",
+      s3Region: "us-east-1",
       feedbackMaxPending: 1000,
       eventsHalfLifeHours: 168,
       eventsMaxPerUser: 1000,
@@ -285,6 +297,24 @@ describe("parseConfig", () => {
     expect(error.message).toContain("LOUPE_DATABASE_URL=(hidden)");
     expect(error.message).toContain("postgres://user:password@host:5432/database");
     expect(error.message).not.toContain("pa55word");
+  });
+
+  it("accepts a Redis URL for LOUPE_REDIS_URL, refuses other forms, and never shows it", () => {
+    for (const url of [
+      "redis://127.0.0.1:6379",
+      "redis://:pa55word@redis.internal:6379/2",
+      "rediss://loupe:pa55word@[::1]:6380",
+    ]) {
+      expect(parseConfig({ env: { LOUPE_REDIS_URL: url }, cwd: "/srv/loupe" }).redisUrl).toBe(url);
+    }
+    const config = parseConfig({ env: { LOUPE_REDIS_URL: "redis://:pa55word@r:6379" }, cwd: "/srv/loupe" });
+    expect(redactConfig(config).redisUrl).toBe("(hidden)");
+    for (const url of ["http://:pa55word@redis:6379", "redis://:pa55word@redis:6379/db", "redis://a b"]) {
+      const error = configError({ LOUPE_REDIS_URL: url });
+      expect(error.message).toContain("LOUPE_REDIS_URL=(hidden)");
+      expect(error.message).toContain("`redis://host:6379`");
+      expect(error.message).not.toContain("pa55word");
+    }
   });
 
   it("lists every problem at once", () => {

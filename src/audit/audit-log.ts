@@ -1,7 +1,8 @@
 /**
  * The audit trail: one JSON line per write, delete and key change, saying who (key id, never the key),
  * for which tenant, through which route, on which items, in which request. {@link AuditLog} is the port;
- * {@link createFileAuditLog} appends to a file under the data dir, readable by its owner only.
+ * {@link createFileAuditLog} appends to a file under the data dir, readable by its owner only; with
+ * `LOUPE_DATABASE_URL` the trail is the database's (`pg-audit-log.ts`).
  */
 import { mkdir, open } from "node:fs/promises";
 import path from "node:path";

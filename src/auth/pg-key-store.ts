@@ -20,7 +20,6 @@ import {
   sameHash,
   secretFingerprint,
 } from "./api-key.ts";
-import { createFileKeyStore, keyStoreDir } from "./file-key-store.ts";
 import { checkKeyRequest } from "./key-request.ts";
 import { ensureKeySecret, readKeySecret, secretFile } from "./key-secret.ts";
 import {
@@ -400,31 +399,4 @@ export async function openPgKeyStore({ url, ...options }: OpenPgKeyStoreOptions)
       return closing;
     },
   };
-}
-
-/** Options of {@link openKeyStore}: the settings that choose and configure the key store. */
-export interface OpenKeyStoreOptions {
-  /** `LOUPE_DATABASE_URL`; absent: the file store under `dataDir`. */
-  databaseUrl?: string;
-  /** `LOUPE_DATA_DIR`: the file store's directory, and where a generated secret lives. */
-  dataDir: string;
-  /** `LOUPE_KEY_SECRET`. */
-  secret?: string;
-  tenantPattern: RegExp;
-}
-
-/**
- * The key store the settings name: on the database when `databaseUrl` is set (checked to be migrated),
- * else the file store under `<dataDir>/auth`. For what opens the key store alone (start-up's
- * authentication check, `loupe keys`); its `close()` releases what it opened.
- */
-export async function openKeyStore({
-  databaseUrl,
-  dataDir,
-  secret,
-  tenantPattern,
-}: OpenKeyStoreOptions): Promise<KeyStore> {
-  const dir = keyStoreDir(dataDir);
-  if (databaseUrl === undefined) return createFileKeyStore({ dir, secret, tenantPattern });
-  return openPgKeyStore({ url: databaseUrl, secret, secretDir: dir, tenantPattern });
 }

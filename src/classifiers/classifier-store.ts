@@ -1,7 +1,8 @@
 /**
  * The classifier store port, and its file adapter: one JSON file per classifier under
  * `<dir>/t_<tenant>/<name>.json`, written atomically (temporary file, fsync, rename), so a crash never
- * leaves a half-written classifier and a restart finds every one that was saved.
+ * leaves a half-written classifier and a restart finds every one that was saved. The PostgreSQL adapter
+ * (`LOUPE_DATABASE_URL`) is `pg-classifier-store.ts`.
  */
 import { mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import path from "node:path";

@@ -28,8 +28,11 @@ export function classMetadataKey(name: string): string {
 }
 /** Prompt each label is put into for its zero-shot prior. */
 export const CLASSIFIER_LABEL_TEMPLATE = "a photo of {label}";
-/** Item kinds a classifier may be applied to at ingest (images; video segments are not annotated yet). */
-export const CLASSIFIER_KINDS = ["image"] as const;
+/**
+ * Item kinds a classifier may be applied to at ingest: images, and video segments (by the segment's
+ * embedding, and its keyframe for a classifier fitted on objects).
+ */
+export const CLASSIFIER_KINDS = ["image", "video_segment"] as const;
 /** A kind a classifier applies to. */
 export type ClassifierKind = (typeof CLASSIFIER_KINDS)[number];
 

@@ -49,4 +49,123 @@ export const MIGRATIONS: readonly Migration[] = [
       create index loupe_api_keys_tenant on loupe_api_keys (tenant, seq);
     `,
   },
+  {
+    version: 2,
+    name: "audit-log",
+    sql: `
+      -- One row per audited action, appended only; seq keeps the order they were recorded in.
+      create table loupe_audit_log (
+        seq bigint generated always as identity primary key,
+        time timestamptz not null,
+        action text not null check (action ~ '^[a-z]+([.][a-z]+)*$'),
+        key_id text,
+        tenant text not null check (tenant ~ '^[A-Za-z0-9_.@:-]{1,128}$'),
+        route text not null,
+        request_id text,
+        item_ids text[] not null,
+        detail jsonb check (detail is null or jsonb_typeof(detail) = 'object')
+      );
+      create index loupe_audit_log_tenant_time on loupe_audit_log (tenant, time);
+    `,
+  },
+  {
+    version: 3,
+    name: "feedback",
+    sql: `
+      -- Feedback on answers, appended only; the whole entry is kept as it was recorded.
+      create table loupe_feedback (
+        seq bigint generated always as identity primary key,
+        id text not null unique check (id ~ '^fb_[0-9a-f]{32}$'),
+        tenant text not null check (tenant ~ '^[A-Za-z0-9_.@:-]{1,128}$'),
+        time timestamptz not null,
+        rating text not null check (rating in ('up', 'down')),
+        proposal_id text check (proposal_id is null or proposal_id ~ '^fbp_[0-9a-f]{32}$'),
+        entry jsonb not null check (jsonb_typeof(entry) = 'object')
+      );
+      create index loupe_feedback_tenant_time on loupe_feedback (tenant, time);
+
+      -- The triples feedback proposed, one row each; a decision (approved, rejected) is final.
+      create table loupe_feedback_proposals (
+        tenant text not null check (tenant ~ '^[A-Za-z0-9_.@:-]{1,128}$'),
+        id text collate "C" not null check (id ~ '^fbp_[0-9a-f]{32}$'),
+        status text not null check (status in ('pending', 'approved', 'rejected')),
+        created_at timestamptz not null,
+        proposal jsonb not null check (jsonb_typeof(proposal) = 'object'),
+        primary key (tenant, id)
+      );
+      create index loupe_feedback_proposals_order on loupe_feedback_proposals (tenant, created_at, id);
+    `,
+  },
+  {
+    version: 4,
+    name: "classifiers",
+    sql: `
+      -- One row per classifier, replaced whole by each save; names sort as the file store lists them.
+      create table loupe_classifiers (
+        tenant text not null check (tenant ~ '^[A-Za-z0-9_.@:-]{1,128}$'),
+        name text collate "C" not null check (name ~ '^[A-Za-z][A-Za-z0-9_]{0,57}$'),
+        model_id text not null,
+        created_at timestamptz not null,
+        updated_at timestamptz not null,
+        classifier jsonb not null check (jsonb_typeof(classifier) = 'object'),
+        primary key (tenant, name)
+      );
+    `,
+  },
+  {
+    version: 5,
+    name: "user-events",
+    sql: `
+      -- Users' interactions, appended; seq keeps each user's order. Trimmed to the newest events per
+      -- user by the store once a user has more than twice the limit.
+      create table loupe_user_events (
+        seq bigint generated always as identity primary key,
+        tenant text not null check (tenant ~ '^[A-Za-z0-9_.@:-]{1,128}$'),
+        user_id text not null check (user_id ~ '^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$'),
+        item text not null check (char_length(item) between 1 and 256),
+        type text not null check (type in ('view', 'like', 'dislike', 'select')),
+        at timestamptz not null
+      );
+      create index loupe_user_events_user on loupe_user_events (tenant, user_id, seq);
+    `,
+  },
+  {
+    version: 6,
+    name: "ingest-jobs",
+    sql: `
+      -- Ingest jobs whose items run on the Redis work queue (src/ingest/shared-jobs.ts); any replica reads them.
+      create table loupe_jobs (
+        id text primary key check (id ~ '^job_[0-9a-f]{24}$'),
+        tenant text not null check (tenant ~ '^[A-Za-z0-9_.@:-]{1,128}$'),
+        kind text not null check (kind in ('images')),
+        status text not null check (status in ('queued', 'running', 'done', 'failed')),
+        created_at timestamptz not null,
+        started_at timestamptz,
+        finished_at timestamptz,
+        error jsonb check (error is null or jsonb_typeof(error) = 'object'),
+        -- What the workers need besides each item: the default source, who asked (for the audit trail).
+        spec jsonb not null check (jsonb_typeof(spec) = 'object')
+      );
+      create index loupe_jobs_finished on loupe_jobs (finished_at);
+
+      -- One row per item; seq orders changes, so a follower reads only what changed since it last looked.
+      create sequence loupe_job_items_seq;
+      create table loupe_job_items (
+        job_id text not null references loupe_jobs (id) on delete cascade,
+        item_index integer not null check (item_index >= 0),
+        seq bigint not null default nextval('loupe_job_items_seq'),
+        status text not null check (status in ('pending', 'stored', 'skipped', 'failed')),
+        describe jsonb not null check (jsonb_typeof(describe) = 'object'),
+        -- The item's input without its bytes; the bytes of an upload, dropped once the item is done.
+        input jsonb not null check (jsonb_typeof(input) = 'object'),
+        bytes bytea,
+        record_id text,
+        error jsonb check (error is null or jsonb_typeof(error) = 'object'),
+        detail jsonb check (detail is null or jsonb_typeof(detail) = 'object'),
+        attempts integer not null default 0,
+        primary key (job_id, item_index)
+      );
+      create index loupe_job_items_changes on loupe_job_items (job_id, seq);
+    `,
+  },
 ];

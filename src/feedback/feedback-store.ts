@@ -9,12 +9,15 @@
  * - `proposals/t_<tenant>/<id>.json`: one file per proposed triple, replaced atomically when it is
  *   approved or rejected. The `t_` prefix keeps a tenant named `.` or `..` a plain folder name.
  *
+ * With `LOUPE_DATABASE_URL` they are the database's instead (`pg-feedback-store.ts`).
+ *
  * A proposal's image lives in the blob store, held by the proposal's own reference (`<tenant>/<id>`,
  * see `feedback-service.ts`), never in the corpus until the proposal is approved.
  */
 import { mkdir, open, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { writeFileAtomic } from "../auth/atomic-file.ts";
+import { ConflictError } from "../errors.ts";
 
 /** How an answer was rated. */
 export type FeedbackRating = "up" | "down";
@@ -82,7 +85,12 @@ export interface Proposal {
 export interface FeedbackStore {
   /** Appends one feedback. */
   record(entry: FeedbackEntry): Promise<void>;
-  /** Stores a proposal, replacing the one with its id and tenant. */
+  /**
+   * Stores a proposal, replacing the one with its id and tenant, except where {@link decideSave} keeps
+   * that one: a decision is final, and a proposal made again keeps the first.
+   *
+   * @throws {ConflictError} when it would turn an approved proposal into a rejected one, or back.
+   */
   saveProposal(proposal: Proposal): Promise<void>;
   /** The tenant's proposal with this id; undefined when there is none (or it is another tenant's). */
   getProposal(request: { tenant: string; id: string }): Promise<Proposal | undefined>;
@@ -93,6 +101,24 @@ export interface FeedbackStore {
 
 /** Ids of proposals: `fbp_` and 32 lowercase hex digits. */
 export const PROPOSAL_ID_PATTERN = /^fbp_[0-9a-f]{32}$/;
+
+/**
+ * What saving `next` over the stored `existing` proposal of the same id does: `replace` it, or `keep` it.
+ * A decided proposal keeps its first decision (approving an approved one again, from another replica,
+ * changes nothing); a pending one saved over any other keeps the first (the same triple proposed twice
+ * at once). A pending proposal is decided by replacing it.
+ *
+ * @throws {ConflictError} when `next` decides otherwise than `existing` already was.
+ */
+export function decideSave({ existing, next }: { existing: Proposal; next: Proposal }): "replace" | "keep" {
+  if (next.status === "pending") return "keep";
+  if (existing.status === "pending") return "replace";
+  if (existing.status === next.status) return "keep";
+  throw new ConflictError(
+    `Proposal ${existing.id} was ${existing.status} already${existing.tripleId === undefined ? "" : ` as ${existing.tripleId}`}; it cannot be ${next.status} now.`,
+    { context: { id: existing.id, status: existing.status } },
+  );
+}
 
 /** The folder of a tenant's proposals: a prefix, so that no tenant name is a special path. */
 function tenantFolder(dir: string, tenant: string): string {
@@ -129,8 +155,11 @@ export function createFileFeedbackStore({ dir }: { dir: string }): FeedbackStore
     async saveProposal(proposal) {
       if (!PROPOSAL_ID_PATTERN.test(proposal.id)) throw new Error(`Not a proposal id: ${proposal.id}`);
       const folder = tenantFolder(dir, proposal.tenant);
+      const location = path.join(folder, `${proposal.id}.json`);
+      const existing = await readProposal(location);
+      if (existing !== undefined && decideSave({ existing, next: proposal }) === "keep") return;
       await mkdir(folder, { recursive: true, mode: 0o700 });
-      await writeFileAtomic(path.join(folder, `${proposal.id}.json`), JSON.stringify(proposal));
+      await writeFileAtomic(location, JSON.stringify(proposal));
     },
     async getProposal({ tenant, id }) {
       // The pattern keeps the id a plain file name; the folder keeps it the tenant's own.

@@ -108,6 +108,11 @@ export interface ImageEmbedderOptions {
    * image); 0 batches only what arrives in the same tick.
    */
   batchWindowMs?: number;
+  /**
+   * Batches in flight at once (at least 2: one decoding while one runs). One more than the vision tower's
+   * copies keeps every copy busy.
+   */
+  runsAtOnce?: number;
 }
 
 /** Encoded images: one embedding per image, and token states when asked for. */
@@ -126,7 +131,14 @@ export class ImageEmbedder {
   /** Settles when the batch being preprocessed is done; the next batch starts its preprocessing then. */
   #preprocessing: Promise<unknown> = Promise.resolve();
 
-  constructor({ session, processor, dimension, batchSize = 8, batchWindowMs = 2 }: ImageEmbedderOptions) {
+  constructor({
+    session,
+    processor,
+    dimension,
+    batchSize = 8,
+    batchWindowMs = 2,
+    runsAtOnce = 2,
+  }: ImageEmbedderOptions) {
     this.#session = session;
     this.processor = processor;
     this.dimension = dimension;
@@ -137,7 +149,7 @@ export class ImageEmbedder {
     this.#batcher = new MicroBatcher({
       maxBatch: this.batchSize,
       windowMs: batchWindowMs,
-      concurrency: 2,
+      concurrency: Math.max(2, runsAtOnce),
       run: async (images) => (await this.encode({ images })).embeddings,
     });
   }

@@ -302,6 +302,11 @@ export interface LoadModelPackOptions {
   /** How many images of a batch are decoded at once. */
   decodeConcurrency?: number;
   batchSizes?: BatchSizes;
+  /**
+   * Copies of the vision tower run side by side (`SessionSettings.replicas`; `LOUPE_VISION_REPLICAS`), so
+   * concurrent images are embedded in parallel; the other models are loaded once. Default 1.
+   */
+  visionReplicas?: number;
 }
 
 /** A loaded model pack. Create with {@link loadModelPack}; call {@link ModelPack.close} when done. */
@@ -329,8 +334,11 @@ export class ModelPack {
     sessionFor: (file: string) => SessionProvider;
     sessions: Map<string, Promise<OnnxSession>>;
     batchSizes: BatchSizes;
+    /** Image batches in flight at once: one more than the vision tower's copies, so one is always decoding. */
+    imageRunsAtOnce?: number;
   }) {
-    const { info, tokenizer, imageProcessor, answers, sessionFor, sessions, batchSizes } = options;
+    const { info, tokenizer, imageProcessor, answers, sessionFor, sessions, batchSizes, imageRunsAtOnce } =
+      options;
     this.info = info;
     this.tokenizer = tokenizer;
     this.imageProcessor = imageProcessor;
@@ -341,6 +349,7 @@ export class ModelPack {
       processor: imageProcessor,
       dimension: info.dimension,
       batchSize: batchSizes.image,
+      ...(imageRunsAtOnce === undefined ? {} : { runsAtOnce: imageRunsAtOnce }),
     });
     this.textEmbedder = new TextEmbedder({
       session: sessionFor(packFiles.text),
@@ -460,6 +469,7 @@ export async function loadModelPack({
   imageLimits = {},
   decodeConcurrency = 2,
   batchSizes = {},
+  visionReplicas = 1,
 }: LoadModelPackOptions): Promise<ModelPack> {
   const absolute = resolve(dir);
   let manifest: Manifest | undefined;
@@ -525,7 +535,7 @@ export async function loadModelPack({
     const created = createSession({
       path: join(absolute, file),
       contract,
-      settings: sessionOptions,
+      settings: file === packFiles.vision ? { ...sessionOptions, replicas: visionReplicas } : sessionOptions,
       label: file,
     });
     sessions.set(file, created);
@@ -543,6 +553,7 @@ export async function loadModelPack({
     sessionFor: (file) => () => open(file),
     sessions,
     batchSizes,
+    imageRunsAtOnce: visionReplicas + 1,
   });
   if (sessionMode === "eager") {
     try {

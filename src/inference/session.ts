@@ -2,6 +2,7 @@
  * The one place ONNX Runtime sessions are created. Every model file of a pack is opened here, checked
  * against the input and output names its caller needs, run with typed errors, and released.
  */
+import { availableParallelism } from "node:os";
 import { basename } from "node:path";
 import * as ort from "onnxruntime-node";
 import { ConfigError, InferenceError, ModelPackError } from "../errors.ts";
@@ -32,6 +33,13 @@ export interface SessionSettings {
    * calling thread, so without a worker every model run stalls the event loop for its whole length.
    */
   worker?: boolean;
+  /**
+   * Copies of the model loaded side by side, each with its own worker thread; a run goes to the copy with
+   * the fewest runs in progress, so that many runs at once (batch 1 under concurrent requests) run in
+   * parallel instead of splitting each operator across threads. With `intraOpNumThreads` 0 the cores are
+   * divided between the copies (at least one thread each). Costs the model's memory once per copy.
+   */
+  replicas?: number;
   /** Where each run's time is reported, by model file and batch size; nowhere when absent. */
   metrics?: Pick<LoupeMetrics, "observeInference">;
 }
@@ -43,6 +51,7 @@ export const defaultSessionSettings: Required<Omit<SessionSettings, "metrics">> 
   graphOptimizationLevel: "all",
   executionProviders: ["cpu"],
   worker: true,
+  replicas: 1,
 };
 
 /** Names a caller needs a model file to have. */
@@ -234,6 +243,48 @@ function inThisThread(session: ort.InferenceSession): SessionBackend {
 }
 
 /**
+ * `replicas` copies of one model as one backend: each run goes to the copy with the fewest runs in
+ * progress (the earliest opened among equals), so concurrent runs spread over the copies. A copy that fails
+ * to open releases the ones already open.
+ */
+async function openReplicas({
+  open,
+  replicas,
+}: {
+  open: () => Promise<SessionBackend>;
+  replicas: number;
+}): Promise<SessionBackend> {
+  const copies: SessionBackend[] = [];
+  try {
+    for (let index = 0; index < replicas; index += 1) copies.push(await open());
+  } catch (error) {
+    await Promise.allSettled(copies.map((copy) => copy.release()));
+    throw error;
+  }
+  const first = copies[0] as SessionBackend;
+  const busy = copies.map(() => 0);
+  return {
+    inputNames: first.inputNames,
+    outputNames: first.outputNames,
+    inputMetadata: first.inputMetadata,
+    async run(feeds, fetches) {
+      let chosen = 0;
+      for (let index = 1; index < copies.length; index += 1)
+        if ((busy[index] ?? 0) < (busy[chosen] ?? 0)) chosen = index;
+      busy[chosen] = (busy[chosen] ?? 0) + 1;
+      try {
+        return await (copies[chosen] as SessionBackend).run(feeds, fetches);
+      } finally {
+        busy[chosen] = (busy[chosen] ?? 0) - 1;
+      }
+    },
+    async release() {
+      await Promise.all(copies.map((copy) => copy.release()));
+    },
+  };
+}
+
+/**
  * Opens an ONNX model and checks its input and output names against what the caller needs.
  *
  * @throws ModelPackError when the file is missing, cannot be parsed, or its names do not fit the contract.
@@ -251,11 +302,17 @@ export async function createSession({
     intraOpNumThreads: merged.intraOpNumThreads,
     interOpNumThreads: merged.interOpNumThreads,
   };
-  let session: SessionBackend;
-  try {
-    session = merged.worker
+  const replicas = Math.max(1, Math.floor(merged.replicas));
+  if (replicas > 1 && merged.intraOpNumThreads === 0) {
+    sessionOptions.intraOpNumThreads = Math.max(1, Math.floor(availableParallelism() / replicas));
+  }
+  const openOne = async (): Promise<SessionBackend> =>
+    merged.worker
       ? await createWorkerSession({ path, options: sessionOptions })
       : inThisThread(await ort.InferenceSession.create(path, sessionOptions));
+  let session: SessionBackend;
+  try {
+    session = replicas === 1 ? await openOne() : await openReplicas({ open: openOne, replicas });
   } catch (error) {
     const reason = (error instanceof Error ? error.message : String(error)).replace(/\.+$/, "");
     const providers = merged.executionProviders;

@@ -27,6 +27,7 @@ import { probeVideo, type VideoProbe } from "../media/video-probe.ts";
 import type { LoupeMetrics } from "../metrics/metrics.ts";
 import type { StoredVideoSegment, VectorStore, VideoSegmentRecord } from "../store/index.ts";
 import { recordId } from "../store/index.ts";
+import type { IngestAnnotator } from "./image-ingest.ts";
 import { type IngestOcr, ocrRecordFields, readImageText } from "./ingest-ocr.ts";
 import {
   deleteRegionsOf,
@@ -198,6 +199,8 @@ export interface VideoIngesterOptions {
   logger?: Logger;
   /** Where each video's outcome is counted; nowhere when absent. */
   metrics?: Pick<LoupeMetrics, "countIngestItems">;
+  /** Metadata for new segments from their embeddings and keyframes (classifiers applied at ingest). */
+  annotate?: IngestAnnotator;
 }
 
 /** Frame embedding batches waiting for the vision tower at once while ffmpeg keeps decoding. */
@@ -217,10 +220,22 @@ export class VideoIngester {
   readonly #settings: VideoIngestSettings;
   readonly #logger: Logger | undefined;
   readonly #ocr: IngestOcr | undefined;
+  readonly #annotate: IngestAnnotator | undefined;
   readonly #regions: IngestRegions | undefined;
   readonly #metrics: Pick<LoupeMetrics, "countIngestItems"> | undefined;
 
-  constructor({ store, models, blobs, settings, ocr, regions, logger, metrics }: VideoIngesterOptions) {
+  constructor({
+    store,
+    models,
+    blobs,
+    settings,
+    ocr,
+    regions,
+    logger,
+    metrics,
+    annotate,
+  }: VideoIngesterOptions) {
+    this.#annotate = annotate;
     this.#ocr = ocr;
     this.#regions = regions;
     this.#metrics = metrics;
@@ -320,6 +335,7 @@ export class VideoIngester {
       const textKeyframes = await this.#textKeyframes({ path: tempPath, probe, spans, keyframes, signal });
       const readings = await this.#readKeyframes({ keyframes: textKeyframes, signal });
       const found = await this.#detectKeyframes(keyframes);
+      const annotations = await this.#annotations({ tenant, vectors: segmentEmbeddings, keyframes });
 
       // Every blob is referenced as it is written, before the records exist, under claims of this run's
       // own; if the records are not stored, those claims are released (what earlier runs hold stays).
@@ -365,6 +381,7 @@ export class VideoIngester {
           const keyframeRef = blobRef(keyframeSha);
           const segmentMetadata = {
             ...metadata,
+            ...annotations[index],
             video: { ...videoFacts, segmentIndex: index, startsShot: span.startsShot },
             ...(found === undefined ? {} : regionsMarker(regionCount(found[index]))),
           };
@@ -521,6 +538,32 @@ export class VideoIngester {
       }
     }
     return keyframes;
+  }
+
+  /**
+   * The annotator's metadata for each segment, from its embedding and keyframe; empty objects when there is
+   * no annotator or it failed (logged: the video is stored without it).
+   */
+  async #annotations({
+    tenant,
+    vectors,
+    keyframes,
+  }: {
+    tenant: string;
+    vectors: readonly Float32Array[];
+    keyframes: readonly Buffer[];
+  }): Promise<ReadonlyArray<Record<string, unknown>>> {
+    const annotate = this.#annotate;
+    if (annotate === undefined || vectors.length === 0) return [];
+    try {
+      return await annotate({ tenant, kind: "video_segment", vectors, images: keyframes });
+    } catch (error) {
+      this.#logger?.warn(
+        { err: error, segments: vectors.length },
+        "could not annotate new video segments; stored without it",
+      );
+      return [];
+    }
   }
 
   /**
@@ -990,6 +1033,7 @@ export interface CreateVideoIngesterOptions {
   regions?: IngestRegions;
   logger?: Logger;
   metrics?: Pick<LoupeMetrics, "countIngestItems">;
+  annotate?: IngestAnnotator;
 }
 
 /** Builds a {@link VideoIngester} with the settings of `config`. */
@@ -1002,6 +1046,7 @@ export function createVideoIngester({
   regions,
   logger,
   metrics,
+  annotate,
 }: CreateVideoIngesterOptions): VideoIngester {
   return new VideoIngester({
     store,
@@ -1012,6 +1057,7 @@ export function createVideoIngester({
     ...(regions === undefined ? {} : { regions }),
     logger,
     metrics,
+    ...(annotate === undefined ? {} : { annotate }),
   });
 }
 

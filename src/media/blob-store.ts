@@ -8,8 +8,8 @@
  * directory, are fsynced and renamed into place, so a crash leaves either the whole blob or none.
  *
  * The store also keeps a reference index: which record ids (of any tenant) use a blob. Deleting a
- * record drops its references, and the blob itself is removed only once nothing refers to it. An S3-
- * compatible adapter can implement the same interface later.
+ * record drops its references, and the blob itself is removed only once nothing refers to it. The S3-
+ * compatible adapter (`s3-blob-store.ts`) implements the same interface with the same keys.
  *
  * An ingest writes under a claim of its own, `<tenant>/<record id>/<nonce>` ({@link claimOwner}), not
  * the bare `<tenant>/<record id>`: two ingests of the same bytes for the same record at once (a client
@@ -148,7 +148,7 @@ export interface BlobEntry {
 /** A file of no complete blob: bytes whose sidecar is gone, or a temporary file of a write. */
 export interface BlobLeftover {
   kind: "unindexed" | "temporary";
-  /** Path relative to the store's directory. */
+  /** Path relative to the store's directory (on S3: the key under the prefix). */
   path: string;
   size: number;
   /** Last modification, ms since the epoch. */
@@ -198,12 +198,12 @@ export function ownerOfLabel(label: string): string {
 }
 
 /** Whether releasing `owner` drops `label`: the same label, or a claim under a record's owner. */
-function releases(owner: string, label: string): boolean {
+export function releases(owner: string, label: string): boolean {
   return label === owner || (owner.split("/").length === 2 && label.startsWith(`${owner}/`));
 }
 
 /** Labels as the owners they stand for, sorted, each once. */
-function ownersOf(labels: readonly string[]): string[] {
+export function ownersOf(labels: readonly string[]): string[] {
   return [...new Set(labels.map(ownerOfLabel))].sort();
 }
 
@@ -235,7 +235,8 @@ export function assertBlobKey(sha256: unknown): asserts sha256 is string {
   }
 }
 
-function assertContentType(contentType: unknown): asserts contentType is string {
+/** @throws {ValidationError} unless `contentType` is a MIME type such as `image/jpeg` (no header injection). */
+export function assertContentType(contentType: unknown): asserts contentType is string {
   if (
     typeof contentType !== "string" ||
     contentType.length > MAX_CONTENT_TYPE_LENGTH ||
@@ -247,7 +248,8 @@ function assertContentType(contentType: unknown): asserts contentType is string 
   }
 }
 
-function assertOwner(owner: unknown): asserts owner is string {
+/** @throws {ValidationError} unless `owner` is a label of 1–300 characters from letters, digits and `_.@:/-`. */
+export function assertOwner(owner: unknown): asserts owner is string {
   if (typeof owner !== "string" || !OWNER_PATTERN.test(owner)) {
     throw new ValidationError(
       `Invalid blob owner ${JSON.stringify(String(owner).slice(0, 80))}: 1–300 characters from letters, digits and _.@:/-.`,

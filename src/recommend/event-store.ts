@@ -1,6 +1,6 @@
 /**
  * The event store port: where users' interactions are kept, per tenant and per user. The file adapter is
- * in `file-event-store.ts`.
+ * in `file-event-store.ts`, the PostgreSQL one (`LOUPE_DATABASE_URL`) in `pg-event-store.ts`.
  */
 import type { UserEvent } from "./profile.ts";
 

@@ -5,7 +5,7 @@
  * a label into new images' metadata that the filter language finds.
  */
 
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,6 +20,7 @@ import {
 import { createLogger } from "../../src/logger.ts";
 import { assembleServices } from "../../src/services.ts";
 import { type Color, createRng, deriveSeed, renderScene, sampleScene } from "../../src/synth/index.ts";
+import { makeTestVideo } from "../helpers/video-fixtures.ts";
 import { type IngestHarness, multipart, startIngestHarness, TENANT_HEADER } from "../ingest/harness.ts";
 
 /** Scenes of one or two objects, all of `color`, as 256 px JPEGs. */
@@ -397,6 +398,66 @@ describe("classifiers (real Lite and pack)", () => {
       ids: [foreignId as string],
     });
     expect(foreign?.metadata.class_auto).toBeUndefined();
+  });
+
+  it("labels the segments of new videos when the classifier applies to video segments", async () => {
+    const created = await call("acme", "POST", "/v1/classifiers", {
+      name: "auto_video",
+      applyOnIngest: true,
+      kinds: ["video_segment"],
+      threshold: 0,
+      labels: [
+        { label: "red", examples: red.slice(0, 4).map(dataUrl) },
+        { label: "blue", examples: blue.slice(0, 4).map(dataUrl) },
+      ],
+    });
+    expect(created.status).toBe(201);
+    const dir = await mkdtemp(path.join(os.tmpdir(), "loupe-classifiers-video-"));
+    try {
+      const labelled: Record<string, unknown> = {};
+      for (const [color, frame] of [
+        ["red", red[6]],
+        ["blue", blue[6]],
+      ] as const) {
+        // A still of an unseen scene, held for 2 s: each segment's embedding and keyframe show it.
+        const still = path.join(dir, `${color}.jpg`);
+        await writeFile(still, frame as Buffer);
+        const video = await makeTestVideo({
+          outPath: path.join(dir, `${color}.mp4`),
+          source: `movie=${still},loop=loop=15:size=1:start=0,setpts=N/(8*TB),format=yuv420p`,
+        });
+        const ingested = await harness.services.videos.ingest({
+          tenant: "acme",
+          bytes: await readFile(video),
+          source: "upload",
+        });
+        const segments = await harness.store.get({
+          kind: "video_segment",
+          tenant: "acme",
+          ids: ingested.segments.map((segment) => segment.id),
+        });
+        expect(segments.length).toBeGreaterThan(0);
+        labelled[color] = [...new Set(segments.map((segment) => segment.metadata.class_auto_video))];
+      }
+      expect(labelled).toEqual({ red: ["red"], blue: ["blue"] });
+      // A classifier of images only leaves segments alone.
+      const [imageOnly] = await harness.store.get({
+        kind: "video_segment",
+        tenant: "acme",
+        ids: [
+          (
+            await harness.services.videos.ingest({
+              tenant: "acme",
+              bytes: await readFile(path.join(dir, "red.mp4")),
+              source: "upload",
+            })
+          ).segments[0]?.id as string,
+        ],
+      });
+      expect(imageOnly?.metadata.class_auto).toBeUndefined();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("creates, lists and predicts from the command line through a server", async () => {

@@ -26,7 +26,7 @@ describe("loupe command", () => {
     const { code, stdout } = await loupe(["--help"]);
     expect(code).toBe(0);
     expect(stdout).toContain("Usage: loupe");
-    expect(stdout).toMatch(/serve\s+serve the HTTP API/);
+    expect(stdout).toMatch(/serve( \[options\])?\s+serve the HTTP API/);
   });
 
   it("rejects an unknown subcommand with exit code 1", async () => {

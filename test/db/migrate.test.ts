@@ -80,7 +80,18 @@ describe("migrate", () => {
       MIGRATIONS.map((migration) => [migration.version, migration.name]),
     );
     expect(MIGRATIONS.map((migration) => migration.version)).toEqual(MIGRATIONS.map((_, index) => index + 1));
-    expect(await tables(pool)).toEqual(["loupe_api_keys", "loupe_key_store", "loupe_migrations"]);
+    expect(await tables(pool)).toEqual([
+      "loupe_api_keys",
+      "loupe_audit_log",
+      "loupe_classifiers",
+      "loupe_feedback",
+      "loupe_feedback_proposals",
+      "loupe_job_items",
+      "loupe_jobs",
+      "loupe_key_store",
+      "loupe_migrations",
+      "loupe_user_events",
+    ]);
     const recorded = await pool.query<{ version: number; checksum: string }>(
       "select version, checksum from loupe_migrations order by version",
     );
@@ -206,7 +217,7 @@ describe("start-up and `loupe migrate`", () => {
 
     await runMigrate({ env, status: true, write });
     expect(out).toMatch(/^version\s+name\s+applied\n1\s+api-keys\s+pending\n/);
-    expect(out).toContain("1 pending; `loupe migrate` applies them.");
+    expect(out).toContain(`${MIGRATIONS.length} pending; \`loupe migrate\` applies them.`);
 
     out = "";
     const applied = await runMigrate({ env, write });

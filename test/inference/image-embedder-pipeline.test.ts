@@ -69,3 +69,34 @@ describe("ImageEmbedder.encode pipelining", () => {
     });
   });
 });
+
+describe("the vision tower in several copies (visionReplicas)", () => {
+  it("embeds concurrent images across the copies with the same results as one copy, and releases them all", async () => {
+    const single = await loadModelPack({ dir: join(fixtures, "tiny-pack"), batchSizes: { image: 1 } });
+    const copies = await loadModelPack({
+      dir: join(fixtures, "tiny-pack"),
+      batchSizes: { image: 1 },
+      visionReplicas: 3,
+    });
+    try {
+      const expected = await single.imageEmbedder.embed({ images });
+      // Every image submitted at once: up to three runs of one image each are in flight.
+      const [all, reversed] = await Promise.all([
+        copies.imageEmbedder.embed({ images }),
+        copies.imageEmbedder.embed({ images: [...images].reverse() }),
+      ]);
+      all.forEach((embedding, index) => {
+        expect(cosineSimilarity(embedding, expected[index] as Float32Array)).toBeGreaterThan(0.9999);
+      });
+      reversed.reverse().forEach((embedding, index) => {
+        expect(cosineSimilarity(embedding, expected[index] as Float32Array)).toBeGreaterThan(0.9999);
+      });
+    } finally {
+      await single.close();
+      await copies.close();
+    }
+    await expect(copies.imageEmbedder.embed({ images: images.slice(0, 1) })).rejects.toThrow(
+      /closed|released/,
+    );
+  });
+});

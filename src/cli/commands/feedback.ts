@@ -10,20 +10,19 @@
  *   Milvus Lite and the model pack), which a running server holds: while one runs, approve over HTTP
  *   (`POST /v1/feedback/proposals/{id}/approve` with a key that has the `ingest` scope).
  *
- * Approvals and rejections are written to `<LOUPE_DATA_DIR>/audit.log`.
+ * Approvals and rejections are written to `<LOUPE_DATA_DIR>/audit.log`. With `LOUPE_DATABASE_URL` the
+ * proposals and the audit trail are the database's, as the server keeps them (the blobs stay in the
+ * data dir, or in LOUPE_S3_BUCKET when it is set).
  */
-import path from "node:path";
 import type { Command } from "commander";
-import { type AuditLog, createFileAuditLog } from "../../audit/audit-log.ts";
+import type { AuditLog } from "../../audit/audit-log.ts";
+import { openAuditLog } from "../../audit/open-audit-log.ts";
 import { type Config, parseConfig } from "../../config.ts";
 import { NotReadyError, ValidationError } from "../../errors.ts";
 import { FeedbackService } from "../../feedback/feedback-service.ts";
-import {
-  createFileFeedbackStore,
-  type Proposal,
-  type ProposalStatus,
-} from "../../feedback/feedback-store.ts";
-import { createFsBlobStore } from "../../media/blob-store.ts";
+import type { Proposal, ProposalStatus } from "../../feedback/feedback-store.ts";
+import { openFeedbackStore } from "../../feedback/open-feedback-store.ts";
+import { openBlobStore } from "../../media/open-blob-store.ts";
 import type { VectorStore } from "../../store/index.ts";
 import { formatTable } from "../table.ts";
 
@@ -46,11 +45,19 @@ async function withFeedbackFiles<Result>(
   work: (parts: { feedback: FeedbackService; audit: AuditLog; config: Config }) => Promise<Result>,
 ): Promise<Result> {
   const config = parseConfig({ env });
-  const feedbackStore = createFileFeedbackStore({ dir: path.join(config.dataDir, "feedback") });
-  const audit = createFileAuditLog({ file: path.join(config.dataDir, "audit.log") });
+  // On the database of LOUPE_DATABASE_URL when it is set, as the server keeps them.
+  const feedbackStore = await openFeedbackStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const audit = await openAuditLog({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }).catch(
+    async (error: unknown) => {
+      await feedbackStore.close();
+      throw error;
+    },
+  );
+  // Where the server keeps them: LOUPE_S3_BUCKET when set, else the data dir.
+  const { blobs, close: closeBlobs } = await openBlobStore({ settings: config });
   const feedback = new FeedbackService({
     feedback: feedbackStore,
-    blobs: createFsBlobStore({ dir: path.join(config.dataDir, "blobs") }),
+    blobs,
     store: noStore,
     triples: {
       ingest: async () => {
@@ -65,6 +72,7 @@ async function withFeedbackFiles<Result>(
   } finally {
     await feedbackStore.close();
     await audit.close();
+    await closeBlobs();
   }
 }
 

@@ -2,17 +2,17 @@
  * `loupe keys create|list|revoke`: API keys, on the key store under `LOUPE_DATA_DIR` (`auth/keys.json`).
  * Opens only the key store and the audit trail, never the services, so it works while a `loupe serve`
  * runs on the same data dir (which sees a revocation within a few seconds). Each change is written to
- * `<LOUPE_DATA_DIR>/audit.log` as `key.create` / `key.revoke`; the key itself is printed once, by
- * `create`, and written nowhere.
+ * `<LOUPE_DATA_DIR>/audit.log` as `key.create` / `key.revoke` (with `LOUPE_DATABASE_URL`, keys and trail
+ * are the database's); the key itself is printed once, by `create`, and written nowhere.
  *
  * - `loupe keys create --tenant <t> --scopes read,ingest [--name n] [--expires 30d] [--origins <list>]
  *   [--publishable] [--json]`
  * - `loupe keys list [--tenant t] [--json]`
  * - `loupe keys revoke <id> [--json]`
  */
-import path from "node:path";
 import type { Command } from "commander";
-import { createFileAuditLog } from "../../audit/audit-log.ts";
+import type { AuditLog } from "../../audit/audit-log.ts";
+import { openAuditLog } from "../../audit/open-audit-log.ts";
 import { EXPIRY_FORMS, parseExpiry } from "../../auth/expiry.ts";
 import {
   type ApiKeyRecord,
@@ -22,7 +22,7 @@ import {
   type KeyStore,
   keyStatus,
 } from "../../auth/key-store.ts";
-import { openKeyStore } from "../../auth/pg-key-store.ts";
+import { openKeyStore } from "../../auth/open-key-store.ts";
 import { parseConfig } from "../../config.ts";
 import { ValidationError } from "../../errors.ts";
 import { TENANT_PATTERN } from "../../store/filter.ts";
@@ -40,7 +40,7 @@ function recordJson(record: ApiKeyRecord) {
 /** Opens the key store and the audit log of the data dir `env` configures, runs `work`, closes both. */
 async function withKeyStore<Result>(
   env: Record<string, string | undefined>,
-  work: (stores: { keys: KeyStore; audit: ReturnType<typeof createFileAuditLog> }) => Promise<Result>,
+  work: (stores: { keys: KeyStore; audit: AuditLog }) => Promise<Result>,
 ): Promise<Result> {
   const config = parseConfig({ env });
   const keys = await openKeyStore({
@@ -49,7 +49,13 @@ async function withKeyStore<Result>(
     secret: config.keySecret,
     tenantPattern: TENANT_PATTERN,
   });
-  const audit = createFileAuditLog({ file: path.join(config.dataDir, "audit.log") });
+  // On the database of LOUPE_DATABASE_URL when it is set, beside the keys.
+  const audit = await openAuditLog({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }).catch(
+    async (error: unknown) => {
+      await keys.close();
+      throw error;
+    },
+  );
   try {
     return await work({ keys, audit });
   } finally {

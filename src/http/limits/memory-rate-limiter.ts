@@ -3,6 +3,7 @@
  * process. Buckets that have refilled completely hold no information and are swept, so the maps stay
  * as small as the set of callers active in the last few seconds.
  */
+import { bucketDecision } from "./bucket-decision.ts";
 import type { ConcurrencyLease, RateDecision, RateLimit, RateLimiter } from "./rate-limiter.ts";
 
 /** Options of {@link createMemoryRateLimiter}. */
@@ -57,22 +58,14 @@ export function createMemoryRateLimiter({
       if (bucket !== undefined) buckets.delete(key);
       const current: Bucket = bucket ?? { tokens: limit.burst, updatedAt: at, limit };
       const tokens = Math.min(limit.burst, refilled({ ...current, limit }, at));
-      const charge = Math.min(cost, limit.burst);
-      const allowed = tokens >= charge;
-      const left = allowed ? tokens - charge : tokens;
+      const { left, decision } = bucketDecision({ tokens, cost, limit });
       buckets.set(key, { tokens: left, updatedAt: at, limit });
       while (buckets.size > maxBuckets) {
         const oldest = buckets.keys().next().value;
         if (oldest === undefined) break;
         buckets.delete(oldest);
       }
-      const perSecond = limit.perSecond;
-      return {
-        allowed,
-        remaining: Math.floor(left),
-        resetSeconds: Math.ceil((limit.burst - left) / perSecond),
-        retryAfterSeconds: allowed ? 0 : Math.max(1, Math.ceil((charge - left) / perSecond)),
-      };
+      return decision;
     },
 
     async acquire({ key, max, ttlMs }): Promise<ConcurrencyLease | undefined> {

@@ -27,8 +27,9 @@ import {
   parseImageMetadata,
 } from "../../ingest/image-ingest.ts";
 import type { JobItemOutcome, JobRegistry } from "../../ingest/jobs.ts";
+import type { SharedJobs } from "../../ingest/shared-jobs.ts";
 import { toStorableText } from "../../ingest/storable-text.ts";
-import { answerBatch, countOutcomes, jobAudit, recordWrite } from "../batch-outcome.ts";
+import { answerBatch, auditActor, countOutcomes, jobAudit, recordWrite } from "../batch-outcome.ts";
 import { errorEnvelopeSchema } from "../errors.ts";
 import {
   asList,
@@ -120,6 +121,8 @@ export const imagesAllFailedSchema = errorEnvelopeSchema.extend({
 export interface ImagesRouteOptions {
   images: ImageIngester;
   jobs: JobRegistry;
+  /** Where jobs go when they run on the shared queue (workers of any replica); `jobs` when absent. */
+  sharedJobs?: SharedJobs;
   config: Pick<Config, "maxUploadBytes" | "maxItemsPerRequest" | "maxMetadataBytes" | "ingestSyncMaxItems">;
   /** The audit trail: stored images are recorded as `ingest` lines. */
   audit?: AuditLog;
@@ -213,7 +216,7 @@ function fromJson(
 }
 
 /** The /v1/images route. */
-export function createImagesRoute({ images: ingester, jobs, config, audit }: ImagesRouteOptions) {
+export function createImagesRoute({ images: ingester, jobs, sharedJobs, config, audit }: ImagesRouteOptions) {
   const route = defineRoute(
     {
       method: "post",
@@ -274,6 +277,17 @@ export function createImagesRoute({ images: ingester, jobs, config, audit }: Ima
     }
     c.get("logger").info({ items: items.length, source: defaultSource }, "ingesting images");
 
+    if ((runAsync || items.length > config.ingestSyncMaxItems) && sharedJobs !== undefined) {
+      // Recorded in PostgreSQL and queued on Redis; the workers record the audit lines as this caller.
+      const job = await sharedJobs.createImages({
+        tenant,
+        items,
+        defaultSource,
+        ...(audit === undefined ? {} : { actor: auditActor(c, ROUTE) }),
+      });
+      c.header("location", `/v1/jobs/${job.id}`);
+      return c.json({ job: { id: job.id, status: job.status } }, 202);
+    }
     if (runAsync || items.length > config.ingestSyncMaxItems) {
       const job = jobs.create({
         tenant,

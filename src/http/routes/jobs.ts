@@ -10,8 +10,8 @@
  */
 import { z } from "@hono/zod-openapi";
 import type { AuditLog } from "../../audit/audit-log.ts";
-import { AppError, ValidationError } from "../../errors.ts";
-import type { JobItem, JobRegistry, JobSnapshot } from "../../ingest/jobs.ts";
+import { AppError, NotFoundError, ValidationError } from "../../errors.ts";
+import type { JobEvent, JobItem, JobRegistry, JobSnapshot } from "../../ingest/jobs.ts";
 import {
   OCR_BACKFILL_KINDS,
   OCR_JOB_KIND,
@@ -24,6 +24,7 @@ import {
   type RegionBackfill,
   type RegionBackfillItem,
 } from "../../ingest/region-backfill.ts";
+import type { SharedJobs } from "../../ingest/shared-jobs.ts";
 import { auditActor, jobAudit } from "../batch-outcome.ts";
 import { errorEnvelope } from "../errors.ts";
 import {
@@ -269,6 +270,8 @@ export interface JobsRouteOptions {
   audit?: AuditLog;
   /** The pack switch jobs of kind `migrate` run; absent where there is no Milvus. */
   packMigration?: PackMigration;
+  /** Jobs on the shared queue, read from PostgreSQL; looked up when `jobs` has no such job. */
+  sharedJobs?: SharedJobs;
 }
 
 /** The /v1/jobs routes. */
@@ -278,7 +281,33 @@ export function createJobsRoute({
   regionBackfill,
   audit,
   packMigration,
+  sharedJobs,
 }: JobsRouteOptions) {
+  /** This process's job, else the shared one; the registry's NotFoundError when neither has it. */
+  const findJob = async (id: string, tenant: string): Promise<JobSnapshot> => {
+    try {
+      return jobs.get({ id, tenant });
+    } catch (error) {
+      const shared = error instanceof NotFoundError ? await sharedJobs?.get({ id, tenant }) : undefined;
+      if (shared === undefined) throw error;
+      return shared;
+    }
+  };
+  const jobEvents = async (
+    id: string,
+    tenant: string,
+    signal: AbortSignal,
+  ): Promise<AsyncIterable<JobEvent>> => {
+    try {
+      jobs.get({ id, tenant });
+      return jobs.events({ id, tenant, signal });
+    } catch (error) {
+      const shared =
+        error instanceof NotFoundError ? await sharedJobs?.events({ id, tenant, signal }) : undefined;
+      if (shared === undefined) throw error;
+      return shared;
+    }
+  };
   return createRouter()
     .openapi(createJobRoute, async (c) => {
       const body = c.req.valid("json");
@@ -366,22 +395,22 @@ export function createJobsRoute({
       c.header("location", `/v1/jobs/${job.id}`);
       return c.json({ job: { id: job.id, status: job.status } }, 202);
     })
-    .openapi(getJobRoute, (c) => {
-      const job = jobs.get({ id: c.req.valid("param").id, tenant: c.get("tenant") });
+    .openapi(getJobRoute, async (c) => {
+      const job = await findJob(c.req.valid("param").id, c.get("tenant"));
       c.header("cache-control", "no-store");
       return c.json({ job: jobToJson(job) }, 200);
     })
-    .openapi(jobEventsRoute, (c) => {
+    .openapi(jobEventsRoute, async (c) => {
       const { id } = c.req.valid("param");
       const tenant = c.get("tenant");
       const requestId = c.get("requestId");
       // Looked up now, so an unknown job answers 404 rather than an empty stream.
-      jobs.get({ id, tenant });
+      await findJob(id, tenant);
       return sseResponse({
         requestId,
         logger: c.get("logger"),
         events: async function* (signal) {
-          for await (const event of jobs.events({ id, tenant, signal })) {
+          for await (const event of await jobEvents(id, tenant, signal)) {
             if (event.type === "item") {
               yield { event: event.type, data: { ...event.data, item: jobItemToJson(event.data.item) } };
             } else if (event.type === "error") {
@@ -395,12 +424,21 @@ export function createJobsRoute({
       });
     })
     .openapi(resumeJobRoute, async (c) => {
-      const job = await jobs.resume({
-        id: c.req.valid("param").id,
-        tenant: c.get("tenant"),
-        // Recorded in the job's audit trail; the items the new run stores are this caller's doing.
-        actor: auditActor(c, "POST /v1/jobs/{id}/resume"),
-      });
+      const { id } = c.req.valid("param");
+      const tenant = c.get("tenant");
+      let job: JobSnapshot;
+      try {
+        job = await jobs.resume({
+          id,
+          tenant,
+          // Recorded in the job's audit trail; the items the new run stores are this caller's doing.
+          actor: auditActor(c, "POST /v1/jobs/{id}/resume"),
+        });
+      } catch (error) {
+        const shared = error instanceof NotFoundError ? await sharedJobs?.resume({ id, tenant }) : undefined;
+        if (shared === undefined) throw error;
+        job = shared;
+      }
       return c.json({ job: jobToJson(job) }, 202);
     });
 }
