@@ -97,7 +97,14 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
   app.use(originCheck());
 
   app.route("/", createHealthzRoute());
-  app.route("/", createReadyzRoute({ store: services.store, timeoutMs: services.config.milvusTimeoutMs }));
+  app.route(
+    "/",
+    createReadyzRoute({
+      store: services.store,
+      dependencies: services.dependencies,
+      timeoutMs: services.config.milvusTimeoutMs,
+    }),
+  );
   app.route(
     "/",
     createJobsRoute({

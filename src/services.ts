@@ -22,6 +22,7 @@ import { createMemoryRateLimiter } from "./http/limits/memory-rate-limiter.ts";
 import type { RateLimiter } from "./http/limits/rate-limiter.ts";
 import type { RedisRateLimiter } from "./http/limits/redis-rate-limiter.ts";
 import { mediaRouteUrls } from "./http/media-urls.ts";
+import type { DependencyCheck } from "./http/routes/readyz.ts";
 import { createDefaultTenantResolver, type TenantResolver } from "./http/tenant.ts";
 import type { ObjectDetector } from "./inference/detection-head.ts";
 import { loadModelPack, type ModelPack, readModelPackInfo } from "./inference/model-pack.ts";
@@ -105,6 +106,8 @@ export interface ServiceParts {
    * (built by {@link createLoupeServices}), in this process's memory when absent.
    */
   limiter?: RateLimiter;
+  /** Shared dependencies `/readyz` checks besides the vector store (PostgreSQL, Redis); none when absent. */
+  dependencies?: readonly DependencyCheck[];
   /**
    * Where the layers report requests, chain steps, model runs, store calls, ingested items and the LLM,
    * served at `GET /metrics`; when absent, a Prometheus registry of its own with `LOUPE_METRICS=on`,
@@ -137,6 +140,8 @@ export interface LoupeServices extends ServiceParts, ClassifierServices {
   audit: AuditLog;
   keys: KeyStore;
   limiter: RateLimiter;
+  /** Shared dependencies `/readyz` checks besides the vector store; empty in the embedded default. */
+  dependencies: readonly DependencyCheck[];
   mediaLinks: MediaLinkSigner;
   /** Stored media read and written through the blob store. */
   media: MediaReader & MediaWriter;
@@ -404,6 +409,7 @@ export function assembleServices(parts: ServiceParts): LoupeServices {
     audit,
     keys,
     limiter,
+    dependencies: parts.dependencies ?? [],
     mediaLinks,
     media,
     search,
@@ -522,6 +528,7 @@ export async function createLoupeServices({
       ...(openCatalog === undefined ? {} : { openCatalog }),
       ...(shared === undefined ? {} : shared.parts),
       ...(limiter === undefined ? {} : { limiter }),
+      dependencies: sharedDependencies({ shared, limiter }),
       ...(sharedJobs === undefined ? {} : { sharedJobs: sharedJobs.sharedJobs }),
     });
     cleanups.push(() => services.audit.close());
@@ -840,6 +847,45 @@ async function buildSharedJobs({
       }),
     close: () => queue.close(),
   };
+}
+
+/**
+ * What `/readyz` checks of the shared state: PostgreSQL answers a query (required: without it no key is
+ * checked), and Redis answered the rate limiter's last call (not required: limits fall back to memory).
+ */
+function sharedDependencies({
+  shared,
+  limiter,
+}: {
+  shared: SharedStores | undefined;
+  limiter: RedisRateLimiter | undefined;
+}): DependencyCheck[] {
+  const checks: DependencyCheck[] = [];
+  if (shared !== undefined) {
+    checks.push({
+      name: "PostgreSQL",
+      required: true,
+      check: async () => {
+        await shared.pool.query("select 1");
+        return { ok: true };
+      },
+    });
+  }
+  if (limiter !== undefined) {
+    checks.push({
+      name: "Redis",
+      required: false,
+      check: async () =>
+        limiter.shared
+          ? { ok: true }
+          : {
+              ok: false,
+              reason:
+                "Redis cannot be reached: rate limits and heavy-request caps are kept in each process's memory until it answers",
+            },
+    });
+  }
+  return checks;
 }
 
 /**

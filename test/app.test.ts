@@ -3,6 +3,7 @@ import { HTTPException } from "hono/http-exception";
 import { describe, expect, it } from "vitest";
 import { NotFoundError, StoreError, ValidationError } from "../src/errors.ts";
 import { errorEnvelopeSchema, internalErrorMessage } from "../src/http/errors.ts";
+import type { DependencyCheck } from "../src/http/routes/readyz.ts";
 import { createLogger } from "../src/logger.ts";
 import type { StoreHealth, VectorStore } from "../src/store/index.ts";
 import { makeTestApp } from "./helpers/app.ts";
@@ -162,6 +163,41 @@ describe("routes", () => {
     expect(response.status).toBe(503);
     expect((await envelope(response)).message).toBe(
       "Not ready: the vector store did not answer its health check within 200 ms.",
+    );
+  });
+
+  it("GET /readyz checks the shared dependencies: a required one failing is 503, a degraded one is listed", async () => {
+    const ok = async () => ({ ok: true });
+    const withDependencies = (dependencies: DependencyCheck[]) =>
+      makeTestApp({ store: new HealthOnlyStore(async () => ({ ok: true })), dependencies });
+    const redisDown: DependencyCheck = {
+      name: "Redis",
+      required: false,
+      check: async () => ({ ok: false, reason: "Redis cannot be reached: rate limits are kept in memory" }),
+    };
+    const ready = await withDependencies([
+      { name: "PostgreSQL", required: true, check: ok },
+      redisDown,
+    ]).request("/readyz");
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({
+      status: "ready",
+      degraded: [{ dependency: "Redis", reason: "Redis cannot be reached: rate limits are kept in memory" }],
+    });
+
+    const pgDown = await withDependencies([
+      {
+        name: "PostgreSQL",
+        required: true,
+        check: async () => {
+          throw new Error("connect ECONNREFUSED 127.0.0.1:5432");
+        },
+      },
+      redisDown,
+    ]).request("/readyz");
+    expect(pgDown.status).toBe(503);
+    expect((await envelope(pgDown)).message).toBe(
+      "Not ready: PostgreSQL health check failed: connect ECONNREFUSED 127.0.0.1:5432.",
     );
   });
 

@@ -120,6 +120,11 @@ describe("the services' durable records", () => {
     const dataDir = path.join(scratch, "shared");
     const services = await openServices({ LOUPE_DATABASE_URL: database.url, LOUPE_DATA_DIR: dataDir });
     try {
+      // /readyz checks the database: it answers now, and stops answering once the pool has ended.
+      const [postgres] = services.dependencies;
+      expect(postgres?.name).toBe("PostgreSQL");
+      expect(postgres?.required).toBe(true);
+      expect(await postgres?.check()).toEqual({ ok: true });
       await writeEach(services);
       expect(await rowCounts()).toEqual({ audit: 1, feedback: 1, classifiers: 1, events: 1 });
       // One pool for the key store and the four others: its connections, never more than its limit of 10.
@@ -130,6 +135,7 @@ describe("the services' durable records", () => {
     for (const name of ["audit.log", "feedback", "classifiers", "events"]) {
       expect(existsSync(path.join(dataDir, name))).toBe(false);
     }
+    await expect(services.dependencies[0]?.check()).rejects.toThrow();
     // A closed connection leaves pg_stat_activity a moment after the client ends it.
     const deadline = Date.now() + 5_000;
     while ((await otherConnections()) > 0 && Date.now() < deadline) await sleep(50);
@@ -157,6 +163,7 @@ describe("the services' durable records", () => {
     for (const name of ["audit.log", "feedback", "classifiers", "events"]) {
       expect(existsSync(path.join(dataDir, name))).toBe(true);
     }
+    expect(services.dependencies).toEqual([]);
     expect(await rowCounts()).toEqual(before);
   });
 });

@@ -234,6 +234,52 @@ describe("image jobs on the shared queue", () => {
       `shared-jobs: ${N} images rendered in ${Math.round((rendered - started) / 1000)} s; job (upload to done) ${Math.round(ranFor / 1000)} s; worker killed at ${killedAt} settled; stored ${job.counts.done}, skipped ${job.counts.skipped}`,
     );
   }, 300_000);
+
+  it("a job resumed through the other API process runs its failed items again, recorded in the audit trail", async () => {
+    const [good] = await renderShapes({ count: 1, seed: 123 });
+    const response = await fetch(`${apiA.url}/v1/images?async=true`, {
+      method: "POST",
+      body: multipart({
+        files: [
+          { name: "good.jpg", bytes: good as Buffer },
+          { name: "broken.jpg", bytes: Buffer.from("this is not an image") },
+        ],
+      }),
+    });
+    expect(response.status).toBe(202);
+    const { id } = ((await response.json()) as { job: { id: string } }).job;
+    const settled = async () => {
+      const deadline = Date.now() + 60_000;
+      let job = await getJob(apiB, id);
+      while (job.status !== "done" && job.status !== "failed" && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        job = await getJob(apiB, id);
+      }
+      return job;
+    };
+    const first = await settled();
+    expect(first.counts).toMatchObject({ total: 2, failed: 1 });
+
+    const resumed = await fetch(`${apiB.url}/v1/jobs/${id}/resume`, { method: "POST" });
+    expect(resumed.status).toBe(202);
+    const body = ((await resumed.json()) as JobBody).job;
+    expect(["queued", "running"]).toContain(body.status);
+    const pool = createDatabasePool({ url: database.url });
+    try {
+      const { rows } = await pool.query<{ route: string; detail: { jobId: string; items: number } }>(
+        "select route, detail from loupe_audit_log where action = 'job.resume' and $1 = any(item_ids)",
+        [id],
+      );
+      expect(rows).toEqual([
+        { route: "POST /v1/jobs/{id}/resume", detail: { jobId: id, kind: "images", items: 1 } },
+      ]);
+    } finally {
+      await pool.end();
+    }
+    // The broken file fails again; the good one stays stored.
+    const again = await settled();
+    expect(again.counts).toMatchObject({ total: 2, failed: 1 });
+  }, 120_000);
 });
 
 /** Waits for the first test's job (queued while no worker ran) to end as well. */

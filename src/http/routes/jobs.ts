@@ -25,7 +25,7 @@ import {
   type RegionBackfillItem,
 } from "../../ingest/region-backfill.ts";
 import type { SharedJobs } from "../../ingest/shared-jobs.ts";
-import { auditActor, jobAudit } from "../batch-outcome.ts";
+import { auditActor, jobAudit, recordWrite } from "../batch-outcome.ts";
 import { errorEnvelope } from "../errors.ts";
 import {
   createRouter,
@@ -438,6 +438,17 @@ export function createJobsRoute({
         const shared = error instanceof NotFoundError ? await sharedJobs?.resume({ id, tenant }) : undefined;
         if (shared === undefined) throw error;
         job = shared;
+        // Reopened (queued again) rather than answered as it was: the new run is this caller's doing.
+        if (shared.status === "queued" || shared.status === "running") {
+          await recordWrite({
+            c,
+            log: audit,
+            action: "job.resume",
+            route: "POST /v1/jobs/{id}/resume",
+            itemIds: [id],
+            detail: { jobId: id, kind: shared.kind, items: shared.counts.pending },
+          });
+        }
       }
       return c.json({ job: jobToJson(job) }, 202);
     });
