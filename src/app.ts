@@ -144,7 +144,13 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
   );
   app.route(
     "/",
-    createVideosRoute({ videos, jobs: services.jobs, config: services.config, audit: services.audit }),
+    createVideosRoute({
+      videos,
+      jobs: services.jobs,
+      ...(services.sharedJobs === undefined ? {} : { sharedJobs: services.sharedJobs }),
+      config: services.config,
+      audit: services.audit,
+    }),
   );
   app.route("/", createChatRoute({ chain, config: services.config }));
   app.route(

@@ -529,7 +529,7 @@ export async function createLoupeServices({
       ...(shared === undefined ? {} : shared.parts),
       ...(limiter === undefined ? {} : { limiter }),
       dependencies: sharedDependencies({ shared, limiter }),
-      ...(sharedJobs === undefined ? {} : { sharedJobs: sharedJobs.sharedJobs }),
+      ...(sharedJobs === undefined ? {} : { sharedJobs: sharedJobs.createSharedJobs({ blobs }) }),
     });
     cleanups.push(() => services.audit.close());
     cleanups.push(() => services.feedbackStore.close());
@@ -551,6 +551,8 @@ export async function createLoupeServices({
             createJobWorker: () =>
               sharedJobs.createWorker({
                 images: services.images,
+                videos: services.videos,
+                blobs: services.blobs,
                 audit: services.audit,
                 logger: logger.child({ component: "job-worker" }),
               }),
@@ -800,8 +802,9 @@ async function buildSharedStores({
 }
 
 /**
- * Image ingest jobs on the Redis of `LOUPE_REDIS_URL`, recorded in the database of `LOUPE_DATABASE_URL`
- * (`shared-jobs.ts`); `undefined` unless both are set. Redis is connected on first use, so a Redis that is
+ * Image and video ingest jobs on the Redis of `LOUPE_REDIS_URL`, recorded in the database of
+ * `LOUPE_DATABASE_URL` (`shared-jobs.ts`); `undefined` unless both are set. Video uploads wait in the
+ * blob store, so the API side is made once the blob store is open. Redis is connected on first use, so a Redis that is
  * down does not stop start-up: creating a job answers 503 `queue_unavailable` until it is back.
  */
 async function buildSharedJobs({
@@ -812,9 +815,16 @@ async function buildSharedJobs({
   shared: SharedStores | undefined;
 }): Promise<
   | {
-      sharedJobs: SharedJobs;
+      /** The API side, with the blob store video uploads wait in. */
+      createSharedJobs(options: { blobs: BlobStore }): SharedJobs;
       /** A worker over these jobs, for `loupe serve --role worker|all`. */
-      createWorker(options: { images: ImageIngester; audit: AuditLog; logger: Logger }): SharedJobWorker;
+      createWorker(options: {
+        images: ImageIngester;
+        videos: VideoIngester;
+        blobs: BlobStore;
+        audit: AuditLog;
+        logger: Logger;
+      }): SharedJobWorker;
       close(): Promise<void>;
     }
   | undefined
@@ -833,12 +843,14 @@ async function buildSharedJobs({
   });
   const store = new PgJobStore({ pool: shared.pool });
   return {
-    sharedJobs: new SharedJobs({ store, queue }),
-    createWorker: ({ images, audit, logger }) =>
+    createSharedJobs: ({ blobs }) => new SharedJobs({ store, queue, blobs }),
+    createWorker: ({ images, videos, blobs, audit, logger }) =>
       new SharedJobWorker({
         store,
         queue,
         images,
+        videos,
+        blobs,
         audit,
         concurrency: config.workerConcurrency,
         batchItems: config.workerBatchItems,

@@ -168,4 +168,13 @@ export const MIGRATIONS: readonly Migration[] = [
       create index loupe_job_items_changes on loupe_job_items (job_id, seq);
     `,
   },
+  {
+    version: 7,
+    name: "video-jobs",
+    sql: `
+      -- Video ingest jobs run on the shared queue too; their uploads wait in the blob store, not in a row.
+      alter table loupe_jobs drop constraint loupe_jobs_kind_check;
+      alter table loupe_jobs add constraint loupe_jobs_kind_check check (kind in ('images', 'videos'));
+    `,
+  },
 ];

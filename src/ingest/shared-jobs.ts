@@ -6,25 +6,30 @@
  *   ({@link PgJobStore}), then queues one message per item on Redis ({@link RedisWorkQueue}); it reads a
  *   job and follows its progress from PostgreSQL, so any API replica answers for any job.
  * - {@link SharedJobWorker} is the worker side (`loupe serve --role worker|all`): it claims items,
- *   runs them through the {@link ImageIngester}, writes each outcome to PostgreSQL, then acknowledges it.
+ *   runs them with the runner of their job's kind ({@link SharedJobRunner}: images through the
+ *   {@link ImageIngester}, videos through the video ingester, `shared-video-jobs.ts`), writes each
+ *   outcome to PostgreSQL, then acknowledges it.
  *
  * A worker that dies mid-item leaves its lease to lapse; the next claim by any worker puts the item back
  * with its attempt counted, and a worker that sees an item already settled only acknowledges it. Running
- * an item twice is harmless: record ids are deterministic (tenant, content hash, model), so a second run
- * finds the record and reports it `skipped`, or upserts the same id over a write the first run never
- * confirmed; blobs are content-addressed and referenced before the record is written, and released when
- * it is not. An item whose run throws for the server (store or database down) is retried after a backoff
- * that doubles per attempt, and fails with `attempts_exhausted` after `maxAttempts`.
+ * an item twice is harmless: record ids are deterministic (tenant, content hash, model, and for a video's
+ * segments their span), so a second run finds the record and reports it `skipped`, or upserts the same id
+ * over a write the first run never confirmed; blobs are content-addressed and referenced before the
+ * record is written, and released when it is not. An item whose run throws for the server (store or
+ * database down) is retried after a backoff that doubles per attempt, and fails with `attempts_exhausted`
+ * after `maxAttempts`.
  *
  * Followers poll PostgreSQL (`pollMs`) rather than listen on Redis pub/sub: the database holds the truth,
  * a follower that connects late or reconnects misses nothing (it reads the items changed since the last
- * `seq` it saw), and progress at half a second needs no second channel. Only image jobs (`kind: images`)
- * run here; video, triple, OCR, region and migration jobs still run in the process that accepted them.
+ * `seq` it saw), and progress at half a second needs no second channel. Image jobs (`kind: images`) and
+ * video jobs (`kind: videos`) run here; triple, OCR, region and migration jobs still run in the process
+ * that accepted them.
  */
 import { randomBytes } from "node:crypto";
 import type { AuditLog } from "../audit/audit-log.ts";
 import { AppError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
+import type { BlobStore } from "../media/blob-store.ts";
 import type { ImageIngester, ImageIngestItem, ImageMetadata } from "./image-ingest.ts";
 import { describeImageItem } from "./image-ingest.ts";
 import {
@@ -36,18 +41,44 @@ import {
   type JobWorkItem,
   toJobError,
 } from "./jobs.ts";
-import type { NewJobItem, PgJobStore } from "./pg-job-store.ts";
+import type { JobHead, JobWorkRow, NewJobItem, PgJobStore } from "./pg-job-store.ts";
 import type { RedisWorkQueue, WorkMessage } from "./redis-work-queue.ts";
+import { createVideoJobRunner, type SharedVideoItem, stageVideoItems } from "./shared-video-jobs.ts";
+import type { VideoIngester } from "./video-ingest.ts";
 
-/** The one kind that runs on the shared queue so far. */
+/** Kind of the image jobs on the shared queue. */
 export const SHARED_IMAGE_JOB_KIND = "images";
+/** Kind of the video jobs on the shared queue. */
+export const SHARED_VIDEO_JOB_KIND = "videos";
+
+/** How a worker runs the items of one kind of job. */
+export interface SharedJobRunner<Input> {
+  /** Reads an item's input back from its row; `undefined` when the row holds nothing runnable. */
+  inputOf(row: JobWorkRow): Input | undefined;
+  /**
+   * Runs the items, reporting each outcome; an item left unreported (a server failure, or `signal`
+   * aborted before it ran) goes back to the queue. Throwing leaves every unreported item to retry.
+   */
+  run(options: {
+    head: JobHead;
+    work: JobWorkItem<Input>[];
+    signal: AbortSignal;
+    report: (index: number, outcome: JobItemOutcome) => void;
+  }): Promise<void>;
+}
 
 /** Options of {@link SharedJobs}. */
 export interface SharedJobsOptions {
   store: PgJobStore;
   queue: RedisWorkQueue;
+  /** Where video uploads wait for a worker (the blob store every process shares); video jobs need it. */
+  blobs?: BlobStore;
   /** How often a follower reads the job's changes, in milliseconds. */
   pollMs?: number;
+}
+
+function newJobId(): string {
+  return `job_${randomBytes(12).toString("hex")}`;
 }
 
 function waitFor(ms: number, signal?: AbortSignal): Promise<void> {
@@ -67,12 +98,19 @@ function waitFor(ms: number, signal?: AbortSignal): Promise<void> {
 export class SharedJobs {
   readonly #store: PgJobStore;
   readonly #queue: RedisWorkQueue;
+  readonly #blobs: BlobStore | undefined;
   readonly #pollMs: number;
 
-  constructor({ store, queue, pollMs = 500 }: SharedJobsOptions) {
+  constructor({ store, queue, blobs, pollMs = 500 }: SharedJobsOptions) {
     this.#store = store;
     this.#queue = queue;
+    this.#blobs = blobs;
     this.#pollMs = Math.max(20, pollMs);
+  }
+
+  /** Whether video jobs can be queued (a blob store was given). */
+  get runsVideos(): boolean {
+    return this.#blobs !== undefined;
   }
 
   /**
@@ -94,7 +132,7 @@ export class SharedJobs {
     defaultSource: string;
     actor?: JobActor;
   }): Promise<Pick<JobSnapshot, "id" | "status">> {
-    const id = `job_${randomBytes(12).toString("hex")}`;
+    const id = newJobId();
     const rows = items.map((item): NewJobItem => {
       const describe = describeImageItem(item);
       const metadata = item.metadata === undefined ? {} : { metadata: item.metadata };
@@ -128,10 +166,56 @@ export class SharedJobs {
       spec: { defaultSource, ...(actor === undefined ? {} : { actor }) },
       items: rows,
     });
-    const queued = rows.flatMap((row, index) =>
-      row.error === undefined ? [{ jobId: id, index, attempt: 1 }] : [],
-    );
-    await this.#enqueue(id, queued);
+    await this.#enqueueRows(id, rows);
+    return { id, status: "queued" };
+  }
+
+  /**
+   * Records a video job and queues its videos; each video's bytes wait in the blob store until a worker
+   * has stored it (see `shared-video-jobs.ts`). Items refused before ingest are recorded failed and not
+   * queued.
+   *
+   * @throws {AppError} `internal_error` when this instance was built without a blob store; as
+   *   {@link SharedJobs.createImages} when the queue is full or unreachable.
+   */
+  async createVideos({
+    tenant,
+    items,
+    metadata,
+    text,
+    actor,
+  }: {
+    tenant: string;
+    items: readonly SharedVideoItem[];
+    /** Caller metadata (validated), stored on every segment of every video. */
+    metadata: Record<string, unknown>;
+    /** Searchable text (title, tags) stored on every segment. */
+    text: string;
+    actor?: JobActor;
+  }): Promise<Pick<JobSnapshot, "id" | "status">> {
+    const blobs = this.#blobs;
+    if (blobs === undefined) {
+      throw new AppError(
+        "internal_error",
+        500,
+        "Video jobs cannot be queued: the shared jobs were built without a blob store.",
+      );
+    }
+    const id = newJobId();
+    const { rows, unstage } = await stageVideoItems({ blobs, tenant, jobId: id, items, metadata, text });
+    try {
+      await this.#store.create({
+        id,
+        tenant,
+        kind: SHARED_VIDEO_JOB_KIND,
+        spec: { defaultSource: "upload", ...(actor === undefined ? {} : { actor }) },
+        items: rows,
+      });
+    } catch (error) {
+      await unstage();
+      throw error;
+    }
+    await this.#enqueueRows(id, rows);
     return { id, status: "queued" };
   }
 
@@ -213,6 +297,14 @@ export class SharedJobs {
     })();
   }
 
+  /** Queues the rows not refused before ingest. */
+  async #enqueueRows(id: string, rows: readonly NewJobItem[]): Promise<void> {
+    await this.#enqueue(
+      id,
+      rows.flatMap((row, index) => (row.error === undefined ? [{ jobId: id, index, attempt: 1 }] : [])),
+    );
+  }
+
   async #enqueue(id: string, messages: readonly WorkMessage[]): Promise<void> {
     try {
       await this.#queue.enqueue(messages);
@@ -229,6 +321,9 @@ export interface SharedJobWorkerOptions {
   store: PgJobStore;
   queue: RedisWorkQueue;
   images: ImageIngester;
+  /** Runs video jobs, reading their uploads from `blobs`; without both, video jobs are left to others. */
+  videos?: VideoIngester;
+  blobs?: BlobStore;
   /** Where stored items are recorded, as the job's actor. */
   audit?: AuditLog;
   /** Batches of items run at once. */
@@ -244,8 +339,8 @@ export interface SharedJobWorkerOptions {
   logger?: Logger;
 }
 
-/** Reads an item's input back from its row; `undefined` when the row holds nothing runnable. */
-function inputOf(row: { input: Record<string, unknown>; bytes: Buffer | null }): ImageIngestItem | undefined {
+/** Reads an image item's input back from its row; `undefined` when the row holds nothing runnable. */
+function imageInputOf(row: JobWorkRow): ImageIngestItem | undefined {
   const source = row.input.source as { type?: unknown; filename?: unknown; url?: unknown } | undefined;
   const metadata = row.input.metadata as ImageMetadata | undefined;
   const withMetadata = metadata === undefined || metadata === null ? {} : { metadata };
@@ -258,10 +353,26 @@ function inputOf(row: { input: Record<string, unknown>; bytes: Buffer | null }):
   return undefined;
 }
 
+/** The worker's runner of image jobs: a batch at a time through the {@link ImageIngester}. */
+function createImageJobRunner(images: ImageIngester): SharedJobRunner<ImageIngestItem> {
+  return {
+    inputOf: imageInputOf,
+    run: ({ head, work, signal, report }) =>
+      images.ingest({
+        tenant: head.tenant,
+        items: work,
+        defaultSource: head.spec.defaultSource,
+        signal,
+        report,
+      }),
+  };
+}
+
 /** See the module comment: the worker side. {@link SharedJobWorker.close} it at shutdown. */
 export class SharedJobWorker {
-  readonly #options: Required<Omit<SharedJobWorkerOptions, "audit" | "logger">> &
+  readonly #options: Required<Omit<SharedJobWorkerOptions, "audit" | "logger" | "videos" | "blobs">> &
     Pick<SharedJobWorkerOptions, "audit" | "logger">;
+  readonly #runners: ReadonlyMap<string, SharedJobRunner<unknown>>;
   readonly #abort = new AbortController();
   #loops: Promise<void>[] = [];
 
@@ -271,8 +382,22 @@ export class SharedJobWorker {
     maxAttempts = 5,
     retryBaseMs = 1_000,
     idlePollMs = 250,
+    videos,
+    blobs,
     ...rest
   }: SharedJobWorkerOptions) {
+    const runners = new Map<string, SharedJobRunner<unknown>>([
+      [SHARED_IMAGE_JOB_KIND, createImageJobRunner(rest.images) as SharedJobRunner<unknown>],
+    ]);
+    if (videos !== undefined && blobs !== undefined) {
+      const runner = createVideoJobRunner({
+        videos,
+        blobs,
+        ...(rest.logger === undefined ? {} : { logger: rest.logger }),
+      });
+      runners.set(SHARED_VIDEO_JOB_KIND, runner as SharedJobRunner<unknown>);
+    }
+    this.#runners = runners;
     this.#options = {
       concurrency: Math.max(1, Math.floor(concurrency)),
       batchItems: Math.max(1, Math.floor(batchItems)),
@@ -331,7 +456,8 @@ export class SharedJobWorker {
     const { store, queue, maxAttempts, logger } = this.#options;
     const signal = this.#abort.signal;
     const head = await store.head(jobId);
-    if (head === undefined || head.kind !== SHARED_IMAGE_JOB_KIND) {
+    const runner = head === undefined ? undefined : this.#runners.get(head.kind);
+    if (head === undefined || runner === undefined) {
       // A job that no longer exists (or that this version cannot run) leaves nothing to do.
       for (const message of messages) await queue.ack(message);
       return;
@@ -343,14 +469,14 @@ export class SharedJobWorker {
       ]),
     );
     const held = new Map<number, WorkMessage>();
-    const work: JobWorkItem<ImageIngestItem>[] = [];
+    const work: JobWorkItem<unknown>[] = [];
     for (const message of messages) {
       const row = rows.get(message.index);
       if (row === undefined || row.status !== "pending") {
         await queue.ack(message);
         continue;
       }
-      const input = inputOf(row);
+      const input = runner.inputOf(row);
       if (message.attempt > maxAttempts || input === undefined) {
         const error: JobError =
           input === undefined
@@ -371,7 +497,7 @@ export class SharedJobWorker {
     }
     if (work.length > 0) {
       await store.markRunning(jobId);
-      await this.#ingest({ jobId, head, work, held, signal, logger });
+      await this.#ingest({ jobId, head, runner, work, held, signal, logger });
     }
     await store.finishIfComplete(jobId);
   }
@@ -379,19 +505,21 @@ export class SharedJobWorker {
   async #ingest({
     jobId,
     head,
+    runner,
     work,
     held,
     signal,
     logger,
   }: {
     jobId: string;
-    head: NonNullable<Awaited<ReturnType<PgJobStore["head"]>>>;
-    work: JobWorkItem<ImageIngestItem>[];
+    head: JobHead;
+    runner: SharedJobRunner<unknown>;
+    work: JobWorkItem<unknown>[];
     held: Map<number, WorkMessage>;
     signal: AbortSignal;
     logger?: Logger;
   }): Promise<void> {
-    const { store, queue, images, retryBaseMs } = this.#options;
+    const { store, queue, retryBaseMs } = this.#options;
     // Renewed while the batch runs, so only a worker that stopped loses its items.
     const heartbeat = setInterval(
       () => void queue.extend([...held.values()]).catch(() => undefined),
@@ -417,13 +545,7 @@ export class SharedJobWorker {
       );
     };
     try {
-      await images.ingest({
-        tenant: head.tenant,
-        items: work,
-        defaultSource: head.spec.defaultSource,
-        signal,
-        report,
-      });
+      await runner.run({ head, work, signal, report });
     } catch (error) {
       logger?.warn(
         { err: error, jobId, items: held.size },

@@ -346,7 +346,7 @@ export class VideoIngester {
       const segments: IngestedSegment[] = [];
       try {
         const videoOwner = claimOwner(`${tenant}/${id}`);
-        await this.#blobs.put({ bytes, contentType: contentTypeOf(probe), owner: videoOwner });
+        await this.#blobs.put({ bytes, contentType: videoContentType(probe), owner: videoOwner });
         added.push({ recordId: id, ref: contentSha256, owner: videoOwner });
         const videoFacts = {
           ...(filename === undefined ? {} : { filename: filename.slice(0, 255) }),
@@ -1076,7 +1076,8 @@ export function assertVideoId(id: string): void {
   }
 }
 
-function contentTypeOf(probe: VideoProbe): string {
+/** The MIME type a video's original is stored and served with, from its probed container and codec. */
+export function videoContentType(probe: VideoProbe): string {
   if (probe.container.name === "mp4") return "video/mp4";
   if (probe.container.name === "avi") return "video/x-msvideo";
   return probe.codec === "vp8" || probe.codec === "vp9" || probe.codec === "av1"

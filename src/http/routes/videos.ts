@@ -5,7 +5,8 @@
  * - JSON `{ urls: [...], metadata? }`: each URL is fetched with the server's URL limits and allow-list.
  *
  * Each video is probed first; when they last longer than `LOUPE_VIDEO_SYNC_MAX_SECONDS` together, or
- * with `?async=true`, the ingest runs as a job and the answer is 202 `{ job: { id, status } }`;
+ * with `?async=true`, the ingest runs as a job and the answer is 202 `{ job: { id, status } }` (on the
+ * shared queue, run by any worker, when shared jobs are configured; else in this process);
  * otherwise the answer is 200 with one item per video, in order: its id (`vid_…`), `stored` or
  * `skipped` (already stored), its segments, or `failed` with the reason. One bad video never fails the
  * others; a request whose every video failed is answered with the first failure's status.
@@ -16,10 +17,17 @@ import type { AuditLog } from "../../audit/audit-log.ts";
 import type { Config } from "../../config.ts";
 import { AppError, invalidInput, MediaError, ValidationError } from "../../errors.ts";
 import { type JobItemOutcome, type JobRegistry, toJobError } from "../../ingest/jobs.ts";
+import type { SharedJobs } from "../../ingest/shared-jobs.ts";
+import { videoJobOutcome } from "../../ingest/shared-video-jobs.ts";
 import { assertStorableText, toStorableText } from "../../ingest/storable-text.ts";
-import { type IngestedVideo, VIDEO_CONTENT_TYPES, type VideoIngester } from "../../ingest/video-ingest.ts";
+import {
+  type IngestedVideo,
+  VIDEO_CONTENT_TYPES,
+  type VideoIngester,
+  videoContentType,
+} from "../../ingest/video-ingest.ts";
 import { fetchUrl } from "../../media/url-fetcher.ts";
-import { jobAudit, recordWrite } from "../batch-outcome.ts";
+import { auditActor, jobAudit, recordWrite } from "../batch-outcome.ts";
 import type { AppContext } from "../context.ts";
 import {
   asList,
@@ -131,6 +139,8 @@ interface VideoInput {
   source: string;
   bytes?: Uint8Array;
   durationSeconds?: number;
+  /** MIME type of the bytes, from the probe. */
+  contentType?: string;
   error?: AppError;
 }
 
@@ -266,11 +276,14 @@ function failureOf(index: number, input: VideoInput, error: AppError): VideoItem
 export function createVideosRoute({
   videos,
   jobs,
+  sharedJobs,
   config,
   audit,
 }: {
   videos: VideoIngester;
   jobs: JobRegistry;
+  /** Where jobs go when they run on the shared queue (workers of any replica); `jobs` when absent. */
+  sharedJobs?: SharedJobs;
   config: VideosRouteConfig;
   /** The audit trail: stored videos are recorded as `ingest` lines. */
   audit?: AuditLog;
@@ -338,7 +351,9 @@ export function createVideosRoute({
     for (const input of inputs) {
       if (input.bytes === undefined) continue;
       try {
-        input.durationSeconds = (await videos.inspect({ bytes: input.bytes })).durationSeconds;
+        const probe = await videos.inspect({ bytes: input.bytes });
+        input.durationSeconds = probe.durationSeconds;
+        input.contentType = videoContentType(probe);
         totalSeconds += input.durationSeconds;
       } catch (error) {
         input.error = asAppError(error);
@@ -359,6 +374,24 @@ export function createVideosRoute({
       });
 
     const runAsJob = wantsJob(c.req.valid("query")) || totalSeconds > config.videoSyncMaxSeconds;
+    if (runAsJob && sharedJobs?.runsVideos === true) {
+      // Recorded in PostgreSQL, the bytes in the blob store, queued on Redis; workers audit as this caller.
+      const job = await sharedJobs.createVideos({
+        tenant,
+        items: inputs.map((input) => ({
+          describe: input.describe,
+          source: input.source,
+          ...(input.bytes === undefined ? {} : { bytes: input.bytes }),
+          ...(input.contentType === undefined ? {} : { contentType: input.contentType }),
+          ...(input.error === undefined ? {} : { rejected: input.error }),
+        })),
+        metadata: stored,
+        text,
+        ...(audit === undefined ? {} : { actor: auditActor(c, ROUTE) }),
+      });
+      c.header("location", `/v1/jobs/${job.id}`);
+      return c.json({ job: { id: job.id, status: job.status } }, 202);
+    }
     if (runAsJob) {
       const job = jobs.create<VideoInput>({
         tenant,
@@ -376,16 +409,7 @@ export function createVideosRoute({
             }
             let outcome: JobItemOutcome;
             try {
-              const video = await ingestOne(input, signal);
-              outcome = {
-                status: video.status,
-                id: video.id,
-                detail: {
-                  segments: video.segments.length,
-                  durationSeconds: video.durationSeconds,
-                  ...(video.truncated === undefined ? {} : { truncated: video.truncated }),
-                },
-              };
+              outcome = videoJobOutcome(await ingestOne(input, signal));
             } catch (error) {
               outcome = { status: "failed", error: toJobError(asAppError(error)) };
             }
