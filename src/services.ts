@@ -510,6 +510,9 @@ export async function createLoupeServices({
     const { blobs, close: closeBlobs } = await openBlobStore({
       settings: config,
       onS3: (where) => logger.info(where, "blobs on S3"),
+      // With a database, the blobs' references live in it, over the shared stores' pool.
+      ...(shared === undefined ? {} : { pool: shared.pool }),
+      onReferenceIndex: (where) => logger.info(where, "blob references on PostgreSQL"),
     });
     cleanups.push(closeBlobs);
     const jobs = createJobRegistry({ logger: logger.child({ component: "jobs" }) });
@@ -553,6 +556,8 @@ export async function createLoupeServices({
                 images: services.images,
                 videos: services.videos,
                 blobs: services.blobs,
+                ...(services.ocrBackfill === undefined ? {} : { ocrBackfill: services.ocrBackfill }),
+                ...(services.packMigration === undefined ? {} : { packMigration: services.packMigration }),
                 audit: services.audit,
                 logger: logger.child({ component: "job-worker" }),
               }),
@@ -802,7 +807,7 @@ async function buildSharedStores({
 }
 
 /**
- * Image and video ingest jobs on the Redis of `LOUPE_REDIS_URL`, recorded in the database of
+ * Image and video ingest jobs, OCR backfills and pack switches on the Redis of `LOUPE_REDIS_URL`, recorded in the database of
  * `LOUPE_DATABASE_URL` (`shared-jobs.ts`); `undefined` unless both are set. Video uploads wait in the
  * blob store, so the API side is made once the blob store is open. Redis is connected on first use, so a Redis that is
  * down does not stop start-up: creating a job answers 503 `queue_unavailable` until it is back.
@@ -822,6 +827,8 @@ async function buildSharedJobs({
         images: ImageIngester;
         videos: VideoIngester;
         blobs: BlobStore;
+        ocrBackfill?: OcrBackfill;
+        packMigration?: PackMigration;
         audit: AuditLog;
         logger: Logger;
       }): SharedJobWorker;
@@ -844,13 +851,15 @@ async function buildSharedJobs({
   const store = new PgJobStore({ pool: shared.pool });
   return {
     createSharedJobs: ({ blobs }) => new SharedJobs({ store, queue, blobs }),
-    createWorker: ({ images, videos, blobs, audit, logger }) =>
+    createWorker: ({ images, videos, blobs, ocrBackfill, packMigration, audit, logger }) =>
       new SharedJobWorker({
         store,
         queue,
         images,
         videos,
         blobs,
+        ...(ocrBackfill === undefined ? {} : { ocrBackfill }),
+        ...(packMigration === undefined ? {} : { packMigration }),
         audit,
         concurrency: config.workerConcurrency,
         batchItems: config.workerBatchItems,

@@ -177,4 +177,47 @@ export const MIGRATIONS: readonly Migration[] = [
       alter table loupe_jobs add constraint loupe_jobs_kind_check check (kind in ('images', 'videos'));
     `,
   },
+  {
+    version: 8,
+    name: "listed-jobs",
+    sql: `
+      -- OCR backfills and pack switches run on the shared queue too. Their items are found by listing the
+      -- store, which a worker does as the job's first step: until it has listed them all, the job cannot end.
+      alter table loupe_jobs drop constraint loupe_jobs_kind_check;
+      alter table loupe_jobs add constraint loupe_jobs_kind_check
+        check (kind in ('images', 'videos', 'ocr', 'migrate'));
+      alter table loupe_jobs add column listed boolean not null default true;
+      -- Records the listing found done already: counted in the job's total and skipped, never as items.
+      alter table loupe_jobs add column unlisted_skipped integer not null default 0 check (unlisted_skipped >= 0);
+      -- One OCR backfill per tenant at a time, and one pack switch at all, whichever replica is asked.
+      create unique index loupe_jobs_one_active on loupe_jobs ((case when kind = 'migrate' then '' else tenant end), kind)
+        where status in ('queued', 'running') and kind in ('ocr', 'migrate');
+      -- What a listed item stands for (a record, a video), so listing again never adds it twice.
+      alter table loupe_job_items add column item_key text;
+      create unique index loupe_job_items_key on loupe_job_items (job_id, item_key) where item_key is not null;
+    `,
+  },
+  {
+    version: 9,
+    name: "blob-references",
+    sql: `
+      -- Which labels (a record's owner, or an ingest's claim under it) use which blob of an S3 blob store
+      -- (src/media/pg-blob-references.ts); store is the bucket and key prefix, s3://<bucket>/<prefix>.
+      create table loupe_blob_refs (
+        store text not null check (char_length(store) between 6 and 1200),
+        sha256 text collate "C" not null check (sha256 ~ '^[0-9a-f]{64}$'),
+        label text collate "C" not null
+          check (label ~ '^[A-Za-z0-9_.@:/-]+$' and char_length(label) <= 300),
+        touched_at timestamptz not null,
+        primary key (store, sha256, label)
+      );
+
+      -- The stores whose reference objects (<sha256>.refs/<label>) were copied into loupe_blob_refs.
+      create table loupe_blob_ref_imports (
+        store text primary key,
+        imported_at timestamptz not null,
+        refs integer not null
+      );
+    `,
+  },
 ];

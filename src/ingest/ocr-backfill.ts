@@ -92,22 +92,13 @@ export class OcrBackfill {
       for (const { index, input } of items) {
         if (signal.aborted) return;
         retried.add(keyOf(input));
-        report(index, await this.#readOne({ tenant, item: input, signal }));
+        report(index, await this.read({ tenant, item: input, signal }));
       }
       if (listed) return;
       for (const kind of kinds) {
         totals.set(kind, await this.#store.count({ kind, tenant }));
-        let after: string | undefined;
-        do {
-          if (signal.aborted) return;
-          const page = await this.#store.list({
-            kind,
-            tenant,
-            filter: WITHOUT_READING,
-            limit: this.#pageSize,
-            ...(after === undefined ? {} : { after }),
-          });
-          for (const record of page.rows) {
+        for await (const records of this.unread({ tenant, kind, signal })) {
+          for (const record of records) {
             if (signal.aborted) return;
             const item = { kind, id: record.id };
             const key = keyOf(item);
@@ -117,10 +108,10 @@ export class OcrBackfill {
               index = add({ describe: { kind }, input: item, id: record.id });
               indexByKey.set(key, index);
             }
-            report(index, await this.#readOne({ tenant, item, record, signal }));
+            report(index, await this.read({ tenant, item, record, signal }));
           }
-          after = page.nextAfter;
-        } while (after !== undefined);
+        }
+        if (signal.aborted) return;
         const total = [...totals.values()].reduce((sum, count) => sum + count, 0);
         setUnlistedSkipped(total - indexByKey.size);
       }
@@ -136,13 +127,48 @@ export class OcrBackfill {
     };
   }
 
+  /** How many records of `kinds` the tenant has, read or not. */
+  async count({ tenant, kinds }: { tenant: string; kinds: readonly OcrBackfillKind[] }): Promise<number> {
+    let total = 0;
+    for (const kind of kinds) total += await this.#store.count({ kind, tenant });
+    return total;
+  }
+
+  /**
+   * The tenant's records of `kind` without a reading, a page at a time (ordered by id; a record read
+   * meanwhile drops out of later pages). Stops early when `signal` is aborted.
+   */
+  async *unread({
+    tenant,
+    kind,
+    signal,
+  }: {
+    tenant: string;
+    kind: OcrBackfillKind;
+    signal?: AbortSignal;
+  }): AsyncGenerator<StoredRecord[]> {
+    let after: string | undefined;
+    do {
+      if (signal?.aborted === true) return;
+      const page = await this.#store.list({
+        kind,
+        tenant,
+        filter: WITHOUT_READING,
+        limit: this.#pageSize,
+        ...(after === undefined ? {} : { after }),
+      });
+      if (page.rows.length > 0) yield page.rows;
+      after = page.nextAfter;
+    } while (after !== undefined);
+  }
+
   /**
    * Reads one record's text and writes it: `stored` when written, `skipped` when the record has a reading
    * already or is gone, `failed` when its media cannot be read.
    *
    * @throws what the store threw when it failed as a whole (the job fails; a resume continues).
    */
-  async #readOne({
+  async read({
     tenant,
     item,
     record: listedRecord,

@@ -16,9 +16,6 @@
  * once every tenant's counts in the new collections equal those in the live ones. Old collections are
  * dropped only on request.
  */
-import { randomBytes } from "node:crypto";
-import { mkdir, rm, writeFile } from "node:fs/promises";
-import path from "node:path";
 import { AppError, ConflictError, ModelPackError, ValidationError } from "../errors.ts";
 import { type ModelPack, readModelPackInfo } from "../inference/model-pack.ts";
 import type { Logger } from "../logger.ts";
@@ -40,7 +37,7 @@ import {
 } from "../store/index.ts";
 import { type JobItemOutcome, type JobRunner, toJobError } from "./jobs.ts";
 import { REGIONS_MARKER } from "./regions.ts";
-import { type VideoIngestSettings, videoId } from "./video-ingest.ts";
+import { type VideoIngestSettings, videoId, withTempUpload } from "./video-ingest.ts";
 
 /**
  * The kinds a switch re-embeds: whole items. Regions are not copied: another pack finds other objects, so
@@ -130,6 +127,42 @@ export interface RunPackMigrationRequest {
   onProgress?: (progress: Record<RecordKind, KindProgress>) => void;
 }
 
+/**
+ * One unit of a switch run piece by piece ({@link PackMigration.open}): a stored image or triple, or a
+ * video with the ids of its segments (re-sampled once for all of them).
+ */
+export type PackMigrationWork =
+  | { kind: "image" | "triple"; tenant: string; id: string }
+  | { kind: "video_segment"; tenant: string; videoId: string; ids: string[] };
+
+/**
+ * A switch to one pack, run piece by piece by several processes (the shared queue's workers): its work
+ * listed, each piece copied on its own, then switched once every piece is. Close it after use.
+ */
+export interface PackMigrationSession {
+  /** Model of the pack switched to. */
+  readonly modelId: string;
+  /** The live collections hold this model already: nothing to copy or switch. */
+  readonly already: boolean;
+  /** Every piece of work, a page at a time (every tenant, every kind; a video's segments together). */
+  work(signal?: AbortSignal): AsyncGenerator<PackMigrationWork[]>;
+  /**
+   * Copies one piece into the new collections: `stored` (its new id; a video's new `vid_` id), `skipped`
+   * when it is there already or its original is gone, `failed` when its media cannot be re-embedded.
+   *
+   * @throws when the store or the model failed as a whole, or `signal` was aborted (the piece is left undone).
+   */
+  copy(work: PackMigrationWork, signal: AbortSignal): Promise<JobItemOutcome>;
+  /**
+   * Switches to the new collections once every tenant's counts match the live ones (removing copies of
+   * items deleted meanwhile first), and drops the old model's collections with `dropOld`.
+   *
+   * @throws AppError `migration_incomplete` (409) when the counts differ.
+   */
+  switch(options: { dropOld: boolean }): Promise<{ status: "switched" | "already"; dropped: string[] }>;
+  close(): Promise<void>;
+}
+
 /** Errors that concern one record (its media is gone or unreadable), not the run. */
 function isItemError(error: unknown): boolean {
   return (
@@ -195,6 +228,177 @@ export class PackMigration {
     } finally {
       this.#running = false;
     }
+  }
+
+  /**
+   * Opens a switch to the pack `to` for running piece by piece (see {@link PackMigrationSession}): the
+   * pack is loaded and the new model's collections made; `modelId`, when given, must be the pack's (the
+   * model the job was started for).
+   *
+   * @throws ValidationError for a pack that cannot be read, or whose model is not `modelId`.
+   */
+  async open(to: string, { modelId }: { modelId?: string } = {}): Promise<PackMigrationSession> {
+    const { dir } = await this.check(to);
+    const pack = await this.#options.loadPack(dir);
+    let catalog: ModelCatalog | undefined;
+    try {
+      if (modelId !== undefined && pack.modelId !== modelId) {
+        throw new ValidationError(
+          `The pack at ${dir} is model ${JSON.stringify(pack.modelId)}, not ${JSON.stringify(modelId)}, which the switch was started for: every process must see the same pack there. Start the switch again.`,
+          { context: { field: "to" } },
+        );
+      }
+      catalog = await this.#options.openCatalog();
+      const live = await catalog.live();
+      const collections = catalog.collectionsOf(pack.modelId);
+      const already = live.modelId === pack.modelId;
+      const source = await catalog.open({ collections: live.collections, dimension: live.dimension });
+      let target = source;
+      if (!already) {
+        await catalog.clearRetired({ collections });
+        target = await catalog.open({ collections, dimension: pack.dimension, modelId: pack.modelId });
+      }
+      return this.#session({ pack, catalog, live, collections, source, target, already });
+    } catch (error) {
+      await catalog?.close().catch(() => undefined);
+      await pack.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  #session({
+    pack,
+    catalog,
+    live,
+    collections,
+    source,
+    target,
+    already,
+  }: {
+    pack: ModelPack;
+    catalog: ModelCatalog;
+    live: LiveCollections;
+    collections: Record<RecordKind, string>;
+    source: MilvusVectorStore;
+    target: MilvusVectorStore;
+    already: boolean;
+  }): PackMigrationSession {
+    const { pageSize, logger } = this.#options;
+    const copyRun = (signal: AbortSignal, onItem: (item: MigratedItem) => void): CopyRun => ({
+      source,
+      target,
+      pack,
+      progress: Object.fromEntries(
+        RECORD_KINDS.map((kind) => [kind, { total: 0, copied: 0, skipped: 0, failed: 0 }]),
+      ) as Record<RecordKind, KindProgress>,
+      budget: { left: Number.POSITIVE_INFINITY },
+      expected: new Map(),
+      request: { to: pack.modelId, signal, onItem },
+    });
+    return {
+      modelId: pack.modelId,
+      already,
+      async *work(signal) {
+        if (already) return;
+        for (const kind of MIGRATED_KINDS) {
+          for (const tenant of await source.tenants(kind)) {
+            const videos = new Map<string, string[]>();
+            let after: string | undefined;
+            do {
+              if (signal?.aborted === true) return;
+              const page = await source.list({
+                kind,
+                tenant,
+                limit: pageSize,
+                ...(after === undefined ? {} : { after }),
+              });
+              if (kind === "video_segment") {
+                for (const row of page.rows as StoredVideoSegment[]) {
+                  videos.set(row.videoId, [...(videos.get(row.videoId) ?? []), row.id]);
+                }
+              } else if (page.rows.length > 0) {
+                yield page.rows.map((row) => ({ kind: kind as "image" | "triple", tenant, id: row.id }));
+              }
+              after = page.nextAfter;
+            } while (after !== undefined);
+            const list = [...videos].map(
+              ([videoId, ids]): PackMigrationWork => ({ kind: "video_segment", tenant, videoId, ids }),
+            );
+            for (let start = 0; start < list.length; start += pageSize)
+              yield list.slice(start, start + pageSize);
+          }
+        }
+      },
+      copy: async (work, signal) => {
+        const outcomes: JobItemOutcome[] = [];
+        const run = copyRun(signal, (item) => outcomes.push(item.outcome));
+        const { tenant } = work;
+        const ids = work.kind === "video_segment" ? work.ids : [work.id];
+        const rows = await source.get({ kind: work.kind, tenant, ids });
+        const from = work.kind === "video_segment" ? work.videoId : work.id;
+        if (rows.length === 0) return { status: "skipped", id: from, detail: { reason: "deleted" } };
+        try {
+          if (work.kind === "image") await this.#copyImages({ ...run, tenant, rows: rows as StoredImage[] });
+          else if (work.kind === "triple")
+            await this.#copyTriples({ ...run, tenant, rows: rows as StoredTriple[] });
+          else await this.#copyVideo({ ...run, tenant, segments: rows as StoredVideoSegment[] });
+        } catch (error) {
+          if (error instanceof StopRun) throw new AppError("shutting_down", 503, "The copy was stopped.");
+          throw error;
+        }
+        const failed = outcomes.find((outcome) => outcome.status === "failed");
+        if (failed !== undefined) return failed;
+        if (work.kind !== "video_segment") return outcomes[0] ?? { status: "skipped", id: from };
+        const first = rows[0] as StoredVideoSegment;
+        const sha256 = parseBlobRef(first.mediaRef) as string;
+        const id = videoId({ tenant, contentSha256: sha256, modelId: pack.modelId });
+        const stored = outcomes.filter((outcome) => outcome.status === "stored").length;
+        return {
+          status: stored > 0 ? "stored" : "skipped",
+          id,
+          detail: { from: work.videoId, segments: rows.length, copied: stored },
+        };
+      },
+      switch: async ({ dropOld }) => {
+        if (already) return { status: "already", dropped: [] };
+        const expected = new Map<string, Set<string>>();
+        for (const kind of MIGRATED_KINDS) {
+          for (const tenant of await source.tenants(kind)) {
+            const ids = new Set<string>();
+            let after: string | undefined;
+            do {
+              const page = await source.list({
+                kind,
+                tenant,
+                limit: 1000,
+                ...(after === undefined ? {} : { after }),
+              });
+              for (const row of page.rows as Array<StoredImage | StoredTriple | StoredVideoSegment>) {
+                const sha256 = parseBlobRef(row.mediaRef);
+                if (sha256 !== undefined)
+                  ids.add(newRecordId({ row, tenant, sha256, modelId: pack.modelId }));
+              }
+              after = page.nextAfter;
+            } while (after !== undefined);
+            expected.set(`${kind}/${tenant}`, ids);
+          }
+        }
+        await this.#assertComplete({ source, target, live, expected });
+        await target.flush();
+        await catalog.commit({ modelId: pack.modelId, collections });
+        logger?.info(
+          { from: live.modelId, to: pack.modelId, collections },
+          "switched to the new model's collections",
+        );
+        const dropped =
+          dropOld && live.modelId !== undefined ? await catalog.drop({ modelId: live.modelId }) : [];
+        return { status: "switched", dropped };
+      },
+      close: async () => {
+        await catalog.close().catch(() => undefined);
+        await pack.close();
+      },
+    };
   }
 
   /** The runner of a job of kind `migrate`: one item per record, with its new id. */
@@ -490,8 +694,7 @@ export class PackMigration {
       kind: "image",
       tenant,
       rows: run.rows,
-      newId: (_row, sha256) =>
-        recordId({ kind: "image", tenant, contentSha256: sha256, modelId: pack.modelId }),
+      newId: (row, sha256) => newRecordId({ row, tenant, sha256, modelId: pack.modelId }),
     });
     for (const { row, to, sha256 } of pending) {
       this.#spend(run, 1);
@@ -522,14 +725,7 @@ export class PackMigration {
       kind: "triple",
       tenant,
       rows: run.rows,
-      newId: (row, sha256) =>
-        recordId({
-          kind: "triple",
-          tenant,
-          contentSha256: sha256,
-          modelId: pack.modelId,
-          question: row.question,
-        }),
+      newId: (row, sha256) => newRecordId({ row, tenant, sha256, modelId: pack.modelId }),
     });
     for (const { row, to, sha256 } of pending) {
       this.#spend(run, 1);
@@ -572,7 +768,7 @@ export class PackMigration {
    * missing segments embedded over their stored spans.
    */
   async #copyVideos(run: CopyRun & { tenant: string }): Promise<void> {
-    const { source, tenant, pack } = run;
+    const { source, tenant } = run;
     const videos = new Map<string, StoredVideoSegment[]>();
     let after: string | undefined;
     do {
@@ -590,65 +786,60 @@ export class PackMigration {
       after = page.nextAfter;
     } while (after !== undefined);
 
-    for (const segments of videos.values()) {
-      segments.sort((a, b) => a.startS - b.startS);
-      const pending = await this.#pending({
-        run,
-        kind: "video_segment",
-        tenant,
-        rows: segments,
-        newId: (row, sha256) =>
-          recordId({
-            kind: "video_segment",
-            tenant,
-            contentSha256: sha256,
-            modelId: pack.modelId,
-            startS: row.startS,
-            endS: row.endS,
-          }),
+    for (const segments of videos.values()) await this.#copyVideo({ ...run, segments });
+  }
+
+  /** Copies one video's segments: sampled again once, every segment missing from the new collections embedded. */
+  async #copyVideo(run: CopyRun & { tenant: string; segments: StoredVideoSegment[] }): Promise<void> {
+    const { tenant, pack, segments } = run;
+    segments.sort((a, b) => a.startS - b.startS);
+    const pending = await this.#pending({
+      run,
+      kind: "video_segment",
+      tenant,
+      rows: segments,
+      newId: (row, sha256) => newRecordId({ row, tenant, sha256, modelId: pack.modelId }),
+    });
+    if (pending.length === 0) return;
+    this.#spend(run, pending.length);
+    const sha256 = pending[0]?.sha256 as string;
+    const newVideoId = videoId({ tenant, contentSha256: sha256, modelId: pack.modelId });
+    let vectors: Float32Array[];
+    try {
+      vectors = await this.#embedSegments({
+        pack,
+        bytes: await this.#read(sha256),
+        spans: pending.map(({ row }) => row),
+        videoEndS: Math.max(...segments.map((segment) => segment.endS)),
+        sampleFps: sampleFpsOf(pending[0]?.row, this.#options.video.sampleFps),
+        signal: run.request.signal,
       });
-      if (pending.length === 0) continue;
-      this.#spend(run, pending.length);
-      const sha256 = pending[0]?.sha256 as string;
-      const newVideoId = videoId({ tenant, contentSha256: sha256, modelId: pack.modelId });
-      let vectors: Float32Array[];
-      try {
-        vectors = await this.#embedSegments({
-          pack,
-          bytes: await this.#read(sha256),
-          spans: pending.map(({ row }) => row),
-          videoEndS: Math.max(...segments.map((segment) => segment.endS)),
-          sampleFps: sampleFpsOf(pending[0]?.row, this.#options.video.sampleFps),
-          signal: run.request.signal,
-        });
-      } catch (error) {
-        if (run.request.signal?.aborted === true) throw new StopRun();
-        if (!isItemError(error)) throw error;
-        for (const { row, to } of pending)
-          this.#fail(run, { kind: "video_segment", tenant, from: row.id, to }, error);
-        continue;
-      }
-      await this.#reference({ tenant, owner: newVideoId, refs: [pending[0]?.row.mediaRef] });
-      for (const { row, to } of pending) {
-        await this.#reference({ tenant, owner: to, refs: [row.keyframeRef, ...Object.values(row.metadata)] });
-      }
-      await run.target.upsert({
-        kind: "video_segment",
-        tenant,
-        records: pending.map(({ row, to }, index) => ({
-          ...copiedFields(row, pack.modelId),
-          id: to,
-          vector: vectors[index] as Float32Array,
-          videoId: newVideoId,
-          startS: row.startS,
-          endS: row.endS,
-          keyframeRef: row.keyframeRef,
-        })),
-      });
+    } catch (error) {
+      if (run.request.signal?.aborted === true) throw new StopRun();
+      if (!isItemError(error)) throw error;
       for (const { row, to } of pending)
-        this.#stored(run, { kind: "video_segment", tenant, from: row.id, to });
-      run.request.onProgress?.(run.progress);
+        this.#fail(run, { kind: "video_segment", tenant, from: row.id, to }, error);
+      return;
     }
+    await this.#reference({ tenant, owner: newVideoId, refs: [pending[0]?.row.mediaRef] });
+    for (const { row, to } of pending) {
+      await this.#reference({ tenant, owner: to, refs: [row.keyframeRef, ...Object.values(row.metadata)] });
+    }
+    await run.target.upsert({
+      kind: "video_segment",
+      tenant,
+      records: pending.map(({ row, to }, index) => ({
+        ...copiedFields(row, pack.modelId),
+        id: to,
+        vector: vectors[index] as Float32Array,
+        videoId: newVideoId,
+        startS: row.startS,
+        endS: row.endS,
+        keyframeRef: row.keyframeRef,
+      })),
+    });
+    for (const { row, to } of pending) this.#stored(run, { kind: "video_segment", tenant, from: row.id, to });
+    run.request.onProgress?.(run.progress);
   }
 
   /**
@@ -672,10 +863,8 @@ export class PackMigration {
     signal: AbortSignal | undefined;
   }): Promise<Float32Array[]> {
     const { tempDir, limits } = this.#options.video;
-    await mkdir(tempDir, { recursive: true });
-    const file = path.join(tempDir, `migrate-${randomBytes(12).toString("hex")}.video`);
-    try {
-      await writeFile(file, bytes, { mode: 0o600, flag: "wx" });
+    // Through the ingest's temp uploads: a process killed while re-sampling leaves nothing for long.
+    return withTempUpload({ dir: tempDir, bytes, logger: this.#options.logger }, async (file) => {
       const probe = await probeVideo({ path: file, limits, signal });
       const processor = pack.imageProcessor;
       const cropSize = processor.outputWidth;
@@ -714,9 +903,7 @@ export class PackMigration {
         vectors.push(await pack.videoEmbedder.embed({ frames: frames.slice(first, end) }));
       }
       return vectors;
-    } finally {
-      await rm(file, { force: true });
-    }
+    });
   }
 }
 
@@ -730,6 +917,26 @@ interface CopyRun {
   /** The new id of every live row seen, by `<kind>/<tenant>`: rows of the new collections not here are stale. */
   expected: Map<string, Set<string>>;
   request: RunPackMigrationRequest;
+}
+
+/** The id a live row gets in the new model's collections (deterministic: a run again finds it). */
+function newRecordId({
+  row,
+  tenant,
+  sha256,
+  modelId,
+}: {
+  row: StoredImage | StoredTriple | StoredVideoSegment;
+  tenant: string;
+  sha256: string;
+  modelId: string;
+}): string {
+  const base = { tenant, contentSha256: sha256, modelId };
+  if (row.kind === "triple") return recordId({ kind: "triple", ...base, question: row.question });
+  if (row.kind === "video_segment") {
+    return recordId({ kind: "video_segment", ...base, startS: row.startS, endS: row.endS });
+  }
+  return recordId({ kind: "image", ...base });
 }
 
 /** The fields a copy keeps as they are, with the new model id. */

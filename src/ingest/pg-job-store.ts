@@ -25,6 +25,8 @@ export interface SharedJobSpec {
   defaultSource: string;
   /** Who asked, for the audit lines of the items stored. */
   actor?: { keyId: string | null; route: string; requestId: string | null };
+  /** What the job's kind needs besides (an OCR backfill's kinds, a switch's pack); its runner reads it. */
+  params?: Record<string, unknown>;
 }
 
 /** One item as a job is created with it. */
@@ -36,6 +38,16 @@ export interface NewJobItem {
   bytes?: Uint8Array;
   /** Set for an item refused before it was queued: it is stored failed and never queued. */
   error?: JobError;
+}
+
+/** One item a job's listing found (see {@link PgJobStore.appendItems}). */
+export interface ListedJobItem {
+  /** What the item stands for (`<kind>/<record id>`…): an item is added once per key, however often listed. */
+  key: string;
+  describe: Record<string, string>;
+  input: Record<string, unknown>;
+  /** The record's id, shown on the item before it runs. */
+  id?: string;
 }
 
 /** An item a worker is to run. */
@@ -53,6 +65,8 @@ export interface JobHead {
   kind: string;
   status: JobStatus;
   spec: SharedJobSpec;
+  /** False while a listed job's items are still being found. */
+  listed: boolean;
 }
 
 interface JobRow {
@@ -65,6 +79,8 @@ interface JobRow {
   finished_at: Date | null;
   error: JobError | null;
   spec: SharedJobSpec;
+  listed: boolean;
+  unlisted_skipped: number;
 }
 
 interface ItemRow {
@@ -93,9 +109,15 @@ function toItem(row: ItemRow): JobItem {
   };
 }
 
-/** Counts of items by status. */
-function countItems(items: readonly Pick<JobItem, "status">[]): JobCounts {
-  const counts: JobCounts = { total: items.length, pending: 0, done: 0, skipped: 0, failed: 0 };
+/** Counts of items by status, with the records a listing found done already. */
+function countItems(items: readonly Pick<JobItem, "status">[], unlistedSkipped: number): JobCounts {
+  const counts: JobCounts = {
+    total: items.length + unlistedSkipped,
+    pending: 0,
+    done: 0,
+    skipped: unlistedSkipped,
+    failed: 0,
+  };
   for (const item of items) {
     if (item.status === "pending") counts.pending += 1;
     else if (item.status === "stored") counts.done += 1;
@@ -200,7 +222,7 @@ export class PgJobStore {
     });
     const items = rows.map(toItem);
     const seq = rows.reduce((most, row) => Math.max(most, Number(row.seq)), 0);
-    return { job: snapshotOf(job, items, countItems(items)), seq };
+    return { job: snapshotOf(job, items, countItems(items, job.unlisted_skipped)), seq };
   }
 
   /** The job's status and counts now (no items), if the tenant owns it. */
@@ -237,11 +259,12 @@ export class PgJobStore {
     return rows.map((row) => ({ seq: Number(row.seq), item: toItem(row) }));
   }
 
-  /** Item counts of the job. */
+  /** Item counts of the job (with the records its listing found done already). */
   async counts(id: string): Promise<JobCounts> {
-    const { rows } = await runQuery<{ status: JobItemStatus; count: string }>(this.#pool, {
+    const { rows } = await runQuery<{ status: JobItemStatus | "unlisted"; count: string }>(this.#pool, {
       what: `Counting the items of job ${id}`,
-      text: "select status, count(*) as count from loupe_job_items where job_id = $1 group by status",
+      text: `select status, count(*) as count from loupe_job_items where job_id = $1 group by status
+             union all select 'unlisted', unlisted_skipped from loupe_jobs where id = $1`,
       values: [id],
     });
     const counts: JobCounts = { total: 0, pending: 0, done: 0, skipped: 0, failed: 0 };
@@ -249,6 +272,7 @@ export class PgJobStore {
       const count = Number(row.count);
       counts.total += count;
       if (row.status === "stored") counts.done += count;
+      else if (row.status === "unlisted") counts.skipped += count;
       else counts[row.status] += count;
     }
     return counts;
@@ -258,13 +282,159 @@ export class PgJobStore {
   async head(id: string): Promise<JobHead | undefined> {
     const { rows } = await runQuery<JobRow>(this.#pool, {
       what: `Reading job ${id}`,
-      text: "select id, tenant, kind, status, spec from loupe_jobs where id = $1",
+      text: "select id, tenant, kind, status, spec, listed from loupe_jobs where id = $1",
       values: [id],
     });
     const row = rows[0];
     return row === undefined
       ? undefined
-      : { id: row.id, tenant: row.tenant, kind: row.kind, status: row.status, spec: row.spec };
+      : {
+          id: row.id,
+          tenant: row.tenant,
+          kind: row.kind,
+          status: row.status,
+          spec: row.spec,
+          listed: row.listed,
+        };
+  }
+
+  /**
+   * Records a job whose items a worker will list (`listed` false, no items yet), unless the tenant has
+   * one of that kind queued or running already (for `migrate`, any tenant): then that one is returned,
+   * `created` false. The database decides, so two replicas asked at once agree on one job.
+   */
+  async createListed({
+    id,
+    tenant,
+    kind,
+    spec,
+  }: {
+    id: string;
+    tenant: string;
+    kind: string;
+    spec: SharedJobSpec;
+  }): Promise<{ id: string; created: boolean }> {
+    for (let tries = 0; ; tries += 1) {
+      const inserted = await runQuery<{ id: string }>(this.#pool, {
+        what: `Recording job ${id}`,
+        text: `insert into loupe_jobs (id, tenant, kind, status, created_at, spec, listed)
+               values ($1, $2, $3, 'queued', now(), $4, false)
+               on conflict do nothing returning id`,
+        values: [id, tenant, kind, JSON.stringify(spec)],
+      });
+      if (inserted.rows.length > 0) return { id, created: true };
+      const active = await this.active({ tenant, kind });
+      if (active !== undefined) return { id: active, created: false };
+      // The active one ended between the two statements: try again (a few times at most).
+      if (tries >= 3) {
+        throw new Error(`Job ${id} could not be recorded: another job of kind ${kind} kept being started.`);
+      }
+    }
+  }
+
+  /** The id of the tenant's queued or running job of a listed kind (`migrate`: of any tenant). */
+  async active({ tenant, kind }: { tenant: string; kind: string }): Promise<string | undefined> {
+    const { rows } = await runQuery<{ id: string }>(this.#pool, {
+      what: `Reading the active ${kind} job`,
+      text: `select id from loupe_jobs
+             where kind = $2 and status in ('queued', 'running') and (kind = 'migrate' or tenant = $1)
+             order by created_at limit 1`,
+      values: [tenant, kind],
+    });
+    return rows[0]?.id;
+  }
+
+  /**
+   * Adds the listed items the job does not have yet (by key), pending, after its last; returns the
+   * indexes added. Appends to one job are serialized by a lock on its row, so two listings of the same
+   * job (a lapsed lease) add each item once.
+   */
+  async appendItems({ id, items }: { id: string; items: readonly ListedJobItem[] }): Promise<number[]> {
+    if (items.length === 0) return [];
+    const pool = this.#pool;
+    return withTransaction(pool, async (client) => {
+      await runQuery(pool, {
+        client,
+        what: `Locking job ${id}`,
+        text: "select id from loupe_jobs where id = $1 for update",
+        values: [id],
+      });
+      const known = await runQuery<{ item_key: string }>(pool, {
+        client,
+        what: `Reading the items of job ${id}`,
+        text: "select item_key from loupe_job_items where job_id = $1 and item_key = any($2::text[])",
+        values: [id, items.map((item) => item.key)],
+      });
+      const seen = new Set(known.rows.map((row) => row.item_key));
+      const fresh = items.filter((item) => {
+        if (seen.has(item.key)) return false;
+        seen.add(item.key);
+        return true;
+      });
+      if (fresh.length === 0) return [];
+      const last = await runQuery<{ last: number | null }>(pool, {
+        client,
+        what: `Reading the items of job ${id}`,
+        text: "select max(item_index) as last from loupe_job_items where job_id = $1",
+        values: [id],
+      });
+      const first = (last.rows[0]?.last ?? -1) + 1;
+      const indexes = fresh.map((_, offset) => first + offset);
+      await runQuery(pool, {
+        client,
+        what: `Recording the items of job ${id}`,
+        text: `insert into loupe_job_items (job_id, item_index, status, describe, input, record_id, item_key)
+               select $1, t.item_index, 'pending', t.describe, t.input, t.record_id, t.item_key
+               from unnest($2::int[], $3::jsonb[], $4::jsonb[], $5::text[], $6::text[])
+                 as t (item_index, describe, input, record_id, item_key)`,
+        values: [
+          id,
+          indexes,
+          fresh.map((item) => JSON.stringify(item.describe)),
+          fresh.map((item) => JSON.stringify(item.input)),
+          fresh.map((item) => item.id ?? null),
+          fresh.map((item) => item.key),
+        ],
+      });
+      return indexes;
+    });
+  }
+
+  /** Indexes of the job's pending items. */
+  async pendingIndexes(id: string): Promise<number[]> {
+    const { rows } = await runQuery<{ item_index: number }>(this.#pool, {
+      what: `Reading the pending items of job ${id}`,
+      text: "select item_index from loupe_job_items where job_id = $1 and status = 'pending' order by item_index",
+      values: [id],
+    });
+    return rows.map((row) => row.item_index);
+  }
+
+  /**
+   * Records that the job's items are all listed. `total`, when the listing counted the records it
+   * considered, makes those it did not list (found done already) the job's unlisted skipped ones.
+   */
+  async markListed({ id, total }: { id: string; total?: number }): Promise<void> {
+    await runQuery(this.#pool, {
+      what: `Recording the listing of job ${id}`,
+      text: `update loupe_jobs j set listed = true,
+               unlisted_skipped = case when $2::int is null then 0
+                 else greatest(0, $2::int - (select count(*) from loupe_job_items i where i.job_id = j.id)) end
+             where j.id = $1`,
+      values: [id, total === undefined ? null : Math.max(0, Math.floor(total))],
+    });
+  }
+
+  /** Whether the job is queued or running, listed, and has no pending item: what its ending waits for. */
+  async settled(id: string): Promise<boolean> {
+    const { rows } = await runQuery<{ settled: boolean }>(this.#pool, {
+      what: `Reading job ${id}`,
+      text: `select (j.listed and j.status in ('queued', 'running')
+                     and not exists (select 1 from loupe_job_items i where i.job_id = j.id and i.status = 'pending')) as settled
+             from loupe_jobs j where j.id = $1`,
+      values: [id],
+    });
+    return rows[0]?.settled === true;
   }
 
   /** The items at `indexes` with their inputs, counting this as an attempt of the pending ones. */
@@ -332,19 +502,21 @@ export class PgJobStore {
   }
 
   /**
-   * Ends the job when no item is pending: `failed` when every item failed, else `done`. Returns whether
-   * this call ended it (of workers finishing the last items at once, one does).
+   * Ends the job when it is listed and no item is pending: `failed` when it has items and every one
+   * failed, else `done`. Returns whether this call ended it (of workers finishing the last items at once,
+   * one does).
    */
   async finishIfComplete(id: string): Promise<boolean> {
+    const anyOk = `(exists (select 1 from loupe_job_items i where i.job_id = j.id and i.status <> 'failed')
+                    or not exists (select 1 from loupe_job_items i where i.job_id = j.id))`;
     const { rowCount } = await runQuery(this.#pool, {
       what: `Ending job ${id}`,
       text: `update loupe_jobs j
-             set status = case when exists (select 1 from loupe_job_items i where i.job_id = j.id and i.status <> 'failed')
-                               then 'done' else 'failed' end,
+             set status = case when ${anyOk} then 'done' else 'failed' end,
                  finished_at = now(),
-                 error = case when exists (select 1 from loupe_job_items i where i.job_id = j.id and i.status <> 'failed')
+                 error = case when ${anyOk}
                               then null else '{"code":"all_items_failed","message":"Every item of the job failed; each says why."}'::jsonb end
-             where j.id = $1 and j.status in ('queued', 'running')
+             where j.id = $1 and j.status in ('queued', 'running') and j.listed
                and not exists (select 1 from loupe_job_items i where i.job_id = j.id and i.status = 'pending')`,
       values: [id],
     });
@@ -363,17 +535,20 @@ export class PgJobStore {
 
   /**
    * Queues an ended job again: its failed items become pending (their inputs are kept while they may run
-   * again). Returns the indexes to queue, or `undefined` while the job is queued or running.
+   * again). With `relist` (a listed job) it is also marked unlisted, to be listed again, whatever its items.
+   * Returns the indexes to queue, or `undefined` when there is nothing to resume or the job is queued or
+   * running.
    */
-  async reopen({ id }: { id: string }): Promise<number[] | undefined> {
+  async reopen({ id, relist = false }: { id: string; relist?: boolean }): Promise<number[] | undefined> {
     return withTransaction(this.#pool, async (client) => {
       const reopened = await runQuery(this.#pool, {
         client,
         what: `Resuming job ${id}`,
-        text: `update loupe_jobs set status = 'queued', finished_at = null, error = null
+        text: `update loupe_jobs set status = 'queued', finished_at = null, error = null,
+                 listed = listed and not $2
                where id = $1 and status in ('done', 'failed')
-                 and exists (select 1 from loupe_job_items i where i.job_id = $1 and i.status in ('pending', 'failed'))`,
-        values: [id],
+                 and ($2 or exists (select 1 from loupe_job_items i where i.job_id = $1 and i.status in ('pending', 'failed')))`,
+        values: [id, relist],
       });
       if ((reopened.rowCount ?? 0) === 0) return undefined;
       const { rows } = await runQuery<{ item_index: number }>(this.#pool, {
@@ -392,7 +567,8 @@ export class PgJobStore {
   async #job(id: string, tenant: string): Promise<JobRow | undefined> {
     const { rows } = await runQuery<JobRow>(this.#pool, {
       what: `Reading job ${id}`,
-      text: `select id, tenant, kind, status, created_at, started_at, finished_at, error, spec
+      text: `select id, tenant, kind, status, created_at, started_at, finished_at, error, spec, listed,
+                    unlisted_skipped
              from loupe_jobs where id = $1 and tenant = $2`,
       values: [id, tenant],
     });

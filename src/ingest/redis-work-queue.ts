@@ -20,9 +20,13 @@
 import { Redis } from "ioredis";
 import { AppError, OverloadedError } from "../errors.ts";
 
-/** One item of a job on the queue. `attempt` counts from 1; a lapsed lease or a retry adds one. */
+/**
+ * One item of a job on the queue, or one of its job-wide steps ({@link LIST_STEP}, {@link FINISH_STEP}).
+ * `attempt` counts from 1; a lapsed lease or a retry adds one.
+ */
 export interface WorkMessage {
   jobId: string;
+  /** The item's index, or a step's negative number. */
   index: number;
   attempt: number;
 }
@@ -100,7 +104,24 @@ end
 return renewed
 `;
 
-const MESSAGE_PATTERN = /^(job_[0-9a-f]{24}):(\d{1,9}):(\d{1,9})$/;
+/** The step that lists a job's items (jobs whose items are found in the store: OCR, pack switch). */
+export const LIST_STEP = -1;
+/** The step that ends a job once its items are settled, for kinds with an ending of their own (a switch). */
+export const FINISH_STEP = -2;
+
+/** Puts leased messages back at the head of `ready`, their attempts uncounted. KEYS: leased, ready. */
+const RELEASE_SCRIPT = `
+local released = 0
+for index = 1, #ARGV do
+  if redis.call('ZREM', KEYS[1], ARGV[index]) == 1 then
+    redis.call('LPUSH', KEYS[2], ARGV[index])
+    released = released + 1
+  end
+end
+return released
+`;
+
+const MESSAGE_PATTERN = /^(job_[0-9a-f]{24}):(\d{1,9}|-1|-2):(\d{1,9})$/;
 
 /** The queue's form of a message. */
 export function encodeMessage({ jobId, index, attempt }: WorkMessage): string {
@@ -242,6 +263,24 @@ export class RedisWorkQueue {
       ),
     );
     return Number(moved) > 0;
+  }
+
+  /**
+   * Gives leased items back untried, first in line for the next claim (their attempts are not counted):
+   * what a worker claimed but will not run itself. Returns how many it still held.
+   */
+  async release(messages: readonly WorkMessage[]): Promise<number> {
+    if (messages.length === 0) return 0;
+    const released = await this.#call(() =>
+      this.#redis.eval(
+        RELEASE_SCRIPT,
+        2,
+        this.#keys.leased,
+        this.#keys.ready,
+        ...[...messages].reverse().map(encodeMessage),
+      ),
+    );
+    return Number(released);
   }
 
   /** Renews the leases the caller still holds; returns how many were renewed. */

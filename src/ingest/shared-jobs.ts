@@ -19,11 +19,16 @@
  * database down) is retried after a backoff that doubles per attempt, and fails with `attempts_exhausted`
  * after `maxAttempts`.
  *
+ * Some kinds find their items in the store rather than receive them (OCR backfills, pack switches,
+ * `shared-listed-jobs.ts`): such a job starts with one step, the listing ({@link LIST_STEP}), which a
+ * worker runs like an item, adding and queueing the items it finds; the job cannot end before its listing
+ * has. A kind with an ending of its own (a switch) gets an ending step ({@link FINISH_STEP}) once every
+ * item is settled, run by one worker, retried like an item, and the job ends only after it.
+ *
  * Followers poll PostgreSQL (`pollMs`) rather than listen on Redis pub/sub: the database holds the truth,
  * a follower that connects late or reconnects misses nothing (it reads the items changed since the last
- * `seq` it saw), and progress at half a second needs no second channel. Image jobs (`kind: images`) and
- * video jobs (`kind: videos`) run here; triple, OCR, region and migration jobs still run in the process
- * that accepted them.
+ * `seq` it saw), and progress at half a second needs no second channel. Image, video, OCR and pack switch
+ * jobs run here; triple and region jobs still run in the process that accepted them.
  */
 import { randomBytes } from "node:crypto";
 import type { AuditLog } from "../audit/audit-log.ts";
@@ -34,6 +39,7 @@ import type { ImageIngester, ImageIngestItem, ImageMetadata } from "./image-inge
 import { describeImageItem } from "./image-ingest.ts";
 import {
   type JobActor,
+  type JobCounts,
   type JobError,
   type JobEvent,
   type JobItemOutcome,
@@ -41,8 +47,16 @@ import {
   type JobWorkItem,
   toJobError,
 } from "./jobs.ts";
-import type { JobHead, JobWorkRow, NewJobItem, PgJobStore } from "./pg-job-store.ts";
-import type { RedisWorkQueue, WorkMessage } from "./redis-work-queue.ts";
+import type { OcrBackfill } from "./ocr-backfill.ts";
+import type { PackMigration } from "./pack-migration.ts";
+import type { JobHead, JobWorkRow, ListedJobItem, NewJobItem, PgJobStore } from "./pg-job-store.ts";
+import { FINISH_STEP, LIST_STEP, type RedisWorkQueue, type WorkMessage } from "./redis-work-queue.ts";
+import {
+  createMigrateJobRunner,
+  createOcrJobRunner,
+  SHARED_MIGRATE_JOB_KIND,
+  SHARED_OCR_JOB_KIND,
+} from "./shared-listed-jobs.ts";
 import { createVideoJobRunner, type SharedVideoItem, stageVideoItems } from "./shared-video-jobs.ts";
 import type { VideoIngester } from "./video-ingest.ts";
 
@@ -50,6 +64,11 @@ import type { VideoIngester } from "./video-ingest.ts";
 export const SHARED_IMAGE_JOB_KIND = "images";
 /** Kind of the video jobs on the shared queue. */
 export const SHARED_VIDEO_JOB_KIND = "videos";
+/** Kinds whose items a worker lists ({@link SharedJobRunner.list}): one at a time per tenant (a switch: at all). */
+export const SHARED_LISTED_JOB_KINDS: ReadonlySet<string> = new Set([
+  SHARED_OCR_JOB_KIND,
+  SHARED_MIGRATE_JOB_KIND,
+]);
 
 /** How a worker runs the items of one kind of job. */
 export interface SharedJobRunner<Input> {
@@ -65,6 +84,22 @@ export interface SharedJobRunner<Input> {
     signal: AbortSignal;
     report: (index: number, outcome: JobItemOutcome) => void;
   }): Promise<void>;
+  /** Most items it runs from one claim; the others go back to the queue at once, for other workers. */
+  batchLimit?: number;
+  /**
+   * For kinds whose items are found in the store: lists them, handing each page to `append` (which adds
+   * the ones the job lacks and queues them). Returns how many records it considered, when it counts them:
+   * those not listed are the job's skipped ones.
+   */
+  list?(options: {
+    head: JobHead;
+    signal: AbortSignal;
+    append: (items: readonly ListedJobItem[]) => Promise<void>;
+  }): Promise<{ total?: number }>;
+  /** The job's ending, run once every item is settled; the job ends `done` after it, or failed by its throw. */
+  finish?(options: { head: JobHead; counts: JobCounts; signal: AbortSignal }): Promise<void>;
+  /** Frees what the runner keeps between batches (a loaded pack). */
+  close?(): Promise<void>;
 }
 
 /** Options of {@link SharedJobs}. */
@@ -219,6 +254,38 @@ export class SharedJobs {
     return { id, status: "queued" };
   }
 
+  /**
+   * Records a job whose items a worker lists (an OCR backfill, a pack switch) and queues its listing,
+   * unless the tenant has one of that kind queued or running (a switch: anyone has): that one is
+   * returned instead, as in one process.
+   *
+   * @throws as {@link SharedJobs.createImages} when the queue is full or unreachable.
+   */
+  async createListed({
+    tenant,
+    kind,
+    params,
+    actor,
+  }: {
+    tenant: string;
+    kind: string;
+    params: Record<string, unknown>;
+    actor?: JobActor;
+  }): Promise<Pick<JobSnapshot, "id" | "status">> {
+    const { id, created } = await this.#store.createListed({
+      id: newJobId(),
+      tenant,
+      kind,
+      spec: { defaultSource: kind, params, ...(actor === undefined ? {} : { actor }) },
+    });
+    if (!created) {
+      const head = await this.#store.head(id);
+      return { id, status: head?.status ?? "queued" };
+    }
+    await this.#enqueue(id, [{ jobId: id, index: LIST_STEP, attempt: 1 }]);
+    return { id, status: "queued" };
+  }
+
   /** The job, if the tenant owns it; `undefined` otherwise. */
   async get({ id, tenant }: { id: string; tenant: string }): Promise<JobSnapshot | undefined> {
     return (await this.#store.snapshot({ id, tenant }))?.job;
@@ -242,12 +309,14 @@ export class SharedJobs {
         { context: { id, status: job.status } },
       );
     }
-    const indexes = await this.#store.reopen({ id });
+    // A listed job is listed again: what it lacks (records added since) joins, what it has is kept.
+    const relist = SHARED_LISTED_JOB_KINDS.has(job.kind);
+    const indexes = await this.#store.reopen({ id, relist });
     if (indexes === undefined) return job;
-    await this.#enqueue(
-      id,
-      indexes.map((index) => ({ jobId: id, index, attempt: 1 })),
-    );
+    await this.#enqueue(id, [
+      ...indexes.map((index) => ({ jobId: id, index, attempt: 1 })),
+      ...(relist ? [{ jobId: id, index: LIST_STEP, attempt: 1 }] : []),
+    ]);
     return (await this.#store.snapshot({ id, tenant }))?.job;
   }
 
@@ -324,6 +393,10 @@ export interface SharedJobWorkerOptions {
   /** Runs video jobs, reading their uploads from `blobs`; without both, video jobs are left to others. */
   videos?: VideoIngester;
   blobs?: BlobStore;
+  /** Runs OCR backfill jobs; without it (OCR off here), they are left to other workers. */
+  ocrBackfill?: OcrBackfill;
+  /** Runs pack switch jobs; without it, they are left to other workers. */
+  packMigration?: PackMigration;
   /** Where stored items are recorded, as the job's actor. */
   audit?: AuditLog;
   /** Batches of items run at once. */
@@ -370,7 +443,9 @@ function createImageJobRunner(images: ImageIngester): SharedJobRunner<ImageInges
 
 /** See the module comment: the worker side. {@link SharedJobWorker.close} it at shutdown. */
 export class SharedJobWorker {
-  readonly #options: Required<Omit<SharedJobWorkerOptions, "audit" | "logger" | "videos" | "blobs">> &
+  readonly #options: Required<
+    Omit<SharedJobWorkerOptions, "audit" | "logger" | "videos" | "blobs" | "ocrBackfill" | "packMigration">
+  > &
     Pick<SharedJobWorkerOptions, "audit" | "logger">;
   readonly #runners: ReadonlyMap<string, SharedJobRunner<unknown>>;
   readonly #abort = new AbortController();
@@ -384,6 +459,8 @@ export class SharedJobWorker {
     idlePollMs = 250,
     videos,
     blobs,
+    ocrBackfill,
+    packMigration,
     ...rest
   }: SharedJobWorkerOptions) {
     const runners = new Map<string, SharedJobRunner<unknown>>([
@@ -396,6 +473,16 @@ export class SharedJobWorker {
         ...(rest.logger === undefined ? {} : { logger: rest.logger }),
       });
       runners.set(SHARED_VIDEO_JOB_KIND, runner as SharedJobRunner<unknown>);
+    }
+    if (ocrBackfill !== undefined) {
+      runners.set(SHARED_OCR_JOB_KIND, createOcrJobRunner(ocrBackfill) as SharedJobRunner<unknown>);
+    }
+    if (packMigration !== undefined) {
+      const runner = createMigrateJobRunner({
+        migration: packMigration,
+        ...(rest.logger === undefined ? {} : { logger: rest.logger }),
+      });
+      runners.set(SHARED_MIGRATE_JOB_KIND, runner as SharedJobRunner<unknown>);
     }
     this.#runners = runners;
     this.#options = {
@@ -418,6 +505,7 @@ export class SharedJobWorker {
   async close(): Promise<void> {
     this.#abort.abort();
     await Promise.all(this.#loops);
+    for (const runner of this.#runners.values()) await runner.close?.();
   }
 
   async #loop(): Promise<void> {
@@ -440,7 +528,19 @@ export class SharedJobWorker {
         continue;
       }
       const byJob = new Map<string, WorkMessage[]>();
-      for (const message of claimed) byJob.set(message.jobId, [...(byJob.get(message.jobId) ?? []), message]);
+      const steps: WorkMessage[] = [];
+      for (const message of claimed) {
+        if (message.index < 0) steps.push(message);
+        else byJob.set(message.jobId, [...(byJob.get(message.jobId) ?? []), message]);
+      }
+      for (const step of steps) {
+        try {
+          await this.#runStep(step);
+        } catch (error) {
+          // As for a batch: the lease lapses and the step runs again.
+          logger?.error({ err: error, jobId: step.jobId }, "running a step of a job failed");
+        }
+      }
       for (const [jobId, messages] of byJob) {
         try {
           await this.#runBatch(jobId, messages);
@@ -452,7 +552,8 @@ export class SharedJobWorker {
     }
   }
 
-  async #runBatch(jobId: string, messages: readonly WorkMessage[]): Promise<void> {
+  async #runBatch(jobId: string, claimed: readonly WorkMessage[]): Promise<void> {
+    let messages = claimed;
     const { store, queue, maxAttempts, logger } = this.#options;
     const signal = this.#abort.signal;
     const head = await store.head(jobId);
@@ -461,6 +562,11 @@ export class SharedJobWorker {
       // A job that no longer exists (or that this version cannot run) leaves nothing to do.
       for (const message of messages) await queue.ack(message);
       return;
+    }
+    if (runner.batchLimit !== undefined && messages.length > runner.batchLimit) {
+      // Left to other workers (or this one's next claim) untried, rather than waiting behind this batch.
+      await queue.release(messages.slice(runner.batchLimit));
+      messages = messages.slice(0, runner.batchLimit);
     }
     const rows = new Map(
       (await store.takeWork({ id: jobId, indexes: messages.map((message) => message.index) })).map((row) => [
@@ -499,7 +605,125 @@ export class SharedJobWorker {
       await store.markRunning(jobId);
       await this.#ingest({ jobId, head, runner, work, held, signal, logger });
     }
-    await store.finishIfComplete(jobId);
+    await this.#endIfSettled(head, runner);
+  }
+
+  /**
+   * Ends the job if it is listed and every item is settled: at once, or, for a kind with an ending of its
+   * own, by queueing its ending step (several workers may queue it; the first to run it ends the job).
+   */
+  async #endIfSettled(head: JobHead, runner: SharedJobRunner<unknown>): Promise<void> {
+    const { store, queue } = this.#options;
+    if (runner.finish === undefined) {
+      await store.finishIfComplete(head.id);
+      return;
+    }
+    if (await store.settled(head.id))
+      await queue.enqueue([{ jobId: head.id, index: FINISH_STEP, attempt: 1 }]);
+  }
+
+  /**
+   * Runs a job-wide step: the listing of a listed job, or the ending of a kind with one. A step that
+   * fails for the request (4xx: a pack that cannot be read) fails the job; one that fails for the server
+   * is retried after its backoff, and fails the job once its attempts are spent.
+   */
+  async #runStep(message: WorkMessage): Promise<void> {
+    const { store, queue, maxAttempts, retryBaseMs, logger } = this.#options;
+    const signal = this.#abort.signal;
+    const head = await store.head(message.jobId);
+    const runner = head === undefined ? undefined : this.#runners.get(head.kind);
+    if (
+      head === undefined ||
+      runner === undefined ||
+      (head.status !== "queued" && head.status !== "running")
+    ) {
+      await queue.ack(message);
+      return;
+    }
+    const listing = message.index === LIST_STEP;
+    if (listing ? head.listed || runner.list === undefined : runner.finish === undefined) {
+      await queue.ack(message);
+      if (listing) await this.#endIfSettled(head, runner);
+      return;
+    }
+    if (message.attempt > maxAttempts) {
+      await store.fail({
+        id: head.id,
+        error: {
+          code: "attempts_exhausted",
+          message: `The job's ${listing ? "listing" : "ending"} was tried ${maxAttempts} times (LOUPE_JOB_MAX_ATTEMPTS) without an outcome; the server log says why. Resume the job to try again.`,
+        },
+      });
+      await queue.ack(message);
+      return;
+    }
+    const heartbeat = setInterval(
+      () => void queue.extend([message]).catch(() => undefined),
+      Math.max(100, Math.floor(queue.leaseMs / 3)),
+    );
+    try {
+      await store.markRunning(head.id);
+      if (listing) {
+        logger?.info(
+          { jobId: head.id, kind: head.kind, attempt: message.attempt },
+          "listing the items of a job",
+        );
+        await this.#list(head, runner, message, signal);
+        await queue.ack(message);
+        await this.#endIfSettled({ ...head, listed: true }, runner);
+      } else {
+        if (!(await store.settled(head.id))) {
+          await queue.ack(message);
+          return;
+        }
+        logger?.info({ jobId: head.id, kind: head.kind }, "ending a job");
+        await runner.finish?.({ head, counts: await store.counts(head.id), signal });
+        await store.finishIfComplete(head.id);
+        await queue.ack(message);
+      }
+    } catch (error) {
+      if (signal.aborted) {
+        await queue.release([message]).catch(() => undefined);
+      } else if (error instanceof AppError && error.status < 500) {
+        logger?.warn({ err: error, jobId: head.id }, "a job failed");
+        await store.fail({ id: head.id, error: toJobError(error) });
+        await queue.ack(message);
+      } else {
+        logger?.warn(
+          { err: error, jobId: head.id },
+          "a step of a job failed for the server; it will be retried",
+        );
+        await queue.retry(message, Math.min(retryBaseMs * 2 ** (message.attempt - 1), 60_000));
+      }
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  /** Runs the job's listing: each page's new items recorded, then queued. */
+  async #list(
+    head: JobHead,
+    runner: SharedJobRunner<unknown>,
+    message: WorkMessage,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const { store, queue } = this.#options;
+    if (message.attempt > 1) {
+      // An earlier listing may have recorded items and stopped before queueing them. A second message
+      // for an item is harmless: whoever runs it second finds it settled.
+      const pending = await store.pendingIndexes(head.id);
+      await queue.enqueue(pending.map((index) => ({ jobId: head.id, index, attempt: 1 })));
+    }
+    const listed = await runner.list?.({
+      head,
+      signal,
+      append: async (items) => {
+        const indexes = await store.appendItems({ id: head.id, items });
+        await queue.enqueue(indexes.map((index) => ({ jobId: head.id, index, attempt: 1 })));
+      },
+    });
+    if (signal.aborted) throw new AppError("shutting_down", 503, "The worker is shutting down.");
+    await store.markListed({ id: head.id, ...(listed?.total === undefined ? {} : { total: listed.total }) });
   }
 
   async #ingest({

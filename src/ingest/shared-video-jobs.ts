@@ -171,10 +171,14 @@ export function createVideoJobRunner({
 }): SharedJobRunner<VideoJobInput> {
   return {
     inputOf: videoInputOf,
+    // A video takes seconds to minutes: each claim keeps one, and the others go to whichever worker is free.
+    batchLimit: 1,
     async run({ head, work, signal, report }) {
       for (const { index, input } of work) {
         // What is not started goes back to the queue with the worker's other unsettled items.
         if (signal.aborted) return;
+        // A video may take minutes: the log says which one a worker holds, should it die meanwhile.
+        logger?.info({ jobId: head.id, index, sha256: input.video.sha256 }, "ingesting a video of a job");
         let outcome: JobItemOutcome;
         try {
           const bytes = await readStaged(blobs, input);

@@ -10,7 +10,7 @@
  * does nothing; an interrupted ingest (some segments missing) is redone, and upserts replace rows.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import sharp from "sharp";
 import type { Config } from "../config.ts";
@@ -205,6 +205,81 @@ export interface VideoIngesterOptions {
 
 /** Frame embedding batches waiting for the vision tower at once while ffmpeg keeps decoding. */
 const EMBED_BATCH = 16;
+
+/** How often an ingest touches the temp file of the video it reads, so it never looks left behind. */
+const TEMP_UPLOAD_TOUCH_MS = 60_000;
+
+/**
+ * How long a temp upload (`<tempDir>/video-….upload`) must have been untouched before an ingest removes
+ * it as left by a process that died mid-video (killed, out of memory): a live ingest touches its own
+ * every minute. Age, not owner, tells them apart, as the data dir may be shared by replicas.
+ */
+export const STALE_TEMP_UPLOAD_MS = 15 * 60_000;
+
+/** Names of the temp uploads {@link VideoIngester} writes. */
+const TEMP_UPLOAD_NAME = /^video-[0-9a-f]{24}\.upload$/;
+
+/**
+ * Removes the temp uploads under `dir` untouched for `olderThanMs` (what an ingest killed mid-video left:
+ * a whole copy of the video), and returns their names. Never throws: a file it cannot remove stays for
+ * the next ingest to try.
+ */
+export async function removeStaleTempUploads({
+  dir,
+  olderThanMs = STALE_TEMP_UPLOAD_MS,
+  now = Date.now,
+  logger,
+}: {
+  dir: string;
+  olderThanMs?: number;
+  now?: () => number;
+  logger?: Logger;
+}): Promise<string[]> {
+  const removed: string[] = [];
+  try {
+    for (const name of await readdir(dir)) {
+      if (!TEMP_UPLOAD_NAME.test(name)) continue;
+      const file = path.join(dir, name);
+      const info = await stat(file).catch(() => undefined);
+      if (info === undefined || now() - info.mtimeMs < olderThanMs) continue;
+      await rm(file, { force: true });
+      removed.push(name);
+    }
+  } catch (error) {
+    logger?.warn({ err: error, dir }, "could not remove the uploads left by interrupted video ingests");
+  }
+  if (removed.length > 0) {
+    logger?.info({ dir, files: removed }, "removed the uploads left by interrupted video ingests");
+  }
+  return removed;
+}
+
+/**
+ * Writes the bytes to a fresh server-named file under `dir` (`video-<hex>.upload`), runs `task` on it,
+ * removes the file. The file is touched every {@link TEMP_UPLOAD_TOUCH_MS} while `task` runs, and the
+ * temp uploads a killed process left are removed first (see {@link removeStaleTempUploads}). Video
+ * ingest and the pack switch's re-sampling read videos through it.
+ */
+export async function withTempUpload<T>(
+  { dir, bytes, logger }: { dir: string; bytes: Uint8Array; logger?: Logger | undefined },
+  task: (tempPath: string) => Promise<T>,
+): Promise<T> {
+  await mkdir(dir, { recursive: true });
+  await removeStaleTempUploads({ dir, ...(logger === undefined ? {} : { logger }) });
+  const tempPath = path.join(dir, `video-${randomBytes(12).toString("hex")}.upload`);
+  const touch = setInterval(() => {
+    const now = new Date();
+    void utimes(tempPath, now, now).catch(() => undefined);
+  }, TEMP_UPLOAD_TOUCH_MS);
+  touch.unref();
+  try {
+    await writeFile(tempPath, bytes, { mode: 0o600, flag: "wx" });
+    return await task(tempPath);
+  } finally {
+    clearInterval(touch);
+    await rm(tempPath, { force: true });
+  }
+}
 
 /**
  * Longest side of a keyframe taken for OCR: 1280 px keeps 12 px text of a 1080p screen recording
@@ -679,16 +754,9 @@ export class VideoIngester {
     }
   }
 
-  /** Writes the bytes to a fresh server-named file under the temp dir, runs `task`, removes the file. */
-  async #withTempFile<T>(bytes: Uint8Array, task: (tempPath: string) => Promise<T>): Promise<T> {
-    await mkdir(this.#settings.tempDir, { recursive: true });
-    const tempPath = path.join(this.#settings.tempDir, `video-${randomBytes(12).toString("hex")}.upload`);
-    try {
-      await writeFile(tempPath, bytes, { mode: 0o600, flag: "wx" });
-      return await task(tempPath);
-    } finally {
-      await rm(tempPath, { force: true });
-    }
+  /** Runs `task` on the bytes written to a temp file of their own (see {@link withTempUpload}). */
+  #withTempFile<T>(bytes: Uint8Array, task: (tempPath: string) => Promise<T>): Promise<T> {
+    return withTempUpload({ dir: this.#settings.tempDir, bytes, logger: this.#logger }, task);
   }
 
   /** Samples and embeds frames, segments them, embeds the segments and makes their keyframes. */

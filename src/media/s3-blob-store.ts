@@ -13,12 +13,26 @@
  *
  * Only operations every S3 implementation has are used: PutObject (multipart through `@aws-sdk/lib-storage`
  * above {@link MULTIPART_PART_BYTES}), GetObject with `Range`, HeadObject, DeleteObject and ListObjectsV2.
- * Bytes are written before their reference and references are removed before the bytes, so a crash
- * leaves either an unreferenced blob (which the sweep collects after its grace period) or a reference
- * without bytes (which {@link S3BlobStore.scan} reports as a leftover). Operations on one key are
- * serialized within this process, as in the filesystem adapter; across processes, S3 has no lock, so a
- * process releasing the last reference of some bytes while another stores the same bytes again can remove
- * them under the new reference (the sweep then reports that reference as a leftover).
+ * Without an index (below), bytes are written before their reference and references are removed before
+ * the bytes, so a crash leaves either an unreferenced blob (which the sweep collects after its grace
+ * period) or a reference without bytes (which {@link S3BlobStore.scan} reports as a leftover). Operations
+ * on one key are serialized within this process, as in the filesystem adapter; across processes, S3 has no
+ * lock, so a process releasing the last reference of some bytes while another stores the same bytes again
+ * can remove them under the new reference (the sweep then reports that reference as a leftover).
+ *
+ * Given a reference index ({@link S3BlobStoreOptions.referenceIndex}: PostgreSQL when
+ * `LOUPE_DATABASE_URL` is set too), the references live there instead, with the records, and no `.refs/`
+ * object is written or read. That race is then closed by the index's per-blob lock, shared by every
+ * process: a release drops its references, and removes the bytes if none is left, with the lock held; a
+ * put adds its reference with the lock held *before* it looks for the bytes, and writes them when they are
+ * missing. Whichever takes the lock first, the bytes end up present and referenced: a release that comes
+ * first removes them and the put writes them again; a put that comes first leaves a reference the release
+ * sees. The lock is not held during the upload (a video takes minutes, and a lock is a database
+ * connection), so while the bytes are being written their reference already names them; the put touches
+ * it again once they are written, and takes it back if the upload fails. The reference objects of a
+ * bucket that had them are copied into the index once, before the store is first used
+ * ({@link S3BlobStore.importLegacyReferences}), and left in place: an older Loupe would still read them,
+ * but this one no longer does.
  */
 import {
   DeleteObjectCommand,
@@ -32,6 +46,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { AppError, NotFoundError, StoreError, ValidationError } from "../errors.ts";
+import type { BlobReference, BlobReferenceIndex } from "./blob-references.ts";
 import {
   assertBlobKey,
   assertContentType,
@@ -78,6 +93,11 @@ export interface S3BlobStoreOptions {
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
   /** Parts uploaded at once in a multipart upload. */
   uploadConcurrency?: number;
+  /**
+   * Keep the references in this index rather than as objects in the bucket (see the module comment); it
+   * is given the store's name, `s3://<bucket>/<prefix>`, which keeps stores on one index apart.
+   */
+  referenceIndex?: (store: string) => BlobReferenceIndex;
 }
 
 interface ListedObject {
@@ -102,6 +122,9 @@ export class S3BlobStore implements BlobStore {
   readonly #client: S3Client;
   readonly #uploadConcurrency: number;
   readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #index: BlobReferenceIndex | undefined;
+  /** The import of the bucket's reference objects into the index, once per store object. */
+  #imported: Promise<unknown> | undefined;
 
   constructor({
     bucket,
@@ -111,6 +134,7 @@ export class S3BlobStore implements BlobStore {
     region = "us-east-1",
     credentials,
     uploadConcurrency = 4,
+    referenceIndex,
   }: S3BlobStoreOptions) {
     const normalized = prefix === "" || prefix.endsWith("/") ? prefix : `${prefix}/`;
     if (
@@ -124,6 +148,7 @@ export class S3BlobStore implements BlobStore {
     this.bucket = bucket;
     this.prefix = normalized;
     this.#uploadConcurrency = uploadConcurrency;
+    this.#index = referenceIndex?.(this.name);
     this.#client = new S3Client({
       region,
       forcePathStyle,
@@ -156,6 +181,51 @@ export class S3BlobStore implements BlobStore {
     this.#client.destroy();
   }
 
+  /** The store's name in a reference index: `s3://<bucket>/<prefix>`. */
+  get name(): string {
+    return `s3://${this.bucket}/${this.prefix}`;
+  }
+
+  /** Whether references are kept in a reference index rather than as objects. */
+  get indexed(): boolean {
+    return this.#index !== undefined;
+  }
+
+  /**
+   * Copies the bucket's reference objects (`<sha256>.refs/<label>`, written before references moved to
+   * the index) into the reference index, once per store and index: the first call lists the prefix and
+   * records the import; later ones, from any process, find it recorded and do nothing. Each reference
+   * keeps its object's `LastModified` as its time. Every operation that reads or changes references
+   * waits for it; `openBlobStore` runs it at start-up, so a failure stops start-up.
+   *
+   * @returns how many references were copied; `undefined` when there was nothing to do (no index, or
+   *   imported before).
+   */
+  async importLegacyReferences(): Promise<{ imported: number } | undefined> {
+    if (this.#index === undefined) return undefined;
+    return this.#index.importOnce(async () => {
+      const references: Array<BlobReference & { sha256: string }> = [];
+      for (const object of await this.#list(this.prefix)) {
+        const parsed = parseLayoutKey(object.relative);
+        if (parsed?.label !== undefined) {
+          references.push({ sha256: parsed.sha256, label: parsed.label, touchedAt: object.lastModified });
+        }
+      }
+      return references;
+    });
+  }
+
+  /** The reference index once the bucket's reference objects are in it; undefined without one. */
+  async #ready(): Promise<BlobReferenceIndex | undefined> {
+    if (this.#index === undefined) return undefined;
+    this.#imported ??= this.importLegacyReferences().catch((error: unknown) => {
+      this.#imported = undefined;
+      throw error;
+    });
+    await this.#imported;
+    return this.#index;
+  }
+
   #bytesKey(sha256: string): string {
     assertBlobKey(sha256);
     return `${this.prefix}${sha256.slice(0, 2)}/${sha256.slice(2, 4)}/${sha256}`;
@@ -163,6 +233,16 @@ export class S3BlobStore implements BlobStore {
 
   #refKey(sha256: string, label: string): string {
     return `${this.#bytesKey(sha256)}.refs/${Buffer.from(label, "utf8").toString("base64url")}`;
+  }
+
+  /** Where a reference of the index would be as an object, relative to the prefix: how scans name it. */
+  #refRelative(sha256: string, reference: BlobReference): RefObject {
+    return {
+      label: reference.label,
+      relative: this.#refKey(sha256, reference.label).slice(this.prefix.length),
+      size: 0,
+      lastModified: reference.touchedAt,
+    };
   }
 
   /** Runs `task` after every earlier task on the same key has settled. */
@@ -292,34 +372,54 @@ export class S3BlobStore implements BlobStore {
     assertContentType(contentType);
     if (owner !== undefined) assertOwner(owner);
     const sha256 = sha256Hex(bytes);
-    const key = this.#bytesKey(sha256);
+    const index = await this.#ready();
     return this.#withLock(sha256, async () => {
-      const existing = await this.#head(sha256);
-      const created = existing?.size !== bytes.length;
-      if (created) {
-        const upload = new Upload({
-          client: this.#client,
-          params: {
-            Bucket: this.bucket,
-            Key: key,
-            Body: bytes,
-            ContentType: contentType,
-            Metadata: { [STORED_AT_METADATA]: String(Date.now()) },
-          },
-          partSize: MULTIPART_PART_BYTES,
-          queueSize: this.#uploadConcurrency,
-          leavePartsOnError: false,
-        });
-        try {
-          await upload.done();
-        } catch (error) {
-          throw s3Failure(error, { operation: "PutObject", bucket: this.bucket, key });
-        }
+      if (index === undefined || owner === undefined) {
+        const created = await this.#writeBytes(sha256, bytes, contentType);
+        // After the bytes, so a reference never names bytes that were not written; a rewrite touches it.
+        if (owner !== undefined) await this.#writeRef(sha256, owner);
+        return { sha256, size: bytes.length, created };
       }
-      // After the bytes, so a reference never names bytes that were not written; a rewrite touches it.
-      if (owner !== undefined) await this.#writeRef(sha256, owner);
+      // The reference first, under the blob's lock: from then on no release removes the bytes.
+      const added = await index.withBlob(sha256, (refs) => refs.touch(owner));
+      let created: boolean;
+      try {
+        created = await this.#writeBytes(sha256, bytes, contentType);
+      } catch (error) {
+        // Best effort: a reference left behind names missing bytes, which the sweep removes once old.
+        if (added) await index.withBlob(sha256, (refs) => refs.drop([owner])).catch(() => undefined);
+        throw error;
+      }
+      // An upload takes time: the reference is as young as the bytes (and back if a sweep dropped it).
+      if (created) await index.withBlob(sha256, (refs) => refs.touch(owner));
       return { sha256, size: bytes.length, created };
     });
+  }
+
+  /** Writes the bytes unless an object of their size is there; true when written. */
+  async #writeBytes(sha256: string, bytes: Uint8Array, contentType: string): Promise<boolean> {
+    const key = this.#bytesKey(sha256);
+    const existing = await this.#head(sha256);
+    if (existing?.size === bytes.length) return false;
+    const upload = new Upload({
+      client: this.#client,
+      params: {
+        Bucket: this.bucket,
+        Key: key,
+        Body: bytes,
+        ContentType: contentType,
+        Metadata: { [STORED_AT_METADATA]: String(Date.now()) },
+      },
+      partSize: MULTIPART_PART_BYTES,
+      queueSize: this.#uploadConcurrency,
+      leavePartsOnError: false,
+    });
+    try {
+      await upload.done();
+    } catch (error) {
+      throw s3Failure(error, { operation: "PutObject", bucket: this.bucket, key });
+    }
+    return true;
   }
 
   async get(sha256: string): Promise<StoredBlob> {
@@ -398,16 +498,31 @@ export class S3BlobStore implements BlobStore {
 
   async delete(sha256: string): Promise<boolean> {
     assertBlobKey(sha256);
-    return this.#withLock(sha256, async () => this.#removeBlob(sha256, await this.#refs(sha256)));
+    const index = await this.#ready();
+    return this.#withLock(sha256, async () => {
+      if (index === undefined) return this.#removeBlob(sha256, await this.#refs(sha256));
+      return index.withBlob(sha256, async (refs) => {
+        await refs.dropAll();
+        return this.#removeBlob(sha256, []);
+      });
+    });
   }
 
   async addReference({ sha256, owner }: { sha256: string; owner: string }): Promise<void> {
     assertOwner(owner);
     assertBlobKey(sha256);
+    const index = await this.#ready();
+    const missing = () =>
+      new NotFoundError(`No blob ${sha256} to reference; store it first.`, { context: { sha256 } });
     await this.#withLock(sha256, async () => {
-      if ((await this.#head(sha256)) === undefined) {
-        throw new NotFoundError(`No blob ${sha256} to reference; store it first.`, { context: { sha256 } });
+      if (index !== undefined) {
+        // Under the blob's lock, so no release removes the bytes between the look and the reference.
+        return index.withBlob(sha256, async (refs) => {
+          if ((await this.#head(sha256)) === undefined) throw missing();
+          await refs.touch(owner);
+        });
       }
+      if ((await this.#head(sha256)) === undefined) throw missing();
       await this.#writeRef(sha256, owner);
     });
   }
@@ -415,7 +530,19 @@ export class S3BlobStore implements BlobStore {
   async release({ sha256, owner }: { sha256: string; owner: string }): Promise<{ removed: boolean }> {
     assertOwner(owner);
     assertBlobKey(sha256);
+    const index = await this.#ready();
     return this.#withLock(sha256, async () => {
+      if (index !== undefined) {
+        // The bytes go with the lock held: a put of the same bytes waits, then finds them gone.
+        return index.withBlob(sha256, async (refs) => {
+          const labels = (await refs.list()).map((ref) => ref.label);
+          const dropped = await refs.drop(labels.filter((label) => releases(owner, label)));
+          if (labels.length > dropped.length || (await this.#head(sha256)) === undefined) {
+            return { removed: false };
+          }
+          return { removed: await this.#removeBlob(sha256, []) };
+        });
+      }
       const refs = await this.#refs(sha256);
       const dropped = refs.filter((ref) => releases(owner, ref.label));
       for (const ref of dropped) await this.#delete(`${this.prefix}${ref.relative}`);
@@ -426,6 +553,8 @@ export class S3BlobStore implements BlobStore {
 
   async references(sha256: string): Promise<string[]> {
     assertBlobKey(sha256);
+    const index = await this.#ready();
+    if (index !== undefined) return ownersOf((await index.list(sha256)).map((ref) => ref.label));
     return ownersOf((await this.#refs(sha256)).map((ref) => ref.label));
   }
 
@@ -465,13 +594,31 @@ export class S3BlobStore implements BlobStore {
     untouchedSince,
   }: CollectBlobRequest): Promise<CollectBlobResult> {
     assertBlobKey(sha256);
+    const index = await this.#ready();
+    const nothing = (skipped: "touched" | "gone"): CollectBlobResult => ({
+      removed: false,
+      bytes: 0,
+      released: [],
+      skipped,
+    });
+    if (index !== undefined) {
+      return this.#withLock(sha256, () =>
+        index.withBlob(sha256, async (refs) => {
+          const head = await this.#head(sha256);
+          if (head === undefined) return nothing("gone");
+          const current = await refs.list();
+          if (Math.max(head.storedAt, ...current.map((ref) => ref.touchedAt)) > untouchedSince) {
+            return nothing("touched");
+          }
+          const released = await refs.drop(
+            current.filter((ref) => staleOwners.includes(ref.label)).map((ref) => ref.label),
+          );
+          if (current.length > released.length) return { removed: false, bytes: 0, released };
+          return { removed: await this.#removeBlob(sha256, []), bytes: head.size, released };
+        }),
+      );
+    }
     return this.#withLock(sha256, async () => {
-      const nothing = (skipped: "touched" | "gone"): CollectBlobResult => ({
-        removed: false,
-        bytes: 0,
-        released: [],
-        skipped,
-      });
       const head = await this.#head(sha256);
       if (head === undefined) return nothing("gone");
       const refs = await this.#refs(sha256);
@@ -496,6 +643,17 @@ export class S3BlobStore implements BlobStore {
     const parsed = leftover.kind === "temporary" ? parseLayoutKey(leftover.path) : undefined;
     if (parsed?.label === undefined) return false;
     const { sha256, label } = parsed;
+    const index = await this.#ready();
+    if (index !== undefined) {
+      return this.#withLock(sha256, () =>
+        index.withBlob(sha256, async (refs) => {
+          if ((await this.#head(sha256)) !== undefined) return false;
+          const ref = (await refs.list()).find((candidate) => candidate.label === label);
+          if (ref === undefined || ref.touchedAt > untouchedSince) return false;
+          return (await refs.drop([label])).length > 0;
+        }),
+      );
+    }
     return this.#withLock(sha256, async () => {
       if ((await this.#head(sha256)) !== undefined) return false;
       const ref = (await this.#refs(sha256)).find((candidate) => candidate.label === label);
@@ -534,6 +692,7 @@ export class S3BlobStore implements BlobStore {
     orphanRefs: RefObject[];
     stray: string[];
   }> {
+    const index = await this.#ready();
     const blobs = new Map<string, ListedObject & { refs: RefObject[] }>();
     const refs: Array<RefObject & { sha256: string }> = [];
     const stray: string[] = [];
@@ -541,7 +700,13 @@ export class S3BlobStore implements BlobStore {
       const parsed = parseLayoutKey(object.relative);
       if (parsed === undefined) stray.push(object.relative);
       else if (parsed.label === undefined) blobs.set(parsed.sha256, { ...object, refs: [] });
-      else refs.push({ ...object, label: parsed.label, sha256: parsed.sha256 });
+      // With an index, reference objects are the copied leftovers of before: neither read nor stray.
+      else if (index === undefined) refs.push({ ...object, label: parsed.label, sha256: parsed.sha256 });
+    }
+    if (index !== undefined) {
+      for (const [sha256, indexed] of await index.listAll()) {
+        for (const reference of indexed) refs.push({ ...this.#refRelative(sha256, reference), sha256 });
+      }
     }
     const orphanRefs: RefObject[] = [];
     for (const { sha256, ...ref } of refs) {

@@ -83,6 +83,8 @@ describe("migrate", () => {
     expect(await tables(pool)).toEqual([
       "loupe_api_keys",
       "loupe_audit_log",
+      "loupe_blob_ref_imports",
+      "loupe_blob_refs",
       "loupe_classifiers",
       "loupe_feedback",
       "loupe_feedback_proposals",

@@ -10,6 +10,8 @@ import { OverloadedError } from "../../src/errors.ts";
 import {
   decodeMessage,
   encodeMessage,
+  FINISH_STEP,
+  LIST_STEP,
   openRedisWorkQueue,
   type RedisWorkQueue,
 } from "../../src/ingest/redis-work-queue.ts";
@@ -47,6 +49,22 @@ describe("RedisWorkQueue", () => {
     expect(decodeMessage("job_1:2:3")).toBeUndefined();
     expect(decodeMessage(`${JOB}:1`)).toBeUndefined();
     expect(decodeMessage(`${JOB}:1:2:3`)).toBeUndefined();
+    // A job's steps are the only negative indexes.
+    expect(decodeMessage(encodeMessage(item(LIST_STEP)))).toEqual(item(LIST_STEP));
+    expect(decodeMessage(encodeMessage(item(FINISH_STEP)))).toEqual(item(FINISH_STEP));
+    expect(decodeMessage(`${JOB}:-3:1`)).toBeUndefined();
+  });
+
+  it("takes back released items untried, first in line; an item no longer held is not released", async () => {
+    const queue = await open();
+    await queue.enqueue([item(0), item(1), item(2), item(3)]);
+    const claimed = await queue.claim(3);
+    expect(claimed.map((message) => message.index)).toEqual([0, 1, 2]);
+    expect(await queue.release(claimed.slice(1))).toBe(2);
+    expect(await queue.release(claimed.slice(1))).toBe(0);
+    // Before the item that waited all along, their attempts unchanged, in their order.
+    expect(await queue.claim(3)).toEqual([item(1), item(2), item(3)]);
+    expect(await queue.depth()).toEqual({ ready: 0, leased: 4, delayed: 0 });
   });
 
   it("hands each item to one claimant, first in first out; an acknowledged item is gone", async () => {

@@ -4,99 +4,28 @@
  * processes (`startLoupe` with role api, in this process) and two workers (`loupe serve --role worker`,
  * child processes); one worker is killed with SIGKILL halfway through a job of N images, and the job still
  * ends `done` with N records in Milvus, none twice, and no blob without a record. A job created through one
- * API process is read and followed (SSE) through the other.
+ * API process is read and followed (SSE) through the other. The services and processes come from
+ * `shared-harness.ts`.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
-import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDatabasePool } from "../../src/db/database.ts";
-import { migrate } from "../../src/db/migrate.ts";
-import { createLogger } from "../../src/logger.ts";
-import { type RunningLoupe, startLoupe } from "../../src/main.ts";
-import { createFsBlobStore } from "../../src/media/blob-store.ts";
-import { createVectorStore, type MilvusVectorStore } from "../../src/store/index.ts";
-import { createTestDatabase, type TestDatabase } from "../db/test-database.ts";
-import { startTestMilvusLite, type TestMilvusLite, uniquePrefix } from "../helpers/milvus-lite.ts";
-import { multipart, ROOT, renderShapes } from "./harness.ts";
+import type { RunningLoupe } from "../../src/main.ts";
+import { multipart, renderShapes } from "./harness.ts";
+import {
+  followEvents,
+  getJob,
+  type SharedHarness,
+  startSharedHarness,
+  waitForEnd,
+} from "./shared-harness.ts";
 
 /** Images in the job: the issue's 2000 (runs in well under 3 minutes here). `LOUPE_TEST_SHARED_JOB_N` overrides. */
 const N = Number(process.env.LOUPE_TEST_SHARED_JOB_N ?? 2000);
-const REDIS_URL = `${process.env.LOUPE_TEST_REDIS_URL ?? "redis://127.0.0.1:6379"}/11`;
 const TENANT = "default";
 
-let database: TestDatabase;
-let milvus: TestMilvusLite;
-let dataDir: string;
-let env: Record<string, string>;
+let harness: SharedHarness;
 let apiA: RunningLoupe;
 let apiB: RunningLoupe;
-let store: MilvusVectorStore;
-const workers: ChildProcess[] = [];
 let firstJobId: string | undefined;
-
-/** Starts `loupe serve --role worker` and resolves once it runs jobs. */
-function startWorker(name: string): Promise<ChildProcess> {
-  // One process (no tsx wrapper), so SIGKILL kills the worker itself.
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", path.join(ROOT, "src", "cli", "main.ts"), "serve", "--role", "worker"],
-    {
-      cwd: ROOT,
-      env: { ...process.env, ...env, LOUPE_LOG_LEVEL: "info" },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  workers.push(child);
-  let output = "";
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`worker ${name} did not start:\n${output.slice(-4000)}`)),
-      60_000,
-    );
-    child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
-      output = (output + chunk).slice(-20_000);
-      if (output.includes("loupe worker is running shared ingest jobs")) {
-        clearTimeout(timer);
-        resolve(child);
-      }
-    });
-    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
-      output = (output + chunk).slice(-20_000);
-    });
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`worker ${name} exited (${code ?? signal}):\n${output.slice(-4000)}`));
-    });
-  });
-}
-
-interface JobBody {
-  job: {
-    id: string;
-    status: string;
-    counts: { total: number; pending: number; done: number; skipped: number; failed: number };
-    items: Array<{ index: number; status: string; id?: string; error?: unknown }>;
-  };
-}
-
-async function getJob(api: RunningLoupe, id: string): Promise<JobBody["job"]> {
-  const response = await fetch(`${api.url}/v1/jobs/${id}`);
-  expect(response.status).toBe(200);
-  return ((await response.json()) as JobBody).job;
-}
-
-/** Reads the job's SSE stream through `api` to its end; the names of the events, in order. */
-async function followEvents(api: RunningLoupe, id: string): Promise<{ names: string[]; last: unknown }> {
-  const response = await fetch(`${api.url}/v1/jobs/${id}/events`);
-  expect(response.status).toBe(200);
-  const text = await response.text();
-  const names = [...text.matchAll(/^event: (.+)$/gm)].map((match) => match[1] as string);
-  const data = [...text.matchAll(/^data: (.+)$/gm)].map((match) => match[1] as string);
-  return { names, last: JSON.parse(data.at(-1) ?? "null") };
-}
 
 async function upload(api: RunningLoupe, images: readonly Buffer[], offset: number): Promise<string> {
   const response = await fetch(`${api.url}/v1/images?async=true`, {
@@ -112,46 +41,21 @@ async function upload(api: RunningLoupe, images: readonly Buffer[], offset: numb
 }
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  const pool = createDatabasePool({ url: database.url });
-  await migrate({ pool });
-  await pool.end();
-  const redis = new Redis(REDIS_URL);
-  await redis.del("loupe:jobs:ready", "loupe:jobs:leased", "loupe:jobs:delayed");
-  redis.disconnect();
-  milvus = await startTestMilvusLite();
-  dataDir = await mkdtemp(path.join(os.tmpdir(), "loupe-shared-jobs-"));
-  const collectionPrefix = uniquePrefix("shared_jobs");
-  env = {
-    PORT: "0",
-    LOUPE_DATA_DIR: dataDir,
-    LOUPE_DATABASE_URL: database.url,
-    LOUPE_REDIS_URL: REDIS_URL,
-    MILVUS_ADDRESS: milvus.address,
-    LOUPE_COLLECTION_PREFIX: collectionPrefix,
-    LOUPE_VENV_DIR: path.join(ROOT, ".venv"),
-    LOUPE_JOB_LEASE_MS: "3000",
-    LOUPE_WORKER_BATCH_ITEMS: "32",
-    LOUPE_MAX_ITEMS_PER_REQUEST: "10000",
-    LOUPE_MAX_UPLOAD_BYTES: String(512 * 1024 * 1024),
-    LOUPE_RATE_LIMIT_PER_SECOND: "0",
-    LOUPE_BLOB_GC_AT_START: "off",
-  };
-  const quiet = createLogger({ level: "silent" });
-  apiA = await startLoupe({ env, cwd: ROOT, logger: quiet, role: "api" });
-  apiB = await startLoupe({ env, cwd: ROOT, logger: quiet, role: "api" });
-  store = await createVectorStore({ address: milvus.address, collectionPrefix, dimension: 256 });
+  harness = await startSharedHarness({
+    name: "shared_jobs",
+    redisDb: 11,
+    env: {
+      LOUPE_WORKER_BATCH_ITEMS: "32",
+      LOUPE_MAX_ITEMS_PER_REQUEST: "10000",
+      LOUPE_MAX_UPLOAD_BYTES: String(512 * 1024 * 1024),
+    },
+  });
+  apiA = await harness.startApi();
+  apiB = await harness.startApi();
 }, 180_000);
 
 afterAll(async () => {
-  for (const worker of workers)
-    if (worker.exitCode === null && worker.signalCode === null) worker.kill("SIGKILL");
-  await store?.close().catch(() => undefined);
-  await apiA?.stop();
-  await apiB?.stop();
-  await milvus?.dispose();
-  await database?.drop();
-  if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+  await harness?.cleanup();
 }, 60_000);
 
 describe("image jobs on the shared queue", () => {
@@ -170,7 +74,10 @@ describe("image jobs on the shared queue", () => {
     const started = performance.now();
     const images = await renderShapes({ count: N, seed: 7, size: 64 });
     const rendered = performance.now();
-    const [first] = await Promise.all([startWorker("one"), startWorker("two")]);
+    const [first] = await Promise.all([
+      harness.startWorker({}, { name: "one" }),
+      harness.startWorker({}, { name: "two" }),
+    ]);
     const uploadedAt = performance.now();
     const id = await upload(apiA, images, 0);
     const followed = followEvents(apiB, id);
@@ -182,7 +89,7 @@ describe("image jobs on the shared queue", () => {
       await new Promise((resolve) => setTimeout(resolve, 250));
       job = await getJob(killedAt === undefined ? apiA : apiB, id);
       if (killedAt === undefined && job.counts.done + job.counts.skipped >= N / 2) {
-        first.kill("SIGKILL");
+        await first.kill("SIGKILL");
         killedAt = job.counts.done + job.counts.skipped;
       }
     }
@@ -200,7 +107,9 @@ describe("image jobs on the shared queue", () => {
     expect(events.last).toMatchObject({ id, status: "done", counts: { total: N, pending: 0 } });
 
     // Records: exactly N, each item's id once (plus the 3 of the first test's job, which ran too by now).
-    await waitForJobsToEnd();
+    expect(firstJobId).toBeDefined();
+    expect((await waitForEnd(apiA, firstJobId as string, 30_000)).status).toBe("done");
+    const { store } = harness;
     expect(await store.count({ kind: "image", tenant: TENANT })).toBe(N + 3);
     const ids: string[] = [];
     const refs = new Set<string>();
@@ -226,8 +135,7 @@ describe("image jobs on the shared queue", () => {
     for (const itemId of jobIds) expect(ids).toContain(itemId);
 
     // Blobs: every one belongs to a record.
-    const blobs = createFsBlobStore({ dir: path.join(dataDir, "blobs") });
-    const scan = await blobs.scan();
+    const scan = await harness.blobs.scan();
     const orphans = scan.blobs.filter((blob) => !refs.has(blob.sha256));
     expect(orphans).toEqual([]);
     console.info(
@@ -248,47 +156,23 @@ describe("image jobs on the shared queue", () => {
     });
     expect(response.status).toBe(202);
     const { id } = ((await response.json()) as { job: { id: string } }).job;
-    const settled = async () => {
-      const deadline = Date.now() + 60_000;
-      let job = await getJob(apiB, id);
-      while (job.status !== "done" && job.status !== "failed" && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 200));
-        job = await getJob(apiB, id);
-      }
-      return job;
-    };
+    const settled = () => waitForEnd(apiB, id, 60_000);
     const first = await settled();
     expect(first.counts).toMatchObject({ total: 2, failed: 1 });
 
     const resumed = await fetch(`${apiB.url}/v1/jobs/${id}/resume`, { method: "POST" });
     expect(resumed.status).toBe(202);
-    const body = ((await resumed.json()) as JobBody).job;
+    const body = ((await resumed.json()) as { job: { status: string } }).job;
     expect(["queued", "running"]).toContain(body.status);
-    const pool = createDatabasePool({ url: database.url });
-    try {
-      const { rows } = await pool.query<{ route: string; detail: { jobId: string; items: number } }>(
-        "select route, detail from loupe_audit_log where action = 'job.resume' and $1 = any(item_ids)",
-        [id],
-      );
-      expect(rows).toEqual([
-        { route: "POST /v1/jobs/{id}/resume", detail: { jobId: id, kind: "images", items: 1 } },
-      ]);
-    } finally {
-      await pool.end();
-    }
+    const rows = await harness.query<{ route: string; detail: { jobId: string; items: number } }>(
+      "select route, detail from loupe_audit_log where action = 'job.resume' and $1 = any(item_ids)",
+      [id],
+    );
+    expect(rows).toEqual([
+      { route: "POST /v1/jobs/{id}/resume", detail: { jobId: id, kind: "images", items: 1 } },
+    ]);
     // The broken file fails again; the good one stays stored.
     const again = await settled();
     expect(again.counts).toMatchObject({ total: 2, failed: 1 });
   }, 120_000);
 });
-
-/** Waits for the first test's job (queued while no worker ran) to end as well. */
-async function waitForJobsToEnd(): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (firstJobId !== undefined && Date.now() < deadline) {
-    const job = await getJob(apiA, firstJobId);
-    if (job.status === "done") return;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  throw new Error(`the first job did not end: ${firstJobId}`);
-}

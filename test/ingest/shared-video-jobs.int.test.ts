@@ -4,118 +4,43 @@
  * is created through one API process (`startLoupe` with role api, in this process) while no worker runs,
  * read there through the other, then run by a worker child process (`loupe serve --role worker`) and
  * followed to its end through the other API process: done, its segments stored, the upload's wait in the
- * blob store released. The same video sent again is found stored (`skipped`).
+ * blob store released. The same video sent again is found stored (`skipped`). Then a worker is killed
+ * (SIGKILL) while its ffmpeg decodes a 40 s video; another takes the item once the lease lapses: the job
+ * ends `done`, each segment is stored once with the spans a clean ingest of the same bytes gives, the
+ * upload's label is released, no blob is left without a record, and the killed ingest's temp copy of the
+ * upload is removed by a later ingest once it is stale. The services and processes come from
+ * `shared-harness.ts`.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import os from "node:os";
+import { readdir, readFile, utimes } from "node:fs/promises";
 import path from "node:path";
-import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDatabasePool } from "../../src/db/database.ts";
-import { migrate } from "../../src/db/migrate.ts";
+import { sweepOrphanBlobs } from "../../src/ingest/blob-gc.ts";
 import { stagedVideoOwner } from "../../src/ingest/shared-video-jobs.ts";
-import { videoSegmentsOf } from "../../src/ingest/video-ingest.ts";
-import { createLogger } from "../../src/logger.ts";
-import { type RunningLoupe, startLoupe } from "../../src/main.ts";
-import { createFsBlobStore, sha256Hex } from "../../src/media/blob-store.ts";
-import { createVectorStore, type MilvusVectorStore } from "../../src/store/index.ts";
-import { createTestDatabase, type TestDatabase } from "../db/test-database.ts";
-import { startTestMilvusLite, type TestMilvusLite, uniquePrefix } from "../helpers/milvus-lite.ts";
+import { STALE_TEMP_UPLOAD_MS, videoSegmentsOf } from "../../src/ingest/video-ingest.ts";
+import type { RunningLoupe } from "../../src/main.ts";
+import { parseBlobRef, sha256Hex } from "../../src/media/blob-store.ts";
+import { mediaBinaries } from "../../src/media/ffmpeg.ts";
+import type { StoredVideoSegment } from "../../src/store/index.ts";
+import { processesMentioning } from "../helpers/processes.ts";
 import { makeTestVideo } from "../helpers/video-fixtures.ts";
-import { ROOT } from "./harness.ts";
+import {
+  followEvents,
+  getJob,
+  type SharedHarness,
+  startSharedHarness,
+  type WorkerProcess,
+  waitForEnd,
+  waitUntil,
+} from "./shared-harness.ts";
 
-const REDIS_URL = `${process.env.LOUPE_TEST_REDIS_URL ?? "redis://127.0.0.1:6379"}/13`;
 const TENANT = "default";
 
-let database: TestDatabase;
-let milvus: TestMilvusLite;
-let dataDir: string;
-let env: Record<string, string>;
+let harness: SharedHarness;
 let apiA: RunningLoupe;
 let apiB: RunningLoupe;
-let store: MilvusVectorStore;
 let video: Buffer;
-let worker: ChildProcess | undefined;
-
-/** Starts `loupe serve --role worker` and resolves once it runs jobs. */
-function startWorker(): Promise<ChildProcess> {
-  // One process (no tsx wrapper), so killing it kills the worker itself.
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", path.join(ROOT, "src", "cli", "main.ts"), "serve", "--role", "worker"],
-    {
-      cwd: ROOT,
-      env: { ...process.env, ...env, LOUPE_LOG_LEVEL: "info" },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  worker = child;
-  let output = "";
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`the worker did not start:\n${output.slice(-4000)}`)),
-      60_000,
-    );
-    child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
-      output = (output + chunk).slice(-20_000);
-      if (output.includes("loupe worker is running shared ingest jobs")) {
-        clearTimeout(timer);
-        resolve(child);
-      }
-    });
-    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
-      output = (output + chunk).slice(-20_000);
-    });
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`the worker exited (${code ?? signal}):\n${output.slice(-4000)}`));
-    });
-  });
-}
-
-interface JobBody {
-  job: {
-    id: string;
-    kind: string;
-    status: string;
-    counts: { total: number; pending: number; done: number; skipped: number; failed: number };
-    items: Array<{
-      index: number;
-      status: string;
-      filename?: string;
-      id?: string;
-      error?: { code: string; message: string };
-      detail?: { segments?: number; durationSeconds?: number };
-    }>;
-  };
-}
-
-async function getJob(api: RunningLoupe, id: string): Promise<JobBody["job"]> {
-  const response = await fetch(`${api.url}/v1/jobs/${id}`);
-  expect(response.status).toBe(200);
-  return ((await response.json()) as JobBody).job;
-}
-
-async function waitForEnd(api: RunningLoupe, id: string, timeoutMs: number): Promise<JobBody["job"]> {
-  const deadline = Date.now() + timeoutMs;
-  let job = await getJob(api, id);
-  while (job.status !== "done" && job.status !== "failed" && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    job = await getJob(api, id);
-  }
-  return job;
-}
-
-/** Reads the job's SSE stream through `api` to its end; the names of the events, and the last data. */
-async function followEvents(api: RunningLoupe, id: string): Promise<{ names: string[]; last: unknown }> {
-  const response = await fetch(`${api.url}/v1/jobs/${id}/events`);
-  expect(response.status).toBe(200);
-  const text = await response.text();
-  const names = [...text.matchAll(/^event: (.+)$/gm)].map((match) => match[1] as string);
-  const data = [...text.matchAll(/^data: (.+)$/gm)].map((match) => match[1] as string);
-  return { names, last: JSON.parse(data.at(-1) ?? "null") };
-}
+/** The worker of the first test, killed by the second. */
+let worker: WorkerProcess | undefined;
 
 async function uploadVideos(
   api: RunningLoupe,
@@ -134,48 +59,19 @@ async function uploadVideos(
 }
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  const pool = createDatabasePool({ url: database.url });
-  await migrate({ pool });
-  await pool.end();
-  const redis = new Redis(REDIS_URL);
-  await redis.del("loupe:jobs:ready", "loupe:jobs:leased", "loupe:jobs:delayed");
-  redis.disconnect();
-  milvus = await startTestMilvusLite();
-  dataDir = await mkdtemp(path.join(os.tmpdir(), "loupe-shared-video-jobs-"));
+  harness = await startSharedHarness({ name: "shared_video_jobs", redisDb: 13 });
   video = await readFile(
     await makeTestVideo({
-      outPath: path.join(dataDir, "bars.mp4"),
+      outPath: path.join(harness.dataDir, "bars.mp4"),
       source: "testsrc=size=160x120:rate=8:duration=3",
     }),
   );
-  const collectionPrefix = uniquePrefix("shared_video_jobs");
-  env = {
-    PORT: "0",
-    LOUPE_DATA_DIR: dataDir,
-    LOUPE_DATABASE_URL: database.url,
-    LOUPE_REDIS_URL: REDIS_URL,
-    MILVUS_ADDRESS: milvus.address,
-    LOUPE_COLLECTION_PREFIX: collectionPrefix,
-    LOUPE_VENV_DIR: path.join(ROOT, ".venv"),
-    LOUPE_JOB_LEASE_MS: "3000",
-    LOUPE_RATE_LIMIT_PER_SECOND: "0",
-    LOUPE_BLOB_GC_AT_START: "off",
-  };
-  const quiet = createLogger({ level: "silent" });
-  apiA = await startLoupe({ env, cwd: ROOT, logger: quiet, role: "api" });
-  apiB = await startLoupe({ env, cwd: ROOT, logger: quiet, role: "api" });
-  store = await createVectorStore({ address: milvus.address, collectionPrefix, dimension: 256 });
+  apiA = await harness.startApi();
+  apiB = await harness.startApi();
 }, 180_000);
 
 afterAll(async () => {
-  if (worker !== undefined && worker.exitCode === null && worker.signalCode === null) worker.kill("SIGKILL");
-  await store?.close().catch(() => undefined);
-  await apiA?.stop();
-  await apiB?.stop();
-  await milvus?.dispose();
-  await database?.drop();
-  if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+  await harness?.cleanup();
 }, 60_000);
 
 describe("video jobs on the shared queue", () => {
@@ -194,13 +90,13 @@ describe("video jobs on the shared queue", () => {
     });
     expect(queued.items[1]).toMatchObject({ status: "failed", filename: "broken.mp4" });
     // The upload waits in the blob store, held by its item.
-    const blobs = createFsBlobStore({ dir: path.join(dataDir, "blobs") });
+    const { blobs, store } = harness;
     const sha256 = sha256Hex(video);
     expect(await blobs.references(sha256)).toEqual([
       stagedVideoOwner({ tenant: TENANT, jobId: id, index: 0 }),
     ]);
 
-    await startWorker();
+    worker = await harness.startWorker();
     const followed = followEvents(apiB, id);
     const job = await waitForEnd(apiB, id, 120_000);
     expect(job.status).toBe("done");
@@ -218,16 +114,11 @@ describe("video jobs on the shared queue", () => {
     expect(await blobs.references(sha256)).toEqual([`${TENANT}/${item?.id}`]);
 
     // The worker records the stored video in the audit trail as the job's creator did it.
-    const pool = createDatabasePool({ url: database.url });
-    try {
-      const { rows } = await pool.query<{ route: string; detail: { jobId: string; kind: string } }>(
-        "select route, detail from loupe_audit_log where action = 'ingest' and $1 = any(item_ids)",
-        [item?.id],
-      );
-      expect(rows).toEqual([{ route: "POST /v1/videos", detail: { jobId: id, kind: "videos", stored: 1 } }]);
-    } finally {
-      await pool.end();
-    }
+    const rows = await harness.query<{ route: string; detail: { jobId: string; kind: string } }>(
+      "select route, detail from loupe_audit_log where action = 'ingest' and $1 = any(item_ids)",
+      [item?.id],
+    );
+    expect(rows).toEqual([{ route: "POST /v1/videos", detail: { jobId: id, kind: "videos", stored: 1 } }]);
 
     const events = await followed;
     expect(events.names[0]).toBe("progress");
@@ -248,4 +139,170 @@ describe("video jobs on the shared queue", () => {
     );
     expect(await blobs.references(sha256)).toEqual([`${TENANT}/${item?.id}`]);
   }, 240_000);
+
+  it("a worker killed in the middle of a video: another runs it once the lease lapses, storing each segment once and leaving nothing behind", async () => {
+    const { blobs, store } = harness;
+    const first = worker as WorkerProcess;
+    expect(first.exited, "the first test's worker still runs").toBe(false);
+    // 40 s sampled at 2 frames a second: long enough to be killed during, short enough to run twice.
+    const long = await readFile(
+      await makeTestVideo({
+        outPath: path.join(harness.dataDir, "long.mp4"),
+        source: "testsrc=size=160x120:rate=8:duration=40",
+      }),
+    );
+    const sha256 = sha256Hex(long);
+    const segmentsBefore = await store.count({ kind: "video_segment", tenant: TENANT });
+    const id = await uploadVideos(apiA, [{ name: "long.mp4", bytes: long }]);
+    const label = stagedVideoOwner({ tenant: TENANT, jobId: id, index: 0 });
+
+    // The worker names the video it starts; once its ffmpeg decodes that upload, the worker is killed.
+    const starting = new RegExp(`^(?=.*"jobId":"${id}")(?=.*ingesting a video of a job).*$`, "m");
+    await first.waitForOutput(starting, 60_000);
+    const tmpDir = path.join(harness.dataDir, "tmp");
+    await waitUntil(async () => (await ffmpegReading(tmpDir)).length > 0, {
+      timeoutMs: 30_000,
+      what: "the worker's ffmpeg decodes the upload",
+    });
+    await first.kill("SIGKILL");
+    // Killed mid-video: nothing of it stored, its item pending, its upload still held by the item.
+    expect(await store.count({ kind: "video_segment", tenant: TENANT })).toBe(segmentsBefore);
+    expect((await getJob(apiB, id)).items[0]?.status).toBe("pending");
+    expect(await blobs.references(sha256)).toEqual([label]);
+    // Its ffmpeg ends with it (its output has no reader any more).
+    await waitUntil(async () => (await ffmpegReading(tmpDir)).length === 0, {
+      timeoutMs: 15_000,
+      what: "the killed worker's ffmpeg has exited",
+    });
+
+    // The killed ingest's temp copy of the upload stays; dated past STALE_TEMP_UPLOAD_MS, as if the next
+    // ingest came later, it is removed by that ingest.
+    const leftovers = await readdir(tmpDir);
+    expect(leftovers).toHaveLength(1);
+    const longAgo = new Date(Date.now() - STALE_TEMP_UPLOAD_MS - 60_000);
+    await utimes(path.join(tmpDir, leftovers[0] as string), longAgo, longAgo);
+
+    // Another worker takes the item once the lease (LOUPE_JOB_LEASE_MS, 3 s here) lapses.
+    const killedAt = Date.now();
+    const second = await harness.startWorker({}, { name: "second" });
+    worker = second;
+    const followed = followEvents(apiB, id);
+    const job = await waitForEnd(apiB, id, 180_000);
+    expect(job.status).toBe("done");
+    expect(job.counts).toMatchObject({ total: 1, pending: 0, done: 1, skipped: 0, failed: 0 });
+    const [item] = job.items;
+    expect(item?.status).toBe("stored");
+    expect(second.output()).toMatch(starting);
+    const events = await followed;
+    expect(events.names.at(-1)).toBe("done");
+    // The retry is the item's second attempt (the API does not show attempts; the job record does).
+    expect(
+      await harness.query<{ attempts: number }>(
+        "select attempts from loupe_job_items where job_id = $1 and item_index = 0",
+        [id],
+      ),
+    ).toEqual([{ attempts: 2 }]);
+
+    // Each segment stored once: ids and spans distinct, as many as the video's own count says.
+    const videoId = item?.id as string;
+    const segments = await videoSegmentsOf({ store, tenant: TENANT, videoId });
+    expect(segments.length).toBeGreaterThan(10);
+    expect(segments.length).toBe(item?.detail?.segments);
+    expect(new Set(segments.map((segment) => segment.id)).size).toBe(segments.length);
+    expect(new Set(segments.map(spanOf)).size).toBe(segments.length);
+    expect(
+      segments.every(
+        (segment) => (segment.metadata.video as { segmentCount?: number }).segmentCount === segments.length,
+      ),
+    ).toBe(true);
+    expect(await store.count({ kind: "video_segment", tenant: TENANT })).toBe(
+      segmentsBefore + segments.length,
+    );
+    // The item's hold on the upload is released: the original is the video's alone.
+    expect(await blobs.references(sha256)).toEqual([`${TENANT}/${videoId}`]);
+
+    expect(await readdir(tmpDir)).toEqual([]);
+    expect(second.output()).toContain("removed the uploads left by interrupted video ingests");
+    expect(second.output()).toContain(leftovers[0]);
+
+    // A clean ingest of the same bytes (another tenant, one attempt) gives the same spans.
+    const clean = await harness.startApi({ LOUPE_DEFAULT_TENANT: "clean" });
+    const cleanJob = await waitForEnd(
+      clean,
+      await uploadVideos(clean, [{ name: "long.mp4", bytes: long }]),
+      180_000,
+    );
+    expect(cleanJob).toMatchObject({ status: "done", counts: { total: 1, done: 1 } });
+    const cleanSegments = await videoSegmentsOf({
+      store,
+      tenant: "clean",
+      videoId: cleanJob.items[0]?.id as string,
+    });
+    expect(segments.map(spanOf)).toEqual(cleanSegments.map(spanOf));
+    expect(
+      await harness.query<{ attempts: number }>(
+        "select attempts from loupe_job_items where job_id = $1 and item_index = 0",
+        [cleanJob.id],
+      ),
+    ).toEqual([{ attempts: 1 }]);
+
+    // No orphan blob: each blob is a stored video's original or a stored segment's keyframe, and the sweep
+    // (as `loupe gc --dry-run`, with no grace period) finds nothing to collect.
+    const used = new Set<string>();
+    for (const tenant of [TENANT, "clean"]) {
+      for (const segment of await allSegments(tenant)) {
+        used.add(parseBlobRef(segment.mediaRef) as string);
+        used.add(parseBlobRef(segment.keyframeRef) as string);
+      }
+    }
+    for (const segment of segments) {
+      expect(await blobs.references(parseBlobRef(segment.keyframeRef) as string)).toContain(
+        `${TENANT}/${segment.id}`,
+      );
+    }
+    const scan = await blobs.scan();
+    expect(scan.blobs.map((blob) => blob.sha256).filter((key) => !used.has(key))).toEqual([]);
+    const sweep = await sweepOrphanBlobs({ blobs, store, dryRun: true, graceSeconds: 0 });
+    expect({ removed: sweep.removed, released: sweep.released, leftovers: sweep.leftovers }).toEqual({
+      removed: [],
+      released: [],
+      leftovers: [],
+    });
+    console.info(
+      `shared-video-jobs: ${segments.length} segments; the second worker ended the job ${Math.round((Date.now() - killedAt) / 1000)} s after the kill`,
+    );
+  }, 420_000);
 });
+
+/** A segment's span, `start-end` in seconds. */
+function spanOf(segment: StoredVideoSegment): string {
+  return `${segment.startS}-${segment.endS}`;
+}
+
+/** Every video segment of the tenant. */
+async function allSegments(tenant: string): Promise<StoredVideoSegment[]> {
+  const segments: StoredVideoSegment[] = [];
+  let after: string | undefined;
+  for (;;) {
+    const page = await harness.store.list({
+      kind: "video_segment",
+      tenant,
+      limit: 500,
+      ...(after === undefined ? {} : { after }),
+    });
+    segments.push(...page.rows);
+    if (page.nextAfter === undefined) return segments;
+    after = page.nextAfter;
+  }
+}
+
+/** Pids of the ffmpeg processes reading a file under `dir`. */
+async function ffmpegReading(dir: string): Promise<number[]> {
+  const ffmpeg = mediaBinaries().ffmpeg;
+  const pids: number[] = [];
+  for (const pid of await processesMentioning(dir)) {
+    const command = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+    if (command.split("\0")[0] === ffmpeg) pids.push(pid);
+  }
+  return pids;
+}

@@ -1,12 +1,17 @@
 /**
  * The blob store's behaviour, run against both adapters: the filesystem one and the S3 one on the test
- * S3 endpoint (moto's server mode by default: an emulator of the S3 API; see s3-test-server.ts). What
- * only one adapter has (files on disk, objects in a bucket) is tested at the end.
+ * S3 endpoint (moto's server mode by default: an emulator of the S3 API; see s3-test-server.ts), the
+ * latter twice, with its references as objects in the bucket and in PostgreSQL (a database of this file's
+ * own; see test/db/test-database.ts). What only one adapter has (files on disk, objects in a bucket,
+ * rows in the database) is tested at the end.
  */
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { promisify } from "node:util";
 import {
   DeleteObjectCommand,
   HeadObjectCommand,
@@ -14,7 +19,9 @@ import {
   PutObjectCommand,
   S3Client,
 } from "@aws-sdk/client-s3";
+import type pg from "pg";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { createDatabasePool, migrate } from "../../src/db/index.ts";
 import { type AppError, NotFoundError, StoreError, ValidationError } from "../../src/errors.ts";
 import { sweepOrphanBlobs } from "../../src/ingest/blob-gc.ts";
 import {
@@ -25,15 +32,22 @@ import {
   sha256Hex,
 } from "../../src/media/blob-store.ts";
 import { openBlobStore } from "../../src/media/open-blob-store.ts";
+import { createPgBlobReferences } from "../../src/media/pg-blob-references.ts";
 import { createS3BlobStore, MULTIPART_PART_BYTES, S3BlobStore } from "../../src/media/s3-blob-store.ts";
+import { createTestDatabase, type TestDatabase } from "../db/test-database.ts";
 import { startTestS3Server, type TestS3Server } from "./s3-test-server.ts";
 
 type TestableBlobStore = BlobStore & { keys(): Promise<string[]>; inventory(): Promise<BlobInventory> };
 
 let s3: TestS3Server;
 let s3Admin: S3Client;
+let database: TestDatabase;
+let pool: pg.Pool;
 
 beforeAll(async () => {
+  database = await createTestDatabase();
+  pool = createDatabasePool({ url: database.url });
+  await migrate({ pool });
   s3 = await startTestS3Server();
   s3Admin = new S3Client({
     endpoint: s3.endpoint,
@@ -46,9 +60,11 @@ beforeAll(async () => {
 afterAll(async () => {
   s3Admin?.destroy();
   await s3?.stop();
+  await pool?.end();
+  await database?.drop();
 });
 
-function s3Store(prefix: string, bucket = s3.bucket): S3BlobStore {
+function s3Store(prefix: string, bucket = s3.bucket, { indexed = false } = {}): S3BlobStore {
   return createS3BlobStore({
     bucket,
     prefix,
@@ -56,6 +72,7 @@ function s3Store(prefix: string, bucket = s3.bucket): S3BlobStore {
     forcePathStyle: true,
     region: s3.region,
     ...(s3.credentials === undefined ? {} : { credentials: s3.credentials }),
+    ...(indexed ? { referenceIndex: (store: string) => createPgBlobReferences({ pool, store }) } : {}),
   });
 }
 
@@ -79,6 +96,13 @@ const adapters: Array<{
     open: async () => {
       // A prefix of its own per test: no test sees another's objects.
       const blobs = s3Store(`t-${randomBytes(4).toString("hex")}/blobs`);
+      return { blobs, close: async () => blobs.close() };
+    },
+  },
+  {
+    name: "S3BlobStore with references in PostgreSQL",
+    open: async () => {
+      const blobs = s3Store(`t-${randomBytes(4).toString("hex")}/blobs`, s3.bucket, { indexed: true });
       return { blobs, close: async () => blobs.close() };
     },
   },
@@ -525,4 +549,324 @@ describe("S3BlobStore in the bucket", () => {
       expect(() => createS3BlobStore({ bucket: s3.bucket, prefix: bad })).toThrow(ValidationError);
     }
   });
+});
+
+describe("S3BlobStore with its references in PostgreSQL", () => {
+  let prefix: string;
+  let blobs: S3BlobStore;
+
+  beforeEach(() => {
+    prefix = `t-${randomBytes(4).toString("hex")}/blobs/`;
+    blobs = s3Store(prefix, s3.bucket, { indexed: true });
+  });
+
+  afterEach(() => {
+    blobs.close();
+  });
+
+  async function objectKeys(): Promise<string[]> {
+    const listed = await s3Admin.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: prefix }));
+    return (listed.Contents ?? []).map((object) => (object.Key ?? "").slice(prefix.length)).sort();
+  }
+
+  async function rows(): Promise<Array<{ sha256: string; label: string }>> {
+    const found = await pool.query<{ sha256: string; label: string }>(
+      "select sha256, label from loupe_blob_refs where store = $1 order by sha256, label",
+      [blobs.name],
+    );
+    return found.rows;
+  }
+
+  function bytesKey(sha256: string): string {
+    return `${prefix}${sha256.slice(0, 2)}/${sha256.slice(2, 4)}/${sha256}`;
+  }
+
+  it("writes the bytes only to the bucket and each reference as a row of the store", async () => {
+    const claim = claimOwner("t/img_1");
+    const { sha256 } = await blobs.put({ bytes: Buffer.from("x"), contentType: "text/plain", owner: claim });
+    await blobs.addReference({ sha256, owner: "u/img_2" });
+    expect(blobs.name).toBe(`s3://${s3.bucket}/${prefix}`);
+    expect(await objectKeys()).toEqual([`${sha256.slice(0, 2)}/${sha256.slice(2, 4)}/${sha256}`]);
+    expect(await rows()).toEqual([
+      { sha256, label: claim },
+      { sha256, label: "u/img_2" },
+    ]);
+    // Another store on the same database keeps its own references.
+    const other = s3Store(`t-${randomBytes(4).toString("hex")}/blobs/`, s3.bucket, { indexed: true });
+    try {
+      expect(await other.references(sha256)).toEqual([]);
+    } finally {
+      other.close();
+    }
+    expect(await blobs.release({ sha256, owner: "t/img_1" })).toEqual({ removed: false });
+    expect(await blobs.release({ sha256, owner: "u/img_2" })).toEqual({ removed: true });
+    expect(await objectKeys()).toEqual([]);
+    expect(await rows()).toEqual([]);
+  });
+
+  it("a release and a put of the same bytes in two processes at once leave the bytes present and referenced", async () => {
+    // Two stores: each has its own in-process lock, as two processes would; only the database's is shared.
+    const second = s3Store(prefix, s3.bucket, { indexed: true });
+    try {
+      for (let round = 0; round < 40; round += 1) {
+        const bytes = Buffer.from(`raced ${round} ${randomBytes(8).toString("hex")}`);
+        const { sha256 } = await blobs.put({ bytes, contentType: "image/jpeg", owner: "a/img_1" });
+        // Started in both orders, so each side is sometimes first to the lock.
+        const release = () => blobs.release({ sha256, owner: "a/img_1" });
+        const put = () => second.put({ bytes, contentType: "image/jpeg", owner: "b/img_2" });
+        if (round % 2 === 0) await Promise.all([release(), put()]);
+        else await Promise.all([put(), release()]);
+        expect(await second.has(sha256)).toBe(true);
+        expect(await blobs.references(sha256)).toEqual(["b/img_2"]);
+        expect((await blobs.get(sha256)).size).toBe(bytes.length);
+      }
+      const inventory = await blobs.inventory();
+      expect(inventory.blobs).toHaveLength(40);
+      expect(inventory).toMatchObject({ unreferenced: [], missingBytes: [], stray: [] });
+    } finally {
+      second.close();
+    }
+  });
+
+  it("takes back the reference of a put whose upload failed", async () => {
+    const broken = createS3BlobStore({
+      bucket: `no-such-bucket-${randomBytes(4).toString("hex")}`,
+      prefix,
+      endpoint: s3.endpoint,
+      forcePathStyle: true,
+      region: s3.region,
+      ...(s3.credentials === undefined ? {} : { credentials: s3.credentials }),
+      referenceIndex: (store) => createPgBlobReferences({ pool, store }),
+    });
+    try {
+      // Recorded as imported, so the put gets as far as its upload.
+      await pool.query(
+        "insert into loupe_blob_ref_imports (store, imported_at, refs) values ($1, now(), 0)",
+        [broken.name],
+      );
+      const bytes = Buffer.from("never stored");
+      await expect(broken.put({ bytes, contentType: "image/jpeg", owner: "t/img_1" })).rejects.toBeInstanceOf(
+        StoreError,
+      );
+      const left = await pool.query("select 1 from loupe_blob_refs where store = $1", [broken.name]);
+      expect(left.rowCount).toBe(0);
+    } finally {
+      broken.close();
+    }
+  });
+
+  it("reports a reference whose bytes are gone as a leftover, and removes its row once old", async () => {
+    const { sha256 } = await blobs.put({
+      bytes: Buffer.from("lost"),
+      contentType: "image/jpeg",
+      owner: "t/img_1",
+    });
+    await s3Admin.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: bytesKey(sha256) }));
+    const scan = await blobs.scan();
+    expect(scan.blobs).toEqual([]);
+    expect(scan.leftovers).toEqual([
+      {
+        kind: "temporary",
+        path: `${sha256.slice(0, 2)}/${sha256.slice(2, 4)}/${sha256}.refs/${Buffer.from("t/img_1").toString("base64url")}`,
+        size: 0,
+        touchedAt: expect.any(Number),
+      },
+    ]);
+    expect((await blobs.inventory()).missingBytes).toEqual([sha256]);
+    const leftover = scan.leftovers[0];
+    if (leftover === undefined) throw new Error("no leftover");
+    expect(await blobs.removeLeftover({ leftover, untouchedSince: Date.now() - 60_000 })).toBe(false);
+    expect(await blobs.removeLeftover({ leftover, untouchedSince: Date.now() + 1000 })).toBe(true);
+    expect(await rows()).toEqual([]);
+    expect(await blobs.removeLeftover({ leftover, untouchedSince: Date.now() + 1000 })).toBe(false);
+  });
+
+  it("the orphan sweep runs over it: an orphan goes once old, the referenced blob stays", async () => {
+    const orphan = await blobs.put({ bytes: Buffer.from("orphan"), contentType: "image/jpeg" });
+    const used = await blobs.put({ bytes: Buffer.from("used"), contentType: "image/jpeg", owner: "t/img_1" });
+    expect((await sweepOrphanBlobs({ blobs, graceSeconds: 600 })).removed).toEqual([]);
+    const report = await sweepOrphanBlobs({ blobs, graceSeconds: 600, now: () => Date.now() + 3_600_000 });
+    expect(report.removed.map((blob) => blob.sha256)).toEqual([orphan.sha256]);
+    expect(await blobs.keys()).toEqual([used.sha256]);
+    expect(await rows()).toEqual([{ sha256: used.sha256, label: "t/img_1" }]);
+  });
+
+  it("copies the reference objects of before into the table once, and leaves the objects in place", async () => {
+    blobs.close();
+    const legacy = s3Store(prefix);
+    const claim = claimOwner("t/img_1");
+    const shared = await legacy.put({
+      bytes: Buffer.from("shared"),
+      contentType: "image/jpeg",
+      owner: claim,
+    });
+    await legacy.addReference({ sha256: shared.sha256, owner: "u/img_2" });
+    const lone = await legacy.put({
+      bytes: Buffer.from("lone"),
+      contentType: "image/jpeg",
+      owner: "t/img_3",
+    });
+    const before = await objectKeys();
+    legacy.close();
+
+    // Two processes start on the bucket at once: one copies, the other finds it done.
+    blobs = s3Store(prefix, s3.bucket, { indexed: true });
+    const sibling = s3Store(prefix, s3.bucket, { indexed: true });
+    try {
+      const imports = await Promise.all([blobs.importLegacyReferences(), sibling.importLegacyReferences()]);
+      expect(imports.filter((result) => result !== undefined)).toEqual([{ imported: 3 }]);
+      expect(await sibling.references(shared.sha256)).toEqual(["t/img_1", "u/img_2"]);
+    } finally {
+      sibling.close();
+    }
+    expect(await blobs.references(lone.sha256)).toEqual(["t/img_3"]);
+    expect((await blobs.scan()).blobs.find((blob) => blob.sha256 === shared.sha256)?.refs).toEqual(
+      [claim, "u/img_2"].sort(),
+    );
+    const recorded = await pool.query<{ refs: number }>(
+      "select refs from loupe_blob_ref_imports where store = $1",
+      [blobs.name],
+    );
+    expect(recorded.rows).toEqual([{ refs: 3 }]);
+
+    // Released in the table: a restart does not bring the reference back from its object.
+    expect(await blobs.release({ sha256: shared.sha256, owner: "t/img_1" })).toEqual({ removed: false });
+    blobs.close();
+    blobs = s3Store(prefix, s3.bucket, { indexed: true });
+    expect(await blobs.importLegacyReferences()).toBeUndefined();
+    expect(await blobs.references(shared.sha256)).toEqual(["u/img_2"]);
+    expect(await objectKeys()).toEqual(before);
+    expect((await blobs.inventory()).stray).toEqual([]);
+  });
+
+  it("imports before its first use when nobody asked it to", async () => {
+    blobs.close();
+    const legacy = s3Store(prefix);
+    const { sha256 } = await legacy.put({
+      bytes: Buffer.from("old"),
+      contentType: "image/jpeg",
+      owner: "t/img_1",
+    });
+    legacy.close();
+    blobs = s3Store(prefix, s3.bucket, { indexed: true });
+    // Without the copy, this release would find no other reference and remove the bytes.
+    expect(await blobs.release({ sha256, owner: "u/img_9" })).toEqual({ removed: false });
+    expect(await blobs.has(sha256)).toBe(true);
+    expect(await blobs.references(sha256)).toEqual(["t/img_1"]);
+  });
+
+  it("openBlobStore keeps the references in PostgreSQL when LOUPE_DATABASE_URL is set too, and reports the copy", async () => {
+    const legacy = s3Store(prefix);
+    const { sha256 } = await legacy.put({
+      bytes: Buffer.from("old"),
+      contentType: "image/jpeg",
+      owner: "t/img_1",
+    });
+    legacy.close();
+    const settings = {
+      dataDir: "/nonexistent",
+      s3Bucket: s3.bucket,
+      s3Prefix: prefix,
+      s3Endpoint: s3.endpoint,
+      s3ForcePathStyle: "on" as const,
+      s3Region: s3.region,
+      databaseUrl: database.url,
+    };
+    const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+    if (s3.credentials !== undefined) {
+      process.env.AWS_ACCESS_KEY_ID = s3.credentials.accessKeyId;
+      process.env.AWS_SECRET_ACCESS_KEY = s3.credentials.secretAccessKey;
+    }
+    try {
+      const told: unknown[] = [];
+      const opened = await openBlobStore({ settings, onReferenceIndex: (where) => told.push(where) });
+      expect(opened.blobs).toBeInstanceOf(S3BlobStore);
+      expect((opened.blobs as S3BlobStore).indexed).toBe(true);
+      expect(told).toEqual([{ store: `s3://${s3.bucket}/${prefix}`, imported: 1 }]);
+      expect(await opened.blobs.references(sha256)).toEqual(["t/img_1"]);
+      await opened.close();
+
+      // Over a pool it is handed (the server's): not ended by close().
+      const again: unknown[] = [];
+      const reopened = await openBlobStore({
+        settings,
+        pool,
+        onReferenceIndex: (where) => again.push(where),
+      });
+      expect(again).toEqual([{ store: `s3://${s3.bucket}/${prefix}` }]);
+      await reopened.blobs.addReference({ sha256, owner: "u/img_2" });
+      await reopened.close();
+      expect(await blobs.references(sha256)).toEqual(["t/img_1", "u/img_2"]);
+
+      const unmigrated = await createTestDatabase();
+      try {
+        const refused = await openBlobStore({ settings: { ...settings, databaseUrl: unmigrated.url } }).catch(
+          (caught: unknown) => caught,
+        );
+        expect((refused as AppError).code).toBe("migrations_pending");
+        expect((refused as AppError).message).toContain("loupe migrate");
+      } finally {
+        await unmigrated.drop();
+      }
+    } finally {
+      for (const [name, value] of [
+        ["AWS_ACCESS_KEY_ID", saved.id],
+        ["AWS_SECRET_ACCESS_KEY", saved.secret],
+      ] as const) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
+  });
+});
+
+describe("openBlobStore's imports", () => {
+  it("loads pg only when a database is set: never for the files, nor for S3 alone", async () => {
+    const scratch = await mkdtemp(path.join(os.tmpdir(), "loupe-blob-imports-"));
+    try {
+      // A module hook that reports every import of pg or the index's adapter, in a process of its own.
+      await writeFile(
+        path.join(scratch, "hook.mjs"),
+        [
+          "export async function resolve(specifier, context, next) {",
+          '  if (/^pg$|pg-blob-references/.test(specifier)) process.stderr.write("IMPORTED " + specifier + "\\n");',
+          "  return next(specifier, context);",
+          "}",
+        ].join("\n"),
+      );
+      await writeFile(
+        path.join(scratch, "register.mjs"),
+        'import { register } from "node:module";\nregister("./hook.mjs", import.meta.url);\n',
+      );
+      const module = pathToFileURL(path.join(import.meta.dirname, "../../src/media/open-blob-store.ts")).href;
+      const imports = async (settings: Record<string, string>) => {
+        const file = path.join(scratch, `run-${randomBytes(4).toString("hex")}.mts`);
+        await writeFile(
+          file,
+          `const { openBlobStore } = await import(${JSON.stringify(module)});\n` +
+            `const opened = await openBlobStore({ settings: ${JSON.stringify({
+              dataDir: path.join(scratch, "data"),
+              s3Prefix: "blobs/",
+              s3ForcePathStyle: "off",
+              s3Region: "us-east-1",
+              ...settings,
+            })}, check: false });\n` +
+            "await opened.close();\n",
+        );
+        const { stderr } = await promisify(execFile)(
+          process.execPath,
+          ["--import", pathToFileURL(path.join(scratch, "register.mjs")).href, "--import", "tsx", file],
+          { timeout: 60_000 },
+        );
+        return stderr.split("\n").filter((line) => line.startsWith("IMPORTED"));
+      };
+      expect(await imports({})).toEqual([]);
+      expect(await imports({ s3Bucket: "loupe-media" })).toEqual([]);
+      expect(await imports({ s3Bucket: "loupe-media", databaseUrl: database.url })).toEqual(
+        expect.arrayContaining(["IMPORTED pg", "IMPORTED ./pg-blob-references.ts"]),
+      );
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

@@ -56,12 +56,16 @@ export const jobItemSchema = z.looseObject({
   kind: z
     .string()
     .optional()
-    .describe("an ocr or migrate job's item: the record's kind (image, video_segment, triple)"),
+    .describe(
+      "an ocr or migrate job's item: the record's kind (image, video_segment, triple); a migrate job run by shared workers lists each video as one item of kind video",
+    ),
   tenant: z.string().optional().describe("a migrate job's item: the record's tenant"),
   from: z
     .string()
     .optional()
-    .describe("a migrate job's item: the record's id before the switch (`id` is the new one)"),
+    .describe(
+      "a migrate job's item: the record's id before the switch (`id` is the new one); for a video, its video id",
+    ),
   status: z.enum(["pending", "stored", "skipped", "failed"]),
   id: z.string().optional(),
   error: jobErrorSchema.optional(),
@@ -331,8 +335,19 @@ export function createJobsRoute({
             "This server has no Milvus to migrate (no model pack and no LOUPE_EMBEDDING_DIM); set one up first.",
           );
         }
-        await packMigration.check(body.to);
+        const pack = await packMigration.check(body.to);
         const tenant = c.get("tenant");
+        if (sharedJobs !== undefined) {
+          // On the shared queue: workers copy, one of them switches; any replica follows it.
+          const job = await sharedJobs.createListed({
+            tenant,
+            kind: body.kind,
+            params: { dir: pack.dir, modelId: pack.modelId, dropOld: body.dropOld === true },
+            actor: auditActor(c, "POST /v1/jobs"),
+          });
+          c.header("location", `/v1/jobs/${job.id}`);
+          return c.json({ job: { id: job.id, status: job.status } }, 202);
+        }
         const job =
           jobs.active({ tenant, kind: body.kind }) ??
           jobs.create<PackMigrationItem>({
@@ -382,6 +397,17 @@ export function createJobsRoute({
         );
       }
       const tenant = c.get("tenant");
+      if (sharedJobs !== undefined) {
+        // On the shared queue (workers need LOUPE_OCR=auto too); one per tenant across every replica.
+        const job = await sharedJobs.createListed({
+          tenant,
+          kind: body.kind,
+          params: body.kinds === undefined ? {} : { kinds: body.kinds },
+          actor: auditActor(c, "POST /v1/jobs"),
+        });
+        c.header("location", `/v1/jobs/${job.id}`);
+        return c.json({ job: { id: job.id, status: job.status } }, 202);
+      }
       // One backfill per tenant at a time: a second request gets the one already under way.
       const job =
         jobs.active({ tenant, kind: body.kind }) ??
