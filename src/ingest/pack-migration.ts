@@ -32,6 +32,7 @@ import {
   type RecordKind,
   recordId,
   type StoredImage,
+  type StoredRecord,
   type StoredTriple,
   type StoredVideoSegment,
 } from "../store/index.ts";
@@ -303,24 +304,16 @@ export class PackMigration {
         for (const kind of MIGRATED_KINDS) {
           for (const tenant of await source.tenants(kind)) {
             const videos = new Map<string, string[]>();
-            let after: string | undefined;
-            do {
+            for await (const rows of pagesOf(source, { kind, tenant, limit: pageSize })) {
               if (signal?.aborted === true) return;
-              const page = await source.list({
-                kind,
-                tenant,
-                limit: pageSize,
-                ...(after === undefined ? {} : { after }),
-              });
               if (kind === "video_segment") {
-                for (const row of page.rows as StoredVideoSegment[]) {
+                for (const row of rows as StoredVideoSegment[]) {
                   videos.set(row.videoId, [...(videos.get(row.videoId) ?? []), row.id]);
                 }
-              } else if (page.rows.length > 0) {
-                yield page.rows.map((row) => ({ kind: kind as "image" | "triple", tenant, id: row.id }));
+              } else {
+                yield rows.map((row) => ({ kind: kind as "image" | "triple", tenant, id: row.id }));
               }
-              after = page.nextAfter;
-            } while (after !== undefined);
+            }
             const list = [...videos].map(
               ([videoId, ids]): PackMigrationWork => ({ kind: "video_segment", tenant, videoId, ids }),
             );
@@ -365,21 +358,13 @@ export class PackMigration {
         for (const kind of MIGRATED_KINDS) {
           for (const tenant of await source.tenants(kind)) {
             const ids = new Set<string>();
-            let after: string | undefined;
-            do {
-              const page = await source.list({
-                kind,
-                tenant,
-                limit: 1000,
-                ...(after === undefined ? {} : { after }),
-              });
-              for (const row of page.rows as Array<StoredImage | StoredTriple | StoredVideoSegment>) {
+            for await (const rows of pagesOf(source, { kind, tenant, limit: 1000 })) {
+              for (const row of rows as Array<StoredImage | StoredTriple | StoredVideoSegment>) {
                 const sha256 = parseBlobRef(row.mediaRef);
                 if (sha256 !== undefined)
                   ids.add(newRecordId({ row, tenant, sha256, modelId: pack.modelId }));
               }
-              after = page.nextAfter;
-            } while (after !== undefined);
+            }
             expected.set(`${kind}/${tenant}`, ids);
           }
         }
@@ -531,17 +516,9 @@ export class PackMigration {
       for (const tenant of tenants) {
         const wanted = expected.get(`${kind}/${tenant}`) ?? new Set<string>();
         const stale: string[] = [];
-        let after: string | undefined;
-        do {
-          const page = await target.list({
-            kind,
-            tenant,
-            limit: 1000,
-            ...(after === undefined ? {} : { after }),
-          });
-          for (const row of page.rows) if (!wanted.has(row.id)) stale.push(row.id);
-          after = page.nextAfter;
-        } while (after !== undefined);
+        for await (const rows of pagesOf(target, { kind, tenant, limit: 1000 })) {
+          for (const row of rows) if (!wanted.has(row.id)) stale.push(row.id);
+        }
         for (let start = 0; start < stale.length; start += 1000) {
           await target.delete({ kind, tenant, ids: stale.slice(start, start + 1000) });
         }
@@ -570,18 +547,10 @@ export class PackMigration {
       await this.#copyVideos(run);
       return;
     }
-    let after: string | undefined;
-    do {
-      const page = await source.list({
-        kind,
-        tenant,
-        limit: this.#options.pageSize,
-        ...(after === undefined ? {} : { after }),
-      });
-      if (kind === "image") await this.#copyImages({ ...run, rows: page.rows as StoredImage[] });
-      else await this.#copyTriples({ ...run, rows: page.rows as StoredTriple[] });
-      after = page.nextAfter;
-    } while (after !== undefined);
+    for await (const rows of pagesOf(source, { kind, tenant, limit: this.#options.pageSize })) {
+      if (kind === "image") await this.#copyImages({ ...run, rows: rows as StoredImage[] });
+      else await this.#copyTriples({ ...run, rows: rows as StoredTriple[] });
+    }
   }
 
   /** The rows of `rows` not yet in the new collections, with their new ids; reports the others as skipped. */
@@ -770,21 +739,14 @@ export class PackMigration {
   async #copyVideos(run: CopyRun & { tenant: string }): Promise<void> {
     const { source, tenant } = run;
     const videos = new Map<string, StoredVideoSegment[]>();
-    let after: string | undefined;
-    do {
-      const page = await source.list({
-        kind: "video_segment",
-        tenant,
-        limit: this.#options.pageSize,
-        ...(after === undefined ? {} : { after }),
-      });
-      for (const row of page.rows as StoredVideoSegment[]) {
+    const pages = pagesOf(source, { kind: "video_segment", tenant, limit: this.#options.pageSize });
+    for await (const rows of pages) {
+      for (const row of rows as StoredVideoSegment[]) {
         const list = videos.get(row.videoId) ?? [];
         list.push(row);
         videos.set(row.videoId, list);
       }
-      after = page.nextAfter;
-    } while (after !== undefined);
+    }
 
     for (const segments of videos.values()) await this.#copyVideo({ ...run, segments });
   }
@@ -917,6 +879,19 @@ interface CopyRun {
   /** The new id of every live row seen, by `<kind>/<tenant>`: rows of the new collections not here are stale. */
   expected: Map<string, Set<string>>;
   request: RunPackMigrationRequest;
+}
+
+/** Every row of a tenant's kind, a page at a time (pages that are not empty). */
+async function* pagesOf(
+  store: MilvusVectorStore,
+  { kind, tenant, limit }: { kind: RecordKind; tenant: string; limit: number },
+): AsyncGenerator<StoredRecord[]> {
+  let after: string | undefined;
+  do {
+    const page = await store.list({ kind, tenant, limit, ...(after === undefined ? {} : { after }) });
+    if (page.rows.length > 0) yield page.rows;
+    after = page.nextAfter;
+  } while (after !== undefined);
 }
 
 /** The id a live row gets in the new model's collections (deterministic: a run again finds it). */

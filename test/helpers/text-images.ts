@@ -168,3 +168,22 @@ export function boxIou(
   const intersection = width * height;
   return intersection / (a[2] * a[3] + b[2] * b[3] - intersection);
 }
+
+/** A small screenshot of a service error: "Error <code>" over "Service <n> stopped" (480 × 160 PNG). */
+export async function renderErrorScreen({
+  code,
+  service,
+}: {
+  code: string;
+  service: number;
+}): Promise<Buffer> {
+  const { bytes } = await renderTextImage({
+    width: 480,
+    height: 160,
+    lines: [
+      { text: `Error ${code}`, size: 22, x: 20, y: 20 },
+      { text: `Service ${service} stopped`, size: 16, x: 20, y: 80 },
+    ],
+  });
+  return bytes;
+}

@@ -14,7 +14,7 @@ import { createLogger } from "../../src/logger.ts";
 import { readOcrMetadata } from "../../src/media/ocr-lines.ts";
 import { createLoupeServices, type OpenLoupeServices } from "../../src/services.ts";
 import type { StoredImage } from "../../src/store/index.ts";
-import { renderTextImage } from "../helpers/text-images.ts";
+import { renderErrorScreen } from "../helpers/text-images.ts";
 import { ROOT } from "./harness.ts";
 
 const TENANT = "backfill";
@@ -57,16 +57,7 @@ describe("OCR backfill job (real Lite, pack and PP-OCRv4)", () => {
           source: {
             type: "bytes" as const,
             filename: `${code}.png`,
-            bytes: (
-              await renderTextImage({
-                width: 480,
-                height: 160,
-                lines: [
-                  { text: `Error ${code}`, size: 22, x: 20, y: 20 },
-                  { text: `Service ${index + 1} stopped`, size: 16, x: 20, y: 80 },
-                ],
-              })
-            ).bytes,
+            bytes: await renderErrorScreen({ code, service: index + 1 }),
           },
         },
       })),

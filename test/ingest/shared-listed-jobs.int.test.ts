@@ -22,7 +22,7 @@ import type { RunningLoupe } from "../../src/main.ts";
 import { readOcrMetadata } from "../../src/media/ocr-lines.ts";
 import { createVectorStore, ITEM_KINDS, type RecordKind, TENANT_PATTERN } from "../../src/store/index.ts";
 import { makePlainPack } from "../helpers/plain-pack.ts";
-import { renderTextImage } from "../helpers/text-images.ts";
+import { renderErrorScreen } from "../helpers/text-images.ts";
 import { makeTestVideo } from "../helpers/video-fixtures.ts";
 import { multipart, renderShapes } from "./harness.ts";
 import {
@@ -98,16 +98,7 @@ describe("OCR backfill jobs on the shared queue", () => {
       CODES.map(async (code, index) => ({
         name: `${code}.png`,
         type: "image/png",
-        bytes: (
-          await renderTextImage({
-            width: 480,
-            height: 160,
-            lines: [
-              { text: `Error ${code}`, size: 22, x: 20, y: 20 },
-              { text: `Service ${index + 1} stopped`, size: 16, x: 20, y: 80 },
-            ],
-          })
-        ).bytes,
+        bytes: await renderErrorScreen({ code, service: index + 1 }),
       })),
     );
     await ingestImages(plainApi, files);
