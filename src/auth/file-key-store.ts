@@ -11,28 +11,27 @@
 import { mkdir, open } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
-import {
-  generateApiKey,
-  generateKeyId,
-  hashApiKey,
-  isWellFormedApiKey,
-  sameHash,
-  secretFingerprint,
-} from "./api-key.ts";
+import { generateApiKey, generateKeyId, hashApiKey, secretFingerprint } from "./api-key.ts";
 import { writeFileAtomic } from "./atomic-file.ts";
 import { LockTimeoutError, withFileLock } from "./file-lock.ts";
 import { checkKeyRequest, MAX_NAME } from "./key-request.ts";
-import { ensureKeySecret, readKeySecret, secretFile } from "./key-secret.ts";
+import { ensureKeySecret, secretFile } from "./key-secret.ts";
+import {
+  createSnapshotCache,
+  type KeySnapshot,
+  keyNotFound,
+  keySnapshot,
+  snapshotAnswers,
+} from "./key-snapshot.ts";
 import {
   type ApiKeyRecord,
   type CreatedApiKey,
   KEY_SCOPES,
   type KeyStore,
-  type KeyVerification,
-  keyStatus,
   type NewApiKey,
 } from "./key-store.ts";
 import { KeyStoreError } from "./key-store-error.ts";
+import { createTouchBatch } from "./key-touches.ts";
 
 /** Name of the keys file inside the store's directory. */
 export const KEYS_FILE = "keys.json";
@@ -89,14 +88,10 @@ interface KeysFile {
   keys: StoredKey[];
 }
 
-interface Snapshot {
+interface Snapshot extends KeySnapshot {
   data: KeysFile;
-  byHash: Map<string, StoredKey>;
   /** Inode, size and modification time of the file read; `null` when there was no file. */
   signature: string | null;
-  checkedAt: number;
-  /** Set once the secret was checked against the file's fingerprint. */
-  secret?: string;
 }
 
 const emptyFile = (): KeysFile => ({ version: 1, secretFingerprint: null, keys: [] });
@@ -122,11 +117,7 @@ export function createFileKeyStore({
     secretFingerprint: z.string().nullable(),
     keys: z.array(storedKeySchema(tenantPattern)),
   });
-  let snapshot: Snapshot | undefined;
-  let refreshing: Promise<Snapshot> | undefined;
   let mutations: Promise<unknown> = Promise.resolve();
-  const pendingTouches = new Map<string, number>();
-  let touchTimer: NodeJS.Timeout | undefined;
 
   /** Reads the file as it is now. */
   const read = async (): Promise<Snapshot> => {
@@ -135,11 +126,12 @@ export function createFileKeyStore({
       handle = await open(file, "r");
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-      return { data: emptyFile(), byHash: new Map(), signature: null, checkedAt: Date.now() };
+      return { ...keySnapshot({ keys: [], secretFingerprint: null }), data: emptyFile(), signature: null };
     }
     try {
       const info = await handle.stat({ bigint: true });
       const signature = `${info.ino}:${info.size}:${info.mtimeNs}`;
+      const snapshot = cache.latest();
       if (snapshot !== undefined && snapshot.signature === signature) {
         return { ...snapshot, checkedAt: Date.now() };
       }
@@ -160,54 +152,14 @@ export function createFileKeyStore({
         );
       }
       const data = result.data as KeysFile;
-      return {
-        data,
-        byHash: new Map(data.keys.map((key) => [key.hash, key])),
-        signature,
-        checkedAt: Date.now(),
-      };
+      const keys = data.keys.map((key) => ({ hash: key.hash, record: publicRecord(key) }));
+      return { ...keySnapshot({ keys, secretFingerprint: data.secretFingerprint }), data, signature };
     } finally {
       await handle.close();
     }
   };
 
-  /** The cached snapshot, read again when older than `refreshMs`. */
-  const current = async (): Promise<Snapshot> => {
-    if (snapshot !== undefined && Date.now() - snapshot.checkedAt < refreshMs) return snapshot;
-    refreshing ??= read().then(
-      (fresh) => {
-        snapshot = fresh;
-        refreshing = undefined;
-        return fresh;
-      },
-      (error: unknown) => {
-        refreshing = undefined;
-        throw error;
-      },
-    );
-    return refreshing;
-  };
-
-  /** The secret the snapshot's keys are checked with, after checking it is the one they were made with. */
-  const checkedSecret = async (state: Snapshot): Promise<string> => {
-    if (state.secret !== undefined) return state.secret;
-    const secret = configuredSecret ?? (await readKeySecret(dir));
-    if (secret === undefined) {
-      throw new KeyStoreError(
-        "key_store_invalid",
-        `${file} holds keys but there is no key secret: ${secretFile(dir)} is missing and LOUPE_KEY_SECRET is not set. Restore the secret file, or set LOUPE_KEY_SECRET to the secret the keys were made with.`,
-      );
-    }
-    const expected = state.data.secretFingerprint;
-    if (expected !== null && expected !== secretFingerprint(secret)) {
-      throw new KeyStoreError(
-        "key_store_invalid",
-        `The keys in ${file} were made with another key secret than ${configuredSecret === undefined ? secretFile(dir) : "LOUPE_KEY_SECRET"}. Set the secret they were made with, or revoke them and create new keys.`,
-      );
-    }
-    state.secret = secret;
-    return secret;
-  };
+  const cache = createSnapshotCache({ read, refreshMs });
 
   /** Runs `change` on the file's current content under the lock, and writes the result. */
   const mutate = <Result>(change: (data: KeysFile) => Result): Promise<Result> => {
@@ -219,7 +171,7 @@ export function createFileKeyStore({
           const data = structuredClone(fresh.data);
           const result = change(data);
           await writeFileAtomic(file, `${JSON.stringify(data, null, 2)}\n`);
-          snapshot = await read();
+          cache.replace(await read());
           return result;
         });
       } catch (error) {
@@ -237,21 +189,20 @@ export function createFileKeyStore({
     return run;
   };
 
-  const flushTouches = async (): Promise<void> => {
-    if (touchTimer !== undefined) clearTimeout(touchTimer);
-    touchTimer = undefined;
-    if (pendingTouches.size === 0) return;
-    const touches = new Map(pendingTouches);
-    pendingTouches.clear();
-    await mutate((data) => {
-      for (const key of data.keys) {
-        const at = touches.get(key.id);
-        if (at !== undefined && (key.lastUsedAt === null || Date.parse(key.lastUsedAt) < at)) {
-          key.lastUsedAt = new Date(at).toISOString();
+  const touches = createTouchBatch({
+    flushMs: touchFlushMs,
+    resolutionMs: touchResolutionMs,
+    lastUsedAt: (id) => cache.latest()?.keys.find((key) => key.record.id === id)?.record.lastUsedAt,
+    write: (used) =>
+      mutate((data) => {
+        for (const key of data.keys) {
+          const at = used.get(key.id);
+          if (at !== undefined && (key.lastUsedAt === null || Date.parse(key.lastUsedAt) < at)) {
+            key.lastUsedAt = new Date(at).toISOString();
+          }
         }
-      }
-    });
-  };
+      }),
+  });
 
   const validate = (input: NewApiKey) => checkKeyRequest(input, { tenantPattern, now });
 
@@ -293,70 +244,35 @@ export function createFileKeyStore({
     },
 
     async list({ tenant } = {}) {
-      const state = await current();
+      const state = await cache.current();
       return state.data.keys.filter((key) => tenant === undefined || key.tenant === tenant).map(publicRecord);
     },
 
     revoke(id, { tenant } = {}) {
       return mutate((data) => {
         const key = data.keys.find((candidate) => candidate.id === id);
-        if (key === undefined || (tenant !== undefined && key.tenant !== tenant)) {
-          throw new KeyStoreError(
-            "key_not_found",
-            `No key with id ${JSON.stringify(id.slice(0, 80))}${tenant === undefined ? "" : ` for tenant ${tenant}`}. List the keys with \`loupe keys list\`.`,
-          );
-        }
+        if (key === undefined || (tenant !== undefined && key.tenant !== tenant))
+          throw keyNotFound(id, tenant);
         key.revokedAt ??= now().toISOString();
         return publicRecord(key);
       });
     },
 
-    async verify(key): Promise<KeyVerification> {
-      if (typeof key !== "string" || !isWellFormedApiKey(key)) return { status: "unknown" };
-      const state = await current();
-      if (state.data.keys.length === 0) return { status: "unknown" };
-      const hash = hashApiKey({ key, secret: await checkedSecret(state) });
-      const stored = state.byHash.get(hash);
-      if (stored === undefined || !sameHash(stored.hash, hash)) return { status: "unknown" };
-      const record = publicRecord(stored);
-      const status = keyStatus(record, now());
-      return status === "active" ? { status: "valid", record } : { status, record };
-    },
+    ...snapshotAnswers({
+      cache,
+      configuredSecret,
+      secretDir: dir,
+      missingSecret: `${file} holds keys but there is no key secret: ${secretFile(dir)} is missing and LOUPE_KEY_SECRET is not set. Restore the secret file, or set LOUPE_KEY_SECRET to the secret the keys were made with.`,
+      otherSecret: `The keys in ${file} were made with another key secret than ${configuredSecret === undefined ? secretFile(dir) : "LOUPE_KEY_SECRET"}. Set the secret they were made with, or revoke them and create new keys.`,
+      now,
+    }),
 
     touch(id, at = now()) {
-      const stored = snapshot?.data.keys.find((key) => key.id === id);
-      const last = stored?.lastUsedAt === null || stored === undefined ? 0 : Date.parse(stored.lastUsedAt);
-      if (at.getTime() - last < touchResolutionMs) return;
-      pendingTouches.set(id, Math.max(pendingTouches.get(id) ?? 0, at.getTime()));
-      if (touchTimer === undefined) {
-        touchTimer = setTimeout(() => {
-          // lastUsedAt is informational: a failed write is retried by the next use.
-          flushTouches().catch(() => undefined);
-        }, touchFlushMs);
-        touchTimer.unref();
-      }
-    },
-
-    async hasKeys() {
-      const state = await current();
-      if (state.data.keys.length === 0) return false;
-      await checkedSecret(state);
-      return true;
-    },
-
-    async corsOrigins() {
-      const state = await current();
-      const at = now();
-      const origins = new Set<string>();
-      for (const key of state.data.keys) {
-        if (key.origins.length === 0 || keyStatus(key, at) !== "active") continue;
-        for (const origin of key.origins) origins.add(origin);
-      }
-      return origins;
+      touches.touch(id, at);
     },
 
     async close() {
-      await flushTouches().catch(() => undefined);
+      await touches.close();
       await mutations;
     },
   };

@@ -12,26 +12,20 @@
 import type pg from "pg";
 import { databaseFailure, withTransaction } from "../db/database.ts";
 import { openDatabase } from "../db/open-database.ts";
-import {
-  generateApiKey,
-  generateKeyId,
-  hashApiKey,
-  isWellFormedApiKey,
-  sameHash,
-  secretFingerprint,
-} from "./api-key.ts";
+import { generateApiKey, generateKeyId, hashApiKey, secretFingerprint } from "./api-key.ts";
 import { checkKeyRequest } from "./key-request.ts";
-import { ensureKeySecret, readKeySecret, secretFile } from "./key-secret.ts";
+import { ensureKeySecret, secretFile } from "./key-secret.ts";
 import {
-  type ApiKeyRecord,
-  type CreatedApiKey,
-  KEY_SCOPES,
-  type KeyStore,
-  type KeyVerification,
-  keyStatus,
-  type NewApiKey,
-} from "./key-store.ts";
+  createSnapshotCache,
+  type HashedKey,
+  type KeySnapshot,
+  keyNotFound,
+  keySnapshot,
+  snapshotAnswers,
+} from "./key-snapshot.ts";
+import { type CreatedApiKey, KEY_SCOPES, type KeyStore, type NewApiKey } from "./key-store.ts";
 import { KeyStoreError } from "./key-store-error.ts";
+import { createTouchBatch } from "./key-touches.ts";
 
 /** Options of {@link createPgKeyStore}. */
 export interface PgKeyStoreOptions {
@@ -69,19 +63,8 @@ interface KeyRow {
   revoked_at: Date | null;
 }
 
-interface StoredKey {
-  hash: string;
-  record: ApiKeyRecord;
-}
-
-interface Snapshot {
+interface Snapshot extends KeySnapshot {
   version: string;
-  secretFingerprint: string | null;
-  keys: StoredKey[];
-  byHash: Map<string, StoredKey>;
-  checkedAt: number;
-  /** Set once the secret was checked against the database's fingerprint. */
-  secret?: string;
 }
 
 const KEY_COLUMNS =
@@ -91,7 +74,7 @@ function iso(value: Date | null): string | null {
   return value === null ? null : value.toISOString();
 }
 
-function toStored(row: KeyRow): StoredKey {
+function toStored(row: KeyRow): HashedKey {
   return {
     hash: row.hash,
     record: {
@@ -124,12 +107,6 @@ export function createPgKeyStore({
   touchResolutionMs = 60_000,
   now = () => new Date(),
 }: PgKeyStoreOptions): KeyStore {
-  let snapshot: Snapshot | undefined;
-  let refreshing: Promise<Snapshot> | undefined;
-  const pendingTouches = new Map<string, number>();
-  let touchTimer: NodeJS.Timeout | undefined;
-  let flushing: Promise<void> = Promise.resolve();
-
   const query = async <Row extends pg.QueryResultRow>(text: string, values: unknown[] = []) => {
     try {
       return await pool.query<Row>(text, values);
@@ -150,89 +127,43 @@ export function createPgKeyStore({
         "The database's loupe_key_store row is missing. Restore the database from a backup.",
       );
     }
+    const snapshot = cache.latest();
     if (snapshot !== undefined && snapshot.version === state.version) {
       return { ...snapshot, checkedAt: Date.now() };
     }
     // Keys are read after the version, so a change between the two is only read again next time.
     const rows = await query<KeyRow>(`select ${KEY_COLUMNS} from loupe_api_keys order by seq`);
     const keys = rows.rows.map(toStored);
-    return {
-      version: state.version,
-      secretFingerprint: state.secret_fingerprint,
-      keys,
-      byHash: new Map(keys.map((key) => [key.hash, key])),
-      checkedAt: Date.now(),
-    };
+    return { ...keySnapshot({ keys, secretFingerprint: state.secret_fingerprint }), version: state.version };
   };
 
-  /** The cached snapshot, checked again when older than `refreshMs`. */
-  const current = async (): Promise<Snapshot> => {
-    if (snapshot !== undefined && Date.now() - snapshot.checkedAt < refreshMs) return snapshot;
-    refreshing ??= read().then(
-      (fresh) => {
-        snapshot = fresh;
-        refreshing = undefined;
-        return fresh;
-      },
-      (error: unknown) => {
-        refreshing = undefined;
-        throw error;
-      },
-    );
-    return refreshing;
-  };
+  const cache = createSnapshotCache({ read, refreshMs });
 
-  /** Forgets the snapshot's age, so the next read sees this process's own change at once. */
-  const invalidate = () => {
-    if (snapshot !== undefined) snapshot.checkedAt = 0;
-  };
-
-  const secretSource = configuredSecret === undefined ? secretFile(secretDir) : "LOUPE_KEY_SECRET";
-
-  /** The secret the snapshot's keys are checked with, after checking it is the one they were made with. */
-  const checkedSecret = async (state: Snapshot): Promise<string> => {
-    if (state.secret !== undefined) return state.secret;
-    const secret = configuredSecret ?? (await readKeySecret(secretDir));
-    if (secret === undefined) {
-      throw new KeyStoreError(
-        "key_store_invalid",
-        `The database holds keys but there is no key secret: LOUPE_KEY_SECRET is not set and ${secretFile(secretDir)} is missing. Set LOUPE_KEY_SECRET to the secret the keys were made with (every replica needs the same one).`,
+  const touches = createTouchBatch({
+    flushMs: touchFlushMs,
+    resolutionMs: touchResolutionMs,
+    lastUsedAt: (id) => cache.latest()?.keys.find((key) => key.record.id === id)?.record.lastUsedAt,
+    async write(used) {
+      const ids = [...used.keys()];
+      const times = ids.map((id) => new Date(used.get(id) as number));
+      await query(
+        `update loupe_api_keys as keys set last_used_at = used.at
+           from unnest($1::text[], $2::timestamptz[]) as used(id, at)
+          where keys.id = used.id and (keys.last_used_at is null or keys.last_used_at < used.at)`,
+        [ids, times],
       );
-    }
-    if (state.secretFingerprint !== null && state.secretFingerprint !== secretFingerprint(secret)) {
-      throw new KeyStoreError(
-        "key_store_invalid",
-        `The keys in the database were made with another key secret than ${secretSource}. Set LOUPE_KEY_SECRET to the secret they were made with (every replica needs the same one), or revoke them and create new keys.`,
-      );
-    }
-    state.secret = secret;
-    return secret;
-  };
-
-  const flushTouches = async (): Promise<void> => {
-    if (touchTimer !== undefined) clearTimeout(touchTimer);
-    touchTimer = undefined;
-    if (pendingTouches.size === 0) return;
-    const ids = [...pendingTouches.keys()];
-    const times = ids.map((id) => new Date(pendingTouches.get(id) as number));
-    pendingTouches.clear();
-    await query(
-      `update loupe_api_keys as keys set last_used_at = used.at
-         from unnest($1::text[], $2::timestamptz[]) as used(id, at)
-        where keys.id = used.id and (keys.last_used_at is null or keys.last_used_at < used.at)`,
-      [ids, times],
-    );
-    for (const [index, id] of ids.entries()) {
-      const stored = snapshot?.keys.find((key) => key.record.id === id);
-      const at = times[index] as Date;
-      if (
-        stored !== undefined &&
-        (stored.record.lastUsedAt === null || Date.parse(stored.record.lastUsedAt) < at.getTime())
-      ) {
-        stored.record = { ...stored.record, lastUsedAt: at.toISOString() };
+      for (const [index, id] of ids.entries()) {
+        const stored = cache.latest()?.keys.find((key) => key.record.id === id);
+        const at = times[index] as Date;
+        if (
+          stored !== undefined &&
+          (stored.record.lastUsedAt === null || Date.parse(stored.record.lastUsedAt) < at.getTime())
+        ) {
+          stored.record = { ...stored.record, lastUsedAt: at.toISOString() };
+        }
       }
-    }
-  };
+    },
+  });
 
   const validate = (input: NewApiKey) => checkKeyRequest(input, { tenantPattern, now });
 
@@ -285,7 +216,7 @@ export function createPgKeyStore({
         );
         return inserted.rows[0] as KeyRow;
       });
-      invalidate();
+      cache.invalidate();
       return { key, record: toStored(row).record };
     },
 
@@ -309,69 +240,28 @@ export function createPgKeyStore({
           [id, now(), tenant ?? null],
         );
         const revoked = updated.rows[0];
-        if (revoked === undefined) {
-          throw new KeyStoreError(
-            "key_not_found",
-            `No key with id ${JSON.stringify(id.slice(0, 80))}${tenant === undefined ? "" : ` for tenant ${tenant}`}. List the keys with \`loupe keys list\`.`,
-          );
-        }
+        if (revoked === undefined) throw keyNotFound(id, tenant);
         await client.query("update loupe_key_store set version = version + 1");
         return revoked;
       });
-      invalidate();
+      cache.invalidate();
       return toStored(row).record;
     },
 
-    async verify(key): Promise<KeyVerification> {
-      if (typeof key !== "string" || !isWellFormedApiKey(key)) return { status: "unknown" };
-      const state = await current();
-      if (state.keys.length === 0) return { status: "unknown" };
-      const hash = hashApiKey({ key, secret: await checkedSecret(state) });
-      const stored = state.byHash.get(hash);
-      if (stored === undefined || !sameHash(stored.hash, hash)) return { status: "unknown" };
-      const status = keyStatus(stored.record, now());
-      return status === "active"
-        ? { status: "valid", record: stored.record }
-        : { status, record: stored.record };
-    },
+    ...snapshotAnswers({
+      cache,
+      configuredSecret,
+      secretDir,
+      missingSecret: `The database holds keys but there is no key secret: LOUPE_KEY_SECRET is not set and ${secretFile(secretDir)} is missing. Set LOUPE_KEY_SECRET to the secret the keys were made with (every replica needs the same one).`,
+      otherSecret: `The keys in the database were made with another key secret than ${configuredSecret === undefined ? secretFile(secretDir) : "LOUPE_KEY_SECRET"}. Set LOUPE_KEY_SECRET to the secret they were made with (every replica needs the same one), or revoke them and create new keys.`,
+      now,
+    }),
 
     touch(id, at = now()) {
-      const stored = snapshot?.keys.find((key) => key.record.id === id);
-      const lastUsedAt = stored?.record.lastUsedAt;
-      const last = lastUsedAt === null || lastUsedAt === undefined ? 0 : Date.parse(lastUsedAt);
-      if (at.getTime() - last < touchResolutionMs) return;
-      pendingTouches.set(id, Math.max(pendingTouches.get(id) ?? 0, at.getTime()));
-      if (touchTimer === undefined) {
-        touchTimer = setTimeout(() => {
-          // lastUsedAt is informational: a failed write is retried by the next use.
-          flushing = flushTouches().catch(() => undefined);
-        }, touchFlushMs);
-        touchTimer.unref();
-      }
+      touches.touch(id, at);
     },
 
-    async hasKeys() {
-      const state = await current();
-      if (state.keys.length === 0) return false;
-      await checkedSecret(state);
-      return true;
-    },
-
-    async corsOrigins() {
-      const state = await current();
-      const at = now();
-      const origins = new Set<string>();
-      for (const { record } of state.keys) {
-        if (record.origins.length === 0 || keyStatus(record, at) !== "active") continue;
-        for (const origin of record.origins) origins.add(origin);
-      }
-      return origins;
-    },
-
-    async close() {
-      await flushing;
-      await flushTouches().catch(() => undefined);
-    },
+    close: () => touches.close(),
   };
 }
 

@@ -33,7 +33,7 @@ import {
   type StoredExample,
   type StoredLabel,
 } from "./classifier.ts";
-import type { ClassifierStore } from "./classifier-store.ts";
+import { type ClassifierStore, tooManyClassifiers } from "./classifier-store.ts";
 import {
   type FeatureSet,
   featureVector,
@@ -229,12 +229,10 @@ export class ClassifierService {
       );
     }
     if (existing === undefined) {
+      // Refused here before any embedding; the store checks again as it saves, as one step with the write.
       const count = (await this.#options.store.list({ tenant })).length;
-      if (count >= MAX_CLASSIFIERS_PER_TENANT) {
-        throw new ValidationError(
-          `The tenant has ${count} classifiers, the most allowed (${MAX_CLASSIFIERS_PER_TENANT}); delete one first.`,
-        );
-      }
+      if (count >= MAX_CLASSIFIERS_PER_TENANT)
+        throw tooManyClassifiers({ count, max: MAX_CLASSIFIERS_PER_TENANT });
     }
     const owner = blobOwner(tenant, name);
     const labels = await this.#embedLabels({ tenant, owner, labels: input.labels });
@@ -249,7 +247,14 @@ export class ClassifierService {
       applyOnIngest: input.applyOnIngest ?? false,
       ...(threshold === undefined ? {} : { threshold }),
     });
-    await this.#save(stored);
+    try {
+      await this.#save(stored, existing === undefined ? { maxPerTenant: MAX_CLASSIFIERS_PER_TENANT } : {});
+    } catch (error) {
+      // Refused (past the cap since the check above, as other replicas created some): nothing holds the images.
+      if (existing === undefined && error instanceof ValidationError)
+        await this.#releaseUnused({ previous: stored });
+      throw error;
+    }
     if (existing !== undefined) await this.#releaseUnused({ previous: existing, current: stored });
     return summarize(stored);
   }
@@ -467,8 +472,8 @@ export class ClassifierService {
     return names;
   }
 
-  async #save(stored: StoredClassifier): Promise<void> {
-    await this.#options.store.put(stored);
+  async #save(stored: StoredClassifier, options: { maxPerTenant?: number } = {}): Promise<void> {
+    await this.#options.store.put(stored, options);
     this.#forget(stored.tenant, stored.name);
     this.#cache.set(`${stored.tenant}/${stored.name}`, { stored, model: modelOf(stored) });
   }

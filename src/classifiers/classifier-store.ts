@@ -1,13 +1,15 @@
 /**
  * The classifier store port, and its file adapter: one JSON file per classifier under
  * `<dir>/t_<tenant>/<name>.json`, written atomically (temporary file, fsync, rename), so a crash never
- * leaves a half-written classifier and a restart finds every one that was saved. The PostgreSQL adapter
+ * leaves a half-written classifier and a restart finds every one that was saved. A save under a cap
+ * (`maxPerTenant`) counts and writes under a per-tenant lock of this process. The PostgreSQL adapter
  * (`LOUPE_DATABASE_URL`) is `pg-classifier-store.ts`.
  */
 import { mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import path from "node:path";
 import { syncDirectory, writeFileAtomic } from "../auth/atomic-file.ts";
-import { StoreError } from "../errors.ts";
+import { createKeyedLock } from "../auth/keyed-lock.ts";
+import { StoreError, ValidationError } from "../errors.ts";
 import { CLASSIFIER_NAME_PATTERN, type StoredClassifier } from "./classifier.ts";
 
 /** Where classifiers are kept. Every call is scoped to one tenant. */
@@ -16,11 +18,33 @@ export interface ClassifierStore {
   list(request: { tenant: string }): Promise<StoredClassifier[]>;
   /** The classifier, or undefined when the tenant has none of that name. */
   get(request: { tenant: string; name: string }): Promise<StoredClassifier | undefined>;
-  /** Creates or replaces the classifier of that name. */
-  put(classifier: StoredClassifier): Promise<void>;
+  /**
+   * Creates or replaces the classifier of that name. With `maxPerTenant`, a classifier new to the tenant
+   * is refused when the tenant has that many already; the count and the write are one step, so
+   * concurrent saves (in this process or in other replicas) never go past the cap.
+   *
+   * @throws ValidationError ({@link tooManyClassifiers}) when a new classifier would pass `maxPerTenant`.
+   */
+  put(classifier: StoredClassifier, options?: { maxPerTenant?: number }): Promise<void>;
   /** Removes it; false when there was none. */
   delete(request: { tenant: string; name: string }): Promise<boolean>;
 }
+
+/** The error of a save refused because the tenant has `count` classifiers, `max` being the most allowed. */
+export function tooManyClassifiers({ count, max }: { count: number; max: number }): ValidationError {
+  return new ValidationError(
+    `The tenant has ${count} classifiers, the most allowed (${max}); delete one first.`,
+    {
+      context: { count, max },
+    },
+  );
+}
+
+/**
+ * Saves under a cap of one tenant's folder run one at a time in this process, whichever store instance
+ * makes them: the lock is the folder's, as the folder is the process's to share.
+ */
+const capLock = createKeyedLock();
 
 /** The tenant's folder: `t_<tenant>`, so no tenant name (checked against `TENANT_PATTERN` upstream) is `.` or `..`. */
 function tenantFolder(dir: string, tenant: string): string {
@@ -72,13 +96,30 @@ export function createFileClassifierStore({ dir }: { dir: string }): ClassifierS
       const classifier = await read(fileOf(tenant, name));
       return classifier?.tenant === tenant ? classifier : undefined;
     },
-    async put(classifier) {
+    async put(classifier, { maxPerTenant } = {}) {
       if (!CLASSIFIER_NAME_PATTERN.test(classifier.name)) {
         throw new StoreError(`Invalid classifier name ${JSON.stringify(classifier.name.slice(0, 80))}.`);
       }
       const folder = tenantFolder(dir, classifier.tenant);
-      await mkdir(folder, { recursive: true, mode: 0o700 });
-      await writeFileAtomic(fileOf(classifier.tenant, classifier.name), JSON.stringify(classifier));
+      const file = fileOf(classifier.tenant, classifier.name);
+      const write = async () => {
+        await mkdir(folder, { recursive: true, mode: 0o700 });
+        await writeFileAtomic(file, JSON.stringify(classifier));
+      };
+      if (maxPerTenant === undefined) return write();
+      await capLock(path.resolve(folder), async () => {
+        const names = await readdir(folder).catch((error: NodeJS.ErrnoException) => {
+          if (error.code === "ENOENT") return [];
+          throw error;
+        });
+        const stored = names.filter(
+          (name) => name.endsWith(".json") && CLASSIFIER_NAME_PATTERN.test(name.slice(0, -5)),
+        );
+        if (!stored.includes(path.basename(file)) && stored.length >= maxPerTenant) {
+          throw tooManyClassifiers({ count: stored.length, max: maxPerTenant });
+        }
+        await write();
+      });
     },
     async delete({ tenant, name }) {
       if (!CLASSIFIER_NAME_PATTERN.test(name)) return false;

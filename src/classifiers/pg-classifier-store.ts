@@ -3,13 +3,23 @@
  * classifiers (`LOUPE_DATABASE_URL`): one row per classifier in `loupe_classifiers` (migration 4), keyed
  * by tenant and name, the whole classifier as jsonb. A save is one upsert, so a reader sees the old
  * classifier or the new one, never a mix; two replicas saving one name at once: the last write wins,
- * whole. Names sort bytewise (`collate "C"`), as the file store lists its files.
+ * whole. Names sort bytewise (`collate "C"`), as the file store lists its files. A save under a cap
+ * (`maxPerTenant`) counts and upserts in one transaction under a transaction-scoped advisory lock of the
+ * tenant, so replicas creating classifiers at once never pass the cap together.
  */
 import type pg from "pg";
+import { withTransaction } from "../db/database.ts";
 import { runQuery } from "../db/query-failure.ts";
 import { ValidationError } from "../errors.ts";
 import { CLASSIFIER_NAME_PATTERN, type StoredClassifier } from "./classifier.ts";
-import type { ClassifierStore } from "./classifier-store.ts";
+import { type ClassifierStore, tooManyClassifiers } from "./classifier-store.ts";
+
+/** Inserts the classifier, or replaces the one of its tenant and name whole. */
+const UPSERT = `insert into loupe_classifiers (tenant, name, model_id, created_at, updated_at, classifier)
+               values ($1, $2, $3, $4, $5, $6)
+               on conflict (tenant, name) do update
+                 set model_id = excluded.model_id, created_at = excluded.created_at,
+                     updated_at = excluded.updated_at, classifier = excluded.classifier`;
 
 /** Options of {@link createPgClassifierStore}. */
 export interface PgClassifierStoreOptions {
@@ -39,27 +49,43 @@ export function createPgClassifierStore({ pool }: PgClassifierStoreOptions): Cla
       return found.rows[0]?.classifier;
     },
 
-    async put(classifier) {
+    async put(classifier, { maxPerTenant } = {}) {
       if (!CLASSIFIER_NAME_PATTERN.test(classifier.name)) {
         throw new ValidationError(
           `Invalid classifier name ${JSON.stringify(classifier.name.slice(0, 80))}: a letter, then up to 57 letters, digits or _.`,
         );
       }
-      await runQuery(pool, {
-        what: `Saving classifier ${classifier.name}`,
-        text: `insert into loupe_classifiers (tenant, name, model_id, created_at, updated_at, classifier)
-               values ($1, $2, $3, $4, $5, $6)
-               on conflict (tenant, name) do update
-                 set model_id = excluded.model_id, created_at = excluded.created_at,
-                     updated_at = excluded.updated_at, classifier = excluded.classifier`,
-        values: [
-          classifier.tenant,
-          classifier.name,
-          classifier.modelId,
-          classifier.createdAt,
-          classifier.updatedAt,
-          JSON.stringify(classifier),
-        ],
+      const what = `Saving classifier ${classifier.name}`;
+      const values = [
+        classifier.tenant,
+        classifier.name,
+        classifier.modelId,
+        classifier.createdAt,
+        classifier.updatedAt,
+        JSON.stringify(classifier),
+      ];
+      if (maxPerTenant === undefined) {
+        await runQuery(pool, { what, text: UPSERT, values });
+        return;
+      }
+      await withTransaction(pool, async (client) => {
+        // Held until commit: the next replica's count, taken after, sees this insert.
+        await runQuery(pool, {
+          client,
+          what,
+          text: "select pg_advisory_xact_lock(hashtext('loupe_classifiers'), hashtext($1))",
+          values: [classifier.tenant],
+        });
+        const counted = await runQuery<{ count: number; present: boolean }>(pool, {
+          client,
+          what,
+          text: `select count(*)::int as count, coalesce(bool_or(name = $2), false) as present
+                 from loupe_classifiers where tenant = $1`,
+          values: [classifier.tenant, classifier.name],
+        });
+        const { count, present } = counted.rows[0] ?? { count: 0, present: false };
+        if (!present && count >= maxPerTenant) throw tooManyClassifiers({ count, max: maxPerTenant });
+        await runQuery(pool, { client, what, text: UPSERT, values });
       });
     },
 

@@ -189,6 +189,8 @@ export const MIGRATIONS: readonly Migration[] = [
       alter table loupe_jobs add column listed boolean not null default true;
       -- Records the listing found done already: counted in the job's total and skipped, never as items.
       alter table loupe_jobs add column unlisted_skipped integer not null default 0 check (unlisted_skipped >= 0);
+      -- Set when a job's ending step (a switch) is queued, so it is queued once however many workers settle.
+      alter table loupe_jobs add column ending boolean not null default false;
       -- One OCR backfill per tenant at a time, and one pack switch at all, whichever replica is asked.
       create unique index loupe_jobs_one_active on loupe_jobs ((case when kind = 'migrate' then '' else tenant end), kind)
         where status in ('queued', 'running') and kind in ('ocr', 'migrate');

@@ -11,6 +11,7 @@
  * proposal is decided: approving hands it to the triple's record, rejecting releases it.
  */
 import { createHash, randomBytes } from "node:crypto";
+import { createKeyedLock } from "../auth/keyed-lock.ts";
 import { AppError, ConflictError, MediaError, NotFoundError, ValidationError } from "../errors.ts";
 import { sniffImageFormat } from "../inference/index.ts";
 import { findMedia } from "../ingest/items.ts";
@@ -27,6 +28,7 @@ import {
   type FeedbackRating,
   type FeedbackStore,
   type Proposal,
+  type ProposalSave,
   type ProposalStatus,
 } from "./feedback-store.ts";
 
@@ -137,7 +139,7 @@ export class FeedbackService {
   readonly #logger: Logger | undefined;
   readonly #now: () => Date;
   /** Decisions and proposals of one proposal id run one at a time in this process. */
-  readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #withLock = createKeyedLock();
 
   constructor(options: FeedbackServiceOptions) {
     this.#feedback = options.feedback;
@@ -150,15 +152,11 @@ export class FeedbackService {
     this.#now = options.now ?? (() => new Date());
   }
 
-  #withLock<T>(key: string, task: () => Promise<T>): Promise<T> {
-    const previous = this.#locks.get(key) ?? Promise.resolve();
-    const next = previous.then(task, task);
-    const settled = next.catch(() => undefined);
-    this.#locks.set(key, settled);
-    void settled.then(() => {
-      if (this.#locks.get(key) === settled) this.#locks.delete(key);
-    });
-    return next;
+  /** Why no triple is proposed when the tenant has `pending` proposals waiting, at or past the cap. */
+  #pendingCapReason(pending: number): string {
+    return this.#maxPending === 0
+      ? "Feedback proposes no triples on this server (LOUPE_FEEDBACK_MAX_PENDING is 0)."
+      : `This tenant already has ${pending} proposals waiting for approval, the most allowed (LOUPE_FEEDBACK_MAX_PENDING).`;
   }
 
   /**
@@ -282,14 +280,8 @@ export class FeedbackService {
       const pending = (await this.#feedback.listProposals({ tenant })).filter(
         (proposal) => proposal.status === "pending",
       ).length;
-      if (pending >= this.#maxPending) {
-        return {
-          reason:
-            this.#maxPending === 0
-              ? "Feedback proposes no triples on this server (LOUPE_FEEDBACK_MAX_PENDING is 0)."
-              : `This tenant already has ${pending} proposals waiting for approval, the most allowed (LOUPE_FEEDBACK_MAX_PENDING).`,
-        };
-      }
+      // Refused here before the image is kept; the store counts again as it saves, as one step with the write.
+      if (pending >= this.#maxPending) return { reason: this.#pendingCapReason(pending) };
       const owner = proposalOwner({ tenant, id });
       // The image is referenced as it is written, before the proposal exists: the sweep never sees it bare.
       if (image.bytes !== undefined) {
@@ -310,11 +302,18 @@ export class FeedbackService {
         answer,
         image: image.info,
       };
+      const release = () => this.#blobs.release({ sha256: image.info.sha256, owner }).catch(() => undefined);
+      let saved: ProposalSave;
       try {
-        await this.#feedback.saveProposal(proposal);
+        saved = await this.#feedback.saveProposal(proposal, { maxPending: this.#maxPending });
       } catch (error) {
-        await this.#blobs.release({ sha256: image.info.sha256, owner }).catch(() => undefined);
+        await release();
         throw error;
+      }
+      if (saved.outcome === "refused") {
+        // Other replicas proposed up to the cap since the count above.
+        await release();
+        return { reason: this.#pendingCapReason(saved.pending) };
       }
       this.#logger?.info({ tenant, proposalId: id, feedbackId }, "feedback proposed a triple");
       return { id, status: "pending" as const };

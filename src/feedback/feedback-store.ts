@@ -7,7 +7,8 @@
  *   field is bounded by the route's limits, so a line stays under about 100 KB; the file itself grows
  *   with the feedback received (each call costs a chat turn's rate), so rotate it like any log.
  * - `proposals/t_<tenant>/<id>.json`: one file per proposed triple, replaced atomically when it is
- *   approved or rejected. The `t_` prefix keeps a tenant named `.` or `..` a plain folder name.
+ *   approved or rejected. The `t_` prefix keeps a tenant named `.` or `..` a plain folder name. Saves
+ *   of one tenant's proposals run one at a time in this process, so a cap on pending ones holds.
  *
  * With `LOUPE_DATABASE_URL` they are the database's instead (`pg-feedback-store.ts`).
  *
@@ -17,6 +18,7 @@
 import { mkdir, open, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { writeFileAtomic } from "../auth/atomic-file.ts";
+import { createKeyedLock } from "../auth/keyed-lock.ts";
 import { ConflictError } from "../errors.ts";
 
 /** How an answer was rated. */
@@ -81,17 +83,26 @@ export interface Proposal {
   tripleId?: string;
 }
 
+/**
+ * What {@link FeedbackStore.saveProposal} did: `saved` it, `kept` the one already there (see
+ * {@link decideSave}), or `refused` a new pending proposal because the tenant had `pending` (at least
+ * `maxPending`) waiting already.
+ */
+export type ProposalSave = { outcome: "saved" | "kept" } | { outcome: "refused"; pending: number };
+
 /** The feedback port. */
 export interface FeedbackStore {
   /** Appends one feedback. */
   record(entry: FeedbackEntry): Promise<void>;
   /**
    * Stores a proposal, replacing the one with its id and tenant, except where {@link decideSave} keeps
-   * that one: a decision is final, and a proposal made again keeps the first.
+   * that one: a decision is final, and a proposal made again keeps the first. With `maxPending`, a new
+   * pending proposal is refused when the tenant has that many pending already; the count and the write
+   * are one step, so concurrent saves (in this process or in other replicas) never go past the cap.
    *
    * @throws {ConflictError} when it would turn an approved proposal into a rejected one, or back.
    */
-  saveProposal(proposal: Proposal): Promise<void>;
+  saveProposal(proposal: Proposal, options?: { maxPending?: number }): Promise<ProposalSave>;
   /** The tenant's proposal with this id; undefined when there is none (or it is another tenant's). */
   getProposal(request: { tenant: string; id: string }): Promise<Proposal | undefined>;
   /** Every proposal of the tenant, oldest first (ties by id). */
@@ -130,6 +141,9 @@ export function compareProposals(a: Proposal, b: Proposal): number {
   return a.createdAt === b.createdAt ? a.id.localeCompare(b.id) : a.createdAt.localeCompare(b.createdAt);
 }
 
+/** Proposal saves of one tenant's folder, one at a time in this process, whichever store instance makes them. */
+const tenantLock = createKeyedLock();
+
 /** The file {@link FeedbackStore} under `dir` (`<LOUPE_DATA_DIR>/feedback`). */
 export function createFileFeedbackStore({ dir }: { dir: string }): FeedbackStore {
   const file = path.join(dir, "feedback.jsonl");
@@ -148,18 +162,45 @@ export function createFileFeedbackStore({ dir }: { dir: string }): FeedbackStore
     }
     return JSON.parse(text) as Proposal;
   };
+  const listIn = async (tenant: string): Promise<Proposal[]> => {
+    const folder = tenantFolder(dir, tenant);
+    let names: string[];
+    try {
+      names = await readdir(folder);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw error;
+    }
+    const proposals: Proposal[] = [];
+    for (const name of names) {
+      if (!name.endsWith(".json") || !PROPOSAL_ID_PATTERN.test(name.slice(0, -5))) continue;
+      const proposal = await readProposal(path.join(folder, name));
+      if (proposal?.tenant === tenant) proposals.push(proposal);
+    }
+    return proposals.sort(compareProposals);
+  };
   return {
     async record(entry) {
       await (await opened()).write(`${JSON.stringify(entry)}\n`);
     },
-    async saveProposal(proposal) {
+    async saveProposal(proposal, { maxPending } = {}) {
       if (!PROPOSAL_ID_PATTERN.test(proposal.id)) throw new Error(`Not a proposal id: ${proposal.id}`);
       const folder = tenantFolder(dir, proposal.tenant);
       const location = path.join(folder, `${proposal.id}.json`);
-      const existing = await readProposal(location);
-      if (existing !== undefined && decideSave({ existing, next: proposal }) === "keep") return;
-      await mkdir(folder, { recursive: true, mode: 0o700 });
-      await writeFileAtomic(location, JSON.stringify(proposal));
+      return tenantLock(path.resolve(folder), async (): Promise<ProposalSave> => {
+        const existing = await readProposal(location);
+        if (existing !== undefined && decideSave({ existing, next: proposal }) === "keep")
+          return { outcome: "kept" };
+        if (existing === undefined && proposal.status === "pending" && maxPending !== undefined) {
+          const pending = (await listIn(proposal.tenant)).filter(
+            (found) => found.status === "pending",
+          ).length;
+          if (pending >= maxPending) return { outcome: "refused", pending };
+        }
+        await mkdir(folder, { recursive: true, mode: 0o700 });
+        await writeFileAtomic(location, JSON.stringify(proposal));
+        return { outcome: "saved" };
+      });
     },
     async getProposal({ tenant, id }) {
       // The pattern keeps the id a plain file name; the folder keeps it the tenant's own.
@@ -167,23 +208,7 @@ export function createFileFeedbackStore({ dir }: { dir: string }): FeedbackStore
       const proposal = await readProposal(path.join(tenantFolder(dir, tenant), `${id}.json`));
       return proposal?.tenant === tenant ? proposal : undefined;
     },
-    async listProposals({ tenant }) {
-      const folder = tenantFolder(dir, tenant);
-      let names: string[];
-      try {
-        names = await readdir(folder);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
-        throw error;
-      }
-      const proposals: Proposal[] = [];
-      for (const name of names) {
-        if (!name.endsWith(".json") || !PROPOSAL_ID_PATTERN.test(name.slice(0, -5))) continue;
-        const proposal = await readProposal(path.join(folder, name));
-        if (proposal?.tenant === tenant) proposals.push(proposal);
-      }
-      return proposals.sort(compareProposals);
-    },
+    listProposals: ({ tenant }) => listIn(tenant),
     async close() {
       if (handle !== undefined) await (await handle).close();
       handle = undefined;

@@ -9,7 +9,9 @@
  * Saving a proposal locks its row in a transaction and applies {@link decideSave}, so two replicas
  * deciding one proposal at once leave one decision: the first approval or rejection stays, a second of
  * the same kind changes nothing, one of the other kind is refused with a {@link ConflictError}, and a
- * proposal made again while one exists keeps the first.
+ * proposal made again while one exists keeps the first. A new pending proposal under a cap
+ * (`maxPending`) is counted and inserted under a transaction-scoped advisory lock of its tenant, so
+ * replicas proposing at once never pass the cap together.
  */
 import type pg from "pg";
 import { withTransaction } from "../db/database.ts";
@@ -21,6 +23,7 @@ import {
   type FeedbackStore,
   PROPOSAL_ID_PATTERN,
   type Proposal,
+  type ProposalSave,
 } from "./feedback-store.ts";
 
 /** Options of {@link createPgFeedbackStore}. */
@@ -62,15 +65,26 @@ export function createPgFeedbackStore({ pool }: PgFeedbackStoreOptions): Feedbac
       );
     },
 
-    async saveProposal(proposal) {
+    async saveProposal(proposal, { maxPending } = {}) {
       if (!PROPOSAL_ID_PATTERN.test(proposal.id)) {
         throw new ValidationError(
           `Not a proposal id: ${JSON.stringify(proposal.id.slice(0, 80))}; ids are fbp_ and 32 hex digits.`,
         );
       }
       const what = `Saving proposal ${proposal.id}`;
-      await tracked(
-        withTransaction(pool, async (client) => {
+      // Only a new pending proposal counts against the cap; a decision only lowers the count.
+      const cap = proposal.status === "pending" ? maxPending : undefined;
+      return tracked(
+        withTransaction(pool, async (client): Promise<ProposalSave> => {
+          if (cap !== undefined) {
+            // Held until commit: the next replica's count, taken after, sees this insert.
+            await runQuery(pool, {
+              client,
+              what,
+              text: "select pg_advisory_xact_lock(hashtext('loupe_feedback_proposals'), hashtext($1))",
+              values: [proposal.tenant],
+            });
+          }
           const found = await runQuery<{ proposal: Proposal }>(pool, {
             client,
             what,
@@ -78,7 +92,19 @@ export function createPgFeedbackStore({ pool }: PgFeedbackStoreOptions): Feedbac
             values: [proposal.tenant, proposal.id],
           });
           const existing = found.rows[0]?.proposal;
-          if (existing !== undefined && decideSave({ existing, next: proposal }) === "keep") return;
+          if (existing !== undefined && decideSave({ existing, next: proposal }) === "keep") {
+            return { outcome: "kept" };
+          }
+          if (cap !== undefined && existing === undefined) {
+            const counted = await runQuery<{ pending: number }>(pool, {
+              client,
+              what,
+              text: "select count(*)::int as pending from loupe_feedback_proposals where tenant = $1 and status = 'pending'",
+              values: [proposal.tenant],
+            });
+            const pending = counted.rows[0]?.pending ?? 0;
+            if (pending >= cap) return { outcome: "refused", pending };
+          }
           await runQuery(pool, {
             client,
             what,
@@ -97,6 +123,7 @@ export function createPgFeedbackStore({ pool }: PgFeedbackStoreOptions): Feedbac
               existing !== undefined,
             ],
           });
+          return { outcome: "saved" };
         }),
       );
     },

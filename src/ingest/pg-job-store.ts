@@ -425,6 +425,24 @@ export class PgJobStore {
     });
   }
 
+  /**
+   * Marks the job's ending as queued if it is listed, queued or running, has no pending item and its
+   * ending is not queued yet; returns whether this call did (of workers settling the last items at once,
+   * one does, and queues the ending). With `undo`, clears the mark (the ending could not be queued).
+   */
+  async claimEnding(id: string, { undo = false }: { undo?: boolean } = {}): Promise<boolean> {
+    const { rowCount } = await runQuery(this.#pool, {
+      what: `Ending job ${id}`,
+      text: undo
+        ? "update loupe_jobs set ending = false where id = $1 and ending"
+        : `update loupe_jobs j set ending = true
+           where j.id = $1 and j.listed and not j.ending and j.status in ('queued', 'running')
+             and not exists (select 1 from loupe_job_items i where i.job_id = j.id and i.status = 'pending')`,
+      values: [id],
+    });
+    return (rowCount ?? 0) > 0;
+  }
+
   /** Whether the job is queued or running, listed, and has no pending item: what its ending waits for. */
   async settled(id: string): Promise<boolean> {
     const { rows } = await runQuery<{ settled: boolean }>(this.#pool, {
@@ -544,7 +562,7 @@ export class PgJobStore {
       const reopened = await runQuery(this.#pool, {
         client,
         what: `Resuming job ${id}`,
-        text: `update loupe_jobs set status = 'queued', finished_at = null, error = null,
+        text: `update loupe_jobs set status = 'queued', finished_at = null, error = null, ending = false,
                  listed = listed and not $2
                where id = $1 and status in ('done', 'failed')
                  and ($2 or exists (select 1 from loupe_job_items i where i.job_id = $1 and i.status in ('pending', 'failed')))`,

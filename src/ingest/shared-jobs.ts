@@ -610,7 +610,7 @@ export class SharedJobWorker {
 
   /**
    * Ends the job if it is listed and every item is settled: at once, or, for a kind with an ending of its
-   * own, by queueing its ending step (several workers may queue it; the first to run it ends the job).
+   * own, by queueing its ending step, once (the database decides which worker queues it).
    */
   async #endIfSettled(head: JobHead, runner: SharedJobRunner<unknown>): Promise<void> {
     const { store, queue } = this.#options;
@@ -618,8 +618,14 @@ export class SharedJobWorker {
       await store.finishIfComplete(head.id);
       return;
     }
-    if (await store.settled(head.id))
+    if (!(await store.claimEnding(head.id))) return;
+    try {
       await queue.enqueue([{ jobId: head.id, index: FINISH_STEP, attempt: 1 }]);
+    } catch (error) {
+      // Unqueued, the ending must be claimable again: by the next batch, or a resume.
+      await store.claimEnding(head.id, { undo: true }).catch(() => undefined);
+      throw error;
+    }
   }
 
   /**

@@ -4,8 +4,7 @@
  * on one file seeing each other's keys and revocations within the refresh interval, and every way a
  * key stops working.
  */
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -17,6 +16,7 @@ import { KeyStoreError } from "../../src/auth/key-store-error.ts";
 import { normalizeOrigin } from "../../src/auth/origins.ts";
 import { SCOPES } from "../../src/http/context.ts";
 import { TENANT_PATTERN } from "../../src/store/index.ts";
+import { testDirectory } from "../db/contract-adapters.ts";
 
 let dir: string;
 const stores: KeyStore[] = [];
@@ -37,13 +37,17 @@ async function expectStoreError(promise: Promise<unknown>, code: string): Promis
   return error as KeyStoreError;
 }
 
+/** A fresh data directory per test; the store's keys and secret go under its `auth/`. */
+const directory = testDirectory("loupe-keys-");
+
 beforeEach(async () => {
-  dir = path.join(await mkdtemp(path.join(os.tmpdir(), "loupe-keys-")), "auth");
+  await directory.reset();
+  dir = path.join(directory.path, "auth");
 });
 
 afterEach(async () => {
   for (const store of stores.splice(0)) await store.close();
-  await rm(path.dirname(dir), { recursive: true, force: true });
+  await directory.cleanup();
 });
 
 describe("making keys", () => {

@@ -6,12 +6,10 @@
  * nothing, and every way a key stops working is reported. Then what only the database store does.
  */
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import os from "node:os";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type pg from "pg";
-import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { hashApiKey, isWellFormedApiKey, secretFingerprint } from "../../src/auth/api-key.ts";
 import { parseExpiry } from "../../src/auth/expiry.ts";
 import { createFileKeyStore, KEYS_FILE } from "../../src/auth/file-key-store.ts";
@@ -19,9 +17,15 @@ import { KEY_SCOPES, type KeyStore, MAX_STALENESS_MS } from "../../src/auth/key-
 import { KeyStoreError } from "../../src/auth/key-store-error.ts";
 import { openKeyStore } from "../../src/auth/open-key-store.ts";
 import { createPgKeyStore } from "../../src/auth/pg-key-store.ts";
-import { createDatabasePool, DatabaseError, migrate } from "../../src/db/index.ts";
+import { createDatabasePool, DatabaseError } from "../../src/db/index.ts";
 import { TENANT_PATTERN } from "../../src/store/index.ts";
-import { createTestDatabase, type TestDatabase } from "../db/test-database.ts";
+import {
+  type ContractAdapter,
+  contractDatabase,
+  describeContract,
+  testDirectory,
+} from "../db/contract-adapters.ts";
+import { createTestDatabase } from "../db/test-database.ts";
 
 /** Options every adapter takes in these tests. */
 interface StoreOptions {
@@ -31,10 +35,7 @@ interface StoreOptions {
 }
 
 /** One adapter under the contract: how to open a store on the shared backing store, and read its raw form. */
-interface Adapter {
-  name: string;
-  /** Makes a fresh, empty backing store (and a fresh directory for generated secrets). */
-  reset(): Promise<void>;
+interface Adapter extends ContractAdapter {
   open(options?: StoreOptions): KeyStore;
   /** Everything the adapter wrote about keys, as text (the file, or every row of the tables). */
   rawText(): Promise<string>;
@@ -42,70 +43,63 @@ interface Adapter {
   storedHash(id: string): Promise<string | undefined>;
   /** The secret a store without `secret` generated. */
   generatedSecret(): Promise<string>;
-  cleanup(): Promise<void>;
 }
 
-let secretDir: string;
-let database: TestDatabase | undefined;
-let pool: pg.Pool | undefined;
+/** A fresh data directory per test: the file store's keys and the secret either store generates, under `auth/`. */
+const directory = testDirectory("loupe-keys-");
+const secretDir = () => path.join(directory.path, "auth");
+const generatedSecret = async () => (await readFile(path.join(secretDir(), "secret"), "utf8")).trim();
 
 const fileAdapter: Adapter = {
   name: "file",
-  async reset() {
-    secretDir = path.join(await mkdtemp(path.join(os.tmpdir(), "loupe-keys-")), "auth");
-  },
-  open: (options = {}) => createFileKeyStore({ dir: secretDir, tenantPattern: TENANT_PATTERN, ...options }),
-  rawText: () => readFile(path.join(secretDir, KEYS_FILE), "utf8"),
+  reset: directory.reset,
+  cleanup: directory.cleanup,
+  open: (options = {}) => createFileKeyStore({ dir: secretDir(), tenantPattern: TENANT_PATTERN, ...options }),
+  rawText: () => readFile(path.join(secretDir(), KEYS_FILE), "utf8"),
   async storedHash(id) {
-    const stored = JSON.parse(await readFile(path.join(secretDir, KEYS_FILE), "utf8")) as {
+    const stored = JSON.parse(await readFile(path.join(secretDir(), KEYS_FILE), "utf8")) as {
       keys: Array<{ id: string; hash: string }>;
     };
     return stored.keys.find((key) => key.id === id)?.hash;
   },
-  generatedSecret: async () => (await readFile(path.join(secretDir, "secret"), "utf8")).trim(),
-  async cleanup() {
-    await rm(path.dirname(secretDir), { recursive: true, force: true });
-  },
+  generatedSecret,
 };
 
+const database = contractDatabase({
+  empty: "truncate loupe_api_keys; update loupe_key_store set version = 0, secret_fingerprint = null",
+});
 const pgAdapter: Adapter = {
   name: "postgres",
   async reset() {
-    secretDir = path.join(await mkdtemp(path.join(os.tmpdir(), "loupe-keys-")), "auth");
-    database ??= await createTestDatabase();
-    if (pool === undefined) {
-      pool = createDatabasePool({ url: database.url });
-      await migrate({ pool });
-    }
-    await pool.query(
-      "truncate loupe_api_keys; update loupe_key_store set version = 0, secret_fingerprint = null",
-    );
+    await directory.reset();
+    await database.reset();
+  },
+  async cleanup() {
+    await database.cleanup();
+    await directory.cleanup();
   },
   open: (options = {}) =>
-    createPgKeyStore({ pool: pool as pg.Pool, secretDir, tenantPattern: TENANT_PATTERN, ...options }),
+    createPgKeyStore({
+      pool: database.pool,
+      secretDir: secretDir(),
+      tenantPattern: TENANT_PATTERN,
+      ...options,
+    }),
   async rawText() {
-    const rows = await (pool as pg.Pool).query(
+    const rows = await database.pool.query(
       "select (select json_agg(k) from loupe_api_keys k)::text as keys, (select json_agg(s) from loupe_key_store s)::text as store",
     );
     return JSON.stringify(rows.rows);
   },
   async storedHash(id) {
-    const rows = await (pool as pg.Pool).query<{ hash: string }>(
+    const rows = await database.pool.query<{ hash: string }>(
       "select hash from loupe_api_keys where id = $1",
       [id],
     );
     return rows.rows[0]?.hash;
   },
-  generatedSecret: async () => (await readFile(path.join(secretDir, "secret"), "utf8")).trim(),
-  async cleanup() {
-    await rm(path.dirname(secretDir), { recursive: true, force: true });
-  },
+  generatedSecret,
 };
-
-afterAll(async () => {
-  await pool?.end();
-  await database?.drop();
-});
 
 async function expectStoreError(promise: Promise<unknown>, code: string): Promise<KeyStoreError> {
   const error = await promise.then(
@@ -117,22 +111,9 @@ async function expectStoreError(promise: Promise<unknown>, code: string): Promis
   return error as KeyStoreError;
 }
 
-describe.each([fileAdapter, pgAdapter])("the key store contract: $name adapter", (adapter) => {
-  const stores: KeyStore[] = [];
-  const openStore = (options: StoreOptions = {}) => {
-    const store = adapter.open(options);
-    stores.push(store);
-    return store;
-  };
-
-  beforeEach(() => adapter.reset());
-  afterEach(async () => {
-    for (const store of stores.splice(0)) await store.close();
-    await adapter.cleanup();
-  });
-
+describeContract("the key store contract: $name adapter", [fileAdapter, pgAdapter], (adapter) => {
   it("makes random 256-bit keys, shown once, and stores only an HMAC of them", async () => {
-    const store = openStore();
+    const store = adapter.open();
     const first = await store.create({ tenant: "acme", scopes: ["read", "ingest"], name: "ci" });
     const second = await store.create({ tenant: "acme", scopes: ["read"] });
     expect(first.key).toMatch(/^loupe_sk_[A-Za-z0-9_-]{43}$/);
@@ -160,14 +141,14 @@ describe.each([fileAdapter, pgAdapter])("the key store contract: $name adapter",
 
   it("uses the configured secret when given", async () => {
     const secret = "s".repeat(40);
-    const store = openStore({ secret });
+    const store = adapter.open({ secret });
     const { key, record } = await store.create({ tenant: "acme", scopes: ["read"] });
     expect((await store.verify(key)).status).toBe("valid");
     expect(await adapter.storedHash(record.id)).toBe(hashApiKey({ key, secret }));
   });
 
   it("refuses keys for a bad tenant, without scopes, with unknown scopes, a bad origin, a past expiry, a bad name or rate limit", async () => {
-    const store = openStore();
+    const store = adapter.open();
     const cases: Array<[Parameters<KeyStore["create"]>[0], string]> = [
       [{ tenant: 'a" or tenant != "b', scopes: ["read"] }, "tenant"],
       [{ tenant: "", scopes: ["read"] }, "tenant"],
@@ -193,7 +174,7 @@ describe.each([fileAdapter, pgAdapter])("the key store contract: $name adapter",
   });
 
   it("keeps publishable keys read-only with canonical origins, own rate limits and scopes in order", async () => {
-    const store = openStore();
+    const store = adapter.open();
     const { key, record } = await store.create({
       tenant: "acme",
       publishable: true,
@@ -210,12 +191,12 @@ describe.each([fileAdapter, pgAdapter])("the key store contract: $name adapter",
     });
     expect(limited.record.scopes).toEqual(["read", "admin"]);
     expect(limited.record.rateLimit).toEqual({ perSecond: 2.5, burst: 10 });
-    expect(await openStore().list()).toEqual([record, limited.record]);
+    expect(await adapter.open().list()).toEqual([record, limited.record]);
     expect([...KEY_SCOPES]).toEqual(["read", "ingest", "delete", "admin"]);
   });
 
   it("answers valid for a live key and unknown for anything else", async () => {
-    const store = openStore();
+    const store = adapter.open();
     expect((await store.verify(`loupe_sk_${"A".repeat(43)}`)).status).toBe("unknown");
     const { key, record } = await store.create({ tenant: "acme", scopes: ["read"] });
     expect(await store.verify(key)).toEqual({ status: "valid", record });
@@ -234,7 +215,7 @@ describe.each([fileAdapter, pgAdapter])("the key store contract: $name adapter",
 
   it("answers revoked and expired, and drops their origins from CORS", async () => {
     let now = new Date("2030-01-01T00:00:00Z");
-    const store = openStore({ now: () => now });
+    const store = adapter.open({ now: () => now });
     const soon = await store.create({
       tenant: "acme",
       scopes: ["read"],
@@ -257,17 +238,17 @@ describe.each([fileAdapter, pgAdapter])("the key store contract: $name adapter",
   });
 
   it("reports keys made with another secret instead of calling every key unknown", async () => {
-    const store = openStore({ secret: "a".repeat(40) });
+    const store = adapter.open({ secret: "a".repeat(40) });
     await store.create({ tenant: "acme", scopes: ["read"] });
-    const other = openStore({ secret: "b".repeat(40) });
+    const other = adapter.open({ secret: "b".repeat(40) });
     const error = await expectStoreError(other.hasKeys(), "key_store_invalid");
     expect(error.message).toContain("another key secret");
     await expectStoreError(other.create({ tenant: "acme", scopes: ["read"] }), "key_store_invalid");
   });
 
   it("sees a key made or revoked by another store within MAX_STALENESS_MS (a second here)", async () => {
-    const server = openStore();
-    const cli = openStore();
+    const server = adapter.open();
+    const cli = adapter.open();
     expect(await server.hasKeys()).toBe(false);
     const { key, record } = await cli.create({ tenant: "acme", scopes: ["read"] });
     const madeAt = Date.now();
@@ -288,33 +269,33 @@ describe.each([fileAdapter, pgAdapter])("the key store contract: $name adapter",
   });
 
   it("loses no key when two stores write at once", async () => {
-    const left = openStore();
-    const right = openStore();
+    const left = adapter.open();
+    const right = adapter.open();
     const made = await Promise.all(
       Array.from({ length: 12 }, (_, index) =>
         (index % 2 === 0 ? left : right).create({ tenant: `t${index}`, scopes: ["read"] }),
       ),
     );
-    const listed = await openStore().list();
+    const listed = await adapter.open().list();
     expect(listed.map((record) => record.id).sort()).toEqual(made.map((entry) => entry.record.id).sort());
-    const fresh = openStore();
+    const fresh = adapter.open();
     for (const { key } of made) expect((await fresh.verify(key)).status).toBe("valid");
   });
 
   it("records last use in batches, and close() writes what is pending", async () => {
-    const server = openStore({ touchFlushMs: 60_000 });
+    const server = adapter.open({ touchFlushMs: 60_000 });
     const { key, record } = await server.create({ tenant: "acme", scopes: ["read"] });
     expect((await server.verify(key)).status).toBe("valid");
     server.touch(record.id);
-    expect((await openStore().list())[0]?.lastUsedAt).toBeNull();
+    expect((await adapter.open().list())[0]?.lastUsedAt).toBeNull();
     await server.close();
-    const lastUsedAt = (await openStore().list())[0]?.lastUsedAt;
+    const lastUsedAt = (await adapter.open().list())[0]?.lastUsedAt;
     expect(lastUsedAt).not.toBeNull();
     expect(Date.now() - Date.parse(lastUsedAt as string)).toBeLessThan(10_000);
   });
 
   it("revokes by id, keeps the first revocation time, and scopes both to a tenant when asked", async () => {
-    const store = openStore();
+    const store = adapter.open();
     const alpha = await store.create({ tenant: "alpha", scopes: ["read"] });
     const beta = await store.create({ tenant: "beta", scopes: ["read"] });
     await expectStoreError(store.revoke(beta.record.id, { tenant: "alpha" }), "key_not_found");
@@ -329,16 +310,18 @@ describe.each([fileAdapter, pgAdapter])("the key store contract: $name adapter",
   });
 });
 
-describe("the PostgreSQL key store across processes", () => {
-  beforeEach(() => pgAdapter.reset());
-  afterEach(() => pgAdapter.cleanup());
-
+describeContract("the PostgreSQL key store across processes", [pgAdapter], (adapter) => {
   it("two stores on separate pools (two replicas) see each other's revocation within 5 s", async () => {
-    const url = (database as TestDatabase).url;
-    const pools = [createDatabasePool({ url }), createDatabasePool({ url })];
+    // Each on a pool of its own, as two processes would be.
+    const pools = [database.ownPool(), database.ownPool()];
     const secret = "r".repeat(40);
     const [left, right] = pools.map((replicaPool) =>
-      createPgKeyStore({ pool: replicaPool, secret, secretDir, tenantPattern: TENANT_PATTERN }),
+      createPgKeyStore({
+        pool: replicaPool,
+        secret,
+        secretDir: secretDir(),
+        tenantPattern: TENANT_PATTERN,
+      }),
     ) as [KeyStore, KeyStore];
     try {
       const fromLeft = await left.create({ tenant: "acme", scopes: ["read"] });
@@ -358,28 +341,27 @@ describe("the PostgreSQL key store across processes", () => {
     } finally {
       await left.close();
       await right.close();
-      for (const replicaPool of pools) await replicaPool.end();
     }
   });
 
   it("keeps the secret's fingerprint, never the secret, and refuses a store without any secret", async () => {
     const secret = "q".repeat(40);
     const store = createPgKeyStore({
-      pool: pool as pg.Pool,
+      pool: database.pool,
       secret,
-      secretDir,
+      secretDir: secretDir(),
       tenantPattern: TENANT_PATTERN,
     });
     await store.create({ tenant: "acme", scopes: ["read"] });
-    expect(await pgAdapter.rawText()).not.toContain(secret);
-    const head = await (pool as pg.Pool).query<{ fingerprint: string }>(
+    expect(await adapter.rawText()).not.toContain(secret);
+    const head = await database.pool.query<{ fingerprint: string }>(
       "select secret_fingerprint as fingerprint from loupe_key_store",
     );
     expect(head.rows[0]?.fingerprint).toBe(secretFingerprint(secret));
     await store.close();
     const without = createPgKeyStore({
-      pool: pool as pg.Pool,
-      secretDir: path.join(secretDir, "elsewhere"),
+      pool: database.pool,
+      secretDir: path.join(secretDir(), "elsewhere"),
       tenantPattern: TENANT_PATTERN,
     });
     const error = await expectStoreError(without.hasKeys(), "key_store_invalid");
@@ -391,7 +373,11 @@ describe("the PostgreSQL key store across processes", () => {
     const bare = await createTestDatabase();
     const barePool = createDatabasePool({ url: bare.url });
     try {
-      const store = createPgKeyStore({ pool: barePool, secretDir, tenantPattern: TENANT_PATTERN });
+      const store = createPgKeyStore({
+        pool: barePool,
+        secretDir: secretDir(),
+        tenantPattern: TENANT_PATTERN,
+      });
       const error = await store.hasKeys().then(
         () => undefined,
         (failure: unknown) => failure as Error,
@@ -405,22 +391,20 @@ describe("the PostgreSQL key store across processes", () => {
   });
 
   it("openKeyStore opens the file store without a database URL and the database's with one", async () => {
-    const dataDir = path.dirname(secretDir);
+    const dataDir = directory.path;
     const secret = "o".repeat(40);
     const embedded = await openKeyStore({ dataDir, secret, tenantPattern: TENANT_PATTERN });
     const inFile = await embedded.create({ tenant: "acme", scopes: ["read"] });
     await embedded.close();
     expect(existsSync(path.join(dataDir, "auth", KEYS_FILE))).toBe(true);
-    expect(await pgAdapter.storedHash(inFile.record.id)).toBeUndefined();
+    expect(await adapter.storedHash(inFile.record.id)).toBeUndefined();
 
-    const url = (database as TestDatabase).url;
+    const url = database.url;
     const shared = await openKeyStore({ databaseUrl: url, dataDir, secret, tenantPattern: TENANT_PATTERN });
     const inDatabase = await shared.create({ tenant: "acme", scopes: ["read"] });
     await shared.close();
     await shared.close();
-    expect(await pgAdapter.storedHash(inDatabase.record.id)).toBe(
-      hashApiKey({ key: inDatabase.key, secret }),
-    );
+    expect(await adapter.storedHash(inDatabase.record.id)).toBe(hashApiKey({ key: inDatabase.key, secret }));
 
     const bare = await createTestDatabase();
     try {
@@ -440,7 +424,7 @@ describe("the PostgreSQL key store across processes", () => {
       const connections = async () =>
         Number(
           (
-            await (pool as pg.Pool).query<{ count: string }>(
+            await database.pool.query<{ count: string }>(
               "select count(*) as count from pg_stat_activity where datname = $1",
               [bare.name],
             )

@@ -3,13 +3,13 @@
  * written whole, read back by a new adapter (a restart), kept apart per tenant, and refusing names and
  * tenants that could leave their folder.
  */
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import os from "node:os";
+import { readdir } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { decodeVector, encodeVector, type StoredClassifier } from "../../src/classifiers/classifier.ts";
 import { createFileClassifierStore } from "../../src/classifiers/classifier-store.ts";
 import { parseLabelOptions } from "../../src/cli/commands/classifiers.ts";
+import { testDirectory } from "../db/contract-adapters.ts";
 
 function classifier(tenant: string, name: string): StoredClassifier {
   return {
@@ -37,26 +37,24 @@ function classifier(tenant: string, name: string): StoredClassifier {
 }
 
 describe("createFileClassifierStore", () => {
-  let dir: string;
-  beforeEach(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), "loupe-classifier-store-"));
-  });
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const directory = testDirectory("loupe-classifier-store-");
+  beforeEach(directory.reset);
+  afterEach(directory.cleanup);
 
   it("keeps each classifier as one file per tenant, read back by a new adapter", async () => {
-    const store = createFileClassifierStore({ dir });
+    const store = createFileClassifierStore({ dir: directory.path });
     await store.put(classifier("acme", "tone"));
     await store.put(classifier("acme", "shape"));
     await store.put(classifier("globex", "tone"));
-    expect(await readdir(path.join(dir, "t_acme"))).toEqual(
+    expect(await readdir(path.join(directory.path, "t_acme"))).toEqual(
       expect.arrayContaining(["tone.json", "shape.json"]),
     );
     // No temporary file is left behind by the atomic writes.
-    expect((await readdir(path.join(dir, "t_acme"))).filter((name) => name.endsWith(".tmp"))).toEqual([]);
+    expect(
+      (await readdir(path.join(directory.path, "t_acme"))).filter((name) => name.endsWith(".tmp")),
+    ).toEqual([]);
 
-    const reopened = createFileClassifierStore({ dir });
+    const reopened = createFileClassifierStore({ dir: directory.path });
     expect((await reopened.list({ tenant: "acme" })).map((entry) => entry.name)).toEqual(["shape", "tone"]);
     const tone = await reopened.get({ tenant: "acme", name: "tone" });
     expect(Array.from(decodeVector(tone?.labels[1]?.examples[0]?.vector ?? ""))).toEqual([0, 1]);
@@ -69,7 +67,7 @@ describe("createFileClassifierStore", () => {
   });
 
   it("refuses names and tenants that could leave their folder", async () => {
-    const store = createFileClassifierStore({ dir });
+    const store = createFileClassifierStore({ dir: directory.path });
     expect(await store.get({ tenant: "acme", name: "../t_globex/tone" })).toBeUndefined();
     await expect(store.put(classifier("acme", "../escape"))).rejects.toThrow(/Invalid classifier name/);
     await expect(store.put(classifier("../acme", "tone"))).rejects.toThrow(/Invalid tenant/);

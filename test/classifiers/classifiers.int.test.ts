@@ -5,11 +5,13 @@
  * a label into new images' metadata that the filter language finds.
  */
 
+import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
+import type { StoredClassifier } from "../../src/classifiers/classifier.ts";
 import { ClassifierService } from "../../src/classifiers/classifier-service.ts";
 import { createFileClassifierStore } from "../../src/classifiers/classifier-store.ts";
 import {
@@ -518,5 +520,71 @@ describe("classifiers (real Lite and pack)", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it("keeps a tenant to 100 classifiers when two services (two replicas) create at once, letting go of the refused one's images", async () => {
+    const store = createFileClassifierStore({ dir: path.join(harness.config.dataDir, "classifiers") });
+    const createThrough = (name: string, index: number) =>
+      call("capped", "POST", "/v1/classifiers", {
+        name,
+        labels: [
+          { label: "red", examples: [dataUrl(red[index] as Buffer)] },
+          { label: "blue", examples: [dataUrl(blue[index] as Buffer)] },
+        ],
+      });
+    const first = await createThrough("first", 3);
+    expect(first.status).toBe(201);
+    // 98 more as stored copies (fitting 98 is not what is tested): 99 in all.
+    const template = (await store.get({ tenant: "capped", name: "first" })) as StoredClassifier;
+    for (let index = 0; index < 98; index += 1) {
+      await store.put({ ...template, name: `filler_${index}` });
+    }
+    const replicas = [0, 1].map(
+      () =>
+        new ClassifierService({
+          store: createFileClassifierStore({ dir: path.join(harness.config.dataDir, "classifiers") }),
+          search: harness.services.search,
+          models: harness.models,
+          media: harness.services.media,
+        }),
+    );
+    const examples = [4, 5].map((index) => [red[index] as Buffer, blue[index] as Buffer]);
+    const outcomes = await Promise.allSettled(
+      replicas.map((replica, index) =>
+        replica.create({
+          tenant: "capped",
+          name: `late_${index}`,
+          labels: [
+            { label: "red", examples: [{ bytes: examples[index]?.[0] as Buffer }] },
+            { label: "blue", examples: [{ bytes: examples[index]?.[1] as Buffer }] },
+          ],
+        }),
+      ),
+    );
+    const created = outcomes.findIndex((outcome) => outcome.status === "fulfilled");
+    const refused = outcomes.find((outcome) => outcome.status === "rejected");
+    expect(created).toBeGreaterThanOrEqual(0);
+    expect((refused as PromiseRejectedResult | undefined)?.reason).toMatchObject({
+      code: "invalid_request",
+      message: "The tenant has 100 classifiers, the most allowed (100); delete one first.",
+    });
+    expect(await store.list({ tenant: "capped" })).toHaveLength(100);
+    // The created one holds its images; the refused one holds none.
+    for (const [index, images] of examples.entries()) {
+      for (const bytes of images) {
+        const owners = await harness.blobs.references(createHash("sha256").update(bytes).digest("hex"));
+        if (index === created) expect(owners).toContain(`capped/classifier:late_${index}`);
+        else expect(owners).not.toContain(`capped/classifier:late_${index}`);
+      }
+    }
+
+    const past = await createThrough("one_more", 6);
+    expect(past.status).toBe(400);
+    expect(past.json).toMatchObject({
+      error: {
+        code: "invalid_request",
+        message: "The tenant has 100 classifiers, the most allowed (100); delete one first.",
+      },
+    });
   });
 });

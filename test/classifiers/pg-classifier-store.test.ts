@@ -5,17 +5,12 @@
  * replicas) seeing each other's writes, a new store (a restart) finding everything, and concurrent saves
  * of one name leaving one whole classifier. Then what only the database store does.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
-import type pg from "pg";
-import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { encodeVector, type StoredClassifier } from "../../src/classifiers/classifier.ts";
 import { type ClassifierStore, createFileClassifierStore } from "../../src/classifiers/classifier-store.ts";
 import { createPgClassifierStore } from "../../src/classifiers/pg-classifier-store.ts";
-import { createDatabasePool, migrate } from "../../src/db/index.ts";
 import { ValidationError } from "../../src/errors.ts";
-import { createTestDatabase, type TestDatabase } from "../db/test-database.ts";
+import { type ContractAdapter, describeContract, onDatabase, onDirectory } from "../db/contract-adapters.ts";
 
 function classifier(tenant: string, name: string, label = "a"): StoredClassifier {
   return {
@@ -52,61 +47,20 @@ function classifier(tenant: string, name: string, label = "a"): StoredClassifier
 }
 
 /** One adapter under the contract. */
-interface Adapter {
-  name: string;
-  /** Makes a fresh, empty backing store. */
-  reset(): Promise<void>;
-  /** A store on the current backing store (another call: another replica, or the same after a restart). */
+interface Adapter extends ContractAdapter {
   open(): ClassifierStore;
-  cleanup(): Promise<void>;
 }
 
-let dir: string;
-let database: TestDatabase | undefined;
-let pool: pg.Pool | undefined;
+const fileAdapter: Adapter = onDirectory("loupe-classifiers-", (directory) => ({
+  open: () => createFileClassifierStore({ dir: directory.path }),
+}));
 
-const fileAdapter: Adapter = {
-  name: "file",
-  async reset() {
-    dir = await mkdtemp(path.join(os.tmpdir(), "loupe-classifiers-"));
-  },
-  open: () => createFileClassifierStore({ dir }),
-  async cleanup() {
-    await rm(dir, { recursive: true, force: true });
-  },
-};
-
-const pgAdapter: Adapter = {
-  name: "postgres",
-  async reset() {
-    database ??= await createTestDatabase();
-    if (pool === undefined) {
-      pool = createDatabasePool({ url: database.url });
-      await migrate({ pool });
-    }
-    await pool.query("truncate loupe_classifiers");
-  },
+const pgAdapter = onDatabase<Adapter>({ empty: "truncate loupe_classifiers" }, (database) => ({
   // Each store gets a pool of its own, as two processes would.
-  open() {
-    const own = createDatabasePool({ url: (database as TestDatabase).url, maxConnections: 4 });
-    ownPools.push(own);
-    return createPgClassifierStore({ pool: own });
-  },
-  async cleanup() {
-    for (const own of ownPools.splice(0)) await own.end();
-  },
-};
-const ownPools: pg.Pool[] = [];
+  open: () => createPgClassifierStore({ pool: database.ownPool() }),
+}));
 
-afterAll(async () => {
-  await pool?.end();
-  await database?.drop();
-});
-
-describe.each([fileAdapter, pgAdapter])("the classifier store contract: $name adapter", (adapter) => {
-  beforeEach(() => adapter.reset());
-  afterEach(() => adapter.cleanup());
-
+describeContract("the classifier store contract: $name adapter", [fileAdapter, pgAdapter], (adapter) => {
   it("gives back what was saved, whole, and nothing for a name never saved", async () => {
     const store = adapter.open();
     await store.put(classifier("acme", "cats"));
@@ -179,23 +133,56 @@ describe.each([fileAdapter, pgAdapter])("the classifier store contract: $name ad
     const found = await adapter.open().get({ tenant: "acme", name: "cats" });
     expect(versions).toContainEqual(found);
   });
+  it("creates at most maxPerTenant classifiers per tenant when two replicas create at once", async () => {
+    const replicas = [adapter.open(), adapter.open()];
+    await replicas[0]?.put(classifier("other", "theirs"));
+    await replicas[0]?.put(classifier("acme", "first"), { maxPerTenant: 5 });
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 16 }, (_value, index) =>
+        (replicas[index % 2] as ClassifierStore).put(classifier("acme", `c${index}`), { maxPerTenant: 5 }),
+      ),
+    );
+    expect(outcomes.filter((outcome) => outcome.status === "fulfilled")).toHaveLength(4);
+    const refused = outcomes.flatMap((outcome) => (outcome.status === "rejected" ? [outcome.reason] : []));
+    expect(refused).toHaveLength(12);
+    for (const error of refused) {
+      expect(error).toBeInstanceOf(ValidationError);
+      expect((error as ValidationError).message).toBe(
+        "The tenant has 5 classifiers, the most allowed (5); delete one first.",
+      );
+    }
+    expect(await adapter.open().list({ tenant: "acme" })).toHaveLength(5);
+
+    // At the cap: replacing one is no creation; after a delete, one more fits; other tenants count apart.
+    await replicas[1]?.put(classifier("acme", "first", "replaced"), { maxPerTenant: 5 });
+    expect((await replicas[0]?.get({ tenant: "acme", name: "first" }))?.labels[0]?.label).toBe("replaced");
+    await expect(replicas[0]?.put(classifier("acme", "late"), { maxPerTenant: 5 })).rejects.toThrow(
+      /the most allowed \(5\)/,
+    );
+    expect(await replicas[1]?.delete({ tenant: "acme", name: "first" })).toBe(true);
+    await replicas[0]?.put(classifier("acme", "late"), { maxPerTenant: 5 });
+    await replicas[1]?.put(classifier("other", "second"), { maxPerTenant: 2 });
+    expect(await adapter.open().list({ tenant: "acme" })).toHaveLength(5);
+  });
 });
 
-describe("the PostgreSQL classifier store", () => {
-  beforeEach(() => pgAdapter.reset());
-  afterEach(() => pgAdapter.cleanup());
-
+describeContract("the PostgreSQL classifier store", [pgAdapter], (adapter) => {
   it("keeps typed columns beside the document, and refuses a tenant outside the pattern with a ValidationError", async () => {
-    const store = pgAdapter.open();
+    const store = adapter.open();
     await store.put(classifier("acme", "cats"));
-    const rows = await (pool as pg.Pool).query<{
+    const rows = await adapter.database.pool.query<{
       tenant: string;
       name: string;
       model_id: string;
       updated_at: Date;
     }>("select tenant, name, model_id, updated_at from loupe_classifiers");
     expect(rows.rows).toEqual([
-      { tenant: "acme", name: "cats", model_id: "pack@1", updated_at: new Date("2026-01-02T00:00:00.000Z") },
+      {
+        tenant: "acme",
+        name: "cats",
+        model_id: "pack@1",
+        updated_at: new Date("2026-01-02T00:00:00.000Z"),
+      },
     ]);
     const error = await store.put(classifier("no/slash", "cats")).catch((failure: unknown) => failure);
     expect(error).toBeInstanceOf(ValidationError);

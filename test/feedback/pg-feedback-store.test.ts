@@ -5,12 +5,7 @@
  * stays, the other decision is refused), two stores on one backing store (two replicas) see each other's
  * proposals, and a new store (a restart) finds everything. Then what only the database store does.
  */
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
-import type pg from "pg";
-import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createDatabasePool, migrate } from "../../src/db/index.ts";
+import { expect, it } from "vitest";
 import { ConflictError, ValidationError } from "../../src/errors.ts";
 import {
   createFileFeedbackStore,
@@ -19,7 +14,7 @@ import {
   type Proposal,
 } from "../../src/feedback/feedback-store.ts";
 import { createPgFeedbackStore } from "../../src/feedback/pg-feedback-store.ts";
-import { createTestDatabase, type TestDatabase } from "../db/test-database.ts";
+import { type ContractAdapter, describeContract, onDatabase, onDirectory } from "../db/contract-adapters.ts";
 
 const hex = (index: number) => index.toString(16).padStart(32, "0");
 
@@ -55,86 +50,34 @@ function feedback(tenant: string, index: number): FeedbackEntry {
 }
 
 /** One adapter under the contract. */
-interface Adapter {
-  name: string;
-  reset(): Promise<void>;
-  /** A store on the current backing store (another call: another replica, or the same after a restart). */
+interface Adapter extends ContractAdapter {
   open(): FeedbackStore;
   /** Every feedback recorded, in the order recorded. */
   recorded(): Promise<FeedbackEntry[]>;
-  cleanup(): Promise<void>;
 }
 
-let dir: string;
-let database: TestDatabase | undefined;
-let pool: pg.Pool | undefined;
-const ownPools: pg.Pool[] = [];
+const fileAdapter: Adapter = onDirectory("loupe-feedback-", (directory) => ({
+  open: () => createFileFeedbackStore({ dir: directory.path }),
+  recorded: () => directory.readJsonLines<FeedbackEntry>("feedback.jsonl"),
+}));
 
-const fileAdapter: Adapter = {
-  name: "file",
-  async reset() {
-    dir = await mkdtemp(path.join(os.tmpdir(), "loupe-feedback-"));
-  },
-  open: () => createFileFeedbackStore({ dir }),
-  async recorded() {
-    const text = await readFile(path.join(dir, "feedback.jsonl"), "utf8");
-    return text
-      .trim()
-      .split("\n")
-      .map((line) => JSON.parse(line) as FeedbackEntry);
-  },
-  async cleanup() {
-    await rm(dir, { recursive: true, force: true });
-  },
-};
+const pgAdapter = onDatabase<Adapter>(
+  { empty: "truncate loupe_feedback, loupe_feedback_proposals" },
+  (database) => ({
+    // Each store gets a pool of its own, as two processes would.
+    open: () => createPgFeedbackStore({ pool: database.ownPool() }),
+    async recorded() {
+      const rows = await database.pool.query<{ entry: FeedbackEntry }>(
+        "select entry from loupe_feedback order by seq",
+      );
+      return rows.rows.map((row) => row.entry);
+    },
+  }),
+);
 
-const pgAdapter: Adapter = {
-  name: "postgres",
-  async reset() {
-    database ??= await createTestDatabase();
-    if (pool === undefined) {
-      pool = createDatabasePool({ url: database.url });
-      await migrate({ pool });
-    }
-    await pool.query("truncate loupe_feedback, loupe_feedback_proposals");
-  },
-  // Each store gets a pool of its own, as two processes would.
-  open() {
-    const own = createDatabasePool({ url: (database as TestDatabase).url, maxConnections: 4 });
-    ownPools.push(own);
-    return createPgFeedbackStore({ pool: own });
-  },
-  async recorded() {
-    const rows = await (pool as pg.Pool).query<{ entry: FeedbackEntry }>(
-      "select entry from loupe_feedback order by seq",
-    );
-    return rows.rows.map((row) => row.entry);
-  },
-  async cleanup() {
-    for (const own of ownPools.splice(0)) await own.end();
-  },
-};
-
-afterAll(async () => {
-  await pool?.end();
-  await database?.drop();
-});
-
-describe.each([fileAdapter, pgAdapter])("the feedback store contract: $name adapter", (adapter) => {
-  const stores: FeedbackStore[] = [];
-  const openStore = () => {
-    const store = adapter.open();
-    stores.push(store);
-    return store;
-  };
-  beforeEach(() => adapter.reset());
-  afterEach(async () => {
-    for (const store of stores.splice(0)) await store.close();
-    await adapter.cleanup();
-  });
-
+describeContract("the feedback store contract: $name adapter", [fileAdapter, pgAdapter], (adapter) => {
   it("keeps each feedback whole, in the order recorded", async () => {
-    const store = openStore();
+    const store = adapter.open();
     const entries = [
       feedback("acme", 1),
       { ...feedback("other", 2), proposalId: `fbp_${hex(2)}` },
@@ -146,7 +89,7 @@ describe.each([fileAdapter, pgAdapter])("the feedback store contract: $name adap
   });
 
   it("gives back a tenant's proposals only, and nothing for an unknown or malformed id", async () => {
-    const store = openStore();
+    const store = adapter.open();
     await store.saveProposal(proposal("acme", 1));
     await store.saveProposal(proposal("other", 2));
     expect(await store.getProposal({ tenant: "acme", id: `fbp_${hex(1)}` })).toEqual(proposal("acme", 1));
@@ -158,7 +101,7 @@ describe.each([fileAdapter, pgAdapter])("the feedback store contract: $name adap
   });
 
   it("lists oldest first, ties by id", async () => {
-    const store = openStore();
+    const store = adapter.open();
     await store.saveProposal(proposal("acme", 3, "2026-03-01T10:00:00.000Z"));
     await store.saveProposal(proposal("acme", 1, "2026-03-02T10:00:00.000Z"));
     await store.saveProposal(proposal("acme", 2, "2026-03-01T10:00:00.000Z"));
@@ -169,7 +112,7 @@ describe.each([fileAdapter, pgAdapter])("the feedback store contract: $name adap
   });
 
   it("decides a pending proposal once: the first decision stays, the other decision is refused", async () => {
-    const store = openStore();
+    const store = adapter.open();
     await store.saveProposal(proposal("acme", 1));
     const approved: Proposal = {
       ...proposal("acme", 1),
@@ -195,8 +138,8 @@ describe.each([fileAdapter, pgAdapter])("the feedback store contract: $name adap
   });
 
   it("shows one replica's proposals and decisions to another, and everything after a restart", async () => {
-    const first = openStore();
-    const second = openStore();
+    const first = adapter.open();
+    const second = adapter.open();
     await first.saveProposal(proposal("acme", 1));
     expect(await second.getProposal({ tenant: "acme", id: `fbp_${hex(1)}` })).toEqual(proposal("acme", 1));
     const rejected: Proposal = {
@@ -208,11 +151,11 @@ describe.each([fileAdapter, pgAdapter])("the feedback store contract: $name adap
     expect(await first.listProposals({ tenant: "acme" })).toEqual([rejected]);
     await first.close();
     await second.close();
-    expect(await openStore().listProposals({ tenant: "acme" })).toEqual([rejected]);
+    expect(await adapter.open().listProposals({ tenant: "acme" })).toEqual([rejected]);
   });
 
   it("keeps the first of a proposal saved by several replicas at once", async () => {
-    const replicas = [openStore(), openStore(), openStore()];
+    const replicas = [adapter.open(), adapter.open(), adapter.open()];
     const versions = replicas.map((_replica, index) => ({
       ...proposal("acme", 1),
       question: `version ${index}`,
@@ -220,18 +163,63 @@ describe.each([fileAdapter, pgAdapter])("the feedback store contract: $name adap
     await Promise.all(
       versions.map((version, index) => (replicas[index] as FeedbackStore).saveProposal(version)),
     );
-    const stored = await openStore().listProposals({ tenant: "acme" });
+    const stored = await adapter.open().listProposals({ tenant: "acme" });
     expect(stored).toHaveLength(1);
     expect(versions).toContainEqual(stored[0]);
   });
+  it("keeps at most maxPending pending proposals per tenant when two replicas propose at once", async () => {
+    const replicas = [adapter.open(), adapter.open()];
+    const decided: Proposal = {
+      ...proposal("acme", 100),
+      status: "approved",
+      decidedAt: "2026-03-02T00:00:00.000Z",
+      tripleId: "tri_1",
+    };
+    // A decided proposal and another tenant's pending one do not count against acme's cap.
+    await replicas[0]?.saveProposal(decided);
+    await replicas[0]?.saveProposal(proposal("other", 200));
+    expect(await replicas[1]?.saveProposal(proposal("acme", 0), { maxPending: 5 })).toEqual({
+      outcome: "saved",
+    });
+    const outcomes = await Promise.all(
+      Array.from({ length: 16 }, (_value, index) =>
+        (replicas[index % 2] as FeedbackStore).saveProposal(proposal("acme", index + 1), { maxPending: 5 }),
+      ),
+    );
+    expect(outcomes.filter((outcome) => outcome.outcome === "saved")).toHaveLength(4);
+    expect(outcomes.filter((outcome) => outcome.outcome === "refused")).toEqual(
+      Array.from({ length: 12 }, () => ({ outcome: "refused", pending: 5 })),
+    );
+    const listed = await adapter.open().listProposals({ tenant: "acme" });
+    const pending = listed.filter((found) => found.status === "pending");
+    expect(pending).toHaveLength(5);
+    expect(listed).toHaveLength(6);
+
+    // At the cap: a proposal made again is kept, a decision is saved, and then one more new one fits.
+    const first = pending[0] as Proposal;
+    expect(await replicas[0]?.saveProposal(first, { maxPending: 5 })).toEqual({ outcome: "kept" });
+    expect(
+      await replicas[1]?.saveProposal(
+        { ...first, status: "rejected", decidedAt: "2026-03-03T00:00:00.000Z" },
+        { maxPending: 5 },
+      ),
+    ).toEqual({ outcome: "saved" });
+    expect(await replicas[0]?.saveProposal(proposal("acme", 50), { maxPending: 5 })).toEqual({
+      outcome: "saved",
+    });
+    expect(await replicas[1]?.saveProposal(proposal("acme", 51), { maxPending: 5 })).toEqual({
+      outcome: "refused",
+      pending: 5,
+    });
+    expect(await replicas[1]?.saveProposal(proposal("other", 201), { maxPending: 5 })).toEqual({
+      outcome: "saved",
+    });
+  });
 });
 
-describe("the PostgreSQL feedback store", () => {
-  beforeEach(() => pgAdapter.reset());
-  afterEach(() => pgAdapter.cleanup());
-
+describeContract("the PostgreSQL feedback store", [pgAdapter], (adapter) => {
   it("approves once when replicas decide one proposal at the same moment", async () => {
-    const replicas = [pgAdapter.open(), pgAdapter.open(), pgAdapter.open(), pgAdapter.open()];
+    const replicas = [adapter.open(), adapter.open(), adapter.open(), adapter.open()];
     await (replicas[0] as FeedbackStore).saveProposal(proposal("acme", 1));
     const decisions = replicas.map((replica, index) =>
       replica.saveProposal({
@@ -242,24 +230,27 @@ describe("the PostgreSQL feedback store", () => {
       }),
     );
     const outcomes = await Promise.allSettled(decisions);
-    const stored = await (replicas[0] as FeedbackStore).getProposal({ tenant: "acme", id: `fbp_${hex(1)}` });
+    const stored = await (replicas[0] as FeedbackStore).getProposal({
+      tenant: "acme",
+      id: `fbp_${hex(1)}`,
+    });
     const refused = outcomes.filter((outcome) => outcome.status === "rejected");
     // Every save of the other decision than the one that stayed was refused with a conflict; none of its kind.
     expect(refused).toHaveLength(2);
     for (const outcome of refused)
       expect((outcome as PromiseRejectedResult).reason).toBeInstanceOf(ConflictError);
     expect(["approved", "rejected"]).toContain(stored?.status);
-    const rows = await (pool as pg.Pool).query<{ status: string }>(
+    const rows = await adapter.database.pool.query<{ status: string }>(
       "select status from loupe_feedback_proposals",
     );
     expect(rows.rows).toEqual([{ status: stored?.status }]);
   });
 
   it("keeps a retried feedback once, and refuses a tenant outside the pattern with a ValidationError", async () => {
-    const store = pgAdapter.open();
+    const store = adapter.open();
     await store.record(feedback("acme", 1));
     await store.record(feedback("acme", 1));
-    expect(await pgAdapter.recorded()).toEqual([feedback("acme", 1)]);
+    expect(await adapter.recorded()).toEqual([feedback("acme", 1)]);
     const error = await store.record(feedback("no/slash", 2)).catch((failure: unknown) => failure);
     expect(error).toBeInstanceOf(ValidationError);
     await store.close();

@@ -120,7 +120,15 @@ describe("PgJobStore, listed jobs", () => {
     expect(await a.finishIfComplete(id)).toBe(false);
     await b.markListed({ id, total: 5 });
     expect(await a.settled(id)).toBe(true);
+    // Of workers settling the last items at once, one queues the ending (a kind with one); undone, again one.
+    expect(
+      (await Promise.all([a.claimEnding(id), b.claimEnding(id), a.claimEnding(id)])).filter(Boolean),
+    ).toHaveLength(1);
+    expect(await b.claimEnding(id, { undo: true })).toBe(true);
+    expect((await Promise.all([a.claimEnding(id), b.claimEnding(id)])).filter(Boolean)).toHaveLength(1);
     expect(await a.finishIfComplete(id)).toBe(true);
+    expect(await a.claimEnding(id, { undo: true })).toBe(true);
+    expect(await a.claimEnding(id)).toBe(false);
     const done = await a.snapshot({ id, tenant: "umbrella" });
     expect(done?.job).toMatchObject({
       status: "done",

@@ -2,11 +2,11 @@
  * The file event store: per tenant and user, kept across a restart, compacted atomically, a user's
  * deletion leaving nothing on disk or in memory.
  */
-import { appendFile, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import os from "node:os";
+import { appendFile, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createFileEventStore, type UserEvent, userEventsFile } from "../../src/recommend/index.ts";
+import { testDirectory } from "../db/contract-adapters.ts";
 
 const event = (user: string, index: number, type: UserEvent["type"] = "like"): UserEvent => ({
   user,
@@ -16,23 +16,19 @@ const event = (user: string, index: number, type: UserEvent["type"] = "like"): U
 });
 
 describe("createFileEventStore", () => {
-  let dir: string;
-  beforeEach(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), "loupe-events-"));
-  });
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const directory = testDirectory("loupe-events-");
+  beforeEach(directory.reset);
+  afterEach(directory.cleanup);
 
   it("keeps each tenant's and user's events apart, across a restart", async () => {
-    const first = createFileEventStore({ dir });
+    const first = createFileEventStore({ dir: directory.path });
     await first.append({ tenant: "acme", event: event("ann", 1) });
     await first.append({ tenant: "acme", event: event("ann", 2, "dislike") });
     await first.append({ tenant: "acme", event: event("bob", 3) });
     await first.append({ tenant: "other", event: event("ann", 4) });
     await first.close();
 
-    const second = createFileEventStore({ dir });
+    const second = createFileEventStore({ dir: directory.path });
     expect(await second.list({ tenant: "acme", user: "ann" })).toEqual([
       event("ann", 1),
       event("ann", 2, "dislike"),
@@ -43,18 +39,18 @@ describe("createFileEventStore", () => {
   });
 
   it("names no file after a raw tenant or user id", async () => {
-    const store = createFileEventStore({ dir });
+    const store = createFileEventStore({ dir: directory.path });
     await store.append({ tenant: "..", event: event("../x", 1) });
-    const file = userEventsFile(dir, "..")("../x");
-    expect(path.dirname(path.dirname(file))).toBe(dir);
+    const file = userEventsFile(directory.path, "..")("../x");
+    expect(path.dirname(path.dirname(file))).toBe(directory.path);
     expect(await store.list({ tenant: "..", user: "../x" })).toHaveLength(1);
   });
 
   it("compacts to the newest events, written whole, once a file holds twice the limit", async () => {
-    const store = createFileEventStore({ dir, maxEventsPerUser: 10 });
+    const store = createFileEventStore({ dir: directory.path, maxEventsPerUser: 10 });
     for (let index = 0; index < 21; index += 1)
       await store.append({ tenant: "acme", event: event("ann", index) });
-    const file = userEventsFile(dir, "acme")("ann");
+    const file = userEventsFile(directory.path, "acme")("ann");
     const lines = (await readFile(file, "utf8")).trim().split("\n");
     expect(lines).toHaveLength(10);
     expect((await store.list({ tenant: "acme", user: "ann" })).map(({ item }) => item)).toEqual(
@@ -65,9 +61,9 @@ describe("createFileEventStore", () => {
   });
 
   it("skips a line cut short by a crash", async () => {
-    const store = createFileEventStore({ dir });
+    const store = createFileEventStore({ dir: directory.path });
     await store.append({ tenant: "acme", event: event("ann", 1) });
-    await appendFile(userEventsFile(dir, "acme")("ann"), '{"item":"img_2","ty');
+    await appendFile(userEventsFile(directory.path, "acme")("ann"), '{"item":"img_2","ty');
     await store.append({ tenant: "acme", event: event("ann", 3) });
     expect((await store.list({ tenant: "acme", user: "ann" })).map(({ item }) => item)).toEqual([
       "img_1",
@@ -76,13 +72,13 @@ describe("createFileEventStore", () => {
   });
 
   it("deletes a user: nothing on disk, nothing queued in memory, other users kept", async () => {
-    const store = createFileEventStore({ dir });
+    const store = createFileEventStore({ dir: directory.path });
     await Promise.all([1, 2, 3].map((index) => store.append({ tenant: "acme", event: event("ann", index) })));
     await store.append({ tenant: "other", event: event("ann", 9) });
     expect(await store.deleteUser({ tenant: "acme", user: "ann" })).toBe(3);
     expect(await store.list({ tenant: "acme", user: "ann" })).toEqual([]);
     expect(await store.list({ tenant: "other", user: "ann" })).toHaveLength(1);
-    const left = await readdir(dir, { recursive: true });
+    const left = await readdir(directory.path, { recursive: true });
     expect(left.filter((name) => name.includes(Buffer.from("acme").toString("base64url")))).toEqual([]);
     await new Promise((resolve) => setImmediate(resolve));
     expect(store.pendingUsers).toBe(0);

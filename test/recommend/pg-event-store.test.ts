@@ -5,16 +5,11 @@
  * user is deleted; two stores on one backing store (two replicas) see each other's events and deletions,
  * and a new store (a restart) finds them. Then what only the database store does.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
-import type pg from "pg";
-import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createDatabasePool, migrate } from "../../src/db/index.ts";
+import { expect, it } from "vitest";
 import { ValidationError } from "../../src/errors.ts";
 import { createFileEventStore, type EventStore, type UserEvent } from "../../src/recommend/index.ts";
 import { createPgEventStore } from "../../src/recommend/pg-event-store.ts";
-import { createTestDatabase, type TestDatabase } from "../db/test-database.ts";
+import { type ContractAdapter, describeContract, onDatabase, onDirectory } from "../db/contract-adapters.ts";
 
 const event = (user: string, index: number, type: UserEvent["type"] = "like"): UserEvent => ({
   user,
@@ -24,78 +19,29 @@ const event = (user: string, index: number, type: UserEvent["type"] = "like"): U
 });
 
 /** One adapter under the contract. */
-interface Adapter {
-  name: string;
-  reset(): Promise<void>;
-  /** A store on the current backing store (another call: another replica, or the same after a restart). */
+interface Adapter extends ContractAdapter {
   open(options?: { maxEventsPerUser?: number }): EventStore;
-  cleanup(): Promise<void>;
 }
 
-let dir: string;
-let database: TestDatabase | undefined;
-let pool: pg.Pool | undefined;
-const ownPools: pg.Pool[] = [];
+const fileAdapter: Adapter = onDirectory("loupe-events-", (directory) => ({
+  open: (options = {}) => createFileEventStore({ dir: directory.path, ...options }),
+}));
 
-const fileAdapter: Adapter = {
-  name: "file",
-  async reset() {
-    dir = await mkdtemp(path.join(os.tmpdir(), "loupe-events-"));
-  },
-  open: (options = {}) => createFileEventStore({ dir, ...options }),
-  async cleanup() {
-    await rm(dir, { recursive: true, force: true });
-  },
-};
-
-const pgAdapter: Adapter = {
-  name: "postgres",
-  async reset() {
-    database ??= await createTestDatabase();
-    if (pool === undefined) {
-      pool = createDatabasePool({ url: database.url });
-      await migrate({ pool });
-    }
-    await pool.query("truncate loupe_user_events");
-  },
+const pgAdapter = onDatabase<Adapter>({ empty: "truncate loupe_user_events" }, (database) => ({
   // Each store gets a pool of its own, as two processes would.
-  open(options = {}) {
-    const own = createDatabasePool({ url: (database as TestDatabase).url, maxConnections: 4 });
-    ownPools.push(own);
-    return createPgEventStore({ pool: own, ...options });
-  },
-  async cleanup() {
-    for (const own of ownPools.splice(0)) await own.end();
-  },
-};
+  open: (options = {}) => createPgEventStore({ pool: database.ownPool(), ...options }),
+}));
 
-afterAll(async () => {
-  await pool?.end();
-  await database?.drop();
-});
-
-describe.each([fileAdapter, pgAdapter])("the event store contract: $name adapter", (adapter) => {
-  const stores: EventStore[] = [];
-  const openStore = (options: { maxEventsPerUser?: number } = {}) => {
-    const store = adapter.open(options);
-    stores.push(store);
-    return store;
-  };
-  beforeEach(() => adapter.reset());
-  afterEach(async () => {
-    for (const store of stores.splice(0)) await store.close();
-    await adapter.cleanup();
-  });
-
+describeContract("the event store contract: $name adapter", [fileAdapter, pgAdapter], (adapter) => {
   it("keeps each tenant's and user's events apart, in the order appended, across a restart", async () => {
-    const first = openStore();
+    const first = adapter.open();
     await first.append({ tenant: "acme", event: event("ann", 2) });
     await first.append({ tenant: "acme", event: event("ann", 1, "dislike") });
     await first.append({ tenant: "acme", event: event("bob", 3, "select") });
     await first.append({ tenant: "other", event: event("ann", 4, "view") });
     await first.close();
 
-    const second = openStore();
+    const second = adapter.open();
     // Appended order, not the order of `at`.
     expect(await second.list({ tenant: "acme", user: "ann" })).toEqual([
       event("ann", 2),
@@ -107,7 +53,7 @@ describe.each([fileAdapter, pgAdapter])("the event store contract: $name adapter
   });
 
   it("lists the newest events and trims a user to them once past twice the limit", async () => {
-    const store = openStore({ maxEventsPerUser: 10 });
+    const store = adapter.open({ maxEventsPerUser: 10 });
     for (let index = 0; index < 20; index += 1)
       await store.append({ tenant: "acme", event: event("ann", index) });
     expect((await store.list({ tenant: "acme", user: "ann" })).map(({ item }) => item)).toEqual(
@@ -120,7 +66,7 @@ describe.each([fileAdapter, pgAdapter])("the event store contract: $name adapter
   });
 
   it("counts a deleted user's events, keeps other users and tenants, and counts 0 the second time", async () => {
-    const store = openStore();
+    const store = adapter.open();
     await Promise.all([1, 2, 3].map((index) => store.append({ tenant: "acme", event: event("ann", index) })));
     await store.append({ tenant: "acme", event: event("bob", 5) });
     await store.append({ tenant: "other", event: event("ann", 9) });
@@ -132,8 +78,8 @@ describe.each([fileAdapter, pgAdapter])("the event store contract: $name adapter
   });
 
   it("shows one replica's events and deletions to another", async () => {
-    const first = openStore();
-    const second = openStore();
+    const first = adapter.open();
+    const second = adapter.open();
     await first.append({ tenant: "acme", event: event("ann", 1) });
     await second.append({ tenant: "acme", event: event("ann", 2) });
     expect((await first.list({ tenant: "acme", user: "ann" })).map(({ item }) => item)).toEqual([
@@ -145,7 +91,7 @@ describe.each([fileAdapter, pgAdapter])("the event store contract: $name adapter
   });
 
   it("loses no event appended concurrently", async () => {
-    const store = openStore();
+    const store = adapter.open();
     await Promise.all(
       Array.from({ length: 40 }, (_value, index) =>
         store.append({ tenant: "acme", event: event("ann", index) }),
@@ -156,12 +102,9 @@ describe.each([fileAdapter, pgAdapter])("the event store contract: $name adapter
   });
 });
 
-describe("the PostgreSQL event store", () => {
-  beforeEach(() => pgAdapter.reset());
-  afterEach(() => pgAdapter.cleanup());
-
+describeContract("the PostgreSQL event store", [pgAdapter], (adapter) => {
   it("refuses a user id outside the pattern with a ValidationError, and keeps `at` to the millisecond", async () => {
-    const store = pgAdapter.open();
+    const store = adapter.open();
     const error = await store
       .append({ tenant: "acme", event: event("../x", 1) })
       .catch((failure: unknown) => failure);
@@ -174,7 +117,7 @@ describe("the PostgreSQL event store", () => {
     expect(await store.list({ tenant: "acme", user: "ann" })).toEqual([
       { user: "ann", item: "img_1", type: "view", at: 946_684_800_123 },
     ]);
-    const stored = await (pool as pg.Pool).query<{ at: Date }>("select at from loupe_user_events");
+    const stored = await adapter.database.pool.query<{ at: Date }>("select at from loupe_user_events");
     expect(stored.rows[0]?.at.toISOString()).toBe("2000-01-01T00:00:00.123Z");
   });
 });

@@ -9,6 +9,8 @@ import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { StoreError } from "../../../src/errors.ts";
+import { FeedbackService } from "../../../src/feedback/feedback-service.ts";
+import { createFileFeedbackStore } from "../../../src/feedback/feedback-store.ts";
 import { sweepOrphanBlobs } from "../../../src/ingest/blob-gc.ts";
 import { createFsBlobStore, type FsBlobStore, sha256Hex } from "../../../src/media/blob-store.ts";
 import type { VectorStore } from "../../../src/store/index.ts";
@@ -359,6 +361,68 @@ describe("proposals", () => {
     for (const query of ["limit=0", "limit=101", "status=maybe", "cursor=bm90LWEtY3Vyc29y"]) {
       const response = await app.request(`/v1/feedback/proposals?${query}`, { headers: bearer(key) });
       expect(response.status, query).toBe(400);
+    }
+  });
+});
+
+describe("the pending cap across replicas", () => {
+  it("proposes at most LOUPE_FEEDBACK_MAX_PENDING when two services (two replicas) take feedback at once, holding no image for the rest", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "loupe-feedback-replicas-"));
+    try {
+      const blobs = createFsBlobStore({ dir: path.join(dir, "blobs") });
+      const shapes = await renderShapes({ count: 6, seed: 22, format: "png" });
+      const replicas = [0, 1].map(
+        () =>
+          new FeedbackService({
+            feedback: createFileFeedbackStore({ dir: path.join(dir, "feedback") }),
+            blobs,
+            store: downStore,
+            triples: {
+              ingest: async () => {
+                throw new Error("Nothing is approved in this test.");
+              },
+            },
+            maxPending: 2,
+            maxImagePixels: 50_000_000,
+          }),
+      );
+      const receipts = await Promise.all(
+        shapes.map((bytes, index) =>
+          (replicas[index % 2] as FeedbackService).submit({
+            tenant: "acme",
+            keyId: null,
+            requestId: null,
+            input: {
+              rating: "up",
+              question: "What is drawn?",
+              answer: "Shapes.",
+              citations: [],
+              image: { bytes },
+            },
+          }),
+        ),
+      );
+      expect(receipts.filter((receipt) => receipt.proposal?.status === "pending")).toHaveLength(2);
+      const refused = receipts.filter((receipt) => receipt.proposal === null);
+      expect(refused.map((receipt) => receipt.notProposed)).toEqual(
+        Array.from(
+          { length: 4 },
+          () =>
+            "This tenant already has 2 proposals waiting for approval, the most allowed (LOUPE_FEEDBACK_MAX_PENDING).",
+        ),
+      );
+      const listed = await createFileFeedbackStore({ dir: path.join(dir, "feedback") }).listProposals({
+        tenant: "acme",
+      });
+      expect(listed).toHaveLength(2);
+      for (const [index, receipt] of receipts.entries()) {
+        const owners = await blobs.references(sha256Hex(shapes[index] as Buffer));
+        expect(owners, `feedback ${index}`).toEqual(
+          receipt.proposal === null ? [] : [`acme/${receipt.proposal.id}`],
+        );
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
