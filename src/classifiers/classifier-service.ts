@@ -33,7 +33,7 @@ import {
   type StoredExample,
   type StoredLabel,
 } from "./classifier.ts";
-import { type ClassifierStore, tooManyClassifiers } from "./classifier-store.ts";
+import { type ClassifierStore, classifierExists, tooManyClassifiers } from "./classifier-store.ts";
 import {
   type FeatureSet,
   featureVector,
@@ -222,12 +222,7 @@ export class ClassifierService {
     const kinds = checkKinds(input.kinds);
     const threshold = checkThreshold(input.threshold);
     const existing = await this.#options.store.get({ tenant, name });
-    if (existing !== undefined && !replace) {
-      throw new ConflictError(
-        `A classifier named "${name}" exists already. Pick another name, add examples with POST /v1/classifiers/${name}/examples, or send "replace": true to replace it.`,
-        { context: { name } },
-      );
-    }
+    if (existing !== undefined && !replace) throw classifierExists(name);
     if (existing === undefined) {
       // Refused here before any embedding; the store checks again as it saves, as one step with the write.
       const count = (await this.#options.store.list({ tenant })).length;
@@ -248,10 +243,14 @@ export class ClassifierService {
       ...(threshold === undefined ? {} : { threshold }),
     });
     try {
-      await this.#save(stored, existing === undefined ? { maxPerTenant: MAX_CLASSIFIERS_PER_TENANT } : {});
+      await this.#save(
+        stored,
+        // Checked again as one step with the write: another replica may have created some, or this name.
+        existing === undefined ? { maxPerTenant: MAX_CLASSIFIERS_PER_TENANT, ifAbsent: !replace } : {},
+      );
     } catch (error) {
-      // Refused (past the cap since the check above, as other replicas created some): nothing holds the images.
-      if (existing === undefined && error instanceof ValidationError)
+      // Refused (past the cap, or the name taken meanwhile): nothing holds the images.
+      if (existing === undefined && (error instanceof ValidationError || error instanceof ConflictError))
         await this.#releaseUnused({ previous: stored });
       throw error;
     }
@@ -472,7 +471,10 @@ export class ClassifierService {
     return names;
   }
 
-  async #save(stored: StoredClassifier, options: { maxPerTenant?: number } = {}): Promise<void> {
+  async #save(
+    stored: StoredClassifier,
+    options: { maxPerTenant?: number; ifAbsent?: boolean } = {},
+  ): Promise<void> {
     await this.#options.store.put(stored, options);
     this.#forget(stored.tenant, stored.name);
     this.#cache.set(`${stored.tenant}/${stored.name}`, { stored, model: modelOf(stored) });

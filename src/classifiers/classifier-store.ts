@@ -9,7 +9,7 @@ import { mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import path from "node:path";
 import { syncDirectory, writeFileAtomic } from "../auth/atomic-file.ts";
 import { createKeyedLock } from "../auth/keyed-lock.ts";
-import { StoreError, ValidationError } from "../errors.ts";
+import { ConflictError, StoreError, ValidationError } from "../errors.ts";
 import { CLASSIFIER_NAME_PATTERN, type StoredClassifier } from "./classifier.ts";
 
 /** Where classifiers are kept. Every call is scoped to one tenant. */
@@ -21,11 +21,13 @@ export interface ClassifierStore {
   /**
    * Creates or replaces the classifier of that name. With `maxPerTenant`, a classifier new to the tenant
    * is refused when the tenant has that many already; the count and the write are one step, so
-   * concurrent saves (in this process or in other replicas) never go past the cap.
+   * concurrent saves (in this process or in other replicas) never go past the cap. With `ifAbsent`, a
+   * classifier of that name stored meanwhile (by a concurrent create) is not replaced.
    *
-   * @throws ValidationError ({@link tooManyClassifiers}) when a new classifier would pass `maxPerTenant`.
+   * @throws ValidationError ({@link tooManyClassifiers}) when a new classifier would pass `maxPerTenant`;
+   *   ConflictError ({@link classifierExists}) with `ifAbsent` when the name is taken.
    */
-  put(classifier: StoredClassifier, options?: { maxPerTenant?: number }): Promise<void>;
+  put(classifier: StoredClassifier, options?: { maxPerTenant?: number; ifAbsent?: boolean }): Promise<void>;
   /** Removes it; false when there was none. */
   delete(request: { tenant: string; name: string }): Promise<boolean>;
 }
@@ -37,6 +39,14 @@ export function tooManyClassifiers({ count, max }: { count: number; max: number 
     {
       context: { count, max },
     },
+  );
+}
+
+/** The refusal of a classifier name the tenant has already, for a create without `replace`. */
+export function classifierExists(name: string): ConflictError {
+  return new ConflictError(
+    `A classifier named "${name}" exists already. Pick another name, add examples with POST /v1/classifiers/${name}/examples, or send "replace": true to replace it.`,
+    { context: { name } },
   );
 }
 
@@ -96,7 +106,7 @@ export function createFileClassifierStore({ dir }: { dir: string }): ClassifierS
       const classifier = await read(fileOf(tenant, name));
       return classifier?.tenant === tenant ? classifier : undefined;
     },
-    async put(classifier, { maxPerTenant } = {}) {
+    async put(classifier, { maxPerTenant, ifAbsent = false } = {}) {
       if (!CLASSIFIER_NAME_PATTERN.test(classifier.name)) {
         throw new StoreError(`Invalid classifier name ${JSON.stringify(classifier.name.slice(0, 80))}.`);
       }
@@ -106,7 +116,7 @@ export function createFileClassifierStore({ dir }: { dir: string }): ClassifierS
         await mkdir(folder, { recursive: true, mode: 0o700 });
         await writeFileAtomic(file, JSON.stringify(classifier));
       };
-      if (maxPerTenant === undefined) return write();
+      if (maxPerTenant === undefined && !ifAbsent) return write();
       await capLock(path.resolve(folder), async () => {
         const names = await readdir(folder).catch((error: NodeJS.ErrnoException) => {
           if (error.code === "ENOENT") return [];
@@ -115,7 +125,9 @@ export function createFileClassifierStore({ dir }: { dir: string }): ClassifierS
         const stored = names.filter(
           (name) => name.endsWith(".json") && CLASSIFIER_NAME_PATTERN.test(name.slice(0, -5)),
         );
-        if (!stored.includes(path.basename(file)) && stored.length >= maxPerTenant) {
+        const present = stored.includes(path.basename(file));
+        if (present && ifAbsent) throw classifierExists(classifier.name);
+        if (!present && maxPerTenant !== undefined && stored.length >= maxPerTenant) {
           throw tooManyClassifiers({ count: stored.length, max: maxPerTenant });
         }
         await write();

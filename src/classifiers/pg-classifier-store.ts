@@ -12,7 +12,7 @@ import { withTransaction } from "../db/database.ts";
 import { runQuery } from "../db/query-failure.ts";
 import { ValidationError } from "../errors.ts";
 import { CLASSIFIER_NAME_PATTERN, type StoredClassifier } from "./classifier.ts";
-import { type ClassifierStore, tooManyClassifiers } from "./classifier-store.ts";
+import { type ClassifierStore, classifierExists, tooManyClassifiers } from "./classifier-store.ts";
 
 /** Inserts the classifier, or replaces the one of its tenant and name whole. */
 const UPSERT = `insert into loupe_classifiers (tenant, name, model_id, created_at, updated_at, classifier)
@@ -49,7 +49,7 @@ export function createPgClassifierStore({ pool }: PgClassifierStoreOptions): Cla
       return found.rows[0]?.classifier;
     },
 
-    async put(classifier, { maxPerTenant } = {}) {
+    async put(classifier, { maxPerTenant, ifAbsent = false } = {}) {
       if (!CLASSIFIER_NAME_PATTERN.test(classifier.name)) {
         throw new ValidationError(
           `Invalid classifier name ${JSON.stringify(classifier.name.slice(0, 80))}: a letter, then up to 57 letters, digits or _.`,
@@ -64,7 +64,7 @@ export function createPgClassifierStore({ pool }: PgClassifierStoreOptions): Cla
         classifier.updatedAt,
         JSON.stringify(classifier),
       ];
-      if (maxPerTenant === undefined) {
+      if (maxPerTenant === undefined && !ifAbsent) {
         await runQuery(pool, { what, text: UPSERT, values });
         return;
       }
@@ -84,7 +84,10 @@ export function createPgClassifierStore({ pool }: PgClassifierStoreOptions): Cla
           values: [classifier.tenant, classifier.name],
         });
         const { count, present } = counted.rows[0] ?? { count: 0, present: false };
-        if (!present && count >= maxPerTenant) throw tooManyClassifiers({ count, max: maxPerTenant });
+        if (present && ifAbsent) throw classifierExists(classifier.name);
+        if (!present && maxPerTenant !== undefined && count >= maxPerTenant) {
+          throw tooManyClassifiers({ count, max: maxPerTenant });
+        }
         await runQuery(pool, { client, what, text: UPSERT, values });
       });
     },

@@ -9,7 +9,7 @@ import { expect, it } from "vitest";
 import { encodeVector, type StoredClassifier } from "../../src/classifiers/classifier.ts";
 import { type ClassifierStore, createFileClassifierStore } from "../../src/classifiers/classifier-store.ts";
 import { createPgClassifierStore } from "../../src/classifiers/pg-classifier-store.ts";
-import { ValidationError } from "../../src/errors.ts";
+import { ConflictError, ValidationError } from "../../src/errors.ts";
 import { type ContractAdapter, describeContract, onDatabase, onDirectory } from "../db/contract-adapters.ts";
 
 function classifier(tenant: string, name: string, label = "a"): StoredClassifier {
@@ -163,6 +163,29 @@ describeContract("the classifier store contract: $name adapter", [fileAdapter, p
     await replicas[0]?.put(classifier("acme", "late"), { maxPerTenant: 5 });
     await replicas[1]?.put(classifier("other", "second"), { maxPerTenant: 2 });
     expect(await adapter.open().list({ tenant: "acme" })).toHaveLength(5);
+  });
+
+  it("creates a name once when replicas create it at once (ifAbsent): the others are told it exists", async () => {
+    const replicas = [adapter.open(), adapter.open()];
+    const versions = Array.from({ length: 8 }, (_value, index) =>
+      classifier("acme", "dogs", `label-${index}`),
+    );
+    const outcomes = await Promise.allSettled(
+      versions.map((version, index) =>
+        (replicas[index % 2] as ClassifierStore).put(version, { maxPerTenant: 5, ifAbsent: true }),
+      ),
+    );
+    const created = outcomes.flatMap((outcome, index) =>
+      outcome.status === "fulfilled" ? [versions[index]] : [],
+    );
+    expect(created).toHaveLength(1);
+    for (const outcome of outcomes) {
+      if (outcome.status === "fulfilled") continue;
+      expect(outcome.reason).toBeInstanceOf(ConflictError);
+      expect((outcome.reason as ConflictError).message).toContain('A classifier named "dogs" exists already');
+    }
+    // The one created is the one stored, whole.
+    expect(await adapter.open().get({ tenant: "acme", name: "dogs" })).toEqual(created[0]);
   });
 });
 
