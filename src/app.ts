@@ -140,7 +140,13 @@ export function createApp(services: LoupeServices): OpenAPIHono<AppEnv> {
   app.route("/", createDetectRoute({ search, models: services.models, config: services.config }));
   app.route(
     "/",
-    createTriplesRoute({ triples, config: services.config, jobs: services.jobs, audit: services.audit }),
+    createTriplesRoute({
+      triples,
+      config: services.config,
+      jobs: services.jobs,
+      ...(services.sharedJobs === undefined ? {} : { sharedJobs: services.sharedJobs }),
+      audit: services.audit,
+    }),
   );
   app.route(
     "/",

@@ -556,6 +556,7 @@ export async function createLoupeServices({
                 images: services.images,
                 videos: services.videos,
                 blobs: services.blobs,
+                triples: services.triples,
                 ...(services.ocrBackfill === undefined ? {} : { ocrBackfill: services.ocrBackfill }),
                 ...(services.packMigration === undefined ? {} : { packMigration: services.packMigration }),
                 audit: services.audit,
@@ -827,6 +828,7 @@ async function buildSharedJobs({
         images: ImageIngester;
         videos: VideoIngester;
         blobs: BlobStore;
+        triples: TripleIngester;
         ocrBackfill?: OcrBackfill;
         packMigration?: PackMigration;
         audit: AuditLog;
@@ -851,13 +853,14 @@ async function buildSharedJobs({
   const store = new PgJobStore({ pool: shared.pool });
   return {
     createSharedJobs: ({ blobs }) => new SharedJobs({ store, queue, blobs }),
-    createWorker: ({ images, videos, blobs, ocrBackfill, packMigration, audit, logger }) =>
+    createWorker: ({ images, videos, blobs, triples, ocrBackfill, packMigration, audit, logger }) =>
       new SharedJobWorker({
         store,
         queue,
         images,
         videos,
         blobs,
+        triples,
         ...(ocrBackfill === undefined ? {} : { ocrBackfill }),
         ...(packMigration === undefined ? {} : { packMigration }),
         audit,

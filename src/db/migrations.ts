@@ -181,11 +181,12 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 8,
     name: "listed-jobs",
     sql: `
-      -- OCR backfills and pack switches run on the shared queue too. Their items are found by listing the
-      -- store, which a worker does as the job's first step: until it has listed them all, the job cannot end.
+      -- Triple ingest, OCR backfills and pack switches run on the shared queue too. The last two find their
+      -- items by listing the store, which a worker does as the job's first step: until it has listed them
+      -- all, the job cannot end.
       alter table loupe_jobs drop constraint loupe_jobs_kind_check;
       alter table loupe_jobs add constraint loupe_jobs_kind_check
-        check (kind in ('images', 'videos', 'ocr', 'migrate'));
+        check (kind in ('images', 'videos', 'triples', 'ocr', 'migrate'));
       alter table loupe_jobs add column listed boolean not null default true;
       -- Records the listing found done already: counted in the job's total and skipped, never as items.
       alter table loupe_jobs add column unlisted_skipped integer not null default 0 check (unlisted_skipped >= 0);

@@ -7,7 +7,8 @@
  *   job and follows its progress from PostgreSQL, so any API replica answers for any job.
  * - {@link SharedJobWorker} is the worker side (`loupe serve --role worker|all`): it claims items,
  *   runs them with the runner of their job's kind ({@link SharedJobRunner}: images through the
- *   {@link ImageIngester}, videos through the video ingester, `shared-video-jobs.ts`), writes each
+ *   {@link ImageIngester}, triples through the triple ingester, videos through the video ingester,
+ *   `shared-video-jobs.ts`), writes each
  *   outcome to PostgreSQL, then acknowledges it.
  *
  * A worker that dies mid-item leaves its lease to lapse; the next claim by any worker puts the item back
@@ -27,8 +28,8 @@
  *
  * Followers poll PostgreSQL (`pollMs`) rather than listen on Redis pub/sub: the database holds the truth,
  * a follower that connects late or reconnects misses nothing (it reads the items changed since the last
- * `seq` it saw), and progress at half a second needs no second channel. Image, video, OCR and pack switch
- * jobs run here; triple and region jobs still run in the process that accepted them.
+ * `seq` it saw), and progress at half a second needs no second channel. Image, video, triple, OCR and pack
+ * switch jobs run here; region backfills still run in the process that accepted them.
  */
 import { randomBytes } from "node:crypto";
 import type { AuditLog } from "../audit/audit-log.ts";
@@ -58,12 +59,20 @@ import {
   SHARED_OCR_JOB_KIND,
 } from "./shared-listed-jobs.ts";
 import { createVideoJobRunner, type SharedVideoItem, stageVideoItems } from "./shared-video-jobs.ts";
+import { type TripleIngester, type TripleInput, tripleJobOutcome } from "./triple-ingest.ts";
 import type { VideoIngester } from "./video-ingest.ts";
 
 /** Kind of the image jobs on the shared queue. */
 export const SHARED_IMAGE_JOB_KIND = "images";
 /** Kind of the video jobs on the shared queue. */
 export const SHARED_VIDEO_JOB_KIND = "videos";
+/** Kind of the triple jobs on the shared queue. */
+export const SHARED_TRIPLE_JOB_KIND = "triples";
+/** Triples run per ingest call: embedded together, as in one process. */
+const TRIPLE_CHUNK = 32;
+
+/** A triple of a request, as the route hands it to {@link SharedJobs.createTriples}: its input, or why it was refused. */
+export type SharedTripleItem = { input: TripleInput } | { rejected: JobError };
 /** Kinds whose items a worker lists ({@link SharedJobRunner.list}): one at a time per tenant (a switch: at all). */
 export const SHARED_LISTED_JOB_KINDS: ReadonlySet<string> = new Set([
   SHARED_OCR_JOB_KIND,
@@ -286,6 +295,44 @@ export class SharedJobs {
     return { id, status: "queued" };
   }
 
+  /**
+   * Records a triple job and queues its triples; triples refused before ingest are recorded failed and
+   * not queued. An uploaded image's bytes wait in its item's row, as an image job's do; a URL or a stored
+   * image's id is kept as it is, for the worker to read.
+   *
+   * @throws as {@link SharedJobs.createImages} when the queue is full or unreachable.
+   */
+  async createTriples({
+    tenant,
+    items,
+    actor,
+  }: {
+    tenant: string;
+    items: readonly SharedTripleItem[];
+    actor?: JobActor;
+  }): Promise<Pick<JobSnapshot, "id" | "status">> {
+    const id = newJobId();
+    const rows = items.map((item, index): NewJobItem => {
+      const describe = { item: String(index) };
+      if ("rejected" in item) return { describe, input: {}, error: item.rejected };
+      const { image, question, answer, metadata } = item.input;
+      const fields = { question, answer, ...(metadata === undefined ? {} : { metadata }) };
+      if ("bytes" in image)
+        return { describe, input: { image: { type: "bytes" }, ...fields }, bytes: image.bytes };
+      if ("url" in image) return { describe, input: { image: { type: "url", url: image.url }, ...fields } };
+      return { describe, input: { image: { type: "item", id: image.id }, ...fields } };
+    });
+    await this.#store.create({
+      id,
+      tenant,
+      kind: SHARED_TRIPLE_JOB_KIND,
+      spec: { defaultSource: "upload", ...(actor === undefined ? {} : { actor }) },
+      items: rows,
+    });
+    await this.#enqueueRows(id, rows);
+    return { id, status: "queued" };
+  }
+
   /** The job, if the tenant owns it; `undefined` otherwise. */
   async get({ id, tenant }: { id: string; tenant: string }): Promise<JobSnapshot | undefined> {
     return (await this.#store.snapshot({ id, tenant }))?.job;
@@ -393,6 +440,8 @@ export interface SharedJobWorkerOptions {
   /** Runs video jobs, reading their uploads from `blobs`; without both, video jobs are left to others. */
   videos?: VideoIngester;
   blobs?: BlobStore;
+  /** Runs triple jobs; without it, they are left to other workers. */
+  triples?: TripleIngester;
   /** Runs OCR backfill jobs; without it (OCR off here), they are left to other workers. */
   ocrBackfill?: OcrBackfill;
   /** Runs pack switch jobs; without it, they are left to other workers. */
@@ -441,10 +490,53 @@ function createImageJobRunner(images: ImageIngester): SharedJobRunner<ImageInges
   };
 }
 
+/** Reads a triple item's input back from its row; `undefined` when the row holds nothing runnable. */
+function tripleInputOf(row: JobWorkRow): TripleInput | undefined {
+  const { image, question, answer, metadata } = row.input as Record<string, unknown>;
+  const ref = image as { type?: unknown; url?: unknown; id?: unknown } | undefined;
+  if (typeof question !== "string" || typeof answer !== "string") return undefined;
+  const fields = {
+    question,
+    answer,
+    ...(typeof metadata === "object" && metadata !== null
+      ? { metadata: metadata as Record<string, unknown> }
+      : {}),
+  };
+  if (ref?.type === "bytes" && row.bytes !== null) return { image: { bytes: row.bytes }, ...fields };
+  if (ref?.type === "url" && typeof ref.url === "string") return { image: { url: ref.url }, ...fields };
+  if (ref?.type === "item" && typeof ref.id === "string") return { image: { id: ref.id }, ...fields };
+  return undefined;
+}
+
+/** The worker's runner of triple jobs: {@link TRIPLE_CHUNK} at a time through the {@link TripleIngester}. */
+function createTripleJobRunner(triples: TripleIngester): SharedJobRunner<TripleInput> {
+  return {
+    inputOf: tripleInputOf,
+    async run({ head, work, signal, report }) {
+      for (let start = 0; start < work.length; start += TRIPLE_CHUNK) {
+        if (signal.aborted) return;
+        const chunk = work.slice(start, start + TRIPLE_CHUNK);
+        const outcome = await triples.ingest({
+          tenant: head.tenant,
+          items: chunk.map((entry) => entry.input),
+          source: head.spec.defaultSource,
+        });
+        for (const [position, result] of outcome.items.entries()) {
+          const entry = chunk[position];
+          if (entry !== undefined) report(entry.index, tripleJobOutcome(result));
+        }
+      }
+    },
+  };
+}
+
 /** See the module comment: the worker side. {@link SharedJobWorker.close} it at shutdown. */
 export class SharedJobWorker {
   readonly #options: Required<
-    Omit<SharedJobWorkerOptions, "audit" | "logger" | "videos" | "blobs" | "ocrBackfill" | "packMigration">
+    Omit<
+      SharedJobWorkerOptions,
+      "audit" | "logger" | "videos" | "blobs" | "triples" | "ocrBackfill" | "packMigration"
+    >
   > &
     Pick<SharedJobWorkerOptions, "audit" | "logger">;
   readonly #runners: ReadonlyMap<string, SharedJobRunner<unknown>>;
@@ -459,6 +551,7 @@ export class SharedJobWorker {
     idlePollMs = 250,
     videos,
     blobs,
+    triples,
     ocrBackfill,
     packMigration,
     ...rest
@@ -473,6 +566,9 @@ export class SharedJobWorker {
         ...(rest.logger === undefined ? {} : { logger: rest.logger }),
       });
       runners.set(SHARED_VIDEO_JOB_KIND, runner as SharedJobRunner<unknown>);
+    }
+    if (triples !== undefined) {
+      runners.set(SHARED_TRIPLE_JOB_KIND, createTripleJobRunner(triples) as SharedJobRunner<unknown>);
     }
     if (ocrBackfill !== undefined) {
       runners.set(SHARED_OCR_JOB_KIND, createOcrJobRunner(ocrBackfill) as SharedJobRunner<unknown>);

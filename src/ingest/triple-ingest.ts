@@ -16,6 +16,7 @@ import { makeThumbnail } from "../media/thumbnail.ts";
 import type { LoupeMetrics } from "../metrics/metrics.ts";
 import { recordId, type TripleRecord, type VectorStore } from "../store/index.ts";
 import { type ImageMetadata, imageText, parseImageMetadata } from "./image-ingest.ts";
+import type { JobItemOutcome } from "./jobs.ts";
 import { assertStorableText } from "./storable-text.ts";
 import { type AddedReference, releaseReferences, storeRecords } from "./store-records.ts";
 
@@ -43,6 +44,18 @@ export interface TripleItemResult {
   id?: string;
   /** Why the item failed; `field` names the input at fault when one is. */
   error?: { code: string; message: string; field?: string };
+}
+
+/** A triple's result as a job item's outcome. */
+export function tripleJobOutcome(result: TripleItemResult): JobItemOutcome {
+  if (result.status === "failed") {
+    return {
+      status: "failed",
+      error: result.error ?? { code: "internal_error", message: "The item failed." },
+      ...(result.id === undefined ? {} : { id: result.id }),
+    };
+  }
+  return { status: result.status, id: result.id ?? "" };
 }
 
 /** Outcome of {@link TripleIngester.ingest}. */

@@ -12,7 +12,8 @@ import { z } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import type { AuditLog } from "../../audit/audit-log.ts";
 import { MediaError, ValidationError } from "../../errors.ts";
-import type { JobItemOutcome, JobRegistry } from "../../ingest/jobs.ts";
+import type { JobRegistry } from "../../ingest/jobs.ts";
+import type { SharedJobs } from "../../ingest/shared-jobs.ts";
 import {
   itemError,
   MAX_ANSWER_LENGTH,
@@ -20,9 +21,10 @@ import {
   type TripleIngester,
   type TripleInput,
   type TripleItemResult,
+  tripleJobOutcome,
 } from "../../ingest/triple-ingest.ts";
 import { parseImageReference } from "../../search/index.ts";
-import { answerBatch, countOutcomes, jobAudit, recordWrite } from "../batch-outcome.ts";
+import { answerBatch, auditActor, countOutcomes, jobAudit, recordWrite } from "../batch-outcome.ts";
 import type { AppContext } from "../context.ts";
 import { errorEnvelopeSchema } from "../errors.ts";
 import {
@@ -175,27 +177,19 @@ function failure(index: number, error: unknown): TripleItemResult {
   return { index, status: "failed", error: itemError(error) };
 }
 
-function toOutcome(result: TripleItemResult): JobItemOutcome {
-  if (result.status === "failed") {
-    return {
-      status: "failed",
-      error: result.error ?? { code: "internal_error", message: "The item failed." },
-      ...(result.id === undefined ? {} : { id: result.id }),
-    };
-  }
-  return { status: result.status, id: result.id ?? "" };
-}
-
 /** The /v1/triples route. */
 export function createTriplesRoute({
   triples,
   config,
   jobs,
+  sharedJobs,
   audit,
 }: {
   triples: TripleIngester;
   config: TriplesLimits;
   jobs: JobRegistry;
+  /** Jobs on the shared queue (`LOUPE_DATABASE_URL` and `LOUPE_REDIS_URL`): a job runs there when set. */
+  sharedJobs?: SharedJobs;
   /** The audit trail: stored triples are recorded as `ingest` lines. */
   audit?: AuditLog;
 }) {
@@ -277,6 +271,27 @@ export function createTriplesRoute({
         results[index] = failure(index, error);
       }
     }
+    if ((runAsync || items.length > config.ingestSyncMaxItems) && sharedJobs !== undefined) {
+      // Recorded in PostgreSQL and queued on Redis; the workers record the audit lines as this caller.
+      const inputs = new Map(valid.map((entry) => [entry.index, entry.input]));
+      const job = await sharedJobs.createTriples({
+        tenant,
+        items: items.map((_, index) => {
+          const input = inputs.get(index);
+          return input === undefined
+            ? {
+                rejected: (results[index] as TripleItemResult).error ?? {
+                  code: "invalid_request",
+                  message: "The triple is invalid.",
+                },
+              }
+            : { input };
+        }),
+        ...(audit === undefined ? {} : { actor: auditActor(c, ROUTE) }),
+      });
+      c.header("location", `/v1/jobs/${job.id}`);
+      return c.json({ job: { id: job.id, status: job.status } }, 202);
+    }
     if (runAsync || items.length > config.ingestSyncMaxItems) {
       const inputs = new Map(valid.map((entry) => [entry.index, entry.input]));
       const job = jobs.create<TripleInput | TripleItemResult>({
@@ -290,13 +305,13 @@ export function createTriplesRoute({
           const pending: { index: number; input: TripleInput }[] = [];
           for (const { index, input } of work) {
             if ("question" in input) pending.push({ index, input });
-            else report(index, toOutcome(input));
+            else report(index, tripleJobOutcome(input));
           }
           for (let start = 0; start < pending.length && !signal.aborted; start += JOB_CHUNK) {
             const chunk = pending.slice(start, start + JOB_CHUNK);
             const outcome = await triples.ingest({ tenant, items: chunk.map((entry) => entry.input) });
             for (const [position, result] of outcome.items.entries()) {
-              report(chunk[position]?.index ?? position, toOutcome(result));
+              report(chunk[position]?.index ?? position, tripleJobOutcome(result));
             }
           }
         },
