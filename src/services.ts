@@ -36,7 +36,7 @@ import { OcrBackfill } from "./ingest/ocr-backfill.ts";
 import { PackMigration } from "./ingest/pack-migration.ts";
 import { RegionBackfill } from "./ingest/region-backfill.ts";
 import type { IngestRegions } from "./ingest/regions.ts";
-import type { SharedJobs, SharedJobWorker } from "./ingest/shared-jobs.ts";
+import type { SharedJobs, SharedJobWorker, SharedJobWorkerParts } from "./ingest/shared-jobs.ts";
 import { TripleIngester } from "./ingest/triple-ingest.ts";
 import { createVideoIngester, type VideoIngester, videoIngestSettings } from "./ingest/video-ingest.ts";
 import { createChatModel } from "./llm/chat-model.ts";
@@ -557,8 +557,9 @@ export async function createLoupeServices({
                 videos: services.videos,
                 blobs: services.blobs,
                 triples: services.triples,
-                ...(services.ocrBackfill === undefined ? {} : { ocrBackfill: services.ocrBackfill }),
-                ...(services.packMigration === undefined ? {} : { packMigration: services.packMigration }),
+                ocrBackfill: services.ocrBackfill,
+                regionBackfill: services.regionBackfill,
+                packMigration: services.packMigration,
                 audit: services.audit,
                 logger: logger.child({ component: "job-worker" }),
               }),
@@ -824,16 +825,7 @@ async function buildSharedJobs({
       /** The API side, with the blob store video uploads wait in. */
       createSharedJobs(options: { blobs: BlobStore }): SharedJobs;
       /** A worker over these jobs, for `loupe serve --role worker|all`. */
-      createWorker(options: {
-        images: ImageIngester;
-        videos: VideoIngester;
-        blobs: BlobStore;
-        triples: TripleIngester;
-        ocrBackfill?: OcrBackfill;
-        packMigration?: PackMigration;
-        audit: AuditLog;
-        logger: Logger;
-      }): SharedJobWorker;
+      createWorker(parts: SharedJobWorkerParts): SharedJobWorker;
       close(): Promise<void>;
     }
   | undefined
@@ -853,21 +845,14 @@ async function buildSharedJobs({
   const store = new PgJobStore({ pool: shared.pool });
   return {
     createSharedJobs: ({ blobs }) => new SharedJobs({ store, queue, blobs }),
-    createWorker: ({ images, videos, blobs, triples, ocrBackfill, packMigration, audit, logger }) =>
+    createWorker: (parts) =>
       new SharedJobWorker({
         store,
         queue,
-        images,
-        videos,
-        blobs,
-        triples,
-        ...(ocrBackfill === undefined ? {} : { ocrBackfill }),
-        ...(packMigration === undefined ? {} : { packMigration }),
-        audit,
+        ...parts,
         concurrency: config.workerConcurrency,
         batchItems: config.workerBatchItems,
         maxAttempts: config.jobMaxAttempts,
-        logger,
       }),
     close: () => queue.close(),
   };

@@ -181,20 +181,20 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 8,
     name: "listed-jobs",
     sql: `
-      -- Triple ingest, OCR backfills and pack switches run on the shared queue too. The last two find their
-      -- items by listing the store, which a worker does as the job's first step: until it has listed them
-      -- all, the job cannot end.
+      -- Triple ingest, OCR and region backfills and pack switches run on the shared queue too. The last
+      -- three find their items by listing the store, which a worker does as the job's first step: until it
+      -- has listed them all, the job cannot end.
       alter table loupe_jobs drop constraint loupe_jobs_kind_check;
       alter table loupe_jobs add constraint loupe_jobs_kind_check
-        check (kind in ('images', 'videos', 'triples', 'ocr', 'migrate'));
+        check (kind in ('images', 'videos', 'triples', 'ocr', 'regions', 'migrate'));
       alter table loupe_jobs add column listed boolean not null default true;
       -- Records the listing found done already: counted in the job's total and skipped, never as items.
       alter table loupe_jobs add column unlisted_skipped integer not null default 0 check (unlisted_skipped >= 0);
       -- Set when a job's ending step (a switch) is queued, so it is queued once however many workers settle.
       alter table loupe_jobs add column ending boolean not null default false;
-      -- One OCR backfill per tenant at a time, and one pack switch at all, whichever replica is asked.
+      -- One backfill of a kind per tenant at a time, and one pack switch at all, whichever replica is asked.
       create unique index loupe_jobs_one_active on loupe_jobs ((case when kind = 'migrate' then '' else tenant end), kind)
-        where status in ('queued', 'running') and kind in ('ocr', 'migrate');
+        where status in ('queued', 'running') and kind in ('ocr', 'regions', 'migrate');
       -- What a listed item stands for (a record, a video), so listing again never adds it twice.
       alter table loupe_job_items add column item_key text;
       create unique index loupe_job_items_key on loupe_job_items (job_id, item_key) where item_key is not null;

@@ -13,6 +13,7 @@ import type { Logger } from "../logger.ts";
 import type { MediaReader } from "../media/media-port.ts";
 import { readOcrMetadata } from "../media/ocr-lines.ts";
 import type { FilterSpec, RecordKind, StoredRecord, VectorStore } from "../store/index.ts";
+import { type Backfill, type BackfillItem, backfillRunner, countKinds, listPages } from "./backfill.ts";
 import { type IngestOcr, ocrRecordFields } from "./ingest-ocr.ts";
 import { type JobItemOutcome, type JobRunner, toJobError } from "./jobs.ts";
 
@@ -25,10 +26,7 @@ export type OcrBackfillKind = (typeof OCR_BACKFILL_KINDS)[number];
 export const OCR_JOB_KIND = "ocr";
 
 /** One record the backfill reads. */
-export interface OcrBackfillItem {
-  kind: OcrBackfillKind;
-  id: string;
-}
+export type OcrBackfillItem = BackfillItem<OcrBackfillKind>;
 
 /** Records without a reading: the backfill's work list (the marker of a record done is `metadata.ocr`). */
 const WITHOUT_READING: FilterSpec = [{ field: "metadata.ocr", op: "exists", value: false }];
@@ -55,7 +53,7 @@ function isItemError(error: unknown): boolean {
 }
 
 /** Reads the text of stored items that have none. Build one and reuse it. */
-export class OcrBackfill {
+export class OcrBackfill implements Backfill<OcrBackfillKind> {
   readonly #store: VectorStore;
   readonly #media: MediaReader;
   readonly #ocr: IngestOcr;
@@ -70,75 +68,29 @@ export class OcrBackfill {
     this.#logger = logger;
   }
 
-  /**
-   * The runner of one backfill job over the tenant's records of `kinds`. It lists the records without a
-   * reading page by page, adding each as an item (`{ kind }`, with its id) and reading it at once; records
-   * that have one are counted as skipped without being listed. A resume of the job reads its failed items
-   * again, then finishes the listing if an earlier run stopped before the end.
-   */
+  /** Every kind it reads. */
+  get kinds(): readonly OcrBackfillKind[] {
+    return OCR_BACKFILL_KINDS;
+  }
+
+  /** The runner of one backfill job in this process over the tenant's records of `kinds` ({@link backfillRunner}). */
   runner({
     tenant,
-    kinds = OCR_BACKFILL_KINDS,
+    kinds,
   }: {
     tenant: string;
     kinds?: readonly OcrBackfillKind[];
   }): JobRunner<OcrBackfillItem> {
-    const indexByKey = new Map<string, number>();
-    const totals = new Map<OcrBackfillKind, number>();
-    let listed = false;
-    const keyOf = ({ kind, id }: OcrBackfillItem) => `${kind}/${id}`;
-    const run: JobRunner<OcrBackfillItem> = async ({ items, signal, report, add, setUnlistedSkipped }) => {
-      const retried = new Set<string>();
-      for (const { index, input } of items) {
-        if (signal.aborted) return;
-        retried.add(keyOf(input));
-        report(index, await this.read({ tenant, item: input, signal }));
-      }
-      if (listed) return;
-      for (const kind of kinds) {
-        totals.set(kind, await this.#store.count({ kind, tenant }));
-        for await (const records of this.unread({ tenant, kind, signal })) {
-          for (const record of records) {
-            if (signal.aborted) return;
-            const item = { kind, id: record.id };
-            const key = keyOf(item);
-            if (retried.has(key)) continue;
-            let index = indexByKey.get(key);
-            if (index === undefined) {
-              index = add({ describe: { kind }, input: item, id: record.id });
-              indexByKey.set(key, index);
-            }
-            report(index, await this.read({ tenant, item, record, signal }));
-          }
-        }
-        if (signal.aborted) return;
-        const total = [...totals.values()].reduce((sum, count) => sum + count, 0);
-        setUnlistedSkipped(total - indexByKey.size);
-      }
-      listed = true;
-    };
-    // A shutdown aborts the reading in flight; the item stays pending and the job ends as shut down.
-    return async (context) => {
-      try {
-        await run(context);
-      } catch (error) {
-        if (!context.signal.aborted) throw error;
-      }
-    };
+    return backfillRunner(this, { tenant, ...(kinds === undefined ? {} : { kinds }) });
   }
 
   /** How many records of `kinds` the tenant has, read or not. */
-  async count({ tenant, kinds }: { tenant: string; kinds: readonly OcrBackfillKind[] }): Promise<number> {
-    let total = 0;
-    for (const kind of kinds) total += await this.#store.count({ kind, tenant });
-    return total;
+  count({ tenant, kinds }: { tenant: string; kinds: readonly OcrBackfillKind[] }): Promise<number> {
+    return countKinds({ store: this.#store, tenant, kinds });
   }
 
-  /**
-   * The tenant's records of `kind` without a reading, a page at a time (ordered by id; a record read
-   * meanwhile drops out of later pages). Stops early when `signal` is aborted.
-   */
-  async *unread({
+  /** The tenant's records of `kind` without a reading, a page at a time (see {@link listPages}). */
+  unread({
     tenant,
     kind,
     signal,
@@ -147,19 +99,14 @@ export class OcrBackfill {
     kind: OcrBackfillKind;
     signal?: AbortSignal;
   }): AsyncGenerator<StoredRecord[]> {
-    let after: string | undefined;
-    do {
-      if (signal?.aborted === true) return;
-      const page = await this.#store.list({
-        kind,
-        tenant,
-        filter: WITHOUT_READING,
-        limit: this.#pageSize,
-        ...(after === undefined ? {} : { after }),
-      });
-      if (page.rows.length > 0) yield page.rows;
-      after = page.nextAfter;
-    } while (after !== undefined);
+    return listPages({
+      store: this.#store,
+      tenant,
+      kind,
+      filter: WITHOUT_READING,
+      pageSize: this.#pageSize,
+      ...(signal === undefined ? {} : { signal }),
+    });
   }
 
   /**

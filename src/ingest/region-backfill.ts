@@ -12,6 +12,7 @@ import { AppError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import type { MediaReader } from "../media/media-port.ts";
 import type { FilterSpec, StoredRecord, VectorStore } from "../store/index.ts";
+import { type Backfill, type BackfillItem, backfillRunner, countKinds, listPages } from "./backfill.ts";
 import { type JobItemOutcome, type JobRunner, toJobError } from "./jobs.ts";
 import {
   type IngestRegions,
@@ -31,10 +32,7 @@ export type RegionBackfillKind = (typeof REGION_BACKFILL_KINDS)[number];
 export const REGIONS_JOB_KIND = "regions";
 
 /** One item the backfill reads. */
-export interface RegionBackfillItem {
-  kind: RegionBackfillKind;
-  id: string;
-}
+export type RegionBackfillItem = BackfillItem<RegionBackfillKind>;
 
 /** Items without regions: the backfill's work list. */
 const WITHOUT_REGIONS: FilterSpec = [{ field: `metadata.${REGIONS_MARKER}`, op: "exists", value: false }];
@@ -62,76 +60,53 @@ function isItemError(error: unknown): boolean {
 }
 
 /** Stores the regions of items that have none. Build one and reuse it. */
-export class RegionBackfill {
+export class RegionBackfill implements Backfill<RegionBackfillKind> {
   readonly #options: Required<Omit<RegionBackfillOptions, "logger">> & { logger?: Logger };
 
   constructor({ pageSize = 100, ...rest }: RegionBackfillOptions) {
     this.#options = { pageSize, ...rest };
   }
 
-  /**
-   * The runner of one backfill job over the tenant's items of `kinds`: it lists the items without regions
-   * page by page, adding each as a job item and detecting at once; items that have regions are counted as
-   * skipped without being listed. A resume reads its failed items again, then finishes the listing.
-   */
+  /** Every kind it reads. */
+  get kinds(): readonly RegionBackfillKind[] {
+    return REGION_BACKFILL_KINDS;
+  }
+
+  /** The runner of one backfill job in this process over the tenant's items of `kinds` ({@link backfillRunner}). */
   runner({
     tenant,
-    kinds = REGION_BACKFILL_KINDS,
+    kinds,
   }: {
     tenant: string;
     kinds?: readonly RegionBackfillKind[];
   }): JobRunner<RegionBackfillItem> {
+    return backfillRunner(this, { tenant, ...(kinds === undefined ? {} : { kinds }) });
+  }
+
+  /** How many items of `kinds` the tenant has, with regions or not. */
+  count({ tenant, kinds }: { tenant: string; kinds: readonly RegionBackfillKind[] }): Promise<number> {
+    return countKinds({ store: this.#options.store, tenant, kinds });
+  }
+
+  /** The tenant's items of `kind` without regions, a page at a time (see {@link listPages}). */
+  unread({
+    tenant,
+    kind,
+    signal,
+  }: {
+    tenant: string;
+    kind: RegionBackfillKind;
+    signal?: AbortSignal;
+  }): AsyncGenerator<StoredRecord[]> {
     const { store, pageSize } = this.#options;
-    const indexByKey = new Map<string, number>();
-    const totals = new Map<RegionBackfillKind, number>();
-    let listed = false;
-    const keyOf = ({ kind, id }: RegionBackfillItem) => `${kind}/${id}`;
-    const run: JobRunner<RegionBackfillItem> = async ({ items, signal, report, add, setUnlistedSkipped }) => {
-      const retried = new Set<string>();
-      for (const { index, input } of items) {
-        if (signal.aborted) return;
-        retried.add(keyOf(input));
-        report(index, await this.#detectOne({ tenant, item: input }));
-      }
-      if (listed) return;
-      for (const kind of kinds) {
-        totals.set(kind, await store.count({ kind, tenant }));
-        let after: string | undefined;
-        do {
-          if (signal.aborted) return;
-          const page = await store.list({
-            kind,
-            tenant,
-            filter: WITHOUT_REGIONS,
-            limit: pageSize,
-            ...(after === undefined ? {} : { after }),
-          });
-          for (const record of page.rows) {
-            if (signal.aborted) return;
-            const item = { kind, id: record.id };
-            const key = keyOf(item);
-            if (retried.has(key)) continue;
-            let index = indexByKey.get(key);
-            if (index === undefined) {
-              index = add({ describe: { kind }, input: item, id: record.id });
-              indexByKey.set(key, index);
-            }
-            report(index, await this.#detectOne({ tenant, item, record }));
-          }
-          after = page.nextAfter;
-        } while (after !== undefined);
-        const total = [...totals.values()].reduce((sum, count) => sum + count, 0);
-        setUnlistedSkipped(total - indexByKey.size);
-      }
-      listed = true;
-    };
-    return async (context) => {
-      try {
-        await run(context);
-      } catch (error) {
-        if (!context.signal.aborted) throw error;
-      }
-    };
+    return listPages({
+      store,
+      tenant,
+      kind,
+      filter: WITHOUT_REGIONS,
+      pageSize,
+      ...(signal === undefined ? {} : { signal }),
+    });
   }
 
   /**
@@ -140,7 +115,7 @@ export class RegionBackfill {
    *
    * @throws what the store threw when it failed as a whole (the job fails; a resume continues).
    */
-  async #detectOne({
+  async read({
     tenant,
     item,
     record: listedRecord,
@@ -148,6 +123,7 @@ export class RegionBackfill {
     tenant: string;
     item: RegionBackfillItem;
     record?: StoredRecord;
+    signal?: AbortSignal;
   }): Promise<JobItemOutcome> {
     const { store, media, regions, modelId, logger } = this.#options;
     const { kind, id } = item;

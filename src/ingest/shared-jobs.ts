@@ -20,7 +20,7 @@
  * database down) is retried after a backoff that doubles per attempt, and fails with `attempts_exhausted`
  * after `maxAttempts`.
  *
- * Some kinds find their items in the store rather than receive them (OCR backfills, pack switches,
+ * Some kinds find their items in the store rather than receive them (backfills, pack switches,
  * `shared-listed-jobs.ts`): such a job starts with one step, the listing ({@link LIST_STEP}), which a
  * worker runs like an item, adding and queueing the items it finds; the job cannot end before its listing
  * has. A kind with an ending of its own (a switch) gets an ending step ({@link FINISH_STEP}) once every
@@ -28,8 +28,8 @@
  *
  * Followers poll PostgreSQL (`pollMs`) rather than listen on Redis pub/sub: the database holds the truth,
  * a follower that connects late or reconnects misses nothing (it reads the items changed since the last
- * `seq` it saw), and progress at half a second needs no second channel. Image, video, triple, OCR and pack
- * switch jobs run here; region backfills still run in the process that accepted them.
+ * `seq` it saw), and progress at half a second needs no second channel. Every kind of job runs here when
+ * the shared queue is configured: images, videos, triples, OCR and region backfills, pack switches.
  */
 import { randomBytes } from "node:crypto";
 import type { AuditLog } from "../audit/audit-log.ts";
@@ -52,11 +52,13 @@ import type { OcrBackfill } from "./ocr-backfill.ts";
 import type { PackMigration } from "./pack-migration.ts";
 import type { JobHead, JobWorkRow, ListedJobItem, NewJobItem, PgJobStore } from "./pg-job-store.ts";
 import { FINISH_STEP, LIST_STEP, type RedisWorkQueue, type WorkMessage } from "./redis-work-queue.ts";
+import type { RegionBackfill } from "./region-backfill.ts";
 import {
+  createBackfillJobRunner,
   createMigrateJobRunner,
-  createOcrJobRunner,
   SHARED_MIGRATE_JOB_KIND,
   SHARED_OCR_JOB_KIND,
+  SHARED_REGIONS_JOB_KIND,
 } from "./shared-listed-jobs.ts";
 import { createVideoJobRunner, type SharedVideoItem, stageVideoItems } from "./shared-video-jobs.ts";
 import { type TripleIngester, type TripleInput, tripleJobOutcome } from "./triple-ingest.ts";
@@ -76,6 +78,7 @@ export type SharedTripleItem = { input: TripleInput } | { rejected: JobError };
 /** Kinds whose items a worker lists ({@link SharedJobRunner.list}): one at a time per tenant (a switch: at all). */
 export const SHARED_LISTED_JOB_KINDS: ReadonlySet<string> = new Set([
   SHARED_OCR_JOB_KIND,
+  SHARED_REGIONS_JOB_KIND,
   SHARED_MIGRATE_JOB_KIND,
 ]);
 
@@ -432,6 +435,20 @@ export class SharedJobs {
   }
 }
 
+/** What a worker runs jobs with, as the composition root hands it (the rest of {@link SharedJobWorkerOptions} is configuration). */
+export type SharedJobWorkerParts = Pick<
+  SharedJobWorkerOptions,
+  | "images"
+  | "videos"
+  | "blobs"
+  | "triples"
+  | "ocrBackfill"
+  | "regionBackfill"
+  | "packMigration"
+  | "audit"
+  | "logger"
+>;
+
 /** Options of {@link SharedJobWorker}. */
 export interface SharedJobWorkerOptions {
   store: PgJobStore;
@@ -443,9 +460,11 @@ export interface SharedJobWorkerOptions {
   /** Runs triple jobs; without it, they are left to other workers. */
   triples?: TripleIngester;
   /** Runs OCR backfill jobs; without it (OCR off here), they are left to other workers. */
-  ocrBackfill?: OcrBackfill;
+  ocrBackfill?: OcrBackfill | undefined;
+  /** Runs region backfill jobs; without it (no detection head), they are left to others. */
+  regionBackfill?: RegionBackfill | undefined;
   /** Runs pack switch jobs; without it, they are left to other workers. */
-  packMigration?: PackMigration;
+  packMigration?: PackMigration | undefined;
   /** Where stored items are recorded, as the job's actor. */
   audit?: AuditLog;
   /** Batches of items run at once. */
@@ -535,7 +554,7 @@ export class SharedJobWorker {
   readonly #options: Required<
     Omit<
       SharedJobWorkerOptions,
-      "audit" | "logger" | "videos" | "blobs" | "triples" | "ocrBackfill" | "packMigration"
+      "audit" | "logger" | "videos" | "blobs" | "triples" | "ocrBackfill" | "regionBackfill" | "packMigration"
     >
   > &
     Pick<SharedJobWorkerOptions, "audit" | "logger">;
@@ -553,6 +572,7 @@ export class SharedJobWorker {
     blobs,
     triples,
     ocrBackfill,
+    regionBackfill,
     packMigration,
     ...rest
   }: SharedJobWorkerOptions) {
@@ -571,7 +591,13 @@ export class SharedJobWorker {
       runners.set(SHARED_TRIPLE_JOB_KIND, createTripleJobRunner(triples) as SharedJobRunner<unknown>);
     }
     if (ocrBackfill !== undefined) {
-      runners.set(SHARED_OCR_JOB_KIND, createOcrJobRunner(ocrBackfill) as SharedJobRunner<unknown>);
+      runners.set(SHARED_OCR_JOB_KIND, createBackfillJobRunner(ocrBackfill) as SharedJobRunner<unknown>);
+    }
+    if (regionBackfill !== undefined) {
+      runners.set(
+        SHARED_REGIONS_JOB_KIND,
+        createBackfillJobRunner(regionBackfill) as SharedJobRunner<unknown>,
+      );
     }
     if (packMigration !== undefined) {
       const runner = createMigrateJobRunner({

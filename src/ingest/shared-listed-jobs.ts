@@ -1,14 +1,14 @@
 /**
- * OCR backfills and pack switches on the shared queue (`shared-jobs.ts`): the runners a worker runs them
- * with. Their items are not known when the job is created: the job starts with one step, the listing
+ * OCR and region backfills and pack switches on the shared queue (`shared-jobs.ts`): the runners a worker
+ * runs them with. Their items are not known when the job is created: the job starts with one step, the listing
  * ({@link SharedJobRunner.list}), which a worker runs like an item (leased, renewed, retried), adding each
  * record (or video) it finds as an item keyed by what it stands for and queueing it for any worker. A
  * listing cut short is run again from the start: what it added before is known by key and not added twice,
  * and an OCR backfill's records read meanwhile no longer match its filter.
  *
- * - **OCR** (`ocr`): one item per record without a reading (`<kind>/<record id>`); records that had one
- *   are counted as skipped, not listed. Each item reads the record's media and writes its text
- *   ({@link OcrBackfill.read}).
+ * - **Backfills** (`ocr`, `regions`, `backfill.ts`): one item per record left to do (`<kind>/<record id>`:
+ *   without a reading, without regions); records done already are counted as skipped, not listed. Each
+ *   item reads the record's media and writes what it found ({@link Backfill.read}).
  * - **Pack switch** (`migrate`): one item per stored image and triple, and one per video (its segments
  *   are re-sampled together), each copied into the new model's collections ({@link PackMigrationSession}).
  *   Once every item is settled, the job's ending step ({@link SharedJobRunner.finish}) switches, so the
@@ -20,14 +20,9 @@
 import { AppError } from "../errors.ts";
 import type { Logger } from "../logger.ts";
 import { RECORD_KINDS, type RecordKind } from "../store/index.ts";
+import type { Backfill, BackfillItem } from "./backfill.ts";
 import type { JobCounts } from "./jobs.ts";
-import {
-  OCR_BACKFILL_KINDS,
-  OCR_JOB_KIND,
-  type OcrBackfill,
-  type OcrBackfillItem,
-  type OcrBackfillKind,
-} from "./ocr-backfill.ts";
+import { OCR_JOB_KIND } from "./ocr-backfill.ts";
 import {
   MIGRATE_JOB_KIND,
   type PackMigration,
@@ -35,16 +30,19 @@ import {
   type PackMigrationWork,
 } from "./pack-migration.ts";
 import type { JobHead, JobWorkRow, ListedJobItem } from "./pg-job-store.ts";
+import { REGIONS_JOB_KIND } from "./region-backfill.ts";
 import type { SharedJobRunner } from "./shared-jobs.ts";
 
 /** Kind of the OCR backfill jobs on the shared queue. */
 export const SHARED_OCR_JOB_KIND = OCR_JOB_KIND;
+/** Kind of the region backfill jobs on the shared queue. */
+export const SHARED_REGIONS_JOB_KIND = REGIONS_JOB_KIND;
 /** Kind of the pack switch jobs on the shared queue. */
 export const SHARED_MIGRATE_JOB_KIND = MIGRATE_JOB_KIND;
 
-/** What an OCR backfill job's spec holds besides the common fields. */
-export interface OcrJobParams {
-  kinds: OcrBackfillKind[];
+/** What a backfill job's spec holds besides the common fields: the kinds it reads. */
+export interface BackfillJobParams<Kind extends string> {
+  kinds: Kind[];
 }
 
 /** What a pack switch job's spec holds: the pack's directory as the API process resolved it, and its model. */
@@ -54,23 +52,27 @@ export interface MigrateJobParams {
   dropOld: boolean;
 }
 
-function isOcrKind(value: unknown): value is OcrBackfillKind {
-  return (OCR_BACKFILL_KINDS as readonly unknown[]).includes(value);
-}
-
-/** The kinds of an OCR job's spec (every kind when it names none readable). */
-export function ocrParamsOf(head: Pick<JobHead, "spec">): OcrJobParams {
+/** The kinds a backfill job's spec names (every kind the backfill reads when it names none it reads). */
+export function backfillParamsOf<Kind extends string>(
+  head: Pick<JobHead, "spec">,
+  backfill: Pick<Backfill<Kind>, "kinds">,
+): BackfillJobParams<Kind> {
   const kinds = head.spec.params?.kinds;
-  const valid = Array.isArray(kinds) ? kinds.filter(isOcrKind) : [];
-  return { kinds: valid.length > 0 ? valid : [...OCR_BACKFILL_KINDS] };
+  const valid = Array.isArray(kinds)
+    ? backfill.kinds.filter((kind) => (kinds as unknown[]).includes(kind))
+    : [];
+  return { kinds: valid.length > 0 ? valid : [...backfill.kinds] };
 }
 
-/** The runner of OCR backfill jobs: see the module comment. */
-export function createOcrJobRunner(backfill: OcrBackfill): SharedJobRunner<OcrBackfillItem> {
+/** The runner of backfill jobs (OCR, regions): see the module comment. */
+export function createBackfillJobRunner<Kind extends string>(
+  backfill: Backfill<Kind>,
+): SharedJobRunner<BackfillItem<Kind>> {
   return {
     inputOf(row: JobWorkRow) {
       const { kind, id } = row.input;
-      return isOcrKind(kind) && typeof id === "string" ? { kind, id } : undefined;
+      const known = backfill.kinds.find((each) => each === kind);
+      return known !== undefined && typeof id === "string" ? { kind: known, id } : undefined;
     },
     async run({ head, work, signal, report }) {
       for (const { index, input } of work) {
@@ -79,7 +81,7 @@ export function createOcrJobRunner(backfill: OcrBackfill): SharedJobRunner<OcrBa
       }
     },
     async list({ head, signal, append }) {
-      const { kinds } = ocrParamsOf(head);
+      const { kinds } = backfillParamsOf(head, backfill);
       const total = await backfill.count({ tenant: head.tenant, kinds });
       for (const kind of kinds) {
         for await (const records of backfill.unread({ tenant: head.tenant, kind, signal })) {

@@ -7,6 +7,7 @@
  * - OCR: text images ingested with OCR off are read by the worker; two requests at once get one job; a
  *   second backfill finds every record read (all skipped, none listed).
  * - Triples: an uploaded image, a stored image's id and a refused item; sent again, found stored.
+ * - Regions: the objects of images stored with regions off are found by the worker; then nothing is left.
  * - Pack switch: images of two tenants, a video and a triple are copied to the plain pack; the worker is
  *   SIGKILLed mid-copy and a second one finishes it; search answers from the old collections meanwhile;
  *   after the switch every item is there once under its new id, the old pack no longer starts and the new
@@ -41,7 +42,7 @@ const CODES = ["E2001", "E2002", "E2003", "E2004", "E2005"];
 const BETA_IMAGES = 180;
 
 let harness: SharedHarness;
-/** OCR off: ingests synchronously without reading text. */
+/** OCR and regions off: ingests synchronously without reading text or finding objects. */
 let plainApi: RunningLoupe;
 /** OCR on: accepts OCR backfill jobs. */
 let ocrApi: RunningLoupe;
@@ -85,7 +86,7 @@ beforeAll(async () => {
       LOUPE_WORKER_BATCH_ITEMS: "2",
     },
   });
-  plainApi = await harness.startApi({ LOUPE_OCR: "off" });
+  plainApi = await harness.startApi({ LOUPE_OCR: "off", LOUPE_REGIONS: "off" });
   ocrApi = await harness.startApi({ LOUPE_OCR: "auto" });
   worker = await harness.startWorker({ LOUPE_OCR: "auto" });
 }, 180_000);
@@ -197,6 +198,46 @@ describe("triple jobs on the shared queue", () => {
     const again = await waitForEnd(plainApi, await send(ocrApi), 120_000);
     expect(again.counts).toMatchObject({ total: 3, done: 0, skipped: 2, failed: 1 });
     expect(again.items.slice(0, 2).map((item) => item.id)).toEqual(ids);
+  }, 240_000);
+});
+
+describe("region backfill jobs on the shared queue", () => {
+  it("finds the objects of the images stored without them in a worker, then finds nothing left", async () => {
+    const images = (await harness.store.list({ kind: "image", tenant: "default", limit: 100 })).rows;
+    expect(images.length).toBeGreaterThan(0);
+    expect(images.every((image) => image.metadata.regions === undefined)).toBe(true);
+    expect(await harness.store.count({ kind: "region", tenant: "default" })).toBe(0);
+
+    // Asked through both API processes at once: one job for the tenant.
+    const [first, second] = await Promise.all([
+      postJob(plainApi, { kind: "regions", kinds: ["image"] }),
+      postJob(ocrApi, { kind: "regions", kinds: ["image"] }),
+    ]);
+    const id = await startedJob(first);
+    expect(await startedJob(second)).toBe(id);
+    const job = await waitForEnd(plainApi, id, 120_000);
+    expect(job).toMatchObject({
+      kind: "regions",
+      status: "done",
+      counts: { total: images.length, pending: 0, done: images.length, skipped: 0, failed: 0 },
+    });
+    const found = job.items.reduce(
+      (sum, item) => sum + Number((item.detail as { regions?: number } | undefined)?.regions ?? 0),
+      0,
+    );
+    // The shapes image has objects to find (the text screens may have none).
+    expect(found).toBeGreaterThan(0);
+    expect(await harness.store.count({ kind: "region", tenant: "default" })).toBe(found);
+    const marked = (await harness.store.list({ kind: "image", tenant: "default", limit: 100 })).rows;
+    expect(marked.every((image) => image.metadata.regions !== undefined)).toBe(true);
+
+    const again = await waitForEnd(
+      plainApi,
+      await startedJob(await postJob(ocrApi, { kind: "regions" })),
+      60_000,
+    );
+    expect(again.counts).toMatchObject({ done: 0, skipped: again.counts.total, failed: 0 });
+    expect(again.items).toEqual([]);
   }, 240_000);
 });
 

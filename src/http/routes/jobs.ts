@@ -11,21 +11,13 @@
 import { z } from "@hono/zod-openapi";
 import type { AuditLog } from "../../audit/audit-log.ts";
 import { AppError, NotFoundError, ValidationError } from "../../errors.ts";
-import type { JobEvent, JobItem, JobRegistry, JobSnapshot } from "../../ingest/jobs.ts";
-import {
-  OCR_BACKFILL_KINDS,
-  OCR_JOB_KIND,
-  type OcrBackfill,
-  type OcrBackfillItem,
-} from "../../ingest/ocr-backfill.ts";
-import { MIGRATE_JOB_KIND, type PackMigration, type PackMigrationItem } from "../../ingest/pack-migration.ts";
-import {
-  REGIONS_JOB_KIND,
-  type RegionBackfill,
-  type RegionBackfillItem,
-} from "../../ingest/region-backfill.ts";
+import type { JobEvent, JobItem, JobRegistry, JobRunner, JobSnapshot } from "../../ingest/jobs.ts";
+import { OCR_BACKFILL_KINDS, OCR_JOB_KIND, type OcrBackfill } from "../../ingest/ocr-backfill.ts";
+import { MIGRATE_JOB_KIND, type PackMigration } from "../../ingest/pack-migration.ts";
+import { REGIONS_JOB_KIND, type RegionBackfill } from "../../ingest/region-backfill.ts";
 import type { SharedJobs } from "../../ingest/shared-jobs.ts";
 import { auditActor, jobAudit, recordWrite } from "../batch-outcome.ts";
+import type { AppContext } from "../context.ts";
 import { errorEnvelope } from "../errors.ts";
 import {
   createRouter,
@@ -312,6 +304,30 @@ export function createJobsRoute({
       return shared;
     }
   };
+  /**
+   * Starts a job whose items are found as it runs (a backfill, a switch): on the shared queue when there
+   * is one (`params` are what its workers need), else in this process (`run`). One job of a kind per
+   * tenant at a time (a switch on the shared queue: one at all): a second request gets the one under way.
+   */
+  const startJob = async (
+    c: AppContext,
+    { kind, params, run }: { kind: string; params: Record<string, unknown>; run: () => JobRunner<unknown> },
+  ) => {
+    const tenant = c.get("tenant");
+    const job =
+      sharedJobs !== undefined
+        ? await sharedJobs.createListed({ tenant, kind, params, actor: auditActor(c, "POST /v1/jobs") })
+        : (jobs.active({ tenant, kind }) ??
+          jobs.create<unknown>({
+            tenant,
+            kind,
+            items: [],
+            run: run(),
+            audit: jobAudit(c, "POST /v1/jobs", audit),
+          }));
+    c.header("location", `/v1/jobs/${job.id}`);
+    return c.json({ job: { id: job.id, status: job.status } }, 202);
+  };
   return createRouter()
     .openapi(createJobRoute, async (c) => {
       const body = c.req.valid("json");
@@ -336,35 +352,21 @@ export function createJobsRoute({
           );
         }
         const pack = await packMigration.check(body.to);
-        const tenant = c.get("tenant");
-        if (sharedJobs !== undefined) {
-          // On the shared queue: workers copy, one of them switches; any replica follows it.
-          const job = await sharedJobs.createListed({
-            tenant,
-            kind: body.kind,
-            params: { dir: pack.dir, modelId: pack.modelId, dropOld: body.dropOld === true },
-            actor: auditActor(c, "POST /v1/jobs"),
-          });
-          c.header("location", `/v1/jobs/${job.id}`);
-          return c.json({ job: { id: job.id, status: job.status } }, 202);
-        }
-        const job =
-          jobs.active({ tenant, kind: body.kind }) ??
-          jobs.create<PackMigrationItem>({
-            tenant,
-            kind: body.kind,
-            items: [],
-            run: packMigration.runner({ to: body.to, dropOld: body.dropOld === true }),
-            audit: jobAudit(c, "POST /v1/jobs", audit),
-          });
-        c.header("location", `/v1/jobs/${job.id}`);
-        return c.json({ job: { id: job.id, status: job.status } }, 202);
+        const dropOld = body.dropOld === true;
+        return startJob(c, {
+          kind: body.kind,
+          // On the shared queue, workers copy and one of them switches.
+          params: { dir: pack.dir, modelId: pack.modelId, dropOld },
+          run: () => packMigration.runner({ to: body.to as string, dropOld }) as JobRunner<unknown>,
+        });
       }
       if (body.to !== undefined || body.dropOld !== undefined) {
         throw new ValidationError("`to` and `dropOld` belong to jobs of kind migrate.", {
           context: { field: "to" },
         });
       }
+      const tenant = c.get("tenant");
+      const kinds = body.kinds === undefined ? {} : { kinds: body.kinds };
       if (body.kind === REGIONS_JOB_KIND) {
         if (regionBackfill === undefined) {
           throw new AppError(
@@ -373,21 +375,12 @@ export function createJobsRoute({
             "The model pack has no detection head (onnx/detection_model.onnx, loupe.detection in config.json), so no objects can be found. Serve a pack that has one.",
           );
         }
-        const tenant = c.get("tenant");
-        const job =
-          jobs.active({ tenant, kind: body.kind }) ??
-          jobs.create<RegionBackfillItem>({
-            tenant,
-            kind: body.kind,
-            items: [],
-            run: regionBackfill.runner({
-              tenant,
-              ...(body.kinds === undefined ? {} : { kinds: body.kinds }),
-            }),
-            audit: jobAudit(c, "POST /v1/jobs", audit),
-          });
-        c.header("location", `/v1/jobs/${job.id}`);
-        return c.json({ job: { id: job.id, status: job.status } }, 202);
+        // Workers on the shared queue need the detection head too.
+        return startJob(c, {
+          kind: body.kind,
+          params: kinds,
+          run: () => regionBackfill.runner({ tenant, ...kinds }) as JobRunner<unknown>,
+        });
       }
       if (ocrBackfill === undefined) {
         throw new AppError(
@@ -396,30 +389,12 @@ export function createJobsRoute({
           "OCR is off on this server (LOUPE_OCR=off), so no text can be read. Set LOUPE_OCR=auto and restart, or run `loupe ocr backfill` where the data directory is.",
         );
       }
-      const tenant = c.get("tenant");
-      if (sharedJobs !== undefined) {
-        // On the shared queue (workers need LOUPE_OCR=auto too); one per tenant across every replica.
-        const job = await sharedJobs.createListed({
-          tenant,
-          kind: body.kind,
-          params: body.kinds === undefined ? {} : { kinds: body.kinds },
-          actor: auditActor(c, "POST /v1/jobs"),
-        });
-        c.header("location", `/v1/jobs/${job.id}`);
-        return c.json({ job: { id: job.id, status: job.status } }, 202);
-      }
-      // One backfill per tenant at a time: a second request gets the one already under way.
-      const job =
-        jobs.active({ tenant, kind: body.kind }) ??
-        jobs.create<OcrBackfillItem>({
-          tenant,
-          kind: body.kind,
-          items: [],
-          run: ocrBackfill.runner({ tenant, ...(body.kinds === undefined ? {} : { kinds: body.kinds }) }),
-          audit: jobAudit(c, "POST /v1/jobs", audit),
-        });
-      c.header("location", `/v1/jobs/${job.id}`);
-      return c.json({ job: { id: job.id, status: job.status } }, 202);
+      // Workers on the shared queue need LOUPE_OCR=auto too.
+      return startJob(c, {
+        kind: body.kind,
+        params: kinds,
+        run: () => ocrBackfill.runner({ tenant, ...kinds }) as JobRunner<unknown>,
+      });
     })
     .openapi(getJobRoute, async (c) => {
       const job = await findJob(c.req.valid("param").id, c.get("tenant"));
