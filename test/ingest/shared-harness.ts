@@ -4,7 +4,8 @@
  *
  * {@link startSharedHarness} makes a PostgreSQL database of the test file's own (migrated), clears the
  * queue's keys in the Redis database the file names (one number per file, so files never share a
- * queue), starts Milvus Lite and makes a data dir. On it a test starts API processes
+ * queue; two runs of the suite at once on one Redis would, and take each other's messages), starts
+ * Milvus Lite and makes a data dir. On it a test starts API processes
  * ({@link SharedHarness.startApi}: `startLoupe` with role api, in the test's process) and workers
  * ({@link SharedHarness.startWorker}: `loupe serve --role worker`, child processes, so a test can
  * SIGKILL one), and reads jobs through any API process with {@link getJob}, {@link waitForEnd} and

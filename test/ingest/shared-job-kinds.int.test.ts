@@ -39,7 +39,7 @@ import {
 const KEY_SECRET = "shared-listed-jobs-test-secret-0123456789abcdef";
 const CODES = ["E2001", "E2002", "E2003", "E2004", "E2005"];
 /** Images of tenant beta: enough that a switch's copy takes a few seconds. */
-const BETA_IMAGES = 180;
+const BETA_IMAGES = 120;
 
 let harness: SharedHarness;
 /** OCR and regions off: ingests synchronously without reading text or finding objects. */
@@ -333,7 +333,7 @@ describe("pack switch jobs on the shared queue", () => {
     expect(searched).toBeGreaterThan(0);
 
     worker = await harness.startWorker({ LOUPE_OCR: "auto" }, { name: "second" });
-    const deadline = Date.now() + 240_000;
+    const deadline = Date.now() + 360_000;
     let ended = await job();
     while (ended.status !== "done" && ended.status !== "failed" && Date.now() < deadline) {
       await sleep(300);
@@ -388,5 +388,5 @@ describe("pack switch jobs on the shared queue", () => {
       body: JSON.stringify({ text: "a shape", topK: 3 }),
     });
     expect(search.status).toBe(200);
-  }, 480_000);
+  }, 600_000);
 });
