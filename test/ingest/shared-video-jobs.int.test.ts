@@ -8,8 +8,8 @@
  * (SIGKILL) while its ffmpeg decodes a 40 s video; another takes the item once the lease lapses: the job
  * ends `done`, each segment is stored once with the spans a clean ingest of the same bytes gives, the
  * upload's label is released, no blob is left without a record, and the killed ingest's temp copy of the
- * upload is removed by a later ingest once it is stale. The services and processes come from
- * `shared-harness.ts`.
+ * upload is removed by a later ingest once it is stale. Last, a job of two videos with two workers
+ * running: each worker runs one. The services and processes come from `shared-harness.ts`.
  */
 import { readdir, readFile, utimes } from "node:fs/promises";
 import path from "node:path";
@@ -272,6 +272,38 @@ describe("video jobs on the shared queue", () => {
       `shared-video-jobs: ${segments.length} segments; the second worker ended the job ${Math.round((Date.now() - killedAt) / 1000)} s after the kill`,
     );
   }, 420_000);
+
+  it("spreads one job's videos over the free workers: a claim keeps one video and gives the others back", async () => {
+    const second = worker as WorkerProcess;
+    expect(second.exited, "the second test's worker still runs").toBe(false);
+    const third = await harness.startWorker({}, { name: "third" });
+    const videos = await Promise.all(
+      ["testsrc2", "smptebars"].map(async (source) =>
+        readFile(
+          await makeTestVideo({
+            outPath: path.join(harness.dataDir, `${source}.mp4`),
+            source: `${source}=size=160x120:rate=8:duration=6`,
+          }),
+        ),
+      ),
+    );
+    const id = await uploadVideos(
+      apiA,
+      videos.map((bytes, index) => ({ name: `spread-${index}.mp4`, bytes })),
+    );
+    const job = await waitForEnd(apiB, id, 180_000);
+    expect(job).toMatchObject({ status: "done", counts: { total: 2, done: 2, failed: 0 } });
+    // Each worker claims up to LOUPE_WORKER_BATCH_ITEMS (16) items, so without the give-back the first
+    // claim would have taken both videos to one worker, one after the other.
+    const ranBy = (index: number) =>
+      [second, third]
+        .filter((each) => new RegExp(`"jobId":"${id}","index":${index},`).test(each.output()))
+        .map((each) => each.name);
+    const [first, other] = [ranBy(0), ranBy(1)];
+    expect(first).toHaveLength(1);
+    expect(other).toHaveLength(1);
+    expect(first[0]).not.toBe(other[0]);
+  }, 240_000);
 });
 
 /** A segment's span, `start-end` in seconds. */
