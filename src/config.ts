@@ -229,6 +229,14 @@ export const settings = {
       "Redis that rate limits and heavy-request caps live in, so that replicas share them: a caller limited to 10 calls a second gets 10 over all replicas, and `LOUPE_MAX_HEAVY_PER_TENANT` counts every replica's requests. Unset: each process keeps its own in memory. While Redis cannot be reached each process falls back to its own limits, and logs it. Never logged.",
     secret: true,
   },
+  redisKeyPrefix: {
+    env: "LOUPE_REDIS_KEY_PREFIX",
+    schema: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/),
+    default: "loupe:",
+    allowed: "1 to 64 letters, digits, `_`, `.`, `:` or `-`, e.g. `loupe-staging:`",
+    description:
+      "Put before every key Loupe writes in the Redis of `LOUPE_REDIS_URL` (rate limits, heavy-request leases, the job queue): deployments sharing one Redis database need one each, or their workers would take each other's jobs.",
+  },
   logLevel: {
     env: "LOUPE_LOG_LEVEL",
     schema: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]),

@@ -839,6 +839,7 @@ async function buildSharedJobs({
   ]);
   const queue = new RedisWorkQueue({
     url: config.redisUrl,
+    keyPrefix: config.redisKeyPrefix,
     leaseMs: config.jobLeaseMs,
     maxItems: config.jobQueueMaxItems,
   });
@@ -913,7 +914,11 @@ async function buildSharedRateLimiter({
   if (config.redisUrl === undefined) return undefined;
   // Imported on use: the embedded default never loads a Redis client.
   const { openRedisRateLimiter } = await import("./http/limits/redis-rate-limiter.ts");
-  return openRedisRateLimiter({ url: config.redisUrl, logger: logger.child({ component: "rate-limits" }) });
+  return openRedisRateLimiter({
+    url: config.redisUrl,
+    keyPrefix: config.redisKeyPrefix,
+    logger: logger.child({ component: "rate-limits" }),
+  });
 }
 
 /**

@@ -48,6 +48,7 @@ describe("parseConfig", () => {
       keySecret: undefined,
       databaseUrl: undefined,
       redisUrl: undefined,
+      redisKeyPrefix: "loupe:",
       logLevel: "info",
       modelPack: "/opt/loupe/models/shapes-world-tiny",
       modelsDir: "/srv/loupe/models",

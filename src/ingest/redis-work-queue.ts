@@ -266,6 +266,26 @@ export class RedisWorkQueue {
   }
 
   /**
+   * Gives the item back to run in `delayMs`, its attempt not counted: work this worker will not run
+   * (another worker can), put off so that it is not claimed again at once. Nothing if its lease was lost.
+   */
+  async defer(message: WorkMessage, delayMs: number): Promise<boolean> {
+    const same = encodeMessage(message);
+    const moved = await this.#call(() =>
+      this.#redis.eval(
+        RETRY_SCRIPT,
+        2,
+        this.#keys.leased,
+        this.#keys.delayed,
+        same,
+        same,
+        Math.max(0, Math.floor(delayMs)),
+      ),
+    );
+    return Number(moved) > 0;
+  }
+
+  /**
    * Gives leased items back untried, first in line for the next claim (their attempts are not counted):
    * what a worker claimed but will not run itself. Returns how many it still held.
    */

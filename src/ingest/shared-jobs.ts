@@ -560,6 +560,10 @@ export class SharedJobWorker {
     Pick<SharedJobWorkerOptions, "audit" | "logger">;
   readonly #runners: ReadonlyMap<string, SharedJobRunner<unknown>>;
   readonly #abort = new AbortController();
+  /** Kinds of job met that this worker has no runner for (each logged once). */
+  readonly #lacking = new Set<string>();
+  /** When this worker may claim again, after leaving work to others (ms since the epoch). */
+  #pausedUntil = 0;
   #loops: Promise<void>[] = [];
 
   constructor({
@@ -635,6 +639,11 @@ export class SharedJobWorker {
     const signal = this.#abort.signal;
     let failures = 0;
     while (!signal.aborted) {
+      const paused = this.#pausedUntil - Date.now();
+      if (paused > 0) {
+        await waitFor(paused, signal);
+        continue;
+      }
       let claimed: WorkMessage[];
       try {
         claimed = await queue.claim(batchItems);
@@ -680,9 +689,13 @@ export class SharedJobWorker {
     const signal = this.#abort.signal;
     const head = await store.head(jobId);
     const runner = head === undefined ? undefined : this.#runners.get(head.kind);
-    if (head === undefined || runner === undefined) {
-      // A job that no longer exists (or that this version cannot run) leaves nothing to do.
+    if (head === undefined) {
+      // A job that no longer exists leaves nothing to do.
       for (const message of messages) await queue.ack(message);
+      return;
+    }
+    if (runner === undefined) {
+      await this.#leaveToOthers(head, messages);
       return;
     }
     if (runner.batchLimit !== undefined && messages.length > runner.batchLimit) {
@@ -751,6 +764,27 @@ export class SharedJobWorker {
   }
 
   /**
+   * Gives back, untried, the work of a job this worker has no runner for (its kind needs what this
+   * worker lacks: OCR on, a detection head), put off for a while, during which this worker claims nothing:
+   * a worker that has the runner takes it meanwhile. Logged once per kind.
+   */
+  async #leaveToOthers(head: JobHead, messages: readonly WorkMessage[]): Promise<void> {
+    const { queue, logger, idlePollMs } = this.#options;
+    if (!this.#lacking.has(head.kind)) {
+      this.#lacking.add(head.kind);
+      logger?.warn(
+        { jobId: head.id, kind: head.kind },
+        "this worker cannot run jobs of this kind (see the worker's settings); they are left to other workers",
+      );
+    }
+    const delayMs = Math.max(1_000, idlePollMs * 8);
+    for (const message of messages) await queue.defer(message, delayMs);
+    // This worker claims nothing until the work is due and a little after, or it would win it back each
+    // time (its polls fall in step with the delay it set); a worker that can run it takes it meanwhile.
+    this.#pausedUntil = Date.now() + delayMs + 2 * idlePollMs;
+  }
+
+  /**
    * Runs a job-wide step: the listing of a listed job, or the ending of a kind with one. A step that
    * fails for the request (4xx: a pack that cannot be read) fails the job; one that fails for the server
    * is retried after its backoff, and fails the job once its attempts are spent.
@@ -760,12 +794,12 @@ export class SharedJobWorker {
     const signal = this.#abort.signal;
     const head = await store.head(message.jobId);
     const runner = head === undefined ? undefined : this.#runners.get(head.kind);
-    if (
-      head === undefined ||
-      runner === undefined ||
-      (head.status !== "queued" && head.status !== "running")
-    ) {
+    if (head === undefined || (head.status !== "queued" && head.status !== "running")) {
       await queue.ack(message);
+      return;
+    }
+    if (runner === undefined) {
+      await this.#leaveToOthers(head, [message]);
       return;
     }
     const listing = message.index === LIST_STEP;

@@ -175,6 +175,7 @@ export async function runMediaTool({
     killedFor ??= reason;
     child.kill("SIGKILL");
   };
+  const startedAt = performance.now();
   const timer = setTimeout(() => kill("timeout"), timeoutMs);
   const onAbort = () => kill("abort");
   signal?.addEventListener("abort", onAbort, { once: true });
@@ -220,6 +221,8 @@ export async function runMediaTool({
     signal?.removeEventListener("abort", onAbort);
   }
   if (consumerError !== undefined) throw consumerError;
+  // A run that ended past its limit before the timer could fire (a busy event loop) ran past it all the same.
+  if (killedFor === undefined && performance.now() - startedAt > timeoutMs) killedFor = "timeout";
   if (killedFor === "timeout") {
     throw new MediaError(
       `${tool} did not finish within ${timeoutMs} ms and was stopped; the video may be corrupt or too long to process. ` +

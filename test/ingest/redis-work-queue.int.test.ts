@@ -55,6 +55,17 @@ describe("RedisWorkQueue", () => {
     expect(decodeMessage(`${JOB}:-3:1`)).toBeUndefined();
   });
 
+  it("puts off a deferred item, its attempt not counted", async () => {
+    const queue = await open();
+    await queue.enqueue([item(0, 1)]);
+    const [claimed] = await queue.claim(1);
+    expect(await queue.defer(claimed as ReturnType<typeof item>, 300)).toBe(true);
+    expect(await queue.defer(claimed as ReturnType<typeof item>, 300)).toBe(false);
+    expect(await queue.claim(1)).toEqual([]);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(await queue.claim(1)).toEqual([item(0, 1)]);
+  });
+
   it("takes back released items untried, first in line; an item no longer held is not released", async () => {
     const queue = await open();
     await queue.enqueue([item(0), item(1), item(2), item(3)]);

@@ -3,8 +3,8 @@
  * and the processes that run it.
  *
  * {@link startSharedHarness} makes a PostgreSQL database of the test file's own (migrated), clears the
- * queue's keys in the Redis database the file names (one number per file, so files never share a
- * queue; two runs of the suite at once on one Redis would, and take each other's messages), starts
+ * queue's keys in the Redis database the file names (one number per file), under a key prefix of this
+ * run's own (`LOUPE_REDIS_KEY_PREFIX`, so two runs of the suite at once never share a queue), starts
  * Milvus Lite and makes a data dir. On it a test starts API processes
  * ({@link SharedHarness.startApi}: `startLoupe` with role api, in the test's process) and workers
  * ({@link SharedHarness.startWorker}: `loupe serve --role worker`, child processes, so a test can
@@ -12,6 +12,7 @@
  * {@link followEvents}. {@link SharedHarness.cleanup} ends whatever the harness started, in `afterAll`.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -29,8 +30,10 @@ import { ROOT } from "./harness.ts";
 /** The log line a worker writes once it claims work. */
 const WORKER_READY = "loupe worker is running shared ingest jobs";
 
-/** Keys of the shared queue in Redis, cleared before a file's tests. */
-const QUEUE_KEYS = ["loupe:jobs:ready", "loupe:jobs:leased", "loupe:jobs:delayed"] as const;
+/** Keys of the shared queue in Redis under a prefix, cleared before and after a file's tests. */
+function queueKeys(prefix: string): string[] {
+  return ["jobs:ready", "jobs:leased", "jobs:delayed"].map((key) => `${prefix}${key}`);
+}
 
 /** A job as `GET /v1/jobs/{id}` answers it (the fields the shared-job tests read). */
 export interface SharedJob {
@@ -113,6 +116,15 @@ export async function startSharedHarness({
   env?: Record<string, string>;
 }): Promise<SharedHarness> {
   const redisUrl = `${process.env.LOUPE_TEST_REDIS_URL ?? "redis://127.0.0.1:6379"}/${redisDb}`;
+  const keyPrefix = `loupe-test-${name}-${randomUUID().slice(0, 8)}:`;
+  const clearQueue = async () => {
+    const redis = new Redis(redisUrl);
+    try {
+      await redis.del(...queueKeys(keyPrefix));
+    } finally {
+      redis.disconnect();
+    }
+  };
   const apis: RunningLoupe[] = [];
   const workers: WorkerProcess[] = [];
   let database: TestDatabase | undefined;
@@ -126,6 +138,7 @@ export async function startSharedHarness({
     for (const api of apis) await api.stop();
     await milvus?.dispose();
     await database?.drop();
+    await clearQueue().catch(() => undefined);
     if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
   };
 
@@ -137,12 +150,7 @@ export async function startSharedHarness({
     } finally {
       await pool.end();
     }
-    const redis = new Redis(redisUrl);
-    try {
-      await redis.del(...QUEUE_KEYS);
-    } finally {
-      redis.disconnect();
-    }
+    await clearQueue();
     milvus = await startTestMilvusLite();
     dataDir = await mkdtemp(path.join(os.tmpdir(), `loupe-${name}-`));
     const collectionPrefix = uniquePrefix(name);
@@ -151,6 +159,7 @@ export async function startSharedHarness({
       LOUPE_DATA_DIR: dataDir,
       LOUPE_DATABASE_URL: database.url,
       LOUPE_REDIS_URL: redisUrl,
+      LOUPE_REDIS_KEY_PREFIX: keyPrefix,
       MILVUS_ADDRESS: milvus.address,
       LOUPE_COLLECTION_PREFIX: collectionPrefix,
       LOUPE_VENV_DIR: path.join(ROOT, ".venv"),

@@ -5,7 +5,8 @@
  * and followed through another API process.
  *
  * - OCR: text images ingested with OCR off are read by the worker; two requests at once get one job; a
- *   second backfill finds every record read (all skipped, none listed).
+ *   worker with OCR off leaves the job to others; a second backfill finds every record read (all
+ *   skipped, none listed).
  * - Triples: an uploaded image, a stored image's id and a refused item; sent again, found stored.
  * - Regions: the objects of images stored with regions off are found by the worker; then nothing is left.
  * - Pack switch: images of two tenants, a video and a triple are copied to the plain pack; the worker is
@@ -29,6 +30,7 @@ import { renderErrorScreen } from "../helpers/text-images.ts";
 import { makeTestVideo } from "../helpers/video-fixtures.ts";
 import { multipart, renderShapes } from "./harness.ts";
 import {
+  getJob,
   type SharedHarness,
   type SharedJob,
   startSharedHarness,
@@ -88,7 +90,6 @@ beforeAll(async () => {
   });
   plainApi = await harness.startApi({ LOUPE_OCR: "off", LOUPE_REGIONS: "off" });
   ocrApi = await harness.startApi({ LOUPE_OCR: "auto" });
-  worker = await harness.startWorker({ LOUPE_OCR: "auto" });
 }, 180_000);
 
 afterAll(async () => {
@@ -118,7 +119,16 @@ describe("OCR backfill jobs on the shared queue", () => {
     const id = await startedJob(first);
     expect(await startedJob(second)).toBe(id);
 
+    // The only worker has OCR off: it gives the job back for others, and it waits, queued.
+    const noOcr = await harness.startWorker({ LOUPE_OCR: "off" }, { name: "no-ocr" });
+    await noOcr.waitForOutput(
+      new RegExp(`"jobId":"${id}","kind":"ocr".*cannot run jobs of this kind`),
+      30_000,
+    );
+    expect((await getJob(plainApi, id)).status).toBe("queued");
+    worker = await harness.startWorker({ LOUPE_OCR: "auto" });
     const job = await waitForEnd(plainApi, id, 120_000);
+    await noOcr.kill("SIGTERM");
     expect(job).toMatchObject({
       kind: "ocr",
       status: "done",
