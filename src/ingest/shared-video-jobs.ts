@@ -18,7 +18,7 @@ import type { BlobStore } from "../media/blob-store.ts";
 import { type JobItemOutcome, toJobError } from "./jobs.ts";
 import type { NewJobItem } from "./pg-job-store.ts";
 import type { SharedJobRunner } from "./shared-jobs.ts";
-import type { IngestedVideo, VideoIngester } from "./video-ingest.ts";
+import { type VideoIngester, videoJobOutcome } from "./video-ingest.ts";
 
 /** A video of a request, as the route hands it to {@link SharedJobs.createVideos}. */
 export interface SharedVideoItem {
@@ -113,19 +113,6 @@ export async function stageVideoItems({
     throw error;
   }
   return { rows, unstage };
-}
-
-/** A job item's outcome for an ingested video: its id, and its segments and duration as detail. */
-export function videoJobOutcome(video: IngestedVideo): JobItemOutcome {
-  return {
-    status: video.status,
-    id: video.id,
-    detail: {
-      segments: video.segments.length,
-      durationSeconds: video.durationSeconds,
-      ...(video.truncated === undefined ? {} : { truncated: video.truncated }),
-    },
-  };
 }
 
 /** Reads a video item's input back from its row; `undefined` when the row holds nothing runnable. */

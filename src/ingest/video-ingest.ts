@@ -29,6 +29,7 @@ import type { StoredVideoSegment, VectorStore, VideoSegmentRecord } from "../sto
 import { recordId } from "../store/index.ts";
 import type { IngestAnnotator } from "./image-ingest.ts";
 import { type IngestOcr, ocrRecordFields, readImageText } from "./ingest-ocr.ts";
+import type { JobItemOutcome } from "./jobs.ts";
 import {
   deleteRegionsOf,
   type IngestRegions,
@@ -252,6 +253,19 @@ export async function removeStaleTempUploads({
     logger?.info({ dir, files: removed }, "removed the uploads left by interrupted video ingests");
   }
   return removed;
+}
+
+/** A job item's outcome for an ingested video: its id, and its segments and duration as detail. */
+export function videoJobOutcome(video: IngestedVideo): JobItemOutcome {
+  return {
+    status: video.status,
+    id: video.id,
+    detail: {
+      segments: video.segments.length,
+      durationSeconds: video.durationSeconds,
+      ...(video.truncated === undefined ? {} : { truncated: video.truncated }),
+    },
+  };
 }
 
 /**
@@ -1068,15 +1082,7 @@ export async function ingestVideoFiles({
         text,
         signal,
       });
-      report(index, {
-        status: video.status,
-        id: video.id,
-        detail: {
-          segments: video.segments.length,
-          durationSeconds: video.durationSeconds,
-          ...(video.truncated === undefined ? {} : { truncated: video.truncated }),
-        },
-      });
+      report(index, videoJobOutcome(video));
     } catch (error) {
       const known =
         error instanceof AppError

@@ -18,13 +18,13 @@ import type { Config } from "../../config.ts";
 import { AppError, invalidInput, MediaError, ValidationError } from "../../errors.ts";
 import { type JobItemOutcome, type JobRegistry, toJobError } from "../../ingest/jobs.ts";
 import type { SharedJobs } from "../../ingest/shared-jobs.ts";
-import { videoJobOutcome } from "../../ingest/shared-video-jobs.ts";
 import { assertStorableText, toStorableText } from "../../ingest/storable-text.ts";
 import {
   type IngestedVideo,
   VIDEO_CONTENT_TYPES,
   type VideoIngester,
   videoContentType,
+  videoJobOutcome,
 } from "../../ingest/video-ingest.ts";
 import { fetchUrl } from "../../media/url-fetcher.ts";
 import { auditActor, jobAudit, recordWrite } from "../batch-outcome.ts";
